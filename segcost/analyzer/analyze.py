@@ -1,0 +1,160 @@
+"""Walk the IR in topological order, apply the cost rule of each node, sum exactly."""
+
+from __future__ import annotations
+
+from math import prod
+
+from segcost.analyzer.memory import peak_activation_bytes
+from segcost.analyzer.registry import (
+    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, find_rule,
+)
+from segcost.analyzer.result import (
+    AnalysisResult, Coverage, LayerCost, ModelSummary, OpTypeTotal, TensorSummary, Totals,
+)
+from segcost.errors import ShapeError
+from segcost.ir import Graph, dtype_size
+
+
+def analyze(graph: Graph) -> AnalysisResult:
+    """Per-layer and total MACs, flops, params and bytes of `graph` (exact ints)."""
+    _require_static_inputs(graph)
+    order = graph.topological_order()
+    constants = set(graph.initializers)
+    for key in order:
+        node = graph.node(key)
+        if node.op_type == "Constant" and not node.domain:
+            constants.update(node.outputs)
+
+    def tensor_bytes(tensor: str) -> int:
+        shape = graph.shape(tensor)
+        if shape is None or not all(isinstance(dim, int) for dim in shape):
+            return 0
+        return prod(shape) * dtype_size(graph.dtype(tensor))
+
+    layers: list[LayerCost] = []
+    coverage = Coverage()
+    warnings: list[str] = []
+    seen_constants: set[str] = set()
+    for key in order:
+        node = graph.node(key)
+        view = OpView(
+            key=key,
+            node=node,
+            input_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.inputs),
+            output_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.outputs),
+            constant_inputs=tuple(tensor in constants for tensor in node.inputs),
+        )
+        rule = find_rule(node.domain, node.op_type)
+        cost = rule(view) if rule is not None else OpCost(status=UNSUPPORTED)
+        _record_status(coverage, cost.status, node.op_type, key)
+        output_shape = view.output_shape(0)
+        if output_shape is None:
+            output_shape = cost.output_shape
+        elif cost.output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
+            warnings.append(f"{key}: inferred output shape {list(output_shape)} differs from the "
+                            f"{node.op_type} formula's {list(cost.output_shape)}; counted with the formula")
+        params = weight_bytes = 0
+        for tensor in node.inputs:
+            if tensor in constants and tensor not in seen_constants:
+                seen_constants.add(tensor)
+                init = graph.initializers.get(tensor)
+                if init is not None:
+                    params += init.size
+                    weight_bytes += init.nbytes
+                else:  # a Constant node's output
+                    params += _elements(graph.shape(tensor))
+                    weight_bytes += tensor_bytes(tensor)
+        activation_bytes = sum(tensor_bytes(tensor) for tensor in node.inputs if tensor and tensor not in constants)
+        activation_bytes += sum(tensor_bytes(tensor) for tensor in node.outputs if tensor)
+        layers.append(LayerCost(
+            name=key, op_type=node.op_type, domain=node.domain, kind=cost.kind, group=cost.group,
+            kernel=list(cost.kernel) if cost.kernel is not None else None,
+            stride=list(cost.stride) if cost.stride is not None else None,
+            inputs=list(node.inputs), outputs=list(node.outputs),
+            output_shape=list(output_shape) if output_shape is not None else None,
+            macs=cost.macs, flops=2 * cost.macs + cost.flops,
+            bias_flops=cost.flops if cost.macs else 0,
+            params=params, weight_bytes=weight_bytes, activation_bytes=activation_bytes, status=cost.status,
+        ))
+    totals = Totals(
+        macs=sum(layer.macs for layer in layers),
+        flops=sum(layer.flops for layer in layers),
+        params=sum(layer.params for layer in layers),
+        weight_bytes=sum(layer.weight_bytes for layer in layers),
+        activation_bytes=sum(layer.activation_bytes for layer in layers),
+        peak_activation_bytes=peak_activation_bytes(graph, order, tensor_bytes, constants),
+        nodes=len(layers),
+    )
+    totals.gmacs = round(totals.macs / 1e9, 4)
+    shape_note = graph.info.metadata_props.get("segcost.shape_inference")
+    if shape_note:
+        warnings.insert(0, f"shape inference ran non-strict ({shape_note})")
+    return AnalysisResult(
+        model=_model_summary(graph), totals=totals, coverage=coverage, layers=layers,
+        by_op_type=_by_op_type(layers), warnings=warnings,
+    )
+
+
+def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> None:
+    if status == COUNTED:
+        coverage.counted += 1
+    elif status == ZERO_BY_CONVENTION:
+        coverage.zero_by_convention += 1
+    elif status == SHAPE_UNKNOWN:
+        coverage.shape_unknown.append(f"{op_type}:{key}")
+    else:
+        coverage.unsupported.append(f"{op_type}:{key}")
+        coverage.unknown_ops[op_type] = coverage.unknown_ops.get(op_type, 0) + 1
+
+
+def _elements(shape) -> int:
+    if shape is None or not all(isinstance(dim, int) for dim in shape):
+        return 0
+    return prod(shape)
+
+
+def _by_op_type(layers: list[LayerCost]) -> dict[str, OpTypeTotal]:
+    totals: dict[str, OpTypeTotal] = {}
+    for layer in layers:
+        total = totals.setdefault(layer.op_type, OpTypeTotal())
+        total.count += 1
+        total.macs += layer.macs
+        total.flops += layer.flops
+        total.params += layer.params
+    return dict(sorted(totals.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))
+
+
+def _require_static_inputs(graph: Graph) -> None:
+    from segcost.frontends.onnx import symbolic_inputs
+
+    symbolic = symbolic_inputs(graph)
+    if not symbolic:
+        return
+    name, axis, symbol = symbolic[0]
+    shape = graph.shape(name)
+    if shape is None:
+        raise ShapeError(f"input {name!r} has no shape in the model; pass --input-shape {name}=1x3xHxW")
+    example = "x".join(str(dim) if isinstance(dim, int) and dim > 0 else "1" for dim in shape)
+    raise ShapeError(f"input {name!r} has symbolic dimension {symbol!r} at axis {axis}; "
+                     f"pass --input-shape {name}={example} (with your sizes)")
+
+
+def _dtype_name(dtype: int) -> str:
+    import onnx
+
+    try:
+        return onnx.TensorProto.DataType.Name(dtype).lower()
+    except ValueError:
+        return f"type{dtype}"
+
+
+def _model_summary(graph: Graph) -> ModelSummary:
+    def summary(name: str) -> TensorSummary:
+        shape = graph.shape(name)
+        return TensorSummary(name, list(shape) if shape is not None else None, _dtype_name(graph.dtype(name)))
+
+    return ModelSummary(
+        path=graph.info.path, opset=graph.info.opset,
+        producer=" ".join(filter(None, [graph.info.producer_name, graph.info.producer_version])),
+        inputs=[summary(name) for name in graph.inputs], outputs=[summary(name) for name in graph.outputs],
+    )

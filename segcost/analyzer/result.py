@@ -1,0 +1,121 @@
+"""Result dataclasses of an analysis; reports render these and never compute costs.
+
+`to_dict()` produces the ``segcost.analysis/1`` JSON schema of DESIGN.md; every count
+is an exact Python int.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "segcost.analysis/1"
+
+CONVENTIONS = {
+    "macs": "multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, RNN cells and their "
+            "quantized/fused forms; batch included",
+    "flops": "2*macs + one per elementary op of everything else (bias add, BN, activation, "
+             "pooling, resize, elementwise)",
+    "bias": "not MACs; bias adds counted in flops",
+    "batchnorm": "not MACs; 2 flops per element",
+    "activation": "not MACs; 1-8 flops per element by op (see `segcost ops`)",
+    "pooling": "not MACs; one flop per window element",
+    "resize": "not MACs; nearest 0, linear 2*2^r-1 flops per output element",
+    "params": "initializer elements, each counted once at its first consumer",
+}
+
+
+@dataclass
+class LayerCost:
+    name: str
+    op_type: str
+    kind: str
+    group: int | None
+    kernel: list[int] | None
+    stride: list[int] | None
+    inputs: list[str]
+    outputs: list[str]
+    output_shape: list[int] | None
+    macs: int
+    flops: int
+    bias_flops: int
+    params: int
+    weight_bytes: int
+    activation_bytes: int
+    status: str
+    domain: str = ""
+
+
+@dataclass
+class Totals:
+    macs: int = 0
+    gmacs: float = 0.0
+    flops: int = 0
+    params: int = 0
+    weight_bytes: int = 0
+    activation_bytes: int = 0
+    peak_activation_bytes: int = 0
+    nodes: int = 0
+
+
+@dataclass
+class Coverage:
+    counted: int = 0
+    zero_by_convention: int = 0
+    unsupported: list[str] = field(default_factory=list)     # "OpType:node"
+    shape_unknown: list[str] = field(default_factory=list)   # non-MAC ops whose flops are unknown
+    unknown_ops: dict[str, int] = field(default_factory=dict)  # op type → count
+
+    @property
+    def nodes_covered_pct(self) -> float:
+        total = self.counted + self.zero_by_convention + len(self.unsupported) + len(self.shape_unknown)
+        return 100.0 if total == 0 else 100.0 * (self.counted + self.zero_by_convention) / total
+
+
+@dataclass
+class TensorSummary:
+    name: str
+    shape: list[int | str | None] | None
+    dtype: str
+
+
+@dataclass
+class ModelSummary:
+    path: str | None
+    opset: int
+    producer: str
+    inputs: list[TensorSummary]
+    outputs: list[TensorSummary]
+
+
+@dataclass
+class OpTypeTotal:
+    count: int = 0
+    macs: int = 0
+    flops: int = 0
+    params: int = 0
+
+
+@dataclass
+class AnalysisResult:
+    model: ModelSummary
+    totals: Totals
+    coverage: Coverage
+    layers: list[LayerCost]
+    by_op_type: dict[str, OpTypeTotal]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        coverage = asdict(self.coverage)
+        coverage["nodes_covered_pct"] = round(self.coverage.nodes_covered_pct, 2)
+        return {
+            "schema": SCHEMA,
+            "model": asdict(self.model),
+            "conventions": CONVENTIONS,
+            "totals": asdict(self.totals),
+            "coverage": coverage,
+            "unknown_ops": dict(self.coverage.unknown_ops),
+            "layers": [asdict(layer) for layer in self.layers],
+            "by_op_type": {op_type: asdict(total) for op_type, total in self.by_op_type.items()},
+            "warnings": list(self.warnings),
+        }

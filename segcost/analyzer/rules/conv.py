@@ -1,0 +1,138 @@
+"""Convolution rules: Conv, ConvTranspose and their quantized / fused forms.
+
+MACs = N · C_out · prod(spatial_out) · (C_in / group) · prod(kernel) for Conv and
+N · C_in · prod(spatial_in) · (C_out / group) · prod(kernel) for ConvTranspose, where
+C_in/group (resp. C_out/group) is read from the weight's dim 1, so grouped and depthwise
+convolutions need no special case. Spatial sizes come from shape inference; when it gave
+none they are derived here from pads/auto_pad/strides/dilations, so an exact count never
+depends on inference succeeding for the whole graph.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from segcost.analyzer.registry import OpCost, OpView, cost_rule
+from segcost.errors import ShapeError
+
+
+def _spatial_attrs(op: OpView, rank: int) -> tuple[list[int], list[int], list[int]]:
+    strides = list(op.attr("strides") or [1] * rank)
+    dilations = list(op.attr("dilations") or [1] * rank)
+    pads = list(op.attr("pads") or [0] * (2 * rank))
+    if len(strides) != rank or len(dilations) != rank or len(pads) != 2 * rank:
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): strides/dilations/pads do not match "
+                         f"the {rank}-D kernel")
+    return strides, dilations, pads
+
+
+def conv_output_spatial(op: OpView, spatial_in: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[int, ...]:
+    """Output spatial size of Conv per the ONNX spec (explicit pads or auto_pad)."""
+    strides, dilations, pads = _spatial_attrs(op, len(kernel))
+    auto_pad = _auto_pad(op)
+    out = []
+    for axis, (size, k, s, d) in enumerate(zip(spatial_in, kernel, strides, dilations)):
+        effective = d * (k - 1) + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(-(-size // s))
+        elif auto_pad == "VALID":
+            out.append((size - effective) // s + 1)
+        else:
+            out.append((size + pads[axis] + pads[axis + len(kernel)] - effective) // s + 1)
+    if any(dim <= 0 for dim in out):
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): input spatial size {list(spatial_in)} is too small "
+                         f"for kernel {list(kernel)} (output {out})")
+    return tuple(out)
+
+
+def conv_transpose_output_spatial(op: OpView, spatial_in: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[int, ...]:
+    """Output spatial size of ConvTranspose: output_shape if given, else s·(in−1)+op+d·(k−1)+1−pads."""
+    output_shape = op.attr("output_shape")
+    if output_shape:
+        return tuple(int(dim) for dim in output_shape[-len(kernel):])
+    strides, dilations, pads = _spatial_attrs(op, len(kernel))
+    output_padding = list(op.attr("output_padding") or [0] * len(kernel))
+    auto_pad = _auto_pad(op)
+    out = []
+    for axis, (size, k, s, d) in enumerate(zip(spatial_in, kernel, strides, dilations)):
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(size * s)
+            continue
+        total_pad = 0 if auto_pad == "VALID" else pads[axis] + pads[axis + len(kernel)]
+        out.append(s * (size - 1) + output_padding[axis] + d * (k - 1) + 1 - total_pad)
+    return tuple(out)
+
+
+def _auto_pad(op: OpView) -> str:
+    auto_pad = op.attr("auto_pad", "NOTSET")
+    return auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+
+
+def conv_kind(group: int, in_channels: int, weight_shape: tuple[int, ...]) -> str:
+    """depthwise (one input channel per group, group == C_in), grouped, pointwise (1×…×1) or dense."""
+    kernel = weight_shape[2:]
+    if group > 1:
+        return "depthwise" if weight_shape[1] == 1 and group == in_channels else "grouped"
+    return "pointwise" if all(k == 1 for k in kernel) else "dense"
+
+
+def _conv_cost(op: OpView, x_index: int, w_index: int, bias_index: int | None) -> OpCost:
+    x_shape = op.input_shape(x_index)
+    w_shape = op.input_shape(w_index)
+    group = int(op.attr("group", 1))
+    if len(x_shape) < 3 or len(w_shape) != len(x_shape):
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): input rank {len(x_shape)} and weight rank "
+                         f"{len(w_shape)} do not form an N-D convolution")
+    if group <= 0 or x_shape[1] != w_shape[1] * group:
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): input has {x_shape[1]} channels but weight "
+                         f"{list(w_shape)} with group={group} expects {w_shape[1] * group}")
+    kernel = w_shape[2:]
+    spatial_out = conv_output_spatial(op, x_shape[2:], kernel)
+    output_shape = (x_shape[0], w_shape[0], *spatial_out)
+    macs = prod(output_shape) * w_shape[1] * prod(kernel)
+    bias_adds = prod(output_shape) if bias_index is not None and op.has_input(bias_index) else 0
+    strides, _, _ = _spatial_attrs(op, len(kernel))
+    return OpCost(macs=macs, flops=bias_adds, kind=conv_kind(group, x_shape[1], w_shape), group=group,
+                  kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape)
+
+
+@cost_rule("Conv")
+@cost_rule("FusedConv", domains=("com.microsoft",))
+def conv(op: OpView) -> OpCost:
+    """MACs = N·C_out·prod(out_spatial)·(C_in/group)·prod(kernel); flops += one add per output if biased."""
+    return _conv_cost(op, x_index=0, w_index=1, bias_index=2)
+
+
+@cost_rule("ConvInteger")
+def conv_integer(op: OpView) -> OpCost:
+    """MACs as Conv (inputs x, w, x_zero_point, w_zero_point); no bias."""
+    return _conv_cost(op, x_index=0, w_index=1, bias_index=None)
+
+
+@cost_rule("QLinearConv")
+def qlinear_conv(op: OpView) -> OpCost:
+    """MACs as Conv (inputs x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, bias); bias adds as Conv."""
+    return _conv_cost(op, x_index=0, w_index=3, bias_index=8)
+
+
+@cost_rule("ConvTranspose")
+def conv_transpose(op: OpView) -> OpCost:
+    """MACs = N·C_in·prod(in_spatial)·(C_out/group)·prod(kernel); flops += one add per output if biased."""
+    x_shape = op.input_shape(0)
+    w_shape = op.input_shape(1)
+    group = int(op.attr("group", 1))
+    if len(x_shape) < 3 or len(w_shape) != len(x_shape):
+        raise ShapeError(f"node {op.key!r} (ConvTranspose): input rank {len(x_shape)} and weight rank "
+                         f"{len(w_shape)} do not form an N-D convolution")
+    if group <= 0 or x_shape[1] != w_shape[0]:
+        raise ShapeError(f"node {op.key!r} (ConvTranspose): input has {x_shape[1]} channels, "
+                         f"weight {list(w_shape)} expects {w_shape[0]}")
+    kernel = w_shape[2:]
+    spatial_out = op.output_shape(0)[2:] if op.output_shape(0) else conv_transpose_output_spatial(op, x_shape[2:], kernel)
+    output_shape = (x_shape[0], w_shape[1] * group, *spatial_out)
+    macs = prod(x_shape) * w_shape[1] * prod(kernel)
+    bias_adds = prod(output_shape) if op.has_input(2) else 0
+    strides, _, _ = _spatial_attrs(op, len(kernel))
+    kind = "depthwise" if group > 1 and group == x_shape[1] and w_shape[1] == 1 else ("grouped" if group > 1 else "dense")
+    return OpCost(macs=macs, flops=bias_adds, kind=kind, group=group, kernel=tuple(kernel),
+                  stride=tuple(strides), output_shape=output_shape)

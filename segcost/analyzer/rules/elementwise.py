@@ -1,0 +1,100 @@
+"""Per-element rules: activations, arithmetic, normalization, (de)quantization.
+
+None of these are MACs. Their flops are elementary operations per output element, with
+the count per element stated in each rule's docstring (e.g. Sigmoid = 4: neg, exp, add,
+div). The counts follow the usual convention of fvcore/onnx-tool where one exists.
+"""
+
+from __future__ import annotations
+
+from segcost.analyzer.registry import SHAPE_UNKNOWN, OpCost, OpView, cost_rule
+
+
+def per_element(op: OpView, flops_per_element: int) -> OpCost:
+    """flops = flops_per_element × output elements; status shape_unknown when no shape is known."""
+    elements = op.output_elements(0)
+    if elements is None:
+        return OpCost(status=SHAPE_UNKNOWN)
+    return OpCost(flops=flops_per_element * elements)
+
+
+@cost_rule("Relu", "Abs", "Neg", "Sign", "Floor", "Ceil", "Round", "Not", "Reciprocal", "Sqrt", "Exp",
+           "Log", "Tanh", "Erf", "Sin", "Cos", "IsNaN", "IsInf", "Softsign")
+def unary(op: OpView) -> OpCost:
+    """flops = 1 per output element (one elementary op, e.g. max(x, 0), exp(x))."""
+    return per_element(op, 1)
+
+
+@cost_rule("LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus", "Clip")
+def two_step(op: OpView) -> OpCost:
+    """flops = 2 per output element (compare + scale, or min + max for Clip)."""
+    return per_element(op, 2)
+
+
+@cost_rule("HardSigmoid")
+def hard_sigmoid(op: OpView) -> OpCost:
+    """flops = 3 per output element (α·x + β, then clip to [0, 1] as min + max counted as one)."""
+    return per_element(op, 3)
+
+
+@cost_rule("Sigmoid")
+def sigmoid(op: OpView) -> OpCost:
+    """flops = 4 per output element (neg, exp, add 1, divide)."""
+    return per_element(op, 4)
+
+
+@cost_rule("HardSwish")
+def hard_swish(op: OpView) -> OpCost:
+    """flops = 4 per output element (x·hardsigmoid(x): 3 for hardsigmoid + 1 mul)."""
+    return per_element(op, 4)
+
+
+@cost_rule("Gelu", "Mish")
+def gelu(op: OpView) -> OpCost:
+    """flops = 8 per output element (tanh/erf approximation: ~8 elementary ops)."""
+    return per_element(op, 8)
+
+
+@cost_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "Equal", "Greater",
+           "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "BitShift")
+def nary(op: OpView) -> OpCost:
+    """flops = (inputs − 1) per output element (an n-ary op combines n values with n−1 ops)."""
+    present = sum(1 for tensor in op.node.inputs if tensor)
+    return per_element(op, max(present - 1, 1))
+
+
+@cost_rule("BatchNormalization")
+def batch_normalization(op: OpView) -> OpCost:
+    """flops = 2 per output element (inference form: x·scale′ + shift′ with folded statistics)."""
+    return per_element(op, 2)
+
+
+@cost_rule("InstanceNormalization", "LayerNormalization", "GroupNormalization",
+           "MeanVarianceNormalization", "LpNormalization")
+def normalization(op: OpView) -> OpCost:
+    """flops = 5 per output element (mean, variance, subtract, divide, affine)."""
+    return per_element(op, 5)
+
+
+@cost_rule("Softmax", "LogSoftmax")
+def softmax(op: OpView) -> OpCost:
+    """flops = 4 per output element (subtract max, exp, sum, divide)."""
+    return per_element(op, 4)
+
+
+@cost_rule("QuantizeLinear")
+def quantize_linear(op: OpView) -> OpCost:
+    """flops = 3 per output element (divide by scale, round, add zero point; saturation free)."""
+    return per_element(op, 3)
+
+
+@cost_rule("DequantizeLinear")
+def dequantize_linear(op: OpView) -> OpCost:
+    """flops = 2 per output element (subtract zero point, multiply by scale)."""
+    return per_element(op, 2)
+
+
+@cost_rule("DynamicQuantizeLinear")
+def dynamic_quantize_linear(op: OpView) -> OpCost:
+    """flops = 5 per output element (min/max scan + the 3 of QuantizeLinear)."""
+    return per_element(op, 5)

@@ -1,0 +1,106 @@
+"""Matrix-product rules: Gemm, MatMul (batched, broadcast) and quantized forms, RNN cells.
+
+MACs = batch · M · N · K, the batch being the broadcast of the operands' leading dims.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from segcost.analyzer.registry import OpCost, OpView, cost_rule
+from segcost.errors import ShapeError
+
+
+def _broadcast(op: OpView, left: tuple[int, ...], right: tuple[int, ...]) -> tuple[int, ...]:
+    width = max(len(left), len(right))
+    left = (1,) * (width - len(left)) + left
+    right = (1,) * (width - len(right)) + right
+    out = []
+    for a, b in zip(left, right):
+        if a != b and 1 not in (a, b):
+            raise ShapeError(f"node {op.key!r} ({op.op_type}): batch dims {list(left)} and {list(right)} "
+                             "do not broadcast")
+        out.append(max(a, b) if 0 not in (a, b) else 0)
+    return tuple(out)
+
+
+def _matmul_cost(op: OpView, a_index: int, b_index: int) -> OpCost:
+    a_shape = op.input_shape(a_index)
+    b_shape = op.input_shape(b_index)
+    if not a_shape or not b_shape:
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): MatMul of a scalar is undefined")
+    # numpy semantics: a 1-D operand is promoted to a matrix and the added dim dropped after.
+    a_matrix = (1, *a_shape) if len(a_shape) == 1 else a_shape
+    b_matrix = (*b_shape, 1) if len(b_shape) == 1 else b_shape
+    m, k = a_matrix[-2:]
+    k_b, n = b_matrix[-2:]
+    if k != k_b:
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): inner dims differ ({list(a_shape)} × {list(b_shape)})")
+    batch = _broadcast(op, a_matrix[:-2], b_matrix[:-2])
+    output_shape = (*batch, *(() if len(a_shape) == 1 else (m,)), *(() if len(b_shape) == 1 else (n,)))
+    return OpCost(macs=prod(batch) * m * n * k, kind="dense", output_shape=output_shape)
+
+
+@cost_rule("MatMul")
+def matmul(op: OpView) -> OpCost:
+    """MACs = prod(broadcast batch dims)·M·N·K (numpy matmul semantics, 1-D operands promoted)."""
+    return _matmul_cost(op, 0, 1)
+
+
+@cost_rule("MatMulInteger")
+def matmul_integer(op: OpView) -> OpCost:
+    """MACs as MatMul (inputs A, B, a_zero_point, b_zero_point)."""
+    return _matmul_cost(op, 0, 1)
+
+
+@cost_rule("QLinearMatMul")
+def qlinear_matmul(op: OpView) -> OpCost:
+    """MACs as MatMul (inputs a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp)."""
+    return _matmul_cost(op, 0, 3)
+
+
+@cost_rule("Gemm")
+def gemm(op: OpView) -> OpCost:
+    """MACs = M·N·K of op(A)·op(B); flops += M·N for the C add when C is given."""
+    a_shape = op.input_shape(0)
+    b_shape = op.input_shape(1)
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        raise ShapeError(f"node {op.key!r} (Gemm): A and B must be 2-D, got {list(a_shape)} and {list(b_shape)}")
+    m, k = reversed(a_shape) if op.attr("transA", 0) else a_shape
+    k_b, n = reversed(b_shape) if op.attr("transB", 0) else b_shape
+    if k != k_b:
+        raise ShapeError(f"node {op.key!r} (Gemm): inner dims differ ({list(a_shape)} × {list(b_shape)}, "
+                         f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)})")
+    bias_adds = m * n if op.has_input(2) else 0
+    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
+
+
+def _recurrent_cost(op: OpView) -> OpCost:
+    # The gate count is implied by the weight's gates·hidden rows, so one helper serves all three.
+    x_shape = op.input_shape(0)   # [seq, batch, input] (layout=0) or [batch, seq, input]
+    w_shape = op.input_shape(1)   # [directions, gates·hidden, input]
+    r_shape = op.input_shape(2)   # [directions, gates·hidden, hidden]
+    seq, batch = (x_shape[1], x_shape[0]) if op.attr("layout", 0) else (x_shape[0], x_shape[1])
+    directions = w_shape[0]
+    gate_rows = w_shape[1]
+    per_step = gate_rows * (w_shape[2] + r_shape[2])
+    bias_adds = seq * batch * directions * gate_rows * 2 if op.has_input(3) else 0
+    return OpCost(macs=seq * batch * directions * per_step, flops=bias_adds, kind="dense")
+
+
+@cost_rule("LSTM")
+def lstm(op: OpView) -> OpCost:
+    """MACs = T·batch·directions·4H·(I+H) (input and recurrent weights, every step)."""
+    return _recurrent_cost(op)
+
+
+@cost_rule("GRU")
+def gru(op: OpView) -> OpCost:
+    """MACs = T·batch·directions·3H·(I+H)."""
+    return _recurrent_cost(op)
+
+
+@cost_rule("RNN")
+def rnn(op: OpView) -> OpCost:
+    """MACs = T·batch·directions·H·(I+H)."""
+    return _recurrent_cost(op)

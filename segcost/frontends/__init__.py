@@ -1,0 +1,1 @@
+"""Frontends: `onnx` (safe loader, always available) and `torch` (optional extra)."""

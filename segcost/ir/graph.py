@@ -1,0 +1,287 @@
+"""The segcost IR: a networkx.DiGraph of operator nodes plus tensor tables.
+
+Nodes of the DiGraph are keyed by a unique string (the ONNX node name when it is unique,
+else a generated one); the data of each node is a `Node` under the key ``"node"``. An
+edge u → v means v consumes at least one tensor that u produces; the tensor names are on
+the edge under ``"tensors"``. Tensor metadata, constant tensors (initializers) and the
+graph's inputs/outputs live in plain dicts/lists beside the DiGraph, so analysis and
+passes read shapes without touching protobufs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import networkx as nx
+import numpy as np
+
+# A dimension is an int (known), a str (symbolic, e.g. "batch") or None (unknown).
+Dim = int | str | None
+Shape = tuple[Dim, ...]
+
+
+@dataclass
+class TensorInfo:
+    """Static type of a tensor: ONNX element type and shape (None when the rank is unknown)."""
+
+    name: str
+    dtype: int = 0
+    shape: Shape | None = None
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape is not None and all(isinstance(dim, int) for dim in self.shape)
+
+
+@dataclass
+class Node:
+    """One operator. `attrs` holds decoded values; `attr_types` keeps the ONNX types for export."""
+
+    name: str
+    op_type: str
+    domain: str = ""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    attr_types: dict[str, int] = field(default_factory=dict)
+    doc_string: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.attrs.get(name, default)
+
+
+class Initializer:
+    """A constant tensor whose data is read only when asked for.
+
+    Analysis needs shapes, not data, so loading a 130 MB model must not convert every
+    weight to numpy. The source is either the original TensorProto (inline data), an
+    external-data file region (validated by the loader), or an array set by a pass.
+    """
+
+    __slots__ = ("name", "dtype", "shape", "_proto", "_array", "_external")
+
+    def __init__(self, name: str, dtype: int, shape: tuple[int, ...], proto: Any = None,
+                 array: np.ndarray | None = None, external: tuple[Path, int, int] | None = None):
+        self.name = name
+        self.dtype = dtype
+        self.shape = tuple(int(dim) for dim in shape)
+        self._proto = proto
+        self._array = array
+        self._external = external  # (file, offset, length) — already checked to be inside the model dir
+
+    @classmethod
+    def from_array(cls, name: str, array: np.ndarray) -> Initializer:
+        from onnx import helper
+
+        return cls(name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape, array=array)
+
+    @property
+    def size(self) -> int:
+        """Number of elements (exact int)."""
+        return int(np.prod(self.shape, dtype=object)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * dtype_size(self.dtype)
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = self._load()
+        return self._array
+
+    def _load(self) -> np.ndarray:
+        from onnx import helper, numpy_helper
+
+        if self._external is not None:
+            path, offset, length = self._external
+            np_dtype = helper.tensor_dtype_to_np_dtype(self.dtype)
+            count = length // np.dtype(np_dtype).itemsize
+            # np.fromfile reads only the region; no copy of the rest of the file.
+            data = np.fromfile(path, dtype=np.dtype(np_dtype).newbyteorder("<"), count=count, offset=offset)
+            return data.reshape(self.shape)
+        return numpy_helper.to_array(self._proto)
+
+    def to_proto(self) -> Any:
+        """TensorProto with inline data; the original proto is reused when untouched."""
+        from onnx import numpy_helper
+
+        if self._proto is not None and self._external is None and self._array is None:
+            return self._proto
+        return numpy_helper.from_array(np.ascontiguousarray(self.array), self.name)
+
+    def __repr__(self) -> str:
+        return f"Initializer({self.name!r}, dtype={self.dtype}, shape={self.shape})"
+
+
+def dtype_size(dtype: int) -> int:
+    """Bytes per element of an ONNX element type (sub-byte types round up to 1; unknown 0)."""
+    return _DTYPE_BYTES.get(dtype, 0)
+
+
+# ONNX TensorProto.DataType → bytes. Written out instead of importing onnx so that the IR
+# stays importable without touching onnx's C extension.
+_DTYPE_BYTES = {
+    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 8: 0, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8,
+    14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1, 25: 1, 26: 1,
+}
+
+
+@dataclass
+class ModelInfo:
+    """Model-level fields carried through the IR untouched so export reproduces them."""
+
+    ir_version: int = 8
+    opset_imports: dict[str, int] = field(default_factory=lambda: {"": 17})
+    producer_name: str = ""
+    producer_version: str = ""
+    domain: str = ""
+    model_version: int = 0
+    doc_string: str = ""
+    graph_name: str = "graph"
+    graph_doc_string: str = ""
+    metadata_props: dict[str, str] = field(default_factory=dict)
+    functions: list[Any] = field(default_factory=list)  # FunctionProtos, passed through
+    path: str | None = None
+
+    @property
+    def opset(self) -> int:
+        return self.opset_imports.get("", self.opset_imports.get("ai.onnx", 0))
+
+
+class Graph:
+    """The IR. `dag` is the single source of truth for nodes and their order."""
+
+    def __init__(self, info: ModelInfo | None = None):
+        self.dag = nx.DiGraph()
+        self.info = info or ModelInfo()
+        self.tensors: dict[str, TensorInfo] = {}
+        self.initializers: dict[str, Initializer] = {}
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self._producer: dict[str, str] = {}
+        self._consumers: dict[str, set[str]] = {}
+        self._next_order = 0
+
+    # -- nodes ---------------------------------------------------------------------------
+    def add_node(self, node: Node, key: str | None = None) -> str:
+        """Insert a node and wire edges to the producers of its inputs and the consumers of its outputs.
+
+        Order does not matter: a consumer may be added before its producer (files that are
+        not topologically sorted, or passes replacing a node).
+        """
+        from segcost.errors import GraphError
+
+        key = key or self._unique_key(node.name or node.op_type)
+        if key in self.dag:
+            raise GraphError(f"duplicate node key {key!r}")
+        node.meta.setdefault("order", self._next_order)
+        self._next_order = max(self._next_order, node.meta["order"]) + 1
+        self.dag.add_node(key, node=node)
+        for tensor in node.outputs:
+            if not tensor:
+                continue
+            other = self._producer.get(tensor)
+            if other is not None:
+                self.dag.remove_node(key)
+                raise GraphError(f"tensor {tensor!r} is produced by two nodes: {other!r} and {key!r}")
+            self._producer[tensor] = key
+            for consumer in self._consumers.get(tensor, ()):
+                self._add_edge(key, consumer, tensor)
+        for tensor in node.inputs:
+            if not tensor:
+                continue  # an omitted optional input
+            self._consumers.setdefault(tensor, set()).add(key)
+            producer = self._producer.get(tensor)
+            if producer is not None:
+                self._add_edge(producer, key, tensor)
+        return key
+
+    def remove_node(self, key: str) -> None:
+        node = self.node(key)
+        for tensor in node.outputs:
+            if self._producer.get(tensor) == key:
+                del self._producer[tensor]
+        for tensor in node.inputs:
+            users = self._consumers.get(tensor)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self._consumers[tensor]
+        self.dag.remove_node(key)
+
+    def replace_input(self, key: str, old: str, new: str) -> None:
+        """Make node `key` read `new` wherever it read `old`, keeping edges in sync."""
+        node = self.node(key)
+        node.inputs = [new if tensor == old else tensor for tensor in node.inputs]
+        self._consumers.get(old, set()).discard(key)
+        if old in self._consumers and not self._consumers[old]:
+            del self._consumers[old]
+        old_producer = self._producer.get(old)
+        if old_producer is not None and self.dag.has_edge(old_producer, key):
+            tensors = self.dag.edges[old_producer, key]["tensors"]
+            tensors.discard(old)
+            if not tensors:
+                self.dag.remove_edge(old_producer, key)
+        self._consumers.setdefault(new, set()).add(key)
+        new_producer = self._producer.get(new)
+        if new_producer is not None:
+            self._add_edge(new_producer, key, new)
+
+    def node(self, key: str) -> Node:
+        return self.dag.nodes[key]["node"]
+
+    def producer(self, tensor: str) -> str | None:
+        return self._producer.get(tensor)
+
+    def consumers(self, tensor: str) -> list[str]:
+        return sorted(self._consumers.get(tensor, ()))
+
+    def topological_order(self) -> list[str]:
+        """Node keys in a topological order that keeps the original file order where it can.
+
+        Raises networkx.NetworkXUnfeasible on a cycle (the loader turns that into a GraphError).
+        """
+        order = {key: data["node"].meta.get("order", 0) for key, data in self.dag.nodes(data=True)}
+        return list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.topological_order())
+
+    def __len__(self) -> int:
+        return self.dag.number_of_nodes()
+
+    def is_constant(self, tensor: str) -> bool:
+        return tensor in self.initializers
+
+    def shape(self, tensor: str) -> Shape | None:
+        info = self.tensors.get(tensor)
+        if info is not None and info.shape is not None:
+            return info.shape
+        init = self.initializers.get(tensor)
+        return init.shape if init is not None else None
+
+    def dtype(self, tensor: str) -> int:
+        info = self.tensors.get(tensor)
+        if info is not None and info.dtype:
+            return info.dtype
+        init = self.initializers.get(tensor)
+        return init.dtype if init is not None else 0
+
+    # -- internals -----------------------------------------------------------------------
+    def _unique_key(self, base: str) -> str:
+        if base not in self.dag:
+            return base
+        suffix = 1
+        while f"{base}__{suffix}" in self.dag:
+            suffix += 1
+        return f"{base}__{suffix}"
+
+    def _add_edge(self, producer: str, consumer: str, tensor: str) -> None:
+        if self.dag.has_edge(producer, consumer):
+            self.dag.edges[producer, consumer]["tensors"].add(tensor)
+        else:
+            self.dag.add_edge(producer, consumer, tensors={tensor})

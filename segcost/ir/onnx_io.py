@@ -1,0 +1,151 @@
+"""ONNX ModelProto ⇄ IR.
+
+`from_model` builds the IR from an already validated ModelProto (the frontend loader does
+the file handling and safety checks); `to_model` writes it back. The round trip keeps node
+names, attributes (with their ONNX types), initializers, inputs/outputs, value infos,
+opset imports, metadata and local functions, so the exported model runs identically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import onnx
+from onnx import helper
+
+from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
+
+ExternalResolver = Callable[[onnx.TensorProto], tuple[Path, int, int]]
+
+
+def shape_of(type_proto: onnx.TypeProto) -> tuple[int, Shape | None]:
+    """(elem_type, shape) of a tensor TypeProto; dims are int, symbol str, or None."""
+    if not type_proto.HasField("tensor_type"):
+        return 0, None
+    tensor_type = type_proto.tensor_type
+    if not tensor_type.HasField("shape"):
+        return tensor_type.elem_type, None
+    dims: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(int(dim.dim_value))
+        elif dim.HasField("dim_param"):
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return tensor_type.elem_type, tuple(dims)
+
+
+def read_value_infos(graph: Graph, value_infos) -> None:
+    """Record every tensor type in `value_infos` into graph.tensors (later entries refine)."""
+    for value_info in value_infos:
+        dtype, shape = shape_of(value_info.type)
+        known = graph.tensors.get(value_info.name)
+        if known is not None and shape is None:
+            shape = known.shape
+        graph.tensors[value_info.name] = TensorInfo(value_info.name, dtype or (known.dtype if known else 0), shape)
+
+
+def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None) -> Graph:
+    """Build the IR. Initializer data stays in its TensorProto or external file until needed."""
+    onnx_graph = model.graph
+    info = ModelInfo(
+        ir_version=model.ir_version,
+        opset_imports={opset.domain: opset.version for opset in model.opset_import},
+        producer_name=model.producer_name,
+        producer_version=model.producer_version,
+        domain=model.domain,
+        model_version=model.model_version,
+        doc_string=model.doc_string,
+        graph_name=onnx_graph.name or "graph",
+        graph_doc_string=onnx_graph.doc_string,
+        metadata_props={prop.key: prop.value for prop in model.metadata_props},
+        functions=list(model.functions),
+    )
+    graph = Graph(info)
+    for tensor in onnx_graph.initializer:
+        external = None
+        if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
+            external = resolve_external(tensor)
+        graph.initializers[tensor.name] = Initializer(
+            tensor.name, tensor.data_type, tuple(tensor.dims), proto=tensor, external=external)
+    initializer_names = graph.initializers.keys()
+    graph.inputs = [value.name for value in onnx_graph.input if value.name not in initializer_names]
+    graph.outputs = [value.name for value in onnx_graph.output]
+    read_value_infos(graph, onnx_graph.input)
+    read_value_infos(graph, onnx_graph.value_info)
+    read_value_infos(graph, onnx_graph.output)
+    for index, node_proto in enumerate(onnx_graph.node):
+        attrs, attr_types = {}, {}
+        for attribute in node_proto.attribute:
+            attrs[attribute.name] = helper.get_attribute_value(attribute)
+            attr_types[attribute.name] = attribute.type
+        node = Node(
+            name=node_proto.name,
+            op_type=node_proto.op_type,
+            domain=node_proto.domain,
+            inputs=list(node_proto.input),
+            outputs=list(node_proto.output),
+            attrs=attrs,
+            attr_types=attr_types,
+            doc_string=node_proto.doc_string,
+            meta={"order": index},
+        )
+        graph.add_node(node, key=_node_key(graph, node, index))
+    return graph
+
+
+def _node_key(graph: Graph, node: Node, index: int) -> str:
+    if node.name and node.name not in graph.dag:
+        return node.name
+    return graph._unique_key(f"{node.name or node.op_type}_{index}")
+
+
+def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
+    info = graph.tensors.get(name)
+    if info is None:
+        return helper.make_empty_tensor_value_info(name)
+    return helper.make_tensor_value_info(name, info.dtype, list(info.shape) if info.shape is not None else None)
+
+
+def to_model(graph: Graph, keep_value_info: bool = True) -> onnx.ModelProto:
+    """Export the IR as a ModelProto (nodes in topological order, inline initializer data)."""
+    nodes = []
+    for key in graph.topological_order():
+        node = graph.node(key)
+        node_proto = helper.make_node(node.op_type, node.inputs, node.outputs, name=node.name or key,
+                                      domain=node.domain or None, doc_string=node.doc_string or None)
+        for attr_name, value in node.attrs.items():
+            node_proto.attribute.append(
+                helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
+        nodes.append(node_proto)
+    produced = {tensor for key in graph.dag for tensor in graph.node(key).outputs}
+    interface = set(graph.inputs) | set(graph.outputs)
+    value_infos = []
+    if keep_value_info:
+        value_infos = [_value_info(graph, name) for name in sorted(graph.tensors)
+                       if name in produced and name not in interface and graph.tensors[name].dtype]
+    onnx_graph = helper.make_graph(
+        nodes,
+        graph.info.graph_name,
+        inputs=[_value_info(graph, name) for name in graph.inputs],
+        outputs=[_value_info(graph, name) for name in graph.outputs],
+        initializer=[init.to_proto() for init in graph.initializers.values()],
+        doc_string=graph.info.graph_doc_string or None,
+        value_info=value_infos,
+    )
+    model = helper.make_model(
+        onnx_graph,
+        opset_imports=[helper.make_opsetid(domain, version) for domain, version in graph.info.opset_imports.items()],
+        producer_name=graph.info.producer_name,
+        producer_version=graph.info.producer_version,
+        domain=graph.info.domain,
+        model_version=graph.info.model_version,
+        doc_string=graph.info.doc_string,
+        functions=graph.info.functions,
+    )
+    model.ir_version = graph.info.ir_version
+    if graph.info.metadata_props:
+        helper.set_model_props(model, graph.info.metadata_props)
+    return model

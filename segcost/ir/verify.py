@@ -1,0 +1,34 @@
+"""Well-formedness check of the IR (the counterpart of torch.fx's ``graph.lint()``).
+
+Run by the loader after building the IR and by the PassManager after each pass.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from segcost.errors import GraphError
+from segcost.ir.graph import Graph
+
+
+def verify_graph(graph: Graph) -> None:
+    """Raise GraphError unless the graph is a DAG whose every consumed tensor has a source.
+
+    A source is a producing node, a graph input or an initializer. Graph outputs must have
+    a source too. The first problem found is reported with the node and tensor names.
+    """
+    available = set(graph.inputs) | set(graph.initializers)
+    for key, data in graph.dag.nodes(data=True):
+        node = data["node"]
+        for tensor in node.inputs:
+            if tensor and tensor not in available and graph.producer(tensor) is None:
+                raise GraphError(
+                    f"node {key!r} ({node.op_type}) reads tensor {tensor!r}, which no node, "
+                    "graph input or initializer provides")
+    for tensor in graph.outputs:
+        if tensor not in available and graph.producer(tensor) is None:
+            raise GraphError(f"graph output {tensor!r} is not produced by any node")
+    if not nx.is_directed_acyclic_graph(graph.dag):
+        cycle = nx.find_cycle(graph.dag)
+        path = " -> ".join(edge[0] for edge in cycle) + f" -> {cycle[0][0]}"
+        raise GraphError(f"graph has a cycle: {path}")
