@@ -71,6 +71,7 @@ def analyze(graph: Graph) -> AnalysisResult:
             kernel=list(cost.kernel) if cost.kernel is not None else None,
             stride=list(cost.stride) if cost.stride is not None else None,
             inputs=list(node.inputs), outputs=list(node.outputs),
+            input_shapes=[list(shape) if shape is not None else None for shape in view.input_shapes],
             output_shape=list(output_shape) if output_shape is not None else None,
             macs=cost.macs, flops=2 * cost.macs + cost.flops,
             bias_flops=cost.flops if cost.macs else 0,

@@ -35,6 +35,7 @@ class LayerCost:
     stride: list[int] | None
     inputs: list[str]
     outputs: list[str]
+    input_shapes: list[list[int | str | None] | None]
     output_shape: list[int] | None
     macs: int
     flops: int

@@ -49,10 +49,16 @@ def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Gr
     """Read `path` into a verified IR with inferred shapes."""
     model_path = Path(path)
     model = read_model(model_path)
-    graph = from_model(model, resolve_external=_external_resolver(model_path))
-    graph.info.path = str(model_path)
+    return load_model(model, input_shapes, label=str(model_path), resolve_external=_external_resolver(model_path))
+
+
+def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
+               resolve_external=None) -> Graph:
+    """Build a verified IR with inferred shapes from an in-memory ModelProto."""
+    graph = from_model(model, resolve_external=resolve_external)
+    graph.info.path = label
     verify_graph(graph)
-    infer_shapes(graph, model, input_shapes or {})
+    infer_shapes(graph, model, dict(input_shapes or {}))
     return graph
 
 
@@ -218,4 +224,4 @@ def symbolic_inputs(graph: Graph) -> list[tuple[str, int, str]]:
     return found
 
 
-__all__ = ["GraphError", "InputShapes", "load", "parse_input_shapes", "read_model", "symbolic_inputs"]
+__all__ = ["GraphError", "InputShapes", "load", "load_model", "parse_input_shapes", "read_model", "symbolic_inputs"]

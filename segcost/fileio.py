@@ -1,0 +1,33 @@
+"""Output files are written whole or not at all, and never over the user's input."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from segcost.errors import InputError
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, protected: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Write `data` to a temp file beside `path`, then rename it into place.
+
+    Refuses a `path` that is (or resolves to) one of the `protected` input files.
+    """
+    target = Path(path)
+    for source in protected:
+        if source is not None and Path(source).exists() and target.exists() and target.samefile(source):
+            raise InputError(f"{target}: refusing to overwrite the input model")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{target}: directory {directory} does not exist")
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+        os.replace(temp_name, target)
+    except OSError as error:
+        if "temp_name" in locals() and os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise InputError(f"{target}: cannot write ({error.strerror})") from None

@@ -1,0 +1,1 @@
+"""Renderers of result objects (table, JSON, CSV, Markdown); no cost is computed here."""

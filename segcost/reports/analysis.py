@@ -1,0 +1,124 @@
+"""Render an AnalysisResult as table, Markdown, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tabulate import tabulate
+
+from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.reports.units import dims, human, human_bytes
+
+FORMATS = ("table", "json", "csv", "md")
+
+CSV_COLUMNS = ("name", "op_type", "kind", "group", "kernel", "stride", "input_shapes", "output_shape", "macs",
+               "flops", "bias_flops", "params", "weight_bytes", "activation_bytes", "status")
+
+CONVENTION_LINE = ("MACs count Conv/ConvTranspose/Gemm/MatMul multiply-accumulates only; bias, BatchNorm, "
+                   "activations, pooling and resize are not MACs (they are in FLOPs = 2*MACs + elementary ops)")
+
+
+def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, by_op: bool = False) -> str:
+    if fmt == "json":
+        return json.dumps(result.to_dict(), indent=2) + "\n"
+    if fmt == "csv":
+        return render_csv(result, by_op)
+    return render_text(result, markdown=(fmt == "md"), top=top, by_op=by_op)
+
+
+def _selected_layers(result: AnalysisResult, top: int | None) -> list[tuple[int, LayerCost]]:
+    numbered = list(enumerate(result.layers, start=1))
+    if top is None:
+        return numbered
+    ranked = sorted(numbered, key=lambda item: (-item[1].macs, -item[1].flops, item[0]))
+    return ranked[:top]
+
+
+def _shape_text(layer: LayerCost) -> str:
+    parts = []
+    if layer.kernel:
+        parts.append("x".join(map(str, layer.kernel)))
+    if layer.stride and any(stride != 1 for stride in layer.stride):
+        parts.append("s" + "x".join(map(str, layer.stride)))
+    if layer.group and layer.group > 1:
+        parts.append(f"g{layer.group}")
+    return " ".join(parts)
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}" if whole else "-"
+
+
+def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None, by_op: bool = False) -> str:
+    totals = result.totals
+    fmt = "github" if markdown else "simple"
+    lines = []
+    model = result.model
+    title = f"segcost analyze: {model.path or 'model'}  (opset {model.opset}"
+    title += f", {model.producer})" if model.producer else ")"
+    lines.append(f"## {title}" if markdown else title)
+    for label, tensors in (("input", model.inputs), ("output", model.outputs)):
+        for tensor in tensors:
+            lines.append(f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
+    lines.append(f"conventions: {CONVENTION_LINE}")
+    lines.append("")
+    if by_op:
+        rows = [[op_type, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
+                 human(total.params)] for op_type, total in result.by_op_type.items()]
+        lines.append(tabulate(rows, headers=["op type", "nodes", "MACs", "MACs %", "FLOPs", "params"],
+                              tablefmt=fmt, disable_numparse=True))
+    else:
+        rows = [[index, layer.name, layer.op_type, layer.kind if layer.kind != "other" else "", _shape_text(layer),
+                 dims(layer.output_shape), human(layer.macs), _share(layer.macs, totals.macs), human(layer.params),
+                 human_bytes(layer.activation_bytes)]
+                for index, layer in _selected_layers(result, top)]
+        headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %", "params", "activations"]
+        lines.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
+        if top is not None and top < len(result.layers):
+            lines.append(f"(top {top} of {len(result.layers)} layers by MACs)")
+    lines.append("")
+    lines.extend(_totals_lines(result, markdown))
+    return "\n".join(lines) + "\n"
+
+
+def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
+    totals, coverage = result.totals, result.coverage
+    bullet = "- " if markdown else ""
+    lines = [
+        f"{bullet}total: {totals.macs / 1e9:.3f} GMACs ({totals.macs:,} MACs), {totals.flops / 1e9:.3f} GFLOPs",
+        f"{bullet}params: {totals.params / 1e6:.3f} M ({human_bytes(totals.weight_bytes)} of weights)",
+        f"{bullet}activations: peak {human_bytes(totals.peak_activation_bytes)} live "
+        f"(sum of layer traffic {human_bytes(totals.activation_bytes)})",
+        f"{bullet}coverage: {totals.nodes} nodes: {coverage.counted} counted, {coverage.zero_by_convention} zero by "
+        f"convention, {len(coverage.unsupported)} unsupported, {len(coverage.shape_unknown)} without shape "
+        f"({coverage.nodes_covered_pct:.1f}% covered)",
+    ]
+    if coverage.unknown_ops:
+        listed = ", ".join(f"{op_type} x{count}" for op_type, count in sorted(coverage.unknown_ops.items()))
+        lines.append(f"{bullet}unsupported ops (counted as 0): {listed}")
+    lines.extend(f"{bullet}warning: {warning}" for warning in result.warnings)
+    return lines
+
+
+def render_csv(result: AnalysisResult, by_op: bool = False) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if by_op:
+        writer.writerow(["op_type", "count", "macs", "flops", "params"])
+        for op_type, total in result.by_op_type.items():
+            writer.writerow([op_type, total.count, total.macs, total.flops, total.params])
+        return buffer.getvalue()
+    writer.writerow(CSV_COLUMNS)
+    for layer in result.layers:
+        row = []
+        for column in CSV_COLUMNS:
+            value = getattr(layer, column)
+            if column == "input_shapes":
+                value = " ".join(dims(shape) for shape in value)
+            elif isinstance(value, list):
+                value = dims(value)
+            row.append("" if value is None else value)
+        writer.writerow(row)
+    return buffer.getvalue()
