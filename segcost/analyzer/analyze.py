@@ -48,11 +48,11 @@ def analyze(graph: Graph) -> AnalysisResult:
         cost = rule(view) if rule is not None else OpCost(status=UNSUPPORTED)
         _record_status(coverage, cost.status, node.op_type, key)
         output_shape = view.output_shape(0)
-        if output_shape is None:
+        if cost.output_shape is not None:
+            if output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
+                warnings.append(f"{key}: onnx shape inference gives {list(output_shape)}, the {node.op_type} "
+                                f"formula {list(cost.output_shape)}; the formula is used")
             output_shape = cost.output_shape
-        elif cost.output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
-            warnings.append(f"{key}: inferred output shape {list(output_shape)} differs from the "
-                            f"{node.op_type} formula's {list(cost.output_shape)}; counted with the formula")
         params = weight_bytes = 0
         for tensor in node.inputs:
             if tensor in constants and tensor not in seen_constants:

@@ -128,7 +128,7 @@ def conv_transpose(op: OpView) -> OpCost:
         raise ShapeError(f"node {op.key!r} (ConvTranspose): input has {x_shape[1]} channels, "
                          f"weight {list(w_shape)} expects {w_shape[0]}")
     kernel = w_shape[2:]
-    spatial_out = op.output_shape(0)[2:] if op.output_shape(0) else conv_transpose_output_spatial(op, x_shape[2:], kernel)
+    spatial_out = conv_transpose_output_spatial(op, x_shape[2:], kernel)
     output_shape = (x_shape[0], w_shape[1] * group, *spatial_out)
     macs = prod(x_shape) * w_shape[1] * prod(kernel)
     bias_adds = prod(output_shape) if op.has_input(2) else 0
