@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def export_model(name: str, path: Path, dynamo: bool) -> None:
     example = (torch.randn(*INPUT_SHAPE),)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = dict(input_names=["input"], output_names=["out"])
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # legacy-exporter notice
         if dynamo:
             torch.onnx.export(model, example, str(path), dynamo=True, external_data=True, **names)
         else:
@@ -77,7 +79,7 @@ def export_model(name: str, path: Path, dynamo: bool) -> None:
 
 
 def tool_commands(model_path: Path) -> dict[str, list[str]]:
-    return {
+    return {  # same interpreter for both, so start-up cost is identical
         "segcost": [sys.executable, "-m", "segcost", "analyze", str(model_path), "--format", "json"],
         "onnx-tool": [sys.executable, "-c", ONNX_TOOL_SNIPPET, str(model_path)],
     }
@@ -145,12 +147,10 @@ def table_row(label: str, results: dict[str, dict]) -> list[str]:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -174,15 +174,13 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODEL_BUILDERS]
-    if unknown:
+    if unknown := [n for n in names if n not in MODEL_BUILDERS]:
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODEL_BUILDERS)}")
 
     variants = ["legacy"] + (["dynamo"] if args.dynamo else [])
     print(f"CPU: {cpu_model()} ({platform.machine()})")
-    print(f"python {platform.python_version()}, onnx {package_version('onnx')}, "
-          f"onnxruntime {package_version('onnxruntime')}, onnx-tool {package_version('onnx-tool')}, "
-          f"segcost {package_version('segcost')}")
+    print("python " + platform.python_version() + ", " + ", ".join(
+        f"{pkg} {package_version(pkg)}" for pkg in ("onnx", "onnxruntime", "onnx-tool", "segcost")))
     print(f"input {'x'.join(map(str, INPUT_SHAPE))}; wall-clock per process, median of {args.runs} "
           f"run(s) after 1 warm-up, alternating order\n")
 
@@ -196,7 +194,7 @@ def main() -> None:
                 try:
                     export_model(name, path, dynamo=variant == "dynamo")
                 except Exception as exc:  # keep benchmarking the other models
-                    message = f"failed: export: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+                    message = f"failed: export: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:80]}"
                     rows.append([label, message, message, "-", "-", "-", "-"])
                     continue
             print(f"timing {label} ...", file=sys.stderr, flush=True)

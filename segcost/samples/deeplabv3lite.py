@@ -3,7 +3,9 @@
 The architecture follows DESIGN.md's facts about the zoo's Lite models (ReLU MobileNetV2
 without the final 1280-channel conv, output stride 16 by making the stride-2 stage of the
 160-channel blocks stride 1; ASPP-lite with depthwise-separable dilated branches and no
-image pooling; a stride-4 decoder). At width 1.0, 512×512 and 32 classes its Conv MACs
+image pooling; a stride-4 decoder that concatenates the ×4-upsampled ASPP output with a
+1×1 24→48 shortcut and predicts from the 304 channels with a depthwise-separable conv).
+Checked against TI's edgeai-tensorvision sources (deeplabv3plus_edgeailite.py). At width 1.0, 512×512 and 32 classes its Conv MACs
 equal the zoo's logged 3,216,179,200 exactly, which the tests check; `segcost analyze`
 with no model argument analyzes it, so a new user sees real output without any file.
 """
@@ -63,7 +65,7 @@ def deeplabv3lite(width: float = 1.0, num_classes: int = 21, height: int = 512, 
     """MobileNetV2S16 + DeepLabV3Lite as an ONNX ModelProto (Conv + BatchNorm + Relu, unfused)."""
     builder = GraphBuilder(seed=seed)
     features, channels, low_level, low_channels = mobilenetv2_s16(builder, "input", width)
-    aspp_channels, decoder_channels, shortcut_channels = 256, 256, 48
+    aspp_channels, shortcut_channels = 256, 48
     branches = [builder.conv_bn(features, channels, aspp_channels, 1, name="aspp.branch0")]
     for index, dilation in enumerate((6, 12, 18), start=1):
         branches.append(_separable(builder, features, channels, aspp_channels, f"aspp.branch{index}", dilation))
@@ -72,9 +74,9 @@ def deeplabv3lite(width: float = 1.0, num_classes: int = 21, height: int = 512, 
     y = builder.resize(y, 4, "decoder.upsample")
     shortcut = builder.conv_bn(low_level, low_channels, shortcut_channels, 1, name="decoder.shortcut")
     y = builder.node("Concat", [y, shortcut], "decoder.concat", axis=1)
-    y = _separable(builder, y, aspp_channels + shortcut_channels, decoder_channels, "decoder.fuse")
-    y = builder.conv_bn(y, decoder_channels, decoder_channels, 3, group=decoder_channels, name="head.dw",
-                        activation=None)
-    y = builder.conv(y, decoder_channels, num_classes, 1, name="head.classifier", bias=True)
+    merged = aspp_channels + shortcut_channels
+    # The prediction works directly on the 304-channel concat: depthwise 3×3 + BN, then 1×1 → classes.
+    y = builder.conv_bn(y, merged, merged, 3, group=merged, name="head.dw", activation=None)
+    y = builder.conv(y, merged, num_classes, 1, name="head.classifier", bias=True)
     y = builder.resize(y, 4, "head.upsample")
     return builder.model("input", (1, 3, height, width_px), y, (1, num_classes, height, width_px))

@@ -1,0 +1,122 @@
+"""`segcost analyze` end to end: formats, totals, exit codes, outputs, start-up imports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from segcost.samples import deeplabv3lite
+from tests.conftest import single_op_model, weight
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "lite.onnx"
+    onnx.save_model(deeplabv3lite(width=0.5, num_classes=8, height=128, width_px=256), path)
+    return path
+
+
+def test_default_model_runs_without_arguments(run_cli):
+    code, out, err = run_cli("analyze")
+    assert code == 0, err
+    assert "built-in" in out and "GMACs" in out and "coverage:" in out
+
+
+def test_json_schema_and_exact_totals(run_cli, model_path):
+    code, out, _ = run_cli("analyze", str(model_path), "--format", "json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["schema"] == "segcost.analysis/1"
+    totals = result["totals"]
+    assert isinstance(totals["macs"], int) and totals["macs"] > 0
+    assert totals["macs"] == sum(layer["macs"] for layer in result["layers"])
+    assert totals["flops"] == sum(layer["flops"] for layer in result["layers"])
+    assert totals["params"] == sum(layer["params"] for layer in result["layers"])
+    assert totals["peak_activation_bytes"] <= totals["activation_bytes"]
+    assert result["model"]["inputs"][0] == {"name": "input", "shape": [1, 3, 128, 256], "dtype": "float"}
+    assert result["coverage"]["unsupported"] == [] and result["unknown_ops"] == {}
+    conv = next(layer for layer in result["layers"] if layer["name"] == "encoder.block1.dw")
+    assert conv["kind"] == "depthwise" and conv["stride"] == [2, 2] and conv["kernel"] == [3, 3]
+    for key in ("name", "op_type", "kind", "group", "kernel", "stride", "inputs", "outputs", "output_shape",
+                "macs", "flops", "params", "weight_bytes", "activation_bytes"):
+        assert key in conv
+    assert set(result["by_op_type"]) >= {"Conv", "BatchNormalization", "Relu", "Resize", "Concat"}
+    assert sum(entry["macs"] for entry in result["by_op_type"].values()) == totals["macs"]
+
+
+def test_json_is_byte_identical_between_runs(run_cli, model_path):
+    assert run_cli("analyze", str(model_path), "--format", "json")[1] == \
+        run_cli("analyze", str(model_path), "--format", "json")[1]
+
+
+def test_csv_rows_sum_to_totals(run_cli, model_path):
+    _, out, _ = run_cli("analyze", str(model_path), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    _, json_out, _ = run_cli("analyze", str(model_path), "--format", "json")
+    totals = json.loads(json_out)["totals"]
+    assert len(rows) == totals["nodes"]
+    assert sum(int(row["macs"]) for row in rows) == totals["macs"]
+    assert sum(int(row["params"]) for row in rows) == totals["params"]
+
+
+def test_table_top_and_by_op(run_cli, model_path):
+    _, out, _ = run_cli("analyze", str(model_path), "--top", "3")
+    assert "(top 3 of" in out and "GMACs" in out
+    _, out, _ = run_cli("analyze", str(model_path), "--by-op", "--format", "md")
+    assert "| Conv" in out and "op type" in out
+
+
+def test_output_file_is_written_atomically_and_input_protected(run_cli, model_path, tmp_path):
+    target = tmp_path / "report.json"
+    code, out, err = run_cli("analyze", str(model_path), "--format", "json", "-o", str(target))
+    assert code == 0 and out == "" and json.loads(target.read_text())["totals"]["macs"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
+    before = model_path.read_bytes()
+    code, _, err = run_cli("analyze", str(model_path), "-o", str(model_path))
+    assert code == 2 and "refusing to overwrite" in err
+    assert model_path.read_bytes() == before
+
+
+def test_strict_names_unsupported_ops(run_cli, tmp_path):
+    model = single_op_model("FancyOp", {"x": [1, 4]}, domain="com.example", y_shape=[1, 4])
+    path = tmp_path / "custom.onnx"
+    onnx.save_model(model, path)
+    code, out, _ = run_cli("analyze", str(path), "--format", "json")
+    assert code == 0 and json.loads(out)["unknown_ops"] == {"FancyOp": 1}
+    code, _, err = run_cli("analyze", str(path), "--strict")
+    assert code == 2 and "FancyOp:node" in err
+
+
+def test_symbolic_input_needs_a_shape(run_cli, tmp_path):
+    path = tmp_path / "dyn.onnx"
+    onnx.save_model(single_op_model("Conv", {"x": ["N", 3, "H", "W"]}, {"w": weight(8, 3, 3, 3)}), path)
+    code, _, err = run_cli("analyze", str(path))
+    assert code == 2 and "'x'" in err and "'N'" in err and "--input-shape" in err
+    code, out, _ = run_cli("analyze", str(path), "--input-shape", "x=2x3x10x10", "--format", "json")
+    assert code == 0 and json.loads(out)["totals"]["macs"] == 2 * 8 * 8 * 8 * 3 * 9
+
+
+def test_ops_lists_formulas(run_cli):
+    code, out, _ = run_cli("ops")
+    assert code == 0
+    assert "Conv" in out and "MACs = N·C_out" in out and "ConvTranspose" in out
+
+
+def test_help_texts(run_cli):
+    code, out, _ = run_cli("analyze", "--help")
+    assert code == 0 and "--input-shape" in out and "--strict" in out
+
+
+def test_analyze_does_not_import_torch(model_path):
+    completed = subprocess.run([sys.executable, "-X", "importtime", "-m", "segcost", "analyze", str(model_path)],
+                               capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in completed.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "onnx" in imported  # the check itself works
+    assert "torch" not in imported and "torchvision" not in imported

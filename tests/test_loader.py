@@ -1,0 +1,185 @@
+"""Bad input never crashes: each case is one line on stderr and exit 2; good input round-trips."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.frontends.onnx import load, parse_input_shapes
+from segcost.errors import InputError
+from segcost.samples import deeplabv3lite
+from tests.conftest import single_op_model, weight
+
+
+@pytest.fixture(scope="module")
+def sample_model() -> onnx.ModelProto:
+    return deeplabv3lite(width=0.35, num_classes=5, height=64, width_px=96)
+
+
+@pytest.fixture
+def sample_path(tmp_path, sample_model):
+    path = tmp_path / "sample.onnx"
+    onnx.save_model(sample_model, path)
+    return path
+
+
+def assert_one_line_exit_2(run_cli, *args, match: str):
+    code, out, err = run_cli("analyze", *args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("segcost: error:") and "Traceback" not in err
+    assert match in lines[0], lines[0]
+
+
+def test_missing_file(run_cli, tmp_path):
+    assert_one_line_exit_2(run_cli, str(tmp_path / "nope.onnx"), match="no such file")
+
+
+def test_directory(run_cli, tmp_path):
+    assert_one_line_exit_2(run_cli, str(tmp_path), match="is a directory")
+
+
+def test_empty_file(run_cli, tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    assert_one_line_exit_2(run_cli, str(path), match="empty")
+
+
+def test_not_onnx(run_cli, tmp_path):
+    path = tmp_path / "image.onnx"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    assert_one_line_exit_2(run_cli, str(path), match="not a valid ONNX model")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.999])
+def test_truncated(run_cli, sample_path, fraction):
+    data = sample_path.read_bytes()
+    sample_path.write_bytes(data[: int(len(data) * fraction)])
+    code, out, err = run_cli("analyze", str(sample_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cycle(run_cli, tmp_path):
+    nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="first"),
+             helper.make_node("Relu", ["a"], ["b"], name="second"),
+             helper.make_node("Relu", ["a"], ["y"], name="third")]
+    graph = helper.make_graph(nodes, "cyclic", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "cycle.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    assert_one_line_exit_2(run_cli, str(path), match="cycle")
+
+
+def test_dangling_tensor(run_cli, tmp_path):
+    model = single_op_model("Add", {"x": [1, 4]}, inputs=["x", "ghost"])
+    path = tmp_path / "dangling.onnx"
+    onnx.save_model(model, path)
+    assert_one_line_exit_2(run_cli, str(path), match="'ghost'")
+
+
+def test_two_producers(run_cli, tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="a"), helper.make_node("Relu", ["x"], ["y"], name="b")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "dup.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    assert_one_line_exit_2(run_cli, str(path), match="produced by two nodes")
+
+
+def _external_model(tmp_path, location: str):
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(8 * 4 * 9 * 4))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    path = model_dir / "m.onnx"
+    onnx.save_model(model, path)
+    return path
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../secret.bin"])
+def test_external_data_escaping_the_model_dir(run_cli, tmp_path, location):
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 4096)
+    path = _external_model(tmp_path, location)
+    code, out, err = run_cli("analyze", str(path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "refused" in err or "escapes" in err
+
+
+def test_external_data_symlink_escaping(run_cli, tmp_path):
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 4096)
+    path = _external_model(tmp_path, "weights.bin")
+    os.symlink(tmp_path / "secret.bin", path.parent / "weights.bin")
+    assert_one_line_exit_2(run_cli, str(path), match="escapes")
+
+
+def test_external_data_region_beyond_file(run_cli, tmp_path):
+    path = _external_model(tmp_path, "weights.bin")
+    (path.parent / "weights.bin").write_bytes(b"\0" * 100)
+    assert_one_line_exit_2(run_cli, str(path), match="outside")
+
+
+def test_external_data_inside_dir_is_read_lazily_and_correctly(tmp_path):
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="ext.onnx.data",
+                    size_threshold=0)
+    graph = load(path)
+    assert graph.initializers["w"]._array is None  # analysis does not read weights
+    np.testing.assert_array_equal(graph.initializers["w"].array, weight(8, 4, 3, 3))
+
+
+def test_input_shape_parsing():
+    assert parse_input_shapes(["input=1x3x512x1024"]) == {"input": (1, 3, 512, 1024)}
+    assert parse_input_shapes(["1x3x4x4"]) == {"": (1, 3, 4, 4)}
+    for bad in ["input=1x3xHx4", "input=0x3", "input="]:
+        with pytest.raises(InputError):
+            parse_input_shapes([bad])
+
+
+def test_input_shape_errors(run_cli, sample_path):
+    assert_one_line_exit_2(run_cli, str(sample_path), "--input-shape", "nope=1x3x64x96", match="no input 'nope'")
+    assert_one_line_exit_2(run_cli, str(sample_path), "--input-shape", "input=1x3x64", match="rank")
+
+
+def test_input_shape_override_recomputes_everything(sample_path):
+    small = load(sample_path)
+    big = load(sample_path, {"input": (2, 3, 128, 192)})
+    assert big.shape(big.outputs[0]) == (2, 5, 128, 192)
+    from segcost.analyzer import analyze
+    assert analyze(big).totals.macs == 8 * analyze(small).totals.macs
+
+
+def test_round_trip_runs_identically(sample_model):
+    from segcost.frontends.onnx import load_model
+    from segcost.ir.onnx_io import to_model
+
+    graph = load_model(sample_model)
+    exported = to_model(graph)
+    onnx.checker.check_model(exported)
+    assert [n.op_type for n in exported.graph.node] == [n.op_type for n in sample_model.graph.node]
+    assert [n.name for n in exported.graph.node] == [n.name for n in sample_model.graph.node]
+    for original, copy in zip(sample_model.graph.node, exported.graph.node):
+        assert {a.name: helper.get_attribute_value(a) for a in original.attribute} == \
+               {a.name: helper.get_attribute_value(a) for a in copy.attribute}
+    originals = {t.name: numpy_helper.to_array(t) for t in sample_model.graph.initializer}
+    copies = {t.name: numpy_helper.to_array(t) for t in exported.graph.initializer}
+    assert originals.keys() == copies.keys()
+    for name in originals:
+        np.testing.assert_array_equal(originals[name], copies[name])
+    feed = {"input": np.random.default_rng(1).standard_normal((1, 3, 64, 96)).astype(np.float32)}
+    before = ort.InferenceSession(sample_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    after = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    np.testing.assert_array_equal(before[0], after[0])  # bit-identical: same graph, same kernels
