@@ -183,3 +183,30 @@ def test_round_trip_runs_identically(sample_model):
     before = ort.InferenceSession(sample_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
     after = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
     np.testing.assert_array_equal(before[0], after[0])  # bit-identical: same graph, same kernels
+
+
+def test_large_inline_weights_are_left_in_the_file_and_read_back_exactly(tmp_path):
+    """protoscan skips big raw_data/float_data payloads; lazy reads return the same arrays as onnx.load."""
+    weights = {"w": weight(64, 32, 3, 3), "b": weight(64)}
+    model = single_op_model("Conv", {"x": [1, 32, 8, 8]}, weights)
+    # float_data (packed repeated float) instead of raw_data for the bias, as some exporters write
+    bias = model.graph.initializer[1]
+    bias.ClearField("raw_data")
+    bias.float_data.extend(weights["b"].tolist())
+    path = tmp_path / "inline.onnx"
+    onnx.save_model(model, path)
+    graph = load(path)
+    assert graph.initializers["w"].is_lazy  # 73 KB payload: not parsed
+    np.testing.assert_array_equal(graph.initializers["w"].array, weights["w"])
+    np.testing.assert_array_equal(graph.initializers["b"].array, weights["b"])
+    from segcost.ir.onnx_io import to_model
+    exported = {t.name: numpy_helper.to_array(t) for t in to_model(graph).graph.initializer}
+    np.testing.assert_array_equal(exported["w"], weights["w"])
+
+
+def test_duplicate_initializer(run_cli, tmp_path):
+    model = single_op_model("Add", {"x": [2]}, {"c": np.ones(2, np.float32)}, inputs=["x", "c"])
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(2, np.float32), "c"))
+    path = tmp_path / "dup_init.onnx"
+    onnx.save_model(model, path)
+    assert_one_line_exit_2(run_cli, str(path), match="defined twice")

@@ -116,7 +116,9 @@ class AnalysisResult:
             "totals": asdict(self.totals),
             "coverage": coverage,
             "unknown_ops": dict(self.coverage.unknown_ops),
-            "layers": [asdict(layer) for layer in self.layers],
+            # vars() instead of asdict(): layers hold only flat values and lists, and asdict's
+            # recursive deep copy was a fifth of the analysis time on a 178-layer model.
+            "layers": [dict(vars(layer)) for layer in self.layers],
             "by_op_type": {op_type: asdict(total) for op_type, total in self.by_op_type.items()},
             "warnings": list(self.warnings),
         }

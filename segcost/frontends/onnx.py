@@ -46,31 +46,36 @@ def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> InputShapes:
 
 
 def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Graph:
-    """Read `path` into a verified IR with inferred shapes."""
+    """Read `path` into a verified IR with inferred shapes; weights are read only when needed."""
     model_path = Path(path)
-    model = read_model(model_path)
-    return load_model(model, input_shapes, label=str(model_path), resolve_external=_external_resolver(model_path))
+    model, regions = read_model(model_path)
+    payload_regions = {index: (model_path.resolve(), offset, length) for index, (offset, length) in regions.items()}
+    return load_model(model, input_shapes, label=str(model_path), resolve_external=_external_resolver(model_path),
+                      payload_regions=payload_regions)
 
 
 def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
-               resolve_external=None) -> Graph:
+               resolve_external=None, payload_regions=None) -> Graph:
     """Build a verified IR with inferred shapes from an in-memory ModelProto."""
-    graph = from_model(model, resolve_external=resolve_external)
+    graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions)
     graph.info.path = label
     verify_graph(graph)
     infer_shapes(graph, model, dict(input_shapes or {}))
     return graph
 
 
-def read_model(model_path: Path) -> onnx.ModelProto:
+def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]]]:
+    """Parse the file's structure; large initializer payloads are left in the file (see protoscan)."""
+    from segcost.frontends.protoscan import scan
+
     if not model_path.exists():
         raise InputError(f"{model_path}: no such file")
     if model_path.is_dir():
         raise InputError(f"{model_path}: is a directory, expected an .onnx file")
     try:
-        data = model_path.read_bytes()
+        data, regions = scan(model_path)
     except OSError as error:
-        raise InputError(f"{model_path}: cannot read ({error.strerror})") from None
+        raise InputError(f"{model_path}: cannot read ({error.strerror or error})") from None
     if not data:
         raise InputError(f"{model_path}: file is empty")
     model = onnx.ModelProto()
@@ -82,7 +87,7 @@ def read_model(model_path: Path) -> onnx.ModelProto:
         raise InputError(f"{model_path}: not a valid ONNX model (no graph; truncated or not ONNX?)")
     if model.graph.sparse_initializer:
         raise InputError(f"{model_path}: sparse initializers are not supported")
-    return model
+    return model, regions
 
 
 def _external_resolver(model_path: Path):
@@ -169,7 +174,7 @@ def _weightless_copy(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     shell_graph.output.extend(model.graph.output)
     shell_graph.value_info.extend(model.graph.value_info)
     for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL and _element_count(tensor) <= SMALL_CONSTANT_ELEMENTS:
+        if not graph.initializers[tensor.name].is_lazy and _element_count(tensor) <= SMALL_CONSTANT_ELEMENTS:
             shell_graph.initializer.append(tensor)
         else:
             shell_graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))

@@ -79,6 +79,11 @@ class Initializer:
         return cls(name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape, array=array)
 
     @property
+    def is_lazy(self) -> bool:
+        """True when the data lies in a file region (external data or a skipped payload)."""
+        return self._external is not None and self._array is None
+
+    @property
     def size(self) -> int:
         """Number of elements (exact int)."""
         return int(np.prod(self.shape, dtype=object)) if self.shape else 1

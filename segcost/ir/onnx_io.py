@@ -14,6 +14,7 @@ from typing import Callable
 import onnx
 from onnx import helper
 
+from segcost.errors import GraphError
 from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
 
 ExternalResolver = Callable[[onnx.TensorProto], tuple[Path, int, int]]
@@ -47,8 +48,14 @@ def read_value_infos(graph: Graph, value_infos) -> None:
         graph.tensors[value_info.name] = TensorInfo(value_info.name, dtype or (known.dtype if known else 0), shape)
 
 
-def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None) -> Graph:
-    """Build the IR. Initializer data stays in its TensorProto or external file until needed."""
+def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None,
+               payload_regions: dict[int, tuple[Path, int, int]] | None = None) -> Graph:
+    """Build the IR. Initializer data stays in its TensorProto or file until needed.
+
+    `payload_regions` maps an initializer's index to where its data lies in a file when the
+    loader left it out of the parsed message (see frontends.protoscan).
+    """
+    payload_regions = payload_regions or {}
     onnx_graph = model.graph
     info = ModelInfo(
         ir_version=model.ir_version,
@@ -64,10 +71,12 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         functions=list(model.functions),
     )
     graph = Graph(info)
-    for tensor in onnx_graph.initializer:
-        external = None
+    for index, tensor in enumerate(onnx_graph.initializer):
+        external = payload_regions.get(index)
         if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
             external = resolve_external(tensor)
+        if tensor.name in graph.initializers:
+            raise GraphError(f"initializer {tensor.name!r} is defined twice")
         graph.initializers[tensor.name] = Initializer(
             tensor.name, tensor.data_type, tuple(tensor.dims), proto=tensor, external=external)
     initializer_names = graph.initializers.keys()

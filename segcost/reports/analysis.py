@@ -6,8 +6,6 @@ import csv
 import io
 import json
 
-from tabulate import tabulate
-
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.reports.units import dims, human, human_bytes
 
@@ -52,6 +50,8 @@ def _share(part: int, whole: int) -> str:
 
 
 def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None, by_op: bool = False) -> str:
+    from tabulate import tabulate  # only the human formats need it; keeps JSON/CSV start-up small
+
     totals = result.totals
     fmt = "github" if markdown else "simple"
     lines = []

@@ -1,0 +1,143 @@
+"""Read an ONNX file's structure without reading its weights.
+
+Why hand-written: `onnx.load` (protobuf) must copy every weight byte into the message —
+for a 130 MB model that is most of the analysis time, and a file over 2 GB cannot be
+parsed at all. Analysis needs the graph and each initializer's dims and dtype, not its
+data. This module walks the protobuf wire format of ModelProto → GraphProto →
+TensorProto over an mmap, copies everything *except* the bulk payload of large
+initializers (``raw_data``, packed ``float_data``/``double_data``) into a small buffer,
+and lets protobuf parse that. The skipped payloads are recorded as (offset, length) in
+the file, so an initializer's data is read lazily with the same code path as ONNX
+external data. Every length is bounds-checked: a truncated or hostile file raises
+InputError.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+from segcost.errors import InputError
+
+# Field numbers from onnx.proto
+MODEL_GRAPH = 7
+GRAPH_INITIALIZER = 5
+TENSOR_NAME = 8
+TENSOR_FLOAT_DATA = 4
+TENSOR_RAW_DATA = 9
+TENSOR_DOUBLE_DATA = 10
+# Payloads of these fields are little-endian arrays, readable with np.fromfile as they lie.
+SKIPPABLE_PAYLOADS = (TENSOR_RAW_DATA, TENSOR_FLOAT_DATA, TENSOR_DOUBLE_DATA)
+# Smaller payloads stay in the message: shape inference reads small constants (Reshape
+# targets, Resize scales), and copying a few KB costs nothing.
+MIN_SKIPPED_BYTES = 16 * 1024
+
+WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
+
+
+class _Reader:
+    def __init__(self, buffer, where: str):
+        self.buffer = buffer
+        self.where = where
+
+    def fail(self, what: str) -> InputError:
+        return InputError(f"{self.where}: not a valid ONNX model ({what}; truncated or corrupt?)")
+
+    def varint(self, position: int, end: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            if position >= end or shift > 63:
+                raise self.fail("bad varint")
+            byte = self.buffer[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value, position
+            shift += 7
+
+    def fields(self, start: int, end: int):
+        """Yield (field_number, wire_type, field_start, payload_start, field_end) over a message."""
+        position = start
+        while position < end:
+            field_start = position
+            key, position = self.varint(position, end)
+            number, wire_type = key >> 3, key & 7
+            if number == 0:
+                raise self.fail("field number 0")
+            if wire_type == WIRE_VARINT:
+                _, field_end = self.varint(position, end)
+                payload = position
+            elif wire_type == WIRE_FIXED64:
+                payload, field_end = position, position + 8
+            elif wire_type == WIRE_FIXED32:
+                payload, field_end = position, position + 4
+            elif wire_type == WIRE_LENGTH:
+                length, payload = self.varint(position, end)
+                field_end = payload + length
+            else:
+                raise self.fail(f"unsupported wire type {wire_type}")
+            if field_end > end:
+                raise self.fail("field runs past the end of its message")
+            yield number, wire_type, field_start, payload, field_end
+            position = field_end
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def scan(path: Path) -> tuple[bytes, dict[int, tuple[int, int]]]:
+    """Return (model bytes without large initializer payloads, {initializer index: (offset, length)})."""
+    with open(path, "rb") as stream:
+        try:
+            mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # empty file
+            return b"", {}
+    with mapped:
+        reader = _Reader(mapped, str(path))
+        out = bytearray()
+        skipped: dict[int, tuple[int, int]] = {}
+        for number, wire_type, field_start, payload, field_end in reader.fields(0, len(mapped)):
+            if number == MODEL_GRAPH and wire_type == WIRE_LENGTH:
+                graph = _graph_without_payloads(reader, payload, field_end, skipped)
+                out += _encode_varint(MODEL_GRAPH << 3 | WIRE_LENGTH) + _encode_varint(len(graph)) + graph
+            else:
+                out += mapped[field_start:field_end]
+        return bytes(out), skipped
+
+
+def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict[int, tuple[int, int]]) -> bytes:
+    out = bytearray()
+    index = 0
+    for number, wire_type, field_start, payload, field_end in reader.fields(start, end):
+        if number == GRAPH_INITIALIZER and wire_type == WIRE_LENGTH:
+            tensor, region = _tensor_without_payload(reader, payload, field_end)
+            if region is not None:
+                skipped[index] = region
+            out += _encode_varint(GRAPH_INITIALIZER << 3 | WIRE_LENGTH) + _encode_varint(len(tensor)) + tensor
+            index += 1
+        else:
+            out += reader.buffer[field_start:field_end]
+    return bytes(out)
+
+
+def _tensor_without_payload(reader: _Reader, start: int, end: int) -> tuple[bytes, tuple[int, int] | None]:
+    fields = list(reader.fields(start, end))
+    payloads = [field for field in fields if field[0] in SKIPPABLE_PAYLOADS and field[1] == WIRE_LENGTH]
+    # Only a single contiguous payload can be read back as one array; anything else stays inline.
+    if len(payloads) != 1 or payloads[0][4] - payloads[0][3] < MIN_SKIPPED_BYTES:
+        return bytes(reader.buffer[start:end]), None
+    skipped = payloads[0]
+    out = bytearray()
+    for field in fields:
+        if field is not skipped:
+            out += reader.buffer[field[2]:field[4]]
+    return bytes(out), (skipped[3], skipped[4] - skipped[3])
