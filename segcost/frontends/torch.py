@@ -1,0 +1,98 @@
+"""PyTorch → ONNX export (the optional `torch` extra) and loading of user model specs.
+
+Nothing here is imported by `segcost analyze MODEL.onnx`; torch is imported inside the
+functions so that a missing extra is a clear InputError, not an ImportError at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from segcost.errors import InputError
+
+DEFAULT_OPSET = 17
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise InputError("this needs PyTorch: pip install 'segcost[torch]'") from None
+    return torch
+
+
+def export(model: Any, input_shape: tuple[int, ...], path: str | os.PathLike, exporter: str = "legacy",
+           opset: int = DEFAULT_OPSET, constant_folding: bool = True, keep_batchnorm: bool = False,
+           input_name: str = "input", output_name: str = "out") -> Path:
+    """Export `model` (in eval mode) for a zero input of `input_shape` to ONNX at `path`.
+
+    exporter: "legacy" (TorchScript-based, one file) or "dynamo" (torch.export-based; large
+    weights go to `path`.data). keep_batchnorm=True exports in training mode with constant
+    folding off, so BatchNormalization nodes stay in the graph for segcost's fusion pass;
+    the module's train/eval flags and state_dict are restored afterwards.
+    """
+    torch = require_torch()
+    if exporter not in ("legacy", "dynamo"):
+        raise InputError(f"unknown exporter {exporter!r} (legacy or dynamo)")
+    path = Path(path)
+    example = torch.zeros(*input_shape)
+    was_training = {name: module.training for name, module in model.named_modules()}
+    model.eval()
+    kwargs: dict[str, Any] = {"input_names": [input_name], "output_names": [output_name]}
+    if keep_batchnorm:
+        kwargs["training"] = torch.onnx.TrainingMode.PRESERVE
+        kwargs["do_constant_folding"] = False
+    try:
+        with torch.no_grad():
+            if exporter == "dynamo":
+                if keep_batchnorm:
+                    raise InputError("keep_batchnorm needs the legacy exporter")
+                torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True, opset_version=max(opset, 18),
+                                  verbose=False, **kwargs)
+            else:
+                torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
+                                  do_constant_folding=kwargs.pop("do_constant_folding", constant_folding), **kwargs)
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - torch raises many types; the user needs one line
+        message = str(error).strip().splitlines()
+        raise InputError(f"export failed: {type(error).__name__}: {message[0] if message else ''}") from None
+    finally:
+        for name, module in model.named_modules():
+            module.training = was_training.get(name, module.training)
+    return path
+
+
+def load_module(spec: str) -> Any:
+    """`package.module:factory` (called with no arguments) or a TorchScript .pt/.pth file."""
+    torch = require_torch()
+    if spec.endswith((".pt", ".pth", ".pt2")):
+        if not Path(spec).is_file():
+            raise InputError(f"{spec}: no such file")
+        try:
+            if spec.endswith(".pt2"):
+                return torch.export.load(spec).module()
+            return torch.jit.load(spec, map_location="cpu")
+        except Exception as error:  # noqa: BLE001
+            raise InputError(f"{spec}: not a TorchScript/ExportedProgram file ({type(error).__name__})") from None
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise InputError(f"{spec!r}: expected package.module:factory or a .pt/.pth/.pt2 file")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as error:
+        raise InputError(f"{spec!r}: cannot import ({error})") from None
+    try:
+        return factory()
+    except Exception as error:  # noqa: BLE001
+        raise InputError(f"{spec!r}: factory failed ({type(error).__name__}: {error})") from None
+
+
+def export_to_temp(model: Any, input_shape: tuple[int, ...], **options) -> tuple[Path, tempfile.TemporaryDirectory]:
+    """Export into a fresh temporary directory; the caller keeps the directory object alive."""
+    directory = tempfile.TemporaryDirectory(prefix="segcost-")
+    return export(model, input_shape, Path(directory.name) / "model.onnx", **options), directory
