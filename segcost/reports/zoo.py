@@ -1,0 +1,35 @@
+"""Render the zoo reproduction table (table, Markdown, CSV, JSON)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from segcost.zoo.table import TABLE_COLUMNS, TableRow
+
+
+def render_zoo_table(rows: list[TableRow], fmt: str = "table") -> str:
+    records = [row.as_record() for row in rows]
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({key: "" if value is None else value for key, value in record.items()})
+        return buffer.getvalue()
+    from tabulate import tabulate
+
+    def cell(value, digits):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    body = [[r["family"], r["dataset"], r["model"], r["input_size"], cell(r["published_gmacs"], 3),
+             cell(r["computed_gmacs"], 3), cell(r["delta_pct"], 2), r["reason"]] for r in records]
+    headers = ["family", "dataset", "model", "input", "published GMACs", "segcost GMACs", "delta %", "reason"]
+    matched = sum(1 for r in records if r["delta_pct"] is not None and abs(r["delta_pct"]) <= 1.0)
+    compared = sum(1 for r in records if r["delta_pct"] is not None)
+    summary = f"\n{matched} of {compared} rows with a published figure within 1%; {len(records)} rows in all\n"
+    return tabulate(body, headers=headers, tablefmt="github" if fmt == "md" else "simple",
+                    disable_numparse=True) + "\n" + summary
