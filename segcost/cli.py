@@ -49,6 +49,101 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
     _emit(render(result, fmt, top=top, by_op=by_op), output, protected=(model,))
 
 
+def _load_graph(model: str | None, input_shapes: tuple[str, ...]):
+    from segcost.frontends import onnx as onnx_frontend
+
+    shapes = onnx_frontend.parse_input_shapes(input_shapes)
+    if model is None:
+        from segcost.samples import DEFAULT_SAMPLE, deeplabv3lite
+
+        proto = deeplabv3lite()
+        return onnx_frontend.load_model(proto, shapes, label=DEFAULT_SAMPLE), proto
+    graph = onnx_frontend.load(model, shapes)
+    return graph, None
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Optimized ONNX file (default: MODEL.optimized.onnx beside MODEL).")
+@click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report of passes, costs and findings.")
+@click.option("--rules", default="current", show_default=True, help="Target rule set for the verifier.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Run original and optimized models in onnxruntime and compare outputs.")
+@click.option("--print-after-all", is_flag=True, help="Print every pass's summary line and op counts as it runs.")
+def optimize(model: str | None, output: str | None, passes: str | None, input_shapes: tuple[str, ...],
+             report: str | None, rules: str, check: bool, print_after_all: bool) -> None:
+    """Fuse Conv-BN(-ReLU), clean up, verify, and write an optimized ONNX model."""
+    import json
+    from pathlib import Path
+
+    import onnx
+
+    from segcost.fileio import write_atomic
+    from segcost.ir.onnx_io import to_model
+    from segcost.optimize import compare_outputs, optimize as run_pipeline
+    from segcost.reports.passes import render_before_after, render_findings, render_records
+
+    graph, proto = _load_graph(model, input_shapes)
+    if output is None:
+        output = str(Path(model).with_suffix(".optimized.onnx")) if model else "deeplabv3lite.optimized.onnx"
+    original = to_model(graph) if check else None
+
+    def after_each(record, current):
+        counts = {}
+        for key in current.dag:
+            op_type = current.node(key).op_type
+            counts[op_type] = counts.get(op_type, 0) + 1
+        click.echo(f"after {record.name} (round {record.iteration}): {record.nodes_after} nodes "
+                   f"{dict(sorted(counts.items()))}", err=True)
+
+    result = run_pipeline(graph, passes.split(",") if passes else None,
+                          after_each=after_each if print_after_all else None, rules=rules)
+    optimized = to_model(result.graph)
+    try:
+        onnx.checker.check_model(optimized)
+    except onnx.checker.ValidationError as error:
+        raise SegcostError(f"optimized model fails onnx.checker: {str(error).splitlines()[0]}") from None
+    if check:
+        result.max_abs_diff = compare_outputs(original, optimized, result.graph)
+    write_atomic(output, optimized.SerializeToString(), protected=(model,))
+    click.echo(render_records(result.records))
+    click.echo()
+    click.echo(render_before_after(result.before, result.after))
+    click.echo()
+    click.echo(render_findings(result.findings), nl=False)
+    if result.max_abs_diff is not None:
+        click.echo(f"onnxruntime check: max |original - optimized| = {result.max_abs_diff:.3g} (tolerance 1e-4 + 1e-5·max|x|)")
+    click.echo(f"wrote {output}")
+    if report:
+        from dataclasses import asdict
+
+        payload = {"model": model, "output": output, "passes": [asdict(record) for record in result.records],
+                   "before": result.before.to_dict()["totals"], "after": result.after.to_dict()["totals"],
+                   "findings": [asdict(finding) for finding in result.findings],
+                   "max_abs_diff": result.max_abs_diff}
+        write_atomic(report, json.dumps(payload, indent=2) + "\n", protected=(model,))
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=True))
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@click.option("--rules", default="current", show_default=True, help="Target rule set (current, legacy).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
+@click.pass_context
+def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...], rules: str, fmt: str) -> None:
+    """Check depthwise/grouped consistency, the Lite rule and target support; exit 1 on findings."""
+    from segcost.passes import VerifyGroupedConvPass
+    from segcost.reports.passes import render_findings
+
+    graph, _ = _load_graph(model, input_shapes)
+    findings = VerifyGroupedConvPass(rules=rules)(graph).findings
+    click.echo(render_findings(findings, fmt), nl=False)
+    ctx.exit(1 if findings else 0)
+
+
 @cli.command("ops")
 def list_ops() -> None:
     """List the op types segcost has cost rules for, with each rule's formula."""

@@ -236,6 +236,37 @@ class Graph:
         if new_producer is not None:
             self._add_edge(new_producer, key, new)
 
+    def append_input(self, key: str, tensor: str) -> None:
+        """Add `tensor` as the next input of node `key` (e.g. a bias a fusion created)."""
+        self.node(key).inputs.append(tensor)
+        self._consumers.setdefault(tensor, set()).add(key)
+        producer = self._producer.get(tensor)
+        if producer is not None:
+            self._add_edge(producer, key, tensor)
+
+    def replace_uses(self, old: str, new: str) -> None:
+        """Make every consumer (and graph output slot) of tensor `old` read `new` instead."""
+        for consumer in self.consumers(old):
+            self.replace_input(consumer, old, new)
+        self.outputs = [new if tensor == old else tensor for tensor in self.outputs]
+
+    def rename_output(self, key: str, old: str, new: str) -> None:
+        """Let node `key` produce tensor `new` where it produced `old` (consumers of `old` are left alone)."""
+        node = self.node(key)
+        node.outputs = [new if tensor == old else tensor for tensor in node.outputs]
+        if self._producer.get(old) == key:
+            del self._producer[old]
+        for consumer in list(self.dag.successors(key)):
+            tensors = self.dag.edges[key, consumer]["tensors"]
+            tensors.discard(old)
+            if not tensors:
+                self.dag.remove_edge(key, consumer)
+        self._producer[new] = key
+        for consumer in self._consumers.get(new, ()):
+            self._add_edge(key, consumer, new)
+        if old in self.tensors and new not in self.tensors:
+            self.tensors[new] = TensorInfo(new, self.tensors[old].dtype, self.tensors[old].shape)
+
     def node(self, key: str) -> Node:
         return self.dag.nodes[key]["node"]
 

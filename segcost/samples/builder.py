@@ -55,10 +55,10 @@ class GraphBuilder:
 
     def batch_norm(self, x: str, channels: int, name: str) -> str:
         params = [
-            (self.rng.uniform(0.5, 1.5, channels)),   # scale
+            (self.rng.uniform(0.4, 0.9, channels)),   # scale: < 1 keeps deep random nets from blowing up
             (0.1 * self.rng.standard_normal(channels)),  # shift
             (0.1 * self.rng.standard_normal(channels)),  # running mean
-            (self.rng.uniform(0.5, 1.5, channels)),   # running var
+            (self.rng.uniform(0.8, 1.2, channels)),   # running var
         ]
         names = [self.constant(f"{name}.{field}", array.astype(np.float32))
                  for field, array in zip(("weight", "bias", "running_mean", "running_var"), params)]

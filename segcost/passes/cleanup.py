@@ -1,0 +1,182 @@
+"""Cleanup passes: no-op removal, dead-node elimination, constant folding.
+
+Exporters leave Identity/Dropout nodes and — with constant folding off, as needed to keep
+BatchNorm for fusion — whole Shape → Gather → Concat → Unsqueeze chains that compute
+sizes known at export time. These passes remove them so fusion sees Conv → BN directly
+and the cost report lists real layers only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from segcost.ir import Graph, Initializer
+from segcost.passes._infra import PassBase, PassResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EliminateDeadNodesPass", "EliminateNoOpsPass", "FoldConstantsPass"]
+
+NO_OP_TYPES = ("Identity", "Dropout")
+
+# Ops folded when every input is constant. Kept to shape/index arithmetic and type changes:
+# folding a Conv on constants would be correct but would hide the layer from the report.
+FOLDABLE_OPS = frozenset({
+    "Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Reshape", "Mul", "Add", "Sub",
+    "Div", "Floor", "Ceil", "Sqrt", "Equal", "Where", "Expand", "ConstantOfShape", "Range", "Transpose",
+    "Identity", "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
+    "Flatten", "Split",
+})
+# A folded tensor becomes an initializer; larger results are left to the runtime.
+MAX_FOLDED_ELEMENTS = 1 << 16
+
+
+class EliminateNoOpsPass(PassBase):
+    """Remove Identity and inference-mode Dropout nodes, rewiring their consumers.
+
+    Cases:
+      1. output not a graph output: consumers read the input instead.
+      2. output is a graph output and the input comes from a node used only here: that node
+         is renamed to produce the graph output.
+      3. otherwise (e.g. graph input → graph output) the node stays: a name must survive.
+    """
+
+    name = "eliminate-no-ops"
+
+    def call(self, graph: Graph) -> PassResult:
+        removed = []
+        for key in graph.topological_order():
+            node = graph.node(key)
+            if node.op_type not in NO_OP_TYPES or node.domain:
+                continue
+            if node.op_type == "Dropout" and (len([t for t in node.outputs if t]) > 1 or _dropout_active(graph, node)):
+                continue
+            source, output = node.inputs[0], node.outputs[0]
+            if output not in graph.outputs:
+                graph.remove_node(key)
+                graph.replace_uses(output, source)
+            else:
+                producer = graph.producer(source)
+                if (producer is None or source in graph.outputs
+                        or graph.consumers(source) != [key]):
+                    continue
+                graph.remove_node(key)
+                graph.rename_output(producer, source, output)
+            removed.append(key)
+        if removed:
+            logger.info("removed %d no-op nodes", len(removed))
+        return PassResult(graph, bool(removed), [f"removed {len(removed)} Identity/Dropout nodes"] if removed else [])
+
+
+def _dropout_active(graph: Graph, node) -> bool:
+    # Dropout with training_mode=True (input 2) is not a no-op.
+    if len(node.inputs) < 3 or not node.inputs[2]:
+        return False
+    init = graph.initializers.get(node.inputs[2])
+    return init is None or bool(np.asarray(init.array).item())
+
+
+class EliminateDeadNodesPass(PassBase):
+    """Remove nodes none of whose outputs reach a graph output, and unused initializers."""
+
+    name = "eliminate-dead-nodes"
+
+    def call(self, graph: Graph) -> PassResult:
+        live = set(graph.outputs)
+        dead = []
+        for key in reversed(graph.topological_order()):
+            node = graph.node(key)
+            if any(tensor in live for tensor in node.outputs):
+                live.update(tensor for tensor in node.inputs if tensor)
+            else:
+                dead.append(key)
+        for key in dead:
+            graph.remove_node(key)
+        unused = [name for name in graph.initializers if name not in live]
+        for name in unused:
+            del graph.initializers[name]
+        notes = []
+        if dead:
+            notes.append(f"removed {len(dead)} dead nodes")
+        if unused:
+            notes.append(f"removed {len(unused)} unused initializers")
+        return PassResult(graph, bool(dead or unused), notes)
+
+
+class FoldConstantsPass(PassBase):
+    """Replace shape/index computations whose inputs are all known by initializers.
+
+    Cases:
+      1. Shape (and Size) of a tensor with a static shape → its dims.
+      2. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
+         onnx.reference, the ONNX reference implementation, rather than re-implementing ops.
+    Results over MAX_FOLDED_ELEMENTS elements are not folded.
+    """
+
+    name = "fold-constants"
+
+    def call(self, graph: Graph) -> PassResult:
+        folded = []
+        for key in graph.topological_order():
+            node = graph.node(key)
+            if node.domain or node.op_type not in FOLDABLE_OPS:
+                continue
+            values = self._evaluate(graph, node)
+            if values is None:
+                continue
+            if any(output in graph.outputs for output in node.outputs):
+                continue  # a graph output must stay a computed tensor
+            graph.remove_node(key)
+            for output, value in zip(node.outputs, values):
+                if output:
+                    graph.initializers[output] = Initializer.from_array(output, np.asarray(value))
+                    graph.tensors.pop(output, None)
+            folded.append(key)
+        return PassResult(graph, bool(folded), [f"folded {len(folded)} constant nodes"] if folded else [])
+
+    def _evaluate(self, graph: Graph, node) -> list[np.ndarray] | None:
+        if node.op_type in ("Shape", "Size"):
+            shape = graph.shape(node.inputs[0])
+            if shape is None or not all(isinstance(dim, int) for dim in shape):
+                return None
+            if node.op_type == "Size":
+                return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
+            start, end = node.attrs.get("start", 0), node.attrs.get("end", len(shape))
+            return [np.array(shape[slice(start, end)], dtype=np.int64)]
+        inputs = [tensor for tensor in node.inputs if tensor]
+        if not all(tensor in graph.initializers for tensor in inputs):
+            return None
+        if any(graph.initializers[tensor].size > MAX_FOLDED_ELEMENTS for tensor in inputs):
+            return None
+        if any(isinstance(value, (list,)) and value and not isinstance(value[0], (int, float, bytes, str))
+               for value in node.attrs.values()):
+            return None  # graph-valued attributes are never folded
+        values = _run_reference(node, {tensor: graph.initializers[tensor].array for tensor in inputs},
+                                graph.info.opset)
+        if values is None or any(np.asarray(value).size > MAX_FOLDED_ELEMENTS for value in values):
+            return None
+        return values
+
+
+def _run_reference(node, feeds: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    proto = helper.make_node(node.op_type, node.inputs, node.outputs, name=node.name or None)
+    for attr_name, value in node.attrs.items():
+        proto.attribute.append(helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
+    # Wrapped in a model of the graph's own opset: ops changed signature across opsets
+    # (Unsqueeze/Squeeze/Slice moved attributes to inputs).
+    model = helper.make_model(
+        helper.make_graph([proto], "fold",
+                          [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype),
+                                                         None) for name, value in feeds.items()],
+                          [helper.make_empty_tensor_value_info(name) for name in node.outputs if name]),
+        opset_imports=[helper.make_opsetid("", opset or 17)])
+    try:
+        return list(ReferenceEvaluator(model).run(None, feeds))
+    except Exception as error:  # noqa: BLE001 - an op the reference cannot run is simply not folded
+        logger.debug("not folding %s: %s", node.name, error)
+        return None
