@@ -19,6 +19,29 @@ from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorI
 
 ExternalResolver = Callable[[onnx.TensorProto], tuple[Path, int, int]]
 
+# Node metadata that survives a round trip through a file, stored as "segcost:key=value"
+# lines in the node's doc_string (standard ONNX, ignored by runtimes), so that e.g. a fused
+# activation stays marked when an optimized model is read again.
+PERSISTED_META = ("fused_activation", "fused_into", "created_by")
+_META_PREFIX = "segcost:"
+
+
+def _split_doc(doc_string: str) -> tuple[str, dict[str, str]]:
+    lines, meta = [], {}
+    for line in doc_string.splitlines():
+        key, sep, value = line[len(_META_PREFIX):].partition("=")
+        if line.startswith(_META_PREFIX) and sep and key in PERSISTED_META:
+            meta[key] = value
+        else:
+            lines.append(line)
+    return "\n".join(lines), meta
+
+
+def _join_doc(doc_string: str, meta: dict) -> str:
+    lines = [doc_string] if doc_string else []
+    lines += [f"{_META_PREFIX}{key}={meta[key]}" for key in PERSISTED_META if key in meta]
+    return "\n".join(lines)
+
 
 def shape_of(type_proto: onnx.TypeProto) -> tuple[int, Shape | None]:
     """(elem_type, shape) of a tensor TypeProto; dims are int, symbol str, or None."""
@@ -90,6 +113,7 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         for attribute in node_proto.attribute:
             attrs[attribute.name] = helper.get_attribute_value(attribute)
             attr_types[attribute.name] = attribute.type
+        doc_string, meta = _split_doc(node_proto.doc_string) if node_proto.doc_string else ("", {})
         node = Node(
             name=node_proto.name,
             op_type=node_proto.op_type,
@@ -98,8 +122,8 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
             outputs=list(node_proto.output),
             attrs=attrs,
             attr_types=attr_types,
-            doc_string=node_proto.doc_string,
-            meta={"order": index},
+            doc_string=doc_string,
+            meta={"order": index, **meta},
         )
         graph.add_node(node, key=_node_key(graph, node, index))
     return graph
@@ -124,7 +148,8 @@ def to_model(graph: Graph, keep_value_info: bool = True) -> onnx.ModelProto:
     for key in graph.topological_order():
         node = graph.node(key)
         node_proto = helper.make_node(node.op_type, node.inputs, node.outputs, name=node.name or key,
-                                      domain=node.domain or None, doc_string=node.doc_string or None)
+                                      domain=node.domain or None,
+                                      doc_string=_join_doc(node.doc_string, node.meta) or None)
         for attr_name, value in node.attrs.items():
             node_proto.attribute.append(
                 helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
