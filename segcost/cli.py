@@ -31,18 +31,15 @@ def cli() -> None:
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
             by_op: bool, strict: bool) -> None:
-    """Per-layer MACs, FLOPs, params and bytes of MODEL.onnx (default: a built-in DeepLabV3Lite)."""
+    """Per-layer MACs, FLOPs, params and bytes of MODEL (default: a built-in DeepLabV3Lite).
+
+    MODEL is an .onnx file, or with segcost[torch] a TorchScript/ExportedProgram file
+    (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW).
+    """
     from segcost.analyzer import analyze as analyze_graph
-    from segcost.frontends import onnx as onnx_frontend
     from segcost.reports.analysis import render
 
-    shapes = onnx_frontend.parse_input_shapes(input_shapes)
-    if model is None:
-        from segcost.samples import DEFAULT_SAMPLE, deeplabv3lite
-
-        graph = onnx_frontend.load_model(deeplabv3lite(), shapes, label=DEFAULT_SAMPLE)
-    else:
-        graph = onnx_frontend.load(model, shapes)
+    graph, _ = _load_graph(model, input_shapes)
     result = analyze_graph(graph)
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
@@ -58,8 +55,21 @@ def _load_graph(model: str | None, input_shapes: tuple[str, ...]):
 
         proto = deeplabv3lite()
         return onnx_frontend.load_model(proto, shapes, label=DEFAULT_SAMPLE), proto
+    if _is_torch_spec(model):
+        from segcost.frontends.torch import load_torch_spec
+
+        return load_torch_spec(model, shapes), None
     graph = onnx_frontend.load(model, shapes)
     return graph, None
+
+
+def _is_torch_spec(model: str) -> bool:
+    """A PyTorch model: a .pt/.pth/.pt2 file or `package.module:factory` (never an existing .onnx)."""
+    from pathlib import Path
+
+    if model.endswith((".pt", ".pth", ".pt2")):
+        return True
+    return ":" in model and not Path(model).exists() and not model.endswith(".onnx")
 
 
 @cli.command()

@@ -82,6 +82,10 @@ def load_module(spec: str) -> Any:
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
         raise InputError(f"{spec!r}: expected package.module:factory or a .pt/.pth/.pt2 file")
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the user's own modules are importable
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError) as error:
@@ -96,3 +100,21 @@ def export_to_temp(model: Any, input_shape: tuple[int, ...], **options) -> tuple
     """Export into a fresh temporary directory; the caller keeps the directory object alive."""
     directory = tempfile.TemporaryDirectory(prefix="segcost-")
     return export(model, input_shape, Path(directory.name) / "model.onnx", **options), directory
+
+
+def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]]):
+    """Export a PyTorch model spec to a temporary ONNX file and load it into the IR.
+
+    The temporary directory lives as long as the graph (weights are read lazily from it).
+    """
+    from segcost.frontends import onnx as onnx_frontend
+
+    if len(input_shapes) != 1:
+        raise InputError("a PyTorch model needs exactly one --input-shape, e.g. --input-shape 1x3x512x512")
+    (input_shape,) = input_shapes.values()
+    module = load_module(spec)
+    path, directory = export_to_temp(module, input_shape)
+    graph = onnx_frontend.load(path)
+    graph.info.path = spec
+    graph.info.resources.append(directory)
+    return graph

@@ -151,6 +151,7 @@ class ModelInfo:
     metadata_props: dict[str, str] = field(default_factory=dict)
     functions: list[Any] = field(default_factory=list)  # FunctionProtos, passed through
     path: str | None = None
+    resources: list[Any] = field(default_factory=list)  # e.g. a temp dir the weights are read from
 
     @property
     def opset(self) -> int:
