@@ -75,7 +75,7 @@ def _is_torch_spec(model: str) -> bool:
 @cli.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Optimized ONNX file (default: MODEL.optimized.onnx beside MODEL).")
+              help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
 @click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report of passes, costs and findings.")
@@ -83,58 +83,77 @@ def _is_torch_spec(model: str) -> bool:
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run original and optimized models in onnxruntime and compare outputs.")
 @click.option("--print-after-all", is_flag=True, help="Print every pass's summary line and op counts as it runs.")
-def optimize(model: str | None, output: str | None, passes: str | None, input_shapes: tuple[str, ...],
-             report: str | None, rules: str, check: bool, print_after_all: bool) -> None:
-    """Fuse Conv-BN(-ReLU), clean up, verify, and write an optimized ONNX model."""
+@click.option("--int8", is_flag=True, help="Quantize to an int8 QDQ graph after fusion.")
+@click.option("--calib", default="synthetic", show_default=True, metavar="DIR|NPY|NPZ|synthetic",
+              help="Calibration data: a folder of images/.npy, a .npy/.npz array, or generated shapes.")
+@click.option("--calib-size", default=16, show_default=True, type=click.IntRange(min=1), help="Calibration samples.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale granularity.")
+@click.option("--pow2-scales", is_flag=True, help="Round every scale up to a power of two (first-gen TIDL).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="Calibration method.")
+@click.option("--target", type=click.Choice(["cpu", "tda4vm"]), default="cpu", show_default=True,
+              help="cpu: fastest format in onnxruntime (u8 activations); tda4vm: symmetric int8, zero points 0.")
+@click.option("--exclude-nodes", default="", metavar="A,B", help="Nodes to keep in float.")
+@click.option("--eval", "eval_data", metavar="DIR|NPZ|synthetic",
+              help="Data for the accuracy report (default: the calibration data; synthetic: its held-out split).")
+@click.option("--max-drop", type=float, metavar="X",
+              help="Exit 1 when int8 loses more than X mIoU points (or X % of pixels change class without labels).")
+@click.pass_context
+def optimize(ctx: click.Context, model: str | None, output: str | None, passes: str | None,
+             input_shapes: tuple[str, ...], report: str | None, rules: str, check: bool, print_after_all: bool,
+             int8: bool, calib: str, calib_size: int, per_channel: bool, pow2_scales: bool, method: str, target: str,
+             exclude_nodes: str, eval_data: str | None, max_drop: float | None) -> None:
+    """Fuse Conv-BN(-ReLU), clean up, verify, optionally quantize to int8, and write the model."""
     import json
     from pathlib import Path
 
-    import onnx
-
     from segcost.fileio import write_atomic
-    from segcost.ir.onnx_io import to_model
-    from segcost.optimize import compare_outputs, optimize as run_pipeline
-    from segcost.reports.passes import render_before_after, render_findings, render_records
+    from segcost.optimize import optimize_model
+    from segcost.reports.passes import optimize_report, render_optimize
 
-    graph, proto = _load_graph(model, input_shapes)
+    graph, _ = _load_graph(model, input_shapes)
     if output is None:
-        output = str(Path(model).with_suffix(".optimized.onnx")) if model else "deeplabv3lite.optimized.onnx"
-    original = to_model(graph) if check else None
+        suffix = ".int8.onnx" if int8 else ".optimized.onnx"
+        output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix
+    options = None
+    if int8:
+        from segcost.quant.quantize import QuantizeOptions
 
-    def after_each(record, current):
-        counts = {}
-        for key in current.dag:
-            op_type = current.node(key).op_type
-            counts[op_type] = counts.get(op_type, 0) + 1
-        click.echo(f"after {record.name} (round {record.iteration}): {record.nodes_after} nodes "
-                   f"{dict(sorted(counts.items()))}", err=True)
-
-    result = run_pipeline(graph, passes.split(",") if passes else None,
-                          after_each=after_each if print_after_all else None, rules=rules)
-    optimized = to_model(result.graph)
-    try:
-        onnx.checker.check_model(optimized)
-    except onnx.checker.ValidationError as error:
-        raise SegcostError(f"optimized model fails onnx.checker: {str(error).splitlines()[0]}") from None
-    if check:
-        result.max_abs_diff = compare_outputs(original, optimized, result.graph)
-    write_atomic(output, optimized.SerializeToString(), protected=(model,))
-    click.echo(render_records(result.records))
-    click.echo()
-    click.echo(render_before_after(result.before, result.after))
-    click.echo()
-    click.echo(render_findings(result.findings), nl=False)
-    if result.max_abs_diff is not None:
-        click.echo(f"onnxruntime check: max |original - optimized| = {result.max_abs_diff:.3g} (tolerance 1e-4 + 1e-5·max|x|)")
+        options = QuantizeOptions(calibration=calib, calib_size=calib_size, per_channel=per_channel,
+                                  pow2_scales=pow2_scales, method=method, target=target,
+                                  exclude_nodes=tuple(filter(None, exclude_nodes.split(","))))
+    result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
+                            after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
+                            progress=_calibration_progress)
+    write_atomic(output, result.model.SerializeToString(), protected=(model,))
+    click.echo(render_optimize(result), nl=False)
     click.echo(f"wrote {output}")
+    payload = optimize_report(result, model, output)
+    if result.accuracy is not None:
+        accuracy_path = str(Path(output).with_suffix(".accuracy.json"))
+        write_atomic(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n", protected=(model,))
+        click.echo(f"wrote {accuracy_path}")
     if report:
-        from dataclasses import asdict
-
-        payload = {"model": model, "output": output, "passes": [asdict(record) for record in result.records],
-                   "before": result.before.to_dict()["totals"], "after": result.after.to_dict()["totals"],
-                   "findings": [asdict(finding) for finding in result.findings],
-                   "max_abs_diff": result.max_abs_diff}
         write_atomic(report, json.dumps(payload, indent=2) + "\n", protected=(model,))
+    if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
+        click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} exceeds --max-drop {max_drop}", err=True)
+        ctx.exit(1)
+
+
+def _print_after(record, graph) -> None:
+    counts: dict[str, int] = {}
+    for key in graph.dag:
+        op_type = graph.node(key).op_type
+        counts[op_type] = counts.get(op_type, 0) + 1
+    click.echo(f"after {record.name} (round {record.iteration}): {record.nodes_after} nodes "
+               f"{dict(sorted(counts.items()))}", err=True)
+
+
+def _calibration_progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total
+    click.echo(f"\rcalibrating [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", err=True,
+               nl=done == total)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ by orders of magnitude.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,6 +38,10 @@ class OptimizeResult:
     records: list[PassRecord]
     findings: list[Finding] = field(default_factory=list)
     max_abs_diff: float | None = None
+    model: onnx.ModelProto | None = None           # what gets written: fused float, or int8 QDQ
+    quantization: Any = None                        # segcost.quant.quantize.QuantizeResult
+    accuracy: Any = None                            # segcost.quant.accuracy.AccuracyReport
+    int8_after: AnalysisResult | None = None
 
 
 def build_pipeline(names: list[str] | None = None, after_each=None) -> PassManager:
@@ -104,3 +109,42 @@ def compare_outputs(original: onnx.ModelProto, optimized: onnx.ModelProto, graph
             raise NumericsError(f"output #{index} differs by up to {diff:.3g} after optimization "
                                 f"(tolerance {limit:.3g} = {ATOL} + {RTOL}·max|x|)")
     return worst
+
+
+def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "current", check: bool = True,
+                   after_each=None, int8=None, eval_data: str | None = None,
+                   progress=None) -> OptimizeResult:
+    """The whole `segcost optimize`: fuse and clean up, verify, check numerics, optionally quantize.
+
+    `int8` is a QuantizeOptions (None: float output). Accuracy is measured on `eval_data`
+    (default: the calibration source; the synthetic source's held-out split).
+    """
+    from segcost.ir.onnx_io import to_model
+
+    original = to_model(graph) if check else None
+    result = optimize(graph, passes, after_each=after_each, rules=rules)
+    result.model = to_model(result.graph)
+    try:
+        onnx.checker.check_model(result.model)
+    except onnx.checker.ValidationError as error:
+        raise SegcostError(f"optimized model fails onnx.checker: {str(error).splitlines()[0]}") from None
+    if check:
+        result.max_abs_diff = compare_outputs(original, result.model, result.graph)
+    if int8 is not None:
+        from segcost.quant.accuracy import compare_models
+        from segcost.quant.calibration import open_source
+        from segcost.quant.quantize import quantize_graph, single_image_input
+
+        quantized = quantize_graph(result.graph, int8, progress)
+        try:
+            onnx.checker.check_model(quantized.model)
+        except onnx.checker.ValidationError as error:
+            raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        name, shape = single_image_input(result.graph)
+        source = open_source(eval_data or int8.calibration, name, shape, int8.calib_size, int8.seed, int8.mean,
+                             int8.std, split="val")
+        result.quantization = quantized
+        result.accuracy = compare_models(quantized.float_model, quantized.model, source)
+        result.int8_after = analyze(quantized.graph)
+        result.model = quantized.model
+    return result

@@ -51,3 +51,56 @@ def render_findings(findings: list[Finding], fmt: str = "table") -> str:
     rows = [[finding.layer, finding.op_type, finding.rule, finding.reason] for finding in findings]
     return tabulate(rows, headers=["layer", "op", "rule", "reason"], tablefmt="github" if fmt == "md" else "simple",
                     disable_numparse=True) + f"\n{len(findings)} findings\n"
+
+
+def render_optimize(result) -> str:
+    """Everything `segcost optimize` prints: passes, before/after costs, findings, checks, int8 accuracy."""
+    parts = [render_records(result.records), "", render_before_after(result.before, result.after), "",
+             render_findings(result.findings).rstrip("\n")]
+    if result.max_abs_diff is not None:
+        parts.append(f"onnxruntime check: max |original - optimized| = {result.max_abs_diff:.3g} "
+                     "(tolerance 1e-4 + 1e-5·max|x|)")
+    if result.accuracy is not None:
+        parts += ["", render_int8(result)]
+    return "\n".join(parts) + "\n"
+
+
+def render_int8(result) -> str:
+    from tabulate import tabulate
+
+    accuracy, quantization = result.accuracy, result.quantization
+    after, int8_after = result.after.totals, result.int8_after.totals
+    lines = [f"int8: calibrated on {quantization.source.description}; "
+             + "; ".join(note for note in quantization.notes if note),
+             f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); weights {human_bytes(int8_after.weight_bytes)} "
+             f"(float {human_bytes(after.weight_bytes)})"]
+    for output in accuracy.outputs:
+        agreement = "" if output.argmax_agreement_pct is None else \
+            f", argmax agreement {output.argmax_agreement_pct:.2f}%"
+        lines.append(f"output {output.name}: max abs error {output.max_abs_error:.4g}, cosine "
+                     f"{output.cosine_similarity:.5f}{agreement} ({accuracy.samples} samples)")
+    if accuracy.miou_drop is not None:
+        lines.append(f"mIoU: float {accuracy.miou_float:.2f}, int8 {accuracy.miou_int8:.2f}, "
+                     f"drop {accuracy.miou_drop:.2f} points")
+    worst = accuracy.layers[:5]
+    if worst:
+        lines.append("most sensitive layers (lowest SQNR):")
+        lines.append(tabulate([[layer.producer, layer.op_type, f"{layer.sqnr_db:.1f}"] for layer in worst],
+                              headers=["layer", "op", "SQNR dB"], disable_numparse=True))
+    return "\n".join(lines)
+
+
+def optimize_report(result, model: str | None, output: str) -> dict:
+    payload = {"model": model, "output": output, "passes": [asdict(record) for record in result.records],
+               "before": result.before.to_dict()["totals"], "after": result.after.to_dict()["totals"],
+               "findings": [asdict(finding) for finding in result.findings], "max_abs_diff": result.max_abs_diff}
+    if result.accuracy is not None:
+        accuracy = result.accuracy
+        payload["int8"] = {
+            "calibration": result.quantization.source.description, "notes": result.quantization.notes,
+            "totals": result.int8_after.to_dict()["totals"], "samples": accuracy.samples,
+            "outputs": [asdict(output) for output in accuracy.outputs],
+            "miou_float": accuracy.miou_float, "miou_int8": accuracy.miou_int8, "miou_drop": accuracy.miou_drop,
+            "layers_by_sensitivity": [asdict(layer) for layer in accuracy.layers],
+        }
+    return payload

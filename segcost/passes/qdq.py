@@ -1,0 +1,158 @@
+"""Passes over a QDQ (QuantizeLinear/DequantizeLinear) graph: power-of-two scales, shared Concat scales.
+
+* `PowerOfTwoScalesPass` — first-generation TIDL devices need every scale to be 2^k.
+  Scales are rounded *up* (s′ = 2^⌈log₂ s⌉ ≥ s) so no value that fitted before saturates;
+  constant weights are requantized to the new scale, and every Conv/Gemm bias (int32,
+  scale = s_x·s_w) is requantized to the product of its new input and weight scales.
+* `ShareConcatScalesPass` — a Concat of int8 tensors is a plain copy only when all inputs
+  and the output share one scale and zero point; each input's Q/DQ pair takes the Concat
+  output's (whose range covers all inputs, so nothing clips).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segcost.ir import Graph, Initializer
+from segcost.passes._infra import PassBase, PassResult
+
+__all__ = ["PowerOfTwoScalesPass", "ShareConcatScalesPass", "requantize_biases"]
+
+QUANTIZE, DEQUANTIZE = "QuantizeLinear", "DequantizeLinear"
+_INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-2**31, 2**31 - 1)}
+
+
+def _nodes(graph: Graph, op_type: str) -> list[str]:
+    return [key for key in graph.topological_order() if graph.node(key).op_type == op_type]
+
+
+def _constant(graph: Graph, tensor: str) -> np.ndarray | None:
+    init = graph.initializers.get(tensor)
+    return None if init is None else init.array
+
+
+def _set_constant(graph: Graph, name: str, array: np.ndarray) -> None:
+    graph.initializers[name] = Initializer.from_array(name, np.ascontiguousarray(array))
+
+
+def pow2_ceil(scale: np.ndarray) -> np.ndarray:
+    return np.exp2(np.ceil(np.log2(scale.astype(np.float64)))).astype(scale.dtype)
+
+
+def _is_pow2(scale: np.ndarray) -> bool:
+    exponent = np.log2(scale.astype(np.float64))
+    return bool(np.all(exponent == np.round(exponent)))
+
+
+def _requantize(values: np.ndarray, zero_point: np.ndarray, old_scale: np.ndarray, new_scale: np.ndarray,
+                axis: int) -> np.ndarray:
+    shape = [1] * values.ndim
+    if old_scale.ndim == 1 and old_scale.size > 1:
+        shape[axis] = old_scale.size
+    old, new = old_scale.reshape(shape).astype(np.float64), new_scale.reshape(shape).astype(np.float64)
+    zp = zero_point.reshape(shape).astype(np.float64) if zero_point is not None else 0.0
+    real = (values.astype(np.float64) - zp) * old
+    low, high = _INT_RANGES[values.dtype]
+    return np.clip(np.round(real / new) + zp, low, high).astype(values.dtype)
+
+
+def requantize_biases(graph: Graph) -> int:
+    """Set each int32 bias's scale to s_x·s_w of its Conv/Gemm (after scale changes); returns the count."""
+    changed = 0
+    for key in graph.topological_order():
+        node = graph.node(key)
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.inputs) < 3 or not node.inputs[2]:
+            continue
+        dequantizers = [graph.producer(tensor) for tensor in node.inputs[:3]]
+        if any(producer is None or graph.node(producer).op_type != DEQUANTIZE for producer in dequantizers):
+            continue
+        x_dq, w_dq, b_dq = (graph.node(producer) for producer in dequantizers)
+        bias, bias_scale = _constant(graph, b_dq.inputs[0]), _constant(graph, b_dq.inputs[1])
+        x_scale, w_scale = _constant(graph, x_dq.inputs[1]), _constant(graph, w_dq.inputs[1])
+        if any(value is None for value in (bias, bias_scale, x_scale, w_scale)) or bias.dtype != np.int32:
+            continue
+        product = x_scale.astype(np.float64) * w_scale.astype(np.float64)
+        if product.size != bias_scale.size:
+            continue  # a layout this pass does not know; left as the quantizer wrote it
+        wanted = product.astype(bias_scale.dtype).reshape(bias_scale.shape)
+        if np.array_equal(wanted, bias_scale):
+            continue
+        bias_zero = _constant(graph, b_dq.inputs[2]) if len(b_dq.inputs) > 2 and b_dq.inputs[2] else None
+        _set_constant(graph, b_dq.inputs[0], _requantize(bias, bias_zero, bias_scale, wanted, 0))
+        _set_constant(graph, b_dq.inputs[1], wanted)
+        changed += 1
+    return changed
+
+
+class PowerOfTwoScalesPass(PassBase):
+    """Round every Q/DQ scale up to a power of two, requantizing constant weights and biases."""
+
+    name = "pow2-scales"
+
+    def call(self, graph: Graph) -> PassResult:
+        rounded: set[str] = set()
+        requantized = 0
+        for key in _nodes(graph, DEQUANTIZE):
+            node = graph.node(key)
+            values, scale = _constant(graph, node.inputs[0]), _constant(graph, node.inputs[1])
+            if values is None or scale is None or values.dtype == np.int32 or _is_pow2(scale):
+                continue  # activations are handled through their scale initializers below; biases last
+            zero_point = _constant(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+            new_scale = pow2_ceil(scale)
+            _set_constant(graph, node.inputs[0], _requantize(values, zero_point, scale, new_scale,
+                                                             int(node.attrs.get("axis", 1))))
+            _set_constant(graph, node.inputs[1], new_scale)
+            rounded.add(node.inputs[1])
+            requantized += 1
+        for op_type in (QUANTIZE, DEQUANTIZE):
+            for key in _nodes(graph, op_type):
+                node = graph.node(key)
+                scale_name = node.inputs[1]
+                scale = _constant(graph, scale_name)
+                if scale is None or scale_name in rounded or _is_pow2(scale):
+                    continue
+                if op_type == DEQUANTIZE and _constant(graph, node.inputs[0]) is not None:
+                    continue  # a constant (bias) DQ: requantized with its Conv below
+                _set_constant(graph, scale_name, pow2_ceil(scale))
+                rounded.add(scale_name)
+        biases = requantize_biases(graph)
+        modified = bool(rounded or biases)
+        notes = [f"{len(rounded)} scales rounded up to powers of two, {requantized} weights and {biases} biases "
+                 "requantized"] if modified else []
+        return PassResult(graph, modified, notes)
+
+
+class ShareConcatScalesPass(PassBase):
+    """Give every quantized Concat input the scale and zero point of the Concat's output."""
+
+    name = "share-concat-scales"
+
+    def call(self, graph: Graph) -> PassResult:
+        shared = 0
+        for key in _nodes(graph, "Concat"):
+            node = graph.node(key)
+            output_users = [graph.node(user) for user in graph.consumers(node.outputs[0])]
+            output_q = next((user for user in output_users if user.op_type == QUANTIZE), None)
+            if output_q is None:
+                continue
+            target = output_q.inputs[1:3]
+            for tensor in node.inputs:
+                dq_key = graph.producer(tensor)
+                if dq_key is None or graph.node(dq_key).op_type != DEQUANTIZE:
+                    continue
+                q_key = graph.producer(graph.node(dq_key).inputs[0])
+                if q_key is None or graph.node(q_key).op_type != QUANTIZE:
+                    continue
+                if graph.node(q_key).inputs[1:3] == target:
+                    continue
+                for pair_key in (q_key, *graph.consumers(graph.node(q_key).outputs[0])):
+                    pair = graph.node(pair_key)
+                    if pair.op_type not in (QUANTIZE, DEQUANTIZE):
+                        continue
+                    for old, new in zip(list(pair.inputs[1:3]), target):
+                        if old != new:
+                            graph.replace_input(pair_key, old, new)
+                shared += 1
+        if shared:
+            requantize_biases(graph)
+        return PassResult(graph, bool(shared), [f"{shared} Concat inputs now share the output's scale"] if shared else [])

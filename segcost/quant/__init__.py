@@ -1,0 +1,1 @@
+"""int8 quantization: calibration sources, onnxruntime static quantization, accuracy comparison."""

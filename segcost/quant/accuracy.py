@@ -1,0 +1,171 @@
+"""How much int8 changes a model: per-layer SQNR, output agreement, mIoU.
+
+Both models run in onnxruntime on the same samples. Per layer, the float activation is
+compared with the dequantized int8 activation of the same tensor (the DequantizeLinear
+after the tensor's QuantizeLinear): SQNR = 10·log10(Σf² / Σ(f − q)²) dB, summed over
+all samples. Layers are ranked worst first — the sensitivity ranking used to choose
+layers to keep in float (``--exclude-nodes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from segcost.quant.calibration import CalibrationSource
+
+
+@dataclass
+class LayerSQNR:
+    tensor: str
+    producer: str
+    op_type: str
+    sqnr_db: float
+
+
+@dataclass
+class OutputAgreement:
+    name: str
+    max_abs_error: float
+    cosine_similarity: float
+    argmax_agreement_pct: float | None  # per-pixel argmax over channels (segmentation outputs)
+
+
+@dataclass
+class AccuracyReport:
+    samples: int
+    outputs: list[OutputAgreement]
+    layers: list[LayerSQNR]
+    miou_float: float | None = None
+    miou_int8: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def miou_drop(self) -> float | None:
+        if self.miou_float is None or self.miou_int8 is None:
+            return None
+        return self.miou_float - self.miou_int8
+
+    def drop(self) -> float:
+        """The accuracy drop `--max-drop` is checked against: mIoU points, else % pixels whose class changed."""
+        if self.miou_drop is not None:
+            return self.miou_drop
+        agreement = self.outputs[0].argmax_agreement_pct if self.outputs else None
+        return 0.0 if agreement is None else 100.0 - agreement
+
+
+def _activation_pairs(int8_model: onnx.ModelProto) -> list[tuple[str, str, str, str]]:
+    """(float tensor, its dequantized twin, producer node, producer op) for every quantized activation."""
+    producers = {output: node for node in int8_model.graph.node for output in node.output}
+    constants = {init.name for init in int8_model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in int8_model.graph.node:
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append(node)
+    pairs = []
+    for node in int8_model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in constants:
+            continue
+        twin = next((user.output[0] for user in consumers.get(node.output[0], []) if user.op_type == "DequantizeLinear"),
+                    None)
+        producer = producers.get(node.input[0])
+        if twin is not None and producer is not None:
+            pairs.append((node.input[0], twin, producer.name, producer.op_type))
+    return pairs
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    present = {output.name for output in copy.graph.output}
+    for name in names:
+        if name not in present:
+            copy.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return copy
+
+
+def _session(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
+    valid = (label >= 0) & (label < num_classes)
+    return np.bincount(num_classes * label[valid].astype(np.int64) + pred[valid].astype(np.int64),
+                       minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def miou_from_confusion(matrix: np.ndarray) -> float:
+    """Mean IoU in percent over the classes present in labels or predictions."""
+    intersection = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
+    present = union > 0
+    return float(100.0 * np.mean(intersection[present] / union[present])) if present.any() else 0.0
+
+
+RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
+
+
+def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, source: CalibrationSource,
+                   per_layer: bool = True) -> AccuracyReport:
+    float_tensors = {output for node in float_model.graph.node for output in node.output}
+    pairs = []
+    for tensor, twin, producer, op_type in (_activation_pairs(int8_model) if per_layer else []):
+        if tensor not in float_tensors and tensor.endswith(RENAMED_OUTPUT_SUFFIX):
+            tensor = tensor[: -len(RENAMED_OUTPUT_SUFFIX)]
+        if tensor in float_tensors:
+            pairs.append((tensor, twin, producer, op_type))
+    output_names = [output.name for output in float_model.graph.output]
+    float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in pairs]))
+    int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in pairs]))
+    signal = {tensor: 0.0 for tensor, *_ in pairs}
+    noise = dict(signal)
+    stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "agree": 0, "pixels": 0} for name in output_names}
+    confusion_float = confusion_int8 = None
+    samples = 0
+    for sample in source:
+        samples += 1
+        float_values = dict(zip([o.name for o in float_session.get_outputs()], float_session.run(None, sample.feeds)))
+        int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
+        for tensor, twin, *_ in pairs:
+            reference = float_values[tensor].astype(np.float64)
+            signal[tensor] += float(np.sum(reference ** 2))
+            noise[tensor] += float(np.sum((reference - int8_values[twin]) ** 2))
+        for name in output_names:
+            a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
+            entry = stats[name]
+            entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
+            entry["dot"] += float(np.sum(a * b))
+            entry["aa"] += float(np.sum(a * a))
+            entry["bb"] += float(np.sum(b * b))
+            if a.ndim == 4 and a.shape[1] > 1:
+                entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
+                entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
+        first = float_values[output_names[0]]
+        if sample.label is not None and first.ndim == 4:
+            classes = first.shape[1]
+            if confusion_float is None:
+                confusion_float = np.zeros((classes, classes), np.int64)
+                confusion_int8 = np.zeros((classes, classes), np.int64)
+            confusion_float += confusion(first.argmax(1)[0], sample.label, classes)
+            confusion_int8 += confusion(int8_values[output_names[0]].argmax(1)[0], sample.label, classes)
+    outputs = []
+    for name, entry in stats.items():
+        norm = np.sqrt(entry["aa"] * entry["bb"])
+        outputs.append(OutputAgreement(
+            name, entry["max_abs"], float(entry["dot"] / norm) if norm else 1.0,
+            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None))
+    layers = [LayerSQNR(tensor, producer, op_type,
+                        float(10 * np.log10(signal[tensor] / noise[tensor])) if noise[tensor] > 0 else float("inf"))
+              for tensor, _, producer, op_type in pairs]
+    layers.sort(key=lambda layer: layer.sqnr_db)
+    report = AccuracyReport(samples, outputs, layers)
+    if confusion_float is not None:
+        report.miou_float = miou_from_confusion(confusion_float)
+        report.miou_int8 = miou_from_confusion(confusion_int8)
+    return report

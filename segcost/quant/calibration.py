@@ -1,0 +1,219 @@
+"""Calibration and evaluation inputs: image folders, .npy/.npz arrays, or a synthetic generator.
+
+Every source yields feeds ``{input_name: float32 array of the model's input shape}``; a
+source that cannot give that (wrong shape, empty folder, files that are not images or
+arrays) is an InputError naming the file, raised before any quantization work starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segcost.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
+ARRAY_SUFFIXES = (".npy", ".npz")
+# torchvision's ImageNet statistics: the zoo's models are trained with them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Sample:
+    feeds: dict[str, np.ndarray]
+    label: np.ndarray | None = None  # H×W class indices when the source has labels
+
+
+class CalibrationSource:
+    """A finite, re-iterable list of samples for a model with the given input name and shape."""
+
+    def __init__(self, input_name: str, input_shape: tuple[int, ...], loaders: list[Callable[[], Sample]],
+                 description: str):
+        self.input_name = input_name
+        self.input_shape = input_shape
+        self.loaders = loaders
+        self.description = description
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for load in self.loaders:
+            yield load()
+
+
+def open_source(spec: str, input_name: str, input_shape: tuple[int, ...], size: int = 32, seed: int = 0,
+                mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                split: str = "val") -> CalibrationSource:
+    """`spec` is "synthetic", a folder of images/arrays, or a .npy/.npz file."""
+    if len(input_shape) != 4:
+        raise InputError(f"calibration needs an N×C×H×W input; {input_name!r} has shape {list(input_shape)}")
+    if spec == "synthetic":
+        return _synthetic(input_name, input_shape, size, seed, split)
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"calibration data {spec!r}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        usable = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES + ARRAY_SUFFIXES]
+        if not files:
+            raise InputError(f"calibration folder {spec} is empty")
+        if not usable:
+            raise InputError(f"calibration folder {spec} has no images or .npy/.npz files "
+                             f"(found e.g. {files[0].name})")
+        usable = usable[:size]
+        loaders = [_file_loader(p, input_name, input_shape, mean, std) for p in usable]
+        loaders[0]()  # fail now, with the file's name, rather than halfway through calibration
+        return CalibrationSource(input_name, input_shape, loaders, f"{len(usable)} files from {spec}")
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        return _array_file(path, input_name, input_shape, size)
+    raise InputError(f"calibration data {spec!r}: expected a folder, a .npy/.npz file or 'synthetic'")
+
+
+def _check_shape(array: np.ndarray, input_shape: tuple[int, ...], where: str) -> np.ndarray:
+    expected = tuple(input_shape[1:])
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        raise InputError(f"{where}: shape {list(array.shape)} does not fit the model input "
+                         f"[N, {', '.join(map(str, expected))}]")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{where}: dtype {array.dtype} is not numeric")
+    return array.astype(np.float32)
+
+
+def _array_file(path: Path, input_name: str, input_shape: tuple[int, ...], size: int) -> CalibrationSource:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not a readable .npy/.npz file ({error})") from None
+    labels = None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        if not keys:
+            raise InputError(f"{path}: empty .npz")
+        key = input_name if input_name in keys else ("input" if "input" in keys else keys[0])
+        data = loaded[key]
+        labels = loaded["labels"] if "labels" in keys else None
+    else:
+        data = loaded
+    batch = _check_shape(np.asarray(data), input_shape, str(path))
+    if labels is not None and (labels.shape[0] != batch.shape[0] or labels.shape[-2:] != batch.shape[-2:]):
+        raise InputError(f"{path}: labels {list(labels.shape)} do not match inputs {list(batch.shape)}")
+    count = min(size, batch.shape[0])
+    loaders = [(lambda i=i: Sample({input_name: batch[i:i + 1]}, None if labels is None else labels[i]))
+               for i in range(count)]
+    return CalibrationSource(input_name, input_shape, loaders, f"{count} samples from {path}")
+
+
+def _file_loader(path: Path, input_name: str, input_shape: tuple[int, ...], mean, std) -> Callable[[], Sample]:
+    def load() -> Sample:
+        if path.suffix.lower() in ARRAY_SUFFIXES:
+            array = np.load(path, allow_pickle=False)
+            if isinstance(array, np.lib.npyio.NpzFile):
+                array = array[list(array.keys())[0]]
+            return Sample({input_name: _check_shape(np.asarray(array), input_shape, str(path))})
+        image = read_image(path)
+        return Sample({input_name: image_to_input(image, input_shape, mean, std)})
+
+    return load
+
+
+def read_image(path: Path) -> np.ndarray:
+    """H×W×3 uint8. PPM/PGM are read here; PNG/JPEG/BMP need Pillow (optional)."""
+    if path.suffix.lower() in (".ppm", ".pgm"):
+        return _read_netpbm(path)
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError(f"{path}: reading {path.suffix} images needs Pillow (pip install pillow); "
+                         ".ppm/.pgm and .npy work without it") from None
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise InputError(f"{path}: not a readable image ({type(error).__name__})") from None
+
+
+def _read_netpbm(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    tokens: list[bytes] = []
+    position = 0
+    while len(tokens) < 4:
+        while position < len(data) and data[position:position + 1].isspace():
+            position += 1
+        if data[position:position + 1] == b"#":
+            position = data.find(b"\n", position) + 1 or len(data)
+            continue
+        start = position
+        while position < len(data) and not data[position:position + 1].isspace():
+            position += 1
+        if start == position:
+            raise InputError(f"{path}: truncated PPM/PGM header")
+        tokens.append(data[start:position])
+    magic = tokens[0]
+    try:
+        width, height, maxval = (int(token) for token in tokens[1:4])
+    except ValueError:
+        raise InputError(f"{path}: bad PPM/PGM header") from None
+    if magic not in (b"P5", b"P6") or width <= 0 or height <= 0 or maxval != 255:
+        raise InputError(f"{path}: only binary 8-bit PPM (P6) / PGM (P5) are supported")
+    channels = 3 if magic == b"P6" else 1
+    if len(data) < position + 1 + width * height * channels:
+        raise InputError(f"{path}: truncated pixel data")
+    pixels = np.frombuffer(data, np.uint8, count=width * height * channels, offset=position + 1)
+    image = pixels.reshape(height, width, channels)
+    return np.repeat(image, 3, axis=2) if channels == 1 else image
+
+
+def image_to_input(image: np.ndarray, input_shape: tuple[int, ...], mean, std) -> np.ndarray:
+    """Bilinear resize to the model's H×W, scale to [0, 1], normalize, HWC → NCHW."""
+    _, channels, height, width = input_shape
+    if channels != 3:
+        raise InputError(f"images give 3 channels; the model input has {channels}")
+    resized = resize_bilinear(image.astype(np.float32) / 255.0, height, width)
+    normalized = (resized - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return normalized.transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Half-pixel-centre bilinear resize of an H×W×C float image (numpy only)."""
+    in_h, in_w = image.shape[:2]
+    ys = np.clip((np.arange(height) + 0.5) * in_h / height - 0.5, 0, in_h - 1)
+    xs = np.clip((np.arange(width) + 0.5) * in_w / width - 0.5, 0, in_w - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, in_h - 1), np.minimum(x0 + 1, in_w - 1)
+    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    top = image[y0][:, x0] * (1 - wx) + image[y0][:, x1] * wx
+    bottom = image[y1][:, x0] * (1 - wx) + image[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def _synthetic(input_name: str, input_shape: tuple[int, ...], size: int, seed: int, split: str) -> CalibrationSource:
+    _, channels, height, width = input_shape
+    try:
+        from segcost.data.synthetic import SyntheticShapes
+    except ImportError:  # the generator ships with segcost; a partial install falls back to noise
+        SyntheticShapes = None
+    if SyntheticShapes is None or channels != 3:
+        rng_seed = seed
+
+        def noise(index: int) -> Sample:
+            rng = np.random.default_rng(rng_seed + index)
+            return Sample({input_name: rng.standard_normal(input_shape).astype(np.float32)})
+
+        return CalibrationSource(input_name, input_shape, [lambda i=i: noise(i) for i in range(size)],
+                                 f"{size} standard-normal tensors")
+    dataset = SyntheticShapes(height=height, width=width, seed=seed)
+    indices = list(dataset.split(split))[:size]
+
+    def shapes(index: int) -> Sample:
+        image, label = dataset.sample(index)
+        return Sample({input_name: np.asarray(image, np.float32)[None]}, np.asarray(label))
+
+    return CalibrationSource(input_name, input_shape, [lambda i=i: shapes(i) for i in indices],
+                             f"{len(indices)} synthetic shape images ({split} split)")
