@@ -111,12 +111,18 @@ class Initializer:
         return numpy_helper.to_array(self._proto)
 
     def to_proto(self) -> Any:
-        """TensorProto with inline data; the original proto is reused when untouched."""
+        """TensorProto with inline data; the original proto is reused when it holds the data itself.
+
+        Reading `.array` does not count as a change: an initializer is rebuilt only when it
+        came from a file region or was created from an array (``from_array``).
+        """
         from onnx import numpy_helper
 
-        if self._proto is not None and self._external is None and self._array is None:
+        if self._proto is not None and self._external is None:
             return self._proto
-        return numpy_helper.from_array(np.ascontiguousarray(self.array), self.name)
+        array = self.array
+        # np.ascontiguousarray would turn a 0-d scale into shape (1,): keep the rank.
+        return numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(), self.name)
 
     def __repr__(self) -> str:
         return f"Initializer({self.name!r}, dtype={self.dtype}, shape={self.shape})"

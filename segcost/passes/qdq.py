@@ -32,7 +32,7 @@ def _constant(graph: Graph, tensor: str) -> np.ndarray | None:
 
 
 def _set_constant(graph: Graph, name: str, array: np.ndarray) -> None:
-    graph.initializers[name] = Initializer.from_array(name, np.ascontiguousarray(array))
+    graph.initializers[name] = Initializer.from_array(name, np.asarray(array))
 
 
 def pow2_ceil(scale: np.ndarray) -> np.ndarray:
