@@ -274,3 +274,12 @@ def main(argv: list[str] | None = None) -> None:
                    "(set SEGCOST_DEBUG=1 for a traceback)", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _add_module_commands() -> None:
+    from segcost.commands import add_commands
+
+    add_commands(cli)
+
+
+_add_module_commands()
