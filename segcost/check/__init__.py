@@ -1,0 +1,1 @@
+"""CI guardrail: budgets files, budget evaluation, baselines and model diffs."""

@@ -1,0 +1,178 @@
+"""Evaluate budgets and baselines: every limit becomes one Outcome (a JUnit testcase)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segcost.analyzer import AnalysisResult
+from segcost.check.budgets import ModelBudget
+from segcost.errors import InputError
+
+BASELINE_SCHEMA = "segcost.baseline/1"
+
+
+@dataclass
+class Outcome:
+    """One budget of one model: the limit, the measured value, pass or fail."""
+
+    model: str
+    budget: str
+    limit: float
+    actual: float
+    unit: str
+    passed: bool
+    detail: str = ""
+    file: str | None = None
+
+
+@dataclass
+class ModelCheck:
+    budget: ModelBudget
+    analysis: AnalysisResult
+    outcomes: list[Outcome] = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    latency_ms: float | None = None
+
+
+@dataclass
+class CheckResult:
+    models: list[ModelCheck]
+    baseline_outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return [outcome for model in self.models for outcome in model.outcomes] + self.baseline_outcomes
+
+    @property
+    def passed(self) -> bool:
+        return all(outcome.passed for outcome in self.outcomes)
+
+
+def load_model_graph(budget: ModelBudget):
+    """The IR of a budget's model: an ONNX file, or a zoo model exported on the fly (torch extra)."""
+    from segcost.frontends import onnx as onnx_frontend
+
+    shapes = onnx_frontend.parse_input_shapes(budget.input_shapes)
+    if budget.zoo_name is None:
+        return onnx_frontend.load(budget.source, shapes)
+    from segcost.frontends.torch import export_to_temp, require_torch
+    from segcost.zoo.registry import get
+
+    require_torch()
+    model = get(budget.zoo_name)
+    if shapes:
+        (input_shape,) = shapes.values()
+    else:
+        input_shape = (1, 3, *model.input_size)
+    path, directory = export_to_temp(model.build(model.num_classes), input_shape)
+    graph = onnx_frontend.load(path)
+    graph.info.path = budget.source
+    graph.info.resources.append(directory)
+    return graph
+
+
+def _limit(outcomes: list[Outcome], budget: ModelBudget, name: str, limit, actual: float, unit: str,
+           detail: str = "") -> None:
+    if limit is None:
+        return
+    outcomes.append(Outcome(budget.name, name, float(limit), float(actual), unit, actual <= limit, detail,
+                            budget.config_file))
+
+
+def check_model(budget: ModelBudget) -> ModelCheck:
+    from segcost.analyzer import analyze
+
+    graph = load_model_graph(budget)
+    analysis = analyze(graph)
+    result = ModelCheck(budget, analysis)
+    outcomes = result.outcomes
+    _limit(outcomes, budget, "max_gmacs", budget.max_gmacs, analysis.totals.macs / 1e9, "GMACs",
+           f"{analysis.totals.macs:,} MACs")
+    _limit(outcomes, budget, "max_params_m", budget.max_params_m, analysis.totals.params / 1e6, "M params")
+    if budget.max_layer_gmacs is not None and analysis.layers:
+        biggest = max(analysis.layers, key=lambda layer: layer.macs)
+        _limit(outcomes, budget, "max_layer_gmacs", budget.max_layer_gmacs, biggest.macs / 1e9, "GMACs",
+               f"largest layer {biggest.name} ({biggest.op_type})")
+    _limit(outcomes, budget, "max_unsupported_ops", budget.max_unsupported_ops, len(analysis.coverage.unsupported),
+           "ops", ", ".join(analysis.coverage.unsupported[:5]))
+    if budget.verify:
+        from segcost.passes import VerifyGroupedConvPass
+
+        result.findings = VerifyGroupedConvPass(rules=budget.rules)(graph).findings
+        _limit(outcomes, budget, "verify", 0, len(result.findings), "findings",
+               "; ".join(f"{finding.layer}: {finding.rule}" for finding in result.findings[:5]))
+    if budget.max_latency_ms is not None:
+        result.latency_ms = estimate_latency_ms(graph, analysis, budget.target)
+        _limit(outcomes, budget, "max_latency_ms", budget.max_latency_ms, result.latency_ms, "ms",
+               f"estimated on {budget.target}")
+    return result
+
+
+def estimate_latency_ms(graph, analysis: AnalysisResult, target: str) -> float:
+    try:
+        from segcost.targets.cost_model import estimate, load_profile
+    except ImportError:
+        raise InputError("latency budgets need segcost's target cost model (segcost.targets.cost_model)") from None
+    report = estimate(graph, load_profile(target))
+    totals = getattr(report, "totals", report)
+    return float(totals.latency_ms)
+
+
+def baseline_snapshot(checks: list[ModelCheck]) -> dict:
+    models = {}
+    for check in checks:
+        analysis = check.analysis
+        models[check.budget.name] = {
+            "source": check.budget.source, "input_shapes": check.budget.input_shapes,
+            "totals": {"macs": analysis.totals.macs, "params": analysis.totals.params,
+                       "flops": analysis.totals.flops, "nodes": analysis.totals.nodes},
+            "layers": [{"name": layer.name, "op_type": layer.op_type, "macs": layer.macs, "params": layer.params}
+                       for layer in analysis.layers],
+        }
+    return {"schema": BASELINE_SCHEMA, "models": models}
+
+
+def read_baseline(path: str) -> dict:
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such baseline file") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not a baseline JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("schema") != BASELINE_SCHEMA:
+        raise InputError(f"{path}: not a segcost baseline (schema {BASELINE_SCHEMA!r} expected)")
+    return document
+
+
+def parse_percent(text: str) -> float:
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise InputError(f"--max-increase {text!r}: expected a percentage such as 2%") from None
+    if value < 0:
+        raise InputError("--max-increase must not be negative")
+    return value
+
+
+def compare_baseline(checks: list[ModelCheck], baseline: dict, max_increase_pct: float,
+                     baseline_path: str) -> list[Outcome]:
+    """One outcome per model and metric (MACs, params): fails when it grew more than allowed."""
+    outcomes = []
+    known = baseline.get("models", {})
+    if checks and not any(check.budget.name in known for check in checks):
+        raise InputError(f"{baseline_path} has no entry for {', '.join(check.budget.name for check in checks)} "
+                         f"(it has: {', '.join(known) or 'nothing'})")
+    for check in checks:
+        previous = known.get(check.budget.name)
+        if previous is None:
+            continue  # a new model has no baseline yet; its absolute budgets still apply
+        for metric, actual in (("macs", check.analysis.totals.macs), ("params", check.analysis.totals.params)):
+            before = int(previous["totals"][metric])
+            growth = 100.0 * (actual - before) / before if before else (0.0 if actual == 0 else float("inf"))
+            outcomes.append(Outcome(
+                check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",
+                growth <= max_increase_pct, f"{before:,} -> {actual:,} ({growth:+.2f}%) vs {baseline_path}",
+                check.budget.config_file))
+    return outcomes

@@ -1,0 +1,157 @@
+"""`segcost check`, `segcost baseline save`, `segcost diff`: the CI guardrail commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segcost.errors import InputError
+
+_LIMIT_OPTIONS = (
+    ("--max-gmacs", "max_gmacs", float, "Fail when the model has more GMACs."),
+    ("--max-params-m", "max_params_m", float, "Fail when the model has more million parameters."),
+    ("--max-layer-gmacs", "max_layer_gmacs", float, "Fail when any one layer has more GMACs."),
+    ("--max-unsupported-ops", "max_unsupported_ops", int, "Fail when more ops have no cost rule."),
+    ("--max-latency-ms", "max_latency_ms", float, "Fail when the estimated latency on --target is higher."),
+)
+
+
+def _limit_options(function):
+    for flag, name, kind, text in reversed(_LIMIT_OPTIONS):
+        function = click.option(flag, name, type=kind, help=text)(function)
+    return function
+
+
+def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
+             target: str | None, verify: bool, rules: str):
+    from segcost.check.budgets import ModelBudget, find_config, load_budgets
+
+    config_path = find_config(config)
+    configured = load_budgets(config_path) if config_path else []
+    cli_limits = {key: value for key, value in limits.items() if value is not None}
+    if not models:
+        if not configured:
+            raise InputError("no budgets: give MODEL with limits (e.g. --max-gmacs 5) or write a segcost.toml "
+                             "(or [tool.segcost] in pyproject.toml)")
+        budgets = configured
+    else:
+        by_source = {Path(budget.source).resolve(): budget for budget in configured if budget.zoo_name is None}
+        budgets = []
+        for model in models:
+            budget = by_source.get(Path(model).resolve()) or ModelBudget(name=model, source=model)
+            budgets.append(budget)
+    for budget in budgets:
+        for key, value in cli_limits.items():
+            setattr(budget, key, value)
+        if input_shapes:
+            budget.input_shapes = list(input_shapes)
+        if target:
+            budget.target = target
+        if verify:
+            budget.verify, budget.rules = True, rules
+        if budget.max_latency_ms is not None and not budget.target:
+            raise InputError(f"{budget.name}: --max-latency-ms needs --target")
+    return budgets
+
+
+@click.command("check")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--config", type=click.Path(dir_okay=False), help="Budgets file (default: ./segcost.toml or "
+              "[tool.segcost] in ./pyproject.toml).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@_limit_options
+@click.option("--target", help="Target profile for --max-latency-ms (e.g. tda4vm).")
+@click.option("--verify", is_flag=True, help="Fail on any verifier finding.")
+@click.option("--rules", default="current", show_default=True, help="Verifier rule set.")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="Baseline JSON from `segcost baseline save`.")
+@click.option("--max-increase", default="0%", show_default=True, metavar="PCT",
+              help="With --baseline: allowed growth of MACs and params.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "github", "md"]), default="table",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
+@click.pass_context
+def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_params_m, max_layer_gmacs,
+          max_unsupported_ops, max_latency_ms, target, verify, rules, baseline, max_increase, fmt, output) -> None:
+    """Fail the build (exit 1) when a model exceeds its MAC/params/latency budget or regresses."""
+    from segcost.check.evaluate import CheckResult, check_model, compare_baseline, parse_percent, read_baseline
+    from segcost.reports.check import render_check
+
+    limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,
+              "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
+    budgets = _budgets(models, config, input_shapes, limits, target, verify, rules)
+    allowed_growth = parse_percent(max_increase)
+    previous = read_baseline(baseline) if baseline else None
+    checks = [check_model(budget) for budget in budgets]
+    result = CheckResult(checks)
+    if previous is not None:
+        result.baseline_outcomes = compare_baseline(checks, previous, allowed_growth, baseline)
+    if not result.outcomes:
+        raise InputError("no limits to check: set max_gmacs, max_params_m, ... or --baseline")
+    _write(render_check(result, fmt), output)
+    ctx.exit(0 if result.passed else 1)
+
+
+@click.group("baseline")
+def baseline_group() -> None:
+    """Snapshots of model costs for regression checks (`segcost check --baseline`)."""
+
+
+@baseline_group.command("save")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--config", type=click.Path(dir_okay=False), help="Budgets file listing the models.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@click.option("-o", "--output", default="segcost-baseline.json", show_default=True, type=click.Path(dir_okay=False))
+def baseline_save(models, config, input_shapes, output) -> None:
+    """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
+    import json
+
+    from segcost.check.budgets import ModelBudget, find_config, load_budgets
+    from segcost.check.evaluate import baseline_snapshot, check_model
+    from segcost.fileio import write_atomic
+
+    if models:
+        budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
+    else:
+        config_path = find_config(config)
+        if config_path is None:
+            raise InputError("no models: give MODEL... or a budgets file")
+        budgets = load_budgets(config_path)
+    for budget in budgets:  # a baseline records costs only; limits are the check's business
+        budget.verify = False
+        budget.max_latency_ms = None
+    snapshot = baseline_snapshot([check_model(budget) for budget in budgets])
+    write_atomic(output, json.dumps(snapshot, indent=2, sort_keys=True) + "\n",
+                 protected=tuple(budget.source for budget in budgets))
+    click.echo(f"wrote {output} ({len(budgets)} models)")
+
+
+@click.command("diff")
+@click.argument("model_a", type=click.Path(dir_okay=False))
+@click.argument("model_b", type=click.Path(dir_okay=False))
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), help="Only the N largest changes.")
+def diff(model_a, model_b, input_shapes, fmt, top) -> None:
+    """Per-layer and total cost changes from MODEL_A to MODEL_B (layers matched by name, then structure)."""
+    from segcost.analyzer import analyze
+    from segcost.check.diff import diff_analyses
+    from segcost.frontends import onnx as onnx_frontend
+    from segcost.reports.check import render_diff
+
+    shapes = onnx_frontend.parse_input_shapes(input_shapes)
+    result = diff_analyses(analyze(onnx_frontend.load(model_a, shapes)), analyze(onnx_frontend.load(model_b, shapes)))
+    click.echo(render_diff(result, Path(model_a).name, Path(model_b).name, fmt, top), nl=False)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        from segcost.fileio import write_atomic
+
+        write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+COMMANDS = [check, baseline_group, diff]
