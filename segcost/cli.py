@@ -23,8 +23,8 @@ def cli() -> None:
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
               help="Static shape for a model input (repeatable); NAME may be omitted for one-input models.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "md"]), default="table",
-              show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "md", "html"]), default="table",
+              show_default=True, help="Output format (html: self-contained report with charts).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
 @click.option("--top", type=click.IntRange(min=1), help="Table: only the N layers with the most MACs.")
 @click.option("--by-op", is_flag=True, help="Subtotals per op type instead of per layer.")
@@ -43,6 +43,13 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
     result = analyze_graph(graph)
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
+    if fmt == "html":
+        from segcost.passes import VerifyGroupedConvPass
+        from segcost.reports.html import render_html
+
+        findings = VerifyGroupedConvPass()(graph).findings
+        _emit(render_html(result, findings, top=top or 40), output, protected=(model,))
+        return
     _emit(render(result, fmt, top=top, by_op=by_op), output, protected=(model,))
 
 

@@ -26,8 +26,17 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, protected: tuple[st
         handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
+        # mkstemp creates 0600; give the file the mode a plain open() would (or the old file's).
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
+        os.chmod(temp_name, mode)
         os.replace(temp_name, target)
     except OSError as error:
         if "temp_name" in locals() and os.path.exists(temp_name):
             os.unlink(temp_name)
         raise InputError(f"{target}: cannot write ({error.strerror})") from None
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
