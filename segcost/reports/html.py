@@ -38,7 +38,7 @@ def _bars(items: list[tuple[str, float, str, str]], unit_label: str, width: int 
     rows = []
     for index, (label, value, colour, text) in enumerate(items):
         y = index * row_height
-        bar = (width - label_width - 120) * value / largest
+        bar = (width - label_width - 180) * value / largest
         rows.append(f'<text x="{label_width - 6}" y="{y + 12}" text-anchor="end">{escape(label[:48])}</text>'
                     f'<rect x="{label_width}" y="{y + 2}" width="{bar:.1f}" height="{row_height - 4}" '
                     f'fill="{colour}"><title>{escape(label)}: {escape(text)}</title></rect>'
@@ -73,13 +73,13 @@ def _roofline(points: list[tuple[str, float, float, str]], peak: float, bandwidt
     roof = (f'<polyline fill="none" stroke="#222" stroke-width="1.5" points="{sx(left):.1f},{sy(max(bandwidth * left, 10 ** low_y)):.1f} '
             f'{sx(ridge):.1f},{sy(peak):.1f} {sx(10 ** high_x):.1f},{sy(peak):.1f}"/>')
     dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{KIND_COLOURS.get(kind, "#888")}" '
-                   f'fill-opacity="0.8"><title>{escape(name)}: {x:.1f} MACs/B, {human(y)}MAC/s</title></circle>'
+                   f'fill-opacity="0.8"><title>{escape(name)}: {x:.1f} MACs/B, {human(y)} MAC/s</title></circle>'
                    for name, x, y, kind in points)
     axes = (f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#999"/>'
             f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#999"/>'
             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">arithmetic intensity (MACs per byte, log)</text>'
             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle">'
-            f'achieved MAC/s (log); roof: peak {human(peak)}MAC/s</text>')
+            f"achieved MAC/s (log); roof: peak {human(peak)} MAC/s</text>')
     return f'<svg width="{width}" height="{height}" role="img" aria-label="roofline">{axes}{roof}{dots}</svg>'
 
 
@@ -106,7 +106,7 @@ def render_html(result: AnalysisResult, findings: list | None = None, target=Non
     ranked = sorted((layer for layer in result.layers if layer.macs), key=lambda layer: -layer.macs)[:top]
     parts.append(f"<h2>MACs per layer (top {len(ranked)})</h2>{_legend()}")
     parts.append(_bars([(layer.name, layer.macs, KIND_COLOURS.get(layer.kind, "#888"),
-                         f"{human(layer.macs)}MACs ({100 * layer.macs / totals.macs:.1f}%)")
+                         f"{human(layer.macs)} MACs ({100 * layer.macs / totals.macs:.1f}%)")
                         for layer in ranked], "MACs per layer"))
     if target is not None:
         slowest = sorted(target.layers, key=lambda layer: -layer.ms)[:top]
