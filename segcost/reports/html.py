@@ -79,7 +79,7 @@ def _roofline(points: list[tuple[str, float, float, str]], peak: float, bandwidt
             f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#999"/>'
             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">arithmetic intensity (MACs per byte, log)</text>'
             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle">'
-            f"achieved MAC/s (log); roof: peak {human(peak)} MAC/s</text>')
+            f'achieved MAC/s (log); roof: peak {human(peak)} MAC/s</text>')
     return f'<svg width="{width}" height="{height}" role="img" aria-label="roofline">{axes}{roof}{dots}</svg>'
 
 
