@@ -21,6 +21,9 @@ pytestmark = pytest.mark.torch
 SEED_CSV = Path(hook_count.__file__).with_name("seed-zoo.csv")
 CLASSES = {"ADE20K32": 32, "COCOSeg21": 21, "Cityscapes": 19}
 MODELS = {model.name: model for model in ZOO_MODELS}
+# The group width of the RegNetX encoders (DESIGN.md); MobileNet encoders are depthwise.
+ENCODER_GROUPS = {"RegNetX400MF+FPNLite": 16, "RegNetX800MF+FPNLite": 16, "RegNetX1.6GF+FPNLite": 24,
+                  "RegNetX3.2GF+FPNLite": 48}
 
 # Exact Conv MACs (batch 1) of every edgeai-torchvision seed row, keyed like EXPECTED_DEVIATIONS.
 EXACT_MACS = {
@@ -89,18 +92,17 @@ def test_one_entry_per_seed_architecture():
         assert model.family == FAMILY
         assert model.input_size == _height_width(row["input_size"]), name
         assert model.num_classes == CLASSES[row["dataset"]], name
-        expected_group = "depthwise" if name.startswith("MobileNet") else {"400MF": 16, "800MF": 16, "1.6GF": 24,
-                                                                           "3.2GF": 48}[name[7:12].rstrip("+")]
-        assert model.encoder_group == expected_group, name
+        assert model.encoder_group == ENCODER_GROUPS.get(name, "depthwise"), name
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_forward_gives_logits_at_input_resolution(name):
-    model = MODELS[name].build(7)
+    num_classes = MODELS[name].num_classes
+    model = _model(name, num_classes)
     assert not any(module.training for module in model.modules())
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 96))
-    assert logits.shape == (1, 7, 64, 96)
+    assert logits.shape == (1, num_classes, 64, 96)
     assert torch.isfinite(logits).all()
 
 
@@ -127,14 +129,15 @@ def test_expected_deviations_are_exactly_the_rows_off_by_more_than_1_percent():
 def test_deeplabv3lite_matches_vendor_log_and_onnx_sample_block_by_block():
     from segcost.samples.deeplabv3lite import deeplabv3lite
 
-    model = _model("MobileNetV2S16+DeepLabV3Lite", 32)
-    assert hook_count.hook_macs(model, (1, 3, 512, 512)) == 3_216_179_200  # real CPU forward
-    assert _hook_macs("MobileNetV2S16+DeepLabV3Lite", 32, 512, 512) == 3_216_179_200  # meta, as the rows
-    decoder = model.decoder
-    assert hook_count.hook_macs(model.encoder, (1, 3, 512, 512)) == 2_380_267_520
-    assert hook_count.hook_macs(decoder.aspp, (1, 320, 32, 32)) == 612_827_136
-    assert hook_count.hook_macs(decoder.shortcut, (1, 24, 128, 128)) == 18_874_368
-    assert hook_count.hook_macs(decoder.prediction, (1, 304, 128, 128)) == 44_826_624 + 159_383_552
+    name = "MobileNetV2S16+DeepLabV3Lite"
+    assert hook_count.hook_macs(_model(name, 32), (1, 3, 512, 512)) == 3_216_179_200  # a real CPU forward
+    assert _hook_macs(name, 32, 512, 512) == 3_216_179_200  # on the meta device, as for the seed rows
+    with torch.device("meta"):  # the notes' per-block table
+        model = MODELS[name].build(32)
+        assert hook_count.hook_macs(model.encoder, (1, 3, 512, 512)) == 2_380_267_520
+        assert hook_count.hook_macs(model.decoder.aspp, (1, 320, 32, 32)) == 612_827_136
+        assert hook_count.hook_macs(model.decoder.shortcut, (1, 24, 128, 128)) == 18_874_368
+        assert hook_count.hook_macs(model.decoder.prediction, (1, 304, 128, 128)) == 44_826_624 + 159_383_552
     sample = onnx_frontend.load_model(deeplabv3lite(num_classes=32, height=512, width_px=512))
     assert analyze(sample).totals.macs == 3_216_179_200
 
@@ -145,7 +148,7 @@ EXPORTS = [(name, "legacy") for name in sorted(MODELS)] + [("MobileNetV2+FPNLite
 @pytest.mark.parametrize(("name", "exporter"), EXPORTS)
 def test_onnx_export_counts_the_same_macs(name, exporter, tmp_path):
     model = _model(name, MODELS[name].num_classes)
-    shape = (1, 3, 128, 128)
+    shape = (1, 3, 64, 64)  # stride 32 → 2×2; small keeps the grouped convs cheap on CPU
     path = export(model, shape, tmp_path / "model.onnx", exporter=exporter)
     onnx_macs = analyze(onnx_frontend.load(path)).totals.macs
     assert onnx_macs == hook_count.hook_macs(model, shape) > 0
@@ -169,6 +172,18 @@ def test_lite_rule_every_3x3_outside_the_encoder(name):
     offenders = [module_name for module_name, conv in decoder_3x3.items() if not is_lite(conv)]
     assert not offenders, f"not Lite ({group}): {offenders}"
     # the group the rule propagates is really the encoder's: all its 3×3 convs but the stem follow it
-    encoder_3x3 = [module for module_name, module in model.encoder.named_modules()
+    encoder_3x3 = [module for module in model.encoder.modules()
                    if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3) and module.in_channels > 3]
     assert encoder_3x3 and all(is_lite(conv) for conv in encoder_3x3)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bias_free_convs_with_batchnorm_and_the_vendors_activation(name):
+    model = _model(name, MODELS[name].num_classes)
+    modules = list(model.modules())
+    convs = [module for module in modules if isinstance(module, torch.nn.Conv2d)]
+    assert all(conv.bias is None for conv in convs)
+    # every conv but the final 1×1 classifier is followed by a BatchNorm2d
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in modules) == len(convs) - 1
+    activations = {type(module) for module in modules if isinstance(module, (torch.nn.ReLU, torch.nn.ReLU6))}
+    assert activations == ({torch.nn.ReLU6} if name == "MobileNetV2-1.4+FPNLite" else {torch.nn.ReLU})
