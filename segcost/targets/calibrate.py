@@ -1,0 +1,188 @@
+"""Fit a profile's parameters to onnxruntime measurements (the `cpu` profile, `segcost calibrate`).
+
+The cost model is nonlinear in its parameters (a max of compute and memory terms, plus
+overheads), and layer times span four orders of magnitude, so the fit minimises squared
+*log* errors — a layer predicted 2× too slow costs the same whether it takes 10 µs or
+10 ms, which is what a ranking (Spearman's rho) needs. Residuals:
+
+* one per measured layer group: log(predicted group ms) − log(measured kernel ms);
+* one per model: log(predicted latency) − log(measured wall time), weighted by
+  sqrt(number of groups) so that whole-model latency weighs as much as all its layers
+  (it is the only place `run_overhead_us` and the time between kernels are seen);
+* a weak prior pulling every parameter towards the base profile, so a parameter the data
+  cannot see (no grouped convs measured, say) keeps its base value instead of drifting.
+
+Parameters are fitted in log space (they stay positive) with Levenberg–Marquardt and a
+forward-difference Jacobian; efficiencies are capped at 1 (no kind may beat the peak).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from segcost.targets.cost_model import PreparedModel, estimate_prepared
+from segcost.targets.measure import LayerMapping, Measurement
+from segcost.targets.profile import TargetProfile
+
+__all__ = ["CalibrationSample", "FitResult", "calibrated_profile_text", "fit_profile", "fitted_parameters", "get_parameter", "set_parameter"]
+
+PRIOR_WEIGHT = 0.05
+MAX_ITERATIONS = 60
+FLOOR = 1e-3   # smallest value a fitted parameter may take (overheads may legitimately approach 0)
+
+
+@dataclass
+class CalibrationSample:
+    """One measured model: its prepared layers, the ORT-to-layer mapping and the measurement."""
+
+    name: str
+    prepared: PreparedModel
+    mapping: LayerMapping
+    measurement: Measurement
+
+
+@dataclass
+class FitResult:
+    """The fitted profile, the parameter values and how well they fit (log-space RMS)."""
+
+    profile: TargetProfile
+    parameters: dict[str, float]
+    rms_log_error: float
+    iterations: int
+    groups: int
+
+
+def fitted_parameters(profile: TargetProfile) -> list[str]:
+    """The parameters `segcost calibrate` fits: per-kind efficiency, vector rate, bandwidths, overheads."""
+    names = [f"efficiency.{kind}" for kind in profile.efficiency]
+    names += ["vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us"]
+    names += [f"memory[{index}].bytes_per_cycle" for index in range(len(profile.memory))]
+    return names
+
+
+def get_parameter(profile: TargetProfile, name: str) -> float:
+    if name.startswith("efficiency."):
+        return profile.efficiency[name.split(".", 1)[1]]
+    match = re.fullmatch(r"memory\[(\d+)\]\.bytes_per_cycle", name)
+    if match:
+        return profile.memory[int(match.group(1))].bytes_per_cycle
+    return float(getattr(profile, name))
+
+
+def set_parameter(profile: TargetProfile, name: str, value: float) -> TargetProfile:
+    if name.startswith("efficiency."):
+        return replace(profile, efficiency={**profile.efficiency, name.split(".", 1)[1]: value})
+    match = re.fullmatch(r"memory\[(\d+)\]\.bytes_per_cycle", name)
+    if match:
+        levels = list(profile.memory)
+        index = int(match.group(1))
+        levels[index] = replace(levels[index], bytes_per_cycle=value)
+        return replace(profile, memory=tuple(levels))
+    return replace(profile, **{name: value})
+
+
+def _apply(base: TargetProfile, names: list[str], log_values: np.ndarray) -> TargetProfile:
+    profile = base
+    for name, log_value in zip(names, log_values):
+        profile = set_parameter(profile, name, float(np.exp(log_value)))
+    return profile
+
+
+def _bounds(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    lower = np.full(len(names), math.log(FLOOR))
+    upper = np.array([0.0 if name.startswith("efficiency.") else math.log(1e12) for name in names])
+    return lower, upper
+
+
+def _residuals(profile: TargetProfile, samples: list[CalibrationSample]) -> np.ndarray:
+    rows = []
+    for sample in samples:
+        report = estimate_prepared(sample.prepared, profile)
+        predicted = {layer.name: layer.ms for layer in report.layers}
+        measured_groups = [group for group in sample.mapping.groups if group.measured_ms]
+        for group in measured_groups:
+            rows.append(math.log(sum(predicted[name] for name in group.layers) + 1e-6) - math.log(group.measured_ms))
+        weight = math.sqrt(max(1, len(measured_groups)))
+        rows.append(weight * (math.log(report.totals.latency_ms) - math.log(sample.measurement.median_wall_ms)))
+    return np.asarray(rows)
+
+
+def fit_profile(samples: list[CalibrationSample], base: TargetProfile, names: list[str] | None = None) -> FitResult:
+    """Levenberg–Marquardt in log-parameter space (see the module docstring)."""
+    names = list(names or fitted_parameters(base))
+    lower, upper = _bounds(names)
+    start = np.clip(np.log([max(get_parameter(base, name), FLOOR) for name in names]), lower, upper)
+
+    def objective(theta: np.ndarray) -> np.ndarray:
+        data = _residuals(_apply(base, names, theta), samples)
+        return np.concatenate([data, PRIOR_WEIGHT * (theta - start)])
+
+    theta = start.copy()
+    residual = objective(theta)
+    cost = float(residual @ residual)
+    damping = 1e-2
+    iteration = 0
+    for iteration in range(1, MAX_ITERATIONS + 1):
+        step_size = 1e-4
+        jacobian = np.empty((len(residual), len(theta)))
+        for column in range(len(theta)):
+            shifted = theta.copy()
+            shifted[column] += step_size
+            jacobian[:, column] = (objective(shifted) - residual) / step_size
+        normal = jacobian.T @ jacobian
+        gradient = jacobian.T @ residual
+        improved = False
+        while damping < 1e8:
+            matrix = normal + damping * (np.diag(np.diag(normal)) + 1e-9 * np.eye(len(theta)))
+            candidate = np.clip(theta - np.linalg.solve(matrix, gradient), lower, upper)
+            candidate_residual = objective(candidate)
+            candidate_cost = float(candidate_residual @ candidate_residual)
+            if candidate_cost < cost:
+                improved = cost - candidate_cost > 1e-9 * cost
+                theta, residual, cost = candidate, candidate_residual, candidate_cost
+                damping = max(damping / 3, 1e-7)
+                break
+            damping *= 4
+        if not improved:
+            break
+    profile = _apply(base, names, theta)
+    data = _residuals(profile, samples)
+    groups = sum(1 for sample in samples for group in sample.mapping.groups if group.measured_ms)
+    group_rows = data[[index for index in range(len(data)) if not _is_latency_row(samples, index)]]
+    return FitResult(profile, {name: get_parameter(profile, name) for name in names},
+                     float(np.sqrt(np.mean(group_rows ** 2))) if len(group_rows) else float("nan"), iteration, groups)
+
+
+def _is_latency_row(samples: list[CalibrationSample], index: int) -> bool:
+    position = 0
+    for sample in samples:
+        count = sum(1 for group in sample.mapping.groups if group.measured_ms)
+        if index < position + count:
+            return False
+        if index == position + count:
+            return True
+        position += count + 1
+    return False
+
+
+def calibrated_profile_text(fit: FitResult, base_text: str, models: list[str], runs: int, threads: int,
+                            ort_version: str = "") -> str:
+    """TOML of the fitted profile: base comments kept, fitted values marked "calibrated" with their data."""
+    from segcost.targets.profile import profile_to_toml, read_comments
+
+    notes = read_comments(base_text)
+    for name in fit.parameters:
+        path = name if name.startswith("memory[") else f"accelerator.{name}"
+        notes[path] = "calibrated (see header)"
+    header = (f"{fit.profile.description}\n"
+              f"Calibrated by `segcost calibrate`: log-space least squares (Levenberg-Marquardt) of predicted\n"
+              f"against measured onnxruntime {ort_version} per-layer-group times and whole-model latency,\n"
+              f"median of {runs} runs, {threads} intra-op threads (segcost.targets.measure.session_options),\n"
+              f"{fit.groups} layer groups of: {', '.join(models)}.\n"
+              f"RMS log error over layer groups: {fit.rms_log_error:.3f}. Values without 'calibrated' come from\n"
+              f"the base profile and say where they come from.")
+    return profile_to_toml(fit.profile, notes, header)

@@ -1,0 +1,397 @@
+"""Per-layer latency of a model on a target profile: a roofline with alignment, overhead and fallback.
+
+For each layer the model computes, in the cycles of the device the layer runs on:
+
+* compute = MACs / (peak MACs/cycle · efficiency[kind] · tile fill), where tile fill is
+  the fraction of the matrix unit's `align_width`-wide tiles that the layer's reduction
+  (C_in/group · k_h · k_w) and output (C_out/group) dimensions occupy — 24 channels on a
+  64-wide MMA fill 37.5% of it. Depthwise layers have no reduction over channels, so only
+  their channel dimension is aligned and `efficiency.depthwise` carries the rest.
+  Layers without MACs cost their elementwise flops on the vector unit;
+* memory = bytes moved (input and output activations + weights, in the profile's data
+  type) / bandwidth of the innermost memory level that holds that working set;
+* cycles = max(compute, memory) + a fixed per-layer overhead; `bound` names the largest
+  term. Activations fused into a conv (``meta["fused_into"]``) and pure relabelling ops
+  (Reshape ...) cost nothing.
+
+Layers the accelerator does not support — an op type outside the profile's list, a custom
+domain, or a target finding of the verifier (e.g. a 5×5 stride-1 depthwise conv) — run on
+the fallback core at its own rates, and each tensor crossing between the two devices pays
+a transfer (read in one format, written in the other, through DDR) plus a fixed
+synchronisation cost. Latency is the sum over layers and transfers plus a per-run overhead:
+layers execute one after another, as TIDL and onnxruntime's sequential executor run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import ceil, prod
+from typing import Any
+
+from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
+
+__all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "TransferEstimate", "estimate",
+           "estimate_prepared", "load_profile", "prepare"]
+
+ACCELERATOR = "accelerator"
+# Verifier rules about the target's support table (structure and Lite-style findings are not
+# about where a layer can run).
+TARGET_RULES = frozenset({"rank-4", "dw-kernel-stride", "even-kernel", "conv-transpose-shape", "resize-mode",
+                          "resize-scale", "argmax-axis", "binary-nonconstant"})
+LOW_UTILISATION_PCT = 40.0
+
+
+@dataclass
+class LayerEstimate:
+    """Cost of one IR layer on the target.
+
+    Attributes:
+        name, op_type, kind: as in the analysis (kind: dense/pointwise/grouped/depthwise/other).
+        placement: "accelerator" or the fallback device's name ("arm").
+        cycles: total cycles, in the clock of the device in `placement`.
+        ms: cycles converted to milliseconds.
+        bound: "compute", "memory" or "overhead" — the largest of the three terms.
+        utilisation_pct: achieved share of the device's peak: MACs for MAC layers, elementwise
+            flops for the others (0 for layers that do neither, e.g. Concat).
+        reason: why the layer costs what it costs, in one sentence.
+        macs, compute_cycles, memory_cycles, overhead_cycles, traffic_bytes, memory_level:
+            the terms behind `cycles`.
+    """
+
+    name: str
+    op_type: str
+    kind: str
+    placement: str
+    cycles: float
+    ms: float
+    bound: str
+    utilisation_pct: float
+    reason: str
+    macs: int = 0
+    compute_cycles: float = 0.0
+    memory_cycles: float = 0.0
+    overhead_cycles: float = 0.0
+    traffic_bytes: int = 0
+    memory_level: str = ""
+
+
+@dataclass
+class TransferEstimate:
+    """One tensor handed between the accelerator and the fallback core."""
+
+    tensor: str
+    producer: str
+    consumer: str          # the first consumer on the other side
+    direction: str         # e.g. "accelerator->arm"
+    bytes: int
+    ms: float
+
+
+@dataclass
+class Totals:
+    """Whole-model figures. `share_by_kind` maps a layer kind (and "transfer", "run") to its share of latency."""
+
+    latency_ms: float
+    fps: float
+    macs: int
+    utilisation_pct: float
+    accelerator_ms: float
+    fallback_ms: float
+    transfer_ms: float
+    run_overhead_ms: float
+    fallback_layers: int
+    share_by_kind: dict[str, float] = field(default_factory=dict)
+    ms_by_bound: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TargetReport:
+    """The estimate of a model on one profile; reports render it, nothing here is recomputed."""
+
+    profile_name: str
+    profile_description: str
+    dtype: str
+    peak_macs_per_s: float
+    bandwidth_bytes_per_s: float
+    layers: list[LayerEstimate]
+    transfers: list[TransferEstimate]
+    totals: Totals
+
+    def slowest(self, count: int) -> list[LayerEstimate]:
+        """The `count` layers that dominate latency, slowest first (ties by name)."""
+        return sorted(self.layers, key=lambda layer: (-layer.ms, layer.name))[:count]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "segcost.target/1", "profile": self.profile_name, "description": self.profile_description,
+                "dtype": self.dtype, "peak_macs_per_s": self.peak_macs_per_s,
+                "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s, "totals": dict(vars(self.totals)),
+                "layers": [dict(vars(layer)) for layer in self.layers],
+                "transfers": [dict(vars(transfer)) for transfer in self.transfers]}
+
+
+@dataclass(frozen=True)
+class _Features:
+    """What the cost of a layer depends on, independent of the profile."""
+
+    layer: LayerCost
+    input_tensors: tuple[str, ...]     # activation inputs (not weights)
+    input_elements: int
+    output_elements: int
+    weight_elements: int
+    reduce_dim: int                    # K of the matrix multiply the layer maps to (0: not a MAC layer)
+    out_dim: int                       # N of that multiply
+    fused_into: str | None
+    finding: str | None                # a target finding: the layer cannot run on the accelerator
+
+
+@dataclass
+class PreparedModel:
+    """Profile-independent layer features; `estimate_prepared` can be called on it many times (calibration)."""
+
+    features: list[_Features]
+    elements: dict[str, int]           # activation tensor → elements
+    producers: dict[str, str]          # activation tensor → producing layer
+    rules: str | None
+
+
+def estimate(graph_or_analysis: Any, profile: TargetProfile | str, findings: list | None = None) -> TargetReport:
+    """Estimate per-layer cycles and whole-model latency of a Graph or AnalysisResult on `profile`.
+
+    A Graph is analyzed here, its fused activations are read from node meta and the
+    verifier's target rules (profile.rules) decide fallback. With an AnalysisResult, pass
+    the verifier's `findings` to get fallback from them (fusion marks are then unknown).
+    """
+    profile = load_profile(profile)
+    return estimate_prepared(prepare(graph_or_analysis, profile.rules, findings), profile)
+
+
+def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = None) -> PreparedModel:
+    """Extract the layer features of a Graph or AnalysisResult (see `estimate`)."""
+    fused: dict[str, str] = {}
+    if isinstance(graph_or_analysis, AnalysisResult):
+        analysis = graph_or_analysis
+    else:
+        from segcost.analyzer import analyze
+
+        graph = graph_or_analysis
+        analysis = analyze(graph)
+        fused = {key: graph.node(key).meta["fused_into"] for key in graph.dag
+                 if "fused_into" in graph.node(key).meta}
+        if findings is None and rules is not None:
+            from segcost.passes.verify_conv import VerifyGroupedConvPass
+
+            findings = VerifyGroupedConvPass(rules=rules, lite=False, target=True)(graph).findings
+    blocking: dict[str, str] = {}
+    for finding in findings or []:
+        if finding.rule in TARGET_RULES:
+            blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
+    producers = {tensor: layer.name for layer in analysis.layers if layer.op_type != "Constant"
+                 for tensor in layer.outputs if tensor}
+    activations = set(producers) | {tensor.name for tensor in analysis.model.inputs}
+    elements: dict[str, int] = {}
+    for layer in analysis.layers:
+        for tensor, shape in zip(layer.inputs, layer.input_shapes):
+            if tensor in activations and _static(shape):
+                elements[tensor] = prod(shape)
+        if layer.outputs and layer.outputs[0] and _static(layer.output_shape):
+            elements.setdefault(layer.outputs[0], prod(layer.output_shape))
+    features = []
+    for layer in analysis.layers:
+        inputs = tuple(tensor for tensor in layer.inputs if tensor in activations)
+        outputs = [tensor for tensor in layer.outputs if tensor]
+        reduce_dim, out_dim = _matrix_dims(layer)
+        features.append(_Features(
+            layer=layer, input_tensors=inputs, input_elements=sum(elements.get(tensor, 0) for tensor in inputs),
+            output_elements=sum(elements.get(tensor, 0) for tensor in outputs), weight_elements=layer.params,
+            reduce_dim=reduce_dim, out_dim=out_dim, fused_into=fused.get(layer.name),
+            finding=blocking.get(layer.name)))
+    return PreparedModel(features, elements, producers, rules)
+
+
+def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> TargetReport:
+    """The cost model proper (pure arithmetic over prepared features)."""
+    placements = _placements(prepared, profile)
+    layers = [_layer_estimate(item, placements[item.layer.name], profile) for item in prepared.features]
+    transfers = _transfers(prepared, placements, profile)
+    return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
+                        profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
+
+
+def _static(shape) -> bool:
+    return shape is not None and all(isinstance(dim, int) for dim in shape)
+
+
+def _matrix_dims(layer: LayerCost) -> tuple[int, int]:
+    """(K, N) of the matrix multiply a MAC layer maps to; (0, 0) when unknown or not a MAC layer."""
+    if not layer.macs:
+        return 0, 0
+    weight_index = 3 if layer.op_type == "QLinearConv" else 1
+    shapes = layer.input_shapes
+    if "Conv" in layer.op_type and len(shapes) > weight_index and _static(shapes[weight_index]):
+        weight = shapes[weight_index]
+        taps = prod(weight[2:])
+        group = layer.group or 1
+        if layer.op_type == "ConvTranspose":   # weight [C_in, C_out/group, k...]: each input pixel feeds k·k outputs
+            return weight[0] // group, weight[1] * taps
+        return weight[1] * taps, weight[0] // group
+    if _static(layer.output_shape) and layer.output_shape:
+        # Gemm/MatMul: MACs = (output elements) · K exactly, whatever the transposes.
+        return layer.macs // max(1, prod(layer.output_shape)), layer.output_shape[-1]
+    return 0, 0
+
+
+def _fill(size: int, width: int) -> float:
+    """Fraction of `width`-wide tiles that `size` occupies (1.0 for an unknown size)."""
+    return 1.0 if size <= 0 else size / (ceil(size / width) * width)
+
+
+def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, str]:
+    placements: dict[str, str] = {}
+    fallback = profile.fallback
+    for item in prepared.features:
+        layer = item.layer
+        on_accelerator = fallback is None or (
+            item.finding is None and not layer.domain
+            and (profile.supported_ops is None or layer.op_type in profile.supported_ops))
+        placements[layer.name] = ACCELERATOR if on_accelerator else fallback.name
+    for item in prepared.features:  # a fused activation runs wherever its convolution runs
+        if item.fused_into in placements:
+            placements[item.layer.name] = placements[item.fused_into]
+    return placements
+
+
+def _layer_estimate(item: _Features, placement: str, profile: TargetProfile) -> LayerEstimate:
+    layer = item.layer
+    base = dict(name=layer.name, op_type=layer.op_type, kind=layer.kind, placement=placement, macs=layer.macs)
+    if item.fused_into is not None and profile.fused_activations_free:
+        return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="compute", utilisation_pct=0.0,
+                             reason=f"fused into {item.fused_into}: applied in its output stage, free")
+    if layer.op_type in profile.free_ops and not layer.domain:
+        return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="overhead", utilisation_pct=0.0,
+                             reason="relabels a tensor: free")
+    if placement == ACCELERATOR:
+        return _accelerator_estimate(item, base, profile)
+    return _fallback_estimate(item, base, profile)
+
+
+def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -> LayerEstimate:
+    layer = item.layer
+    fill = 1.0
+    if layer.macs:
+        kind = layer.kind if layer.kind in profile.efficiency else "dense"
+        if kind == "depthwise":
+            fill = _fill(item.out_dim * (layer.group or 1), profile.align_width)
+        else:
+            fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
+        compute = layer.macs / (profile.macs_per_cycle * profile.efficiency[kind] * fill)
+        peak_work, work = profile.macs_per_cycle, layer.macs
+    else:
+        compute = layer.flops / profile.vector_flops_per_cycle
+        peak_work, work = profile.vector_flops_per_cycle, layer.flops
+    traffic = (item.input_elements + item.output_elements + item.weight_elements) * profile.dtype_bytes
+    level = next(level for level in profile.memory if level.capacity_bytes is None or traffic <= level.capacity_bytes)
+    memory = traffic / level.bytes_per_cycle
+    overhead = profile.layer_overhead_cycles
+    cycles = max(compute, memory) + overhead
+    utilisation = 100.0 * work / (cycles * peak_work) if cycles else 0.0
+    bound = _bound(compute, memory, overhead)
+    ms = cycles / (profile.clock_ghz * 1e6)
+    reason = _reason(item, bound, utilisation, fill, traffic, level.name, compute, memory, profile)
+    return LayerEstimate(**base, cycles=cycles, ms=ms, bound=bound, utilisation_pct=utilisation, reason=reason,
+                         compute_cycles=compute, memory_cycles=memory, overhead_cycles=overhead,
+                         traffic_bytes=traffic, memory_level=level.name)
+
+
+def _fallback_estimate(item: _Features, base: dict, profile: TargetProfile) -> LayerEstimate:
+    device = profile.fallback
+    layer = item.layer
+    if layer.macs:
+        compute = layer.macs / (device.macs_per_cycle * device.efficiency)
+        peak_work, work = device.macs_per_cycle, layer.macs
+    else:
+        compute = layer.flops / device.flops_per_cycle
+        peak_work, work = device.flops_per_cycle, layer.flops
+    traffic = (item.input_elements + item.output_elements + item.weight_elements) * DTYPE_BYTES[device.dtype]
+    memory = traffic / device.bytes_per_cycle
+    overhead = device.layer_overhead_cycles
+    cycles = max(compute, memory) + overhead
+    if item.finding is not None:
+        why = item.finding
+    elif layer.domain:
+        why = f"custom op {layer.domain}::{layer.op_type} (its cost counts memory traffic and overhead only)"
+    else:
+        why = f"op {layer.op_type} is not supported by the accelerator"
+    return LayerEstimate(**base, cycles=cycles, ms=cycles / (device.clock_ghz * 1e6), bound=_bound(
+        compute, memory, overhead), utilisation_pct=100.0 * work / (cycles * peak_work) if cycles else 0.0,
+        reason=f"fallback to {device.name}: {why}", compute_cycles=compute, memory_cycles=memory,
+        overhead_cycles=overhead, traffic_bytes=traffic, memory_level="DDR")
+
+
+def _bound(compute: float, memory: float, overhead: float) -> str:
+    if overhead >= max(compute, memory):
+        return "overhead"
+    return "compute" if compute >= memory else "memory"
+
+
+def _reason(item: _Features, bound: str, utilisation: float, fill: float, traffic: int, level: str,
+            compute: float, memory: float, profile: TargetProfile) -> str:
+    layer = item.layer
+    if bound == "memory":
+        return (f"memory-bound: {traffic / 1e6:.2f} MB through {level} takes {memory / compute:.1f}x "
+                f"its compute time" if compute else f"memory-bound: moves {traffic / 1e6:.2f} MB through {level}")
+    if bound == "overhead":
+        return "overhead-bound: the fixed per-layer cost exceeds its compute and memory time"
+    if layer.macs and utilisation < LOW_UTILISATION_PCT:
+        if layer.kind == "depthwise":
+            return (f"low utilisation {utilisation:.0f}%: depthwise conv (efficiency "
+                    f"{profile.efficiency['depthwise']:.0%} of peak)")
+        if fill < 0.75:
+            return (f"low utilisation {utilisation:.0f}%: K={item.reduce_dim}, N={item.out_dim} fill {fill:.0%} of "
+                    f"the {profile.align_width}-wide tiles")
+        return f"low utilisation {utilisation:.0f}%: {layer.kind} conv efficiency"
+    return f"compute-bound at {utilisation:.0f}% of peak"
+
+
+def _transfers(prepared: PreparedModel, placements: dict[str, str], profile: TargetProfile) -> list[TransferEstimate]:
+    device = profile.fallback
+    if device is None:
+        return []
+    sizes = {ACCELERATOR: profile.dtype_bytes, device.name: DTYPE_BYTES[device.dtype]}
+    transfers: list[TransferEstimate] = []
+    seen: set[tuple[str, str]] = set()
+    for item in prepared.features:
+        destination = placements[item.layer.name]
+        for tensor in item.input_tensors:
+            producer = prepared.producers.get(tensor)
+            if producer is None or placements[producer] == destination or (tensor, destination) in seen:
+                continue
+            seen.add((tensor, destination))
+            source = placements[producer]
+            # The tensor is read in the producer's format and written in the consumer's, through DDR.
+            moved = prepared.elements.get(tensor, 0) * (sizes[source] + sizes[destination])
+            ms = moved / (device.transfer_gbytes_per_s * 1e6) + device.transfer_overhead_us / 1000
+            transfers.append(TransferEstimate(tensor, producer, item.layer.name, f"{source}->{destination}",
+                                              moved, ms))
+    return transfers
+
+
+def _totals(layers: list[LayerEstimate], transfers: list[TransferEstimate], profile: TargetProfile) -> Totals:
+    run_ms = profile.run_overhead_us / 1000
+    transfer_ms = sum(transfer.ms for transfer in transfers)
+    latency = sum(layer.ms for layer in layers) + transfer_ms + run_ms
+    share: dict[str, float] = {}
+    bounds: dict[str, float] = {}
+    for layer in layers:
+        share[layer.kind] = share.get(layer.kind, 0.0) + layer.ms
+        bounds[layer.bound] = bounds.get(layer.bound, 0.0) + layer.ms
+    share["transfer"], share["run"] = transfer_ms, run_ms
+    accelerator_macs = sum(layer.macs for layer in layers if layer.placement == ACCELERATOR)
+    return Totals(
+        latency_ms=latency, fps=1000.0 / latency if latency else 0.0, macs=sum(layer.macs for layer in layers),
+        utilisation_pct=100.0 * accelerator_macs / (latency / 1000 * profile.peak_macs_per_s) if latency else 0.0,
+        accelerator_ms=sum(layer.ms for layer in layers if layer.placement == ACCELERATOR),
+        fallback_ms=sum(layer.ms for layer in layers if layer.placement != ACCELERATOR), transfer_ms=transfer_ms,
+        run_overhead_ms=run_ms, fallback_layers=sum(layer.placement != ACCELERATOR for layer in layers),
+        share_by_kind={kind: (ms / latency if latency else 0.0) for kind, ms in sorted(share.items()) if ms},
+        ms_by_bound=dict(sorted(bounds.items())))
