@@ -3,15 +3,18 @@
 For each layer the model computes, in the cycles of the device the layer runs on:
 
 * compute = MACs / (peak MACs/cycle · efficiency[kind] · tile fill), where tile fill is
-  the fraction of the matrix unit's `align_width`-wide tiles that the layer's reduction
-  (C_in/group · k_h · k_w) and output (C_out/group) dimensions occupy — 24 channels on a
-  64-wide MMA fill 37.5% of it. Depthwise layers have no reduction over channels, so only
-  their channel dimension is aligned and `efficiency.depthwise` carries the rest.
+  the fraction of the matrix unit's `align_width`-wide tiles that the layer's input
+  (C_in/group) and output (C_out/group) channels occupy — 24 channels on a 64-wide MMA
+  fill 37.5% of it; kernel taps are accumulated one after another, so a 3-channel stem
+  conv uses 3/64 of the MMA whatever its kernel size. Depthwise layers have no reduction
+  over channels, so only their channel count is aligned and `efficiency.depthwise`
+  carries the rest. ConvTranspose uses `efficiency.transposed`.
   Layers without MACs cost their elementwise flops on the vector unit;
 * memory = bytes moved (input and output activations + weights, in the profile's data
   type) / bandwidth of the innermost memory level that holds that working set;
 * cycles = max(compute, memory) + a fixed per-layer overhead; `bound` names the largest
-  term. Activations fused into a conv (``meta["fused_into"]``) and pure relabelling ops
+  term. Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
+  into the conv before them (profile ``fused_into_conv_ops``) and pure relabelling ops
   (Reshape ...) cost nothing.
 
 Layers the accelerator does not support — an op type outside the profile's list, a custom
@@ -139,8 +142,8 @@ class _Features:
     input_elements: int
     output_elements: int
     weight_elements: int
-    reduce_dim: int                    # K of the matrix multiply the layer maps to (0: not a MAC layer)
-    out_dim: int                       # N of that multiply
+    reduce_dim: int                    # input channels per group: K per kernel tap (0: not a MAC layer)
+    out_dim: int                       # output channels per group: N
     fused_into: str | None
     finding: str | None                # a target finding: the layer cannot run on the accelerator
 
@@ -153,6 +156,8 @@ class PreparedModel:
     elements: dict[str, int]           # activation tensor → elements
     producers: dict[str, str]          # activation tensor → producing layer
     rules: str | None
+    consumer_counts: dict[str, int] = field(default_factory=dict)   # activation tensor → consuming layers
+    model_outputs: frozenset[str] = frozenset()
 
 
 def estimate(graph_or_analysis: Any, profile: TargetProfile | str, findings: list | None = None) -> TargetReport:
@@ -206,13 +211,20 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
             output_elements=sum(elements.get(tensor, 0) for tensor in outputs), weight_elements=layer.params,
             reduce_dim=reduce_dim, out_dim=out_dim, fused_into=fused.get(layer.name),
             finding=blocking.get(layer.name)))
-    return PreparedModel(features, elements, producers, rules)
+    consumer_counts: dict[str, int] = {}
+    for item in features:
+        for tensor in set(item.input_tensors):
+            consumer_counts[tensor] = consumer_counts.get(tensor, 0) + 1
+    return PreparedModel(features, elements, producers, rules, consumer_counts,
+                         frozenset(tensor.name for tensor in analysis.model.outputs))
 
 
 def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> TargetReport:
     """The cost model proper (pure arithmetic over prepared features)."""
     placements = _placements(prepared, profile)
-    layers = [_layer_estimate(item, placements[item.layer.name], profile) for item in prepared.features]
+    folded = _runtime_folded(prepared, profile, placements)
+    layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name))
+              for item in prepared.features]
     transfers = _transfers(prepared, placements, profile)
     return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
                         profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
@@ -223,18 +235,17 @@ def _static(shape) -> bool:
 
 
 def _matrix_dims(layer: LayerCost) -> tuple[int, int]:
-    """(K, N) of the matrix multiply a MAC layer maps to; (0, 0) when unknown or not a MAC layer."""
+    """(input channels per group, output channels per group) of a MAC layer; (0, 0) when unknown."""
     if not layer.macs:
         return 0, 0
     weight_index = 3 if layer.op_type == "QLinearConv" else 1
     shapes = layer.input_shapes
     if "Conv" in layer.op_type and len(shapes) > weight_index and _static(shapes[weight_index]):
         weight = shapes[weight_index]
-        taps = prod(weight[2:])
         group = layer.group or 1
-        if layer.op_type == "ConvTranspose":   # weight [C_in, C_out/group, k...]: each input pixel feeds k·k outputs
-            return weight[0] // group, weight[1] * taps
-        return weight[1] * taps, weight[0] // group
+        if layer.op_type == "ConvTranspose":   # weight [C_in, C_out/group, k...]
+            return weight[0] // group, weight[1]
+        return weight[1], weight[0] // group
     if _static(layer.output_shape) and layer.output_shape:
         # Gemm/MatMul: MACs = (output elements) · K exactly, whatever the transposes.
         return layer.macs // max(1, prod(layer.output_shape)), layer.output_shape[-1]
@@ -261,12 +272,49 @@ def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, st
     return placements
 
 
-def _layer_estimate(item: _Features, placement: str, profile: TargetProfile) -> LayerEstimate:
+def _runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str]) -> dict[str, str]:
+    """Layer → the conv the runtime folds it into (profile.fused_into_conv_ops), following chains (Conv→Add→Relu).
+
+    A sum (Add) folds only into a conv without an activation yet: the fused kernel computes
+    act(conv + sum), so a sum after the activation has to run on its own.
+    """
+    if not profile.fused_into_conv_ops:
+        return {}
+    conv_of: dict[str, str] = {}   # a conv, or a layer already folded into one → that conv
+    activated: set[str] = set()    # convs that already apply an activation
+    for item in prepared.features:
+        layer = item.layer
+        if layer.op_type in ("Conv", "ConvTranspose") and not layer.domain:
+            conv_of[layer.name] = layer.name
+            continue
+        if item.fused_into in conv_of:
+            conv_of[layer.name] = conv_of[item.fused_into]
+            activated.add(conv_of[layer.name])
+            continue
+        if layer.op_type not in profile.fused_into_conv_ops or layer.domain:
+            continue
+        is_sum = layer.op_type in ("Add", "Sum")
+        for tensor in item.input_tensors:
+            producer = prepared.producers.get(tensor)
+            conv = conv_of.get(producer)
+            if (conv is not None and prepared.consumer_counts.get(tensor) == 1 and tensor not in prepared.model_outputs
+                    and placements[producer] == placements[layer.name] and not (is_sum and conv in activated)):
+                conv_of[layer.name] = conv
+                if not is_sum:
+                    activated.add(conv)
+                break
+    return {name: conv for name, conv in conv_of.items() if name != conv}
+
+
+def _layer_estimate(item: _Features, placement: str, profile: TargetProfile, folded_into: str | None) -> LayerEstimate:
     layer = item.layer
     base = dict(name=layer.name, op_type=layer.op_type, kind=layer.kind, placement=placement, macs=layer.macs)
     if item.fused_into is not None and profile.fused_activations_free:
         return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="compute", utilisation_pct=0.0,
                              reason=f"fused into {item.fused_into}: applied in its output stage, free")
+    if folded_into is not None:
+        return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="compute", utilisation_pct=0.0,
+                             reason=f"folded into {folded_into} by the runtime, free")
     if layer.op_type in profile.free_ops and not layer.domain:
         return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="overhead", utilisation_pct=0.0,
                              reason="relabels a tensor: free")
@@ -279,9 +327,10 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -
     layer = item.layer
     fill = 1.0
     if layer.macs:
-        kind = layer.kind if layer.kind in profile.efficiency else "dense"
+        kind = "transposed" if layer.op_type == "ConvTranspose" else (
+            layer.kind if layer.kind in profile.efficiency else "dense")
         if kind == "depthwise":
-            fill = _fill(item.out_dim * (layer.group or 1), profile.align_width)
+            fill = _fill(layer.group or 1, profile.align_width)
         else:
             fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
         compute = layer.macs / (profile.macs_per_cycle * profile.efficiency[kind] * fill)
@@ -347,8 +396,8 @@ def _reason(item: _Features, bound: str, utilisation: float, fill: float, traffi
             return (f"low utilisation {utilisation:.0f}%: depthwise conv (efficiency "
                     f"{profile.efficiency['depthwise']:.0%} of peak)")
         if fill < 0.75:
-            return (f"low utilisation {utilisation:.0f}%: K={item.reduce_dim}, N={item.out_dim} fill {fill:.0%} of "
-                    f"the {profile.align_width}-wide tiles")
+            return (f"low utilisation {utilisation:.0f}%: {item.reduce_dim} in / {item.out_dim} out channels fill "
+                    f"{fill:.0%} of the {profile.align_width}-wide tiles")
         return f"low utilisation {utilisation:.0f}%: {layer.kind} conv efficiency"
     return f"compute-bound at {utilisation:.0f}% of peak"
 

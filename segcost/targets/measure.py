@@ -32,7 +32,7 @@ import numpy as np
 from segcost.targets.cost_model import PreparedModel, TargetReport
 
 __all__ = ["Comparison", "GroupComparison", "LayerGroup", "LayerMapping", "Measurement", "NodeTime", "compare",
-           "map_to_layers", "measure", "named_model", "session_options", "spearman"]
+           "map_to_layers", "measure", "measure_many", "named_model", "session_options", "spearman"]
 
 ORT_NAME_SUFFIXES = ("_nchwc",)
 
@@ -53,6 +53,8 @@ class Measurement:
     Attributes:
         node_times: per-node kernel times from a profiling session (median over `runs`).
         wall_ms: whole-model session.run times of a separate session without profiling.
+        framework_ms: median over the profiled runs of (run time − that run's kernel times):
+            the time onnxruntime spends between kernels.
         threads, runs, warmup: how it was measured.
         optimization_level: ORT graph optimization level used.
         ort_version: onnxruntime version.
@@ -60,6 +62,7 @@ class Measurement:
 
     node_times: list[NodeTime]
     wall_ms: list[float]
+    framework_ms: float
     threads: int
     runs: int
     warmup: int
@@ -72,7 +75,17 @@ class Measurement:
 
     @property
     def kernel_ms(self) -> float:
+        """Sum of the per-node median kernel times."""
         return sum(node.median_us for node in self.node_times) / 1000
+
+    @property
+    def robust_latency_ms(self) -> float:
+        """Per-node medians plus the median framework time: a latency that other processes' load barely moves.
+
+        The wall-time median is not: on a loaded machine a run is slowed wherever one of its
+        ~100 kernels is pre-empted, so most runs are, while each kernel's median is clean.
+        """
+        return self.kernel_ms + self.framework_ms
 
 
 @dataclass
@@ -84,9 +97,10 @@ class LayerGroup:
         layers: every IR layer in the group (the anchor first).
         ort_nodes: names of the ORT nodes mapped here.
         kernel_ms: their summed median kernel times.
-        measured_ms: kernel_ms plus the group's share of the time between kernels (the run's
-            wall time minus all kernel times, split evenly over the ORT nodes), so that the
-            groups add up to the wall time; None when ORT ran none of the layers.
+        measured_ms: kernel_ms plus the group's share of the time between kernels
+            (Measurement.framework_ms split evenly over the ORT nodes), so that all groups and
+            unmapped nodes add up to Measurement.robust_latency_ms; None when ORT ran none of
+            the layers.
     """
 
     anchor: str
@@ -124,12 +138,19 @@ class Comparison:
     groups: list[GroupComparison]
     spearman_rho: float
     predicted_latency_ms: float
-    measured_latency_ms: float
+    measured_latency_ms: float       # median wall time of session.run
+    robust_latency_ms: float         # Measurement.robust_latency_ms
     unmapped_ms: float
 
     @property
     def latency_error_pct(self) -> float:
+        """Predicted against the median wall time."""
         return 100.0 * (self.predicted_latency_ms - self.measured_latency_ms) / self.measured_latency_ms
+
+    @property
+    def robust_error_pct(self) -> float:
+        """Predicted against per-node medians + framework time."""
+        return 100.0 * (self.predicted_latency_ms - self.robust_latency_ms) / self.robust_latency_ms
 
 
 def session_options(threads: int = 2, profile_prefix: str | None = None):
@@ -164,45 +185,72 @@ def named_model(graph):
 
 
 def measure(graph, runs: int = 10, warmup: int = 3, threads: int = 2, seed: int = 0) -> Measurement:
-    """Run `graph` in onnxruntime: wall times of a plain session, per-node times of a profiling one.
+    """Run `graph` in onnxruntime: wall times of a plain session, per-node times of a profiling one."""
+    return measure_many({"model": graph}, runs, warmup, threads, seed)["model"]
 
-    The two sessions run alternately, so that both see the same load from other processes
-    on the machine; medians over `runs` damp what remains.
+
+def measure_many(graphs: dict, runs: int = 10, warmup: int = 3, threads: int = 2, seed: int = 0,
+                 progress=None) -> dict[str, Measurement]:
+    """Measure several graphs round-robin: run r of every model happens before run r+1 of any.
+
+    Each model has a plain session (wall time) and a profiling session (per-node times),
+    run alternately. Interleaving makes every model see the same load from other processes
+    on the machine, so models calibrated on and models evaluated on are comparable;
+    medians over `runs` damp what remains.
     """
     import onnxruntime as ort
 
     from segcost.optimize import random_feeds
 
-    model = named_model(graph)
-    payload = model.SerializeToString()
-    feeds = random_feeds(model, graph, seed)
     with tempfile.TemporaryDirectory(prefix="segcost-profile-") as directory:
-        plain = ort.InferenceSession(payload, session_options(threads), providers=["CPUExecutionProvider"])
-        profiled = ort.InferenceSession(payload, session_options(threads, os.path.join(directory, "ort")),
-                                        providers=["CPUExecutionProvider"])
-        for _ in range(warmup):
-            plain.run(None, feeds)
-            profiled.run(None, feeds)
-        wall_ms = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            plain.run(None, feeds)
-            wall_ms.append((time.perf_counter() - start) * 1000)
-            profiled.run(None, feeds)
-        with open(profiled.end_profiling()) as stream:
-            events = json.load(stream)
+        sessions = {}
+        for index, (label, graph) in enumerate(graphs.items()):
+            model = named_model(graph)
+            payload = model.SerializeToString()
+            plain = ort.InferenceSession(payload, session_options(threads), providers=["CPUExecutionProvider"])
+            profiled = ort.InferenceSession(payload, session_options(threads, os.path.join(directory, f"m{index}")),
+                                            providers=["CPUExecutionProvider"])
+            sessions[label] = (plain, profiled, random_feeds(model, graph, seed))
+        wall_ms: dict[str, list[float]] = {label: [] for label in graphs}
+        for round_index in range(warmup + runs):
+            for label, (plain, profiled, feeds) in sessions.items():
+                start = time.perf_counter()
+                plain.run(None, feeds)
+                if round_index >= warmup:
+                    wall_ms[label].append((time.perf_counter() - start) * 1000)
+                profiled.run(None, feeds)
+            if progress is not None:
+                progress(round_index + 1, warmup + runs)
+        results = {}
+        for label, (_, profiled, _) in sessions.items():
+            with open(profiled.end_profiling()) as stream:
+                events = json.load(stream)
+            results[label] = _parse_profile(events, wall_ms[label], threads, runs, warmup, ort.__version__)
+    return results
+
+
+def _parse_profile(events: list[dict], wall_ms: list[float], threads: int, runs: int, warmup: int,
+                   ort_version: str) -> Measurement:
+    run_spans = [(event["ts"], event["ts"] + event["dur"]) for event in events if event.get("name") == "model_run"]
+    kernels = [event for event in events if event.get("cat") == "Node" and event.get("name", "").endswith(
+        "_kernel_time")]
     durations: dict[str, list[float]] = {}
     op_types: dict[str, str] = {}
-    for event in events:
-        name = event.get("name", "")
-        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
-            continue
-        node = name[: -len("_kernel_time")]
+    kernel_us_per_run = [0.0] * len(run_spans)
+    for event in kernels:
+        node = event["name"][: -len("_kernel_time")]
         durations.setdefault(node, []).append(float(event["dur"]))
         op_types[node] = event.get("args", {}).get("op_name", "")
+        for index, (start, end) in enumerate(run_spans):
+            if start <= event["ts"] <= end:
+                kernel_us_per_run[index] += event["dur"]
+                break
+    measured_spans = list(zip(run_spans, kernel_us_per_run))[warmup:]
+    framework_ms = median([(end - start - kernel) / 1000 for (start, end), kernel in measured_spans]) \
+        if measured_spans else 0.0
     # The first `warmup` occurrences of each node belong to the warm-up runs.
     node_times = [NodeTime(node, op_types[node], median(times[warmup:] or times)) for node, times in durations.items()]
-    return Measurement(node_times, wall_ms, threads, runs, warmup, ort_version=ort.__version__)
+    return Measurement(node_times, wall_ms, max(0.0, framework_ms), threads, runs, warmup, ort_version=ort_version)
 
 
 def map_to_layers(prepared: PreparedModel, measurement: Measurement) -> LayerMapping:
@@ -226,8 +274,8 @@ def map_to_layers(prepared: PreparedModel, measurement: Measurement) -> LayerMap
             groups.append(group)
         group.ort_nodes.append(node.name)
         group.kernel_ms += node.median_us / 1000
-    # Time between kernels (dispatch, thread wake-ups) is real latency the layers cause.
-    gap_per_node = max(0.0, measurement.median_wall_ms - measurement.kernel_ms) / max(1, len(measurement.node_times))
+    # Time between kernels (dispatch, allocation) is real latency the layers cause.
+    gap_per_node = measurement.framework_ms / max(1, len(measurement.node_times))
     for group in groups:
         group.measured_ms = group.kernel_ms + gap_per_node * len(group.ort_nodes)
     consumers: dict[str, set[str]] = {}
@@ -291,7 +339,8 @@ def compare(report: TargetReport, mapping: LayerMapping, measurement: Measuremen
         rows.append(GroupComparison(group.anchor, list(group.layers), "+".join(kinds),
                                     sum(predicted.get(name, 0.0) for name in group.layers), group.measured_ms))
     rho = spearman([row.predicted_ms for row in rows], [row.measured_ms for row in rows])
-    return Comparison(rows, rho, report.totals.latency_ms, measurement.median_wall_ms, mapping.unmapped_ms)
+    return Comparison(rows, rho, report.totals.latency_ms, measurement.median_wall_ms, measurement.robust_latency_ms,
+                      mapping.unmapped_ms)
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:

@@ -26,6 +26,9 @@ __all__ = ["DTYPE_BYTES", "FallbackDevice", "MemoryLevel", "TargetProfile", "bui
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2, "bfloat16": 2, "float32": 4}
 # Layer kinds of the analyzer (LayerCost.kind) that carry MACs; each needs an efficiency.
 MAC_KINDS = ("dense", "pointwise", "grouped", "depthwise")
+# ConvTranspose runs through different kernels than Conv on most runtimes; its efficiency is
+# optional and defaults to the dense one.
+TRANSPOSED = "transposed"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class TargetProfile:
         layer_overhead_cycles: fixed cost of every executed layer.
         run_overhead_us: fixed cost of one inference (runtime entry/exit).
         fused_activations_free: activations fused into a conv cost nothing.
+        fused_into_conv_ops: op types the runtime itself folds into the convolution producing
+            their input, when that conv output has no other consumer (onnxruntime folds
+            HardSwish, Sigmoid, a residual Add ... into its NCHWc convs): they cost nothing.
         supported_ops: op types (default domain) the accelerator runs; None means all.
         free_ops: op types that only relabel a tensor (Reshape ...): zero cycles.
         rules: verifier rule set (tidl-rules.toml) whose target findings force fallback.
@@ -109,6 +115,7 @@ class TargetProfile:
     layer_overhead_cycles: float
     run_overhead_us: float = 0.0
     fused_activations_free: bool = True
+    fused_into_conv_ops: frozenset[str] = frozenset()
     supported_ops: frozenset[str] | None = None
     free_ops: frozenset[str] = frozenset()
     rules: str | None = None
@@ -210,17 +217,21 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
-    efficiency_table = reader.table(accel, "accelerator.efficiency", set(MAC_KINDS), set(MAC_KINDS), key="efficiency")
+    efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
+                                    key="efficiency")
     efficiency = {kind: reader.fraction(efficiency_table, f"accelerator.efficiency.{kind}", kind)
                   for kind in MAC_KINDS}
-    support = reader.table(data, "support", {"rules", "ops", "free_ops", "fused_activations_free"}, set()) \
-        if "support" in data else {}
+    efficiency[TRANSPOSED] = reader.fraction(efficiency_table, f"accelerator.efficiency.{TRANSPOSED}", TRANSPOSED) \
+        if TRANSPOSED in efficiency_table else efficiency["dense"]
+    support = reader.table(data, "support", {"rules", "ops", "free_ops", "fused_activations_free",
+                                             "fused_into_conv_ops"}, set()) if "support" in data else {}
     ops = support.get("ops", "*")
     if ops != "*" and not (isinstance(ops, list) and all(isinstance(op, str) for op in ops)):
         raise InputError(f"{where}: support.ops must be \"*\" or a list of op type names")
-    free_ops = support.get("free_ops", [])
-    if not (isinstance(free_ops, list) and all(isinstance(op, str) for op in free_ops)):
-        raise InputError(f"{where}: support.free_ops must be a list of op type names")
+    for key in ("free_ops", "fused_into_conv_ops"):
+        names = support.get(key, [])
+        if not (isinstance(names, list) and all(isinstance(op, str) for op in names)):
+            raise InputError(f"{where}: support.{key} must be a list of op type names")
     rules = support.get("rules")
     if rules is not None:
         from segcost.passes.verify_conv import load_rules
@@ -246,7 +257,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         run_overhead_us=reader.non_negative(accel, "accelerator.run_overhead_us") if "run_overhead_us" in accel
         else 0.0,
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
-        free_ops=frozenset(free_ops), rules=rules,
+        free_ops=frozenset(support.get("free_ops", [])),
+        fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
 
@@ -364,7 +376,7 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
                 "layer_overhead_cycles", "run_overhead_us"):
         out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
     out += ["", "[accelerator.efficiency]"]
-    out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in MAC_KINDS]
+    out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in (*MAC_KINDS, TRANSPOSED)]
     for index, level in enumerate(profile.memory):
         out += ["", "[[memory]]", line(f"memory[{index}].name", "name", level.name)]
         if level.capacity_bytes is not None:
@@ -374,6 +386,7 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
                                   profile.fused_activations_free)]
     out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
     out.append(line("support.free_ops", "free_ops", sorted(profile.free_ops)))
+    out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
     if profile.rules is not None:
         out.append(line("support.rules", "rules", profile.rules))
     if profile.fallback is not None:
