@@ -402,7 +402,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return repr(round(value, 6)) if value.is_integer() or abs(value) >= 1e-3 else f"{value:.6g}"
+        return repr(float(f"{value:.8g}"))   # 8 significant digits: exact enough, short enough to read
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):

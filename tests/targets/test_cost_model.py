@@ -1,0 +1,163 @@
+"""The cost model: structure, physical limits, monotonicity, fusion, fallback and transfer accounting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from segcost.analyzer import analyze
+from segcost.frontends.onnx import load_model
+from segcost.targets.cost_model import ACCELERATOR, estimate
+from segcost.targets.profile import MemoryLevel, load_profile
+from tests.targets.models import conv_chain, fused, single_conv
+
+
+@pytest.fixture(scope="module")
+def deeplab_768x384():
+    from segcost.samples import deeplabv3lite
+
+    return fused(deeplabv3lite(num_classes=19, height=384, width_px=768))
+
+
+def _ideal(profile_name: str = "tda4vm"):
+    """The profile with perfect efficiency and unlimited bandwidth: only the MAC peak limits."""
+    profile = load_profile(profile_name)
+    return dataclasses.replace(
+        profile, efficiency={kind: 1.0 for kind in profile.efficiency}, layer_overhead_cycles=0.0,
+        run_overhead_us=0.0, memory=(MemoryLevel("ideal", None, 1e12),))
+
+
+def test_deeplabv3lite_768x384_reports_latency_and_utilisation(deeplab_768x384):
+    report = estimate(deeplab_768x384, "tda4vm")
+    totals = report.totals
+    assert totals.latency_ms > 0 and totals.fps == pytest.approx(1000 / totals.latency_ms)
+    assert 0 < totals.utilisation_pct < 100
+    assert totals.macs == analyze(deeplab_768x384).totals.macs          # exact ints from the analyzer
+    assert isinstance(totals.macs, int)
+    assert sum(totals.share_by_kind.values()) == pytest.approx(1.0)
+    assert totals.fallback_layers == 0 and report.transfers == []
+    layer_sum = sum(layer.ms for layer in report.layers)
+    assert totals.latency_ms == pytest.approx(layer_sum + totals.transfer_ms + totals.run_overhead_ms)
+    for layer in report.layers:
+        assert layer.bound in ("compute", "memory", "overhead")
+        assert layer.placement == ACCELERATOR
+        assert 0 <= layer.utilisation_pct <= 100 + 1e-9
+        assert layer.cycles >= 0 and layer.reason
+    slowest = report.slowest(5)
+    assert [layer.ms for layer in slowest] == sorted((layer.ms for layer in slowest), reverse=True)
+    assert slowest[0].ms == max(layer.ms for layer in report.layers)
+
+
+def test_depthwise_layers_have_low_mma_utilisation(deeplab_768x384):
+    report = estimate(deeplab_768x384, "tda4vm")
+    depthwise = [layer for layer in report.layers if layer.kind == "depthwise"]
+    pointwise = [layer for layer in report.layers if layer.kind == "pointwise"]
+    assert max(layer.utilisation_pct for layer in depthwise) < min(
+        max(layer.utilisation_pct for layer in pointwise), 10)
+    assert any("depthwise" in layer.reason or "memory-bound" in layer.reason for layer in report.slowest(5))
+
+
+@pytest.mark.parametrize("profile_name", ["tda4vm", "am62a", "cpu"])
+def test_compute_bound_dense_conv_never_exceeds_the_mac_peak(profile_name):
+    graph = load_model(single_conv(256, 256, 64))
+    ideal = _ideal(profile_name)
+    (layer,) = estimate(graph, ideal).layers
+    assert layer.bound == "compute"
+    assert layer.utilisation_pct == pytest.approx(100.0)   # aligned channels, efficiency 1: exactly the peak
+    assert layer.cycles >= layer.macs / ideal.macs_per_cycle
+    (real,) = estimate(graph, profile_name).layers
+    assert real.utilisation_pct <= 100.0
+    assert real.cycles >= layer.cycles
+
+
+def test_misaligned_channels_lower_utilisation():
+    aligned = estimate(load_model(single_conv(64, 64, 32)), _ideal()).layers[0]
+    misaligned = estimate(load_model(single_conv(24, 64, 32)), _ideal()).layers[0]
+    assert misaligned.utilisation_pct == pytest.approx(100 * 24 / 64)   # 24 of the MMA's 64 input lanes
+    assert aligned.utilisation_pct == pytest.approx(100)
+    assert "24 in / 64 out channels fill 38%" in misaligned.reason
+
+
+def test_cycles_grow_with_work_and_shrink_with_bandwidth_and_efficiency():
+    profile = load_profile("tda4vm")
+    small, large = (estimate(load_model(single_conv(64, 64, size)), profile).layers[0] for size in (16, 64))
+    assert large.cycles > small.cycles and large.macs == 16 * small.macs
+    graph = load_model(single_conv(32, 32, 128, kernel=3, group=32))   # depthwise: memory-heavy
+    slow = estimate(graph, profile).layers[0]
+    faster_memory = dataclasses.replace(profile, memory=tuple(
+        dataclasses.replace(level, bytes_per_cycle=level.bytes_per_cycle * 4) for level in profile.memory))
+    better = dataclasses.replace(profile, efficiency={**profile.efficiency, "depthwise": 0.5})
+    assert estimate(graph, faster_memory).layers[0].cycles <= slow.cycles
+    assert estimate(graph, better).layers[0].cycles <= slow.cycles
+    assert estimate(graph, dataclasses.replace(profile, layer_overhead_cycles=0)).layers[0].cycles < slow.cycles
+
+
+def test_fused_activation_is_free_and_unfused_costs():
+    model = conv_chain(relu=True)
+    fused_report = estimate(fused(model), "tda4vm")
+    relu = next(layer for layer in fused_report.layers if layer.op_type == "Relu")
+    assert relu.cycles == 0 and "fused into conv1" in relu.reason
+    plain = estimate(load_model(model), "tda4vm")
+    assert next(layer for layer in plain.layers if layer.op_type == "Relu").cycles > 0
+    assert fused_report.totals.latency_ms < plain.totals.latency_ms
+
+
+def test_custom_op_falls_back_with_two_transfers():
+    profile = load_profile("tda4vm")
+    report = estimate(fused(conv_chain(middle="custom")), profile)
+    by_name = {layer.name: layer for layer in report.layers}
+    assert by_name["custom"].placement == "arm" and "custom op" in by_name["custom"].reason
+    assert by_name["conv1"].placement == by_name["conv2"].placement == ACCELERATOR
+    assert by_name["relu1"].placement == ACCELERATOR            # fused into conv1, which runs on the MMA
+    assert [transfer.direction for transfer in report.transfers] == ["accelerator->arm", "arm->accelerator"]
+    elements = 64 * 32 * 32
+    arm_bytes = 4                                                # fallback runs float32, the MMA int8
+    for transfer in report.transfers:
+        assert transfer.bytes == elements * (1 + arm_bytes)
+        expected = transfer.bytes / (profile.fallback.transfer_gbytes_per_s * 1e6) \
+            + profile.fallback.transfer_overhead_us / 1000
+        assert transfer.ms == pytest.approx(expected)
+    totals = report.totals
+    assert totals.transfer_ms > 0
+    assert totals.transfer_ms == pytest.approx(sum(transfer.ms for transfer in report.transfers))
+    assert totals.fallback_layers == 1 and totals.fallback_ms == pytest.approx(by_name["custom"].ms)
+    assert totals.latency_ms == pytest.approx(sum(layer.ms for layer in report.layers) + totals.transfer_ms
+                                              + totals.run_overhead_ms)
+    assert totals.share_by_kind["transfer"] == pytest.approx(totals.transfer_ms / totals.latency_ms)
+
+
+def test_unsupported_depthwise_5x5_stride_1_falls_back_but_stride_2_runs():
+    stride1 = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=1)), "tda4vm")
+    dw = next(layer for layer in stride1.layers if layer.name == "dw")
+    assert dw.placement == "arm" and "dw-kernel-stride" in dw.reason
+    assert len(stride1.transfers) == 2
+    stride2 = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=2)), "tda4vm")
+    assert all(layer.placement == ACCELERATOR for layer in stride2.layers) and not stride2.transfers
+
+
+def test_cpu_profile_has_no_fallback():
+    report = estimate(fused(conv_chain(middle="custom")), "cpu")
+    assert all(layer.placement == ACCELERATOR for layer in report.layers)
+    assert report.transfers == [] and report.totals.transfer_ms == 0
+
+
+def test_estimate_from_analysis_result_with_findings():
+    from segcost.passes import VerifyGroupedConvPass
+
+    graph = fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=1))
+    findings = VerifyGroupedConvPass(rules="current")(graph).findings
+    from_analysis = estimate(analyze(graph), "tda4vm", findings=findings)
+    from_graph = estimate(graph, "tda4vm")
+    assert [layer.placement for layer in from_analysis.layers] == [layer.placement for layer in from_graph.layers]
+    # Without the graph the fusion marks are unknown, so the Relu is costed.
+    assert from_analysis.totals.latency_ms > from_graph.totals.latency_ms
+
+
+def test_report_to_dict_is_json_ready(deeplab_768x384):
+    import json
+
+    document = estimate(deeplab_768x384, "am62a").to_dict()
+    assert document["schema"] == "segcost.target/1" and document["profile"] == "am62a"
+    assert len(document["layers"]) == len(deeplab_768x384)
+    json.dumps(document)
