@@ -36,7 +36,13 @@ def test_optimize_removes_batchnorm_and_keeps_outputs(name, tmp_path):
     result = optimize(graph)
     after_ops = [result.graph.node(key).op_type for key in result.graph.dag]
     if "BatchNormalization" in before_ops:
-        assert "BatchNormalization" not in after_ops
+        # Every BN that follows a convolution is folded; the rest (ERFNet's BN after a Concat,
+        # SwiftNet's pre-activation BN → ReLU → Conv) have no convolution to fold into.
+        for key in result.graph.dag:
+            node = result.graph.node(key)
+            if node.op_type == "BatchNormalization":
+                producer = result.graph.producer(node.inputs[0])
+                assert producer is None or result.graph.node(producer).op_type not in ("Conv", "ConvTranspose")
         assert len(after_ops) < len(before_ops)
     assert result.after.totals.macs == result.before.totals.macs > 0
     max_diff = compare_outputs(original, to_model(result.graph), result.graph)

@@ -11,7 +11,7 @@ from segcost.analyzer.registry import (
 from segcost.analyzer.result import (
     AnalysisResult, Coverage, LayerCost, ModelSummary, OpTypeTotal, TensorSummary, Totals,
 )
-from segcost.errors import ShapeError
+from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, dtype_size
 
 
@@ -45,7 +45,13 @@ def analyze(graph: Graph) -> AnalysisResult:
             constant_inputs=tuple(tensor in constants for tensor in node.inputs),
         )
         rule = find_rule(node.domain, node.op_type)
-        cost = rule(view) if rule is not None else OpCost(status=UNSUPPORTED)
+        try:
+            cost = rule(view) if rule is not None else OpCost(status=UNSUPPORTED)
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+            # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
+            # is bad input, reported for the node rather than as a crash.
+            raise InputError(f"node {key!r} ({node.op_type}): malformed attributes or inputs "
+                             f"({type(error).__name__}: {error})") from None
         _record_status(coverage, cost.status, node.op_type, key)
         output_shape = view.output_shape(0)
         if cost.output_shape is not None:

@@ -23,10 +23,6 @@ from segcost.errors import GraphError, InputError, ShapeError
 from segcost.ir import Graph, dtype_size, verify_graph
 from segcost.ir.onnx_io import from_model, read_value_infos
 
-# Initializers up to this many elements keep their data in the copy given to shape
-# inference: Reshape targets, Resize scales, Slice bounds must be readable there.
-SMALL_CONSTANT_ELEMENTS = 4096
-
 InputShapes = dict[str, tuple[int, ...]]
 
 
@@ -60,7 +56,7 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions)
     graph.info.path = label
     verify_graph(graph)
-    infer_shapes(graph, model, dict(input_shapes or {}))
+    infer_shapes(graph, dict(input_shapes or {}))
     return graph
 
 
@@ -125,13 +121,32 @@ def _external_resolver(model_path: Path):
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    return _element_count(tensor) * dtype_size(tensor.data_type)
+    count = 1
+    for dim in tensor.dims:
+        count *= int(dim)
+    return count * dtype_size(tensor.data_type)
 
 
-def infer_shapes(graph: Graph, model: onnx.ModelProto, input_shapes: InputShapes) -> None:
-    """Fill graph.tensors from onnx.shape_inference run on a weightless copy of `model`."""
-    shell = _weightless_copy(model, graph)
-    _apply_input_shapes(shell, graph, input_shapes)
+def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None) -> None:
+    """Fill graph.tensors from onnx.shape_inference run on a weightless export of the IR.
+
+    Used by the loader and again by passes that change where shapes come from (constant
+    folding). When inference leaves a consumed tensor's shape open — typically a Resize
+    whose sizes an exporter computes with Shape → Gather → Concat chains — those chains are
+    folded on a copy and inference runs again; only the shapes are taken back, the graph
+    itself is unchanged.
+    """
+    if input_shapes:
+        _apply_input_shapes(graph, dict(input_shapes))
+    _run_inference(graph, keep_output_shapes=not input_shapes)
+    if _unresolved(graph):
+        _resolve_through_folding(graph)
+
+
+def _run_inference(graph: Graph, keep_output_shapes: bool = True) -> None:
+    from segcost.ir.onnx_io import to_model
+
+    shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=keep_output_shapes)
     try:
         inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=True)
         graph.info.metadata_props.pop("segcost.shape_inference", None)
@@ -145,8 +160,9 @@ def infer_shapes(graph: Graph, model: onnx.ModelProto, input_shapes: InputShapes
         graph.info.metadata_props["segcost.shape_inference"] = "non-strict: " + _first_line(strict_error)
     except Exception as error:  # noqa: BLE001
         raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
-    if input_shapes:
-        graph.tensors.clear()  # shapes stored in the file were for other input sizes
+    inputs = {name: graph.tensors[name] for name in graph.inputs if name in graph.tensors}
+    graph.tensors.clear()
+    graph.tensors.update(inputs)
     read_value_infos(graph, inferred.graph.input)
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
@@ -155,64 +171,56 @@ def infer_shapes(graph: Graph, model: onnx.ModelProto, input_shapes: InputShapes
             del graph.tensors[name]  # initializer shapes come from the initializer itself
 
 
+def _is_open(shape) -> bool:
+    return shape is None or not all(isinstance(dim, int) for dim in shape)
+
+
+def _unresolved(graph: Graph) -> bool:
+    """True when a node consumes a tensor whose shape is not fully known (inputs all static)."""
+    if any(_is_open(graph.shape(name)) for name in graph.inputs):
+        return False  # symbolic inputs: the analyzer names them; folding cannot help
+    return any(tensor and tensor not in graph.initializers and _is_open(graph.shape(tensor))
+               for key in graph.dag for tensor in graph.node(key).inputs)
+
+
+def _resolve_through_folding(graph: Graph) -> None:
+    from segcost.ir.onnx_io import from_model, to_model
+    from segcost.passes import EliminateDeadNodesPass, FoldConstantsPass, PassManager
+
+    copy = from_model(to_model(graph, keep_value_info=False, weightless=True))
+    copy.tensors.update({name: graph.tensors[name] for name in graph.inputs if name in graph.tensors})
+    PassManager([FoldConstantsPass(infer=False), EliminateDeadNodesPass()], fixed_point=True,
+                check_each_pass=False, count_macs=False)(copy)
+    try:
+        _run_inference(copy)
+    except ShapeError:
+        return
+    for name, info in copy.tensors.items():
+        if not _is_open(info.shape) and _is_open(graph.shape(name)) and name not in graph.initializers:
+            graph.tensors[name] = info
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[-1] if text else type(error).__name__
 
 
-def _weightless_copy(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
-    from onnx import helper
+def _apply_input_shapes(graph: Graph, input_shapes: InputShapes) -> None:
+    from segcost.ir import TensorInfo
 
-    shell = onnx.ModelProto()
-    shell.ir_version = max(model.ir_version, 4)
-    shell.opset_import.extend(model.opset_import)
-    shell.functions.extend(model.functions)
-    shell_graph = shell.graph
-    shell_graph.name = model.graph.name
-    shell_graph.node.extend(model.graph.node)
-    shell_graph.input.extend(value for value in model.graph.input if value.name not in graph.initializers)
-    shell_graph.output.extend(model.graph.output)
-    shell_graph.value_info.extend(model.graph.value_info)
-    for tensor in model.graph.initializer:
-        if not graph.initializers[tensor.name].is_lazy and _element_count(tensor) <= SMALL_CONSTANT_ELEMENTS:
-            shell_graph.initializer.append(tensor)
-        else:
-            shell_graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-    return shell
-
-
-def _element_count(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= int(dim)
-    return count
-
-
-def _apply_input_shapes(shell: onnx.ModelProto, graph: Graph, input_shapes: InputShapes) -> None:
-    if not input_shapes:
-        return
     if "" in input_shapes:
         if len(graph.inputs) != 1:
             raise InputError(f"the model has {len(graph.inputs)} inputs ({', '.join(graph.inputs)}); "
                              "name the one to shape: --input-shape NAME=1x3x512x512")
         input_shapes = {graph.inputs[0]: input_shapes.pop("")} | input_shapes
-    by_name = {value.name: value for value in shell.graph.input}
     for name, dims in input_shapes.items():
         if name not in graph.inputs:
             raise InputError(f"--input-shape: the model has no input {name!r} (inputs: {', '.join(graph.inputs)})")
-        value = by_name[name]
-        old_dims = value.type.tensor_type.shape.dim
-        if value.type.tensor_type.HasField("shape") and len(old_dims) != len(dims):
-            raise InputError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank {len(old_dims)}")
-        value.type.tensor_type.ClearField("shape")
-        for new in dims:
-            value.type.tensor_type.shape.dim.add().dim_value = new
-    # Shapes recorded in the file describe the old sizes; let inference derive them anew.
-    del shell.graph.value_info[:]
-    for output in shell.graph.output:
-        if output.type.tensor_type.HasField("shape"):
-            for dim in output.type.tensor_type.shape.dim:
-                dim.Clear()
+        known = graph.tensors.get(name)
+        if known is not None and known.shape is not None and len(known.shape) != len(dims):
+            raise InputError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank "
+                             f"{len(known.shape)}")
+        graph.tensors[name] = TensorInfo(name, known.dtype if known else onnx.TensorProto.FLOAT, tuple(dims))
 
 
 def symbolic_inputs(graph: Graph) -> list[tuple[str, int, str]]:

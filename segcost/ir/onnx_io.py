@@ -142,8 +142,30 @@ def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, info.dtype, list(info.shape) if info.shape is not None else None)
 
 
-def to_model(graph: Graph, keep_value_info: bool = True) -> onnx.ModelProto:
-    """Export the IR as a ModelProto (nodes in topological order, inline initializer data)."""
+# Initializers up to this many elements keep their data in a weightless export: shape
+# inference reads small constants (Reshape targets, Resize scales, Slice bounds).
+SMALL_CONSTANT_ELEMENTS = 4096
+
+
+def _weightless_inputs(graph: Graph) -> tuple[list, list]:
+    """(inline small initializers, typed graph inputs standing in for the large ones)."""
+    inline, declared = [], []
+    for init in graph.initializers.values():
+        if not init.is_lazy and init.size <= SMALL_CONSTANT_ELEMENTS:
+            inline.append(init.to_proto())
+        else:
+            declared.append(helper.make_tensor_value_info(init.name, init.dtype, list(init.shape)))
+    return inline, declared
+
+
+def to_model(graph: Graph, keep_value_info: bool = True, weightless: bool = False,
+             keep_output_shapes: bool = True) -> onnx.ModelProto:
+    """Export the IR as a ModelProto (nodes in topological order, inline initializer data).
+
+    weightless=True declares large initializers as typed graph inputs instead of copying
+    their data — what shape inference needs, at a fraction of the cost and under protobuf's
+    2 GB limit whatever the model's size.
+    """
     nodes = []
     for key in graph.topological_order():
         node = graph.node(key)
@@ -160,12 +182,18 @@ def to_model(graph: Graph, keep_value_info: bool = True) -> onnx.ModelProto:
     if keep_value_info:
         value_infos = [_value_info(graph, name) for name in sorted(graph.tensors)
                        if name in produced and name not in interface and graph.tensors[name].dtype]
+    if weightless:
+        initializers, declared = _weightless_inputs(graph)
+    else:
+        initializers, declared = [init.to_proto() for init in graph.initializers.values()], []
+    outputs = [_value_info(graph, name) if keep_output_shapes else
+               helper.make_tensor_value_info(name, graph.dtype(name), None) for name in graph.outputs]
     onnx_graph = helper.make_graph(
         nodes,
         graph.info.graph_name,
-        inputs=[_value_info(graph, name) for name in graph.inputs],
-        outputs=[_value_info(graph, name) for name in graph.outputs],
-        initializer=[init.to_proto() for init in graph.initializers.values()],
+        inputs=[_value_info(graph, name) for name in graph.inputs] + declared,
+        outputs=outputs,
+        initializer=initializers,
         doc_string=graph.info.graph_doc_string or None,
         value_info=value_infos,
     )
@@ -179,7 +207,7 @@ def to_model(graph: Graph, keep_value_info: bool = True) -> onnx.ModelProto:
         doc_string=graph.info.doc_string,
         functions=graph.info.functions,
     )
-    model.ir_version = graph.info.ir_version
+    model.ir_version = max(graph.info.ir_version, 4) if weightless else graph.info.ir_version
     if graph.info.metadata_props:
         helper.set_model_props(model, graph.info.metadata_props)
     return model

@@ -117,6 +117,9 @@ class FoldConstantsPass(PassBase):
 
     name = "fold-constants"
 
+    def __init__(self, infer: bool = True):
+        self.infer = infer  # re-run shape inference after folding (off when the caller does it)
+
     def call(self, graph: Graph) -> PassResult:
         folded = []
         for key in graph.topological_order():
@@ -134,6 +137,10 @@ class FoldConstantsPass(PassBase):
                     graph.initializers[output] = Initializer.from_array(output, np.asarray(value))
                     graph.tensors.pop(output, None)
             folded.append(key)
+        if folded and self.infer:
+            from segcost.frontends.onnx import infer_shapes
+
+            infer_shapes(graph)  # sizes that came from the folded chains are now constants
         return PassResult(graph, bool(folded), [f"folded {len(folded)} constant nodes"] if folded else [])
 
     def _evaluate(self, graph: Graph, node) -> list[np.ndarray] | None:
