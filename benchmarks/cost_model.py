@@ -51,8 +51,14 @@ ZOO = {
     "RegNetX400MF+FPNLite": "384x384",
     "LR-ASPP MobileNetV3-Large": "512x256",
     "ERFNet": "512x256",
+    "ResNet50+FCN": "384x192",
+    "MobileNetV2+SwiftNet": "512x256",
+    "deeplabv3_mnv2": "384x384",
 }
-CALIBRATION = ("DeepLabV3Lite w1.0 768x384", "DeepLabV3Lite w0.5 512x512", "RegNetX800MF+FPNLite 512x256")
+# Between them they have every conv kind the cpu profile has a parameter for: depthwise and
+# pointwise (DeepLabV3Lite), grouped (RegNetX), dense k×k and ConvTranspose (ERFNet).
+CALIBRATION = ("DeepLabV3Lite w1.0 768x384", "DeepLabV3Lite w0.5 512x512", "RegNetX800MF+FPNLite 512x256",
+               "ERFNet 512x256")
 RHO_TARGET = 0.9
 LATENCY_TARGET_PCT = 15.0
 

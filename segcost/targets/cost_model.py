@@ -257,6 +257,19 @@ def _fill(size: int, width: int) -> float:
     return 1.0 if size <= 0 else size / (ceil(size / width) * width)
 
 
+def _whole_tiles(item: _Features, width: int) -> bool:
+    """Channels in whole tiles: output channels always, input channels unless the conv reads fewer than one tile
+    (an image stem, which runtimes feed through a dedicated path); 1x1 convs always count as whole."""
+    layer = item.layer
+    if layer.kind == "pointwise":
+        return True   # a 1x1 conv is a matrix multiply on every path
+    if layer.kind == "depthwise":
+        return (layer.group or 1) % width == 0
+    if item.out_dim % width:
+        return False
+    return item.reduce_dim % width == 0 or ((layer.group or 1) == 1 and item.reduce_dim < width)
+
+
 def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, str]:
     placements: dict[str, str] = {}
     fallback = profile.fallback
@@ -333,7 +346,10 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -
             fill = _fill(layer.group or 1, profile.align_width)
         else:
             fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
-        compute = layer.macs / (profile.macs_per_cycle * profile.efficiency[kind] * fill)
+        efficiency = profile.efficiency[kind]
+        if kind != "transposed" and not _whole_tiles(item, profile.align_width):
+            efficiency *= profile.unaligned_efficiency
+        compute = layer.macs / (profile.macs_per_cycle * efficiency * fill)
         peak_work, work = profile.macs_per_cycle, layer.macs
     else:
         compute = layer.flops / profile.vector_flops_per_cycle
