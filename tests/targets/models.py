@@ -18,8 +18,9 @@ def conv_chain(channels: int = 64, size: int = 32, middle: str | None = None, dw
                dw_stride: int = 1, relu: bool = True) -> onnx.ModelProto:
     """conv 1x1 (→ Relu) → MIDDLE → conv 1x1, on a 1×C×size×size input.
 
-    MIDDLE: None (nothing), "custom" (a custom-domain op with a declared output shape) or
-    "depthwise" (a dw_kernel×dw_kernel depthwise conv with stride dw_stride).
+    MIDDLE: None (nothing), "softplus" (a standard op the TIDL profiles do not list),
+    "custom" (a custom-domain op with a declared output shape) or "depthwise" (a
+    dw_kernel×dw_kernel depthwise conv with stride dw_stride).
     """
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(_weight(rng, channels, channels, 1, 1), "w1"),
@@ -34,6 +35,9 @@ def conv_chain(channels: int = 64, size: int = 32, middle: str | None = None, dw
     if middle == "custom":
         nodes.append(helper.make_node("MyOp", [current], ["m"], name="custom", domain="com.example"))
         value_infos.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, channels, size, size]))
+        current = "m"
+    elif middle == "softplus":
+        nodes.append(helper.make_node("Softplus", [current], ["m"], name="softplus"))
         current = "m"
     elif middle == "depthwise":
         inits.append(numpy_helper.from_array(_weight(rng, channels, 1, dw_kernel, dw_kernel), "wd"))
@@ -51,6 +55,20 @@ def conv_chain(channels: int = 64, size: int = 32, middle: str | None = None, dw
     if middle == "custom":
         opsets.append(helper.make_opsetid("com.example", 1))
     model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model
+
+
+def custom_tail(channels: int = 64, size: int = 32) -> onnx.ModelProto:
+    """conv 1x1 → custom-domain op producing the graph output (its shape is declared there)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", kernel_shape=[1, 1]),
+             helper.make_node("MyOp", ["c1"], ["y"], name="custom", domain="com.example")]
+    shape = [1, channels, size, size]
+    graph = helper.make_graph(nodes, "tail", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+                              initializer=[numpy_helper.from_array(_weight(rng, channels, channels, 1, 1), "w1")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     model.ir_version = 8
     return model
 

@@ -10,7 +10,7 @@ from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
 from segcost.targets.cost_model import ACCELERATOR, estimate
 from segcost.targets.profile import MemoryLevel, load_profile
-from tests.targets.models import conv_chain, fused, single_conv
+from tests.targets.models import conv_chain, custom_tail, fused, single_conv
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +103,11 @@ def test_fused_activation_is_free_and_unfused_costs():
     assert fused_report.totals.latency_ms < plain.totals.latency_ms
 
 
-def test_custom_op_falls_back_with_two_transfers():
+def test_unsupported_op_falls_back_with_two_transfers():
     profile = load_profile("tda4vm")
-    report = estimate(fused(conv_chain(middle="custom")), profile)
+    report = estimate(fused(conv_chain(middle="softplus")), profile)
     by_name = {layer.name: layer for layer in report.layers}
-    assert by_name["custom"].placement == "arm" and "custom op" in by_name["custom"].reason
+    assert by_name["softplus"].placement == "arm" and "Softplus is not supported" in by_name["softplus"].reason
     assert by_name["conv1"].placement == by_name["conv2"].placement == ACCELERATOR
     assert by_name["relu1"].placement == ACCELERATOR            # fused into conv1, which runs on the MMA
     assert [transfer.direction for transfer in report.transfers] == ["accelerator->arm", "arm->accelerator"]
@@ -121,10 +121,19 @@ def test_custom_op_falls_back_with_two_transfers():
     totals = report.totals
     assert totals.transfer_ms > 0
     assert totals.transfer_ms == pytest.approx(sum(transfer.ms for transfer in report.transfers))
-    assert totals.fallback_layers == 1 and totals.fallback_ms == pytest.approx(by_name["custom"].ms)
+    assert totals.fallback_layers == 1 and totals.fallback_ms == pytest.approx(by_name["softplus"].ms)
     assert totals.latency_ms == pytest.approx(sum(layer.ms for layer in report.layers) + totals.transfer_ms
                                               + totals.run_overhead_ms)
     assert totals.share_by_kind["transfer"] == pytest.approx(totals.transfer_ms / totals.latency_ms)
+
+
+def test_custom_domain_op_falls_back():
+    report = estimate(fused(custom_tail()), "tda4vm")
+    by_name = {layer.name: layer for layer in report.layers}
+    assert by_name["custom"].placement == "arm" and "custom op com.example::MyOp" in by_name["custom"].reason
+    assert by_name["custom"].cycles > 0                          # memory traffic + overhead, never free
+    (transfer,) = report.transfers
+    assert (transfer.tensor, transfer.direction, transfer.bytes) == ("c1", "accelerator->arm", 64 * 32 * 32 * 5)
 
 
 def test_unsupported_depthwise_5x5_stride_1_falls_back_but_stride_2_runs():
@@ -137,7 +146,7 @@ def test_unsupported_depthwise_5x5_stride_1_falls_back_but_stride_2_runs():
 
 
 def test_cpu_profile_has_no_fallback():
-    report = estimate(fused(conv_chain(middle="custom")), "cpu")
+    report = estimate(fused(conv_chain(middle="softplus")), "cpu")
     assert all(layer.placement == ACCELERATOR for layer in report.layers)
     assert report.transfers == [] and report.totals.transfer_ms == 0
 
