@@ -33,6 +33,7 @@ from typing import Any
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
+from segcost.targets.results import LayerEstimate, TargetReport, Totals, TransferEstimate
 
 __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "TransferEstimate", "estimate",
            "estimate_prepared", "load_profile", "prepare"]
@@ -43,94 +44,6 @@ ACCELERATOR = "accelerator"
 TARGET_RULES = frozenset({"rank-4", "dw-kernel-stride", "even-kernel", "conv-transpose-shape", "resize-mode",
                           "resize-scale", "argmax-axis", "binary-nonconstant"})
 LOW_UTILISATION_PCT = 40.0
-
-
-@dataclass
-class LayerEstimate:
-    """Cost of one IR layer on the target.
-
-    Attributes:
-        name, op_type, kind: as in the analysis (kind: dense/pointwise/grouped/depthwise/other).
-        placement: "accelerator" or the fallback device's name ("arm").
-        cycles: total cycles, in the clock of the device in `placement`.
-        ms: cycles converted to milliseconds.
-        bound: "compute", "memory" or "overhead" — the largest of the three terms.
-        utilisation_pct: achieved share of the device's peak: MACs for MAC layers, elementwise
-            flops for the others (0 for layers that do neither, e.g. Concat).
-        reason: why the layer costs what it costs, in one sentence.
-        macs, compute_cycles, memory_cycles, overhead_cycles, traffic_bytes, memory_level:
-            the terms behind `cycles`.
-    """
-
-    name: str
-    op_type: str
-    kind: str
-    placement: str
-    cycles: float
-    ms: float
-    bound: str
-    utilisation_pct: float
-    reason: str
-    macs: int = 0
-    compute_cycles: float = 0.0
-    memory_cycles: float = 0.0
-    overhead_cycles: float = 0.0
-    traffic_bytes: int = 0
-    memory_level: str = ""
-
-
-@dataclass
-class TransferEstimate:
-    """One tensor handed between the accelerator and the fallback core."""
-
-    tensor: str
-    producer: str
-    consumer: str          # the first consumer on the other side
-    direction: str         # e.g. "accelerator->arm"
-    bytes: int
-    ms: float
-
-
-@dataclass
-class Totals:
-    """Whole-model figures. `share_by_kind` maps a layer kind (and "transfer", "run") to its share of latency."""
-
-    latency_ms: float
-    fps: float
-    macs: int
-    utilisation_pct: float
-    accelerator_ms: float
-    fallback_ms: float
-    transfer_ms: float
-    run_overhead_ms: float
-    fallback_layers: int
-    share_by_kind: dict[str, float] = field(default_factory=dict)
-    ms_by_bound: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TargetReport:
-    """The estimate of a model on one profile; reports render it, nothing here is recomputed."""
-
-    profile_name: str
-    profile_description: str
-    dtype: str
-    peak_macs_per_s: float
-    bandwidth_bytes_per_s: float
-    layers: list[LayerEstimate]
-    transfers: list[TransferEstimate]
-    totals: Totals
-
-    def slowest(self, count: int) -> list[LayerEstimate]:
-        """The `count` layers that dominate latency, slowest first (ties by name)."""
-        return sorted(self.layers, key=lambda layer: (-layer.ms, layer.name))[:count]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": "segcost.target/1", "profile": self.profile_name, "description": self.profile_description,
-                "dtype": self.dtype, "peak_macs_per_s": self.peak_macs_per_s,
-                "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s, "totals": dict(vars(self.totals)),
-                "layers": [dict(vars(layer)) for layer in self.layers],
-                "transfers": [dict(vars(transfer)) for transfer in self.transfers]}
 
 
 @dataclass(frozen=True)
@@ -407,7 +320,9 @@ def _reason(item: _Features, bound: str, utilisation: float, fill: float, traffi
                 f"its compute time" if compute else f"memory-bound: moves {traffic / 1e6:.2f} MB through {level}")
     if bound == "overhead":
         return "overhead-bound: the fixed per-layer cost exceeds its compute and memory time"
-    if layer.macs and utilisation < LOW_UTILISATION_PCT:
+    if not layer.macs:
+        return f"compute-bound: elementwise work at {utilisation:.0f}% of the vector unit's peak"
+    if utilisation < LOW_UTILISATION_PCT:
         if layer.kind == "depthwise":
             return (f"low utilisation {utilisation:.0f}%: depthwise conv (efficiency "
                     f"{profile.efficiency['depthwise']:.0%} of peak)")

@@ -1,0 +1,96 @@
+"""Result objects of the target cost model (segcost.targets.cost_model); reports render them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LayerEstimate", "TargetReport", "Totals", "TransferEstimate"]
+
+
+@dataclass
+class LayerEstimate:
+    """Cost of one IR layer on the target.
+
+    Attributes:
+        name, op_type, kind: as in the analysis (kind: dense/pointwise/grouped/depthwise/other).
+        placement: "accelerator" or the fallback device's name ("arm").
+        cycles: total cycles, in the clock of the device in `placement`.
+        ms: cycles converted to milliseconds.
+        bound: "compute", "memory" or "overhead" — the largest of the three terms.
+        utilisation_pct: achieved share of the device's peak: MACs for MAC layers, elementwise
+            flops for the others (0 for layers that do neither, e.g. Concat).
+        reason: why the layer costs what it costs, in one sentence.
+        macs, compute_cycles, memory_cycles, overhead_cycles, traffic_bytes, memory_level:
+            the terms behind `cycles`.
+    """
+
+    name: str
+    op_type: str
+    kind: str
+    placement: str
+    cycles: float
+    ms: float
+    bound: str
+    utilisation_pct: float
+    reason: str
+    macs: int = 0
+    compute_cycles: float = 0.0
+    memory_cycles: float = 0.0
+    overhead_cycles: float = 0.0
+    traffic_bytes: int = 0
+    memory_level: str = ""
+
+
+@dataclass
+class TransferEstimate:
+    """One tensor handed between the accelerator and the fallback core."""
+
+    tensor: str
+    producer: str
+    consumer: str          # the first consumer on the other side
+    direction: str         # e.g. "accelerator->arm"
+    bytes: int
+    ms: float
+
+
+@dataclass
+class Totals:
+    """Whole-model figures. `share_by_kind` maps a layer kind (and "transfer", "run") to its share of latency."""
+
+    latency_ms: float
+    fps: float
+    macs: int
+    utilisation_pct: float
+    accelerator_ms: float
+    fallback_ms: float
+    transfer_ms: float
+    run_overhead_ms: float
+    fallback_layers: int
+    share_by_kind: dict[str, float] = field(default_factory=dict)
+    ms_by_bound: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TargetReport:
+    """The estimate of a model on one profile; reports render it, nothing here is recomputed."""
+
+    profile_name: str
+    profile_description: str
+    dtype: str
+    peak_macs_per_s: float
+    bandwidth_bytes_per_s: float
+    layers: list[LayerEstimate]
+    transfers: list[TransferEstimate]
+    totals: Totals
+
+    def slowest(self, count: int) -> list[LayerEstimate]:
+        """The `count` layers that dominate latency, slowest first (ties by name)."""
+        return sorted(self.layers, key=lambda layer: (-layer.ms, layer.name))[:count]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "segcost.target/1", "profile": self.profile_name, "description": self.profile_description,
+                "dtype": self.dtype, "peak_macs_per_s": self.peak_macs_per_s,
+                "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s, "totals": dict(vars(self.totals)),
+                "layers": [dict(vars(layer)) for layer in self.layers],
+                "transfers": [dict(vars(transfer)) for transfer in self.transfers]}
