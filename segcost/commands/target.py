@@ -201,7 +201,9 @@ def render_comparison(comparison, measurement, profile_name: str, fmt: str) -> s
 
 def render_fit(fit, comparisons: list) -> str:
     """Fitted parameters and the in-sample fit per calibration model."""
-    parameter_rows = [[name, f"{value:.4g}"] for name, value in fit.parameters.items()]
+    parameter_rows = [[name, f"{value:.4g}" + (" (not exercised by these models: base value kept)"
+                                              if name in fit.unconstrained else "")]
+                      for name, value in fit.parameters.items()]
     model_rows = [[name, len(comparison.groups), f"{comparison.spearman_rho:.3f}",
                    f"{comparison.predicted_latency_ms:.2f}", f"{comparison.robust_latency_ms:.2f}",
                    f"{comparison.robust_error_pct:+.1f}%"] for name, comparison in comparisons]

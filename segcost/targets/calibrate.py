@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class FitResult:
     rms_log_error: float
     iterations: int
     groups: int
+    unconstrained: list[str] = field(default_factory=list)   # parameters the models do not exercise: base kept
 
 
 def fitted_parameters(profile: TargetProfile) -> list[str]:
@@ -138,10 +139,17 @@ def fit_profile(samples: list[CalibrationSample], base: TargetProfile, names: li
     _, theta, iterations = best
     profile = _apply(base, names, theta)
     data = _residuals(profile, samples)
+    unconstrained = []
+    for index, name in enumerate(names):   # a parameter no layer's time depends on was never fitted
+        shifted = theta.copy()
+        shifted[index] += 0.1
+        if np.max(np.abs(_residuals(_apply(base, names, shifted), samples) - data)) < 1e-9:
+            unconstrained.append(name)
     groups = sum(1 for sample in samples for group in sample.mapping.groups if group.measured_ms)
     group_rows = data[[index for index in range(len(data)) if not _is_latency_row(samples, index)]]
     return FitResult(profile, {name: get_parameter(profile, name) for name in names},
-                     float(np.sqrt(np.mean(group_rows ** 2))) if len(group_rows) else float("nan"), iterations, groups)
+                     float(np.sqrt(np.mean(group_rows ** 2))) if len(group_rows) else float("nan"), iterations, groups,
+                     unconstrained)
 
 
 def _starts(names: list[str], prior: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
@@ -211,7 +219,8 @@ def calibrated_profile_text(fit: FitResult, base_text: str, models: list[str], r
     notes = read_comments(base_text)
     for name in fit.parameters:
         path = name if name.startswith("memory[") else f"accelerator.{name}"
-        notes[path] = "calibrated (see header)"
+        notes[path] = ("not exercised by the calibration models: base value kept" if name in fit.unconstrained
+                       else "calibrated (see header)")
     header = (f"{fit.profile.description}\n"
               f"Calibrated by `segcost calibrate`: log-space least squares (Levenberg-Marquardt) of predicted\n"
               f"against measured onnxruntime {ort_version} per-layer-group times and whole-model latency,\n"
