@@ -155,9 +155,12 @@ def render_cost(report, fmt: str, top: int, model_label: str) -> str:
                      ["transfers", f"{totals.transfer_ms:.3f} ms in {len(report.transfers)} hand-overs"],
                      ["per-run overhead", f"{totals.run_overhead_ms:.3f} ms"]], ["", ""], fmt),
              "",
-             f"{heading}Share of latency by kind",
+             f"{heading}Share of latency by kind and by op type",
              _table([[kind, f"{100 * share:.1f}%"] for kind, share in totals.share_by_kind.items()],
                     ["kind", "share"], fmt),
+             "",
+             _table([[op, f"{100 * share:.1f}%"] for op, share in totals.share_by_op_type.items()],
+                    ["op type", "share"], fmt),
              "",
              f"{heading}Latency by bound",
              _table([[bound, f"{ms:.3f} ms"] for bound, ms in totals.ms_by_bound.items()], ["bound", "time"], fmt)]

@@ -361,9 +361,11 @@ def _totals(layers: list[LayerEstimate], transfers: list[TransferEstimate], prof
     transfer_ms = sum(transfer.ms for transfer in transfers)
     latency = sum(layer.ms for layer in layers) + transfer_ms + run_ms
     share: dict[str, float] = {}
+    by_op: dict[str, float] = {}
     bounds: dict[str, float] = {}
     for layer in layers:
         share[layer.kind] = share.get(layer.kind, 0.0) + layer.ms
+        by_op[layer.op_type] = by_op.get(layer.op_type, 0.0) + layer.ms
         bounds[layer.bound] = bounds.get(layer.bound, 0.0) + layer.ms
     share["transfer"], share["run"] = transfer_ms, run_ms
     accelerator_macs = sum(layer.macs for layer in layers if layer.placement == ACCELERATOR)
@@ -374,4 +376,6 @@ def _totals(layers: list[LayerEstimate], transfers: list[TransferEstimate], prof
         fallback_ms=sum(layer.ms for layer in layers if layer.placement != ACCELERATOR), transfer_ms=transfer_ms,
         run_overhead_ms=run_ms, fallback_layers=sum(layer.placement != ACCELERATOR for layer in layers),
         share_by_kind={kind: (ms / latency if latency else 0.0) for kind, ms in sorted(share.items()) if ms},
+        share_by_op_type={op: (ms / latency if latency else 0.0)
+                          for op, ms in sorted(by_op.items(), key=lambda item: (-item[1], item[0])) if ms},
         ms_by_bound=dict(sorted(bounds.items())))

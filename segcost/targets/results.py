@@ -56,7 +56,12 @@ class TransferEstimate:
 
 @dataclass
 class Totals:
-    """Whole-model figures. `share_by_kind` maps a layer kind (and "transfer", "run") to its share of latency."""
+    """Whole-model figures.
+
+    `share_by_kind` maps a layer kind (dense/pointwise/grouped/depthwise/other, plus
+    "transfer" and "run") to its share of latency; `share_by_op_type` does the same per op
+    type; `ms_by_bound` sums layer time by what bounds it.
+    """
 
     latency_ms: float
     fps: float
@@ -68,6 +73,7 @@ class Totals:
     run_overhead_ms: float
     fallback_layers: int
     share_by_kind: dict[str, float] = field(default_factory=dict)
+    share_by_op_type: dict[str, float] = field(default_factory=dict)
     ms_by_bound: dict[str, float] = field(default_factory=dict)
 
 

@@ -36,6 +36,9 @@ def test_deeplabv3lite_768x384_reports_latency_and_utilisation(deeplab_768x384):
     assert totals.macs == analyze(deeplab_768x384).totals.macs          # exact ints from the analyzer
     assert isinstance(totals.macs, int)
     assert sum(totals.share_by_kind.values()) == pytest.approx(1.0)
+    run_share = totals.run_overhead_ms / totals.latency_ms
+    assert sum(totals.share_by_op_type.values()) + run_share == pytest.approx(1.0)
+    assert list(totals.share_by_op_type)[0] in ("Conv", "Concat", "Resize")
     assert totals.fallback_layers == 0 and report.transfers == []
     layer_sum = sum(layer.ms for layer in report.layers)
     assert totals.latency_ms == pytest.approx(layer_sum + totals.transfer_ms + totals.run_overhead_ms)

@@ -20,7 +20,7 @@ def test_cost_table_ranks_layers_and_shows_totals(run_cli):
     code, out, err = run_cli("cost", "--input-shape", "1x3x384x768", "--top", "3")
     assert code == 0, err
     assert "on tda4vm" in out and "latency" in out and "FPS" in out and "MAC utilisation" in out
-    assert "Share of latency by kind" in out and "depthwise" in out
+    assert "Share of latency by kind and by op type" in out and "depthwise" in out
     ranking = out.split("Layers that dominate latency")[1]
     assert len([line for line in ranking.splitlines() if line[:1].isdigit()]) == 3
 
