@@ -23,6 +23,7 @@ from segcost.ir import Graph
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 
 ATOL = 1e-4
+MAX_CHECK_ELEMENTS = 1 << 28  # a 1 GiB float32 input; beyond that the check would not fit in memory
 RTOL = 1e-5
 
 
@@ -68,6 +69,9 @@ def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[st
         shape = graph.shape(name)
         if shape is None or not all(isinstance(dim, int) for dim in shape):
             raise InputError(f"input {name!r} needs a static shape for the numerical check")
+        if int(np.prod(shape, dtype=object)) > MAX_CHECK_ELEMENTS:
+            raise InputError(f"input {name!r} {list(shape)} is too large for the numerical check; "
+                             "use --no-check to skip it")
         dtype = helper.tensor_dtype_to_np_dtype(graph.dtype(name))
         values = rng.standard_normal(shape)
         feeds[name] = values.astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)

@@ -210,3 +210,11 @@ def test_duplicate_initializer(run_cli, tmp_path):
     path = tmp_path / "dup_init.onnx"
     onnx.save_model(model, path)
     assert_one_line_exit_2(run_cli, str(path), match="defined twice")
+
+
+def test_attribute_of_the_wrong_type(run_cli, tmp_path):
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    model.graph.node[0].attribute.append(helper.make_attribute("group", [1, 2]))
+    path = tmp_path / "bad_attr.onnx"
+    onnx.save_model(model, path)
+    assert_one_line_exit_2(run_cli, str(path), match="attribute 'group' is INTS, the op needs INT")

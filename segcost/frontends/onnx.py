@@ -53,11 +53,52 @@ def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Gr
 def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
                resolve_external=None, payload_regions=None) -> Graph:
     """Build a verified IR with inferred shapes from an in-memory ModelProto."""
+    _check_attributes(model)
     graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions)
     graph.info.path = label
     verify_graph(graph)
     infer_shapes(graph, dict(input_shapes or {}))
     return graph
+
+
+def _check_attributes(model: onnx.ModelProto) -> None:
+    """Every attribute has a type, and for a known op the type its schema declares.
+
+    Cost rules and passes trust the spec's attribute types (an INT `group`, INTS `pads`);
+    a file that breaks them is rejected here with the node and attribute named.
+    """
+    _check_text(model)
+    opsets = {opset.domain or "ai.onnx": opset.version for opset in model.opset_import}
+    opsets.setdefault("ai.onnx", opsets.get("", 0))
+    for index, node in enumerate(model.graph.node):
+        schema = None
+        domain = node.domain or "ai.onnx"
+        if domain in opsets:
+            try:
+                schema = onnx.defs.get_schema(node.op_type, opsets[domain], "" if domain == "ai.onnx" else domain)
+            except onnx.defs.SchemaError:
+                schema = None
+        for attribute in node.attribute:
+            where = f"node {node.name or index!r} ({node.op_type}) attribute {attribute.name!r}"
+            if attribute.type == onnx.AttributeProto.UNDEFINED:
+                raise GraphError(f"{where} has no type")
+            declared = schema.attributes.get(attribute.name) if schema is not None else None
+            if declared is not None and declared.type != attribute.type:
+                raise GraphError(f"{where} is {onnx.AttributeProto.AttributeType.Name(attribute.type)}, the op "
+                                 f"needs {onnx.AttributeProto.AttributeType.Name(declared.type)}")
+
+
+def _check_text(model: onnx.ModelProto) -> None:
+    """Names and op types must be text: ONNX's proto2 strings come back as bytes when not UTF-8."""
+    graph = model.graph
+    named = [*graph.input, *graph.output, *graph.initializer, *graph.value_info]
+    texts = [model.producer_name, model.doc_string, graph.name, graph.doc_string, *(item.name for item in named),
+             *(opset.domain for opset in model.opset_import)]
+    for node in graph.node:
+        texts += [node.name, node.op_type, node.domain, node.doc_string, *node.input, *node.output]
+        texts += [attribute.name for attribute in node.attribute]
+    if any(not isinstance(text, str) for text in texts):
+        raise GraphError("a name, op type or doc string is not valid UTF-8 (corrupt file?)")
 
 
 def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]]]:

@@ -133,6 +133,8 @@ class VerifyGroupedConvPass(PassBase):
     @staticmethod
     def _structure(view: _Conv) -> list[Finding]:
         found = []
+        if view.group <= 0:
+            return [Finding(view.key, view.op_type, "group-positive", f"group {view.group} must be positive")]
         if view.op_type == "ConvTranspose":
             return found
         out_channels = view.weight_shape[0]
@@ -227,6 +229,10 @@ class VerifyGroupedConvPass(PassBase):
         if self.rules["resize_power_of_two_scales"] and before and after and len(before) == len(after):
             for axis, (size_in, size_out) in enumerate(zip(before, after)):
                 if not (isinstance(size_in, int) and isinstance(size_out, int)) or size_in == size_out:
+                    continue
+                if size_in <= 0 or size_out <= 0:
+                    found.append(Finding(key, node.op_type, "resize-scale", f"axis {axis} has size "
+                                                                             f"{size_in} -> {size_out}"))
                     continue
                 ratio = size_out / size_in if size_out > size_in else size_in / size_out
                 if not ratio.is_integer() or not log2(ratio).is_integer():
