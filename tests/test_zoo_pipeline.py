@@ -48,3 +48,16 @@ def test_optimize_removes_batchnorm_and_keeps_outputs(name, tmp_path):
     max_diff = compare_outputs(original, to_model(result.graph), result.graph)
     assert max_diff <= 1e-4
     assert not optimize(result.graph).records[0].modified  # idempotent
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dynamo_export_counts_like_hooks(name, tmp_path):
+    """The torch.export-based exporter (external .onnx.data) gives the analyzer the same MACs as hooks."""
+    from segcost.analyzer import analyze
+    from segcost.zoo.hook_count import hook_macs
+
+    zoo_model = all_models()[name]
+    module = zoo_model.build(zoo_model.num_classes)
+    shape = (1, 3, 64, 64)
+    path = export(module, shape, tmp_path / "model.onnx", exporter="dynamo")
+    assert analyze(onnx_frontend.load(path)).totals.macs == hook_macs(module, shape)
