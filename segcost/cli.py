@@ -50,6 +50,11 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         findings = VerifyGroupedConvPass()(graph).findings
         _emit(render_html(result, findings, top=top or 40), output, protected=(model,))
         return
+    if fmt == "json":
+        from segcost.reports.analysis import render_json_chunks
+
+        _emit(render_json_chunks(result), output, protected=(model,))
+        return
     _emit(render(result, fmt, top=top, by_op=by_op), output, protected=(model,))
 
 
@@ -254,11 +259,17 @@ def _emit(text: str, output: str | None, protected: tuple = ()) -> None:
         write_atomic(output, text, protected=protected)
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        for chunk in [text] if isinstance(text, str) else text:
+            click.echo(chunk, nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line on stderr and an exit code."""
+    import gc
+
+    # A run is short-lived and builds large acyclic structures (100k-node graphs): the cyclic
+    # collector only re-scans them (a third of the load time at that size), so it is off.
+    gc.disable()
     try:
         code = cli.main(args=argv, prog_name="segcost", standalone_mode=False)
     except click.exceptions.ClickException as error:

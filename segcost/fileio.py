@@ -9,8 +9,8 @@ from pathlib import Path
 from segcost.errors import InputError
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes, protected: tuple[str | os.PathLike, ...] = ()) -> None:
-    """Write `data` to a temp file beside `path`, then rename it into place.
+def write_atomic(path: str | os.PathLike, data, protected: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Write `data` (str, bytes or an iterable of str chunks) to a temp file beside `path`, then rename it.
 
     Refuses a `path` that is (or resolves to) one of the `protected` input files.
     """
@@ -21,11 +21,12 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, protected: tuple[st
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"{target}: directory {directory} does not exist")
-    payload = data.encode() if isinstance(data, str) else data
+    chunks = [data] if isinstance(data, (str, bytes)) else data  # or an iterable of str chunks
     try:
         handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
         with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
+            for chunk in chunks:
+                stream.write(chunk.encode() if isinstance(chunk, str) else chunk)
         # mkstemp creates 0600; give the file the mode a plain open() would (or the old file's).
         mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
         os.chmod(temp_name, mode)

@@ -120,3 +120,14 @@ def test_analyze_does_not_import_torch(model_path):
                 if line.startswith("import time:")}
     assert "onnx" in imported  # the check itself works
     assert "torch" not in imported and "torchvision" not in imported
+
+
+def test_streamed_json_equals_plain_dump():
+    from segcost.analyzer import analyze
+    from segcost.frontends.onnx import load_model
+    from segcost.reports.analysis import render_json_chunks
+
+    result = analyze(load_model(deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32)))
+    assert json.loads("".join(render_json_chunks(result))) == result.to_dict()
+    result.layers = []
+    assert json.loads("".join(render_json_chunks(result))) == result.to_dict()

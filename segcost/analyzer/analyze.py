@@ -25,11 +25,16 @@ def analyze(graph: Graph) -> AnalysisResult:
         if node.op_type == "Constant" and not node.domain:
             constants.update(node.outputs)
 
+    sizes: dict[str, int] = {}
+
     def tensor_bytes(tensor: str) -> int:
-        shape = graph.shape(tensor)
-        if shape is None or not all(isinstance(dim, int) for dim in shape):
-            return 0
-        return prod(shape) * dtype_size(graph.dtype(tensor))
+        # Memoized: each tensor is read by its producer, its consumers and the liveness walk.
+        size = sizes.get(tensor)
+        if size is None:
+            shape = graph.shape(tensor)
+            known = shape is not None and all(isinstance(dim, int) for dim in shape)
+            size = sizes[tensor] = prod(shape) * dtype_size(graph.dtype(tensor)) if known else 0
+        return size
 
     layers: list[LayerCost] = []
     coverage = Coverage()
@@ -165,3 +170,25 @@ def _model_summary(graph: Graph) -> ModelSummary:
         producer=" ".join(filter(None, [graph.info.producer_name, graph.info.producer_version])),
         inputs=[summary(name) for name in graph.inputs], outputs=[summary(name) for name in graph.outputs],
     )
+
+
+# Op types whose rules can give MACs; everything else is 0 MACs by convention.
+MAC_OP_TYPES = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "Gemm", "MatMul",
+                          "MatMulInteger", "QLinearMatMul", "LSTM", "GRU", "RNN"})
+
+
+def count_macs(graph: Graph) -> int:
+    """Total MACs only — what the PassManager records around each pass, without the full report."""
+    total = 0
+    for key, data in graph.dag.nodes(data=True):
+        node = data["node"]
+        if node.op_type not in MAC_OP_TYPES:
+            continue
+        rule = find_rule(node.domain, node.op_type)
+        if rule is None:
+            continue
+        view = OpView(key=key, node=node,
+                      input_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.inputs),
+                      output_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.outputs))
+        total += rule(view).macs
+    return total

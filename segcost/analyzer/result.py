@@ -106,7 +106,7 @@ class AnalysisResult:
     by_op_type: dict[str, OpTypeTotal]
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, include_layers: bool = True) -> dict[str, Any]:
         coverage = asdict(self.coverage)
         coverage["nodes_covered_pct"] = round(self.coverage.nodes_covered_pct, 2)
         return {
@@ -118,7 +118,7 @@ class AnalysisResult:
             "unknown_ops": dict(self.coverage.unknown_ops),
             # vars() instead of asdict(): layers hold only flat values and lists, and asdict's
             # recursive deep copy was a fifth of the analysis time on a 178-layer model.
-            "layers": [dict(vars(layer)) for layer in self.layers],
+            "layers": [dict(vars(layer)) for layer in self.layers] if include_layers else [],
             "by_op_type": {op_type: asdict(total) for op_type, total in self.by_op_type.items()},
             "warnings": list(self.warnings),
         }

@@ -57,7 +57,7 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions)
     graph.info.path = label
     verify_graph(graph)
-    infer_shapes(graph, dict(input_shapes or {}))
+    infer_shapes(graph, dict(input_shapes or {}), model=model)
     return graph
 
 
@@ -168,7 +168,7 @@ def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
     return count * dtype_size(tensor.data_type)
 
 
-def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None) -> None:
+def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None) -> None:
     """Fill graph.tensors from onnx.shape_inference run on a weightless export of the IR.
 
     Used by the loader and again by passes that change where shapes come from (constant
@@ -179,15 +179,52 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None) -> None:
     """
     if input_shapes:
         _apply_input_shapes(graph, dict(input_shapes))
-    _run_inference(graph, keep_output_shapes=not input_shapes)
+    shell = _shell_from_model(model, graph, keep_output_shapes=not input_shapes) if model is not None else None
+    _run_inference(graph, keep_output_shapes=not input_shapes, shell=shell)
     if _unresolved(graph):
         _resolve_through_folding(graph)
 
 
-def _run_inference(graph: Graph, keep_output_shapes: bool = True) -> None:
+def _shell_from_model(model: onnx.ModelProto, graph: Graph, keep_output_shapes: bool) -> onnx.ModelProto:
+    """The weightless model for inference, copied from the parsed file at the C level.
+
+    Rebuilding it from the IR (to_model) is the general path, but for the freshly loaded
+    file copying the protobuf messages is several times cheaper in time and memory — it
+    decides whether a 100k-node graph fits in 1 GiB.
+    """
+    from onnx import helper
+
+    from segcost.ir.onnx_io import keep_inline_for_inference
+
+    shell = onnx.ModelProto()
+    shell.ir_version = max(model.ir_version, 4)
+    shell.opset_import.extend(model.opset_import)
+    shell.functions.extend(model.functions)
+    shell.graph.name = model.graph.name
+    shell.graph.node.extend(model.graph.node)
+    for name in graph.inputs:
+        info = graph.tensors.get(name)
+        shell.graph.input.append(helper.make_tensor_value_info(
+            name, info.dtype if info else 0, list(info.shape) if info and info.shape is not None else None))
+    if keep_output_shapes:
+        shell.graph.output.extend(model.graph.output)
+    else:
+        shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None)
+                                  for name in graph.outputs)
+    for tensor in model.graph.initializer:
+        init = graph.initializers[tensor.name]
+        if keep_inline_for_inference(init):
+            shell.graph.initializer.append(tensor)
+        else:
+            shell.graph.input.append(helper.make_tensor_value_info(tensor.name, init.dtype, list(init.shape)))
+    return shell
+
+
+def _run_inference(graph: Graph, keep_output_shapes: bool = True, shell: onnx.ModelProto | None = None) -> None:
     from segcost.ir.onnx_io import to_model
 
-    shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=keep_output_shapes)
+    if shell is None:
+        shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=keep_output_shapes)
     try:
         inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=True)
         graph.info.metadata_props.pop("segcost.shape_inference", None)

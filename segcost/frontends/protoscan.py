@@ -29,8 +29,9 @@ TENSOR_DOUBLE_DATA = 10
 # Payloads of these fields are little-endian arrays, readable with np.fromfile as they lie.
 SKIPPABLE_PAYLOADS = (TENSOR_RAW_DATA, TENSOR_FLOAT_DATA, TENSOR_DOUBLE_DATA)
 # Smaller payloads stay in the message: shape inference reads small constants (Reshape
-# targets, Resize scales), and copying a few KB costs nothing.
-MIN_SKIPPED_BYTES = 16 * 1024
+# targets, Resize scales), which are tens of bytes; conv weights of even tiny layers are
+# larger, and leaving them in the file keeps a 100k-node graph's memory in bounds.
+MIN_SKIPPED_BYTES = 1024
 
 WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
 
@@ -129,7 +130,7 @@ class _FileWindow:
         return self.data[item - self.start]
 
 
-def scan(path: Path) -> tuple[bytes, dict[int, tuple[int, int]]]:
+def scan(path: Path) -> tuple[bytearray, dict[int, tuple[int, int]]]:
     """Return (model bytes without large initializer payloads, {initializer index: (offset, length)})."""
     with open(path, "rb") as stream:
         window = _FileWindow(stream.fileno(), os.fstat(stream.fileno()).st_size)
@@ -142,7 +143,7 @@ def scan(path: Path) -> tuple[bytes, dict[int, tuple[int, int]]]:
                 out += _encode_varint(MODEL_GRAPH << 3 | WIRE_LENGTH) + _encode_varint(len(graph)) + graph
             else:
                 out += window[field_start:field_end]
-        return bytes(out), skipped
+        return out, skipped  # a bytearray: protobuf parses it without another copy
 
 
 def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict[int, tuple[int, int]]) -> bytes:

@@ -142,16 +142,25 @@ def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, info.dtype, list(info.shape) if info.shape is not None else None)
 
 
-# Initializers up to this many elements keep their data in a weightless export: shape
-# inference reads small constants (Reshape targets, Resize scales, Slice bounds).
+# What a weightless export keeps inline: the constants shape inference reads — integer
+# shape/index data (Reshape targets, Slice bounds) and tiny float vectors (Resize scales).
+# Weights, even of small layers, become typed inputs.
 SMALL_CONSTANT_ELEMENTS = 4096
+TINY_CONSTANT_ELEMENTS = 64
+_INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # uint8/int8/uint16/int16/int32/int64/uint32/uint64
+
+
+def keep_inline_for_inference(init) -> bool:
+    if init.is_lazy:
+        return False
+    return init.size <= TINY_CONSTANT_ELEMENTS or (init.dtype in _INTEGER_TYPES and init.size <= SMALL_CONSTANT_ELEMENTS)
 
 
 def _weightless_inputs(graph: Graph) -> tuple[list, list]:
     """(inline small initializers, typed graph inputs standing in for the large ones)."""
     inline, declared = [], []
     for init in graph.initializers.values():
-        if not init.is_lazy and init.size <= SMALL_CONSTANT_ELEMENTS:
+        if keep_inline_for_inference(init):
             inline.append(init.to_proto())
         else:
             declared.append(helper.make_tensor_value_info(init.name, init.dtype, list(init.shape)))

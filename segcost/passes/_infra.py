@@ -105,9 +105,9 @@ class PipelineResult(PassResult):
 
 
 def total_macs(graph: Graph) -> int:
-    from segcost.analyzer import analyze
+    from segcost.analyzer import count_macs
 
-    return analyze(graph).totals.macs
+    return count_macs(graph)
 
 
 class PassManager(PassBase):
@@ -138,11 +138,12 @@ class PassManager(PassBase):
         records: list[PassRecord] = []
         done: list[str] = []
         modified_any = False
+        macs = total_macs(graph) if self.count_macs else 0
         for iteration in range(1, (self.max_iterations if self.fixed_point else 1) + 1):
             modified_round = False
             for step in self.steps:
                 nodes_before = len(graph)
-                macs_before = total_macs(graph) if self.count_macs else 0
+                macs_before = macs
                 started = time.perf_counter()
                 try:
                     result = step(graph) if self.check_each_pass else _call_unchecked(step, graph)
@@ -154,8 +155,10 @@ class PassManager(PassBase):
                 seconds = time.perf_counter() - started
                 graph = result.graph
                 done.append(step.name)
+                if result.modified and self.count_macs:
+                    macs = total_macs(graph)  # an unmodified graph keeps its count
                 record = PassRecord(step.name, iteration, result.modified, nodes_before, len(graph), macs_before,
-                                    total_macs(graph) if self.count_macs else 0, seconds, list(result.notes))
+                                    macs, seconds, list(result.notes))
                 records.append(record)
                 logger.info("%s: modified=%s nodes %d -> %d", step.name, result.modified, nodes_before, len(graph))
                 if self.after_each is not None:

@@ -1,0 +1,80 @@
+"""Time and peak memory of `segcost analyze` / `optimize` on synthetic graphs of 10 to 100k nodes.
+
+Each measurement is a fresh process (`python -m segcost ...`), timed by wall clock, with its
+peak RSS from the kernel (getrusage of the child). Graphs come from segcost.samples.scale:
+`deep` (a chain of Conv/Relu/Add residual blocks) and `wide` (parallel Conv/Relu branches
+summed in a tree). The growth exponent is the least-squares slope of log(time) against
+log(nodes) over the sizes ≥ 1k (1.0 = linear).
+
+    python benchmarks/scale.py [--max-nodes 100000] [--optimize-max 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+from tabulate import tabulate
+
+SIZES = (10, 100, 1_000, 10_000, 30_000, 100_000)
+
+
+def run(arguments: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one segcost process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-m", "segcost", *arguments], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"segcost {' '.join(arguments)} failed: {completed.stderr.strip()[-300:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024  # ru_maxrss of children is the max over all of them so far
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    points = [(math.log(n), math.log(t)) for n, t in points if n >= 1000 and t > 0]
+    if len(points) < 2:
+        return float("nan")
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-nodes", type=int, default=100_000)
+    parser.add_argument("--optimize-max", type=int, default=30_000, help="largest graph for optimize")
+    args = parser.parse_args()
+    from segcost.samples.scale import deep, wide
+
+    rows, analyze_points = [], {"deep": [], "wide": []}
+    with tempfile.TemporaryDirectory() as directory:
+        for kind, build in (("deep", deep), ("wide", wide)):
+            for size in (size for size in SIZES if size <= args.max_nodes):
+                path = Path(directory) / f"{kind}_{size}.onnx"
+                onnx.save_model(build(size), path)
+                analyze_seconds, analyze_mib = run(["analyze", str(path), "--format", "json", "-o",
+                                                    str(Path(directory) / "out.json")])
+                analyze_points[kind].append((size, analyze_seconds))
+                optimize = ["", ""]
+                if size <= args.optimize_max:
+                    seconds, mib = run(["optimize", str(path), "--no-check", "-o", str(Path(directory) / "o.onnx")])
+                    optimize = [f"{seconds:.2f}", f"{mib:.0f}"]
+                rows.append([kind, size, f"{analyze_seconds:.2f}", f"{analyze_mib:.0f}", *optimize])
+                print(f"{kind} {size}: analyze {analyze_seconds:.2f}s", file=sys.stderr)
+    print(tabulate(rows, headers=["graph", "nodes", "analyze s", "analyze peak MiB", "optimize s",
+                                  "optimize peak MiB"], disable_numparse=True))
+    for kind, points in analyze_points.items():
+        print(f"{kind}: analyze time grows as nodes^{slope(points):.2f} (1k..{args.max_nodes} nodes)")
+    print("note: peak MiB is the running maximum over child processes, so it never decreases down a column")
+
+
+if __name__ == "__main__":
+    main()
