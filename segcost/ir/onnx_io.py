@@ -100,8 +100,9 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
             external = resolve_external(tensor)
         if tensor.name in graph.initializers:
             raise GraphError(f"initializer {tensor.name!r} is defined twice")
-        graph.initializers[tensor.name] = Initializer(
-            tensor.name, tensor.data_type, tuple(tensor.dims), proto=tensor, external=external)
+        init = Initializer(tensor.name, tensor.data_type, tuple(tensor.dims), proto=tensor, external=external)
+        _check_payload(init, tensor, external)
+        graph.initializers[tensor.name] = init
     initializer_names = graph.initializers.keys()
     graph.inputs = [value.name for value in onnx_graph.input if value.name not in initializer_names]
     graph.outputs = [value.name for value in onnx_graph.output]
@@ -127,6 +128,25 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         )
         graph.add_node(node, key=_node_key(graph, node, index))
     return graph
+
+
+def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> None:
+    """Stored bytes must match dims × element size, so that a lazy read can never fail later."""
+    if any(dim < 0 for dim in init.shape):
+        raise GraphError(f"initializer {init.name!r} has a negative dimension {list(init.shape)}")
+    if external is not None:
+        stored = external[2]
+    elif tensor.HasField("raw_data"):
+        stored = len(tensor.raw_data)
+    else:
+        return  # typed fields (float_data, ...) are checked by onnx's own conversion
+    if init.dtype not in _FIXED_SIZE_TYPES or stored != init.nbytes:
+        raise GraphError(f"initializer {init.name!r}: {stored} bytes stored, but dims {list(init.shape)} of type "
+                         f"{init.dtype} need {init.nbytes}")
+
+
+# Element types whose raw bytes are a plain array (strings and sub-byte types are not).
+_FIXED_SIZE_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16})
 
 
 def _node_key(graph: Graph, node: Node, index: int) -> str:
