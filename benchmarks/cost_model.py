@@ -134,7 +134,7 @@ def main() -> None:
     calibration = [samples[label] for label in CALIBRATION if label in samples]
     fit = fit_profile(calibration, shipped)
     print(f"\nfit on {len(calibration)} calibration models ({fit.groups} layer groups, {fit.iterations} iterations): "
-          f"RMS log error {fit.rms_log_error:.3f}")
+          f"log error median |e| {fit.median_abs_log_error:.3f}, RMS {fit.rms_log_error:.3f}")
     print(tabulate([[name, f"{value:.4g}" + (" (not exercised)" if name in fit.unconstrained else ""),
                      f"{_value(shipped, name):.4g}"] for name, value in fit.parameters.items()],
                    headers=["parameter", "fitted now", "shipped cpu.toml"]))

@@ -212,7 +212,7 @@ def render_fit(fit, comparisons: list) -> str:
                    f"{comparison.robust_error_pct:+.1f}%"] for name, comparison in comparisons]
     return "\n".join([
         f"fitted {len(fit.parameters)} parameters on {fit.groups} layer groups ({fit.iterations} iterations), "
-        f"RMS log error {fit.rms_log_error:.3f}",
+        f"log error median |e| {fit.median_abs_log_error:.3f}, RMS {fit.rms_log_error:.3f}",
         _table(parameter_rows, ["parameter", "value"], "table"), "",
         "in-sample fit (evaluate on other models with `segcost profile`):",
         _table(model_rows, ["model", "groups", "rho", "predicted ms", "measured ms", "error"], "table")]) + "\n"

@@ -265,7 +265,11 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -
         compute = layer.macs / (profile.macs_per_cycle * efficiency * fill)
         peak_work, work = profile.macs_per_cycle, layer.macs
     else:
-        compute = layer.flops / profile.vector_flops_per_cycle
+        rate = profile.vector_flops_per_cycle
+        shape = layer.output_shape
+        if shape is not None and len(shape) == 4 and isinstance(shape[1], int) and shape[1] % profile.align_width:
+            rate *= profile.unaligned_vector_efficiency   # blocked-layout kernels need whole channel blocks too
+        compute = layer.flops / rate
         peak_work, work = profile.vector_flops_per_cycle, layer.flops
     traffic = (item.input_elements + item.output_elements + item.weight_elements) * profile.dtype_bytes
     level = next(level for level in profile.memory if level.capacity_bytes is None or traffic <= level.capacity_bytes)

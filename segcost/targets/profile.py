@@ -88,8 +88,10 @@ class TargetProfile:
         dtype: data type of activations and weights on the accelerator.
         align_width: the matrix unit's tile width; channel counts are padded up to it.
         unaligned_efficiency: extra efficiency factor of convs whose channels are not whole
-            tiles (1: only the padding is lost; below 1: the runtime leaves its fast path,
-            as onnxruntime does when channels are not multiples of its NCHWc block).
+            tiles (1: only the padding is lost; below 1: the runtime leaves its fast path, as
+            onnxruntime does when channels are not multiples of its NCHWc block).
+        unaligned_vector_efficiency: the same for the vector rate of rank-4 non-MAC layers
+            (Resize, pooling ...) whose channel count is not a multiple of align_width.
         efficiency: achieved fraction of peak per MAC layer kind, before alignment losses.
         vector_flops_per_cycle: non-MAC elementwise operations per cycle.
         memory: memory levels, innermost first; the last one has no capacity limit.
@@ -118,6 +120,7 @@ class TargetProfile:
     layer_overhead_cycles: float
     run_overhead_us: float = 0.0
     unaligned_efficiency: float = 1.0
+    unaligned_vector_efficiency: float = 1.0
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
     supported_ops: frozenset[str] | None = None
@@ -219,7 +222,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     meta = reader.table(data, "profile", {"name", "description"}, {"name"})
     accel = reader.table(data, "accelerator", {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
-                                               "unaligned_efficiency"},
+                                               "unaligned_efficiency", "unaligned_vector_efficiency"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -261,8 +264,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         layer_overhead_cycles=reader.non_negative(accel, "accelerator.layer_overhead_cycles"),
         run_overhead_us=reader.non_negative(accel, "accelerator.run_overhead_us") if "run_overhead_us" in accel
         else 0.0,
-        unaligned_efficiency=reader.fraction(accel, "accelerator.unaligned_efficiency", "unaligned_efficiency")
-        if "unaligned_efficiency" in accel else 1.0,
+        **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
+            "unaligned_efficiency", "unaligned_vector_efficiency") if key in accel},
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
         free_ops=frozenset(support.get("free_ops", [])),
         fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), rules=rules,
@@ -380,7 +383,7 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
     out += ["[profile]", line("profile.name", "name", profile.name),
             line("profile.description", "description", profile.description), "", "[accelerator]"]
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
-                "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency"):
+                "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency"):
         out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
     out += ["", "[accelerator.efficiency]"]
     out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in (*MAC_KINDS, TRANSPOSED)]
