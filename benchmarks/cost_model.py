@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--no-zoo", action="store_true", help="only the built-in models (no torch needed)")
     parser.add_argument("--write-profile", metavar="TOML", help="write the profile fitted here")
+    parser.add_argument("--save-measurements", metavar="JSON", help="keep the measurements (to refit without re-measuring)")
+    parser.add_argument("--load-measurements", metavar="JSON", help="use saved measurements instead of measuring")
     args = parser.parse_args()
 
     from segcost.fileio import write_atomic
@@ -114,18 +116,26 @@ def main() -> None:
     from segcost.targets.measure import compare, map_to_layers, measure_many
     from segcost.targets.profile import load_profile, profile_text
 
-    print(f"onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, threads={args.threads}, "
-          f"runs={args.runs} per model (medians, models interleaved run by run), "
+    print(f"onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, "
           f"session options: segcost.targets.measure.session_options")
-    load_before = os.getloadavg()[0]
     shipped = load_profile("cpu")
     graphs = build_models(not args.no_zoo)
-    started = time.perf_counter()
-    measurements = measure_many(graphs, runs=args.runs, threads=args.threads,
-                                progress=lambda done, total: print(f"\rround {done}/{total}", end="",
-                                                                   file=sys.stderr, flush=True))
-    print(f"\nmeasured {len(graphs)} models in {time.perf_counter() - started:.0f} s; load average "
-          f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (this machine has {os.cpu_count()} cores)")
+    if args.load_measurements:
+        measurements, note = _load_measurements(args.load_measurements)
+        graphs = {label: graph for label, graph in graphs.items() if label in measurements}
+        print(f"measurements from {args.load_measurements}: {note}")
+    else:
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        measurements = measure_many(graphs, runs=args.runs, threads=args.threads,
+                                    progress=lambda done, total: print(f"\rround {done}/{total}", end="",
+                                                                       file=sys.stderr, flush=True))
+        note = (f"measured {len(graphs)} models, {args.runs} runs each after 3 warm-up runs (medians; models "
+                f"interleaved run by run), {args.threads} threads, in {time.perf_counter() - started:.0f} s; load average "
+                f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (this machine has {os.cpu_count()} cores)")
+        print("\n" + note)
+        if args.save_measurements:
+            _save_measurements(args.save_measurements, measurements, note)
     samples = {}
     for label, graph in graphs.items():
         prepared = prepare(graph, None)
@@ -162,6 +172,29 @@ def main() -> None:
                                        args.threads, ort.__version__)
         write_atomic(args.write_profile, text)
         print(f"wrote {args.write_profile}")
+
+
+def _save_measurements(path: str, measurements: dict, note: str) -> None:
+    import json
+    from dataclasses import asdict
+
+    from segcost.fileio import write_atomic
+
+    write_atomic(path, json.dumps({"note": note, "models": {label: asdict(measurement)
+                                                            for label, measurement in measurements.items()}}))
+
+
+def _load_measurements(path: str) -> tuple[dict, str]:
+    import json
+
+    from segcost.targets.measure import Measurement, NodeTime
+
+    document = json.loads(Path(path).read_text())
+    measurements = {}
+    for label, fields in document["models"].items():
+        fields["node_times"] = [NodeTime(**node) for node in fields["node_times"]]
+        measurements[label] = Measurement(**fields)
+    return measurements, document["note"]
 
 
 def _value(profile, name: str) -> float:
