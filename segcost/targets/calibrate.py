@@ -131,6 +131,14 @@ def fit_profile(samples: list[CalibrationSample], base: TargetProfile, names: li
     Several starts because a roofline has flat directions: while a layer is memory-bound
     its compute rate has no gradient, so a single descent can settle with the wrong term
     explaining a slow layer (e.g. a slow Resize blamed on memory bandwidth).
+
+    Args:
+        samples: measured models (see CalibrationSample).
+        base: the profile whose other values are kept and towards which the prior pulls.
+        names: parameters to fit (default: `fitted_parameters(base)`).
+
+    Returns:
+        FitResult with the fitted profile.
     """
     names = list(names or fitted_parameters(base))
     lower, upper = _bounds(names)

@@ -79,6 +79,15 @@ def estimate(graph_or_analysis: Any, profile: TargetProfile | str, findings: lis
     A Graph is analyzed here, its fused activations are read from node meta and the
     verifier's target rules (profile.rules) decide fallback. With an AnalysisResult, pass
     the verifier's `findings` to get fallback from them (fusion marks are then unknown).
+
+    Args:
+        graph_or_analysis: a segcost IR Graph (run the fusion pipeline first to see fused
+            activations as free) or an AnalysisResult.
+        profile: a TargetProfile, a built-in profile name or a profile TOML path.
+        findings: verifier findings to use instead of running the verifier.
+
+    Returns:
+        TargetReport with one LayerEstimate per analyzed layer, the fallback transfers and totals.
     """
     profile = load_profile(profile)
     return estimate_prepared(prepare(graph_or_analysis, profile.rules, findings), profile)

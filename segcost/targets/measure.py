@@ -154,6 +154,12 @@ class Comparison:
 
 
 def session_options(threads: int = 2, profile_prefix: str | None = None):
+    """The onnxruntime session options of every segcost measurement.
+
+    Args:
+        threads: intra-op threads.
+        profile_prefix: turn ORT's profiler on, writing its JSON under this path prefix.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -197,6 +203,15 @@ def measure_many(graphs: dict, runs: int = 10, warmup: int = 3, threads: int = 2
     run alternately. Interleaving makes every model see the same load from other processes
     on the machine, so models calibrated on and models evaluated on are comparable;
     medians over `runs` damp what remains.
+
+    Args:
+        graphs: label → IR graph (static input shapes; fused as it should run).
+        runs: measured runs per model; warmup: runs before those, not recorded.
+        threads: intra-op threads; seed: of the random standard-normal inputs.
+        progress: called with (rounds done, rounds total) after every round.
+
+    Returns:
+        label → Measurement.
     """
     import onnxruntime as ort
 
