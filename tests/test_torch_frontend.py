@@ -55,29 +55,24 @@ def test_bad_specs_exit_2(run_cli, spec, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+class Twice(torch.nn.Module):
+    """One conv module applied twice: MACs count twice, its parameters once."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(self.conv(x))
+
+
 def test_hook_count_counts_a_module_called_twice_twice():
-    class Twice(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
-
-        def forward(self, x):
-            return self.conv(self.conv(x))
-
     assert hook_macs(Twice(), (1, 4, 8, 8)) == 2 * 64 * 4 * 4 * 9
 
 
 def test_shared_module_in_onnx_counts_macs_twice_params_once(tmp_path):
     from segcost.analyzer import analyze
     from segcost.frontends.onnx import load
-
-    class Twice(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
-
-        def forward(self, x):
-            return self.conv(self.conv(x))
 
     result = analyze(load(export(Twice(), (1, 4, 8, 8), tmp_path / "twice.onnx")))
     assert result.totals.macs == 2 * 64 * 4 * 4 * 9
