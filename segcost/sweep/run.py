@@ -1,0 +1,302 @@
+"""The task function of a sweep: build, export to ONNX and analyze one point, in a worker.
+
+All torch/onnx work happens here, inside the worker process (process pool or Ray).
+`run_point` never raises for a bad point: any exception becomes an error row. `run_group`
+runs the points that share one export (same model, size, width and classes; they differ
+in target or precision) so that the export, the float analysis, the fusion and the int8
+quantization are done once per group; both backends send `run_group` as their task.
+
+What is measured, per point:
+
+* macs, params — of the exported float model (what `segcost analyze` reports for it);
+* weight_bytes (with params) — of the deployed graph: the fused float graph (fp32) or the
+  int8 QDQ graph;
+* latency_ms, fallback_layers — the target cost model on the deployed graph;
+* findings — verifier findings (settings.rules) on the exported float model;
+* ort_ms — median onnxruntime CPU latency of the deployed graph on this worker's machine.
+
+int8 points quantize the fused graph with segcost.quant (synthetic calibration): in the
+onnxruntime-friendly format for target "cpu" (or no target), symmetric int8 otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from segcost.errors import InputError
+from segcost.sweep.points import Point, builder_parts
+
+ERROR_TEXT_LIMIT = 500
+
+
+@dataclass
+class PointResult:
+    """The measures of one point (or why it failed); axis values live in the Point.
+
+    Attributes:
+        key: the point's content hash.
+        status: "ok" or "error".
+        error: one-line reason for an error row.
+        macs, params: of the exported float model.
+        weight_bytes: of the deployed (fused float or int8) graph.
+        latency_ms: target cost-model latency; fallback_layers: layers placed off the accelerator.
+        findings: number of verifier findings; finding_rules: "rule×count" list.
+        ort_ms: measured onnxruntime latency (median).
+        seconds: wall time spent on the point in the worker (the group's export counts to its first point).
+        worker: host:pid that computed the point.
+        cacheable: False when the worker died rather than the point failing (a re-run retries it).
+    """
+
+    key: str
+    status: str = "ok"
+    error: str = ""
+    macs: int | None = None
+    params: int | None = None
+    weight_bytes: int | None = None
+    latency_ms: float | None = None
+    fallback_layers: int | None = None
+    findings: int | None = None
+    finding_rules: str | None = None
+    ort_ms: float | None = None
+    seconds: float = 0.0
+    worker: str = ""
+    cacheable: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PointResult:
+        """Rebuild from `asdict` output (unknown keys, e.g. from a newer version, are ignored)."""
+        names = {item.name for item in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in names})
+
+    @classmethod
+    def failed(cls, key: str, reason: str, cacheable: bool = True) -> PointResult:
+        return cls(key, status="error", error=reason[:ERROR_TEXT_LIMIT], cacheable=cacheable)
+
+
+class BuildMemo:
+    """What the points of one group share: the export and everything derived from the float graph.
+
+    The exported file's temporary directory lives as long as the memo (the IR reads weights
+    lazily from it); use it as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.directory: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> BuildMemo:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.values.clear()
+        if self.directory is not None:
+            self.directory.cleanup()
+            self.directory = None
+
+    def get(self, name: str, compute):
+        """The memoized value `name`, computed by `compute()` on first use (a failure is remembered too)."""
+        if name not in self.values:
+            try:
+                self.values[name] = (True, compute())
+            except Exception as error:  # noqa: BLE001 - re-raised for every point that needs it
+                self.values[name] = (False, error)
+        succeeded, value = self.values[name]
+        if not succeeded:
+            raise value
+        return value
+
+    def workdir(self) -> Path:
+        if self.directory is None:
+            self.directory = tempfile.TemporaryDirectory(prefix="segcost-sweep-")
+        return Path(self.directory.name)
+
+
+def run_group(points: list[Point]) -> list[dict[str, Any]]:
+    """Run points that share a build key in one worker; returns one `PointResult` dict per point."""
+    _limit_threads()
+    with BuildMemo() as memo:
+        return [run_point(point, memo) for point in points]
+
+
+def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
+    """Export and analyze one point; an exception becomes an error row, never propagates.
+
+    Args:
+        point: the point.
+        memo: shared results of the point's group (a fresh one when None).
+
+    Returns:
+        `asdict(PointResult)`: plain data, cheap to send back from a worker.
+    """
+    start = time.perf_counter()
+    own_memo = memo is None
+    memo = BuildMemo() if own_memo else memo
+    try:
+        result = _measure(point, memo)
+    except Exception as error:  # noqa: BLE001 - the sweep goes on; the row says why
+        result = PointResult.failed(point.key, describe_error(error))
+    finally:
+        if own_memo:
+            memo.__exit__(None, None, None)
+    result.seconds = round(time.perf_counter() - start, 3)
+    result.worker = f"{socket.gethostname()}:{os.getpid()}"
+    return asdict(result)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: InputErrors are already written for people; others get their type name."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(error, InputError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _measure(point: Point, memo: BuildMemo) -> PointResult:
+    result = PointResult(point.key)
+    measures = set(point.measures)
+    graph = memo.get("graph", lambda: _export(point, memo))
+    # Float-graph measures first: fusion below rewrites the graph in place.
+    analysis = memo.get("analysis", lambda: _analyze(graph))
+    if "macs" in measures:
+        result.macs = analysis.totals.macs
+    if "params" in measures:
+        result.params = analysis.totals.params
+    if "findings" in measures:
+        findings = memo.get("findings", lambda: _findings(graph, point.settings.rules))
+        result.findings = len(findings)
+        result.finding_rules = _rule_counts(findings)
+    if not measures & {"params", "latency", "ort_latency"} and point.precision == "fp32":
+        return result
+    fused = memo.get("fused", lambda: _fuse(graph))
+    quant_target = "cpu" if point.target in (None, "cpu") else "tda4vm"
+    deployed = fused if point.precision == "fp32" else memo.get(
+        f"int8-{quant_target}", lambda: _quantize(fused, quant_target, point.settings.calib_size))
+    deployment = "fp32" if point.precision == "fp32" else f"int8-{quant_target}"
+    if "params" in measures:
+        result.weight_bytes = memo.get(f"weights-{deployment}", lambda: _analyze(deployed).totals.weight_bytes)
+    if "latency" in measures:
+        from segcost.targets.cost_model import estimate
+
+        totals = estimate(deployed, point.target).totals
+        result.latency_ms = round(float(totals.latency_ms), 6)
+        result.fallback_layers = int(totals.fallback_layers)
+    if "ort_latency" in measures:
+        result.ort_ms = memo.get(f"ort-{deployment}", lambda: _ort_latency_ms(deployed, point.settings))
+    return result
+
+
+def _limit_threads() -> None:
+    """One intra-op thread per worker: the parallelism of a sweep comes from its workers."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+def build_module(point: Point) -> Any:
+    """The point's torch module: a zoo model at the point's classes/width, or the factory's result."""
+    from segcost.frontends.torch import require_torch
+    from segcost.zoo.registry import get
+
+    require_torch()
+    if not point.is_factory:
+        model = get(point.model)
+        if point.width_parameter:
+            function, keywords = builder_parts(model)
+            return function(point.num_classes, **{**keywords, point.width_parameter: point.width_mult})
+        return model.build(point.num_classes)
+    if point.search_path and point.search_path not in sys.path:
+        sys.path.insert(0, point.search_path)
+    module_name, _, factory_name = point.model.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as error:
+        raise InputError(f"{point.model}: cannot import ({error})") from None
+    arguments: dict[str, Any] = {}
+    if point.num_classes is not None:
+        arguments["num_classes"] = point.num_classes
+    if point.width_mult is not None:
+        arguments["width_mult"] = point.width_mult
+    try:
+        return factory(**arguments)
+    except Exception as error:  # noqa: BLE001 - the user's code
+        raise InputError(f"{point.model}: factory failed ({describe_error(error)})") from None
+
+
+def _export(point: Point, memo: BuildMemo):
+    from segcost.frontends import onnx as onnx_frontend
+    from segcost.frontends.torch import export
+
+    module = build_module(point)
+    path = export(module, (1, 3, point.height, point.width), memo.workdir() / "model.onnx")
+    return onnx_frontend.load(path)
+
+
+def _analyze(graph):
+    from segcost.analyzer import analyze
+
+    return analyze(graph)
+
+
+def _findings(graph, rules: str) -> list:
+    from segcost.passes import VerifyGroupedConvPass
+
+    return VerifyGroupedConvPass(rules=rules)(graph).findings
+
+
+def _rule_counts(findings: list) -> str:
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.rule] = counts.get(finding.rule, 0) + 1
+    return ";".join(f"{rule}×{count}" for rule, count in sorted(counts.items()))
+
+
+def _fuse(graph):
+    """Fold BatchNorm and mark fused activations in place, as deployment toolchains do."""
+    from segcost.optimize import build_pipeline
+
+    return build_pipeline()(graph).graph
+
+
+def _quantize(fused, quant_target: str, calib_size: int):
+    from segcost.quant.quantize import QuantizeOptions, quantize_graph
+
+    root = logging.getLogger()  # onnxruntime.quantization advises "pre-processing" on the root logger
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return quantize_graph(fused, QuantizeOptions(target=quant_target, calib_size=calib_size)).graph
+    finally:
+        root.setLevel(level)
+
+
+def _ort_latency_ms(graph, settings) -> float:
+    import onnxruntime as ort
+
+    from segcost.ir.onnx_io import to_model
+    from segcost.optimize import random_feeds
+    from segcost.targets.measure import session_options
+
+    model = to_model(graph)
+    session = ort.InferenceSession(model.SerializeToString(), session_options(settings.ort_threads),
+                                   providers=["CPUExecutionProvider"])
+    feeds = random_feeds(model, graph)
+    times = []
+    for run in range(settings.ort_warmup + settings.ort_runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        if run >= settings.ort_warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return round(median(times), 4)
