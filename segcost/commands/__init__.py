@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-COMMAND_MODULES = ("segcost.commands.target", "segcost.commands.check")
+COMMAND_MODULES = ("segcost.commands.target", "segcost.commands.check", "segcost.commands.sweep")
 
 
 def add_commands(group: click.Group) -> None:
