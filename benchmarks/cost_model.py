@@ -168,8 +168,9 @@ def main() -> None:
         print("all evaluation models meet both targets" if not misses else
               f"targets missed on: {', '.join(misses)}")
     if args.write_profile:
-        text = calibrated_profile_text(fit, profile_text("cpu"), [sample.name for sample in calibration], args.runs,
-                                       args.threads, ort.__version__)
+        first = calibration[0].measurement
+        text = calibrated_profile_text(fit, profile_text("cpu"), [sample.name for sample in calibration], first.runs,
+                                       first.threads, first.ort_version, note)
         write_atomic(args.write_profile, text)
         print(f"wrote {args.write_profile}")
 

@@ -236,7 +236,7 @@ def _is_latency_row(samples: list[CalibrationSample], index: int) -> bool:
 
 
 def calibrated_profile_text(fit: FitResult, base_text: str, models: list[str], runs: int, threads: int,
-                            ort_version: str = "") -> str:
+                            ort_version: str = "", note: str = "") -> str:
     """TOML of the fitted profile: base comments kept, fitted values marked "calibrated" with their data."""
     from segcost.targets.profile import profile_to_toml, read_comments
 
@@ -246,10 +246,12 @@ def calibrated_profile_text(fit: FitResult, base_text: str, models: list[str], r
         notes[path] = ("not exercised by the calibration models: base value kept" if name in fit.unconstrained
                        else "calibrated (see header)")
     header = (f"{fit.profile.description}\n"
-              f"Calibrated by `segcost calibrate`: log-space soft-L1 least squares (Levenberg-Marquardt) of predicted\n"
+              f"Calibrated with segcost.targets.calibrate (`segcost calibrate`, benchmarks/cost_model.py):\n"
+              f"log-space soft-L1 least squares (Levenberg-Marquardt) of predicted\n"
               f"against measured onnxruntime {ort_version} per-layer-group times and whole-model latency,\n"
               f"median of {runs} runs, {threads} intra-op threads (segcost.targets.measure.session_options),\n"
               f"{fit.groups} layer groups of: {', '.join(models)}.\n"
               f"Log error over layer groups: median |e| {fit.median_abs_log_error:.3f}, RMS {fit.rms_log_error:.3f}.\n"
-              f"Values without 'calibrated' come from the base profile and say where they come from.")
+              f"Values without 'calibrated' come from the base profile and say where they come from."
+              + (f"\nMeasurement: {note}" if note else ""))
     return profile_to_toml(fit.profile, notes, header)
