@@ -64,7 +64,7 @@ def measure(label: str, graph, args, eval_data: str) -> list:
 
     options = QuantizeOptions(calibration="synthetic", calib_size=args.calib_size, target=args.target,
                               per_channel=not args.per_tensor, pow2_scales=args.pow2)
-    result = optimize_model(graph, check=False, int8=options, eval_data=eval_data)
+    result = optimize_model(graph, check=False, int8=options, eval_data=eval_data, eval_size=args.eval_size)
     float_model, int8_model = result.quantization.float_model, result.quantization.model
     name = graph.inputs[0]
     shape = tuple(graph.shape(name))
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calib-size", type=int, default=16)
+    parser.add_argument("--eval-size", type=int, default=200, help="held-out samples for SQNR/argmax/mIoU")
     parser.add_argument("--target", choices=["cpu", "tda4vm"], default="cpu")
     parser.add_argument("--per-tensor", action="store_true")
     parser.add_argument("--pow2", action="store_true")

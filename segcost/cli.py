@@ -108,13 +108,14 @@ def _is_torch_spec(model: str) -> bool:
 @click.option("--exclude-nodes", default="", metavar="A,B", help="Nodes to keep in float.")
 @click.option("--eval", "eval_data", metavar="DIR|NPZ|synthetic",
               help="Data for the accuracy report (default: the calibration data; synthetic: its held-out split).")
+@click.option("--eval-size", type=click.IntRange(min=1), help="Samples for the accuracy report (default: --calib-size).")
 @click.option("--max-drop", type=float, metavar="X",
               help="Exit 1 when int8 loses more than X mIoU points (or X % of pixels change class without labels).")
 @click.pass_context
 def optimize(ctx: click.Context, model: str | None, output: str | None, passes: str | None,
              input_shapes: tuple[str, ...], report: str | None, rules: str, check: bool, print_after_all: bool,
              int8: bool, calib: str, calib_size: int, per_channel: bool, pow2_scales: bool, method: str, target: str,
-             exclude_nodes: str, eval_data: str | None, max_drop: float | None) -> None:
+             exclude_nodes: str, eval_data: str | None, eval_size: int | None, max_drop: float | None) -> None:
     """Fuse Conv-BN(-ReLU), clean up, verify, optionally quantize to int8, and write the model."""
     import json
     from pathlib import Path
@@ -136,7 +137,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
                                   exclude_nodes=tuple(filter(None, exclude_nodes.split(","))))
     result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
-                            progress=_calibration_progress)
+                            progress=_calibration_progress, eval_size=eval_size)
     write_atomic(output, result.model.SerializeToString(), protected=(model,))
     click.echo(render_optimize(result), nl=False)
     click.echo(f"wrote {output}")

@@ -117,7 +117,7 @@ def compare_outputs(original: onnx.ModelProto, optimized: onnx.ModelProto, graph
 
 def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "current", check: bool = True,
                    after_each=None, int8=None, eval_data: str | None = None,
-                   progress=None) -> OptimizeResult:
+                   progress=None, eval_size: int | None = None) -> OptimizeResult:
     """The whole `segcost optimize`: fuse and clean up, verify, check numerics, optionally quantize.
 
     `int8` is a QuantizeOptions (None: float output). Accuracy is measured on `eval_data`
@@ -145,8 +145,8 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         except onnx.checker.ValidationError as error:
             raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
         name, shape = single_image_input(result.graph)
-        source = open_source(eval_data or int8.calibration, name, shape, int8.calib_size, int8.seed, int8.mean,
-                             int8.std, split="val")
+        source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
+                             int8.mean, int8.std, split="val")
         result.quantization = quantized
         result.accuracy = compare_models(quantized.float_model, quantized.model, source)
         result.int8_after = analyze(quantized.graph)
