@@ -29,8 +29,9 @@ def cli() -> None:
 @click.option("--top", type=click.IntRange(min=1), help="Table: only the N layers with the most MACs.")
 @click.option("--by-op", is_flag=True, help="Subtotals per op type instead of per layer.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
+@click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
-            by_op: bool, strict: bool) -> None:
+            by_op: bool, strict: bool, target: str | None) -> None:
     """Per-layer MACs, FLOPs, params and bytes of MODEL (default: a built-in DeepLabV3Lite).
 
     MODEL is an .onnx file, or with segcost[torch] a TorchScript/ExportedProgram file
@@ -43,12 +44,35 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
     result = analyze_graph(graph)
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
-    if fmt == "html":
+    findings = None
+    if fmt == "html" or target:
         from segcost.passes import VerifyGroupedConvPass
-        from segcost.reports.html import render_html
 
         findings = VerifyGroupedConvPass()(graph).findings
-        _emit(render_html(result, findings, top=top or 40), output, protected=(model,))
+    if target:
+        from segcost.optimize import estimate_on_target
+
+        estimate = estimate_on_target(graph, target, findings)
+    else:
+        estimate = None
+    if fmt == "html":
+        from segcost.reports.html import render_html
+
+        _emit(render_html(result, findings, target=estimate, top=top or 40), output, protected=(model,))
+        return
+    if estimate is not None:
+        from segcost.commands.target import render_cost
+
+        if fmt == "json":
+            import json
+
+            document = result.to_dict()
+            document["target"] = estimate.to_dict()
+            _emit(json.dumps(document, indent=2) + "\n", output, protected=(model,))
+        else:
+            text = render(result, fmt, top=top, by_op=by_op)
+            _emit(text + "\n" + render_cost(estimate, "md" if fmt == "md" else "table", top or 10,
+                                            graph.info.path or "model"), output, protected=(model,))
         return
     if fmt == "json":
         from segcost.reports.analysis import render_json_chunks

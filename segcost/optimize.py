@@ -152,3 +152,15 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         result.int8_after = analyze(quantized.graph)
         result.model = quantized.model
     return result
+
+
+def estimate_on_target(graph: Graph, target: str, findings: list | None = None):
+    """Cost on `target` of the graph as its toolchain runs it: BatchNorm folded, activations fused.
+
+    Works on the graph in place (run it after the analysis of the original graph).
+    """
+    from segcost.targets.cost_model import estimate, load_profile
+
+    profile = load_profile(target)
+    fused = build_pipeline(["eliminate-no-ops", "fuse-conv-bn", "fuse-conv-activation"])(graph).graph
+    return estimate(fused, profile, findings=findings)

@@ -111,13 +111,9 @@ def check_model(budget: ModelBudget) -> ModelCheck:
 
 
 def estimate_latency_ms(graph, analysis: AnalysisResult, target: str) -> float:
-    try:
-        from segcost.targets.cost_model import estimate, load_profile
-    except ImportError:
-        raise InputError("latency budgets need segcost's target cost model (segcost.targets.cost_model)") from None
-    report = estimate(graph, load_profile(target))
-    totals = getattr(report, "totals", report)
-    return float(totals.latency_ms)
+    from segcost.optimize import estimate_on_target
+
+    return float(estimate_on_target(graph, target).totals.latency_ms)
 
 
 def baseline_snapshot(checks: list[ModelCheck]) -> dict:

@@ -120,11 +120,13 @@ def render_html(result: AnalysisResult, findings: list | None = None, target=Non
             cost = by_name.get(layer.name)
             if cost is None or not cost.macs or layer.ms <= 0:
                 continue
-            traffic = cost.activation_bytes + cost.weight_bytes
+            traffic = getattr(layer, "traffic_bytes", 0) or cost.activation_bytes + cost.weight_bytes
             points.append((layer.name, cost.macs / traffic if traffic else 0.0, cost.macs / (layer.ms / 1000),
                            cost.kind))
         peak, bandwidth = getattr(target, "peak_macs_per_s", 0.0), getattr(target, "bandwidth_bytes_per_s", 0.0)
-        parts.append("<h2>Roofline</h2>" + _roofline(points, peak, bandwidth))
+        parts.append("<h2>Roofline</h2>" + _roofline(points, peak, bandwidth)
+                     + "<p class='meta'>The roof is the MAC peak and the DDR bandwidth; layers above the sloped "
+                       "part run from on-chip memory (L2/MSMC), whose bandwidth is higher.</p>")
     parts.append("<h2>By op type</h2><table><tr><th>op type</th><th>nodes</th><th>MACs</th><th>share</th>"
                  "<th>FLOPs</th><th>params</th></tr>" + "".join(
                      f"<tr><td>{escape(op)}</td><td class='n'>{entry.count}</td><td class='n'>{entry.macs:,}</td>"
