@@ -155,7 +155,7 @@ def main() -> None:
             role = "calibration" if label in CALIBRATION else "EVALUATION"
             ok = comparison.spearman_rho >= RHO_TARGET and abs(comparison.latency_error_pct) <= LATENCY_TARGET_PCT
             if role == "EVALUATION" and not ok:
-                misses.append(label)
+                misses.append(f"{label}: {_why(comparison)}")
             rows.append([label, role, len(comparison.groups), f"{comparison.spearman_rho:.3f}",
                          f"{comparison.predicted_latency_ms:.1f}", f"{comparison.measured_latency_ms:.1f}",
                          f"{comparison.latency_error_pct:+.1f}%", f"{comparison.robust_latency_ms:.1f}",
@@ -166,13 +166,28 @@ def main() -> None:
         print(tabulate(rows, headers=["model", "role", "groups", "rho", "predicted ms", "wall ms", "error",
                                       "node-median ms", "error", "targets"]))
         print("all evaluation models meet both targets" if not misses else
-              f"targets missed on: {', '.join(misses)}")
+              "targets missed on:\n  " + "\n  ".join(misses))
     if args.write_profile:
         first = calibration[0].measurement
         text = calibrated_profile_text(fit, profile_text("cpu"), [sample.name for sample in calibration], first.runs,
                                        first.threads, first.ort_version, note)
         write_atomic(args.write_profile, text)
         print(f"wrote {args.write_profile}")
+
+
+def _why(comparison) -> str:
+    """What a miss comes from: rho or latency, the wall/node-median gap, the groups that add most error."""
+    reasons = []
+    if comparison.spearman_rho < RHO_TARGET:
+        reasons.append(f"rho {comparison.spearman_rho:.3f}")
+    if abs(comparison.latency_error_pct) > LATENCY_TARGET_PCT:
+        gap = 100 * (comparison.measured_latency_ms / comparison.robust_latency_ms - 1)
+        if abs(gap) > 5:
+            reasons.append(f"wall median is {gap:+.0f}% off the per-node medians (load on the machine)")
+        worst = sorted(comparison.groups, key=lambda group: -abs(group.predicted_ms - group.measured_ms))[:3]
+        reasons.append("largest errors: " + ", ".join(
+            f"{group.name} ({group.op_types}) {group.predicted_ms:.2f} vs {group.measured_ms:.2f} ms" for group in worst))
+    return "; ".join(reasons)
 
 
 def _save_measurements(path: str, measurements: dict, note: str) -> None:
