@@ -218,3 +218,24 @@ def test_attribute_of_the_wrong_type(run_cli, tmp_path):
     path = tmp_path / "bad_attr.onnx"
     onnx.save_model(model, path)
     assert_one_line_exit_2(run_cli, str(path), match="attribute 'group' is INTS, the op needs INT")
+
+
+def test_shapes_declared_in_the_file_cover_custom_ops(run_cli, tmp_path):
+    """conv → custom-domain op → conv: the second conv's input shape comes from the file's value_info."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Mystery", ["a"], ["m"], name="custom", domain="com.example"),
+             helper.make_node("Conv", ["m", "w2"], ["y"], name="conv2")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        initializer=[numpy_helper.from_array(weight(4, 4, 3, 3), "w1"), numpy_helper.from_array(weight(2, 4, 1, 1), "w2")],
+        value_info=[helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 4, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "custom.onnx"
+    onnx.save_model(model, path)
+    code, out, err = run_cli("analyze", str(path), "--format", "json")
+    assert code == 0, err
+    import json
+    result = json.loads(out)
+    assert result["totals"]["macs"] == 64 * 4 * 4 * 9 + 64 * 2 * 4
+    assert result["unknown_ops"] == {"Mystery": 1}

@@ -238,12 +238,18 @@ def _run_inference(graph: Graph, keep_output_shapes: bool = True, shell: onnx.Mo
         graph.info.metadata_props["segcost.shape_inference"] = "non-strict: " + _first_line(strict_error)
     except Exception as error:  # noqa: BLE001
         raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
-    inputs = {name: graph.tensors[name] for name in graph.inputs if name in graph.tensors}
+    declared = dict(graph.tensors)
     graph.tensors.clear()
-    graph.tensors.update(inputs)
+    graph.tensors.update({name: declared[name] for name in graph.inputs if name in declared})
     read_value_infos(graph, inferred.graph.input)
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
+    if keep_output_shapes:
+        # Shapes the file declares fill what inference cannot derive (after a custom op);
+        # with --input-shape overrides they describe other sizes and are not used.
+        for name, info in declared.items():
+            if _is_open(graph.shape(name)) and not _is_open(info.shape):
+                graph.tensors[name] = info
     for name in list(graph.tensors):
         if name in graph.initializers:
             del graph.tensors[name]  # initializer shapes come from the initializer itself
