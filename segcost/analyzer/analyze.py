@@ -19,9 +19,10 @@ def analyze(graph: Graph) -> AnalysisResult:
     """Per-layer and total MACs, flops, params and bytes of `graph` (exact ints)."""
     _require_static_inputs(graph)
     order = graph.topological_order()
+    nodes = {key: data["node"] for key, data in graph.dag.nodes(data=True)}
     constants = set(graph.initializers)
     for key in order:
-        node = graph.node(key)
+        node = nodes[key]
         if node.op_type == "Constant" and not node.domain:
             constants.update(node.outputs)
 
@@ -41,7 +42,7 @@ def analyze(graph: Graph) -> AnalysisResult:
     warnings: list[str] = []
     seen_constants: set[str] = set()
     for key in order:
-        node = graph.node(key)
+        node = nodes[key]
         view = OpView(
             key=key,
             node=node,

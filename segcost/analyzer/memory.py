@@ -15,17 +15,17 @@ from segcost.ir import Graph
 
 def peak_activation_bytes(graph: Graph, order: Sequence[str], tensor_bytes: Callable[[str], int],
                           constants: set[str]) -> int:
+    nodes = [graph.node(key) for key in order]
     last_use: dict[str, int] = {}
-    for step, key in enumerate(order):
-        for tensor in graph.node(key).inputs:
+    for step, node in enumerate(nodes):
+        for tensor in node.inputs:
             if tensor and tensor not in constants:
                 last_use[tensor] = step
     pinned = set(graph.outputs)
     live = {tensor: tensor_bytes(tensor) for tensor in graph.inputs}
     current = sum(live.values())
     peak = current
-    for step, key in enumerate(order):
-        node = graph.node(key)
+    for step, node in enumerate(nodes):
         for tensor in node.outputs:
             if tensor and tensor not in constants and tensor not in live:
                 live[tensor] = tensor_bytes(tensor)

@@ -70,14 +70,18 @@ def _check_attributes(model: onnx.ModelProto) -> None:
     _check_text(model)
     opsets = {opset.domain or "ai.onnx": opset.version for opset in model.opset_import}
     opsets.setdefault("ai.onnx", opsets.get("", 0))
+    schemas: dict[tuple[str, str], object] = {}
     for index, node in enumerate(model.graph.node):
-        schema = None
         domain = node.domain or "ai.onnx"
-        if domain in opsets:
-            try:
-                schema = onnx.defs.get_schema(node.op_type, opsets[domain], "" if domain == "ai.onnx" else domain)
-            except onnx.defs.SchemaError:
-                schema = None
+        if (domain, node.op_type) not in schemas:
+            schema = None
+            if domain in opsets:
+                try:
+                    schema = onnx.defs.get_schema(node.op_type, opsets[domain], "" if domain == "ai.onnx" else domain)
+                except onnx.defs.SchemaError:
+                    schema = None
+            schemas[domain, node.op_type] = schema
+        schema = schemas[domain, node.op_type]
         for attribute in node.attribute:
             where = f"node {node.name or index!r} ({node.op_type}) attribute {attribute.name!r}"
             if attribute.type == onnx.AttributeProto.UNDEFINED:

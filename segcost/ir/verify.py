@@ -28,6 +28,11 @@ def verify_graph(graph: Graph) -> None:
     for tensor in graph.outputs:
         if tensor not in available and graph.producer(tensor) is None:
             raise GraphError(f"graph output {tensor!r} is not produced by any node")
+    try:
+        graph.topological_order()
+        return
+    except nx.NetworkXUnfeasible:
+        pass
     if not nx.is_directed_acyclic_graph(graph.dag):
         cycle = nx.find_cycle(graph.dag)
         path = " -> ".join(edge[0] for edge in cycle) + f" -> {cycle[0][0]}"
