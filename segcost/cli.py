@@ -61,7 +61,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         _emit(render_html(result, findings, target=estimate, top=top or 40), output, protected=(model,))
         return
     if estimate is not None:
-        from segcost.commands.target import render_cost
+        from segcost.reports.target import render_cost
 
         if fmt == "json":
             import json

@@ -57,20 +57,13 @@ def load_model_graph(budget: ModelBudget):
     shapes = onnx_frontend.parse_input_shapes(budget.input_shapes)
     if budget.zoo_name is None:
         return onnx_frontend.load(budget.source, shapes)
-    from segcost.frontends.torch import export_to_temp, require_torch
+    from segcost.frontends.torch import load_module_graph, require_torch
     from segcost.zoo.registry import get
 
     require_torch()
     model = get(budget.zoo_name)
-    if shapes:
-        (input_shape,) = shapes.values()
-    else:
-        input_shape = (1, 3, *model.input_size)
-    path, directory = export_to_temp(model.build(model.num_classes), input_shape)
-    graph = onnx_frontend.load(path)
-    graph.info.path = budget.source
-    graph.info.resources.append(directory)
-    return graph
+    input_shape = next(iter(shapes.values())) if shapes else (1, 3, *model.input_size)
+    return load_module_graph(model.build(model.num_classes), input_shape, label=budget.source)
 
 
 def _limit(outcomes: list[Outcome], budget: ModelBudget, name: str, limit, actual: float, unit: str,

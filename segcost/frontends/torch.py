@@ -103,18 +103,22 @@ def export_to_temp(model: Any, input_shape: tuple[int, ...], **options) -> tuple
 
 
 def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]]):
-    """Export a PyTorch model spec to a temporary ONNX file and load it into the IR.
+    """Export a PyTorch model spec (module:factory or a .pt/.pth/.pt2 file) and load it into the IR."""
+    if len(input_shapes) != 1:
+        raise InputError("a PyTorch model needs exactly one --input-shape, e.g. --input-shape 1x3x512x512")
+    (input_shape,) = input_shapes.values()
+    return load_module_graph(load_module(spec), input_shape, label=spec)
+
+
+def load_module_graph(module: Any, input_shape: tuple[int, ...], label: str):
+    """Export `module` to a temporary ONNX file and load it into the IR.
 
     The temporary directory lives as long as the graph (weights are read lazily from it).
     """
     from segcost.frontends import onnx as onnx_frontend
 
-    if len(input_shapes) != 1:
-        raise InputError("a PyTorch model needs exactly one --input-shape, e.g. --input-shape 1x3x512x512")
-    (input_shape,) = input_shapes.values()
-    module = load_module(spec)
     path, directory = export_to_temp(module, input_shape)
     graph = onnx_frontend.load(path)
-    graph.info.path = spec
+    graph.info.path = label
     graph.info.resources.append(directory)
     return graph
