@@ -194,16 +194,12 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _synthetic(input_name: str, input_shape: tuple[int, ...], size: int, seed: int, split: str) -> CalibrationSource:
-    _, channels, height, width = input_shape
-    try:
-        from segcost.data.synthetic import SyntheticShapes
-    except ImportError:  # the generator ships with segcost; a partial install falls back to noise
-        SyntheticShapes = None
-    if SyntheticShapes is None or channels != 3:
-        rng_seed = seed
+    from segcost.data.synthetic import SyntheticShapes
 
+    _, channels, height, width = input_shape
+    if channels != 3:  # not an image model: seeded standard-normal tensors instead of shapes
         def noise(index: int) -> Sample:
-            rng = np.random.default_rng(rng_seed + index)
+            rng = np.random.default_rng(seed + index)
             return Sample({input_name: rng.standard_normal(input_shape).astype(np.float32)})
 
         return CalibrationSource(input_name, input_shape, [lambda i=i: noise(i) for i in range(size)],

@@ -40,15 +40,21 @@ class ZooModel:
     notes: str = ""
 
 
-def all_models() -> dict[str, ZooModel]:
-    models: dict[str, ZooModel] = {}
+def family_modules() -> list[Any]:
+    """The imported family packages (each with ZOO_MODELS and optionally EXPECTED_DEVIATIONS)."""
+    modules = []
     for package in FAMILY_PACKAGES:
         try:
-            module = importlib.import_module(package)
+            modules.append(importlib.import_module(package))
         except ModuleNotFoundError as error:
-            if error.name == package:
-                continue  # a family not written yet
-            raise
+            if error.name != package:
+                raise  # a family that exists but is broken must not vanish silently
+    return modules
+
+
+def all_models() -> dict[str, ZooModel]:
+    models: dict[str, ZooModel] = {}
+    for module in family_modules():
         for model in module.ZOO_MODELS:
             if model.name in models:
                 raise ValueError(f"zoo model {model.name!r} registered twice")

@@ -91,14 +91,10 @@ def seed_rows() -> list[SeedRow]:
 
 def expected_deviations() -> dict[tuple[str, str, str], str]:
     """Reasons written beside each family's models, keyed (dataset, model, input_size)."""
-    from segcost.zoo.registry import FAMILY_PACKAGES
+    from segcost.zoo.registry import family_modules
 
     reasons: dict[tuple[str, str, str], str] = {}
-    for package in FAMILY_PACKAGES:
-        try:
-            module = importlib.import_module(package)
-        except ModuleNotFoundError:
-            continue
+    for module in family_modules():
         reasons.update(getattr(module, "EXPECTED_DEVIATIONS", {}))
     return reasons
 

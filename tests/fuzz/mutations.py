@@ -94,7 +94,6 @@ def wrong_attribute_type(data: bytes, rng: random.Random) -> bytes:
         replacement = rng.choice([helper.make_attribute(attribute.name, "text"),
                                   helper.make_attribute(attribute.name, 3.5),
                                   helper.make_attribute(attribute.name, [-5, 0, 2**40]),
-                                  helper.make_attribute(attribute.name, []) if False else
                                   helper.make_attribute(attribute.name, [1.5, 2.5])])
         attribute.CopyFrom(replacement)
     return model.SerializeToString()
