@@ -11,7 +11,7 @@ Models: the tiny model trained by examples/train_tiny_seg.py (trained first if m
 the built-in MobileNetV2S16+DeepLabV3Lite, and with the torch extra the zoo's Lite models
 at their seed-table resolutions (--zoo, weights random: latency and SQNR only).
 
-    python benchmarks/int8.py [--runs 20] [--zoo] [--target cpu|tda4vm]
+    python benchmarks/int8.py [--runs 20] [--zoo] [--target cpu|tda4vm] [--threads 1 --clock cpu]
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def latencies(sessions: dict[str, ort.InferenceSession], feeds: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+def latencies(sessions: dict[str, ort.InferenceSession], feeds: dict[str, np.ndarray], runs: int,
+              clock=time.perf_counter) -> dict[str, float]:
     """Median seconds per run of each session, alternating between them run by run."""
     for item in sessions.values():
         for _ in range(3):
@@ -52,9 +53,9 @@ def latencies(sessions: dict[str, ort.InferenceSession], feeds: dict[str, np.nda
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(runs):
         for name, item in sessions.items():
-            started = time.perf_counter()
+            started = clock()
             item.run(None, feeds)
-            times[name].append(time.perf_counter() - started)
+            times[name].append(clock() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -70,7 +71,7 @@ def measure(label: str, graph, args, eval_data: str) -> list:
     shape = tuple(graph.shape(name))
     feeds = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     medians = latencies({"fp32": session(float_model, args.threads), "int8": session(int8_model, args.threads)},
-                        feeds, args.runs)
+                        feeds, args.runs, time.thread_time if args.clock == "cpu" else time.perf_counter)
     accuracy = result.accuracy
     sqnr = [layer.sqnr_db for layer in accuracy.layers]
     miou = "" if accuracy.miou_drop is None else \
@@ -96,6 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: CPU time of the calling thread (needs --threads 1, where onnxruntime runs the "
+                             "graph in that thread); unaffected by other load on the machine")
     parser.add_argument("--calib-size", type=int, default=16)
     parser.add_argument("--eval-size", type=int, default=200, help="held-out samples for SQNR/argmax/mIoU")
     parser.add_argument("--target", choices=["cpu", "tda4vm"], default="cpu")
@@ -104,6 +108,8 @@ def main() -> None:
     parser.add_argument("--zoo", action="store_true", help="also the zoo's Lite models (needs torch)")
     parser.add_argument("--no-trained", action="store_true", help="skip the trained tiny model")
     args = parser.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu needs --threads 1")
 
     from segcost.frontends import onnx as onnx_frontend
     from segcost.samples import deeplabv3lite
@@ -126,7 +132,7 @@ def main() -> None:
                 rows.append(measure(f"zoo {name}", onnx_frontend.load(path), args, "synthetic"))
                 del model
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; "
-          f"threads {args.threads}; median of {args.runs} runs; target {args.target}"
+          f"threads {args.threads}; median {args.clock} time of {args.runs} runs; target {args.target}"
           f"{', per-tensor' if args.per_tensor else ', per-channel'}{', pow2 scales' if args.pow2 else ''}")
     print(tabulate(rows, headers=["model", "input", "GMACs", "fp32 ms", "int8 ms", "int8/fp32", "fp32 MiB", "int8 MiB",
                                   "argmax agree %", "SQNR dB min/median", "mIoU fp32 -> int8"],

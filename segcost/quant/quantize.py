@@ -5,7 +5,12 @@ not re-implement either). segcost chooses the format per target and post-process
 
 * ``target="cpu"`` — uint8 activations, int8 per-channel weights, QDQ: the fastest
   combination measured in onnxruntime on x86 (benchmarks/int8.py); the signed/signed
-  variant is slower than fp32 on depthwise-heavy models.
+  variant is slower than fp32 on depthwise-heavy models. The output tail — the resampling
+  ops between the last conv and a graph output (the final bilinear upsample) — stays in
+  float: onnxruntime has no fused int8 Resize (its uint8 Resize is ~2x slower than the float
+  one) and quantizing it only adds a Q/DQ pair at full output resolution (measured with
+  benchmarks/int8.py, 1 thread: int8/fp32 0.72 -> 0.65 on the built-in DeepLabV3Lite,
+  0.95 -> 0.83 on UNetLite).
 * ``target="tda4vm"`` — int8 symmetric activations and weights (every zero point 0), as
   the accelerator requires; ``pow2_scales`` rounds scales to powers of two (first-generation
   devices, usually with per-tensor weights).
@@ -28,6 +33,9 @@ from segcost.quant.calibration import IMAGENET_MEAN, IMAGENET_STD, CalibrationSo
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("cpu", "tda4vm")
+# Ops that move or resample values without arithmetic worth quantizing; a run of them in
+# front of a graph output is the "output tail" kept in float for target cpu.
+TAIL_OPS = frozenset({"Resize", "Upsample", "Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
 
 @dataclass
@@ -87,6 +95,26 @@ def single_image_input(graph: Graph) -> tuple[str, tuple[int, ...]]:
     return name, tuple(shape)
 
 
+def float_output_tail(graph: Graph) -> list[str]:
+    """Names of the TAIL_OPS nodes whose results reach only graph outputs, walking back from each output."""
+    tail: list[str] = []
+    tail_keys: set[str] = set()
+    pending = [graph.producer(output) for output in graph.outputs]
+    while pending:
+        key = pending.pop()
+        if key is None or key in tail_keys:
+            continue
+        node = graph.node(key)
+        if node.op_type not in TAIL_OPS:
+            continue
+        if not all(consumer in tail_keys for tensor in node.outputs for consumer in graph.consumers(tensor)):
+            continue
+        tail_keys.add(key)
+        tail.append(node.name)
+        pending.extend(graph.producer(tensor) for tensor in node.inputs[:1])
+    return tail
+
+
 def quantize_graph(graph: Graph, options: QuantizeOptions,
                    progress: Callable[[int, int], None] | None = None) -> QuantizeResult:
     """Quantize a float IR (fuse first: BatchNorm must already be folded); returns the QDQ model."""
@@ -109,6 +137,9 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if len(source) == 0:
         raise InputError(f"calibration data {options.calibration!r} gave no samples")
     float_model = to_model(graph)
+    excluded = list(options.exclude_nodes)
+    if options.target == "cpu":
+        excluded += [name for name in float_output_tail(graph) if name not in excluded]
     symmetric = options.target == "tda4vm"
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.method]
@@ -122,7 +153,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
             float_path, output, _Reader(source, progress), quant_format=QuantFormat.QDQ,
             per_channel=options.per_channel,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method, nodes_to_exclude=list(options.exclude_nodes) or None,
+            calibrate_method=method, nodes_to_exclude=excluded or None,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
         quantized = onnx.load(output)  # weights inline: the temp dir goes away

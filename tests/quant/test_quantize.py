@@ -143,3 +143,19 @@ def test_image_folder_calibration(run_cli, small_model_path, tmp_path):
                              "-o", str(tmp_path / "out.onnx"))
     assert code == 0, err
     assert "2 files from" in out
+
+
+def test_cpu_target_keeps_the_output_upsample_in_float(fused_graph):
+    from segcost.quant.quantize import float_output_tail
+
+    tail = float_output_tail(fused_graph)
+    assert [fused_graph.node(fused_graph.producer(fused_graph.outputs[0])).op_type] == ["Resize"]
+    assert tail == [fused_graph.node(fused_graph.producer(fused_graph.outputs[0])).name]
+    cpu = quantize_graph(fused_graph, QuantizeOptions(calib_size=2)).model
+    producers = {output: node for node in cpu.graph.node for output in node.output}
+    final = producers[cpu.graph.output[0].name]
+    assert final.op_type == "Resize"  # float upsample, no Q/DQ pair at full resolution
+    assert producers[final.input[0]].op_type == "DequantizeLinear"
+    tda4vm = quantize_graph(fused_graph, QuantizeOptions(calib_size=2, target="tda4vm")).model
+    producers = {output: node for node in tda4vm.graph.node for output in node.output}
+    assert producers[tda4vm.graph.output[0].name].op_type == "DequantizeLinear"  # the accelerator runs it in int8
