@@ -37,50 +37,74 @@ WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
 
 
 class _Reader:
-    def __init__(self, buffer, where: str):
+    def __init__(self, buffer: _FileWindow, where: str):
         self.buffer = buffer
         self.where = where
 
     def fail(self, what: str) -> InputError:
         return InputError(f"{self.where}: not a valid ONNX model ({what}; truncated or corrupt?)")
 
-    def varint(self, position: int, end: int) -> tuple[int, int]:
-        # One slice of at most 10 bytes (a varint's maximum), decoded locally: per-byte
-        # indexing through the file window dominated scanning a 100k-node graph.
-        chunk = self.buffer[position:min(position + 10, end)]
-        value = shift = 0
-        for offset, byte in enumerate(chunk):
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value, position + offset + 1
-            shift += 7
-        raise self.fail("bad varint")
-
     def fields(self, start: int, end: int):
         """Yield (field_number, wire_type, field_start, payload_start, field_end) over a message."""
+        window = self.buffer
+        data, base = window.covering(start, min(start + 20, end))
         position = start
         while position < end:
-            field_start = position
-            key, position = self.varint(position, end)
+            # A field's key and length prefix are two varints of at most 10 bytes each; both are
+            # decoded from the window's bytes, never read past the message's end.
+            if not base <= position <= base + len(data) - 20:
+                data, base = window.covering(position, min(position + 20, end))
+            limit = min(end - base, len(data))
+            offset = position - base
+            if offset >= limit:
+                raise self.fail("the file ends inside a field")
+            key = data[offset]
+            if key < 0x80:
+                offset += 1
+            else:
+                key, offset = _varint(data, offset, limit, self)
             number, wire_type = key >> 3, key & 7
             if number == 0:
                 raise self.fail("field number 0")
-            if wire_type == WIRE_VARINT:
-                _, field_end = self.varint(position, end)
-                payload = position
-            elif wire_type == WIRE_FIXED64:
-                payload, field_end = position, position + 8
-            elif wire_type == WIRE_FIXED32:
-                payload, field_end = position, position + 4
-            elif wire_type == WIRE_LENGTH:
-                length, payload = self.varint(position, end)
+            if wire_type == WIRE_LENGTH:
+                length, offset = _varint(data, offset, limit, self)
+                payload = base + offset
                 field_end = payload + length
+            elif wire_type == WIRE_VARINT:
+                payload = base + offset
+                field_end = base + _varint(data, offset, limit, self)[1]
+            elif wire_type == WIRE_FIXED64:
+                payload = base + offset
+                field_end = payload + 8
+            elif wire_type == WIRE_FIXED32:
+                payload = base + offset
+                field_end = payload + 4
             else:
                 raise self.fail(f"unsupported wire type {wire_type}")
             if field_end > end:
                 raise self.fail("field runs past the end of its message")
-            yield number, wire_type, field_start, payload, field_end
+            yield number, wire_type, position, payload, field_end
             position = field_end
+
+
+def _varint(data: bytes, offset: int, limit: int, reader: _Reader) -> tuple[int, int]:
+    """(value, offset after it) of the varint at data[offset:limit].
+
+    Why hand-written: protobuf's Python API has no public varint decoder, and this runs
+    twice per field of the file (a million times for a 100k-node graph).
+    """
+    if offset < limit:
+        byte = data[offset]
+        if byte < 0x80:  # one-byte varints (field keys, short lengths) are the common case
+            return byte, offset + 1
+    value = shift = 0
+    for position in range(offset, min(offset + 10, limit)):
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position + 1
+        shift += 7
+    raise reader.fail("bad varint")
 
 
 def _encode_varint(value: int) -> bytes:
@@ -102,7 +126,7 @@ class _FileWindow:
     header, so skipping 130 MB of weights still added ~55 MB to the process's RSS.
     """
 
-    WINDOW = 64 * 1024
+    WINDOW = 1024 * 1024
 
     def __init__(self, descriptor: int, size: int):
         self.descriptor = descriptor
@@ -113,21 +137,18 @@ class _FileWindow:
     def __len__(self) -> int:
         return self.size
 
-    def _load(self, position: int) -> None:
-        self.start = position
-        self.data = os.pread(self.descriptor, self.WINDOW, position)
+    def covering(self, start: int, stop: int) -> tuple[bytes, int]:
+        """(window bytes, their file offset), the window holding start..stop (stop - start <= WINDOW)."""
+        if not (self.start <= start and stop <= self.start + len(self.data)):
+            self.start = start
+            self.data = os.pread(self.descriptor, self.WINDOW, start)
+        return self.data, self.start
 
-    def __getitem__(self, item):
-        if isinstance(item, slice):
-            start, stop = item.start, min(item.stop, self.size)
-            if self.start <= start and stop <= self.start + len(self.data):
-                return self.data[start - self.start:stop - self.start]
-            return os.pread(self.descriptor, stop - start, start)
-        if not self.start <= item < self.start + len(self.data):
-            self._load(item)
-            if not self.data:
-                raise IndexError(item)
-        return self.data[item - self.start]
+    def __getitem__(self, item: slice) -> bytes:
+        start, stop = item.start, min(item.stop, self.size)
+        if self.start <= start and stop <= self.start + len(self.data):
+            return self.data[start - self.start:stop - self.start]
+        return os.pread(self.descriptor, stop - start, start)
 
 
 def scan(path: Path) -> tuple[bytearray, dict[int, tuple[int, int]]]:
