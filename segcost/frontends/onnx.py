@@ -45,7 +45,8 @@ def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Gr
     """Read `path` into a verified IR with inferred shapes; weights are read only when needed."""
     model_path = Path(path)
     model, regions = read_model(model_path)
-    payload_regions = {index: (model_path.resolve(), offset, length) for index, (offset, length) in regions.items()}
+    resolved = model_path.resolve()
+    payload_regions = {index: (resolved, offset, length) for index, (offset, length) in regions.items()}
     return load_model(model, input_shapes, label=str(model_path), resolve_external=_external_resolver(model_path),
                       payload_regions=payload_regions)
 
@@ -62,47 +63,59 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
 
 
 def _check_attributes(model: onnx.ModelProto) -> None:
-    """Every attribute has a type, and for a known op the type its schema declares.
+    """Names are text; every attribute has a type, and for a known op the type its schema declares.
 
     Cost rules and passes trust the spec's attribute types (an INT `group`, INTS `pads`);
-    a file that breaks them is rejected here with the node and attribute named.
+    a file that breaks them is rejected here with the node and attribute named. ONNX's
+    proto2 strings come back as bytes when not UTF-8, which is reported first. One walk over
+    the nodes does both: reading a node's fields from protobuf is the cost at 100k nodes.
     """
-    _check_text(model)
-    opsets = {opset.domain or "ai.onnx": opset.version for opset in model.opset_import}
-    opsets.setdefault("ai.onnx", opsets.get("", 0))
-    schemas: dict[tuple[str, str], object] = {}
-    for index, node in enumerate(model.graph.node):
-        domain = node.domain or "ai.onnx"
-        if (domain, node.op_type) not in schemas:
-            schema = None
-            if domain in opsets:
-                try:
-                    schema = onnx.defs.get_schema(node.op_type, opsets[domain], "" if domain == "ai.onnx" else domain)
-                except onnx.defs.SchemaError:
-                    schema = None
-            schemas[domain, node.op_type] = schema
-        schema = schemas[domain, node.op_type]
-        for attribute in node.attribute:
-            where = f"node {node.name or index!r} ({node.op_type}) attribute {attribute.name!r}"
-            if attribute.type == onnx.AttributeProto.UNDEFINED:
-                raise GraphError(f"{where} has no type")
-            declared = schema.attributes.get(attribute.name) if schema is not None else None
-            if declared is not None and declared.type != attribute.type:
-                raise GraphError(f"{where} is {onnx.AttributeProto.AttributeType.Name(attribute.type)}, the op "
-                                 f"needs {onnx.AttributeProto.AttributeType.Name(declared.type)}")
-
-
-def _check_text(model: onnx.ModelProto) -> None:
-    """Names and op types must be text: ONNX's proto2 strings come back as bytes when not UTF-8."""
     graph = model.graph
     named = [*graph.input, *graph.output, *graph.initializer, *graph.value_info]
     texts = [model.producer_name, model.doc_string, graph.name, graph.doc_string, *(item.name for item in named),
              *(opset.domain for opset in model.opset_import)]
-    for node in graph.node:
-        texts += [node.name, node.op_type, node.domain, node.doc_string, *node.input, *node.output]
-        texts += [attribute.name for attribute in node.attribute]
-    if any(not isinstance(text, str) for text in texts):
+    opsets = {opset.domain or "ai.onnx": opset.version for opset in model.opset_import}
+    opsets.setdefault("ai.onnx", opsets.get("", 0))
+    schema_types: dict[tuple[str, str], dict[str, int]] = {}
+    first_error = None  # raised after the walk, so that a text error anywhere comes first
+    for index, node in enumerate(graph.node):
+        op_type, domain = node.op_type, node.domain
+        texts += (node.name, op_type, domain, node.doc_string)
+        texts.extend(node.input)
+        texts.extend(node.output)
+        attributes = node.attribute
+        if not attributes:
+            continue
+        declared_types = schema_types.get((domain, op_type))
+        if declared_types is None:
+            declared_types = schema_types[domain, op_type] = _declared_attribute_types(opsets, domain, op_type)
+        for attribute in attributes:
+            name, attribute_type = attribute.name, attribute.type
+            texts.append(name)
+            if first_error is None and (attribute_type == onnx.AttributeProto.UNDEFINED
+                                        or declared_types.get(name, attribute_type) != attribute_type):
+                first_error = (node.name or index, op_type, name, attribute_type, declared_types.get(name))
+    if set(map(type, texts)) - {str}:
         raise GraphError("a name, op type or doc string is not valid UTF-8 (corrupt file?)")
+    if first_error is not None:
+        node_name, op_type, name, attribute_type, declared = first_error
+        where = f"node {node_name!r} ({op_type}) attribute {name!r}"
+        if attribute_type == onnx.AttributeProto.UNDEFINED:
+            raise GraphError(f"{where} has no type")
+        raise GraphError(f"{where} is {onnx.AttributeProto.AttributeType.Name(attribute_type)}, the op "
+                         f"needs {onnx.AttributeProto.AttributeType.Name(declared)}")
+
+
+def _declared_attribute_types(opsets: dict[str, int], domain: str, op_type: str) -> dict[str, int]:
+    """{attribute name: AttributeProto type} from the op's schema; empty for an unknown op."""
+    domain = domain or "ai.onnx"
+    if domain not in opsets or not isinstance(domain, str) or not isinstance(op_type, str):
+        return {}  # non-text names are reported by the caller
+    try:
+        schema = onnx.defs.get_schema(op_type, opsets[domain], "" if domain == "ai.onnx" else domain)
+    except onnx.defs.SchemaError:
+        return {}
+    return {name: attribute.type for name, attribute in schema.attributes.items()}
 
 
 def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]]]:
@@ -215,12 +228,18 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph, keep_output_shapes: 
     else:
         shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None)
                                   for name in graph.outputs)
+    declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
     for tensor in model.graph.initializer:
         init = graph.initializers[tensor.name]
         if keep_inline_for_inference(init):
             shell.graph.initializer.append(tensor)
-        else:
-            shell.graph.input.append(helper.make_tensor_value_info(tensor.name, init.dtype, list(init.shape)))
+            continue
+        type_proto = declared_types.get((init.dtype, init.shape))
+        if type_proto is None:
+            type_proto = declared_types[init.dtype, init.shape] = helper.make_tensor_type_proto(init.dtype, init.shape)
+        declared = shell.graph.input.add()
+        declared.name = init.name
+        declared.type.CopyFrom(type_proto)
     return shell
 
 
@@ -245,7 +264,8 @@ def _run_inference(graph: Graph, keep_output_shapes: bool = True, shell: onnx.Mo
     declared = dict(graph.tensors)
     graph.tensors.clear()
     graph.tensors.update({name: declared[name] for name in graph.inputs if name in declared})
-    read_value_infos(graph, inferred.graph.input)
+    # initializers declared as typed inputs for inference keep the initializer's own shape
+    read_value_infos(graph, inferred.graph.input, skip=graph.initializers)
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
     if keep_output_shapes:
@@ -267,8 +287,9 @@ def _unresolved(graph: Graph) -> bool:
     """True when a node consumes a tensor whose shape is not fully known (inputs all static)."""
     if any(_is_open(graph.shape(name)) for name in graph.inputs):
         return False  # symbolic inputs: the analyzer names them; folding cannot help
-    return any(tensor and tensor not in graph.initializers and _is_open(graph.shape(tensor))
-               for key in graph.dag for tensor in graph.node(key).inputs)
+    static = {name for name, info in graph.tensors.items() if not _is_open(info.shape)}
+    static.update(graph.initializers)
+    return any(tensor and tensor not in static for _, node in graph.dag.nodes(data="node") for tensor in node.inputs)
 
 
 def _resolve_through_folding(graph: Graph) -> None:

@@ -9,7 +9,7 @@ opset imports, metadata and local functions, so the exported model runs identica
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Container
 
 import onnx
 from onnx import helper
@@ -61,14 +61,31 @@ def shape_of(type_proto: onnx.TypeProto) -> tuple[int, Shape | None]:
     return tensor_type.elem_type, tuple(dims)
 
 
-def read_value_infos(graph: Graph, value_infos) -> None:
-    """Record every tensor type in `value_infos` into graph.tensors (later entries refine)."""
+def read_value_infos(graph: Graph, value_infos, skip: Container[str] = ()) -> None:
+    """Record every tensor type in `value_infos` (but those named in `skip`) into graph.tensors.
+
+    Later entries refine earlier ones.
+    """
+    # Decoding a TypeProto field by field costs microseconds in Python, and a large graph has
+    # few distinct types over many tensors: each distinct serialized type is decoded once
+    # (equal bytes parse to equal messages, so the cache is exact).
+    decoded: dict[bytes, tuple[int, Shape | None]] = {}
+    tensors = graph.tensors
     for value_info in value_infos:
-        dtype, shape = shape_of(value_info.type)
-        known = graph.tensors.get(value_info.name)
-        if known is not None and shape is None:
-            shape = known.shape
-        graph.tensors[value_info.name] = TensorInfo(value_info.name, dtype or (known.dtype if known else 0), shape)
+        name = value_info.name
+        if name in skip:
+            continue
+        type_proto = value_info.type
+        serialized = type_proto.SerializeToString()
+        type_and_shape = decoded.get(serialized)
+        if type_and_shape is None:
+            type_and_shape = decoded[serialized] = shape_of(type_proto)
+        dtype, shape = type_and_shape
+        known = tensors.get(name)
+        if known is not None:
+            shape = known.shape if shape is None else shape
+            dtype = dtype or known.dtype
+        tensors[name] = TensorInfo(name, dtype, shape)
 
 
 def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None,
@@ -109,6 +126,7 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
     read_value_infos(graph, onnx_graph.input)
     read_value_infos(graph, onnx_graph.value_info)
     read_value_infos(graph, onnx_graph.output)
+    keyed_nodes, taken = [], set()
     for index, node_proto in enumerate(onnx_graph.node):
         attrs, attr_types = {}, {}
         for attribute in node_proto.attribute:
@@ -126,7 +144,10 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
             doc_string=doc_string,
             meta={"order": index, **meta},
         )
-        graph.add_node(node, key=_node_key(graph, node, index))
+        key = _node_key(taken, node, index)
+        taken.add(key)
+        keyed_nodes.append((key, node))
+    graph.add_nodes(keyed_nodes)
     return graph
 
 
@@ -149,10 +170,16 @@ def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> Non
 _FIXED_SIZE_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16})
 
 
-def _node_key(graph: Graph, node: Node, index: int) -> str:
-    if node.name and node.name not in graph.dag:
+def _node_key(taken: set[str], node: Node, index: int) -> str:
+    """The node's name, or when it has none or it is taken, `name_index` made unique as Graph does."""
+    if node.name and node.name not in taken:
         return node.name
-    return graph._unique_key(f"{node.name or node.op_type}_{index}")
+    base = f"{node.name or node.op_type}_{index}"
+    key, suffix = base, 0
+    while key in taken:
+        suffix += 1
+        key = f"{base}__{suffix}"
+    return key
 
 
 def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
