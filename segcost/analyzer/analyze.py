@@ -6,53 +6,43 @@ from math import prod
 
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
-    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, find_rule,
+    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule, find_rule,
 )
 from segcost.analyzer.result import (
     AnalysisResult, Coverage, LayerCost, ModelSummary, OpTypeTotal, TensorSummary, Totals,
 )
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, dtype_size
+from segcost.ir import Graph, Shape, dtype_size
 
 
 def analyze(graph: Graph) -> AnalysisResult:
     """Per-layer and total MACs, flops, params and bytes of `graph` (exact ints)."""
     _require_static_inputs(graph)
     order = graph.topological_order()
-    nodes = {key: data["node"] for key, data in graph.dag.nodes(data=True)}
+    nodes = dict(graph.dag.nodes(data="node"))
+    scheduled = [nodes[key] for key in order]
     constants = set(graph.initializers)
-    for key in order:
-        node = nodes[key]
+    for node in scheduled:
         if node.op_type == "Constant" and not node.domain:
             constants.update(node.outputs)
-
-    sizes: dict[str, int] = {}
-
-    def tensor_bytes(tensor: str) -> int:
-        # Memoized: each tensor is read by its producer, its consumers and the liveness walk.
-        size = sizes.get(tensor)
-        if size is None:
-            shape = graph.shape(tensor)
-            known = shape is not None and all(isinstance(dim, int) for dim in shape)
-            size = sizes[tensor] = prod(shape) * dtype_size(graph.dtype(tensor)) if known else 0
-        return size
-
+    # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
+    shapes = _shape_table(graph)
+    shape_of = shapes.get
+    nbytes = _byte_sizes(graph, shapes).get
+    rules: dict[tuple[str, str], Rule | None] = {}
     layers: list[LayerCost] = []
     coverage = Coverage()
     warnings: list[str] = []
     seen_constants: set[str] = set()
-    for key in order:
-        node = nodes[key]
-        view = OpView(
-            key=key,
-            node=node,
-            input_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.inputs),
-            output_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.outputs),
-            constant_inputs=tuple(tensor in constants for tensor in node.inputs),
-        )
-        rule = find_rule(node.domain, node.op_type)
+    for key, node in zip(order, scheduled):
+        inputs, outputs = node.inputs, node.outputs
+        view = OpView(key, node, tuple([shape_of(tensor) if tensor else None for tensor in inputs]),
+                      tuple([shape_of(tensor) if tensor else None for tensor in outputs]),
+                      tuple([tensor in constants for tensor in inputs]))
+        rule_key = (node.domain, node.op_type)
+        rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
         try:
-            cost = rule(view) if rule is not None else OpCost(status=UNSUPPORTED)
+            cost = rule(view) if rule is not None else _UNSUPPORTED
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
             # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
             # is bad input, reported for the node rather than as a crash.
@@ -65,24 +55,28 @@ def analyze(graph: Graph) -> AnalysisResult:
                 warnings.append(f"{key}: onnx shape inference gives {list(output_shape)}, the {node.op_type} "
                                 f"formula {list(cost.output_shape)}; the formula is used")
             output_shape = cost.output_shape
-        params = weight_bytes = 0
-        for tensor in node.inputs:
-            if tensor in constants and tensor not in seen_constants:
-                seen_constants.add(tensor)
-                init = graph.initializers.get(tensor)
-                if init is not None:
-                    params += init.size
-                    weight_bytes += init.nbytes
-                else:  # a Constant node's output
-                    params += _elements(graph.shape(tensor))
-                    weight_bytes += tensor_bytes(tensor)
-        activation_bytes = sum(tensor_bytes(tensor) for tensor in node.inputs if tensor and tensor not in constants)
-        activation_bytes += sum(tensor_bytes(tensor) for tensor in node.outputs if tensor)
+        params = weight_bytes = activation_bytes = 0
+        for tensor in inputs:
+            if tensor in constants:
+                if tensor not in seen_constants:  # a weight counts once, at its first consumer
+                    seen_constants.add(tensor)
+                    init = graph.initializers.get(tensor)
+                    if init is not None:
+                        params += init.size
+                        weight_bytes += init.nbytes
+                    else:  # a Constant node's output
+                        params += _elements(shape_of(tensor))
+                        weight_bytes += nbytes(tensor, 0)
+            elif tensor:
+                activation_bytes += nbytes(tensor, 0)
+        for tensor in outputs:
+            if tensor:
+                activation_bytes += nbytes(tensor, 0)
         layers.append(LayerCost(
             name=key, op_type=node.op_type, domain=node.domain, kind=cost.kind, group=cost.group,
             kernel=list(cost.kernel) if cost.kernel is not None else None,
             stride=list(cost.stride) if cost.stride is not None else None,
-            inputs=list(node.inputs), outputs=list(node.outputs),
+            inputs=list(inputs), outputs=list(outputs),
             input_shapes=[list(shape) if shape is not None else None for shape in view.input_shapes],
             output_shape=list(output_shape) if output_shape is not None else None,
             macs=cost.macs, flops=2 * cost.macs + cost.flops,
@@ -95,7 +89,7 @@ def analyze(graph: Graph) -> AnalysisResult:
         params=sum(layer.params for layer in layers),
         weight_bytes=sum(layer.weight_bytes for layer in layers),
         activation_bytes=sum(layer.activation_bytes for layer in layers),
-        peak_activation_bytes=peak_activation_bytes(graph, order, tensor_bytes, constants),
+        peak_activation_bytes=peak_activation_bytes(graph, scheduled, lambda tensor: nbytes(tensor, 0), constants),
         nodes=len(layers),
     )
     totals.gmacs = round(totals.macs / 1e9, 4)
@@ -106,6 +100,24 @@ def analyze(graph: Graph) -> AnalysisResult:
         model=_model_summary(graph), totals=totals, coverage=coverage, layers=layers,
         by_op_type=_by_op_type(layers), warnings=warnings,
     )
+
+
+_UNSUPPORTED = OpCost(status=UNSUPPORTED)
+
+
+def _shape_table(graph: Graph) -> dict[str, Shape]:
+    """{tensor: graph.shape(tensor)} for every tensor that has a shape."""
+    shapes = {name: init.shape for name, init in graph.initializers.items()}
+    shapes.update((name, info.shape) for name, info in graph.tensors.items() if info.shape is not None)
+    return shapes
+
+
+def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
+    """{tensor: bytes} for every tensor of known shape (elements × graph.dtype's size)."""
+    dtypes = {name: init.dtype for name, init in graph.initializers.items()}
+    dtypes.update((name, info.dtype) for name, info in graph.tensors.items() if info.dtype)
+    return {name: prod(shape) * dtype_size(dtypes.get(name, 0)) for name, shape in shapes.items()
+            if all(isinstance(dim, int) for dim in shape)}
 
 
 def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from segcost.ir import Graph
+from segcost.ir import Graph, Node
 
 
-def peak_activation_bytes(graph: Graph, order: Sequence[str], tensor_bytes: Callable[[str], int],
+def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
                           constants: set[str]) -> int:
-    nodes = [graph.node(key) for key in order]
+    """Peak live activation bytes when `nodes` run in this (topological) order."""
     last_use: dict[str, int] = {}
     for step, node in enumerate(nodes):
         for tensor in node.inputs:
@@ -28,10 +28,12 @@ def peak_activation_bytes(graph: Graph, order: Sequence[str], tensor_bytes: Call
     for step, node in enumerate(nodes):
         for tensor in node.outputs:
             if tensor and tensor not in constants and tensor not in live:
-                live[tensor] = tensor_bytes(tensor)
-                current += live[tensor]
-        peak = max(peak, current)
-        for tensor in set(node.inputs) | set(node.outputs):
+                size = live[tensor] = tensor_bytes(tensor)
+                current += size
+        if current > peak:
+            peak = current
+        # a tensor named twice is freed once: it is no longer live the second time
+        for tensor in (*node.inputs, *node.outputs):
             if tensor in live and tensor not in pinned and last_use.get(tensor, -1) <= step:
                 current -= live.pop(tensor)
     return peak

@@ -91,7 +91,7 @@ def _conv_cost(op: OpView, x_index: int, w_index: int, bias_index: int | None) -
     output_shape = (x_shape[0], w_shape[0], *spatial_out)
     macs = prod(output_shape) * w_shape[1] * prod(kernel)
     bias_adds = prod(output_shape) if bias_index is not None and op.has_input(bias_index) else 0
-    strides, _, _ = _spatial_attrs(op, len(kernel))
+    strides = op.attr("strides") or (1,) * len(kernel)  # validated by conv_output_spatial
     return OpCost(macs=macs, flops=bias_adds, kind=conv_kind(group, x_shape[1], w_shape), group=group,
                   kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape)
 
