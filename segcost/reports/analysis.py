@@ -49,11 +49,32 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}" if whole else "-"
 
 
-def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None, by_op: bool = False) -> str:
-    from tabulate import tabulate  # only the human formats need it; keeps JSON/CSV start-up small
+def _table(rows: list[list], headers: list[str], markdown: bool) -> str:
+    """tabulate's "github" (markdown) or "simple" table of text cells (numbers are not parsed).
 
+    Why partly hand-written: tabulate inspects every cell's type and width in Python, 4 s
+    for a 100k-layer table. With disable_numparse, every cell is text and a "simple" table
+    is left-aligned columns of stripped cells, each at least its header + 2 wide, joined by
+    two spaces, with no trailing spaces; that layout is written here when every cell is printable ASCII (no escape
+    sequences, wide or multi-line text, which tabulate measures specially). A test compares
+    both on many tables.
+    """
+    texts = [[str(cell) for cell in row] for row in rows]
+    joined = "".join(map("".join, texts))
+    if markdown or not (joined.isascii() and joined.isprintable()):
+        from tabulate import tabulate  # only the human formats need it; keeps JSON/CSV start-up small
+
+        return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True)
+    cells = [[text.strip() for text in row] for row in texts]
+    columns = list(zip(*cells)) or [()] * len(headers)
+    widths = [max(len(header) + 2, max(map(len, column), default=0)) for header, column in zip(headers, columns)]
+    line = "  ".join(f"{{:<{width}}}" for width in widths).format
+    return "\n".join([line(*headers).rstrip(), "  ".join("-" * width for width in widths),
+                      *(line(*row).rstrip() for row in cells)])
+
+
+def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None, by_op: bool = False) -> str:
     totals = result.totals
-    fmt = "github" if markdown else "simple"
     lines = []
     model = result.model
     title = f"segcost analyze: {model.path or 'model'}  (opset {model.opset}"
@@ -67,15 +88,14 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
     if by_op:
         rows = [[op_type, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
                  human(total.params)] for op_type, total in result.by_op_type.items()]
-        lines.append(tabulate(rows, headers=["op type", "nodes", "MACs", "MACs %", "FLOPs", "params"],
-                              tablefmt=fmt, disable_numparse=True))
+        lines.append(_table(rows, ["op type", "nodes", "MACs", "MACs %", "FLOPs", "params"], markdown))
     else:
         rows = [[index, layer.name, layer.op_type, layer.kind if layer.kind != "other" else "", _shape_text(layer),
                  dims(layer.output_shape), human(layer.macs), _share(layer.macs, totals.macs), human(layer.params),
                  human_bytes(layer.activation_bytes)]
                 for index, layer in _selected_layers(result, top)]
         headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %", "params", "activations"]
-        lines.append(tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True))
+        lines.append(_table(rows, headers, markdown))
         if top is not None and top < len(result.layers):
             lines.append(f"(top {top} of {len(result.layers)} layers by MACs)")
     lines.append("")

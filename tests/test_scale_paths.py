@@ -1,0 +1,157 @@
+"""The fast paths that large graphs take give the same answers as the plain ones they replace."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from tabulate import tabulate
+
+from segcost.errors import GraphError
+from segcost.frontends import protoscan
+from segcost.frontends.onnx import _check_attributes, load, read_model
+from segcost.ir import Graph, Node
+from segcost.ir.onnx_io import read_value_infos
+from segcost.reports.analysis import _table
+from segcost.samples import deeplabv3lite
+from segcost.samples.scale import deep, wide
+
+
+def _random_table(rng: random.Random) -> tuple[list[list], list[str]]:
+    pieces = ["a", " ", "x1", "-", "", "  y ", "{}", "%", "0.0", "1e5", "True", "None", "1,000", "é", "\n", "\t",
+              "\x1b[31m"]
+    headers = ["".join(rng.choice(["h", "#", "ab", " "]) for _ in range(rng.randint(1, 4))).strip() or "h"
+               for _ in range(rng.randint(1, 5))]
+    rows = [[rng.choice([rng.randint(-10, 10**6), "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))])
+             for _ in headers] for _ in range(rng.randint(0, 6))]
+    return rows, headers
+
+
+def test_text_tables_are_laid_out_as_tabulate_does():
+    rng = random.Random(0)
+    for _ in range(2000):
+        rows, headers = _random_table(rng)
+        expected = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        assert _table(rows, headers, markdown=False) == expected, (rows, headers)
+
+
+def test_model_text_tables_are_laid_out_as_tabulate_does():
+    from segcost.analyzer import analyze
+    from segcost.frontends.onnx import load_model
+    from segcost.reports import analysis
+
+    result = analyze(load_model(deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32)))
+    rows = [[index, layer.name, layer.op_type, analysis._shape_text(layer), layer.macs]
+            for index, layer in enumerate(result.layers, start=1)]
+    headers = ["#", "layer", "op", "kernel", "MACs"]
+    assert _table(rows, headers, markdown=False) == tabulate(rows, headers=headers, tablefmt="simple",
+                                                             disable_numparse=True)
+
+
+@pytest.mark.parametrize("build", [deep, wide])
+def test_scan_with_a_tiny_window_reads_the_same_structure(tmp_path, monkeypatch, build):
+    """Fields straddle the read window's edges when it is small; the result must not change."""
+    path = tmp_path / "model.onnx"
+    onnx.save_model(build(60), path)
+    default_bytes, default_regions = protoscan.scan(path)
+    monkeypatch.setattr(protoscan._FileWindow, "WINDOW", 37)
+    small_bytes, small_regions = protoscan.scan(path)
+    assert (small_bytes, small_regions) == (default_bytes, default_regions)
+    stripped, _ = read_model(path)
+    original = onnx.load(path)
+    assert [node.SerializeToString() for node in stripped.graph.node] == \
+        [node.SerializeToString() for node in original.graph.node]
+    assert len(default_regions) == len(original.graph.initializer)  # every 2.3 KB conv weight is skipped
+
+
+def test_a_file_cut_inside_a_field_is_refused(tmp_path):
+    path = tmp_path / "cut.onnx"
+    data = deep(30).SerializeToString()
+    path.write_bytes(data[:len(data) - 3])
+    with pytest.raises(Exception, match="truncated or corrupt"):
+        protoscan.scan(path)
+
+
+def _nodes(*specs: tuple[str, list[str], list[str]]) -> list[tuple[str, Node]]:
+    return [(name, Node(name, "Op", inputs=list(inputs), outputs=list(outputs))) for name, inputs, outputs in specs]
+
+
+def _wiring(graph: Graph):
+    return (list(graph.dag.nodes), [(u, v, sorted(t)) for u, v, t in graph.dag.edges(data="tensors")],
+            dict(graph._producer), {tensor: sorted(users) for tensor, users in graph._consumers.items()},
+            {key: graph.node(key).meta["order"] for key in graph.dag})
+
+
+def test_bulk_insert_wires_as_one_by_one():
+    # b reads a's output twice, c is listed before its producer d, e reads an outside tensor
+    specs = (("a", ["x"], ["t1"]), ("b", ["t1", "t1", ""], ["t2"]), ("c", ["t3", "t2"], ["t4"]),
+             ("d", ["t2"], ["t3"]), ("e", ["w"], ["t5"]))
+    one_by_one, bulk = Graph(), Graph()
+    for key, node in _nodes(*specs):
+        one_by_one.add_node(node, key=key)
+    bulk.add_nodes(_nodes(*specs))
+    assert _wiring(bulk) == _wiring(one_by_one)
+    # adding more nodes to a graph that has some: a consumer that is already there gets its edge
+    one_by_one.add_node(Node("f", "Op", inputs=["t5"], outputs=["t6"]), key="f")
+    one_by_one.add_node(Node("g", "Op", inputs=["t6"], outputs=["w"]), key="g")
+    bulk.add_nodes(_nodes(("f", ["t5"], ["t6"]), ("g", ["t6"], ["w"])))
+    assert _wiring(bulk) == _wiring(one_by_one)
+    assert bulk.dag.has_edge("g", "e")
+
+
+@pytest.mark.parametrize("specs, message", [
+    ((("a", ["x"], ["t"]), ("b", ["x"], ["t"])), "produced by two nodes"),
+    ((("a", ["x"], ["t"]), ("a", ["x"], ["u"])), "duplicate node key"),
+])
+def test_bulk_insert_checks_and_changes_nothing_on_error(specs, message):
+    graph = Graph()
+    graph.add_node(Node("first", "Op", inputs=["x"], outputs=["y"]), key="first")
+    before = _wiring(graph)
+    with pytest.raises(GraphError, match=message):
+        graph.add_nodes(_nodes(*specs))
+    assert _wiring(graph) == before
+
+
+def test_value_infos_sharing_a_type_keep_their_own_shapes():
+    graph = Graph()
+    value_infos = [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 8]),
+                   helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 8]),
+                   helper.make_tensor_value_info("c", TensorProto.INT64, [1, 8]),
+                   helper.make_tensor_value_info("d", TensorProto.FLOAT, ["batch", None]),
+                   helper.make_tensor_value_info("skipped", TensorProto.FLOAT, [3])]
+    read_value_infos(graph, value_infos, skip={"skipped"})
+    assert {name: (info.dtype, info.shape) for name, info in graph.tensors.items()} == {
+        "a": (TensorProto.FLOAT, (1, 8)), "b": (TensorProto.FLOAT, (1, 8)), "c": (TensorProto.INT64, (1, 8)),
+        "d": (TensorProto.FLOAT, ("batch", None))}
+    # a later entry without a shape keeps the known one, and one without a type the known type
+    read_value_infos(graph, [helper.make_empty_tensor_value_info("a")])
+    assert (graph.tensors["a"].dtype, graph.tensors["a"].shape) == (TensorProto.FLOAT, (1, 8))
+
+
+def test_a_text_error_is_reported_before_an_earlier_attribute_error():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+             helper.make_node("Relu", ["y"], ["z"], name="relu")]
+    nodes[0].attribute.append(helper.make_attribute("group", [1, 2]))  # wrong type: INTS
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(GraphError, match="attribute 'group' is INTS, the op needs INT"):
+        _check_attributes(model)
+    # a node name that is not UTF-8 (protobuf hands such proto2 strings back as bytes)
+    data = model.SerializeToString().replace(b"relu", b"rel\xff")
+    broken = onnx.ModelProto()
+    broken.ParseFromString(data)
+    with pytest.raises(GraphError, match="not valid UTF-8"):
+        _check_attributes(broken)
+
+
+def test_large_graph_loads_with_every_shape(tmp_path):
+    path = tmp_path / "deep.onnx"
+    onnx.save_model(deep(300), path)
+    graph = load(path)
+    assert all(graph.shape(tensor) == (1, 8, 8, 8) for key in graph.dag for tensor in graph.node(key).outputs)
+    assert not any(name in graph.tensors for name in graph.initializers)
