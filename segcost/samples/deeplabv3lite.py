@@ -27,14 +27,19 @@ def _channels(channels: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * channels else rounded
 
 
-def mobilenetv2_s16(builder: GraphBuilder, x: str, width: float = 1.0) -> tuple[str, int, str, int]:
-    """Encoder; returns (stride-16 features, channels, stride-4 features, channels)."""
-    channels = _channels(32 * width)
+def mobilenetv2_s16(builder: GraphBuilder, x: str, width: float = 1.0,
+                    channel_divisor: int = 8) -> tuple[str, int, str, int]:
+    """Encoder; returns (stride-16 features, channels, stride-4 features, channels).
+
+    channel_divisor: width-scaled channel counts round to a multiple of it (torchvision's
+    round_nearest; 8 by default, smaller values give channel counts off the SIMD blocks).
+    """
+    channels = _channels(32 * width, channel_divisor)
     y = builder.conv_bn(x, 3, channels, 3, stride=2, name="encoder.stem")
     stride, low_level, low_channels = 2, y, channels
     block_index = 0
     for expansion, out_c, repeats, first_stride in MOBILENETV2_BLOCKS:
-        out_channels = _channels(out_c * width)
+        out_channels = _channels(out_c * width, channel_divisor)
         for repeat in range(repeats):
             block_stride = first_stride if repeat == 0 else 1
             if block_stride == 2 and stride == 16:
@@ -61,10 +66,10 @@ def _separable(builder: GraphBuilder, x: str, in_channels: int, out_channels: in
 
 
 def deeplabv3lite(width: float = 1.0, num_classes: int = 21, height: int = 512, width_px: int = 512,
-                  seed: int = 0) -> onnx.ModelProto:
+                  seed: int = 0, channel_divisor: int = 8) -> onnx.ModelProto:
     """MobileNetV2S16 + DeepLabV3Lite as an ONNX ModelProto (Conv + BatchNorm + Relu, unfused)."""
     builder = GraphBuilder(seed=seed)
-    features, channels, low_level, low_channels = mobilenetv2_s16(builder, "input", width)
+    features, channels, low_level, low_channels = mobilenetv2_s16(builder, "input", width, channel_divisor)
     aspp_channels, shortcut_channels = 256, 48
     branches = [builder.conv_bn(features, channels, aspp_channels, 1, name="aspp.branch0")]
     for index, dilation in enumerate((6, 12, 18), start=1):

@@ -73,7 +73,8 @@ def fitted_parameters(profile: TargetProfile) -> list[str]:
     names = [f"efficiency.{kind}" for kind in profile.efficiency]
     # run_overhead_us is not fitted: the framework time ORT spends between kernels is already
     # in the measured layer groups, and what remains is too small to identify beside them.
-    names += ["unaligned_efficiency", "unaligned_vector_efficiency", "vector_flops_per_cycle", "layer_overhead_cycles"]
+    names += ["unaligned_efficiency", "unaligned_depthwise_efficiency", "unaligned_vector_efficiency",
+              "vector_flops_per_cycle", "layer_overhead_cycles"]
     names += [f"memory[{index}].bytes_per_cycle" for index in range(len(profile.memory))]
     return names
 
@@ -84,6 +85,8 @@ def get_parameter(profile: TargetProfile, name: str) -> float:
     match = re.fullmatch(r"memory\[(\d+)\]\.bytes_per_cycle", name)
     if match:
         return profile.memory[int(match.group(1))].bytes_per_cycle
+    if name == "unaligned_depthwise_efficiency" and profile.unaligned_depthwise_efficiency is None:
+        return profile.unaligned_efficiency   # what the cost model uses when the profile leaves it out
     return float(getattr(profile, name))
 
 

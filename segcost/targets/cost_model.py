@@ -270,7 +270,8 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -
             fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
         efficiency = profile.efficiency[kind]
         if kind != "transposed" and not _whole_tiles(item, profile.align_width):
-            efficiency *= profile.unaligned_efficiency
+            efficiency *= profile.unaligned_efficiency if kind != "depthwise" or \
+                profile.unaligned_depthwise_efficiency is None else profile.unaligned_depthwise_efficiency
         compute = layer.macs / (profile.macs_per_cycle * efficiency * fill)
         peak_work, work = profile.macs_per_cycle, layer.macs
     else:

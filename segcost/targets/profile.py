@@ -90,6 +90,9 @@ class TargetProfile:
         unaligned_efficiency: extra efficiency factor of convs whose channels are not whole
             tiles (1: only the padding is lost; below 1: the runtime leaves its fast path, as
             onnxruntime does when channels are not multiples of its NCHWc block).
+        unaligned_depthwise_efficiency: the same for depthwise convs, whose fast kernels need
+            whole channel blocks even more (onnxruntime runs an unaligned depthwise conv as a
+            grouped im2col GEMM, measured 3-4x slower per MAC); None: unaligned_efficiency.
         unaligned_vector_efficiency: the same for the vector rate of rank-4 non-MAC layers
             (Resize, pooling ...) whose channel count is not a multiple of align_width.
         efficiency: achieved fraction of peak per MAC layer kind, before alignment losses.
@@ -121,6 +124,7 @@ class TargetProfile:
     run_overhead_us: float = 0.0
     unaligned_efficiency: float = 1.0
     unaligned_vector_efficiency: float = 1.0
+    unaligned_depthwise_efficiency: float | None = None
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
     supported_ops: frozenset[str] | None = None
@@ -222,7 +226,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     meta = reader.table(data, "profile", {"name", "description"}, {"name"})
     accel = reader.table(data, "accelerator", {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
-                                               "unaligned_efficiency", "unaligned_vector_efficiency"},
+                                               "unaligned_efficiency", "unaligned_vector_efficiency",
+                                               "unaligned_depthwise_efficiency"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -265,7 +270,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         run_overhead_us=reader.non_negative(accel, "accelerator.run_overhead_us") if "run_overhead_us" in accel
         else 0.0,
         **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
-            "unaligned_efficiency", "unaligned_vector_efficiency") if key in accel},
+            "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency") if key in accel},
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
         free_ops=frozenset(support.get("free_ops", [])),
         fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), rules=rules,
@@ -383,8 +388,10 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
     out += ["[profile]", line("profile.name", "name", profile.name),
             line("profile.description", "description", profile.description), "", "[accelerator]"]
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
-                "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency"):
-        out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
+                "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
+                "unaligned_depthwise_efficiency"):
+        if getattr(profile, key) is not None:
+            out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
     out += ["", "[accelerator.efficiency]"]
     out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in (*MAC_KINDS, TRANSPOSED)]
     for index, level in enumerate(profile.memory):

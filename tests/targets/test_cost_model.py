@@ -173,3 +173,21 @@ def test_report_to_dict_is_json_ready(deeplab_768x384):
     assert document["schema"] == "segcost.target/1" and document["profile"] == "am62a"
     assert len(document["layers"]) == len(deeplab_768x384)
     json.dumps(document)
+
+
+def test_unaligned_depthwise_convs_use_their_own_efficiency():
+    base = dataclasses.replace(_ideal("cpu"), align_width=16, unaligned_efficiency=0.5)
+
+    def depthwise_ms(channels: int, profile) -> float:
+        report = estimate(fused(conv_chain(channels, 32, middle="depthwise")), profile)
+        (layer,) = [layer for layer in report.layers if layer.kind == "depthwise"]
+        return layer.ms
+
+    # Without the parameter an unaligned depthwise conv pays unaligned_efficiency, like any conv.
+    assert depthwise_ms(24, base) == pytest.approx(2 * depthwise_ms(24, dataclasses.replace(
+        base, unaligned_efficiency=1.0)))
+    slow = dataclasses.replace(base, unaligned_depthwise_efficiency=0.25)
+    assert depthwise_ms(24, slow) == pytest.approx(2 * depthwise_ms(24, base))
+    assert depthwise_ms(32, slow) == pytest.approx(depthwise_ms(32, base))      # whole blocks: no penalty
+    dense_base = estimate(load_model(single_conv(24, 64, 32)), base).layers[0].ms
+    assert estimate(load_model(single_conv(24, 64, 32)), slow).layers[0].ms == pytest.approx(dense_base)

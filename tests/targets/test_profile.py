@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from segcost.errors import InputError
@@ -46,6 +48,8 @@ def test_builtin_profiles_load_and_round_trip():
         assert all(0 < value <= 1 for value in profile.efficiency.values())
         assert profile.memory[-1].capacity_bytes is None
         assert parse_profile(profile_to_toml(profile)) == profile
+        with_depthwise = dataclasses.replace(profile, unaligned_depthwise_efficiency=0.3)
+        assert parse_profile(profile_to_toml(with_depthwise)) == with_depthwise
 
 
 def test_tda4vm_numbers_from_the_design():
