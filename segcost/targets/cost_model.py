@@ -34,6 +34,7 @@ from typing import Any
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
 from segcost.targets.results import LayerEstimate, TargetReport, Totals, TransferEstimate
+from segcost.targets.runtime import aligned_layers, runtime_folded
 
 __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "TransferEstimate", "estimate",
            "estimate_prepared", "load_profile", "prepare"]
@@ -144,8 +145,10 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
 def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> TargetReport:
     """The cost model proper (pure arithmetic over prepared features)."""
     placements = _placements(prepared, profile)
-    folded = _runtime_folded(prepared, profile, placements)
-    layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name))
+    folded = runtime_folded(prepared, profile, placements)
+    aligned = aligned_layers(prepared, profile)
+    layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name),
+                              aligned.get(item.layer.name, True))
               for item in prepared.features]
     transfers = _transfers(prepared, placements, profile)
     return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
@@ -179,19 +182,6 @@ def _fill(size: int, width: int) -> float:
     return 1.0 if size <= 0 else size / (ceil(size / width) * width)
 
 
-def _whole_tiles(item: _Features, width: int) -> bool:
-    """Channels in whole tiles: output channels always, input channels unless the conv reads fewer than one tile
-    (an image stem, which runtimes feed through a dedicated path); 1x1 convs always count as whole."""
-    layer = item.layer
-    if layer.kind == "pointwise":
-        return True   # a 1x1 conv is a matrix multiply on every path
-    if layer.kind == "depthwise":
-        return (layer.group or 1) % width == 0
-    if item.out_dim % width:
-        return False
-    return item.reduce_dim % width == 0 or ((layer.group or 1) == 1 and item.reduce_dim < width)
-
-
 def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, str]:
     placements: dict[str, str] = {}
     fallback = profile.fallback
@@ -207,41 +197,8 @@ def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, st
     return placements
 
 
-def _runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str]) -> dict[str, str]:
-    """Layer → the conv the runtime folds it into (profile.fused_into_conv_ops), following chains (Conv→Add→Relu).
-
-    A sum (Add) folds only into a conv without an activation yet: the fused kernel computes
-    act(conv + sum), so a sum after the activation has to run on its own.
-    """
-    if not profile.fused_into_conv_ops:
-        return {}
-    conv_of: dict[str, str] = {}   # a conv, or a layer already folded into one → that conv
-    activated: set[str] = set()    # convs that already apply an activation
-    for item in prepared.features:
-        layer = item.layer
-        if layer.op_type in ("Conv", "ConvTranspose") and not layer.domain:
-            conv_of[layer.name] = layer.name
-            continue
-        if item.fused_into in conv_of:
-            conv_of[layer.name] = conv_of[item.fused_into]
-            activated.add(conv_of[layer.name])
-            continue
-        if layer.op_type not in profile.fused_into_conv_ops or layer.domain:
-            continue
-        is_sum = layer.op_type in ("Add", "Sum")
-        for tensor in item.input_tensors:
-            producer = prepared.producers.get(tensor)
-            conv = conv_of.get(producer)
-            if (conv is not None and prepared.consumer_counts.get(tensor) == 1 and tensor not in prepared.model_outputs
-                    and placements[producer] == placements[layer.name] and not (is_sum and conv in activated)):
-                conv_of[layer.name] = conv
-                if not is_sum:
-                    activated.add(conv)
-                break
-    return {name: conv for name, conv in conv_of.items() if name != conv}
-
-
-def _layer_estimate(item: _Features, placement: str, profile: TargetProfile, folded_into: str | None) -> LayerEstimate:
+def _layer_estimate(item: _Features, placement: str, profile: TargetProfile, folded_into: str | None,
+                    aligned: bool) -> LayerEstimate:
     layer = item.layer
     base = dict(name=layer.name, op_type=layer.op_type, kind=layer.kind, placement=placement, macs=layer.macs)
     if item.fused_into is not None and profile.fused_activations_free:
@@ -254,11 +211,12 @@ def _layer_estimate(item: _Features, placement: str, profile: TargetProfile, fol
         return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="overhead", utilisation_pct=0.0,
                              reason="relabels a tensor: free")
     if placement == ACCELERATOR:
-        return _accelerator_estimate(item, base, profile)
+        return _accelerator_estimate(item, base, profile, aligned)
     return _fallback_estimate(item, base, profile)
 
 
-def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -> LayerEstimate:
+def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, aligned: bool) -> LayerEstimate:
+    """aligned: the layer runs on the fast path (runtime.aligned_layers); otherwise the unaligned_* factors apply."""
     layer = item.layer
     fill = 1.0
     if layer.macs:
@@ -269,7 +227,7 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -
         else:
             fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
         efficiency = profile.efficiency[kind]
-        if kind != "transposed" and not _whole_tiles(item, profile.align_width):
+        if kind != "transposed" and not aligned:
             efficiency *= profile.unaligned_efficiency if kind != "depthwise" or \
                 profile.unaligned_depthwise_efficiency is None else profile.unaligned_depthwise_efficiency
         compute = layer.macs / (profile.macs_per_cycle * efficiency * fill)
@@ -277,8 +235,11 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile) -
     else:
         rate = profile.vector_flops_per_cycle
         shape = layer.output_shape
-        if shape is not None and len(shape) == 4 and isinstance(shape[1], int) and shape[1] % profile.align_width:
-            rate *= profile.unaligned_vector_efficiency   # blocked-layout kernels need whole channel blocks too
+        if shape is not None and len(shape) == 4 and isinstance(shape[1], int):
+            if profile.blocked_layout:   # blocked kernels work on padded channels; others run the plain kernels
+                rate *= _fill(shape[1], profile.align_width) if aligned else profile.unaligned_vector_efficiency
+            elif shape[1] % profile.align_width:
+                rate *= profile.unaligned_vector_efficiency
         compute = layer.flops / rate
         peak_work, work = profile.vector_flops_per_cycle, layer.flops
     traffic = (item.input_elements + item.output_elements + item.weight_elements) * profile.dtype_bytes

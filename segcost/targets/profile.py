@@ -101,6 +101,8 @@ class TargetProfile:
         layer_overhead_cycles: fixed cost of every executed layer.
         run_overhead_us: fixed cost of one inference (runtime entry/exit).
         fused_activations_free: activations fused into a conv cost nothing.
+        blocked_layout: the runtime keeps activations in blocks of align_width channels
+            (onnxruntime's NCHWc); which layers stay on that path: segcost.targets.runtime.
         fused_into_conv_ops: op types the runtime itself folds into the convolution producing
             their input, when that conv output has no other consumer (onnxruntime folds
             HardSwish, Sigmoid, a residual Add ... into its NCHWc convs): they cost nothing.
@@ -127,6 +129,7 @@ class TargetProfile:
     unaligned_depthwise_efficiency: float | None = None
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
+    blocked_layout: bool = False
     supported_ops: frozenset[str] | None = None
     free_ops: frozenset[str] = frozenset()
     rules: str | None = None
@@ -237,7 +240,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     efficiency[TRANSPOSED] = reader.fraction(efficiency_table, f"accelerator.efficiency.{TRANSPOSED}", TRANSPOSED) \
         if TRANSPOSED in efficiency_table else efficiency["dense"]
     support = reader.table(data, "support", {"rules", "ops", "free_ops", "fused_activations_free",
-                                             "fused_into_conv_ops"}, set()) if "support" in data else {}
+                                             "fused_into_conv_ops", "blocked_layout"}, set()) if "support" in data else {}
     ops = support.get("ops", "*")
     if ops != "*" and not (isinstance(ops, list) and all(isinstance(op, str) for op in ops)):
         raise InputError(f"{where}: support.ops must be \"*\" or a list of op type names")
@@ -256,8 +259,10 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         except InputError as error:
             raise InputError(f"{where}: support.rules: {error}") from None
     fused_free = support.get("fused_activations_free", True)
-    if not isinstance(fused_free, bool):
-        raise InputError(f"{where}: support.fused_activations_free must be true or false")
+    blocked_layout = support.get("blocked_layout", False)
+    for key, value in (("fused_activations_free", fused_free), ("blocked_layout", blocked_layout)):
+        if not isinstance(value, bool):
+            raise InputError(f"{where}: support.{key} must be true or false")
     dtype = reader.dtype(accel, "accelerator.dtype")
     clock = reader.positive(accel, "accelerator.clock_ghz")
     return TargetProfile(
@@ -273,7 +278,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
             "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency") if key in accel},
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
         free_ops=frozenset(support.get("free_ops", [])),
-        fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), rules=rules,
+        fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), blocked_layout=blocked_layout,
+        rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
 
@@ -404,6 +410,8 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
     out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
     out.append(line("support.free_ops", "free_ops", sorted(profile.free_ops)))
     out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
+    if profile.blocked_layout:
+        out.append(line("support.blocked_layout", "blocked_layout", True))
     if profile.rules is not None:
         out.append(line("support.rules", "rules", profile.rules))
     if profile.fallback is not None:

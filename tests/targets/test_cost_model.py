@@ -191,3 +191,34 @@ def test_unaligned_depthwise_convs_use_their_own_efficiency():
     assert depthwise_ms(32, slow) == pytest.approx(depthwise_ms(32, base))      # whole blocks: no penalty
     dense_base = estimate(load_model(single_conv(24, 64, 32)), base).layers[0].ms
     assert estimate(load_model(single_conv(24, 64, 32)), slow).layers[0].ms == pytest.approx(dense_base)
+
+
+def _conv_then_resize(in_channels: int, out_channels: int = 19):
+    from segcost.samples.builder import GraphBuilder
+
+    builder = GraphBuilder(seed=0)
+    y = builder.conv("input", in_channels, out_channels, 1, name="classifier", bias=True)
+    y = builder.resize(y, 4, "upsample")
+    return load_model(builder.model("input", (1, in_channels, 16, 16), y, (1, out_channels, 64, 64)))
+
+
+def test_blocked_layout_follows_the_runtime_path():
+    cpu = dataclasses.replace(load_profile("cpu"), layer_overhead_cycles=0.0, unaligned_efficiency=0.5,
+                              unaligned_vector_efficiency=0.25, memory=(MemoryLevel("ideal", None, 1e12),))
+    assert cpu.blocked_layout and cpu.align_width == 8
+
+    def layers(in_channels: int) -> dict:
+        return {layer.name: layer for layer in estimate(_conv_then_resize(in_channels), cpu).layers}
+
+    on_path, off_path = layers(32), layers(38)
+    # 32 input channels fill the NCHWc blocks: the Resize works on 19 channels padded to 24.
+    assert off_path["upsample"].ms == pytest.approx(on_path["upsample"].ms * (19 / 24) / 0.25)
+    # A 1x1 conv reading 38 channels leaves the blocked path (onnxruntime runs it in plain NCHW).
+    per_mac_on = on_path["classifier"].ms / on_path["classifier"].macs
+    per_mac_off = off_path["classifier"].ms / off_path["classifier"].macs
+    assert per_mac_off > per_mac_on
+    tda4vm = dataclasses.replace(load_profile("tda4vm"), layer_overhead_cycles=0.0)
+    assert not tda4vm.blocked_layout
+    plain = {layer.name: layer for layer in estimate(_conv_then_resize(32), tda4vm).layers}
+    assert plain["upsample"].ms == pytest.approx(
+        {layer.name: layer for layer in estimate(_conv_then_resize(38), tda4vm).layers}["upsample"].ms)

@@ -1,0 +1,104 @@
+"""What the runtime does to a graph before running it: ops it folds into convs, and its blocked layout.
+
+Both are properties of the runtime named by a profile (onnxruntime for `cpu`, TIDL for the
+accelerators), so the cost model asks here instead of assuming the graph runs as written.
+
+Blocked layout (profile.blocked_layout; onnxruntime's NCHWc transformer on x86): activations
+live in blocks of `align_width` channels. A conv joins the blocked path when the kernels
+can read its input in blocks — a group-1 conv with input channels a multiple of the block
+or fewer than one block (the image stem), a depthwise conv with channels a multiple of the
+block — and its output channels are padded to whole blocks. Resize, pooling and elementwise
+ops stay blocked when their producers are (they then process the padded channels); a Concat
+also needs every input but the last to fill whole blocks. Everything else runs the plain
+NCHW kernels, which the profile's unaligned_* factors price.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segcost.targets.cost_model import PreparedModel, _Features
+    from segcost.targets.profile import TargetProfile
+
+
+def whole_tiles(item: _Features, width: int) -> bool:
+    """Channels in whole tiles: output channels always, input channels unless the conv reads fewer than one tile
+    (an image stem, which runtimes feed through a dedicated path); 1x1 convs always count as whole."""
+    layer = item.layer
+    if layer.kind == "pointwise":
+        return True   # a 1x1 conv is a matrix multiply on every path
+    if layer.kind == "depthwise":
+        return (layer.group or 1) % width == 0
+    if item.out_dim % width:
+        return False
+    return item.reduce_dim % width == 0 or ((layer.group or 1) == 1 and item.reduce_dim < width)
+
+
+def blocked_conv(item: _Features, width: int) -> bool:
+    """Whether a blocked-layout runtime runs this conv on its blocked kernels (see the module docstring)."""
+    layer = item.layer
+    group = layer.group or 1
+    if layer.op_type == "ConvTranspose":
+        return True   # priced by efficiency.transposed alone
+    if layer.kind == "depthwise":
+        return group % width == 0
+    if group == 1:
+        return item.reduce_dim < width or item.reduce_dim % width == 0
+    return item.reduce_dim % width == 0 and item.out_dim % width == 0
+
+
+def aligned_layers(prepared: PreparedModel, profile: TargetProfile) -> dict[str, bool]:
+    """Layer name → whether it runs on the runtime's fast, aligned path (MAC layers and, with a blocked
+    layout, the ops after them); layers missing from the map have nothing to align."""
+    width = profile.align_width
+    if not profile.blocked_layout:
+        return {item.layer.name: whole_tiles(item, width) for item in prepared.features if item.layer.macs}
+    aligned: dict[str, bool] = {}
+    for item in prepared.features:   # topological order: producers first
+        layer = item.layer
+        if layer.macs:
+            aligned[layer.name] = blocked_conv(item, width)
+            continue
+        producers = [prepared.producers.get(tensor) for tensor in item.input_tensors]
+        blocked = bool(producers) and all(producer is not None and aligned.get(producer, False)
+                                          for producer in producers)
+        if blocked and layer.op_type == "Concat":
+            blocked = all(len(shape) == 4 and isinstance(shape[1], int) and shape[1] % width == 0
+                          for shape in layer.input_shapes[:-1] if shape is not None)
+        aligned[layer.name] = blocked
+    return aligned
+
+
+def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str]) -> dict[str, str]:
+    """Layer → the conv the runtime folds it into (profile.fused_into_conv_ops), following chains (Conv→Add→Relu).
+
+    A sum (Add) folds only into a conv without an activation yet: the fused kernel computes
+    act(conv + sum), so a sum after the activation has to run on its own.
+    """
+    if not profile.fused_into_conv_ops:
+        return {}
+    conv_of: dict[str, str] = {}   # a conv, or a layer already folded into one → that conv
+    activated: set[str] = set()    # convs that already apply an activation
+    for item in prepared.features:
+        layer = item.layer
+        if layer.op_type in ("Conv", "ConvTranspose") and not layer.domain:
+            conv_of[layer.name] = layer.name
+            continue
+        if item.fused_into in conv_of:
+            conv_of[layer.name] = conv_of[item.fused_into]
+            activated.add(conv_of[layer.name])
+            continue
+        if layer.op_type not in profile.fused_into_conv_ops or layer.domain:
+            continue
+        is_sum = layer.op_type in ("Add", "Sum")
+        for tensor in item.input_tensors:
+            producer = prepared.producers.get(tensor)
+            conv = conv_of.get(producer)
+            if (conv is not None and prepared.consumer_counts.get(tensor) == 1 and tensor not in prepared.model_outputs
+                    and placements[producer] == placements[layer.name] and not (is_sum and conv in activated)):
+                conv_of[layer.name] = conv
+                if not is_sum:
+                    activated.add(conv)
+                break
+    return {name: conv for name, conv in conv_of.items() if name != conv}
