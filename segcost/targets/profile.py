@@ -103,6 +103,8 @@ class TargetProfile:
         fused_activations_free: activations fused into a conv cost nothing.
         blocked_layout: the runtime keeps activations in blocks of align_width channels
             (onnxruntime's NCHWc); which layers stay on that path: segcost.targets.runtime.
+        path_channel_multiple: the channel multiple a conv needs to stay on the blocked path
+            (None: align_width).
         fused_into_conv_ops: op types the runtime itself folds into the convolution producing
             their input, when that conv output has no other consumer (onnxruntime folds
             HardSwish, Sigmoid, a residual Add ... into its NCHWc convs): they cost nothing.
@@ -130,6 +132,7 @@ class TargetProfile:
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
     blocked_layout: bool = False
+    path_channel_multiple: int | None = None
     supported_ops: frozenset[str] | None = None
     free_ops: frozenset[str] = frozenset()
     rules: str | None = None
@@ -240,7 +243,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     efficiency[TRANSPOSED] = reader.fraction(efficiency_table, f"accelerator.efficiency.{TRANSPOSED}", TRANSPOSED) \
         if TRANSPOSED in efficiency_table else efficiency["dense"]
     support = reader.table(data, "support", {"rules", "ops", "free_ops", "fused_activations_free",
-                                             "fused_into_conv_ops", "blocked_layout"}, set()) if "support" in data else {}
+                                             "fused_into_conv_ops", "blocked_layout", "path_channel_multiple"}, set()) if "support" in data else {}
     ops = support.get("ops", "*")
     if ops != "*" and not (isinstance(ops, list) and all(isinstance(op, str) for op in ops)):
         raise InputError(f"{where}: support.ops must be \"*\" or a list of op type names")
@@ -279,6 +282,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
         free_ops=frozenset(support.get("free_ops", [])),
         fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), blocked_layout=blocked_layout,
+        path_channel_multiple=int(reader.positive(support, "support.path_channel_multiple", integer=True))
+        if "path_channel_multiple" in support else None,
         rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
@@ -412,6 +417,8 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
     out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
     if profile.blocked_layout:
         out.append(line("support.blocked_layout", "blocked_layout", True))
+    if profile.path_channel_multiple is not None:
+        out.append(line("support.path_channel_multiple", "path_channel_multiple", profile.path_channel_multiple))
     if profile.rules is not None:
         out.append(line("support.rules", "rules", profile.rules))
     if profile.fallback is not None:

@@ -184,10 +184,10 @@ def test_unaligned_depthwise_convs_use_their_own_efficiency():
         return layer.ms
 
     # Without the parameter an unaligned depthwise conv pays unaligned_efficiency, like any conv.
-    assert depthwise_ms(24, base) == pytest.approx(2 * depthwise_ms(24, dataclasses.replace(
+    assert depthwise_ms(18, base) == pytest.approx(2 * depthwise_ms(18, dataclasses.replace(
         base, unaligned_efficiency=1.0)))
     slow = dataclasses.replace(base, unaligned_depthwise_efficiency=0.25)
-    assert depthwise_ms(24, slow) == pytest.approx(2 * depthwise_ms(24, base))
+    assert depthwise_ms(18, slow) == pytest.approx(2 * depthwise_ms(18, base))
     assert depthwise_ms(32, slow) == pytest.approx(depthwise_ms(32, base))      # whole blocks: no penalty
     dense_base = estimate(load_model(single_conv(24, 64, 32)), base).layers[0].ms
     assert estimate(load_model(single_conv(24, 64, 32)), slow).layers[0].ms == pytest.approx(dense_base)
