@@ -51,9 +51,9 @@ BUILTIN = {
     "DeepLabV3Lite w0.5 512x512": dict(width=0.5, height=512, width_px=512),
     "DeepLabV3Lite w1.4 512x256": dict(width=1.4, height=256, width_px=512),
     "DeepLabV3Lite w0.75 384x384": dict(width=0.75, height=384, width_px=384),
-    # Channels rounded to multiples of 2, not 8: 18-, 84- and 108-channel depthwise convs,
-    # the case onnxruntime runs off its NCHWc fast path (unaligned_depthwise_efficiency).
-    "DeepLabV3Lite w0.55 r2 512x256": dict(width=0.55, height=256, width_px=512, channel_divisor=2),
+    # Channels not rounded: 9-, 13-, 35-channel layers and 18-, 54-, 78-, 210-, 318-channel
+    # depthwise convs, which onnxruntime runs off its NCHWc path (the unaligned_* parameters).
+    "DeepLabV3Lite w0.55 r1 512x256": dict(width=0.55, height=256, width_px=512, channel_divisor=1),
 }
 # (zoo name, input WxH) exported with torch; sizes keep each run in the 20-200 ms range.
 ZOO = {
@@ -68,9 +68,9 @@ ZOO = {
     "deeplabv3_mnv2": "384x384",
 }
 # Between them they have every conv kind the cpu profile has a parameter for: depthwise and
-# pointwise (DeepLabV3Lite), unaligned depthwise (the r2 variant), grouped (RegNetX), dense
+# pointwise (DeepLabV3Lite), unaligned channels (the r1 variant), grouped (RegNetX), dense
 # k×k and ConvTranspose (ERFNet).
-CALIBRATION = ("DeepLabV3Lite w1.0 768x384", "DeepLabV3Lite w0.5 512x512", "DeepLabV3Lite w0.55 r2 512x256",
+CALIBRATION = ("DeepLabV3Lite w1.0 768x384", "DeepLabV3Lite w0.5 512x512", "DeepLabV3Lite w0.55 r1 512x256",
                "RegNetX800MF+FPNLite 512x256", "ERFNet 512x256")
 RHO_TARGET = 0.9
 LATENCY_TARGET_PCT = 15.0

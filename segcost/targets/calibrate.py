@@ -74,7 +74,7 @@ def fitted_parameters(profile: TargetProfile) -> list[str]:
     # run_overhead_us is not fitted: the framework time ORT spends between kernels is already
     # in the measured layer groups, and what remains is too small to identify beside them.
     names += ["unaligned_efficiency", "unaligned_depthwise_efficiency", "unaligned_vector_efficiency",
-              "vector_flops_per_cycle", "layer_overhead_cycles"]
+              "memory_overlap", "vector_flops_per_cycle", "layer_overhead_cycles"]
     names += [f"memory[{index}].bytes_per_cycle" for index in range(len(profile.memory))]
     return names
 
@@ -111,7 +111,7 @@ def _apply(base: TargetProfile, names: list[str], log_values: np.ndarray) -> Tar
 
 def _bounds(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     lower = np.full(len(names), math.log(FLOOR))
-    upper = np.array([0.0 if "efficiency" in name else math.log(1e12) for name in names])
+    upper = np.array([0.0 if "efficiency" in name or name == "memory_overlap" else math.log(1e12) for name in names])
     return lower, upper
 
 

@@ -12,8 +12,8 @@ For each layer the model computes, in the cycles of the device the layer runs on
   Layers without MACs cost their elementwise flops on the vector unit;
 * memory = bytes moved (input and output activations + weights, in the profile's data
   type) / bandwidth of the innermost memory level that holds that working set;
-* cycles = max(compute, memory) + a fixed per-layer overhead; `bound` names the largest
-  term. Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
+* cycles = max(compute, memory) + (1 − memory_overlap)·min(compute, memory) + a fixed
+  per-layer overhead (memory_overlap 1: a pure roofline); `bound` names the largest term. Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
   into the conv before them (profile ``fused_into_conv_ops``) and pure relabelling ops
   (Reshape ...) cost nothing.
 
@@ -34,7 +34,7 @@ from typing import Any
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
 from segcost.targets.results import LayerEstimate, TargetReport, Totals, TransferEstimate
-from segcost.targets.runtime import aligned_layers, runtime_folded
+from segcost.targets.runtime import aligned_layers, layout_reorders, runtime_folded
 
 __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "TransferEstimate", "estimate",
            "estimate_prepared", "load_profile", "prepare"]
@@ -150,7 +150,7 @@ def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> Target
     layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name),
                               aligned.get(item.layer.name, True))
               for item in prepared.features]
-    transfers = _transfers(prepared, placements, profile)
+    transfers = _transfers(prepared, placements, profile) + _reorders(prepared, profile, aligned)
     return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
                         profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
 
@@ -246,7 +246,7 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
     level = next(level for level in profile.memory if level.capacity_bytes is None or traffic <= level.capacity_bytes)
     memory = traffic / level.bytes_per_cycle
     overhead = profile.layer_overhead_cycles
-    cycles = max(compute, memory) + overhead
+    cycles = max(compute, memory) + (1.0 - profile.memory_overlap) * min(compute, memory) + overhead
     utilisation = 100.0 * work / (cycles * peak_work) if cycles else 0.0
     bound = _bound(compute, memory, overhead)
     ms = cycles / (profile.clock_ghz * 1e6)
@@ -329,6 +329,19 @@ def _transfers(prepared: PreparedModel, placements: dict[str, str], profile: Tar
             transfers.append(TransferEstimate(tensor, producer, item.layer.name, f"{source}->{destination}",
                                               moved, ms))
     return transfers
+
+
+def _reorders(prepared: PreparedModel, profile: TargetProfile, aligned: dict[str, bool]) -> list[TransferEstimate]:
+    """The runtime's layout conversions (runtime.layout_reorders): each reads and writes its tensor once, through
+    the memory level that holds both copies, plus the per-layer overhead (it is a kernel of its own)."""
+    reorders = []
+    for tensor, producer, consumer, direction in layout_reorders(prepared, profile, aligned):
+        moved = 2 * prepared.elements.get(tensor, 0) * profile.dtype_bytes
+        level = next(level for level in profile.memory if level.capacity_bytes is None or moved <= level.capacity_bytes)
+        cycles = moved / level.bytes_per_cycle + profile.layer_overhead_cycles
+        reorders.append(TransferEstimate(tensor, producer or "input", consumer, direction, moved,
+                                         cycles / (profile.clock_ghz * 1e6)))
+    return reorders
 
 
 def _totals(layers: list[LayerEstimate], transfers: list[TransferEstimate], profile: TargetProfile) -> Totals:

@@ -97,6 +97,8 @@ class TargetProfile:
             (Resize, pooling ...) whose channel count is not a multiple of align_width.
         efficiency: achieved fraction of peak per MAC layer kind, before alignment losses.
         vector_flops_per_cycle: non-MAC elementwise operations per cycle.
+        memory_overlap: how much of the shorter of a layer's compute and memory time hides
+            under the longer one (1: a pure roofline, max(compute, memory); 0: they add up).
         memory: memory levels, innermost first; the last one has no capacity limit.
         layer_overhead_cycles: fixed cost of every executed layer.
         run_overhead_us: fixed cost of one inference (runtime entry/exit).
@@ -129,6 +131,7 @@ class TargetProfile:
     unaligned_efficiency: float = 1.0
     unaligned_vector_efficiency: float = 1.0
     unaligned_depthwise_efficiency: float | None = None
+    memory_overlap: float = 1.0
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
     blocked_layout: bool = False
@@ -233,7 +236,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     accel = reader.table(data, "accelerator", {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
                                                "unaligned_efficiency", "unaligned_vector_efficiency",
-                                               "unaligned_depthwise_efficiency"},
+                                               "unaligned_depthwise_efficiency", "memory_overlap"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -278,7 +281,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         run_overhead_us=reader.non_negative(accel, "accelerator.run_overhead_us") if "run_overhead_us" in accel
         else 0.0,
         **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
-            "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency") if key in accel},
+            "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency", "memory_overlap")
+            if key in accel},
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
         free_ops=frozenset(support.get("free_ops", [])),
         fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), blocked_layout=blocked_layout,
@@ -400,7 +404,7 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
             line("profile.description", "description", profile.description), "", "[accelerator]"]
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
                 "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
-                "unaligned_depthwise_efficiency"):
+                "unaligned_depthwise_efficiency", "memory_overlap"):
         if getattr(profile, key) is not None:
             out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
     out += ["", "[accelerator.efficiency]"]

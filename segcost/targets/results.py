@@ -44,7 +44,8 @@ class LayerEstimate:
 
 @dataclass
 class TransferEstimate:
-    """One tensor handed between the accelerator and the fallback core."""
+    """One tensor handed between the accelerator and the fallback core, or converted between the runtime's
+    layouts (direction "blocked->plain" / "plain->blocked", segcost.targets.runtime)."""
 
     tensor: str
     producer: str

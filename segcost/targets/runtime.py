@@ -12,7 +12,10 @@ this CPU: 84- and 108-channel depthwise convs run at the speed of aligned ones, 
 and 62-channel ones 3-4x slower per MAC, so the multiple is 4, not the 8-channel block). Resize, pooling and elementwise
 ops stay blocked when their producers are (they then process the padded channels); a Concat
 also needs every input but the last to fill whole blocks. Everything else runs the plain
-NCHW kernels, which the profile's unaligned_* factors price.
+NCHW kernels, which the profile's unaligned_* factors price. Where a blocked tensor meets a
+plain consumer or a model output the runtime inserts a ReorderOutput, where a plain tensor
+(or the model input) meets a blocked conv that reads whole blocks a ReorderInput: real
+kernels (2-8 ms for a 19-class full-resolution output here), listed by `layout_reorders`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ def blocked_conv(item: _Features, block: int, multiple: int) -> bool:
     return item.reduce_dim % multiple == 0 and item.out_dim % multiple == 0
 
 
+# Ops onnxruntime's NCHWc transformer runs on blocked tensors (beside convolutions).
+BLOCKED_OPS = frozenset({"Resize", "Upsample", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool",
+                         "Add", "Sum", "Mul", "Concat", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid",
+                         "HardSigmoid", "HardSwish", "Tanh"})
+
+
 def aligned_layers(prepared: PreparedModel, profile: TargetProfile) -> dict[str, bool]:
     """Layer name → whether it runs on the runtime's fast, aligned path (MAC layers and, with a blocked
     layout, the ops after them); layers missing from the map have nothing to align."""
@@ -63,13 +72,44 @@ def aligned_layers(prepared: PreparedModel, profile: TargetProfile) -> dict[str,
             aligned[layer.name] = blocked_conv(item, width, profile.path_channel_multiple or width)
             continue
         producers = [prepared.producers.get(tensor) for tensor in item.input_tensors]
-        blocked = bool(producers) and all(producer is not None and aligned.get(producer, False)
-                                          for producer in producers)
+        blocked = layer.op_type in BLOCKED_OPS and not layer.domain and bool(producers) and all(
+            producer is not None and aligned.get(producer, False) for producer in producers)
         if blocked and layer.op_type == "Concat":
             blocked = all(len(shape) == 4 and isinstance(shape[1], int) and shape[1] % width == 0
                           for shape in layer.input_shapes[:-1] if shape is not None)
         aligned[layer.name] = blocked
     return aligned
+
+
+def layout_reorders(prepared: PreparedModel, profile: TargetProfile, aligned: dict[str, bool]
+                    ) -> list[tuple[str, str | None, str, str]]:
+    """(tensor, producer or None for a model input, consumer or "output", "blocked->plain" | "plain->blocked")
+    for every tensor the runtime converts between layouts; empty without a blocked layout."""
+    if not profile.blocked_layout:
+        return []
+    reorders: list[tuple[str, str | None, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(tensor: str, producer: str | None, consumer: str, direction: str) -> None:
+        if (tensor, direction) not in seen:
+            seen.add((tensor, direction))
+            reorders.append((tensor, producer, consumer, direction))
+
+    for item in prepared.features:
+        layer = item.layer
+        consumer_blocked = aligned.get(layer.name, False)
+        for tensor in item.input_tensors:
+            producer = prepared.producers.get(tensor)
+            producer_blocked = producer is not None and aligned.get(producer, False)
+            if producer_blocked and not consumer_blocked:
+                add(tensor, producer, layer.name, "blocked->plain")
+            elif consumer_blocked and not producer_blocked and layer.macs and item.reduce_dim >= profile.align_width:
+                add(tensor, producer, layer.name, "plain->blocked")   # a stem reads the plain input directly
+    for tensor in sorted(prepared.model_outputs):
+        producer = prepared.producers.get(tensor)
+        if producer is not None and aligned.get(producer, False):
+            add(tensor, producer, "output", "blocked->plain")
+    return reorders
 
 
 def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str]) -> dict[str, str]:
