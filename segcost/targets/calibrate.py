@@ -74,7 +74,7 @@ def fitted_parameters(profile: TargetProfile) -> list[str]:
     # run_overhead_us is not fitted: the framework time ORT spends between kernels is already
     # in the measured layer groups, and what remains is too small to identify beside them.
     names += ["unaligned_efficiency", "unaligned_depthwise_efficiency", "unaligned_vector_efficiency",
-              "memory_overlap", "vector_flops_per_cycle", "layer_overhead_cycles"]
+              "memory_overlap", "grouped_row_overhead_pixels", "vector_flops_per_cycle", "layer_overhead_cycles"]
     names += [f"memory[{index}].bytes_per_cycle" for index in range(len(profile.memory))]
     return names
 
@@ -145,11 +145,14 @@ def fit_profile(samples: list[CalibrationSample], base: TargetProfile, names: li
     """
     names = list(names or fitted_parameters(base))
     lower, upper = _bounds(names)
-    prior = np.clip(np.log([max(get_parameter(base, name), FLOOR) for name in names]), lower, upper)
+    base_values = [get_parameter(base, name) for name in names]
+    prior = np.clip(np.log([max(value, FLOOR) for value in base_values]), lower, upper)
+    # A base value of 0 (an effect the base profile leaves out) is no value to be pulled towards.
+    prior_weights = np.array([PRIOR_WEIGHT if value > FLOOR else 0.0 for value in base_values])
 
     def objective(theta: np.ndarray) -> np.ndarray:
         data = _soft_l1(_residuals(_apply(base, names, theta), samples))
-        return np.concatenate([data, PRIOR_WEIGHT * (theta - prior)])
+        return np.concatenate([data, prior_weights * (theta - prior)])
 
     best: tuple[float, np.ndarray, int] | None = None
     for start in _starts(names, prior, lower, upper):
@@ -188,6 +191,9 @@ def _starts(names: list[str], prior: np.ndarray, lower: np.ndarray, upper: np.nd
             for index, name in enumerate(names):
                 if name == "vector_flops_per_cycle":
                     start[index] += math.log(vector_scale)
+                elif name == "grouped_row_overhead_pixels":
+                    # a profile without it says 0, where a log-space parameter has no gradient
+                    start[index] = max(start[index], math.log(4.0))
                 elif name.startswith("memory["):
                     start[index] += math.log(memory_scale)
             starts.append(np.clip(start, lower, upper))

@@ -34,7 +34,7 @@ from typing import Any
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
 from segcost.targets.results import LayerEstimate, TargetReport, Totals, TransferEstimate
-from segcost.targets.runtime import aligned_layers, layout_reorders, runtime_folded
+from segcost.targets.runtime import aligned_layers, layout_reorders, runtime_folded, valid_tap_fraction
 
 __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "TransferEstimate", "estimate",
            "estimate_prepared", "load_profile", "prepare"]
@@ -60,6 +60,7 @@ class _Features:
     out_dim: int                       # output channels per group: N
     fused_into: str | None
     finding: str | None                # a target finding: the layer cannot run on the accelerator
+    valid_taps: float = 1.0            # runtime.valid_tap_fraction (1.0 without the graph)
 
 
 @dataclass
@@ -97,6 +98,7 @@ def estimate(graph_or_analysis: Any, profile: TargetProfile | str, findings: lis
 def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = None) -> PreparedModel:
     """Extract the layer features of a Graph or AnalysisResult (see `estimate`)."""
     fused: dict[str, str] = {}
+    graph = None
     if isinstance(graph_or_analysis, AnalysisResult):
         analysis = graph_or_analysis
     else:
@@ -129,11 +131,15 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
         inputs = tuple(tensor for tensor in layer.inputs if tensor in activations)
         outputs = [tensor for tensor in layer.outputs if tensor]
         reduce_dim, out_dim = _matrix_dims(layer)
+        valid_taps = 1.0
+        if graph is not None and layer.op_type == "Conv" and layer.macs and layer.name in graph.dag:
+            valid_taps = valid_tap_fraction(graph.node(layer.name).attrs, layer.input_shapes[0],
+                                            layer.output_shape, layer.kernel)
         features.append(_Features(
             layer=layer, input_tensors=inputs, input_elements=sum(elements.get(tensor, 0) for tensor in inputs),
             output_elements=sum(elements.get(tensor, 0) for tensor in outputs), weight_elements=layer.params,
             reduce_dim=reduce_dim, out_dim=out_dim, fused_into=fused.get(layer.name),
-            finding=blocking.get(layer.name)))
+            finding=blocking.get(layer.name), valid_taps=valid_taps))
     consumer_counts: dict[str, int] = {}
     for item in features:
         for tensor in set(item.input_tensors):
@@ -145,8 +151,8 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
 def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> TargetReport:
     """The cost model proper (pure arithmetic over prepared features)."""
     placements = _placements(prepared, profile)
-    folded = runtime_folded(prepared, profile, placements)
     aligned = aligned_layers(prepared, profile)
+    folded = runtime_folded(prepared, profile, placements, aligned)
     layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name),
                               aligned.get(item.layer.name, True))
               for item in prepared.features]
@@ -230,7 +236,12 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
         if kind != "transposed" and not aligned:
             efficiency *= profile.unaligned_efficiency if kind != "depthwise" or \
                 profile.unaligned_depthwise_efficiency is None else profile.unaligned_depthwise_efficiency
-        compute = layer.macs / (profile.macs_per_cycle * efficiency * fill)
+        shape = layer.output_shape
+        if profile.grouped_row_overhead_pixels and layer.kind == "grouped" and shape and len(shape) >= 3 \
+                and isinstance(shape[-1], int):
+            efficiency *= shape[-1] / (shape[-1] + profile.grouped_row_overhead_pixels)
+        executed = layer.macs * item.valid_taps if profile.skips_padding_taps else layer.macs
+        compute = executed / (profile.macs_per_cycle * efficiency * fill)
         peak_work, work = profile.macs_per_cycle, layer.macs
     else:
         rate = profile.vector_flops_per_cycle

@@ -97,6 +97,10 @@ class TargetProfile:
             (Resize, pooling ...) whose channel count is not a multiple of align_width.
         efficiency: achieved fraction of peak per MAC layer kind, before alignment losses.
         vector_flops_per_cycle: non-MAC elementwise operations per cycle.
+        grouped_row_overhead_pixels: per output row, a grouped conv pays the time of this many
+            more output pixels (onnxruntime runs its NCHWc kernel per group and row; measured:
+            RegNetX's group convs on 12-pixel-wide maps run at 2/3 of their speed on 64-wide
+            ones): efficiency × W / (W + grouped_row_overhead_pixels) for output width W.
         memory_overlap: how much of the shorter of a layer's compute and memory time hides
             under the longer one (1: a pure roofline, max(compute, memory); 0: they add up).
         memory: memory levels, innermost first; the last one has no capacity limit.
@@ -107,6 +111,8 @@ class TargetProfile:
             (onnxruntime's NCHWc); which layers stay on that path: segcost.targets.runtime.
         path_channel_multiple: the channel multiple a conv needs to stay on the blocked path
             (None: align_width).
+        skips_padding_taps: the conv kernels skip kernel taps that fall in the padding, so a
+            conv costs its valid taps only (segcost.targets.runtime.valid_tap_fraction).
         fused_into_conv_ops: op types the runtime itself folds into the convolution producing
             their input, when that conv output has no other consumer (onnxruntime folds
             HardSwish, Sigmoid, a residual Add ... into its NCHWc convs): they cost nothing.
@@ -132,10 +138,12 @@ class TargetProfile:
     unaligned_vector_efficiency: float = 1.0
     unaligned_depthwise_efficiency: float | None = None
     memory_overlap: float = 1.0
+    grouped_row_overhead_pixels: float = 0.0
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
     blocked_layout: bool = False
     path_channel_multiple: int | None = None
+    skips_padding_taps: bool = False
     supported_ops: frozenset[str] | None = None
     free_ops: frozenset[str] = frozenset()
     rules: str | None = None
@@ -236,7 +244,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     accel = reader.table(data, "accelerator", {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
                                                "unaligned_efficiency", "unaligned_vector_efficiency",
-                                               "unaligned_depthwise_efficiency", "memory_overlap"},
+                                               "unaligned_depthwise_efficiency", "memory_overlap",
+                                               "grouped_row_overhead_pixels"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -246,7 +255,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     efficiency[TRANSPOSED] = reader.fraction(efficiency_table, f"accelerator.efficiency.{TRANSPOSED}", TRANSPOSED) \
         if TRANSPOSED in efficiency_table else efficiency["dense"]
     support = reader.table(data, "support", {"rules", "ops", "free_ops", "fused_activations_free",
-                                             "fused_into_conv_ops", "blocked_layout", "path_channel_multiple"}, set()) if "support" in data else {}
+                                             "fused_into_conv_ops", "blocked_layout", "path_channel_multiple",
+                                             "skips_padding_taps"}, set()) if "support" in data else {}
     ops = support.get("ops", "*")
     if ops != "*" and not (isinstance(ops, list) and all(isinstance(op, str) for op in ops)):
         raise InputError(f"{where}: support.ops must be \"*\" or a list of op type names")
@@ -266,7 +276,9 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
             raise InputError(f"{where}: support.rules: {error}") from None
     fused_free = support.get("fused_activations_free", True)
     blocked_layout = support.get("blocked_layout", False)
-    for key, value in (("fused_activations_free", fused_free), ("blocked_layout", blocked_layout)):
+    skips_padding_taps = support.get("skips_padding_taps", False)
+    for key, value in (("fused_activations_free", fused_free), ("blocked_layout", blocked_layout),
+                       ("skips_padding_taps", skips_padding_taps)):
         if not isinstance(value, bool):
             raise InputError(f"{where}: support.{key} must be true or false")
     dtype = reader.dtype(accel, "accelerator.dtype")
@@ -280,6 +292,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         layer_overhead_cycles=reader.non_negative(accel, "accelerator.layer_overhead_cycles"),
         run_overhead_us=reader.non_negative(accel, "accelerator.run_overhead_us") if "run_overhead_us" in accel
         else 0.0,
+        grouped_row_overhead_pixels=reader.non_negative(accel, "accelerator.grouped_row_overhead_pixels")
+        if "grouped_row_overhead_pixels" in accel else 0.0,
         **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
             "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency", "memory_overlap")
             if key in accel},
@@ -287,7 +301,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         free_ops=frozenset(support.get("free_ops", [])),
         fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), blocked_layout=blocked_layout,
         path_channel_multiple=int(reader.positive(support, "support.path_channel_multiple", integer=True))
-        if "path_channel_multiple" in support else None,
+        if "path_channel_multiple" in support else None, skips_padding_taps=skips_padding_taps,
         rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
@@ -404,7 +418,7 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
             line("profile.description", "description", profile.description), "", "[accelerator]"]
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
                 "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
-                "unaligned_depthwise_efficiency", "memory_overlap"):
+                "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels"):
         if getattr(profile, key) is not None:
             out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
     out += ["", "[accelerator.efficiency]"]
@@ -421,6 +435,8 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
     out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
     if profile.blocked_layout:
         out.append(line("support.blocked_layout", "blocked_layout", True))
+    if profile.skips_padding_taps:
+        out.append(line("support.skips_padding_taps", "skips_padding_taps", True))
     if profile.path_channel_multiple is not None:
         out.append(line("support.path_channel_multiple", "path_channel_multiple", profile.path_channel_multiple))
     if profile.rules is not None:

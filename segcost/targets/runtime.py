@@ -45,12 +45,39 @@ def blocked_conv(item: _Features, block: int, multiple: int) -> bool:
     layer = item.layer
     group = layer.group or 1
     if layer.op_type == "ConvTranspose":
-        return True   # priced by efficiency.transposed alone
+        return False   # onnxruntime has no blocked ConvTranspose (its cost is efficiency.transposed alone)
     if layer.kind == "depthwise":
         return group % multiple == 0
     if group == 1:
         return item.reduce_dim < block or item.reduce_dim % multiple == 0
     return item.reduce_dim % multiple == 0 and item.out_dim % multiple == 0
+
+
+def valid_tap_fraction(attrs: dict, input_shape, output_shape, kernel: list[int] | None) -> float:
+    """Fraction of a Conv's kernel taps that read the input for at least one output position.
+
+    Runtimes that drop the others (profile.skips_padding_taps: onnxruntime's NCHWc convs) do
+    only this fraction of the counted MACs. It is below 1 only for dilated convs on maps not
+    much larger than the dilation: a 3x3 conv with dilation 12 on a 12x12 map reaches the
+    input with its centre tap alone (measured 4x faster than with dilation 6, whose taps all
+    reach it somewhere). 1.0 when the geometry is not static or uses auto_pad.
+    """
+    if not kernel or attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET") or input_shape is None \
+            or output_shape is None or len(input_shape) != len(kernel) + 2 or len(output_shape) != len(kernel) + 2:
+        return 1.0
+    rank = len(kernel)
+    strides = list(attrs.get("strides") or [1] * rank)
+    dilations = list(attrs.get("dilations") or [1] * rank)
+    pads = list(attrs.get("pads") or [0] * (2 * rank))
+    fraction = 1.0
+    for axis in range(rank):
+        size, out = input_shape[axis + 2], output_shape[axis + 2]
+        if not (isinstance(size, int) and isinstance(out, int)) or out <= 0:
+            return 1.0
+        reaching = sum(1 for tap in range(kernel[axis]) if any(
+            0 <= position * strides[axis] - pads[axis] + tap * dilations[axis] < size for position in range(out)))
+        fraction *= reaching / kernel[axis]
+    return fraction
 
 
 # Ops onnxruntime's NCHWc transformer runs on blocked tensors (beside convolutions).
@@ -112,11 +139,13 @@ def layout_reorders(prepared: PreparedModel, profile: TargetProfile, aligned: di
     return reorders
 
 
-def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str]) -> dict[str, str]:
+def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str],
+                   aligned: dict[str, bool]) -> dict[str, str]:
     """Layer → the conv the runtime folds it into (profile.fused_into_conv_ops), following chains (Conv→Add→Relu).
 
     A sum (Add) folds only into a conv without an activation yet: the fused kernel computes
-    act(conv + sum), so a sum after the activation has to run on its own.
+    act(conv + sum), so a sum after the activation has to run on its own; with a blocked
+    layout every addend must be blocked too.
     """
     if not profile.fused_into_conv_ops:
         return {}
@@ -134,6 +163,9 @@ def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: 
         if layer.op_type not in profile.fused_into_conv_ops or layer.domain:
             continue
         is_sum = layer.op_type in ("Add", "Sum")
+        if is_sum and profile.blocked_layout and not all(
+                aligned.get(prepared.producers.get(tensor, ""), False) for tensor in item.input_tensors):
+            continue   # a blocked conv can only add a blocked tensor (ERFNet's sums after a ConvTranspose)
         for tensor in item.input_tensors:
             producer = prepared.producers.get(tensor)
             conv = conv_of.get(producer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from segcost.analyzer import analyze
@@ -179,7 +180,8 @@ def test_report_to_dict_is_json_ready(deeplab_768x384):
 
 
 def test_unaligned_depthwise_convs_use_their_own_efficiency():
-    base = dataclasses.replace(_ideal("cpu"), align_width=16, unaligned_efficiency=0.5)
+    base = dataclasses.replace(_ideal("cpu"), align_width=16, unaligned_efficiency=0.5,
+                               unaligned_depthwise_efficiency=None, memory_overlap=1.0)
 
     def depthwise_ms(channels: int, profile) -> float:
         report = estimate(fused(conv_chain(channels, 32, middle="depthwise")), profile)
@@ -225,3 +227,35 @@ def test_blocked_layout_follows_the_runtime_path():
     plain = {layer.name: layer for layer in estimate(_conv_then_resize(32), tda4vm).layers}
     assert plain["upsample"].ms == pytest.approx(
         {layer.name: layer for layer in estimate(_conv_then_resize(38), tda4vm).layers}["upsample"].ms)
+
+
+def test_valid_tap_fraction_counts_taps_that_reach_the_input():
+    from segcost.targets.runtime import valid_tap_fraction
+
+    def fraction(dilation: int, size: int = 12) -> float:
+        attrs = {"dilations": [dilation, dilation], "pads": [dilation] * 4, "strides": [1, 1]}
+        return valid_tap_fraction(attrs, [1, 8, size, size], [1, 8, size, size], [3, 3])
+
+    assert fraction(1) == 1.0
+    assert fraction(6) == 1.0                   # every tap reaches the map for some output
+    assert fraction(12) == pytest.approx(1 / 9)  # only the centre tap ever reads the 12x12 map
+    assert fraction(12, size=13) == 1.0
+    assert valid_tap_fraction({"auto_pad": "SAME_UPPER"}, [1, 8, 12, 12], [1, 8, 12, 12], [3, 3]) == 1.0
+
+
+def test_a_sum_with_a_plain_addend_is_not_folded_into_a_blocked_conv():
+    from segcost.samples.builder import GraphBuilder
+
+    def report(transposed: bool):
+        builder = GraphBuilder(seed=0)
+        x = builder.conv("input", 16, 16, 1, name="entry")
+        if transposed:   # onnxruntime runs ConvTranspose in plain NCHW
+            weight = builder.constant("up.weight", np.full((16, 16, 1, 1), 0.05, np.float32))
+            x = builder.node("ConvTranspose", [x, weight], "up", kernel_shape=[1, 1])
+        y = builder.conv(x, 16, 16, 3, name="body")
+        y = builder.node("Add", [x, y], "sum")
+        return {layer.name: layer for layer in estimate(
+            load_model(builder.model("input", (1, 16, 32, 32), y, (1, 16, 32, 32))), "cpu").layers}
+
+    assert report(False)["sum"].ms == 0.0 and "folded into body" in report(False)["sum"].reason
+    assert report(True)["sum"].ms > 0.0
