@@ -28,7 +28,8 @@ def render_cost(report, fmt: str, top: int, model_label: str) -> str:
                                          f"T MACs/s ({report.dtype})"],
                      ["on accelerator", f"{totals.accelerator_ms:.3f} ms"],
                      ["fallback", f"{totals.fallback_ms:.3f} ms in {totals.fallback_layers} layers"],
-                     ["transfers", f"{totals.transfer_ms:.3f} ms in {len(report.transfers)} hand-overs"],
+                     ["transfers", f"{totals.transfer_ms:.3f} ms in {len(report.transfers)} hand-overs / layout "
+                                   "conversions"],
                      ["per-run overhead", f"{totals.run_overhead_ms:.3f} ms"]], ["", ""], fmt),
              "",
              f"{heading}Share of latency by kind and by op type",
@@ -40,11 +41,15 @@ def render_cost(report, fmt: str, top: int, model_label: str) -> str:
              "",
              f"{heading}Latency by bound",
              _table([[bound, f"{ms:.3f} ms"] for bound, ms in totals.ms_by_bound.items()], ["bound", "time"], fmt)]
-    if report.transfers:
-        parts += ["", f"{heading}Fallback boundaries",
-                  _table([[item.tensor, item.producer, item.consumer, item.direction, f"{item.bytes:,}",
-                           f"{item.ms:.4f}"] for item in report.transfers],
-                         ["tensor", "from", "to", "direction", "bytes", "ms"], fmt)]
+    layout = {"blocked->plain", "plain->blocked"}
+    for title, items in (("Fallback boundaries", [item for item in report.transfers if item.direction not in layout]),
+                         ("Layout conversions by the runtime", [item for item in report.transfers
+                                                                if item.direction in layout])):
+        if items:
+            parts += ["", f"{heading}{title}",
+                      _table([[item.tensor, item.producer, item.consumer, item.direction, f"{item.bytes:,}",
+                               f"{item.ms:.4f}"] for item in items],
+                             ["tensor", "from", "to", "direction", "bytes", "ms"], fmt)]
     slowest = report.slowest(top)
     parts += ["", f"{heading}Layers that dominate latency",
               _table([[index, layer.name, f"{layer.ms:.4f}",
