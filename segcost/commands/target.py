@@ -6,7 +6,6 @@ the result objects; nothing is computed while rendering.
 
 from __future__ import annotations
 
-
 import click
 
 from segcost.errors import InputError
@@ -94,10 +93,15 @@ def calibrate(models: tuple[str, ...], output: str, base: str, input_shapes: tup
               threads: int) -> None:
     """Fit a profile's rates and overheads to onnxruntime measurements of MODELS and write it as TOML."""
     from segcost.fileio import write_atomic
-    from segcost.targets.calibrate import CalibrationSample, calibrated_profile_text, fit_profile
+    from segcost.targets.calibrate import (
+        CalibrationSample,
+        calibrated_profile_text,
+        fit_profile,
+    )
     from segcost.targets.cost_model import estimate_prepared, load_profile, prepare
     from segcost.targets.measure import compare, map_to_layers, measure_many
-    from segcost.targets.profile import parse_profile, profile_text
+    from segcost.targets.profile import profile_text
+    from segcost.targets.profile_toml import parse_profile
 
     base_profile = load_profile(base)
     if base_profile.fallback is not None:

@@ -247,7 +247,7 @@ def _is_latency_row(samples: list[CalibrationSample], index: int) -> bool:
 def calibrated_profile_text(fit: FitResult, base_text: str, models: list[str], runs: int, threads: int,
                             ort_version: str = "", note: str = "") -> str:
     """TOML of the fitted profile: base comments kept, fitted values marked "calibrated" with their data."""
-    from segcost.targets.profile import profile_to_toml, read_comments
+    from segcost.targets.profile_toml import profile_to_toml, read_comments
 
     notes = read_comments(base_text)
     for name in fit.parameters:

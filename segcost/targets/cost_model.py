@@ -33,8 +33,18 @@ from typing import Any
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
-from segcost.targets.results import LayerEstimate, TargetReport, Totals, TransferEstimate
-from segcost.targets.runtime import aligned_layers, layout_reorders, runtime_folded, valid_tap_fraction
+from segcost.targets.results import (
+    LayerEstimate,
+    TargetReport,
+    Totals,
+    TransferEstimate,
+)
+from segcost.targets.runtime import (
+    aligned_layers,
+    layout_reorders,
+    runtime_folded,
+    valid_tap_fraction,
+)
 
 __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "TransferEstimate", "estimate",
            "estimate_prepared", "load_profile", "prepare"]

@@ -5,22 +5,20 @@ cores onnxruntime uses) plus, optionally, the ARM core that runs what the accele
 cannot. Built-in profiles live in ``segcost/targets/profiles/NAME.toml``; a user passes
 ``--target NAME`` or ``--target path/to/profile.toml``. Every value is validated here so
 that the cost model can trust it; a bad file is one `InputError` naming the file, the
-key and what is wrong.
+key and what is wrong (segcost.targets.profile_toml reads and writes the files).
 """
 
 from __future__ import annotations
 
 import importlib.resources
-import math
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
 
 __all__ = ["DTYPE_BYTES", "FallbackDevice", "MemoryLevel", "TargetProfile", "builtin_profiles", "load_profile",
-           "parse_profile", "profile_text", "profile_to_toml", "read_comments"]
+           "profile_text"]
 
 # Bytes per element of the data types a profile may name.
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2, "bfloat16": 2, "float32": 4}
@@ -176,6 +174,10 @@ def load_profile(name_or_path: str | TargetProfile) -> TargetProfile:
     """A built-in profile by name ("tda4vm", "am62a", "cpu") or a profile TOML file by path."""
     if isinstance(name_or_path, TargetProfile):
         return name_or_path
+    from segcost.targets.profile_toml import (
+        parse_profile,  # the file format imports these dataclasses
+    )
+
     text, where = _profile_source(str(name_or_path))
     return parse_profile(text, where)
 
@@ -197,266 +199,3 @@ def _profile_source(name_or_path: str) -> tuple[str, str]:
         return path.read_text(), str(path)
     except OSError as error:
         raise InputError(f"{path}: cannot read target profile ({error.strerror or error})") from None
-
-
-def read_comments(text: str) -> dict[str, str]:
-    """Trailing comments of `key = value  # comment` lines, by key path ("accelerator.clock_ghz", "memory[1].name")."""
-    comments: dict[str, str] = {}
-    section, memory_index = "", -1
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("[["):
-            memory_index += 1
-            section = f"{line.strip('[] ')}[{memory_index}]"
-            continue
-        if line.startswith("["):
-            section = line.strip("[] ")
-            continue
-        key, equals, rest = line.partition("=")
-        comment = _trailing_comment(rest)
-        if equals and comment and key.strip().isidentifier():
-            comments[f"{section}.{key.strip()}" if section else key.strip()] = comment
-    return comments
-
-
-def _trailing_comment(value_text: str) -> str | None:
-    quote = None
-    for index, char in enumerate(value_text):
-        if quote:
-            quote = None if char == quote and value_text[index - 1] != "\\" else quote
-        elif char in "\"'":
-            quote = char
-        elif char == "#":
-            return value_text[index + 1:].strip() or None
-    return None
-
-
-def parse_profile(text: str, where: str = "profile") -> TargetProfile:
-    """Validate a profile's TOML text; every problem is one InputError naming `where` and the key."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{where}: not valid TOML ({error})") from None
-    reader = _Reader(where)
-    reader.keys(data, "", {"profile", "accelerator", "memory", "support", "fallback"}, {"profile", "accelerator",
-                                                                                       "memory"})
-    meta = reader.table(data, "profile", {"name", "description"}, {"name"})
-    accel = reader.table(data, "accelerator", {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
-                                               "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
-                                               "unaligned_efficiency", "unaligned_vector_efficiency",
-                                               "unaligned_depthwise_efficiency", "memory_overlap",
-                                               "grouped_row_overhead_pixels"},
-                         {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
-                          "vector_flops_per_cycle", "layer_overhead_cycles"})
-    efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
-                                    key="efficiency")
-    efficiency = {kind: reader.fraction(efficiency_table, f"accelerator.efficiency.{kind}", kind)
-                  for kind in MAC_KINDS}
-    efficiency[TRANSPOSED] = reader.fraction(efficiency_table, f"accelerator.efficiency.{TRANSPOSED}", TRANSPOSED) \
-        if TRANSPOSED in efficiency_table else efficiency["dense"]
-    support = reader.table(data, "support", {"rules", "ops", "free_ops", "fused_activations_free",
-                                             "fused_into_conv_ops", "blocked_layout", "path_channel_multiple",
-                                             "skips_padding_taps"}, set()) if "support" in data else {}
-    ops = support.get("ops", "*")
-    if ops != "*" and not (isinstance(ops, list) and all(isinstance(op, str) for op in ops)):
-        raise InputError(f"{where}: support.ops must be \"*\" or a list of op type names")
-    for key in ("free_ops", "fused_into_conv_ops"):
-        names = support.get(key, [])
-        if not (isinstance(names, list) and all(isinstance(op, str) for op in names)):
-            raise InputError(f"{where}: support.{key} must be a list of op type names")
-    rules = support.get("rules")
-    if rules is not None:
-        from segcost.passes.verify_conv import load_rules
-
-        if not isinstance(rules, str):
-            raise InputError(f"{where}: support.rules must be a rule set name")
-        try:
-            load_rules(rules)
-        except InputError as error:
-            raise InputError(f"{where}: support.rules: {error}") from None
-    fused_free = support.get("fused_activations_free", True)
-    blocked_layout = support.get("blocked_layout", False)
-    skips_padding_taps = support.get("skips_padding_taps", False)
-    for key, value in (("fused_activations_free", fused_free), ("blocked_layout", blocked_layout),
-                       ("skips_padding_taps", skips_padding_taps)):
-        if not isinstance(value, bool):
-            raise InputError(f"{where}: support.{key} must be true or false")
-    dtype = reader.dtype(accel, "accelerator.dtype")
-    clock = reader.positive(accel, "accelerator.clock_ghz")
-    return TargetProfile(
-        name=reader.string(meta, "profile.name"), description=str(meta.get("description", "")),
-        clock_ghz=clock, macs_per_cycle=reader.positive(accel, "accelerator.macs_per_cycle"), dtype=dtype,
-        align_width=int(reader.positive(accel, "accelerator.align_width", integer=True)), efficiency=efficiency,
-        vector_flops_per_cycle=reader.positive(accel, "accelerator.vector_flops_per_cycle"),
-        memory=_memory_levels(reader, data["memory"], clock),
-        layer_overhead_cycles=reader.non_negative(accel, "accelerator.layer_overhead_cycles"),
-        run_overhead_us=reader.non_negative(accel, "accelerator.run_overhead_us") if "run_overhead_us" in accel
-        else 0.0,
-        grouped_row_overhead_pixels=reader.non_negative(accel, "accelerator.grouped_row_overhead_pixels")
-        if "grouped_row_overhead_pixels" in accel else 0.0,
-        **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
-            "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency", "memory_overlap")
-            if key in accel},
-        fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
-        free_ops=frozenset(support.get("free_ops", [])),
-        fused_into_conv_ops=frozenset(support.get("fused_into_conv_ops", [])), blocked_layout=blocked_layout,
-        path_channel_multiple=int(reader.positive(support, "support.path_channel_multiple", integer=True))
-        if "path_channel_multiple" in support else None, skips_padding_taps=skips_padding_taps,
-        rules=rules,
-        fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
-    )
-
-
-def _memory_levels(reader: _Reader, levels: Any, clock_ghz: float) -> tuple[MemoryLevel, ...]:
-    if not isinstance(levels, list) or not levels or not all(isinstance(level, dict) for level in levels):
-        raise InputError(f"{reader.where}: [[memory]] must be a list of tables, innermost level first")
-    result = []
-    for index, level in enumerate(levels):
-        key = f"memory[{index}]"
-        reader.keys(level, key, {"name", "capacity_kb", "bytes_per_cycle", "gbytes_per_s"}, {"name"})
-        last = index == len(levels) - 1
-        if last == ("capacity_kb" in level):
-            raise InputError(f"{reader.where}: {key}: every level but the last needs capacity_kb, and the last "
-                             "(external memory) must have none")
-        if ("bytes_per_cycle" in level) == ("gbytes_per_s" in level):
-            raise InputError(f"{reader.where}: {key}: give exactly one of bytes_per_cycle and gbytes_per_s")
-        bandwidth = (reader.positive(level, f"{key}.bytes_per_cycle", name="bytes_per_cycle")
-                     if "bytes_per_cycle" in level
-                     else reader.positive(level, f"{key}.gbytes_per_s", name="gbytes_per_s") / clock_ghz)
-        capacity = None if last else int(reader.positive(level, f"{key}.capacity_kb", name="capacity_kb") * 1024)
-        if result and capacity is not None and capacity <= (result[-1].capacity_bytes or 0):
-            raise InputError(f"{reader.where}: {key}.capacity_kb must be larger than the level before it")
-        result.append(MemoryLevel(reader.string(level, f"{key}.name", name="name"), capacity, bandwidth))
-    return tuple(result)
-
-
-def _fallback(reader: _Reader, table: Any) -> FallbackDevice:
-    names = {item.name for item in fields(FallbackDevice)}
-    reader.keys(table, "fallback", names, names)
-    positive = {name: reader.positive(table, f"fallback.{name}", name=name)
-                for name in ("clock_ghz", "macs_per_cycle", "flops_per_cycle", "bytes_per_cycle",
-                             "transfer_gbytes_per_s")}
-    return FallbackDevice(
-        name=reader.string(table, "fallback.name", name="name"), efficiency=reader.fraction(
-            table, "fallback.efficiency", "efficiency"), dtype=reader.dtype(table, "fallback.dtype", name="dtype"),
-        layer_overhead_cycles=reader.non_negative(table, "fallback.layer_overhead_cycles", name="layer_overhead_cycles"),
-        transfer_overhead_us=reader.non_negative(table, "fallback.transfer_overhead_us", name="transfer_overhead_us"),
-        **positive)
-
-
-class _Reader:
-    """Typed access to TOML tables that raises one clear InputError per problem."""
-
-    def __init__(self, where: str):
-        self.where = where
-
-    def keys(self, table: Any, path: str, allowed: set[str], required: set[str]) -> None:
-        if not isinstance(table, dict):
-            raise InputError(f"{self.where}: {path or 'the file'} must be a table")
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise InputError(f"{self.where}: unknown key {(path + '.' if path else '') + unknown[0]!r} "
-                             f"(known: {', '.join(sorted(allowed))})")
-        missing = sorted(required - set(table))
-        if missing:
-            raise InputError(f"{self.where}: missing key {(path + '.' if path else '') + missing[0]!r}")
-
-    def table(self, parent: dict, path: str, allowed: set[str], required: set[str], key: str | None = None) -> dict:
-        value = parent[key or path]
-        self.keys(value, path, allowed, required)
-        return value
-
-    def _number(self, table: dict, path: str, name: str | None) -> float:
-        value = table[name or path.rsplit(".", 1)[-1]]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InputError(f"{self.where}: {path} must be a number, got {value!r}")
-        return float(value)
-
-    def positive(self, table: dict, path: str, name: str | None = None, integer: bool = False) -> float:
-        value = self._number(table, path, name)
-        if value <= 0 or (integer and not value.is_integer()):
-            raise InputError(f"{self.where}: {path} must be a positive {'integer' if integer else 'number'}, "
-                             f"got {value:g}")
-        return value
-
-    def non_negative(self, table: dict, path: str, name: str | None = None) -> float:
-        value = self._number(table, path, name)
-        if value < 0:
-            raise InputError(f"{self.where}: {path} must be >= 0, got {value:g}")
-        return value
-
-    def fraction(self, table: dict, path: str, name: str) -> float:
-        # An efficiency above 1 would let a layer beat the hardware's peak: physically impossible.
-        value = self._number(table, path, name)
-        if not 0 < value <= 1:
-            raise InputError(f"{self.where}: {path} must be in (0, 1] (a fraction of peak), got {value:g}")
-        return value
-
-    def string(self, table: dict, path: str, name: str | None = None) -> str:
-        value = table[name or path.rsplit(".", 1)[-1]]
-        if not isinstance(value, str) or not value:
-            raise InputError(f"{self.where}: {path} must be a non-empty string")
-        return value
-
-    def dtype(self, table: dict, path: str, name: str = "dtype") -> str:
-        value = table[name]
-        if value not in DTYPE_BYTES:
-            raise InputError(f"{self.where}: {path} {value!r} is not one of {', '.join(DTYPE_BYTES)}")
-        return value
-
-
-def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None, header: str = "") -> str:
-    """Serialize `profile` as TOML that `parse_profile` reads back; `notes` maps a key path to its comment."""
-    notes = notes or {}
-
-    def line(path: str, key: str, value: Any) -> str:
-        text = f"{key} = {_toml_value(value)}"
-        return f"{text:<40} # {notes[path]}" if path in notes else text
-
-    out = [f"# {row}" if row else "#" for row in header.splitlines()]
-    out += ["[profile]", line("profile.name", "name", profile.name),
-            line("profile.description", "description", profile.description), "", "[accelerator]"]
-    for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
-                "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
-                "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels"):
-        if getattr(profile, key) is not None:
-            out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
-    out += ["", "[accelerator.efficiency]"]
-    out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in (*MAC_KINDS, TRANSPOSED)]
-    for index, level in enumerate(profile.memory):
-        out += ["", "[[memory]]", line(f"memory[{index}].name", "name", level.name)]
-        if level.capacity_bytes is not None:
-            out.append(line(f"memory[{index}].capacity_kb", "capacity_kb", level.capacity_bytes / 1024))
-        out.append(line(f"memory[{index}].bytes_per_cycle", "bytes_per_cycle", level.bytes_per_cycle))
-    out += ["", "[support]", line("support.fused_activations_free", "fused_activations_free",
-                                  profile.fused_activations_free)]
-    out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
-    out.append(line("support.free_ops", "free_ops", sorted(profile.free_ops)))
-    out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
-    if profile.blocked_layout:
-        out.append(line("support.blocked_layout", "blocked_layout", True))
-    if profile.skips_padding_taps:
-        out.append(line("support.skips_padding_taps", "skips_padding_taps", True))
-    if profile.path_channel_multiple is not None:
-        out.append(line("support.path_channel_multiple", "path_channel_multiple", profile.path_channel_multiple))
-    if profile.rules is not None:
-        out.append(line("support.rules", "rules", profile.rules))
-    if profile.fallback is not None:
-        out += ["", "[fallback]"]
-        out += [line(f"fallback.{item.name}", item.name, getattr(profile.fallback, item.name))
-                for item in fields(FallbackDevice)]
-    return "\n".join(out) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(float(f"{value:.8g}"))   # 8 significant digits: exact enough, short enough to read
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -6,12 +6,25 @@ import math
 
 import pytest
 
-from segcost.targets.calibrate import CalibrationSample, calibrated_profile_text, fit_profile, get_parameter
+from segcost.targets.calibrate import (
+    CalibrationSample,
+    calibrated_profile_text,
+    fit_profile,
+    get_parameter,
+)
 from segcost.targets.cost_model import estimate_prepared, prepare
 from segcost.targets.measure import (
-    LayerGroup, Measurement, NodeTime, compare, map_to_layers, measure, named_model, spearman,
+    LayerGroup,
+    Measurement,
+    NodeTime,
+    compare,
+    map_to_layers,
+    measure,
+    named_model,
+    spearman,
 )
-from segcost.targets.profile import load_profile, parse_profile, profile_text
+from segcost.targets.profile import load_profile, profile_text
+from segcost.targets.profile_toml import parse_profile
 from tests.targets.models import conv_chain, fused
 
 

@@ -45,7 +45,7 @@ def test_cost_shows_fallback_and_transfer_cost(run_cli, tmp_path):
 
 
 def test_cost_with_a_profile_file_and_bad_targets(run_cli, tmp_path):
-    from segcost.targets.profile import profile_to_toml
+    from segcost.targets.profile_toml import profile_to_toml
 
     custom = load_profile("tda4vm").with_values(name="half", macs_per_cycle=2048)
     path = tmp_path / "half.toml"
