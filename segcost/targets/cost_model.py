@@ -40,6 +40,7 @@ from segcost.targets.results import (
     TransferEstimate,
 )
 from segcost.targets.runtime import (
+    BLOCKED_OPS,
     aligned_layers,
     layout_reorders,
     runtime_folded,
@@ -272,6 +273,10 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
     bound = _bound(compute, memory, overhead)
     ms = cycles / (profile.clock_ghz * 1e6)
     reason = _reason(item, bound, utilisation, fill, traffic, level.name, compute, memory, profile)
+    if not aligned and profile.blocked_layout and (layer.macs or layer.op_type in BLOCKED_OPS):
+        multiple = profile.path_channel_multiple or profile.align_width
+        reason += (f"; off the runtime's blocked path (channels not a multiple of {multiple}, or a plain-layout "
+                   "input): plain NCHW kernel")
     return LayerEstimate(**base, cycles=cycles, ms=ms, bound=bound, utilisation_pct=utilisation, reason=reason,
                          compute_cycles=compute, memory_cycles=memory, overhead_cycles=overhead,
                          traffic_bytes=traffic, memory_level=level.name)

@@ -259,3 +259,11 @@ def test_a_sum_with_a_plain_addend_is_not_folded_into_a_blocked_conv():
 
     assert report(False)["sum"].ms == 0.0 and "folded into body" in report(False)["sum"].reason
     assert report(True)["sum"].ms > 0.0
+
+
+def test_off_path_layers_say_why():
+    report = {layer.name: layer for layer in estimate(_conv_then_resize(38), "cpu").layers}
+    assert "off the runtime's blocked path" in report["classifier"].reason
+    assert "off the runtime's blocked path" in report["upsample"].reason
+    aligned = {layer.name: layer for layer in estimate(_conv_then_resize(32), "cpu").layers}
+    assert "blocked path" not in aligned["classifier"].reason + aligned["upsample"].reason
