@@ -105,6 +105,8 @@ def test_bulk_insert_wires_as_one_by_one():
 @pytest.mark.parametrize("specs, message", [
     ((("a", ["x"], ["t"]), ("b", ["x"], ["t"])), "produced by two nodes"),
     ((("a", ["x"], ["t"]), ("a", ["x"], ["u"])), "duplicate node key"),
+    ((("a", ["x"], ["t"]), ("first", ["x"], ["u"])), "duplicate node key"),
+    ((("a", ["x"], ["y"]),), "produced by two nodes"),
 ])
 def test_bulk_insert_checks_and_changes_nothing_on_error(specs, message):
     graph = Graph()

@@ -113,11 +113,16 @@ def _shape_table(graph: Graph) -> dict[str, Shape]:
 
 
 def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
-    """{tensor: bytes} for every tensor of known shape (elements × graph.dtype's size)."""
-    dtypes = {name: init.dtype for name, init in graph.initializers.items()}
-    dtypes.update((name, info.dtype) for name, info in graph.tensors.items() if info.dtype)
-    return {name: prod(shape) * dtype_size(dtypes.get(name, 0)) for name, shape in shapes.items()
-            if all(isinstance(dim, int) for dim in shape)}
+    """{tensor: bytes} for every tensor of known shape (elements × the size of graph.dtype)."""
+    sizes = {name: init.nbytes for name, init in graph.initializers.items()}  # int dims by construction
+    for name, info in graph.tensors.items():
+        shape = shapes.get(name)
+        if shape is not None and all(isinstance(dim, int) for dim in shape):
+            init = graph.initializers.get(name)
+            sizes[name] = prod(shape) * dtype_size(info.dtype or (init.dtype if init is not None else 0))
+        else:
+            sizes.pop(name, None)
+    return sizes
 
 
 def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> None:

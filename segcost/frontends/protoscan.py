@@ -185,14 +185,11 @@ def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict
 
 
 def _tensor_without_payload(reader: _Reader, start: int, end: int) -> tuple[bytes, tuple[int, int] | None]:
-    fields = list(reader.fields(start, end))
-    payloads = [field for field in fields if field[0] in SKIPPABLE_PAYLOADS and field[1] == WIRE_LENGTH]
+    payloads = [field for field in reader.fields(start, end)
+                if field[0] in SKIPPABLE_PAYLOADS and field[1] == WIRE_LENGTH]
     # Only a single contiguous payload can be read back as one array; anything else stays inline.
     if len(payloads) != 1 or payloads[0][4] - payloads[0][3] < MIN_SKIPPED_BYTES:
         return bytes(reader.buffer[start:end]), None
-    skipped = payloads[0]
-    out = bytearray()
-    for field in fields:
-        if field is not skipped:
-            out += reader.buffer[field[2]:field[4]]
-    return bytes(out), (skipped[3], skipped[4] - skipped[3])
+    _, _, field_start, payload, field_end = payloads[0]
+    # the fields before and after the skipped one, in their order
+    return reader.buffer[start:field_start] + reader.buffer[field_end:end], (payload, field_end - payload)

@@ -68,7 +68,7 @@ class Initializer:
                  array: np.ndarray | None = None, external: tuple[Path, int, int] | None = None):
         self.name = name
         self.dtype = dtype
-        self.shape = tuple(int(dim) for dim in shape)
+        self.shape = tuple(map(int, shape))
         self._proto = proto
         self._array = array
         self._external = external  # (file, offset, length) — already checked to be inside the model dir
@@ -222,34 +222,45 @@ class Graph:
         from segcost.errors import GraphError
 
         keyed_nodes = list(keyed_nodes)
-        new_keys: set[str] = set()
+        keys: set[str] = set()
         new_producers: dict[str, str] = {}
+        has_nodes = len(self.dag) > 0
         for key, node in keyed_nodes:
-            if key in self.dag or key in new_keys:
+            if key in keys or (has_nodes and key in self.dag):
                 raise GraphError(f"duplicate node key {key!r}")
-            new_keys.add(key)
+            keys.add(key)
             for tensor in node.outputs:
                 if not tensor:
                     continue
-                other = self._producer.get(tensor) or new_producers.get(tensor)
+                other = new_producers.get(tensor) or self._producer.get(tensor)
                 if other is not None:
                     raise GraphError(f"tensor {tensor!r} is produced by two nodes: {other!r} and {key!r}")
                 new_producers[tensor] = key
-        self._producer.update(new_producers)
         edges: dict[tuple[str, str], set[str]] = {}
         for tensor, key in new_producers.items():  # consumers already in the graph
             for consumer in self._consumers.get(tensor, ()):
                 edges.setdefault((key, consumer), set()).add(tensor)
+        self._producer.update(new_producers)
+        producer_of, consumers, next_order = self._producer.get, self._consumers, self._next_order
         for key, node in keyed_nodes:
-            node.meta.setdefault("order", self._next_order)
-            self._next_order = max(self._next_order, node.meta["order"]) + 1
+            order = node.meta.setdefault("order", next_order)
+            next_order = max(next_order, order) + 1
             for tensor in node.inputs:
                 if not tensor:
                     continue  # an omitted optional input
-                self._consumers.setdefault(tensor, set()).add(key)
-                producer = self._producer.get(tensor)
+                users = consumers.get(tensor)
+                if users is None:
+                    consumers[tensor] = {key}
+                else:
+                    users.add(key)
+                producer = producer_of(tensor)
                 if producer is not None:
-                    edges.setdefault((producer, key), set()).add(tensor)
+                    tensors = edges.get((producer, key))
+                    if tensors is None:
+                        edges[producer, key] = {tensor}
+                    else:
+                        tensors.add(tensor)
+        self._next_order = next_order
         self.dag.add_nodes_from((key, {"node": node}) for key, node in keyed_nodes)
         self.dag.add_edges_from((producer, consumer, {"tensors": tensors})
                                 for (producer, consumer), tensors in edges.items())

@@ -115,11 +115,12 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         external = payload_regions.get(index)
         if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
             external = resolve_external(tensor)
-        if tensor.name in graph.initializers:
-            raise GraphError(f"initializer {tensor.name!r} is defined twice")
-        init = Initializer(tensor.name, tensor.data_type, tuple(tensor.dims), proto=tensor, external=external)
+        name = tensor.name
+        if name in graph.initializers:
+            raise GraphError(f"initializer {name!r} is defined twice")
+        init = Initializer(name, tensor.data_type, tensor.dims, proto=tensor, external=external)
         _check_payload(init, tensor, external)
-        graph.initializers[tensor.name] = init
+        graph.initializers[name] = init
     initializer_names = graph.initializers.keys()
     graph.inputs = [value.name for value in onnx_graph.input if value.name not in initializer_names]
     graph.outputs = [value.name for value in onnx_graph.output]
@@ -127,24 +128,22 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
     read_value_infos(graph, onnx_graph.value_info)
     read_value_infos(graph, onnx_graph.output)
     keyed_nodes, taken = [], set()
+    decode = helper.get_attribute_value
     for index, node_proto in enumerate(onnx_graph.node):
         attrs, attr_types = {}, {}
         for attribute in node_proto.attribute:
-            attrs[attribute.name] = helper.get_attribute_value(attribute)
+            attrs[attribute.name] = decode(attribute)
             attr_types[attribute.name] = attribute.type
-        doc_string, meta = _split_doc(node_proto.doc_string) if node_proto.doc_string else ("", {})
-        node = Node(
-            name=node_proto.name,
-            op_type=node_proto.op_type,
-            domain=node_proto.domain,
-            inputs=list(node_proto.input),
-            outputs=list(node_proto.output),
-            attrs=attrs,
-            attr_types=attr_types,
-            doc_string=doc_string,
-            meta={"order": index, **meta},
-        )
-        key = _node_key(taken, node, index)
+        meta = {"order": index}
+        doc_string = node_proto.doc_string
+        if doc_string:
+            doc_string, persisted = _split_doc(doc_string)
+            meta.update(persisted)
+        name = node_proto.name
+        node = Node(name=name, op_type=node_proto.op_type, domain=node_proto.domain, inputs=list(node_proto.input),
+                    outputs=list(node_proto.output), attrs=attrs, attr_types=attr_types, doc_string=doc_string,
+                    meta=meta)
+        key = name if name and name not in taken else _fallback_key(taken, name or node.op_type, index)
         taken.add(key)
         keyed_nodes.append((key, node))
     graph.add_nodes(keyed_nodes)
@@ -153,7 +152,7 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
 
 def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> None:
     """Stored bytes must match dims × element size, so that a lazy read can never fail later."""
-    if any(dim < 0 for dim in init.shape):
+    if min(init.shape, default=0) < 0:
         raise GraphError(f"initializer {init.name!r} has a negative dimension {list(init.shape)}")
     if external is not None:
         stored = external[2]
@@ -170,12 +169,10 @@ def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> Non
 _FIXED_SIZE_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16})
 
 
-def _node_key(taken: set[str], node: Node, index: int) -> str:
-    """The node's name, or when it has none or it is taken, `name_index` made unique as Graph does."""
-    if node.name and node.name not in taken:
-        return node.name
-    base = f"{node.name or node.op_type}_{index}"
-    key, suffix = base, 0
+def _fallback_key(taken: set[str], base: str, index: int) -> str:
+    """`base_index`, made unique as Graph does, for a node without a name or with a taken one."""
+    key = base = f"{base}_{index}"
+    suffix = 0
     while key in taken:
         suffix += 1
         key = f"{base}__{suffix}"
