@@ -229,10 +229,9 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph, keep_output_shapes: 
         shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None)
                                   for name in graph.outputs)
     declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
-    for tensor in model.graph.initializer:
-        init = graph.initializers[tensor.name]
+    for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
         if keep_inline_for_inference(init):
-            shell.graph.initializer.append(tensor)
+            shell.graph.initializer.append(init.to_proto())
             continue
         type_proto = declared_types.get((init.dtype, init.shape))
         if type_proto is None:
