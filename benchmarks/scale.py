@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnx
 from tabulate import tabulate
 
 SIZES = (10, 100, 1_000, 10_000, 30_000, 100_000)
@@ -43,6 +42,17 @@ def run(arguments: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def write_model(kind: str, size: int, path: Path) -> None:
+    """Build and save a scale graph in a child process.
+
+    A child's peak RSS starts at its parent's size when it is spawned (Linux keeps the
+    high-water mark across exec), so this process never holds a large model itself.
+    """
+    code = ("import sys, onnx; from segcost.samples import scale; "
+            "onnx.save_model(getattr(scale, sys.argv[1])(int(sys.argv[2])), sys.argv[3])")
+    subprocess.run([sys.executable, "-c", code, kind, str(size), str(path)], check=True)
+
+
 def slope(points: list[tuple[int, float]]) -> float:
     points = [(math.log(n), math.log(t)) for n, t in points if n >= 1000 and t > 0]
     if len(points) < 2:
@@ -57,14 +67,12 @@ def main() -> None:
     parser.add_argument("--max-nodes", type=int, default=100_000)
     parser.add_argument("--optimize-max", type=int, default=30_000, help="largest graph for optimize")
     args = parser.parse_args()
-    from segcost.samples.scale import deep, wide
-
     rows, analyze_points = [], {"deep": [], "wide": []}
     with tempfile.TemporaryDirectory() as directory:
-        for kind, build in (("deep", deep), ("wide", wide)):
+        for kind in ("deep", "wide"):
             for size in (size for size in SIZES if size <= args.max_nodes):
                 path = Path(directory) / f"{kind}_{size}.onnx"
-                onnx.save_model(build(size), path)
+                write_model(kind, size, path)
                 json_seconds, json_mib = run(["analyze", str(path), "--format", "json", "-o",
                                               str(Path(directory) / "out.json")])
                 table_seconds, table_mib = run(["analyze", str(path)])
