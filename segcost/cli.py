@@ -27,19 +27,25 @@ def cli() -> None:
               show_default=True, help="Output format (html: self-contained report with charts).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
 @click.option("--top", type=click.IntRange(min=1), help="Table: only the N layers with the most MACs.")
-@click.option("--by-op", is_flag=True, help="Subtotals per op type instead of per layer.")
+@click.option("--group-by", metavar="KEY", help="Subtotals instead of layers: op_type, kind, prefix or prefix:DEPTH "
+              "(layer-name parts, e.g. encoder/decoder); they add up to the totals exactly.")
+@click.option("--by-op", is_flag=True, help="Same as --group-by op_type.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
-            by_op: bool, strict: bool, target: str | None) -> None:
+            group_by: str | None, by_op: bool, strict: bool, target: str | None) -> None:
     """Per-layer MACs, FLOPs, params and bytes of MODEL (default: a built-in DeepLabV3Lite).
 
     MODEL is an .onnx file, or with segcost[torch] a TorchScript/ExportedProgram file
     (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW).
     """
+    if group_by is not None:
+        from segcost.analyzer.grouping import parse_group_by
+
+        parse_group_by(group_by)   # a bad key is an error before the model is loaded
     graph, _ = _load_graph(model, input_shapes)
     try:
-        _report_analysis(graph, model, fmt, output, top, by_op, strict, target)
+        _report_analysis(graph, model, fmt, output, top, group_by or ("op_type" if by_op else None), strict, target)
     finally:
         # The IR's networkx graph is a reference cycle (its cached views refer back to it), so
         # with the collector off (see main) it outlives the command, and the interpreter's final
@@ -48,7 +54,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         graph.dag.clear()
 
 
-def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top: int | None, by_op: bool,
+def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top: int | None, group_by: str | None,
                      strict: bool, target: str | None) -> None:
     from segcost.analyzer import analyze as analyze_graph
     from segcost.reports.analysis import render
@@ -79,19 +85,30 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
             import json
 
             document = result.to_dict()
+            if group_by:
+                from segcost.reports.analysis import groups_dict
+
+                document["groups"] = groups_dict(result, group_by)
             document["target"] = estimate.to_dict()
             _emit(json.dumps(document, indent=2) + "\n", output, protected=(model,))
         else:
-            text = render(result, fmt, top=top, by_op=by_op)
+            text = render(result, fmt, top=top, group_by=group_by)
             _emit(text + "\n" + render_cost(estimate, "md" if fmt == "md" else "table", top or 10,
                                             graph.info.path or "model"), output, protected=(model,))
         return
     if fmt == "json":
-        from segcost.reports.analysis import render_json_chunks
+        from segcost.reports.analysis import groups_dict, render_json_chunks
 
-        _emit(render_json_chunks(result), output, protected=(model,))
+        if group_by:   # asked for: the whole document at once (the streamed form has no room for it)
+            import json
+
+            document = result.to_dict()
+            document["groups"] = groups_dict(result, group_by)
+            _emit(json.dumps(document, indent=2) + "\n", output, protected=(model,))
+        else:
+            _emit(render_json_chunks(result), output, protected=(model,))
         return
-    _emit(render(result, fmt, top=top, by_op=by_op), output, protected=(model,))
+    _emit(render(result, fmt, top=top, group_by=group_by), output, protected=(model,))
 
 
 def _load_graph(model: str | None, input_shapes: tuple[str, ...]):

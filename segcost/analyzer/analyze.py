@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from math import prod
 
+from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
     COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule, find_rule,
 )
 from segcost.analyzer.result import (
-    AnalysisResult, Coverage, LayerCost, ModelSummary, OpTypeTotal, TensorSummary, Totals,
+    AnalysisResult, Coverage, LayerCost, ModelSummary, TensorSummary, Totals,
 )
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
@@ -98,7 +99,7 @@ def analyze(graph: Graph) -> AnalysisResult:
         warnings.insert(0, f"shape inference ran non-strict ({shape_note})")
     return AnalysisResult(
         model=_model_summary(graph), totals=totals, coverage=coverage, layers=layers,
-        by_op_type=_by_op_type(layers), warnings=warnings,
+        by_op_type=group_layers(layers, "op_type"), warnings=warnings,
     )
 
 
@@ -141,17 +142,6 @@ def _elements(shape) -> int:
     if shape is None or not all(isinstance(dim, int) for dim in shape):
         return 0
     return prod(shape)
-
-
-def _by_op_type(layers: list[LayerCost]) -> dict[str, OpTypeTotal]:
-    totals: dict[str, OpTypeTotal] = {}
-    for layer in layers:
-        total = totals.setdefault(layer.op_type, OpTypeTotal())
-        total.count += 1
-        total.macs += layer.macs
-        total.flops += layer.flops
-        total.params += layer.params
-    return dict(sorted(totals.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))
 
 
 def _require_static_inputs(graph: Graph) -> None:

@@ -18,12 +18,12 @@ CONVENTION_LINE = ("MACs count Conv/ConvTranspose/Gemm/MatMul multiply-accumulat
                    "activations, pooling and resize are not MACs (they are in FLOPs = 2*MACs + elementary ops)")
 
 
-def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, by_op: bool = False) -> str:
+def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, group_by: str | None = None) -> str:
     if fmt == "json":
         return "".join(render_json_chunks(result))
     if fmt == "csv":
-        return render_csv(result, by_op)
-    return render_text(result, markdown=(fmt == "md"), top=top, by_op=by_op)
+        return render_csv(result, group_by)
+    return render_text(result, markdown=(fmt == "md"), top=top, group_by=group_by)
 
 
 def _selected_layers(result: AnalysisResult, top: int | None) -> list[tuple[int, LayerCost]]:
@@ -73,7 +73,9 @@ def _table(rows: list[list], headers: list[str], markdown: bool) -> str:
                       *(line(*row).rstrip() for row in cells)])
 
 
-def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None, by_op: bool = False) -> str:
+def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None,
+                group_by: str | None = None) -> str:
+    """The report; with `group_by` ("op_type", "kind", "prefix[:DEPTH]") one row per group instead of per layer."""
     totals = result.totals
     lines = []
     model = result.model
@@ -85,10 +87,11 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
             lines.append(f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
     lines.append(f"conventions: {CONVENTION_LINE}")
     lines.append("")
-    if by_op:
-        rows = [[op_type, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
-                 human(total.params)] for op_type, total in result.by_op_type.items()]
-        lines.append(_table(rows, ["op type", "nodes", "MACs", "MACs %", "FLOPs", "params"], markdown))
+    if group_by:
+        rows = [[name, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
+                 human(total.params)] for name, total in _groups(result, group_by).items()]
+        lines.append(_table(rows, [group_by.replace("_", " "), "nodes", "MACs", "MACs %", "FLOPs", "params"],
+                            markdown))
     else:
         rows = [[index, layer.name, layer.op_type, layer.kind if layer.kind != "other" else "", _shape_text(layer),
                  dims(layer.output_shape), human(layer.macs), _share(layer.macs, totals.macs), human(layer.params),
@@ -122,13 +125,25 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
     return lines
 
 
-def render_csv(result: AnalysisResult, by_op: bool = False) -> str:
+def _groups(result: AnalysisResult, group_by: str) -> dict:
+    from segcost.analyzer.grouping import group_layers, parse_group_by
+
+    key, depth = parse_group_by(group_by)
+    return result.by_op_type if key == "op_type" else group_layers(result.layers, key, depth)
+
+
+def groups_dict(result: AnalysisResult, group_by: str) -> dict:
+    """The `"groups"` member a JSON report gets with --group-by: the key and one entry per group."""
+    return {"key": group_by, "rows": {name: vars(total) for name, total in _groups(result, group_by).items()}}
+
+
+def render_csv(result: AnalysisResult, group_by: str | None = None) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if by_op:
-        writer.writerow(["op_type", "count", "macs", "flops", "params"])
-        for op_type, total in result.by_op_type.items():
-            writer.writerow([op_type, total.count, total.macs, total.flops, total.params])
+    if group_by:
+        writer.writerow([group_by.partition(":")[0], "count", "macs", "flops", "params"])
+        for name, total in _groups(result, group_by).items():
+            writer.writerow([name, total.count, total.macs, total.flops, total.params])
         return buffer.getvalue()
     writer.writerow(CSV_COLUMNS)
     for layer in result.layers:

@@ -1,0 +1,53 @@
+"""Subtotals of an analysis by op type, layer kind or layer-name prefix (`analyze --group-by`).
+
+Every layer falls in exactly one group, so the groups' integer MACs, FLOPs and params add up
+to the totals exactly. A prefix is the first DEPTH parts of a layer name, split on "/" when
+the name has one (torch.onnx names: "/encoder/features.1/conv/Conv") and on "." otherwise
+("encoder.block1.expand"); a name with no more parts than DEPTH is its own group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from segcost.analyzer.result import LayerCost, OpTypeTotal
+from segcost.errors import InputError
+
+GROUP_KEYS = ("op_type", "kind", "prefix")
+
+
+def parse_group_by(text: str) -> tuple[str, int]:
+    """"op_type", "kind", "prefix" or "prefix:DEPTH" → (key, depth); depth is 1 unless given."""
+    key, colon, depth_text = text.partition(":")
+    if key not in GROUP_KEYS or (colon and key != "prefix"):
+        raise InputError(f"--group-by {text!r}: expected op_type, kind, prefix or prefix:DEPTH")
+    if not colon:
+        return key, 1
+    if not depth_text.isdigit() or int(depth_text) < 1:
+        raise InputError(f"--group-by {text!r}: DEPTH must be a positive integer")
+    return key, int(depth_text)
+
+
+def name_prefix(name: str, depth: int) -> str:
+    separator = "/" if "/" in name else "."
+    parts = [part for part in name.split(separator) if part]
+    if len(parts) <= depth:
+        return name
+    return (separator if name.startswith(separator) else "") + separator.join(parts[:depth])
+
+
+def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int = 1) -> dict[str, OpTypeTotal]:
+    """Group name → totals, most MACs first (then FLOPs, then name)."""
+    label: Callable[[LayerCost], str] = {
+        "op_type": lambda layer: layer.op_type,
+        "kind": lambda layer: layer.kind,
+        "prefix": lambda layer: name_prefix(layer.name, depth),
+    }[key]
+    totals: dict[str, OpTypeTotal] = {}
+    for layer in layers:
+        total = totals.setdefault(label(layer), OpTypeTotal())
+        total.count += 1
+        total.macs += layer.macs
+        total.flops += layer.flops
+        total.params += layer.params
+    return dict(sorted(totals.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))
