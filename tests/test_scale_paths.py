@@ -15,7 +15,7 @@ from segcost.frontends import protoscan
 from segcost.frontends.onnx import _check_attributes, load, read_model
 from segcost.ir import Graph, Node
 from segcost.ir.onnx_io import read_value_infos
-from segcost.reports.analysis import _table
+from segcost.reports.tables import text_table as _table
 from segcost.samples import deeplabv3lite
 from segcost.samples.scale import deep, wide
 

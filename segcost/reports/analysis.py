@@ -7,6 +7,7 @@ import io
 import json
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
 
 FORMATS = ("table", "json", "csv", "md")
@@ -47,30 +48,6 @@ def _shape_text(layer: LayerCost) -> str:
 
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}" if whole else "-"
-
-
-def _table(rows: list[list], headers: list[str], markdown: bool) -> str:
-    """tabulate's "github" (markdown) or "simple" table of text cells (numbers are not parsed).
-
-    Why partly hand-written: tabulate inspects every cell's type and width in Python, 4 s
-    for a 100k-layer table. With disable_numparse, every cell is text and a "simple" table
-    is left-aligned columns of stripped cells, each at least its header + 2 wide, joined by
-    two spaces, with no trailing spaces; that layout is written here when every cell is printable ASCII (no escape
-    sequences, wide or multi-line text, which tabulate measures specially). A test compares
-    both on many tables.
-    """
-    texts = [[str(cell) for cell in row] for row in rows]
-    joined = "".join(map("".join, texts))
-    if markdown or not (joined.isascii() and joined.isprintable()):
-        from tabulate import tabulate  # only the human formats need it; keeps JSON/CSV start-up small
-
-        return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True)
-    cells = [[text.strip() for text in row] for row in texts]
-    columns = list(zip(*cells)) or [()] * len(headers)
-    widths = [max(len(header) + 2, max(map(len, column), default=0)) for header, column in zip(headers, columns)]
-    line = "  ".join(f"{{:<{width}}}" for width in widths).format
-    return "\n".join([line(*headers).rstrip(), "  ".join("-" * width for width in widths),
-                      *(line(*row).rstrip() for row in cells)])
 
 
 def render_text(result: AnalysisResult, markdown: bool = False, top: int | None = None,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-def _table(rows: list[list], headers: list[str], fmt: str) -> str:
-    from tabulate import tabulate
 
-    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "md" else "simple", disable_numparse=True)
+def _table(rows: list[list], headers: list[str], fmt: str) -> str:
+    from segcost.reports.tables import text_table
+
+    return text_table(rows, headers, markdown=fmt == "md")
 
 
 def render_cost(report, fmt: str, top: int, model_label: str) -> str:
