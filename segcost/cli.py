@@ -30,22 +30,29 @@ def cli() -> None:
 @click.option("--group-by", metavar="KEY", help="Subtotals instead of layers: op_type, kind, prefix or prefix:DEPTH "
               "(layer-name parts, e.g. encoder/decoder); they add up to the totals exactly.")
 @click.option("--by-op", is_flag=True, help="Same as --group-by op_type.")
+@click.option("--count", "counted", metavar="CATS", default="none", show_default=True,
+              help="Also count these as MACs, one per elementary op (as thop/onnx-tool do): "
+                   "bias,bn,activation,pooling,resize,elementwise, all or none; totals.macs stays conv/gemm.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
-            group_by: str | None, by_op: bool, strict: bool, target: str | None) -> None:
+            group_by: str | None, by_op: bool, counted: str, strict: bool, target: str | None) -> None:
     """Per-layer MACs, FLOPs, params and bytes of MODEL (default: a built-in DeepLabV3Lite).
 
     MODEL is an .onnx file, or with segcost[torch] a TorchScript/ExportedProgram file
     (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW).
     """
+    from segcost.analyzer.conventions import parse_counted
+
     if group_by is not None:
         from segcost.analyzer.grouping import parse_group_by
 
         parse_group_by(group_by)   # a bad key is an error before the model is loaded
+    categories = parse_counted(counted)
     graph, _ = _load_graph(model, input_shapes)
     try:
-        _report_analysis(graph, model, fmt, output, top, group_by or ("op_type" if by_op else None), strict, target)
+        _report_analysis(graph, model, fmt, output, top, group_by or ("op_type" if by_op else None), strict, target,
+                         categories)
     finally:
         # The IR's networkx graph is a reference cycle (its cached views refer back to it), so
         # with the collector off (see main) it outlives the command, and the interpreter's final
@@ -55,11 +62,12 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
 
 
 def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top: int | None, group_by: str | None,
-                     strict: bool, target: str | None) -> None:
+                     strict: bool, target: str | None, counted: list[str]) -> None:
     from segcost.analyzer import analyze as analyze_graph
     from segcost.reports.analysis import render
 
     result = analyze_graph(graph)
+    result.counted = counted
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
     findings = None

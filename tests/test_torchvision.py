@@ -75,3 +75,19 @@ def test_dynamic_batch_export_with_input_shape(run_cli, exported):
     assert code == 2 and "'batch'" in err
     assert _macs(run_cli, str(paths["dynamic_batch"]), "--input-shape", "input=1x3x520x1040") == EXPECTED[name]
     assert _macs(run_cli, str(paths["dynamic_batch"]), "--input-shape", "input=4x3x520x1040") == 4 * EXPECTED[name]
+
+
+def test_resnet50_conv_gemm_convention_is_4_09_gmacs(run_cli, tmp_path):
+    """USER-NEEDS 5: torchvision resnet50 at 1x3x224x224 counts 4.09 G conv+gemm MACs (within 0.5%)."""
+    from torchvision.models import resnet50
+
+    path = tmp_path / "resnet50.onnx"
+    with torch.no_grad():
+        torch.onnx.export(resnet50(weights=None).eval(), (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["logits"])
+    macs = _macs(run_cli, str(path))
+    assert abs(macs - 4.09e9) <= 0.005 * 4.09e9
+    code, out, _ = run_cli("analyze", str(path), "--count", "bias", "--format", "json")
+    by_convention = json.loads(out)["macs_by_convention"]
+    # the exporter folds BatchNorm into the convs, so every conv output element has a bias add
+    assert by_convention["macs"] - macs == by_convention["subtotals"]["bias"] > 1000

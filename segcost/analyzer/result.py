@@ -105,8 +105,11 @@ class AnalysisResult:
     layers: list[LayerCost]
     by_op_type: dict[str, OpTypeTotal]
     warnings: list[str] = field(default_factory=list)
+    counted: list[str] = field(default_factory=list)   # categories also counted as MACs (analyzer.conventions)
 
     def to_dict(self, include_layers: bool = True) -> dict[str, Any]:
+        from segcost.analyzer.conventions import convention_totals   # it imports this module
+
         coverage = asdict(self.coverage)
         coverage["nodes_covered_pct"] = round(self.coverage.nodes_covered_pct, 2)
         return {
@@ -121,4 +124,5 @@ class AnalysisResult:
             "layers": [dict(vars(layer)) for layer in self.layers] if include_layers else [],
             "by_op_type": {op_type: asdict(total) for op_type, total in self.by_op_type.items()},
             "warnings": list(self.warnings),
+            "macs_by_convention": convention_totals(self, self.counted).to_dict(),
         }

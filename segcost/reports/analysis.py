@@ -7,6 +7,7 @@ import io
 import json
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
 from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
 
@@ -14,9 +15,6 @@ FORMATS = ("table", "json", "csv", "md")
 
 CSV_COLUMNS = ("name", "op_type", "kind", "group", "kernel", "stride", "input_shapes", "output_shape", "macs",
                "flops", "bias_flops", "params", "weight_bytes", "activation_bytes", "status")
-
-CONVENTION_LINE = ("MACs count Conv/ConvTranspose/Gemm/MatMul multiply-accumulates only; bias, BatchNorm, "
-                   "activations, pooling and resize are not MACs (they are in FLOPs = 2*MACs + elementary ops)")
 
 
 def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, group_by: str | None = None) -> str:
@@ -62,7 +60,7 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
     for label, tensors in (("input", model.inputs), ("output", model.outputs)):
         for tensor in tensors:
             lines.append(f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
-    lines.append(f"conventions: {CONVENTION_LINE}")
+    lines.append(f"conventions: {convention_line(result.counted)}")
     lines.append("")
     if group_by:
         rows = [[name, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
@@ -95,6 +93,13 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
         f"convention, {len(coverage.unsupported)} unsupported, {len(coverage.shape_unknown)} without shape "
         f"({coverage.nodes_covered_pct:.1f}% covered)",
     ]
+    by_convention = convention_totals(result, result.counted)
+    lines.append(f"{bullet}elementary ops by category (not MACs unless counted): " + ", ".join(
+        f"{name} {human(by_convention.subtotals[name])}" for name in CATEGORIES))
+    if result.counted:
+        parts = " + ".join(f"{name} {by_convention.subtotals[name]:,}" for name in result.counted)
+        lines.append(f"{bullet}MACs with {', '.join(result.counted)} counted: {by_convention.macs / 1e9:.3f} G "
+                     f"({by_convention.macs:,} = conv/gemm {totals.macs:,} + {parts})")
     if coverage.unknown_ops:
         listed = ", ".join(f"{op_type} x{count}" for op_type, count in sorted(coverage.unknown_ops.items()))
         lines.append(f"{bullet}unsupported ops (counted as 0): {listed}")

@@ -1,0 +1,86 @@
+"""Switchable counting conventions: which non-convolution work is also counted as MACs.
+
+segcost's MACs are the multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul (DESIGN).
+Other tools also count some of the rest — thop and onnx-tool count one "MAC" per bias add,
+BatchNorm element, activation, pooled or resized element. `analyze --count bias,bn,...`
+reproduces that by adding a category's elementary operations (the documented `flops` of
+its ops, see `segcost ops`; for bias, the bias adds of the MAC layers) to the total, so each
+category changes the total by exactly its subtotal, which the report shows beside it.
+`totals.macs` itself never changes meaning: the counted total is reported separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.errors import InputError
+
+# Category → op types whose elementary operations it holds ("bias" is the MAC layers' bias adds).
+CATEGORIES: dict[str, frozenset[str]] = {
+    "bias": frozenset(),
+    "bn": frozenset({"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}),
+    "activation": frozenset({"Relu", "LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus",
+                             "Softsign", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Gelu", "Mish",
+                             "Softmax", "LogSoftmax"}),
+    "pooling": frozenset({"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"}),
+    "resize": frozenset({"Resize", "Upsample"}),
+    "elementwise": frozenset({"Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Pow"}),
+}
+
+
+@dataclass
+class ConventionTotals:
+    """MACs under a chosen convention: the conv+gemm MACs plus the counted categories' subtotals."""
+
+    counted: list[str]
+    subtotals: dict[str, int]          # every category, counted or not (exact ints)
+    conv_gemm_macs: int
+    macs: int                          # conv_gemm_macs + the counted subtotals
+
+    def to_dict(self) -> dict:
+        return {"counted": self.counted, "subtotals": self.subtotals, "conv_gemm_macs": self.conv_gemm_macs,
+                "macs": self.macs}
+
+
+def parse_counted(text: str) -> list[str]:
+    """ "bias,bn" / "all" / "none" → category names in CATEGORIES order; InputError names an unknown one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return list(CATEGORIES)
+    if names == ["none"] or not names:
+        return []
+    unknown = [name for name in names if name not in CATEGORIES]
+    if unknown:
+        raise InputError(f"--count: unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
+                         f"(choose from {', '.join(CATEGORIES)}, all, none)")
+    return [name for name in CATEGORIES if name in names]
+
+
+def category_of(layer: LayerCost) -> str | None:
+    for name, op_types in CATEGORIES.items():
+        if layer.op_type in op_types and not layer.domain:
+            return name
+    return None
+
+
+def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
+    subtotals = dict.fromkeys(CATEGORIES, 0)
+    for layer in result.layers:
+        subtotals["bias"] += layer.bias_flops
+        category = category_of(layer)
+        if category is not None:
+            subtotals[category] += layer.flops
+    conv_gemm = result.totals.macs
+    return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
+
+
+def convention_line(counted: list[str]) -> str:
+    """The report header's one line on what the MAC total includes."""
+    others = [name for name in CATEGORIES if name not in counted]
+    line = "MACs = Conv/ConvTranspose/Gemm/MatMul multiply-accumulates"
+    if counted:
+        line += " + one per elementary op of: " + ", ".join(counted)
+    if others:
+        line += f"; not counted as MACs: {', '.join(others)}"
+    return line + " (FLOPs = 2*conv/gemm MACs + every elementary op)"
