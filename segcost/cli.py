@@ -55,7 +55,11 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         parse_group_by(group_by)   # a bad key is an error before the model is loaded
     categories = parse_counted(counted)
     if symbolic:
-        _report_symbolic(model, input_shapes, fmt, output, multiple)
+        from segcost.commands.symbolic import symbolic_report
+
+        if model is None or _is_torch_spec(model):
+            raise InputError("--symbolic needs an .onnx file with symbolic input dims")
+        _emit(symbolic_report(model, input_shapes, fmt, multiple), output, protected=(model,))
         return
     graph, _ = _load_graph(model, input_shapes)
     try:
@@ -67,41 +71,6 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         # collection at exit traverses all its objects (0.8 s at 100k nodes). Emptying it frees
         # them by reference counting instead, five times cheaper.
         graph.dag.clear()
-
-
-def _report_symbolic(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None,
-                     multiple: int) -> None:
-    from segcost.analyzer import analyze as analyze_graph
-    from segcost.analyzer.symbolic import collect_symbols, symbolic_macs
-    from segcost.frontends import onnx as onnx_frontend
-
-    if model is None or _is_torch_spec(model) or fmt not in ("table", "md", "json"):
-        raise InputError("--symbolic needs an .onnx file with symbolic input dims and --format table, md or json")
-    graph = onnx_frontend.load(model, onnx_frontend.parse_input_shapes(input_shapes))
-    symbols = collect_symbols(onnx_frontend.symbolic_inputs(graph), multiple)
-    symbol_at = {place: symbol.name for symbol in symbols for place in symbol.places}
-    shapes = {name: list(graph.shape(name) or []) for name in graph.inputs}
-
-    def macs_at(values: dict[str, int]) -> int:
-        probe = {name: tuple(values[symbol_at[(name, axis)]] if (name, axis) in symbol_at else dim
-                             for axis, dim in enumerate(shape)) for name, shape in shapes.items()}
-        return analyze_graph(onnx_frontend.load(model, probe)).totals.macs
-
-    result = symbolic_macs(macs_at, symbols)
-    if fmt == "json":
-        import json
-
-        text = json.dumps({"schema": "segcost.symbolic/1", "model": model, "symbolic_macs": result.to_dict()},
-                          indent=2) + "\n"
-    else:
-        bullet = "- " if fmt == "md" else ""
-        places = "; ".join(f"{symbol.name} = " + ", ".join(f"{name}[{axis}]" for name, axis in symbol.places)
-                           for symbol in symbols)
-        text = (f"{'## ' if fmt == 'md' else ''}segcost analyze --symbolic: {model}\n"
-                f"{bullet}MACs = {result.formula()}\n"
-                f"{bullet}exact for {result.valid_for()} (interpolated from {result.probes - 1} analyses, "
-                f"checked on one more)\n{bullet}symbols: {places}\n")
-    _emit(text, output, protected=(model,))
 
 
 def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top: int | None, group_by: str | None,
