@@ -42,6 +42,7 @@ from segcost.targets.results import (
 from segcost.targets.runtime import (
     BLOCKED_OPS,
     aligned_layers,
+    blocked_layers,
     layout_reorders,
     runtime_folded,
     valid_tap_fraction,
@@ -84,6 +85,7 @@ class PreparedModel:
     rules: str | None
     consumer_counts: dict[str, int] = field(default_factory=dict)   # activation tensor → consuming layers
     model_outputs: frozenset[str] = frozenset()
+    producer_op_types: dict[str, str] = field(default_factory=dict)  # activation tensor → its producer's op type
 
 
 def estimate(graph_or_analysis: Any, profile: TargetProfile | str, findings: list | None = None) -> TargetReport:
@@ -155,19 +157,22 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     for item in features:
         for tensor in set(item.input_tensors):
             consumer_counts[tensor] = consumer_counts.get(tensor, 0) + 1
+    op_types = {layer.name: layer.op_type for layer in analysis.layers}
     return PreparedModel(features, elements, producers, rules, consumer_counts,
-                         frozenset(tensor.name for tensor in analysis.model.outputs))
+                         frozenset(tensor.name for tensor in analysis.model.outputs),
+                         {tensor: op_types[producer] for tensor, producer in producers.items()})
 
 
 def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> TargetReport:
     """The cost model proper (pure arithmetic over prepared features)."""
     placements = _placements(prepared, profile)
-    aligned = aligned_layers(prepared, profile)
-    folded = runtime_folded(prepared, profile, placements, aligned)
+    blocked = blocked_layers(prepared, profile)
+    aligned = aligned_layers(prepared, profile, blocked)
+    folded = runtime_folded(prepared, profile, placements, blocked)
     layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name),
                               aligned.get(item.layer.name, True))
               for item in prepared.features]
-    transfers = _transfers(prepared, placements, profile) + _reorders(prepared, profile, aligned)
+    transfers = _transfers(prepared, placements, profile) + _reorders(prepared, profile, blocked)
     return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
                         profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
 
@@ -357,11 +362,11 @@ def _transfers(prepared: PreparedModel, placements: dict[str, str], profile: Tar
     return transfers
 
 
-def _reorders(prepared: PreparedModel, profile: TargetProfile, aligned: dict[str, bool]) -> list[TransferEstimate]:
+def _reorders(prepared: PreparedModel, profile: TargetProfile, blocked: set[str]) -> list[TransferEstimate]:
     """The runtime's layout conversions (runtime.layout_reorders): each reads and writes its tensor once, through
     the memory level that holds both copies, plus the per-layer overhead (it is a kernel of its own)."""
     reorders = []
-    for tensor, producer, consumer, direction in layout_reorders(prepared, profile, aligned):
+    for tensor, producer, consumer, direction in layout_reorders(prepared, profile, blocked):
         moved = 2 * prepared.elements.get(tensor, 0) * profile.dtype_bytes
         level = next(level for level in profile.memory if level.capacity_bytes is None or moved <= level.capacity_bytes)
         cycles = moved / level.bytes_per_cycle + profile.layer_overhead_cycles

@@ -86,29 +86,57 @@ BLOCKED_OPS = frozenset({"Resize", "Upsample", "MaxPool", "AveragePool", "Global
                          "HardSigmoid", "HardSwish", "Tanh"})
 
 
-def aligned_layers(prepared: PreparedModel, profile: TargetProfile) -> dict[str, bool]:
-    """Layer name → whether it runs on the runtime's fast, aligned path (MAC layers and, with a blocked
-    layout, the ops after them); layers missing from the map have nothing to align."""
-    width = profile.align_width
+def float_conv(item: _Features, prepared: PreparedModel) -> bool:
+    """A rank-4 float Conv: not fed by a DequantizeLinear (that is an int8 QDQ conv)."""
+    layer = item.layer
+    if layer.op_type != "Conv" or layer.domain or len(layer.output_shape or ()) != 4:
+        return False
+    return not any(prepared.producer_op_types.get(tensor) == "DequantizeLinear" for tensor in item.input_tensors)
+
+
+def blocked_layers(prepared: PreparedModel, profile: TargetProfile) -> set[str]:
+    """Names of the layers a blocked-layout runtime runs on blocked tensors (empty without one).
+
+    Only float Conv joins from a MAC layer: MatMul/Gemm run on plain tensors, and a conv fed
+    by a DequantizeLinear is an int8 QDQ conv, which onnxruntime fuses into an NHWC
+    QLinearConv instead."""
     if not profile.blocked_layout:
-        return {item.layer.name: whole_tiles(item, width) for item in prepared.features if item.layer.macs}
-    aligned: dict[str, bool] = {}
+        return set()
+    width = profile.align_width
+    multiple = profile.path_channel_multiple or width
+    blocked: set[str] = set()
     for item in prepared.features:   # topological order: producers first
         layer = item.layer
-        if layer.macs:
-            aligned[layer.name] = blocked_conv(item, width, profile.path_channel_multiple or width)
-            continue
         producers = [prepared.producers.get(tensor) for tensor in item.input_tensors]
-        blocked = layer.op_type in BLOCKED_OPS and not layer.domain and bool(producers) and all(
-            producer is not None and aligned.get(producer, False) for producer in producers)
-        if blocked and layer.op_type == "Concat":
-            blocked = all(len(shape) == 4 and isinstance(shape[1], int) and shape[1] % width == 0
-                          for shape in layer.input_shapes[:-1] if shape is not None)
-        aligned[layer.name] = blocked
+        if layer.macs:
+            if float_conv(item, prepared) and blocked_conv(item, width, multiple):
+                blocked.add(layer.name)
+            continue
+        joins = layer.op_type in BLOCKED_OPS and not layer.domain and bool(producers) and all(
+            producer in blocked for producer in producers)
+        if joins and layer.op_type == "Concat":
+            joins = all(len(shape) == 4 and isinstance(shape[1], int) and shape[1] % width == 0
+                        for shape in layer.input_shapes[:-1] if shape is not None)
+        if joins:
+            blocked.add(layer.name)
+    return blocked
+
+
+def aligned_layers(prepared: PreparedModel, profile: TargetProfile, blocked: set[str]) -> dict[str, bool]:
+    """Layer name → whether it runs on the runtime's fast, aligned path: with a blocked layout, a float
+    conv or a vector op on blocked tensors (`blocked`); other MAC layers by whole tiles."""
+    width = profile.align_width
+    aligned: dict[str, bool] = {}
+    for item in prepared.features:
+        layer = item.layer
+        if profile.blocked_layout and (not layer.macs or float_conv(item, prepared)):
+            aligned[layer.name] = layer.name in blocked
+        elif layer.macs:
+            aligned[layer.name] = layer.op_type == "ConvTranspose" or whole_tiles(item, width)
     return aligned
 
 
-def layout_reorders(prepared: PreparedModel, profile: TargetProfile, aligned: dict[str, bool]
+def layout_reorders(prepared: PreparedModel, profile: TargetProfile, blocked: set[str]
                     ) -> list[tuple[str, str | None, str, str]]:
     """(tensor, producer or None for a model input, consumer or "output", "blocked->plain" | "plain->blocked")
     for every tensor the runtime converts between layouts; empty without a blocked layout."""
@@ -124,23 +152,23 @@ def layout_reorders(prepared: PreparedModel, profile: TargetProfile, aligned: di
 
     for item in prepared.features:
         layer = item.layer
-        consumer_blocked = aligned.get(layer.name, False)
+        consumer_blocked = layer.name in blocked
         for tensor in item.input_tensors:
             producer = prepared.producers.get(tensor)
-            producer_blocked = producer is not None and aligned.get(producer, False)
+            producer_blocked = producer in blocked
             if producer_blocked and not consumer_blocked:
                 add(tensor, producer, layer.name, "blocked->plain")
             elif consumer_blocked and not producer_blocked and layer.macs and item.reduce_dim >= profile.align_width:
                 add(tensor, producer, layer.name, "plain->blocked")   # a stem reads the plain input directly
     for tensor in sorted(prepared.model_outputs):
         producer = prepared.producers.get(tensor)
-        if producer is not None and aligned.get(producer, False):
+        if producer in blocked:
             add(tensor, producer, "output", "blocked->plain")
     return reorders
 
 
 def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: dict[str, str],
-                   aligned: dict[str, bool]) -> dict[str, str]:
+                   blocked: set[str]) -> dict[str, str]:
     """Layer → the conv the runtime folds it into (profile.fused_into_conv_ops), following chains (Conv→Add→Relu).
 
     A sum (Add) folds only into a conv without an activation yet: the fused kernel computes
@@ -164,7 +192,7 @@ def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: 
             continue
         is_sum = layer.op_type in ("Add", "Sum")
         if is_sum and profile.blocked_layout and not all(
-                aligned.get(prepared.producers.get(tensor, ""), False) for tensor in item.input_tensors):
+                prepared.producers.get(tensor) in blocked for tensor in item.input_tensors):
             continue   # a blocked conv can only add a blocked tensor (ERFNet's sums after a ConvTranspose)
         for tensor in item.input_tensors:
             producer = prepared.producers.get(tensor)

@@ -267,3 +267,24 @@ def test_off_path_layers_say_why():
     assert "off the runtime's blocked path" in report["upsample"].reason
     aligned = {layer.name: layer for layer in estimate(_conv_then_resize(32), "cpu").layers}
     assert "blocked path" not in aligned["classifier"].reason + aligned["upsample"].reason
+
+
+def test_only_float_convs_join_the_blocked_layout():
+    from segcost.optimize import optimize
+    from segcost.quant.quantize import QuantizeOptions, quantize_graph
+    from segcost.samples import deeplabv3lite
+    from segcost.samples.builder import GraphBuilder
+
+    builder = GraphBuilder(seed=0)
+    y = builder.conv("input", 16, 16, 1, name="conv")
+    y = builder.node("Reshape", [y, builder.constant("shape", np.array([1, 16 * 8 * 8], np.int64))], "flat")
+    y = builder.node("MatMul", [y, builder.constant("w1", np.full((1024, 64), 0.01, np.float32))], "fc1")
+    y = builder.node("MatMul", [y, builder.constant("w2", np.full((64, 10), 0.01, np.float32))], "fc2")
+    report = estimate(load_model(builder.model("input", (1, 16, 8, 8), y, (1, 10))), "cpu")
+    # MatMuls run on plain tensors: reorders into the conv and before the Reshape, none around them
+    assert [(item.consumer, item.direction) for item in report.transfers] == [
+        ("conv", "plain->blocked"), ("flat", "blocked->plain")]
+    float_graph = optimize(load_model(deeplabv3lite(width=0.35, num_classes=5, height=64, width_px=64))).graph
+    qdq = quantize_graph(float_graph, QuantizeOptions(calib_size=2)).graph
+    # an int8 QDQ conv becomes an NHWC QLinearConv in onnxruntime, never an NCHWc one
+    assert estimate(qdq, "cpu").transfers == []
