@@ -36,7 +36,7 @@ def cli() -> None:
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 @click.option("--symbolic", is_flag=True, help="MACs as an exact formula of the model's symbolic input dims "
-              "(found by analyzing it at several sizes; --input-shape may fix some dims).")
+              "(found by analyzing it at a grid of sizes and checked beyond it).")
 @click.option("--multiple", default=32, show_default=True, type=click.IntRange(min=1),
               help="With --symbolic: spatial dims are probed (and the formula holds) on multiples of this.")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,

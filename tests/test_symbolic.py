@@ -66,3 +66,9 @@ def test_cli_symbolic(run_cli, dynamic_model):
     assert code == 2                                    # nothing symbolic left
     code, _, err = run_cli("analyze", str(dynamic_model))
     assert code == 2 and "--symbolic" in err and "'N'" in err
+
+
+def test_a_change_beyond_the_probes_is_caught():
+    # a stride-256 layer: 1x1 output up to H = 256, then it grows
+    with pytest.raises(InputError, match="try a larger --multiple"):
+        symbolic_macs(lambda values: 24 * ((values["H"] - 1) // 256 + 1) ** 2, [H])

@@ -5,9 +5,10 @@ and strided convs floor-divide, so MACs are only a polynomial on a lattice of si
 multiples of `multiple` (32 covers every stride-32 network; a batch dim steps by 1) the MACs
 of a conv/gemm network are a polynomial of low degree in each dim: (a·H + b)(c·W + d) summed
 over layers, times N. segcost analyzes the model at a grid of such sizes, interpolates the
-polynomial exactly (Fractions, no rounding), and checks it at one size outside the grid; a
-model whose MACs are not such a polynomial (attention over H·W tokens at degree 2, for
-example, unless `degree` is raised) is an error, never a wrong formula.
+polynomial exactly (Fractions, no rounding), and checks it at sizes beyond the grid (5, 8
+and 16 steps); a model whose MACs differ there from the polynomial (attention over H·W
+tokens at degree 2, a stride larger than the probes) is an error. A layer that changes
+only beyond 16 steps would go unseen: the formula is exact for what was checked.
 """
 
 from __future__ import annotations
@@ -89,19 +90,23 @@ def symbolic_macs(macs_at: Callable[[dict[str, int]], int], symbols: list[Symbol
         raise InputError("the model has no symbolic input dimension")
     if (degree + 1) ** len(symbols) > 256:
         raise InputError(f"{len(symbols)} symbolic dims need {(degree + 1) ** len(symbols)} probes; "
-                         "fix some with --input-shape")
+                         "analyze with fixed sizes (--input-shape) instead")
     points = [[symbol.step * (index + 1) for index in range(degree + 1)] for symbol in symbols]
     grid = {combination: Fraction(macs_at({symbol.name: value for symbol, value in zip(symbols, combination)}))
             for combination in itertools.product(*points)}
     coefficients = _interpolate(grid, points, degree)
     terms = {exponents: value for exponents, value in coefficients.items() if value}
-    result = SymbolicMacs(symbols, terms, len(grid) + 1)
-    check = {symbol.name: symbol.step * (degree + 3) for symbol in symbols}
-    measured = macs_at(check)
-    if result.evaluate(check) != measured:
-        raise InputError(f"MACs are not a polynomial of degree <= {degree} in {', '.join(check)} on "
-                         f"{result.valid_for()} (at {check} the fit gives {result.evaluate(check)}, "
-                         f"the model {measured}): give fixed sizes with --input-shape")
+    # Checked beyond the grid, up to 16 steps: a layer that only changes size past the probes
+    # (a stride-256 conv, a fixed-size pooling) shows up there.
+    factors = sorted({degree + 3, 8, 16} - set(range(1, degree + 2)))
+    result = SymbolicMacs(symbols, terms, len(grid) + len(factors))
+    for factor in factors:
+        check = {symbol.name: symbol.step * factor for symbol in symbols}
+        measured = macs_at(check)
+        if result.evaluate(check) != measured:
+            raise InputError(f"MACs are not a polynomial of degree <= {degree} in {', '.join(check)} on "
+                             f"{result.valid_for()} (at {check} the fit gives {result.evaluate(check)}, the model "
+                             f"{measured}): try a larger --multiple, or give fixed sizes with --input-shape")
     return result
 
 

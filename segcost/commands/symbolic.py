@@ -34,5 +34,5 @@ def symbolic_report(model: str, input_shapes: tuple[str, ...], fmt: str, multipl
                        for symbol in symbols)
     return (f"{'## ' if fmt == 'md' else ''}segcost analyze --symbolic: {model}\n"
             f"{bullet}MACs = {result.formula()}\n"
-            f"{bullet}exact for {result.valid_for()} (interpolated from {result.probes - 1} analyses, "
-            f"checked on one more)\n{bullet}symbols: {places}\n")
+            f"{bullet}exact for {result.valid_for()} (interpolated from a grid of analyses, checked at 5, 8 and "
+            f"16 steps; {result.probes} analyses)\n{bullet}symbols: {places}\n")

@@ -110,7 +110,7 @@ def float_output_tail(graph: Graph) -> list[str]:
         if not all(consumer in tail_keys for tensor in node.outputs for consumer in graph.consumers(tensor)):
             continue
         tail_keys.add(key)
-        tail.append(node.name)
+        tail.append(node.name or key)   # the name to_model writes, which the quantizer matches
         pending.extend(graph.producer(tensor) for tensor in node.inputs[:1])
     return tail
 

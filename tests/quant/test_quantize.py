@@ -159,3 +159,23 @@ def test_cpu_target_keeps_the_output_upsample_in_float(fused_graph):
     tda4vm = quantize_graph(fused_graph, QuantizeOptions(calib_size=2, target="tda4vm")).model
     producers = {output: node for node in tda4vm.graph.node for output in node.output}
     assert producers[tda4vm.graph.output[0].name].op_type == "DequantizeLinear"  # the accelerator runs it in int8
+
+
+def test_output_tail_of_unnamed_nodes_stays_float():
+    from onnx import TensorProto, helper
+
+    from segcost.quant.quantize import float_output_tail
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 1, 1)).astype(np.float32), "w")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("Resize", ["c", "", "scales"], ["y"],
+                                                                          mode="linear")],
+        "unnamed", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])], [weight, scales])
+    ir = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    tail = float_output_tail(ir)
+    assert len(tail) == 1 and tail[0]                                  # a name the exported node carries
+    model = quantize_graph(ir, QuantizeOptions(calib_size=2)).model
+    producers = {output: node for node in model.graph.node for output in node.output}
+    assert producers[model.graph.output[0].name].op_type == "Resize"
