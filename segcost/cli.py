@@ -31,7 +31,7 @@ def cli() -> None:
               "(layer-name parts, e.g. encoder/decoder); they add up to the totals exactly.")
 @click.option("--by-op", is_flag=True, help="Same as --group-by op_type.")
 @click.option("--count", "counted", metavar="CATS", default="none", show_default=True,
-              help="Also count these as MACs, one per elementary op (as thop/onnx-tool do): "
+              help="Also count these categories' elementary ops as MACs (other tools count some of them): "
                    "bias,bn,activation,pooling,resize,elementwise, all or none; totals.macs stays conv/gemm.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
@@ -54,6 +54,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
 
         parse_group_by(group_by)   # a bad key is an error before the model is loaded
     categories = parse_counted(counted)
+    _refuse_ignored_options(fmt, top, group_by or ("op_type" if by_op else None), categories, strict, target, symbolic)
     if symbolic:
         from segcost.commands.symbolic import symbolic_report
 
@@ -71,6 +72,28 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         # collection at exit traverses all its objects (0.8 s at 100k nodes). Emptying it frees
         # them by reference counting instead, five times cheaper.
         graph.dag.clear()
+
+
+def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, categories: list[str], strict: bool,
+                            target: str | None, symbolic: bool) -> None:
+    """An option the chosen report would not use is an error, not silently dropped."""
+    ignored = []
+    if symbolic:
+        ignored = [name for name, given in (("--top", top), ("--group-by/--by-op", group_by),
+                                            ("--count", categories), ("--strict", strict), ("--target", target))
+                   if given]
+        if ignored:
+            raise InputError(f"--symbolic reports one formula; it does not combine with {', '.join(ignored)}")
+        return
+    if fmt == "html":
+        ignored = [name for name, given in (("--group-by/--by-op", group_by), ("--count", categories)) if given]
+    elif fmt == "csv":
+        ignored = [name for name, given in (("--count (CSV rows carry no totals)", categories),
+                                            ("--target (use --format json)", target)) if given]
+    if group_by and top is not None:
+        ignored.append("--top (with --group-by)")
+    if ignored:
+        raise InputError(f"--format {fmt} does not use {', '.join(ignored)}")
 
 
 def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top: int | None, group_by: str | None,
@@ -119,7 +142,7 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     if fmt == "json":
         from segcost.reports.analysis import groups_dict, render_json_chunks
 
-        if group_by:   # asked for: the whole document at once (the streamed form has no room for it)
+        if group_by:   # group reports are small: the whole document at once is simplest
             import json
 
             document = result.to_dict()

@@ -30,7 +30,7 @@ def test_name_prefix(name, depth, prefix):
 def test_parse_group_by():
     assert parse_group_by("op_type") == ("op_type", 1)
     assert parse_group_by("prefix:3") == ("prefix", 3)
-    for bad in ("layer", "prefix:0", "prefix:x", "kind:2", "prefix:"):
+    for bad in ("layer", "prefix:0", "prefix:x", "kind:2", "prefix:", "prefix:²"):
         with pytest.raises(InputError):
             parse_group_by(bad)
 
@@ -63,3 +63,11 @@ def test_cli_group_by(run_cli, tmp_path):
     assert code == 0 and "prefix" in out and "encoder" in out
     code, _, err = run_cli("analyze", str(path), "--group-by", "layer")
     assert code == 2 and err.count("\n") == 1 and "--group-by" in err
+
+
+@pytest.mark.parametrize("options", [("--format", "html", "--group-by", "kind"), ("--format", "csv", "--count", "all"),
+                                     ("--format", "csv", "--target", "cpu"), ("--group-by", "kind", "--top", "3"),
+                                     ("--symbolic", "--count", "bias")])
+def test_options_a_report_would_not_use_are_refused(run_cli, options):
+    code, out, err = run_cli("analyze", *options)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "does not" in err

@@ -1,12 +1,13 @@
 """Switchable counting conventions: which non-convolution work is also counted as MACs.
 
 segcost's MACs are the multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul (DESIGN).
-Other tools also count some of the rest — thop and onnx-tool count one "MAC" per bias add,
-BatchNorm element, activation, pooled or resized element. `analyze --count bias,bn,...`
-reproduces that by adding a category's elementary operations (the documented `flops` of
-its ops, see `segcost ops`; for bias, the bias adds of the MAC layers) to the total, so each
-category changes the total by exactly its subtotal, which the report shows beside it.
-`totals.macs` itself never changes meaning: the counted total is reported separately.
+Other tools also count some of the rest, each in its own way (thop and onnx-tool count bias
+adds, BatchNorm, activations, pooling or resize work as MACs). `analyze --count bias,bn,...`
+makes that explicit: a counted category adds its elementary operations — the documented
+`flops` of its ops (`segcost ops`: BatchNorm 2 per element, Relu 1, bilinear Resize 7 per
+output element; for bias, the bias adds of the MAC layers) — so each category changes the
+total by exactly its subtotal, which the report shows beside it. `totals.macs` itself never
+changes meaning: the counted total is reported separately.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def parse_group_by(text: str) -> tuple[str, int]:
         raise InputError(f"--group-by {text!r}: expected op_type, kind, prefix or prefix:DEPTH")
     if not colon:
         return key, 1
-    if not depth_text.isdigit() or int(depth_text) < 1:
+    if not (depth_text.isascii() and depth_text.isdigit()) or int(depth_text) < 1:
         raise InputError(f"--group-by {text!r}: DEPTH must be a positive integer")
     return key, int(depth_text)
 

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
+from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
 

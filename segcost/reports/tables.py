@@ -13,7 +13,7 @@ def text_table(rows: list[list], headers: list[str], markdown: bool = False) -> 
     sequences, wide or multi-line text, which tabulate measures specially). A test compares
     both on many tables.
     """
-    texts = [[str(cell) for cell in row] for row in rows]
+    texts = [["" if cell is None else str(cell) for cell in row] for row in rows]   # tabulate prints None as ""
     joined = "".join(map("".join, texts))
     if markdown or not (joined.isascii() and joined.isprintable()):
         from tabulate import (

@@ -120,8 +120,9 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         else 0.0,
         grouped_row_overhead_pixels=reader.non_negative(accel, "accelerator.grouped_row_overhead_pixels")
         if "grouped_row_overhead_pixels" in accel else 0.0,
+        memory_overlap=reader.share(accel, "accelerator.memory_overlap") if "memory_overlap" in accel else 1.0,
         **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
-            "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency", "memory_overlap")
+            "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency")
             if key in accel},
         fused_activations_free=fused_free, supported_ops=None if ops == "*" else frozenset(ops),
         free_ops=frozenset(support.get("free_ops", [])),
@@ -216,6 +217,12 @@ class _Reader:
         value = self._number(table, path, name)
         if not 0 < value <= 1:
             raise InputError(f"{self.where}: {path} must be in (0, 1] (a fraction of peak), got {value:g}")
+        return value
+
+    def share(self, table: dict, path: str) -> float:
+        value = self._number(table, path, None)
+        if not 0 <= value <= 1:
+            raise InputError(f"{self.where}: {path} must be in [0, 1], got {value:g}")
         return value
 
     def string(self, table: dict, path: str, name: str | None = None) -> str:

@@ -119,3 +119,10 @@ def test_unknown_target_name_lists_builtins():
 def test_read_comments_ignores_hashes_in_strings():
     comments = read_comments('[profile]\nname = "a#b"  # the name\ndescription = "x"\n')
     assert comments == {"profile.name": "the name"}
+
+
+def test_memory_overlap_zero_means_compute_and_memory_add_up():
+    text = profile_to_toml(dataclasses.replace(load_profile("cpu"), memory_overlap=0.0))
+    assert parse_profile(text).memory_overlap == 0.0
+    with pytest.raises(InputError, match=r"memory_overlap must be in \[0, 1\]"):
+        parse_profile(text.replace("memory_overlap = 0.0", "memory_overlap = 1.5"))
