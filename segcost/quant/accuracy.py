@@ -128,6 +128,7 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "agree": 0, "pixels": 0} for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
+    notes: list[str] = []
     for sample in source:
         samples += 1
         float_values = dict(zip([o.name for o in float_session.get_outputs()], float_session.run(None, sample.feeds)))
@@ -147,7 +148,12 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
                 entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
                 entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
         first = float_values[output_names[0]]
-        if sample.label is not None and first.ndim == 4:
+        if sample.label is not None and first.ndim == 4 and tuple(sample.label.shape) != tuple(first.shape[2:]):
+            mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
+                        f"{output_names[0]!r} is {'x'.join(map(str, first.shape[2:]))} (no upsampling to the input)")
+            if mismatch not in notes:
+                notes.append(mismatch)
+        elif sample.label is not None and first.ndim == 4:
             classes = first.shape[1]
             if confusion_float is None:
                 confusion_float = np.zeros((classes, classes), np.int64)
@@ -164,7 +170,7 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
                         float(10 * np.log10(signal[tensor] / noise[tensor])) if noise[tensor] > 0 else float("inf"))
               for tensor, _, producer, op_type in pairs]
     layers.sort(key=lambda layer: layer.sqnr_db)
-    report = AccuracyReport(samples, outputs, layers)
+    report = AccuracyReport(samples, outputs, layers, notes=notes)
     if confusion_float is not None:
         report.miou_float = miou_from_confusion(confusion_float)
         report.miou_int8 = miou_from_confusion(confusion_int8)

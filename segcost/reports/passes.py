@@ -82,6 +82,7 @@ def render_int8(result) -> str:
     if accuracy.miou_drop is not None:
         lines.append(f"mIoU: float {accuracy.miou_float:.2f}, int8 {accuracy.miou_int8:.2f}, "
                      f"drop {accuracy.miou_drop:.2f} points")
+    lines.extend(accuracy.notes)
     worst = accuracy.layers[:5]
     if worst:
         lines.append("most sensitive layers (lowest SQNR):")
@@ -101,6 +102,7 @@ def optimize_report(result, model: str | None, output: str) -> dict:
             "totals": result.int8_after.to_dict()["totals"], "samples": accuracy.samples,
             "outputs": [asdict(output) for output in accuracy.outputs],
             "miou_float": accuracy.miou_float, "miou_int8": accuracy.miou_int8, "miou_drop": accuracy.miou_drop,
+            "accuracy_notes": accuracy.notes,
             "layers_by_sensitivity": [asdict(layer) for layer in accuracy.layers],
         }
     return payload

@@ -179,3 +179,21 @@ def test_output_tail_of_unnamed_nodes_stays_float():
     model = quantize_graph(ir, QuantizeOptions(calib_size=2)).model
     producers = {output: node for node in model.graph.node for output in node.output}
     assert producers[model.graph.output[0].name].op_type == "Resize"
+
+
+def test_no_miou_when_the_output_is_smaller_than_the_labels(run_cli, tmp_path):
+    from onnx import TensorProto, helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((5, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["y"], name="conv", strides=[4, 4], pads=[1, 1, 1, 1],
+                          kernel_shape=[3, 3])], "stride4",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 16, 16])], [weight])
+    path = tmp_path / "stride4.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    code, out, err = run_cli("optimize", str(path), "--int8", "--calib-size", "2", "-o", str(tmp_path / "q.onnx"))
+    assert code == 0, err
+    assert "no mIoU: the labels are 64x64 but the output 'y' is 16x16" in out
+    report = json.loads((tmp_path / "q.accuracy.json").read_text())
+    assert report["miou_drop"] is None and report["accuracy_notes"]
