@@ -59,3 +59,18 @@ def test_cli_count(run_cli, tmp_path):
     assert by_convention["counted"] == list(CATEGORIES)
     code, _, err = run_cli("analyze", str(path), "--count", "relu")
     assert code == 2 and err.count("\n") == 1
+
+
+def test_subtotals_match_hand_counts():
+    from segcost.samples.builder import GraphBuilder
+
+    builder = GraphBuilder(seed=0)
+    y = builder.conv("input", 4, 4, 1, name="conv", bias=True)       # 4*8*8 = 256 bias adds
+    y = builder.batch_norm(y, 4, "bn")                               # 2 per element: 512
+    y = builder.node("Relu", [y], "relu")                            # 1 per element: 256
+    y = builder.resize(y, 2, "up")                                   # bilinear 2D: 7 per output: 7*4*16*16
+    result = analyze(load_model(builder.model("input", (1, 4, 8, 8), y, (1, 4, 16, 16))))
+    subtotals = convention_totals(result, []).subtotals
+    assert subtotals == {"bias": 256, "bn": 512, "activation": 256, "pooling": 0, "resize": 7 * 4 * 16 * 16,
+                         "elementwise": 0}
+    assert convention_totals(result, ["bias", "resize"]).macs == 4 * 4 * 8 * 8 + 256 + 7 * 4 * 16 * 16
