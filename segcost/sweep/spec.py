@@ -214,28 +214,26 @@ def _sizes(value: Any, source: str, key: str) -> tuple[tuple[int, int] | None, .
     return tuple(_unique(sizes, source, key))
 
 
-def _classes(value: Any, source: str, key: str) -> tuple[int | None, ...]:
+def _defaultable(value: Any, source: str, key: str, convert, what: str) -> tuple:
+    """An axis list of `"default"` (→ None) or values `convert` accepts (it returns None to reject one)."""
     result = []
     for index, item in enumerate(_list(value, source, key)):
-        if item == DEFAULT:
-            result.append(None)
-        elif isinstance(item, int) and not isinstance(item, bool) and item >= 1:
-            result.append(item)
-        else:
-            raise InputError(f"{source}: {key}[{index}]: {item!r} is not a positive number of classes or \"default\"")
+        converted = None if item == DEFAULT or isinstance(item, bool) else convert(item)
+        if item != DEFAULT and converted is None:
+            raise InputError(f"{source}: {key}[{index}]: {item!r} is not {what} or \"default\"")
+        result.append(converted)
     return tuple(_unique(result, source, key))
+
+
+def _classes(value: Any, source: str, key: str) -> tuple[int | None, ...]:
+    return _defaultable(value, source, key, lambda item: item if isinstance(item, int) and item >= 1 else None,
+                        "a positive number of classes")
 
 
 def _widths(value: Any, source: str, key: str) -> tuple[float | None, ...]:
-    result = []
-    for index, item in enumerate(_list(value, source, key)):
-        if item == DEFAULT:
-            result.append(None)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool) and 0 < item <= 8:
-            result.append(float(item))
-        else:
-            raise InputError(f"{source}: {key}[{index}]: {item!r} is not a width multiplier in (0, 8] or \"default\"")
-    return tuple(_unique(result, source, key))
+    return _defaultable(value, source, key,
+                        lambda item: float(item) if isinstance(item, (int, float)) and 0 < item <= 8 else None,
+                        "a width multiplier in (0, 8]")
 
 
 def _model_entry(item: Any, index: int, source: str, sizes, classes, widths, width_given: bool) -> ModelEntry:
