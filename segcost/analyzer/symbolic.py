@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from math import prod
 
 from segcost.errors import InputError
 
@@ -35,8 +36,7 @@ class SymbolicMacs:
     probes: int
 
     def evaluate(self, values: dict[str, int]) -> Fraction:
-        return sum((coefficient * _product(values[symbol.name] ** power for symbol, power in
-                                           zip(self.symbols, exponents))
+        return sum((coefficient * prod(values[symbol.name] ** power for symbol, power in zip(self.symbols, exponents))
                     for exponents, coefficient in self.terms.items()), Fraction(0))
 
     def formula(self) -> str:
@@ -61,13 +61,6 @@ class SymbolicMacs:
                              "step": symbol.step} for symbol in self.symbols],
                 "terms": [{"exponents": list(exponents), "coefficient": str(coefficient)}
                           for exponents, coefficient in self.terms.items()]}
-
-
-def _product(values) -> int:
-    result = 1
-    for value in values:
-        result *= value
-    return result
 
 
 def collect_symbols(found: list[tuple[str, int, str]], multiple: int) -> list[Symbol]:
