@@ -13,7 +13,8 @@ def symbolic_report(model: str, input_shapes: tuple[str, ...], fmt: str, multipl
 
     if fmt not in ("table", "md", "json"):
         raise InputError("--symbolic writes --format table, md or json")
-    graph = onnx_frontend.load(model, onnx_frontend.parse_input_shapes(input_shapes))
+    build = onnx_frontend.opener(model)   # the file is read once for all probe sizes
+    graph = build(onnx_frontend.parse_input_shapes(input_shapes))
     symbols = collect_symbols(onnx_frontend.symbolic_inputs(graph), multiple)
     symbol_at = {place: symbol.name for symbol in symbols for place in symbol.places}
     shapes = {name: list(graph.shape(name) or []) for name in graph.inputs}
@@ -21,7 +22,7 @@ def symbolic_report(model: str, input_shapes: tuple[str, ...], fmt: str, multipl
     def macs_at(values: dict[str, int]) -> int:
         probe = {name: tuple(values[symbol_at[(name, axis)]] if (name, axis) in symbol_at else dim
                              for axis, dim in enumerate(shape)) for name, shape in shapes.items()}
-        return analyze_graph(onnx_frontend.load(model, probe)).totals.macs
+        return analyze_graph(build(probe)).totals.macs
 
     result = symbolic_macs(macs_at, symbols)
     if fmt == "json":

@@ -43,12 +43,22 @@ def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> InputShapes:
 
 def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Graph:
     """Read `path` into a verified IR with inferred shapes; weights are read only when needed."""
+    return opener(path)(input_shapes)
+
+
+def opener(path: str | os.PathLike):
+    """Read `path` once; the returned function builds its IR for given input shapes (e.g. many probe sizes)."""
     model_path = Path(path)
     model, regions = read_model(model_path)
     resolved = model_path.resolve()
     payload_regions = {index: (resolved, offset, length) for index, (offset, length) in regions.items()}
-    return load_model(model, input_shapes, label=str(model_path), resolve_external=_external_resolver(model_path),
-                      payload_regions=payload_regions)
+    resolver = _external_resolver(model_path)
+
+    def build(input_shapes: InputShapes | None = None) -> Graph:
+        return load_model(model, input_shapes, label=str(model_path), resolve_external=resolver,
+                          payload_regions=payload_regions)
+
+    return build
 
 
 def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
@@ -345,4 +355,5 @@ def symbolic_inputs(graph: Graph) -> list[tuple[str, int, str]]:
     return found
 
 
-__all__ = ["GraphError", "InputShapes", "load", "load_model", "parse_input_shapes", "read_model", "symbolic_inputs"]
+__all__ = ["GraphError", "InputShapes", "load", "load_model", "opener", "parse_input_shapes", "read_model",
+           "symbolic_inputs"]
