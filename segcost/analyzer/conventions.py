@@ -58,11 +58,11 @@ def parse_counted(text: str) -> list[str]:
     return [name for name in CATEGORIES if name in names]
 
 
+_CATEGORY_OF_OP = {op_type: name for name, op_types in CATEGORIES.items() for op_type in op_types}
+
+
 def category_of(layer: LayerCost) -> str | None:
-    for name, op_types in CATEGORIES.items():
-        if layer.op_type in op_types and not layer.domain:
-            return name
-    return None
+    return None if layer.domain else _CATEGORY_OF_OP.get(layer.op_type)
 
 
 def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
