@@ -2,8 +2,9 @@
 
 Steps, each turning any failure into one InputError line:
 1. read and parse the protobuf (missing, empty, truncated or non-ONNX files fail here);
-2. check external-data references: relative, inside the model's directory after resolving
-   symlinks, and within the data file's size — the data itself is read only when needed;
+2. check external-data references of every tensor: relative, inside the model's directory
+   (frontends.confine: walked and opened once, read through that descriptor), and within
+   the data file's size — initializer data is read only when needed;
 3. build the IR and verify it (dangling tensors, duplicate producers, cycles);
 4. apply ``--input-shape`` overrides, then run onnx.shape_inference on a *weightless copy*
    of the model. Shape inference needs initializer shapes, not their bytes; handing it a
@@ -20,7 +21,9 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from segcost.errors import GraphError, InputError, ShapeError
-from segcost.ir import Graph, dtype_size, verify_graph
+from segcost.frontends.confine import TENSOR_ATTRIBUTES, ExternalData, confine_external_tensors, open_regular
+from segcost.ir import Graph, verify_graph
+from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import from_model, read_value_infos
 
 InputShapes = dict[str, tuple[int, ...]]
@@ -47,12 +50,16 @@ def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Gr
 
 
 def opener(path: str | os.PathLike):
-    """Read `path` once; the returned function builds its IR for given input shapes (e.g. many probe sizes)."""
+    """Read `path` once; the returned function builds its IR for given input shapes (e.g. many probe sizes).
+
+    The model file and its external-data files are opened once each and read only through
+    those descriptors afterwards (frontends.confine); nothing outside the model's folder is
+    read, and no library ever sees an external-data path.
+    """
     model_path = Path(path)
-    model, regions = read_model(model_path)
-    resolved = model_path.resolve()
-    payload_regions = {index: (resolved, offset, length) for index, (offset, length) in regions.items()}
-    resolver = _external_resolver(model_path)
+    model, regions, held = read_model(model_path)
+    payload_regions = {index: (held, offset, length) for index, (offset, length) in regions.items()}
+    resolver = ExternalData(model_path, held)
 
     def build(input_shapes: InputShapes | None = None) -> Graph:
         return load_model(model, input_shapes, label=str(model_path), resolve_external=resolver,
@@ -62,9 +69,21 @@ def opener(path: str | os.PathLike):
 
 
 def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
-               resolve_external=None, payload_regions=None) -> Graph:
-    """Build a verified IR with inferred shapes from an in-memory ModelProto."""
-    _check_attributes(model)
+               resolve_external: ExternalData | None = None, payload_regions=None) -> Graph:
+    """Build a verified IR with inferred shapes from an in-memory ModelProto.
+
+    External data is resolved through `resolve_external` (the model file's folder); without
+    it, a tensor with external data is refused (InputError naming it), since onnx would
+    resolve it against the working directory. Other tensors' external data is put inline
+    before any library sees the model.
+    """
+    tensor_attributes = _check_attributes(model)
+    confine_external_tensors(model, tensor_attributes, resolve_external)
+    if resolve_external is None:
+        for tensor in model.graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                raise InputError(f"initializer {tensor.name!r}: external data needs the model's file "
+                                 "(loaded from memory, refused)")
     graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions)
     graph.info.path = label
     verify_graph(graph)
@@ -72,8 +91,11 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     return graph
 
 
-def _check_attributes(model: onnx.ModelProto) -> None:
+def _check_attributes(model: onnx.ModelProto) -> list[tuple[object, str, onnx.AttributeProto]]:
     """Names are text; every attribute has a type, and for a known op the type its schema declares.
+
+    Returns the (node, op type, attribute) of main-graph attributes that hold tensors or
+    subgraphs, for the external-data check (frontends.confine), so the nodes are walked once.
 
     Cost rules and passes trust the spec's attribute types (an INT `group`, INTS `pads`);
     a file that breaks them is rejected here with the node and attribute named. ONNX's
@@ -88,6 +110,7 @@ def _check_attributes(model: onnx.ModelProto) -> None:
     opsets.setdefault("ai.onnx", opsets.get("", 0))
     schema_types: dict[tuple[str, str], dict[str, int]] = {}
     first_error = None  # raised after the walk, so that a text error anywhere comes first
+    tensor_attributes = []
     for index, node in enumerate(graph.node):
         op_type, domain = node.op_type, node.domain
         texts += (node.name, op_type, domain, node.doc_string)
@@ -102,6 +125,8 @@ def _check_attributes(model: onnx.ModelProto) -> None:
         for attribute in attributes:
             name, attribute_type = attribute.name, attribute.type
             texts.append(name)
+            if attribute_type in TENSOR_ATTRIBUTES:
+                tensor_attributes.append((node.name or index, op_type, attribute))
             if first_error is None and (attribute_type == onnx.AttributeProto.UNDEFINED
                                         or declared_types.get(name, attribute_type) != attribute_type):
                 first_error = (node.name or index, op_type, name, attribute_type, declared_types.get(name))
@@ -114,6 +139,7 @@ def _check_attributes(model: onnx.ModelProto) -> None:
             raise GraphError(f"{where} has no type")
         raise GraphError(f"{where} is {onnx.AttributeProto.AttributeType.Name(attribute_type)}, the op "
                          f"needs {onnx.AttributeProto.AttributeType.Name(declared)}")
+    return tensor_attributes
 
 
 def _declared_attribute_types(opsets: dict[str, int], domain: str, op_type: str) -> dict[str, int]:
@@ -128,16 +154,17 @@ def _declared_attribute_types(opsets: dict[str, int], domain: str, op_type: str)
     return {name: attribute.type for name, attribute in schema.attributes.items()}
 
 
-def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]]]:
-    """Parse the file's structure; large initializer payloads are left in the file (see protoscan)."""
+def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]], HeldFile]:
+    """Parse the file's structure; large initializer payloads are left in the file (see protoscan).
+
+    Returns the model, {initializer index: (offset, length) in the file} and the open file
+    those regions are read from later.
+    """
     from segcost.frontends.protoscan import scan
 
-    if not model_path.exists():
-        raise InputError(f"{model_path}: no such file")
-    if model_path.is_dir():
-        raise InputError(f"{model_path}: is a directory, expected an .onnx file")
+    held = open_regular(model_path, "an .onnx file")
     try:
-        data, regions = scan(model_path)
+        data, regions = scan(held)
     except OSError as error:
         raise InputError(f"{model_path}: cannot read ({error.strerror or error})") from None
     if not data:
@@ -151,48 +178,7 @@ def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, 
         raise InputError(f"{model_path}: not a valid ONNX model (no graph; truncated or not ONNX?)")
     if model.graph.sparse_initializer:
         raise InputError(f"{model_path}: sparse initializers are not supported")
-    return model, regions
-
-
-def _external_resolver(model_path: Path):
-    base_dir = model_path.resolve().parent
-    sizes: dict[Path, int] = {}
-
-    def resolve(tensor: onnx.TensorProto) -> tuple[Path, int, int]:
-        entries = {entry.key: entry.value for entry in tensor.external_data}
-        location = entries.get("location", "")
-        where = f"{model_path}: initializer {tensor.name!r} external data {location!r}"
-        if not location:
-            raise InputError(f"{where}: no location given")
-        if os.path.isabs(location) or Path(location).drive:
-            raise InputError(f"{where}: absolute paths are refused; data must lie beside the model")
-        data_path = (base_dir / location).resolve()
-        if not data_path.is_relative_to(base_dir):
-            raise InputError(f"{where}: path escapes the model's directory {base_dir}")
-        if data_path not in sizes:
-            if not data_path.is_file():
-                raise InputError(f"{where}: file not found")
-            sizes[data_path] = data_path.stat().st_size
-        try:
-            offset = int(entries.get("offset", 0))
-            expected = _tensor_nbytes(tensor)
-            length = int(entries.get("length", expected))
-        except ValueError:
-            raise InputError(f"{where}: offset/length are not integers") from None
-        if offset < 0 or length < 0 or offset + length > sizes[data_path]:
-            raise InputError(f"{where}: region {offset}+{length} lies outside the {sizes[data_path]}-byte file")
-        if expected and length < expected:
-            raise InputError(f"{where}: {length} bytes stored, {expected} needed for shape {list(tensor.dims)}")
-        return data_path, offset, length
-
-    return resolve
-
-
-def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= int(dim)
-    return count * dtype_size(tensor.data_type)
+    return model, regions, held
 
 
 def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None) -> None:

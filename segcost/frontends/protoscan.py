@@ -15,9 +15,9 @@ InputError.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from segcost.errors import InputError
+from segcost.ir.datafile import HeldFile
 
 # Field numbers from onnx.proto
 MODEL_GRAPH = 7
@@ -151,20 +151,32 @@ class _FileWindow:
         return os.pread(self.descriptor, stop - start, start)
 
 
-def scan(path: Path) -> tuple[bytearray, dict[int, tuple[int, int]]]:
-    """Return (model bytes without large initializer payloads, {initializer index: (offset, length)})."""
-    with open(path, "rb") as stream:
-        window = _FileWindow(stream.fileno(), os.fstat(stream.fileno()).st_size)
-        reader = _Reader(window, str(path))
-        out = bytearray()
-        skipped: dict[int, tuple[int, int]] = {}
-        for number, wire_type, field_start, payload, field_end in reader.fields(0, len(window)):
-            if number == MODEL_GRAPH and wire_type == WIRE_LENGTH:
-                graph = _graph_without_payloads(reader, payload, field_end, skipped)
-                out += _encode_varint(MODEL_GRAPH << 3 | WIRE_LENGTH) + _encode_varint(len(graph)) + graph
-            else:
-                out += window[field_start:field_end]
-        return out, skipped  # a bytearray: protobuf parses it without another copy
+def scan(source: HeldFile) -> tuple[bytearray, dict[int, tuple[int, int]]]:
+    """Return (model bytes without large initializer payloads, {initializer index: (offset, length)}).
+
+    `source` is the model file, already open (the payloads are read later through the same
+    descriptor). Raises InputError for a truncated or corrupt file, and for a ``graph``
+    field that occurs twice: protobuf (and so onnxruntime) merges repeated singular
+    message fields, concatenating the initializer lists, and payload numbers per
+    occurrence would then attach one tensor's bytes to another.
+    """
+    window = _FileWindow(source.fd, source.size)
+    reader = _Reader(window, source.label)
+    out = bytearray()
+    skipped: dict[int, tuple[int, int]] = {}
+    graphs = 0
+    for number, wire_type, field_start, payload, field_end in reader.fields(0, len(window)):
+        if number == MODEL_GRAPH:
+            graphs += 1
+            if graphs > 1:
+                raise InputError(f"{source.label}: not a valid ONNX model (the graph field occurs more than "
+                                 "once; protobuf would merge the copies)")
+        if number == MODEL_GRAPH and wire_type == WIRE_LENGTH:
+            graph = _graph_without_payloads(reader, payload, field_end, skipped)
+            out += _encode_varint(MODEL_GRAPH << 3 | WIRE_LENGTH) + _encode_varint(len(graph)) + graph
+        else:
+            out += window[field_start:field_end]
+    return out, skipped  # a bytearray: protobuf parses it without another copy
 
 
 def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict[int, tuple[int, int]]) -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import networkx as nx
@@ -65,13 +64,13 @@ class Initializer:
     __slots__ = ("name", "dtype", "shape", "_proto", "_array", "_external")
 
     def __init__(self, name: str, dtype: int, shape: tuple[int, ...], proto: Any = None,
-                 array: np.ndarray | None = None, external: tuple[Path, int, int] | None = None):
+                 array: np.ndarray | None = None, external: tuple[Any, int, int] | None = None):
         self.name = name
         self.dtype = dtype
         self.shape = tuple(map(int, shape))
         self._proto = proto
         self._array = array
-        self._external = external  # (file, offset, length) — already checked to be inside the model dir
+        self._external = external  # (ir.datafile.HeldFile, offset, length), checked by the loader
 
     @classmethod
     def from_array(cls, name: str, array: np.ndarray) -> Initializer:
@@ -103,12 +102,11 @@ class Initializer:
         from onnx import helper, numpy_helper
 
         if self._external is not None:
-            path, offset, length = self._external
-            np_dtype = helper.tensor_dtype_to_np_dtype(self.dtype)
-            count = length // np.dtype(np_dtype).itemsize
-            # np.fromfile reads only the region; no copy of the rest of the file.
-            data = np.fromfile(path, dtype=np.dtype(np_dtype).newbyteorder("<"), count=count, offset=offset)
-            return data.reshape(self.shape)
+            source, offset, length = self._external
+            np_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(self.dtype)).newbyteorder("<")
+            count = length // np_dtype.itemsize
+            # Only the region is read, through the descriptor the loader checked (ir.datafile).
+            return source.read_array(np_dtype, count, offset).reshape(self.shape)
         return numpy_helper.to_array(self._proto)
 
     def to_proto(self) -> Any:

@@ -1,0 +1,225 @@
+"""Untrusted models never make segcost read outside the model's folder (issue 14, reads).
+
+Each test builds a small model in a folder of its own and runs segcost from *another*
+working directory that holds a file (or symlink) of the name the model asks for: onnx and
+onnxruntime would resolve a relative external-data path there.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.frontends.onnx import load
+from tests.conftest import single_op_model, weight
+
+SECRET = struct.pack("<qq", 5, 7)      # what the working directory's file holds
+BESIDE = struct.pack("<qq", 3, 4)      # what the model's own data file holds
+
+
+def _external(tensor: TensorProto, location: str, length: int) -> TensorProto:
+    tensor.ClearField("raw_data")
+    tensor.ClearField("int64_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def _shape_constant(name: str = "shape") -> onnx.NodeProto:
+    """Constant int64[2] whose value lies in external file data.bin (Expand's target shape)."""
+    tensor = _external(numpy_helper.from_array(np.array([1, 1], np.int64), "k"), "data.bin", 16)
+    return helper.make_node("Constant", [], [name], value=tensor, name="k")
+
+
+def _model(nodes, extra_inputs=(), functions=(), opsets=(), initializers=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                                           *extra_inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), *opsets], functions=list(functions))
+    model.ir_version = 8
+    return model
+
+
+def constant_node():
+    return _model([_shape_constant(), helper.make_node("Expand", ["x", "shape"], ["y"], name="e")])
+
+
+def subgraph_constant():
+    branch = helper.make_graph([_shape_constant("inner")], "then", [],
+                               [helper.make_tensor_value_info("inner", TensorProto.INT64, [2])])
+    other = helper.make_graph([helper.make_node("Constant", [], ["other"], name="c2",
+                                                value=numpy_helper.from_array(np.array([1, 4], np.int64)))],
+                              "else", [], [helper.make_tensor_value_info("other", TensorProto.INT64, [2])])
+    return _model([helper.make_node("If", ["cond"], ["shape"], then_branch=branch, else_branch=other, name="if"),
+                   helper.make_node("Expand", ["x", "shape"], ["y"], name="e")],
+                  extra_inputs=[helper.make_tensor_value_info("cond", TensorProto.BOOL, [])])
+
+
+def subgraph_initializer():
+    init = _external(numpy_helper.from_array(np.array([1, 1], np.int64), "inner"), "data.bin", 16)
+    branch = helper.make_graph([helper.make_node("Identity", ["inner"], ["out"], name="id")], "then", [],
+                               [helper.make_tensor_value_info("out", TensorProto.INT64, [2])], initializer=[init])
+    return _model([helper.make_node("If", ["cond"], ["shape"], then_branch=branch, else_branch=branch, name="if"),
+                   helper.make_node("Expand", ["x", "shape"], ["y"], name="e")],
+                  extra_inputs=[helper.make_tensor_value_info("cond", TensorProto.BOOL, [])])
+
+
+def function_constant():
+    body = [_shape_constant("s"), helper.make_node("Expand", ["a", "s"], ["b"], name="fe")]
+    function = helper.make_function("local", "ExpandByFile", ["a"], ["b"], body,
+                                    [helper.make_opsetid("", 17)])
+    return _model([helper.make_node("ExpandByFile", ["x"], ["y"], domain="local", name="call")],
+                  functions=[function], opsets=[helper.make_opsetid("local", 1)])
+
+
+def sparse_constant():
+    values = _external(numpy_helper.from_array(np.array([1, 1], np.int64), "values"), "data.bin", 16)
+    indices = numpy_helper.from_array(np.array([0, 1], np.int64), "indices")
+    sparse = helper.make_sparse_tensor(values, indices, [2])
+    return _model([helper.make_node("Constant", [], ["shape"], sparse_value=sparse, name="k"),
+                   helper.make_node("Expand", ["x", "shape"], ["y"], name="e")])
+
+
+KINDS = {"Constant value": (constant_node, "node 'k' (Constant) attribute 'value'"),
+         "If branch Constant": (subgraph_constant, "attribute 'then_branch': node 'k' (Constant)"),
+         "If branch initializer": (subgraph_initializer, "_branch': initializer 'inner'"),
+         "function Constant": (function_constant, "function 'ExpandByFile' node 'k' (Constant)"),
+         "sparse Constant": (sparse_constant, "attribute 'sparse_value' values")}
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """A working directory holding data.bin as a symlink to a file outside every model folder."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_bytes(SECRET)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    os.symlink(tmp_path / "outside" / "secret", cwd / "data.bin")
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
+def _save(model: onnx.ModelProto, folder) -> str:
+    folder.mkdir(exist_ok=True)
+    path = folder / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_external_data_missing_beside_the_model_is_refused_not_read_from_cwd(run_cli, tmp_path, elsewhere, kind):
+    build, names = KINDS[kind]
+    path = _save(build(), tmp_path / "model")
+    out = str(tmp_path / "out.onnx")
+    code, stdout, stderr = run_cli("optimize", path, "--no-check", "-o", out)
+    assert code == 2, stdout
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcost: error:"), stderr
+    assert names in lines[0] and "data.bin" in lines[0] and "file not found" in lines[0], lines[0]
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_external_data_is_read_from_the_model_folder_only(tmp_path, elsewhere, kind):
+    """With data.bin beside the model, that file is used — never the working directory's."""
+    from segcost.ir.onnx_io import to_model
+
+    build, _ = KINDS[kind]
+    folder = tmp_path / "model"
+    path = _save(build(), folder)
+    (folder / "data.bin").write_bytes(BESIDE)
+    exported = to_model(load(path, {"x": (1, 4)})).SerializeToString()
+    assert SECRET not in exported
+    assert BESIDE in exported                          # inlined from the model's folder
+    assert b"data.bin" not in exported                 # no library ever sees the path
+
+
+def test_analyze_prints_model_folder_data_as_dims_not_cwd_data(run_cli, tmp_path, elsewhere):
+    folder = tmp_path / "model"
+    path = _save(constant_node(), folder)
+    (folder / "data.bin").write_bytes(BESIDE)
+    code, stdout, stderr = run_cli("analyze", path, "--format", "json")
+    assert code == 0, stderr
+    import json
+
+    layers = {layer["name"]: layer for layer in json.loads(stdout)["layers"]}
+    assert layers["e"]["output_shape"] == [3, 4]
+
+
+def test_in_memory_model_with_external_data_is_refused():
+    from segcost.errors import InputError
+    from segcost.frontends.onnx import load_model
+
+    with pytest.raises(InputError, match="node 'k' .*external data needs the model's file"):
+        load_model(constant_node())
+
+
+def test_external_initializer_read_goes_through_the_checked_descriptor(tmp_path):
+    """Swapping the data file for a symlink to an outside file after the check leaks nothing."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    onnx.save_model(model, folder / "m.onnx", save_as_external_data=True, location="w.bin", size_threshold=0)
+    graph = load(folder / "m.onnx")                        # checked: w.bin is inside the folder
+    assert graph.initializers["w"].is_lazy
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(np.full(8 * 4 * 9, 99.0, np.float32).tobytes())
+    os.symlink(outside, folder / "swap")
+    os.replace(folder / "swap", folder / "w.bin")           # the race an attacker would win
+    np.testing.assert_array_equal(graph.initializers["w"].array, weight(8, 4, 3, 3))
+
+
+def test_model_file_replaced_after_parsing_is_not_read_by_name(tmp_path):
+    """Large weights left in the model file are read back from the file that was parsed."""
+    path = tmp_path / "m.onnx"
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    path.write_bytes(model.SerializeToString())
+    graph = load(path)
+    assert graph.initializers["w"].is_lazy
+    other = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": np.full((8, 4, 3, 3), 99.0, np.float32)})
+    (tmp_path / "new").write_bytes(other.SerializeToString())
+    os.replace(tmp_path / "new", path)
+    np.testing.assert_array_equal(graph.initializers["w"].array, weight(8, 4, 3, 3))
+
+
+def test_symlink_inside_the_folder_still_works_and_fifo_is_refused(run_cli, tmp_path):
+    folder = tmp_path / "model"
+    (folder / "weights").mkdir(parents=True)
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    _external(model.graph.initializer[0], "link/w.bin", 8 * 4 * 9 * 4)
+    (folder / "m.onnx").write_bytes(model.SerializeToString())
+    (folder / "weights" / "w.bin").write_bytes(weight(8, 4, 3, 3).tobytes())
+    os.symlink("weights", folder / "link")                     # relative link, stays inside
+    np.testing.assert_array_equal(load(folder / "m.onnx").initializers["w"].array, weight(8, 4, 3, 3))
+    os.unlink(folder / "weights" / "w.bin")
+    os.mkfifo(folder / "weights" / "w.bin")                    # opening it must not block
+    code, _, stderr = run_cli("analyze", str(folder / "m.onnx"))
+    assert code == 2 and "not a regular file" in stderr, stderr
+
+
+def _initializer_chunk(tensor: TensorProto) -> bytes:
+    extra = onnx.ModelProto()
+    extra.graph.initializer.append(tensor)
+    return extra.SerializeToString()
+
+
+def test_repeated_graph_field_is_refused(run_cli, tmp_path):
+    """protobuf merges a second `graph` field; payloads must not be attached to the wrong tensor."""
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    decoy = numpy_helper.from_array(np.full((8, 4, 3, 3), 99.0, np.float32), "unused")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString() + _initializer_chunk(decoy))
+    merged = onnx.load(path)
+    assert [init.name for init in merged.graph.initializer] == ["w", "unused"]  # what onnxruntime sees
+    code, stdout, stderr = run_cli("optimize", str(path), "--no-check", "-o", str(tmp_path / "o.onnx"))
+    assert code == 2, stdout
+    assert "graph field occurs more than once" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.onnx").exists()
