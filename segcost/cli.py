@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from segcost.commands.options import trust_model_code_option, trusts_model_code
 from segcost.errors import InputError, SegcostError
 
 
@@ -39,6 +40,7 @@ def cli() -> None:
               "(found by analyzing it at a grid of sizes and checked beyond it).")
 @click.option("--multiple", default=32, show_default=True, type=click.IntRange(min=1),
               help="With --symbolic: spatial dims are probed (and the formula holds) on multiples of this.")
+@trust_model_code_option
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
             group_by: str | None, by_op: bool, counted: str, strict: bool, target: str | None, symbolic: bool,
             multiple: int) -> None:
@@ -159,7 +161,7 @@ def _load_graph(model: str | None, input_shapes: tuple[str, ...]):
     if _is_torch_spec(model):
         from segcost.frontends.torch import load_torch_spec
 
-        return load_torch_spec(model, shapes), None
+        return load_torch_spec(model, shapes, trust_code=trusts_model_code()), None
     graph = onnx_frontend.load(model, shapes)
     return graph, None
 
@@ -200,6 +202,7 @@ def _is_torch_spec(model: str) -> bool:
 @click.option("--eval-size", type=click.IntRange(min=1), help="Samples for the accuracy report (default: --calib-size).")
 @click.option("--max-drop", type=float, metavar="X",
               help="Exit 1 when int8 loses more than X mIoU points (or X % of pixels change class without labels).")
+@trust_model_code_option
 @click.pass_context
 def optimize(ctx: click.Context, model: str | None, output: str | None, passes: str | None,
              input_shapes: tuple[str, ...], report: str | None, rules: str, check: bool, print_after_all: bool,
@@ -263,6 +266,7 @@ def _calibration_progress(done: int, total: int) -> None:
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
 @click.option("--rules", default="current", show_default=True, help="Target rule set (current, legacy).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
+@trust_model_code_option
 @click.pass_context
 def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...], rules: str, fmt: str) -> None:
     """Check depthwise/grouped consistency, the Lite rule and target support; exit 1 on findings."""

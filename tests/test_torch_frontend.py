@@ -38,12 +38,13 @@ def test_module_spec_and_torchscript_file(run_cli, tmp_path, monkeypatch):
         "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 1))\n")
     monkeypatch.chdir(tmp_path)
     expected = 32 * 32 * 8 * 27 + 32 * 32 * 4 * 8
-    code, out, err = run_cli("analyze", "user_models:build", "--input-shape", "1x3x32x32", "--format", "json")
+    code, out, err = run_cli("analyze", "user_models:build", "--input-shape", "1x3x32x32", "--format", "json",
+                             "--trust-model-code")
     assert code == 0, err
     assert json.loads(out)["totals"]["macs"] == expected
     scripted = torch.jit.script(_net().eval())
     scripted.save(str(tmp_path / "net.pt"))
-    code, out, err = run_cli("analyze", "net.pt", "--input-shape", "1x3x16x16", "--format", "json")
+    code, out, err = run_cli("analyze", "net.pt", "--input-shape", "1x3x16x16", "--format", "json", "--trust-model-code")
     assert code == 0, err
     assert json.loads(out)["totals"]["macs"] == hook_macs(_net(), (1, 3, 16, 16))
 
@@ -51,7 +52,7 @@ def test_module_spec_and_torchscript_file(run_cli, tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec,message", [("no_such_module:build", "cannot import"), ("missing.pt", "no such file"),
                                           ("user:", "expected package.module:factory")])
 def test_bad_specs_exit_2(run_cli, spec, message):
-    code, _, err = run_cli("analyze", spec, "--input-shape", "1x3x8x8")
+    code, _, err = run_cli("analyze", spec, "--input-shape", "1x3x8x8", "--trust-model-code")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 

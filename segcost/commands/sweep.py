@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from segcost.commands.options import TRUST_FLAG, trust_model_code_option, trusts_model_code
+
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
@@ -51,6 +53,7 @@ def _sigterm_as_interrupt():
 @click.option("--pareto-html", type=click.Path(dir_okay=False),
               help="Write the Pareto fronts as a self-contained HTML page (inline SVG) to FILE.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@trust_model_code_option
 def sweep(spec: str, output: str | None, backend: str, address: str | None, workers: int | None,
           cache_dir: str | None, no_cache: bool, retry_errors: bool, max_points: int | None, pareto: bool,
           pareto_cost: str, pareto_html: str | None, quiet: bool) -> None:
@@ -70,6 +73,10 @@ def sweep(spec: str, output: str | None, backend: str, address: str | None, work
 
     gc.enable()  # the CLI turns the collector off for one-shot analyses; a sweep runs for long
     sweep_spec = load_spec(spec)
+    factories = [entry.model for entry in sweep_spec.models if entry.is_factory]
+    if factories and not trusts_model_code():
+        raise InputError(f"{spec}: model {factories[0]!r} is a package.module:factory spec, which imports and runs "
+                         f"Python code; pass {TRUST_FLAG} if you trust it")
     if (pareto or pareto_html) and pareto_cost == "latency" and "latency" not in sweep_spec.measures:
         raise InputError(f"{spec}: --pareto-cost latency needs \"latency\" in the spec's measures")
     output = output or f"{Path(spec).stem}.csv"

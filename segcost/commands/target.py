@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from segcost.commands.options import trust_model_code_option
 from segcost.errors import InputError
 from segcost.reports.target import render_comparison, render_cost, render_fit
 
@@ -42,6 +43,7 @@ def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
 @click.option("--fuse/--no-fuse", default=True, show_default=True,
               help="Fold BatchNorm and mark fused activations first (what TIDL and onnxruntime do).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
+@trust_model_code_option
 def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...], top: int, fuse: bool,
          output: str | None) -> None:
     """Per-layer cycles, ms, bound, utilisation and placement of MODEL on a target, with totals."""
@@ -68,6 +70,7 @@ def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...]
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Intra-op threads.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--fuse/--no-fuse", default=True, show_default=True, help="Run segcost's fusion pipeline first.")
+@trust_model_code_option
 def profile_command(model: str | None, input_shapes: tuple[str, ...], target: str, runs: int, warmup: int,
                     threads: int, fmt: str, fuse: bool) -> None:
     """Measure MODEL's per-node times in onnxruntime and print them beside the profile's predictions."""

@@ -67,8 +67,30 @@ def export(model: Any, input_shape: tuple[int, ...], path: str | os.PathLike, ex
     return path
 
 
-def load_module(spec: str) -> Any:
-    """`package.module:factory` (called with no arguments) or a TorchScript .pt/.pth file."""
+TRUST_FLAG = "--trust-model-code"
+
+
+def refuse_untrusted(spec: str) -> None:
+    """InputError unless the user said the model's code may run (every PyTorch input runs code).
+
+    A .pt2 ExportedProgram is unpickled (pickle runs arbitrary Python), a TorchScript
+    .pt/.pth file runs its scripted code when exported (TorchScript reaches ops such as
+    ``aten::from_file``), and ``package.module:factory`` imports and calls user Python.
+    """
+    kind = ("a .pt2 ExportedProgram is unpickled, which can run any code" if spec.endswith(".pt2") else
+            "a TorchScript file runs its scripted code" if spec.endswith((".pt", ".pth")) else
+            "a package.module:factory spec imports and runs Python code")
+    raise InputError(f"{spec}: {kind}; pass {TRUST_FLAG} if you trust it (ONNX files never need it)")
+
+
+def load_module(spec: str, trust_code: bool = False) -> Any:
+    """`package.module:factory` (called with no arguments) or a TorchScript .pt/.pth / ExportedProgram .pt2 file.
+
+    Raises InputError unless `trust_code` (the CLI's --trust-model-code): loading any of
+    these runs code from the model (see refuse_untrusted).
+    """
+    if not trust_code:
+        refuse_untrusted(spec)
     torch = require_torch()
     if spec.endswith((".pt", ".pth", ".pt2")):
         if not Path(spec).is_file():
@@ -102,12 +124,17 @@ def export_to_temp(model: Any, input_shape: tuple[int, ...], **options) -> tuple
     return export(model, input_shape, Path(directory.name) / "model.onnx", **options), directory
 
 
-def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]]):
-    """Export a PyTorch model spec (module:factory or a .pt/.pth/.pt2 file) and load it into the IR."""
+def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]], trust_code: bool = False):
+    """Export a PyTorch model spec (module:factory or a .pt/.pth/.pt2 file) and load it into the IR.
+
+    Raises InputError unless `trust_code`: loading it runs the model's code.
+    """
+    if not trust_code:
+        refuse_untrusted(spec)
     if len(input_shapes) != 1:
         raise InputError("a PyTorch model needs exactly one --input-shape, e.g. --input-shape 1x3x512x512")
     (input_shape,) = input_shapes.values()
-    return load_module_graph(load_module(spec), input_shape, label=spec)
+    return load_module_graph(load_module(spec, trust_code), input_shape, label=spec)
 
 
 def load_module_graph(module: Any, input_shape: tuple[int, ...], label: str):

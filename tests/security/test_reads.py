@@ -223,3 +223,27 @@ def test_repeated_graph_field_is_refused(run_cli, tmp_path):
     assert code == 2, stdout
     assert "graph field occurs more than once" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_model_code_runs_only_with_trust_model_code(run_cli, tmp_path, monkeypatch):
+    """module:factory imports user code and .pt2 unpickles: both are refused without the flag."""
+    pytest.importorskip("torch")
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_models.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                             "import torch\n"
+                                             "def build():\n    return torch.nn.Conv2d(3, 4, 1)\n")
+    (tmp_path / "model.pt2").write_bytes(b"PK\x03\x04 not really a zip")
+    monkeypatch.chdir(tmp_path)
+    for spec in ("evil_models:build", "model.pt2"):
+        for command in ("analyze", "optimize", "verify", "cost"):
+            code, _, stderr = run_cli(command, spec, "--input-shape", "1x3x8x8")
+            assert code == 2 and "--trust-model-code" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not marker.exists()
+    spec_path = tmp_path / "sweep.toml"
+    spec_path.write_text('measures = ["macs"]\n[axes]\nmodels = [{ model = "evil_models:build" }]\n'
+                         'input_sizes = ["8x8"]\n')
+    code, _, stderr = run_cli("sweep", str(spec_path), "-o", str(tmp_path / "r.csv"), "-q")
+    assert code == 2 and "--trust-model-code" in stderr, stderr
+    assert not marker.exists() and not (tmp_path / "r.csv").exists()
+    code, stdout, stderr = run_cli("analyze", "evil_models:build", "--input-shape", "1x3x8x8", "--trust-model-code")
+    assert code == 0 and marker.exists(), stderr                 # asked for: it runs

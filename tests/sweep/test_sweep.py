@@ -262,10 +262,12 @@ def test_cli_max_points_then_resume_with_pareto(run_cli, tmp_path, monkeypatch):
     cache.mkdir()
     for point, macs in zip(zoo_points, (100_000_000, 400_000_000)):
         (cache / f"{point.key}.json").write_text(json.dumps({"key": point.key, "status": "ok", "macs": macs}))
-    code, _, err = run_cli("sweep", str(spec_path), "-o", str(output), "--max-points", "1", "--workers", "2", "-q")
+    code, _, err = run_cli("sweep", str(spec_path), "-o", str(output), "--max-points", "1", "--workers", "2", "-q",
+                           "--trust-model-code")
     assert code == 0, err
     assert "6 points: 1 computed, 2 from cache, 0 errors" in err and "3 not run yet" in err
-    code, out, err = run_cli("sweep", str(spec_path), "-o", str(output), "--workers", "2", "-q", "--pareto")
+    code, out, err = run_cli("sweep", str(spec_path), "-o", str(output), "--workers", "2", "-q", "--pareto",
+                             "--trust-model-code")
     assert code == 0, err
     assert "6 points: 3 computed, 3 from cache" in err
     assert len(read_table(output)) == 6
@@ -283,7 +285,7 @@ def test_sigterm_stops_the_cli_with_the_finished_rows(tmp_path):
         """))
     output = tmp_path / "results.csv"
     process = subprocess.Popen([sys.executable, "-m", "segcost", "sweep", str(spec_path), "-o", str(output),
-                                "--workers", "1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--workers", "1", "--trust-model-code"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(tmp_path.glob("results.cache/*.json"))) < 2:
         time.sleep(0.05)
