@@ -123,9 +123,12 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     `int8` is a QuantizeOptions (None: float output). Accuracy is measured on `eval_data`
     (default: the calibration source; the synthetic source's held-out split).
     """
+    from segcost.frontends.onnx import file_model
     from segcost.ir.onnx_io import to_model
 
-    original = to_model(graph) if check else None
+    # The reference is the file as onnxruntime itself parses it, not segcost's reading of it:
+    # a loader bug (e.g. a payload attached to the wrong tensor) must fail the check.
+    original = (file_model(graph) or to_model(graph)) if check else None
     result = optimize(graph, passes, after_each=after_each, rules=rules)
     result.model = to_model(result.graph)
     try:

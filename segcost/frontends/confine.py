@@ -199,6 +199,37 @@ class ExternalData:
                 os.close(fd)
 
 
+class ModelSource:
+    """The model file as parsed by segcost, kept with the IR so the file can be read again as a whole.
+
+    `whole_model()` parses every byte of the held file, as onnxruntime would (repeated
+    fields merged by protobuf itself, not by segcost's scanner), with all external data put
+    inline through the checked descriptors: what optimize's numeric check compares against.
+    """
+
+    def __init__(self, model_file: HeldFile, external: ExternalData):
+        self.model_file = model_file
+        self.external = external
+
+    def whole_model(self) -> onnx.ModelProto:
+        model = onnx.ModelProto()
+        model.ParseFromString(self.model_file.read(0, self.model_file.size))
+        for tensor in model.graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                held, offset, length = self.external(tensor)
+                tensor.raw_data = held.read(offset, length)
+                del tensor.external_data[:]
+                tensor.data_location = onnx.TensorProto.DEFAULT
+        attributes = [(node.name or index, node.op_type, attribute) for index, node in enumerate(model.graph.node)
+                      for attribute in node.attribute if attribute.type in TENSOR_ATTRIBUTES]
+        inlined, self.external.inlined_bytes = self.external.inlined_bytes, 0  # the same bound applies again
+        try:
+            confine_external_tensors(model, attributes, self.external)
+        finally:
+            self.external.inlined_bytes = inlined
+        return model
+
+
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
     count = 1
     for dim in tensor.dims:

@@ -21,7 +21,8 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from segcost.errors import GraphError, InputError, ShapeError
-from segcost.frontends.confine import TENSOR_ATTRIBUTES, ExternalData, confine_external_tensors, open_regular
+from segcost.frontends.confine import (TENSOR_ATTRIBUTES, ExternalData, ModelSource, confine_external_tensors,
+                                      open_regular)
 from segcost.ir import Graph, verify_graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import from_model, read_value_infos
@@ -62,8 +63,10 @@ def opener(path: str | os.PathLike):
     resolver = ExternalData(model_path, held)
 
     def build(input_shapes: InputShapes | None = None) -> Graph:
-        return load_model(model, input_shapes, label=str(model_path), resolve_external=resolver,
-                          payload_regions=payload_regions)
+        graph = load_model(model, input_shapes, label=str(model_path), resolve_external=resolver,
+                           payload_regions=payload_regions)
+        graph.info.resources.append(ModelSource(held, resolver))
+        return graph
 
     return build
 
@@ -89,6 +92,34 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     verify_graph(graph)
     infer_shapes(graph, dict(input_shapes or {}), model=model)
     return graph
+
+
+def file_model(graph: Graph) -> onnx.ModelProto | None:
+    """The model file `graph` was loaded from, parsed whole as onnxruntime parses it, external data inline.
+
+    Inputs carry the IR's (possibly --input-shape overridden) types; declared intermediate
+    and output shapes are dropped, as they may describe other sizes. None for a graph not
+    loaded from a file. Memory: every weight in memory once (the numeric check's cost).
+    """
+    source = next((item for item in graph.info.resources if isinstance(item, ModelSource)), None)
+    if source is None:
+        return None
+    from onnx import helper
+
+    try:
+        model = source.whole_model()
+    except (DecodeError, RuntimeError, ValueError) as error:
+        raise InputError(f"{graph.info.path}: not a valid ONNX model (protobuf parse failed: {error})") from None
+    inputs = {value.name: value for value in model.graph.input}
+    for name in graph.inputs:
+        info = graph.tensors.get(name)
+        if name in inputs and info is not None and info.shape is not None:
+            inputs[name].type.CopyFrom(helper.make_tensor_type_proto(info.dtype, list(info.shape)))
+    del model.graph.value_info[:]
+    for output in model.graph.output:
+        if output.type.HasField("tensor_type"):
+            output.type.tensor_type.ClearField("shape")
+    return model
 
 
 def _check_attributes(model: onnx.ModelProto) -> list[tuple[object, str, onnx.AttributeProto]]:
@@ -341,5 +372,5 @@ def symbolic_inputs(graph: Graph) -> list[tuple[str, int, str]]:
     return found
 
 
-__all__ = ["GraphError", "InputShapes", "load", "load_model", "opener", "parse_input_shapes", "read_model",
+__all__ = ["GraphError", "InputShapes", "file_model", "load", "load_model", "opener", "parse_input_shapes", "read_model",
            "symbolic_inputs"]

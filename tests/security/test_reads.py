@@ -247,3 +247,16 @@ def test_model_code_runs_only_with_trust_model_code(run_cli, tmp_path, monkeypat
     assert not marker.exists() and not (tmp_path / "r.csv").exists()
     code, stdout, stderr = run_cli("analyze", "evil_models:build", "--input-shape", "1x3x8x8", "--trust-model-code")
     assert code == 0 and marker.exists(), stderr                 # asked for: it runs
+
+
+def test_numeric_check_compares_against_the_file_not_segcosts_reading_of_it(tmp_path):
+    """A loader that attached wrong bytes to a weight must fail optimize's own numeric check."""
+    from segcost.optimize import NumericsError, optimize_model
+
+    path = tmp_path / "m.onnx"
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    path.write_bytes(model.SerializeToString())
+    graph = load(path)
+    graph.initializers["w"]._array = np.full((8, 4, 3, 3), 99.0, np.float32)  # as a mis-numbered payload would
+    with pytest.raises(NumericsError, match="differs"):
+        optimize_model(graph)
