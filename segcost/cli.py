@@ -361,12 +361,18 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line on stderr and an exit code."""
     import gc
 
+    from segcost import interrupt
+
+    if argv is None:
+        interrupt.install()   # Ctrl-C stops even a long onnxruntime run: one line, exit 130
     # A run is short-lived and builds large acyclic structures (100k-node graphs): the cyclic
     # collector only re-scans them (a third of the load time at that size), so it is off.
     collector_was_on = gc.isenabled()
     gc.disable()
     try:
         _run(argv)
+    except KeyboardInterrupt:  # outside click's own handling (e.g. while reporting an error)
+        interrupt.report_and_exit()
     finally:
         if argv is None:
             # The process ends here: frozen objects are left out of the interpreter's final
@@ -384,7 +390,7 @@ def _run(argv: list[str] | None) -> None:
         error.show()
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
-        click.echo("segcost: aborted", err=True)
+        click.echo("segcost: interrupted", err=True)   # Ctrl-C (click turns KeyboardInterrupt into Abort)
         sys.exit(130)
     except SegcostError as error:
         click.echo(f"segcost: error: {error}", err=True)

@@ -7,6 +7,14 @@ with the output's magnitude, not each element's: folding BN into float32 weights
 re-associates the arithmetic, and in a deep net with large activations an element near
 zero can be the difference of large terms. A wrong fold changes whole channels and fails
 by orders of magnitude.
+
+Memory bound: before anything runs, every tensor the check computes must have a static
+inferred shape, none may exceed MAX_CHECK_TENSOR_BYTES (1 GiB), and the peak of live
+activations over the graph's order (analyzer.memory, liveness with buffers freed after
+their last use, as onnxruntime's planner does) may not exceed MAX_CHECK_PEAK_BYTES
+(2 GiB). Subgraphs (If/Loop/Scan) and model-local functions hide their intermediates
+from that count, so a graph with them is refused too. A refusal says so and names the
+tensor; ``--no-check`` skips the check.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassR
 
 ATOL = 1e-4
 MAX_CHECK_ELEMENTS = 1 << 28  # a 1 GiB float32 input; beyond that the check would not fit in memory
+MAX_CHECK_TENSOR_BYTES = 1 << 30   # any one tensor the numeric check computes
+MAX_CHECK_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
 RTOL = 1e-5
 
 
@@ -78,6 +88,50 @@ def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[st
     return feeds
 
 
+def bound_check_memory(graph: Graph) -> int:
+    """Peak activation bytes the numeric check needs; InputError when it cannot be bounded or is over the bounds.
+
+    Every node output must have a static shape (from inference), no tensor may exceed
+    MAX_CHECK_TENSOR_BYTES and the liveness peak (analyzer.memory) MAX_CHECK_PEAK_BYTES;
+    nodes with subgraphs or calls of model-local functions are refused (their inner
+    tensors are not inferred). Runs before onnxruntime sees the model.
+    """
+    from math import prod
+
+    from segcost.analyzer.memory import peak_activation_bytes
+    from segcost.ir import dtype_size
+
+    hint = "; use --no-check to skip the numerical check"
+    functions = {(function.domain, function.name) for function in graph.info.functions}
+    constants = set(graph.initializers)
+    sizes: dict[str, int] = {}
+    nodes = [graph.node(key) for key in graph.topological_order()]
+    for node in nodes:
+        label = f"node {node.name!r} ({node.op_type})"
+        if (node.domain, node.op_type) in functions or any(
+                isinstance(value, onnx.GraphProto) or (isinstance(value, list) and value
+                                                       and isinstance(value[0], onnx.GraphProto))
+                for value in node.attrs.values()):
+            raise InputError(f"numeric check: {label} has a subgraph or function body whose memory cannot be "
+                             f"bounded before running{hint}")
+    for name in [*graph.inputs, *(tensor for node in nodes for tensor in node.outputs)]:
+        if not name or name in constants or name in sizes:
+            continue
+        shape = graph.shape(name)
+        if shape is None or not all(isinstance(dim, int) and dim >= 0 for dim in shape):
+            raise InputError(f"numeric check: tensor {name!r} has no static shape {list(shape or [])}, so its "
+                             f"memory cannot be bounded before running{hint}")
+        size = sizes[name] = prod(shape) * max(dtype_size(graph.dtype(name)), 1)
+        if size > MAX_CHECK_TENSOR_BYTES:
+            raise InputError(f"numeric check: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "
+                             f"{MAX_CHECK_TENSOR_BYTES:,}-byte bound per tensor{hint}")
+    peak = peak_activation_bytes(graph, nodes, lambda name: sizes.get(name, 0), constants)
+    if peak > MAX_CHECK_PEAK_BYTES:
+        raise InputError(f"numeric check: the graph needs {peak:,} bytes of live activations at its peak, over the "
+                         f"{MAX_CHECK_PEAK_BYTES:,}-byte bound{hint}")
+    return peak
+
+
 def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
 
@@ -128,6 +182,8 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
 
     # The reference is the file as onnxruntime itself parses it, not segcost's reading of it:
     # a loader bug (e.g. a payload attached to the wrong tensor) must fail the check.
+    if check:
+        bound_check_memory(graph)   # before any pass or onnxruntime run: refusals come first
     original = (file_model(graph) or to_model(graph)) if check else None
     result = optimize(graph, passes, after_each=after_each, rules=rules)
     result.model = to_model(result.graph)

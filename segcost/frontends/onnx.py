@@ -21,8 +21,14 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from segcost.errors import GraphError, InputError, ShapeError
-from segcost.frontends.confine import (TENSOR_ATTRIBUTES, ExternalData, ModelSource, confine_external_tensors,
-                                      open_regular)
+from segcost.frontends.confine import (
+    TENSOR_ATTRIBUTES,
+    ExternalData,
+    ModelSource,
+    confine_external_tensors,
+    open_regular,
+)
+from segcost.frontends.expansion import check_function_expansion
 from segcost.ir import Graph, verify_graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import from_model, read_value_infos
@@ -81,6 +87,7 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     before any library sees the model.
     """
     tensor_attributes = _check_attributes(model)
+    check_function_expansion(model, label)
     confine_external_tensors(model, tensor_attributes, resolve_external)
     if resolve_external is None:
         for tensor in model.graph.initializer:
