@@ -119,8 +119,9 @@ def bound_check_memory(graph: Graph) -> int:
             continue
         shape = graph.shape(name)
         if shape is None or not all(isinstance(dim, int) and dim >= 0 for dim in shape):
-            raise InputError(f"numeric check: tensor {name!r} has no static shape {list(shape or [])}, so its "
-                             f"memory cannot be bounded before running{hint}")
+            inferred = f" (inferred: {list(shape)})" if shape is not None else ""
+            raise InputError(f"numeric check: tensor {name!r} has no static shape{inferred}, so its memory cannot "
+                             f"be bounded before running{hint}")
         size = sizes[name] = prod(shape) * max(dtype_size(graph.dtype(name)), 1)
         if size > MAX_CHECK_TENSOR_BYTES:
             raise InputError(f"numeric check: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "

@@ -149,8 +149,140 @@ def custom_op(data: bytes, rng: random.Random) -> bytes:
     return model.SerializeToString()
 
 
+# Where mutated external data points: the worker's working directory holds CANARY_NAME with
+# CANARY bytes (it must never be read), the model's folder holds nothing but the model.
+CANARY_NAME = "data.bin"
+CANARY = np.array([7777777, 9999991], np.int64).tobytes()
+_LOCATIONS = (CANARY_NAME, CANARY_NAME, "./" + CANARY_NAME, "../" + CANARY_NAME, "sub/../" + CANARY_NAME,
+              "/etc/hostname", "", "model.onnx", ".", "/dev/zero", "a\\..\\" + CANARY_NAME)
+
+
+def _make_external(tensor: TensorProto, rng: random.Random) -> None:
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    entries = [("location", rng.choice(_LOCATIONS))]
+    if rng.random() < 0.7:
+        entries.append(("offset", rng.choice(["0", "8", "-1", "x", str(2**62)])))
+    if rng.random() < 0.7:
+        entries.append(("length", rng.choice(["16", "0", "4096", "-3", str(2**40)])))
+    for key, value in entries:
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _external_shape_constant(rng: random.Random, output: str) -> onnx.NodeProto:
+    tensor = numpy_helper.from_array(np.array([1, 1], np.int64), "k")
+    _make_external(tensor, rng)
+    return helper.make_node("Constant", [], [output], value=tensor, name="ext_const")
+
+
+def external_data_elsewhere(data: bytes, rng: random.Random) -> bytes:
+    """External data on a tensor that is not a main-graph initializer (Constant, subgraph, function, sparse)."""
+    model = _parse(data)
+    first = model.graph.node[0]
+    target = first.input[0]
+    kind = rng.choice(["constant", "subgraph_constant", "subgraph_initializer", "function", "sparse", "existing"])
+    if kind == "existing":  # an existing Constant node or initializer turned external
+        constants = [node for node in model.graph.node if node.op_type == "Constant" and node.attribute]
+        if constants:
+            attribute = rng.choice(constants).attribute[0]
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                _make_external(attribute.t, rng)
+                return model.SerializeToString()
+        kind = "constant"
+    shape_name = "ext_shape"
+    if kind == "constant":
+        nodes = [_external_shape_constant(rng, shape_name)]
+    elif kind in ("subgraph_constant", "subgraph_initializer"):
+        if kind == "subgraph_constant":
+            body = helper.make_graph([_external_shape_constant(rng, "inner")], "then", [],
+                                     [helper.make_tensor_value_info("inner", TensorProto.INT64, [2])])
+        else:
+            init = numpy_helper.from_array(np.array([1, 1], np.int64), "inner_init")
+            _make_external(init, rng)
+            body = helper.make_graph([helper.make_node("Identity", ["inner_init"], ["inner"])], "then", [],
+                                     [helper.make_tensor_value_info("inner", TensorProto.INT64, [2])],
+                                     initializer=[init])
+        cond = numpy_helper.from_array(np.array(True), "ext_cond")
+        model.graph.initializer.append(cond)
+        nodes = [helper.make_node("If", ["ext_cond"], [shape_name], then_branch=body, else_branch=body, name="ext_if")]
+    elif kind == "function":
+        body = [_external_shape_constant(rng, "s"), helper.make_node("Identity", ["s"], ["b"])]
+        model.functions.append(helper.make_function("fuzz.local", "ExtShape", [], ["b"], body,
+                                                    [helper.make_opsetid("", 17)]))
+        model.opset_import.append(helper.make_opsetid("fuzz.local", 1))
+        nodes = [helper.make_node("ExtShape", [], [shape_name], domain="fuzz.local", name="ext_call")]
+    else:
+        values = numpy_helper.from_array(np.array([1, 1], np.int64), "values")
+        _make_external(values, rng)
+        sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([0, 1], np.int64), "i"), [2])
+        nodes = [helper.make_node("Constant", [], [shape_name], sparse_value=sparse, name="ext_sparse")]
+    # the external values become a shape every command needs: Expand of the first node's input
+    nodes.append(helper.make_node("Expand", [target, shape_name], ["ext_expanded"], name="ext_expand"))
+    first.input[0] = "ext_expanded"
+    for offset, node in enumerate(nodes):
+        model.graph.node.insert(offset, node)
+    return model.SerializeToString()
+
+
+def repeated_graph_field(data: bytes, rng: random.Random) -> bytes:
+    """A second ModelProto.graph field (protobuf merges it): extra initializers, nodes or a renamed copy."""
+    model = _parse(data)
+    extra = onnx.ModelProto()
+    choice = rng.choice(["initializers", "copy", "node"])
+    if choice == "initializers" and model.graph.initializer:
+        for tensor in rng.sample(list(model.graph.initializer), min(3, len(model.graph.initializer))):
+            copy = extra.graph.initializer.add()
+            copy.CopyFrom(tensor)
+            if rng.random() < 0.5:
+                copy.name += "_again"
+    elif choice == "copy":
+        extra.graph.CopyFrom(model.graph)
+    else:
+        extra.graph.node.append(helper.make_node("Relu", [model.graph.output[0].name], ["again"]))
+    repeats = rng.choice([1, 1, 2])
+    return data + extra.SerializeToString() * repeats
+
+
+def exponential_functions(data: bytes, rng: random.Random) -> bytes:
+    """Model-local functions where f_i calls f_{i+1} twice (or f_last calls f_0): 2**depth nodes expanded."""
+    model = _parse(data)
+    depth = rng.choice([3, 24, 40, 64])
+    recursive = rng.random() < 0.3
+    for level in range(depth):
+        last = level == depth - 1
+        callee = "f0" if recursive and last else f"f{level + 1}"
+        body = ([helper.make_node("Relu", ["a"], ["b"])] if last and not recursive else
+                [helper.make_node(callee, ["a"], ["t"], domain="fuzz.fn"),
+                 helper.make_node(callee, ["t"], ["b"], domain="fuzz.fn")])
+        model.functions.append(helper.make_function("fuzz.fn", f"f{level}", ["a"], ["b"], body,
+                                                    [helper.make_opsetid("", 17), helper.make_opsetid("fuzz.fn", 1)]))
+    model.opset_import.append(helper.make_opsetid("fuzz.fn", 1))
+    output = model.graph.output[0].name
+    last_node = next(node for node in model.graph.node if output in node.output)
+    last_node.output[list(last_node.output).index(output)] = "before_f0"
+    model.graph.node.append(helper.make_node("f0", ["before_f0"], [output], domain="fuzz.fn", name="call_f0"))
+    return model.SerializeToString()
+
+
+def huge_intermediate(data: bytes, rng: random.Random) -> bytes:
+    """Expand the input to a GiB-sized tensor and reduce it again: the numeric check must not run it."""
+    model = _parse(data)
+    first = model.graph.node[0]
+    size = rng.choice([1 << 10, 1 << 20, 1 << 30])
+    model.graph.initializer.append(numpy_helper.from_array(np.array([size, 1, 1, 1], np.int64), "grow_shape"))
+    model.graph.node.insert(0, helper.make_node("Expand", [first.input[0], "grow_shape"], ["grown"], name="grow"))
+    model.graph.node.insert(1, helper.make_node("ReduceMax", ["grown"], ["shrunk"], name="shrink", axes=[0],
+                                                keepdims=1))
+    model.graph.node.insert(2, helper.make_node("Add", [first.input[0], "shrunk"], ["regrown"], name="regrow"))
+    first.input[0] = "regrown"
+    return model.SerializeToString()
+
+
 MUTATORS = (truncate, flip_bits, splice, wrong_dtype, bad_dims, cycle, duplicate_names, missing_initializer,
-            wrong_attribute_type, nested_subgraphs, huge_declared_tensor, random_bytes, custom_op)
+            wrong_attribute_type, nested_subgraphs, huge_declared_tensor, random_bytes, custom_op,
+            external_data_elsewhere, repeated_graph_field, exponential_functions, huge_intermediate)
 
 
 def mutate(data: bytes, seed: int, index: int) -> tuple[str, bytes]:

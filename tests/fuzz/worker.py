@@ -16,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+
 MEMORY_LIMIT_BYTES = 3 * 2**30
 SECONDS_PER_CASE = 20
 # Which command each case runs, by index: mostly analyze (the cheapest, the most exposed).
@@ -66,14 +68,31 @@ def run_case(index: int, data: bytes, workdir: Path) -> dict | None:
         problem = f"exit 2 without one error line: {message[:300]!r}"
     elif after != before:
         problem = f"files appeared in the model's folder: {sorted(set(after) - set(before))}"
+    elif _leaks_canary(stdout.getvalue(), workdir / "out.onnx"):
+        problem = "the working directory's data.bin was read (its values appear in the output)"
     return None if problem is None else {"index": index, "command": command, "problem": problem, "code": code}
 
 
+def _leaks_canary(stdout: str, output: Path) -> bool:
+    from tests.fuzz.mutations import CANARY
+
+    values = [str(value) for value in np.frombuffer(CANARY, np.int64)]
+    return any(value in stdout for value in values) or (output.exists() and CANARY in output.read_bytes())
+
+
 def main() -> None:
-    seed, start, count, workdir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    seed, start, count, workdir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]).resolve()
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     signal.signal(signal.SIGALRM, _alarm)
-    from tests.fuzz.mutations import mutate, seed_models
+    from tests.fuzz.mutations import CANARY, CANARY_NAME, mutate, seed_models
+
+    # Run from a working directory holding the file mutated external data names: onnx and
+    # onnxruntime would resolve a relative location there; segcost must never read it.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    cwd = workdir / "cwd"
+    cwd.mkdir(exist_ok=True)
+    (cwd / CANARY_NAME).write_bytes(CANARY)
+    os.chdir(cwd)
 
     seeds = seed_models()
     cases = workdir / "cases"
