@@ -152,7 +152,7 @@ def custom_op(data: bytes, rng: random.Random) -> bytes:
 # Where mutated external data points: the worker's working directory holds CANARY_NAME with
 # CANARY bytes (it must never be read), the model's folder holds nothing but the model.
 CANARY_NAME = "data.bin"
-CANARY = np.array([7777777, 9999991], np.int64).tobytes()
+CANARY = np.array([1, 7777777], np.int64).tobytes()  # read as a shape, it would print as 1x7777777
 _LOCATIONS = (CANARY_NAME, CANARY_NAME, "./" + CANARY_NAME, "../" + CANARY_NAME, "sub/../" + CANARY_NAME,
               "/etc/hostname", "", "model.onnx", ".", "/dev/zero", "a\\..\\" + CANARY_NAME)
 
@@ -162,9 +162,11 @@ def _make_external(tensor: TensorProto, rng: random.Random) -> None:
     tensor.data_location = TensorProto.EXTERNAL
     del tensor.external_data[:]
     entries = [("location", rng.choice(_LOCATIONS))]
-    if rng.random() < 0.7:
+    if rng.random() < 0.5:  # a well-formed reference to the working directory's file
+        entries = [("location", CANARY_NAME), ("offset", "0"), ("length", str(len(CANARY)))]
+    elif rng.random() < 0.7:
         entries.append(("offset", rng.choice(["0", "8", "-1", "x", str(2**62)])))
-    if rng.random() < 0.7:
+    if len(entries) < 3 and rng.random() < 0.7:
         entries.append(("length", rng.choice(["16", "0", "4096", "-3", str(2**40)])))
     for key, value in entries:
         entry = tensor.external_data.add()
@@ -180,8 +182,6 @@ def _external_shape_constant(rng: random.Random, output: str) -> onnx.NodeProto:
 def external_data_elsewhere(data: bytes, rng: random.Random) -> bytes:
     """External data on a tensor that is not a main-graph initializer (Constant, subgraph, function, sparse)."""
     model = _parse(data)
-    first = model.graph.node[0]
-    target = first.input[0]
     kind = rng.choice(["constant", "subgraph_constant", "subgraph_initializer", "function", "sparse", "existing"])
     if kind == "existing":  # an existing Constant node or initializer turned external
         constants = [node for node in model.graph.node if node.op_type == "Constant" and node.attribute]
@@ -218,9 +218,11 @@ def external_data_elsewhere(data: bytes, rng: random.Random) -> bytes:
         _make_external(values, rng)
         sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([0, 1], np.int64), "i"), [2])
         nodes = [helper.make_node("Constant", [], [shape_name], sparse_value=sparse, name="ext_sparse")]
-    # the external values become a shape every command needs: Expand of the first node's input
-    nodes.append(helper.make_node("Expand", [target, shape_name], ["ext_expanded"], name="ext_expand"))
-    first.input[0] = "ext_expanded"
+    # the external values become the shape of an extra graph output, which analyze prints
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), "ext_one"))
+    nodes.append(helper.make_node("Expand", ["ext_one", shape_name], ["ext_side"], name="ext_expand"))
+    nodes.append(helper.make_node("Identity", ["ext_side"], ["ext_out"], name="ext_use"))  # consumed: resolved
+    model.graph.output.append(helper.make_empty_tensor_value_info("ext_out"))
     for offset, node in enumerate(nodes):
         model.graph.node.insert(offset, node)
     return model.SerializeToString()
