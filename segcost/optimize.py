@@ -63,8 +63,12 @@ def build_pipeline(names: list[str] | None = None, after_each=None) -> PassManag
     return PassManager([PASSES[name]() for name in names], fixed_point=True, after_each=after_each)
 
 
-def optimize(graph: Graph, passes: list[str] | None = None, after_each=None, rules: str = "current") -> OptimizeResult:
+def optimize(graph: Graph, passes: list[str] | None = None, after_each=None, rules: str = "current",
+             before_passes=None) -> OptimizeResult:
+    """Analyze, run the pipeline (in place), verify, analyze again; `before_passes(graph)` runs in between."""
     before = analyze(graph)
+    if before_passes is not None:
+        before_passes(graph)
     result = build_pipeline(passes, after_each)(graph)
     findings = VerifyGroupedConvPass(rules=rules)(result.graph).findings
     return OptimizeResult(result.graph, before, analyze(result.graph), result.records, findings)
@@ -181,12 +185,17 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     from segcost.frontends.onnx import file_model
     from segcost.ir.onnx_io import to_model
 
-    # The reference is the file as onnxruntime itself parses it, not segcost's reading of it:
-    # a loader bug (e.g. a payload attached to the wrong tensor) must fail the check.
-    if check:
-        bound_check_memory(graph)   # before any pass or onnxruntime run: refusals come first
-    original = (file_model(graph) or to_model(graph)) if check else None
-    result = optimize(graph, passes, after_each=after_each, rules=rules)
+    original = None
+
+    def prepare_check(graph: Graph) -> None:
+        # after the analysis (its errors name the input to fix), before any pass or onnxruntime run
+        nonlocal original
+        bound_check_memory(graph)
+        # The reference is the file as onnxruntime itself parses it, not segcost's reading of
+        # it: a loader bug (e.g. a payload attached to the wrong tensor) must fail the check.
+        original = file_model(graph) or to_model(graph)
+
+    result = optimize(graph, passes, after_each=after_each, rules=rules, before_passes=prepare_check if check else None)
     result.model = to_model(result.graph)
     try:
         onnx.checker.check_model(result.model)
