@@ -260,3 +260,36 @@ def test_numeric_check_compares_against_the_file_not_segcosts_reading_of_it(tmp_
     graph.initializers["w"]._array = np.full((8, 4, 3, 3), 99.0, np.float32)  # as a mis-numbered payload would
     with pytest.raises(NumericsError, match="differs"):
         optimize_model(graph)
+
+
+def test_symlink_swapped_between_check_and_open_is_not_followed(tmp_path, monkeypatch):
+    """The swap happens right after segcost looks at w.bin; the open that follows must not reach outside."""
+    from segcost.errors import InputError
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})
+    onnx.save_model(model, folder / "m.onnx", save_as_external_data=True, location="w.bin", size_threshold=0)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(np.full(8 * 4 * 9, 99.0, np.float32).tobytes())
+    os.symlink(outside, folder / "swap")
+    swapped = []
+
+    def racing(original):
+        def look(path, *args, **kwargs):
+            result = original(path, *args, **kwargs)
+            if not swapped and str(path).endswith("w.bin"):
+                swapped.append(path)
+                os.replace(folder / "swap", folder / "w.bin")     # the attacker wins the race here
+            return result
+        return look
+
+    monkeypatch.setattr(os, "stat", racing(os.stat))
+    monkeypatch.setattr(os, "lstat", racing(os.lstat))
+    try:
+        values = load(folder / "m.onnx").initializers["w"].array
+    except InputError as error:
+        assert "w.bin" in str(error)                              # refused: fine
+    else:
+        np.testing.assert_array_equal(values, weight(8, 4, 3, 3))  # or the checked file: fine
+    assert swapped
