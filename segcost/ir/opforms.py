@@ -46,8 +46,8 @@ import numpy as np
 from segcost.errors import InputError
 from segcost.ir.graph import Graph, Node
 
-__all__ = ["ABSENT", "ATTRIBUTE", "DEFAULT", "DYNAMIC", "INPUT", "Operand", "constant_value",
-           "normalize_axes", "normalize_axis", "opset_of", "read_operand", "resize_output_shape"]
+__all__ = ["ABSENT", "ATTRIBUTE", "DEFAULT", "DYNAMIC", "INPUT", "Operand", "check_resize_operands",
+           "constant_value", "normalize_axes", "normalize_axis", "opset_of", "read_operand", "resize_output_shape"]
 
 # Where an operand's value came from.
 ATTRIBUTE = "attribute"   # a node attribute
@@ -256,18 +256,15 @@ def resize_output_shape(graph: Graph, key: str, input_shape: tuple[int, ...]) ->
     node = graph.node(key)
     rank = len(input_shape)
     where = f"node {key!r} ({node.op_type})"
+    scales, sizes = check_resize_operands(graph, key)
     axes_attr = node.attrs.get("axes") if node.op_type == "Resize" else None
     axes = normalize_axes(axes_attr, rank, f"{where} attribute axes") if axes_attr else tuple(range(rank))
-    sizes = read_operand(graph, key, "sizes") if node.op_type == "Resize" else Operand("sizes", ABSENT, where=where)
-    scales = read_operand(graph, key, "scales")
-    if sizes.source == DYNAMIC or (scales.source == DYNAMIC and not (sizes.known and sizes.value.size)):
+    if sizes.source == DYNAMIC or (scales.source == DYNAMIC and not _non_empty(sizes)):
         return None
     out = list(input_shape)
-    if sizes.known and sizes.value.size:
+    if _non_empty(sizes):
         values = sizes.ints() or ()
         _check_count(values, axes, where, "sizes")
-        if any(size <= 0 for size in values):
-            raise InputError(f"{where}: sizes {list(values)} must all be > 0")
         policy = node.attrs.get("keep_aspect_ratio_policy", b"stretch")
         policy = policy.decode() if isinstance(policy, bytes) else policy
         if policy == "stretch":
@@ -279,16 +276,43 @@ def resize_output_shape(graph: Graph, key: str, input_shape: tuple[int, ...]) ->
         for axis in axes:
             out[axis] = int(np.floor(factor * np.float32(input_shape[axis]) + np.float32(0.5)))
         return tuple(out)
-    if not scales.known or not np.asarray(scales.value).size:
+    if not _non_empty(scales):
         raise InputError(f"{where}: neither scales nor sizes is given")
     factors = scales.floats() or ()
     _check_count(factors, axes, where, "scales")
-    upsample = node.op_type == "Upsample"  # Upsample-9: "scale ... greater or equal to 1"
-    if not all(np.isfinite(scale) and (scale >= 1 if upsample else scale > 0) for scale in factors):
-        raise InputError(f"{where}: scales {list(factors)} must all be finite and {'>= 1' if upsample else '> 0'}")
     for axis, scale in zip(axes, factors):
         out[axis] = int(np.floor(np.float32(input_shape[axis]) * np.float32(scale)))
     return tuple(out)
+
+
+def check_resize_operands(graph: Graph, key: str) -> tuple[Operand, Operand]:
+    """(scales, sizes) of a Resize/Upsample node, after checking their constant values.
+
+    Raises:
+        InputError: a scale that is not finite or ≤ 0 (Upsample-9: < 1, "greater or equal
+            to 1"), a size ≤ 0, or both scales and sizes given (Resize-11+: "only one of
+            scales and sizes can be specified").
+    """
+    node = graph.node(key)
+    where = f"node {key!r} ({node.op_type})"
+    sizes = read_operand(graph, key, "sizes") if node.op_type == "Resize" else Operand("sizes", ABSENT, where=where)
+    scales = read_operand(graph, key, "scales")
+    if _non_empty(scales):
+        factors = scales.floats() or ()
+        upsample = node.op_type == "Upsample"
+        if not all(np.isfinite(scale) and (scale >= 1 if upsample else scale > 0) for scale in factors):
+            raise InputError(f"{where}: scales {list(factors)} must all be finite and "
+                             f"{'>= 1' if upsample else '> 0'}")
+        if _non_empty(sizes):
+            raise InputError(f"{where}: both scales and sizes are given; only one may be")
+    if _non_empty(sizes) and any(size <= 0 for size in sizes.ints() or ()):
+        raise InputError(f"{where}: sizes {list(sizes.ints() or ())} must all be > 0")
+    return scales, sizes
+
+
+def _non_empty(operand: Operand) -> bool:
+    """Known and with at least one element (Resize-11/12 give the unused one of scales/sizes as [])."""
+    return operand.value is not None and np.asarray(operand.value).size > 0
 
 
 def _check_count(values: tuple, axes: tuple[int, ...], where: str, name: str) -> None:

@@ -1,0 +1,114 @@
+"""Degenerate attributes and operands are input errors, checked in this one place.
+
+A Conv with ``dilations=[0, 0]`` or ``strides=[0, 0]``, a kernel dimension 0, a group that
+does not divide the channels, or a Resize with a negative scale is not a model onnxruntime
+runs; counting it would print a number for nothing. `check_node` raises an `InputError`
+naming the node and the attribute (one line). The cost-rule registry calls it for every op
+type listed in `CHECKED_OP_TYPES` before the op's rule, so no rule repeats these checks.
+
+Constraints are the ONNX operator spec's (onnx/docs/Operators.md): strides, dilations,
+kernel_shape, group, blocksize and LRN size are ≥ 1; pads and output_padding are ≥ 0
+("can take any value greater than or equal to 0"); Conv's group divides C_in and C_out;
+Resize scales are > 0 and finite, sizes > 0, Upsample scales ≥ 1; TopK's k ≥ 0;
+GroupNormalization's num_groups divides the channels.
+"""
+
+from __future__ import annotations
+
+from segcost.errors import InputError
+from segcost.ir.graph import Graph
+from segcost.ir.opforms import check_resize_operands, read_operand
+
+__all__ = ["CHECKED_OP_TYPES", "check_node"]
+
+_CONV = ("strides", "dilations", "kernel_shape", "group")
+_POOL = ("strides", "dilations", "kernel_shape")
+# op_type → (attributes whose values must all be ≥ 1, attributes whose values must all be ≥ 0)
+_ATTRIBUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Conv": (_CONV, ("pads",)),
+    "ConvInteger": (_CONV, ("pads",)),
+    "QLinearConv": (_CONV, ("pads",)),
+    "FusedConv": (_CONV, ("pads",)),
+    "ConvTranspose": (_CONV, ("pads", "output_padding", "output_shape")),
+    "DeformConv": ((*_CONV, "offset_group"), ("pads",)),
+    "MaxPool": (_POOL, ("pads",)),
+    "AveragePool": (_POOL, ("pads",)),
+    "LpPool": (_POOL, ("pads",)),
+    "MaxUnpool": (("strides", "kernel_shape"), ("pads",)),
+    "DepthToSpace": (("blocksize",), ()),
+    "SpaceToDepth": (("blocksize",), ()),
+    "LRN": (("size",), ()),
+    "GroupNormalization": (("num_groups",), ()),
+}
+# (input index of X, input index of W) of the grouped convolutions
+_GROUPED = {"Conv": (0, 1), "ConvInteger": (0, 1), "FusedConv": (0, 1), "QLinearConv": (0, 3),
+            "ConvTranspose": (0, 1), "DeformConv": (0, 1)}
+CHECKED_OP_TYPES = frozenset({*_ATTRIBUTES, "Resize", "Upsample", "TopK"})  # GroupNormalization is in _ATTRIBUTES
+
+
+def check_node(graph: Graph, key: str) -> None:
+    """Raise InputError when node `key` has a degenerate attribute or constant operand.
+
+    Shapes are read from the graph where known (group against channels, kernel dims of
+    the weight); an unknown shape is left to the cost rule, which reports it.
+
+    Raises:
+        InputError: "node 'KEY' (OpType): attribute NAME = VALUE must ..." for the first
+            degenerate attribute or operand found.
+    """
+    node = graph.node(key)
+    where = f"node {key!r} ({node.op_type})"
+    positive, non_negative = _ATTRIBUTES.get(node.op_type, ((), ()))
+    for name in positive:
+        values = _ints(node.attrs.get(name))
+        if values is not None and any(value < 1 for value in values):
+            raise InputError(f"{where}: attribute {name} = {_show(node.attrs[name])} must be >= 1")
+    for name in non_negative:
+        values = _ints(node.attrs.get(name))
+        if values is not None and any(value < 0 for value in values):
+            raise InputError(f"{where}: attribute {name} = {_show(node.attrs[name])} must be >= 0")
+    if node.op_type in _GROUPED:
+        _check_grouping(graph, key, where, *_GROUPED[node.op_type])
+    elif node.op_type in ("Resize", "Upsample"):
+        check_resize_operands(graph, key)
+    elif node.op_type == "GroupNormalization":
+        shape = graph.shape(node.inputs[0]) if node.inputs and node.inputs[0] else None
+        groups = int(node.attrs.get("num_groups", 1))
+        if shape is not None and len(shape) > 1 and isinstance(shape[1], int) and shape[1] % groups:
+            raise InputError(f"{where}: attribute num_groups = {groups} does not divide the input's "
+                             f"{shape[1]} channels")
+    elif node.op_type == "TopK":
+        k = read_operand(graph, key, "k")
+        if k.known and any(value < 0 for value in k.ints() or ()):
+            raise InputError(f"{where}: k = {k.ints()} must be >= 0")
+
+
+def _check_grouping(graph: Graph, key: str, where: str, x_index: int, w_index: int) -> None:
+    node = graph.node(key)
+    group = int(node.attrs.get("group", 1))
+    x_shape = graph.shape(node.inputs[x_index]) if len(node.inputs) > x_index and node.inputs[x_index] else None
+    w_shape = graph.shape(node.inputs[w_index]) if len(node.inputs) > w_index and node.inputs[w_index] else None
+    if w_shape is not None and len(w_shape) > 2:
+        kernel = w_shape[2:]
+        if any(isinstance(dim, int) and dim < 1 for dim in kernel):
+            raise InputError(f"{where}: weight {node.inputs[w_index]!r} has kernel {list(kernel)}; "
+                             "every kernel dimension must be >= 1")
+    channels_in = x_shape[1] if x_shape is not None and len(x_shape) > 1 else None
+    if isinstance(channels_in, int) and channels_in % group:
+        raise InputError(f"{where}: attribute group = {group} does not divide the input's {channels_in} channels")
+    if node.op_type != "ConvTranspose" and w_shape is not None and w_shape and isinstance(w_shape[0], int) \
+            and w_shape[0] % group:
+        raise InputError(f"{where}: attribute group = {group} does not divide the {w_shape[0]} output "
+                         f"channels of weight {node.inputs[w_index]!r}")
+
+
+def _ints(value) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [int(item) for item in value if isinstance(item, int)]
+    return [int(value)] if isinstance(value, int) else None
+
+
+def _show(value) -> str:
+    return str(list(value)) if isinstance(value, (list, tuple)) else str(value)
