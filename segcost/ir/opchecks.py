@@ -57,57 +57,62 @@ def check_node(graph: Graph, key: str) -> None:
             degenerate attribute or operand found.
     """
     node = graph.node(key)
-    where = f"node {key!r} ({node.op_type})"
-    positive, non_negative = _ATTRIBUTES.get(node.op_type, ((), ()))
+    op_type, attrs = node.op_type, node.attrs
+    positive, non_negative = _ATTRIBUTES.get(op_type, ((), ()))
     for name in positive:
-        values = _ints(node.attrs.get(name))
-        if values is not None and any(value < 1 for value in values):
-            raise InputError(f"{where}: attribute {name} = {_show(node.attrs[name])} must be >= 1")
+        value = attrs.get(name)
+        if value is not None and _smallest(value) < 1:
+            raise InputError(f"{_where(key, op_type)}: attribute {name} = {_show(value)} must be >= 1")
     for name in non_negative:
-        values = _ints(node.attrs.get(name))
-        if values is not None and any(value < 0 for value in values):
-            raise InputError(f"{where}: attribute {name} = {_show(node.attrs[name])} must be >= 0")
-    if node.op_type in _GROUPED:
-        _check_grouping(graph, key, where, *_GROUPED[node.op_type])
-    elif node.op_type in ("Resize", "Upsample"):
+        value = attrs.get(name)
+        if value is not None and _smallest(value) < 0:
+            raise InputError(f"{_where(key, op_type)}: attribute {name} = {_show(value)} must be >= 0")
+    if op_type in _GROUPED:
+        _check_grouping(graph, key, *_GROUPED[op_type])
+    elif op_type in ("Resize", "Upsample"):
         check_resize_operands(graph, key)
-    elif node.op_type == "GroupNormalization":
+    elif op_type == "GroupNormalization":
         shape = graph.shape(node.inputs[0]) if node.inputs and node.inputs[0] else None
-        groups = int(node.attrs.get("num_groups", 1))
+        groups = int(attrs.get("num_groups", 1))
         if shape is not None and len(shape) > 1 and isinstance(shape[1], int) and shape[1] % groups:
-            raise InputError(f"{where}: attribute num_groups = {groups} does not divide the input's "
+            raise InputError(f"{_where(key, op_type)}: attribute num_groups = {groups} does not divide the input's "
                              f"{shape[1]} channels")
-    elif node.op_type == "TopK":
+    elif op_type == "TopK":
         k = read_operand(graph, key, "k")
         if k.known and any(value < 0 for value in k.ints() or ()):
-            raise InputError(f"{where}: k = {k.ints()} must be >= 0")
+            raise InputError(f"{_where(key, op_type)}: k = {k.ints()} must be >= 0")
 
 
-def _check_grouping(graph: Graph, key: str, where: str, x_index: int, w_index: int) -> None:
+def _check_grouping(graph: Graph, key: str, x_index: int, w_index: int) -> None:
     node = graph.node(key)
-    group = int(node.attrs.get("group", 1))
-    x_shape = graph.shape(node.inputs[x_index]) if len(node.inputs) > x_index and node.inputs[x_index] else None
-    w_shape = graph.shape(node.inputs[w_index]) if len(node.inputs) > w_index and node.inputs[w_index] else None
+    inputs = node.inputs
+    group = node.attrs.get("group", 1)
+    x_shape = graph.shape(inputs[x_index]) if len(inputs) > x_index and inputs[x_index] else None
+    w_shape = graph.shape(inputs[w_index]) if len(inputs) > w_index and inputs[w_index] else None
     if w_shape is not None and len(w_shape) > 2:
         kernel = w_shape[2:]
         if any(isinstance(dim, int) and dim < 1 for dim in kernel):
-            raise InputError(f"{where}: weight {node.inputs[w_index]!r} has kernel {list(kernel)}; "
+            raise InputError(f"{_where(key, node.op_type)}: weight {inputs[w_index]!r} has kernel {list(kernel)}; "
                              "every kernel dimension must be >= 1")
     channels_in = x_shape[1] if x_shape is not None and len(x_shape) > 1 else None
     if isinstance(channels_in, int) and channels_in % group:
-        raise InputError(f"{where}: attribute group = {group} does not divide the input's {channels_in} channels")
-    if node.op_type != "ConvTranspose" and w_shape is not None and w_shape and isinstance(w_shape[0], int) \
-            and w_shape[0] % group:
-        raise InputError(f"{where}: attribute group = {group} does not divide the {w_shape[0]} output "
-                         f"channels of weight {node.inputs[w_index]!r}")
+        raise InputError(f"{_where(key, node.op_type)}: attribute group = {group} does not divide the input's "
+                         f"{channels_in} channels")
+    channels_out = w_shape[0] if w_shape else None
+    if node.op_type != "ConvTranspose" and isinstance(channels_out, int) and channels_out % group:
+        raise InputError(f"{_where(key, node.op_type)}: attribute group = {group} does not divide the "
+                         f"{channels_out} output channels of weight {inputs[w_index]!r}")
 
 
-def _ints(value) -> list[int] | None:
-    if value is None:
-        return None
+def _smallest(value) -> int:
+    """Smallest element of an INT or INTS attribute (1 for an empty list or a non-integer value)."""
     if isinstance(value, (list, tuple)):
-        return [int(item) for item in value if isinstance(item, int)]
-    return [int(value)] if isinstance(value, int) else None
+        return min((item for item in value if isinstance(item, int)), default=1)
+    return value if isinstance(value, int) else 1
+
+
+def _where(key: str, op_type: str) -> str:
+    return f"node {key!r} ({op_type})"
 
 
 def _show(value) -> str:
