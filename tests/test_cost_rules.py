@@ -506,3 +506,16 @@ def test_layer_norm_rows_by_hand_against_torch_decomposition():
     layer = layer_of(single_op_model("LayerNormalization", {"x": [2, 10, 64]}, {"g": weight(64), "b": weight(64)},
                                      opset=17))
     assert layer.flops == hand
+
+
+def test_ops_documents_einsum_attention_and_norms(run_cli):
+    code, out, _ = run_cli("ops")
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0
+    for name, formula in [("Einsum", "MACs = prod(sizes of all distinct letters)"), ("Attention", "MACs = B·N_q·S·T"),
+                          ("com.microsoft::Attention", "QKV projection"),
+                          ("com.microsoft::MultiHeadAttention", "MACs = B·S·T·(D + D_v)"),
+                          ("com.microsoft::GroupQueryAttention", "MACs = 2·B·N·S·T·H"),
+                          ("LayerNormalization", "flops = 6·E + 4·R"), ("RMSNormalization", "flops = 4·E + 3·R"),
+                          ("GroupNormalization", "flops = 7·E + 4·R"), ("Gelu", "flops = 5 per element")]:
+        assert formula in lines[name], (name, lines.get(name))

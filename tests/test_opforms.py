@@ -355,3 +355,13 @@ def test_module_imports_only_the_ir():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert {name for name in imported if name.startswith("segcost")} <= {"segcost.errors", "segcost.ir.graph"}
     assert onnx  # the tests build models with onnx; the module itself imports it only for Constant tensors
+
+
+def test_malformed_constant_tensor_is_an_input_error():
+    graph = graph_of("TopK", ["x", "k"], 11, outputs=2, constant_nodes={"k": ("value_ints", [1])})
+    broken = TensorProto(name="k", data_type=TensorProto.INT64, dims=[3])
+    broken.int64_data.append(1)  # 1 value for 3 elements
+    graph.node("const_k").attrs["value"] = broken
+    del graph.node("const_k").attrs["value_ints"]
+    with pytest.raises(InputError, match="node 'const_k' \\(Constant\\): tensor 'k' is malformed"):
+        read_operand(graph, "node", "k")

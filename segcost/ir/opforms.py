@@ -355,4 +355,8 @@ def _constant_node_value(key: str, node: Node) -> np.ndarray | None:
     if value.data_location == TensorProto.EXTERNAL:
         raise InputError(f"node {key!r} (Constant): tensor {value.name or node.outputs[0]!r} keeps its data "
                          "in an external file, which segcost reads only for initializers")
-    return numpy_helper.to_array(value)
+    try:
+        return numpy_helper.to_array(value)
+    except (ValueError, TypeError) as error:  # a payload that does not match its dims/type
+        raise InputError(f"node {key!r} (Constant): tensor {value.name or node.outputs[0]!r} is malformed "
+                         f"({type(error).__name__}: {error})") from None
