@@ -519,3 +519,44 @@ def test_ops_documents_einsum_attention_and_norms(run_cli):
                           ("LayerNormalization", "flops = 6·E + 4·R"), ("RMSNormalization", "flops = 4·E + 3·R"),
                           ("GroupNormalization", "flops = 7·E + 4·R"), ("Gelu", "flops = 5 per element")]:
         assert formula in lines[name], (name, lines.get(name))
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_fused_bert_attention_equals_its_unfused_matmuls(tmp_path):
+    """onnxruntime's transformer optimizer fuses a BERT layer into com.microsoft Attention (+ SkipLayerNorm,
+    BiasGelu); the fused graph must count exactly the MACs of the unfused MatMuls (1,114,112 here)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from segcost.ir.onnx_io import from_model
+
+    config = transformers.BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64, attn_implementation="eager")
+    bert = transformers.BertModel(config).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids, mask, types):
+            return self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+    ids = torch.randint(0, 100, (1, 16))
+    path = tmp_path / "bert.onnx"
+    torch.onnx.export(Encoder(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path), opset_version=17,
+                      input_names=["ids", "mask", "types"], output_names=["out"], dynamo=False)
+    fused_path = tmp_path / "fused.onnx"
+    optimize_model(str(path), model_type="bert", num_heads=4, hidden_size=64, opt_level=0).save_model_to_file(
+        str(fused_path))
+    fused_model = onnx.load(fused_path)
+    assert sum(node.op_type == "Attention" for node in fused_model.graph.node) == 2
+    # onnx shape inference does not know contrib ops; onnxruntime's symbolic inference does
+    fused = analyze(from_model(SymbolicShapeInference.infer_shapes(fused_model, auto_merge=True)))
+    plain = analyze(load_model(onnx.load(path)))
+    per_layer = 3 * 16 * 64 * 64 + 2 * 4 * 16 * 16 * 16 + 16 * 64 * 64 + 2 * 16 * 64 * 128
+    assert plain.totals.macs == fused.totals.macs == 2 * per_layer == 1_114_112
+    assert not fused.coverage.unsupported
