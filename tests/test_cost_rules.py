@@ -437,9 +437,10 @@ def test_microsoft_attention_counts_the_qkv_projection():
     ({"q": [2, 5, 32], "k": [2, 7, 32], "v": [2, 7, 32]}, 7, 8),                 # 3-D q/k/v
     ({"q": [2, 5, 4, 3, 8]}, 5, 8),                                                # packed QKV
     ({"q": [2, 5, 32], "k": [2, 7, 4, 2, 8]}, 7, 8),                               # packed KV
-    ({"q": [2, 5, 32], "k": [2, 4, 7, 8], "v": [2, 4, 7, 6]}, 7, 6),               # per-head K/V
+    ({"q": [2, 5, 32], "k": [2, 4, 7, 8], "v": [2, 4, 7, 8]}, 7, 8),               # per-head K/V
 ])
 def test_microsoft_multi_head_attention_layouts(inputs, keys, value_head):
+    """Layouts as onnxruntime 1.32 names them (its CPU kernel runs the 3-D form; packed ones are GPU-only)."""
     model = single_op_model("MultiHeadAttention", inputs, domain="com.microsoft", num_heads=4)
     layer = layer_of(model)
     assert layer.macs == 2 * 4 * 5 * keys * (8 + value_head)
