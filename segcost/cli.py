@@ -284,12 +284,12 @@ def list_ops() -> None:
     """List the op types segcost has cost rules for, with each rule's formula."""
     from segcost.analyzer.registry import find_rule, registered_ops
 
-    for domain, op_type in registered_ops():
-        if domain == "ai.onnx":
-            continue
-        rule = find_rule(domain, op_type)
-        doc = (rule.__doc__ or "").strip().splitlines()[0]
-        click.echo(f"{(domain + '::') if domain else ''}{op_type:24s} {doc}")
+    rows = [(f"{domain}::{op_type}" if domain else op_type, find_rule(domain, op_type))
+            for domain, op_type in registered_ops() if domain != "ai.onnx"]
+    width = max(len(name) for name, _ in rows)
+    for name, rule in rows:
+        doc = ((rule.__doc__ if rule is not None else "") or "").strip().splitlines()[0]
+        click.echo(f"{name:{width}s} {doc}")
 
 
 @cli.group()

@@ -39,7 +39,7 @@ def analyze(graph: Graph) -> AnalysisResult:
         inputs, outputs = node.inputs, node.outputs
         view = OpView(key, node, tuple([shape_of(tensor) if tensor else None for tensor in inputs]),
                       tuple([shape_of(tensor) if tensor else None for tensor in outputs]),
-                      tuple([tensor in constants for tensor in inputs]))
+                      tuple([tensor in constants for tensor in inputs]), graph)
         rule_key = (node.domain, node.op_type)
         rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
         try:
@@ -183,7 +183,8 @@ def _model_summary(graph: Graph) -> ModelSummary:
 
 # Op types whose rules can give MACs; everything else is 0 MACs by convention.
 MAC_OP_TYPES = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "Gemm", "MatMul",
-                          "MatMulInteger", "QLinearMatMul", "LSTM", "GRU", "RNN"})
+                          "MatMulInteger", "QLinearMatMul", "LSTM", "GRU", "RNN", "Einsum", "Attention",
+                          "MultiHeadAttention", "GroupQueryAttention"})
 
 
 def count_macs(graph: Graph) -> int:
@@ -198,6 +199,7 @@ def count_macs(graph: Graph) -> int:
             continue
         view = OpView(key=key, node=node,
                       input_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.inputs),
-                      output_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.outputs))
+                      output_shapes=tuple(graph.shape(tensor) if tensor else None for tensor in node.outputs),
+                      graph=graph)
         total += rule(view).macs
     return total

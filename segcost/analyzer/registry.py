@@ -1,18 +1,28 @@
 """Registry of per-op cost rules, keyed by (domain, op_type).
 
 A rule is a small function ``rule(op: OpView) -> OpCost`` whose one-line docstring states
-its formula. Rules receive shapes, never tensor data, and return exact Python ints.
-Registering the same op twice is an error (as in torch's flop_counter), so a rule can never
-be silently replaced.
+its formula. Rules receive shapes, never tensor data, and return exact Python ints; an
+operand that some opsets give as an attribute and others as an input (Clip's bounds,
+Reduce axes, Resize scales) is read with ``op.operand(name)``, which goes through
+`segcost.ir.opforms`, never from ``op.attr``. Registering the same op twice is an error
+(as in torch's flop_counter), so a rule can never be silently replaced.
+
+Degenerate attributes (strides or dilations 0, a group that does not divide the channels,
+a negative Resize scale) are input errors: for the op types `segcost.ir.opchecks` knows, the
+registered rule first runs `check_node`, so every rule of those ops is guarded in one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from math import prod
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from segcost.errors import ShapeError
-from segcost.ir import Node, Shape
+from segcost.ir import Graph, Node, Shape
+from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
+from segcost.ir.opforms import Operand, opset_of, read_operand
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -26,13 +36,17 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 # made per node, and a frozen dataclass's __init__ (object.__setattr__ per field) was a tenth
 # of the analysis time of a 100k-node graph.
 class OpView(NamedTuple):
-    """What a cost rule sees of one node: attributes, names, shapes and dtypes."""
+    """What a cost rule sees of one node: attributes, operands, names, shapes and dtypes.
+
+    `graph` is the IR the node belongs to; `operand` reads constant operands through it.
+    """
 
     key: str
     node: Node
     input_shapes: tuple[Shape | None, ...]
     output_shapes: tuple[Shape | None, ...]
     constant_inputs: tuple[bool, ...] = ()
+    graph: Graph | None = None
 
     @property
     def op_type(self) -> str:
@@ -40,6 +54,26 @@ class OpView(NamedTuple):
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.node.attrs.get(name, default)
+
+    def operand(self, name: str) -> Operand:
+        """Operand `name` in the form the model's opset uses (`segcost.ir.opforms.read_operand`).
+
+        Raises:
+            InputError: a form the opset does not have; ValueError when the view has no graph.
+        """
+        if self.graph is None:
+            raise ValueError(f"node {self.key!r}: an OpView built without its graph cannot read operands")
+        return read_operand(self.graph, self.key, name)
+
+    @property
+    def opset(self) -> int:
+        """Opset version of the node's domain (0 when the view has no graph or the domain is not imported)."""
+        return opset_of(self.graph, self.node.domain) if self.graph is not None else 0
+
+    @property
+    def where(self) -> str:
+        """"node 'KEY' (OpType)" for error messages."""
+        return f"node {self.key!r} ({self.op_type})"
 
     def has_input(self, index: int) -> bool:
         return index < len(self.node.inputs) and bool(self.node.inputs[index])
@@ -104,10 +138,22 @@ def cost_rule(*op_types: str, domains: tuple[str, ...] = DEFAULT_DOMAINS) -> Cal
             for domain in domains:
                 if (domain, op_type) in _RULES:
                     raise ValueError(f"cost rule for {domain or 'ai.onnx'}::{op_type} registered twice")
-                _RULES[(domain, op_type)] = rule
+                _RULES[(domain, op_type)] = _checked(rule) if op_type in CHECKED_OP_TYPES else rule
         return rule
 
     return register
+
+
+def _checked(rule: Rule) -> Rule:
+    """`rule` preceded by the degenerate-attribute checks of segcost.ir.opchecks (same docstring)."""
+
+    @wraps(rule)
+    def checked_rule(op: OpView) -> OpCost:
+        if op.graph is not None:
+            check_node(op.graph, op.key)
+        return rule(op)
+
+    return checked_rule
 
 
 def find_rule(domain: str, op_type: str) -> Rule | None:

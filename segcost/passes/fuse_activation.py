@@ -8,9 +8,8 @@ free, as the accelerator applies it in the convolution's output stage.
 
 from __future__ import annotations
 
-import numpy as np
-
 from segcost.ir import Graph
+from segcost.ir.opforms import read_operand
 from segcost.passes._infra import PassBase, PassResult
 
 __all__ = ["FuseConvActivationPass"]
@@ -18,17 +17,17 @@ __all__ = ["FuseConvActivationPass"]
 CONV_TYPES = ("Conv", "ConvTranspose")
 
 
-def _is_relu6(graph: Graph, node) -> bool:
-    """Clip whose bounds are constants 0 and 6 (ReLU6), from inputs (opset ≥ 11) or attributes."""
-    if len(node.inputs) >= 3:
-        bounds = []
-        for tensor in node.inputs[1:3]:
-            if not tensor or tensor not in graph.initializers:
-                return False
-            bounds.append(float(np.asarray(graph.initializers[tensor].array).reshape(-1)[0]))
-    else:
-        bounds = [node.attrs.get("min", float("-inf")), node.attrs.get("max", float("inf"))]
-    return bounds[0] == 0.0 and bounds[1] in (6.0, float("inf"))
+def _is_relu6(graph: Graph, key: str) -> bool:
+    """Clip with constant bounds min = 0 and max = 6 or none (ReLU6 / ReLU), in every opset's form.
+
+    Bounds are read through segcost.ir.opforms: attributes before opset 11, inputs from 11
+    (initializers or Constant nodes; an omitted or empty-named max is unbounded, so
+    Clip(x, 0) is a ReLU).
+    """
+    low, high = read_operand(graph, key, "min"), read_operand(graph, key, "max")
+    if not low.known or low.scalar() != 0.0:
+        return False
+    return not high.given or (high.known and high.scalar() in (6.0, float("inf")))
 
 
 class FuseConvActivationPass(PassBase):
@@ -52,7 +51,7 @@ class FuseConvActivationPass(PassBase):
                 continue
             activation = graph.node(users[0])
             supported = activation.op_type in ("Relu", "LeakyRelu") or (
-                activation.op_type == "Clip" and _is_relu6(graph, activation))
+                activation.op_type == "Clip" and _is_relu6(graph, users[0]))
             if not supported or activation.domain:
                 continue
             conv.meta["fused_activation"] = users[0]

@@ -1,4 +1,4 @@
-"""Per-element rules: activations, arithmetic, normalization, (de)quantization.
+"""Per-element rules: activations, arithmetic, BatchNormalization, (de)quantization.
 
 None of these are MACs. Their flops are elementary operations per output element, with
 the count per element stated in each rule's docstring (e.g. Sigmoid = 4: neg, exp, add,
@@ -8,6 +8,7 @@ div). The counts follow the usual convention of fvcore/onnx-tool where one exist
 from __future__ import annotations
 
 from segcost.analyzer.registry import SHAPE_UNKNOWN, OpCost, OpView, cost_rule
+from segcost.ir.opforms import normalize_axis
 
 
 def per_element(op: OpView, flops_per_element: int) -> OpCost:
@@ -25,10 +26,16 @@ def unary(op: OpView) -> OpCost:
     return per_element(op, 1)
 
 
-@cost_rule("LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus", "Clip")
+@cost_rule("LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus")
 def two_step(op: OpView) -> OpCost:
-    """flops = 2 per output element (compare + scale, or min + max for Clip)."""
+    """flops = 2 per output element (compare + scale)."""
     return per_element(op, 2)
+
+
+@cost_rule("Clip")
+def clip(op: OpView) -> OpCost:
+    """flops = 1 per output element per bound given (min, max): Clip(x, 0) is a ReLU, 1; no bounds, 0."""
+    return per_element(op, sum(1 for name in ("min", "max") if op.operand(name).given))
 
 
 @cost_rule("HardSigmoid")
@@ -49,12 +56,6 @@ def hard_swish(op: OpView) -> OpCost:
     return per_element(op, 4)
 
 
-@cost_rule("Gelu", "Mish")
-def gelu(op: OpView) -> OpCost:
-    """flops = 8 per output element (tanh/erf approximation: ~8 elementary ops)."""
-    return per_element(op, 8)
-
-
 @cost_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "Equal", "Greater",
            "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "BitShift")
 def nary(op: OpView) -> OpCost:
@@ -69,16 +70,13 @@ def batch_normalization(op: OpView) -> OpCost:
     return per_element(op, 2)
 
 
-@cost_rule("InstanceNormalization", "LayerNormalization", "GroupNormalization",
-           "MeanVarianceNormalization", "LpNormalization")
-def normalization(op: OpView) -> OpCost:
-    """flops = 5 per output element (mean, variance, subtract, divide, affine)."""
-    return per_element(op, 5)
-
-
 @cost_rule("Softmax", "LogSoftmax")
 def softmax(op: OpView) -> OpCost:
     """flops = 4 per output element (subtract max, exp, sum, divide)."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    axis = op.operand("axis").scalar()  # default 1 before opset 13, -1 from 13
+    if shape is not None and axis is not None:
+        normalize_axis(int(axis), len(shape), f"{op.where} attribute axis")
     return per_element(op, 4)
 
 

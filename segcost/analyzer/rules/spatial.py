@@ -10,6 +10,8 @@ from math import prod
 
 from segcost.analyzer.registry import SHAPE_UNKNOWN, ZERO_BY_CONVENTION, OpCost, OpView, cost_rule
 from segcost.analyzer.rules.elementwise import per_element
+from segcost.errors import ShapeError
+from segcost.ir.opforms import ABSENT, normalize_axes, normalize_axis, resize_output_shape
 
 
 def _window(op: OpView) -> tuple[int, ...]:
@@ -40,10 +42,41 @@ def global_pool(op: OpView) -> OpCost:
     return OpCost(flops=prod(shape), kernel=tuple(shape[2:]))
 
 
-@cost_rule("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-           "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "TopK")
+REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+
+
+@cost_rule(*REDUCE_OPS)
 def reduction(op: OpView) -> OpCost:
-    """flops = input elements (one add/compare per element reduced)."""
+    """flops = input elements (one add/compare per element reduced); 0 when no axes and noop_with_empty_axes=1."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    axes = op.operand("axes")  # an attribute before opset 13 (ReduceSum) / 18 (the others), then input #1
+    if axes.known and shape is not None:
+        normalize_axes(axes.ints() or (), len(shape), f"{op.where} axes")
+    no_axes = axes.source == ABSENT or (axes.known and not axes.ints())
+    if no_axes and op.attr("noop_with_empty_axes", 0):
+        return OpCost(status=ZERO_BY_CONVENTION)  # the input passes through unchanged
+    return global_pool(op)
+
+
+@cost_rule("ArgMax", "ArgMin")
+def arg_reduction(op: OpView) -> OpCost:
+    """flops = input elements (one compare per element along the axis; negative axis counts from the back)."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    if shape is not None:
+        normalize_axis(op.attr("axis", 0), len(shape), f"{op.where} attribute axis")
+    return global_pool(op)
+
+
+@cost_rule("TopK")
+def top_k(op: OpView) -> OpCost:
+    """flops = input elements (one compare per element along the axis)."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    if shape is not None:
+        axis = normalize_axis(op.attr("axis", -1), len(shape), f"{op.where} attribute axis")
+        k, size = op.operand("k").scalar(), shape[axis]  # k: an attribute before opset 10, then input #1
+        if k is not None and isinstance(size, int) and k > size:
+            raise ShapeError(f"{op.where}: k = {k} exceeds the {size} elements of axis {axis}")
     return global_pool(op)
 
 
@@ -53,15 +86,20 @@ _NEIGHBOURS_PER_AXIS = {"linear": 2, "bilinear": 2, "cubic": 4}
 @cost_rule("Resize", "Upsample")
 def resize(op: OpView) -> OpCost:
     """nearest: 0 (data movement); (bi)linear/cubic: 2·n^r − 1 per output element, n = 2|4, r = resized axes."""
-    mode = op.attr("mode", "nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode == "nearest":
-        return OpCost(status=ZERO_BY_CONVENTION)
-    output_shape = op.output_shape(0)
+    mode = op.operand("mode").value or "nearest"
     input_shape = op.input_shapes[0] if op.input_shapes else None
+    output_shape: tuple[int, ...] | None = None
+    if op.graph is not None and input_shape is not None and all(isinstance(dim, int) for dim in input_shape):
+        # scales/sizes/roi in the form of the opset (Upsample-7 attribute ... Resize-18 axes)
+        output_shape = resize_output_shape(op.graph, op.key, input_shape)  # type: ignore[arg-type]
+    if output_shape is None:
+        output_shape = op.output_shape(0)
+    if mode == "nearest":
+        return OpCost(status=ZERO_BY_CONVENTION, output_shape=output_shape)
     if output_shape is None or input_shape is None or len(input_shape) != len(output_shape):
         return OpCost(status=SHAPE_UNKNOWN)
     resized_axes = sum(1 for before, after in zip(input_shape, output_shape) if before != after)
     neighbours = _NEIGHBOURS_PER_AXIS.get(mode, 2) ** resized_axes
     # a weighted sum of `neighbours` values: one multiply each, neighbours − 1 adds
-    return per_element(op, 2 * neighbours - 1 if resized_axes else 0)
+    flops_per_element = 2 * neighbours - 1 if resized_axes else 0
+    return OpCost(flops=flops_per_element * prod(output_shape), output_shape=output_shape)
