@@ -158,7 +158,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("smp_linknet_resnet18", "smp", SMP_SHAPE, _smp("Linknet", "resnet18")),
     Spec("smp_manet_resnet18", "smp", SMP_SHAPE, _smp("MAnet", "resnet18")),
     Spec("smp_pan_resnet18", "smp", SMP_SHAPE, _smp("PAN", "resnet18")),
-    Spec("smp_upernet_resnet18", "smp", (1, 3, 192, 384), _smp("UPerNet", "resnet18")),
+    Spec("smp_upernet_resnet18", "smp", (1, 3, 192, 384), _smp("UPerNet", "resnet18", decoder_channels=64)),
     Spec("smp_segformer_mitb0", "smp", SMP_SHAPE, _smp("Segformer", "mit_b0")),
     Spec("hf_segformer_b0", "transformers", SMP_SHAPE, hf_segformer),
     Spec("hf_segformer_b0_dynhw", "transformers", SMP_SHAPE, hf_segformer, dynamic_hw=True),
