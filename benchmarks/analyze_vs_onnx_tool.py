@@ -22,7 +22,13 @@ Models are cached in --models-dir (default benchmarks/_models/, gitignored) and 
 exported (needs torch/torchvision) when missing. --dynamo adds the torch.export-based
 exporter's output (weights in an external .onnx.data file, exporter's default opset).
 
-Usage (from the repo root):  python benchmarks/analyze_vs_onnx_tool.py --runs 5
+--corpus DIR adds every model listed in DIR/INDEX.txt (tests/corpus/build.py writes it: the
+third-party smp / Hugging Face / torchvision / rapidocr models), each at its listed input shape.
+Both wall time and the child's own CPU time (user + system, from wait4) are reported; CPU
+time is what to compare on a loaded machine. "segcost/onnx-tool" is segcost's CPU time over
+onnx-tool's (< 1 means segcost is faster; the goal is <= 0.5).
+
+Usage (from the repo root):  python benchmarks/analyze_vs_onnx_tool.py --runs 5 [--corpus /path/to/corpus]
 """
 from __future__ import annotations
 
@@ -30,13 +36,16 @@ import argparse
 import json
 import platform
 import statistics
+import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import onnx
 from tabulate import tabulate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +55,10 @@ MODEL_BUILDERS = {"fcn": "fcn_resnet50", "deeplabv3": "deeplabv3_resnet50"}
 ONNX_TOOL_SNIPPET = (
     "import sys, onnx_tool\n"
     "m = onnx_tool.Model(sys.argv[1])\n"
-    "m.graph.shape_infer()\n"
+    "import numpy\n"
+    "shapes = {n: numpy.zeros([int(d) for d in s.split('x')], numpy.float32)\n"
+    "          for n, s in (a.split('=', 1) for a in sys.argv[2:])}\n"
+    "m.graph.shape_infer(shapes or None)\n"
     "m.graph.profile()\n"
     "print(int(round(m.graph.macs[0])))  # macs = [forward, backward]\n"
 )
@@ -78,10 +90,12 @@ def export_model(name: str, path: Path, dynamo: bool) -> None:
             torch.onnx.export(model, example, str(path), dynamo=False, opset_version=17, **names)
 
 
-def tool_commands(model_path: Path) -> dict[str, list[str]]:
+def tool_commands(model_path: Path, input_shapes: list[str] = ()) -> dict[str, list[str]]:
+    """One command per tool; `input_shapes` (NAME=1x3xHxW) fix dynamic dims for both tools."""
+    shape_args = [arg for spec in input_shapes for arg in ("--input-shape", spec)]
     return {  # same interpreter for both, so start-up cost is identical
-        "segcost": [sys.executable, "-m", "segcost", "analyze", str(model_path), "--format", "json"],
-        "onnx-tool": [sys.executable, "-c", ONNX_TOOL_SNIPPET, str(model_path)],
+        "segcost": [sys.executable, "-m", "segcost", "analyze", str(model_path), "--format", "json", *shape_args],
+        "onnx-tool": [sys.executable, "-c", ONNX_TOOL_SNIPPET, str(model_path), *input_shapes],
     }
 
 
@@ -91,24 +105,34 @@ def parse_macs(tool: str, stdout: str) -> int:
     return int(stdout.strip().splitlines()[-1])
 
 
-def run_once(tool: str, command: list[str]) -> tuple[float, int]:
-    """Run one tool process; return (wall seconds, MACs) or raise RuntimeError."""
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()] or [f"exit {proc.returncode}"]
+def run_once(tool: str, command: list[str]) -> tuple[float, float, int]:
+    """Run one tool process; return (wall seconds, CPU seconds, MACs) or raise RuntimeError.
+
+    CPU seconds are the child's own user + system time (os.wait4), so other load on the
+    machine moves them far less than wall time.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO_ROOT)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if returncode != 0:
+        lines = [line for line in stderr.splitlines() if line.strip()] or [f"exit {returncode}"]
         raise RuntimeError(lines[-1].strip()[:100])
     try:
-        return elapsed, parse_macs(tool, proc.stdout)
+        return elapsed, usage.ru_utime + usage.ru_stime, parse_macs(tool, stdout)
     except (ValueError, KeyError, IndexError) as exc:
         raise RuntimeError(f"unparseable output ({type(exc).__name__}: {exc})"[:100]) from exc
 
 
-def benchmark(model_path: Path, runs: int) -> dict[str, dict]:
+def benchmark(model_path: Path, runs: int, input_shapes: list[str] = ()) -> dict[str, dict]:
     """Warm-up once per tool, then `runs` timed runs with alternating tool order."""
-    commands = tool_commands(model_path)
-    results = {tool: {"times": [], "macs": None, "error": None} for tool in commands}
+    commands = tool_commands(model_path, input_shapes)
+    results = {tool: {"times": [], "cpu": [], "macs": None, "error": None} for tool in commands}
     for round_index in range(runs + 1):  # round 0 is the untimed warm-up
         order = list(commands) if round_index % 2 == 0 else list(reversed(commands))
         for tool in order:
@@ -116,7 +140,7 @@ def benchmark(model_path: Path, runs: int) -> dict[str, dict]:
             if result["error"]:
                 continue
             try:
-                elapsed, macs = run_once(tool, commands[tool])
+                elapsed, cpu, macs = run_once(tool, commands[tool])
             except RuntimeError as exc:
                 result["error"] = f"failed: {exc}"
                 continue
@@ -125,6 +149,7 @@ def benchmark(model_path: Path, runs: int) -> dict[str, dict]:
             result["macs"] = macs
             if round_index > 0:
                 result["times"].append(elapsed)
+                result["cpu"].append(cpu)
     return results
 
 
@@ -134,7 +159,9 @@ def table_row(label: str, results: dict[str, dict]) -> list[str]:
     ot_time = statistics.median(ot["times"]) if not ot["error"] else None
     diff = (f"{(ot['macs'] - seg['macs']) / seg['macs'] * 100:+.3f}"
             if seg_time is not None and ot_time is not None and seg["macs"] else "-")
-    speedup = f"{ot_time / seg_time:.2f}x" if seg_time and ot_time else "-"
+    seg_cpu = statistics.median(seg["cpu"]) if seg_time is not None else None
+    ot_cpu = statistics.median(ot["cpu"]) if ot_time is not None else None
+    ratio = f"{seg_cpu / ot_cpu:.2f}" if seg_cpu and ot_cpu else "-"
     return [
         label,
         seg["error"] or f"{seg['macs']:,}",
@@ -142,8 +169,26 @@ def table_row(label: str, results: dict[str, dict]) -> list[str]:
         diff,
         f"{seg_time:.3f}" if seg_time is not None else "-",
         f"{ot_time:.3f}" if ot_time is not None else "-",
-        speedup,
+        f"{seg_cpu:.3f}" if seg_cpu is not None else "-",
+        f"{ot_cpu:.3f}" if ot_cpu is not None else "-",
+        ratio,
     ]
+
+
+def corpus_entries(folder: Path) -> list[tuple[str, Path, list[str]]]:
+    """(name, model path, input-shape specs) for each row of the corpus's INDEX.txt."""
+    entries = []
+    for line in (folder / "INDEX.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, shapes = line.split("\t")[:2]
+        path = folder / f"{name}.onnx"
+        inputs = [value.name for value in onnx.load(path, load_external_data=False).graph.input]
+        specs = [spec for spec in shapes.split(",") if spec]
+        if len(inputs) == 1 and len(specs) == 1 and not specs[0].startswith(inputs[0] + "="):
+            specs = [f"{inputs[0]}={specs[0].split('=', 1)[1]}"]  # the index names every input "input"
+        entries.append((name, path, specs))
+    return entries
 
 
 def cpu_model() -> str:
@@ -170,10 +215,12 @@ def main() -> None:
                         help="also benchmark the dynamo exporter's output (external data)")
     parser.add_argument("--models", default="fcn,deeplabv3",
                         help=f"comma-separated subset of {','.join(MODEL_BUILDERS)}")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="also benchmark every model of this corpus folder (its INDEX.txt)")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be >= 1")
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else []
     if unknown := [n for n in names if n not in MODEL_BUILDERS]:
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODEL_BUILDERS)}")
 
@@ -181,8 +228,8 @@ def main() -> None:
     print(f"CPU: {cpu_model()} ({platform.machine()})")
     print("python " + platform.python_version() + ", " + ", ".join(
         f"{pkg} {package_version(pkg)}" for pkg in ("onnx", "onnxruntime", "onnx-tool", "segcost")))
-    print(f"input {'x'.join(map(str, INPUT_SHAPE))}; wall-clock per process, median of {args.runs} "
-          f"run(s) after 1 warm-up, alternating order\n")
+    print(f"torchvision models at {'x'.join(map(str, INPUT_SHAPE))}; whole process, wall clock and the "
+          f"child's CPU time, median of {args.runs} run(s) after 1 warm-up, alternating order\n")
 
     rows = []
     for name in names:
@@ -199,10 +246,17 @@ def main() -> None:
                     continue
             print(f"timing {label} ...", file=sys.stderr, flush=True)
             rows.append(table_row(label, benchmark(path, args.runs)))
+    for name, path, shapes in corpus_entries(args.corpus) if args.corpus else []:
+        print(f"timing {name} ...", file=sys.stderr, flush=True)
+        rows.append(table_row(name, benchmark(path, args.runs, shapes)))
 
-    headers = ["model", "segcost MACs", "onnx-tool MACs", "MAC difference %",
-               "segcost s (median)", "onnx-tool s (median)", "speed-up"]
-    print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * 6))
+    headers = ["model", "segcost MACs", "onnx-tool MACs", "MAC difference %", "segcost wall s",
+               "onnx-tool wall s", "segcost CPU s", "onnx-tool CPU s", "segcost/onnx-tool (CPU)"]
+    print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * 8))
+    ratios = [float(row[-1]) for row in rows if row[-1] != "-"]
+    if ratios:
+        print(f"\nsegcost/onnx-tool CPU time: median {statistics.median(ratios):.2f}, "
+              f"range {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} models")
 
 
 if __name__ == "__main__":
