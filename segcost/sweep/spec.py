@@ -301,6 +301,7 @@ def _targets(value: Any, source: str, base_dir: Path) -> tuple[str, ...]:
     for index, item in enumerate(_list(value, source, "axes.targets")):
         if not isinstance(item, str) or not item:
             raise InputError(f"{source}: axes.targets[{index}]: expected a profile name or .toml path, got {item!r}")
+        check_path_text(item, f"{source}: axes.targets[{index}]")
         is_file = item.endswith(".toml") or (base_dir / item).is_file()
         name = str((base_dir / item).resolve()) if is_file and item not in builtin_profiles() else item
         try:
