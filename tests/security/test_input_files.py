@@ -106,6 +106,24 @@ def test_config_like_inputs_have_a_size_cap(tmp_path):
     _one_error_line(code, err, "segcost.toml", "limit")
 
 
+@pytest.mark.parametrize("role", ["profile", "baseline", "sweep-spec", "budgets-file"])
+def test_deeply_nested_config_like_inputs_are_one_error_line(tmp_path, role):
+    """5000 nested arrays: the parsers' RecursionError used to surface without the file's name."""
+    model = _small_model(tmp_path / "model.onnx")
+    deep_toml = "a = " + "[" * 5000 + "]" * 5000 + "\n"
+    if role == "profile":
+        path, args = tmp_path / "board.toml", ["cost", str(model), "--target", "board.toml"]
+    elif role == "baseline":
+        path, args = tmp_path / "baseline.json", ["check", str(model), "--baseline", "baseline.json"]
+    elif role == "sweep-spec":
+        path, args = tmp_path / "spec.toml", ["sweep", "spec.toml", "-q", "--max-points", "0"]
+    else:
+        path, args = tmp_path / "segcost.toml", ["check"]
+    path.write_text("[" * 100_000 + "]" * 100_000 if role == "baseline" else deep_toml)
+    code, err = _segcost(*args, cwd=tmp_path)
+    _one_error_line(code, err, path.name, "nested")
+
+
 # ---------------------------------------------------------------------------------- sweeps bounded
 
 def test_sweep_point_count_is_capped_before_expansion(tmp_path):
