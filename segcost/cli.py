@@ -57,6 +57,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
         parse_group_by(group_by)   # a bad key is an error before the model is loaded
     categories = parse_counted(counted)
     _refuse_ignored_options(fmt, top, group_by or ("op_type" if by_op else None), categories, strict, target, symbolic)
+    _check_outputs({"-o": output}, {"MODEL": model, "--target": target})
     if symbolic:
         from segcost.commands.symbolic import symbolic_report
 
@@ -212,14 +213,16 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     import json
     from pathlib import Path
 
-    from segcost.fileio import write_atomic
     from segcost.optimize import optimize_model
     from segcost.reports.passes import optimize_report, render_optimize
 
-    graph, _ = _load_graph(model, input_shapes)
     if output is None:
         suffix = ".int8.onnx" if int8 else ".optimized.onnx"
         output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix
+    accuracy_path = str(Path(output).with_suffix(".accuracy.json")) if int8 else None
+    plan = _check_outputs({"-o": output, "--report": report, "the accuracy report": accuracy_path},
+                          {"MODEL": model, "--calib": calib, "--eval": eval_data})
+    graph, _ = _load_graph(model, input_shapes)
     options = None
     if int8:
         from segcost.quant.quantize import QuantizeOptions
@@ -230,16 +233,15 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
                             progress=_calibration_progress, eval_size=eval_size)
-    write_atomic(output, result.model.SerializeToString(), protected=(model,))
+    plan.write(output, result.model.SerializeToString())
     click.echo(render_optimize(result), nl=False)
     click.echo(f"wrote {output}")
     payload = optimize_report(result, model, output)
-    if result.accuracy is not None:
-        accuracy_path = str(Path(output).with_suffix(".accuracy.json"))
-        write_atomic(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n", protected=(model,))
+    if result.accuracy is not None and accuracy_path is not None:
+        plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
         click.echo(f"wrote {accuracy_path}")
     if report:
-        write_atomic(report, json.dumps(payload, indent=2) + "\n", protected=(model,))
+        plan.write(report, json.dumps(payload, indent=2) + "\n")
     if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
         click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} exceeds --max-drop {max_drop}", err=True)
         ctx.exit(1)
@@ -338,12 +340,20 @@ def zoo_table(fmt: str, output: str | None, family: str | None, no_cache: bool) 
     from segcost.zoo.table import MacCache, compute_table, default_cache_dir, seed_rows
 
     require_torch()
+    _check_outputs({"-o": output}, {})
     rows = [row for row in seed_rows() if family is None or row.family == family]
     if not rows:
         raise InputError(f"no seed rows of family {family!r}")
     cache = MacCache(None if no_cache else default_cache_dir())
     table = compute_table(rows, cache, progress=lambda line: click.echo(line, err=True))
     _emit(render_zoo_table(table, fmt), output)
+
+
+def _check_outputs(outputs: dict, inputs: dict):
+    """Every output of a command checked against every input before any work (segcost.fileio.OutputPlan)."""
+    from segcost.fileio import OutputPlan
+
+    return OutputPlan.check(outputs, inputs)
 
 
 def _emit(text: str, output: str | None, protected: tuple = ()) -> None:

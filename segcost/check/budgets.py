@@ -16,11 +16,13 @@ One ``[[models]]`` table per model (paths relative to the file); every limit is 
 
 from __future__ import annotations
 
-import tomllib
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from segcost.errors import InputError
+from segcost.fileio import check_path_text, read_toml_file
 
 LIMIT_KEYS = ("max_gmacs", "max_params_m", "max_layer_gmacs", "max_latency_ms", "max_unsupported_ops")
 KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", *LIMIT_KEYS}
@@ -49,33 +51,65 @@ class ModelBudget:
 
 
 def find_config(explicit: str | None, directory: Path | None = None) -> Path | None:
-    """--config FILE, else ./segcost.toml, else ./pyproject.toml when it has [tool.segcost]."""
+    """--config FILE, else ./segcost.toml, else ./pyproject.toml when it has [tool.segcost].
+
+    An explicit file that is not a regular file is refused by the reader (`load_budgets`);
+    an implicit ./segcost.toml is used whatever it is, so a FIFO or device there is refused too.
+    """
     if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise InputError(f"{explicit}: no such budgets file")
-        return path
+        return Path(check_path_text(explicit, "--config"))
     directory = directory or Path.cwd()
-    if (directory / "segcost.toml").is_file():
+    if os.path.lexists(directory / "segcost.toml"):
         return directory / "segcost.toml"
     pyproject = directory / "pyproject.toml"
-    if pyproject.is_file() and "segcost" in _read_toml(pyproject).get("tool", {}):
+    if os.path.lexists(pyproject) and "segcost" in _tool_table(read_toml_file(pyproject, "pyproject.toml"), pyproject):
         return pyproject
     return None
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read ({error})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{path}: invalid TOML ({error})") from None
+def _tool_table(document: dict, path: Path) -> dict:
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict):
+        raise InputError(f"{path}: tool must be a table ([tool.segcost]), got {tool!r}")
+    return tool
+
+
+def _section(path: Path) -> dict:
+    """The budgets table: the whole segcost.toml, or [tool.segcost] of pyproject.toml."""
+    document = read_toml_file(path, "budgets file")
+    if path.name != "pyproject.toml":
+        return document
+    section = _tool_table(document, path).get("segcost", {})
+    if not isinstance(section, dict):
+        raise InputError(f"{path}: tool.segcost must be a table ([tool.segcost]), got {section!r}")
+    return section
+
+
+def _string(entry: dict, key: str, where: str, default: str | None = None) -> str | None:
+    value = entry.get(key, default)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InputError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_limit(value, key: str, where: str):
+    """A budget limit: a finite, non-negative number (an integer for max_unsupported_ops)."""
+    integer = key == "max_unsupported_ops"
+    kinds = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{where}: {key} must be a finite non-negative {'integer' if integer else 'number'}, "
+                         f"got {value!r}")
+    return value
 
 
 def load_budgets(path: Path) -> list[ModelBudget]:
-    document = _read_toml(path)
-    section = document.get("tool", {}).get("segcost", {}) if path.name == "pyproject.toml" else document
+    """The [[models]] budgets of a segcost.toml or pyproject.toml; every problem names the file and key.
+
+    Raises:
+        InputError: the file is not a small regular UTF-8 TOML file (fileio.read_toml_file), a key
+            is unknown, or a value has the wrong type or range.
+    """
+    section = _section(path)
     entries = section.get("models", [])
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{path}: no [[models]] budgets")
@@ -89,20 +123,30 @@ def load_budgets(path: Path) -> list[ModelBudget]:
             raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
         if ("path" in entry) == ("zoo" in entry):
             raise InputError(f"{where}: give exactly one of path = ... or zoo = ...")
-        source = f"zoo:{entry['zoo']}" if "zoo" in entry else str((path.parent / str(entry["path"])))
-        budget = ModelBudget(name=str(entry.get("name") or entry.get("zoo") or entry["path"]), source=source,
+        limits = {key: check_limit(entry[key], key, where) for key in LIMIT_KEYS if key in entry}
+        zoo, model_path = _string(entry, "zoo", where), _string(entry, "path", where)
+        if model_path is not None:
+            model_path = check_path_text(model_path, f"{where}: path")
+        source = f"zoo:{zoo}" if zoo is not None else str(path.parent / model_path)
+        budget = ModelBudget(name=_string(entry, "name", where) or zoo or model_path, source=source,
                              config_file=str(path))
         shapes = entry.get("input_shape", [])
-        budget.input_shapes = [shapes] if isinstance(shapes, str) else list(shapes)
-        for key in LIMIT_KEYS:
-            if key in entry:
-                value = entry[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise InputError(f"{where}: {key} must be a non-negative number, got {value!r}")
-                setattr(budget, key, value)
-        budget.target = entry.get("target")
-        budget.verify = bool(entry.get("verify", False))
-        budget.rules = str(entry.get("rules", "current"))
+        if isinstance(shapes, str):
+            shapes = [shapes]
+        if not isinstance(shapes, list) or not all(isinstance(shape, str) for shape in shapes):
+            raise InputError(f"{where}: input_shape must be a string such as \"input=1x3x512x512\" or a list of "
+                             f"them, got {entry['input_shape']!r}")
+        budget.input_shapes = shapes
+        for key, value in limits.items():
+            setattr(budget, key, value)
+        budget.target = _string(entry, "target", where)
+        if budget.target is not None:
+            check_path_text(budget.target, f"{where}: target")
+        verify = entry.get("verify", False)
+        if not isinstance(verify, bool):
+            raise InputError(f"{where}: verify must be true or false, got {verify!r}")
+        budget.verify = verify
+        budget.rules = _string(entry, "rules", where, "current")
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{where}: max_latency_ms needs target = \"tda4vm\" (or another profile)")
         budgets.append(budget)

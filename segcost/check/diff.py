@@ -1,16 +1,28 @@
 """`segcost diff A B`: per-layer and total cost changes between two models.
 
 Layers are matched by name first; the rest by structure — the same op type, kind,
-kernel, stride and group in the same relative order (a longest-common-subsequence over
-those signatures), which pairs layers that an exporter merely renamed. What is left is
-reported as added or removed.
+kernel, stride and group in the same relative order, which pairs layers that an exporter
+merely renamed. What is left is reported as added or removed.
+
+The structural match is a patience diff (as in git and Bazaar) over those signatures, so it
+takes linear memory and near-linear time on real models: the common head and tail are paired
+first, then signatures that occur exactly once on both sides anchor the alignment (their
+longest increasing run), and the gaps between anchors are aligned the same way. A gap with no
+anchors is aligned exactly (a longest common subsequence) when it is small (at most
+EXACT_CELLS table cells), else greedily within a window. Two renamed 8000-layer graphs are
+one common head: 8000 comparisons (the old exact LCS needed a 64-million-cell table).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from segcost.analyzer import AnalysisResult, LayerCost
+
+EXACT_CELLS = 250_000   # gaps of at most this many (left × right) pairs get the exact LCS
+GREEDY_WINDOW = 64      # elsewhere a layer pairs with the same signature at most this far ahead
 
 
 @dataclass
@@ -44,22 +56,91 @@ def _signature(layer: LayerCost) -> tuple:
 
 
 def _lcs_pairs(left: list[LayerCost], right: list[LayerCost]) -> list[tuple[int, int]]:
-    # O(n·m) dynamic programme; only the layers left unmatched by name reach here, so n, m are small.
-    rows, cols = len(left), len(right)
+    """Index pairs (i, j), increasing in both, of layers with equal signatures (see the module docstring)."""
+    a, b = [_signature(layer) for layer in left], [_signature(layer) for layer in right]
+    pairs: list[tuple[int, int]] = []
+    ranges = [(0, len(a), 0, len(b))]
+    while ranges:
+        lo1, hi1, lo2, hi2 = ranges.pop()
+        while lo1 < hi1 and lo2 < hi2 and a[lo1] == b[lo2]:
+            pairs.append((lo1, lo2))
+            lo1, lo2 = lo1 + 1, lo2 + 1
+        while lo1 < hi1 and lo2 < hi2 and a[hi1 - 1] == b[hi2 - 1]:
+            hi1, hi2 = hi1 - 1, hi2 - 1
+            pairs.append((hi1, hi2))
+        if lo1 == hi1 or lo2 == hi2:
+            continue
+        anchors = _unique_anchors(a, lo1, hi1, b, lo2, hi2)
+        if anchors:
+            for i, j in anchors:
+                pairs.append((i, j))
+                ranges.append((lo1, i, lo2, j))
+                lo1, lo2 = i + 1, j + 1
+            ranges.append((lo1, hi1, lo2, hi2))
+        elif (hi1 - lo1) * (hi2 - lo2) <= EXACT_CELLS:
+            pairs += _exact_lcs(a, lo1, hi1, b, lo2, hi2)
+        else:
+            pairs += _windowed(a, lo1, hi1, b, lo2, hi2)
+    return sorted(pairs)
+
+
+def _unique_anchors(a: list, lo1: int, hi1: int, b: list, lo2: int, hi2: int) -> list[tuple[int, int]]:
+    """Pairs of signatures occurring once in a[lo1:hi1] and once in b[lo2:hi2], longest run increasing in both."""
+    count_a, count_b = Counter(a[lo1:hi1]), Counter(b[lo2:hi2])
+    where_b = {b[j]: j for j in range(lo2, hi2) if count_b[b[j]] == 1}
+    candidates = [(i, where_b[a[i]]) for i in range(lo1, hi1) if count_a[a[i]] == 1 and a[i] in where_b]
+    # longest increasing subsequence of the right indices (patience sorting, O(k log k))
+    tails: list[int] = []
+    tail_at: list[int] = []
+    previous = [-1] * len(candidates)
+    for index, (_, j) in enumerate(candidates):
+        place = bisect_left(tails, j)
+        if place == len(tails):
+            tails.append(j)
+            tail_at.append(index)
+        else:
+            tails[place], tail_at[place] = j, index
+        previous[index] = tail_at[place - 1] if place else -1
+    run, index = [], tail_at[-1] if tail_at else -1
+    while index >= 0:
+        run.append(candidates[index])
+        index = previous[index]
+    return run[::-1]
+
+
+def _exact_lcs(a: list, lo1: int, hi1: int, b: list, lo2: int, hi2: int) -> list[tuple[int, int]]:
+    rows, cols = hi1 - lo1, hi2 - lo2
     table = [[0] * (cols + 1) for _ in range(rows + 1)]
     for i in range(rows - 1, -1, -1):
         for j in range(cols - 1, -1, -1):
-            table[i][j] = table[i + 1][j + 1] + 1 if _signature(left[i]) == _signature(right[j]) else \
+            table[i][j] = table[i + 1][j + 1] + 1 if a[lo1 + i] == b[lo2 + j] else \
                 max(table[i + 1][j], table[i][j + 1])
     pairs, i, j = [], 0, 0
     while i < rows and j < cols:
-        if _signature(left[i]) == _signature(right[j]):
-            pairs.append((i, j))
+        if a[lo1 + i] == b[lo2 + j]:
+            pairs.append((lo1 + i, lo2 + j))
             i, j = i + 1, j + 1
         elif table[i + 1][j] >= table[i][j + 1]:
             i += 1
         else:
             j += 1
+    return pairs
+
+
+def _windowed(a: list, lo1: int, hi1: int, b: list, lo2: int, hi2: int) -> list[tuple[int, int]]:
+    """In order: each left layer takes the next right layer of its signature at most GREEDY_WINDOW ahead."""
+    positions: dict[tuple, list[int]] = defaultdict(list)
+    for j in range(lo2, hi2):
+        positions[b[j]].append(j)
+    pairs, cursor = [], lo2
+    for i in range(lo1, hi1):
+        places = positions.get(a[i])
+        if not places:
+            continue
+        k = bisect_left(places, cursor)
+        if k < len(places) and places[k] - cursor <= GREEDY_WINDOW:
+            pairs.append((i, places[k]))
+            cursor = places[k] + 1
     return pairs
 
 
@@ -91,6 +172,6 @@ def diff_analyses(a: AnalysisResult, b: AnalysisResult, counted_only: bool = Tru
                 for layer in rest_a if layer.name not in matched_a]
     changes += [LayerChange(None, layer.name, layer.op_type, 0, layer.macs, 0, layer.params, "added")
                 for layer in rest_b if layer.name not in matched_b]
-    totals = lambda result: {"macs": result.totals.macs, "params": result.totals.params,  # noqa: E731
+    totals = lambda result: {"macs": result.totals.macs, "params": result.totals.params,  # noqa: E731 - two uses
                              "flops": result.totals.flops, "nodes": result.totals.nodes}
     return ModelDiff(totals(a), totals(b), changes)

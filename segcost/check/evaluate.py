@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from segcost.analyzer import AnalysisResult
 from segcost.check.budgets import ModelBudget
 from segcost.errors import InputError
+from segcost.fileio import read_json_file
 
 BASELINE_SCHEMA = "segcost.baseline/1"
 
@@ -123,25 +123,43 @@ def baseline_snapshot(checks: list[ModelCheck]) -> dict:
     return {"schema": BASELINE_SCHEMA, "models": models}
 
 
+MAX_COUNT = 2**63 - 1   # an int64: larger MAC or param counts are not a real model's
+
+
 def read_baseline(path: str) -> dict:
-    try:
-        document = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such baseline file") from None
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: not a baseline JSON ({error})") from None
+    """A baseline JSON written by `segcost baseline save`, with every total checked.
+
+    Raises:
+        InputError: naming the file: not a small regular JSON file (fileio.read_json_file;
+            NaN/Infinity/out-of-range numbers included), wrong schema, or a model whose totals
+            are not integers in [0, 2**63).
+    """
+    document = read_json_file(path, "baseline")
     if not isinstance(document, dict) or document.get("schema") != BASELINE_SCHEMA:
         raise InputError(f"{path}: not a segcost baseline (schema {BASELINE_SCHEMA!r} expected)")
+    models = document.get("models", {})
+    if not isinstance(models, dict):
+        raise InputError(f"{path}: models must be an object of model name -> entry")
+    for name, entry in models.items():
+        totals = entry.get("totals") if isinstance(entry, dict) else None
+        if not isinstance(totals, dict):
+            raise InputError(f"{path}: models[{name!r}] has no totals object")
+        for metric in ("macs", "params"):
+            value = totals.get(metric)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+                raise InputError(f"{path}: models[{name!r}].totals.{metric} must be an integer in [0, 2**63), "
+                                 f"got {value!r}")
     return document
 
 
 def parse_percent(text: str) -> float:
+    """'2%' or '2' -> 2.0; a finite, non-negative percentage."""
     try:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise InputError(f"--max-increase {text!r}: expected a percentage such as 2%") from None
-    if value < 0:
-        raise InputError("--max-increase must not be negative")
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"--max-increase {text!r}: must be a finite, non-negative percentage")
     return value
 
 
@@ -158,7 +176,7 @@ def compare_baseline(checks: list[ModelCheck], baseline: dict, max_increase_pct:
         if previous is None:
             continue  # a new model has no baseline yet; its absolute budgets still apply
         for metric, actual in (("macs", check.analysis.totals.macs), ("params", check.analysis.totals.params)):
-            before = int(previous["totals"][metric])
+            before = previous["totals"][metric]
             growth = 100.0 * (actual - before) / before if before else (0.0 if actual == 0 else float("inf"))
             outcomes.append(Outcome(
                 check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",

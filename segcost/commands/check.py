@@ -25,11 +25,12 @@ def _limit_options(function):
 
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
              target: str | None, verify: bool, rules: str):
-    from segcost.check.budgets import ModelBudget, find_config, load_budgets
+    from segcost.check.budgets import ModelBudget, check_limit, find_config, load_budgets
 
     config_path = find_config(config)
     configured = load_budgets(config_path) if config_path else []
-    cli_limits = {key: value for key, value in limits.items() if value is not None}
+    cli_limits = {key: check_limit(value, key, "--" + key.replace("_", "-"))
+                  for key, value in limits.items() if value is not None}
     if not models:
         if not configured:
             raise InputError("no budgets: give MODEL with limits (e.g. --max-gmacs 5) or write a segcost.toml "
@@ -81,6 +82,7 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
               "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules)
     allowed_growth = parse_percent(max_increase)
+    plan = _plan(output, budgets, config, baseline=baseline)
     previous = read_baseline(baseline) if baseline else None
     checks = [check_model(budget) for budget in budgets]
     result = CheckResult(checks)
@@ -88,7 +90,7 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
         result.baseline_outcomes = compare_baseline(checks, previous, allowed_growth, baseline)
     if not result.outcomes:
         raise InputError("no limits to check: set max_gmacs, max_params_m, ... or --baseline")
-    _write(render_check(result, fmt), output)
+    _write(render_check(result, fmt), output, plan)
     ctx.exit(0 if result.passed else 1)
 
 
@@ -108,8 +110,6 @@ def baseline_save(models, config, input_shapes, output) -> None:
 
     from segcost.check.budgets import ModelBudget, find_config, load_budgets
     from segcost.check.evaluate import baseline_snapshot, check_model
-    from segcost.fileio import write_atomic
-
     if models:
         budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
     else:
@@ -117,12 +117,12 @@ def baseline_save(models, config, input_shapes, output) -> None:
         if config_path is None:
             raise InputError("no models: give MODEL... or a budgets file")
         budgets = load_budgets(config_path)
+    plan = _plan(output, budgets, config)
     for budget in budgets:  # a baseline records costs only; limits are the check's business
         budget.verify = False
         budget.max_latency_ms = None
     snapshot = baseline_snapshot([check_model(budget) for budget in budgets])
-    write_atomic(output, json.dumps(snapshot, indent=2, sort_keys=True) + "\n",
-                 protected=tuple(budget.source for budget in budgets))
+    plan.write(output, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     click.echo(f"wrote {output} ({len(budgets)} models)")
 
 
@@ -144,11 +144,20 @@ def diff(model_a, model_b, input_shapes, fmt, top) -> None:
     click.echo(render_diff(result, Path(model_a).name, Path(model_b).name, fmt, top), nl=False)
 
 
-def _write(text: str, output: str | None) -> None:
-    if output:
-        from segcost.fileio import write_atomic
+def _plan(output: str | None, budgets, config: str | None, **inputs):
+    """-o checked against every file the command reads (models, budgets file, baseline, profiles)."""
+    from segcost.fileio import OutputPlan
 
-        write_atomic(output, text)
+    return OutputPlan.check({"-o": output}, {
+        "MODEL": [budget.source for budget in budgets if budget.zoo_name is None],
+        "the budgets file": [config, *{budget.config_file for budget in budgets if budget.config_file}],
+        "--target": [budget.target for budget in budgets if budget.target],
+        **{f"--{name}": value for name, value in inputs.items()}})
+
+
+def _write(text: str, output: str | None, plan) -> None:
+    if output:
+        plan.write(output, text)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

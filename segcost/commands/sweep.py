@@ -67,9 +67,10 @@ def sweep(spec: str, output: str | None, backend: str, address: str | None, work
     import gc
 
     from segcost.errors import InputError
-    from segcost.fileio import write_atomic
+    from segcost.fileio import OutputPlan
     from segcost.sweep.driver import SweepInterrupted, SweepOptions, run_sweep
     from segcost.sweep.spec import load_spec
+    from segcost.sweep.store import table_paths
 
     gc.enable()  # the CLI turns the collector off for one-shot analyses; a sweep runs for long
     sweep_spec = load_spec(spec)
@@ -80,6 +81,9 @@ def sweep(spec: str, output: str | None, backend: str, address: str | None, work
     if (pareto or pareto_html) and pareto_cost == "latency" and "latency" not in sweep_spec.measures:
         raise InputError(f"{spec}: --pareto-cost latency needs \"latency\" in the spec's measures")
     output = output or f"{Path(spec).stem}.csv"
+    plan = OutputPlan.check({**{f"-o ({kind})": path for kind, path in table_paths(output).items()},
+                             "--pareto-html": pareto_html},
+                            {"SPEC": spec, "a target profile": [target for target in sweep_spec.targets if target]})
     options = SweepOptions(backend=backend, address=address, workers=workers,
                            cache_dir=Path(cache_dir) if cache_dir else None, use_cache=not no_cache,
                            retry_errors=retry_errors, max_points=max_points)
@@ -101,7 +105,7 @@ def sweep(spec: str, output: str | None, backend: str, address: str | None, work
         if pareto:
             click.echo(render_pareto_text(fronts), nl=False)
         if pareto_html:
-            write_atomic(pareto_html, render_pareto_html(fronts, Path(spec).name, summary.notes), protected=(spec,))
+            plan.write(pareto_html, render_pareto_html(fronts, Path(spec).name, summary.notes))
             click.echo(f"wrote {pareto_html}", err=True)
 
 

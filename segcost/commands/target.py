@@ -47,15 +47,15 @@ def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
 def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...], top: int, fuse: bool,
          output: str | None) -> None:
     """Per-layer cycles, ms, bound, utilisation and placement of MODEL on a target, with totals."""
+    from segcost.fileio import OutputPlan
     from segcost.targets.cost_model import estimate, load_profile
 
+    plan = OutputPlan.check({"-o": output}, {"MODEL": model, "--target": target})
     profile = load_profile(target)
     report = estimate(_fused_graph(model, input_shapes, fuse), profile)
     text = render_cost(report, fmt, top, model or "built-in DeepLabV3Lite")
     if output:
-        from segcost.fileio import write_atomic
-
-        write_atomic(output, text, protected=(model,))
+        plan.write(output, text)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
@@ -95,7 +95,7 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
 def calibrate(models: tuple[str, ...], output: str, base: str, input_shapes: tuple[str, ...], runs: int,
               threads: int) -> None:
     """Fit a profile's rates and overheads to onnxruntime measurements of MODELS and write it as TOML."""
-    from segcost.fileio import write_atomic
+    from segcost.fileio import OutputPlan
     from segcost.targets.calibrate import (
         CalibrationSample,
         calibrated_profile_text,
@@ -106,6 +106,7 @@ def calibrate(models: tuple[str, ...], output: str, base: str, input_shapes: tup
     from segcost.targets.profile import profile_text
     from segcost.targets.profile_toml import parse_profile
 
+    plan = OutputPlan.check({"-o": output}, {"MODEL": list(models), "--base": base})
     base_profile = load_profile(base)
     if base_profile.fallback is not None:
         raise InputError(f"--base {base}: only a profile without a fallback device (the CPU running everything) "
@@ -123,7 +124,7 @@ def calibrate(models: tuple[str, ...], output: str, base: str, input_shapes: tup
     text = calibrated_profile_text(fit, profile_text(base), list(models), runs, threads,
                                    next(iter(measurements.values())).ort_version)
     parse_profile(text, output)   # never write a profile that would not load back
-    write_atomic(output, text, protected=models)
+    plan.write(output, text)
     comparisons = [(sample.name, compare(estimate_prepared(sample.prepared, fit.profile), sample.mapping,
                                          sample.measurement)) for sample in samples]
     click.echo(render_fit(fit, comparisons), nl=False)

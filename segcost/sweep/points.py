@@ -137,6 +137,8 @@ def expand(spec: SweepSpec, fingerprint: str | None = None, search_path: str | N
     points: list[Point] = []
     notes: list[str] = []
     seen: set[tuple] = set()
+    hashed_settings = asdict(spec.settings)
+    del hashed_settings["point_timeout_s"]   # how long a point may take does not change its result
     for entry in spec.models:
         zoo_model = None if entry.is_factory else get(entry.model)
         widths, parameter = _entry_widths(entry, zoo_model, notes)
@@ -157,7 +159,7 @@ def expand(spec: SweepSpec, fingerprint: str | None = None, search_path: str | N
                                 "model": entry.model, "height": height, "width": width, "width_mult": width_mult,
                                 "width_parameter": parameter, "num_classes": classes, "target": target,
                                 "target_profile": profile_hashes.get(target), "precision": precision,
-                                "measures": list(spec.measures), "settings": asdict(spec.settings),
+                                "measures": list(spec.measures), "settings": hashed_settings,
                                 "code": fingerprint, "factory_source": source_hash,
                             }
                             seed = None if zoo_model is None else match_seed(

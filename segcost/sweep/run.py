@@ -21,13 +21,17 @@ onnxruntime-friendly format for target "cpu" (or no target), symmetric int8 othe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import median
@@ -37,6 +41,36 @@ from segcost.errors import InputError
 from segcost.sweep.points import Point, builder_parts
 
 ERROR_TEXT_LIMIT = 500
+
+
+class PointTimeout(Exception):
+    """A point ran longer than its settings.point_timeout_s."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[list[bool]]:
+    """Raise PointTimeout in the block after `seconds` (SIGALRM; the worker's main thread only).
+
+    Yields a one-element list that is [True] once the deadline has fired, so a caller can tell
+    a timeout from another error even when user code caught PointTimeout and raised something
+    else. Python code is stopped at once; native code (an onnxruntime run) when it returns.
+    """
+    fired = [False]
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+
+    def expire(signum, frame):
+        fired[0] = True
+        raise PointTimeout(f"stopped after {seconds} s (settings.point_timeout_s)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -141,10 +175,16 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     own_memo = memo is None
     memo = BuildMemo() if own_memo else memo
+    fired = [False]
     try:
-        result = _measure(point, memo)
+        with deadline(point.settings.point_timeout_s) as fired:
+            result = _measure(point, memo)
     except Exception as error:  # noqa: BLE001 - the sweep goes on; the row says why
-        result = PointResult.failed(point.key, describe_error(error))
+        # A timeout says how busy the machine was, not what the point is: not cached, a re-run retries it.
+        timed_out = fired[0] or isinstance(error, PointTimeout)
+        result = PointResult.failed(point.key, f"timed out: stopped after {point.settings.point_timeout_s} s "
+                                    "(settings.point_timeout_s)" if timed_out else describe_error(error),
+                                    cacheable=not timed_out)
     finally:
         if own_memo:
             memo.__exit__(None, None, None)

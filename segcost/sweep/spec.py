@@ -20,22 +20,26 @@ calib_size = 8                           # int8 calibration samples (synthetic)
 ort_runs = 10                            # "ort_latency": measured runs (median), warm-up runs, threads
 ort_warmup = 2
 ort_threads = 1
+point_timeout_s = 1800                   # a point still running after this is stopped (an error row)
 ```
 
 An entry of `models` may be an inline table that overrides `input_sizes`, `num_classes` and
 `width_multipliers` for that model. Every problem is an InputError naming the file and key.
-Parsing imports neither torch nor the zoo's model code.
+Parsing imports neither torch nor the zoo's model code. The file is read by
+segcost.fileio.read_toml_file (a regular file of at most 1 MiB), and the number of points is
+computed from the axes before anything is expanded: more than MAX_POINTS is an error.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.fileio import check_path_text, read_toml_file
 
 MEASURES = ("macs", "params", "latency", "findings", "ort_latency")
 DEFAULT_MEASURES = ("macs", "params")
@@ -46,6 +50,7 @@ MODEL_AXES = ("input_sizes", "width_multipliers", "num_classes")
 TOP_LEVEL_KEYS = ("measures", "axes", "settings")
 DEFAULT = "default"
 MAX_SIDE = 16384
+MAX_POINTS = 10_000   # a sweep beyond this takes days; split the spec
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -59,6 +64,8 @@ class Settings:
         ort_runs: measured onnxruntime runs for "ort_latency" (the median is reported).
         ort_warmup: onnxruntime warm-up runs.
         ort_threads: onnxruntime intra-op threads.
+        point_timeout_s: seconds a point may run before it is stopped and becomes an error row
+            (not cached; not part of the points' hashes, since it does not change a result).
     """
 
     rules: str = "current"
@@ -66,6 +73,7 @@ class Settings:
     ort_runs: int = 10
     ort_warmup: int = 2
     ort_threads: int = 1
+    point_timeout_s: int = 1800
 
 
 @dataclass(frozen=True)
@@ -115,17 +123,9 @@ class SweepSpec:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep spec TOML file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise InputError(f"{path}: cannot read sweep spec ({error.strerror or error})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{path}: not valid TOML ({error})") from None
-    return parse_spec(data, str(path), path.parent)
+    """Read and validate a sweep spec TOML file (see the module docstring for the limits)."""
+    path = Path(check_path_text(path, "sweep spec"))
+    return parse_spec(read_toml_file(path, "sweep spec"), str(path), path.parent)
 
 
 def parse_spec(data: dict[str, Any], source: str = "<spec>", base_dir: Path = Path(".")) -> SweepSpec:
@@ -144,10 +144,12 @@ def parse_spec(data: dict[str, Any], source: str = "<spec>", base_dir: Path = Pa
     widths = _widths(axes.get("width_multipliers", [DEFAULT]), source, "axes.width_multipliers")
     models = tuple(_model_entry(item, index, source, sizes, classes, widths, width_given)
                    for index, item in enumerate(_list(axes["models"], source, "axes.models")))
+    seen: set[ModelEntry] = set()
     for index, entry in enumerate(models):
-        if entry in models[:index]:
+        if entry in seen:
             raise InputError(f"{source}: axes.models[{index}] repeats an earlier entry ({entry.model!r} with "
                              "the same axes)")
+        seen.add(entry)
     if "latency" in measures:
         targets = _targets(axes.get("targets", list(DEFAULT_TARGETS)), source, base_dir)
     elif "targets" in axes:
@@ -160,7 +162,21 @@ def parse_spec(data: dict[str, Any], source: str = "<spec>", base_dir: Path = Pa
     for value in precisions:
         if value not in PRECISIONS:
             raise InputError(f"{source}: axes.precisions: {value!r} is not one of {', '.join(PRECISIONS)}")
+    _check_point_count(models, len(targets) * len(precisions), source)
     return SweepSpec(source, models, targets, precisions, measures, _settings(data.get("settings", {}), source))
+
+
+def point_count(models: tuple[ModelEntry, ...], per_model_point: int) -> int:
+    """Points the axes define (an upper bound: axis values a model ignores collapse when expanded)."""
+    return per_model_point * sum(math.prod(map(len, (entry.input_sizes, entry.width_multipliers,
+                                                     entry.num_classes))) for entry in models)
+
+
+def _check_point_count(models: tuple[ModelEntry, ...], per_model_point: int, source: str) -> None:
+    count = point_count(models, per_model_point)
+    if count > MAX_POINTS:
+        raise InputError(f"{source}: the axes define {count:,} points; at most {MAX_POINTS:,} per spec "
+                         "(split the sweep into several specs)")
 
 
 def _no_unknown(table: dict, known: tuple[str, ...], source: str, prefix: str) -> None:
@@ -176,12 +192,17 @@ def _list(value: Any, source: str, key: str) -> list:
 
 
 def _unique(values: list, source: str, key: str) -> list:
-    seen: list = []
+    """`values` when no value repeats (a set: linear in the list's length)."""
+    seen: set = set()
     for value in values:
-        if value in seen:
+        try:
+            repeated = value in seen
+        except TypeError:   # a table or list where a plain value belongs
+            raise InputError(f"{source}: {key}: {value!r} is not a valid entry") from None
+        if repeated:
             raise InputError(f"{source}: {key} lists {value!r} more than once")
-        seen.append(value)
-    return seen
+        seen.add(value)
+    return list(values)
 
 
 def _measures(value: Any, source: str) -> tuple[str, ...]:
@@ -280,6 +301,7 @@ def _targets(value: Any, source: str, base_dir: Path) -> tuple[str, ...]:
     for index, item in enumerate(_list(value, source, "axes.targets")):
         if not isinstance(item, str) or not item:
             raise InputError(f"{source}: axes.targets[{index}]: expected a profile name or .toml path, got {item!r}")
+        check_path_text(item, f"{source}: axes.targets[{index}]")
         is_file = item.endswith(".toml") or (base_dir / item).is_file()
         name = str((base_dir / item).resolve()) if is_file and item not in builtin_profiles() else item
         try:

@@ -7,7 +7,9 @@ the result files are rewritten from it at the end of every run.
 
 The table is written as CSV and JSON Lines side by side (and Parquet when pyarrow is
 importable): rows are appended as points finish (so a killed run leaves what it had), and
-at the end the files are replaced atomically by the complete table in point order.
+at the end the files are replaced atomically by the complete table in point order. Rows are
+streamed only into regular files (through a symlink: into its target); a table that goes to a
+FIFO or a character device gets the complete table once, at the end (segcost.fileio).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from segcost.errors import InputError
-from segcost.fileio import write_atomic
+from segcost.fileio import destination, write_atomic
 from segcost.sweep.points import Point
 from segcost.sweep.run import PointResult
 
@@ -147,15 +149,18 @@ class ResultTable:
 
     def __enter__(self) -> ResultTable:
         try:
-            csv_stream = open(self.paths["csv"], "w", newline="")
-            jsonl_stream = open(self.paths["jsonl"], "w")
+            for kind in ("csv", "jsonl"):
+                place = destination(self.paths[kind])
+                # A FIFO or device gets the whole table once, at the end, not the streamed rows too.
+                stream = open(place.real, "w", newline="") if place.kind in ("new", "file") else None
+                self.streams.append(stream)
         except OSError as error:
             self.close()
             raise InputError(f"cannot write the sweep results ({error.strerror or error})") from None
-        self.streams = [csv_stream, jsonl_stream]
-        self.csv_writer = csv.DictWriter(csv_stream, self.columns)
-        self.csv_writer.writeheader()
-        csv_stream.flush()
+        if self.streams[0] is not None:
+            self.csv_writer = csv.DictWriter(self.streams[0], self.columns)
+            self.csv_writer.writeheader()
+            self.streams[0].flush()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -163,16 +168,19 @@ class ResultTable:
 
     def close(self) -> None:
         for stream in self.streams:
-            stream.close()
+            if stream is not None:
+                stream.close()
         self.streams = []
 
     def append(self, row: SweepRow) -> None:
         record = row.record(self.columns)
         csv_stream, jsonl_stream = self.streams
-        self.csv_writer.writerow(_csv_values(record))
-        jsonl_stream.write(json.dumps(record) + "\n")
-        for stream in self.streams:
-            stream.flush()
+        if csv_stream is not None:
+            self.csv_writer.writerow(_csv_values(record))
+            csv_stream.flush()
+        if jsonl_stream is not None:
+            jsonl_stream.write(json.dumps(record) + "\n")
+            jsonl_stream.flush()
 
     def finish(self, rows: list[SweepRow]) -> list[Path]:
         """Replace the streamed files by the table of `rows` in point order; returns the files written."""
@@ -202,9 +210,9 @@ def _write_parquet(path: Path, records: list[dict[str, Any]], columns: tuple[str
 
     table = pa.table({column: pa.array([record[column] for record in records], type=column_type(column))
                       for column in columns})
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_atomic(path, buffer.getvalue().to_pybytes())   # like the other files: symlinks and FIFOs kept
 
 
 def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:

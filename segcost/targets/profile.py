@@ -11,11 +11,13 @@ key and what is wrong (segcost.targets.profile_toml reads and writes the files).
 from __future__ import annotations
 
 import importlib.resources
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.fileio import check_path_text, read_text_file
 
 __all__ = ["DTYPE_BYTES", "FallbackDevice", "MemoryLevel", "TargetProfile", "builtin_profiles", "load_profile",
            "profile_text"]
@@ -191,11 +193,9 @@ def _profile_source(name_or_path: str) -> tuple[str, str]:
     if name_or_path in builtin_profiles():
         resource = importlib.resources.files("segcost.targets").joinpath("profiles", f"{name_or_path}.toml")
         return resource.read_text(), f"profile {name_or_path!r}"
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
+    path = Path(check_path_text(name_or_path, "target profile"))
+    if path.suffix != ".toml" and not os.path.lexists(path):
         raise InputError(f"unknown target {name_or_path!r} (built-in: {', '.join(builtin_profiles())}; "
                          "or give a profile .toml file)")
-    try:
-        return path.read_text(), str(path)
-    except OSError as error:
-        raise InputError(f"{path}: cannot read target profile ({error.strerror or error})") from None
+    # one reader for every config-like file: a regular file under a size cap (a FIFO or /dev/zero is refused)
+    return read_text_file(path, "target profile"), str(path)

@@ -63,6 +63,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"{where}: not valid TOML ({error})") from None
+    except RecursionError:
+        raise InputError(f"{where}: nested too deeply") from None
     reader = _Reader(where)
     reader.keys(data, "", {"profile", "accelerator", "memory", "support", "fallback"}, {"profile", "accelerator",
                                                                                        "memory"})

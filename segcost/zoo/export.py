@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from segcost.errors import InputError
+from segcost.fileio import install
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -42,5 +43,5 @@ def export_zoo_model(name: str, output: str | os.PathLike, input_size: str | Non
         for extra in sorted(Path(directory).iterdir()):
             if extra != staged:
                 shutil.move(str(extra), target.parent / extra.name)
-        os.replace(staged, target)
+        install(staged, target)   # through a symlink or into a device, never replacing either
     return target
