@@ -239,7 +239,10 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph, keep_output_shapes: 
         shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None)
                                   for name in graph.outputs)
     declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
+    lifted = set(graph.info.lifted_constants)  # still defined by their Constant nodes in this copy
     for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
+        if init.name in lifted:
+            continue
         if keep_inline_for_inference(init):
             shell.graph.initializer.append(init.to_proto())
             continue

@@ -16,6 +16,7 @@ from onnx import helper
 
 from segcost.errors import GraphError
 from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
+from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
 
 ExternalResolver = Callable[[onnx.TensorProto], tuple[Path, int, int]]
 
@@ -129,7 +130,14 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
     read_value_infos(graph, onnx_graph.output)
     keyed_nodes, taken = [], set()
     decode = helper.get_attribute_value
+    outputs = set(graph.outputs)
     for index, node_proto in enumerate(onnx_graph.node):
+        if node_proto.op_type == "Constant" and not node_proto.domain and node_proto.output[0] not in outputs:
+            value = constant_value(node_proto)
+            if value is not None:
+                _lift_constant(graph, node_proto.output[0], value, resolve_external)
+                graph.info.lifted_constants.append(node_proto.output[0])
+                continue
         attrs, attr_types = {}, {}
         for attribute in node_proto.attribute:
             attrs[attribute.name] = decode(attribute)
@@ -143,11 +151,59 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         node = Node(name=name, op_type=node_proto.op_type, domain=node_proto.domain, inputs=list(node_proto.input),
                     outputs=list(node_proto.output), attrs=attrs, attr_types=attr_types, doc_string=doc_string,
                     meta=meta)
+        if GRAPH_ATTRIBUTE in attr_types.values() or GRAPHS_ATTRIBUTE in attr_types.values():
+            node.implicit_inputs = implicit_inputs(attrs, attr_types)
         key = name if name and name not in taken else _fallback_key(taken, name or node.op_type, index)
         taken.add(key)
         keyed_nodes.append((key, node))
     graph.add_nodes(keyed_nodes)
     return graph
+
+
+def constant_value(node_proto: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The dense value of a Constant node as a TensorProto, or None (sparse_value, or malformed).
+
+    value keeps its TensorProto (no copy: the data is read lazily like any initializer's);
+    value_float(s)/value_int(s)/value_string(s) become scalar / 1-D tensors as the ONNX spec
+    defines them (float32, int64, string). sparse_value stays a node: densifying it could
+    need far more memory than the file holds.
+    """
+    if len(node_proto.attribute) != 1:
+        return None
+    attribute = node_proto.attribute[0]
+    name, kind = attribute.name, attribute.type
+    if name == "value" and kind == onnx.AttributeProto.TENSOR:
+        return attribute.t
+    scalar_types = {("value_float", onnx.AttributeProto.FLOAT): (onnx.TensorProto.FLOAT, attribute.f),
+                    ("value_int", onnx.AttributeProto.INT): (onnx.TensorProto.INT64, attribute.i),
+                    ("value_string", onnx.AttributeProto.STRING): (onnx.TensorProto.STRING, attribute.s)}
+    if (name, kind) in scalar_types:
+        dtype, value = scalar_types[name, kind]
+        return helper.make_tensor("", dtype, [], [value])
+    list_types = {("value_floats", onnx.AttributeProto.FLOATS): (onnx.TensorProto.FLOAT, attribute.floats),
+                  ("value_ints", onnx.AttributeProto.INTS): (onnx.TensorProto.INT64, attribute.ints),
+                  ("value_strings", onnx.AttributeProto.STRINGS): (onnx.TensorProto.STRING, attribute.strings)}
+    if (name, kind) in list_types:
+        dtype, values = list_types[name, kind]
+        return helper.make_tensor("", dtype, [len(values)], list(values))
+    return None
+
+
+def _lift_constant(graph: Graph, name: str, tensor: onnx.TensorProto, resolve_external) -> None:
+    """Make a Constant node's value the initializer `name` (one mechanism for every constant).
+
+    onnx-ir's LiftConstantsToInitializersPass does the same on its own IR; here it happens
+    once while reading, so every pass and cost rule — fusion, folding, the verifier, the cost
+    model, params — sees a Constant's value exactly as it sees an initializer's.
+    """
+    if name in graph.initializers:
+        raise GraphError(f"tensor {name!r} is both an initializer and a Constant node's output")
+    external = None
+    if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
+        external = resolve_external(tensor)
+    init = Initializer(name, tensor.data_type, tensor.dims, proto=tensor, external=external)
+    _check_payload(init, tensor, external)
+    graph.initializers[name] = init
 
 
 def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> None:
