@@ -33,7 +33,8 @@ def cli() -> None:
 @click.option("--count", "counted", metavar="CATS", default="none", show_default=True,
               help="Also count these categories' elementary ops as MACs (other tools count some of them): "
                    "bias,bn,activation,pooling,resize,elementwise, all or none; totals.macs stays conv/gemm.")
-@click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
+@click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported or any loop has no static trip "
+              "count (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 @click.option("--symbolic", is_flag=True, help="MACs as an exact formula of the model's symbolic input dims "
               "(found by analyzing it at a grid of sizes and checked beyond it).")
@@ -98,6 +99,8 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     result.counted = counted
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
+    if strict and result.coverage.unbounded:
+        raise InputError("loops without a static trip count (--strict): " + ", ".join(result.coverage.unbounded))
     findings = None
     if fmt == "html" or target:
         from segcost.passes import VerifyGroupedConvPass

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from segcost.errors import GraphError, InputError, ShapeError
 from segcost.ir import Graph, dtype_size, verify_graph
-from segcost.ir.onnx_io import from_model, read_value_infos
+from segcost.ir.onnx_io import from_model, read_subgraph_infos, read_value_infos
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -280,6 +280,7 @@ def _run_inference(graph: Graph, keep_output_shapes: bool = True, shell: onnx.Mo
     read_value_infos(graph, inferred.graph.input, skip=graph.initializers)
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
+    read_subgraph_infos(graph, inferred.graph)  # shapes inside If/Loop/Scan bodies, for their MACs
     if keep_output_shapes:
         # Shapes the file declares fill what inference cannot derive (after a custom op);
         # with --input-shape overrides they describe other sizes and are not used.

@@ -112,6 +112,13 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         functions=list(model.functions),
     )
     graph = Graph(info)
+    _read_graph(graph, onnx_graph, resolve_external, payload_regions)
+    return graph
+
+
+def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: ExternalResolver | None,
+                payload_regions: dict[int, tuple[Path, int, int]]) -> None:
+    """Fill an empty IR from a GraphProto: initializers (and lifted Constants), interface, value infos, nodes."""
     for index, tensor in enumerate(onnx_graph.initializer):
         external = payload_regions.get(index)
         if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
@@ -157,7 +164,69 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         taken.add(key)
         keyed_nodes.append((key, node))
     graph.add_nodes(keyed_nodes)
+
+
+def subgraph_ir(graph_proto: onnx.GraphProto, parent: Graph, tensors: dict[str, TensorInfo] | None = None) -> Graph:
+    """An If branch or Loop/Scan body as an IR of its own, for analysis (never exported).
+
+    Its constants are lifted like the main graph's; `tensors` (inferred shapes, see
+    read_subgraph_infos) refine what the GraphProto declares. Tensors read from the outer
+    scope have no producer here: callers look their shapes up in `parent`.
+    """
+    graph = Graph(ModelInfo(ir_version=parent.info.ir_version, opset_imports=dict(parent.info.opset_imports),
+                            graph_name=graph_proto.name or "subgraph", path=parent.info.path))
+    _read_graph(graph, graph_proto, None, {})
+    for name, info in (tensors or {}).items():
+        if name not in graph.initializers and info.shape is not None:
+            graph.tensors[name] = info
     return graph
+
+
+def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
+    """Keep the shapes onnx shape inference found inside subgraphs, per control-flow node.
+
+    onnx.shape_inference writes them into the inferred model's subgraph value_info (it
+    infers branches and bodies with the outer scope's types). They are stored flat — all
+    nesting levels together — in ``node.meta["subgraph_tensors"]``; ONNX requires names to
+    be unique across scopes in practice written by exporters, and a nested node inherits
+    its parent's table.
+    """
+    targets = [node for _, node in graph.dag.nodes(data="node")
+               if GRAPH_ATTRIBUTE in node.attr_types.values() or GRAPHS_ATTRIBUTE in node.attr_types.values()]
+    if not targets:
+        return
+    protos = inferred.node
+    by_output: dict[str, onnx.NodeProto] | None = None
+    for node in targets:
+        first = next((tensor for tensor in node.outputs if tensor), None)
+        index = node.meta.get("order", -1)
+        proto = protos[index] if 0 <= index < len(protos) and first in protos[index].output else None
+        if proto is None:   # an inference copy written in another order (to_model sorts topologically)
+            if by_output is None:
+                by_output = {output: candidate for candidate in protos if candidate.attribute
+                             for output in candidate.output if output}
+            proto = by_output.get(first)
+        if proto is None:
+            continue
+        found: dict[str, TensorInfo] = {}
+        for attribute in proto.attribute:
+            for graph_proto in ([attribute.g] if attribute.type == GRAPH_ATTRIBUTE else
+                                attribute.graphs if attribute.type == GRAPHS_ATTRIBUTE else []):
+                _collect_infos(graph_proto, found)
+        node.meta["subgraph_tensors"] = found
+
+
+def _collect_infos(graph_proto: onnx.GraphProto, found: dict[str, TensorInfo]) -> None:
+    for value in (*graph_proto.input, *graph_proto.value_info, *graph_proto.output):
+        dtype, shape = shape_of(value.type)
+        known = found.get(value.name)
+        if known is None or (shape is not None and known.shape is None):
+            found[value.name] = TensorInfo(value.name, dtype, shape)
+    for node_proto in graph_proto.node:
+        for attribute in node_proto.attribute:
+            for nested in ([attribute.g] if attribute.type == GRAPH_ATTRIBUTE else
+                           attribute.graphs if attribute.type == GRAPHS_ATTRIBUTE else []):
+                _collect_infos(nested, found)
 
 
 def constant_value(node_proto: onnx.NodeProto) -> onnx.TensorProto | None:
