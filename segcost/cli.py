@@ -102,14 +102,14 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     if strict and result.coverage.unbounded:
         raise InputError("loops without a static trip count (--strict): " + ", ".join(result.coverage.unbounded))
     findings = None
-    if fmt == "html" or target:
+    if fmt == "html":
         from segcost.passes import VerifyGroupedConvPass
 
         findings = VerifyGroupedConvPass()(graph).findings
     if target:
         from segcost.optimize import estimate_on_target
 
-        estimate = estimate_on_target(graph, target, findings)
+        estimate = estimate_on_target(graph, target)   # one path with `cost` and `check --max-latency-ms`
     else:
         estimate = None
     if fmt == "html":
