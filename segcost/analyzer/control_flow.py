@@ -7,6 +7,9 @@
   `while` loop; M ≥ 2**31 is treated as no trip count.
 - **Scan** (opset ≥ 9): the scan inputs' sequence length (along `scan_input_axes`, default
   0) × body.
+- A Loop body that does not declare its carried shapes gets its first trip's shapes (the
+  initial values'); if a carried tensor's shape changes from trip to trip, the layer is
+  flagged like an unknown trip count.
 - Otherwise the trip count is unknown: the layer's status is ``unbounded``; the totals count
   one trip (the body's MACs once) and the result and every report flag it; ``--strict``
   refuses it.
@@ -18,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
+from segcost.errors import ShapeError
+from segcost.frontends.onnx import infer_shapes
 from segcost.ir import Graph, Node, TensorInfo
 from segcost.ir.onnx_io import subgraph_ir
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
@@ -25,6 +30,7 @@ from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 __all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
+INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's first two inputs
 MAX_TRIP_COUNT = 1 << 31   # at or above: a `while` loop's placeholder, not a trip count
 UNBOUNDED = "unbounded"
 
@@ -42,6 +48,7 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     """
     tensors = node.meta.get("subgraph_tensors") or inherited
     subgraphs = []
+    varying = False
     for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
         body = subgraph_ir(graph_proto, graph, tensors)
         outer_constants = set()
@@ -51,8 +58,13 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
                 outer_constants.add(outer)
             elif graph.shape(outer) is not None:
                 body.tensors.setdefault(outer, TensorInfo(outer, graph.dtype(outer), graph.shape(outer)))
-        macs, flops, params, nodes, unsupported, notes = analyze_body(body, tensors, outer_constants)
         name = attribute if index < 0 else f"{attribute}[{index}]"
+        if node.op_type == "Loop" and not _seed_loop_body(body, graph, node):
+            varying = True
+        try:
+            macs, flops, params, nodes, unsupported, notes = analyze_body(body, tensors, outer_constants)
+        except ShapeError as error:
+            raise ShapeError(f"{key} ({node.op_type}) {name}: {error}") from None
         subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported))
         warnings.extend(f"{key} {name}: {note}" for note in notes)
     if node.op_type == "If":
@@ -65,6 +77,11 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     per_trip_flops = sum(sub.flops for sub in subgraphs)
     trips = _loop_trips(graph, node) if node.op_type == "Loop" else _scan_trips(graph, node)
     params = sum(sub.params for sub in subgraphs)
+    if varying:
+        warnings.append(f"{key} (Loop): a loop-carried tensor changes shape from trip to trip; MACs count the "
+                        f"first trip ({per_trip_macs:,} MACs) — the total is not an upper bound")
+        return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
+                               "one trip (shapes vary per trip)", True, params)
     if trips is None:
         warnings.append(f"{key} ({node.op_type}): no static trip count; MACs count one trip "
                         f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
@@ -74,6 +91,48 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         warnings.append(f"{key} (Loop): its condition is computed; {trips} trips × body is an upper bound")
     return ControlFlowCost(key, node.op_type, subgraphs, trips, trips * per_trip_macs, trips * per_trip_flops,
                            "trips × body", False, params)
+
+
+def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
+    """Give a Loop body the shapes of its first trip; False when a carried shape changes per trip.
+
+    onnx shape inference does not pass the initial values' shapes into a Loop body (a
+    carried tensor may change shape from trip to trip), so a body that does not declare
+    them has none. Here the body is inferred again with the initial values' types
+    (iteration number int64 and condition bool scalars); if every carried output then has
+    its input's shape, each trip costs the same.
+    """
+    carried_outer, carried_inner = node.inputs[2:], body.inputs[2:]
+    if all(_static(body.shape(name)) for name in carried_inner) and all(
+            _static(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
+        return _same_shapes(body, carried_inner)
+    seeds = {body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {}
+    seeds.update({inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
+                  if outer and _static(graph.shape(outer)) and not _static(body.shape(inner))})
+    for name, (dtype, shape) in seeds.items():
+        if not _static(body.shape(name)):
+            body.tensors[name] = TensorInfo(name, dtype or body.dtype(name), shape)
+    interface = list(body.inputs)
+    body.inputs += [name for name in dict.fromkeys(tensor for key in body.dag for tensor in body.node(key).all_inputs)
+                    if name and name not in body.initializers and body.producer(name) is None
+                    and name not in interface and body.shape(name) is not None]   # outer reads, for the copy
+    try:
+        infer_shapes(body)
+    except ShapeError:
+        return True   # left as it was; a MAC-bearing op without a shape is reported by its rule
+    finally:
+        body.inputs = interface
+    return _same_shapes(body, carried_inner)
+
+
+def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:
+    outputs = body.outputs[1:1 + len(carried_inner)]
+    return all(body.shape(inner) == body.shape(output) or not _static(body.shape(output))
+               for inner, output in zip(carried_inner, outputs))
+
+
+def _static(shape) -> bool:
+    return shape is not None and all(isinstance(dim, int) for dim in shape)
 
 
 def _constant_int(graph: Graph, tensor: str) -> int | None:

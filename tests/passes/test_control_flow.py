@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
 from segcost.ir.onnx_io import to_model
 from segcost.optimize import optimize, run_onnxruntime
+from segcost.reports.analysis import render
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=17):
@@ -76,13 +78,17 @@ def test_if_counts_the_larger_branch_and_reports_both():
     assert not result.coverage.unsupported and not result.coverage.unbounded
 
 
-def _loop_model(trip_count: np.ndarray | None) -> onnx.ModelProto:
-    """v ← Conv(v, W) repeated; W (4×4×3×3) lives in the outer graph."""
+def _loop_model(trip_count: np.ndarray | None, declared: bool = True, pads: int = 1) -> onnx.ModelProto:
+    """v ← Conv(v, W) repeated; W (4×4×3×3) lives in the outer graph.
+
+    declared=False writes the body as exporters often do: carried values without shapes.
+    """
+    shape = [1, 4, 5, 5] if declared else None
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
-         helper.make_node("Conv", ["v", "W"], ["v_next"], name="body_conv", pads=[1, 1, 1, 1])], "body",
-        [_value("i", [], TensorProto.INT64), _value("cond_in", [], TensorProto.BOOL), _value("v", [1, 4, 5, 5])],
-        [_value("cond_out", [], TensorProto.BOOL), _value("v_next", [1, 4, 5, 5])])
+         helper.make_node("Conv", ["v", "W"], ["v_next"], name="body_conv", pads=[pads] * 4)], "body",
+        [_value("i", [], TensorProto.INT64), _value("cond_in", [], TensorProto.BOOL), _value("v", shape)],
+        [_value("cond_out", [], TensorProto.BOOL), _value("v_next", shape)])
     inits = [numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 4, 3, 3)).astype(np.float32), "W"),
              numpy_helper.from_array(np.array(True), "go")]
     inputs = [_value("x", [1, 4, 5, 5])]
@@ -97,8 +103,9 @@ def _loop_model(trip_count: np.ndarray | None) -> onnx.ModelProto:
 BODY_MACS = 25 * 4 * 4 * 9
 
 
-def test_loop_with_static_trip_count_is_trips_times_body():
-    model = _loop_model(np.array(3, np.int64))
+@pytest.mark.parametrize("declared", [True, False])
+def test_loop_with_static_trip_count_is_trips_times_body(declared):
+    model = _loop_model(np.array(3, np.int64), declared)
     result = analyze(load_model(model))
     assert result.totals.macs == 3 * BODY_MACS
     (entry,) = result.control_flow
@@ -118,9 +125,19 @@ def test_loop_with_dynamic_trip_count_is_reported_unbounded(run_cli, tmp_path):
     assert result.coverage.unbounded == ["Loop:loop"]
     assert result.layers[0].status == "unbounded" and result.totals.macs == BODY_MACS   # one trip, flagged
     assert any("no static trip count" in warning for warning in result.warnings)
+    assert "UNBOUNDED" in "\n".join(render(result).splitlines())
     path = tmp_path / "loop.onnx"
     onnx.save_model(model, path)
     code, out, _ = run_cli("analyze", str(path))
     assert code == 0 and "unbounded" in out
     code, _, err = run_cli("analyze", str(path), "--strict")
     assert code == 2 and "Loop:loop" in err
+
+
+def test_loop_whose_carried_shape_shrinks_is_flagged():
+    """A 3×3 conv without padding shrinks v every trip: the first trip's MACs are not every trip's."""
+    model = _loop_model(np.array(2, np.int64), declared=False, pads=0)
+    result = analyze(load_model(model))
+    (entry,) = result.control_flow
+    assert entry.unbounded and result.coverage.unbounded == ["Loop:loop"]
+    assert entry.macs == 9 * 4 * 4 * 9   # one trip at 3×3 outputs
