@@ -34,7 +34,8 @@ def cli() -> None:
 @click.option("--count", "counted", metavar="CATS", default="none", show_default=True,
               help="Also count these categories' elementary ops as MACs (other tools count some of them): "
                    "bias,bn,activation,pooling,resize,elementwise, all or none; totals.macs stays conv/gemm.")
-@click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported (names them).")
+@click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported or any loop has no static trip "
+              "count (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 @click.option("--symbolic", is_flag=True, help="MACs as an exact formula of the model's symbolic input dims "
               "(found by analyzing it at a grid of sizes and checked beyond it).")
@@ -101,15 +102,17 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     result.counted = counted
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
+    if strict and result.coverage.unbounded:
+        raise InputError("loops without a static trip count (--strict): " + ", ".join(result.coverage.unbounded))
     findings = None
-    if fmt == "html" or target:
+    if fmt == "html":
         from segcost.passes import VerifyGroupedConvPass
 
         findings = VerifyGroupedConvPass()(graph).findings
     if target:
         from segcost.optimize import estimate_on_target
 
-        estimate = estimate_on_target(graph, target, findings)
+        estimate = estimate_on_target(graph, target)   # one path with `cost` and `check --max-latency-ms`
     else:
         estimate = None
     if fmt == "html":

@@ -223,13 +223,20 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     return result
 
 
-def estimate_on_target(graph: Graph, target: str, findings: list | None = None):
-    """Cost on `target` of the graph as its toolchain runs it: BatchNorm folded, activations fused.
+def target_pipeline(graph: Graph) -> Graph:
+    """The graph as a deployment toolchain runs it: the default pipeline (constants folded,
+    no-ops and dead nodes removed, BatchNorm folded, activations fused). In place."""
+    return build_pipeline()(graph).graph
 
-    Works on the graph in place (run it after the analysis of the original graph).
+
+def estimate_on_target(graph: Graph, target: str, fuse: bool = True):
+    """Cost on `target`: the one path behind `analyze --target`, `check --max-latency-ms` and `cost`.
+
+    With `fuse`, runs target_pipeline on the graph in place first (analyze the original
+    before calling this). The verifier's target findings come from the profile's own rule
+    set on the graph that is costed, so the three commands agree to the digit.
     """
     from segcost.targets.cost_model import estimate, load_profile
 
     profile = load_profile(target)
-    fused = build_pipeline(["eliminate-no-ops", "fuse-conv-bn", "fuse-conv-activation"])(graph).graph
-    return estimate(fused, profile, findings=findings)
+    return estimate(target_pipeline(graph) if fuse else graph, profile)

@@ -4,103 +4,158 @@ from __future__ import annotations
 
 from math import prod
 
+from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_flow_cost
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
-    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule, find_rule,
+    COUNTED,
+    SHAPE_UNKNOWN,
+    UNSUPPORTED,
+    ZERO_BY_CONVENTION,
+    OpCost,
+    OpView,
+    Rule,
+    find_rule,
 )
 from segcost.analyzer.result import (
-    AnalysisResult, Coverage, LayerCost, ModelSummary, TensorSummary, Totals,
+    AnalysisResult,
+    ControlFlowCost,
+    Coverage,
+    LayerCost,
+    ModelSummary,
+    TensorSummary,
+    Totals,
 )
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
 
 
 def analyze(graph: Graph) -> AnalysisResult:
-    """Per-layer and total MACs, flops, params and bytes of `graph` (exact ints)."""
+    """Per-layer and total MACs, flops, params and bytes of `graph` (exact ints).
+
+    If/Loop/Scan layers carry the MACs of their subgraphs (analyzer.control_flow); how each
+    was counted is in `control_flow`. Raises ShapeError for symbolic graph inputs and
+    InputError for malformed nodes.
+    """
     _require_static_inputs(graph)
-    order = graph.topological_order()
-    nodes = dict(graph.dag.nodes(data="node"))
-    scheduled = [nodes[key] for key in order]
-    constants = set(graph.initializers)
-    for node in scheduled:
-        if node.op_type == "Constant" and not node.domain:
-            constants.update(node.outputs)
-    # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
-    shapes = _shape_table(graph)
-    shape_of = shapes.get
-    nbytes = _byte_sizes(graph, shapes).get
-    rules: dict[tuple[str, str], Rule | None] = {}
-    layers: list[LayerCost] = []
-    coverage = Coverage()
-    warnings: list[str] = []
-    seen_constants: set[str] = set()
-    for key, node in zip(order, scheduled):
-        inputs, outputs = node.inputs, node.outputs
-        view = OpView(key, node, tuple([shape_of(tensor) if tensor else None for tensor in inputs]),
-                      tuple([shape_of(tensor) if tensor else None for tensor in outputs]),
-                      tuple([tensor in constants for tensor in inputs]), graph)
-        rule_key = (node.domain, node.op_type)
-        rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
-        try:
-            cost = rule(view) if rule is not None else _UNSUPPORTED
-        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
-            # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
-            # is bad input, reported for the node rather than as a crash.
-            raise InputError(f"node {key!r} ({node.op_type}): malformed attributes or inputs "
-                             f"({type(error).__name__}: {error})") from None
-        _record_status(coverage, cost.status, node.op_type, key)
-        output_shape = view.output_shape(0)
-        if cost.output_shape is not None:
-            if output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
-                warnings.append(f"{key}: onnx shape inference gives {list(output_shape)}, the {node.op_type} "
-                                f"formula {list(cost.output_shape)}; the formula is used")
-            output_shape = cost.output_shape
-        params = weight_bytes = activation_bytes = 0
-        for tensor in inputs:
-            if tensor in constants:
-                if tensor not in seen_constants:  # a weight counts once, at its first consumer
-                    seen_constants.add(tensor)
-                    init = graph.initializers.get(tensor)
-                    if init is not None:
-                        params += init.size
-                        weight_bytes += init.nbytes
-                    else:  # a Constant node's output
-                        params += _elements(shape_of(tensor))
-                        weight_bytes += nbytes(tensor, 0)
-            elif tensor:
-                activation_bytes += nbytes(tensor, 0)
-        for tensor in outputs:
-            if tensor:
-                activation_bytes += nbytes(tensor, 0)
-        layers.append(LayerCost(
-            name=key, op_type=node.op_type, domain=node.domain, kind=cost.kind, group=cost.group,
-            kernel=list(cost.kernel) if cost.kernel is not None else None,
-            stride=list(cost.stride) if cost.stride is not None else None,
-            inputs=list(inputs), outputs=list(outputs),
-            input_shapes=[list(shape) if shape is not None else None for shape in view.input_shapes],
-            output_shape=list(output_shape) if output_shape is not None else None,
-            macs=cost.macs, flops=2 * cost.macs + cost.flops,
-            bias_flops=cost.flops if cost.macs else 0,
-            params=params, weight_bytes=weight_bytes, activation_bytes=activation_bytes, status=cost.status,
-        ))
+    walk = _Walk(graph)
+    layers = walk.layers
     totals = Totals(
         macs=sum(layer.macs for layer in layers),
         flops=sum(layer.flops for layer in layers),
         params=sum(layer.params for layer in layers),
         weight_bytes=sum(layer.weight_bytes for layer in layers),
         activation_bytes=sum(layer.activation_bytes for layer in layers),
-        peak_activation_bytes=peak_activation_bytes(graph, scheduled, lambda tensor: nbytes(tensor, 0), constants),
+        peak_activation_bytes=peak_activation_bytes(graph, walk.scheduled, lambda tensor: walk.nbytes(tensor, 0),
+                                                    walk.constants),
         nodes=len(layers),
     )
     totals.gmacs = round(totals.macs / 1e9, 4)
+    warnings = walk.warnings
     shape_note = graph.info.metadata_props.get("segcost.shape_inference")
     if shape_note:
         warnings.insert(0, f"shape inference ran non-strict ({shape_note})")
     return AnalysisResult(
-        model=_model_summary(graph), totals=totals, coverage=coverage, layers=layers,
-        by_op_type=group_layers(layers, "op_type"), warnings=warnings,
+        model=_model_summary(graph), totals=totals, coverage=walk.coverage, layers=layers,
+        by_op_type=group_layers(layers, "op_type"), warnings=warnings, control_flow=walk.control_flow,
     )
+
+
+class _Walk:
+    """One pass over a graph's nodes in topological order, applying each node's cost rule.
+
+    Used for the model and, recursively, for each If branch and Loop/Scan body; a
+    subgraph's tensor table (`inherited`) passes down to the control flow nested in it.
+    Constants in `outer_constants` are read from an enclosing graph and not counted as params.
+    """
+
+    def __init__(self, graph: Graph, inherited: dict | None = None, outer_constants: set[str] = frozenset()):
+        order = graph.topological_order()
+        nodes = dict(graph.dag.nodes(data="node"))
+        self.scheduled = [nodes[key] for key in order]
+        self.constants = constants = set(graph.initializers)
+        for node in self.scheduled:
+            if node.op_type == "Constant" and not node.domain:  # a sparse_value Constant (dense ones are lifted)
+                constants.update(node.outputs)
+        # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
+        shapes = _shape_table(graph)
+        self.nbytes = nbytes = _byte_sizes(graph, shapes).get
+        shape_of = shapes.get
+        rules: dict[tuple[str, str], Rule | None] = {}
+        self.layers: list[LayerCost] = []
+        self.coverage = coverage = Coverage()
+        self.warnings: list[str] = []
+        self.control_flow: list[ControlFlowCost] = []
+        seen_constants: set[str] = set(outer_constants)
+        for key, node in zip(order, self.scheduled):
+            inputs, outputs = node.inputs, node.outputs
+            view = OpView(key, node, tuple([shape_of(tensor) if tensor else None for tensor in inputs]),
+                          tuple([shape_of(tensor) if tensor else None for tensor in outputs]),
+                          tuple([tensor in constants for tensor in inputs]), graph)
+            rule_key = (node.domain, node.op_type)
+            rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
+            subgraph_params = 0
+            try:
+                if not node.domain and node.op_type in CONTROL_FLOW_OPS:
+                    cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
+                else:
+                    cost = rule(view) if rule is not None else _UNSUPPORTED
+            except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+                # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
+                # is bad input, reported for the node rather than as a crash.
+                raise InputError(f"node {key!r} ({node.op_type}): malformed attributes or inputs "
+                                 f"({type(error).__name__}: {error})") from None
+            _record_status(coverage, cost.status, node.op_type, key)
+            output_shape = view.output_shape(0)
+            if cost.output_shape is not None:
+                if output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
+                    self.warnings.append(f"{key}: onnx shape inference gives {list(output_shape)}, the "
+                                         f"{node.op_type} formula {list(cost.output_shape)}; the formula is used")
+                output_shape = cost.output_shape
+            params = weight_bytes = activation_bytes = 0
+            for tensor in node.all_inputs:  # subgraphs' outer reads: weights and activations of this layer
+                if tensor in constants:
+                    if tensor not in seen_constants:  # a weight counts once, at its first consumer
+                        seen_constants.add(tensor)
+                        init = graph.initializers.get(tensor)
+                        if init is not None:
+                            params += init.size
+                            weight_bytes += init.nbytes
+                        else:  # a (sparse) Constant node's output
+                            params += _elements(shape_of(tensor))
+                            weight_bytes += nbytes(tensor, 0)
+                elif tensor:
+                    activation_bytes += nbytes(tensor, 0)
+            for tensor in outputs:
+                if tensor:
+                    activation_bytes += nbytes(tensor, 0)
+            self.layers.append(LayerCost(
+                name=key, op_type=node.op_type, domain=node.domain, kind=cost.kind, group=cost.group,
+                kernel=list(cost.kernel) if cost.kernel is not None else None,
+                stride=list(cost.stride) if cost.stride is not None else None,
+                inputs=list(inputs), outputs=list(outputs),
+                input_shapes=[list(shape) if shape is not None else None for shape in view.input_shapes],
+                output_shape=list(output_shape) if output_shape is not None else None,
+                macs=cost.macs, flops=2 * cost.macs + cost.flops,
+                bias_flops=cost.flops if cost.macs else 0,
+                params=params + subgraph_params, weight_bytes=weight_bytes, activation_bytes=activation_bytes,
+                status=cost.status,
+            ))
+
+    def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int]:
+        """(cost, the subgraphs' own params) of an If/Loop/Scan layer."""
+        entry = control_flow_cost(graph, key, node, _analyze_body, inherited, self.warnings)
+        self.control_flow.append(entry)
+        # the subgraphs' flops include their 2·macs; OpCost.flops holds the rest
+        return OpCost(macs=entry.macs, flops=entry.flops - 2 * entry.macs,
+                      status=UNBOUNDED if entry.unbounded else COUNTED), entry.params
+
+
+def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
+    walk = _Walk(body, inherited, outer_constants)
+    unsupported = walk.coverage.unsupported + walk.coverage.shape_unknown
+    return (sum(layer.macs for layer in walk.layers), sum(layer.flops for layer in walk.layers),
+            sum(layer.params for layer in walk.layers), len(walk.layers), unsupported, walk.warnings)
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
@@ -133,6 +188,9 @@ def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> N
         coverage.zero_by_convention += 1
     elif status == SHAPE_UNKNOWN:
         coverage.shape_unknown.append(f"{op_type}:{key}")
+    elif status == UNBOUNDED:
+        coverage.counted += 1
+        coverage.unbounded.append(f"{op_type}:{key}")
     else:
         coverage.unsupported.append(f"{op_type}:{key}")
         coverage.unknown_ops[op_type] = coverage.unknown_ops.get(op_type, 0) + 1

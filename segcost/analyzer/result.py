@@ -22,6 +22,8 @@ CONVENTIONS = {
     "pooling": "not MACs; one flop per window element",
     "resize": "not MACs; nearest 0, linear 2*2^r-1 flops per output element",
     "params": "initializer elements, each counted once at its first consumer",
+    "control_flow": "If: the branch with more MACs; Loop/Scan: trip count x body; without a static trip "
+                    "count: one trip, flagged unbounded",
 }
 
 
@@ -48,6 +50,33 @@ class LayerCost:
 
 
 @dataclass
+class SubgraphCost:
+    """One If branch or Loop/Scan body, analyzed on its own (one trip)."""
+
+    name: str                  # the attribute: then_branch, else_branch, body
+    macs: int
+    flops: int
+    params: int                # its own constants; outer weights are the outer graph's
+    nodes: int
+    unsupported: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ControlFlowCost:
+    """How an If/Loop/Scan layer's MACs were made from its subgraphs (analyzer.control_flow)."""
+
+    layer: str
+    op_type: str
+    subgraphs: list[SubgraphCost]
+    trip_count: int | None     # Loop/Scan; None for If, or when unknown (then `unbounded`)
+    macs: int                  # what the layer (and the totals) count
+    flops: int
+    counted: str               # "larger branch (then_branch)", "trips × body", "one trip (unbounded)"
+    unbounded: bool = False
+    params: int = 0
+
+
+@dataclass
 class Totals:
     macs: int = 0
     gmacs: float = 0.0
@@ -66,6 +95,7 @@ class Coverage:
     unsupported: list[str] = field(default_factory=list)     # "OpType:node"
     shape_unknown: list[str] = field(default_factory=list)   # non-MAC ops whose flops are unknown
     unknown_ops: dict[str, int] = field(default_factory=dict)  # op type → count
+    unbounded: list[str] = field(default_factory=list)       # "Loop:node" without a static trip count (also counted)
 
     @property
     def nodes_covered_pct(self) -> float:
@@ -106,9 +136,12 @@ class AnalysisResult:
     by_op_type: dict[str, OpTypeTotal]
     warnings: list[str] = field(default_factory=list)
     counted: list[str] = field(default_factory=list)   # categories also counted as MACs (analyzer.conventions)
+    control_flow: list[ControlFlowCost] = field(default_factory=list)
 
     def to_dict(self, include_layers: bool = True) -> dict[str, Any]:
-        from segcost.analyzer.conventions import convention_totals   # it imports this module
+        from segcost.analyzer.conventions import (
+            convention_totals,  # it imports this module
+        )
 
         coverage = asdict(self.coverage)
         coverage["nodes_covered_pct"] = round(self.coverage.nodes_covered_pct, 2)
@@ -125,4 +158,5 @@ class AnalysisResult:
             "by_op_type": {op_type: asdict(total) for op_type, total in self.by_op_type.items()},
             "warnings": list(self.warnings),
             "macs_by_convention": convention_totals(self, self.counted).to_dict(),
+            **({"control_flow": [asdict(entry) for entry in self.control_flow]} if self.control_flow else {}),
         }

@@ -24,13 +24,10 @@ def _shape_option(function):
 def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
     """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do."""
     from segcost.cli import _load_graph
+    from segcost.optimize import target_pipeline
 
     graph, _ = _load_graph(model, input_shapes)
-    if fuse:
-        from segcost.optimize import build_pipeline
-
-        graph = build_pipeline()(graph).graph
-    return graph
+    return target_pipeline(graph) if fuse else graph
 
 
 @click.command("cost")
@@ -47,12 +44,13 @@ def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
 def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...], top: int, fuse: bool,
          output: str | None) -> None:
     """Per-layer cycles, ms, bound, utilisation and placement of MODEL on a target, with totals."""
+    from segcost.cli import _load_graph
     from segcost.fileio import OutputPlan
-    from segcost.targets.cost_model import estimate, load_profile
+    from segcost.optimize import estimate_on_target
 
     plan = OutputPlan.check({"-o": output}, {"MODEL": model, "--target": target})
-    profile = load_profile(target)
-    report = estimate(_fused_graph(model, input_shapes, fuse), profile)
+    graph, _ = _load_graph(model, input_shapes)
+    report = estimate_on_target(graph, target, fuse)   # the same path as analyze --target and check
     text = render_cost(report, fmt, top, model or "built-in DeepLabV3Lite")
     if output:
         plan.write(output, text)

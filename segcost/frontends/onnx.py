@@ -31,7 +31,7 @@ from segcost.frontends.confine import (
 from segcost.frontends.expansion import check_function_expansion
 from segcost.ir import Graph, verify_graph
 from segcost.ir.datafile import HeldFile
-from segcost.ir.onnx_io import from_model, read_value_infos
+from segcost.ir.onnx_io import from_model, read_subgraph_infos, read_value_infos
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -263,7 +263,10 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph, keep_output_shapes: 
         shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None)
                                   for name in graph.outputs)
     declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
+    lifted = set(graph.info.lifted_constants)  # still defined by their Constant nodes in this copy
     for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
+        if init.name in lifted:
+            continue
         if keep_inline_for_inference(init):
             shell.graph.initializer.append(init.to_proto())
             continue
@@ -301,6 +304,7 @@ def _run_inference(graph: Graph, keep_output_shapes: bool = True, shell: onnx.Mo
     read_value_infos(graph, inferred.graph.input, skip=graph.initializers)
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
+    read_subgraph_infos(graph, inferred.graph)  # shapes inside If/Loop/Scan bodies, for their MACs
     if keep_output_shapes:
         # Shapes the file declares fill what inference cannot derive (after a custom op);
         # with --input-shape overrides they describe other sizes and are not used.

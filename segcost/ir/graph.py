@@ -17,6 +17,8 @@ from typing import Any, Iterable, Iterator
 import networkx as nx
 import numpy as np
 
+from segcost.ir.subgraphs import rename_outer_read, subgraph_attributes
+
 # A dimension is an int (known), a str (symbolic, e.g. "batch") or None (unknown).
 Dim = int | str | None
 Shape = tuple[Dim, ...]
@@ -48,9 +50,17 @@ class Node:
     attr_types: dict[str, int] = field(default_factory=dict)
     doc_string: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # Outer-scope tensors its subgraphs (If/Loop/Scan) read by name: edges like `inputs`,
+    # never exported as inputs (see segcost.ir.subgraphs).
+    implicit_inputs: list[str] = field(default_factory=list)
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
+
+    @property
+    def all_inputs(self) -> list[str]:
+        """Explicit inputs, then the tensors subgraphs read from outside (what liveness and edges need)."""
+        return [*self.inputs, *self.implicit_inputs] if self.implicit_inputs else self.inputs
 
 
 class Initializer:
@@ -118,7 +128,12 @@ class Initializer:
         from onnx import numpy_helper
 
         if self._proto is not None and self._external is None:
-            return self._proto
+            if self._proto.name == self.name:
+                return self._proto
+            proto = type(self._proto)()  # a lifted Constant's value: the attribute tensor has no name
+            proto.CopyFrom(self._proto)
+            proto.name = self.name
+            return proto
         array = self.array
         # np.ascontiguousarray would turn a 0-d scale into shape (1,): keep the rank.
         return numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(), self.name)
@@ -157,6 +172,7 @@ class ModelInfo:
     functions: list[Any] = field(default_factory=list)  # FunctionProtos, passed through
     path: str | None = None
     resources: list[Any] = field(default_factory=list)  # e.g. a temp dir the weights are read from
+    lifted_constants: list[str] = field(default_factory=list)  # Constant nodes read as initializers
 
     @property
     def opset(self) -> int:
@@ -202,7 +218,7 @@ class Graph:
             self._producer[tensor] = key
             for consumer in self._consumers.get(tensor, ()):
                 self._add_edge(key, consumer, tensor)
-        for tensor in node.inputs:
+        for tensor in node.all_inputs:
             if not tensor:
                 continue  # an omitted optional input
             self._consumers.setdefault(tensor, set()).add(key)
@@ -243,7 +259,7 @@ class Graph:
         for key, node in keyed_nodes:
             order = node.meta.setdefault("order", next_order)
             next_order = max(next_order, order) + 1
-            for tensor in node.inputs:
+            for tensor in node.all_inputs:
                 if not tensor:
                     continue  # an omitted optional input
                 users = consumers.get(tensor)
@@ -268,7 +284,7 @@ class Graph:
         for tensor in node.outputs:
             if self._producer.get(tensor) == key:
                 del self._producer[tensor]
-        for tensor in node.inputs:
+        for tensor in node.all_inputs:
             users = self._consumers.get(tensor)
             if users is not None:
                 users.discard(key)
@@ -277,9 +293,22 @@ class Graph:
         self.dag.remove_node(key)
 
     def replace_input(self, key: str, old: str, new: str) -> None:
-        """Make node `key` read `new` wherever it read `old`, keeping edges in sync."""
+        """Make node `key` read `new` wherever it read `old`, keeping edges in sync.
+
+        A subgraph reading `old` from the outer scope is rewritten too (on a copy of its
+        GraphProto), so an If/Loop/Scan keeps reading the tensor it read before.
+        """
         node = self.node(key)
         node.inputs = [new if tensor == old else tensor for tensor in node.inputs]
+        if old in node.implicit_inputs:
+            for name, index, graph_proto in list(subgraph_attributes(node.attrs, node.attr_types)):
+                renamed = rename_outer_read(graph_proto, old, new)
+                if index < 0:
+                    node.attrs[name] = renamed
+                else:
+                    node.attrs[name] = [*node.attrs[name][:index], renamed, *node.attrs[name][index + 1:]]
+            node.implicit_inputs = list(dict.fromkeys(new if tensor == old else tensor
+                                                      for tensor in node.implicit_inputs))
         self._consumers.get(old, set()).discard(key)
         if old in self._consumers and not self._consumers[old]:
             del self._consumers[old]
@@ -354,6 +383,8 @@ class Graph:
         return self.dag.number_of_nodes()
 
     def is_constant(self, tensor: str) -> bool:
+        """True for an initializer — which includes every Constant node's value: the ONNX reader
+        lifts them (segcost.ir.onnx_io), so no pass or rule needs a second lookup."""
         return tensor in self.initializers
 
     def shape(self, tensor: str) -> Shape | None:

@@ -16,6 +16,7 @@ from onnx import helper
 
 from segcost.errors import GraphError
 from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
+from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
 
 ExternalResolver = Callable[[onnx.TensorProto], tuple[Path, int, int]]
 
@@ -111,6 +112,13 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         functions=list(model.functions),
     )
     graph = Graph(info)
+    _read_graph(graph, onnx_graph, resolve_external, payload_regions)
+    return graph
+
+
+def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: ExternalResolver | None,
+                payload_regions: dict[int, tuple[Path, int, int]]) -> None:
+    """Fill an empty IR from a GraphProto: initializers (and lifted Constants), interface, value infos, nodes."""
     for index, tensor in enumerate(onnx_graph.initializer):
         external = payload_regions.get(index)
         if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
@@ -129,7 +137,14 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
     read_value_infos(graph, onnx_graph.output)
     keyed_nodes, taken = [], set()
     decode = helper.get_attribute_value
+    outputs = set(graph.outputs)
     for index, node_proto in enumerate(onnx_graph.node):
+        if node_proto.op_type == "Constant" and not node_proto.domain and node_proto.output[0] not in outputs:
+            value = constant_value(node_proto)
+            if value is not None:
+                _lift_constant(graph, node_proto.output[0], value, resolve_external)
+                graph.info.lifted_constants.append(node_proto.output[0])
+                continue
         attrs, attr_types = {}, {}
         for attribute in node_proto.attribute:
             attrs[attribute.name] = decode(attribute)
@@ -143,11 +158,121 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         node = Node(name=name, op_type=node_proto.op_type, domain=node_proto.domain, inputs=list(node_proto.input),
                     outputs=list(node_proto.output), attrs=attrs, attr_types=attr_types, doc_string=doc_string,
                     meta=meta)
+        if GRAPH_ATTRIBUTE in attr_types.values() or GRAPHS_ATTRIBUTE in attr_types.values():
+            node.implicit_inputs = implicit_inputs(attrs, attr_types)
         key = name if name and name not in taken else _fallback_key(taken, name or node.op_type, index)
         taken.add(key)
         keyed_nodes.append((key, node))
     graph.add_nodes(keyed_nodes)
+
+
+def subgraph_ir(graph_proto: onnx.GraphProto, parent: Graph, tensors: dict[str, TensorInfo] | None = None) -> Graph:
+    """An If branch or Loop/Scan body as an IR of its own, for analysis (never exported).
+
+    Its constants are lifted like the main graph's; `tensors` (inferred shapes, see
+    read_subgraph_infos) refine what the GraphProto declares. Tensors read from the outer
+    scope have no producer here: callers look their shapes up in `parent`.
+    """
+    graph = Graph(ModelInfo(ir_version=parent.info.ir_version, opset_imports=dict(parent.info.opset_imports),
+                            graph_name=graph_proto.name or "subgraph", path=parent.info.path))
+    _read_graph(graph, graph_proto, None, {})
+    for name, info in (tensors or {}).items():
+        if name not in graph.initializers and info.shape is not None:
+            graph.tensors[name] = info
     return graph
+
+
+def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
+    """Keep the shapes onnx shape inference found inside subgraphs, per control-flow node.
+
+    onnx.shape_inference writes them into the inferred model's subgraph value_info (it
+    infers branches and bodies with the outer scope's types). They are stored flat — all
+    nesting levels together — in ``node.meta["subgraph_tensors"]``; ONNX requires names to
+    be unique across scopes in practice written by exporters, and a nested node inherits
+    its parent's table.
+    """
+    targets = [node for _, node in graph.dag.nodes(data="node")
+               if GRAPH_ATTRIBUTE in node.attr_types.values() or GRAPHS_ATTRIBUTE in node.attr_types.values()]
+    if not targets:
+        return
+    protos = inferred.node
+    by_output: dict[str, onnx.NodeProto] | None = None
+    for node in targets:
+        first = next((tensor for tensor in node.outputs if tensor), None)
+        index = node.meta.get("order", -1)
+        proto = protos[index] if 0 <= index < len(protos) and first in protos[index].output else None
+        if proto is None:   # an inference copy written in another order (to_model sorts topologically)
+            if by_output is None:
+                by_output = {output: candidate for candidate in protos if candidate.attribute
+                             for output in candidate.output if output}
+            proto = by_output.get(first)
+        if proto is None:
+            continue
+        found: dict[str, TensorInfo] = {}
+        for attribute in proto.attribute:
+            for graph_proto in ([attribute.g] if attribute.type == GRAPH_ATTRIBUTE else
+                                attribute.graphs if attribute.type == GRAPHS_ATTRIBUTE else []):
+                _collect_infos(graph_proto, found)
+        node.meta["subgraph_tensors"] = found
+
+
+def _collect_infos(graph_proto: onnx.GraphProto, found: dict[str, TensorInfo]) -> None:
+    for value in (*graph_proto.input, *graph_proto.value_info, *graph_proto.output):
+        dtype, shape = shape_of(value.type)
+        known = found.get(value.name)
+        if known is None or (shape is not None and known.shape is None):
+            found[value.name] = TensorInfo(value.name, dtype, shape)
+    for node_proto in graph_proto.node:
+        for attribute in node_proto.attribute:
+            for nested in ([attribute.g] if attribute.type == GRAPH_ATTRIBUTE else
+                           attribute.graphs if attribute.type == GRAPHS_ATTRIBUTE else []):
+                _collect_infos(nested, found)
+
+
+def constant_value(node_proto: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The dense value of a Constant node as a TensorProto, or None (sparse_value, or malformed).
+
+    value keeps its TensorProto (no copy: the data is read lazily like any initializer's);
+    value_float(s)/value_int(s)/value_string(s) become scalar / 1-D tensors as the ONNX spec
+    defines them (float32, int64, string). sparse_value stays a node: densifying it could
+    need far more memory than the file holds.
+    """
+    if len(node_proto.attribute) != 1:
+        return None
+    attribute = node_proto.attribute[0]
+    name, kind = attribute.name, attribute.type
+    if name == "value" and kind == onnx.AttributeProto.TENSOR:
+        return attribute.t
+    scalar_types = {("value_float", onnx.AttributeProto.FLOAT): (onnx.TensorProto.FLOAT, attribute.f),
+                    ("value_int", onnx.AttributeProto.INT): (onnx.TensorProto.INT64, attribute.i),
+                    ("value_string", onnx.AttributeProto.STRING): (onnx.TensorProto.STRING, attribute.s)}
+    if (name, kind) in scalar_types:
+        dtype, value = scalar_types[name, kind]
+        return helper.make_tensor("", dtype, [], [value])
+    list_types = {("value_floats", onnx.AttributeProto.FLOATS): (onnx.TensorProto.FLOAT, attribute.floats),
+                  ("value_ints", onnx.AttributeProto.INTS): (onnx.TensorProto.INT64, attribute.ints),
+                  ("value_strings", onnx.AttributeProto.STRINGS): (onnx.TensorProto.STRING, attribute.strings)}
+    if (name, kind) in list_types:
+        dtype, values = list_types[name, kind]
+        return helper.make_tensor("", dtype, [len(values)], list(values))
+    return None
+
+
+def _lift_constant(graph: Graph, name: str, tensor: onnx.TensorProto, resolve_external) -> None:
+    """Make a Constant node's value the initializer `name` (one mechanism for every constant).
+
+    onnx-ir's LiftConstantsToInitializersPass does the same on its own IR; here it happens
+    once while reading, so every pass and cost rule — fusion, folding, the verifier, the cost
+    model, params — sees a Constant's value exactly as it sees an initializer's.
+    """
+    if name in graph.initializers:
+        raise GraphError(f"tensor {name!r} is both an initializer and a Constant node's output")
+    external = None
+    if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
+        external = resolve_external(tensor)
+    init = Initializer(name, tensor.data_type, tensor.dims, proto=tensor, external=external)
+    _check_payload(init, tensor, external)
+    graph.initializers[name] = init
 
 
 def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> None:

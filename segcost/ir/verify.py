@@ -20,10 +20,11 @@ def verify_graph(graph: Graph) -> None:
     available = set(graph.inputs) | set(graph.initializers)
     produced = graph._producer  # the producer index itself: one lookup per input of 100k nodes
     for key, node in graph.dag.nodes(data="node"):
-        for tensor in node.inputs:
+        for tensor in node.all_inputs:
             if tensor and tensor not in available and tensor not in produced:
                 raise GraphError(
-                    f"node {key!r} ({node.op_type}) reads tensor {tensor!r}, which no node, "
+                    f"node {key!r} ({node.op_type}) reads tensor {tensor!r}"
+                    f"{' in a subgraph' if tensor not in node.inputs else ''}, which no node, "
                     "graph input or initializer provides")
     for tensor in graph.outputs:
         if tensor not in available and graph.producer(tensor) is None:

@@ -14,6 +14,12 @@ import numpy as np
 
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
+from segcost.passes.fold_size import (
+    ELEMENT_BYTES_BOUND,
+    MAX_FOLDED_BYTES,
+    MAX_FOLDED_BYTES_PER_PASS,
+    result_elements,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -23,14 +29,14 @@ NO_OP_TYPES = ("Identity", "Dropout")
 
 # Ops folded when every input is constant. Kept to shape/index arithmetic and type changes:
 # folding a Conv on constants would be correct but would hide the layer from the report.
+# Identity is not folded: folding Identity(W) would copy a shared weight into a second
+# initializer; EliminateNoOpsPass makes its consumers read W itself.
 FOLDABLE_OPS = frozenset({
     "Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Reshape", "Mul", "Add", "Sub",
     "Div", "Floor", "Ceil", "Sqrt", "Equal", "Where", "Expand", "ConstantOfShape", "Range", "Transpose",
-    "Identity", "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
+    "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
     "Flatten", "Split",
 })
-# A folded tensor becomes an initializer; larger results are left to the runtime.
-MAX_FOLDED_ELEMENTS = 1 << 16
 
 
 class EliminateNoOpsPass(PassBase):
@@ -89,7 +95,7 @@ class EliminateDeadNodesPass(PassBase):
         for key in reversed(graph.topological_order()):
             node = graph.node(key)
             if any(tensor in live for tensor in node.outputs):
-                live.update(tensor for tensor in node.inputs if tensor)
+                live.update(tensor for tensor in node.all_inputs if tensor)  # subgraph reads included
             else:
                 dead.append(key)
         for key in dead:
@@ -112,7 +118,9 @@ class FoldConstantsPass(PassBase):
       1. Shape (and Size) of a tensor with a static shape → its dims.
       2. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
          onnx.reference, the ONNX reference implementation, rather than re-implementing ops.
-    Results over MAX_FOLDED_ELEMENTS elements are not folded.
+    The size of each result is computed from its inputs *before* evaluating
+    (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
+    for the run, stays a node, with a note naming it and the size.
     """
 
     name = "fold-constants"
@@ -121,29 +129,33 @@ class FoldConstantsPass(PassBase):
         self.infer = infer  # re-run shape inference after folding (off when the caller does it)
 
     def call(self, graph: Graph) -> PassResult:
-        folded = []
+        folded, refused = [], []
+        budget = MAX_FOLDED_BYTES_PER_PASS
         for key in graph.topological_order():
             node = graph.node(key)
             if node.domain or node.op_type not in FOLDABLE_OPS:
                 continue
-            values = self._evaluate(graph, node)
-            if values is None:
-                continue
             if any(output in graph.outputs for output in node.outputs):
                 continue  # a graph output must stay a computed tensor
+            values = self._evaluate(graph, node, key, budget, refused)
+            if values is None:
+                continue
             graph.remove_node(key)
             for output, value in zip(node.outputs, values):
                 if output:
-                    graph.initializers[output] = Initializer.from_array(output, np.asarray(value))
+                    array = np.asarray(value)
+                    budget -= array.nbytes
+                    graph.initializers[output] = Initializer.from_array(output, array)
                     graph.tensors.pop(output, None)
             folded.append(key)
         if folded and self.infer:
             from segcost.frontends.onnx import infer_shapes
 
             infer_shapes(graph)  # sizes that came from the folded chains are now constants
-        return PassResult(graph, bool(folded), [f"folded {len(folded)} constant nodes"] if folded else [])
+        notes = [f"folded {len(folded)} constant nodes"] if folded else []
+        return PassResult(graph, bool(folded), notes + refused)
 
-    def _evaluate(self, graph: Graph, node) -> list[np.ndarray] | None:
+    def _evaluate(self, graph: Graph, node, key: str, budget: int, refused: list[str]) -> list[np.ndarray] | None:
         if node.op_type in ("Shape", "Size"):
             shape = graph.shape(node.inputs[0])
             if shape is None or not all(isinstance(dim, int) for dim in shape):
@@ -152,19 +164,30 @@ class FoldConstantsPass(PassBase):
                 return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
             start, end = node.attrs.get("start", 0), node.attrs.get("end", len(shape))
             return [np.array(shape[slice(start, end)], dtype=np.int64)]
-        inputs = [tensor for tensor in node.inputs if tensor]
-        if not all(tensor in graph.initializers for tensor in inputs):
+        inits = [graph.initializers.get(tensor) for tensor in node.inputs if tensor]
+        if not all(inits):
             return None
-        if any(graph.initializers[tensor].size > MAX_FOLDED_ELEMENTS for tensor in inputs):
+        # An input over the bound is not even read (external data may be gigabytes); every
+        # foldable op's result but Gather's is at least as large as its largest input.
+        elements = max((init.size for init in inits), default=0)
+        if elements * ELEMENT_BYTES_BOUND <= MAX_FOLDED_BYTES:
+            arrays = [graph.initializers[tensor].array if tensor else None for tensor in node.inputs]
+            elements = result_elements(node.op_type, arrays, node.attrs)
+            if elements is None:
+                return None
+        nbytes = elements * ELEMENT_BYTES_BOUND
+        if nbytes > min(MAX_FOLDED_BYTES, budget):
+            limit = "the per-tensor bound" if nbytes > MAX_FOLDED_BYTES else "what is left of the per-pass bound"
+            refused.append(f"not folded {key} ({node.op_type}): up to {elements:,} elements "
+                           f"({_mib(nbytes)} MiB) exceeds {limit} ({_mib(min(MAX_FOLDED_BYTES, budget))} MiB)")
+            logger.info("%s", refused[-1])
             return None
-        if any(isinstance(value, (list,)) and value and not isinstance(value[0], (int, float, bytes, str))
-               for value in node.attrs.values()):
-            return None  # graph-valued attributes are never folded
-        values = _run_reference(node, {tensor: graph.initializers[tensor].array for tensor in inputs},
-                                graph.info.opset)
-        if values is None or any(np.asarray(value).size > MAX_FOLDED_ELEMENTS for value in values):
-            return None
-        return values
+        feeds = {tensor: array for tensor, array in zip(node.inputs, arrays) if tensor}
+        return _run_reference(node, feeds, graph.info.opset)
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 20):,.1f}"
 
 
 def _run_reference(node, feeds: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:

@@ -76,3 +76,12 @@ def test_fold_keeps_graph_outputs_and_symbolic_shapes():
                    [helper.make_tensor_value_info("y", TensorProto.INT64, [4])])
     graph = load(model.__class__.FromString(model.SerializeToString()))  # symbolic N: nothing to fold
     assert not FoldConstantsPass()(graph).modified
+
+
+def test_small_constant_of_shape_still_folds_under_the_size_bound():
+    inits = [numpy_helper.from_array(np.array([4], np.int64), "s")]
+    model = _model([helper.make_node("ConstantOfShape", ["s"], ["c"], name="fill"),
+                    helper.make_node("Add", ["x", "c"], ["y"], name="use")], [_x((4,))], [_y()], inits)
+    graph = load(model)
+    assert FoldConstantsPass()(graph).modified and op_types(graph) == ["Add"]
+    assert graph.initializers["c"].shape == (4,)

@@ -1,0 +1,169 @@
+"""MACs inside If, Loop and Scan: each subgraph is analyzed like a graph, then combined.
+
+- **If**: both branches are analyzed and listed; the layer counts the branch with more MACs
+  (the worst case, which a budget must hold — which branch runs is data).
+- **Loop** whose trip count M is a constant: M × body. If the loop's condition is computed,
+  M is an upper bound and a warning says so. ONNX exporters write M = INT64_MAX for a
+  `while` loop; M ≥ 2**31 is treated as no trip count.
+- **Scan** (opset ≥ 9): the scan inputs' sequence length (along `scan_input_axes`, default
+  0) × body.
+- A Loop body that does not declare its carried shapes gets its first trip's shapes (the
+  initial values'); if a carried tensor's shape changes from trip to trip, the layer is
+  flagged like an unknown trip count.
+- Otherwise the trip count is unknown: the layer's status is ``unbounded``; the totals count
+  one trip (the body's MACs once) and the result and every report flag it; ``--strict``
+  refuses it.
+Params are the subgraphs' own constants, counted once whatever the trip count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from segcost.analyzer.result import ControlFlowCost, SubgraphCost
+from segcost.errors import ShapeError
+from segcost.frontends.onnx import infer_shapes
+from segcost.ir import Graph, Node, TensorInfo
+from segcost.ir.onnx_io import subgraph_ir
+from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
+
+__all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
+
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
+INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's first two inputs
+MAX_TRIP_COUNT = 1 << 31   # at or above: a `while` loop's placeholder, not a trip count
+UNBOUNDED = "unbounded"
+
+# (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, nodes, unsupported, warnings);
+# params leave out the outer constants (the enclosing graph counts them at this node).
+BodyAnalyzer = Callable[[Graph, dict, set[str]], tuple[int, int, int, int, list[str], list[str]]]
+
+
+def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnalyzer, inherited: dict,
+                      warnings: list[str]) -> ControlFlowCost:
+    """Analyze every subgraph of `node` and combine them as the module docstring says.
+
+    `inherited` is the subgraph tensor table of an enclosing control-flow node (nested
+    subgraphs have no table of their own). Raises what the body analysis raises.
+    """
+    tensors = node.meta.get("subgraph_tensors") or inherited
+    subgraphs = []
+    varying = False
+    for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
+        body = subgraph_ir(graph_proto, graph, tensors)
+        outer_constants = set()
+        for outer in outer_scope_reads(graph_proto):   # shapes and constness come from the enclosing graph
+            if outer in graph.initializers:
+                body.initializers.setdefault(outer, graph.initializers[outer])
+                outer_constants.add(outer)
+            elif graph.shape(outer) is not None:
+                body.tensors.setdefault(outer, TensorInfo(outer, graph.dtype(outer), graph.shape(outer)))
+        name = attribute if index < 0 else f"{attribute}[{index}]"
+        if node.op_type == "Loop" and not _seed_loop_body(body, graph, node):
+            varying = True
+        try:
+            macs, flops, params, nodes, unsupported, notes = analyze_body(body, tensors, outer_constants)
+        except ShapeError as error:
+            raise ShapeError(f"{key} ({node.op_type}) {name}: {error}") from None
+        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported))
+        warnings.extend(f"{key} {name}: {note}" for note in notes)
+    if node.op_type == "If":
+        chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
+        macs, flops = (chosen.macs, chosen.flops) if chosen else (0, 0)
+        return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops,
+                               f"larger branch ({chosen.name})" if chosen else "no branches", False,
+                               sum(sub.params for sub in subgraphs))
+    per_trip_macs = sum(sub.macs for sub in subgraphs)
+    per_trip_flops = sum(sub.flops for sub in subgraphs)
+    trips = _loop_trips(graph, node) if node.op_type == "Loop" else _scan_trips(graph, node)
+    params = sum(sub.params for sub in subgraphs)
+    if varying:
+        warnings.append(f"{key} (Loop): a loop-carried tensor changes shape from trip to trip; MACs count the "
+                        f"first trip ({per_trip_macs:,} MACs) — the total is not an upper bound")
+        return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
+                               "one trip (shapes vary per trip)", True, params)
+    if trips is None:
+        warnings.append(f"{key} ({node.op_type}): no static trip count; MACs count one trip "
+                        f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
+        return ControlFlowCost(key, node.op_type, subgraphs, None, per_trip_macs, per_trip_flops,
+                               "one trip (unbounded)", True, params)
+    if node.op_type == "Loop" and _has_computed_condition(graph, node):
+        warnings.append(f"{key} (Loop): its condition is computed; {trips} trips × body is an upper bound")
+    return ControlFlowCost(key, node.op_type, subgraphs, trips, trips * per_trip_macs, trips * per_trip_flops,
+                           "trips × body", False, params)
+
+
+def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
+    """Give a Loop body the shapes of its first trip; False when a carried shape changes per trip.
+
+    onnx shape inference does not pass the initial values' shapes into a Loop body (a
+    carried tensor may change shape from trip to trip), so a body that does not declare
+    them has none. Here the body is inferred again with the initial values' types
+    (iteration number int64 and condition bool scalars); if every carried output then has
+    its input's shape, each trip costs the same.
+    """
+    carried_outer, carried_inner = node.inputs[2:], body.inputs[2:]
+    if all(_static(body.shape(name)) for name in carried_inner) and all(
+            _static(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
+        return _same_shapes(body, carried_inner)
+    seeds = {body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {}
+    seeds.update({inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
+                  if outer and _static(graph.shape(outer)) and not _static(body.shape(inner))})
+    for name, (dtype, shape) in seeds.items():
+        if not _static(body.shape(name)):
+            body.tensors[name] = TensorInfo(name, dtype or body.dtype(name), shape)
+    interface = list(body.inputs)
+    body.inputs += [name for name in dict.fromkeys(tensor for key in body.dag for tensor in body.node(key).all_inputs)
+                    if name and name not in body.initializers and body.producer(name) is None
+                    and name not in interface and body.shape(name) is not None]   # outer reads, for the copy
+    try:
+        infer_shapes(body)
+    except ShapeError:
+        return True   # left as it was; a MAC-bearing op without a shape is reported by its rule
+    finally:
+        body.inputs = interface
+    return _same_shapes(body, carried_inner)
+
+
+def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:
+    outputs = body.outputs[1:1 + len(carried_inner)]
+    return all(body.shape(inner) == body.shape(output) or not _static(body.shape(output))
+               for inner, output in zip(carried_inner, outputs))
+
+
+def _static(shape) -> bool:
+    return shape is not None and all(isinstance(dim, int) for dim in shape)
+
+
+def _constant_int(graph: Graph, tensor: str) -> int | None:
+    init = graph.initializers.get(tensor) if tensor else None
+    if init is None or init.size != 1:
+        return None
+    return int(init.array.reshape(-1)[0])
+
+
+def _loop_trips(graph: Graph, node: Node) -> int | None:
+    trips = _constant_int(graph, node.inputs[0]) if node.inputs else None
+    return trips if trips is not None and 0 <= trips < MAX_TRIP_COUNT else None
+
+
+def _has_computed_condition(graph: Graph, node: Node) -> bool:
+    condition = node.inputs[1] if len(node.inputs) > 1 else ""
+    return bool(condition) and _constant_int(graph, condition) is None
+
+
+def _scan_trips(graph: Graph, node: Node) -> int | None:
+    if graph.info.opset < 9:
+        return None   # opset-8 Scan iterates a batch of sequences with optional lengths
+    count = int(node.attrs.get("num_scan_inputs", 0))
+    scan_inputs = node.inputs[len(node.inputs) - count:] if count else []
+    if not scan_inputs:
+        return None
+    shape = graph.shape(scan_inputs[0])
+    axes = list(node.attrs.get("scan_input_axes", [0] * count))
+    if shape is None or not axes:
+        return None
+    axis = axes[0] + len(shape) if axes[0] < 0 else axes[0]
+    length = shape[axis] if 0 <= axis < len(shape) else None
+    return length if isinstance(length, int) else None
+

@@ -1,0 +1,112 @@
+"""How large a folded result would be, computed from input shapes and values before evaluating.
+
+Constant folding runs on untrusted models. A few hundred bytes of ConstantOfShape, Expand,
+Tile or Range describe gigabytes of output, and evaluating first and checking after (as
+onnx.reference does when asked) allocates them. `result_elements` gives an upper bound on
+the number of elements each output of a foldable op can have, from the static shapes of
+its inputs and — for the ops whose output size is data (a shape, repeats, a range) — their
+values, which are constants by the time folding considers the node. An op without a rule
+here is never folded.
+
+Formulas follow the ONNX operator specs (onnx/docs/Operators.md): broadcasting is numpy's
+multidirectional broadcast; Gather's output is data.shape[:axis] + indices.shape +
+data.shape[axis+1:]; Range has max(ceil((limit − start) / delta), 0) elements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["ELEMENT_BYTES_BOUND", "MAX_FOLDED_BYTES", "MAX_FOLDED_BYTES_PER_PASS", "result_elements"]
+
+# Bounds of constant folding (documented in the README's `optimize` section): one folded
+# tensor may hold at most 64 MiB, and one pass run folds at most 256 MiB in all, each
+# element counted at 8 bytes (the widest type folding makes: int64/float64). A larger
+# result stays a node (onnxruntime computes it at run time) and the pass says so in a note.
+MAX_FOLDED_BYTES = 64 << 20
+MAX_FOLDED_BYTES_PER_PASS = 256 << 20
+ELEMENT_BYTES_BOUND = 8
+
+Values = Sequence[np.ndarray | None]   # the op's inputs in order; None for an omitted optional one
+
+
+def _size(shape: Sequence[int]) -> int:
+    return math.prod(int(dim) for dim in shape)
+
+
+def _broadcast(values: Values) -> int:
+    return _broadcast_shapes([value.shape for value in values if value is not None])
+
+
+def _broadcast_shapes(shapes: Sequence[Sequence[int]]) -> int:
+    rank = max((len(shape) for shape in shapes), default=0)
+    dims = []
+    for axis in range(rank):
+        sizes = {shape[axis - rank + len(shape)] for shape in shapes if axis - rank + len(shape) >= 0}
+        sizes.discard(1)
+        dims.append(max(sizes, default=1))   # mismatched dims make evaluation fail; the bound still holds
+    return _size(dims)
+
+
+def _largest_input(values: Values) -> int:
+    return max((value.size for value in values if value is not None), default=0)
+
+
+def _constant_of_shape(values: Values) -> int:
+    return _size(np.asarray(values[0]).reshape(-1)) if values[0] is not None else 1
+
+
+def _expand(values: Values) -> int:
+    return _broadcast_shapes([values[0].shape, [int(dim) for dim in np.asarray(values[1]).reshape(-1)]])
+
+
+def _tile(values: Values) -> int:
+    return values[0].size * _size(np.asarray(values[1]).reshape(-1))
+
+
+def _range(values: Values) -> int:
+    start, limit, delta = (float(np.asarray(value).reshape(-1)[0]) for value in values[:3])
+    if delta == 0 or not all(map(math.isfinite, (start, limit, delta))):
+        return 0 if delta == 0 else 1 << 62   # Range with delta 0 fails; infinities are refused by size
+    return max(math.ceil((limit - start) / delta), 0)
+
+
+def _gather(values: Values, axis: int) -> int:
+    data, indices = values[0], values[1]
+    axis = axis + data.ndim if axis < 0 else axis
+    return _size(data.shape[:axis]) * indices.size * _size(data.shape[axis + 1:])
+
+
+def _concat(values: Values) -> int:
+    return sum(value.size for value in values if value is not None)
+
+
+_ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "Equal", "Where", "Max", "Min", "Greater", "Less")
+_NOT_GROWING = ("Floor", "Ceil", "Sqrt", "Neg", "Abs", "Not", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Slice",
+                "Transpose", "Flatten", "Split", "ReduceProd", "Identity")
+_RULES: dict[str, Callable[[Values], int]] = {
+    **{op: _broadcast for op in _ELEMENTWISE},
+    **{op: _largest_input for op in _NOT_GROWING},
+    "ConstantOfShape": _constant_of_shape, "Expand": _expand, "Tile": _tile, "Range": _range, "Concat": _concat,
+}
+
+
+def result_elements(op_type: str, values: Values, attrs: dict) -> int | None:
+    """Upper bound on the elements of any one output of `op_type` on `values`; None: no rule (do not fold).
+
+    Shape/Size results are their input's rank or one element and are not asked about here.
+    Raises nothing for malformed inputs: a bound that cannot be computed is None.
+    """
+    try:
+        if op_type == "Gather":
+            return _gather(values, int(attrs.get("axis", 0)))
+        if op_type == "Constant":   # only a sparse_value Constant is still a node: its dense size
+            sparse = attrs.get("sparse_value")
+            return _size(sparse.dims) if sparse is not None else None
+        rule = _RULES.get(op_type)
+        return rule(values) if rule is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

@@ -1,0 +1,143 @@
+"""Control flow: tensors subgraphs read from outside are edges; MACs inside subgraphs are counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.analyzer import analyze
+from segcost.frontends.onnx import load_model
+from segcost.ir.onnx_io import to_model
+from segcost.optimize import optimize, run_onnxruntime
+from segcost.reports.analysis import render
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _value(name, shape=None, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def if_model() -> onnx.ModelProto:
+    """Relu → Identity feeds only the If's branches; W is read only inside the then-branch."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "W")
+    then_branch = helper.make_graph([helper.make_node("Conv", ["a_id", "W"], ["t"], name="then_conv",
+                                                      pads=[1, 1, 1, 1])], "then", [], [_value("t")])
+    else_branch = helper.make_graph([helper.make_node("Neg", ["a_id"], ["e"], name="else_neg")], "else", [],
+                                    [_value("e")])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"),
+             helper.make_node("Identity", ["a"], ["a_id"], name="alias"),
+             helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_branch,
+                              else_branch=else_branch)]
+    return _model(nodes, [_value("x", [1, 4, 6, 6]), _value("cond", [], TensorProto.BOOL)], [_value("y")], [weight])
+
+
+def test_if_with_outer_scope_reads_survives_optimize_and_runs_the_same():
+    model = if_model()
+    result = optimize(load_model(model))
+    optimized = to_model(result.graph)
+    onnx.checker.check_model(optimized, full_check=True)
+    assert "W" in result.graph.initializers and "relu" in result.graph.dag
+    x = np.random.default_rng(1).standard_normal((1, 4, 6, 6)).astype(np.float32)
+    for cond in (True, False):
+        feeds = {"x": x, "cond": np.array(cond)}
+        np.testing.assert_allclose(run_onnxruntime(optimized, feeds)[0], run_onnxruntime(model, feeds)[0], rtol=1e-6)
+    # the Identity went away: the branches now read the Relu's output directly
+    assert "alias" not in result.graph.dag
+    assert result.graph.node("branch").implicit_inputs == ["a", "W"]
+
+
+def _conv_branch(name: str, source: str, weight: str, output: str, pads: int):
+    return helper.make_graph([helper.make_node("Conv", [source, weight], [output], name=f"{name}_conv",
+                                               pads=[pads] * 4)], name, [], [_value(output)])
+
+
+def test_if_counts_the_larger_branch_and_reports_both():
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "W3"),
+             numpy_helper.from_array(rng.standard_normal((8, 4, 1, 1)).astype(np.float32), "W1")]
+    node = helper.make_node("If", ["cond"], ["y"], name="branch",
+                            then_branch=_conv_branch("then", "x", "W3", "t", 1),
+                            else_branch=_conv_branch("else", "x", "W1", "e", 0))
+    model = _model([node], [_value("x", [1, 4, 6, 6]), _value("cond", [], TensorProto.BOOL)], [_value("y")], inits)
+    result = analyze(load_model(model))
+    then_macs, else_macs = 36 * 8 * 4 * 9, 36 * 8 * 4
+    assert result.totals.macs == max(then_macs, else_macs)
+    (entry,) = result.control_flow
+    assert {sub.name: sub.macs for sub in entry.subgraphs} == {"then_branch": then_macs, "else_branch": else_macs}
+    assert result.totals.macs == entry.macs == max(then_macs, else_macs)
+    assert result.totals.params == 8 * 4 * 9 + 8 * 4   # outer weights, once, at the If
+    assert not result.coverage.unsupported and not result.coverage.unbounded
+
+
+def _loop_model(trip_count: np.ndarray | None, declared: bool = True, pads: int = 1) -> onnx.ModelProto:
+    """v ← Conv(v, W) repeated; W (4×4×3×3) lives in the outer graph.
+
+    declared=False writes the body as exporters often do: carried values without shapes.
+    """
+    shape = [1, 4, 5, 5] if declared else None
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+         helper.make_node("Conv", ["v", "W"], ["v_next"], name="body_conv", pads=[pads] * 4)], "body",
+        [_value("i", [], TensorProto.INT64), _value("cond_in", [], TensorProto.BOOL), _value("v", shape)],
+        [_value("cond_out", [], TensorProto.BOOL), _value("v_next", shape)])
+    inits = [numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 4, 3, 3)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array(True), "go")]
+    inputs = [_value("x", [1, 4, 5, 5])]
+    if trip_count is None:
+        inputs.append(_value("n", [], TensorProto.INT64))
+    else:
+        inits.append(numpy_helper.from_array(trip_count, "n"))
+    node = helper.make_node("Loop", ["n", "go", "x"], ["y"], name="loop", body=body)
+    return _model([node], inputs, [_value("y")], inits)
+
+
+BODY_MACS = 25 * 4 * 4 * 9
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_loop_with_static_trip_count_is_trips_times_body(declared):
+    model = _loop_model(np.array(3, np.int64), declared)
+    result = analyze(load_model(model))
+    assert result.totals.macs == 3 * BODY_MACS
+    (entry,) = result.control_flow
+    assert entry.trip_count == 3 and entry.subgraphs[0].macs == BODY_MACS
+    assert result.totals.macs == 3 * BODY_MACS and not entry.unbounded
+    # the same count as onnxruntime runs it: three convolutions of the input
+    x = np.random.default_rng(2).standard_normal((1, 4, 5, 5)).astype(np.float32)
+    assert run_onnxruntime(model, {"x": x})[0].shape == (1, 4, 5, 5)
+
+
+def test_loop_with_dynamic_trip_count_is_reported_unbounded(run_cli, tmp_path):
+    model = _loop_model(None)
+    result = analyze(load_model(model))
+    assert result.layers[0].status == "unbounded"
+    (entry,) = result.control_flow
+    assert entry.unbounded and entry.trip_count is None
+    assert result.coverage.unbounded == ["Loop:loop"]
+    assert result.layers[0].status == "unbounded" and result.totals.macs == BODY_MACS   # one trip, flagged
+    assert any("no static trip count" in warning for warning in result.warnings)
+    assert "UNBOUNDED" in "\n".join(render(result).splitlines())
+    path = tmp_path / "loop.onnx"
+    onnx.save_model(model, path)
+    code, out, _ = run_cli("analyze", str(path))
+    assert code == 0 and "unbounded" in out
+    code, _, err = run_cli("analyze", str(path), "--strict")
+    assert code == 2 and "Loop:loop" in err
+
+
+def test_loop_whose_carried_shape_shrinks_is_flagged():
+    """A 3×3 conv without padding shrinks v every trip: the first trip's MACs are not every trip's."""
+    model = _loop_model(np.array(2, np.int64), declared=False, pads=0)
+    result = analyze(load_model(model))
+    (entry,) = result.control_flow
+    assert entry.unbounded and result.coverage.unbounded == ["Loop:loop"]
+    assert entry.macs == 9 * 4 * 4 * 9   # one trip at 3×3 outputs
