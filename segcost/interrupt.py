@@ -76,8 +76,21 @@ def install() -> None:
         os.close(write_fd)
         return
     signal.signal(signal.SIGINT, _on_sigint)
+    # A forked worker (sweep's process pool) has no watchdog thread: it must not write its
+    # own signals into the parent's pipe, and it takes Ctrl-C as Python does by default.
+    os.register_at_fork(after_in_child=_reset_in_child)
     threading.Thread(target=_watch, args=(read_fd,), name="segcost-interrupt", daemon=True).start()
     _installed = True
+
+
+def _reset_in_child() -> None:
+    global _installed
+    _installed = False
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # forked from a thread other than the main one: signals stay as they are
+        pass
 
 
 def report_and_exit() -> None:

@@ -40,7 +40,9 @@ from segcost.ir.datafile import HeldFile
 
 MAX_INLINE_BYTES = 512 * 2**20  # external data of non-initializer tensors read into memory, in total
 MAX_SYMLINKS = 40  # as the Linux kernel's own limit on symlinks followed in one lookup
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# O_PATH (Linux): a directory is walked through, not read, so it needs no read permission.
+_DIR_FLAGS = (getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+              | getattr(os, "O_CLOEXEC", 0))
 # O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked right after.
 _FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 TENSOR_ATTRIBUTES = frozenset({onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS,

@@ -64,7 +64,7 @@ def opener(path: str | os.PathLike):
     read, and no library ever sees an external-data path.
     """
     model_path = Path(path)
-    model, regions, held = read_model(model_path)
+    model, regions, held = _read_model(model_path)
     payload_regions = {index: (held, offset, length) for index, (offset, length) in regions.items()}
     resolver = ExternalData(model_path, held)
 
@@ -192,12 +192,17 @@ def _declared_attribute_types(opsets: dict[str, int], domain: str, op_type: str)
     return {name: attribute.type for name, attribute in schema.attributes.items()}
 
 
-def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]], HeldFile]:
+def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]]]:
     """Parse the file's structure; large initializer payloads are left in the file (see protoscan).
 
-    Returns the model, {initializer index: (offset, length) in the file} and the open file
-    those regions are read from later.
+    Returns the model and {initializer index: (offset, length) in the file}.
     """
+    model, regions, _ = _read_model(Path(model_path))
+    return model, regions
+
+
+def _read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]], HeldFile]:
+    """read_model, and the open model file the regions are read from later (never reopened by name)."""
     from segcost.frontends.protoscan import scan
 
     held = open_regular(model_path, "an .onnx file")

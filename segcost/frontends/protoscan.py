@@ -151,15 +151,17 @@ class _FileWindow:
         return os.pread(self.descriptor, stop - start, start)
 
 
-def scan(source: HeldFile) -> tuple[bytearray, dict[int, tuple[int, int]]]:
+def scan(source: HeldFile | str | os.PathLike) -> tuple[bytearray, dict[int, tuple[int, int]]]:
     """Return (model bytes without large initializer payloads, {initializer index: (offset, length)}).
 
     `source` is the model file, already open (the payloads are read later through the same
-    descriptor). Raises InputError for a truncated or corrupt file, and for a ``graph``
+    descriptor), or a path. Raises InputError for a truncated or corrupt file, and for a ``graph``
     field that occurs twice: protobuf (and so onnxruntime) merges repeated singular
     message fields, concatenating the initializer lists, and payload numbers per
     occurrence would then attach one tensor's bytes to another.
     """
+    if not isinstance(source, HeldFile):  # a path: opened here (the loader passes the file it checked)
+        source = HeldFile(os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)), str(source))
     window = _FileWindow(source.fd, source.size)
     reader = _Reader(window, source.label)
     out = bytearray()

@@ -245,7 +245,7 @@ def test_model_code_runs_only_with_trust_model_code(run_cli, tmp_path, monkeypat
     code, _, stderr = run_cli("sweep", str(spec_path), "-o", str(tmp_path / "r.csv"), "-q")
     assert code == 2 and "--trust-model-code" in stderr, stderr
     assert not marker.exists() and not (tmp_path / "r.csv").exists()
-    code, stdout, stderr = run_cli("analyze", "evil_models:build", "--input-shape", "1x3x8x8", "--trust-model-code")
+    code, _, stderr = run_cli("analyze", "evil_models:build", "--input-shape", "1x3x8x8", "--trust-model-code")
     assert code == 0 and marker.exists(), stderr                 # asked for: it runs
 
 
