@@ -114,6 +114,8 @@ def _char_device_outputs(tmp_path: Path) -> list[Path]:
 
 def test_output_onto_a_character_device_is_written_through(run_cli, model, tmp_path):
     before = os.stat("/dev/null")
+    if not stat.S_ISCHR(before.st_mode):
+        pytest.skip("/dev/null is not a character device here (something on this machine replaced it)")
     for output in _char_device_outputs(tmp_path):
         kind_before = os.lstat(output).st_mode
         code, _, err = run_cli("analyze", str(model), "-o", str(output))
@@ -237,6 +239,7 @@ def test_an_interrupted_write_leaves_no_temp_file_and_the_old_file(tmp_path, sig
     finally:
         process.kill()
         process.wait()
-    assert process.returncode != 0
+    # cleaned up, then the process still dies of the signal (exit status 130 / 143 in a shell)
+    assert process.returncode == -signum, process.stderr.read()
     assert target.read_text() == "old report\n"
     assert sorted(os.listdir(tmp_path)) == ["report.json"]
