@@ -151,7 +151,7 @@ def _profile(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["config-symlink", "baseline-hardlink", "profile-cost", "profile-analyze",
-                                  "calibrate-base"])
+                                  "calibrate-base", "calibration-data"])
 def test_an_output_that_is_any_input_is_refused_before_writing(run_cli, model, tmp_path, case):
     """Every input kind, reached through a symlink or a hard link (same device and inode)."""
     if case == "config-symlink":
@@ -172,9 +172,16 @@ def test_an_output_that_is_any_input_is_refused_before_writing(run_cli, model, t
         output = tmp_path / "analysis.md"
         output.symlink_to(victim)
         args = ["analyze", str(model), "--target", str(victim), "--format", "md", "-o", str(output)]
-    else:
+    elif case == "calibrate-base":
         victim = output = _profile(tmp_path)
         args = ["calibrate", str(model), "--base", str(victim), "--runs", "1", "-o", str(output)]
+    else:
+        victim = tmp_path / "calib.npy"
+        np.save(victim, np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32))
+        output = tmp_path / "int8.onnx"
+        output.symlink_to(victim.name)
+        args = ["optimize", str(model), "--int8", "--calib", str(victim), "--calib-size", "2", "--no-check",
+                "-o", str(output)]
     before = victim.read_bytes()
     code, _, err = run_cli(*args)
     _one_error_line(code, err, "same file", str(victim.name))
