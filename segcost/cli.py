@@ -326,6 +326,7 @@ def zoo_export(name: str, output: str, input_size: str | None, num_classes: int 
     """Build zoo model NAME (random weights) and export it to ONNX."""
     from segcost.zoo.export import export_zoo_model
 
+    _check_outputs({"-o": output}, {})
     export_zoo_model(name, output, input_size, num_classes, exporter, keep_batchnorm)
     click.echo(f"wrote {output}", err=True)
 

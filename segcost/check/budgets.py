@@ -85,8 +85,8 @@ def _section(path: Path) -> dict:
     return section
 
 
-def _string(entry: dict, key: str, where: str, default: str | None = None) -> str | None:
-    value = entry.get(key, default)
+def _string(entry: dict, key: str, where: str) -> str | None:
+    value = entry.get(key)
     if value is not None and (not isinstance(value, str) or not value):
         raise InputError(f"{where}: {key} must be a non-empty string, got {value!r}")
     return value
@@ -125,11 +125,12 @@ def load_budgets(path: Path) -> list[ModelBudget]:
             raise InputError(f"{where}: give exactly one of path = ... or zoo = ...")
         limits = {key: check_limit(entry[key], key, where) for key in LIMIT_KEYS if key in entry}
         zoo, model_path = _string(entry, "zoo", where), _string(entry, "path", where)
-        if model_path is not None:
-            model_path = check_path_text(model_path, f"{where}: path")
-        source = f"zoo:{zoo}" if zoo is not None else str(path.parent / model_path)
-        budget = ModelBudget(name=_string(entry, "name", where) or zoo or model_path, source=source,
-                             config_file=str(path))
+        if zoo is not None:
+            source, label = f"zoo:{zoo}", zoo
+        else:
+            label = check_path_text(model_path or "", f"{where}: path")
+            source = str(path.parent / label)
+        budget = ModelBudget(name=_string(entry, "name", where) or label, source=source, config_file=str(path))
         shapes = entry.get("input_shape", [])
         if isinstance(shapes, str):
             shapes = [shapes]
@@ -146,7 +147,7 @@ def load_budgets(path: Path) -> list[ModelBudget]:
         if not isinstance(verify, bool):
             raise InputError(f"{where}: verify must be true or false, got {verify!r}")
         budget.verify = verify
-        budget.rules = _string(entry, "rules", where, "current")
+        budget.rules = _string(entry, "rules", where) or "current"
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{where}: max_latency_ms needs target = \"tda4vm\" (or another profile)")
         budgets.append(budget)

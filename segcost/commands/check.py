@@ -25,7 +25,12 @@ def _limit_options(function):
 
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
              target: str | None, verify: bool, rules: str):
-    from segcost.check.budgets import ModelBudget, check_limit, find_config, load_budgets
+    from segcost.check.budgets import (
+        ModelBudget,
+        check_limit,
+        find_config,
+        load_budgets,
+    )
 
     config_path = find_config(config)
     configured = load_budgets(config_path) if config_path else []
@@ -75,7 +80,13 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
 def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_params_m, max_layer_gmacs,
           max_unsupported_ops, max_latency_ms, target, verify, rules, baseline, max_increase, fmt, output) -> None:
     """Fail the build (exit 1) when a model exceeds its MAC/params/latency budget or regresses."""
-    from segcost.check.evaluate import CheckResult, check_model, compare_baseline, parse_percent, read_baseline
+    from segcost.check.evaluate import (
+        CheckResult,
+        check_model,
+        compare_baseline,
+        parse_percent,
+        read_baseline,
+    )
     from segcost.reports.check import render_check
 
     limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,

@@ -144,7 +144,7 @@ class ResultTable:
     def __init__(self, output: str | os.PathLike, columns: tuple[str, ...]):
         self.paths = table_paths(output)
         self.columns = columns
-        self.streams: list[IO[str]] = []
+        self.streams: list[IO[str] | None] = []
         self.csv_writer: Any = None
 
     def __enter__(self) -> ResultTable:

@@ -114,6 +114,8 @@ def _char_device_outputs(tmp_path: Path) -> list[Path]:
 
 def test_output_onto_a_character_device_is_written_through(run_cli, model, tmp_path):
     before = os.stat("/dev/null")
+    if not stat.S_ISCHR(before.st_mode):
+        pytest.skip("/dev/null is not a character device here (something on this machine replaced it)")
     for output in _char_device_outputs(tmp_path):
         kind_before = os.lstat(output).st_mode
         code, _, err = run_cli("analyze", str(model), "-o", str(output))
@@ -149,7 +151,7 @@ def _profile(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["config-symlink", "baseline-hardlink", "profile-cost", "profile-analyze",
-                                  "calibrate-base"])
+                                  "calibrate-base", "calibration-data"])
 def test_an_output_that_is_any_input_is_refused_before_writing(run_cli, model, tmp_path, case):
     """Every input kind, reached through a symlink or a hard link (same device and inode)."""
     if case == "config-symlink":
@@ -170,9 +172,16 @@ def test_an_output_that_is_any_input_is_refused_before_writing(run_cli, model, t
         output = tmp_path / "analysis.md"
         output.symlink_to(victim)
         args = ["analyze", str(model), "--target", str(victim), "--format", "md", "-o", str(output)]
-    else:
+    elif case == "calibrate-base":
         victim = output = _profile(tmp_path)
         args = ["calibrate", str(model), "--base", str(victim), "--runs", "1", "-o", str(output)]
+    else:
+        victim = tmp_path / "calib.npy"
+        np.save(victim, np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32))
+        output = tmp_path / "int8.onnx"
+        output.symlink_to(victim.name)
+        args = ["optimize", str(model), "--int8", "--calib", str(victim), "--calib-size", "2", "--no-check",
+                "-o", str(output)]
     before = victim.read_bytes()
     code, _, err = run_cli(*args)
     _one_error_line(code, err, "same file", str(victim.name))
@@ -237,6 +246,7 @@ def test_an_interrupted_write_leaves_no_temp_file_and_the_old_file(tmp_path, sig
     finally:
         process.kill()
         process.wait()
-    assert process.returncode != 0
+    # cleaned up, then the process still dies of the signal (exit status 130 / 143 in a shell)
+    assert process.returncode == -signum, process.stderr.read()
     assert target.read_text() == "old report\n"
     assert sorted(os.listdir(tmp_path)) == ["report.json"]
