@@ -17,7 +17,8 @@ Equation grammar (ONNX Einsum-12, numpy.einsum): terms of letters separated by c
 optionally ``->`` and the output term; ``...`` stands for the leading (broadcast) dims;
 a letter repeated in one term takes a diagonal; without ``->`` the output is the letters
 that appear once, in alphabetical order, after the ellipsis dims. Sizes of one letter
-must agree or be 1 (broadcast).
+must agree or be 1 (broadcast). An explicit output without ``...`` sums the ellipsis dims,
+as torch.einsum does (numpy refuses such an equation).
 """
 
 from __future__ import annotations
