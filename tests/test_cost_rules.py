@@ -351,7 +351,7 @@ def test_einsum_contractions(equation, shapes, macs, output_shape):
 
 
 @pytest.mark.parametrize("equation,shape,flops,output_shape", [
-    ("ij->ji", [3, 4], 0, [4, 3]), ("ii->i", [5, 5], 0, [5]), ("ii", [5, 5], 25, []), ("bchw->bc", [2, 3, 4, 4], 96, [2, 3]),
+    ("ij->ji", [3, 4], 0, [4, 3]), ("ii->i", [5, 5], 0, [5]), ("ii", [5, 5], 5, []), ("bchw->bc", [2, 3, 4, 4], 96, [2, 3]),
 ])
 def test_einsum_single_operand_is_movement_or_a_sum(equation, shape, flops, output_shape):
     layer = einsum_layer(equation, shape)
@@ -561,3 +561,17 @@ def test_fused_bert_attention_equals_its_unfused_matmuls(tmp_path):
     per_layer = 3 * 16 * 64 * 64 + 2 * 4 * 16 * 16 * 16 + 16 * 64 * 64 + 2 * 16 * 64 * 128
     assert plain.totals.macs == fused.totals.macs == 2 * per_layer == 1_114_112
     assert not fused.coverage.unsupported
+
+
+@pytest.mark.parametrize("equation,shapes", [
+    ("...ij,...jk->...ik", [[2, 1, 3, 4], [6, 4, 5]]), ("...ij,...jk", [[5, 3, 4], [4, 2]]),
+    ("i...,i...->...", [[3, 2, 5], [3, 1, 5]]), ("bn...,bn...->bn...", [[2, 3, 4, 5], [2, 3, 4, 5]]),
+    ("ij,ij->ij", [[3, 4], [1, 4]]), ("ba,ab", [[3, 4], [4, 3]]), ("iij,jk->ik", [[2, 2, 3], [3, 4]]),
+    ("...", [[2, 3]]), ("a...a->...", [[3, 4, 3]]), ("abc,cd,de->abe", [[2, 3, 4], [4, 5], [5, 6]]),
+])
+def test_einsum_output_shape_matches_numpy(equation, shapes):
+    from segcost.analyzer.rules.einsum import einsum_cost
+
+    arrays = [np.ones(shape, np.float32) for shape in shapes]
+    _, _, output_shape = einsum_cost(equation, [tuple(shape) for shape in shapes])
+    assert output_shape == np.einsum(equation, *arrays).shape

@@ -72,7 +72,7 @@ class OpView(NamedTuple):
 
     @property
     def where(self) -> str:
-        """"node 'KEY' (OpType)" for error messages."""
+        """The text "node 'KEY' (OpType)" that error messages start with."""
         return f"node {self.key!r} ({self.op_type})"
 
     def has_input(self, index: int) -> bool:

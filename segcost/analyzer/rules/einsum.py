@@ -10,13 +10,15 @@ More than two operands are contracted pairwise from the left, as onnxruntime's E
 kernel does (onnxruntime/core/providers/cpu/math/einsum.cc): each step's MACs are the
 product over the letters of its two operands, and its result keeps only the letters a
 later operand or the output still needs. One operand is a transpose, diagonal or sum:
-no MACs; flops = input elements when letters are summed away.
+no MACs; flops = the elements visited (prod over its distinct letters) when letters are
+summed away (a trace ``ii->`` adds its n diagonal elements).
 
 Equation grammar (ONNX Einsum-12, numpy.einsum): terms of letters separated by commas,
 optionally ``->`` and the output term; ``...`` stands for the leading (broadcast) dims;
 a letter repeated in one term takes a diagonal; without ``->`` the output is the letters
 that appear once, in alphabetical order, after the ellipsis dims. Sizes of one letter
-must agree or be 1 (broadcast).
+must agree or be 1 (broadcast). An explicit output without ``...`` sums the ellipsis dims,
+as torch.einsum does (numpy refuses such an equation).
 """
 
 from __future__ import annotations
@@ -84,9 +86,9 @@ def einsum_cost(equation: str, shapes: list[tuple[int, ...]], where: str = "Eins
             raise ShapeError(f"{where}: equation {equation!r}: an output subscript is repeated")
         out_letters = output
     output_shape = tuple(sizes.get(letter, 1) for letter in out_letters)
-    if len(expanded) == 1:
+    if len(expanded) == 1:  # one add per element visited (a diagonal visits only its own)
         summed = set(expanded[0]) - set(out_letters)
-        return 0, prod(shapes[0]) if summed else 0, output_shape
+        return 0, prod(sizes[letter] for letter in set(expanded[0])) if summed else 0, output_shape
     macs = 0
     live = set(expanded[0])
     for index in range(1, len(expanded)):
