@@ -17,9 +17,10 @@ For each layer the model computes, in the cycles of the device the layer runs on
   into the conv before them (profile ``fused_into_conv_ops``) and pure relabelling ops
   (Reshape ...) cost nothing.
 
-Layers the accelerator does not support — an op type outside the profile's list, a custom
-domain, or a target finding of the verifier (e.g. a 5×5 stride-1 depthwise conv) — run on
-the fallback core at its own rates, and each tensor crossing between the two devices pays
+Layers the accelerator does not support — exactly the verifier's target findings
+(segcost.passes.verify_conv.PLACEMENT_RULES under the profile's rule set: an op type outside
+the set, a custom domain, a 5×5 stride-2 depthwise conv under the SDK 9.2 set ...), or for a
+profile without a rule set an op type outside its `support.ops` — run on the fallback core at its own rates, and each tensor crossing between the two devices pays
 a transfer (read in one format, written in the other, through DDR) plus a fixed
 synchronisation cost. Latency is the sum over layers and transfers plus a per-run overhead:
 layers execute one after another, as TIDL and onnxruntime's sequential executor run them.
@@ -32,6 +33,7 @@ from math import ceil, prod
 from typing import Any
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
 from segcost.targets.results import (
     LayerEstimate,
@@ -52,10 +54,6 @@ __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "Transfer
            "estimate_prepared", "load_profile", "prepare"]
 
 ACCELERATOR = "accelerator"
-# Verifier rules about the target's support table (structure and Lite-style findings are not
-# about where a layer can run).
-TARGET_RULES = frozenset({"rank-4", "dw-kernel-stride", "even-kernel", "conv-transpose-shape", "resize-mode",
-                          "resize-scale", "argmax-axis", "binary-nonconstant"})
 LOW_UTILISATION_PCT = 40.0
 
 
@@ -122,12 +120,10 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
         fused = {key: graph.node(key).meta["fused_into"] for key in graph.dag
                  if "fused_into" in graph.node(key).meta}
         if findings is None and rules is not None:
-            from segcost.passes.verify_conv import VerifyGroupedConvPass
-
             findings = VerifyGroupedConvPass(rules=rules, lite=False, target=True)(graph).findings
     blocking: dict[str, str] = {}
     for finding in findings or []:
-        if finding.rule in TARGET_RULES:
+        if finding.rule in PLACEMENT_RULES:
             blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
     producers = {tensor: layer.name for layer in analysis.layers if layer.op_type != "Constant"
                  for tensor in layer.outputs if tensor}

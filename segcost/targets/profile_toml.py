@@ -13,6 +13,7 @@ from dataclasses import fields
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.passes.verify_conv import load_rules
 from segcost.targets.profile import (
     DTYPE_BYTES,
     MAC_KINDS,
@@ -91,9 +92,10 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         if not (isinstance(names, list) and all(isinstance(op, str) for op in names)):
             raise InputError(f"{where}: support.{key} must be a list of op type names")
     rules = support.get("rules")
+    if rules is not None and "ops" in support:
+        raise InputError(f"{where}: give support.rules or support.ops, not both (a rule set lists its ops, so "
+                         "that `segcost verify` and the cost model read one table)")
     if rules is not None:
-        from segcost.passes.verify_conv import load_rules
-
         if not isinstance(rules, str):
             raise InputError(f"{where}: support.rules must be a rule set name")
         try:
@@ -263,7 +265,8 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
         out.append(line(f"memory[{index}].bytes_per_cycle", "bytes_per_cycle", level.bytes_per_cycle))
     out += ["", "[support]", line("support.fused_activations_free", "fused_activations_free",
                                   profile.fused_activations_free)]
-    out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
+    if profile.rules is None:
+        out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
     out.append(line("support.free_ops", "free_ops", sorted(profile.free_ops)))
     out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
     if profile.blocked_layout:

@@ -134,19 +134,23 @@ def test_unsupported_op_falls_back_with_two_transfers():
 def test_custom_domain_op_falls_back():
     report = estimate(fused(custom_tail()), "tda4vm")
     by_name = {layer.name: layer for layer in report.layers}
-    assert by_name["custom"].placement == "arm" and "custom op com.example::MyOp" in by_name["custom"].reason
+    assert by_name["custom"].placement == "arm" and "op com.example::MyOp is not supported" in by_name["custom"].reason
     assert by_name["custom"].cycles > 0                          # memory traffic + overhead, never free
     (transfer,) = report.transfers
     assert (transfer.tensor, transfer.direction, transfer.bytes) == ("c1", "accelerator->arm", 64 * 32 * 32 * 5)
 
 
-def test_unsupported_depthwise_5x5_stride_1_falls_back_but_stride_2_runs():
-    stride1 = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=1)), "tda4vm")
-    dw = next(layer for layer in stride1.layers if layer.name == "dw")
+def test_depthwise_5x5_stride_2_falls_back_under_the_sdk_9_2_rules_only():
+    legacy = load_profile("tda4vm").with_values(rules="legacy")
+    stride2 = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=2)), legacy)
+    dw = next(layer for layer in stride2.layers if layer.name == "dw")
     assert dw.placement == "arm" and "dw-kernel-stride" in dw.reason
-    assert len(stride1.transfers) == 2
-    stride2 = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=2)), "tda4vm")
-    assert all(layer.placement == ACCELERATOR for layer in stride2.layers) and not stride2.transfers
+    assert len(stride2.transfers) == 2
+    for profile in ("tda4vm", legacy):   # 5x5 stride 1: both TI documents allow it
+        stride1 = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=1)), profile)
+        assert all(layer.placement == ACCELERATOR for layer in stride1.layers) and not stride1.transfers
+    current = estimate(fused(conv_chain(middle="depthwise", dw_kernel=5, dw_stride=2)), "tda4vm")
+    assert all(layer.placement == ACCELERATOR for layer in current.layers)
 
 
 def test_cpu_profile_has_no_fallback():
