@@ -29,11 +29,12 @@ layers execute one after another, as TIDL and onnxruntime's sequential executor 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import ceil, prod
+from math import prod
 from typing import Any
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
+from segcost.targets.device_terms import host_io_bytes, matrix_fill, tile_fill
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
 from segcost.targets.results import (
     LayerEstimate,
@@ -83,6 +84,7 @@ class PreparedModel:
     rules: str | None
     consumer_counts: dict[str, int] = field(default_factory=dict)   # activation tensor → consuming layers
     model_outputs: frozenset[str] = frozenset()
+    model_inputs: frozenset[str] = frozenset()
     producer_op_types: dict[str, str] = field(default_factory=dict)  # activation tensor → its producer's op type
 
 
@@ -156,6 +158,7 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     op_types = {layer.name: layer.op_type for layer in analysis.layers}
     return PreparedModel(features, elements, producers, rules, consumer_counts,
                          frozenset(tensor.name for tensor in analysis.model.outputs),
+                         frozenset(tensor.name for tensor in analysis.model.inputs),
                          {tensor: op_types[producer] for tensor, producer in producers.items()})
 
 
@@ -168,7 +171,8 @@ def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> Target
     layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name),
                               aligned.get(item.layer.name, True))
               for item in prepared.features]
-    transfers = _transfers(prepared, placements, profile) + _reorders(prepared, profile, blocked)
+    transfers = (_transfers(prepared, placements, profile) + _reorders(prepared, profile, blocked)
+                 + _host_io(prepared, placements, profile))
     return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
                         profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
 
@@ -193,11 +197,6 @@ def _matrix_dims(layer: LayerCost) -> tuple[int, int]:
         # Gemm/MatMul: MACs = (output elements) · K exactly, whatever the transposes.
         return layer.macs // max(1, prod(layer.output_shape)), layer.output_shape[-1]
     return 0, 0
-
-
-def _fill(size: int, width: int) -> float:
-    """Fraction of `width`-wide tiles that `size` occupies (1.0 for an unknown size)."""
-    return 1.0 if size <= 0 else size / (ceil(size / width) * width)
 
 
 def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, str]:
@@ -241,9 +240,10 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
         kind = "transposed" if layer.op_type == "ConvTranspose" else (
             layer.kind if layer.kind in profile.efficiency else "dense")
         if kind == "depthwise":
-            fill = _fill(layer.group or 1, profile.align_width)
+            fill = tile_fill(layer.group or 1, profile.align_width)
         else:
-            fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
+            fill = matrix_fill(item.reduce_dim, item.out_dim, profile.align_width, layer.group or 1,
+                               profile.grouped_tiling)
         efficiency = profile.efficiency[kind]
         if kind != "transposed" and not aligned:
             efficiency *= profile.unaligned_efficiency if kind != "depthwise" or \
@@ -260,7 +260,7 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
         shape = layer.output_shape
         if shape is not None and len(shape) == 4 and isinstance(shape[1], int):
             if profile.blocked_layout:   # blocked kernels work on padded channels; others run the plain kernels
-                rate *= _fill(shape[1], profile.align_width) if aligned else profile.unaligned_vector_efficiency
+                rate *= tile_fill(shape[1], profile.align_width) if aligned else profile.unaligned_vector_efficiency
             elif shape[1] % profile.align_width:
                 rate *= profile.unaligned_vector_efficiency
         compute = layer.flops / rate
@@ -369,6 +369,26 @@ def _reorders(prepared: PreparedModel, profile: TargetProfile, blocked: set[str]
         reorders.append(TransferEstimate(tensor, producer or "input", consumer, direction, moved,
                                          cycles / (profile.clock_ghz * 1e6)))
     return reorders
+
+
+def _host_io(prepared: PreparedModel, placements: dict[str, str], profile: TargetProfile) -> list[TransferEstimate]:
+    """Graph inputs and outputs on the accelerator cross to the host's buffers (device_terms.host_io_bytes)."""
+    if not profile.host_io_bytes_per_cycle:
+        return []
+    host_bytes = DTYPE_BYTES[profile.host_dtype]
+    consumers = {tensor: item.layer.name for item in reversed(prepared.features) for tensor in item.input_tensors}
+    crossings = [(tensor, "host", consumers[tensor], "host->accelerator") for tensor in sorted(prepared.model_inputs)
+                 if tensor in consumers and placements[consumers[tensor]] == ACCELERATOR]
+    crossings += [(tensor, prepared.producers[tensor], "host", "accelerator->host")
+                  for tensor in sorted(prepared.model_outputs)
+                  if tensor in prepared.producers and placements[prepared.producers[tensor]] == ACCELERATOR]
+    transfers = []
+    for tensor, producer, consumer, direction in crossings:
+        moved = host_io_bytes(prepared.elements.get(tensor, 0), profile.dtype_bytes, host_bytes)
+        cycles = moved / profile.host_io_bytes_per_cycle
+        transfers.append(TransferEstimate(tensor, producer, consumer, direction, moved,
+                                          cycles / (profile.clock_ghz * 1e6)))
+    return transfers
 
 
 def _totals(layers: list[LayerEstimate], transfers: list[TransferEstimate], profile: TargetProfile) -> Totals:

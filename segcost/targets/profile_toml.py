@@ -14,6 +14,7 @@ from typing import Any
 
 from segcost.errors import InputError
 from segcost.passes.verify_conv import load_rules
+from segcost.targets.device_terms import GROUPED_TILINGS
 from segcost.targets.profile import (
     DTYPE_BYTES,
     MAC_KINDS,
@@ -72,7 +73,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
                                                "unaligned_efficiency", "unaligned_vector_efficiency",
                                                "unaligned_depthwise_efficiency", "memory_overlap",
-                                               "grouped_row_overhead_pixels"},
+                                               "grouped_row_overhead_pixels", "grouped_tiling",
+                                               "host_io_bytes_per_cycle", "host_dtype"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -123,6 +125,11 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         grouped_row_overhead_pixels=reader.non_negative(accel, "accelerator.grouped_row_overhead_pixels")
         if "grouped_row_overhead_pixels" in accel else 0.0,
         memory_overlap=reader.share(accel, "accelerator.memory_overlap") if "memory_overlap" in accel else 1.0,
+        grouped_tiling=_choice(where, accel, "grouped_tiling", GROUPED_TILINGS),
+        host_io_bytes_per_cycle=reader.non_negative(accel, "accelerator.host_io_bytes_per_cycle")
+        if "host_io_bytes_per_cycle" in accel else 0.0,
+        host_dtype=reader.dtype(accel, "accelerator.host_dtype", name="host_dtype") if "host_dtype" in accel
+        else "float32",
         **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
             "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency")
             if key in accel},
@@ -134,6 +141,13 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
+
+
+def _choice(where: str, table: dict, key: str, allowed: tuple[str, ...]) -> str:
+    value = table.get(key, allowed[0])
+    if value not in allowed:
+        raise InputError(f"{where}: accelerator.{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _memory_levels(reader: _Reader, levels: Any, clock_ghz: float) -> tuple[MemoryLevel, ...]:
@@ -248,14 +262,17 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
         text = f"{key} = {_toml_value(value)}"
         return f"{text:<40} # {notes[path]}" if path in notes else text
 
+    defaults = {item.name: item.default for item in fields(TargetProfile)}
     out = [f"# {row}" if row else "#" for row in header.splitlines()]
     out += ["[profile]", line("profile.name", "name", profile.name),
             line("profile.description", "description", profile.description), "", "[accelerator]"]
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
                 "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
-                "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels"):
-        if getattr(profile, key) is not None:
-            out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
+                "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels", "grouped_tiling",
+                "host_io_bytes_per_cycle", "host_dtype"):
+        value = getattr(profile, key)
+        if value is not None and value != defaults.get(key):   # a default needs no line (and has no source)
+            out.append(line(f"accelerator.{key}", key, value))
     out += ["", "[accelerator.efficiency]"]
     out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in (*MAC_KINDS, TRANSPOSED)]
     for index, level in enumerate(profile.memory):

@@ -30,7 +30,7 @@ def test_cost_json_and_markdown(run_cli, tmp_path):
     code, out, _ = run_cli("cost", model, "--format", "json")
     assert code == 0
     document = json.loads(out)
-    assert document["profile"] == "tda4vm" and len(document["transfers"]) == 2
+    assert document["profile"] == "tda4vm" and len([item for item in document["transfers"] if "arm" in item["direction"]]) == 2
     assert {layer["placement"] for layer in document["layers"]} == {"accelerator", "arm"}
     code, out, _ = run_cli("cost", model, "--format", "md", "--target", "am62a")
     assert code == 0 and "## Fallback boundaries" in out and "| softplus" in out
