@@ -242,7 +242,8 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
         if kind == "depthwise":
             fill = tile_fill(layer.group or 1, profile.align_width)
         else:
-            fill = matrix_fill(item.reduce_dim, item.out_dim, profile.align_width, layer.group or 1,
+            taps = prod(layer.kernel or ()) if profile.taps_in_reduction and layer.op_type == "Conv" else 1
+            fill = matrix_fill(item.reduce_dim * taps, item.out_dim, profile.align_width, layer.group or 1,
                                profile.grouped_tiling)
         efficiency = profile.efficiency[kind]
         if kind != "transposed" and not aligned:

@@ -74,7 +74,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
                                                "unaligned_efficiency", "unaligned_vector_efficiency",
                                                "unaligned_depthwise_efficiency", "memory_overlap",
                                                "grouped_row_overhead_pixels", "grouped_tiling",
-                                               "host_io_bytes_per_cycle", "host_dtype"},
+                                               "taps_in_reduction", "host_io_bytes_per_cycle", "host_dtype"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -126,6 +126,7 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         if "grouped_row_overhead_pixels" in accel else 0.0,
         memory_overlap=reader.share(accel, "accelerator.memory_overlap") if "memory_overlap" in accel else 1.0,
         grouped_tiling=_choice(where, accel, "grouped_tiling", GROUPED_TILINGS),
+        taps_in_reduction=_flag(where, accel, "taps_in_reduction"),
         host_io_bytes_per_cycle=reader.non_negative(accel, "accelerator.host_io_bytes_per_cycle")
         if "host_io_bytes_per_cycle" in accel else 0.0,
         host_dtype=reader.dtype(accel, "accelerator.host_dtype", name="host_dtype") if "host_dtype" in accel
@@ -141,6 +142,13 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
+
+
+def _flag(where: str, table: dict, key: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{where}: accelerator.{key} must be true or false")
+    return value
 
 
 def _choice(where: str, table: dict, key: str, allowed: tuple[str, ...]) -> str:
@@ -269,7 +277,7 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
                 "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
                 "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels", "grouped_tiling",
-                "host_io_bytes_per_cycle", "host_dtype"):
+                "taps_in_reduction", "host_io_bytes_per_cycle", "host_dtype"):
         value = getattr(profile, key)
         if value is not None and value != defaults.get(key):   # a default needs no line (and has no source)
             out.append(line(f"accelerator.{key}", key, value))

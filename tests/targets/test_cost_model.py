@@ -78,11 +78,15 @@ def test_compute_bound_dense_conv_never_exceeds_the_mac_peak(profile_name):
 
 
 def test_misaligned_channels_lower_utilisation():
-    aligned = estimate(load_model(single_conv(64, 64, 32)), _ideal()).layers[0]
-    misaligned = estimate(load_model(single_conv(24, 64, 32)), _ideal()).layers[0]
+    per_tap = _ideal().with_values(taps_in_reduction=False)
+    aligned = estimate(load_model(single_conv(64, 64, 32)), per_tap).layers[0]
+    misaligned = estimate(load_model(single_conv(24, 64, 32)), per_tap).layers[0]
     assert misaligned.utilisation_pct == pytest.approx(100 * 24 / 64)   # 24 of the MMA's 64 input lanes
     assert aligned.utilisation_pct == pytest.approx(100)
     assert "24 in / 64 out channels fill 38%" in misaligned.reason
+    # taps in the reduction (TIDL): 24 channels x 9 taps = 216 of 4 tiles' 256 rows
+    im2col = estimate(load_model(single_conv(24, 64, 32)), _ideal().with_values(taps_in_reduction=True)).layers[0]
+    assert im2col.utilisation_pct == pytest.approx(100 * 216 / 256)
 
 
 def test_cycles_grow_with_work_and_shrink_with_bandwidth_and_efficiency():

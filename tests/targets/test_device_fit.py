@@ -110,7 +110,7 @@ def _samples(truth):
 
 def test_fit_recovers_device_times_generated_by_a_known_profile():
     base = load_profile("tda4vm")
-    truth = base.with_values(layer_overhead_cycles=30000.0, efficiency={**base.efficiency, "pointwise": 0.3})
+    truth = base.with_values(layer_overhead_cycles=30000.0, efficiency={**base.efficiency, "depthwise": 0.005})
     samples = _samples(truth)
     before = median_abs_log([estimate_prepared(s.prepared, base).totals.latency_ms for s in samples],
                             [s.measured_ms for s in samples])
