@@ -9,7 +9,12 @@ from __future__ import annotations
 import click
 
 from segcost.errors import InputError
-from segcost.reports.target import render_comparison, render_cost, render_device_fit, render_fit
+from segcost.reports.target import (
+    render_comparison,
+    render_cost,
+    render_device_fit,
+    render_fit,
+)
 
 FORMATS = click.Choice(["table", "json", "md"])
 TARGET_HELP = "Target profile: tda4vm, am62a, cpu, or a profile .toml file."

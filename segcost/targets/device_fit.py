@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from segcost.errors import InputError
-from segcost.targets.calibrate import _apply, _bounds, _levenberg_marquardt, get_parameter
+from segcost.targets.calibrate import (
+    _apply,
+    _bounds,
+    _levenberg_marquardt,
+    get_parameter,
+)
 from segcost.targets.cost_model import PreparedModel, estimate_prepared
 from segcost.targets.profile import TargetProfile
 
@@ -204,7 +209,7 @@ def fitted_profile_text(fit: DeviceFit, base_text: str, reference: str, samples:
                                         else f"fitted to {reference} (see header)")
     measured = [sample.measured_ms for sample in samples]
     lines = [fit.profile.description,
-             f"Fitted with segcost.targets.device_fit (`segcost calibrate --reference`, benchmarks/device_reference.py)",
+             "Fitted with segcost.targets.device_fit (`segcost calibrate --reference`, benchmarks/device_reference.py)",
              f"to TI's published whole-model device times, segcost/targets/references/{reference}",
              "(median per model of every published value; repository, path and commit on each row):",
              ", ".join(f"{sample.name} {sample.measured_ms:.2f} ms" for sample in samples) + ".",

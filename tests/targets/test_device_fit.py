@@ -12,7 +12,12 @@ import pytest
 from segcost.errors import InputError
 from segcost.frontends import onnx as onnx_frontend
 from segcost.optimize import build_pipeline
-from segcost.targets.cost_model import estimate, estimate_prepared, load_profile, prepare
+from segcost.targets.cost_model import (
+    estimate,
+    estimate_prepared,
+    load_profile,
+    prepare,
+)
 from segcost.targets.device_fit import (
     DeviceSample,
     fit_device,

@@ -7,13 +7,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from segcost.frontends import onnx as onnx_frontend  # noqa: E402
-from segcost.frontends.torch import export  # noqa: E402
-from segcost.optimize import build_pipeline  # noqa: E402
-from segcost.passes import VerifyGroupedConvPass  # noqa: E402
-from segcost.passes.verify_conv import PLACEMENT_RULES  # noqa: E402
-from segcost.targets.cost_model import ACCELERATOR, estimate, load_profile  # noqa: E402
-from segcost.zoo.registry import all_models  # noqa: E402
+from segcost.frontends import onnx as onnx_frontend
+from segcost.frontends.torch import export
+from segcost.optimize import build_pipeline
+from segcost.passes import VerifyGroupedConvPass
+from segcost.passes.verify_conv import PLACEMENT_RULES
+from segcost.targets.cost_model import ACCELERATOR, estimate, load_profile
+from segcost.zoo.registry import all_models
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]   # ~100 s: exports every zoo architecture
 
