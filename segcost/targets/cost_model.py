@@ -5,8 +5,11 @@ For each layer the model computes, in the cycles of the device the layer runs on
 * compute = MACs / (peak MACs/cycle · efficiency[kind] · tile fill), where tile fill is
   the fraction of the matrix unit's `align_width`-wide tiles that the layer's input
   (C_in/group) and output (C_out/group) channels occupy — 24 channels on a 64-wide MMA
-  fill 37.5% of it; kernel taps are accumulated one after another, so a 3-channel stem
-  conv uses 3/64 of the MMA whatever its kernel size. Depthwise layers have no reduction
+  fill 37.5% of it. Kernel taps are accumulated one after another (a 3-channel stem conv
+  uses 3/64 of the MMA whatever its kernel size) unless the profile says
+  `taps_in_reduction` (TIDL: C_in·kh·kw rows, 27 for that stem); grouped convs use a tile per
+  group or share tiles block-diagonally (`grouped_tiling`, device_terms.matrix_fill).
+  Depthwise layers have no reduction
   over channels, so only their channel count is aligned and `efficiency.depthwise`
   carries the rest. ConvTranspose uses `efficiency.transposed`.
   Layers without MACs cost their elementwise flops on the vector unit;
@@ -20,10 +23,13 @@ For each layer the model computes, in the cycles of the device the layer runs on
 Layers the accelerator does not support — exactly the verifier's target findings
 (segcost.passes.verify_conv.PLACEMENT_RULES under the profile's rule set: an op type outside
 the set, a custom domain, a 5×5 stride-2 depthwise conv under the SDK 9.2 set ...), or for a
-profile without a rule set an op type outside its `support.ops` — run on the fallback core at its own rates, and each tensor crossing between the two devices pays
-a transfer (read in one format, written in the other, through DDR) plus a fixed
-synchronisation cost. Latency is the sum over layers and transfers plus a per-run overhead:
-layers execute one after another, as TIDL and onnxruntime's sequential executor run them.
+profile without a rule set an op type outside its `support.ops` — run on the fallback core
+at its own rates, and each tensor crossing between the two devices pays a transfer (read in
+one format, written in the other, through DDR) plus a fixed synchronisation cost. Graph
+inputs and outputs cross to the host's buffers (profile `host_io_bytes_per_cycle`,
+segcost.targets.device_terms). Latency is the sum over layers and transfers plus a per-run
+overhead: layers execute one after another, as TIDL and onnxruntime's sequential executor
+run them.
 """
 
 from __future__ import annotations
