@@ -178,7 +178,10 @@ def median_abs_log(predicted, measured) -> float:
 
 
 def spearman(first, second) -> float:
-    """Spearman's rank correlation of two equally long sequences (average ranks for ties)."""
+    """Spearman's rank correlation of two equally long sequences (average ranks for ties).
+
+    Written here because scipy (scipy.stats.spearmanr) is not one of segcost's dependencies.
+    """
     def ranks(values):
         order = sorted(range(len(values)), key=lambda index: values[index])
         result = [0.0] * len(values)
