@@ -269,7 +269,7 @@ def _calibration_progress(done: int, total: int) -> None:
 @cli.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
-@click.option("--rules", default="current", show_default=True, help="Target rule set (current, legacy).")
+@click.option("--rules", default="current", show_default=True, help="Target rule set: current (= tvm-tidl), legacy (= tidl-09.02), or either by name.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
 @trust_model_code_option
 @click.pass_context

@@ -10,7 +10,12 @@ import click
 
 from segcost.commands.options import trust_model_code_option
 from segcost.errors import InputError
-from segcost.reports.target import render_comparison, render_cost, render_fit
+from segcost.reports.target import (
+    render_comparison,
+    render_cost,
+    render_device_fit,
+    render_fit,
+)
 
 FORMATS = click.Choice(["table", "json", "md"])
 TARGET_HELP = "Target profile: tda4vm, am62a, cpu, or a profile .toml file."
@@ -84,31 +89,90 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
 
 
 @click.command("calibrate")
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Profile TOML to write.")
 @click.option("--base", default="cpu", show_default=True, help="Profile whose other values (and comments) are kept.")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="CSV of measured device times (model,total_ms; repeated rows: median): fit the base profile to "
+                   "them instead of measuring MODELS here. A model is MODELS-DIR/<model>.onnx.")
+@click.option("--models-dir", type=click.Path(file_okay=False),
+              help="Folder of the --reference models' ONNX files (default: the CSV's folder).")
 @_shape_option
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Measured runs (median).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Intra-op threads.")
-def calibrate(models: tuple[str, ...], output: str, base: str, input_shapes: tuple[str, ...], runs: int,
-              threads: int) -> None:
-    """Fit a profile's rates and overheads to onnxruntime measurements of MODELS and write it as TOML."""
+def calibrate(models: tuple[str, ...], output: str, base: str, reference: str | None, models_dir: str | None,
+              input_shapes: tuple[str, ...], runs: int, threads: int) -> None:
+    """Fit a profile's rates and overheads to onnxruntime measurements of MODELS (or to --reference device times)."""
     from segcost.fileio import OutputPlan
+    from segcost.targets.cost_model import load_profile
+
+    plan = OutputPlan.check({"-o": output}, {"MODEL": list(models), "--base": base, "--reference": reference})
+    base_profile = load_profile(base)
+    if reference is not None:
+        if models:
+            raise InputError("give MODELS or --reference, not both")
+        _calibrate_reference(reference, models_dir, plan, output, base, base_profile)
+        return
+    if not models:
+        raise InputError("calibrate needs MODELS to measure, or --reference with measured device times")
+    _calibrate_measured(models, plan, output, base, base_profile, input_shapes, runs, threads)
+
+
+def _calibrate_reference(reference: str, models_dir: str | None, plan, output: str, base: str,
+                         base_profile) -> None:
+    """Fit `base_profile` to the device times of a reference CSV; print fit and leave-one-out errors."""
+    from pathlib import Path
+
+    from segcost.targets.cost_model import prepare
+    from segcost.targets.device_fit import (
+        DeviceSample,
+        fit_device,
+        fitted_profile_text,
+        leave_one_out,
+        median_abs_log,
+        read_reference,
+        spearman,
+    )
+    from segcost.targets.profile import profile_text
+    from segcost.targets.profile_toml import parse_profile
+
+    times = read_reference(reference)
+    folder = Path(models_dir) if models_dir else Path(reference).parent
+    samples = []
+    for name, measured in sorted(times.items()):
+        path = folder / f"{name}.onnx"
+        if not path.is_file():
+            raise InputError(f"{reference}: no model file {path} for reference model {name!r} (see --models-dir)")
+        samples.append(DeviceSample(name, prepare(_fused_graph(str(path), (), True), base_profile.rules),
+                                    measured.median_ms))
+    fit = fit_device(samples, base_profile)
+    loo = leave_one_out(samples, base_profile) if len(samples) > 2 else None
+    text = fitted_profile_text(fit, profile_text(base), Path(reference).name, samples, loo)
+    parse_profile(text, output)   # never write a profile that would not load back
+    plan.write(output, text)
+    scores = None
+    if loo:
+        predicted, measured = [loo[sample.name] for sample in samples], [sample.measured_ms for sample in samples]
+        scores = (median_abs_log(predicted, measured), spearman(predicted, measured))
+    click.echo(render_device_fit(fit, samples, loo, scores), nl=False)
+    click.echo(f"wrote {output}")
+
+
+def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, base_profile, input_shapes: tuple[str, ...],
+                        runs: int, threads: int) -> None:
     from segcost.targets.calibrate import (
         CalibrationSample,
         calibrated_profile_text,
         fit_profile,
     )
-    from segcost.targets.cost_model import estimate_prepared, load_profile, prepare
+    from segcost.targets.cost_model import estimate_prepared, prepare
     from segcost.targets.measure import compare, map_to_layers, measure_many
     from segcost.targets.profile import profile_text
     from segcost.targets.profile_toml import parse_profile
 
-    plan = OutputPlan.check({"-o": output}, {"MODEL": list(models), "--base": base})
-    base_profile = load_profile(base)
     if base_profile.fallback is not None:
         raise InputError(f"--base {base}: only a profile without a fallback device (the CPU running everything) "
-                         "can be calibrated on this machine")
+                         "can be calibrated on this machine; fit a device profile with --reference")
     graphs = {path: _fused_graph(path, input_shapes, True) for path in models}
     measurements = measure_many(graphs, runs=runs, threads=threads,
                                 progress=lambda done, total: click.echo(f"\rmeasuring round {done}/{total}",

@@ -3,13 +3,20 @@
 Three families of findings, each naming the layer, a rule id and the reason:
 
 * structure — C_in % group == 0, weight = [C_out, C_in/group, k…], C_out % group == 0;
-* lite-group — the encoder's group size propagates into neck and decoder: where the
-  encoder's k×k convs are depthwise (MobileNet) or grouped with width G (RegNetX), every
-  3×3/5×5 conv after the encoder must be too. The encoder is everything upstream of the
-  first tensor fanned out to ≥ 3 convolutions (an ASPP) or first upsampled;
-* target — the accelerator's support table (`segcost/targets/tidl-rules.toml`):
-  depthwise kernel/stride pairs, even kernels, ConvTranspose shapes, Resize modes and
-  scales, ArgMax axis, rank-4 tensors, Sub/Div of two computed tensors.
+* lite-group — a "Lite" network keeps its group size everywhere: when most k×k (k ≥ 3)
+  convolutions after the stem are depthwise (MobileNet) or grouped with width G (RegNetX),
+  every other k×k conv after the stem must be too, wherever it sits (a decoder straight on
+  the encoder, UNet skip decoders, FPN heads, ASPP). The stem is what runs before the first
+  depthwise/grouped conv (its ancestors), so no decoder has to be found first;
+* target — the accelerator's support table (`segcost/targets/tidl-rules.toml`, one rule set
+  per documented toolchain version, each citing its document): op types, depthwise and
+  ConvTranspose kernel/stride pairs, even kernels, large kernels at stride 2, Resize modes and
+  scales, ArgMax axis (negative axes normalized by rank), rank-4 tensors, Sub/Div without a
+  constant operand (an initializer or a Constant node).
+
+The target findings (`PLACEMENT_RULES`) are exactly the layers the cost model places on the
+fallback core: segcost.targets.cost_model runs this pass to place layers, so `segcost verify`
+and `segcost cost` cannot disagree.
 """
 
 from __future__ import annotations
@@ -25,13 +32,18 @@ import networkx as nx
 
 from segcost.errors import InputError
 from segcost.ir import Graph
+from segcost.ir.opforms import constant_value, normalize_axis
 from segcost.passes._infra import PassBase, PassResult
 
-__all__ = ["Finding", "VerifyGroupedConvPass", "VerifyResult", "load_rules"]
+__all__ = ["PLACEMENT_RULES", "Finding", "RuleSet", "VerifyGroupedConvPass", "VerifyResult", "load_rules",
+           "rule_set_names"]
 
 CONV_TYPES = ("Conv", "ConvTranspose", "QLinearConv", "ConvInteger")
-UPSAMPLE_TYPES = ("Resize", "Upsample", "ConvTranspose")
-ASPP_FAN_OUT = 3
+IMAGE_CHANNELS = 4   # a conv with at most this many input channels reads the image (RGB, RGBA, grey)
+# Rule ids of target findings: each one means "this layer runs on the fallback core".
+PLACEMENT_RULES = frozenset({"unsupported-op", "rank-4", "dw-kernel-stride", "even-kernel", "kernel-stride",
+                             "conv-transpose-shape", "resize-mode", "resize-scale", "argmax-axis",
+                             "binary-nonconstant"})
 
 
 @dataclass(frozen=True)
@@ -48,17 +60,86 @@ class VerifyResult(PassResult):
     encoder_style: str = "dense"
 
 
+@dataclass(frozen=True)
+class RuleSet:
+    """One documented toolchain version's support table (see tidl-rules.toml for each key's source).
+
+    Attributes:
+        name: the rule set's own name (aliases resolved), e.g. "tvm-tidl".
+        description, source: what it is and the document it transcribes.
+        depthwise: allowed depthwise "KHxKWsS" forms; conv_transpose: allowed ConvTranspose forms.
+        conv_transpose_groups: allowed ConvTranspose groups.
+        max_kernel_at_stride2: largest Conv kernel side allowed at stride 2.
+        even_conv_kernels: even-sized Conv kernels run.
+        resize_modes, resize_power_of_two_scales: Resize limits.
+        argmax_axes: allowed ArgMax axes as documented (compared after normalizing by rank).
+        rank4_ops: op types whose input must be rank 4.
+        binary_ops_need_constant: op types that need one constant operand.
+        ops: op types (default domain) the accelerator runs; None: all.
+    """
+
+    name: str
+    description: str
+    source: str
+    depthwise: frozenset[str]
+    conv_transpose: frozenset[str]
+    conv_transpose_groups: frozenset[int]
+    max_kernel_at_stride2: int
+    even_conv_kernels: bool
+    resize_modes: frozenset[str]
+    resize_power_of_two_scales: bool
+    argmax_axes: tuple[int, ...]
+    rank4_ops: frozenset[str]
+    binary_ops_need_constant: frozenset[str]
+    ops: frozenset[str] | None
+
+
 @cache
 def _rules_file() -> dict:
     text = importlib.resources.files("segcost.targets").joinpath("tidl-rules.toml").read_text()
-    return tomllib.loads(text)["rulesets"]
+    return tomllib.loads(text)
 
 
-def load_rules(name: str = "current") -> dict:
-    rulesets = _rules_file()
-    if name not in rulesets:
-        raise InputError(f"unknown rule set {name!r} (known: {', '.join(sorted(rulesets))})")
-    return rulesets[name]
+def rule_set_names() -> list[str]:
+    """Rule set names and aliases `load_rules` accepts."""
+    data = _rules_file()
+    return sorted([*data["rulesets"], *data.get("aliases", {})])
+
+
+@cache
+def load_rules(name: str = "current") -> RuleSet:
+    """The rule set `name` (or alias: "current", "legacy") with inherited keys resolved.
+
+    Raises:
+        InputError: unknown name.
+    """
+    data = _rules_file()
+    resolved = data.get("aliases", {}).get(name, name)
+    if resolved not in data["rulesets"]:
+        raise InputError(f"unknown rule set {name!r} (known: {', '.join(rule_set_names())})")
+    table: dict = {}
+    chain = [resolved]
+    while "inherit" in data["rulesets"][chain[-1]]:
+        chain.append(data["rulesets"][chain[-1]]["inherit"])
+    for link in reversed(chain):
+        table.update(data["rulesets"][link])
+    ops = table.get("ops", "*")
+    return RuleSet(
+        name=resolved, description=table["description"], source=table["source"],
+        depthwise=frozenset(table["depthwise"]), conv_transpose=frozenset(table["conv_transpose"]),
+        conv_transpose_groups=frozenset(table["conv_transpose_groups"]),
+        max_kernel_at_stride2=int(table["max_kernel_at_stride2"]), even_conv_kernels=bool(table["even_conv_kernels"]),
+        resize_modes=frozenset(table["resize_modes"]),
+        resize_power_of_two_scales=bool(table["resize_power_of_two_scales"]),
+        argmax_axes=tuple(table["argmax_axes"]), rank4_ops=frozenset(table["rank4_ops"]),
+        binary_ops_need_constant=frozenset(table["binary_ops_need_constant"]),
+        ops=None if ops == "*" else frozenset(ops))
+
+
+def _form(kernel: tuple[int, ...], stride: tuple[int, ...]) -> str:
+    """ "KHxKWsS" for a 2-D kernel with equal strides, else a form no rule set lists."""
+    text = "x".join(map(str, kernel))
+    return f"{text}s{stride[0]}" if len(set(stride)) == 1 else f"{text}s{'x'.join(map(str, stride))}"
 
 
 @dataclass(frozen=True)
@@ -103,7 +184,7 @@ class VerifyGroupedConvPass(PassBase):
     """Report structural, Lite-rule and target-support violations; never changes the graph.
 
     Attributes:
-        rules: name of the rule set in tidl-rules.toml ("current", "legacy").
+        rules: the RuleSet (from a name in tidl-rules.toml: "current", "legacy", "tidl-09.02", ...).
         lite: check the Lite group-propagation rule.
         target: check the target's support table.
     """
@@ -122,7 +203,7 @@ class VerifyGroupedConvPass(PassBase):
         findings = [finding for view in convs.values() for finding in self._structure(view)]
         style = "dense"
         if self.lite:
-            lite_findings, style = self._lite(graph, order, convs)
+            lite_findings, style = _lite(graph, convs)
             findings += lite_findings
         if self.target:
             for key in order:
@@ -150,83 +231,70 @@ class VerifyGroupedConvPass(PassBase):
                                  f"C_out {out_channels} is not divisible by group {view.group}"))
         return found
 
-    def _lite(self, graph: Graph, order: list[str], convs: dict[str, _Conv]) -> tuple[list[Finding], str]:
-        encoder = encoder_nodes(graph, order)
-        if encoder is None:
-            return [], "dense"
-        spatial = [view for key, view in convs.items() if key in encoder and max(view.kernel, default=1) >= 3
-                   and (view.in_channels or 0) > 4]  # skip the stem conv on the image
-        if not spatial:
-            return [], "dense"
-        depthwise = sum(view.is_depthwise for view in spatial)
-        grouped = Counter(view.group_width for view in spatial if view.group > 1 and not view.is_depthwise)
-        if depthwise * 2 >= len(spatial):
-            style = "depthwise"
-        elif grouped and sum(grouped.values()) * 2 >= len(spatial):
-            style = f"grouped:{grouped.most_common(1)[0][0]}"
-        else:
-            return [], "dense"
-        findings = []
-        for key, view in convs.items():
-            if key in encoder or view.op_type == "ConvTranspose" or max(view.kernel, default=1) not in (3, 5):
-                continue
-            kernel = "x".join(map(str, view.kernel))
-            if style == "depthwise" and not view.is_depthwise:
-                findings.append(Finding(key, view.op_type, "lite-group",
-                                        f"{kernel} conv with group {view.group} after a depthwise encoder; "
-                                        "Lite heads use depthwise convolutions here"))
-            elif style.startswith("grouped:") and view.group_width != int(style.split(":")[1]):
-                findings.append(Finding(key, view.op_type, "lite-group",
-                                        f"{kernel} conv with group width {view.group_width} after an encoder of "
-                                        f"group width {style.split(':')[1]}"))
-        return findings, style
-
     def _target(self, graph: Graph, key: str, view: _Conv | None) -> list[Finding]:
         node = graph.node(key)
         rules = self.rules
+        if node.domain not in ("", "ai.onnx") or (rules.ops is not None and node.op_type not in rules.ops):
+            where = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+            return [Finding(key, node.op_type, "unsupported-op", f"op {where} is not supported by rule set {rules.name!r}")]
         found = []
-        if node.op_type in rules["rank4_ops"]:
+        if node.op_type in rules.rank4_ops and node.inputs:
             shape = graph.shape(node.inputs[0])
             if shape is not None and len(shape) != 4:
                 found.append(Finding(key, node.op_type, "rank-4", f"input rank {len(shape)}; only rank 4 runs"))
         if view is not None and view.op_type == "Conv" and len(view.kernel) == 2:
-            square = view.kernel[0] == view.kernel[1] and view.stride[0] == view.stride[1]
-            pair = [view.kernel[0], view.stride[0]]
-            if view.is_depthwise and (not square or pair not in rules["depthwise_kernel_stride"]):
-                allowed = ", ".join(f"{k}x{k} s{s}" for k, s in rules["depthwise_kernel_stride"])
-                found.append(Finding(key, "Conv", "dw-kernel-stride",
-                                     f"depthwise {view.kernel[0]}x{view.kernel[1]} stride {view.stride[0]}x"
-                                     f"{view.stride[1]}; allowed: {allowed}"))
-            if not rules["even_conv_kernels"] and any(k % 2 == 0 for k in view.kernel):
-                found.append(Finding(key, "Conv", "even-kernel", f"even kernel {view.kernel[0]}x{view.kernel[1]}"))
+            found += self._conv(view)
         if view is not None and view.op_type == "ConvTranspose" and len(view.kernel) == 2:
-            pair = [view.kernel[0], view.stride[0]]
-            if (view.kernel[0] != view.kernel[1] or pair not in rules["conv_transpose_kernel_stride"]
-                    or view.group not in rules["conv_transpose_groups"]):
-                allowed = ", ".join(f"{k}x{k} s{s}" for k, s in rules["conv_transpose_kernel_stride"])
+            form = _form(view.kernel, view.stride)
+            if form not in rules.conv_transpose or view.group not in rules.conv_transpose_groups:
                 found.append(Finding(key, "ConvTranspose", "conv-transpose-shape",
-                                     f"{view.kernel[0]}x{view.kernel[1]} stride {view.stride[0]} group {view.group}; "
-                                     f"allowed: {allowed}, group {rules['conv_transpose_groups']}"))
+                                     f"{form} group {view.group}; allowed: {', '.join(sorted(rules.conv_transpose))}"
+                                     f", group {sorted(rules.conv_transpose_groups)}"))
         if node.op_type in ("Resize", "Upsample"):
             found += self._resize(graph, key, node)
-        if node.op_type == "ArgMax" and node.attrs.get("axis", 0) not in rules["argmax_axes"]:
-            found.append(Finding(key, "ArgMax", "argmax-axis",
-                                 f"axis {node.attrs.get('axis', 0)}; allowed {rules['argmax_axes']}"))
-        if node.op_type in rules["binary_ops_need_constant"] and len(node.inputs) == 2 and not any(
-                tensor in graph.initializers for tensor in node.inputs):
+        if node.op_type == "ArgMax":
+            found += self._argmax(graph, key, node)
+        if node.op_type in rules.binary_ops_need_constant and len(node.inputs) == 2 and all(
+                constant_value(graph, tensor) is None for tensor in node.inputs):
             found.append(Finding(key, node.op_type, "binary-nonconstant",
-                                 f"{node.op_type} of two computed tensors"))
+                                 f"{node.op_type} of two computed tensors; one operand must be constant"))
         return found
+
+    def _conv(self, view: _Conv) -> list[Finding]:
+        rules = self.rules
+        found = []
+        form = _form(view.kernel, view.stride)
+        if view.is_depthwise and form not in rules.depthwise:
+            found.append(Finding(view.key, "Conv", "dw-kernel-stride",
+                                 f"depthwise {form}; allowed: {', '.join(sorted(rules.depthwise))}"))
+        if not rules.even_conv_kernels and any(k % 2 == 0 for k in view.kernel):
+            found.append(Finding(view.key, "Conv", "even-kernel", f"even kernel {'x'.join(map(str, view.kernel))}"))
+        elif not view.is_depthwise and 2 in view.stride and max(view.kernel) > rules.max_kernel_at_stride2:
+            found.append(Finding(view.key, "Conv", "kernel-stride", f"{form}: kernels larger than "
+                                 f"{rules.max_kernel_at_stride2} do not run at stride 2"))
+        return found
+
+    def _argmax(self, graph: Graph, key: str, node) -> list[Finding]:
+        shape = graph.shape(node.inputs[0]) if node.inputs else None
+        axis = int(node.attrs.get("axis", 0))
+        rank = len(shape) if shape is not None else 4   # TIDL tensors are NCHW
+        where = f"node {key!r} (ArgMax) attribute axis"
+        allowed = {normalize_axis(value, rank, "rule set argmax_axes") for value in self.rules.argmax_axes
+                   if -rank <= value < rank}
+        if normalize_axis(axis, rank, where) in allowed:
+            return []
+        return [Finding(key, "ArgMax", "argmax-axis", f"axis {axis} of a rank-{rank} input; allowed "
+                        f"{list(self.rules.argmax_axes)} (the channel axis)")]
 
     def _resize(self, graph: Graph, key: str, node) -> list[Finding]:
         found = []
         mode = node.attrs.get("mode", "nearest")
         mode = mode.decode() if isinstance(mode, bytes) else mode
-        if mode not in self.rules["resize_modes"]:
+        if mode not in self.rules.resize_modes:
             found.append(Finding(key, node.op_type, "resize-mode",
-                                 f"mode {mode!r}; allowed {self.rules['resize_modes']}"))
+                                 f"mode {mode!r}; allowed {sorted(self.rules.resize_modes)}"))
         before, after = graph.shape(node.inputs[0]), graph.shape(node.outputs[0])
-        if self.rules["resize_power_of_two_scales"] and before and after and len(before) == len(after):
+        if self.rules.resize_power_of_two_scales and before and after and len(before) == len(after):
             for axis, (size_in, size_out) in enumerate(zip(before, after)):
                 if not (isinstance(size_in, int) and isinstance(size_out, int)) or size_in == size_out:
                     continue
@@ -241,22 +309,38 @@ class VerifyGroupedConvPass(PassBase):
         return found
 
 
-def encoder_nodes(graph: Graph, order: list[str]) -> set[str] | None:
-    """Nodes upstream of (and including the producer of) the first ASPP fan-out or upsample input."""
-    split = None
-    for key in order:
-        node = graph.node(key)
-        if node.op_type in UPSAMPLE_TYPES and not node.domain:
-            split = node.inputs[0]
-            break
-        for tensor in node.outputs:
-            conv_users = [user for user in graph.consumers(tensor) if graph.node(user).op_type in CONV_TYPES]
-            if len(conv_users) >= ASPP_FAN_OUT:
-                split = tensor
-                break
-        if split is not None:
-            break
-    producer = graph.producer(split) if split is not None else None
-    if producer is None:
-        return None
-    return nx.ancestors(graph.dag, producer) | {producer}
+
+def _lite(graph: Graph, convs: dict[str, _Conv]) -> tuple[list[Finding], str]:
+    """Lite-rule findings and the network's style ("depthwise", "grouped:G" or "dense").
+
+    Spatial convs (a kernel side ≥ 3, not transposed) vote for the style, except convs on
+    the image (≤ 4 input channels); every spatial conv after the stem that breaks the style
+    is a finding. The stem is the ancestors of the first depthwise or grouped conv.
+    """
+    spatial = [view for view in convs.values() if view.op_type != "ConvTranspose" and max(view.kernel, default=1) >= 3]
+    first = next((view for view in spatial if view.group > 1), None)
+    if first is None:
+        return [], "dense"
+    voters = [view for view in spatial if (view.in_channels or 0) > IMAGE_CHANNELS]
+    depthwise = sum(view.is_depthwise for view in voters)
+    grouped = Counter(view.group_width for view in voters if view.group > 1 and not view.is_depthwise)
+    if depthwise * 2 >= len(voters):
+        style = "depthwise"
+    elif grouped and sum(grouped.values()) * 2 >= len(voters):
+        style = f"grouped:{grouped.most_common(1)[0][0]}"
+    else:
+        return [], "dense"
+    stem = nx.ancestors(graph.dag, first.key)
+    body = [view for view in spatial if view.key not in stem]
+    findings = []
+    for view in body:
+        kernel = "x".join(map(str, view.kernel))
+        if style == "depthwise" and not view.is_depthwise:
+            findings.append(Finding(view.key, view.op_type, "lite-group",
+                                    f"{kernel} conv with group {view.group} in a depthwise network; "
+                                    "Lite networks use depthwise convolutions after the stem"))
+        elif style.startswith("grouped:") and view.group_width != int(style.split(":")[1]):
+            findings.append(Finding(view.key, view.op_type, "lite-group",
+                                    f"{kernel} conv with group width {view.group_width} in a network of "
+                                    f"group width {style.split(':')[1]}"))
+    return findings, style

@@ -98,3 +98,21 @@ def render_fit(fit, comparisons: list) -> str:
         _table(parameter_rows, ["parameter", "value"], "table"), "",
         "in-sample fit (evaluate on other models with `segcost profile`):",
         _table(model_rows, ["model", "groups", "rho", "predicted ms", "measured ms", "error"], "table")]) + "\n"
+
+
+def render_device_fit(fit, samples: list, loo: dict[str, float] | None,
+                      loo_scores: tuple[float, float] | None = None) -> str:
+    """Fitted parameters, per reference model measured vs fitted (and leave-one-out) device time, and the
+    leave-one-out (median |ln(pred/meas)|, Spearman) scores."""
+    parameter_rows = [[name, f"{value:.4g}" + (" (not constrained by these models: base value kept)"
+                                              if name in fit.unconstrained else "")]
+                      for name, value in fit.parameters.items()]
+    model_rows = [[sample.name, f"{sample.measured_ms:.2f}", f"{fit.predicted_ms[sample.name]:.2f}",
+                   f"{loo[sample.name]:.2f}" if loo else "-"] for sample in samples]
+    lines = [f"fitted {len(fit.parameters)} parameters to {len(samples)} measured models: "
+             f"median |ln(pred/meas)| {fit.median_abs_log_error:.3f}",
+             _table(parameter_rows, ["parameter", "value"], "table"), "",
+             _table(model_rows, ["model", "measured ms", "fitted ms", "leave-one-out ms"], "table")]
+    if loo_scores:
+        lines.append(f"leave-one-out: median |ln(pred/meas)| {loo_scores[0]:.3f}, Spearman {loo_scores[1]:.3f}")
+    return "\n".join(lines) + "\n"

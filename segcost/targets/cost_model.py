@@ -5,8 +5,11 @@ For each layer the model computes, in the cycles of the device the layer runs on
 * compute = MACs / (peak MACs/cycle · efficiency[kind] · tile fill), where tile fill is
   the fraction of the matrix unit's `align_width`-wide tiles that the layer's input
   (C_in/group) and output (C_out/group) channels occupy — 24 channels on a 64-wide MMA
-  fill 37.5% of it; kernel taps are accumulated one after another, so a 3-channel stem
-  conv uses 3/64 of the MMA whatever its kernel size. Depthwise layers have no reduction
+  fill 37.5% of it. Kernel taps are accumulated one after another (a 3-channel stem conv
+  uses 3/64 of the MMA whatever its kernel size) unless the profile says
+  `taps_in_reduction` (TIDL: C_in·kh·kw rows, 27 for that stem); grouped convs use a tile per
+  group or share tiles block-diagonally (`grouped_tiling`, device_terms.matrix_fill).
+  Depthwise layers have no reduction
   over channels, so only their channel count is aligned and `efficiency.depthwise`
   carries the rest. ConvTranspose uses `efficiency.transposed`.
   Layers without MACs cost their elementwise flops on the vector unit;
@@ -17,21 +20,27 @@ For each layer the model computes, in the cycles of the device the layer runs on
   into the conv before them (profile ``fused_into_conv_ops``) and pure relabelling ops
   (Reshape ...) cost nothing.
 
-Layers the accelerator does not support — an op type outside the profile's list, a custom
-domain, or a target finding of the verifier (e.g. a 5×5 stride-1 depthwise conv) — run on
-the fallback core at its own rates, and each tensor crossing between the two devices pays
-a transfer (read in one format, written in the other, through DDR) plus a fixed
-synchronisation cost. Latency is the sum over layers and transfers plus a per-run overhead:
-layers execute one after another, as TIDL and onnxruntime's sequential executor run them.
+Layers the accelerator does not support — exactly the verifier's target findings
+(segcost.passes.verify_conv.PLACEMENT_RULES under the profile's rule set: an op type outside
+the set, a custom domain, a 5×5 stride-2 depthwise conv under the SDK 9.2 set ...), or for a
+profile without a rule set an op type outside its `support.ops` — run on the fallback core
+at its own rates, and each tensor crossing between the two devices pays a transfer (read in
+one format, written in the other, through DDR) plus a fixed synchronisation cost. Graph
+inputs and outputs cross to the host's buffers (profile `host_io_bytes_per_cycle`,
+segcost.targets.device_terms). Latency is the sum over layers and transfers plus a per-run
+overhead: layers execute one after another, as TIDL and onnxruntime's sequential executor
+run them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import ceil, prod
+from math import prod
 from typing import Any
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
+from segcost.targets.device_terms import host_io_bytes, matrix_fill, tile_fill
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
 from segcost.targets.results import (
     LayerEstimate,
@@ -52,10 +61,6 @@ __all__ = ["LayerEstimate", "PreparedModel", "TargetReport", "Totals", "Transfer
            "estimate_prepared", "load_profile", "prepare"]
 
 ACCELERATOR = "accelerator"
-# Verifier rules about the target's support table (structure and Lite-style findings are not
-# about where a layer can run).
-TARGET_RULES = frozenset({"rank-4", "dw-kernel-stride", "even-kernel", "conv-transpose-shape", "resize-mode",
-                          "resize-scale", "argmax-axis", "binary-nonconstant"})
 LOW_UTILISATION_PCT = 40.0
 
 
@@ -85,6 +90,7 @@ class PreparedModel:
     rules: str | None
     consumer_counts: dict[str, int] = field(default_factory=dict)   # activation tensor → consuming layers
     model_outputs: frozenset[str] = frozenset()
+    model_inputs: frozenset[str] = frozenset()
     producer_op_types: dict[str, str] = field(default_factory=dict)  # activation tensor → its producer's op type
 
 
@@ -122,12 +128,10 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
         fused = {key: graph.node(key).meta["fused_into"] for key in graph.dag
                  if "fused_into" in graph.node(key).meta}
         if findings is None and rules is not None:
-            from segcost.passes.verify_conv import VerifyGroupedConvPass
-
             findings = VerifyGroupedConvPass(rules=rules, lite=False, target=True)(graph).findings
     blocking: dict[str, str] = {}
     for finding in findings or []:
-        if finding.rule in TARGET_RULES:
+        if finding.rule in PLACEMENT_RULES:
             blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
     producers = {tensor: layer.name for layer in analysis.layers if layer.op_type != "Constant"
                  for tensor in layer.outputs if tensor}
@@ -160,6 +164,7 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     op_types = {layer.name: layer.op_type for layer in analysis.layers}
     return PreparedModel(features, elements, producers, rules, consumer_counts,
                          frozenset(tensor.name for tensor in analysis.model.outputs),
+                         frozenset(tensor.name for tensor in analysis.model.inputs),
                          {tensor: op_types[producer] for tensor, producer in producers.items()})
 
 
@@ -172,7 +177,8 @@ def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> Target
     layers = [_layer_estimate(item, placements[item.layer.name], profile, folded.get(item.layer.name),
                               aligned.get(item.layer.name, True))
               for item in prepared.features]
-    transfers = _transfers(prepared, placements, profile) + _reorders(prepared, profile, blocked)
+    transfers = (_transfers(prepared, placements, profile) + _reorders(prepared, profile, blocked)
+                 + _host_io(prepared, placements, profile))
     return TargetReport(profile.name, profile.description, profile.dtype, profile.peak_macs_per_s,
                         profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
 
@@ -197,11 +203,6 @@ def _matrix_dims(layer: LayerCost) -> tuple[int, int]:
         # Gemm/MatMul: MACs = (output elements) · K exactly, whatever the transposes.
         return layer.macs // max(1, prod(layer.output_shape)), layer.output_shape[-1]
     return 0, 0
-
-
-def _fill(size: int, width: int) -> float:
-    """Fraction of `width`-wide tiles that `size` occupies (1.0 for an unknown size)."""
-    return 1.0 if size <= 0 else size / (ceil(size / width) * width)
 
 
 def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, str]:
@@ -245,9 +246,11 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
         kind = "transposed" if layer.op_type == "ConvTranspose" else (
             layer.kind if layer.kind in profile.efficiency else "dense")
         if kind == "depthwise":
-            fill = _fill(layer.group or 1, profile.align_width)
+            fill = tile_fill(layer.group or 1, profile.align_width)
         else:
-            fill = _fill(item.reduce_dim, profile.align_width) * _fill(item.out_dim, profile.align_width)
+            taps = prod(layer.kernel or ()) if profile.taps_in_reduction and layer.op_type == "Conv" else 1
+            fill = matrix_fill(item.reduce_dim * taps, item.out_dim, profile.align_width, layer.group or 1,
+                               profile.grouped_tiling)
         efficiency = profile.efficiency[kind]
         if kind != "transposed" and not aligned:
             efficiency *= profile.unaligned_efficiency if kind != "depthwise" or \
@@ -264,7 +267,7 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
         shape = layer.output_shape
         if shape is not None and len(shape) == 4 and isinstance(shape[1], int):
             if profile.blocked_layout:   # blocked kernels work on padded channels; others run the plain kernels
-                rate *= _fill(shape[1], profile.align_width) if aligned else profile.unaligned_vector_efficiency
+                rate *= tile_fill(shape[1], profile.align_width) if aligned else profile.unaligned_vector_efficiency
             elif shape[1] % profile.align_width:
                 rate *= profile.unaligned_vector_efficiency
         compute = layer.flops / rate
@@ -373,6 +376,26 @@ def _reorders(prepared: PreparedModel, profile: TargetProfile, blocked: set[str]
         reorders.append(TransferEstimate(tensor, producer or "input", consumer, direction, moved,
                                          cycles / (profile.clock_ghz * 1e6)))
     return reorders
+
+
+def _host_io(prepared: PreparedModel, placements: dict[str, str], profile: TargetProfile) -> list[TransferEstimate]:
+    """Graph inputs and outputs on the accelerator cross to the host's buffers (device_terms.host_io_bytes)."""
+    if not profile.host_io_bytes_per_cycle:
+        return []
+    host_bytes = DTYPE_BYTES[profile.host_dtype]
+    consumers = {tensor: item.layer.name for item in reversed(prepared.features) for tensor in item.input_tensors}
+    crossings = [(tensor, "host", consumers[tensor], "host->accelerator") for tensor in sorted(prepared.model_inputs)
+                 if tensor in consumers and placements[consumers[tensor]] == ACCELERATOR]
+    crossings += [(tensor, prepared.producers[tensor], "host", "accelerator->host")
+                  for tensor in sorted(prepared.model_outputs)
+                  if tensor in prepared.producers and placements[prepared.producers[tensor]] == ACCELERATOR]
+    transfers = []
+    for tensor, producer, consumer, direction in crossings:
+        moved = host_io_bytes(prepared.elements.get(tensor, 0), profile.dtype_bytes, host_bytes)
+        cycles = moved / profile.host_io_bytes_per_cycle
+        transfers.append(TransferEstimate(tensor, producer, consumer, direction, moved,
+                                          cycles / (profile.clock_ghz * 1e6)))
+    return transfers
 
 
 def _totals(layers: list[LayerEstimate], transfers: list[TransferEstimate], profile: TargetProfile) -> Totals:

@@ -101,6 +101,14 @@ class TargetProfile:
             more output pixels (onnxruntime runs its NCHWc kernel per group and row; measured:
             RegNetX's group convs on 12-pixel-wide maps run at 2/3 of their speed on 64-wide
             ones): efficiency × W / (W + grouped_row_overhead_pixels) for output width W.
+        grouped_tiling: how grouped convs use the matrix unit's tiles: "per_group" (a tile per
+            group) or "block_diagonal" (groups packed on a tile's diagonal; device_terms.matrix_fill).
+        taps_in_reduction: the matrix unit reduces over C_in/group · kernel taps at once (an
+            im2col-style K), so a 3-channel 3×3 stem fills 27 of a tile's rows, not 3; False: taps
+            are accumulated one after another (onnxruntime's CPU kernels).
+        host_io_bytes_per_cycle: bandwidth of handing graph inputs/outputs between the host's
+            `host_dtype` buffers and the accelerator (quantize/dequantize + copy); 0: not modelled.
+        host_dtype: data type of the host's input/output buffers.
         memory_overlap: how much of the shorter of a layer's compute and memory time hides
             under the longer one (1: a pure roofline, max(compute, memory); 0: they add up).
         memory: memory levels, innermost first; the last one has no capacity limit.
@@ -139,6 +147,10 @@ class TargetProfile:
     unaligned_depthwise_efficiency: float | None = None
     memory_overlap: float = 1.0
     grouped_row_overhead_pixels: float = 0.0
+    grouped_tiling: str = "per_group"
+    taps_in_reduction: bool = False
+    host_io_bytes_per_cycle: float = 0.0
+    host_dtype: str = "float32"
     fused_activations_free: bool = True
     fused_into_conv_ops: frozenset[str] = frozenset()
     blocked_layout: bool = False

@@ -13,6 +13,8 @@ from dataclasses import fields
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.passes.verify_conv import load_rules
+from segcost.targets.device_terms import GROUPED_TILINGS
 from segcost.targets.profile import (
     DTYPE_BYTES,
     MAC_KINDS,
@@ -73,7 +75,8 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
                                                "vector_flops_per_cycle", "layer_overhead_cycles", "run_overhead_us",
                                                "unaligned_efficiency", "unaligned_vector_efficiency",
                                                "unaligned_depthwise_efficiency", "memory_overlap",
-                                               "grouped_row_overhead_pixels"},
+                                               "grouped_row_overhead_pixels", "grouped_tiling",
+                                               "taps_in_reduction", "host_io_bytes_per_cycle", "host_dtype"},
                          {"clock_ghz", "macs_per_cycle", "dtype", "align_width", "efficiency",
                           "vector_flops_per_cycle", "layer_overhead_cycles"})
     efficiency_table = reader.table(accel, "accelerator.efficiency", {*MAC_KINDS, TRANSPOSED}, set(MAC_KINDS),
@@ -93,9 +96,10 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         if not (isinstance(names, list) and all(isinstance(op, str) for op in names)):
             raise InputError(f"{where}: support.{key} must be a list of op type names")
     rules = support.get("rules")
+    if rules is not None and "ops" in support:
+        raise InputError(f"{where}: give support.rules or support.ops, not both (a rule set lists its ops, so "
+                         "that `segcost verify` and the cost model read one table)")
     if rules is not None:
-        from segcost.passes.verify_conv import load_rules
-
         if not isinstance(rules, str):
             raise InputError(f"{where}: support.rules must be a rule set name")
         try:
@@ -123,6 +127,12 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         grouped_row_overhead_pixels=reader.non_negative(accel, "accelerator.grouped_row_overhead_pixels")
         if "grouped_row_overhead_pixels" in accel else 0.0,
         memory_overlap=reader.share(accel, "accelerator.memory_overlap") if "memory_overlap" in accel else 1.0,
+        grouped_tiling=_choice(where, accel, "grouped_tiling", GROUPED_TILINGS),
+        taps_in_reduction=_flag(where, accel, "taps_in_reduction"),
+        host_io_bytes_per_cycle=reader.non_negative(accel, "accelerator.host_io_bytes_per_cycle")
+        if "host_io_bytes_per_cycle" in accel else 0.0,
+        host_dtype=reader.dtype(accel, "accelerator.host_dtype", name="host_dtype") if "host_dtype" in accel
+        else "float32",
         **{key: reader.fraction(accel, f"accelerator.{key}", key) for key in (
             "unaligned_efficiency", "unaligned_vector_efficiency", "unaligned_depthwise_efficiency")
             if key in accel},
@@ -134,6 +144,20 @@ def parse_profile(text: str, where: str = "profile") -> TargetProfile:
         rules=rules,
         fallback=_fallback(reader, data["fallback"]) if "fallback" in data else None, source=where,
     )
+
+
+def _flag(where: str, table: dict, key: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{where}: accelerator.{key} must be true or false")
+    return value
+
+
+def _choice(where: str, table: dict, key: str, allowed: tuple[str, ...]) -> str:
+    value = table.get(key, allowed[0])
+    if value not in allowed:
+        raise InputError(f"{where}: accelerator.{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _memory_levels(reader: _Reader, levels: Any, clock_ghz: float) -> tuple[MemoryLevel, ...]:
@@ -248,14 +272,17 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
         text = f"{key} = {_toml_value(value)}"
         return f"{text:<40} # {notes[path]}" if path in notes else text
 
+    defaults = {item.name: item.default for item in fields(TargetProfile)}
     out = [f"# {row}" if row else "#" for row in header.splitlines()]
     out += ["[profile]", line("profile.name", "name", profile.name),
             line("profile.description", "description", profile.description), "", "[accelerator]"]
     for key in ("clock_ghz", "macs_per_cycle", "dtype", "align_width", "vector_flops_per_cycle",
                 "layer_overhead_cycles", "run_overhead_us", "unaligned_efficiency", "unaligned_vector_efficiency",
-                "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels"):
-        if getattr(profile, key) is not None:
-            out.append(line(f"accelerator.{key}", key, getattr(profile, key)))
+                "unaligned_depthwise_efficiency", "memory_overlap", "grouped_row_overhead_pixels", "grouped_tiling",
+                "taps_in_reduction", "host_io_bytes_per_cycle", "host_dtype"):
+        value = getattr(profile, key)
+        if value is not None and value != defaults.get(key):   # a default needs no line (and has no source)
+            out.append(line(f"accelerator.{key}", key, value))
     out += ["", "[accelerator.efficiency]"]
     out += [line(f"accelerator.efficiency.{kind}", kind, profile.efficiency[kind]) for kind in (*MAC_KINDS, TRANSPOSED)]
     for index, level in enumerate(profile.memory):
@@ -265,7 +292,8 @@ def profile_to_toml(profile: TargetProfile, notes: dict[str, str] | None = None,
         out.append(line(f"memory[{index}].bytes_per_cycle", "bytes_per_cycle", level.bytes_per_cycle))
     out += ["", "[support]", line("support.fused_activations_free", "fused_activations_free",
                                   profile.fused_activations_free)]
-    out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
+    if profile.rules is None:
+        out.append(line("support.ops", "ops", "*" if profile.supported_ops is None else sorted(profile.supported_ops)))
     out.append(line("support.free_ops", "free_ops", sorted(profile.free_ops)))
     out.append(line("support.fused_into_conv_ops", "fused_into_conv_ops", sorted(profile.fused_into_conv_ops)))
     if profile.blocked_layout:

@@ -138,7 +138,7 @@ def test_run_point_int8_and_errors():
     # 3x3/2 stem 16x16x16x27 + dw 3x3/2 8x8x16x9 + dw 5x5 8x8x16x25 + head 1x1 16x16x4x32
     assert fp32.macs == int8.macs == 16 * 16 * 16 * 27 + 8 * 8 * 16 * 9 + 8 * 8 * 16 * 25 + 16 * 16 * 4 * 32
     assert int8.weight_bytes < fp32.weight_bytes
-    assert fp32.findings >= 1 and "dw-kernel-stride" in fp32.finding_rules
+    assert fp32.findings == 0   # depthwise 5x5 stride 1 runs under both TI rule sets (issue 17)
     assert fp32.ort_ms > 0 and fp32.latency_ms > 0
     bad_shape = PointResult.from_dict(run_point(points[1]))
     assert bad_shape.status == "error" and bad_shape.error.startswith("export failed")
