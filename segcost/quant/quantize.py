@@ -15,7 +15,8 @@ not re-implement either). segcost chooses the format per target and post-process
   the accelerator requires; ``pow2_scales`` rounds scales to powers of two (first-generation
   devices, usually with per-tensor weights).
 
-Concat inputs always share the output's scale (ShareConcatScalesPass).
+Concat inputs share the output's scale where their ranges allow (ShareConcatScalesPass in
+segcost.passes.qdq_share: a whole-graph union-find; other inputs are requantized on the edge).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassManager
-    from segcost.passes.qdq import PowerOfTwoScalesPass, ShareConcatScalesPass
+    from segcost.passes.qdq import PowerOfTwoScalesPass
+    from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
 
     if options.method not in METHODS:
         raise InputError(f"unknown calibration method {options.method!r} ({', '.join(METHODS)})")
@@ -164,4 +166,5 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps, count_macs=False)(int8_graph)
     notes = [note for record in result.records for note in record.notes]
+    notes += [f"check failed: {problem}" for problem in concat_scale_mismatches(result.graph)]
     return QuantizeResult(to_model(result.graph), result.graph, float_model, source, notes)
