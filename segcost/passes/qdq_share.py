@@ -220,9 +220,10 @@ class ShareConcatScalesPass(PassBase):
             self._requantize_edge(graph, concat, tensor, params[groups.find(graph.node(concat).outputs[0])])
         if shared or requantize:
             requantize_biases(graph)
-        notes = [f"Concat scales: {len({groups.find(t) for t in members})} shared-scale groups over "
-                 f"{len({concat for concat, _, _ in edges})} Concats; {shared} tensors set to their group's scale, "
-                 f"{len(requantize)} Concat inputs requantized (range more than {SHARE_RATIO:g}x from the group's)"]
+        summary = (f"Concat scales: {len({groups.find(t) for t in members})} shared-scale groups over "
+                   f"{len({concat for concat, _, _ in edges})} Concats; {shared} tensors set to their group's scale, "
+                   f"{len(requantize)} Concat inputs requantized (range more than {SHARE_RATIO:g}x from the group's)")
+        notes = [summary]
         notes += self._degraded(graph, edges, members, groups)
         return PassResult(graph, bool(shared or requantize), notes)
 

@@ -27,10 +27,20 @@ class LayerSQNR:
 
 @dataclass
 class OutputAgreement:
+    """How close the int8 output is to the float one, over all samples.
+
+    sqnr_db = 10·log10(Σf² / Σ(f − q)²); relative_error = ‖f − q‖ / ‖f‖ (L2 over all
+    elements); cosine = Σfq / (‖f‖‖q‖), 0 when either output is all zeros (no direction
+    agrees with nothing). All-zero int8 output: `all_zero` is set and `drop()` is 100.
+    """
+
     name: str
+    sqnr_db: float
+    relative_error: float
     max_abs_error: float
     cosine_similarity: float
     argmax_agreement_pct: float | None  # per-pixel argmax over channels (segmentation outputs)
+    all_zero: bool = False
 
 
 @dataclass
@@ -49,7 +59,13 @@ class AccuracyReport:
         return self.miou_float - self.miou_int8
 
     def drop(self) -> float:
-        """The accuracy drop `--max-drop` is checked against: mIoU points, else % pixels whose class changed."""
+        """The accuracy drop `--max-drop` is checked against, in percentage points.
+
+        mIoU percentage points when there are labels, else the % of pixels whose class
+        changed; 100 when an int8 output is all zeros and the float one is not.
+        """
+        if any(output.all_zero for output in self.outputs):
+            return 100.0
         if self.miou_drop is not None:
             return self.miou_drop
         agreement = self.outputs[0].argmax_agreement_pct if self.outputs else None
@@ -71,8 +87,16 @@ def _activation_pairs(int8_model: onnx.ModelProto) -> list[tuple[str, str, str, 
         twin = next((user.output[0] for user in consumers.get(node.output[0], []) if user.op_type == "DequantizeLinear"),
                     None)
         producer = producers.get(node.input[0])
-        if twin is not None and producer is not None:
-            pairs.append((node.input[0], twin, producer.name, producer.op_type))
+        if twin is None or producer is None:
+            continue
+        if producer.op_type == "DequantizeLinear":  # a Concat edge requantized to its Concat's scale
+            first_q = producers.get(producer.input[0])
+            source = producers.get(first_q.input[0]) if first_q is not None else None
+            concat = next((user.name for user in consumers.get(twin, []) if user.op_type == "Concat"), "?")
+            if first_q is not None and source is not None:
+                pairs.append((first_q.input[0], twin, f"{source.name} -> {concat}", "Concat input"))
+            continue
+        pairs.append((node.input[0], twin, producer.name, producer.op_type))
     return pairs
 
 
@@ -108,6 +132,13 @@ def miou_from_confusion(matrix: np.ndarray) -> float:
     return float(100.0 * np.mean(intersection[present] / union[present])) if present.any() else 0.0
 
 
+def _sqnr(signal: float, noise: float) -> float:
+    """10·log10(signal/noise) dB; inf when exact; 0 dB for a zero signal with noise (never flatters)."""
+    if noise == 0:
+        return float("inf")
+    return float(10 * np.log10(signal / noise)) if signal > 0 else 0.0
+
+
 RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
 
 
@@ -123,9 +154,10 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     output_names = [output.name for output in float_model.graph.output]
     float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in pairs]))
     int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in pairs]))
-    signal = {tensor: 0.0 for tensor, *_ in pairs}
+    signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
-    stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "agree": 0, "pixels": 0} for name in output_names}
+    stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0, "pixels": 0}
+             for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
     notes: list[str] = []
@@ -135,8 +167,8 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
         int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
         for tensor, twin, *_ in pairs:
             reference = float_values[tensor].astype(np.float64)
-            signal[tensor] += float(np.sum(reference ** 2))
-            noise[tensor] += float(np.sum((reference - int8_values[twin]) ** 2))
+            signal[twin] += float(np.sum(reference ** 2))
+            noise[twin] += float(np.sum((reference - int8_values[twin]) ** 2))
         for name in output_names:
             a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
             entry = stats[name]
@@ -144,6 +176,7 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
             entry["dot"] += float(np.sum(a * b))
             entry["aa"] += float(np.sum(a * a))
             entry["bb"] += float(np.sum(b * b))
+            entry["dd"] += float(np.sum((a - b) ** 2))
             if a.ndim == 4 and a.shape[1] > 1:
                 entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
                 entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
@@ -163,12 +196,16 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     outputs = []
     for name, entry in stats.items():
         norm = np.sqrt(entry["aa"] * entry["bb"])
+        all_zero = entry["bb"] == 0 and entry["aa"] > 0
+        if all_zero:
+            notes.append(f"output {name!r} of the int8 model is all zeros (the float model's is not)")
         outputs.append(OutputAgreement(
-            name, entry["max_abs"], float(entry["dot"] / norm) if norm else 1.0,
-            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None))
-    layers = [LayerSQNR(tensor, producer, op_type,
-                        float(10 * np.log10(signal[tensor] / noise[tensor])) if noise[tensor] > 0 else float("inf"))
-              for tensor, _, producer, op_type in pairs]
+            name, _sqnr(entry["aa"], entry["dd"]),
+            float(np.sqrt(entry["dd"] / entry["aa"])) if entry["aa"] else (0.0 if entry["dd"] == 0 else float("inf")),
+            entry["max_abs"], float(entry["dot"] / norm) if norm else 0.0,
+            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None, all_zero))
+    layers = [LayerSQNR(tensor, producer, op_type, _sqnr(signal[twin], noise[twin]))
+              for tensor, twin, producer, op_type in pairs]
     layers.sort(key=lambda layer: layer.sqnr_db)
     report = AccuracyReport(samples, outputs, layers, notes=notes)
     if confusion_float is not None:
