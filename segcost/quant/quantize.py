@@ -63,6 +63,7 @@ class QuantizeOptions:
     target: str = "cpu"
     exclude_nodes: tuple[str, ...] = ()
     seed: int = 0
+    float_fallback: bool = True   # keep Concats of mismatched ranges and their readers in float
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -174,6 +175,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.passes import EliminateDeadNodesPass, PassManager
     from segcost.passes.qdq import PowerOfTwoScalesPass
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
+    from segcost.quant.fallback import mismatched_concats
     from segcost.quant.prepare import prepare_for_quantizer, reattach_biases
     from segcost.quant.ranges import collect_ranges
 
@@ -206,6 +208,9 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         onnx.save_model(prepared.model, quantizer_path)
         try:
             ranges = collect_ranges(calibrated_path, source, method, Path(directory), progress)
+            if options.float_fallback:
+                keep, fallback_notes = mismatched_concats(graph, ranges)
+                excluded += [name for name in keep if name not in excluded]
             quantize_static(
                 quantizer_path, output, None, quant_format=QuantFormat.QDQ,
                 per_channel=prepared.per_channel,
@@ -224,7 +229,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
                                     f"workaround: {hint}, or --per-tensor") from None
         quantized = onnx.load(output)  # weights inline: the temp dir goes away
     int8_graph = load_model(quantized, label="int8")
-    notes = list(prepared.notes)
+    notes = list(prepared.notes) + (fallback_notes if options.float_fallback else [])
     if prepared.detached_biases:
         restored = reattach_biases(int8_graph, prepared, float_model)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
