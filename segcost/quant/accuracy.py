@@ -139,6 +139,7 @@ def _sqnr(signal: float, noise: float) -> float:
     return float(10 * np.log10(signal / noise)) if signal > 0 else 0.0
 
 
+PER_RUN_BYTES = 512 << 20   # compared activations returned by one onnxruntime run, per model
 RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
 
 
@@ -152,8 +153,6 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
         if tensor in float_tensors:
             pairs.append((tensor, twin, producer, op_type))
     output_names = [output.name for output in float_model.graph.output]
-    float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in pairs]))
-    int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in pairs]))
     signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
     stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0, "pixels": 0}
@@ -161,38 +160,86 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     confusion_float = confusion_int8 = None
     samples = 0
     notes: list[str] = []
-    for sample in source:
-        samples += 1
-        float_values = dict(zip([o.name for o in float_session.get_outputs()], float_session.run(None, sample.feeds)))
-        int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
-        for tensor, twin, *_ in pairs:
-            reference = float_values[tensor].astype(np.float64)
-            signal[twin] += float(np.sum(reference ** 2))
-            noise[twin] += float(np.sum((reference - int8_values[twin]) ** 2))
-        for name in output_names:
-            a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
-            entry = stats[name]
-            entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
-            entry["dot"] += float(np.sum(a * b))
-            entry["aa"] += float(np.sum(a * a))
-            entry["bb"] += float(np.sum(b * b))
-            entry["dd"] += float(np.sum((a - b) ** 2))
-            if a.ndim == 4 and a.shape[1] > 1:
-                entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
-                entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
-        first = float_values[output_names[0]]
-        if sample.label is not None and first.ndim == 4 and tuple(sample.label.shape) != tuple(first.shape[2:]):
-            mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
-                        f"{output_names[0]!r} is {'x'.join(map(str, first.shape[2:]))} (no upsampling to the input)")
-            if mismatch not in notes:
-                notes.append(mismatch)
-        elif sample.label is not None and first.ndim == 4:
-            classes = first.shape[1]
-            if confusion_float is None:
-                confusion_float = np.zeros((classes, classes), np.int64)
-                confusion_int8 = np.zeros((classes, classes), np.int64)
-            confusion_float += confusion(first.argmax(1)[0], sample.label, classes)
-            confusion_int8 += confusion(int8_values[output_names[0]].argmax(1)[0], sample.label, classes)
+    chunks = _chunks(pairs, _tensor_bytes(float_model)) or [[]]
+    for index, chunk in enumerate(chunks):
+        float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in chunk]))
+        int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in chunk]))
+        for sample in source:
+            float_values = dict(zip([o.name for o in float_session.get_outputs()],
+                                    float_session.run(None, sample.feeds)))
+            int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
+            for tensor, twin, *_ in chunk:
+                reference = float_values[tensor].astype(np.float64)
+                signal[twin] += float(np.sum(reference ** 2))
+                noise[twin] += float(np.sum((reference - int8_values[twin]) ** 2))
+            if index == 0:
+                samples += 1
+                confusion_float, confusion_int8 = _compare_outputs(
+                    float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8)
+        del float_session, int8_session
+    return _report(samples, output_names, stats, pairs, signal, noise, notes, confusion_float, confusion_int8)
+
+
+def _tensor_bytes(model: onnx.ModelProto) -> dict[str, int]:
+    """float32 bytes of each tensor with a known shape in `model` (symbolic dims count as 1: one sample)."""
+    sizes = {}
+    for info in list(model.graph.value_info) + list(model.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        sizes[info.name] = 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
+    return sizes
+
+
+def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> list[list]:
+    """Split the compared tensors so that one run returns at most `budget` bytes of them per model.
+
+    Every requested tensor is an output of the session run and stays alive until the run
+    returns: all of a 576x576 UperNet's activations at once are gigabytes. Unknown sizes
+    count as 64 MiB.
+    """
+    budget = PER_RUN_BYTES if budget is None else budget
+    chunks: list[list] = []
+    used = budget
+    for pair in pairs:
+        size = sizes.get(pair[0], 64 << 20)
+        if used + size > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(pair)
+        used += size
+    return chunks
+
+
+def _compare_outputs(float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8):
+    """Accumulate one sample's output agreement (and confusion matrices when it has labels)."""
+    for name in output_names:
+        a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
+        entry = stats[name]
+        entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
+        entry["dot"] += float(np.sum(a * b))
+        entry["aa"] += float(np.sum(a * a))
+        entry["bb"] += float(np.sum(b * b))
+        entry["dd"] += float(np.sum((a - b) ** 2))
+        if a.ndim == 4 and a.shape[1] > 1:
+            entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
+            entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
+    first = float_values[output_names[0]]
+    if sample.label is not None and first.ndim == 4 and tuple(sample.label.shape) != tuple(first.shape[2:]):
+        mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
+                    f"{output_names[0]!r} is {'x'.join(map(str, first.shape[2:]))} (no upsampling to the input)")
+        if mismatch not in notes:
+            notes.append(mismatch)
+    elif sample.label is not None and first.ndim == 4:
+        classes = first.shape[1]
+        if confusion_float is None:
+            confusion_float = np.zeros((classes, classes), np.int64)
+            confusion_int8 = np.zeros((classes, classes), np.int64)
+        confusion_float += confusion(first.argmax(1)[0], sample.label, classes)
+        confusion_int8 += confusion(int8_values[output_names[0]].argmax(1)[0], sample.label, classes)
+    return confusion_float, confusion_int8
+
+
+def _report(samples, output_names, stats, pairs, signal, noise, notes, confusion_float, confusion_int8
+            ) -> AccuracyReport:
     outputs = []
     for name, entry in stats.items():
         norm = np.sqrt(entry["aa"] * entry["bb"])

@@ -95,3 +95,24 @@ def test_measure_reports_predicted_and_measured_speed_and_names_slower_layers(qm
     assert slower.int8_faster is False and slower.measured_ratio == pytest.approx(1.3)
     assert SpeedReport("cpu", 1.0, 0.5, profile_dtype="float32").int8_faster is None   # not modelled: unknown
     assert SpeedReport("tda4vm", 1.0, 0.5, profile_dtype="int8").int8_faster is True
+
+
+def test_per_layer_sqnr_in_bounded_chunks_equals_all_at_once(qm, monkeypatch):
+    import segcost.quant.accuracy as accuracy
+
+    b = qm.Builder()
+    x = b.conv("x", "input", 3, 8, kernel=3)
+    b.op("Relu", [x], "r")
+    y = b.conv("y", "r", 8, 8)
+    b.op("Relu", [y], "s")
+    b.conv("out", "s", 8, 4)
+    graph = optimize(load_model(b.model({"input": [1, 3, 16, 16]}, {"out": [1, 4, 16, 16]}))).graph
+    result = quantize_graph(graph, QuantizeOptions(calib_size=2))
+    whole = compare_models(result.float_model, result.model, result.source)
+    monkeypatch.setattr(accuracy, "PER_RUN_BYTES", 8 * 256 * 4)   # one 8x16x16 float tensor per run
+    assert len(accuracy._chunks(accuracy._activation_pairs(result.model), accuracy._tensor_bytes(result.float_model),
+                                accuracy.PER_RUN_BYTES)) >= 2
+    chunked = compare_models(result.float_model, result.model, result.source)
+    assert [(layer.tensor, round(layer.sqnr_db, 9)) for layer in chunked.layers] == \
+        [(layer.tensor, round(layer.sqnr_db, 9)) for layer in whole.layers]
+    assert chunked.outputs == whole.outputs and chunked.samples == whole.samples == 2
