@@ -75,8 +75,12 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
     `method` is an onnxruntime CalibrationMethod (MinMax, Entropy, Percentile).
     """
     import onnxruntime as ort
-    from onnxruntime.quantization.calibrate import CalibrationMethod, HistogramCollector, TensorsData, \
-        save_tensors_data
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        HistogramCollector,
+        TensorsData,
+        save_tensors_data,
+    )
 
     model = onnx.load(model_path)
     sizes = tensors_to_calibrate(model)

@@ -25,7 +25,11 @@ def _model(qm, path: Path) -> Path:
 
 @pytest.mark.parametrize("budget", [None, 8 * 256 * 4])   # all tensors in one run; one 8x16x16 tensor per run
 def test_minmax_ranges_match_onnxruntime_calibrator(qm, tmp_path, budget):
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, load_tensors_data
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        create_calibrator,
+        load_tensors_data,
+    )
 
     path = _model(qm, tmp_path / "m.onnx")
     source = open_source("synthetic", "input", (1, 3, 16, 16), 3)
