@@ -211,13 +211,16 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
              measure_runs: int | None) -> None:
     """Fuse Conv-BN(-ReLU), clean up, verify, optionally quantize to int8, and write the model."""
     import json
+    import warnings
     from pathlib import Path
 
     from segcost.fileio import write_atomic
     from segcost.optimize import optimize_model
     from segcost.reports.passes import optimize_report, render_optimize
 
-    graph, _ = _load_graph(model, input_shapes)
+    with warnings.catch_warnings():  # torch exporters' FutureWarnings are not for segcost's user
+        warnings.simplefilter("ignore", FutureWarning)
+        graph, _ = _load_graph(model, input_shapes)
     if output is None:
         suffix = ".int8.onnx" if int8 else ".optimized.onnx"
         output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix

@@ -203,9 +203,11 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         output = Path(directory) / "int8.onnx"
         # Paths, not ModelProtos: quantize_static rewrites a proto it is given (it moves
         # initializers to external data in place).
-        calibrated_path, quantizer_path = Path(directory) / "float.onnx", Path(directory) / "prepared.onnx"
-        onnx.save_model(prepared.model if not prepared.detached_biases else float_model, calibrated_path)
+        calibrated_path = quantizer_path = Path(directory) / "prepared.onnx"
         onnx.save_model(prepared.model, quantizer_path)
+        if prepared.detached_biases:  # calibrate the model as it computes, with its biases
+            calibrated_path = Path(directory) / "float.onnx"
+            onnx.save_model(float_model, calibrated_path)
         try:
             ranges = collect_ranges(calibrated_path, source, method, Path(directory), progress)
             if options.float_fallback:

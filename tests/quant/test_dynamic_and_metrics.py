@@ -40,6 +40,7 @@ def test_dynamic_batch_without_input_shape_keeps_the_symbol_and_runs_at_batch_3(
     result = ort.InferenceSession(str(output)).run(None, {"input": np.ones((3, 3, 32, 32), np.float32)})[0]
     assert result.shape == (3, 4, 32, 32)
     if int8:
+        assert "pre-process" not in err and "Warning" not in err   # onnxruntime's quantizer chatter stays quiet
         assert "QuantizeLinear" in {node.op_type for node in written.graph.node}
         assert "argmax agreement" in out
 
