@@ -115,6 +115,7 @@ def _session(model: onnx.ModelProto):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.enable_cpu_mem_arena = False   # tensors freed as they die: the compared chunk is the only surplus
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
