@@ -151,6 +151,13 @@ def _quiet_quantizer():
         root.removeHandler(sink)
 
 
+def _save_external(model: onnx.ModelProto, path: Path) -> None:
+    """Save with weights in `<path>.data`; on a copy, since onnx.save_model moves the data out of the proto."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(copy, path, save_as_external_data=True, location=f"{path.name}.data")
+
+
 def _layer_in(message: str, graph: Graph) -> str | None:
     names = sorted((graph.node(key).name for key in graph.dag if graph.node(key).name), key=len, reverse=True)
     return next((name for name in names if name in message), None)
@@ -203,11 +210,12 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         output = Path(directory) / "int8.onnx"
         # Paths, not ModelProtos: quantize_static rewrites a proto it is given (it moves
         # initializers to external data in place).
+        # Weights as external data: the calibrator then re-reads only the graph for each chunk.
         calibrated_path = quantizer_path = Path(directory) / "prepared.onnx"
-        onnx.save_model(prepared.model, quantizer_path)
+        _save_external(prepared.model, quantizer_path)
         if prepared.detached_biases:  # calibrate the model as it computes, with its biases
             calibrated_path = Path(directory) / "float.onnx"
-            onnx.save_model(float_model, calibrated_path)
+            _save_external(float_model, calibrated_path)
         try:
             ranges = collect_ranges(calibrated_path, source, method, Path(directory), progress)
             if options.float_fallback:

@@ -82,7 +82,7 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
         save_tensors_data,
     )
 
-    model = onnx.load(model_path)
+    model = onnx.load(model_path, load_external_data=False)   # weights stay in their file, read by onnxruntime
     sizes = tensors_to_calibrate(model)
     inputs = {tensor.name for tensor in model.graph.input}
     chunks = _chunks({tensor: size for tensor, size in sizes.items() if tensor not in inputs},
@@ -102,8 +102,10 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
         present = {output.name for output in extra.graph.output}
         extra.graph.output.extend(onnx.helper.make_empty_tensor_value_info(tensor) for tensor in chunk
                                   if tensor not in present)
-        session = ort.InferenceSession(extra.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        chunk_path = model_path.parent / f"{model_path.stem}.chunk.onnx"   # beside the external data it names
+        onnx.save_model(extra, chunk_path)
         del extra
+        session = ort.InferenceSession(str(chunk_path), options, providers=["CPUExecutionProvider"])
         for sample in source:
             values = dict(zip(chunk, session.run(chunk, sample.feeds))) if chunk else {}
             if chunk is chunks[0]:   # graph inputs are calibrated from the feeds, once per sample
