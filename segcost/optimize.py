@@ -53,25 +53,47 @@ class OptimizeResult:
     quantization: Any = None                        # segcost.quant.quantize.QuantizeResult
     accuracy: Any = None                            # segcost.quant.accuracy.AccuracyReport
     int8_after: AnalysisResult | None = None
+    speed: Any = None                               # segcost.quant.speed.SpeedReport
 
 
-def build_pipeline(names: list[str] | None = None, after_each=None) -> PassManager:
+def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
     names = list(names or DEFAULT_PIPELINE)
     unknown = [name for name in names if name not in PASSES]
     if unknown:
         raise InputError(f"unknown pass {unknown[0]!r} (known: {', '.join(PASSES)})")
-    return PassManager([PASSES[name]() for name in names], fixed_point=True, after_each=after_each)
+    return PassManager([PASSES[name]() for name in names], fixed_point=True, after_each=after_each,
+                       count_macs=count_macs)
+
+
+def static_view(graph: Graph) -> Graph:
+    """`graph` itself, or — when only batch dims (axis 0) of its inputs are symbolic — a copy with them set to 1.
+
+    The passes and the written model keep the symbolic batch; the analysis (exact MACs)
+    needs numbers, and counts one sample.
+    """
+    from segcost.frontends.onnx import load_model, symbolic_inputs
+    from segcost.ir.onnx_io import to_model
+
+    symbolic = symbolic_inputs(graph)
+    if not symbolic or any(axis != 0 for _, axis, _ in symbolic):
+        return graph  # static, or symbolic beyond the batch: analyze() reports it
+    shapes = {name: [1 if index == 0 else dim for index, dim in enumerate(graph.shape(name))]
+              for name in {name for name, _, _ in symbolic}}
+    return load_model(to_model(graph), shapes, label=graph.info.path)
 
 
 def optimize(graph: Graph, passes: list[str] | None = None, after_each=None, rules: str = "current",
              before_passes=None) -> OptimizeResult:
     """Analyze, run the pipeline (in place), verify, analyze again; `before_passes(graph)` runs in between."""
-    before = analyze(graph)
+    static = static_view(graph)
+    before = analyze(static)
     if before_passes is not None:
         before_passes(graph)
-    result = build_pipeline(passes, after_each)(graph)
+    # A symbolic batch: the passes run on the symbolic graph (so the written model keeps it);
+    # their per-pass MAC deltas need numbers, so they are not counted there.
+    result = build_pipeline(passes, after_each, count_macs=static is graph)(graph)
     findings = VerifyGroupedConvPass(rules=rules)(result.graph).findings
-    return OptimizeResult(result.graph, before, analyze(result.graph), result.records, findings)
+    return OptimizeResult(result.graph, before, analyze(static_view(result.graph)), result.records, findings)
 
 
 def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -81,6 +103,8 @@ def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[st
     feeds = {}
     for name in graph.inputs:
         shape = graph.shape(name)
+        if shape is not None and shape and not isinstance(shape[0], int):
+            shape = [1, *shape[1:]]  # a symbolic batch: checked at batch 1
         if shape is None or not all(isinstance(dim, int) for dim in shape):
             raise InputError(f"input {name!r} needs a static shape for the numerical check")
         if int(np.prod(shape, dtype=object)) > MAX_CHECK_ELEMENTS:
@@ -176,11 +200,13 @@ def compare_outputs(original: onnx.ModelProto, optimized: onnx.ModelProto, graph
 
 def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "current", check: bool = True,
                    after_each=None, int8=None, eval_data: str | None = None,
-                   progress=None, eval_size: int | None = None) -> OptimizeResult:
+                   progress=None, eval_size: int | None = None, measure_runs: int | None = None) -> OptimizeResult:
     """The whole `segcost optimize`: fuse and clean up, verify, check numerics, optionally quantize.
 
     `int8` is a QuantizeOptions (None: float output). Accuracy is measured on `eval_data`
-    (default: the calibration source; the synthetic source's held-out split).
+    (default: the calibration source; the synthetic source's held-out split). The int8
+    speed is predicted on the int8 target's profile; `measure_runs` also measures it in
+    onnxruntime (segcost.quant.speed).
     """
     from segcost.frontends.onnx import file_model
     from segcost.ir.onnx_io import to_model
@@ -190,7 +216,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     def prepare_check(graph: Graph) -> None:
         # after the analysis (its errors name the input to fix), before any pass or onnxruntime run
         nonlocal original
-        bound_check_memory(graph)
+        bound_check_memory(static_view(graph))  # a symbolic batch is bounded at batch 1
         # The reference is the file as onnxruntime itself parses it, not segcost's reading of
         # it: a loader bug (e.g. a payload attached to the wrong tensor) must fail the check.
         original = file_model(graph) or to_model(graph)
@@ -206,19 +232,26 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     if int8 is not None:
         from segcost.quant.accuracy import compare_models
         from segcost.quant.calibration import open_source
+        from segcost.quant.footprint import int8_view
         from segcost.quant.quantize import quantize_graph, single_image_input
+        from segcost.quant.speed import measure, predict
 
         quantized = quantize_graph(result.graph, int8, progress)
         try:
             onnx.checker.check_model(quantized.model)
         except onnx.checker.ValidationError as error:
             raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
-        name, shape = single_image_input(result.graph)
+        name, shape = single_image_input(result.graph, eval_data or int8.calibration)
         source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
                              int8.mean, int8.std, split="val")
         result.quantization = quantized
         result.accuracy = compare_models(quantized.float_model, quantized.model, source)
-        result.int8_after = analyze(quantized.graph)
+        static_float = static_view(result.graph)
+        result.int8_after = analyze(int8_view(static_float, quantized.graph))
+        result.speed = predict(static_float, static_view(quantized.graph), int8.target)
+        if measure_runs:
+            feeds = next(iter(source)).feeds
+            measure(result.speed, quantized.float_model, quantized.model, feeds, runs=measure_runs)
         result.model = quantized.model
     return result
 

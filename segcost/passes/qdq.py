@@ -4,9 +4,8 @@
   Scales are rounded *up* (s′ = 2^⌈log₂ s⌉ ≥ s) so no value that fitted before saturates;
   constant weights are requantized to the new scale, and every Conv/Gemm bias (int32,
   scale = s_x·s_w) is requantized to the product of its new input and weight scales.
-* `ShareConcatScalesPass` — a Concat of int8 tensors is a plain copy only when all inputs
-  and the output share one scale and zero point; each input's Q/DQ pair takes the Concat
-  output's (whose range covers all inputs, so nothing clips).
+* `ShareConcatScalesPass` (segcost.passes.qdq_share) — Concat scale sharing as a
+  whole-graph constraint problem.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import numpy as np
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
 
-__all__ = ["PowerOfTwoScalesPass", "ShareConcatScalesPass", "requantize_biases"]
+__all__ = ["PowerOfTwoScalesPass", "requantize_biases"]
 
 QUANTIZE, DEQUANTIZE = "QuantizeLinear", "DequantizeLinear"
 _INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-2**31, 2**31 - 1)}
@@ -120,39 +119,3 @@ class PowerOfTwoScalesPass(PassBase):
         notes = [f"{len(rounded)} scales rounded up to powers of two, {requantized} weights and {biases} biases "
                  "requantized"] if modified else []
         return PassResult(graph, modified, notes)
-
-
-class ShareConcatScalesPass(PassBase):
-    """Give every quantized Concat input the scale and zero point of the Concat's output."""
-
-    name = "share-concat-scales"
-
-    def call(self, graph: Graph) -> PassResult:
-        shared = 0
-        for key in _nodes(graph, "Concat"):
-            node = graph.node(key)
-            output_users = [graph.node(user) for user in graph.consumers(node.outputs[0])]
-            output_q = next((user for user in output_users if user.op_type == QUANTIZE), None)
-            if output_q is None:
-                continue
-            target = output_q.inputs[1:3]
-            for tensor in node.inputs:
-                dq_key = graph.producer(tensor)
-                if dq_key is None or graph.node(dq_key).op_type != DEQUANTIZE:
-                    continue
-                q_key = graph.producer(graph.node(dq_key).inputs[0])
-                if q_key is None or graph.node(q_key).op_type != QUANTIZE:
-                    continue
-                if graph.node(q_key).inputs[1:3] == target:
-                    continue
-                for pair_key in (q_key, *graph.consumers(graph.node(q_key).outputs[0])):
-                    pair = graph.node(pair_key)
-                    if pair.op_type not in (QUANTIZE, DEQUANTIZE):
-                        continue
-                    for old, new in zip(list(pair.inputs[1:3]), target):
-                        if old != new:
-                            graph.replace_input(pair_key, old, new)
-                shared += 1
-        if shared:
-            requantize_biases(graph)
-        return PassResult(graph, bool(shared), [f"{shared} Concat inputs now share the output's scale"] if shared else [])

@@ -27,10 +27,20 @@ class LayerSQNR:
 
 @dataclass
 class OutputAgreement:
+    """How close the int8 output is to the float one, over all samples.
+
+    sqnr_db = 10·log10(Σf² / Σ(f − q)²); relative_error = ‖f − q‖ / ‖f‖ (L2 over all
+    elements); cosine = Σfq / (‖f‖‖q‖), 0 when either output is all zeros (no direction
+    agrees with nothing). All-zero int8 output: `all_zero` is set and `drop()` is 100.
+    """
+
     name: str
+    sqnr_db: float
+    relative_error: float
     max_abs_error: float
     cosine_similarity: float
     argmax_agreement_pct: float | None  # per-pixel argmax over channels (segmentation outputs)
+    all_zero: bool = False
 
 
 @dataclass
@@ -49,7 +59,13 @@ class AccuracyReport:
         return self.miou_float - self.miou_int8
 
     def drop(self) -> float:
-        """The accuracy drop `--max-drop` is checked against: mIoU points, else % pixels whose class changed."""
+        """The accuracy drop `--max-drop` is checked against, in percentage points.
+
+        mIoU percentage points when there are labels, else the % of pixels whose class
+        changed; 100 when an int8 output is all zeros and the float one is not.
+        """
+        if any(output.all_zero for output in self.outputs):
+            return 100.0
         if self.miou_drop is not None:
             return self.miou_drop
         agreement = self.outputs[0].argmax_agreement_pct if self.outputs else None
@@ -71,8 +87,16 @@ def _activation_pairs(int8_model: onnx.ModelProto) -> list[tuple[str, str, str, 
         twin = next((user.output[0] for user in consumers.get(node.output[0], []) if user.op_type == "DequantizeLinear"),
                     None)
         producer = producers.get(node.input[0])
-        if twin is not None and producer is not None:
-            pairs.append((node.input[0], twin, producer.name, producer.op_type))
+        if twin is None or producer is None:
+            continue
+        if producer.op_type == "DequantizeLinear":  # a Concat edge requantized to its Concat's scale
+            first_q = producers.get(producer.input[0])
+            source = producers.get(first_q.input[0]) if first_q is not None else None
+            concat = next((user.name for user in consumers.get(twin, []) if user.op_type == "Concat"), "?")
+            if first_q is not None and source is not None:
+                pairs.append((first_q.input[0], twin, f"{source.name} -> {concat}", "Concat input"))
+            continue
+        pairs.append((node.input[0], twin, producer.name, producer.op_type))
     return pairs
 
 
@@ -91,6 +115,7 @@ def _session(model: onnx.ModelProto):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.enable_cpu_mem_arena = False   # tensors freed as they die: the compared chunk is the only surplus
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -108,6 +133,14 @@ def miou_from_confusion(matrix: np.ndarray) -> float:
     return float(100.0 * np.mean(intersection[present] / union[present])) if present.any() else 0.0
 
 
+def _sqnr(signal: float, noise: float) -> float:
+    """10·log10(signal/noise) dB; inf when exact; 0 dB for a zero signal with noise (never flatters)."""
+    if noise == 0:
+        return float("inf")
+    return float(10 * np.log10(signal / noise)) if signal > 0 else 0.0
+
+
+PER_RUN_BYTES = 512 << 20   # compared activations returned by one onnxruntime run, per model
 RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
 
 
@@ -121,54 +154,106 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
         if tensor in float_tensors:
             pairs.append((tensor, twin, producer, op_type))
     output_names = [output.name for output in float_model.graph.output]
-    float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in pairs]))
-    int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in pairs]))
-    signal = {tensor: 0.0 for tensor, *_ in pairs}
+    signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
-    stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "agree": 0, "pixels": 0} for name in output_names}
+    stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0, "pixels": 0}
+             for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
     notes: list[str] = []
-    for sample in source:
-        samples += 1
-        float_values = dict(zip([o.name for o in float_session.get_outputs()], float_session.run(None, sample.feeds)))
-        int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
-        for tensor, twin, *_ in pairs:
-            reference = float_values[tensor].astype(np.float64)
-            signal[tensor] += float(np.sum(reference ** 2))
-            noise[tensor] += float(np.sum((reference - int8_values[twin]) ** 2))
-        for name in output_names:
-            a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
-            entry = stats[name]
-            entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
-            entry["dot"] += float(np.sum(a * b))
-            entry["aa"] += float(np.sum(a * a))
-            entry["bb"] += float(np.sum(b * b))
-            if a.ndim == 4 and a.shape[1] > 1:
-                entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
-                entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
-        first = float_values[output_names[0]]
-        if sample.label is not None and first.ndim == 4 and tuple(sample.label.shape) != tuple(first.shape[2:]):
-            mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
-                        f"{output_names[0]!r} is {'x'.join(map(str, first.shape[2:]))} (no upsampling to the input)")
-            if mismatch not in notes:
-                notes.append(mismatch)
-        elif sample.label is not None and first.ndim == 4:
-            classes = first.shape[1]
-            if confusion_float is None:
-                confusion_float = np.zeros((classes, classes), np.int64)
-                confusion_int8 = np.zeros((classes, classes), np.int64)
-            confusion_float += confusion(first.argmax(1)[0], sample.label, classes)
-            confusion_int8 += confusion(int8_values[output_names[0]].argmax(1)[0], sample.label, classes)
+    chunks = _chunks(pairs, _tensor_bytes(float_model)) or [[]]
+    for index, chunk in enumerate(chunks):
+        float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in chunk]))
+        int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in chunk]))
+        for sample in source:
+            float_values = dict(zip([o.name for o in float_session.get_outputs()],
+                                    float_session.run(None, sample.feeds)))
+            int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
+            for tensor, twin, *_ in chunk:
+                reference = float_values[tensor].astype(np.float64)
+                signal[twin] += float(np.sum(reference ** 2))
+                noise[twin] += float(np.sum((reference - int8_values[twin]) ** 2))
+            if index == 0:
+                samples += 1
+                confusion_float, confusion_int8 = _compare_outputs(
+                    float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8)
+        del float_session, int8_session
+    return _report(samples, output_names, stats, pairs, signal, noise, notes, confusion_float, confusion_int8)
+
+
+def _tensor_bytes(model: onnx.ModelProto) -> dict[str, int]:
+    """float32 bytes of each tensor with a known shape in `model` (symbolic dims count as 1: one sample)."""
+    sizes = {}
+    for info in list(model.graph.value_info) + list(model.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        sizes[info.name] = 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
+    return sizes
+
+
+def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> list[list]:
+    """Split the compared tensors so that one run returns at most `budget` bytes of them per model.
+
+    Every requested tensor is an output of the session run and stays alive until the run
+    returns: all of a 576x576 UperNet's activations at once are gigabytes. Unknown sizes
+    count as 64 MiB.
+    """
+    budget = PER_RUN_BYTES if budget is None else budget
+    chunks: list[list] = []
+    used = budget
+    for pair in pairs:
+        size = sizes.get(pair[0], 64 << 20)
+        if used + size > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(pair)
+        used += size
+    return chunks
+
+
+def _compare_outputs(float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8):
+    """Accumulate one sample's output agreement (and confusion matrices when it has labels)."""
+    for name in output_names:
+        a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
+        entry = stats[name]
+        entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
+        entry["dot"] += float(np.sum(a * b))
+        entry["aa"] += float(np.sum(a * a))
+        entry["bb"] += float(np.sum(b * b))
+        entry["dd"] += float(np.sum((a - b) ** 2))
+        if a.ndim == 4 and a.shape[1] > 1:
+            entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
+            entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
+    first = float_values[output_names[0]]
+    if sample.label is not None and first.ndim == 4 and tuple(sample.label.shape) != tuple(first.shape[2:]):
+        mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
+                    f"{output_names[0]!r} is {'x'.join(map(str, first.shape[2:]))} (no upsampling to the input)")
+        if mismatch not in notes:
+            notes.append(mismatch)
+    elif sample.label is not None and first.ndim == 4:
+        classes = first.shape[1]
+        if confusion_float is None:
+            confusion_float = np.zeros((classes, classes), np.int64)
+            confusion_int8 = np.zeros((classes, classes), np.int64)
+        confusion_float += confusion(first.argmax(1)[0], sample.label, classes)
+        confusion_int8 += confusion(int8_values[output_names[0]].argmax(1)[0], sample.label, classes)
+    return confusion_float, confusion_int8
+
+
+def _report(samples, output_names, stats, pairs, signal, noise, notes, confusion_float, confusion_int8
+            ) -> AccuracyReport:
     outputs = []
     for name, entry in stats.items():
         norm = np.sqrt(entry["aa"] * entry["bb"])
+        all_zero = entry["bb"] == 0 and entry["aa"] > 0
+        if all_zero:
+            notes.append(f"output {name!r} of the int8 model is all zeros (the float model's is not)")
         outputs.append(OutputAgreement(
-            name, entry["max_abs"], float(entry["dot"] / norm) if norm else 1.0,
-            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None))
-    layers = [LayerSQNR(tensor, producer, op_type,
-                        float(10 * np.log10(signal[tensor] / noise[tensor])) if noise[tensor] > 0 else float("inf"))
-              for tensor, _, producer, op_type in pairs]
+            name, _sqnr(entry["aa"], entry["dd"]),
+            float(np.sqrt(entry["dd"] / entry["aa"])) if entry["aa"] else (0.0 if entry["dd"] == 0 else float("inf")),
+            entry["max_abs"], float(entry["dot"] / norm) if norm else 0.0,
+            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None, all_zero))
+    layers = [LayerSQNR(tensor, producer, op_type, _sqnr(signal[twin], noise[twin]))
+              for tensor, twin, producer, op_type in pairs]
     layers.sort(key=lambda layer: layer.sqnr_db)
     report = AccuracyReport(samples, outputs, layers, notes=notes)
     if confusion_float is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from segcost.errors import InputError
+from segcost.quant.arrays import header_shape, npz_keys, read_npy, read_npz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -86,22 +87,26 @@ def _check_shape(array: np.ndarray, input_shape: tuple[int, ...], where: str) ->
     return array.astype(np.float32)
 
 
+def _read_samples(path: Path, input_shape: tuple[int, ...], count: int | None, key: str | None = None) -> np.ndarray:
+    """Up to `count` samples from an .npy file or .npz member, header-checked (segcost.quant.arrays)."""
+    shape, _ = header_shape(path, key)
+    if len(shape) == len(input_shape) - 1:
+        count = None  # one sample without a batch axis
+    return read_npz(path, key, count) if key is not None else read_npy(path, count)
+
+
 def _array_file(path: Path, input_name: str, input_shape: tuple[int, ...], size: int) -> CalibrationSource:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable .npy/.npz file ({error})") from None
     labels = None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
+    if path.suffix.lower() == ".npz":
+        keys = npz_keys(path)
         if not keys:
             raise InputError(f"{path}: empty .npz")
         key = input_name if input_name in keys else ("input" if "input" in keys else keys[0])
-        data = loaded[key]
-        labels = loaded["labels"] if "labels" in keys else None
+        data = _read_samples(path, input_shape, size, key)
+        labels = read_npz(path, "labels", size) if "labels" in keys else None
     else:
-        data = loaded
-    batch = _check_shape(np.asarray(data), input_shape, str(path))
+        data = _read_samples(path, input_shape, size)
+    batch = _check_shape(data, input_shape, str(path))
     if labels is not None and (labels.shape[0] != batch.shape[0] or labels.shape[-2:] != batch.shape[-2:]):
         raise InputError(f"{path}: labels {list(labels.shape)} do not match inputs {list(batch.shape)}")
     count = min(size, batch.shape[0])
@@ -110,13 +115,25 @@ def _array_file(path: Path, input_name: str, input_shape: tuple[int, ...], size:
     return CalibrationSource(input_name, input_shape, loaders, f"{count} samples from {path}")
 
 
+def array_file_sample_shape(spec: str, input_name: str) -> tuple[int, ...] | None:
+    """Shape of one sample (without the batch axis) of a .npy/.npz calibration file; None for other specs."""
+    path = Path(spec)
+    if path.suffix.lower() not in ARRAY_SUFFIXES or not path.is_file():
+        return None
+    key = None
+    if path.suffix.lower() == ".npz":
+        keys = npz_keys(path)
+        key = input_name if input_name in keys else ("input" if "input" in keys else (keys[0] if keys else None))
+    shape, _ = header_shape(path, key)
+    return tuple(shape[1:]) if len(shape) == 4 else (tuple(shape) if len(shape) == 3 else None)
+
+
 def _file_loader(path: Path, input_name: str, input_shape: tuple[int, ...], mean, std) -> Callable[[], Sample]:
     def load() -> Sample:
         if path.suffix.lower() in ARRAY_SUFFIXES:
-            array = np.load(path, allow_pickle=False)
-            if isinstance(array, np.lib.npyio.NpzFile):
-                array = array[list(array.keys())[0]]
-            return Sample({input_name: _check_shape(np.asarray(array), input_shape, str(path))})
+            key = npz_keys(path)[0] if path.suffix.lower() == ".npz" and npz_keys(path) else None
+            return Sample({input_name: _check_shape(_read_samples(path, input_shape, 1, key), input_shape,
+                                                    str(path))})
         image = read_image(path)
         return Sample({input_name: image_to_input(image, input_shape, mean, std)})
 
@@ -204,6 +221,9 @@ def _synthetic(input_name: str, input_shape: tuple[int, ...], size: int, seed: i
 
         return CalibrationSource(input_name, input_shape, [lambda i=i: noise(i) for i in range(size)],
                                  f"{size} standard-normal tensors")
+    if height < 16 or width < 16:
+        raise InputError(f"synthetic calibration images need at least 16x16 pixels; the input is {height}x{width} "
+                         "(give --calib with a folder or a .npy/.npz file)")
     dataset = SyntheticShapes(height=height, width=width, seed=seed)
     indices = list(dataset.split(split))[:size]
 

@@ -15,27 +15,40 @@ not re-implement either). segcost chooses the format per target and post-process
   the accelerator requires; ``pow2_scales`` rounds scales to powers of two (first-generation
   devices, usually with per-tensor weights).
 
-Concat inputs always share the output's scale (ShareConcatScalesPass).
+Concat inputs share the output's scale where their ranges allow (ShareConcatScalesPass in
+segcost.passes.qdq_share: a whole-graph union-find; other inputs are requantized on the edge).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
-from segcost.errors import InputError
+from segcost.errors import InputError, SegcostError
 from segcost.ir import Graph
-from segcost.quant.calibration import IMAGENET_MEAN, IMAGENET_STD, CalibrationSource, open_source
+from segcost.quant.calibration import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CalibrationSource,
+    open_source,
+)
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("cpu", "tda4vm")
 # Ops that move or resample values without arithmetic worth quantizing; a run of them in
 # front of a graph output is the "output tail" kept in float for target cpu.
 TAIL_OPS = frozenset({"Resize", "Upsample", "Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+class QuantizationError(SegcostError):
+    """onnxruntime's quantizer failed on this model; the message names the layer and a workaround."""
 
 
 @dataclass
@@ -50,6 +63,7 @@ class QuantizeOptions:
     target: str = "cpu"
     exclude_nodes: tuple[str, ...] = ()
     seed: int = 0
+    float_fallback: bool = True   # keep Concats of mismatched ranges and their readers in float
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -63,36 +77,30 @@ class QuantizeResult:
     notes: list[str] = field(default_factory=list)
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over a CalibrationSource, reporting progress."""
+def single_image_input(graph: Graph, calibration: str | None = None) -> tuple[str, tuple[int, ...]]:
+    """(name, shape of one sample) of the model's only input; a symbolic batch dim becomes 1.
 
-    def __init__(self, source: CalibrationSource, progress: Callable[[int, int], None] | None):
-        self.iterator = iter(source)
-        self.total = len(source)
-        self.done = 0
-        self.progress = progress
-
-    def get_next(self):
-        sample = next(self.iterator, None)
-        if sample is None:
-            return None
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-        return sample.feeds
-
-    def rewind(self):  # onnxruntime's reader protocol; our source is single-pass per quantization
-        pass
-
-
-def single_image_input(graph: Graph) -> tuple[str, tuple[int, ...]]:
+    Other symbolic dims are taken from the calibration data when it is a .npy/.npz file
+    (read from its header); otherwise they need --input-shape. Raises InputError.
+    """
     if len(graph.inputs) != 1:
         raise InputError(f"int8 calibration supports one-input models; this one has {len(graph.inputs)}")
     name = graph.inputs[0]
     shape = graph.shape(name)
-    if shape is None or not all(isinstance(dim, int) for dim in shape):
-        raise InputError(f"input {name!r} needs a static shape for calibration (--input-shape)")
-    return name, tuple(shape)
+    if shape is None:
+        raise InputError(f"input {name!r} has no known rank; give --input-shape {name}=1x3xHxW")
+    dims = [1 if index == 0 and not isinstance(dim, int) else dim for index, dim in enumerate(shape)]
+    if not all(isinstance(dim, int) for dim in dims) and calibration is not None:
+        from segcost.quant.calibration import array_file_sample_shape
+
+        data_shape = array_file_sample_shape(calibration, name)
+        if data_shape is not None and len(data_shape) == len(dims) - 1:
+            dims = [dims[0]] + [dim if isinstance(dim, int) else data_shape[index]
+                                for index, dim in enumerate(dims[1:])]
+    if not all(isinstance(dim, int) for dim in dims):
+        raise InputError(f"input {name!r} has symbolic dims {list(shape)}: calibration needs --input-shape "
+                         f"{name}=1x3xHxW (or a .npy/.npz calibration file, whose shape is used)")
+    return name, tuple(dims)
 
 
 def float_output_tail(graph: Graph) -> list[str]:
@@ -115,15 +123,68 @@ def float_output_tail(graph: Graph) -> list[str]:
     return tail
 
 
+def _check_excluded(graph: Graph, names: tuple[str, ...]) -> None:
+    known = {graph.node(key).name or key for key in graph.dag}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        close = sorted(known, key=lambda name: (unknown[0] not in name, len(name)))[:3]
+        raise InputError(f"--exclude-nodes: no node named {unknown[0]!r} in the fused graph "
+                         f"(names look like: {', '.join(close)}; `segcost analyze` lists them)")
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """onnxruntime's quantizer logs "please pre-process" warnings on the root logger and raises
+    Future/Deprecation warnings; none of it is for segcost's user (segcost runs its own fusions)."""
+    root = logging.getLogger()
+    silence, sink = logging.Filter("segcost.never"), logging.NullHandler()
+    root.addFilter(silence)
+    root.addHandler(sink)  # keeps logging.warning() from installing a stderr handler on the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        root.removeFilter(silence)
+        root.removeHandler(sink)
+
+
+def _save_external(model: onnx.ModelProto, path: Path) -> None:
+    """Save with weights in `<path>.data`; on a copy, since onnx.save_model moves the data out of the proto."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(copy, path, save_as_external_data=True, location=f"{path.name}.data")
+
+
+def _layer_in(message: str, graph: Graph) -> str | None:
+    names = sorted((graph.node(key).name for key in graph.dag if graph.node(key).name), key=len, reverse=True)
+    return next((name for name in names if name in message), None)
+
+
 def quantize_graph(graph: Graph, options: QuantizeOptions,
                    progress: Callable[[int, int], None] | None = None) -> QuantizeResult:
-    """Quantize a float IR (fuse first: BatchNorm must already be folded); returns the QDQ model."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    """Quantize a float IR (fuse first: BatchNorm must already be folded); returns the QDQ model.
+
+    Raises InputError for bad options or data, QuantizationError (naming the layer and a
+    workaround) when onnxruntime's quantizer fails.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassManager
-    from segcost.passes.qdq import PowerOfTwoScalesPass, ShareConcatScalesPass
+    from segcost.passes.qdq import PowerOfTwoScalesPass
+    from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
+    from segcost.quant.fallback import mismatched_concats
+    from segcost.quant.prepare import prepare_for_quantizer, reattach_biases
+    from segcost.quant.ranges import collect_ranges
 
     if options.method not in METHODS:
         raise InputError(f"unknown calibration method {options.method!r} ({', '.join(METHODS)})")
@@ -131,37 +192,62 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         raise InputError(f"unknown quantization target {options.target!r} ({', '.join(TARGETS)})")
     if options.calib_size <= 0:
         raise InputError("--calib-size must be positive")
-    input_name, input_shape = single_image_input(graph)
+    _check_excluded(graph, options.exclude_nodes)
+    input_name, input_shape = single_image_input(graph, options.calibration)
     source = open_source(options.calibration, input_name, input_shape, options.calib_size, options.seed,
                          options.mean, options.std, split="train")
     if len(source) == 0:
         raise InputError(f"calibration data {options.calibration!r} gave no samples")
     float_model = to_model(graph)
+    prepared = prepare_for_quantizer(float_model, options.per_channel)
     excluded = list(options.exclude_nodes)
     if options.target == "cpu":
         excluded += [name for name in float_output_tail(graph) if name not in excluded]
     symmetric = options.target == "tda4vm"
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.method]
-    with tempfile.TemporaryDirectory(prefix="segcost-int8-") as directory:
+    with tempfile.TemporaryDirectory(prefix="segcost-int8-") as directory, _quiet_quantizer():
         output = Path(directory) / "int8.onnx"
-        # A path, not the ModelProto: quantize_static rewrites a proto it is given (it moves
+        # Paths, not ModelProtos: quantize_static rewrites a proto it is given (it moves
         # initializers to external data in place).
-        float_path = Path(directory) / "float.onnx"
-        onnx.save_model(float_model, float_path)
-        quantize_static(
-            float_path, output, _Reader(source, progress), quant_format=QuantFormat.QDQ,
-            per_channel=options.per_channel,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method, nodes_to_exclude=excluded or None,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-        )
+        # Weights as external data: the calibrator then re-reads only the graph for each chunk.
+        calibrated_path = quantizer_path = Path(directory) / "prepared.onnx"
+        _save_external(prepared.model, quantizer_path)
+        if prepared.detached_biases:  # calibrate the model as it computes, with its biases
+            calibrated_path = Path(directory) / "float.onnx"
+            _save_external(float_model, calibrated_path)
+        try:
+            ranges = collect_ranges(calibrated_path, source, method, Path(directory), progress)
+            if options.float_fallback:
+                keep, fallback_notes = mismatched_concats(graph, ranges)
+                excluded += [name for name in keep if name not in excluded]
+            quantize_static(
+                quantizer_path, output, None, quant_format=QuantFormat.QDQ,
+                per_channel=prepared.per_channel,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=method, nodes_to_exclude=excluded or None, calibration_cache_path=ranges,
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            )
+        except (InputError, MemoryError):
+            raise
+        except Exception as error:  # noqa: BLE001 - onnxruntime's quantizer raises bare numpy/ORT errors
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            layer = _layer_in(str(error), graph)
+            where = f" at layer {layer!r}" if layer else ""
+            hint = (f"--exclude-nodes {layer}" if layer else "--exclude-nodes LAYER (see `segcost analyze` for names)")
+            raise QuantizationError(f"onnxruntime's quantizer failed{where}: {type(error).__name__}: {message}; "
+                                    f"workaround: {hint}, or --per-tensor") from None
         quantized = onnx.load(output)  # weights inline: the temp dir goes away
     int8_graph = load_model(quantized, label="int8")
+    notes = list(prepared.notes) + (fallback_notes if options.float_fallback else [])
+    if prepared.detached_biases:
+        restored = reattach_biases(int8_graph, prepared, float_model)
+        notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
     steps = [ShareConcatScalesPass()]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps, count_macs=False)(int8_graph)
-    notes = [note for record in result.records for note in record.notes]
+    notes += [note for record in result.records for note in record.notes]
+    notes += [f"check failed: {problem}" for problem in concat_scale_mismatches(result.graph)]
     return QuantizeResult(to_model(result.graph), result.graph, float_model, source, notes)

@@ -66,23 +66,37 @@ def render_optimize(result) -> str:
 
 
 def render_int8(result) -> str:
+    """int8 summary, leading with SQNR and relative error of each output, then speed, notes, worst layers."""
     from tabulate import tabulate
 
-    accuracy, quantization = result.accuracy, result.quantization
+    accuracy, quantization, speed = result.accuracy, result.quantization, result.speed
     after, int8_after = result.after.totals, result.int8_after.totals
-    lines = [f"int8: calibrated on {quantization.source.description}; "
-             + "; ".join(note for note in quantization.notes if note),
-             f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); weights {human_bytes(int8_after.weight_bytes)} "
-             f"(float {human_bytes(after.weight_bytes)})"]
+    lines = [f"int8: calibrated on {quantization.source.description}"]
     for output in accuracy.outputs:
         agreement = "" if output.argmax_agreement_pct is None else \
             f", argmax agreement {output.argmax_agreement_pct:.2f}%"
-        lines.append(f"output {output.name}: max abs error {output.max_abs_error:.4g}, cosine "
-                     f"{output.cosine_similarity:.5f}{agreement} ({accuracy.samples} samples)")
+        lines.append(f"output {output.name}: SQNR {output.sqnr_db:.1f} dB, relative error {output.relative_error:.4f}"
+                     f"{agreement}, cosine {output.cosine_similarity:.5f}, max abs error {output.max_abs_error:.4g} "
+                     f"({accuracy.samples} samples)")
     if accuracy.miou_drop is not None:
-        lines.append(f"mIoU: float {accuracy.miou_float:.2f}, int8 {accuracy.miou_int8:.2f}, "
-                     f"drop {accuracy.miou_drop:.2f} points")
+        lines.append(f"mIoU: float {accuracy.miou_float:.2f}%, int8 {accuracy.miou_int8:.2f}%, "
+                     f"drop {accuracy.miou_drop:.2f} percentage points")
     lines.extend(accuracy.notes)
+    lines.append(f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); weights {human_bytes(int8_after.weight_bytes)} "
+                 f"(float {human_bytes(after.weight_bytes)}); activations {human_bytes(int8_after.activation_bytes)} "
+                 f"(float {human_bytes(after.activation_bytes)})")
+    if speed is not None:
+        caveat = ("; this profile models float32 kernels: int8 arithmetic is not costed faster, only the "
+                  "Q/DQ work and smaller tensors — measure with --measure N") if speed.profile_dtype == "float32" else ""
+        lines.append(f"predicted on {speed.profile} (cost model): fp32 {speed.predicted_fp32_ms:.3g} ms, int8 "
+                     f"{speed.predicted_int8_ms:.3g} ms (int8/fp32 {speed.predicted_ratio:.2f}{caveat})")
+        if speed.measured_ratio is not None:
+            lines.append(f"measured: fp32 {speed.measured_fp32_ms:.3g} ms, int8 {speed.measured_int8_ms:.3g} ms "
+                         f"(int8/fp32 {speed.measured_ratio:.2f}; {speed.measure_setup})")
+        if speed.int8_faster is False:
+            lines.append("int8 is NOT faster than fp32 here; layers costing most extra time in int8: "
+                         + ", ".join(f"{name} ({op}, +{ms:.3g} ms)" for name, op, ms in speed.slower_layers))
+    lines.extend(f"note: {note}" for note in quantization.notes if note)
     worst = accuracy.layers[:5]
     if worst:
         lines.append("most sensitive layers (lowest SQNR):")
@@ -104,5 +118,8 @@ def optimize_report(result, model: str | None, output: str) -> dict:
             "miou_float": accuracy.miou_float, "miou_int8": accuracy.miou_int8, "miou_drop": accuracy.miou_drop,
             "accuracy_notes": accuracy.notes,
             "layers_by_sensitivity": [asdict(layer) for layer in accuracy.layers],
+            "speed": None if result.speed is None else {**asdict(result.speed),
+                                                        "predicted_ratio": result.speed.predicted_ratio,
+                                                        "measured_ratio": result.speed.measured_ratio},
         }
     return payload
