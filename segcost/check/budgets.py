@@ -16,12 +16,14 @@ One ``[[models]]`` table per model (paths relative to the file); every limit is 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from segcost.errors import InputError
 
+BUILTIN_SOURCE = "builtin:"   # the built-in DeepLabV3Lite, what every command analyzes without MODEL
 LIMIT_KEYS = ("max_gmacs", "max_params_m", "max_layer_gmacs", "max_latency_ms", "max_unsupported_ops")
 KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", *LIMIT_KEYS}
 
@@ -73,6 +75,19 @@ def _read_toml(path: Path) -> dict:
         raise InputError(f"{path}: invalid TOML ({error})") from None
 
 
+def validate_limit(key: str, value, where: str):
+    """`value` if it is a usable limit: a finite, non-negative number (an int for max_unsupported_ops).
+
+    One rule for budgets files, the CLI's --max-* options and the Python API. Raises InputError naming `where`.
+    """
+    integral = key == "max_unsupported_ops"
+    if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        kind = "a non-negative integer" if integral else "a non-negative finite number"
+        raise InputError(f"{where} must be {kind}, got {value!r}")
+    return value
+
+
 def load_budgets(path: Path) -> list[ModelBudget]:
     document = _read_toml(path)
     section = document.get("tool", {}).get("segcost", {}) if path.name == "pyproject.toml" else document
@@ -89,17 +104,14 @@ def load_budgets(path: Path) -> list[ModelBudget]:
             raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
         if ("path" in entry) == ("zoo" in entry):
             raise InputError(f"{where}: give exactly one of path = ... or zoo = ...")
-        source = f"zoo:{entry['zoo']}" if "zoo" in entry else str((path.parent / str(entry["path"])))
+        source = f"zoo:{entry['zoo']}" if "zoo" in entry else str(path.parent / str(entry["path"]))
         budget = ModelBudget(name=str(entry.get("name") or entry.get("zoo") or entry["path"]), source=source,
                              config_file=str(path))
         shapes = entry.get("input_shape", [])
         budget.input_shapes = [shapes] if isinstance(shapes, str) else list(shapes)
         for key in LIMIT_KEYS:
             if key in entry:
-                value = entry[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise InputError(f"{where}: {key} must be a non-negative number, got {value!r}")
-                setattr(budget, key, value)
+                setattr(budget, key, validate_limit(key, entry[key], f"{where}: {key}"))
         budget.target = entry.get("target")
         budget.verify = bool(entry.get("verify", False))
         budget.rules = str(entry.get("rules", "current"))
