@@ -130,7 +130,7 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         else:
             text = render(result, fmt, top=top, group_by=group_by)
             _emit(text + "\n" + render_cost(estimate, "md" if fmt == "md" else "table", top or 10,
-                                            graph.info.path or "model"), output, protected=(model,))
+                                            graph.info.path or "model", layers=top), output, protected=(model,))
         return
     if fmt == "json":
         from segcost.reports.analysis import groups_dict, render_json_chunks
@@ -148,29 +148,17 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
 
 
 def _load_graph(model: str | None, input_shapes: tuple[str, ...]):
-    from segcost.frontends import onnx as onnx_frontend
+    from segcost.commands.inputs import load_graph
+    from segcost.frontends.onnx import parse_input_shapes
 
-    shapes = onnx_frontend.parse_input_shapes(input_shapes)
-    if model is None:
-        from segcost.samples import DEFAULT_SAMPLE, deeplabv3lite
-
-        proto = deeplabv3lite()
-        return onnx_frontend.load_model(proto, shapes, label=DEFAULT_SAMPLE), proto
-    if _is_torch_spec(model):
-        from segcost.frontends.torch import load_torch_spec
-
-        return load_torch_spec(model, shapes), None
-    graph = onnx_frontend.load(model, shapes)
+    graph, _ = load_graph(model, parse_input_shapes(input_shapes))
     return graph, None
 
 
 def _is_torch_spec(model: str) -> bool:
-    """A PyTorch model: a .pt/.pth/.pt2 file or `package.module:factory` (never an existing .onnx)."""
-    from pathlib import Path
+    from segcost.commands.inputs import is_torch_spec
 
-    if model.endswith((".pt", ".pth", ".pt2")):
-        return True
-    return ":" in model and not Path(model).exists() and not model.endswith(".onnx")
+    return is_torch_spec(model)
 
 
 @cli.command()
@@ -376,9 +364,15 @@ def _run(argv: list[str] | None) -> None:
     """Run the command line; exits with the command's code or one error line and 1/2/130."""
     try:
         code = cli.main(args=argv, prog_name="segcost", standalone_mode=False)
-    except click.exceptions.ClickException as error:
+    except click.exceptions.NoArgsIsHelpError as error:   # `segcost zoo`: the group's help, as click shows it
         error.show()
         sys.exit(error.exit_code)
+    except click.exceptions.ClickException as error:
+        # Usage errors (unknown option, bad value, missing argument) like every other error: one line, exit 2.
+        where = f"{error.ctx.command_path.removeprefix('segcost').strip()}: " \
+            if getattr(error, "ctx", None) is not None and error.ctx.parent is not None else ""
+        click.echo(f"segcost: error: {where}{error.format_message()}", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("segcost: aborted", err=True)
         sys.exit(130)

@@ -131,3 +131,65 @@ def test_streamed_json_equals_plain_dump():
     assert json.loads("".join(render_json_chunks(result))) == result.to_dict()
     result.layers = []
     assert json.loads("".join(render_json_chunks(result))) == result.to_dict()
+
+
+# One CLI grammar: usage errors, defaults and limits behave the same in every command.
+
+@pytest.mark.parametrize("args, message", [
+    (["analyze", "--no-such-option"], "analyze: No such option '--no-such-option'"),
+    (["analyze", "--top", "0"], "analyze: Invalid value for '--top'"),
+    (["analyze", "--format", "xml"], "analyze: Invalid value for '--format'"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+    (["baseline", "save", "--bogus"], "baseline save: No such option '--bogus'"),
+    (["zoo", "export"], "zoo export: Missing argument 'NAME'"),
+    (["check", "--max-gmacs", "nan"], "--max-gmacs must be a non-negative finite number"),
+    (["check", "--max-params-m", "-1"], "--max-params-m must be a non-negative finite number"),
+    (["check", "--max-gmacs", "5", "--max-increase", "2%"], "--max-increase needs --baseline"),
+])
+def test_usage_errors_are_one_line_exit_2(run_cli, args, message):
+    code, out, err = run_cli(*args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("segcost: error: ") and message in err, err
+
+
+def test_check_and_baseline_save_default_to_the_built_in_model(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("check", "--max-gmacs", "100", "--input-shape", "1x3x256x256")
+    assert code == 0, err
+    assert "built-in" in out and "1x3x256x256" in out
+    code, out, err = run_cli("baseline", "save", "-o", "base.json")
+    assert code == 0, err
+    (name,) = json.loads((tmp_path / "base.json").read_text())["models"]
+    assert "built-in" in name
+    code, out, err = run_cli("check", "--baseline", "base.json")
+    assert code == 0 and "baseline_macs" in out, err
+
+
+def test_github_annotations_use_repo_relative_paths_and_name_the_command_line(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "ci").mkdir()
+    onnx.save_model(deeplabv3lite(width=0.35, num_classes=4, height=64, width_px=64), tmp_path / "m.onnx")
+    (tmp_path / "ci" / "segcost.toml").write_text('[[models]]\npath = "../m.onnx"\nmax_params_m = 100\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    code, out, _ = run_cli("check", "--config", str(tmp_path / "ci" / "segcost.toml"), "--max-gmacs", "0.0001",
+                           "--format", "github")
+    assert code == 1
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    assert lines["::notice"].startswith("file=ci/segcost.toml,")        # from the budgets file, repo-relative
+    assert "file=" not in lines["::error"] and "--max-gmacs" in lines["::error"]   # from the command line
+
+
+def test_title_shows_the_shape_analyzed(run_cli):
+    code, out, _ = run_cli("analyze", "--input-shape", "1x3x256x512", "--top", "1")
+    assert code == 0
+    assert out.splitlines()[0].startswith("segcost analyze: MobileNetV2S16+DeepLabV3Lite (built-in, 21 classes, "
+                                          "1x3x256x512)")
+
+
+def test_analyze_target_top_limits_the_target_table_too(run_cli):
+    code, out, _ = run_cli("analyze", "--target", "tda4vm", "--top", "3")
+    assert code == 0
+    target_part = out.split(" on tda4vm: ", 1)[1]
+    table = target_part.split("\n\n", 2)[1]          # the per-layer target table
+    assert len(table.splitlines()) == 2 + 3 + 1      # header, rule, 3 layers, "(the 3 slowest of ...)"
+    assert "(the 3 slowest of" in table

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from segcost.api._models import ShapeArg, load_graph
+from segcost.commands.inputs import ShapeArg, load_graph
 from segcost.api.results import Analysis, Check, Cost, Optimized, from_base
 from segcost.errors import InputError
 

@@ -1,4 +1,4 @@
-"""What the Python API accepts as a model, turned into the IR the commands work on.
+"""What the CLI and the Python API accept as a model, turned into the IR the commands work on.
 
 A model is a path (``.onnx``, a TorchScript file, or a ``package.module:factory`` spec), an
 in-memory ``onnx.ModelProto``, a ``torch.nn.Module`` (with the torch extra) or None for the
@@ -73,9 +73,11 @@ def load_graph(model: Any, input_shape: ShapeArg = None):
 
     shapes = parse_shapes(input_shape)
     if model is None:
-        from segcost.samples import DEFAULT_SAMPLE, deeplabv3lite
+        from segcost.samples import deeplabv3lite
 
-        return onnx_frontend.load_model(deeplabv3lite(), shapes, label=DEFAULT_SAMPLE), None
+        graph = onnx_frontend.load_model(deeplabv3lite(), shapes)
+        graph.info.path = builtin_label(graph.shape(graph.inputs[0]))
+        return graph, None
     if isinstance(model, onnx.ModelProto):
         return onnx_frontend.load_model(model, shapes, label=model.graph.name or "ModelProto"), None
     if is_torch_module(model):
@@ -88,6 +90,14 @@ def load_graph(model: Any, input_shape: ShapeArg = None):
             return load_torch_spec(path, shapes), path
         return onnx_frontend.load(path, shapes), path
     raise InputError(f"model: expected a path, an onnx.ModelProto or a torch.nn.Module, got {type(model).__name__}")
+
+
+def builtin_label(shape) -> str:
+    """The built-in model's title with the input shape actually analyzed (it can be overridden)."""
+    from segcost.samples import DEFAULT_SAMPLE
+
+    head, _, _ = DEFAULT_SAMPLE.rpartition(", ")    # "... (built-in, 21 classes, 1x3x512x512)"
+    return f"{head}, {'x'.join(str(dim) for dim in shape)})"
 
 
 def _module_graph(module: Any, shapes: dict[str, tuple[int, ...]]):
