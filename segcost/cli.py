@@ -39,13 +39,17 @@ def cli() -> None:
               "(found by analyzing it at a grid of sizes and checked beyond it).")
 @click.option("--multiple", default=32, show_default=True, type=click.IntRange(min=1),
               help="With --symbolic: spatial dims are probed (and the formula holds) on multiples of this.")
+@click.option("--factory-arg", "factory_args", multiple=True, metavar="KEY=VALUE",
+              help="Keyword argument of a module:factory model (repeatable), VALUE a Python literal, "
+                   "e.g. weights=None (no download).")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
             group_by: str | None, by_op: bool, counted: str, strict: bool, target: str | None, symbolic: bool,
-            multiple: int) -> None:
+            multiple: int, factory_args: tuple[str, ...]) -> None:
     """Per-layer MACs, FLOPs, params and bytes of MODEL (default: a built-in DeepLabV3Lite).
 
     MODEL is an .onnx file, or with segcost[torch] a TorchScript/ExportedProgram file
-    (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW).
+    (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW and
+    --factory-arg KEY=VALUE for its keyword arguments).
     """
     from segcost.analyzer.conventions import parse_counted
 
@@ -62,7 +66,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
             raise InputError("--symbolic needs an .onnx file with symbolic input dims")
         _emit(symbolic_report(model, input_shapes, fmt, multiple), output, protected=(model,))
         return
-    graph, _ = _load_graph(model, input_shapes)
+    graph, _ = _load_graph(model, input_shapes, factory_args)
     _report_analysis(graph, model, fmt, output, top, group_by or ("op_type" if by_op else None), strict, target,
                      categories)
 
@@ -147,12 +151,21 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     _emit(render(result, fmt, top=top, group_by=group_by), output, protected=(model,))
 
 
-def _load_graph(model: str | None, input_shapes: tuple[str, ...]):
+def _load_graph(model: str | None, input_shapes: tuple[str, ...], factory_args: tuple[str, ...] = ()):
     from segcost.commands.inputs import load_graph
     from segcost.frontends.onnx import parse_input_shapes
 
-    graph, _ = load_graph(model, parse_input_shapes(input_shapes))
+    arguments = None
+    if factory_args:
+        from segcost.frontends.torch import parse_factory_args
+
+        arguments = parse_factory_args(factory_args)
+    graph, _ = load_graph(model, parse_input_shapes(input_shapes), arguments, _progress_line)
     return graph, None
+
+
+def _progress_line(line: str) -> None:
+    click.echo(f"segcost: {line}", err=True)
 
 
 def _is_torch_spec(model: str) -> bool:

@@ -193,3 +193,39 @@ def test_analyze_target_top_limits_the_target_table_too(run_cli):
     table = target_part.split("\n\n", 2)[1]          # the per-layer target table
     assert len(table.splitlines()) == 2 + 3 + 1      # header, rule, 3 layers, "(the 3 slowest of ...)"
     assert "(the 3 slowest of" in table
+
+
+@pytest.mark.torch
+def test_state_dict_pth_says_to_use_a_factory(run_cli, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save(torch.nn.Conv2d(3, 4, 1).state_dict(), tmp_path / "weights.pth")
+    code, _, err = run_cli("analyze", str(tmp_path / "weights.pth"), "--input-shape", "1x3x8x8")
+    assert code == 2 and err.count("\n") == 1
+    assert "state_dict" in err and "package.module:factory" in err
+
+
+@pytest.mark.torch
+def test_factory_args_are_literals_and_export_shows_progress(run_cli, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    (tmp_path / "user_factory.py").write_text(
+        "import torch\n"
+        "def build(channels=8, weights='DEFAULT', kernel=(3, 3)):\n"
+        "    assert weights is None, weights   # would download otherwise\n"
+        "    return torch.nn.Conv2d(3, channels, kernel, padding=1, bias=False)\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("analyze", "user_factory:build", "--input-shape", "1x3x8x8", "--format", "json",
+                             "--factory-arg", "channels=4", "--factory-arg", "weights=None",
+                             "--factory-arg", "kernel=(3, 3)")
+    assert code == 0, err
+    assert json.loads(out)["totals"]["macs"] == 8 * 8 * 4 * 3 * 9
+    assert "exporting user_factory:build" in err and "exported in" in err
+    code, _, err = run_cli("analyze", "user_factory:build", "--input-shape", "1x3x8x8",
+                           "--factory-arg", "__import__('os').system('false')")
+    assert code == 2 and "expected KEY=VALUE" in err
+
+
+def test_factory_arg_values_are_never_evaluated():
+    from segcost.frontends.torch import parse_factory_args
+
+    assert parse_factory_args(["a=None", "b=21", "c=(1, 2)", "d='x'", "e=DEFAULT", "f=__import__('os')"]) == \
+        {"a": None, "b": 21, "c": (1, 2), "d": "x", "e": "DEFAULT", "f": "__import__('os')"}

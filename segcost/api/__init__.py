@@ -28,7 +28,7 @@ __all__ = ["Analysis", "Check", "Cost", "Optimized", "analyze", "check", "cost",
 
 
 def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Iterable[str] = "none",
-            target: str | None = None, strict: bool = False) -> Analysis:
+            target: str | None = None, strict: bool = False, factory_args: Mapping[str, Any] | None = None) -> Analysis:
     """Per-layer MACs, FLOPs, params and bytes of `model`, as `segcost analyze` reports them.
 
     Args:
@@ -39,6 +39,7 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
         target: a profile (tda4vm, am62a, cpu or a .toml path): adds `result.target`, the per-layer
             latency estimate of the graph as the target's toolchain runs it (BatchNorm folded).
         strict: raise InputError when any op has no cost rule.
+        factory_args: keyword arguments of a ``package.module:factory`` model (e.g. ``{"weights": None}``).
 
     Returns:
         An `Analysis` (an `AnalysisResult`): exact int counts in `totals` and `layers`.
@@ -50,7 +51,7 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
     from segcost.analyzer.conventions import parse_counted
 
     categories = parse_counted(count if isinstance(count, str) else ",".join(count))
-    graph, _ = load_graph(model, input_shape)
+    graph, _ = load_graph(model, input_shape, dict(factory_args or {}))
     result = from_base(Analysis, analyze_graph(graph))
     result.counted = categories
     if strict and result.coverage.unsupported:

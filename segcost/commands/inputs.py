@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from segcost.errors import InputError
@@ -61,8 +61,12 @@ def is_torch_module(model: Any) -> bool:
     return torch is not None and isinstance(model, torch.nn.Module)
 
 
-def load_graph(model: Any, input_shape: ShapeArg = None):
+def load_graph(model: Any, input_shape: ShapeArg = None, factory_args: dict[str, Any] | None = None,
+               progress: Callable[[str], None] | None = None):
     """The verified IR of `model` with inferred shapes, plus the path the model came from (or None).
+
+    `factory_args` are keyword arguments for a ``package.module:factory`` model; `progress` gets a
+    line when a PyTorch model is built and exported (that takes seconds to minutes).
 
     Raises:
         InputError (and its subclasses GraphError, ShapeError): what the CLI exits 2 for.
@@ -72,6 +76,8 @@ def load_graph(model: Any, input_shape: ShapeArg = None):
     from segcost.frontends import onnx as onnx_frontend
 
     shapes = parse_shapes(input_shape)
+    if factory_args and not (isinstance(model, str) and is_torch_spec(model)):
+        raise InputError("factory arguments (--factory-arg) apply to a package.module:factory model only")
     if model is None:
         from segcost.samples import deeplabv3lite
 
@@ -81,13 +87,13 @@ def load_graph(model: Any, input_shape: ShapeArg = None):
     if isinstance(model, onnx.ModelProto):
         return onnx_frontend.load_model(model, shapes, label=model.graph.name or "ModelProto"), None
     if is_torch_module(model):
-        return _module_graph(model, shapes), None
+        return _module_graph(model, shapes, progress), None
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if is_torch_spec(path):
             from segcost.frontends.torch import load_torch_spec
 
-            return load_torch_spec(path, shapes), path
+            return load_torch_spec(path, shapes, factory_args, progress), path
         return onnx_frontend.load(path, shapes), path
     raise InputError(f"model: expected a path, an onnx.ModelProto or a torch.nn.Module, got {type(model).__name__}")
 
@@ -100,13 +106,13 @@ def builtin_label(shape) -> str:
     return f"{head}, {'x'.join(str(dim) for dim in shape)})"
 
 
-def _module_graph(module: Any, shapes: dict[str, tuple[int, ...]]):
+def _module_graph(module: Any, shapes: dict[str, tuple[int, ...]], progress: Callable[[str], None] | None):
     from segcost.frontends.torch import load_module_graph
 
     if len(shapes) != 1:
         raise InputError("a torch.nn.Module needs input_shape (e.g. (1, 3, 512, 512)) or an example tensor")
     (dims,) = shapes.values()
-    return load_module_graph(module, dims, label=type(module).__name__)
+    return load_module_graph(module, dims, label=type(module).__name__, progress=progress)
 
 
 def is_torch_spec(model: str) -> bool:
