@@ -375,8 +375,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str] | None) -> None:
     """Run the command line; exits with the command's code or one error line and 1/2/130."""
+    from segcost.commands.quiet import quiet_third_party
+
     try:
-        code = cli.main(args=argv, prog_name="segcost", standalone_mode=False)
+        with quiet_third_party():
+            code = cli.main(args=argv, prog_name="segcost", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as error:   # `segcost zoo`: the group's help, as click shows it
         error.show()
         sys.exit(error.exit_code)

@@ -135,9 +135,12 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
 def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
     from segcost.optimize import optimize_model
 
+    from segcost.commands.quiet import quiet_third_party
+
     graph, path = load_graph(model, input_shape)
-    result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
-                            eval_size=eval_size, progress=progress)
+    with quiet_third_party():
+        result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
+                                eval_size=eval_size, progress=progress)
     optimized = from_base(Optimized, result, output=output)
     if output is not None:
         from segcost.fileio import write_atomic
