@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -237,3 +240,44 @@ def test_third_party_advice_is_filtered(model_path, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "Please consider" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+
+
+# README "Real output" blocks are what the command prints today.
+
+def _readme_outputs():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.findall(r"Real output\s+\(`segcost ([^`]+)`[^)]*\):\n\n```[a-z]*\n(.*?)```", readme, re.DOTALL)
+    assert found, "README has no 'Real output (`segcost ...`):' block"
+    return [pytest.param(command, text, id=command.split()[0] + str(index),
+                         marks=[pytest.mark.slow, pytest.mark.torch] if ":" in command.split()[1] else [])
+            for index, (command, text) in enumerate(found)]
+
+
+@pytest.mark.parametrize("command, expected", _readme_outputs())
+def test_readme_real_output_is_current(run_cli, command, expected):
+    if ":" in command.split()[1]:
+        pytest.importorskip("torchvision")
+    code, out, err = run_cli(*shlex.split(command))
+    assert code == 0, err
+    assert out == expected, "README block is stale: regenerate it with `segcost " + command + "`"
+
+
+def _merged_lines(markdown: str) -> list[str]:
+    """Lines GitHub would join to the line before them: plain text after plain text, a heading or a table row."""
+    merged, previous = [], ""
+    for line in markdown.splitlines():
+        plain = bool(line.strip()) and not line.startswith(("#", "- ", "|", "```", "    "))
+        if plain and previous and (previous.startswith(("#", "|")) or not previous.startswith(("- ", "```"))):
+            merged.append(line)
+        previous = line if line.strip() else ""
+    return merged
+
+
+@pytest.mark.parametrize("args", [["analyze", "--format", "md", "--top", "3"],
+                                  ["analyze", "--format", "md", "--top", "3", "--target", "tda4vm"],
+                                  ["analyze", "--format", "md", "--group-by", "prefix"],
+                                  ["check", "--max-gmacs", "1", "--format", "md"]])
+def test_markdown_reports_have_no_merged_paragraphs(run_cli, args):
+    code, out, err = run_cli(*args)
+    assert code in (0, 1), err
+    assert _merged_lines(out) == []

@@ -30,6 +30,7 @@ def render_cost(report, fmt: str, top: int, model_label: str, layers: int | None
     parts = [f"{heading}{model_label} on {report.profile_name}: {report.profile_description}\n",
              _table(layer_rows, ["layer", "op", "kind", "placement", "cycles", "ms", "bound", "util %", "memory"], fmt)]
     if len(shown) < len(report.layers):
+        parts += [""] if fmt == "md" else []   # else GitHub reads the note as one more table row
         parts.append(f"(the {len(shown)} slowest of {len(report.layers)} layers, in schedule order)")
     parts += ["",
               f"{heading}Totals",
