@@ -82,8 +82,10 @@ def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, cat
         if ignored:
             raise InputError(f"--symbolic reports one formula; it does not combine with {', '.join(ignored)}")
         return
-    if fmt == "html":
-        ignored = [name for name, given in (("--group-by/--by-op", group_by), ("--count", categories)) if given]
+    if fmt == "html":   # its stage charts take --group-by prefix[:DEPTH]; nothing else groups
+        ignored = [name for name, given in (("--group-by/--by-op (other than prefix[:DEPTH])",
+                                             group_by and not group_by.startswith("prefix")),
+                                            ("--count", categories)) if given]
     elif fmt == "csv":
         ignored = [name for name, given in (("--count (CSV rows carry no totals)", categories),
                                             ("--target (use --format json)", target)) if given]
@@ -102,6 +104,11 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     result.counted = counted
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
+    timeline = None
+    if fmt == "html":   # before the target estimate, which fuses the graph in place
+        from segcost.analyzer.timeline import activation_timeline
+
+        timeline = activation_timeline(graph)
     findings = None
     if fmt == "html" or target:
         from segcost.passes import VerifyGroupedConvPass
@@ -114,9 +121,13 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     else:
         estimate = None
     if fmt == "html":
+        from segcost.analyzer.grouping import parse_group_by
+        from segcost.commands.html_report import html_extras
         from segcost.reports.html import render_html
 
-        _emit(render_html(result, findings, target=estimate, top=top or 40), output, protected=(model,))
+        extras = html_extras(result, timeline, estimate, target, parse_group_by(group_by)[1] if group_by else 1)
+        _emit(render_html(result, findings, target=estimate, top=top or 40, extras=extras), output,
+              protected=(model,))
         return
     if estimate is not None:
         from segcost.reports.target import render_cost
