@@ -343,7 +343,7 @@ def zoo_table(fmt: str, output: str | None, family: str | None, no_cache: bool) 
     """The seed benchmark table beside segcost's computed GMACs (exported to ONNX and analyzed)."""
     from segcost.frontends.torch import require_torch
     from segcost.reports.zoo import render_zoo_table
-    from segcost.zoo.table import MacCache, compute_table, default_cache_dir, seed_rows
+    from segcost.zoo.table import MacCache, compute_table, default_cache_dir, deviation_notes, seed_rows
 
     require_torch()
     rows = [row for row in seed_rows() if family is None or row.family == family]
@@ -351,7 +351,7 @@ def zoo_table(fmt: str, output: str | None, family: str | None, no_cache: bool) 
         raise InputError(f"no seed rows of family {family!r}")
     cache = MacCache(None if no_cache else default_cache_dir())
     table = compute_table(rows, cache, progress=lambda line: click.echo(line, err=True))
-    _emit(render_zoo_table(table, fmt), output)
+    _emit(render_zoo_table(table, fmt, deviation_notes()), output)
 
 
 def _emit(text: str, output: str | None, protected: tuple = ()) -> None:

@@ -281,3 +281,29 @@ def test_markdown_reports_have_no_merged_paragraphs(run_cli, args):
     code, out, err = run_cli(*args)
     assert code in (0, 1), err
     assert _merged_lines(out) == []
+
+
+def test_zoo_table_reasons_are_per_row_wrapped_in_the_table_and_whole_in_md_json():
+    from segcost.reports.zoo import REASON_WIDTH, render_zoo_table
+    from segcost.zoo.edgeai import EXPECTED_DEVIATIONS
+    from segcost.zoo.table import SeedRow, TableRow, deviation_notes
+
+    ade = {key: reason for key, reason in EXPECTED_DEVIATIONS.items() if key[0] == "ADE20K32"}
+    notes = deviation_notes()
+    assert len(ade) > 2 and "ADE20K32" in notes
+    for reason in ade.values():   # the shared explanation is said once, in the note, not in every row
+        assert notes["ADE20K32"][:60] not in reason and len(reason) < 400
+    rows = [TableRow(SeedRow("edgeai-torchvision", dataset, model, size, 9.0, None, ""), 32, 8_800_000_000, reason)
+            for (dataset, model, size), reason in ade.items()]
+    table = render_zoo_table(rows, "table", notes)
+    body = table.split("\n\n")[0]
+    lines = body.splitlines()
+    assert lines[1].rsplit("  ", 1)[1] == "-" * REASON_WIDTH   # the reason column is REASON_WIDTH wide...
+    assert len(lines) > 2 + 2 * len(rows)                      # ...and each reason wraps onto several lines
+    assert table.count("ADE20K32 note:") == 1
+    markdown = render_zoo_table(rows, "md", notes)
+    assert all(reason in markdown for reason in ade.values()) and markdown.count("ADE20K32 note:") == 1
+    assert _merged_lines(markdown) == []
+    records = json.loads(render_zoo_table(rows, "json", notes))
+    assert [record["reason"] for record in records] == list(ade.values())
+    assert all(record["note"] == notes["ADE20K32"] for record in records)
