@@ -60,7 +60,7 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
         from segcost.optimize import estimate_on_target
         from segcost.passes import VerifyGroupedConvPass
 
-        result.findings = VerifyGroupedConvPass()(graph).findings
+        result.findings = VerifyGroupedConvPass()(graph).findings  # type: ignore[attr-defined] # a VerifyResult
         result.target = estimate_on_target(graph, target, result.findings)
     return result
 
@@ -142,7 +142,7 @@ def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data,
         result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
                                 eval_size=eval_size, progress=progress)
     optimized = from_base(Optimized, result, output=output)
-    if output is not None:
+    if output is not None and result.model is not None:
         from segcost.fileio import write_atomic
 
         write_atomic(output, result.model.SerializeToString(), protected=(path,))
@@ -188,8 +188,9 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         raise InputError("max_latency_ms needs target")
     graph, path = load_graph(model, input_shape)
     label = name or path or graph.info.path or "model"
-    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules,
-                         **{key: value for key, value in limits.items() if value is not None})
+    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules)
+    for key, value in limits.items():
+        setattr(budget, key, value)
     result = Check([check_graph(budget, graph)])
     if baseline is not None:
         document = read_baseline(str(baseline)) if not isinstance(baseline, Mapping) else dict(baseline)

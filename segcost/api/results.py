@@ -89,7 +89,7 @@ class Optimized(OptimizeResult):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of `segcost optimize --report FILE`."""
-        return optimize_report(self, None, self.output)
+        return optimize_report(self, None, self.output)  # type: ignore[arg-type] # output None: not written
 
     def to_pandas(self):
         """One row per pass run (name, round, nodes and MACs before/after, seconds)."""

@@ -36,7 +36,7 @@ def parse_shapes(input_shape: ShapeArg) -> dict[str, tuple[int, ...]]:
     if isinstance(input_shape, Mapping):
         return {str(name): _dims(dims, str(name)) for name, dims in input_shape.items()}
     if isinstance(input_shape, Sequence) and input_shape and all(isinstance(item, str) for item in input_shape):
-        return parse_input_shapes(list(input_shape))
+        return parse_input_shapes([str(item) for item in input_shape])
     return {"": _dims(input_shape, "input")}
 
 

@@ -6,6 +6,7 @@ Plain tables and inline styles only (notebooks sanitise scripts); the full repor
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from html import escape
 
 from segcost.reports.units import dims, human, human_bytes
@@ -14,7 +15,7 @@ TOP = 10
 _STYLE = "border-collapse:collapse;font-size:12px"
 
 
-def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+def _table(headers: list[str], rows: list[list], numeric: Collection[int] = ()) -> str:
     head = "".join(f"<th style='text-align:left;padding:2px 8px'>{escape(text)}</th>" for text in headers)
     body = "".join(
         "<tr>" + "".join(f"<td style='padding:2px 8px;text-align:{'right' if index in numeric else 'left'}'>"

@@ -150,10 +150,10 @@ def step_plot(values: list[int], names: list[str], peak_index: int, label: str, 
     outline.append(f"{sx(len(values)):.1f},{sy(0):.1f}")
     parts = [f'<polygon points="{" ".join(outline)}" fill="{colour}" fill-opacity="0.35" stroke="{colour}"/>']
     for fraction in (0, 0.25, 0.5, 0.75, 1):
-        value = top * fraction
-        parts.append(f'<line x1="{left_margin - 4}" y1="{sy(value):.1f}" x2="{width - margin}" y2="{sy(value):.1f}" '
-                     f'stroke="#eee"/><text x="{left_margin - 8}" y="{sy(value) + 4:.1f}" text-anchor="end">'
-                     f'{human_bytes(int(value))}</text>')
+        level = top * fraction
+        parts.append(f'<line x1="{left_margin - 4}" y1="{sy(level):.1f}" x2="{width - margin}" y2="{sy(level):.1f}" '
+                     f'stroke="#eee"/><text x="{left_margin - 8}" y="{sy(level) + 4:.1f}" text-anchor="end">'
+                     f'{human_bytes(int(level))}</text>')
     for step in range(0, len(values), max(1, len(values) // 10)):
         parts.append(f'<text x="{sx(step):.1f}" y="{height - margin + 16}" text-anchor="middle">{step}</text>')
     peak_x, peak_y = sx(peak_index + 0.5), sy(values[peak_index])
