@@ -20,8 +20,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from segcost.commands.inputs import ShapeArg, load_graph
 from segcost.api.results import Analysis, Check, Cost, Optimized, from_base
+from segcost.commands.inputs import ShapeArg, load_graph
 from segcost.errors import InputError
 
 __all__ = ["Analysis", "Check", "Cost", "Optimized", "analyze", "check", "cost", "optimize", "quantize"]
@@ -133,9 +133,8 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
 
 
 def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
-    from segcost.optimize import optimize_model
-
     from segcost.commands.quiet import quiet_third_party
+    from segcost.optimize import optimize_model
 
     graph, path = load_graph(model, input_shape)
     with quiet_third_party():
