@@ -20,8 +20,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 REPORTS = {  # screenshot name -> segcost analyze arguments
     "report-analyze.png": ["analyze", "--format", "html"],
     "report-target.png": ["analyze", "--target", "tda4vm", "--format", "html"],
+    "report-int8.png": ["optimize", "--int8", "--calib-size", "4"],   # --report PAGE -o MODEL added below
 }
-HEIGHT = {"report-analyze.png": 2200, "report-target.png": 4200}
+HEIGHT = {"report-analyze.png": 2200, "report-target.png": 4200, "report-int8.png": 1500}
 
 
 def main() -> int:
@@ -32,7 +33,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="segcost-shots-") as folder:
         for name, args in REPORTS.items():
             page = Path(folder) / (name + ".html")
-            subprocess.run([sys.executable, "-m", "segcost", *args, "-o", str(page)], check=True)
+            if args[0] == "optimize":
+                args = [*args, "--report", str(page), "-o", str(Path(folder) / "int8.onnx")]
+            else:
+                args = [*args, "-o", str(page)]
+            subprocess.run([sys.executable, "-m", "segcost", *args], check=True, capture_output=True)
             subprocess.run([chromium, *FLAGS, f"--user-data-dir={Path(folder) / 'profile'}",
                             f"--window-size=1200,{HEIGHT[name]}", f"--screenshot={DOCS / name}", page.as_uri()],
                            check=True, capture_output=True, timeout=180)

@@ -191,7 +191,8 @@ def _is_torch_spec(model: str) -> bool:
               help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
 @click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report of passes, costs and findings.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Write a report of passes, costs and findings: JSON, or HTML (with int8 SQNR) for .html.")
 @click.option("--rules", default="current", show_default=True, help="Target rule set for the verifier.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run original and optimized models in onnxruntime and compare outputs.")
@@ -248,7 +249,12 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         write_atomic(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n", protected=(model,))
         click.echo(f"wrote {accuracy_path}")
     if report:
-        write_atomic(report, json.dumps(payload, indent=2) + "\n", protected=(model,))
+        if report.endswith((".html", ".htm")):   # the same report as a page, with the int8 SQNR chart
+            from segcost.reports.html import render_optimize_html
+
+            write_atomic(report, render_optimize_html(result, model or "built-in DeepLabV3Lite"), protected=(model,))
+        else:
+            write_atomic(report, json.dumps(payload, indent=2) + "\n", protected=(model,))
     if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
         click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} exceeds --max-drop {max_drop}", err=True)
         ctx.exit(1)

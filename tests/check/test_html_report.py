@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.reports.svg import short_name
+from segcost.samples import deeplabv3lite
 from tests.conftest import weight
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -67,6 +68,12 @@ def reports(tmp_path_factory):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 0
+    onnx.save_model(deeplabv3lite(width=0.35, num_classes=4, height=64, width_px=64), folder / "small.onnx")
+    paths["int8"] = folder / "int8.html"
+    with pytest.raises(SystemExit) as exited:
+        main(["optimize", str(folder / "small.onnx"), "--int8", "--calib-size", "2", "-o", str(folder / "q.onnx"),
+              "--report", str(paths["int8"])])
+    assert exited.value.code == 0
     return paths
 
 
@@ -74,7 +81,8 @@ EXPECTED_CHARTS = {"plain": ["MACs per layer", "MACs by stage", "activation memo
                    "target": ["MACs per layer", "MACs by stage", "latency by stage", "activation memory",
                               "latency per layer", "roofline"],
                    "fallback": ["MACs per layer", "MACs by stage", "latency by stage", "activation memory",
-                                "latency per layer", "roofline"]}
+                                "latency per layer", "roofline"],
+                   "int8": ["int8 SQNR per layer"]}
 
 
 @pytest.mark.parametrize("kind", EXPECTED_CHARTS)
@@ -110,6 +118,13 @@ def test_long_names_shortened_with_the_full_name_on_hover_and_fallback_marked(re
     assert "runs on the fallback core" in text
     assert all(f">{level} " in text for level in ("L2", "MSMC", "DDR"))   # every memory level's roof is labelled
     assert "achieved MACs per second" in text and "MACs per byte moved" in text
+
+
+def test_int8_report_ranks_layers_by_sqnr(reports):
+    text = reports["int8"].read_text()
+    values = [float(value) for value in re.findall(r'y="\d+">(-?[\d.]+) dB \(', text)]
+    assert len(values) > 5 and values == sorted(values)    # lowest SQNR first
+    assert "int8 accuracy" in text and "cosine" in text
 
 
 @pytest.mark.parametrize("name, limit, expected", [
@@ -149,8 +164,8 @@ def test_report_renders_in_headless_chromium(reports, kind, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000   # a blank page compresses to a few KB
 
 
-@pytest.mark.parametrize("build", [_long_named_model, lambda: __import__("segcost.samples").samples.deeplabv3lite(
-    width=0.35, num_classes=4, height=64, width_px=64)])
+@pytest.mark.parametrize("build", [_long_named_model, lambda: deeplabv3lite(width=0.35, num_classes=4, height=64,
+                                                                           width_px=64)])
 def test_timeline_peak_is_the_analysis_peak(build):
     from segcost.analyzer import analyze
     from segcost.analyzer.timeline import activation_timeline
