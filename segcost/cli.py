@@ -42,13 +42,17 @@ def cli() -> None:
 @click.option("--multiple", default=32, show_default=True, type=click.IntRange(min=1),
               help="With --symbolic: spatial dims are probed (and the formula holds) on multiples of this.")
 @trust_model_code_option
+@click.option("--factory-arg", "factory_args", multiple=True, metavar="KEY=VALUE",
+              help="Keyword argument of a module:factory model (repeatable), VALUE a Python literal, "
+                   "e.g. weights=None (no download).")
 def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: str | None, top: int | None,
             group_by: str | None, by_op: bool, counted: str, strict: bool, target: str | None, symbolic: bool,
-            multiple: int) -> None:
+            multiple: int, factory_args: tuple[str, ...]) -> None:
     """Per-layer MACs, FLOPs, params and bytes of MODEL (default: a built-in DeepLabV3Lite).
 
     MODEL is an .onnx file, or with segcost[torch] a TorchScript/ExportedProgram file
-    (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW).
+    (.pt/.pth/.pt2) or a `package.module:factory` spec (give --input-shape 1x3xHxW and
+    --factory-arg KEY=VALUE for its keyword arguments).
     """
     from segcost.analyzer.conventions import parse_counted
 
@@ -66,7 +70,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
             raise InputError("--symbolic needs an .onnx file with symbolic input dims")
         _emit(symbolic_report(model, input_shapes, fmt, multiple), output, protected=(model,))
         return
-    graph, _ = _load_graph(model, input_shapes)
+    graph, _ = _load_graph(model, input_shapes, factory_args)
     _report_analysis(graph, model, fmt, output, top, group_by or ("op_type" if by_op else None), strict, target,
                      categories)
 
@@ -82,8 +86,10 @@ def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, cat
         if ignored:
             raise InputError(f"--symbolic reports one formula; it does not combine with {', '.join(ignored)}")
         return
-    if fmt == "html":
-        ignored = [name for name, given in (("--group-by/--by-op", group_by), ("--count", categories)) if given]
+    if fmt == "html":   # its stage charts take --group-by prefix[:DEPTH]; nothing else groups
+        ignored = [name for name, given in (("--group-by/--by-op (other than prefix[:DEPTH])",
+                                             group_by and not group_by.startswith("prefix")),
+                                            ("--count", categories)) if given]
     elif fmt == "csv":
         ignored = [name for name, given in (("--count (CSV rows carry no totals)", categories),
                                             ("--target (use --format json)", target)) if given]
@@ -104,6 +110,11 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
     if strict and result.coverage.unbounded:
         raise InputError("loops without a static trip count (--strict): " + ", ".join(result.coverage.unbounded))
+    timeline = None
+    if fmt == "html":   # before the target estimate, which fuses the graph in place
+        from segcost.analyzer.timeline import activation_timeline
+
+        timeline = activation_timeline(graph)
     findings = None
     if fmt == "html":
         from segcost.passes import VerifyGroupedConvPass
@@ -116,9 +127,13 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     else:
         estimate = None
     if fmt == "html":
+        from segcost.analyzer.grouping import parse_group_by
+        from segcost.commands.html_report import html_extras
         from segcost.reports.html import render_html
 
-        _emit(render_html(result, findings, target=estimate, top=top or 40), output, protected=(model,))
+        extras = html_extras(result, timeline, estimate, target, parse_group_by(group_by)[1] if group_by else 1)
+        _emit(render_html(result, findings, target=estimate, top=top or 40, extras=extras), output,
+              protected=(model,))
         return
     if estimate is not None:
         from segcost.reports.target import render_cost
@@ -136,7 +151,7 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         else:
             text = render(result, fmt, top=top, group_by=group_by)
             _emit(text + "\n" + render_cost(estimate, "md" if fmt == "md" else "table", top or 10,
-                                            graph.info.path or "model"), output, protected=(model,))
+                                            graph.info.path or "model", layers=top), output, protected=(model,))
         return
     if fmt == "json":
         from segcost.reports.analysis import groups_dict, render_json_chunks
@@ -153,30 +168,28 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     _emit(render(result, fmt, top=top, group_by=group_by), output, protected=(model,))
 
 
-def _load_graph(model: str | None, input_shapes: tuple[str, ...]):
-    from segcost.frontends import onnx as onnx_frontend
+def _load_graph(model: str | None, input_shapes: tuple[str, ...], factory_args: tuple[str, ...] = ()):
+    from segcost.commands.inputs import load_graph
+    from segcost.frontends.onnx import parse_input_shapes
 
-    shapes = onnx_frontend.parse_input_shapes(input_shapes)
-    if model is None:
-        from segcost.samples import DEFAULT_SAMPLE, deeplabv3lite
+    arguments = None
+    if factory_args:
+        from segcost.frontends.torch import parse_factory_args
 
-        proto = deeplabv3lite()
-        return onnx_frontend.load_model(proto, shapes, label=DEFAULT_SAMPLE), proto
-    if _is_torch_spec(model):
-        from segcost.frontends.torch import load_torch_spec
-
-        return load_torch_spec(model, shapes, trust_code=trusts_model_code()), None
-    graph = onnx_frontend.load(model, shapes)
+        arguments = parse_factory_args(factory_args)
+    graph, _ = load_graph(model, parse_input_shapes(input_shapes), arguments, _progress_line,
+                          trust_code=trusts_model_code())
     return graph, None
 
 
-def _is_torch_spec(model: str) -> bool:
-    """A PyTorch model: a .pt/.pth/.pt2 file or `package.module:factory` (never an existing .onnx)."""
-    from pathlib import Path
+def _progress_line(line: str) -> None:
+    click.echo(f"segcost: {line}", err=True)
 
-    if model.endswith((".pt", ".pth", ".pt2")):
-        return True
-    return ":" in model and not Path(model).exists() and not model.endswith(".onnx")
+
+def _is_torch_spec(model: str) -> bool:
+    from segcost.commands.inputs import is_torch_spec
+
+    return is_torch_spec(model)
 
 
 @cli.command()
@@ -185,7 +198,8 @@ def _is_torch_spec(model: str) -> bool:
               help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
 @click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report of passes, costs and findings.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Write a report of passes, costs and findings: JSON, or HTML (with int8 SQNR) for .html.")
 @click.option("--rules", default="current", show_default=True, help="Target rule set for the verifier.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run original and optimized models in onnxruntime and compare outputs.")
@@ -252,7 +266,12 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
         click.echo(f"wrote {accuracy_path}")
     if report:
-        plan.write(report, json.dumps(payload, indent=2) + "\n")
+        if report.endswith((".html", ".htm")):   # the same report as a page, with the int8 SQNR chart
+            from segcost.reports.html import render_optimize_html
+
+            plan.write(report, render_optimize_html(result, model or "built-in DeepLabV3Lite"))
+        else:
+            plan.write(report, json.dumps(payload, indent=2) + "\n")
     if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
         click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} percentage points exceeds --max-drop {max_drop}",
                    err=True)
@@ -273,6 +292,8 @@ def _calibration_progress(done: int, total: int) -> None:
     filled = width * done // total
     click.echo(f"\rcalibrating [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", err=True,
                nl=done == total)
+    if done == total:   # what follows takes a while too: say what it is
+        click.echo("quantizing, then measuring int8 accuracy against float on the evaluation data ...", err=True)
 
 
 @cli.command()
@@ -350,7 +371,7 @@ def zoo_table(fmt: str, output: str | None, family: str | None, no_cache: bool) 
     """The seed benchmark table beside segcost's computed GMACs (exported to ONNX and analyzed)."""
     from segcost.frontends.torch import require_torch
     from segcost.reports.zoo import render_zoo_table
-    from segcost.zoo.table import MacCache, compute_table, default_cache_dir, seed_rows
+    from segcost.zoo.table import MacCache, compute_table, default_cache_dir, deviation_notes, seed_rows
 
     require_torch()
     _check_outputs({"-o": output}, {})
@@ -359,7 +380,7 @@ def zoo_table(fmt: str, output: str | None, family: str | None, no_cache: bool) 
         raise InputError(f"no seed rows of family {family!r}")
     cache = MacCache(None if no_cache else default_cache_dir())
     table = compute_table(rows, cache, progress=lambda line: click.echo(line, err=True))
-    _emit(render_zoo_table(table, fmt), output)
+    _emit(render_zoo_table(table, fmt, deviation_notes()), output)
 
 
 def _check_outputs(outputs: dict, inputs: dict):
@@ -407,11 +428,20 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str] | None) -> None:
     """Run the command line; exits with the command's code or one error line and 1/2/130."""
+    from segcost.commands.quiet import quiet_third_party
+
     try:
-        code = cli.main(args=argv, prog_name="segcost", standalone_mode=False)
-    except click.exceptions.ClickException as error:
+        with quiet_third_party():
+            code = cli.main(args=argv, prog_name="segcost", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:   # `segcost zoo`: the group's help, as click shows it
         error.show()
         sys.exit(error.exit_code)
+    except click.exceptions.ClickException as error:
+        # Usage errors (unknown option, bad value, missing argument) like every other error: one line, exit 2.
+        where = f"{error.ctx.command_path.removeprefix('segcost').strip()}: " \
+            if getattr(error, "ctx", None) is not None and error.ctx.parent is not None else ""
+        click.echo(f"segcost: error: {where}{error.format_message()}", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("segcost: interrupted", err=True)   # Ctrl-C (click turns KeyboardInterrupt into Abort)
         sys.exit(130)

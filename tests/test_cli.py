@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -131,3 +134,178 @@ def test_streamed_json_equals_plain_dump():
     assert json.loads("".join(render_json_chunks(result))) == result.to_dict()
     result.layers = []
     assert json.loads("".join(render_json_chunks(result))) == result.to_dict()
+
+
+# One CLI grammar: usage errors, defaults and limits behave the same in every command.
+
+@pytest.mark.parametrize("args, message", [
+    (["analyze", "--no-such-option"], "analyze: No such option '--no-such-option'"),
+    (["analyze", "--top", "0"], "analyze: Invalid value for '--top'"),
+    (["analyze", "--format", "xml"], "analyze: Invalid value for '--format'"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+    (["baseline", "save", "--bogus"], "baseline save: No such option '--bogus'"),
+    (["zoo", "export"], "zoo export: Missing argument 'NAME'"),
+    (["check", "--max-gmacs", "nan"], "--max-gmacs must be a non-negative finite number"),
+    (["check", "--max-params-m", "-1"], "--max-params-m must be a non-negative finite number"),
+    (["check", "--max-gmacs", "5", "--max-increase", "2%"], "--max-increase needs --baseline"),
+])
+def test_usage_errors_are_one_line_exit_2(run_cli, args, message):
+    code, out, err = run_cli(*args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("segcost: error: ") and message in err, err
+
+
+def test_check_and_baseline_save_default_to_the_built_in_model(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("check", "--max-gmacs", "100", "--input-shape", "1x3x256x256")
+    assert code == 0, err
+    assert "built-in" in out and "1x3x256x256" in out
+    code, out, err = run_cli("baseline", "save", "-o", "base.json")
+    assert code == 0, err
+    (name,) = json.loads((tmp_path / "base.json").read_text())["models"]
+    assert "built-in" in name
+    code, out, err = run_cli("check", "--baseline", "base.json")
+    assert code == 0 and "baseline_macs" in out, err
+
+
+def test_github_annotations_use_repo_relative_paths_and_name_the_command_line(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "ci").mkdir()
+    onnx.save_model(deeplabv3lite(width=0.35, num_classes=4, height=64, width_px=64), tmp_path / "m.onnx")
+    (tmp_path / "ci" / "segcost.toml").write_text('[[models]]\npath = "../m.onnx"\nmax_params_m = 100\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    code, out, _ = run_cli("check", "--config", str(tmp_path / "ci" / "segcost.toml"), "--max-gmacs", "0.0001",
+                           "--format", "github")
+    assert code == 1
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    assert lines["::notice"].startswith("file=ci/segcost.toml,")        # from the budgets file, repo-relative
+    assert "file=" not in lines["::error"] and "--max-gmacs" in lines["::error"]   # from the command line
+
+
+def test_title_shows_the_shape_analyzed(run_cli):
+    code, out, _ = run_cli("analyze", "--input-shape", "1x3x256x512", "--top", "1")
+    assert code == 0
+    assert out.splitlines()[0].startswith("segcost analyze: MobileNetV2S16+DeepLabV3Lite (built-in, 21 classes, "
+                                          "1x3x256x512)")
+
+
+def test_analyze_target_top_limits_the_target_table_too(run_cli):
+    code, out, _ = run_cli("analyze", "--target", "tda4vm", "--top", "3")
+    assert code == 0
+    target_part = out.split(" on tda4vm: ", 1)[1]
+    table = target_part.split("\n\n", 2)[1]          # the per-layer target table
+    assert len(table.splitlines()) == 2 + 3 + 1      # header, rule, 3 layers, "(the 3 slowest of ...)"
+    assert "(the 3 slowest of" in table
+
+
+@pytest.mark.torch
+def test_state_dict_pth_says_to_use_a_factory(run_cli, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save(torch.nn.Conv2d(3, 4, 1).state_dict(), tmp_path / "weights.pth")
+    code, _, err = run_cli("analyze", str(tmp_path / "weights.pth"), "--input-shape", "1x3x8x8",
+                           "--trust-model-code")
+    assert code == 2 and err.count("\n") == 1
+    assert "state_dict" in err and "package.module:factory" in err
+
+
+@pytest.mark.torch
+def test_factory_args_are_literals_and_export_shows_progress(run_cli, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    (tmp_path / "user_factory.py").write_text(
+        "import torch\n"
+        "def build(channels=8, weights='DEFAULT', kernel=(3, 3)):\n"
+        "    assert weights is None, weights   # would download otherwise\n"
+        "    return torch.nn.Conv2d(3, channels, kernel, padding=1, bias=False)\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("analyze", "user_factory:build", "--trust-model-code", "--input-shape", "1x3x8x8",
+                             "--format", "json",
+                             "--factory-arg", "channels=4", "--factory-arg", "weights=None",
+                             "--factory-arg", "kernel=(3, 3)")
+    assert code == 0, err
+    assert json.loads(out)["totals"]["macs"] == 8 * 8 * 4 * 3 * 9
+    assert "exporting user_factory:build" in err and "exported in" in err
+    code, _, err = run_cli("analyze", "user_factory:build", "--trust-model-code", "--input-shape", "1x3x8x8",
+                           "--factory-arg", "__import__('os').system('false')")
+    assert code == 2 and "expected KEY=VALUE" in err
+
+
+def test_factory_arg_values_are_never_evaluated():
+    from segcost.frontends.torch import parse_factory_args
+
+    assert parse_factory_args(["a=None", "b=21", "c=(1, 2)", "d='x'", "e=DEFAULT", "f=__import__('os')"]) == \
+        {"a": None, "b": 21, "c": (1, 2), "d": "x", "e": "DEFAULT", "f": "__import__('os')"}
+
+
+def test_third_party_advice_is_filtered(model_path, tmp_path):
+    command = [sys.executable, "-m", "segcost", "optimize", str(model_path), "--int8", "--calib-size", "2",
+               "-o", str(tmp_path / "q.onnx")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Please consider" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+
+
+# README "Real output" blocks are what the command prints today.
+
+def _readme_outputs():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.findall(r"Real output\s+\(`segcost ([^`]+)`[^)]*\):\n\n```[a-z]*\n(.*?)```", readme, re.DOTALL)
+    assert found, "README has no 'Real output (`segcost ...`):' block"
+    return [pytest.param(command, text, id=command.split()[0] + str(index),
+                         marks=[pytest.mark.slow, pytest.mark.torch] if ":" in command.split()[1] else [])
+            for index, (command, text) in enumerate(found)]
+
+
+@pytest.mark.parametrize("command, expected", _readme_outputs())
+def test_readme_real_output_is_current(run_cli, command, expected):
+    if ":" in command.split()[1]:
+        pytest.importorskip("torchvision")
+    code, out, err = run_cli(*shlex.split(command))
+    assert code == 0, err
+    assert out == expected, "README block is stale: regenerate it with `segcost " + command + "`"
+
+
+def _merged_lines(markdown: str) -> list[str]:
+    """Lines GitHub would join to the line before them: plain text after plain text, a heading or a table row."""
+    merged, previous = [], ""
+    for line in markdown.splitlines():
+        plain = bool(line.strip()) and not line.startswith(("#", "- ", "|", "```", "    "))
+        if plain and previous and (previous.startswith(("#", "|")) or not previous.startswith(("- ", "```"))):
+            merged.append(line)
+        previous = line if line.strip() else ""
+    return merged
+
+
+@pytest.mark.parametrize("args", [["analyze", "--format", "md", "--top", "3"],
+                                  ["analyze", "--format", "md", "--top", "3", "--target", "tda4vm"],
+                                  ["analyze", "--format", "md", "--group-by", "prefix"],
+                                  ["check", "--max-gmacs", "1", "--format", "md"]])
+def test_markdown_reports_have_no_merged_paragraphs(run_cli, args):
+    code, out, err = run_cli(*args)
+    assert code in (0, 1), err
+    assert _merged_lines(out) == []
+
+
+def test_zoo_table_reasons_are_per_row_wrapped_in_the_table_and_whole_in_md_json():
+    from segcost.reports.zoo import REASON_WIDTH, render_zoo_table
+    from segcost.zoo.edgeai import EXPECTED_DEVIATIONS
+    from segcost.zoo.table import SeedRow, TableRow, deviation_notes
+
+    ade = {key: reason for key, reason in EXPECTED_DEVIATIONS.items() if key[0] == "ADE20K32"}
+    notes = deviation_notes()
+    assert len(ade) > 2 and "ADE20K32" in notes
+    for reason in ade.values():   # the shared explanation is said once, in the note, not in every row
+        assert notes["ADE20K32"][:60] not in reason and len(reason) < 400
+    rows = [TableRow(SeedRow("edgeai-torchvision", dataset, model, size, 9.0, None, ""), 32, 8_800_000_000, reason)
+            for (dataset, model, size), reason in ade.items()]
+    table = render_zoo_table(rows, "table", notes)
+    body = table.split("\n\n")[0]
+    lines = body.splitlines()
+    assert lines[1].rsplit("  ", 1)[1] == "-" * REASON_WIDTH   # the reason column is REASON_WIDTH wide...
+    assert len(lines) > 2 + 2 * len(rows)                      # ...and each reason wraps onto several lines
+    assert table.count("ADE20K32 note:") == 1
+    markdown = render_zoo_table(rows, "md", notes)
+    assert all(reason in markdown for reason in ade.values()) and markdown.count("ADE20K32 note:") == 1
+    assert _merged_lines(markdown) == []
+    records = json.loads(render_zoo_table(rows, "json", notes))
+    assert [record["reason"] for record in records] == list(ade.values())
+    assert all(record["note"] == notes["ADE20K32"] for record in records)

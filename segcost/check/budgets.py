@@ -24,6 +24,7 @@ from pathlib import Path
 from segcost.errors import InputError
 from segcost.fileio import check_path_text, read_toml_file
 
+BUILTIN_SOURCE = "builtin:"   # the built-in DeepLabV3Lite, what every command analyzes without MODEL
 LIMIT_KEYS = ("max_gmacs", "max_params_m", "max_layer_gmacs", "max_latency_ms", "max_unsupported_ops")
 KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", *LIMIT_KEYS}
 
@@ -92,13 +93,16 @@ def _string(entry: dict, key: str, where: str) -> str | None:
     return value
 
 
-def check_limit(value, key: str, where: str):
-    """A budget limit: a finite, non-negative number (an integer for max_unsupported_ops)."""
-    integer = key == "max_unsupported_ops"
-    kinds = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < 0:
-        raise InputError(f"{where}: {key} must be a finite non-negative {'integer' if integer else 'number'}, "
-                         f"got {value!r}")
+def validate_limit(key: str, value, where: str):
+    """`value` if it is a usable limit: a finite, non-negative number (an int for max_unsupported_ops).
+
+    One rule for budgets files, the CLI's --max-* options and the Python API. Raises InputError naming `where`.
+    """
+    integral = key == "max_unsupported_ops"
+    if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        kind = "a non-negative integer" if integral else "a non-negative finite number"
+        raise InputError(f"{where} must be {kind}, got {value!r}")
     return value
 
 
@@ -123,7 +127,7 @@ def load_budgets(path: Path) -> list[ModelBudget]:
             raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
         if ("path" in entry) == ("zoo" in entry):
             raise InputError(f"{where}: give exactly one of path = ... or zoo = ...")
-        limits = {key: check_limit(entry[key], key, where) for key in LIMIT_KEYS if key in entry}
+        limits = {key: validate_limit(key, entry[key], f"{where}: {key}") for key in LIMIT_KEYS if key in entry}
         zoo, model_path = _string(entry, "zoo", where), _string(entry, "path", where)
         if zoo is not None:
             source, label = f"zoo:{zoo}", zoo

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from segcost.analyzer import AnalysisResult
-from segcost.check.budgets import ModelBudget
+from segcost.check.budgets import BUILTIN_SOURCE, ModelBudget
 from segcost.errors import InputError
 from segcost.fileio import read_json_file
 
@@ -55,6 +55,10 @@ def load_model_graph(budget: ModelBudget):
     from segcost.frontends import onnx as onnx_frontend
 
     shapes = onnx_frontend.parse_input_shapes(budget.input_shapes)
+    if budget.source == BUILTIN_SOURCE:
+        from segcost.samples import deeplabv3lite
+
+        return onnx_frontend.load_model(deeplabv3lite(), shapes, label=budget.name)
     if budget.zoo_name is None:
         return onnx_frontend.load(budget.source, shapes)
     from segcost.frontends.torch import load_module_graph, require_torch
@@ -75,9 +79,14 @@ def _limit(outcomes: list[Outcome], budget: ModelBudget, name: str, limit, actua
 
 
 def check_model(budget: ModelBudget) -> ModelCheck:
+    """Load the budget's model and evaluate its limits (see check_graph)."""
+    return check_graph(budget, load_model_graph(budget))
+
+
+def check_graph(budget: ModelBudget, graph) -> ModelCheck:
+    """One Outcome per limit set in `budget`, measured on `graph` (the IR of the budget's model)."""
     from segcost.analyzer import analyze
 
-    graph = load_model_graph(budget)
     analysis = analyze(graph)
     result = ModelCheck(budget, analysis)
     outcomes = result.outcomes

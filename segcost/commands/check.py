@@ -17,6 +17,44 @@ _LIMIT_OPTIONS = (
 )
 
 
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _builtin_budget(input_shapes: tuple[str, ...]):
+    """The budget of the built-in DeepLabV3Lite, the model every command analyzes without MODEL."""
+    from segcost.check.budgets import BUILTIN_SOURCE, ModelBudget
+    from segcost.commands.inputs import builtin_label
+    from segcost.frontends.onnx import parse_input_shapes
+
+    shapes = parse_input_shapes(input_shapes)
+    label = builtin_label(next(iter(shapes.values()))) if shapes else builtin_label((1, 3, 512, 512))
+    return ModelBudget(name=label, source=BUILTIN_SOURCE, input_shapes=list(input_shapes))
+
+
+def _from_command_line(result, cli_limits: dict, baseline: str | None) -> None:
+    """Outcomes whose limit was given as an option point at the command line, not at a budgets file;
+    the budgets file's path is made relative to the repository (GitHub annotations need that)."""
+    for outcome in result.outcomes:
+        if outcome.budget in cli_limits or (baseline and outcome.budget.startswith("baseline_")):
+            flag = "--baseline/--max-increase" if outcome.budget.startswith("baseline_") else _flag(outcome.budget)
+            outcome.file = None
+            outcome.detail = f"{outcome.detail} (limit from the command line: {flag})".strip()
+        elif outcome.file:
+            outcome.file = _repo_relative(outcome.file)
+
+
+def _repo_relative(path: str) -> str:
+    """`path` relative to $GITHUB_WORKSPACE (else the working directory) when it lies inside it."""
+    import os
+
+    root = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
 def _limit_options(function):
     for flag, name, kind, text in reversed(_LIMIT_OPTIONS):
         function = click.option(flag, name, type=kind, help=text)(function)
@@ -25,22 +63,13 @@ def _limit_options(function):
 
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
              target: str | None, verify: bool, rules: str):
-    from segcost.check.budgets import (
-        ModelBudget,
-        check_limit,
-        find_config,
-        load_budgets,
-    )
+    from segcost.check.budgets import ModelBudget, find_config, load_budgets, validate_limit
 
+    cli_limits = {key: validate_limit(key, value, _flag(key)) for key, value in limits.items() if value is not None}
     config_path = find_config(config)
     configured = load_budgets(config_path) if config_path else []
-    cli_limits = {key: check_limit(value, key, "--" + key.replace("_", "-"))
-                  for key, value in limits.items() if value is not None}
     if not models:
-        if not configured:
-            raise InputError("no budgets: give MODEL with limits (e.g. --max-gmacs 5) or write a segcost.toml "
-                             "(or [tool.segcost] in pyproject.toml)")
-        budgets = configured
+        budgets = configured or [_builtin_budget(input_shapes)]   # like every command: the built-in model
     else:
         by_source = {Path(budget.source).resolve(): budget for budget in configured if budget.zoo_name is None}
         budgets = []
@@ -71,8 +100,8 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
 @click.option("--verify", is_flag=True, help="Fail on any verifier finding.")
 @click.option("--rules", default="current", show_default=True, help="Verifier rule set.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Baseline JSON from `segcost baseline save`.")
-@click.option("--max-increase", default="0%", show_default=True, metavar="PCT",
-              help="With --baseline: allowed growth of MACs and params.")
+@click.option("--max-increase", metavar="PCT", help="With --baseline: allowed growth of MACs and params "
+              "[default: 0%].")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "github", "md"]), default="table",
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
@@ -91,8 +120,10 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
 
     limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,
               "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
+    if max_increase is not None and baseline is None:
+        raise InputError("--max-increase needs --baseline FILE (a `segcost baseline save` snapshot)")
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules)
-    allowed_growth = parse_percent(max_increase)
+    allowed_growth = parse_percent(max_increase or "0%")
     plan = _plan(output, budgets, config, baseline=baseline)
     previous = read_baseline(baseline) if baseline else None
     checks = [check_model(budget) for budget in budgets]
@@ -101,6 +132,7 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
         result.baseline_outcomes = compare_baseline(checks, previous, allowed_growth, baseline)
     if not result.outcomes:
         raise InputError("no limits to check: set max_gmacs, max_params_m, ... or --baseline")
+    _from_command_line(result, {key for key, value in limits.items() if value is not None}, baseline)
     _write(render_check(result, fmt), output, plan)
     ctx.exit(0 if result.passed else 1)
 
@@ -125,9 +157,7 @@ def baseline_save(models, config, input_shapes, output) -> None:
         budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
     else:
         config_path = find_config(config)
-        if config_path is None:
-            raise InputError("no models: give MODEL... or a budgets file")
-        budgets = load_budgets(config_path)
+        budgets = load_budgets(config_path) if config_path else [_builtin_budget(input_shapes)]
     plan = _plan(output, budgets, config)
     for budget in budgets:  # a baseline records costs only; limits are the check's business
         budget.verify = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,43 @@ def refuse_untrusted(spec: str) -> None:
     raise InputError(f"{spec}: {kind}; pass {TRUST_FLAG} if you trust it (ONNX files never need it)")
 
 
-def load_module(spec: str, trust_code: bool = False) -> Any:
-    """`package.module:factory` (called with no arguments) or a TorchScript .pt/.pth / ExportedProgram .pt2 file.
+def parse_factory_args(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` options → factory keyword arguments; VALUE is a Python literal (``None``, ``21``,
+    ``(1, 2)``, ``'text'``) read with ast.literal_eval, which evaluates no code; anything else is a string.
 
-    Raises InputError unless `trust_code` (the CLI's --trust-model-code): loading any of
-    these runs code from the model (see refuse_untrusted).
+    Raises:
+        InputError: an item without ``=`` or with a KEY that is not an identifier.
+    """
+    import ast
+
+    arguments: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise InputError(f"--factory-arg {item!r}: expected KEY=VALUE, e.g. weights_backbone=None")
+        try:
+            arguments[key] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            arguments[key] = text.strip()   # e.g. weights=DEFAULT: torchvision takes weight names as strings
+    return arguments
+
+
+def load_module(spec: str, factory_args: dict[str, Any] | None = None, trust_code: bool = False) -> Any:
+    """`package.module:factory` (called with `factory_args` as keyword arguments) or a TorchScript .pt/.pth /
+    ExportedProgram .pt2 file.
+
+    Raises:
+        InputError: unless `trust_code` (the CLI's --trust-model-code): loading any of these runs
+            code from the model (see refuse_untrusted); a missing file, a state_dict saved with
+            torch.save (weights without the architecture: build it with a factory instead), an
+            import or factory failure.
     """
     if not trust_code:
         refuse_untrusted(spec)
     torch = require_torch()
+    if factory_args and spec.endswith((".pt", ".pth", ".pt2")):
+        raise InputError("--factory-arg applies to a package.module:factory model, not to a file")
     if spec.endswith((".pt", ".pth", ".pt2")):
         if not Path(spec).is_file():
             raise InputError(f"{spec}: no such file")
@@ -100,6 +129,10 @@ def load_module(spec: str, trust_code: bool = False) -> Any:
                 return torch.export.load(spec).module()
             return torch.jit.load(spec, map_location="cpu")
         except Exception as error:  # noqa: BLE001
+            if _is_state_dict(torch, spec):
+                raise InputError(f"{spec}: a state_dict (weights only, no architecture); give the model as "
+                                 "package.module:factory, e.g. torchvision.models.segmentation:fcn_resnet50 "
+                                 "--factory-arg weights=None, and load these weights inside your factory") from None
             raise InputError(f"{spec}: not a TorchScript/ExportedProgram file ({type(error).__name__})") from None
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
@@ -113,9 +146,22 @@ def load_module(spec: str, trust_code: bool = False) -> Any:
     except (ImportError, AttributeError) as error:
         raise InputError(f"{spec!r}: cannot import ({error})") from None
     try:
-        return factory()
+        return factory(**(factory_args or {}))
     except Exception as error:  # noqa: BLE001
         raise InputError(f"{spec!r}: factory failed ({type(error).__name__}: {error})") from None
+
+
+def _is_state_dict(torch, path: str) -> bool:
+    """True when `path` is a torch.save'd mapping of tensors; read with weights_only=True (no code runs)."""
+    from collections.abc import Mapping
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not loadable as plain weights either
+        return False
+    if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
+        loaded = loaded["state_dict"]   # a training checkpoint
+    return isinstance(loaded, Mapping) and any(isinstance(value, torch.Tensor) for value in loaded.values())
 
 
 def export_to_temp(model: Any, input_shape: tuple[int, ...], **options) -> tuple[Path, tempfile.TemporaryDirectory]:
@@ -124,7 +170,8 @@ def export_to_temp(model: Any, input_shape: tuple[int, ...], **options) -> tuple
     return export(model, input_shape, Path(directory.name) / "model.onnx", **options), directory
 
 
-def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]], trust_code: bool = False):
+def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]], factory_args: dict[str, Any] | None = None,
+                    progress: Callable[[str], None] | None = None, trust_code: bool = False):
     """Export a PyTorch model spec (module:factory or a .pt/.pth/.pt2 file) and load it into the IR.
 
     Raises InputError unless `trust_code`: loading it runs the model's code.
@@ -134,17 +181,26 @@ def load_torch_spec(spec: str, input_shapes: dict[str, tuple[int, ...]], trust_c
     if len(input_shapes) != 1:
         raise InputError("a PyTorch model needs exactly one --input-shape, e.g. --input-shape 1x3x512x512")
     (input_shape,) = input_shapes.values()
-    return load_module_graph(load_module(spec, trust_code), input_shape, label=spec)
+    return load_module_graph(load_module(spec, factory_args, trust_code), input_shape, label=spec, progress=progress)
 
 
-def load_module_graph(module: Any, input_shape: tuple[int, ...], label: str):
+def load_module_graph(module: Any, input_shape: tuple[int, ...], label: str,
+                      progress: Callable[[str], None] | None = None):
     """Export `module` to a temporary ONNX file and load it into the IR.
 
     The temporary directory lives as long as the graph (weights are read lazily from it).
+    `progress` is told (one line each) when the export starts and how long it took.
     """
+    import time
+
     from segcost.frontends import onnx as onnx_frontend
 
+    if progress is not None:
+        progress(f"exporting {label} to ONNX at {'x'.join(map(str, input_shape))} (torch.onnx, opset {DEFAULT_OPSET})")
+    started = time.perf_counter()
     path, directory = export_to_temp(module, input_shape)
+    if progress is not None:
+        progress(f"exported in {time.perf_counter() - started:.1f} s")
     graph = onnx_frontend.load(path)
     graph.info.path = label
     graph.info.resources.append(directory)

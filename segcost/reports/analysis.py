@@ -56,11 +56,14 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
     model = result.model
     title = f"segcost analyze: {model.path or 'model'}  (opset {model.opset}"
     title += f", {model.producer})" if model.producer else ")"
-    lines.append(f"## {title}" if markdown else title)
+    # Markdown: a blank line after the heading, and the header lines as list items, so that
+    # GitHub does not merge them into one paragraph.
+    lines.extend([f"## {title}", ""] if markdown else [title])
     for label, tensors in (("input", model.inputs), ("output", model.outputs)):
         for tensor in tensors:
-            lines.append(f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
-    lines.append(f"conventions: {convention_line(result.counted)}")
+            lines.append(f"- {label} `{tensor.name}` {tensor.dtype} {dims(tensor.shape)}" if markdown else
+                         f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
+    lines.append(f"{'- ' if markdown else ''}conventions: {convention_line(result.counted)}")
     lines.append("")
     if group_by:
         rows = [[name, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
@@ -75,6 +78,8 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
         headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %", "params", "activations"]
         lines.append(_table(rows, headers, markdown))
         if top is not None and top < len(result.layers):
+            if markdown:
+                lines.append("")   # else GitHub reads the note as one more table row
             lines.append(f"(top {top} of {len(result.layers)} layers by MACs)")
     lines.append("")
     lines.extend(_totals_lines(result, markdown))

@@ -11,14 +11,22 @@ def _table(rows: list[list], headers: list[str], fmt: str) -> str:
     return text_table(rows, headers, markdown=fmt == "md")
 
 
-def render_cost(report, fmt: str, top: int, model_label: str) -> str:
-    """A TargetReport as a table, Markdown or JSON."""
+def render_cost(report, fmt: str, top: int, model_label: str, layers: int | None = None) -> str:
+    """A TargetReport as a table, Markdown or JSON.
+
+    `top` slowest layers are ranked with the reason; `layers` limits the per-layer table to the
+    slowest that many (in schedule order; None: every layer).
+    """
     if fmt == "json":
         return json.dumps({"model": model_label, **report.to_dict()}, indent=2) + "\n"
     totals = report.totals
     heading = "## " if fmt == "md" else ""
+    shown = report.layers
+    if layers is not None and layers < len(report.layers):
+        kept = {id(layer) for layer in report.slowest(layers)}
+        shown = [layer for layer in report.layers if id(layer) in kept]
     layer_rows = [[layer.name, layer.op_type, layer.kind, layer.placement, f"{layer.cycles:,.0f}", f"{layer.ms:.4f}",
-                   layer.bound, f"{layer.utilisation_pct:.1f}", layer.memory_level] for layer in report.layers]
+                   layer.bound, f"{layer.utilisation_pct:.1f}", layer.memory_level] for layer in shown]
     parts = [f"{heading}{model_label} on {report.profile_name}: {report.profile_description}\n",
              _table(layer_rows, ["layer", "op", "kind", "placement", "cycles", "ms", "bound", "util %", "memory"], fmt),
              "",
@@ -42,6 +50,9 @@ def render_cost(report, fmt: str, top: int, model_label: str) -> str:
              "",
              f"{heading}Latency by bound",
              _table([[bound, f"{ms:.3f} ms"] for bound, ms in totals.ms_by_bound.items()], ["bound", "time"], fmt)]
+    if len(shown) < len(report.layers):   # md: after a blank line, else GitHub reads it as one more table row
+        parts[2:2] = ([""] if fmt == "md" else []) + [f"(the {len(shown)} slowest of {len(report.layers)} layers, "
+                                                       "in schedule order)"]
     layout = {"blocked->plain", "plain->blocked"}
     for title, items in (("Fallback boundaries", [item for item in report.transfers if item.direction not in layout]),
                          ("Layout conversions by the runtime", [item for item in report.transfers

@@ -89,6 +89,16 @@ def seed_rows() -> list[SeedRow]:
     return rows
 
 
+def deviation_notes() -> dict[str, str]:
+    """Explanations shared by several rows (keyed by dataset), to print once under the table."""
+    from segcost.zoo.registry import family_modules
+
+    notes: dict[str, str] = {}
+    for module in family_modules():
+        notes.update(getattr(module, "DEVIATION_NOTES", {}))
+    return notes
+
+
 def expected_deviations() -> dict[tuple[str, str, str], str]:
     """Reasons written beside each family's models, keyed (dataset, model, input_size)."""
     from segcost.zoo.registry import family_modules

@@ -82,8 +82,8 @@ def test_bad_budget_files_exit_2(run_cli, project, content, message):
 
 
 def test_no_budgets_exit_2(run_cli, project):
-    code, _, err = run_cli("check")
-    assert code == 2 and "no budgets" in err
+    code, _, err = run_cli("check")   # no MODEL, no budgets file: the built-in model, but no limit
+    assert code == 2 and "no limits" in err
 
 
 def test_baseline_regression_is_caught(run_cli, project):

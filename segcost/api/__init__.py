@@ -1,0 +1,203 @@
+"""segcost's Python API: the CLI's commands as functions returning the result dataclasses it renders.
+
+    import segcost
+    result = segcost.analyze("model.onnx", (1, 3, 512, 512), target="tda4vm")
+    result.totals.macs          # exact int
+    result.to_pandas()          # one row per layer (needs pandas)
+
+`model` is everywhere one of: a path (``.onnx``; with segcost[torch] a TorchScript file or
+``package.module:factory``), an ``onnx.ModelProto``, a ``torch.nn.Module`` (give
+`input_shape` or an example tensor), or None for the built-in DeepLabV3Lite.
+`input_shape` is ``(1, 3, H, W)`` for a one-input model, ``{"name": (1, 3, H, W)}``,
+``"name=1x3xHxW"`` or an example tensor. Errors are the `segcost.errors` classes the CLI
+turns into exit codes: `InputError` (and `GraphError`, `ShapeError`) for bad input,
+`segcost.optimize.NumericsError` when a rewrite changes what the model computes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from segcost.api.results import Analysis, Check, Cost, Optimized, from_base
+from segcost.commands.inputs import ShapeArg, load_graph
+from segcost.errors import InputError
+
+__all__ = ["Analysis", "Check", "Cost", "Optimized", "analyze", "check", "cost", "optimize", "quantize"]
+
+
+def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Iterable[str] = "none",
+            target: str | None = None, strict: bool = False, factory_args: Mapping[str, Any] | None = None,
+            trust_model_code: bool = False) -> Analysis:
+    """Per-layer MACs, FLOPs, params and bytes of `model`, as `segcost analyze` reports them.
+
+    Args:
+        model: see the module docstring (None: the built-in DeepLabV3Lite, 1x3x512x512).
+        input_shape: static input shape(s); needed for symbolic dims and for a torch module.
+        count: categories also counted as MACs in `macs_by_convention` ("bias,bn", ["bias"], "all",
+            "none"); `totals.macs` stays conv/gemm MACs.
+        target: a profile (tda4vm, am62a, cpu or a .toml path): adds `result.target`, the per-layer
+            latency estimate of the graph as the target's toolchain runs it (BatchNorm folded).
+        strict: raise InputError when any op has no cost rule.
+        factory_args: keyword arguments of a ``package.module:factory`` model (e.g. ``{"weights": None}``).
+        trust_model_code: allow a model path that runs code when loaded (a .pt2/.pt/.pth file or a
+            ``package.module:factory`` spec), as the CLI's --trust-model-code; an nn.Module needs no flag.
+
+    Returns:
+        An `Analysis` (an `AnalysisResult`): exact int counts in `totals` and `layers`.
+
+    Raises:
+        InputError, GraphError, ShapeError: unreadable model, bad shape, unknown category or target.
+    """
+    from segcost.analyzer import analyze as analyze_graph
+    from segcost.analyzer.conventions import parse_counted
+
+    categories = parse_counted(count if isinstance(count, str) else ",".join(count))
+    graph, _ = load_graph(model, input_shape, dict(factory_args or {}), trust_code=trust_model_code)
+    result = from_base(Analysis, analyze_graph(graph))
+    result.counted = categories
+    if strict and result.coverage.unsupported:
+        raise InputError("unsupported ops (strict): " + ", ".join(result.coverage.unsupported))
+    if target:
+        from segcost.optimize import estimate_on_target
+        from segcost.passes import VerifyGroupedConvPass
+
+        result.findings = VerifyGroupedConvPass()(graph).findings  # type: ignore[attr-defined] # a VerifyResult
+        result.target = estimate_on_target(graph, target, result.findings)
+    return result
+
+
+def cost(model: Any = None, input_shape: ShapeArg = None, *, target: str = "tda4vm", fuse: bool = True) -> Cost:
+    """Per-layer cycles, ms, bound, utilisation and placement on `target`, as `segcost cost` reports them.
+
+    Args:
+        target: tda4vm, am62a, cpu or a profile .toml path.
+        fuse: fold BatchNorm and mark fused activations first (what TIDL and onnxruntime do).
+
+    Raises:
+        InputError: unreadable model or unknown profile.
+    """
+    from segcost.targets.cost_model import estimate, load_profile
+
+    profile = load_profile(target)
+    graph, path = load_graph(model, input_shape)
+    label = path or ("built-in DeepLabV3Lite" if model is None else graph.info.path)
+    if fuse:
+        from segcost.optimize import build_pipeline
+
+        graph = build_pipeline()(graph).graph
+    return from_base(Cost, estimate(graph, profile), model=label)
+
+
+def optimize(model: Any = None, input_shape: ShapeArg = None, *, passes: list[str] | None = None,
+             rules: str = "current", check: bool = True, output: str | None = None) -> Optimized:
+    """Fuse Conv-BN(-ReLU), clean up and verify, as `segcost optimize` does; `result.model` is the ONNX model.
+
+    Args:
+        passes: pass names (default: the whole pipeline; `segcost.passes.PASSES` lists them).
+        rules: the verifier's target rule set (current, legacy).
+        check: run original and optimized model in onnxruntime and compare outputs
+            (max |a - b| <= 1e-4 + 1e-5 * max|a|).
+        output: also write the optimized model there (atomically; never over the input file).
+
+    Raises:
+        InputError: bad model or pass name. NumericsError: the optimized outputs differ.
+    """
+    return _optimize(model, input_shape, passes, rules, check, output, None, None, None, None)
+
+
+def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: str = "synthetic",
+             calib_size: int = 16, per_channel: bool = True, pow2_scales: bool = False, method: str = "minmax",
+             target: str = "cpu", exclude_nodes: Iterable[str] = (), eval_data: str | None = None,
+             eval_size: int | None = None, check: bool = True, output: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Optimized:
+    """Fuse, then quantize to an int8 QDQ model and measure its accuracy, as `segcost optimize --int8` does.
+
+    Args:
+        calibration: a folder of images/.npy, a .npy/.npz file, or "synthetic".
+        target: "cpu" (u8 activations, fastest in onnxruntime) or "tda4vm" (symmetric, zero points 0).
+        eval_data: data for the accuracy report (default: the calibration source's held-out split).
+        progress: called with (done, total) per calibration sample.
+        Others: as the CLI options of the same names.
+
+    Returns:
+        An `Optimized` whose `accuracy` holds per-output errors, mIoU drop and per-layer SQNR.
+
+    Raises:
+        InputError: bad model, calibration data or option.
+    """
+    from segcost.quant.quantize import QuantizeOptions
+
+    options = QuantizeOptions(calibration=calibration, calib_size=calib_size, per_channel=per_channel,
+                              pow2_scales=pow2_scales, method=method, target=target,
+                              exclude_nodes=tuple(exclude_nodes))
+    return _optimize(model, input_shape, None, "current", check, output, options, eval_data, eval_size, progress)
+
+
+def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
+    from segcost.commands.quiet import quiet_third_party
+    from segcost.optimize import optimize_model
+
+    graph, path = load_graph(model, input_shape)
+    with quiet_third_party():
+        result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
+                                eval_size=eval_size, progress=progress)
+    optimized = from_base(Optimized, result, output=output)
+    if output is not None and result.model is not None:
+        from segcost.fileio import write_atomic
+
+        write_atomic(output, result.model.SerializeToString(), protected=(path,))
+    return optimized
+
+
+def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float | None = None,
+          max_params_m: float | None = None, max_layer_gmacs: float | None = None,
+          max_unsupported_ops: int | None = None, max_latency_ms: float | None = None, target: str | None = None,
+          verify: bool = False, rules: str = "current", baseline: str | Mapping | None = None,
+          max_increase: float | str = 0.0, name: str | None = None) -> Check:
+    """Evaluate budgets on `model`, as `segcost check` does; `result.passed` is False where the CLI exits 1.
+
+    Args:
+        max_*: limits (non-negative, finite); max_latency_ms needs `target`.
+        verify: a verifier finding fails the check.
+        baseline: a `segcost baseline save` JSON (path or its parsed dict); fails when MACs or params
+            grew more than `max_increase` percent (2.0 or "2%").
+        name: the model's name in the outcomes and the baseline (default: its path or label).
+
+    Raises:
+        InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline.
+    """
+    from segcost.check.budgets import ModelBudget, validate_limit
+    from segcost.check.evaluate import (
+        check_graph,
+        compare_baseline,
+        parse_percent,
+        read_baseline,
+    )
+
+    limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,
+              "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
+    for key, value in limits.items():
+        if value is not None:
+            validate_limit(key, value, key)
+    increase = parse_percent(str(max_increase)) if isinstance(max_increase, str) else float(max_increase)
+    if not math.isfinite(increase) or increase < 0:
+        raise InputError(f"max_increase must be a non-negative percentage, got {max_increase!r}")
+    if baseline is None and increase:
+        raise InputError("max_increase needs a baseline")
+    if max_latency_ms is not None and not target:
+        raise InputError("max_latency_ms needs target")
+    graph, path = load_graph(model, input_shape)
+    label = name or path or graph.info.path or "model"
+    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules)
+    for key, value in limits.items():
+        setattr(budget, key, value)
+    result = Check([check_graph(budget, graph)])
+    if baseline is not None:
+        document = read_baseline(str(baseline)) if not isinstance(baseline, Mapping) else dict(baseline)
+        label = "baseline" if isinstance(baseline, Mapping) else str(baseline)
+        result.baseline_outcomes = compare_baseline(result.models, document, increase, label)
+    if not result.outcomes:
+        raise InputError("no limits to check: give max_gmacs=..., max_params_m=..., ... or baseline=...")
+    return result

@@ -1,0 +1,31 @@
+"""Gather what the HTML report shows beyond the analysis: stages, memory timeline, memory roofs."""
+
+from __future__ import annotations
+
+from segcost.analyzer import AnalysisResult
+from segcost.analyzer.grouping import group_layers, name_prefix
+from segcost.analyzer.timeline import MemoryTimeline
+from segcost.reports.html import HtmlExtras, StageCost
+
+
+def html_extras(result: AnalysisResult, timeline: MemoryTimeline | None, estimate=None, target: str | None = None,
+                stage_depth: int = 1) -> HtmlExtras:
+    """Stage subtotals (layer-name prefix of `stage_depth` parts: exact MACs, and the estimate's ms summed over
+    the same prefix), the timeline, and the roofs of `target`'s memory levels in bytes/s
+    (bytes per accelerator cycle × clock, from the profile)."""
+    stages = [StageCost(name, total.count, total.macs) for name, total in
+              group_layers(result.layers, "prefix", stage_depth).items()]
+    roofs: list[tuple[str, float]] = []
+    if estimate is not None:
+        by_stage: dict[str, float] = {}
+        for layer in estimate.layers:
+            key = name_prefix(layer.name, stage_depth)
+            by_stage[key] = by_stage.get(key, 0.0) + layer.ms
+        for stage in stages:
+            stage.ms = by_stage.get(stage.name, 0.0)
+    if target:
+        from segcost.targets.cost_model import load_profile
+
+        profile = load_profile(target)
+        roofs = [(level.name, level.bytes_per_cycle * profile.clock_ghz * 1e9) for level in profile.memory]
+    return HtmlExtras(timeline=timeline, roofs=roofs, stages=stages, stage_depth=stage_depth)

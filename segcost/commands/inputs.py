@@ -1,0 +1,126 @@
+"""What the CLI and the Python API accept as a model, turned into the IR the commands work on.
+
+A model is a path (``.onnx``, a TorchScript file, or a ``package.module:factory`` spec), an
+in-memory ``onnx.ModelProto``, a ``torch.nn.Module`` (with the torch extra) or None for the
+built-in DeepLabV3Lite — the same sources the CLI reads, through the same frontends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from segcost.errors import InputError
+
+Shape = Sequence[int]
+ShapeArg = None | str | Shape | Mapping[str, Shape] | Sequence[str] | Any
+
+
+def parse_shapes(input_shape: ShapeArg) -> dict[str, tuple[int, ...]]:
+    """``(1, 3, 512, 512)``, ``{"input": (1, 3, 512, 512)}``, ``"input=1x3x512x512"``, a list of such strings,
+    or a torch tensor (its shape) → ``{name: dims}`` ("" is the only input of a one-input model).
+
+    Raises:
+        InputError: a dimension that is not a positive integer, or a value of another type.
+    """
+    from segcost.frontends.onnx import parse_input_shapes
+
+    if input_shape is None:
+        return {}
+    if isinstance(input_shape, str):
+        return parse_input_shapes([input_shape])
+    if hasattr(input_shape, "shape") and not isinstance(input_shape, (tuple, list)):
+        input_shape = tuple(input_shape.shape)   # an example tensor or array
+    if isinstance(input_shape, Mapping):
+        return {str(name): _dims(dims, str(name)) for name, dims in input_shape.items()}
+    if isinstance(input_shape, Sequence) and input_shape and all(isinstance(item, str) for item in input_shape):
+        return parse_input_shapes([str(item) for item in input_shape])
+    return {"": _dims(input_shape, "input")}
+
+
+def _dims(dims: Any, name: str) -> tuple[int, ...]:
+    if hasattr(dims, "shape") and not isinstance(dims, (tuple, list)):
+        dims = tuple(dims.shape)
+    if isinstance(dims, str):
+        return next(iter(parse_shapes(dims).values()))
+    try:
+        values = tuple(dims)
+    except TypeError:
+        raise InputError(f"input_shape for {name!r}: expected a tuple of ints such as (1, 3, 512, 512), "
+                         f"got {type(dims).__name__}") from None
+    if not values or any(isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 for dim in values):
+        raise InputError(f"input_shape for {name!r}: every dimension must be a positive int, got {list(values)}")
+    return values
+
+
+def is_torch_module(model: Any) -> bool:
+    """True for a torch.nn.Module, without importing torch (it is imported only if the caller already has)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def load_graph(model: Any, input_shape: ShapeArg = None, factory_args: dict[str, Any] | None = None,
+               progress: Callable[[str], None] | None = None, trust_code: bool = False):
+    """The verified IR of `model` with inferred shapes, plus the path the model came from (or None).
+
+    `factory_args` are keyword arguments for a ``package.module:factory`` model; `progress` gets a
+    line when a PyTorch model is built and exported (that takes seconds to minutes). A model
+    path that runs code when loaded (.pt2/.pt/.pth, module:factory) needs `trust_code`
+    (the CLI's --trust-model-code).
+
+    Raises:
+        InputError (and its subclasses GraphError, ShapeError): what the CLI exits 2 for.
+    """
+    import onnx
+
+    from segcost.frontends import onnx as onnx_frontend
+
+    shapes = parse_shapes(input_shape)
+    if factory_args and not (isinstance(model, str) and is_torch_spec(model)):
+        raise InputError("factory arguments (--factory-arg) apply to a package.module:factory model only")
+    if model is None:
+        from segcost.samples import deeplabv3lite
+
+        graph = onnx_frontend.load_model(deeplabv3lite(), shapes)
+        graph.info.path = builtin_label(graph.shape(graph.inputs[0]))
+        return graph, None
+    if isinstance(model, onnx.ModelProto):
+        return onnx_frontend.load_model(model, shapes, label=model.graph.name or "ModelProto"), None
+    if is_torch_module(model):
+        return _module_graph(model, shapes, progress), None
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if is_torch_spec(path):
+            from segcost.frontends.torch import load_torch_spec
+
+            return load_torch_spec(path, shapes, factory_args, progress, trust_code=trust_code), path
+        return onnx_frontend.load(path, shapes), path
+    raise InputError(f"model: expected a path, an onnx.ModelProto or a torch.nn.Module, got {type(model).__name__}")
+
+
+def builtin_label(shape) -> str:
+    """The built-in model's title with the input shape actually analyzed (it can be overridden)."""
+    from segcost.samples import DEFAULT_SAMPLE
+
+    head, _, _ = DEFAULT_SAMPLE.rpartition(", ")    # "... (built-in, 21 classes, 1x3x512x512)"
+    return f"{head}, {'x'.join(str(dim) for dim in shape)})"
+
+
+def _module_graph(module: Any, shapes: dict[str, tuple[int, ...]], progress: Callable[[str], None] | None):
+    from segcost.frontends.torch import load_module_graph
+
+    if len(shapes) != 1:
+        raise InputError("a torch.nn.Module needs input_shape (e.g. (1, 3, 512, 512)) or an example tensor")
+    (dims,) = shapes.values()
+    return load_module_graph(module, dims, label=type(module).__name__, progress=progress)
+
+
+def is_torch_spec(model: str) -> bool:
+    """A PyTorch model: a .pt/.pth/.pt2 file or `package.module:factory` (never an existing .onnx)."""
+    from pathlib import Path
+
+    if model.endswith((".pt", ".pth", ".pt2")):
+        return True
+    return ":" in model and not Path(model).exists() and not model.endswith(".onnx")
