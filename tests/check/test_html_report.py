@@ -37,14 +37,14 @@ class _Collector(HTMLParser):
 
 
 def _long_named_model() -> onnx.ModelProto:
-    """Conv (long torch-style name) -> ConvTranspose 3x3 stride 2 (not supported by TIDL: falls back)."""
+    """Conv (long torch-style name) -> ConvTranspose 5x5 stride 2 (in no TIDL rule set: falls back)."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name=LONG, pads=[1, 1, 1, 1]),
              helper.make_node("ConvTranspose", ["c", "t"], ["y"], name="/model/decoder/up/ConvTranspose",
-                              strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])]
+                              strides=[2, 2], pads=[2, 2, 2, 2], output_padding=[1, 1])]
     graph = helper.make_graph(nodes, "long", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(weight(16, 8, 3, 3), "w"),
-                               numpy_helper.from_array(weight(16, 4, 3, 3), "t")])
+                               numpy_helper.from_array(weight(16, 4, 5, 5), "t")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
