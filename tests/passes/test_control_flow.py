@@ -97,7 +97,7 @@ def _loop_model(trip_count: np.ndarray | None, declared: bool = True, pads: int 
     else:
         inits.append(numpy_helper.from_array(trip_count, "n"))
     node = helper.make_node("Loop", ["n", "go", "x"], ["y"], name="loop", body=body)
-    return _model([node], inputs, [_value("y")], inits)
+    return _model([node], inputs, [_value("y", [1, 4, 5, 5] if pads else None)], inits)
 
 
 BODY_MACS = 25 * 4 * 4 * 9
