@@ -245,10 +245,15 @@ MAC_OP_TYPES = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv",
 
 
 def count_macs(graph: Graph) -> int:
-    """Total MACs only — what the PassManager records around each pass, without the full report."""
+    """Total MACs only — what the PassManager records around each pass, without the full report.
+
+    A graph with If/Loop/Scan is counted by the full walk, so that subgraph MACs agree with analyze().
+    """
     total = 0
     for key, data in graph.dag.nodes(data=True):
         node = data["node"]
+        if node.op_type in CONTROL_FLOW_OPS and not node.domain:
+            return sum(layer.macs for layer in _Walk(graph).layers)
         if node.op_type not in MAC_OP_TYPES:
             continue
         rule = find_rule(node.domain, node.op_type)
