@@ -142,3 +142,19 @@ def test_loop_whose_carried_shape_shrinks_is_flagged():
     (entry,) = result.control_flow
     assert entry.unbounded and result.coverage.unbounded == ["Loop:loop"]
     assert entry.macs == 9 * 4 * 4 * 9   # one trip at 3×3 outputs
+
+
+def test_scan_counts_sequence_length_times_body():
+    """Scan over 5 steps of a 1×4 row times a 4×6 outer weight: 5 × 24 MACs."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["s_out"], name="carry"),
+         helper.make_node("MatMul", ["row", "W"], ["out_row"], name="body_matmul")], "body",
+        [_value("s", [1]), _value("row", [1, 4])], [_value("s_out", [1]), _value("out_row", [1, 6])])
+    weight = numpy_helper.from_array(np.ones((4, 6), np.float32), "W")
+    node = helper.make_node("Scan", ["s0", "seq"], ["s_end", "ys"], name="scan", body=body, num_scan_inputs=1)
+    model = _model([node], [_value("s0", [1]), _value("seq", [5, 1, 4])], [_value("s_end", [1]), _value("ys", [5, 1, 6])],
+                   [weight])
+    result = analyze(load_model(model))
+    assert result.totals.macs == 5 * 24
+    (entry,) = result.control_flow
+    assert entry.trip_count == 5 and entry.counted == "trips × body"
