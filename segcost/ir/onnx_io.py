@@ -187,9 +187,9 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
 
     onnx.shape_inference writes them into the inferred model's subgraph value_info (it
     infers branches and bodies with the outer scope's types). They are stored flat — all
-    nesting levels together — in ``node.meta["subgraph_tensors"]``; ONNX requires names to
-    be unique across scopes in practice written by exporters, and a nested node inherits
-    its parent's table.
+    nesting levels together — in ``node.meta["subgraph_tensors"]``, relying on tensor names
+    being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
+    nested control-flow node uses its enclosing node's table.
     """
     targets = [node for _, node in graph.dag.nodes(data="node")
                if GRAPH_ATTRIBUTE in node.attr_types.values() or GRAPHS_ATTRIBUTE in node.attr_types.values()]
