@@ -69,7 +69,7 @@ class _Walk:
     Constants in `outer_constants` are read from an enclosing graph and not counted as params.
     """
 
-    def __init__(self, graph: Graph, inherited: dict | None = None, outer_constants: set[str] = frozenset()):
+    def __init__(self, graph: Graph, inherited: dict | None = None, outer_constants: frozenset[str] | set[str] = frozenset()):
         order = graph.topological_order()
         nodes = dict(graph.dag.nodes(data="node"))
         self.scheduled = [nodes[key] for key in order]

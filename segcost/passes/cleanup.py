@@ -129,7 +129,8 @@ class FoldConstantsPass(PassBase):
         self.infer = infer  # re-run shape inference after folding (off when the caller does it)
 
     def call(self, graph: Graph) -> PassResult:
-        folded, refused = [], []
+        folded: list[str] = []
+        refused: list[str] = []
         budget = MAX_FOLDED_BYTES_PER_PASS
         for key in graph.topological_order():
             node = graph.node(key)
@@ -164,17 +165,17 @@ class FoldConstantsPass(PassBase):
                 return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
             start, end = node.attrs.get("start", 0), node.attrs.get("end", len(shape))
             return [np.array(shape[slice(start, end)], dtype=np.int64)]
-        inits = [graph.initializers.get(tensor) for tensor in node.inputs if tensor]
-        if not all(inits):
+        if not all(tensor in graph.initializers for tensor in node.inputs if tensor):
             return None
         # An input over the bound is not even read (external data may be gigabytes); every
         # foldable op's result but Gather's is at least as large as its largest input.
-        elements = max((init.size for init in inits), default=0)
+        elements = max((graph.initializers[tensor].size for tensor in node.inputs if tensor), default=0)
         if elements * ELEMENT_BYTES_BOUND <= MAX_FOLDED_BYTES:
             arrays = [graph.initializers[tensor].array if tensor else None for tensor in node.inputs]
-            elements = result_elements(node.op_type, arrays, node.attrs)
-            if elements is None:
+            predicted = result_elements(node.op_type, arrays, node.attrs)
+            if predicted is None:
                 return None
+            elements = predicted
         nbytes = elements * ELEMENT_BYTES_BOUND
         if nbytes > min(MAX_FOLDED_BYTES, budget):
             limit = "the per-tensor bound" if nbytes > MAX_FOLDED_BYTES else "what is left of the per-pass bound"
@@ -182,7 +183,7 @@ class FoldConstantsPass(PassBase):
                            f"({_mib(nbytes)} MiB) exceeds {limit} ({_mib(min(MAX_FOLDED_BYTES, budget))} MiB)")
             logger.info("%s", refused[-1])
             return None
-        feeds = {tensor: array for tensor, array in zip(node.inputs, arrays) if tensor}
+        feeds = {tensor: graph.initializers[tensor].array for tensor in node.inputs if tensor}
         return _run_reference(node, feeds, graph.info.opset)
 
 
