@@ -29,12 +29,12 @@ NO_OP_TYPES = ("Identity", "Dropout")
 
 # Ops folded when every input is constant. Kept to shape/index arithmetic and type changes:
 # folding a Conv on constants would be correct but would hide the layer from the report.
-# Identity is not folded: folding Identity(W) would copy a shared weight into a second
-# initializer; EliminateNoOpsPass makes its consumers read W itself.
+# Identity is not evaluated: folding Identity(W) would copy a shared weight into a second
+# initializer. An Identity of a constant is bypassed instead (its consumers read W itself).
 FOLDABLE_OPS = frozenset({
     "Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Reshape", "Mul", "Add", "Sub",
     "Div", "Floor", "Ceil", "Sqrt", "Equal", "Where", "Expand", "ConstantOfShape", "Range", "Transpose",
-    "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
+    "Identity", "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
     "Flatten", "Split",
 })
 
@@ -116,7 +116,8 @@ class FoldConstantsPass(PassBase):
 
     Cases:
       1. Shape (and Size) of a tensor with a static shape → its dims.
-      2. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
+      2. Identity of an initializer → its consumers read the initializer (never a copy).
+      3. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
          onnx.reference, the ONNX reference implementation, rather than re-implementing ops.
     The size of each result is computed from its inputs *before* evaluating
     (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
@@ -138,6 +139,11 @@ class FoldConstantsPass(PassBase):
                 continue
             if any(output in graph.outputs for output in node.outputs):
                 continue  # a graph output must stay a computed tensor
+            if node.op_type == "Identity" and node.inputs and node.inputs[0] in graph.initializers:
+                graph.remove_node(key)
+                graph.replace_uses(node.outputs[0], node.inputs[0])   # an alias, not a copy
+                folded.append(key)
+                continue
             values = self._evaluate(graph, node, key, budget, refused)
             if values is None:
                 continue
