@@ -140,7 +140,8 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     decode = helper.get_attribute_value
     outputs = set(graph.outputs)
     for index, node_proto in enumerate(onnx_graph.node):
-        if node_proto.op_type == "Constant" and not node_proto.domain and node_proto.output[0] not in outputs:
+        if (node_proto.op_type == "Constant" and not node_proto.domain and len(node_proto.output) == 1
+                and node_proto.output[0] and node_proto.output[0] not in outputs):
             value = constant_value(node_proto)
             if value is not None:
                 _lift_constant(graph, node_proto.output[0], value, resolve_external)
