@@ -189,8 +189,31 @@ class FoldConstantsPass(PassBase):
                            f"({_mib(nbytes)} MiB) exceeds {limit} ({_mib(min(MAX_FOLDED_BYTES, budget))} MiB)")
             logger.info("%s", refused[-1])
             return None
+        if node.op_type == "Constant":
+            try:
+                return [_densify(node.attrs["sparse_value"])]
+            except (ValueError, IndexError, TypeError) as error:   # malformed indices: left to the runtime
+                logger.debug("not folding %s: %s", key, error)
+                return None
         feeds = {tensor: graph.initializers[tensor].array for tensor in node.inputs if tensor}
         return _run_reference(node, feeds, graph.info.opset)
+
+
+def _densify(sparse) -> np.ndarray:
+    """A SparseTensorProto as a dense array (onnx.reference cannot run a sparse Constant).
+
+    Indices are [NNZ] positions in the flattened tensor or [NNZ, rank] coordinates (ONNX
+    SparseTensorProto); the size was bounded before this is called.
+    """
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(sparse.values).reshape(-1)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(int(dim) for dim in sparse.dims)
+    dense = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=values.dtype)
+    flat = indices.reshape(-1) if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+    dense[flat] = values
+    return dense.reshape(shape)
 
 
 def _mib(nbytes: int) -> str:
