@@ -8,23 +8,10 @@ from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_f
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
-    COUNTED,
-    SHAPE_UNKNOWN,
-    UNSUPPORTED,
-    ZERO_BY_CONVENTION,
-    OpCost,
-    OpView,
-    Rule,
-    find_rule,
+    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule, find_rule,
 )
 from segcost.analyzer.result import (
-    AnalysisResult,
-    ControlFlowCost,
-    Coverage,
-    LayerCost,
-    ModelSummary,
-    TensorSummary,
-    Totals,
+    AnalysisResult, ControlFlowCost, Coverage, LayerCost, ModelSummary, TensorSummary, Totals,
 )
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
@@ -69,7 +56,8 @@ class _Walk:
     Constants in `outer_constants` are read from an enclosing graph and not counted as params.
     """
 
-    def __init__(self, graph: Graph, inherited: dict | None = None, outer_constants: frozenset[str] | set[str] = frozenset()):
+    def __init__(self, graph: Graph, inherited: dict | None = None,
+                 outer_constants: frozenset[str] | set[str] = frozenset()):
         order = graph.topological_order()
         nodes = dict(graph.dag.nodes(data="node"))
         self.scheduled = [nodes[key] for key in order]

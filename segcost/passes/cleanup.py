@@ -14,12 +14,7 @@ import numpy as np
 
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
-from segcost.passes.fold_size import (
-    ELEMENT_BYTES_BOUND,
-    MAX_FOLDED_BYTES,
-    MAX_FOLDED_BYTES_PER_PASS,
-    result_elements,
-)
+from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
 
 logger = logging.getLogger(__name__)
 
