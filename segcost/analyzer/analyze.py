@@ -8,23 +8,10 @@ from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_f
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
-    COUNTED,
-    SHAPE_UNKNOWN,
-    UNSUPPORTED,
-    ZERO_BY_CONVENTION,
-    OpCost,
-    OpView,
-    Rule,
-    find_rule,
+    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule, find_rule,
 )
 from segcost.analyzer.result import (
-    AnalysisResult,
-    ControlFlowCost,
-    Coverage,
-    LayerCost,
-    ModelSummary,
-    TensorSummary,
-    Totals,
+    AnalysisResult, ControlFlowCost, Coverage, LayerCost, ModelSummary, TensorSummary, Totals,
 )
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
@@ -69,7 +56,8 @@ class _Walk:
     Constants in `outer_constants` are read from an enclosing graph and not counted as params.
     """
 
-    def __init__(self, graph: Graph, inherited: dict | None = None, outer_constants: set[str] = frozenset()):
+    def __init__(self, graph: Graph, inherited: dict | None = None,
+                 outer_constants: frozenset[str] | set[str] = frozenset()):
         order = graph.topological_order()
         nodes = dict(graph.dag.nodes(data="node"))
         self.scheduled = [nodes[key] for key in order]
@@ -246,10 +234,15 @@ MAC_OP_TYPES = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv",
 
 
 def count_macs(graph: Graph) -> int:
-    """Total MACs only — what the PassManager records around each pass, without the full report."""
+    """Total MACs only — what the PassManager records around each pass, without the full report.
+
+    A graph with If/Loop/Scan is counted by the full walk, so that subgraph MACs agree with analyze().
+    """
     total = 0
     for key, data in graph.dag.nodes(data=True):
         node = data["node"]
+        if node.op_type in CONTROL_FLOW_OPS and not node.domain:
+            return sum(layer.macs for layer in _Walk(graph).layers)
         if node.op_type not in MAC_OP_TYPES:
             continue
         rule = find_rule(node.domain, node.op_type)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
 from segcost.errors import ShapeError
 from segcost.frontends.onnx import infer_shapes
-from segcost.ir import Graph, Node, TensorInfo
+from segcost.ir import Graph, Node, Shape, TensorInfo
 from segcost.ir.onnx_io import subgraph_ir
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 
@@ -106,7 +106,8 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     if all(_static(body.shape(name)) for name in carried_inner) and all(
             _static(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
         return _same_shapes(body, carried_inner)
-    seeds = {body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {}
+    seeds: dict[str, tuple[int, Shape | None]] = (
+        {body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {})
     seeds.update({inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
                   if outer and _static(graph.shape(outer)) and not _static(body.shape(inner))})
     for name, (dtype, shape) in seeds.items():

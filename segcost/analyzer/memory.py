@@ -18,7 +18,7 @@ def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Cal
     """Peak live activation bytes when `nodes` run in this (topological) order."""
     last_use: dict[str, int] = {}
     for step, node in enumerate(nodes):
-        for tensor in node.inputs:
+        for tensor in node.all_inputs:  # a tensor an If/Loop/Scan subgraph reads lives until that node
             if tensor and tensor not in constants:
                 last_use[tensor] = step
     pinned = set(graph.outputs)
@@ -33,7 +33,7 @@ def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Cal
         if current > peak:
             peak = current
         # a tensor named twice is freed once: it is no longer live the second time
-        for tensor in (*node.inputs, *node.outputs):
+        for tensor in (*node.all_inputs, *node.outputs):
             if tensor in live and tensor not in pinned and last_use.get(tensor, -1) <= step:
                 current -= live.pop(tensor)
     return peak

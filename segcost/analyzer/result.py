@@ -139,9 +139,7 @@ class AnalysisResult:
     control_flow: list[ControlFlowCost] = field(default_factory=list)
 
     def to_dict(self, include_layers: bool = True) -> dict[str, Any]:
-        from segcost.analyzer.conventions import (
-            convention_totals,  # it imports this module
-        )
+        from segcost.analyzer.conventions import convention_totals   # it imports this module
 
         coverage = asdict(self.coverage)
         coverage["nodes_covered_pct"] = round(self.coverage.nodes_covered_pct, 2)

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 import networkx as nx
 import numpy as np
 
-from segcost.ir.subgraphs import rename_outer_read, subgraph_attributes
+from segcost.ir.subgraphs import rename_implicit_input
 
 # A dimension is an int (known), a str (symbolic, e.g. "batch") or None (unknown).
 Dim = int | str | None
@@ -301,14 +301,7 @@ class Graph:
         node = self.node(key)
         node.inputs = [new if tensor == old else tensor for tensor in node.inputs]
         if old in node.implicit_inputs:
-            for name, index, graph_proto in list(subgraph_attributes(node.attrs, node.attr_types)):
-                renamed = rename_outer_read(graph_proto, old, new)
-                if index < 0:
-                    node.attrs[name] = renamed
-                else:
-                    node.attrs[name] = [*node.attrs[name][:index], renamed, *node.attrs[name][index + 1:]]
-            node.implicit_inputs = list(dict.fromkeys(new if tensor == old else tensor
-                                                      for tensor in node.implicit_inputs))
+            rename_implicit_input(node, old, new)
         self._consumers.get(old, set()).discard(key)
         if old in self._consumers and not self._consumers[old]:
             del self._consumers[old]

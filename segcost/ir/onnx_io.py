@@ -135,11 +135,13 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     read_value_infos(graph, onnx_graph.input)
     read_value_infos(graph, onnx_graph.value_info)
     read_value_infos(graph, onnx_graph.output)
-    keyed_nodes, taken = [], set()
+    keyed_nodes: list[tuple[str, Node]] = []
+    taken: set[str] = set()
     decode = helper.get_attribute_value
     outputs = set(graph.outputs)
     for index, node_proto in enumerate(onnx_graph.node):
-        if node_proto.op_type == "Constant" and not node_proto.domain and node_proto.output[0] not in outputs:
+        if (node_proto.op_type == "Constant" and not node_proto.domain and len(node_proto.output) == 1
+                and node_proto.output[0] and node_proto.output[0] not in outputs):
             value = constant_value(node_proto)
             if value is not None:
                 _lift_constant(graph, node_proto.output[0], value, resolve_external)
@@ -187,18 +189,18 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
 
     onnx.shape_inference writes them into the inferred model's subgraph value_info (it
     infers branches and bodies with the outer scope's types). They are stored flat — all
-    nesting levels together — in ``node.meta["subgraph_tensors"]``; ONNX requires names to
-    be unique across scopes in practice written by exporters, and a nested node inherits
-    its parent's table.
+    nesting levels together — in ``node.meta["subgraph_tensors"]``, relying on tensor names
+    being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
+    nested control-flow node uses its enclosing node's table.
     """
-    targets = [node for _, node in graph.dag.nodes(data="node")
-               if GRAPH_ATTRIBUTE in node.attr_types.values() or GRAPHS_ATTRIBUTE in node.attr_types.values()]
+    targets = [graph.node(key) for key in graph.dag
+               if {GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE} & set(graph.node(key).attr_types.values())]
     if not targets:
         return
     protos = inferred.node
     by_output: dict[str, onnx.NodeProto] | None = None
     for node in targets:
-        first = next((tensor for tensor in node.outputs if tensor), None)
+        first = next((tensor for tensor in node.outputs if tensor), "")
         index = node.meta.get("order", -1)
         proto = protos[index] if 0 <= index < len(protos) and first in protos[index].output else None
         if proto is None:   # an inference copy written in another order (to_model sorts topologically)

@@ -90,6 +90,17 @@ def rename_outer_read(graph_proto: Any, old: str, new: str) -> Any:
     return copy
 
 
+def rename_implicit_input(node: Any, old: str, new: str) -> None:
+    """Make every subgraph of IR node `node` read outer tensor `new` instead of `old` (copies, see above)."""
+    for name, index, graph_proto in list(subgraph_attributes(node.attrs, node.attr_types)):
+        renamed = rename_outer_read(graph_proto, old, new)
+        if index < 0:
+            node.attrs[name] = renamed
+        else:
+            node.attrs[name] = [*node.attrs[name][:index], renamed, *node.attrs[name][index + 1:]]
+    node.implicit_inputs = list(dict.fromkeys(new if tensor == old else tensor for tensor in node.implicit_inputs))
+
+
 def _rename_in_place(graph_proto: Any, old: str, new: str) -> None:
     if old in _defined(graph_proto):
         return
@@ -104,5 +115,5 @@ def _rename_in_place(graph_proto: Any, old: str, new: str) -> None:
             value.name = new
 
 
-__all__ = ["GRAPHS_ATTRIBUTE", "GRAPH_ATTRIBUTE", "implicit_inputs", "outer_scope_reads", "rename_outer_read",
-           "subgraph_attributes"]
+__all__ = ["GRAPHS_ATTRIBUTE", "GRAPH_ATTRIBUTE", "implicit_inputs", "outer_scope_reads", "rename_implicit_input",
+           "rename_outer_read", "subgraph_attributes"]

@@ -14,12 +14,7 @@ import numpy as np
 
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
-from segcost.passes.fold_size import (
-    ELEMENT_BYTES_BOUND,
-    MAX_FOLDED_BYTES,
-    MAX_FOLDED_BYTES_PER_PASS,
-    result_elements,
-)
+from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +24,12 @@ NO_OP_TYPES = ("Identity", "Dropout")
 
 # Ops folded when every input is constant. Kept to shape/index arithmetic and type changes:
 # folding a Conv on constants would be correct but would hide the layer from the report.
-# Identity is not folded: folding Identity(W) would copy a shared weight into a second
-# initializer; EliminateNoOpsPass makes its consumers read W itself.
+# Identity is not evaluated: folding Identity(W) would copy a shared weight into a second
+# initializer. An Identity of a constant is bypassed instead (its consumers read W itself).
 FOLDABLE_OPS = frozenset({
     "Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Reshape", "Mul", "Add", "Sub",
     "Div", "Floor", "Ceil", "Sqrt", "Equal", "Where", "Expand", "ConstantOfShape", "Range", "Transpose",
-    "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
+    "Identity", "Constant", "Neg", "Abs", "Max", "Min", "ReduceProd", "Greater", "Less", "Not", "Tile",
     "Flatten", "Split",
 })
 
@@ -116,7 +111,8 @@ class FoldConstantsPass(PassBase):
 
     Cases:
       1. Shape (and Size) of a tensor with a static shape → its dims.
-      2. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
+      2. Identity of an initializer → its consumers read the initializer (never a copy).
+      3. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
          onnx.reference, the ONNX reference implementation, rather than re-implementing ops.
     The size of each result is computed from its inputs *before* evaluating
     (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
@@ -129,7 +125,8 @@ class FoldConstantsPass(PassBase):
         self.infer = infer  # re-run shape inference after folding (off when the caller does it)
 
     def call(self, graph: Graph) -> PassResult:
-        folded, refused = [], []
+        folded: list[str] = []
+        refused: list[str] = []
         budget = MAX_FOLDED_BYTES_PER_PASS
         for key in graph.topological_order():
             node = graph.node(key)
@@ -137,6 +134,11 @@ class FoldConstantsPass(PassBase):
                 continue
             if any(output in graph.outputs for output in node.outputs):
                 continue  # a graph output must stay a computed tensor
+            if node.op_type == "Identity" and node.inputs and node.inputs[0] in graph.initializers:
+                graph.remove_node(key)
+                graph.replace_uses(node.outputs[0], node.inputs[0])   # an alias, not a copy
+                folded.append(key)
+                continue
             values = self._evaluate(graph, node, key, budget, refused)
             if values is None:
                 continue
@@ -164,17 +166,17 @@ class FoldConstantsPass(PassBase):
                 return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
             start, end = node.attrs.get("start", 0), node.attrs.get("end", len(shape))
             return [np.array(shape[slice(start, end)], dtype=np.int64)]
-        inits = [graph.initializers.get(tensor) for tensor in node.inputs if tensor]
-        if not all(inits):
+        if not all(tensor in graph.initializers for tensor in node.inputs if tensor):
             return None
         # An input over the bound is not even read (external data may be gigabytes); every
         # foldable op's result but Gather's is at least as large as its largest input.
-        elements = max((init.size for init in inits), default=0)
+        elements = max((graph.initializers[tensor].size for tensor in node.inputs if tensor), default=0)
         if elements * ELEMENT_BYTES_BOUND <= MAX_FOLDED_BYTES:
             arrays = [graph.initializers[tensor].array if tensor else None for tensor in node.inputs]
-            elements = result_elements(node.op_type, arrays, node.attrs)
-            if elements is None:
+            predicted = result_elements(node.op_type, arrays, node.attrs)
+            if predicted is None:
                 return None
+            elements = predicted
         nbytes = elements * ELEMENT_BYTES_BOUND
         if nbytes > min(MAX_FOLDED_BYTES, budget):
             limit = "the per-tensor bound" if nbytes > MAX_FOLDED_BYTES else "what is left of the per-pass bound"
@@ -182,8 +184,31 @@ class FoldConstantsPass(PassBase):
                            f"({_mib(nbytes)} MiB) exceeds {limit} ({_mib(min(MAX_FOLDED_BYTES, budget))} MiB)")
             logger.info("%s", refused[-1])
             return None
-        feeds = {tensor: array for tensor, array in zip(node.inputs, arrays) if tensor}
+        if node.op_type == "Constant":
+            try:
+                return [_densify(node.attrs["sparse_value"])]
+            except (ValueError, IndexError, TypeError) as error:   # malformed indices: left to the runtime
+                logger.debug("not folding %s: %s", key, error)
+                return None
+        feeds = {tensor: graph.initializers[tensor].array for tensor in node.inputs if tensor}
         return _run_reference(node, feeds, graph.info.opset)
+
+
+def _densify(sparse) -> np.ndarray:
+    """A SparseTensorProto as a dense array (onnx.reference cannot run a sparse Constant).
+
+    Indices are [NNZ] positions in the flattened tensor or [NNZ, rank] coordinates (ONNX
+    SparseTensorProto); the size was bounded before this is called.
+    """
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(sparse.values).reshape(-1)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(int(dim) for dim in sparse.dims)
+    dense = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=values.dtype)
+    flat = indices.reshape(-1) if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+    dense[flat] = values
+    return dense.reshape(shape)
 
 
 def _mib(nbytes: int) -> str:

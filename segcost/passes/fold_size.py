@@ -16,7 +16,7 @@ data.shape[axis+1:]; Range has max(ceil((limit − start) / delta), 0) elements.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -33,8 +33,15 @@ ELEMENT_BYTES_BOUND = 8
 Values = Sequence[np.ndarray | None]   # the op's inputs in order; None for an omitted optional one
 
 
-def _size(shape: Sequence[int]) -> int:
-    return math.prod(int(dim) for dim in shape)
+def _size(shape: Iterable[int]) -> int:
+    return math.prod(abs(int(dim)) for dim in shape)   # abs: a negative dim must not hide a large product
+
+
+def _at(values: Values, index: int) -> np.ndarray:
+    value = values[index]
+    if value is None:
+        raise ValueError(f"input {index} is missing")
+    return np.asarray(value)
 
 
 def _broadcast(values: Values) -> int:
@@ -56,26 +63,26 @@ def _largest_input(values: Values) -> int:
 
 
 def _constant_of_shape(values: Values) -> int:
-    return _size(np.asarray(values[0]).reshape(-1)) if values[0] is not None else 1
+    return _size(_at(values, 0).reshape(-1).tolist()) if values and values[0] is not None else 1
 
 
 def _expand(values: Values) -> int:
-    return _broadcast_shapes([values[0].shape, [int(dim) for dim in np.asarray(values[1]).reshape(-1)]])
+    return _broadcast_shapes([_at(values, 0).shape, [abs(int(dim)) for dim in _at(values, 1).reshape(-1).tolist()]])
 
 
 def _tile(values: Values) -> int:
-    return values[0].size * _size(np.asarray(values[1]).reshape(-1))
+    return _at(values, 0).size * _size(_at(values, 1).reshape(-1).tolist())
 
 
 def _range(values: Values) -> int:
-    start, limit, delta = (float(np.asarray(value).reshape(-1)[0]) for value in values[:3])
+    start, limit, delta = (float(_at(values, index).reshape(-1)[0]) for index in range(3))
     if delta == 0 or not all(map(math.isfinite, (start, limit, delta))):
         return 0 if delta == 0 else 1 << 62   # Range with delta 0 fails; infinities are refused by size
     return max(math.ceil((limit - start) / delta), 0)
 
 
 def _gather(values: Values, axis: int) -> int:
-    data, indices = values[0], values[1]
+    data, indices = _at(values, 0), _at(values, 1)
     axis = axis + data.ndim if axis < 0 else axis
     return _size(data.shape[:axis]) * indices.size * _size(data.shape[axis + 1:])
 

@@ -85,3 +85,14 @@ def test_small_constant_of_shape_still_folds_under_the_size_bound():
     graph = load(model)
     assert FoldConstantsPass()(graph).modified and op_types(graph) == ["Add"]
     assert graph.initializers["c"].shape == (4,)
+
+
+def test_folding_bypasses_identity_of_a_constant_without_copying_it():
+    """Constant shape → Identity → Reshape: the chain resolves, and the shape stays one initializer."""
+    inits = [numpy_helper.from_array(np.array([1, -1], np.int64), "target")]
+    model = _model([helper.make_node("Identity", ["target"], ["target_alias"], name="alias"),
+                    helper.make_node("Reshape", ["x", "target_alias"], ["y"], name="reshape")], [_x()], [_y()],
+                   inits)
+    graph = load(model)
+    assert FoldConstantsPass()(graph).modified and op_types(graph) == ["Reshape"]
+    assert graph.node("reshape").inputs == ["x", "target"] and list(graph.initializers) == ["target"]

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segcost.analyzer import analyze
 from segcost.ir.onnx_io import to_model
 from segcost.optimize import optimize
-from segcost.passes import FuseConvBatchNormPass
+from segcost.passes import FoldConstantsPass, FuseConvBatchNormPass
 from tests.passes.helpers import assert_same_outputs, load, op_types
 
 
@@ -87,3 +87,16 @@ def test_identity_shared_initializer_is_not_duplicated_by_optimize():
     exported = to_model(result.graph)
     assert [init.name for init in exported.graph.initializer] == ["W"]
     assert_same_outputs(model, load(model), result.graph)
+
+
+def test_sparse_constant_folds_to_a_dense_initializer():
+    values = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "values")
+    indices = numpy_helper.from_array(np.array([1, 6], np.int64), "indices")
+    sparse = helper.make_sparse_tensor(values, indices, [2, 4])
+    nodes = [helper.make_node("Constant", [], ["k"], name="k", sparse_value=sparse),
+             helper.make_node("Add", ["x", "k"], ["y"], name="add")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])])
+    graph = load(model)
+    assert FoldConstantsPass()(graph).modified and graph.is_constant("k")
+    np.testing.assert_array_equal(graph.initializers["k"].array, [[0, 1, 0, 0], [0, 0, 2, 0]])

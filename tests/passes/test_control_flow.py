@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segcost.analyzer import analyze
+from segcost.analyzer import analyze, count_macs
 from segcost.frontends.onnx import load_model
 from segcost.ir.onnx_io import to_model
 from segcost.optimize import optimize, run_onnxruntime
@@ -97,7 +97,7 @@ def _loop_model(trip_count: np.ndarray | None, declared: bool = True, pads: int 
     else:
         inits.append(numpy_helper.from_array(trip_count, "n"))
     node = helper.make_node("Loop", ["n", "go", "x"], ["y"], name="loop", body=body)
-    return _model([node], inputs, [_value("y")], inits)
+    return _model([node], inputs, [_value("y", [1, 4, 5, 5] if pads else None)], inits)
 
 
 BODY_MACS = 25 * 4 * 4 * 9
@@ -108,6 +108,7 @@ def test_loop_with_static_trip_count_is_trips_times_body(declared):
     model = _loop_model(np.array(3, np.int64), declared)
     result = analyze(load_model(model))
     assert result.totals.macs == 3 * BODY_MACS
+    assert count_macs(load_model(model)) == 3 * BODY_MACS   # what optimize's per-pass table shows
     (entry,) = result.control_flow
     assert entry.trip_count == 3 and entry.subgraphs[0].macs == BODY_MACS
     assert result.totals.macs == 3 * BODY_MACS and not entry.unbounded
@@ -141,3 +142,19 @@ def test_loop_whose_carried_shape_shrinks_is_flagged():
     (entry,) = result.control_flow
     assert entry.unbounded and result.coverage.unbounded == ["Loop:loop"]
     assert entry.macs == 9 * 4 * 4 * 9   # one trip at 3×3 outputs
+
+
+def test_scan_counts_sequence_length_times_body():
+    """Scan over 5 steps of a 1×4 row times a 4×6 outer weight: 5 × 24 MACs."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["s_out"], name="carry"),
+         helper.make_node("MatMul", ["row", "W"], ["out_row"], name="body_matmul")], "body",
+        [_value("s", [1]), _value("row", [1, 4])], [_value("s_out", [1]), _value("out_row", [1, 6])])
+    weight = numpy_helper.from_array(np.ones((4, 6), np.float32), "W")
+    node = helper.make_node("Scan", ["s0", "seq"], ["s_end", "ys"], name="scan", body=body, num_scan_inputs=1)
+    model = _model([node], [_value("s0", [1]), _value("seq", [5, 1, 4])], [_value("s_end", [1]), _value("ys", [5, 1, 6])],
+                   [weight])
+    result = analyze(load_model(model))
+    assert result.totals.macs == 5 * 24
+    (entry,) = result.control_flow
+    assert entry.trip_count == 5 and entry.counted == "trips × body"
