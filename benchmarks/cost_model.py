@@ -118,7 +118,7 @@ def main() -> None:
     from segcost.targets.calibrate import CalibrationSample, calibrated_profile_text, fit_profile
     from segcost.targets.cost_model import estimate_prepared, prepare
     from segcost.targets.measure import compare, map_to_layers, measure_many
-    from segcost.targets.profile import load_profile, profile_text
+    from segcost.targets.profile_toml import load_profile, profile_text
 
     print(f"onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, "
           f"session options: segcost.targets.measure.session_options")

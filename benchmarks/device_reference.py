@@ -119,7 +119,7 @@ def main() -> None:
         median_abs_log,
         spearman,
     )
-    from segcost.targets.profile import load_profile, profile_text
+    from segcost.targets.profile_toml import load_profile, profile_text
 
     for soc, (base_path, csv_path) in SOCS.items():
         base = load_profile(str(base_path))

@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from segcost.commands.options import trust_model_code_option, trusts_model_code
+from segcost.commands.inputs import is_torch_spec, load_cli_graph
+from segcost.commands.options import trust_model_code_option
 from segcost.errors import InputError, SegcostError
 
 
@@ -66,11 +67,11 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
     if symbolic:
         from segcost.commands.symbolic import symbolic_report
 
-        if model is None or _is_torch_spec(model):
+        if model is None or is_torch_spec(model):
             raise InputError("--symbolic needs an .onnx file with symbolic input dims")
         _emit(symbolic_report(model, input_shapes, fmt, multiple), output, protected=(model,))
         return
-    graph, _ = _load_graph(model, input_shapes, factory_args)
+    graph, _ = load_cli_graph(model, input_shapes, factory_args)
     _report_analysis(graph, model, fmt, output, top, group_by or ("op_type" if by_op else None), strict, target,
                      categories)
 
@@ -168,30 +169,6 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
     _emit(render(result, fmt, top=top, group_by=group_by), output, protected=(model,))
 
 
-def _load_graph(model: str | None, input_shapes: tuple[str, ...], factory_args: tuple[str, ...] = ()):
-    from segcost.commands.inputs import load_graph
-    from segcost.frontends.onnx import parse_input_shapes
-
-    arguments = None
-    if factory_args:
-        from segcost.frontends.torch import parse_factory_args
-
-        arguments = parse_factory_args(factory_args)
-    graph, _ = load_graph(model, parse_input_shapes(input_shapes), arguments, _progress_line,
-                          trust_code=trusts_model_code())
-    return graph, None
-
-
-def _progress_line(line: str) -> None:
-    click.echo(f"segcost: {line}", err=True)
-
-
-def _is_torch_spec(model: str) -> bool:
-    from segcost.commands.inputs import is_torch_spec
-
-    return is_torch_spec(model)
-
-
 @cli.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -246,7 +223,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
                           {"MODEL": model, "--calib": calib, "--eval": eval_data})
     with warnings.catch_warnings():  # torch exporters' FutureWarnings are not for segcost's user
         warnings.simplefilter("ignore", FutureWarning)
-        graph, _ = _load_graph(model, input_shapes)
+        graph, _ = load_cli_graph(model, input_shapes)
     options = None
     if int8:
         from segcost.quant.quantize import QuantizeOptions
@@ -308,7 +285,7 @@ def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...],
     from segcost.passes import VerifyGroupedConvPass
     from segcost.reports.passes import render_findings
 
-    graph, _ = _load_graph(model, input_shapes)
+    graph, _ = load_cli_graph(model, input_shapes)
     findings = VerifyGroupedConvPass(rules=rules)(graph).findings
     click.echo(render_findings(findings, fmt), nl=False)
     ctx.exit(1 if findings else 0)
@@ -317,7 +294,7 @@ def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...],
 @cli.command("ops")
 def list_ops() -> None:
     """List the op types segcost has cost rules for, with each rule's formula."""
-    from segcost.analyzer.registry import find_rule, registered_ops
+    from segcost.analyzer.rules import find_rule, registered_ops
 
     rows = [(f"{domain}::{op_type}" if domain else op_type, find_rule(domain, op_type))
             for domain, op_type in registered_ops() if domain != "ai.onnx"]

@@ -26,12 +26,13 @@ import numpy as np
 import onnx
 
 from segcost.analyzer import AnalysisResult, analyze
+from segcost.analyzer import count_macs as count_macs_of
+from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.errors import InputError, SegcostError
 from segcost.ir import Graph
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 
 ATOL = 1e-4
-MAX_CHECK_ELEMENTS = 1 << 28  # a 1 GiB float32 input; beyond that the check would not fit in memory
 MAX_CHECK_TENSOR_BYTES = 1 << 30   # any one tensor the numeric check computes
 MAX_CHECK_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
 RTOL = 1e-5
@@ -62,7 +63,7 @@ def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: 
     if unknown:
         raise InputError(f"unknown pass {unknown[0]!r} (known: {', '.join(PASSES)})")
     return PassManager([PASSES[name]() for name in names], fixed_point=True, after_each=after_each,
-                       count_macs=count_macs)
+                       metric=count_macs_of if count_macs else None)
 
 
 def static_view(graph: Graph) -> Graph:
@@ -94,26 +95,6 @@ def optimize(graph: Graph, passes: list[str] | None = None, after_each=None, rul
     result = build_pipeline(passes, after_each, count_macs=static is graph)(graph)
     findings = VerifyGroupedConvPass(rules=rules)(result.graph).findings
     return OptimizeResult(result.graph, before, analyze(static_view(result.graph)), result.records, findings)
-
-
-def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    from onnx import helper
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in graph.inputs:
-        shape = graph.shape(name)
-        if shape is not None and shape and not isinstance(shape[0], int):
-            shape = [1, *shape[1:]]  # a symbolic batch: checked at batch 1
-        if shape is None or not all(isinstance(dim, int) for dim in shape):
-            raise InputError(f"input {name!r} needs a static shape for the numerical check")
-        if int(np.prod(shape, dtype=object)) > MAX_CHECK_ELEMENTS:
-            raise InputError(f"input {name!r} {list(shape)} is too large for the numerical check; "
-                             "use --no-check to skip it")
-        dtype = helper.tensor_dtype_to_np_dtype(graph.dtype(name))
-        values = rng.standard_normal(shape)
-        feeds[name] = values.astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)
-    return feeds
 
 
 def bound_check_memory(graph: Graph) -> int:

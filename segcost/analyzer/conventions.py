@@ -13,9 +13,12 @@ changes meaning: the counted total is reported separately.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.errors import InputError
+
+if TYPE_CHECKING:   # annotations only: result.py imports this module to fill macs_by_convention
+    from segcost.analyzer.result import AnalysisResult, LayerCost
 
 # Category → op types whose elementary operations it holds ("bias" is the MAC layers' bias adds).
 CATEGORIES: dict[str, frozenset[str]] = {

@@ -156,25 +156,12 @@ def _checked(rule: Rule) -> Rule:
     return checked_rule
 
 
-def find_rule(domain: str, op_type: str) -> Rule | None:
-    _load_rules()
+def registered_rule(domain: str, op_type: str) -> Rule | None:
+    """The rule registered for (domain, op_type) so far; segcost.analyzer.rules.find_rule, which
+    imports every rule module first, is what callers want."""
     return _RULES.get((domain, op_type))
 
 
-def registered_ops() -> list[tuple[str, str]]:
-    _load_rules()
+def registered_keys() -> list[tuple[str, str]]:
+    """(domain, op_type) of every rule registered so far (see registered_rule)."""
     return sorted(_RULES)
-
-
-_rules_loaded = False
-
-
-def _load_rules() -> None:
-    # Importing the rule modules registers them; done lazily so that importing the
-    # registry (e.g. from a rule module) has no import cycle. The flag spares the import
-    # machinery on every lookup (a tenth of a second per 100k nodes).
-    global _rules_loaded
-    if not _rules_loaded:
-        from segcost.analyzer import rules  # noqa: F401
-
-        _rules_loaded = True

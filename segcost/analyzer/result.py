@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from segcost.analyzer.conventions import convention_totals
+
 SCHEMA = "segcost.analysis/1"
 
 CONVENTIONS = {
@@ -139,8 +141,6 @@ class AnalysisResult:
     control_flow: list[ControlFlowCost] = field(default_factory=list)
 
     def to_dict(self, include_layers: bool = True) -> dict[str, Any]:
-        from segcost.analyzer.conventions import convention_totals   # it imports this module
-
         coverage = asdict(self.coverage)
         coverage["nodes_covered_pct"] = round(self.coverage.nodes_covered_pct, 2)
         return {

@@ -124,3 +124,30 @@ def is_torch_spec(model: str) -> bool:
     if model.endswith((".pt", ".pth", ".pt2")):
         return True
     return ":" in model and not Path(model).exists() and not model.endswith(".onnx")
+
+
+def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_args: tuple[str, ...] = ()):
+    """`load_graph` for a command: ``NAME=1x3xHxW`` option strings, ``KEY=VALUE`` factory arguments,
+    progress lines on stderr and the command's --trust-model-code. Returns (graph, None).
+
+    Raises:
+        InputError: as load_graph, or a malformed option string.
+    """
+    from segcost.commands.options import trusts_model_code
+    from segcost.frontends.onnx import parse_input_shapes
+
+    arguments = None
+    if factory_args:
+        from segcost.frontends.torch import parse_factory_args
+
+        arguments = parse_factory_args(factory_args)
+    graph, _ = load_graph(model, parse_input_shapes(input_shapes), arguments, progress_line,
+                          trust_code=trusts_model_code())
+    return graph, None
+
+
+def progress_line(line: str) -> None:
+    """One progress line on stderr (export and calibration steps that take seconds to minutes)."""
+    import click
+
+    click.echo(f"segcost: {line}", err=True)

@@ -28,10 +28,10 @@ def _shape_option(function):
 
 def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
     """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do."""
-    from segcost.cli import _load_graph
+    from segcost.commands.inputs import load_cli_graph
     from segcost.optimize import target_pipeline
 
-    graph, _ = _load_graph(model, input_shapes)
+    graph, _ = load_cli_graph(model, input_shapes)
     return target_pipeline(graph) if fuse else graph
 
 
@@ -49,12 +49,12 @@ def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
 def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...], top: int, fuse: bool,
          output: str | None) -> None:
     """Per-layer cycles, ms, bound, utilisation and placement of MODEL on a target, with totals."""
-    from segcost.cli import _load_graph
+    from segcost.commands.inputs import load_cli_graph
     from segcost.fileio import OutputPlan
     from segcost.optimize import estimate_on_target
 
     plan = OutputPlan.check({"-o": output}, {"MODEL": model, "--target": target})
-    graph, _ = _load_graph(model, input_shapes)
+    graph, _ = load_cli_graph(model, input_shapes)
     report = estimate_on_target(graph, target, fuse)   # the same path as analyze --target and check
     text = render_cost(report, fmt, top, model or "built-in DeepLabV3Lite")
     if output:
@@ -133,7 +133,7 @@ def _calibrate_reference(reference: str, models_dir: str | None, plan, output: s
         read_reference,
         spearman,
     )
-    from segcost.targets.profile import profile_text
+    from segcost.targets.profile_toml import profile_text
     from segcost.targets.profile_toml import parse_profile
 
     times = read_reference(reference)
@@ -167,7 +167,7 @@ def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, b
     )
     from segcost.targets.cost_model import estimate_prepared, prepare
     from segcost.targets.measure import compare, map_to_layers, measure_many
-    from segcost.targets.profile import profile_text
+    from segcost.targets.profile_toml import profile_text
     from segcost.targets.profile_toml import parse_profile
 
     if base_profile.fallback is not None:

@@ -341,7 +341,7 @@ def _resolve_through_folding(graph: Graph) -> None:
     copy = from_model(to_model(graph, keep_value_info=False, weightless=True))
     copy.tensors.update({name: graph.tensors[name] for name in graph.inputs if name in graph.tensors})
     PassManager([FoldConstantsPass(infer=False), EliminateDeadNodesPass()], fixed_point=True,
-                check_each_pass=False, count_macs=False)(copy)
+                check_each_pass=False)(copy)
     try:
         _run_inference(copy)
     except ShapeError:

@@ -104,12 +104,6 @@ class PipelineResult(PassResult):
     records: list[PassRecord] = field(default_factory=list)
 
 
-def total_macs(graph: Graph) -> int:
-    from segcost.analyzer import count_macs
-
-    return count_macs(graph)
-
-
 class PassManager(PassBase):
     """Run `steps` in order; repeat until nothing changes when `fixed_point` is set.
 
@@ -119,26 +113,29 @@ class PassManager(PassBase):
         fixed_point: repeat the whole list until no pass modifies the graph.
         max_iterations: bound on fixed-point repetitions.
         after_each: callback(record, graph) — e.g. ``--print-after-all``.
+        metric: callback(graph) -> int recorded before and after every modifying pass (the
+            MACs column of `segcost optimize`, given by the caller as analyzer.count_macs: passes
+            sit below the analyzer and do not import it); None records 0.
     """
 
     name = "pipeline"
     in_place = False  # a functional step may hand back a new graph
 
     def __init__(self, steps: Sequence[PassBase], check_each_pass: bool = True, fixed_point: bool = False,
-                 max_iterations: int = 10, count_macs: bool = True,
+                 max_iterations: int = 10, metric: Callable[[Graph], int] | None = None,
                  after_each: Callable[[PassRecord, Graph], None] | None = None):
         self.steps = list(steps)
         self.check_each_pass = check_each_pass
         self.fixed_point = fixed_point
         self.max_iterations = max_iterations
-        self.count_macs = count_macs
+        self.metric = metric
         self.after_each = after_each
 
     def call(self, graph: Graph) -> PipelineResult:
         records: list[PassRecord] = []
         done: list[str] = []
         modified_any = False
-        macs = total_macs(graph) if self.count_macs else 0
+        macs = self.metric(graph) if self.metric is not None else 0
         for iteration in range(1, (self.max_iterations if self.fixed_point else 1) + 1):
             modified_round = False
             for step in self.steps:
@@ -155,8 +152,8 @@ class PassManager(PassBase):
                 seconds = time.perf_counter() - started
                 graph = result.graph
                 done.append(step.name)
-                if result.modified and self.count_macs:
-                    macs = total_macs(graph)  # an unmodified graph keeps its count
+                if result.modified and self.metric is not None:
+                    macs = self.metric(graph)  # an unmodified graph keeps its count
                 record = PassRecord(step.name, iteration, result.modified, nodes_before, len(graph), macs_before,
                                     macs, seconds, list(result.notes))
                 records.append(record)

@@ -247,7 +247,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
     steps.append(EliminateDeadNodesPass())
-    result = PassManager(steps, count_macs=False)(int8_graph)
+    result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
     notes += [f"check failed: {problem}" for problem in concat_scale_mismatches(result.graph)]
     return QuantizeResult(to_model(result.graph), result.graph, float_model, source, notes)

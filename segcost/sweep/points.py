@@ -265,7 +265,7 @@ def match_seed(model: str, width_mult: float | None, height: int, width: int, nu
 
 
 def _profile_hash(target: str) -> str:
-    from segcost.targets.profile import profile_text
+    from segcost.targets.profile_toml import profile_text
 
     return hashlib.sha256(profile_text(target).encode()).hexdigest()[:KEY_LENGTH]
 

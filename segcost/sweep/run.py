@@ -326,7 +326,7 @@ def _ort_latency_ms(graph, settings) -> float:
     import onnxruntime as ort
 
     from segcost.ir.onnx_io import to_model
-    from segcost.optimize import random_feeds
+    from segcost.ir.feeds import random_feeds
     from segcost.targets.measure import session_options
 
     model = to_model(graph)

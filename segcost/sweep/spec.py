@@ -295,7 +295,7 @@ def _model_entry(item: Any, index: int, source: str, sizes, classes, widths, wid
 
 
 def _targets(value: Any, source: str, base_dir: Path) -> tuple[str, ...]:
-    from segcost.targets.profile import builtin_profiles, load_profile
+    from segcost.targets.profile_toml import builtin_profiles, load_profile
 
     resolved = []
     for index, item in enumerate(_list(value, source, "axes.targets")):

@@ -41,7 +41,8 @@ from typing import Any
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
 from segcost.targets.device_terms import host_io_bytes, matrix_fill, tile_fill
-from segcost.targets.profile import DTYPE_BYTES, TargetProfile, load_profile
+from segcost.targets.profile import DTYPE_BYTES, TargetProfile
+from segcost.targets.profile_toml import load_profile
 from segcost.targets.results import (
     LayerEstimate,
     TargetReport,

@@ -215,7 +215,7 @@ def measure_many(graphs: dict, runs: int = 10, warmup: int = 3, threads: int = 2
     """
     import onnxruntime as ort
 
-    from segcost.optimize import random_feeds
+    from segcost.ir.feeds import random_feeds
 
     with tempfile.TemporaryDirectory(prefix="segcost-profile-") as directory:
         sessions = {}

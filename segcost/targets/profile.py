@@ -10,17 +10,11 @@ key and what is wrong (segcost.targets.profile_toml reads and writes the files).
 
 from __future__ import annotations
 
-import importlib.resources
-import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from segcost.errors import InputError
-from segcost.fileio import check_path_text, read_text_file
 
-__all__ = ["DTYPE_BYTES", "FallbackDevice", "MemoryLevel", "TargetProfile", "builtin_profiles", "load_profile",
-           "profile_text"]
+__all__ = ["DTYPE_BYTES", "FallbackDevice", "MemoryLevel", "TargetProfile"]
 
 # Bytes per element of the data types a profile may name.
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2, "bfloat16": 2, "float32": 4}
@@ -177,37 +171,3 @@ class TargetProfile:
 
     def with_values(self, **changes: Any) -> TargetProfile:
         return replace(self, **changes)
-
-
-def builtin_profiles() -> list[str]:
-    folder = importlib.resources.files("segcost.targets").joinpath("profiles")
-    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
-
-
-def load_profile(name_or_path: str | TargetProfile) -> TargetProfile:
-    """A built-in profile by name ("tda4vm", "am62a", "cpu") or a profile TOML file by path."""
-    if isinstance(name_or_path, TargetProfile):
-        return name_or_path
-    from segcost.targets.profile_toml import (
-        parse_profile,  # the file format imports these dataclasses
-    )
-
-    text, where = _profile_source(str(name_or_path))
-    return parse_profile(text, where)
-
-
-def profile_text(name_or_path: str) -> str:
-    """The TOML text of a built-in profile or profile file (with its comments)."""
-    return _profile_source(name_or_path)[0]
-
-
-def _profile_source(name_or_path: str) -> tuple[str, str]:
-    if name_or_path in builtin_profiles():
-        resource = importlib.resources.files("segcost.targets").joinpath("profiles", f"{name_or_path}.toml")
-        return resource.read_text(), f"profile {name_or_path!r}"
-    path = Path(check_path_text(name_or_path, "target profile"))
-    if path.suffix != ".toml" and not os.path.lexists(path):
-        raise InputError(f"unknown target {name_or_path!r} (built-in: {', '.join(builtin_profiles())}; "
-                         "or give a profile .toml file)")
-    # one reader for every config-like file: a regular file under a size cap (a FIFO or /dev/zero is refused)
-    return read_text_file(path, "target profile"), str(path)

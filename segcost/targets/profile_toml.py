@@ -1,18 +1,23 @@
-"""Target profiles as TOML text: validated parsing (`parse_profile`), writing (`profile_to_toml`)
-and the trailing source comments every parameter carries (`read_comments`).
+"""Target profiles as TOML text: validated parsing (`parse_profile`), writing (`profile_to_toml`),
+the trailing source comments every parameter carries (`read_comments`), and profiles by name
+or path (`load_profile`, `profile_text`, `builtin_profiles`).
 
-The dataclasses and the built-in profile lookup are in segcost.targets.profile; this module
-is the file format.
+The dataclasses are in segcost.targets.profile, which imports nothing of this module; this
+module is the file format and the files.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import math
+import os
 import tomllib
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.fileio import check_path_text, read_text_file
 from segcost.passes.verify_conv import load_rules
 from segcost.targets.device_terms import GROUPED_TILINGS
 from segcost.targets.profile import (
@@ -24,7 +29,7 @@ from segcost.targets.profile import (
     TargetProfile,
 )
 
-__all__ = ["parse_profile", "profile_to_toml", "read_comments"]
+__all__ = ["builtin_profiles", "load_profile", "parse_profile", "profile_text", "profile_to_toml", "read_comments"]
 
 
 def read_comments(text: str) -> dict[str, str]:
@@ -323,3 +328,34 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+# -- profiles by name or path (built-in ones ship in segcost/targets/profiles/) --------------
+def builtin_profiles() -> list[str]:
+    folder = importlib.resources.files("segcost.targets").joinpath("profiles")
+    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
+
+
+def load_profile(name_or_path: str | TargetProfile) -> TargetProfile:
+    """A built-in profile by name ("tda4vm", "am62a", "cpu") or a profile TOML file by path."""
+    if isinstance(name_or_path, TargetProfile):
+        return name_or_path
+    text, where = _profile_source(str(name_or_path))
+    return parse_profile(text, where)
+
+
+def profile_text(name_or_path: str) -> str:
+    """The TOML text of a built-in profile or profile file (with its comments)."""
+    return _profile_source(name_or_path)[0]
+
+
+def _profile_source(name_or_path: str) -> tuple[str, str]:
+    if name_or_path in builtin_profiles():
+        resource = importlib.resources.files("segcost.targets").joinpath("profiles", f"{name_or_path}.toml")
+        return resource.read_text(), f"profile {name_or_path!r}"
+    path = Path(check_path_text(name_or_path, "target profile"))
+    if path.suffix != ".toml" and not os.path.lexists(path):
+        raise InputError(f"unknown target {name_or_path!r} (built-in: {', '.join(builtin_profiles())}; "
+                         "or give a profile .toml file)")
+    # one reader for every config-like file: a regular file under a size cap (a FIFO or /dev/zero is refused)
+    return read_text_file(path, "target profile"), str(path)

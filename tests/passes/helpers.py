@@ -7,7 +7,8 @@ import onnx
 
 from segcost.frontends.onnx import load_model
 from segcost.ir.onnx_io import to_model
-from segcost.optimize import random_feeds, run_onnxruntime
+from segcost.ir.feeds import random_feeds
+from segcost.optimize import run_onnxruntime
 
 
 def outputs_of(model: onnx.ModelProto, graph) -> list[np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from segcost.analyzer import count_macs
 from segcost.errors import SegcostError
 from segcost.ir import Node
 from segcost.passes import (
@@ -37,7 +38,7 @@ def _small():
 
 def test_records_fixed_point_and_idempotence():
     graph = _small()
-    manager = PassManager([FuseConvBatchNormPass(), FuseConvActivationPass()], fixed_point=True)
+    manager = PassManager([FuseConvBatchNormPass(), FuseConvActivationPass()], fixed_point=True, metric=count_macs)
     result = manager(graph)
     assert result.modified
     assert [(r.name, r.iteration, r.modified) for r in result.records] == [
@@ -47,6 +48,14 @@ def test_records_fixed_point_and_idempotence():
     assert first.nodes_after < first.nodes_before and first.macs_after == first.macs_before > 0
     again = manager(result.graph)
     assert not again.modified and all(not record.modified for record in again.records)
+
+
+def test_without_a_metric_nothing_is_measured():
+    calls = []
+    result = PassManager([FuseConvBatchNormPass()], metric=None)(_small())
+    assert result.records[0].macs_before == result.records[0].macs_after == 0
+    PassManager([FuseConvBatchNormPass()], metric=lambda graph: calls.append(len(graph)) or 7)(_small())
+    assert len(calls) == 2   # before, and after the modifying pass
 
 
 def test_verifier_runs_after_each_pass_with_context():

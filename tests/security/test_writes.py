@@ -143,7 +143,7 @@ def _baseline(run_cli, model: Path, tmp_path: Path) -> Path:
 
 
 def _profile(tmp_path: Path) -> Path:
-    from segcost.targets.profile import profile_text
+    from segcost.targets.profile_toml import profile_text
 
     profile = tmp_path / "board.toml"
     profile.write_text(profile_text("tda4vm"))

@@ -10,7 +10,8 @@ import pytest
 from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
 from segcost.targets.cost_model import ACCELERATOR, estimate
-from segcost.targets.profile import MemoryLevel, load_profile
+from segcost.targets.profile import MemoryLevel
+from segcost.targets.profile_toml import load_profile
 from tests.targets.models import conv_chain, custom_tail, fused, single_conv
 
 

@@ -25,7 +25,7 @@ def _benchmark():
 @pytest.mark.parametrize("soc", ["tda4vm", "am62a"])
 def test_leave_one_out_meets_the_goal_and_beats_macs_only(soc):
     from segcost.targets.device_fit import leave_one_out, macs_only_leave_one_out, median_abs_log, spearman
-    from segcost.targets.profile import load_profile
+    from segcost.targets.profile_toml import load_profile
 
     bench = _benchmark()
     base_path, csv_path = bench.SOCS[soc]

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from segcost.errors import InputError
-from segcost.targets.profile import builtin_profiles, load_profile, profile_text
+from segcost.targets.profile_toml import builtin_profiles, load_profile, profile_text
 from segcost.targets.profile_toml import parse_profile, profile_to_toml, read_comments
 
 MINIMAL = """

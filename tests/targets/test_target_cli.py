@@ -7,7 +7,7 @@ import re
 
 import onnx
 
-from segcost.targets.profile import load_profile
+from segcost.targets.profile_toml import load_profile
 from tests.targets.models import conv_chain
 
 
