@@ -159,6 +159,7 @@ class ModelInfo:
     functions: list[Any] = field(default_factory=list)  # FunctionProtos, passed through
     path: str | None = None
     resources: list[Any] = field(default_factory=list)  # e.g. a temp dir the weights are read from
+    shape_conflicts: list[Any] = field(default_factory=list)  # segcost.shapes.ShapeConflict: declared ≠ computed
 
     @property
     def opset(self) -> int:

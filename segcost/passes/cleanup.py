@@ -14,6 +14,7 @@ import numpy as np
 
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
+from segcost.shapes import infer_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ class FoldConstantsPass(PassBase):
                     graph.tensors.pop(output, None)
             folded.append(key)
         if folded and self.infer:
-            from segcost.frontends.onnx import infer_shapes
-
             infer_shapes(graph)  # sizes that came from the folded chains are now constants
         return PassResult(graph, bool(folded), [f"folded {len(folded)} constant nodes"] if folded else [])
 
