@@ -49,6 +49,11 @@ class Spec:
     input_name: str = "input"
 
     @property
+    def static_input(self) -> bool:
+        """True when the ONNX file's input has only numeric dims (exported without dynamic axes)."""
+        return not self.dynamic_hw and self.exporter != "shipped"
+
+    @property
     def input_shape_arg(self) -> str:
         """`--input-shape` text for this model's static size."""
         return f"{self.input_name}={'x'.join(map(str, self.input_shape))}"

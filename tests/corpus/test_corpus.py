@@ -25,8 +25,8 @@ pytest.importorskip("segmentation_models_pytorch")
 pytest.importorskip("transformers")
 pytest.importorskip("rapidocr_onnxruntime")
 
-from tests.corpus.build import build, truth_of  # noqa: E402
-from tests.corpus.models import SPECS, Spec  # noqa: E402
+from tests.corpus.build import build, truth_of
+from tests.corpus.models import SPECS, Spec
 
 pytestmark = pytest.mark.torch
 
@@ -62,8 +62,13 @@ def corpus(corpus_dir):
     return lambda spec: build(spec, corpus_dir)
 
 
+def _shape_args(spec: Spec) -> list[str]:
+    """`--input-shape` for models with symbolic input dims; none for static ones (they must not need it)."""
+    return [] if spec.static_input else ["--input-shape", spec.input_shape_arg]
+
+
 def _analyze_json(run_cli, path: Path, spec: Spec, *extra: str) -> dict:
-    code, out, err = run_cli("analyze", str(path), "--input-shape", spec.input_shape_arg, "--format", "json", *extra)
+    code, out, err = run_cli("analyze", str(path), *_shape_args(spec), "--format", "json", *extra)
     assert code == 0, err
     return json.loads(out)
 
@@ -80,14 +85,14 @@ def test_analyze_equals_the_truth(spec, corpus, corpus_dir, run_cli):
 
 @pytest.mark.parametrize("spec", _params("strict"))
 def test_strict(spec, corpus, run_cli):
-    code, _, err = run_cli("analyze", str(corpus(spec)), "--input-shape", spec.input_shape_arg, "--strict")
+    code, _, err = run_cli("analyze", str(corpus(spec)), *_shape_args(spec), "--strict")
     assert code == 0, err
 
 
 @pytest.mark.parametrize("spec", _params("optimize"))
 def test_optimize_keeps_outputs(spec, corpus, run_cli, tmp_path):
     out = tmp_path / "optimized.onnx"
-    code, stdout, err = run_cli("optimize", str(corpus(spec)), "-o", str(out), "--input-shape", spec.input_shape_arg)
+    code, stdout, err = run_cli("optimize", str(corpus(spec)), "-o", str(out), *_shape_args(spec))
     assert code == 0, err
     assert "onnxruntime check: max |original - optimized|" in stdout + err  # the numeric check ran and passed
     assert out.is_file()
@@ -96,14 +101,14 @@ def test_optimize_keeps_outputs(spec, corpus, run_cli, tmp_path):
 @pytest.mark.parametrize("spec", _params("verify"))
 def test_verify_runs(spec, corpus, run_cli):
     """Findings (exit 1) are the verifier's answer on real models; an error (exit 2) is not."""
-    code, out, err = run_cli("verify", str(corpus(spec)), "--input-shape", spec.input_shape_arg, "--format", "json")
+    code, out, err = run_cli("verify", str(corpus(spec)), *_shape_args(spec), "--format", "json")
     assert code in (0, 1), err
     json.loads(out)
 
 
 @pytest.mark.parametrize("spec", _params("cost"))
 def test_cost_runs(spec, corpus, run_cli):
-    code, out, err = run_cli("cost", str(corpus(spec)), "--input-shape", spec.input_shape_arg, "--format", "json")
+    code, out, err = run_cli("cost", str(corpus(spec)), *_shape_args(spec), "--format", "json")
     assert code == 0, err
     assert json.loads(out)
 
