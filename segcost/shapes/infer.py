@@ -8,7 +8,7 @@ from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, TensorInfo
 from segcost.ir.onnx_io import keep_inline_for_inference, read_value_infos, to_model
 from segcost.shapes.declared import fill_open, record_conflicts
-from segcost.shapes.evaluate import open_consumed, resolve_value_chains, static_shapes
+from segcost.shapes.evaluate import resolve_value_chains
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -35,11 +35,16 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     else:
         shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
     inferred = _infer(graph, shell)
-    if not symbolic_inputs(graph) and open_consumed(shell, static_shapes(inferred)):
-        inferred = resolve_value_chains(shell, lambda proto: _infer(graph, proto), inferred)
-    if trust_declared:
-        inferred = _seed_declared(graph, shell, inferred, declared)
     _take_shapes(graph, inferred, declared)
+    # The fast path ends here for almost every model: the checks below walk the IR's own
+    # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
+    if _unresolved(graph) and not symbolic_inputs(graph):
+        inferred = resolve_value_chains(shell, lambda proto: _infer(graph, proto), inferred)
+        _take_shapes(graph, inferred, declared)
+    if trust_declared and _unresolved(graph):
+        seeded = _seed_declared(graph, shell, declared)
+        if seeded is not None:
+            _take_shapes(graph, seeded, declared)
     if trust_declared:
         fill_open(graph, declared)
         record_conflicts(graph, declared)
@@ -98,30 +103,37 @@ def _infer(graph: Graph, shell: onnx.ModelProto) -> onnx.ModelProto:
     return inferred
 
 
-def _seed_declared(graph: Graph, shell: onnx.ModelProto, inferred: onnx.ModelProto,
-                   declared: dict[str, TensorInfo]) -> onnx.ModelProto:
+def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, TensorInfo]) -> onnx.ModelProto | None:
     """Re-infer with the file's static shapes given for the tensors computation left open.
 
     This is where a declared shape is used — after a custom op, say — and it then reaches the
-    layers downstream of it too. Tensors with a computed shape are never seeded.
+    layers downstream of it too. Tensors with a computed shape are never seeded. None when
+    there is nothing to seed.
     """
     from onnx import helper
 
-    shapes = static_shapes(inferred)
-    if not open_consumed(shell, shapes):
-        return inferred
     produced = {name for node in shell.graph.node for name in node.output}
-    seeds = [helper.make_tensor_value_info(name, info.dtype or 1, list(info.shape)) for name, info in declared.items()
-             if name in produced and info.is_static and info.dtype
-             and not _static(shapes.get(name))]
+    seeds = []
+    for name, info in declared.items():
+        computed = graph.tensors.get(name)
+        if name in produced and info.is_static and info.dtype and (computed is None or not computed.is_static):
+            seeds.append(helper.make_tensor_value_info(name, info.dtype, list(info.shape)))
     if not seeds:
-        return inferred
+        return None
     shell.graph.value_info.extend(seeds)
     return _infer(graph, shell)
 
 
-def _static(shape) -> bool:
-    return shape is not None and all(isinstance(dim, int) for dim in shape)
+def _unresolved(graph: Graph) -> bool:
+    """True when a node consumes a tensor whose shape is not fully known."""
+    tensors, initializers = graph.tensors, graph.initializers
+    for _, node in graph.dag.nodes(data="node"):
+        for name in node.inputs:
+            if name and name not in initializers:
+                info = tensors.get(name)
+                if info is None or not info.is_static:
+                    return True
+    return False
 
 
 def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo]) -> None:
