@@ -194,3 +194,16 @@ def test_a_resolved_model_loads_without_onnxruntime_or_torch(tmp_path):
     onnx.save(stale_model("none"), path)
     loaded = _fresh_modules(f"from segcost.frontends.onnx import load\nload({str(path)!r})")
     assert "onnxruntime" not in loaded and "torch" not in loaded
+
+
+def test_a_stale_declared_shape_behind_a_shape_chain_loses_to_the_evaluated_one():
+    """The file was exported at another size: r is declared 1x8x64x64 where onnx alone cannot say.
+
+    Before, the declaration filled the gap and conv2 counted 16x its MACs.
+    """
+    model = chain_model()
+    model.graph.value_info.append(helper.make_tensor_value_info("r", F, [1, 8, 64, 64]))
+    result = analyze(load_model(model))
+    assert result.totals.macs == CONV1_MACS + CONV2_MACS
+    assert any("tensor 'r': the file declares shape [1, 8, 64, 64], computed [1, 8, 8, 32]" in warning
+               for warning in result.warnings), result.warnings
