@@ -74,7 +74,8 @@ def record_conflicts(graph: Graph, declared: dict[str, TensorInfo]) -> list[Shap
         if name in inputs or name in recorded or name in graph.initializers:
             continue
         computed = graph.tensors.get(name)
-        if computed is not None and disagree(info.shape, computed.shape):
+        if computed is not None and info.shape is not None and computed.shape is not None \
+                and disagree(info.shape, computed.shape):
             found.append(ShapeConflict(name, info.shape, computed.shape))
     graph.info.shape_conflicts.extend(found)
     return found

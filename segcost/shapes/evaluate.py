@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from math import prod
+from typing import cast
 
 import numpy as np
 import onnx
@@ -90,7 +91,7 @@ def _evaluate_round(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> 
 
     def small(name: str) -> bool:
         shape = shapes.get(name)
-        return _is_static(shape) and prod(shape) <= MAX_ELEMENTS
+        return shape is not None and _is_static(shape) and prod(cast(tuple[int, ...], shape)) <= MAX_ELEMENTS
 
     memo: dict[str, bool] = {}
 
@@ -181,7 +182,7 @@ def _run(shell: onnx.ModelProto, targets: set[str], producer: dict, shapes: dict
 
 def _shape_value(node: onnx.NodeProto, shapes: dict[str, Shape | None]) -> np.ndarray:
     """The value of Shape (with its opset-15 start/end) or Size of a static tensor."""
-    dims = [int(dim) for dim in shapes[node.input[0]]]
+    dims = list(cast(tuple[int, ...], shapes[node.input[0]]))  # static: checked by the caller
     if node.op_type == "Size":
         return np.array(prod(dims), dtype=np.int64)
     attrs = {attribute.name: attribute.i for attribute in node.attribute}

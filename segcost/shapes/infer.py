@@ -117,7 +117,7 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
     for name, info in declared.items():
         computed = graph.tensors.get(name)
         if name in produced and info.is_static and info.dtype and (computed is None or not computed.is_static):
-            seeds.append(helper.make_tensor_value_info(name, info.dtype, list(info.shape)))
+            seeds.append(helper.make_tensor_value_info(name, info.dtype, list(info.shape or ())))
     if not seeds:
         return None
     shell.graph.value_info.extend(seeds)
@@ -127,8 +127,8 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
 def _unresolved(graph: Graph) -> bool:
     """True when a node consumes a tensor whose shape is not fully known."""
     tensors, initializers = graph.tensors, graph.initializers
-    for _, node in graph.dag.nodes(data="node"):
-        for name in node.inputs:
+    for key in graph.dag:
+        for name in graph.node(key).inputs:
             if name and name not in initializers:
                 info = tensors.get(name)
                 if info is None or not info.is_static:
