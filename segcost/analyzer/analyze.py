@@ -16,6 +16,7 @@ from segcost.analyzer.result import (
 )
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
+from segcost.shapes import symbolic_inputs
 
 
 def analyze(graph: Graph) -> AnalysisResult:
@@ -43,6 +44,7 @@ def analyze(graph: Graph) -> AnalysisResult:
     shape_note = graph.info.metadata_props.get("segcost.shape_inference")
     if shape_note:
         warnings.insert(0, f"shape inference ran non-strict ({shape_note})")
+    warnings[:0] = [conflict.message() for conflict in graph.info.shape_conflicts]
     return AnalysisResult(
         model=_model_summary(graph), totals=totals, coverage=walk.coverage, layers=layers,
         by_op_type=group_layers(layers, "op_type"), warnings=warnings, control_flow=walk.control_flow,
@@ -192,8 +194,6 @@ def _elements(shape) -> int:
 
 
 def _require_static_inputs(graph: Graph) -> None:
-    from segcost.frontends.onnx import symbolic_inputs
-
     symbolic = symbolic_inputs(graph)
     if not symbolic:
         return

@@ -96,15 +96,19 @@ class OpView(NamedTuple):
         return None if shape is None else prod(shape)
 
 
+# Rules run only once every graph input is static (analyze checks first), so an open shape here
+# comes from an op whose output segcost.shapes cannot compute — not from missing input sizes.
+_NOT_COMPUTABLE = ("segcost cannot compute it from the static input shapes (an op upstream has no shape "
+                   "inference, e.g. a custom op); declare that op's output shape in the file's value_info")
+
+
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:
     if shape is None:
-        raise ShapeError(f"{_where(op, tensor)}: shape unknown; give the model's input sizes with "
-                         "--input-shape NAME=1x3xHxW")
+        raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_NOT_COMPUTABLE}")
     for axis, dim in enumerate(shape):
         if not isinstance(dim, int) or dim < 0:
             label = dim if dim is not None else "?"
-            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number; "
-                             "give the model's input sizes with --input-shape NAME=1x3xHxW")
+            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number: {_NOT_COMPUTABLE}")
     return shape  # type: ignore[return-value]
 
 

@@ -6,10 +6,11 @@ Steps, each turning any failure into one InputError line:
    (frontends.confine: walked and opened once, read through that descriptor), and within
    the data file's size — initializer data is read only when needed;
 3. build the IR and verify it (dangling tensors, duplicate producers, cycles);
-4. apply ``--input-shape`` overrides, then run onnx.shape_inference on a *weightless copy*
-   of the model. Shape inference needs initializer shapes, not their bytes; handing it a
-   copy where large initializers are declared as typed inputs keeps a 130 MB model's
-   inference in milliseconds and avoids the 2 GB protobuf limit for big models.
+4. apply ``--input-shape`` overrides and compute every shape (`segcost.shapes`): onnx shape
+   inference on a *weightless copy* of the model (it needs initializer shapes, not their
+   bytes, which keeps a 130 MB model's inference in milliseconds and avoids the 2 GB protobuf
+   limit), run-time shape chains evaluated by onnxruntime, declared shapes only where nothing
+   can be computed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from segcost.errors import GraphError, InputError, ShapeError
+from segcost.errors import GraphError, InputError
 from segcost.frontends.confine import (
     TENSOR_ATTRIBUTES,
     ExternalData,
@@ -31,9 +32,9 @@ from segcost.frontends.confine import (
 from segcost.frontends.expansion import check_function_expansion
 from segcost.ir import Graph, verify_graph
 from segcost.ir.datafile import HeldFile
-from segcost.ir.onnx_io import from_model, read_subgraph_infos, read_value_infos
+from segcost.ir.onnx_io import from_model
+from segcost.shapes import InputShapes, infer_shapes, symbolic_inputs
 
-InputShapes = dict[str, tuple[int, ...]]
 
 
 def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> InputShapes:
@@ -224,169 +225,5 @@ def _read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int,
     return model, regions, held
 
 
-def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None) -> None:
-    """Fill graph.tensors from onnx.shape_inference run on a weightless export of the IR.
-
-    Used by the loader and again by passes that change where shapes come from (constant
-    folding). When inference leaves a consumed tensor's shape open — typically a Resize
-    whose sizes an exporter computes with Shape → Gather → Concat chains — those chains are
-    folded on a copy and inference runs again; only the shapes are taken back, the graph
-    itself is unchanged.
-    """
-    if input_shapes:
-        _apply_input_shapes(graph, dict(input_shapes))
-    shell = _shell_from_model(model, graph, keep_output_shapes=not input_shapes) if model is not None else None
-    _run_inference(graph, keep_output_shapes=not input_shapes, shell=shell)
-    if _unresolved(graph):
-        _resolve_through_folding(graph)
-
-
-def _shell_from_model(model: onnx.ModelProto, graph: Graph, keep_output_shapes: bool) -> onnx.ModelProto:
-    """The weightless model for inference, copied from the parsed file at the C level.
-
-    Rebuilding it from the IR (to_model) is the general path, but for the freshly loaded
-    file copying the protobuf messages is several times cheaper in time and memory — it
-    decides whether a 100k-node graph fits in 1 GiB.
-    """
-    from onnx import helper
-
-    from segcost.ir.onnx_io import keep_inline_for_inference
-
-    shell = onnx.ModelProto()
-    shell.ir_version = max(model.ir_version, 4)
-    shell.opset_import.extend(model.opset_import)
-    shell.functions.extend(model.functions)
-    shell.graph.name = model.graph.name
-    shell.graph.node.extend(model.graph.node)
-    for name in graph.inputs:
-        info = graph.tensors.get(name)
-        shell.graph.input.append(helper.make_tensor_value_info(
-            name, info.dtype if info else 0, list(info.shape) if info and info.shape is not None else None))
-    if keep_output_shapes:
-        shell.graph.output.extend(model.graph.output)
-    else:
-        shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None)
-                                  for name in graph.outputs)
-    declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
-    lifted = set(graph.info.lifted_constants)  # still defined by their Constant nodes in this copy
-    for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
-        if init.name in lifted:
-            continue
-        if keep_inline_for_inference(init):
-            shell.graph.initializer.append(init.to_proto())
-            continue
-        type_proto = declared_types.get((init.dtype, init.shape))
-        if type_proto is None:
-            type_proto = declared_types[init.dtype, init.shape] = helper.make_tensor_type_proto(init.dtype, init.shape)
-        declared = shell.graph.input.add()
-        declared.name = init.name
-        declared.type.CopyFrom(type_proto)
-    return shell
-
-
-def _run_inference(graph: Graph, keep_output_shapes: bool = True, shell: onnx.ModelProto | None = None) -> None:
-    from segcost.ir.onnx_io import to_model
-
-    if shell is None:
-        shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=keep_output_shapes)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=True)
-        graph.info.metadata_props.pop("segcost.shape_inference", None)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as strict_error:
-        # Unknown ops or partial type errors make strict mode fail; the non-strict run still
-        # types everything it can, and a MAC-bearing op with a missing shape is reported later.
-        try:
-            inferred = onnx.shape_inference.infer_shapes(shell, strict_mode=False, data_prop=True)
-        except Exception as error:  # noqa: BLE001 - onnx raises several unrelated types
-            raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
-        graph.info.metadata_props["segcost.shape_inference"] = "non-strict: " + _first_line(strict_error)
-    except Exception as error:  # noqa: BLE001
-        raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
-    declared = dict(graph.tensors)
-    graph.tensors.clear()
-    graph.tensors.update({name: declared[name] for name in graph.inputs if name in declared})
-    # initializers declared as typed inputs for inference keep the initializer's own shape
-    read_value_infos(graph, inferred.graph.input, skip=graph.initializers)
-    read_value_infos(graph, inferred.graph.value_info)
-    read_value_infos(graph, inferred.graph.output)
-    read_subgraph_infos(graph, inferred.graph)  # shapes inside If/Loop/Scan bodies, for their MACs
-    if keep_output_shapes:
-        # Shapes the file declares fill what inference cannot derive (after a custom op);
-        # with --input-shape overrides they describe other sizes and are not used.
-        for name, info in declared.items():
-            if _is_open(graph.shape(name)) and not _is_open(info.shape):
-                graph.tensors[name] = info
-    for name in list(graph.tensors):
-        if name in graph.initializers:
-            del graph.tensors[name]  # initializer shapes come from the initializer itself
-
-
-def _is_open(shape) -> bool:
-    return shape is None or not all(isinstance(dim, int) for dim in shape)
-
-
-def _unresolved(graph: Graph) -> bool:
-    """True when a node consumes a tensor whose shape is not fully known (inputs all static)."""
-    if any(_is_open(graph.shape(name)) for name in graph.inputs):
-        return False  # symbolic inputs: the analyzer names them; folding cannot help
-    static = {name for name, info in graph.tensors.items() if not _is_open(info.shape)}
-    static.update(graph.initializers)
-    return any(tensor and tensor not in static for _, node in graph.dag.nodes(data="node") for tensor in node.inputs)
-
-
-def _resolve_through_folding(graph: Graph) -> None:
-    from segcost.ir.onnx_io import from_model, to_model
-    from segcost.passes import EliminateDeadNodesPass, FoldConstantsPass, PassManager
-
-    copy = from_model(to_model(graph, keep_value_info=False, weightless=True))
-    copy.tensors.update({name: graph.tensors[name] for name in graph.inputs if name in graph.tensors})
-    PassManager([FoldConstantsPass(infer=False), EliminateDeadNodesPass()], fixed_point=True,
-                check_each_pass=False)(copy)
-    try:
-        _run_inference(copy)
-    except ShapeError:
-        return
-    for name, info in copy.tensors.items():
-        if not _is_open(info.shape) and _is_open(graph.shape(name)) and name not in graph.initializers:
-            graph.tensors[name] = info
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[-1] if text else type(error).__name__
-
-
-def _apply_input_shapes(graph: Graph, input_shapes: InputShapes) -> None:
-    from segcost.ir import TensorInfo
-
-    if "" in input_shapes:
-        if len(graph.inputs) != 1:
-            raise InputError(f"the model has {len(graph.inputs)} inputs ({', '.join(graph.inputs)}); "
-                             "name the one to shape: --input-shape NAME=1x3x512x512")
-        input_shapes = {graph.inputs[0]: input_shapes.pop("")} | input_shapes
-    for name, dims in input_shapes.items():
-        if name not in graph.inputs:
-            raise InputError(f"--input-shape: the model has no input {name!r} (inputs: {', '.join(graph.inputs)})")
-        known = graph.tensors.get(name)
-        if known is not None and known.shape is not None and len(known.shape) != len(dims):
-            raise InputError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank "
-                             f"{len(known.shape)}")
-        graph.tensors[name] = TensorInfo(name, known.dtype if known else onnx.TensorProto.FLOAT, tuple(dims))
-
-
-def symbolic_inputs(graph: Graph) -> list[tuple[str, int, str]]:
-    """(input, axis, symbol) for every graph-input dim that is not a concrete integer."""
-    found = []
-    for name in graph.inputs:
-        shape = graph.shape(name)
-        if shape is None:
-            found.append((name, -1, "unknown rank"))
-            continue
-        for axis, dim in enumerate(shape):
-            if not isinstance(dim, int) or dim <= 0:
-                found.append((name, axis, str(dim) if dim is not None else "?"))
-    return found
-
-
-__all__ = ["GraphError", "InputShapes", "file_model", "load", "load_model", "opener", "parse_input_shapes", "read_model",
-           "symbolic_inputs"]
+__all__ = ["GraphError", "InputShapes", "file_model", "infer_shapes", "load", "load_model", "opener",
+           "parse_input_shapes", "read_model", "symbolic_inputs"]

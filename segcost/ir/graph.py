@@ -173,6 +173,7 @@ class ModelInfo:
     path: str | None = None
     resources: list[Any] = field(default_factory=list)  # e.g. a temp dir the weights are read from
     lifted_constants: list[str] = field(default_factory=list)  # Constant nodes read as initializers
+    shape_conflicts: list[Any] = field(default_factory=list)  # segcost.shapes.ShapeConflict: declared ≠ computed
 
     @property
     def opset(self) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
 from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
+from segcost.shapes import infer_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,6 @@ class FoldConstantsPass(PassBase):
                     graph.tensors.pop(output, None)
             folded.append(key)
         if folded and self.infer:
-            from segcost.frontends.onnx import infer_shapes
-
             infer_shapes(graph)  # sizes that came from the folded chains are now constants
         notes = [f"folded {len(folded)} constant nodes"] if folded else []
         return PassResult(graph, bool(folded), notes + refused)

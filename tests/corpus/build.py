@@ -16,11 +16,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `tests.corpus` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.corpus.models import BY_NAME, SPECS, Spec, shipped_path  # noqa: E402
+from tests.corpus.models import BY_NAME, SPECS, Spec, shipped_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub, ever
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -39,10 +40,11 @@ def fingerprint(spec: Spec) -> dict:
             versions[package] = None
     return {"name": spec.name, "source": spec.source, "input_shape": list(spec.input_shape),
             "exporter": spec.exporter, "dynamic_hw": spec.dynamic_hw, "opset": spec.opset,
-            "shipped": spec.shipped, "versions": versions, "builder": 1}
+            "shipped": spec.shipped, "versions": versions, "builder": 2}
 
 
-def _export(spec: Spec, path: Path) -> None:
+def _export(spec: Spec, path: Path) -> Any:
+    """Export `spec`'s module to `path`; returns the module."""
     import torch
 
     module = spec.factory()
@@ -63,6 +65,28 @@ def _export(spec: Spec, path: Path) -> None:
             if spec.dynamic_hw:
                 kwargs["dynamic_axes"] = {"input": {2: "H", 3: "W"}, **{n: {2: "H_out", 3: "W_out"} for n in names}}
             torch.onnx.export(module, (example,), str(path), dynamo=False, do_constant_folding=True, **kwargs)
+    return module
+
+
+def _truth(spec: Spec, path: Path, module: Any) -> dict:
+    """The reference MAC count stored beside the model (see truth.py and runtime_count.py)."""
+    if module is None:
+        from tests.corpus.runtime_count import runtime_macs
+
+        counts = runtime_macs(str(path), {spec.input_name: spec.input_shape})
+        return {"macs": sum(counts.values()), "by_op": counts, "method": "onnxruntime runtime shapes"}
+    from tests.corpus.truth import count_truth
+
+    truth = count_truth(module, spec.input_shape)
+    assert truth.inside_check == truth.conv + truth.linear, (spec.name, truth)  # hooks agree with flop_counter
+    return {"macs": truth.macs, "conv": truth.conv, "linear": truth.linear, "functional": truth.functional,
+            "method": "torch forward hooks + torch.utils.flop_counter (sdpa math kernel)"}
+
+
+def truth_of(spec: Spec, out_dir: str | os.PathLike) -> dict:
+    """The stored truth of a built model ({"macs": int, ...}); builds it first if needed."""
+    build(spec, out_dir)
+    return json.loads((Path(out_dir) / f"{spec.name}.json").read_text())["truth"]
 
 
 def build(spec: Spec, out_dir: str | os.PathLike, force: bool = False) -> Path:
@@ -74,34 +98,37 @@ def build(spec: Spec, out_dir: str | os.PathLike, force: bool = False) -> Path:
     wanted = fingerprint(spec)
     if not force and path.is_file() and sidecar.is_file():
         try:
-            if json.loads(sidecar.read_text())["fingerprint"] == wanted:
+            if json.loads(sidecar.read_text())["fingerprint"] == wanted and path.stat().st_size:
                 return path
         except (ValueError, KeyError):
             pass
     tmp = path.with_suffix(".onnx.tmp")
     started = time.process_time()
+    module = None
     if spec.exporter == "shipped":
         shutil.copyfile(shipped_path(spec), tmp)
     else:
-        _export(spec, tmp)
+        module = _export(spec, tmp)
+    truth = _truth(spec, tmp, module)
     os.replace(tmp, path)
-    sidecar.write_text(json.dumps({"fingerprint": wanted, "build_cpu_s": round(time.process_time() - started, 2)},
-                                  indent=1))
+    sidecar.write_text(json.dumps({"fingerprint": wanted, "truth": truth,
+                                   "build_cpu_s": round(time.process_time() - started, 2)}, indent=1))
     return path
 
 
 def write_index(out_dir: str | os.PathLike, specs=SPECS) -> Path:
     """`INDEX.txt`: one line per model: name, input shape, exporter, dynamic H/W, source."""
-    lines = ["# name\tinput_shape\texporter\tdynamic_hw\tsource\tnotes"]
+    lines = ["# name\tinput_shape\texporter\tdynamic_hw\tsource\ttruth_macs"]
     for spec in specs:
-        shape = "x".join(map(str, spec.input_shape))
         where = {"smp": "segmentation-models-pytorch (encoder_weights=None)",
                  "transformers": "HF transformers (config object, random weights, no hub)",
                  "torchvision": "torchvision (weights=None, weights_backbone=None)",
                  "rapidocr": f"rapidocr-onnxruntime package models/{spec.shipped} (as shipped; dynamic dims)"}[spec.source]
-        dyn = "HxW symbolic" if spec.dynamic_hw else "static"
+        dyn = "HxW symbolic" if spec.dynamic_hw or spec.source == "rapidocr" else "static"
+        sidecar = Path(out_dir) / f"{spec.name}.json"
+        truth = json.loads(sidecar.read_text()).get("truth", {}).get("macs", "") if sidecar.is_file() else ""
         exporter = {"legacy": "torch.onnx dynamo=False", "dynamo": "torch.onnx dynamo=True"}.get(spec.exporter, "shipped")
-        lines.append(f"{spec.name}\tinput={shape}\t{exporter}\t{dyn}\t{where}\t")
+        lines.append(f"{spec.name}\t{spec.input_shape_arg}\t{exporter}\t{dyn}\t{where}\t{truth}")
     index = Path(out_dir) / "INDEX.txt"
     index.write_text("\n".join(lines) + "\n")
     return index
@@ -122,7 +149,8 @@ def main(argv: list[str]) -> int:
         except Exception as error:  # noqa: BLE001 - report every model, keep going
             print(f"FAIL {spec.name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
             continue
-        print(f"ok   {spec.name:36s} {path.stat().st_size / 1e6:7.2f} MB  {time.time() - started:6.1f} s")
+        print(f"ok   {spec.name:36s} {path.stat().st_size / 1e6:7.2f} MB  {time.time() - started:6.1f} s  "
+              f"truth {truth_of(spec, out_dir)['macs']:,} MACs")
     write_index(out_dir)
     return 0
 

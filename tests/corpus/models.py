@@ -11,9 +11,10 @@ Nothing here is imported by segcost; torch, smp and transformers are imported in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 SMP_SHAPE = (1, 3, 128, 160)
 # Pyramid pooling (bins 1, 2, 3, 6) exports only when the pooled map is a multiple of 6: PSPNet
@@ -33,6 +34,7 @@ class Spec:
         dynamic_hw: export with symbolic H and W (`--symbolic` is tested on these).
         shipped: file name inside rapidocr_onnxruntime/models for shipped models.
         slow: heavy to build or analyze; marked `slow` in the tests.
+        input_name: the model's (single) input.
     """
 
     name: str
@@ -44,7 +46,17 @@ class Spec:
     shipped: str = ""
     slow: bool = False
     opset: int = 17
-    tags: tuple[str, ...] = field(default=())
+    input_name: str = "input"
+
+    @property
+    def static_input(self) -> bool:
+        """True when the ONNX file's input has only numeric dims (exported without dynamic axes)."""
+        return not self.dynamic_hw and self.exporter != "shipped"
+
+    @property
+    def input_shape_arg(self) -> str:
+        """`--input-shape` text for this model's static size."""
+        return f"{self.input_name}={'x'.join(map(str, self.input_shape))}"
 
 
 class _FirstTensor:
@@ -59,7 +71,7 @@ class _FirstTensor:
                 super().__init__()
                 self.inner = module
 
-            def forward(self, x):  # noqa: D401 - torch forward
+            def forward(self, x):
                 out = self.inner(x)
                 picked = tuple(out[key] if isinstance(out, dict) else getattr(out, key) for key in keys)
                 return picked[0] if len(picked) == 1 else picked
@@ -104,7 +116,11 @@ def hf_dpt() -> Any:
 
 
 def hf_upernet_convnext() -> Any:
-    from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
+    from transformers import (
+        ConvNextConfig,
+        UperNetConfig,
+        UperNetForSemanticSegmentation,
+    )
 
     _seed()
     backbone = ConvNextConfig(depths=[1, 1, 2, 1], hidden_sizes=[24, 48, 96, 192],
@@ -115,7 +131,11 @@ def hf_upernet_convnext() -> Any:
 
 
 def hf_maskformer() -> Any:
-    from transformers import MaskFormerConfig, MaskFormerForInstanceSegmentation, SwinConfig
+    from transformers import (
+        MaskFormerConfig,
+        MaskFormerForInstanceSegmentation,
+        SwinConfig,
+    )
 
     _seed()
     backbone = SwinConfig(embed_dim=24, depths=[1, 1, 2, 1], num_heads=[1, 2, 3, 6], window_size=4,
@@ -170,9 +190,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("tv_deeplabv3_mobilenetv3", "torchvision", SMP_SHAPE, tv_deeplabv3_mobilenetv3),
     Spec("tv_deeplabv3_mobilenetv3_dynamo", "torchvision", SMP_SHAPE, tv_deeplabv3_mobilenetv3,
          exporter="dynamo", slow=True),
-    Spec("rapidocr_det_ppocrv4", "rapidocr", (1, 3, 320, 256), exporter="shipped", shipped="ch_PP-OCRv4_det_infer.onnx"),
-    Spec("rapidocr_rec_ppocrv4", "rapidocr", (1, 3, 48, 320), exporter="shipped", shipped="ch_PP-OCRv4_rec_infer.onnx"),
-    Spec("rapidocr_cls_mobilev2", "rapidocr", (1, 3, 48, 192), exporter="shipped", shipped="ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+    Spec("rapidocr_det_ppocrv4", "rapidocr", (1, 3, 320, 256), exporter="shipped", input_name="x", shipped="ch_PP-OCRv4_det_infer.onnx"),
+    Spec("rapidocr_rec_ppocrv4", "rapidocr", (1, 3, 48, 320), exporter="shipped", input_name="x", shipped="ch_PP-OCRv4_rec_infer.onnx"),
+    Spec("rapidocr_cls_mobilev2", "rapidocr", (1, 3, 48, 192), exporter="shipped", input_name="x", shipped="ch_ppocr_mobile_v2.0_cls_infer.onnx"),
 )
 
 BY_NAME = {spec.name: spec for spec in SPECS}

@@ -1,0 +1,199 @@
+"""Evaluate the run-time shape computations that `onnx.shape_inference` leaves symbolic.
+
+Legacy torch exports (HF DPT, MaskFormer/Swin) and paddle2onnx models compute Reshape
+targets, Pad amounts, Range bounds and Expand shapes from `Shape` of intermediate tensors:
+Shape → Gather/Slice → Cast → Div → Concat → Reshape. onnx's data propagation covers a few
+of those ops, so a chain with a Cast or a Div stays open and every layer after it has no
+shape. With static graph inputs those values are constants; this module lets onnxruntime
+compute them and feeds them back to onnx shape inference, round by round (each round opens
+the next `Shape` whose input is now known).
+
+Why not a library end to end (measured on the corpus, tests/corpus): onnxruntime's
+`SymbolicShapeInference` needs sympy (not a segcost dependency) and stops with "Incomplete
+symbolic shape inference" on DPT, MaskFormer and PP-OCR cls; onnxscript's optimizer is not a
+core dependency and leaves 268 MaskFormer tensors open; onnxruntime's basic-level graph
+optimization folds the chains but renames or fuses the folded tensors (common-subexpression
+elimination, Reshape fusion), so their values cannot be mapped back. What is left here is
+the part no library exposes: choosing which tensors are constant given static shapes
+(`Shape`/`Size` of a static tensor, then anything computed only from constants). Values
+are computed by onnxruntime and shapes by onnx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import prod
+from typing import cast
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from segcost.ir import Shape
+from segcost.ir.onnx_io import shape_of
+
+# A tensor is evaluated only if it, and every tensor its computation reads, has at most this
+# many elements: shape arithmetic is a handful of integers, masks of a window attention a few
+# thousand; weights and activations are never computed here.
+MAX_ELEMENTS = 1 << 16
+MAX_ROUNDS = 256
+# Ops whose value is not a function of their inputs, or that carry subgraphs.
+_NOT_EVALUABLE = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+                            "Multinomial", "Bernoulli", "If", "Loop", "Scan", "SequenceMap"})
+
+Infer = Callable[[onnx.ModelProto], onnx.ModelProto]
+
+
+def static_shapes(inferred: onnx.ModelProto) -> dict[str, Shape | None]:
+    """{tensor: shape} from an inferred model's inputs, value_info, outputs and initializers."""
+    shapes: dict[str, Shape | None] = {}
+    graph = inferred.graph
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        shapes[value.name] = shape_of(value.type)[1]
+    for init in graph.initializer:
+        shapes[init.name] = tuple(int(dim) for dim in init.dims)
+    return shapes
+
+
+def _is_static(shape: Shape | None) -> bool:
+    return shape is not None and all(isinstance(dim, int) and dim >= 0 for dim in shape)
+
+
+def open_consumed(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> bool:
+    """True when some node reads a tensor whose shape is not fully known."""
+    return any(name and not _is_static(shapes.get(name)) for node in shell.graph.node for name in node.input)
+
+
+def resolve_value_chains(shell: onnx.ModelProto, infer: Infer, inferred: onnx.ModelProto) -> onnx.ModelProto:
+    """Evaluate shape-computing tensors in `shell` (modified in place) until inference closes.
+
+    `infer` runs onnx shape inference on a model; `inferred` is its result for `shell`.
+    Returns the last inferred model. Every graph input of `shell` must be static. A value
+    onnxruntime cannot compute ends the rounds; what stays open is reported by the caller.
+    """
+    for _ in range(MAX_ROUNDS):
+        shapes = static_shapes(inferred)
+        if not open_consumed(shell, shapes):
+            break
+        values = _evaluate_round(shell, shapes)
+        if not values:
+            break
+        _inject(shell, values)
+        inferred = infer(shell)
+    return inferred
+
+
+def _evaluate_round(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> dict[str, np.ndarray]:
+    """Values of the constant tensors read by nodes with an open output (empty when none)."""
+    graph = shell.graph
+    producer = {name: node for node in graph.node for name in node.output if name}
+    inline = {init.name for init in graph.initializer}
+
+    def small(name: str) -> bool:
+        shape = shapes.get(name)
+        return shape is not None and _is_static(shape) and prod(cast(tuple[int, ...], shape)) <= MAX_ELEMENTS
+
+    memo: dict[str, bool] = {}
+
+    def constant(name: str) -> bool:
+        """True when `name` is computable from constants and static shapes (iterative DFS)."""
+        stack = [name]
+        while stack:
+            top = stack[-1]
+            if top in memo:
+                stack.pop()
+                continue
+            node = producer.get(top)
+            if top in inline or node is None:
+                memo[top] = top in inline and small(top)
+                stack.pop()
+                continue
+            if node.op_type in ("Shape", "Size") and not node.domain:
+                memo[top] = _is_static(shapes.get(node.input[0]))
+                stack.pop()
+                continue
+            if (node.domain not in ("", "ai.onnx") or node.op_type in _NOT_EVALUABLE
+                    or not all(small(output) for output in node.output if output)):
+                memo[top] = False
+                stack.pop()
+                continue
+            pending = [tensor for tensor in node.input if tensor and tensor not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            memo[top] = all(memo[tensor] for tensor in node.input if tensor)
+            stack.pop()
+        return memo[name]
+
+    targets: set[str] = set()
+    for node in graph.node:
+        if all(_is_static(shapes.get(output)) for output in node.output if output):
+            continue
+        for tensor in node.input:
+            if tensor and tensor not in inline and tensor in producer and constant(tensor):
+                targets.update(output for output in producer[tensor].output if output)
+    if not targets:
+        return {}
+    return _run(shell, targets, producer, shapes)
+
+
+def _run(shell: onnx.ModelProto, targets: set[str], producer: dict, shapes: dict) -> dict[str, np.ndarray]:
+    """Compute `targets` with onnxruntime on the slice of the graph that produces them."""
+    import onnxruntime
+
+    needed, stack, inputs = [], list(targets), set()
+    seen: set[int] = set()
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        needed.append(node)
+        if node.op_type in ("Shape", "Size") and not node.domain:
+            continue  # replaced by its value below
+        for tensor in node.input:
+            if tensor in producer:
+                stack.append(tensor)
+            elif tensor:
+                inputs.add(tensor)
+    order = {id(node): index for index, node in enumerate(shell.graph.node)}
+    nodes = []
+    for node in sorted(needed, key=lambda item: order[id(item)]):
+        if node.op_type in ("Shape", "Size") and not node.domain:
+            nodes.append(helper.make_node("Constant", [], [node.output[0]],
+                                          value=numpy_helper.from_array(_shape_value(node, shapes), node.output[0])))
+        else:
+            nodes.append(node)
+    initializers = [init for init in shell.graph.initializer if init.name in inputs]
+    outputs = [helper.make_empty_tensor_value_info(name) for name in sorted(targets)]
+    model = helper.make_model(helper.make_graph(nodes, "shape_values", [], outputs, initializers),
+                              opset_imports=shell.opset_import, ir_version=max(shell.ir_version, 4))
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        results = session.run(sorted(targets), {})
+    except Exception:  # noqa: BLE001 - onnxruntime raises its own types; the tensors just stay open
+        return {}
+    return dict(zip(sorted(targets), results))
+
+
+def _shape_value(node: onnx.NodeProto, shapes: dict[str, Shape | None]) -> np.ndarray:
+    """The value of Shape (with its opset-15 start/end) or Size of a static tensor."""
+    dims = list(cast(tuple[int, ...], shapes[node.input[0]]))  # static: checked by the caller
+    if node.op_type == "Size":
+        return np.array(prod(dims), dtype=np.int64)
+    attrs = {attribute.name: attribute.i for attribute in node.attribute}
+    start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+    return np.array(dims[start:end], dtype=np.int64)
+
+
+def _inject(shell: onnx.ModelProto, values: dict[str, np.ndarray]) -> None:
+    """Turn computed tensors into initializers; their producers leave the copy."""
+    graph = shell.graph
+    kept = [node for node in graph.node if not any(output in values for output in node.output)]
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(value), name) for name, value in values.items())

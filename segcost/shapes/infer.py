@@ -1,0 +1,197 @@
+"""Fill `graph.tensors` with computed shapes (see the package docstring for the three steps)."""
+
+from __future__ import annotations
+
+import onnx
+
+from segcost.errors import InputError, ShapeError
+from segcost.ir import Graph, TensorInfo
+from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
+from segcost.shapes.declared import fill_open, record_conflicts
+from segcost.shapes.evaluate import resolve_value_chains
+
+InputShapes = dict[str, tuple[int, ...]]
+
+
+def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None) -> None:
+    """Fill graph.tensors with the shapes computed from the graph inputs.
+
+    `input_shapes` ({input: dims}) override the inputs' shapes first; the file's declared
+    shapes then describe other sizes and are neither used nor compared. `model`, when given,
+    is the ModelProto `graph` was just built from (copying its messages is cheaper than
+    rebuilding them from the IR). Used by the loader and again by passes that change where
+    shapes come from (constant folding).
+
+    Raises:
+        InputError: an override names no input or has the wrong rank.
+        ShapeError: onnx shape inference fails even in non-strict mode.
+    """
+    if input_shapes:
+        apply_input_shapes(graph, dict(input_shapes))
+    trust_declared = not input_shapes
+    declared = dict(graph.tensors)  # the file's shapes (or those of the previous run)
+    if model is not None:
+        shell = _shell_from_model(model, graph)
+    else:
+        shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
+    inferred = _infer(graph, shell)
+    _take_shapes(graph, inferred, declared)
+    # The fast path ends here for almost every model: the checks below walk the IR's own
+    # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
+    if _unresolved(graph) and not symbolic_inputs(graph):
+        inferred = resolve_value_chains(shell, lambda proto: _infer(graph, proto), inferred)
+        _take_shapes(graph, inferred, declared)
+    if trust_declared and _unresolved(graph):
+        seeded = _seed_declared(graph, shell, declared)
+        if seeded is not None:
+            _take_shapes(graph, seeded, declared)
+    if trust_declared:
+        fill_open(graph, declared)
+        record_conflicts(graph, declared)
+
+
+def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
+    """The weightless model for inference, copied from the parsed file at the C level.
+
+    Rebuilding it from the IR (to_model) is the general path, but for the freshly loaded
+    file copying the protobuf messages is several times cheaper in time and memory — it
+    decides whether a 100k-node graph fits in 1 GiB. Graph outputs carry their type only:
+    a shape the file declares must not constrain (or contradict) the computed one.
+    """
+    from onnx import helper
+
+    shell = onnx.ModelProto()
+    shell.ir_version = max(model.ir_version, 4)
+    shell.opset_import.extend(model.opset_import)
+    shell.functions.extend(model.functions)
+    shell.graph.name = model.graph.name
+    shell.graph.node.extend(model.graph.node)
+    for name in graph.inputs:
+        info = graph.tensors.get(name)
+        shell.graph.input.append(helper.make_tensor_value_info(
+            name, info.dtype if info else 0, list(info.shape) if info and info.shape is not None else None))
+    shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None) for name in graph.outputs)
+    declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
+    lifted = set(graph.info.lifted_constants)  # still defined by their Constant nodes in this copy
+    for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
+        if init.name in lifted:
+            continue
+        if keep_inline_for_inference(init):
+            shell.graph.initializer.append(init.to_proto())
+            continue
+        type_proto = declared_types.get((init.dtype, init.shape))
+        if type_proto is None:
+            type_proto = declared_types[init.dtype, init.shape] = helper.make_tensor_type_proto(init.dtype, init.shape)
+        declared = shell.graph.input.add()
+        declared.name = init.name
+        declared.type.CopyFrom(type_proto)
+    return shell
+
+
+def _infer(graph: Graph, shell: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx shape inference, strict first; a non-strict fallback is noted in graph metadata."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=True)
+        graph.info.metadata_props.pop("segcost.shape_inference", None)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as strict_error:
+        # Unknown ops or partial type errors make strict mode fail; the non-strict run still
+        # types everything it can, and a MAC-bearing op with a missing shape is reported later.
+        try:
+            inferred = onnx.shape_inference.infer_shapes(shell, strict_mode=False, data_prop=True)
+        except Exception as error:  # noqa: BLE001 - onnx raises several unrelated types
+            raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
+        graph.info.metadata_props["segcost.shape_inference"] = "non-strict: " + _first_line(strict_error)
+    except Exception as error:  # noqa: BLE001
+        raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
+    return inferred
+
+
+def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, TensorInfo]) -> onnx.ModelProto | None:
+    """Re-infer with the file's static shapes given for the tensors computation left open.
+
+    This is where a declared shape is used — after a custom op, say — and it then reaches the
+    layers downstream of it too. Tensors with a computed shape are never seeded. None when
+    there is nothing to seed.
+    """
+    from onnx import helper
+
+    produced = {name for node in shell.graph.node for name in node.output}
+    seeds = []
+    for name, info in declared.items():
+        computed = graph.tensors.get(name)
+        if name in produced and info.is_static and info.dtype and (computed is None or not computed.is_static):
+            seeds.append(helper.make_tensor_value_info(name, info.dtype, list(info.shape or ())))
+    if not seeds:
+        return None
+    shell.graph.value_info.extend(seeds)
+    return _infer(graph, shell)
+
+
+def _unresolved(graph: Graph) -> bool:
+    """True when a node consumes a tensor whose shape is not fully known."""
+    tensors, initializers = graph.tensors, graph.initializers
+    for key in graph.dag:
+        for name in graph.node(key).inputs:
+            if name and name not in initializers:
+                info = tensors.get(name)
+                if info is None or not info.is_static:
+                    return True
+    return False
+
+
+def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo]) -> None:
+    """Replace graph.tensors by the inferred types (inputs keep theirs; initializers have their own)."""
+    graph.tensors.clear()
+    graph.tensors.update({name: declared[name] for name in graph.inputs if name in declared})
+    # initializers declared as typed inputs for inference keep the initializer's own shape
+    read_value_infos(graph, inferred.graph.input, skip=graph.initializers)
+    read_value_infos(graph, inferred.graph.value_info)
+    read_value_infos(graph, inferred.graph.output)
+    read_subgraph_infos(graph, inferred.graph)  # shapes inside If/Loop/Scan bodies, for their MACs
+    for init in inferred.graph.initializer:  # tensors evaluated by resolve_value_chains
+        if init.name not in graph.initializers and init.name not in graph.tensors:
+            graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
+    for name in list(graph.tensors):
+        if name in graph.initializers:
+            del graph.tensors[name]  # initializer shapes come from the initializer itself
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[-1] if text else type(error).__name__
+
+
+def apply_input_shapes(graph: Graph, input_shapes: InputShapes) -> None:
+    """Set the shapes of graph inputs from `--input-shape` ({name: dims}; "" names the only input).
+
+    Raises:
+        InputError: an unknown input name, an unnamed shape for a multi-input model, or a rank
+            other than the model's.
+    """
+    if "" in input_shapes:
+        if len(graph.inputs) != 1:
+            raise InputError(f"the model has {len(graph.inputs)} inputs ({', '.join(graph.inputs)}); "
+                             "name the one to shape: --input-shape NAME=1x3x512x512")
+        input_shapes = {graph.inputs[0]: input_shapes.pop("")} | input_shapes
+    for name, dims in input_shapes.items():
+        if name not in graph.inputs:
+            raise InputError(f"--input-shape: the model has no input {name!r} (inputs: {', '.join(graph.inputs)})")
+        known = graph.tensors.get(name)
+        if known is not None and known.shape is not None and len(known.shape) != len(dims):
+            raise InputError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank "
+                             f"{len(known.shape)}")
+        graph.tensors[name] = TensorInfo(name, known.dtype if known else onnx.TensorProto.FLOAT, tuple(dims))
+
+
+def symbolic_inputs(graph: Graph) -> list[tuple[str, int, str]]:
+    """(input, axis, symbol) for every graph-input dim that is not a concrete positive integer."""
+    found = []
+    for name in graph.inputs:
+        shape = graph.shape(name)
+        if shape is None:
+            found.append((name, -1, "unknown rank"))
+            continue
+        for axis, dim in enumerate(shape):
+            if not isinstance(dim, int) or dim <= 0:
+                found.append((name, axis, str(dim) if dim is not None else "?"))
+    return found
