@@ -64,7 +64,7 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
         from segcost.passes import VerifyGroupedConvPass
 
         result.findings = VerifyGroupedConvPass()(graph).findings  # type: ignore[attr-defined] # a VerifyResult
-        result.target = estimate_on_target(graph, target, result.findings)
+        result.target = estimate_on_target(graph, target)   # the CLI's path: fused, the profile's own rules
     return result
 
 
