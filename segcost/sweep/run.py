@@ -176,6 +176,7 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     own_memo = memo is None
     memo = BuildMemo() if own_memo else memo
     fired = [False]
+    _import_before_deadline()
     try:
         with deadline(point.settings.point_timeout_s) as fired:
             result = _measure(point, memo)
@@ -191,6 +192,21 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     result.seconds = round(time.perf_counter() - start, 3)
     result.worker = f"{socket.gethostname()}:{os.getpid()}"
     return asdict(result)
+
+
+def _import_before_deadline() -> None:
+    """Import what every point uses before its deadline is armed.
+
+    The deadline is a SIGALRM; one that lands inside `import torch` (seconds on a busy machine)
+    leaves a half-initialized module in sys.modules that breaks every later point of the worker.
+    """
+    import importlib
+
+    for name in ("torch", "onnxruntime", "segcost.frontends.torch", "segcost.frontends.onnx"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass   # the point itself reports a missing extra
 
 
 def describe_error(error: BaseException) -> str:
