@@ -81,3 +81,27 @@ def test_calibrate_writes_a_profile_that_loads(run_cli, tmp_path):
     assert "calibrated" in output.read_text()
     code, _, err = run_cli("calibrate", models[0], "-o", str(tmp_path / "x.toml"), "--base", "tda4vm")
     assert code == 2 and "without a fallback device" in err
+
+
+def test_verify_and_cost_agree_on_the_command_line(run_cli, tmp_path):
+    """The divisor is computed from constants: both commands fold it first, so neither sends the Div to ARM."""
+    import json
+
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    half = numpy_helper.from_array(np.full((1, 4, 1, 1), 0.5, np.float32), "half")
+    nodes = [helper.make_node("Add", ["half", "half"], ["one"], name="one"),
+             helper.make_node("Div", ["x", "one"], ["y"], name="div")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              initializer=[half])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = _save(model, tmp_path / "div.onnx")
+    code, out, _ = run_cli("verify", path)
+    assert code == 0 and "no findings" in out
+    code, out, _ = run_cli("cost", path, "--format", "json")
+    assert code == 0 and json.loads(out)["totals"]["fallback_layers"] == 0
+    code, out, _ = run_cli("verify", path, "--no-fuse")   # as given: Div of a computed tensor
+    assert code == 1 and "binary-nonconstant" in out
