@@ -140,7 +140,7 @@ def _sqnr(signal: float, noise: float) -> float:
     return float(10 * np.log10(signal / noise)) if signal > 0 else 0.0
 
 
-PER_RUN_BYTES = 512 << 20   # compared activations returned by one onnxruntime run, per model
+PER_RUN_BYTES = 256 << 20   # compared activations returned by one onnxruntime run, per model (2 models)
 RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
 
 
