@@ -28,10 +28,8 @@ from segcost.analyzer.result import (
 )
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
-from segcost.nogc import nogc
 
 
-@nogc  # one LayerCost and its lists per node, none of them garbage: see segcost.nogc
 def analyze(graph: Graph) -> AnalysisResult:
     """Per-layer and total MACs, flops, params and bytes of `graph` (exact ints).
 

@@ -32,7 +32,6 @@ from segcost.frontends.expansion import check_function_expansion
 from segcost.ir import Graph, verify_graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import from_model, read_subgraph_infos, read_value_infos
-from segcost.nogc import nogc
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -57,7 +56,6 @@ def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Gr
     return opener(path)(input_shapes)
 
 
-@nogc  # millions of long-lived objects, no garbage cycles: see segcost.nogc
 def opener(path: str | os.PathLike):
     """Read `path` once; the returned function builds its IR for given input shapes (e.g. many probe sizes).
 
@@ -79,7 +77,6 @@ def opener(path: str | os.PathLike):
     return build
 
 
-@nogc
 def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
                resolve_external: ExternalData | None = None, payload_regions=None) -> Graph:
     """Build a verified IR with inferred shapes from an in-memory ModelProto.
