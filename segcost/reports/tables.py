@@ -9,13 +9,14 @@ def text_table(rows: list[list], headers: list[str], markdown: bool = False) -> 
     Why partly hand-written: tabulate inspects every cell's type and width in Python, 4 s
     for a 100k-layer table. With disable_numparse, every cell is text and a "simple" table
     is left-aligned columns of stripped cells, each at least its header + 2 wide, joined by
-    two spaces, with no trailing spaces; that layout is written here when every cell is printable ASCII (no escape
-    sequences, wide or multi-line text, which tabulate measures specially). A test compares
-    both on many tables.
+    two spaces, with no trailing spaces; a "github" table has the same columns between
+    "| " ... " | " ... " |" and a "|---|" rule of width + 2. Those layouts are written here
+    when every cell is printable ASCII (no escape sequences, wide or multi-line text, which
+    tabulate measures specially). Tests compare both with tabulate on many tables.
     """
     texts = [["" if cell is None else str(cell) for cell in row] for row in rows]   # tabulate prints None as ""
     joined = "".join(map("".join, texts))
-    if markdown or not (joined.isascii() and joined.isprintable()):
+    if not (joined.isascii() and joined.isprintable()):
         from tabulate import (
             tabulate,  # only the human formats need it; keeps JSON/CSV start-up small
         )
@@ -24,6 +25,10 @@ def text_table(rows: list[list], headers: list[str], markdown: bool = False) -> 
     cells = [[text.strip() for text in row] for row in texts]
     columns = list(zip(*cells)) or [()] * len(headers)
     widths = [max(len(header) + 2, max(map(len, column), default=0)) for header, column in zip(headers, columns)]
+    if markdown:
+        line = ("| " + " | ".join(f"{{:<{width}}}" for width in widths) + " |").format
+        return "\n".join([line(*headers), "|" + "|".join("-" * (width + 2) for width in widths) + "|",
+                          *(line(*row) for row in cells)])
     line = "  ".join(f"{{:<{width}}}" for width in widths).format
     return "\n".join([line(*headers).rstrip(), "  ".join("-" * width for width in widths),
                       *(line(*row).rstrip() for row in cells)])

@@ -1,0 +1,35 @@
+"""The JSON report's fast path (one reused encoder, layers written in chunks) gives json.dumps' exact text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segcost.analyzer import analyze
+from segcost.frontends.onnx import load_model
+from segcost.reports.analysis import _LAYERS_PER_CHUNK, _compact_encoder, render_json_chunks
+from segcost.samples.scale import deep
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30) | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_the_reused_encoder_writes_what_json_dumps_writes(value):
+    assert _compact_encoder()(value) == json.dumps(value)
+
+
+@pytest.mark.parametrize("nodes", [3, _LAYERS_PER_CHUNK - 1, _LAYERS_PER_CHUNK + 2, 2 * _LAYERS_PER_CHUNK + 1])
+def test_chunked_layers_read_back_as_to_dict_one_per_line(nodes):
+    result = analyze(load_model(deep(nodes)))  # a multiple of 3 nodes: chunks full, partial, one over
+    text = "".join(render_json_chunks(result))
+    assert json.loads(text) == json.loads(json.dumps(result.to_dict()))
+    lines = text.split('"layers": [\n', 1)[1].split("\n  ]", 1)[0].split("\n")
+    assert len(lines) == len(result.layers) == nodes
+    assert [json.loads(line.strip().rstrip(",")) for line in lines] == [vars(layer) for layer in result.layers]
