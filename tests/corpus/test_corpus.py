@@ -30,11 +30,7 @@ from tests.corpus.models import SPECS, Spec
 
 pytestmark = pytest.mark.torch
 
-EINSUM = "issue 15 item 6 (Einsum rule): MaskFormer's bqc,bchw->bqhw Einsum is unsupported until that rule lands"
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("hf_maskformer_swin_tiny", "exact"): EINSUM,
-    ("hf_maskformer_swin_tiny", "strict"): EINSUM,
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}   # (model, check) -> reason; empty since the Einsum rule landed
 
 
 def _params(check: str, specs=SPECS):
