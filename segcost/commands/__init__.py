@@ -11,7 +11,9 @@ import importlib
 
 import click
 
-COMMAND_MODULES = ("segcost.commands.target", "segcost.commands.check", "segcost.commands.sweep")
+COMMAND_MODULES = ("segcost.commands.analyze", "segcost.commands.optimize", "segcost.commands.verify",
+                   "segcost.commands.target", "segcost.commands.check", "segcost.commands.sweep",
+                   "segcost.commands.zoo", "segcost.commands.ops")
 
 
 def add_commands(group: click.Group) -> None:

@@ -1,0 +1,118 @@
+"""`segcost optimize`: fuse, clean up, verify, check numerics, optionally quantize to int8; write the model.
+
+The command parses its options, calls the library and renders the result objects (segcost.reports).
+"""
+
+from __future__ import annotations
+
+import click
+from segcost.commands.inputs import load_cli_graph
+from segcost.commands.options import trust_model_code_option
+from segcost.commands.output import check_outputs
+
+
+@click.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
+@click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Write a report of passes, costs and findings: JSON, or HTML (with int8 SQNR) for .html.")
+@click.option("--rules", default="current", show_default=True, help="Target rule set for the verifier.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Run original and optimized models in onnxruntime and compare outputs.")
+@click.option("--print-after-all", is_flag=True, help="Print every pass's summary line and op counts as it runs.")
+@click.option("--int8", is_flag=True, help="Quantize to an int8 QDQ graph after fusion.")
+@click.option("--calib", default="synthetic", show_default=True, metavar="DIR|NPY|NPZ|synthetic",
+              help="Calibration data: a folder of images/.npy, a .npy/.npz array, or generated shapes.")
+@click.option("--calib-size", default=16, show_default=True, type=click.IntRange(min=1), help="Calibration samples.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale granularity.")
+@click.option("--pow2-scales", is_flag=True, help="Round every scale up to a power of two (first-gen TIDL).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="Calibration method.")
+@click.option("--target", type=click.Choice(["cpu", "tda4vm"]), default="cpu", show_default=True,
+              help="cpu: fastest format in onnxruntime (u8 activations); tda4vm: symmetric int8, zero points 0.")
+@click.option("--exclude-nodes", default="", metavar="A,B", help="Nodes to keep in float.")
+@click.option("--eval", "eval_data", metavar="DIR|NPZ|synthetic",
+              help="Data for the accuracy report (default: the calibration data; synthetic: its held-out split).")
+@click.option("--eval-size", type=click.IntRange(min=1), help="Samples for the accuracy report (default: --calib-size).")
+@click.option("--max-drop", type=float, metavar="X",
+              help="Exit 1 when int8 loses more than X percentage points of mIoU (or X % of pixels change class "
+                   "without labels; 100 when an int8 output is all zeros).")
+@click.option("--measure", "measure_runs", type=click.IntRange(min=1), metavar="N",
+              help="Also measure fp32 vs int8 in onnxruntime CPU (1 thread, median CPU time of N runs).")
+@trust_model_code_option
+@click.pass_context
+def optimize(ctx: click.Context, model: str | None, output: str | None, passes: str | None,
+             input_shapes: tuple[str, ...], report: str | None, rules: str, check: bool, print_after_all: bool,
+             int8: bool, calib: str, calib_size: int, per_channel: bool, pow2_scales: bool, method: str, target: str,
+             exclude_nodes: str, eval_data: str | None, eval_size: int | None, max_drop: float | None,
+             measure_runs: int | None) -> None:
+    """Fuse Conv-BN(-ReLU), clean up, verify, optionally quantize to int8, and write the model."""
+    import json
+    import warnings
+    from pathlib import Path
+
+    from segcost.optimize import optimize_model
+    from segcost.reports.passes import optimize_report, render_optimize
+
+    if output is None:
+        suffix = ".int8.onnx" if int8 else ".optimized.onnx"
+        output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix
+    accuracy_path = str(Path(output).with_suffix(".accuracy.json")) if int8 else None
+    plan = check_outputs({"-o": output, "--report": report, "the accuracy report": accuracy_path},
+                          {"MODEL": model, "--calib": calib, "--eval": eval_data})
+    with warnings.catch_warnings():  # torch exporters' FutureWarnings are not for segcost's user
+        warnings.simplefilter("ignore", FutureWarning)
+        graph, _ = load_cli_graph(model, input_shapes)
+    options = None
+    if int8:
+        from segcost.quant.quantize import QuantizeOptions
+
+        options = QuantizeOptions(calibration=calib, calib_size=calib_size, per_channel=per_channel,
+                                  pow2_scales=pow2_scales, method=method, target=target,
+                                  exclude_nodes=tuple(filter(None, exclude_nodes.split(","))))
+    result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
+                            after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
+                            progress=_calibration_progress, eval_size=eval_size,
+                            measure_runs=measure_runs if int8 else None)
+    plan.write(output, result.model.SerializeToString())
+    click.echo(render_optimize(result), nl=False)
+    click.echo(f"wrote {output}")
+    payload = optimize_report(result, model, output)
+    if result.accuracy is not None and accuracy_path is not None:
+        plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
+        click.echo(f"wrote {accuracy_path}")
+    if report:
+        if report.endswith((".html", ".htm")):   # the same report as a page, with the int8 SQNR chart
+            from segcost.reports.html import render_optimize_html
+
+            plan.write(report, render_optimize_html(result, model or "built-in DeepLabV3Lite"))
+        else:
+            plan.write(report, json.dumps(payload, indent=2) + "\n")
+    if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
+        click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} percentage points exceeds --max-drop {max_drop}",
+                   err=True)
+        ctx.exit(1)
+
+
+def _print_after(record, graph) -> None:
+    counts: dict[str, int] = {}
+    for key in graph.dag:
+        op_type = graph.node(key).op_type
+        counts[op_type] = counts.get(op_type, 0) + 1
+    click.echo(f"after {record.name} (round {record.iteration}): {record.nodes_after} nodes "
+               f"{dict(sorted(counts.items()))}", err=True)
+
+
+def _calibration_progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total
+    click.echo(f"\rcalibrating [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", err=True,
+               nl=done == total)
+    if done == total:   # what follows takes a while too: say what it is
+        click.echo("quantizing, then measuring int8 accuracy against float on the evaluation data ...", err=True)
+
+
+COMMANDS = [optimize]
