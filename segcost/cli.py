@@ -194,7 +194,8 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
 @click.option("--exclude-nodes", default="", metavar="A,B", help="Nodes to keep in float.")
 @click.option("--eval", "eval_data", metavar="DIR|NPZ|synthetic",
               help="Data for the accuracy report (default: the calibration data; synthetic: its held-out split).")
-@click.option("--eval-size", type=click.IntRange(min=1), help="Samples for the accuracy report (default: --calib-size).")
+@click.option("--eval-size", type=click.IntRange(min=1),
+              help="Samples for the accuracy report (default: --calib-size).")
 @click.option("--max-drop", type=float, metavar="X",
               help="Exit 1 when int8 loses more than X percentage points of mIoU (or X % of pixels change class "
                    "without labels; 100 when an int8 output is all zeros).")
@@ -276,7 +277,8 @@ def _calibration_progress(done: int, total: int) -> None:
 @cli.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
-@click.option("--rules", default="current", show_default=True, help="Target rule set: current (= tvm-tidl), legacy (= tidl-09.02), or either by name.")
+@click.option("--rules", default="current", show_default=True,
+              help="Target rule set: current (= tvm-tidl), legacy (= tidl-09.02), or either by name.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
 @trust_model_code_option
 @click.pass_context

@@ -27,9 +27,9 @@ import onnx
 
 from segcost.analyzer import AnalysisResult, analyze
 from segcost.analyzer import count_macs as count_macs_of
-from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.errors import InputError, SegcostError
 from segcost.ir import Graph
+from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 
 ATOL = 1e-4

@@ -8,12 +8,24 @@ from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_f
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
-    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule,
+    COUNTED,
+    SHAPE_UNKNOWN,
+    UNSUPPORTED,
+    ZERO_BY_CONVENTION,
+    OpCost,
+    OpView,
+    Rule,
+)
+from segcost.analyzer.result import (
+    AnalysisResult,
+    ControlFlowCost,
+    Coverage,
+    LayerCost,
+    ModelSummary,
+    TensorSummary,
+    Totals,
 )
 from segcost.analyzer.rules import find_rule
-from segcost.analyzer.result import (
-    AnalysisResult, ControlFlowCost, Coverage, LayerCost, ModelSummary, TensorSummary, Totals,
-)
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, dtype_size
 

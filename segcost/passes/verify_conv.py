@@ -236,7 +236,8 @@ class VerifyGroupedConvPass(PassBase):
         rules = self.rules
         if node.domain not in ("", "ai.onnx") or (rules.ops is not None and node.op_type not in rules.ops):
             where = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-            return [Finding(key, node.op_type, "unsupported-op", f"op {where} is not supported by rule set {rules.name!r}")]
+            return [Finding(key, node.op_type, "unsupported-op",
+                            f"op {where} is not supported by rule set {rules.name!r}")]
         found = []
         if node.op_type in rules.rank4_ops and node.inputs:
             shape = graph.shape(node.inputs[0])

@@ -48,7 +48,8 @@ class GraphBuilder:
                   * np.sqrt(2.0 / fan_in)).astype(np.float32)
         inputs = [x, self.constant(f"{name}.weight", weight)]
         if bias:
-            inputs.append(self.constant(f"{name}.bias", (0.1 * self.rng.standard_normal(out_channels)).astype(np.float32)))
+            bias = (0.1 * self.rng.standard_normal(out_channels)).astype(np.float32)
+            inputs.append(self.constant(f"{name}.bias", bias))
         pad = dilation * (kernel - 1) // 2
         return self.node("Conv", inputs, name, kernel_shape=[kernel, kernel], strides=[stride, stride],
                          pads=[pad] * 4, dilations=[dilation, dilation], group=group)

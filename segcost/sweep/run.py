@@ -325,8 +325,8 @@ def _quantize(fused, quant_target: str, calib_size: int):
 def _ort_latency_ms(graph, settings) -> float:
     import onnxruntime as ort
 
-    from segcost.ir.onnx_io import to_model
     from segcost.ir.feeds import random_feeds
+    from segcost.ir.onnx_io import to_model
     from segcost.targets.measure import session_options
 
     model = to_model(graph)

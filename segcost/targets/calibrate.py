@@ -34,7 +34,8 @@ from segcost.targets.cost_model import PreparedModel, estimate_prepared
 from segcost.targets.measure import LayerMapping, Measurement
 from segcost.targets.profile import TargetProfile
 
-__all__ = ["CalibrationSample", "FitResult", "calibrated_profile_text", "fit_profile", "fitted_parameters", "get_parameter", "set_parameter"]
+__all__ = ["CalibrationSample", "FitResult", "calibrated_profile_text", "fit_profile", "fitted_parameters",
+           "get_parameter", "set_parameter"]
 
 PRIOR_WEIGHT = 0.05
 # Whole-model latency residuals weigh 3x all of a model's layer groups together: without it the
@@ -206,7 +207,7 @@ def _levenberg_marquardt(objective, theta: np.ndarray, lower: np.ndarray, upper:
     cost = float(residual @ residual)
     damping = 1e-2
     iteration = 0
-    for iteration in range(1, MAX_ITERATIONS + 1):
+    for iteration in range(1, MAX_ITERATIONS + 1):  # noqa: B007 - the count is returned after the loop
         step_size = 1e-4
         jacobian = np.empty((len(residual), len(theta)))
         for column in range(len(theta)):

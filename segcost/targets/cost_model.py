@@ -16,7 +16,8 @@ For each layer the model computes, in the cycles of the device the layer runs on
 * memory = bytes moved (input and output activations + weights, in the profile's data
   type) / bandwidth of the innermost memory level that holds that working set;
 * cycles = max(compute, memory) + (1 − memory_overlap)·min(compute, memory) + a fixed
-  per-layer overhead (memory_overlap 1: a pure roofline); `bound` names the largest term. Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
+  per-layer overhead (memory_overlap 1: a pure roofline); `bound` names the largest term.
+  Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
   into the conv before them (profile ``fused_into_conv_ops``) and pure relabelling ops
   (Reshape ...) cost nothing.
 

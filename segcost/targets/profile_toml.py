@@ -197,7 +197,8 @@ def _fallback(reader: _Reader, table: Any) -> FallbackDevice:
     return FallbackDevice(
         name=reader.string(table, "fallback.name", name="name"), efficiency=reader.fraction(
             table, "fallback.efficiency", "efficiency"), dtype=reader.dtype(table, "fallback.dtype", name="dtype"),
-        layer_overhead_cycles=reader.non_negative(table, "fallback.layer_overhead_cycles", name="layer_overhead_cycles"),
+        layer_overhead_cycles=reader.non_negative(table, "fallback.layer_overhead_cycles",
+                                                  name="layer_overhead_cycles"),
         transfer_overhead_us=reader.non_negative(table, "fallback.transfer_overhead_us", name="transfer_overhead_us"),
         **positive)
 

@@ -14,9 +14,9 @@ import importlib.resources
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from segcost.errors import InputError
 
