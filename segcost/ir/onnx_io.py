@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import helper
@@ -151,7 +152,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
         for attribute in node_proto.attribute:
             attrs[attribute.name] = decode(attribute)
             attr_types[attribute.name] = attribute.type
-        meta = {"order": index}
+        meta: dict[str, Any] = {"order": index}
         doc_string = node_proto.doc_string
         if doc_string:
             doc_string, persisted = _split_doc(doc_string)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 from dataclasses import dataclass, field
 
 from segcost.errors import SegcostError
@@ -130,6 +131,10 @@ class PassManager(PassBase):
         self.max_iterations = max_iterations
         self.metric = metric
         self.after_each = after_each
+
+    def __call__(self, graph: Graph) -> PipelineResult:
+        """PassBase's checked run; `call` returns a PipelineResult, which this tells type checkers."""
+        return cast(PipelineResult, super().__call__(graph))
 
     def call(self, graph: Graph) -> PipelineResult:
         records: list[PassRecord] = []

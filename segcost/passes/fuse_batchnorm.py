@@ -65,7 +65,7 @@ class FuseConvBatchNormPass(PassBase):
                 continue
             conv_key = graph.producer(bn.inputs[0])
             match = self.check(graph, conv_key, bn_key)
-            if not match.ok:
+            if not match.ok or conv_key is None:  # check() refuses a missing producer; this narrows it
                 self.explanations.append((bn_key, match.reason))
                 continue
             self.rewrite(graph, conv_key, bn_key)
