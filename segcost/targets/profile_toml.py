@@ -168,7 +168,7 @@ def _choice(where: str, table: dict, key: str, allowed: tuple[str, ...]) -> str:
 def _memory_levels(reader: _Reader, levels: Any, clock_ghz: float) -> tuple[MemoryLevel, ...]:
     if not isinstance(levels, list) or not levels or not all(isinstance(level, dict) for level in levels):
         raise InputError(f"{reader.where}: [[memory]] must be a list of tables, innermost level first")
-    result = []
+    result: list[MemoryLevel] = []
     for index, level in enumerate(levels):
         key = f"memory[{index}]"
         reader.keys(level, key, {"name", "capacity_kb", "bytes_per_cycle", "gbytes_per_s"}, {"name"})
