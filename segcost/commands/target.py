@@ -138,12 +138,12 @@ def _calibrate_reference(reference: str, models_dir: str | None, plan, output: s
     times = read_reference(reference)
     folder = Path(models_dir) if models_dir else Path(reference).parent
     samples = []
-    for name, measured in sorted(times.items()):
+    for name, reference_time in sorted(times.items()):
         path = folder / f"{name}.onnx"
         if not path.is_file():
             raise InputError(f"{reference}: no model file {path} for reference model {name!r} (see --models-dir)")
         samples.append(DeviceSample(name, prepare(_fused_graph(str(path), (), True), base_profile.rules),
-                                    measured.median_ms))
+                                    reference_time.median_ms))
     fit = fit_device(samples, base_profile)
     loo = leave_one_out(samples, base_profile) if len(samples) > 2 else None
     text = fitted_profile_text(fit, profile_text(base), Path(reference).name, samples, loo)

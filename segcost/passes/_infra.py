@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import cast
 from dataclasses import dataclass, field
+from typing import cast
 
 from segcost.errors import SegcostError
 from segcost.ir import Graph, verify_graph
