@@ -174,7 +174,7 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     """
     start = time.perf_counter()
     own_memo = memo is None
-    memo = BuildMemo() if own_memo else memo
+    memo = BuildMemo() if memo is None else memo
     fired = [False]
     try:
         with deadline(point.settings.point_timeout_s) as fired:
@@ -228,6 +228,7 @@ def _measure(point: Point, memo: BuildMemo) -> PointResult:
     if "latency" in measures:
         from segcost.targets.cost_model import estimate
 
+        assert point.target is not None, "spec.py gives every point of a latency sweep a target"
         totals = estimate(deployed, point.target).totals
         result.latency_ms = round(float(totals.latency_ms), 6)
         result.fallback_layers = int(totals.fallback_layers)
@@ -253,6 +254,7 @@ def build_module(point: Point) -> Any:
     require_torch()
     if not point.is_factory:
         model = get(point.model)
+        assert point.num_classes is not None, "expand() gives a zoo point the model's own classes for 'default'"
         if point.width_parameter:
             function, keywords = builder_parts(model)
             return function(point.num_classes, **{**keywords, point.width_parameter: point.width_mult})
