@@ -236,6 +236,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
                             progress=_calibration_progress, eval_size=eval_size,
                             measure_runs=measure_runs if int8 else None)
+    assert result.model is not None, "optimize_model always sets the model to write"
     plan.write(output, result.model.SerializeToString())
     click.echo(render_optimize(result), nl=False)
     click.echo(f"wrote {output}")
@@ -417,8 +418,9 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(error.exit_code)
     except click.exceptions.ClickException as error:
         # Usage errors (unknown option, bad value, missing argument) like every other error: one line, exit 2.
-        where = f"{error.ctx.command_path.removeprefix('segcost').strip()}: " \
-            if getattr(error, "ctx", None) is not None and error.ctx.parent is not None else ""
+        ctx = getattr(error, "ctx", None)   # UsageError has one, other ClickExceptions do not
+        where = f"{ctx.command_path.removeprefix('segcost').strip()}: " \
+            if ctx is not None and ctx.parent is not None else ""
         click.echo(f"segcost: error: {where}{error.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
