@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
-import os
 import subprocess
 import sys
 import tempfile

@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--no-zoo", action="store_true", help="only the built-in models (no torch needed)")
     parser.add_argument("--write-profile", metavar="TOML", help="write the profile fitted here")
-    parser.add_argument("--save-measurements", metavar="JSON", help="keep the measurements (to refit without re-measuring)")
+    parser.add_argument("--save-measurements", metavar="JSON",
+                        help="keep the measurements (to refit without re-measuring)")
     parser.add_argument("--load-measurements", metavar="JSON", help="use saved measurements instead of measuring")
     args = parser.parse_args()
 
@@ -135,7 +136,8 @@ def main() -> None:
                                     progress=lambda done, total: print(f"\rround {done}/{total}", end="",
                                                                        file=sys.stderr, flush=True))
         note = (f"measured {len(graphs)} models, {args.runs} runs each after 3 warm-up runs (medians; models "
-                f"interleaved run by run), {args.threads} threads, in {time.perf_counter() - started:.0f} s; load average "
+                f"interleaved run by run), {args.threads} threads, in {time.perf_counter() - started:.0f} s; "
+                f"load average "
                 f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (this machine has {os.cpu_count()} cores)")
         print("\n" + note)
         if args.save_measurements:
@@ -190,7 +192,8 @@ def _why(comparison) -> str:
             reasons.append(f"wall median is {gap:+.0f}% off the per-node medians (load on the machine)")
         worst = sorted(comparison.groups, key=lambda group: -abs(group.predicted_ms - group.measured_ms))[:3]
         reasons.append("largest errors: " + ", ".join(
-            f"{group.name} ({group.op_types}) {group.predicted_ms:.2f} vs {group.measured_ms:.2f} ms" for group in worst))
+            f"{group.name} ({group.op_types}) {group.predicted_ms:.2f} vs {group.measured_ms:.2f} ms"
+            for group in worst))
     return "; ".join(reasons)
 
 

@@ -5,8 +5,8 @@ model "Total time" per inference, 8-bit, measured on the EVM; the median of all 
 per model) this prints the measured time beside three predictions:
 
 * shipped — the profile as shipped (profiles/<soc>.toml; fitted to these same references, in-sample);
-* LOO     — leave-one-out: the pre-calibration base profile (references/<soc>-base.toml) fitted (segcost.targets.device_fit) on all the OTHER
-            reference models of that SoC, then asked about this one;
+* LOO     — leave-one-out: the pre-calibration base profile (references/<soc>-base.toml) fitted
+            (segcost.targets.device_fit) on all the OTHER reference models of that SoC, then asked about this one;
 * MACs    — a MACs-only predictor, ms = a·MACs with a fitted leave-one-out as well;
 
 and for each column Spearman's rho against the measured times and the median |ln(pred/meas)|.

@@ -101,8 +101,9 @@ def main() -> None:
         if len(points) < 2:
             continue
         start_up, per_node = linear_fit(points)
-        print(f"{kind}: analyze (json) time = {start_up:.2f} s + {per_node * 1e6:.1f} us x nodes; time - start-up grows "
-              f"as nodes^{slope(points, start_up):.2f} (raw time: nodes^{slope(points):.2f}), 1k..{args.max_nodes} nodes")
+        print(f"{kind}: analyze (json) time = {start_up:.2f} s + {per_node * 1e6:.1f} us x nodes; "
+              f"time - start-up grows as nodes^{slope(points, start_up):.2f} "
+              f"(raw time: nodes^{slope(points):.2f}), 1k..{args.max_nodes} nodes")
 
 
 if __name__ == "__main__":

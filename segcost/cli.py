@@ -58,8 +58,9 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(error.exit_code)
     except click.exceptions.ClickException as error:
         # Usage errors (unknown option, bad value, missing argument) like every other error: one line, exit 2.
-        where = f"{error.ctx.command_path.removeprefix('segcost').strip()}: " \
-            if getattr(error, "ctx", None) is not None and error.ctx.parent is not None else ""
+        ctx = getattr(error, "ctx", None)   # UsageError has one, other ClickExceptions do not
+        where = f"{ctx.command_path.removeprefix('segcost').strip()}: " \
+            if ctx is not None and ctx.parent is not None else ""
         click.echo(f"segcost: error: {where}{error.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:

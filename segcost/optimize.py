@@ -20,16 +20,16 @@ tensor; ``--no-check`` skips the check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
 
 from segcost.analyzer import AnalysisResult, analyze
 from segcost.analyzer import count_macs as count_macs_of
-from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.errors import InputError, SegcostError
-from segcost.ir import Graph
+from segcost.ir import Graph, is_static_shape
+from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 
 ATOL = 1e-4
@@ -78,7 +78,8 @@ def static_view(graph: Graph) -> Graph:
     symbolic = symbolic_inputs(graph)
     if not symbolic or any(axis != 0 for _, axis, _ in symbolic):
         return graph  # static, or symbolic beyond the batch: analyze() reports it
-    shapes = {name: [1 if index == 0 else dim for index, dim in enumerate(graph.shape(name))]
+    # only axis 0 is symbolic (checked above): with it set to 1 every dim is an int
+    shapes = {name: cast(tuple[int, ...], (1, *(graph.shape(name) or ())[1:]))
               for name in {name for name, _, _ in symbolic}}
     return load_model(to_model(graph), shapes, label=graph.info.path)
 
@@ -127,7 +128,7 @@ def bound_check_memory(graph: Graph) -> int:
         if not name or name in constants or name in sizes:
             continue
         shape = graph.shape(name)
-        if shape is None or not all(isinstance(dim, int) and dim >= 0 for dim in shape):
+        if not is_static_shape(shape) or any(dim < 0 for dim in shape):
             inferred = f" (inferred: {list(shape)})" if shape is not None else ""
             raise InputError(f"numeric check: tensor {name!r} has no static shape{inferred}, so its memory cannot "
                              f"be bounded before running{hint}")
@@ -209,6 +210,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     except onnx.checker.ValidationError as error:
         raise SegcostError(f"optimized model fails onnx.checker: {str(error).splitlines()[0]}") from None
     if check:
+        assert original is not None, "prepare_check ran before the passes"
         result.max_abs_diff = compare_outputs(original, result.model, result.graph)
     if int8 is not None:
         from segcost.quant.accuracy import compare_models

@@ -191,7 +191,8 @@ def test_start_up_imports_nothing_heavy(argv):
     code = ("import atexit, sys\n"
             f"atexit.register(lambda: print(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
             "import segcost\nfrom segcost.cli import main\nmain(sys.argv[1:])")
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, check=False).stdout
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
+                         check=False).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 

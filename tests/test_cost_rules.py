@@ -243,7 +243,8 @@ def graph_model(nodes, inputs: dict, initializers: dict | None = None, opset: in
 
 
 def constant(name: str, value) -> onnx.NodeProto:
-    return helper.make_node("Constant", [], [name], name=f"const_{name}", value=numpy_helper.from_array(np.asarray(value), name))
+    return helper.make_node("Constant", [], [name], name=f"const_{name}",
+                            value=numpy_helper.from_array(np.asarray(value), name))
 
 
 @pytest.mark.parametrize("opset,inputs,consts,attrs,per_element", [
@@ -351,7 +352,8 @@ def test_einsum_contractions(equation, shapes, macs, output_shape):
 
 
 @pytest.mark.parametrize("equation,shape,flops,output_shape", [
-    ("ij->ji", [3, 4], 0, [4, 3]), ("ii->i", [5, 5], 0, [5]), ("ii", [5, 5], 5, []), ("bchw->bc", [2, 3, 4, 4], 96, [2, 3]),
+    ("ij->ji", [3, 4], 0, [4, 3]), ("ii->i", [5, 5], 0, [5]), ("ii", [5, 5], 5, []),
+    ("bchw->bc", [2, 3, 4, 4], 96, [2, 3]),
 ])
 def test_einsum_single_operand_is_movement_or_a_sum(equation, shape, flops, output_shape):
     layer = einsum_layer(equation, shape)

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segcost.frontends.onnx import load, parse_input_shapes
 from segcost.errors import InputError
+from segcost.frontends.onnx import load, parse_input_shapes
 from segcost.samples import deeplabv3lite
 from tests.conftest import single_op_model, weight
 
@@ -228,7 +228,8 @@ def test_shapes_declared_in_the_file_cover_custom_ops(run_cli, tmp_path):
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
-        initializer=[numpy_helper.from_array(weight(4, 4, 3, 3), "w1"), numpy_helper.from_array(weight(2, 4, 1, 1), "w2")],
+        initializer=[numpy_helper.from_array(weight(4, 4, 3, 3), "w1"),
+                     numpy_helper.from_array(weight(2, 4, 1, 1), "w2")],
         value_info=[helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 4, 8, 8])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     path = tmp_path / "custom.onnx"

@@ -153,7 +153,8 @@ def test_reduce_axes_move_to_input_at_their_opset(op_type, moved_at):
 def test_reduce_mean_attribute_axes_at_18_is_an_input_error():
     graph = graph_of("ReduceMean", ["x"], 17, axes=[1])
     graph.info.opset_imports[""] = 18
-    with pytest.raises(InputError, match="attribute 'axes' is not part of ReduceMean at opset 18; there 'axes' is input #1"):
+    with pytest.raises(InputError,
+                       match="attribute 'axes' is not part of ReduceMean at opset 18; there 'axes' is input #1"):
         read_operand(graph, "node", "axes")
 
 

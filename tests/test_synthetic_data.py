@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segcost.data import (CLASS_NAMES, SyntheticShapes, class_iou, confusion_matrix, miou, miou_from_confusion,
-                          normalize)
+from segcost.data import CLASS_NAMES, SyntheticShapes, class_iou, confusion_matrix, miou, miou_from_confusion, normalize
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_tiny_seg.py"
 

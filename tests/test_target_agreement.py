@@ -20,7 +20,8 @@ def constant_weight_model() -> onnx.ModelProto:
           (("g", rng.uniform(0.5, 1.5, 16)), ("b", rng.standard_normal(16)), ("m", rng.standard_normal(16)),
            ("v", rng.uniform(0.5, 2, 16)))]
     nodes = [helper.make_node("Constant", [], ["w"], name="wc", value=numpy_helper.from_array(weight)),
-             helper.make_node("Constant", [], ["k"], name="kc", value=numpy_helper.from_array(np.array(2.0, np.float32))),
+             helper.make_node("Constant", [], ["k"], name="kc",
+                              value=numpy_helper.from_array(np.array(2.0, np.float32))),
              helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
              helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"], name="bn"),
              helper.make_node("Relu", ["n"], ["r"], name="relu"),

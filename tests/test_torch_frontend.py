@@ -44,7 +44,8 @@ def test_module_spec_and_torchscript_file(run_cli, tmp_path, monkeypatch):
     assert json.loads(out)["totals"]["macs"] == expected
     scripted = torch.jit.script(_net().eval())
     scripted.save(str(tmp_path / "net.pt"))
-    code, out, err = run_cli("analyze", "net.pt", "--input-shape", "1x3x16x16", "--format", "json", "--trust-model-code")
+    code, out, err = run_cli("analyze", "net.pt", "--input-shape", "1x3x16x16", "--format", "json",
+                             "--trust-model-code")
     assert code == 0, err
     assert json.loads(out)["totals"]["macs"] == hook_macs(_net(), (1, 3, 16, 16))
 

@@ -8,14 +8,26 @@ from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_f
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
-    COUNTED, SHAPE_UNKNOWN, UNSUPPORTED, ZERO_BY_CONVENTION, OpCost, OpView, Rule,
+    COUNTED,
+    SHAPE_UNKNOWN,
+    UNSUPPORTED,
+    ZERO_BY_CONVENTION,
+    OpCost,
+    OpView,
+    Rule,
+)
+from segcost.analyzer.result import (
+    AnalysisResult,
+    ControlFlowCost,
+    Coverage,
+    LayerCost,
+    ModelSummary,
+    TensorSummary,
+    Totals,
 )
 from segcost.analyzer.rules import find_rule
-from segcost.analyzer.result import (
-    AnalysisResult, ControlFlowCost, Coverage, LayerCost, ModelSummary, TensorSummary, Totals,
-)
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Shape, dtype_size
+from segcost.ir import Graph, Shape, dtype_size, is_static_shape
 from segcost.shapes import symbolic_inputs
 
 
@@ -154,7 +166,7 @@ _UNSUPPORTED = OpCost(status=UNSUPPORTED)
 
 def _shape_table(graph: Graph) -> dict[str, Shape]:
     """{tensor: graph.shape(tensor)} for every tensor that has a shape."""
-    shapes = {name: init.shape for name, init in graph.initializers.items()}
+    shapes: dict[str, Shape] = {name: init.shape for name, init in graph.initializers.items()}
     shapes.update((name, info.shape) for name, info in graph.tensors.items() if info.shape is not None)
     return shapes
 
@@ -164,7 +176,7 @@ def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
     sizes = {name: init.nbytes for name, init in graph.initializers.items()}  # int dims by construction
     for name, info in graph.tensors.items():
         shape = shapes.get(name)
-        if shape is not None and all(isinstance(dim, int) for dim in shape):
+        if is_static_shape(shape):
             init = graph.initializers.get(name)
             sizes[name] = prod(shape) * dtype_size(info.dtype or (init.dtype if init is not None else 0))
         else:

@@ -20,7 +20,7 @@ from math import prod
 from typing import Any, NamedTuple
 
 from segcost.errors import ShapeError
-from segcost.ir import Graph, Node, Shape
+from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 
@@ -86,10 +86,8 @@ class OpView(NamedTuple):
 
     def output_shape(self, index: int = 0) -> tuple[int, ...] | None:
         """Concrete shape of output `index`, or None when inference could not give one."""
-        if index >= len(self.output_shapes) or self.output_shapes[index] is None:
-            return None
-        shape = self.output_shapes[index]
-        return shape if all(isinstance(dim, int) and dim >= 0 for dim in shape) else None
+        shape = self.output_shapes[index] if index < len(self.output_shapes) else None
+        return shape if is_static_shape(shape) and all(dim >= 0 for dim in shape) else None
 
     def output_elements(self, index: int = 0) -> int | None:
         shape = self.output_shape(index)

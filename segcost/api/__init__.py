@@ -63,7 +63,7 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
         from segcost.optimize import estimate_on_target
         from segcost.passes import VerifyGroupedConvPass
 
-        result.findings = VerifyGroupedConvPass()(graph).findings  # type: ignore[attr-defined] # a VerifyResult
+        result.findings = VerifyGroupedConvPass()(graph).findings
         result.target = estimate_on_target(graph, target)   # the CLI's path: fused, the profile's own rules
     return result
 

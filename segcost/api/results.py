@@ -67,7 +67,8 @@ class Analysis(AnalysisResult):
             by_name = {estimate.name: estimate for estimate in self.target.layers}
             for row in rows:
                 estimate = by_name.get(row["name"])
-                row.update(target_ms=estimate.ms if estimate else None, target_cycles=estimate.cycles if estimate else None,
+                row.update(target_ms=estimate.ms if estimate else None,
+                           target_cycles=estimate.cycles if estimate else None,
                            target_bound=estimate.bound if estimate else None,
                            target_placement=estimate.placement if estimate else None)
         return _frame(rows)

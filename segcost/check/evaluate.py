@@ -106,6 +106,7 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
         _limit(outcomes, budget, "verify", 0, len(result.findings), "findings",
                "; ".join(f"{finding.layer}: {finding.rule}" for finding in result.findings[:5]))
     if budget.max_latency_ms is not None:
+        assert budget.target, "the budgets file and the command line both refuse max_latency_ms without a target"
         result.latency_ms = estimate_latency_ms(graph, analysis, budget.target)
         _limit(outcomes, budget, "max_latency_ms", budget.max_latency_ms, result.latency_ms, "ms",
                f"estimated on {budget.target}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import click
@@ -32,7 +33,7 @@ def _builtin_budget(input_shapes: tuple[str, ...]):
     return ModelBudget(name=label, source=BUILTIN_SOURCE, input_shapes=list(input_shapes))
 
 
-def _from_command_line(result, cli_limits: dict, baseline: str | None) -> None:
+def _from_command_line(result, cli_limits: Collection[str], baseline: str | None) -> None:
     """Outcomes whose limit was given as an option point at the command line, not at a budgets file;
     the budgets file's path is made relative to the repository (GitHub annotations need that)."""
     for outcome in result.outcomes:

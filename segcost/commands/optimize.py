@@ -36,7 +36,8 @@ from segcost.commands.output import check_outputs
 @click.option("--exclude-nodes", default="", metavar="A,B", help="Nodes to keep in float.")
 @click.option("--eval", "eval_data", metavar="DIR|NPZ|synthetic",
               help="Data for the accuracy report (default: the calibration data; synthetic: its held-out split).")
-@click.option("--eval-size", type=click.IntRange(min=1), help="Samples for the accuracy report (default: --calib-size).")
+@click.option("--eval-size", type=click.IntRange(min=1),
+              help="Samples for the accuracy report (default: --calib-size).")
 @click.option("--max-drop", type=float, metavar="X",
               help="Exit 1 when int8 loses more than X percentage points of mIoU (or X % of pixels change class "
                    "without labels; 100 when an int8 output is all zeros).")
@@ -77,6 +78,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
                             progress=_calibration_progress, eval_size=eval_size,
                             measure_runs=measure_runs if int8 else None)
+    assert result.model is not None, "optimize_model always sets the model to write"
     plan.write(output, result.model.SerializeToString())
     click.echo(render_optimize(result), nl=False)
     click.echo(f"wrote {output}")

@@ -34,7 +34,8 @@ def quiet_third_party() -> Iterator[None]:
         warnings.filterwarnings("ignore", module=THIRD_PARTY)
         # torch.jit's TracerWarning is attributed to the traced model's own line (a zoo model's
         # int(x.shape[-1])), so it is matched by its text: the export fixes the shape, as intended.
-        warnings.filterwarnings("ignore", message=r".*(trace might not generalize|might cause the trace to be incorrect)")
+        warnings.filterwarnings("ignore",
+                                message=r".*(trace might not generalize|might cause the trace to be incorrect)")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         root.addFilter(root_filter)

@@ -133,18 +133,17 @@ def _calibrate_reference(reference: str, models_dir: str | None, plan, output: s
         read_reference,
         spearman,
     )
-    from segcost.targets.profile_toml import profile_text
-    from segcost.targets.profile_toml import parse_profile
+    from segcost.targets.profile_toml import parse_profile, profile_text
 
     times = read_reference(reference)
     folder = Path(models_dir) if models_dir else Path(reference).parent
     samples = []
-    for name, measured in sorted(times.items()):
+    for name, reference_time in sorted(times.items()):
         path = folder / f"{name}.onnx"
         if not path.is_file():
             raise InputError(f"{reference}: no model file {path} for reference model {name!r} (see --models-dir)")
         samples.append(DeviceSample(name, prepare(_fused_graph(str(path), (), True), base_profile.rules),
-                                    measured.median_ms))
+                                    reference_time.median_ms))
     fit = fit_device(samples, base_profile)
     loo = leave_one_out(samples, base_profile) if len(samples) > 2 else None
     text = fitted_profile_text(fit, profile_text(base), Path(reference).name, samples, loo)
@@ -158,8 +157,8 @@ def _calibrate_reference(reference: str, models_dir: str | None, plan, output: s
     click.echo(f"wrote {output}")
 
 
-def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, base_profile, input_shapes: tuple[str, ...],
-                        runs: int, threads: int) -> None:
+def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, base_profile,
+                        input_shapes: tuple[str, ...], runs: int, threads: int) -> None:
     from segcost.targets.calibrate import (
         CalibrationSample,
         calibrated_profile_text,
@@ -167,8 +166,7 @@ def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, b
     )
     from segcost.targets.cost_model import estimate_prepared, prepare
     from segcost.targets.measure import compare, map_to_layers, measure_many
-    from segcost.targets.profile_toml import profile_text
-    from segcost.targets.profile_toml import parse_profile
+    from segcost.targets.profile_toml import parse_profile, profile_text
 
     if base_profile.fallback is not None:
         raise InputError(f"--base {base}: only a profile without a fallback device (the CPU running everything) "

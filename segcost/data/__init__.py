@@ -4,8 +4,17 @@
 and is deliberately not imported here.
 """
 
-from segcost.data.synthetic import (CLASS_NAMES, MEAN, STD, SyntheticShapes, class_iou, confusion_matrix, miou,
-                                    miou_from_confusion, normalize)
+from segcost.data.synthetic import (
+    CLASS_NAMES,
+    MEAN,
+    STD,
+    SyntheticShapes,
+    class_iou,
+    confusion_matrix,
+    miou,
+    miou_from_confusion,
+    normalize,
+)
 
 __all__ = ["CLASS_NAMES", "MEAN", "STD", "SyntheticShapes", "class_iou", "confusion_matrix", "miou",
            "miou_from_confusion", "normalize"]

@@ -115,6 +115,7 @@ def _contrasting_colour(rng: np.random.Generator, background: tuple[np.ndarray, 
             return colour
         if margin > best_margin:
             best, best_margin = colour, margin
+    assert best is not None, "COLOUR_TRIES >= 1 and every finite margin beats -inf"
     return best
 
 

@@ -246,7 +246,7 @@ def confine_external_tensors(model: onnx.ModelProto, top_level_attributes, exter
     can hold tensors or graphs (collected by the loader's one walk over the nodes); the main
     graph's initializers are left to the IR's lazy loader.
     """
-    found = []
+    found: list[tuple[onnx.TensorProto, str]] = []
     for node_label, op_type, attribute in top_level_attributes:
         found.extend(_attribute_tensors(attribute, f"node {node_label!r} ({op_type}) attribute {attribute.name!r}"))
     for index, tensor in enumerate(model.graph.sparse_initializer):

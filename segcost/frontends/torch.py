@@ -52,8 +52,8 @@ def export(model: Any, input_shape: tuple[int, ...], path: str | os.PathLike, ex
             if exporter == "dynamo":
                 if keep_batchnorm:
                     raise InputError("keep_batchnorm needs the legacy exporter")
-                torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True, opset_version=max(opset, 18),
-                                  verbose=False, **kwargs)
+                torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True,
+                                  opset_version=max(opset, 18), verbose=False, **kwargs)
             else:
                 torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                                   do_constant_folding=kwargs.pop("do_constant_folding", constant_folding), **kwargs)

@@ -11,7 +11,7 @@ import onnx
 from onnx import helper
 
 from segcost.errors import InputError
-from segcost.ir.graph import Graph
+from segcost.ir.graph import Graph, is_static_shape
 
 MAX_CHECK_ELEMENTS = 1 << 28  # a 1 GiB float32 input; beyond that the check would not fit in memory
 
@@ -32,8 +32,8 @@ def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[st
     for name in graph.inputs:
         shape = graph.shape(name)
         if shape is not None and shape and not isinstance(shape[0], int):
-            shape = [1, *shape[1:]]  # a symbolic batch: checked at batch 1
-        if shape is None or not all(isinstance(dim, int) for dim in shape):
+            shape = (1, *shape[1:])  # a symbolic batch: checked at batch 1
+        if not is_static_shape(shape):
             raise InputError(f"input {name!r} needs a static shape for the numerical check")
         if int(np.prod(shape, dtype=object)) > MAX_CHECK_ELEMENTS:
             raise InputError(f"input {name!r} {list(shape)} is too large for the numerical check; "

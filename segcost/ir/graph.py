@@ -10,9 +10,10 @@ passes read shapes without touching protobufs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Iterable, Iterator
+from typing import Any, TypeGuard
 
 import networkx as nx
 import numpy as np
@@ -22,6 +23,11 @@ from segcost.ir.subgraphs import rename_implicit_input
 # A dimension is an int (known), a str (symbolic, e.g. "batch") or None (unknown).
 Dim = int | str | None
 Shape = tuple[Dim, ...]
+
+
+def is_static_shape(shape: Shape | None) -> TypeGuard[tuple[int, ...]]:
+    """True when the rank is known and every dim is an int (narrows Shape to tuple[int, ...] for mypy)."""
+    return shape is not None and all(isinstance(dim, int) for dim in shape)
 
 
 @dataclass(slots=True)  # slots: one per tensor, 100k+ of them in a large graph
@@ -184,7 +190,7 @@ class Graph:
     """The IR. `dag` is the single source of truth for nodes and their order."""
 
     def __init__(self, info: ModelInfo | None = None):
-        self.dag = nx.DiGraph()
+        self.dag: nx.DiGraph = nx.DiGraph()
         self.info = info or ModelInfo()
         self.tensors: dict[str, TensorInfo] = {}
         self.initializers: dict[str, Initializer] = {}

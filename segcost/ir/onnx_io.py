@@ -8,8 +8,9 @@ opset imports, metadata and local functions, so the exported model runs identica
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from pathlib import Path
-from typing import Callable, Container
+from typing import Any
 
 import onnx
 from onnx import helper
@@ -151,7 +152,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
         for attribute in node_proto.attribute:
             attrs[attribute.name] = decode(attribute)
             attr_types[attribute.name] = attribute.type
-        meta = {"order": index}
+        meta: dict[str, Any] = {"order": index}
         doc_string = node_proto.doc_string
         if doc_string:
             doc_string, persisted = _split_doc(doc_string)
@@ -324,7 +325,8 @@ _INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # uint8/int8/uint16/int16/int32/int
 def keep_inline_for_inference(init) -> bool:
     if init.is_lazy:
         return False
-    return init.size <= TINY_CONSTANT_ELEMENTS or (init.dtype in _INTEGER_TYPES and init.size <= SMALL_CONSTANT_ELEMENTS)
+    return (init.size <= TINY_CONSTANT_ELEMENTS
+            or (init.dtype in _INTEGER_TYPES and init.size <= SMALL_CONSTANT_ELEMENTS))
 
 
 def _weightless_inputs(graph: Graph) -> tuple[list, list]:

@@ -5,10 +5,13 @@ Run by the loader after building the IR and by the PassManager after each pass.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import networkx as nx
 
 from segcost.errors import GraphError
-from segcost.ir.graph import Graph
+from segcost.ir.graph import Graph, Node
 
 
 def verify_graph(graph: Graph) -> None:
@@ -19,7 +22,8 @@ def verify_graph(graph: Graph) -> None:
     """
     available = set(graph.inputs) | set(graph.initializers)
     produced = graph._producer  # the producer index itself: one lookup per input of 100k nodes
-    for key, node in graph.dag.nodes(data="node"):
+    # types-networkx types nodes(data="node") values as attribute dicts; ours hold a Node
+    for key, node in cast("Iterable[tuple[str, Node]]", graph.dag.nodes(data="node")):
         for tensor in node.all_inputs:
             if tensor and tensor not in available and tensor not in produced:
                 raise GraphError(

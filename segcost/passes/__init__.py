@@ -1,8 +1,15 @@
 """Graph passes and the PassManager (see _infra for the contract)."""
 
 from segcost.passes._infra import (
-    InvariantError, PassBase, PassError, PassManager, PassRecord, PassResult, PipelineResult,
-    PostconditionError, PreconditionError,
+    InvariantError,
+    PassBase,
+    PassError,
+    PassManager,
+    PassRecord,
+    PassResult,
+    PipelineResult,
+    PostconditionError,
+    PreconditionError,
 )
 from segcost.passes.cleanup import EliminateDeadNodesPass, EliminateNoOpsPass, FoldConstantsPass
 from segcost.passes.fuse_activation import FuseConvActivationPass

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from segcost.errors import SegcostError
 from segcost.ir import Graph, verify_graph
@@ -130,6 +131,10 @@ class PassManager(PassBase):
         self.max_iterations = max_iterations
         self.metric = metric
         self.after_each = after_each
+
+    def __call__(self, graph: Graph) -> PipelineResult:
+        """PassBase's checked run; `call` returns a PipelineResult, which this tells type checkers."""
+        return cast(PipelineResult, super().__call__(graph))
 
     def call(self, graph: Graph) -> PipelineResult:
         records: list[PassRecord] = []

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from segcost.ir import Graph, Initializer
+from segcost.ir import Graph, Initializer, is_static_shape
 from segcost.passes._infra import PassBase, PassResult
 from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
 from segcost.shapes import infer_shapes
@@ -159,7 +159,7 @@ class FoldConstantsPass(PassBase):
     def _evaluate(self, graph: Graph, node, key: str, budget: int, refused: list[str]) -> list[np.ndarray] | None:
         if node.op_type in ("Shape", "Size"):
             shape = graph.shape(node.inputs[0])
-            if shape is None or not all(isinstance(dim, int) for dim in shape):
+            if not is_static_shape(shape):
                 return None
             if node.op_type == "Size":
                 return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]

@@ -65,7 +65,7 @@ class FuseConvBatchNormPass(PassBase):
                 continue
             conv_key = graph.producer(bn.inputs[0])
             match = self.check(graph, conv_key, bn_key)
-            if not match.ok:
+            if not match.ok or conv_key is None:  # check() refuses a missing producer; this narrows it
                 self.explanations.append((bn_key, match.reason))
                 continue
             self.rewrite(graph, conv_key, bn_key)
@@ -106,7 +106,8 @@ class FuseConvBatchNormPass(PassBase):
         if input_shape is not None and isinstance(input_shape[1], int):
             expected_in = weight_shape[1] * group if conv.op_type == "Conv" else weight_shape[0]
             if input_shape[1] != expected_in:
-                return MatchResult.fail(f"C_in {input_shape[1]} does not match weight {list(weight_shape)}, group {group}")
+                return MatchResult.fail(
+                    f"C_in {input_shape[1]} does not match weight {list(weight_shape)}, group {group}")
         if graph.initializers[bn.inputs[1]].size != out_channels:
             return MatchResult.fail(f"BN has {graph.initializers[bn.inputs[1]].size} channels, conv {out_channels}")
         return MatchResult(True)
@@ -122,7 +123,8 @@ class FuseConvBatchNormPass(PassBase):
             folded = weight.astype(np.float64) * scale.reshape(-1, *([1] * (weight.ndim - 1)))
         else:
             grouped = weight.astype(np.float64).reshape(group, weight.shape[0] // group, *weight.shape[1:])
-            folded = (grouped * scale.reshape(group, 1, weight.shape[1], *([1] * (weight.ndim - 2)))).reshape(weight.shape)
+            per_group_scale = scale.reshape(group, 1, weight.shape[1], *([1] * (weight.ndim - 2)))
+            folded = (grouped * per_group_scale).reshape(weight.shape)
         bias_name = conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2] else None
         bias = graph.initializers[bias_name].array.astype(np.float64) if bias_name else np.zeros_like(scale)
         folded_bias = scale * (bias - mean) + beta

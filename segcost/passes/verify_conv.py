@@ -27,11 +27,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from math import log2
+from typing import cast
 
 import networkx as nx
 
 from segcost.errors import InputError
-from segcost.ir import Graph
+from segcost.ir import Graph, is_static_shape
 from segcost.ir.opforms import constant_value, normalize_axis
 from segcost.passes._infra import PassBase, PassResult
 
@@ -171,7 +172,7 @@ def _conv_view(graph: Graph, key: str) -> _Conv | None:
         return None
     weight_shape = graph.shape(node.inputs[weight_index])
     input_shape = graph.shape(node.inputs[0])
-    if weight_shape is None or not all(isinstance(dim, int) for dim in weight_shape) or len(weight_shape) < 3:
+    if not is_static_shape(weight_shape) or len(weight_shape) < 3:
         return None
     in_channels = input_shape[1] if input_shape is not None and len(input_shape) > 1 and isinstance(
         input_shape[1], int) else None
@@ -197,6 +198,10 @@ class VerifyGroupedConvPass(PassBase):
         self.lite = lite
         self.target = target
 
+    def __call__(self, graph: Graph) -> VerifyResult:
+        """PassBase's checked run; `call` returns a VerifyResult, which this tells type checkers."""
+        return cast(VerifyResult, super().__call__(graph))
+
     def call(self, graph: Graph) -> VerifyResult:
         order = graph.topological_order()
         convs = {key: view for key in order if (view := _conv_view(graph, key)) is not None}
@@ -213,7 +218,7 @@ class VerifyGroupedConvPass(PassBase):
 
     @staticmethod
     def _structure(view: _Conv) -> list[Finding]:
-        found = []
+        found: list[Finding] = []
         if view.group <= 0:
             return [Finding(view.key, view.op_type, "group-positive", f"group {view.group} must be positive")]
         if view.op_type == "ConvTranspose":
@@ -236,7 +241,8 @@ class VerifyGroupedConvPass(PassBase):
         rules = self.rules
         if node.domain not in ("", "ai.onnx") or (rules.ops is not None and node.op_type not in rules.ops):
             where = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-            return [Finding(key, node.op_type, "unsupported-op", f"op {where} is not supported by rule set {rules.name!r}")]
+            return [Finding(key, node.op_type, "unsupported-op",
+                            f"op {where} is not supported by rule set {rules.name!r}")]
         found = []
         if node.op_type in rules.rank4_ops and node.inputs:
             shape = graph.shape(node.inputs[0])

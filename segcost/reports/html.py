@@ -32,7 +32,8 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:20px} .card span{color:#555;font-size:12px}
 table{border-collapse:collapse;font-size:12px} td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums} .legend span{display:inline-block;margin-right:12px;font-size:12px}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.legend span{display:inline-block;margin-right:12px;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .bad{color:#b00020} svg text{font-size:11px;fill:#1d1d1f}
 """
@@ -83,7 +84,8 @@ def _cards(result: AnalysisResult, target) -> str:
         cards.append(("latency", f"{target.totals.latency_ms:.2f} ms", f"{target.totals.fps:.1f} FPS on "
                       f"{target.profile_name}; {target.totals.fallback_layers} layers on the fallback core"))
     return "<div class='cards'>" + "".join(f"<div class='card'><span>{escape(name)}</span><b>{escape(value)}</b>"
-                                           f"<span>{escape(note)}</span></div>" for name, value, note in cards) + "</div>"
+                                           f"<span>{escape(note)}</span></div>"
+                                           for name, value, note in cards) + "</div>"
 
 
 def _stages(extras: HtmlExtras, has_target: bool) -> str:
@@ -180,9 +182,10 @@ def render_html(result: AnalysisResult, findings: list | None = None, target=Non
         parts.append("<p>none</p>" if not findings else "<table><tr><th>layer</th><th>rule</th><th>reason</th></tr>"
                      + "".join(f"<tr class='bad'><td>{escape(f.layer)}</td><td>{escape(f.rule)}</td>"
                                f"<td>{escape(f.reason)}</td></tr>" for f in findings) + "</table>")
-    parts.append("<h2>All layers</h2><details><summary>{} layers</summary><table><tr><th>#</th><th>layer</th>"
+    parts.append(f"<h2>All layers</h2><details><summary>{len(result.layers)} layers</summary>"
+                 "<table><tr><th>#</th><th>layer</th>"
                  "<th>op</th><th>kind</th><th>output</th><th>MACs</th><th>params</th><th>activations</th></tr>"
-                 .format(len(result.layers)) + "".join(
+                 + "".join(
                      f"<tr><td class='n'>{index}</td><td>{escape(layer.name)}</td><td>{escape(layer.op_type)}</td>"
                      f"<td>{layer.kind}{' (fallback)' if layer.name in fallback else ''}</td>"
                      f"<td>{dims(layer.output_shape)}</td><td class='n'>{layer.macs:,}</td>"

@@ -82,12 +82,14 @@ def render_int8(result) -> str:
         lines.append(f"mIoU: float {accuracy.miou_float:.2f}%, int8 {accuracy.miou_int8:.2f}%, "
                      f"drop {accuracy.miou_drop:.2f} percentage points")
     lines.extend(accuracy.notes)
-    lines.append(f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); weights {human_bytes(int8_after.weight_bytes)} "
+    lines.append(f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); "
+                 f"weights {human_bytes(int8_after.weight_bytes)} "
                  f"(float {human_bytes(after.weight_bytes)}); activations {human_bytes(int8_after.activation_bytes)} "
                  f"(float {human_bytes(after.activation_bytes)})")
     if speed is not None:
         caveat = ("; this profile models float32 kernels: int8 arithmetic is not costed faster, only the "
-                  "Q/DQ work and smaller tensors — measure with --measure N") if speed.profile_dtype == "float32" else ""
+                  "Q/DQ work and smaller tensors — measure with --measure N"
+                  ) if speed.profile_dtype == "float32" else ""
         lines.append(f"predicted on {speed.profile} (cost model): fp32 {speed.predicted_fp32_ms:.3g} ms, int8 "
                      f"{speed.predicted_int8_ms:.3g} ms (int8/fp32 {speed.predicted_ratio:.2f}{caveat})")
         if speed.measured_ratio is not None:

@@ -88,7 +88,8 @@ def render_comparison(comparison, measurement, profile_name: str, fmt: str) -> s
              f"onnxruntime {measurement.ort_version}, {measurement.threads} threads, median of {measurement.runs} "
              f"runs after {measurement.warmup} warm-up; profile {profile_name}",
              f"Spearman rho over {len(comparison.groups)} layer groups: {comparison.spearman_rho:.3f}",
-             f"latency: predicted {comparison.predicted_latency_ms:.2f} ms, measured {comparison.measured_latency_ms:.2f}"
+             f"latency: predicted {comparison.predicted_latency_ms:.2f} ms, "
+             f"measured {comparison.measured_latency_ms:.2f}"
              f" ms wall median ({comparison.latency_error_pct:+.1f}%), {comparison.robust_latency_ms:.2f} ms from "
              f"per-node medians ({comparison.robust_error_pct:+.1f}%)",
              f"ORT nodes without an IR layer (layout reorders): {comparison.unmapped_ms:.3f} ms"]

@@ -8,7 +8,6 @@ import json
 
 from segcost.zoo.table import TABLE_COLUMNS, TableRow
 
-
 REASON_WIDTH = 60   # the terminal table wraps reasons at this many characters; md/json/csv keep them whole
 
 

@@ -48,7 +48,8 @@ class GraphBuilder:
                   * np.sqrt(2.0 / fan_in)).astype(np.float32)
         inputs = [x, self.constant(f"{name}.weight", weight)]
         if bias:
-            inputs.append(self.constant(f"{name}.bias", (0.1 * self.rng.standard_normal(out_channels)).astype(np.float32)))
+            bias_values = (0.1 * self.rng.standard_normal(out_channels)).astype(np.float32)
+            inputs.append(self.constant(f"{name}.bias", bias_values))
         pad = dilation * (kernel - 1) // 2
         return self.node("Conv", inputs, name, kernel_shape=[kernel, kernel], strides=[stride, stride],
                          pads=[pad] * 4, dilations=[dilation, dilation], group=group)
@@ -71,8 +72,9 @@ class GraphBuilder:
         if activation == "Relu":
             y = self.node("Relu", [y], f"{name}.relu")
         elif activation == "Relu6":
-            y = self.node("Clip", [y, self.constant("zero", np.float32(0.0)), self.constant("six", np.float32(6.0))],
-                          f"{name}.relu6")
+            zero = self.constant("zero", np.array(0.0, np.float32))
+            six = self.constant("six", np.array(6.0, np.float32))
+            y = self.node("Clip", [y, zero, six], f"{name}.relu6")
         return y
 
     def resize(self, x: str, factor: int, name: str, mode: str = "linear") -> str:

@@ -5,9 +5,10 @@ without the final 1280-channel conv, output stride 16 by making the stride-2 sta
 160-channel blocks stride 1; ASPP-lite with depthwise-separable dilated branches and no
 image pooling; a stride-4 decoder that concatenates the ×4-upsampled ASPP output with a
 1×1 24→48 shortcut and predicts from the 304 channels with a depthwise-separable conv).
-Checked against TI's edgeai-tensorvision sources (deeplabv3plus_edgeailite.py). At width 1.0, 512×512 and 32 classes its Conv MACs
-equal the zoo's logged 3,216,179,200 exactly, which the tests check; `segcost analyze`
-with no model argument analyzes it, so a new user sees real output without any file.
+Checked against TI's edgeai-tensorvision sources (deeplabv3plus_edgeailite.py). At width
+1.0, 512×512 and 32 classes its Conv MACs equal the zoo's logged 3,216,179,200 exactly,
+which the tests check; `segcost analyze` with no model argument analyzes it, so a new user
+sees real output without any file.
 """
 
 from __future__ import annotations

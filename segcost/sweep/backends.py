@@ -171,6 +171,7 @@ class RayBackend:
         ray = self.ray
         task = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES)(run_group)
         waiting = deque(groups)
+        assert self.workers is not None, "start() sets the worker count"
         while waiting or self.in_flight:
             while waiting and len(self.in_flight) < self.workers:
                 group = waiting.popleft()

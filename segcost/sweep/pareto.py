@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from segcost.errors import InputError
+from segcost.sweep.points import SeedMatch
 from segcost.sweep.store import SweepRow
 
 COSTS = ("gmacs", "latency")
@@ -116,7 +118,7 @@ def pareto_fronts(rows: list[SweepRow], cost: str = "gmacs") -> list[ParetoFront
         value = row.gmacs if cost == "gmacs" else row.result.latency_ms
         if value is None:
             continue
-        front_key = (point.target if cost == "latency" else None, point.seed.dataset)
+        front_key = (point.target if cost == "latency" else None, _seed(row).dataset)
         # GMACs do not depend on the target: points that differ only in target count once.
         identity = (point.model, point.input_size, point.width_mult, point.num_classes, point.precision,
                     point.target if cost == "latency" else None)
@@ -127,10 +129,19 @@ def pareto_fronts(rows: list[SweepRow], cost: str = "gmacs") -> list[ParetoFront
             for (target, dataset), members in candidates.items()]
 
 
+def _seed(row: SweepRow) -> SeedMatch:
+    """The row's seed match (only rows with one and its mIoU reach the fronts: see `with_miou`)."""
+    return cast(SeedMatch, row.point.seed)
+
+
+def _miou(row: SweepRow) -> float:
+    return cast(float, _seed(row).miou)
+
+
 def _front(cost: str, target: str | None, dataset: str, candidates: list[tuple[SweepRow, float]],
            without: int) -> ParetoFront:
-    flags = dominance_flags([(value, row.point.seed.miou) for row, value in candidates])
-    points = [ParetoPoint(point_label(row), value, row.point.seed.miou, flag, row)
+    flags = dominance_flags([(value, _miou(row)) for row, value in candidates])
+    points = [ParetoPoint(point_label(row), value, _miou(row), flag, row)
               for (row, value), flag in zip(candidates, flags)]
     points.sort(key=lambda point: (point.cost, -point.miou, point.row.point.index))
     return ParetoFront(cost, target, dataset, points, without)

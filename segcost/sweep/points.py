@@ -133,7 +133,8 @@ def expand(spec: SweepSpec, fingerprint: str | None = None, search_path: str | N
 
     fingerprint = fingerprint or code_fingerprint()
     search_path = search_path or os.getcwd()
-    profile_hashes = {target: _profile_hash(target) for target in spec.targets if target is not None}
+    profile_hashes: dict[str | None, str] = {target: _profile_hash(target) for target in spec.targets
+                                             if target is not None}
     points: list[Point] = []
     notes: list[str] = []
     seen: set[tuple] = set()
@@ -144,7 +145,10 @@ def expand(spec: SweepSpec, fingerprint: str | None = None, search_path: str | N
         widths, parameter = _entry_widths(entry, zoo_model, notes)
         source_hash = _factory_source_hash(entry.model, search_path) if entry.is_factory else ""
         for size in entry.input_sizes:
-            height, width = size if size is not None else zoo_model.input_size
+            if size is None:  # spec.py refuses a default size for a module:factory entry
+                assert zoo_model is not None
+                size = zoo_model.input_size
+            height, width = size
             for width_mult in widths:
                 for classes in entry.num_classes:
                     if classes is None and zoo_model is not None:
@@ -188,7 +192,7 @@ def _entry_widths(entry: ModelEntry, zoo_model, notes: list[str]) -> tuple[list[
             notes.append(f"{entry.model}: its family has no width multiplier; swept at its own width only")
         return [None], ""
     parameter, default = family
-    widths = []
+    widths: list[float | None] = []
     for value in entry.width_multipliers:
         value = default if value is None else value
         if value not in widths:
@@ -243,7 +247,7 @@ def _seed_architectures() -> tuple:
                  for row in seed_rows() if row.architecture in models)
 
 
-def match_seed(model: str, width_mult: float | None, height: int, width: int, num_classes: int,
+def match_seed(model: str, width_mult: float | None, height: int, width: int, num_classes: int | None,
                precision: str) -> SeedMatch | None:
     """The seed-table row reproduced by a zoo point, or None.
 

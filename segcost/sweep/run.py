@@ -174,7 +174,7 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     """
     start = time.perf_counter()
     own_memo = memo is None
-    memo = BuildMemo() if own_memo else memo
+    memo = BuildMemo() if memo is None else memo
     fired = [False]
     _import_before_deadline()
     try:
@@ -244,6 +244,7 @@ def _measure(point: Point, memo: BuildMemo) -> PointResult:
     if "latency" in measures:
         from segcost.targets.cost_model import estimate
 
+        assert point.target is not None, "spec.py gives every point of a latency sweep a target"
         totals = estimate(deployed, point.target).totals
         result.latency_ms = round(float(totals.latency_ms), 6)
         result.fallback_layers = int(totals.fallback_layers)
@@ -269,6 +270,7 @@ def build_module(point: Point) -> Any:
     require_torch()
     if not point.is_factory:
         model = get(point.model)
+        assert point.num_classes is not None, "expand() gives a zoo point the model's own classes for 'default'"
         if point.width_parameter:
             function, keywords = builder_parts(model)
             return function(point.num_classes, **{**keywords, point.width_parameter: point.width_mult})
@@ -341,8 +343,8 @@ def _quantize(fused, quant_target: str, calib_size: int):
 def _ort_latency_ms(graph, settings) -> float:
     import onnxruntime as ort
 
-    from segcost.ir.onnx_io import to_model
     from segcost.ir.feeds import random_feeds
+    from segcost.ir.onnx_io import to_model
     from segcost.targets.measure import session_options
 
     model = to_model(graph)

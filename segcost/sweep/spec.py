@@ -150,6 +150,7 @@ def parse_spec(data: dict[str, Any], source: str = "<spec>", base_dir: Path = Pa
             raise InputError(f"{source}: axes.models[{index}] repeats an earlier entry ({entry.model!r} with "
                              "the same axes)")
         seen.add(entry)
+    targets: tuple[str | None, ...]
     if "latency" in measures:
         targets = _targets(axes.get("targets", list(DEFAULT_TARGETS)), source, base_dir)
     elif "targets" in axes:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import numpy as np
 
@@ -34,7 +35,8 @@ from segcost.targets.cost_model import PreparedModel, estimate_prepared
 from segcost.targets.measure import LayerMapping, Measurement
 from segcost.targets.profile import TargetProfile
 
-__all__ = ["CalibrationSample", "FitResult", "calibrated_profile_text", "fit_profile", "fitted_parameters", "get_parameter", "set_parameter"]
+__all__ = ["CalibrationSample", "FitResult", "calibrated_profile_text", "fit_profile", "fitted_parameters",
+           "get_parameter", "set_parameter"]
 
 PRIOR_WEIGHT = 0.05
 # Whole-model latency residuals weigh 3x all of a model's layer groups together: without it the
@@ -99,7 +101,8 @@ def set_parameter(profile: TargetProfile, name: str, value: float) -> TargetProf
         index = int(match.group(1))
         levels[index] = replace(levels[index], bytes_per_cycle=value)
         return replace(profile, memory=tuple(levels))
-    return replace(profile, **{name: value})
+    changes: dict[str, Any] = {name: value}  # a scalar field named by the caller
+    return replace(profile, **changes)
 
 
 def _apply(base: TargetProfile, names: list[str], log_values: np.ndarray) -> TargetProfile:
@@ -122,7 +125,8 @@ def _residuals(profile: TargetProfile, samples: list[CalibrationSample]) -> np.n
         predicted = {layer.name: layer.ms for layer in report.layers}
         measured_groups = [group for group in sample.mapping.groups if group.measured_ms]
         for group in measured_groups:
-            rows.append(math.log(sum(predicted[name] for name in group.layers) + 1e-6) - math.log(group.measured_ms))
+            measured_ms = cast(float, group.measured_ms)  # measured_groups keeps the measured ones
+            rows.append(math.log(sum(predicted[name] for name in group.layers) + 1e-6) - math.log(measured_ms))
         weight = LATENCY_WEIGHT * math.sqrt(max(1, len(measured_groups)))
         rows.append(weight * (math.log(report.totals.latency_ms) - math.log(sample.measurement.robust_latency_ms)))
     return np.asarray(rows)
@@ -159,6 +163,7 @@ def fit_profile(samples: list[CalibrationSample], base: TargetProfile, names: li
         theta, cost, iterations = _levenberg_marquardt(objective, start, lower, upper)
         if best is None or cost < best[0]:
             best = (cost, theta, iterations)
+    assert best is not None, "_starts gives four starting points"
     _, theta, iterations = best
     profile = _apply(base, names, theta)
     data = _residuals(profile, samples)
@@ -206,7 +211,7 @@ def _levenberg_marquardt(objective, theta: np.ndarray, lower: np.ndarray, upper:
     cost = float(residual @ residual)
     damping = 1e-2
     iteration = 0
-    for iteration in range(1, MAX_ITERATIONS + 1):
+    for iteration in range(1, MAX_ITERATIONS + 1):  # noqa: B007 - the count is returned after the loop
         step_size = 1e-4
         jacobian = np.empty((len(residual), len(theta)))
         for column in range(len(theta)):

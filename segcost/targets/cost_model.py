@@ -16,7 +16,8 @@ For each layer the model computes, in the cycles of the device the layer runs on
 * memory = bytes moved (input and output activations + weights, in the profile's data
   type) / bandwidth of the innermost memory level that holds that working set;
 * cycles = max(compute, memory) + (1 − memory_overlap)·min(compute, memory) + a fixed
-  per-layer overhead (memory_overlap 1: a pure roofline); `bound` names the largest term. Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
+  per-layer overhead (memory_overlap 1: a pure roofline); `bound` names the largest term.
+  Activations fused into a conv (``meta["fused_into"]``), ops the runtime folds
   into the conv before them (profile ``fused_into_conv_ops``) and pure relabelling ops
   (Reshape ...) cost nothing.
 
@@ -34,9 +35,10 @@ run them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import Any, TypeGuard
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
@@ -184,7 +186,7 @@ def estimate_prepared(prepared: PreparedModel, profile: TargetProfile) -> Target
                         profile.external_bytes_per_s, layers, transfers, _totals(layers, transfers, profile))
 
 
-def _static(shape) -> bool:
+def _static(shape: Sequence[int | str | None] | None) -> TypeGuard[Sequence[int]]:
     return shape is not None and all(isinstance(dim, int) for dim in shape)
 
 
@@ -194,8 +196,8 @@ def _matrix_dims(layer: LayerCost) -> tuple[int, int]:
         return 0, 0
     weight_index = 3 if layer.op_type == "QLinearConv" else 1
     shapes = layer.input_shapes
-    if "Conv" in layer.op_type and len(shapes) > weight_index and _static(shapes[weight_index]):
-        weight = shapes[weight_index]
+    weight = shapes[weight_index] if "Conv" in layer.op_type and len(shapes) > weight_index else None
+    if _static(weight):
         group = layer.group or 1
         if layer.op_type == "ConvTranspose":   # weight [C_in, C_out/group, k...]
             return weight[0] // group, weight[1]
@@ -214,7 +216,7 @@ def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, st
         on_accelerator = fallback is None or (
             item.finding is None and not layer.domain
             and (profile.supported_ops is None or layer.op_type in profile.supported_ops))
-        placements[layer.name] = ACCELERATOR if on_accelerator else fallback.name
+        placements[layer.name] = ACCELERATOR if on_accelerator or fallback is None else fallback.name
     for item in prepared.features:  # a fused activation runs wherever its convolution runs
         if item.fused_into in placements:
             placements[item.layer.name] = placements[item.fused_into]
@@ -224,7 +226,8 @@ def _placements(prepared: PreparedModel, profile: TargetProfile) -> dict[str, st
 def _layer_estimate(item: _Features, placement: str, profile: TargetProfile, folded_into: str | None,
                     aligned: bool) -> LayerEstimate:
     layer = item.layer
-    base = dict(name=layer.name, op_type=layer.op_type, kind=layer.kind, placement=placement, macs=layer.macs)
+    base: dict[str, Any] = dict(name=layer.name, op_type=layer.op_type, kind=layer.kind, placement=placement,
+                                macs=layer.macs)
     if item.fused_into is not None and profile.fused_activations_free:
         return LayerEstimate(**base, cycles=0.0, ms=0.0, bound="compute", utilisation_pct=0.0,
                              reason=f"fused into {item.fused_into}: applied in its output stage, free")
@@ -293,6 +296,7 @@ def _accelerator_estimate(item: _Features, base: dict, profile: TargetProfile, a
 
 def _fallback_estimate(item: _Features, base: dict, profile: TargetProfile) -> LayerEstimate:
     device = profile.fallback
+    assert device is not None, "_placements puts a layer off the accelerator only when there is a fallback"
     layer = item.layer
     if layer.macs:
         compute = layer.macs / (device.macs_per_cycle * device.efficiency)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def _latencies(profile: TargetProfile, samples: list[DeviceSample]) -> np.ndarra
     return np.array([estimate_prepared(sample.prepared, profile).totals.latency_ms for sample in samples])
 
 
-def fit_device(samples: list[DeviceSample], base: TargetProfile, names: tuple[str, ...] = DEVICE_PARAMETERS
+def fit_device(samples: list[DeviceSample], base: TargetProfile, names: Sequence[str] = DEVICE_PARAMETERS
                ) -> DeviceFit:
     """Fit `names` of `base` to the samples' measured times (log least squares with a prior; see module).
 

@@ -38,5 +38,8 @@ def matrix_fill(reduce_dim: int, out_dim: int, width: int, groups: int = 1, tili
 
 
 def host_io_bytes(elements: int, device_bytes: int, host_bytes: int) -> int:
-    """Bytes moved to hand `elements` values between host buffers and the accelerator (read one format, write the other)."""
+    """Bytes moved to hand `elements` values between host buffers and the accelerator.
+
+    One format is read and the other written.
+    """
     return elements * (device_bytes + host_bytes)

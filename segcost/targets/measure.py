@@ -2,7 +2,8 @@
 
 Session options are fixed (`session_options`) so that profiling, calibration and the
 benchmark measure the same thing: CPUExecutionProvider, ORT_ENABLE_ALL (what users get by
-default), `threads` intra-op threads that sleep rather than spin when idle, sequential execution. The model run is the IR itself
+default), `threads` intra-op threads that sleep rather than spin when idle, sequential execution.
+The model run is the IR itself
 (`named_model`), with every node named by its IR key, so ORT's profile names lead back to
 layers.
 

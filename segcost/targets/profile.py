@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-
 __all__ = ["DTYPE_BYTES", "FallbackDevice", "MemoryLevel", "TargetProfile"]
 
 # Bytes per element of the data types a profile may name.

@@ -168,7 +168,7 @@ def _choice(where: str, table: dict, key: str, allowed: tuple[str, ...]) -> str:
 def _memory_levels(reader: _Reader, levels: Any, clock_ghz: float) -> tuple[MemoryLevel, ...]:
     if not isinstance(levels, list) or not levels or not all(isinstance(level, dict) for level in levels):
         raise InputError(f"{reader.where}: [[memory]] must be a list of tables, innermost level first")
-    result = []
+    result: list[MemoryLevel] = []
     for index, level in enumerate(levels):
         key = f"memory[{index}]"
         reader.keys(level, key, {"name", "capacity_kb", "bytes_per_cycle", "gbytes_per_s"}, {"name"})
@@ -197,7 +197,8 @@ def _fallback(reader: _Reader, table: Any) -> FallbackDevice:
     return FallbackDevice(
         name=reader.string(table, "fallback.name", name="name"), efficiency=reader.fraction(
             table, "fallback.efficiency", "efficiency"), dtype=reader.dtype(table, "fallback.dtype", name="dtype"),
-        layer_overhead_cycles=reader.non_negative(table, "fallback.layer_overhead_cycles", name="layer_overhead_cycles"),
+        layer_overhead_cycles=reader.non_negative(table, "fallback.layer_overhead_cycles",
+                                                  name="layer_overhead_cycles"),
         transfer_overhead_us=reader.non_negative(table, "fallback.transfer_overhead_us", name="transfer_overhead_us"),
         **positive)
 

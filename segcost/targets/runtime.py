@@ -196,9 +196,10 @@ def runtime_folded(prepared: PreparedModel, profile: TargetProfile, placements: 
             continue   # a blocked conv can only add a blocked tensor (ERFNet's sums after a ConvTranspose)
         for tensor in item.input_tensors:
             producer = prepared.producers.get(tensor)
-            conv = conv_of.get(producer)
-            if (conv is not None and prepared.consumer_counts.get(tensor) == 1 and tensor not in prepared.model_outputs
-                    and placements[producer] == placements[layer.name] and not (is_sum and conv in activated)):
+            conv = conv_of.get(producer) if producer is not None else None
+            if (conv is not None and producer is not None and prepared.consumer_counts.get(tensor) == 1
+                    and tensor not in prepared.model_outputs and placements[producer] == placements[layer.name]
+                    and not (is_sum and conv in activated)):
                 conv_of[layer.name] = conv
                 if not is_sum:
                     activated.add(conv)

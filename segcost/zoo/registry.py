@@ -8,8 +8,9 @@ is called only when a model is actually built, so listing the zoo needs no torch
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from segcost.errors import InputError
 

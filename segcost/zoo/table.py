@@ -14,9 +14,10 @@ import importlib.resources
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from segcost.errors import InputError
 
@@ -64,14 +65,14 @@ class TableRow:
     def delta_pct(self) -> float | None:
         if self.computed_macs is None or not self.seed.published_gmacs:
             return None
-        return 100.0 * (self.computed_gmacs - self.seed.published_gmacs) / self.seed.published_gmacs
+        return 100.0 * (self.computed_macs / 1e9 - self.seed.published_gmacs) / self.seed.published_gmacs
 
-    def as_record(self) -> dict[str, object]:
+    def as_record(self) -> dict[str, Any]:
         delta = self.delta_pct
         return {
             "family": self.seed.family, "dataset": self.seed.dataset, "model": self.seed.model,
             "input_size": self.seed.input_size, "published_gmacs": self.seed.published_gmacs,
-            "computed_gmacs": None if self.computed_macs is None else round(self.computed_gmacs, 4),
+            "computed_gmacs": None if self.computed_macs is None else round(self.computed_macs / 1e9, 4),
             "delta_pct": None if delta is None else round(delta, 2), "reason": self.reason,
         }
 

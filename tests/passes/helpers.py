@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 
 from segcost.frontends.onnx import load_model
-from segcost.ir.onnx_io import to_model
 from segcost.ir.feeds import random_feeds
+from segcost.ir.onnx_io import to_model
 from segcost.optimize import run_onnxruntime
 
 

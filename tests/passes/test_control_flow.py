@@ -152,8 +152,8 @@ def test_scan_counts_sequence_length_times_body():
         [_value("s", [1]), _value("row", [1, 4])], [_value("s_out", [1]), _value("out_row", [1, 6])])
     weight = numpy_helper.from_array(np.ones((4, 6), np.float32), "W")
     node = helper.make_node("Scan", ["s0", "seq"], ["s_end", "ys"], name="scan", body=body, num_scan_inputs=1)
-    model = _model([node], [_value("s0", [1]), _value("seq", [5, 1, 4])], [_value("s_end", [1]), _value("ys", [5, 1, 6])],
-                   [weight])
+    model = _model([node], [_value("s0", [1]), _value("seq", [5, 1, 4])],
+                   [_value("s_end", [1]), _value("ys", [5, 1, 6])], [weight])
     result = analyze(load_model(model))
     assert result.totals.macs == 5 * 24
     (entry,) = result.control_flow

@@ -9,7 +9,12 @@ from segcost.analyzer import count_macs
 from segcost.errors import SegcostError
 from segcost.ir import Node
 from segcost.passes import (
-    FuseConvActivationPass, FuseConvBatchNormPass, PassBase, PassError, PassManager, PassResult,
+    FuseConvActivationPass,
+    FuseConvBatchNormPass,
+    PassBase,
+    PassError,
+    PassManager,
+    PassResult,
     PostconditionError,
 )
 from segcost.samples import deeplabv3lite

@@ -237,7 +237,8 @@ def test_an_interrupted_write_leaves_no_temp_file_and_the_old_file(tmp_path, sig
     target = tmp_path / "report.json"
     target.write_text("old report\n")
     process = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))})
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))})
     try:
         assert process.stdout.readline().strip() == "writing", process.stderr.read()
         assert any(name.endswith(".tmp") for name in os.listdir(tmp_path))   # the write is under way

@@ -20,8 +20,17 @@ from pathlib import Path
 import pytest
 
 from segcost.errors import InputError
-from segcost.sweep import (NONDETERMINISTIC_COLUMNS, SweepOptions, SweepRow, expand, pareto_fronts, parse_spec,
-                           read_table, run_point, run_sweep)
+from segcost.sweep import (
+    NONDETERMINISTIC_COLUMNS,
+    SweepOptions,
+    SweepRow,
+    expand,
+    pareto_fronts,
+    parse_spec,
+    read_table,
+    run_point,
+    run_sweep,
+)
 from segcost.sweep.pareto import dominance_flags
 from segcost.sweep.points import SeedMatch
 from segcost.sweep.report import render_pareto_html, render_pareto_text
@@ -285,7 +294,8 @@ def test_sigterm_stops_the_cli_with_the_finished_rows(tmp_path):
         """))
     output = tmp_path / "results.csv"
     process = subprocess.Popen([sys.executable, "-m", "segcost", "sweep", str(spec_path), "-o", str(output),
-                                "--workers", "1", "--trust-model-code"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--workers", "1", "--trust-model-code"], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(tmp_path.glob("results.cache/*.json"))) < 2:
         time.sleep(0.05)

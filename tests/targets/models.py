@@ -49,7 +49,8 @@ def conv_chain(channels: int = 64, size: int = 32, middle: str | None = None, dw
     nodes.append(helper.make_node("Conv", [current, "w2"], ["y"], name="conv2", kernel_shape=[1, 1]))
     graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                                            [1, channels, size, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, out_size, out_size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             [1, channels, out_size, out_size])],
                               initializer=inits, value_info=value_infos)
     opsets = [helper.make_opsetid("", 17)]
     if middle == "custom":

@@ -171,7 +171,8 @@ def test_cpu_profile_has_no_fallback():
     # No fallback hand-overs; the only conversions are onnxruntime's NCHWc reorders: into the
     # first conv (64 input channels), around the Softplus its blocked kernels do not run, at the output.
     assert [(item.consumer, item.direction) for item in report.transfers] == [
-        ("conv1", "plain->blocked"), ("softplus", "blocked->plain"), ("conv2", "plain->blocked"), ("output", "blocked->plain")]
+        ("conv1", "plain->blocked"), ("softplus", "blocked->plain"), ("conv2", "plain->blocked"),
+        ("output", "blocked->plain")]
 
 
 def test_estimate_from_analysis_result_with_findings():

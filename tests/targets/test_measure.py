@@ -23,8 +23,7 @@ from segcost.targets.measure import (
     named_model,
     spearman,
 )
-from segcost.targets.profile_toml import load_profile, profile_text
-from segcost.targets.profile_toml import parse_profile
+from segcost.targets.profile_toml import load_profile, parse_profile, profile_text
 from tests.targets.models import conv_chain, fused
 
 

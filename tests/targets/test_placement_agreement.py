@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from segcost.frontends import onnx as onnx_frontend
 from segcost.frontends.torch import export
 from segcost.optimize import build_pipeline
@@ -14,6 +12,9 @@ from segcost.passes import VerifyGroupedConvPass
 from segcost.passes.verify_conv import PLACEMENT_RULES
 from segcost.targets.cost_model import ACCELERATOR, estimate, load_profile
 from segcost.zoo.registry import all_models
+
+# none of the modules above imports torch; the exports below need it
+torch = pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]   # ~100 s: exports every zoo architecture
 

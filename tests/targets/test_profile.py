@@ -7,8 +7,14 @@ import dataclasses
 import pytest
 
 from segcost.errors import InputError
-from segcost.targets.profile_toml import builtin_profiles, load_profile, profile_text
-from segcost.targets.profile_toml import parse_profile, profile_to_toml, read_comments
+from segcost.targets.profile_toml import (
+    builtin_profiles,
+    load_profile,
+    parse_profile,
+    profile_text,
+    profile_to_toml,
+    read_comments,
+)
 
 MINIMAL = """
 [profile]

@@ -30,14 +30,16 @@ def test_cost_json_and_markdown(run_cli, tmp_path):
     code, out, _ = run_cli("cost", model, "--format", "json")
     assert code == 0
     document = json.loads(out)
-    assert document["profile"] == "tda4vm" and len([item for item in document["transfers"] if "arm" in item["direction"]]) == 2
+    assert document["profile"] == "tda4vm"
+    assert len([item for item in document["transfers"] if "arm" in item["direction"]]) == 2
     assert {layer["placement"] for layer in document["layers"]} == {"accelerator", "arm"}
     code, out, _ = run_cli("cost", model, "--format", "md", "--target", "am62a")
     assert code == 0 and "## Fallback boundaries" in out and "| softplus" in out
 
 
 def test_cost_shows_fallback_and_transfer_cost(run_cli, tmp_path):
-    model = _save(conv_chain(middle="depthwise", dw_kernel=9, dw_stride=1), tmp_path / "dw9.onnx")  # no rule set has 9x9
+    # no rule set has 9x9
+    model = _save(conv_chain(middle="depthwise", dw_kernel=9, dw_stride=1), tmp_path / "dw9.onnx")
     code, out, _ = run_cli("cost", model)
     assert code == 0
     assert "Fallback boundaries" in out and "accelerator->arm" in out and "arm->accelerator" in out

@@ -7,7 +7,14 @@ then answers lookups.
 
 from segcost.analyzer.registry import Rule, registered_keys, registered_rule
 from segcost.analyzer.rules import (  # noqa: F401 - importing registers the rules
-    attention, conv, data_movement, einsum, elementwise, matmul, normalization, spatial,
+    attention,
+    conv,
+    data_movement,
+    einsum,
+    elementwise,
+    matmul,
+    normalization,
+    spatial,
 )
 
 

@@ -124,7 +124,7 @@ def multi_head_attention(op: OpView) -> OpCost:
 
 @cost_rule("GroupQueryAttention", domains=MICROSOFT)
 def group_query_attention(op: OpView) -> OpCost:
-    """MACs = 2·B·N·S·T·H, T = total_sequence_length (else past + S); flops += scores·5 (+3 per q/k element if rotary)."""
+    """MACs = 2·B·N·S·T·H, T = total_sequence_length (else past+S); flops += scores·5 (+3 per q/k element if rotary)."""
     q = op.input_shape(0)
     if len(q) != 3:
         raise ShapeError(f"{op.where}: query has rank {len(q)}; GroupQueryAttention takes (B, S, D)")

@@ -133,6 +133,7 @@ def conv_transpose(op: OpView) -> OpCost:
     macs = prod(x_shape) * w_shape[1] * prod(kernel)
     bias_adds = prod(output_shape) if op.has_input(2) else 0
     strides, _, _ = _spatial_attrs(op, len(kernel))
-    kind = "depthwise" if group > 1 and group == x_shape[1] and w_shape[1] == 1 else ("grouped" if group > 1 else "dense")
+    depthwise = group > 1 and group == x_shape[1] and w_shape[1] == 1
+    kind = "depthwise" if depthwise else ("grouped" if group > 1 else "dense")
     return OpCost(macs=macs, flops=bias_adds, kind=kind, group=group, kernel=tuple(kernel),
                   stride=tuple(strides), output_shape=output_shape)

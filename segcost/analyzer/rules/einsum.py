@@ -46,7 +46,8 @@ def einsum(op: OpView) -> OpCost:
     return OpCost(macs=macs, flops=flops, kind="dense" if macs else "other", output_shape=output_shape)
 
 
-def einsum_cost(equation: str, shapes: list[tuple[int, ...]], where: str = "Einsum") -> tuple[int, int, tuple[int, ...]]:
+def einsum_cost(equation: str, shapes: list[tuple[int, ...]],
+                where: str = "Einsum") -> tuple[int, int, tuple[int, ...]]:
     """(MACs, flops, output shape) of `equation` over operands of `shapes`.
 
     Raises:

@@ -11,6 +11,7 @@ from math import prod
 from segcost.analyzer.registry import SHAPE_UNKNOWN, ZERO_BY_CONVENTION, OpCost, OpView, cost_rule
 from segcost.analyzer.rules.elementwise import per_element
 from segcost.errors import ShapeError
+from segcost.ir import is_static_shape
 from segcost.ir.opforms import ABSENT, normalize_axes, normalize_axis, resize_output_shape
 
 
@@ -37,7 +38,7 @@ def average_pool(op: OpView) -> OpCost:
 def global_pool(op: OpView) -> OpCost:
     """flops = input elements (one add/compare per input element; the final divide is free)."""
     shape = op.input_shapes[0] if op.input_shapes else None
-    if shape is None or not all(isinstance(dim, int) for dim in shape):
+    if not is_static_shape(shape):
         return OpCost(status=SHAPE_UNKNOWN)
     return OpCost(flops=prod(shape), kernel=tuple(shape[2:]))
 

@@ -150,6 +150,8 @@ class _SlimMobileNet(nn.Module):
         end_point_layers: slim layer numbers whose depthwise output the forward returns.
     """
 
+    out_channels: int  # channels of the final feature map, set by the builders below
+
     def __init__(self, stem: nn.Module, blocks: list[ExpandedConv], head: nn.Module | None,
                  end_point_layers: tuple[int, ...]) -> None:
         super().__init__()

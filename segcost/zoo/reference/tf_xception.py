@@ -86,7 +86,7 @@ class XceptionModule(nn.Module):
         y = self.separable_convs[0](x)
         second = self.separable_convs[1](y)
         y = self.separable_convs[2](second)
-        if self.shortcut_type == "conv":
+        if self.shortcut is not None:  # shortcut_type == "conv"
             y = y + self.shortcut(x)
         elif self.shortcut_type == "sum":
             y = y + x

@@ -16,8 +16,9 @@ and 337.46 to one decimal).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 from segcost.zoo.registry import ZooModel
 
