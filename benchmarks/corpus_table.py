@@ -28,13 +28,13 @@ import sys
 import warnings
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
 from tabulate import tabulate
 
-from tests.corpus.build import build, truth_of
-from tests.corpus.models import BY_NAME, SPECS, Spec
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))   # the corpus builder lives in tests/, which is not installed
+
+from tests.corpus.build import build, truth_of  # noqa: E402 - needs the sys.path entry above
+from tests.corpus.models import BY_NAME, SPECS, Spec  # noqa: E402
 
 ONNX_TOOL_SNIPPET = (
     "import sys, numpy as np, onnx_tool\n"

@@ -178,7 +178,8 @@ def test_cli_reports_the_conflict_and_exact_macs(tmp_path, run_cli):
 def _fresh_modules(code: str) -> set[str]:
     """Modules loaded by running `code` in a new interpreter."""
     script = f"import sys\n{code}\nprint('\\n'.join(sorted(sys.modules)))"
-    return set(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split())
+    result = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    return set(result.stdout.split())
 
 
 def test_shapes_layer_imports_only_ir_and_frontends_no_passes():

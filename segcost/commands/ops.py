@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+
 @click.command("ops")
 def list_ops() -> None:
     """List the op types segcost has cost rules for, with each rule's formula."""

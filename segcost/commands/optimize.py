@@ -6,6 +6,7 @@ The command parses its options, calls the library and renders the result objects
 from __future__ import annotations
 
 import click
+
 from segcost.commands.inputs import load_cli_graph
 from segcost.commands.options import trust_model_code_option
 from segcost.commands.output import check_outputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+
 def check_outputs(outputs: dict, inputs: dict):
     """Every output of a command checked against every input before any work (segcost.fileio.OutputPlan)."""
     from segcost.fileio import OutputPlan

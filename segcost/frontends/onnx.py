@@ -36,7 +36,6 @@ from segcost.ir.onnx_io import from_model
 from segcost.shapes import InputShapes, infer_shapes, symbolic_inputs
 
 
-
 def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> InputShapes:
     """Parse ``name=1x3x512x512`` (or just ``1x3x512x512`` for a single-input model)."""
     shapes: InputShapes = {}
@@ -190,7 +189,8 @@ def _declared_attribute_types(opsets: dict[str, int], domain: str, op_type: str)
         schema = onnx.defs.get_schema(op_type, opsets[domain], "" if domain == "ai.onnx" else domain)
     except onnx.defs.SchemaError:
         return {}
-    return {name: attribute.type for name, attribute in schema.attributes.items()}
+    # AttrType is an int-valued enum whose stub mypy cannot convert; the value is AttributeProto's type number
+    return {name: int(attribute.type) for name, attribute in schema.attributes.items()}  # type: ignore[call-overload]
 
 
 def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]]]:

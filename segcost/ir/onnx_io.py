@@ -16,10 +16,12 @@ import onnx
 from onnx import helper
 
 from segcost.errors import GraphError
+from segcost.ir.datafile import HeldFile
 from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
 from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
 
-ExternalResolver = Callable[[onnx.TensorProto], tuple[Path, int, int]]
+# (file, offset, length): a HeldFile opened once by the loader (frontends.confine), or a path
+ExternalResolver = Callable[[onnx.TensorProto], tuple[HeldFile | Path, int, int]]
 
 # Node metadata that survives a round trip through a file, stored as "segcost:key=value"
 # lines in the node's doc_string (standard ONNX, ignored by runtimes), so that e.g. a fused
@@ -121,7 +123,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
                 payload_regions: dict[int, tuple[Path, int, int]]) -> None:
     """Fill an empty IR from a GraphProto: initializers (and lifted Constants), interface, value infos, nodes."""
     for index, tensor in enumerate(onnx_graph.initializer):
-        external = payload_regions.get(index)
+        external: tuple[HeldFile | Path, int, int] | None = payload_regions.get(index)
         if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
             external = resolve_external(tensor)
         name = tensor.name

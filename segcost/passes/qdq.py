@@ -43,7 +43,7 @@ def _is_pow2(scale: np.ndarray) -> bool:
     return bool(np.all(exponent == np.round(exponent)))
 
 
-def _requantize(values: np.ndarray, zero_point: np.ndarray, old_scale: np.ndarray, new_scale: np.ndarray,
+def _requantize(values: np.ndarray, zero_point: np.ndarray | None, old_scale: np.ndarray, new_scale: np.ndarray,
                 axis: int) -> np.ndarray:
     shape = [1] * values.ndim
     if old_scale.ndim == 1 and old_scale.size > 1:
@@ -62,13 +62,14 @@ def requantize_biases(graph: Graph) -> int:
         node = graph.node(key)
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.inputs) < 3 or not node.inputs[2]:
             continue
-        dequantizers = [graph.producer(tensor) for tensor in node.inputs[:3]]
-        if any(producer is None or graph.node(producer).op_type != DEQUANTIZE for producer in dequantizers):
+        producers = [graph.producer(tensor) for tensor in node.inputs[:3]]
+        dequantizers = [graph.node(producer) for producer in producers if producer is not None]
+        if len(dequantizers) != 3 or any(dq.op_type != DEQUANTIZE for dq in dequantizers):
             continue
-        x_dq, w_dq, b_dq = (graph.node(producer) for producer in dequantizers)
+        x_dq, w_dq, b_dq = dequantizers
         bias, bias_scale = _constant(graph, b_dq.inputs[0]), _constant(graph, b_dq.inputs[1])
         x_scale, w_scale = _constant(graph, x_dq.inputs[1]), _constant(graph, w_dq.inputs[1])
-        if any(value is None for value in (bias, bias_scale, x_scale, w_scale)) or bias.dtype != np.int32:
+        if bias is None or bias_scale is None or x_scale is None or w_scale is None or bias.dtype != np.int32:
             continue
         product = x_scale.astype(np.float64) * w_scale.astype(np.float64)
         if product.size != bias_scale.size:

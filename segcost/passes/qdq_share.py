@@ -103,8 +103,9 @@ def _member(graph: Graph, q_key: str, concat: str | None) -> _Member | None:
                for user in graph.consumers(tensor)}
     only_this_concat = concat is not None and readers == {concat} and node.inputs[0] not in graph.outputs
     producer = graph.producer(node.inputs[0])
-    return _Member(node.inputs[0], q_key, (qmin - int(zero.reshape(()))) * scale, (qmax - int(zero.reshape(()))) * scale,
-                   zero.dtype, symmetric, math.inf if only_this_concat else SHARE_RATIO,
+    zero_point = int(zero.reshape(()))
+    return _Member(node.inputs[0], q_key, (qmin - zero_point) * scale, (qmax - zero_point) * scale, zero.dtype,
+                   symmetric, math.inf if only_this_concat else SHARE_RATIO,
                    graph.node(producer).name or producer if producer else node.inputs[0])
 
 

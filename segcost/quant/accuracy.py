@@ -84,8 +84,8 @@ def _activation_pairs(int8_model: onnx.ModelProto) -> list[tuple[str, str, str, 
     for node in int8_model.graph.node:
         if node.op_type != "QuantizeLinear" or node.input[0] in constants:
             continue
-        twin = next((user.output[0] for user in consumers.get(node.output[0], []) if user.op_type == "DequantizeLinear"),
-                    None)
+        twin = next((user.output[0] for user in consumers.get(node.output[0], [])
+                     if user.op_type == "DequantizeLinear"), None)
         producer = producers.get(node.input[0])
         if twin is None or producer is None:
             continue

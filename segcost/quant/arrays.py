@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -23,7 +23,7 @@ from segcost.errors import InputError
 MAX_READ_BYTES = 2 << 30   # calibration data actually read into memory (2 GiB)
 
 
-def _header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+def _header(stream: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) from an .npy stream positioned at its start."""
     try:
         version = npy_format.read_magic(stream)
@@ -38,7 +38,7 @@ def _header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, in
     return tuple(int(dim) for dim in shape), dtype, stream.tell()
 
 
-def _read_prefix(stream: BinaryIO, shape: tuple[int, ...], dtype: np.dtype, count: int | None, available: int,
+def _read_prefix(stream: IO[bytes], shape: tuple[int, ...], dtype: np.dtype, count: int | None, available: int,
                  where: str) -> np.ndarray:
     """The first `count` rows (all when None) of a C-order array whose data starts at the stream position."""
     total = int(np.prod(shape, dtype=object)) * dtype.itemsize

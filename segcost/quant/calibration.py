@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,10 @@ def _array_file(path: Path, input_name: str, input_shape: tuple[int, ...], size:
     if labels is not None and (labels.shape[0] != batch.shape[0] or labels.shape[-2:] != batch.shape[-2:]):
         raise InputError(f"{path}: labels {list(labels.shape)} do not match inputs {list(batch.shape)}")
     count = min(size, batch.shape[0])
-    loaders = [(lambda i=i: Sample({input_name: batch[i:i + 1]}, None if labels is None else labels[i]))
-               for i in range(count)]
+    def load(index: int) -> Sample:
+        return Sample({input_name: batch[index:index + 1]}, None if labels is None else labels[index])
+
+    loaders: list[Callable[[], Sample]] = [partial(load, index) for index in range(count)]
     return CalibrationSource(input_name, input_shape, loaders, f"{count} samples from {path}")
 
 
@@ -219,7 +222,7 @@ def _synthetic(input_name: str, input_shape: tuple[int, ...], size: int, seed: i
             rng = np.random.default_rng(seed + index)
             return Sample({input_name: rng.standard_normal(input_shape).astype(np.float32)})
 
-        return CalibrationSource(input_name, input_shape, [lambda i=i: noise(i) for i in range(size)],
+        return CalibrationSource(input_name, input_shape, [partial(noise, index) for index in range(size)],
                                  f"{size} standard-normal tensors")
     if height < 16 or width < 16:
         raise InputError(f"synthetic calibration images need at least 16x16 pixels; the input is {height}x{width} "
@@ -231,5 +234,5 @@ def _synthetic(input_name: str, input_shape: tuple[int, ...], size: int, seed: i
         image, label = dataset.sample(index)
         return Sample({input_name: np.asarray(image, np.float32)[None]}, np.asarray(label))
 
-    return CalibrationSource(input_name, input_shape, [lambda i=i: shapes(i) for i in indices],
+    return CalibrationSource(input_name, input_shape, [partial(shapes, index) for index in indices],
                              f"{len(indices)} synthetic shape images ({split} split)")

@@ -54,6 +54,7 @@ def mismatched_concats(graph: Graph, ranges_path: Path, ratio: float = FLOAT_FAL
             continue
         readers = [graph.node(user).name or user for user in graph.consumers(node.outputs[0])]
         keep += [node.name or key, *readers]
+        assert narrowest is not None, "worst > ratio >= 0 means some input set it"
         producer = graph.producer(narrowest)
         source = (graph.node(producer).name or producer) if producer else narrowest
         notes.append(f"kept in float: {node.name or key} and {', '.join(readers)} (input from {source} spans "

@@ -89,7 +89,8 @@ def reattach_biases(graph: Graph, prepared: Prepared, float_model: onnx.ModelPro
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
         quantized = np.clip(np.round(bias / scale.astype(np.float64)), -2**31, 2**31 - 1).astype(np.int32)
         names = (f"{bias_name}_quantized", f"{bias_name}_quantized_scale", f"{bias_name}_quantized_zero_point")
-        for name, array in zip(names, (quantized, scale, np.zeros(bias.size, np.int32))):
+        arrays: tuple[np.ndarray, ...] = (quantized, scale, np.zeros(bias.size, np.int32))
+        for name, array in zip(names, arrays):
             graph.initializers[name] = Initializer.from_array(name, array)
         graph.add_node(Node(name=f"{bias_name}_DequantizeLinear", op_type="DequantizeLinear", inputs=list(names),
                             outputs=[bias_name], attrs={"axis": 0}, attr_types={"axis": onnx.AttributeProto.INT}))

@@ -32,7 +32,7 @@ from pathlib import Path
 import onnx
 
 from segcost.errors import InputError, SegcostError
-from segcost.ir import Graph
+from segcost.ir import Graph, is_static_shape
 from segcost.quant.calibration import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -100,7 +100,9 @@ def single_image_input(graph: Graph, calibration: str | None = None) -> tuple[st
     if not all(isinstance(dim, int) for dim in dims):
         raise InputError(f"input {name!r} has symbolic dims {list(shape)}: calibration needs --input-shape "
                          f"{name}=1x3xHxW (or a .npy/.npz calibration file, whose shape is used)")
-    return name, tuple(dims)
+    static = tuple(dims)
+    assert is_static_shape(static), "checked just above"
+    return name, static
 
 
 def float_output_tail(graph: Graph) -> list[str]:
@@ -179,7 +181,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
 
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
-    from segcost.passes import EliminateDeadNodesPass, PassManager
+    from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
     from segcost.passes.qdq import PowerOfTwoScalesPass
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.fallback import mismatched_concats
@@ -243,7 +245,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if prepared.detached_biases:
         restored = reattach_biases(int8_graph, prepared, float_model)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
-    steps = [ShareConcatScalesPass()]
+    steps: list[PassBase] = [ShareConcatScalesPass()]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
     steps.append(EliminateDeadNodesPass())

@@ -187,9 +187,10 @@ def _compact_encoder():
     """
     from json import encoder
 
-    if encoder.c_make_encoder is None:
+    c_make_encoder = getattr(encoder, "c_make_encoder", None)   # CPython's C accelerator; not in typeshed
+    if c_make_encoder is None:
         return json.dumps
     defaults = json.JSONEncoder()
-    make = encoder.c_make_encoder({}, defaults.default, encoder.encode_basestring_ascii, None,
+    make = c_make_encoder({}, defaults.default, encoder.encode_basestring_ascii, None,
                                   defaults.key_separator, defaults.item_separator, False, False, True)
     return lambda document: "".join(make(document, 0))

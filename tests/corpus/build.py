@@ -123,11 +123,13 @@ def write_index(out_dir: str | os.PathLike, specs=SPECS) -> Path:
         where = {"smp": "segmentation-models-pytorch (encoder_weights=None)",
                  "transformers": "HF transformers (config object, random weights, no hub)",
                  "torchvision": "torchvision (weights=None, weights_backbone=None)",
-                 "rapidocr": f"rapidocr-onnxruntime package models/{spec.shipped} (as shipped; dynamic dims)"}[spec.source]
+                 "rapidocr": f"rapidocr-onnxruntime package models/{spec.shipped} (as shipped; dynamic dims)",
+                 }[spec.source]
         dyn = "HxW symbolic" if spec.dynamic_hw or spec.source == "rapidocr" else "static"
         sidecar = Path(out_dir) / f"{spec.name}.json"
         truth = json.loads(sidecar.read_text()).get("truth", {}).get("macs", "") if sidecar.is_file() else ""
-        exporter = {"legacy": "torch.onnx dynamo=False", "dynamo": "torch.onnx dynamo=True"}.get(spec.exporter, "shipped")
+        exporter = {"legacy": "torch.onnx dynamo=False",
+                    "dynamo": "torch.onnx dynamo=True"}.get(spec.exporter, "shipped")
         lines.append(f"{spec.name}\t{spec.input_shape_arg}\t{exporter}\t{dyn}\t{where}\t{truth}")
     index = Path(out_dir) / "INDEX.txt"
     index.write_text("\n".join(lines) + "\n")

@@ -190,9 +190,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("tv_deeplabv3_mobilenetv3", "torchvision", SMP_SHAPE, tv_deeplabv3_mobilenetv3),
     Spec("tv_deeplabv3_mobilenetv3_dynamo", "torchvision", SMP_SHAPE, tv_deeplabv3_mobilenetv3,
          exporter="dynamo", slow=True),
-    Spec("rapidocr_det_ppocrv4", "rapidocr", (1, 3, 320, 256), exporter="shipped", input_name="x", shipped="ch_PP-OCRv4_det_infer.onnx"),
-    Spec("rapidocr_rec_ppocrv4", "rapidocr", (1, 3, 48, 320), exporter="shipped", input_name="x", shipped="ch_PP-OCRv4_rec_infer.onnx"),
-    Spec("rapidocr_cls_mobilev2", "rapidocr", (1, 3, 48, 192), exporter="shipped", input_name="x", shipped="ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+    Spec("rapidocr_det_ppocrv4", "rapidocr", (1, 3, 320, 256), exporter="shipped", input_name="x",
+         shipped="ch_PP-OCRv4_det_infer.onnx"),
+    Spec("rapidocr_rec_ppocrv4", "rapidocr", (1, 3, 48, 320), exporter="shipped", input_name="x",
+         shipped="ch_PP-OCRv4_rec_infer.onnx"),
+    Spec("rapidocr_cls_mobilev2", "rapidocr", (1, 3, 48, 192), exporter="shipped", input_name="x",
+         shipped="ch_ppocr_mobile_v2.0_cls_infer.onnx"),
 )
 
 BY_NAME = {spec.name: spec for spec in SPECS}
