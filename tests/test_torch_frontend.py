@@ -50,6 +50,16 @@ def test_module_spec_and_torchscript_file(run_cli, tmp_path, monkeypatch):
     assert json.loads(out)["totals"]["macs"] == hook_macs(_net(), (1, 3, 16, 16))
 
 
+def test_exported_program_pt2_file(run_cli, tmp_path):
+    """A .pt2 ExportedProgram is exported as the program itself (it has no eval() to call)."""
+    program = torch.export.export(_net().eval(), (torch.zeros(1, 3, 16, 16),))
+    torch.export.save(program, str(tmp_path / "net.pt2"))
+    code, out, err = run_cli("analyze", str(tmp_path / "net.pt2"), "--input-shape", "1x3x16x16", "--format", "json",
+                             "--trust-model-code")
+    assert code == 0, err
+    assert json.loads(out)["totals"]["macs"] == hook_macs(_net(), (1, 3, 16, 16))
+
+
 @pytest.mark.parametrize("spec,message", [("no_such_module:build", "cannot import"), ("missing.pt", "no such file"),
                                           ("user:", "expected package.module:factory")])
 def test_bad_specs_exit_2(run_cli, spec, message):

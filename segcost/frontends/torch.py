@@ -41,8 +41,14 @@ def export(model: Any, input_shape: tuple[int, ...], path: str | os.PathLike, ex
         raise InputError(f"unknown exporter {exporter!r} (legacy or dynamo)")
     path = Path(path)
     example = torch.zeros(*input_shape)
-    was_training = {name: module.training for name, module in model.named_modules()}
-    model.eval()
+    program = isinstance(model, torch.export.ExportedProgram)
+    if program:
+        # A .pt2 file is an already-traced program: only the torch.export-based exporter takes
+        # it, and it has no modules to put in eval mode (its graph was captured in one mode).
+        exporter = "dynamo"
+    was_training = {} if program else {name: module.training for name, module in model.named_modules()}
+    if not program:
+        model.eval()
     kwargs: dict[str, Any] = {"input_names": [input_name], "output_names": [output_name]}
     if keep_batchnorm:
         kwargs["training"] = torch.onnx.TrainingMode.PRESERVE
@@ -63,7 +69,7 @@ def export(model: Any, input_shape: tuple[int, ...], path: str | os.PathLike, ex
         message = str(error).strip().splitlines()
         raise InputError(f"export failed: {type(error).__name__}: {message[0] if message else ''}") from None
     finally:
-        for name, module in model.named_modules():
+        for name, module in ([] if program else model.named_modules()):
             module.training = was_training.get(name, module.training)
     return path
 
@@ -126,7 +132,7 @@ def load_module(spec: str, factory_args: dict[str, Any] | None = None, trust_cod
             raise InputError(f"{spec}: no such file")
         try:
             if spec.endswith(".pt2"):
-                return torch.export.load(spec).module()
+                return torch.export.load(spec)   # exported as the program itself (see export)
             return torch.jit.load(spec, map_location="cpu")
         except Exception as error:  # noqa: BLE001
             if _is_state_dict(torch, spec):
