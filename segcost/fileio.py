@@ -214,11 +214,49 @@ def _flatten(inputs: Mapping[str, Any] | Iterable[Any]) -> list[tuple[str, str]]
     return pairs
 
 
+# (device, inode) -> (label, mtime_ns, size) of every file the model loader has opened as an input in
+# this process: the model file and its external-data files (segcost.ir.datafile.HeldFile). A command
+# names its inputs before it loads the model, so the data files a model points to are only known
+# here. They stay protected after they are closed (a command may write after releasing the graph);
+# mtime and size tell a file read here from a new file that reuses a deleted file's inode.
+_READ_INPUTS: dict[tuple[int, int], tuple[str, int, int]] = {}
+
+
+def note_held_input(fd: int, label: str) -> None:
+    """Remember an input file opened by descriptor (a model or its external data): no output may replace it."""
+    status = os.fstat(fd)
+    if stat.S_ISREG(status.st_mode):
+        _READ_INPUTS[status.st_dev, status.st_ino] = (label, status.st_mtime_ns, status.st_size)
+
+
+def forget_read_inputs() -> None:
+    """Start a new command: files earlier commands of this process read are no longer its inputs
+    (OutputPlan.check and the Python API's writers call it before loading their model)."""
+    _READ_INPUTS.clear()
+
+
+def _read_input_at(output: PathLike) -> str | None:
+    """The label of the input file read by this process that `output` is (symlinks followed), or None."""
+    try:
+        status = os.stat(os.fspath(output))
+    except (OSError, ValueError, TypeError):
+        return None
+    seen = _READ_INPUTS.get((status.st_dev, status.st_ino))
+    if seen is None or (seen[1], seen[2]) != (status.st_mtime_ns, status.st_size):
+        return None
+    return seen[0]
+
+
 def refuse_same_file(output: PathLike, inputs: Mapping[str, Any] | Iterable[Any], label: str = "output") -> None:
-    """InputError when `output` is the same file as one of `inputs` (device + inode; symlinks followed)."""
+    """InputError when `output` is the same file as one of `inputs` or as a file the model loader has read
+    (its external data; `note_held_input`), by device + inode with symlinks followed."""
     mine = _identity(output)
     if mine is None:
         return
+    read = _read_input_at(output)
+    if read is not None:
+        raise InputError(f"{os.fspath(output)} ({label}) is the same file as {read}, which the model reads; "
+                         "refusing to overwrite an input")
     for input_label, source in _flatten(inputs):
         if _identity(source) == mine:
             named = f"the input {source}" if input_label == "input" else f"{input_label} {source}"
@@ -249,6 +287,7 @@ class OutputPlan:
         Raises:
             InputError: naming the output and the clash; nothing has been written.
         """
+        forget_read_inputs()   # a new command: only what it loads from now on is its input
         planned: list[tuple[str, Destination]] = []
         grouped: dict[str, tuple[str, ...]] = {}
         for input_label, source in _flatten(inputs):
@@ -267,7 +306,14 @@ class OutputPlan:
         return cls(tuple(planned), grouped)
 
     def write(self, path: PathLike, data: str | bytes | Iterable[str | bytes]) -> None:
-        """Write one planned output (`write_atomic`, with the inputs checked again)."""
+        """Write one planned output (`write_atomic`, with the inputs checked again).
+
+        Every planned output is checked again first, against the files the model loader has opened
+        since the plan was made (a model's external data): no output is written when any would
+        replace one.
+        """
+        for label, place in self.outputs:
+            refuse_same_file(place.path, (), label)
         write_atomic(path, data, protected=self.inputs)
 
 

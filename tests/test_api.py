@@ -231,3 +231,13 @@ def test_module_input_leaves_state_dict_and_train_flags_alone():
     assert all(torch.equal(net.state_dict()[key], value) for key, value in state.items())
     with pytest.raises(segcost.InputError, match="input_shape"):
         segcost.analyze(net)
+
+
+def test_a_file_read_by_an_earlier_call_may_be_written_by_a_later_one(model_file, tmp_path):
+    """Inputs are per call: analyzing out.onnx first does not make it a protected input of the next call."""
+    out = tmp_path / "out.onnx"
+    segcost.optimize(model_file, output=str(out))
+    segcost.analyze(str(out))
+    segcost.optimize(model_file, output=str(out))   # rewriting it is fine
+    with pytest.raises(segcost.InputError, match="same file"):
+        segcost.optimize(str(out), output=str(out))

@@ -17,6 +17,7 @@ turns into exit codes: `InputError` (and `GraphError`, `ShapeError`) for bad inp
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -137,17 +138,18 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
 
 def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
     from segcost.commands.quiet import quiet_third_party
+    from segcost.fileio import OutputPlan
     from segcost.optimize import optimize_model
 
+    plan = OutputPlan.check({"output": output}, {"model": model if isinstance(model, (str, os.PathLike)) else None,
+                                                 "eval_data": eval_data})
     graph, path = load_graph(model, input_shape)
     with quiet_third_party():
         result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
                                 eval_size=eval_size, progress=progress)
     optimized = from_base(Optimized, result, output=output)
     if output is not None and result.model is not None:
-        from segcost.fileio import write_atomic
-
-        write_atomic(output, result.model.SerializeToString(), protected=(path,))
+        plan.write(output, result.model.SerializeToString())
     return optimized
 
 

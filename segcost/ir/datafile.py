@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from segcost.errors import InputError
+from segcost.fileio import note_held_input
 
 
 class HeldFile:
@@ -25,6 +26,7 @@ class HeldFile:
         self.fd = fd
         self.label = label
         self.size = os.fstat(fd).st_size
+        note_held_input(fd, label)   # no output of this process may replace it
 
     def read(self, offset: int, length: int) -> bytes:
         """`length` bytes at `offset`; InputError when the file has shrunk since it was checked."""

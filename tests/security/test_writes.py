@@ -251,3 +251,32 @@ def test_an_interrupted_write_leaves_no_temp_file_and_the_old_file(tmp_path, sig
     assert process.returncode == -signum, process.stderr.read()
     assert target.read_text() == "old report\n"
     assert sorted(os.listdir(tmp_path)) == ["report.json"]
+
+
+# -------------------------------------------------------------------- a model's external data is an input
+def _external_data_model(folder: Path) -> tuple[Path, Path]:
+    """model.onnx whose weights live in model.onnx.data beside it."""
+    proto = onnx.load(_conv_bn_model(folder / "inline.onnx"))
+    onnx.save_model(proto, folder / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx.data", size_threshold=0)
+    return folder / "model.onnx", folder / "model.onnx.data"
+
+
+@pytest.mark.parametrize("command", [
+    ["analyze", "{model}", "-o", "{data}"],
+    ["optimize", "{model}", "-o", "{data}"],
+    ["optimize", "{model}", "-o", "{other}", "--report", "{data}"],
+    ["cost", "{model}", "--target", "tda4vm", "-o", "{data}"],
+    ["baseline", "save", "{model}", "-o", "{data}"],
+])
+def test_an_output_onto_the_models_external_data_is_refused(run_cli, tmp_path, command):
+    """The data file is only known once the model is read; no output may replace it, and none is written."""
+    model_path, data = _external_data_model(tmp_path)
+    before = data.read_bytes()
+    other = tmp_path / "out.onnx"
+    args = [part.format(model=model_path, data=data, other=other) for part in command]
+    code, _, err = run_cli(*args)
+    _one_error_line(code, err, str(data), "model reads")
+    assert data.read_bytes() == before
+    assert not other.exists()   # checked before the first write
+    _no_temp_files(tmp_path)
