@@ -9,7 +9,7 @@ from tabulate import tabulate
 from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
 from segcost.reports import analysis
-from segcost.reports.tables import text_table
+from segcost.reports.tables import markdown_cell, markdown_rows, text_table
 from segcost.samples import deeplabv3lite
 
 
@@ -27,8 +27,20 @@ def test_markdown_tables_are_laid_out_as_tabulate_does():
     rng = random.Random(1)
     for _ in range(3000):
         rows, headers = _random_table(rng)
-        expected = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+        expected = tabulate(markdown_rows(rows), headers=[markdown_cell(header) for header in headers],
+                            tablefmt="github", disable_numparse=True)
         assert text_table(rows, headers, markdown=True) == expected, (rows, headers)
+
+
+def test_markdown_cells_cannot_change_the_table_or_embed_content():
+    """A layer name is untrusted text: it must not add columns, end rows, or render a link/image/HTML."""
+    name = "evil|x\n![t](https://e.example/p.png) <img src=x> [l](u) `c`"
+    table = text_table([[name, 1]], ["layer", "MACs"], markdown=True)
+    rows = table.splitlines()
+    assert len(rows) == 3   # header, rule, one row: the newline did not end the row
+    assert rows[2].count("|") - rows[2].count("\\|") == 3   # two columns' borders only
+    for raw in ("!", "[", "<", "`"):   # every one escaped: no link, image, HTML or code span
+        assert all(table[index - 1] == "\\" for index, char in enumerate(table) if char == raw)
 
 
 def test_a_model_report_in_markdown_is_tabulates_table():

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from segcost.check.diff import ModelDiff
 from segcost.check.evaluate import CheckResult, Outcome
+from segcost.reports.tables import markdown_rows
 from segcost.reports.units import human
 
 CHECK_FORMATS = ("table", "json", "junit", "github", "md")
@@ -36,7 +37,8 @@ def render_check(result: CheckResult, fmt: str = "table") -> str:
     failed = sum(1 for outcome in result.outcomes if not outcome.passed)
     verdict = (f"{len(result.outcomes)} budgets, {failed} exceeded" if failed else
                f"all {len(result.outcomes)} budgets hold")
-    table = tabulate(rows, headers=["model", "budget", "actual", "limit", "result", "detail"],
+    table = tabulate(markdown_rows(rows) if fmt == "md" else rows,
+                     headers=["model", "budget", "actual", "limit", "result", "detail"],
                      tablefmt="github" if fmt == "md" else "simple", disable_numparse=True)
     if fmt == "md":
         icon = "❌" if failed else "✅"
@@ -100,7 +102,8 @@ def render_diff(diff: ModelDiff, label_a: str, label_b: str, fmt: str = "table",
         before, after = diff.totals_a[key], diff.totals_b[key]
         percent = f" ({100 * (after - before) / before:+.2f}%)" if before else ""
         totals.append(f"{key}: {before:,} -> {after:,}{percent}")
-    table = tabulate(rows, headers=[label_a, label_b, "op", "matched", "MACs A", "MACs B", "MACs change"],
+    table = tabulate(markdown_rows(rows) if fmt == "md" else rows,
+                     headers=[label_a, label_b, "op", "matched", "MACs A", "MACs B", "MACs change"],
                      tablefmt="github" if fmt == "md" else "simple", disable_numparse=True)
     unchanged = len(diff.changes) - len([c for c in diff.changes if c.macs_delta or c.matched_by in
                                          ("added", "removed") or c.params_a != c.params_b])

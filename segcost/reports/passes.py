@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 
 from segcost.passes import Finding, PassRecord
+from segcost.reports.tables import markdown_rows
 from segcost.reports.units import human, human_bytes
 
 
@@ -49,7 +50,8 @@ def render_findings(findings: list[Finding], fmt: str = "table") -> str:
     from tabulate import tabulate
 
     rows = [[finding.layer, finding.op_type, finding.rule, finding.reason] for finding in findings]
-    return tabulate(rows, headers=["layer", "op", "rule", "reason"], tablefmt="github" if fmt == "md" else "simple",
+    return tabulate(markdown_rows(rows) if fmt == "md" else rows, headers=["layer", "op", "rule", "reason"],
+                    tablefmt="github" if fmt == "md" else "simple",
                     disable_numparse=True) + f"\n{len(findings)} findings\n"
 
 

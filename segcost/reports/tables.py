@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+# Characters that let a cell change a Markdown table or the page around it (a layer name comes from
+# the model file, which is untrusted: a "|" adds columns, a newline ends the row, "![x](url)" embeds
+# an image in a pull-request comment). Backslash-escaped, as GitHub's table syntax documents.
+_MARKDOWN_SPECIAL = str.maketrans({char: "\\" + char for char in "\\|[]!<>`"} | {"\n": " ", "\r": " "})
+
+
+def markdown_cell(cell) -> str:
+    """A text cell made inert for a Markdown table: structure and link/image/HTML syntax escaped."""
+    return "" if cell is None else str(cell).translate(_MARKDOWN_SPECIAL)
+
+
+def markdown_rows(rows: list[list]) -> list[list[str]]:
+    """`rows` with every cell through markdown_cell."""
+    return [[markdown_cell(cell) for cell in row] for row in rows]
+
 
 def text_table(rows: list[list], headers: list[str], markdown: bool = False) -> str:
     """tabulate's "github" (markdown) or "simple" table of text cells (numbers are not parsed).
@@ -12,8 +27,11 @@ def text_table(rows: list[list], headers: list[str], markdown: bool = False) -> 
     two spaces, with no trailing spaces; a "github" table has the same columns between
     "| " ... " | " ... " |" and a "|---|" rule of width + 2. Those layouts are written here
     when every cell is printable ASCII (no escape sequences, wide or multi-line text, which
-    tabulate measures specially). Tests compare both with tabulate on many tables.
+    tabulate measures specially). Tests compare both with tabulate on many tables. Markdown
+    cells are escaped first (markdown_cell).
     """
+    if markdown:
+        rows, headers = markdown_rows(rows), [markdown_cell(header) for header in headers]
     texts = [["" if cell is None else str(cell) for cell in row] for row in rows]   # tabulate prints None as ""
     joined = "".join(map("".join, texts))
     if not (joined.isascii() and joined.isprintable()):
