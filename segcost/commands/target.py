@@ -29,9 +29,11 @@ def _shape_option(function):
 def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
     """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do."""
     from segcost.commands.inputs import load_cli_graph
+    from segcost.ir.opchecks import check_graph
     from segcost.optimize import target_pipeline
 
     graph, _ = load_cli_graph(model, input_shapes)
+    check_graph(graph)   # degenerate attributes are input errors here too, before any pass runs
     return target_pipeline(graph) if fuse else graph
 
 

@@ -19,7 +19,7 @@ from segcost.errors import InputError
 from segcost.ir.graph import Graph
 from segcost.ir.opforms import check_resize_operands, read_operand
 
-__all__ = ["CHECKED_OP_TYPES", "check_node"]
+__all__ = ["CHECKED_OP_TYPES", "check_graph", "check_node"]
 
 _CONV = ("strides", "dilations", "kernel_shape", "group")
 _POOL = ("strides", "dilations", "kernel_shape")
@@ -117,3 +117,15 @@ def _where(key: str, op_type: str) -> str:
 
 def _show(value) -> str:
     return str(list(value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def check_graph(graph: Graph) -> None:
+    """check_node for every node of `graph` whose op type has checks (commands that run no cost
+    rule, such as `segcost verify`, call this; the cost-rule registry checks nodes as it costs them).
+
+    Raises:
+        InputError: for the first degenerate attribute or operand, as check_node.
+    """
+    for key in graph.dag:
+        if graph.node(key).op_type in CHECKED_OP_TYPES:
+            check_node(graph, key)

@@ -73,12 +73,13 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("command", ["analyze", "verify", "cost"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_degenerate_attribute_is_one_line_exit_2(case, run_cli, tmp_path):
+def test_degenerate_attribute_is_one_line_exit_2(case, command, run_cli, tmp_path):
     model, message = CASES[case]
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    code, out, err = run_cli("analyze", str(path))
+    code, out, err = run_cli(command, str(path))
     assert code == 2, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("segcost: error: "), err
