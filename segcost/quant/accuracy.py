@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from segcost.quant.calibration import CalibrationSource
+from segcost.quant.ranges import chunks_by_bytes
 
 
 @dataclass
@@ -197,17 +198,8 @@ def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> li
     returns: all of a 576x576 UperNet's activations at once are gigabytes. Unknown sizes
     count as 64 MiB.
     """
-    budget = PER_RUN_BYTES if budget is None else budget
-    chunks: list[list] = []
-    used = budget
-    for pair in pairs:
-        size = sizes.get(pair[0], 64 << 20)
-        if used + size > budget:
-            chunks.append([])
-            used = 0
-        chunks[-1].append(pair)
-        used += size
-    return chunks
+    return chunks_by_bytes(pairs, lambda pair: sizes.get(pair[0], 64 << 20),
+                           PER_RUN_BYTES if budget is None else budget)
 
 
 def _compare_outputs(float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8):

@@ -24,13 +24,16 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
 
 from segcost.quant.calibration import CalibrationSource
+
+T = TypeVar("T")
 
 CHUNK_BYTES = 512 << 20   # calibrated tensors returned by one onnxruntime run
 HISTOGRAM = {"entropy": {"num_bins": 128, "num_quantized_bins": 128, "percentile": 99.999},  # onnxruntime's
@@ -56,16 +59,23 @@ def tensors_to_calibrate(model: onnx.ModelProto) -> dict[str, int]:
     return chosen
 
 
-def _chunks(sizes: dict[str, int], budget: int) -> list[list[str]]:
-    chunks: list[list[str]] = []
+def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -> list[list[T]]:
+    """`items` in order, cut into runs whose `size` (bytes) sums to at most `budget` (an item larger than
+    the budget runs alone): how many extra outputs one onnxruntime run may hold at once."""
+    chunks: list[list[T]] = []
     used = budget
-    for name, size in sizes.items():
-        if used + size > budget:
+    for item in items:
+        item_size = size(item)
+        if used + item_size > budget:
             chunks.append([])
             used = 0
-        chunks[-1].append(name)
-        used += size
+        chunks[-1].append(item)
+        used += item_size
     return chunks
+
+
+def _chunks(sizes: dict[str, int], budget: int) -> list[list[str]]:
+    return chunks_by_bytes(sizes, sizes.__getitem__, budget)
 
 
 def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,

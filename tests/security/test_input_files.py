@@ -25,6 +25,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.errors import InputError
+from tests.security.helpers import one_error_line
 
 REPO = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT = 3 * 2**30
@@ -57,14 +58,6 @@ def _segcost(*args: str, cwd: Path, timeout: float = 60) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
-def _one_error_line(code: int, err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("segcost: error:"), err
-    for word in words:
-        assert word in lines[0], (word, err)
-
-
 def _special(kind: str, path: Path) -> Path:
     if kind == "fifo":
         os.mkfifo(path)
@@ -93,7 +86,7 @@ def test_config_like_inputs_must_be_regular_files(tmp_path, role, kind):
         path = _special(kind, tmp_path / "segcost.toml")
         args = ["check"]   # the implicit ./segcost.toml
     code, err = _segcost(*args, cwd=tmp_path, timeout=30)
-    _one_error_line(code, err, path.name, "regular file")
+    one_error_line(code, err, path.name, "regular file")
 
 
 def test_config_like_inputs_have_a_size_cap(tmp_path):
@@ -103,11 +96,11 @@ def test_config_like_inputs_have_a_size_cap(tmp_path):
     padding = "# padding\n" * (2 * 2**20 // 10)
     config.write_text(f'[[models]]\npath = "{model.name}"\nmax_gmacs = 10\n{padding}')
     code, err = _segcost("check", cwd=tmp_path)
-    _one_error_line(code, err, "segcost.toml", "limit")
+    one_error_line(code, err, "segcost.toml", "limit")
 
 
 @pytest.mark.parametrize("role", ["profile", "baseline", "sweep-spec", "budgets-file"])
-def test_deeply_nested_config_like_inputs_are_one_error_line(tmp_path, role):
+def test_deeply_nested_config_like_inputs_areone_error_line(tmp_path, role):
     """5000 nested arrays: the parsers' RecursionError used to surface without the file's name."""
     model = _small_model(tmp_path / "model.onnx")
     deep_toml = "a = " + "[" * 5000 + "]" * 5000 + "\n"
@@ -121,7 +114,7 @@ def test_deeply_nested_config_like_inputs_are_one_error_line(tmp_path, role):
         path, args = tmp_path / "segcost.toml", ["check"]
     path.write_text("[" * 100_000 + "]" * 100_000 if role == "baseline" else deep_toml)
     code, err = _segcost(*args, cwd=tmp_path)
-    _one_error_line(code, err, path.name, "nested")
+    one_error_line(code, err, path.name, "nested")
 
 
 # ---------------------------------------------------------------------------------- sweeps bounded
@@ -133,7 +126,7 @@ def test_sweep_point_count_is_capped_before_expansion(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(f'[axes]\nmodels = ["MobileNetV2+FPNLite"]\ninput_sizes = [{sizes}]\nnum_classes = [{classes}]\n')
     code, err = _segcost("sweep", str(spec), "-q", "--max-points", "0", cwd=tmp_path, timeout=60)
-    _one_error_line(code, err, "spec.toml", "22,500 points")
+    one_error_line(code, err, "spec.toml", "22,500 points")
     assert not (tmp_path / "spec.cache").exists()
 
 
@@ -237,28 +230,28 @@ def test_diff_of_renamed_8000_layer_graphs_is_fast_and_small(tmp_path):
     ("pyproject.toml", 'tool = 5\n', ["tool"]),
     ("pyproject.toml", '[tool]\nsegcost = 5\n', ["tool.segcost"]),
 ])
-def test_wrong_typed_config_values_are_one_error_line(tmp_path, file_name, content, words):
+def test_wrong_typed_config_values_areone_error_line(tmp_path, file_name, content, words):
     _small_model(tmp_path / "model.onnx")
     (tmp_path / file_name).write_text(content)
     code, err = _segcost("check", cwd=tmp_path)
-    _one_error_line(code, err, file_name, *words)
+    one_error_line(code, err, file_name, *words)
 
 
 @pytest.mark.parametrize("totals", [
     '{"macs": NaN, "params": 1}', '{"macs": 1e400, "params": 1}', '{"macs": Infinity, "params": 1}',
     '{"macs": 100000000000000000000000000000, "params": 1}', '{"macs": -5, "params": 1}', '{"params": 1}',
 ])
-def test_bad_baseline_numbers_are_one_error_line(tmp_path, totals):
+def test_bad_baseline_numbers_areone_error_line(tmp_path, totals):
     model = _small_model(tmp_path / "model.onnx")
     baseline = tmp_path / "baseline.json"
     baseline.write_text(f'{{"schema": "segcost.baseline/1", "models": {{"{model}": {{"totals": {totals}}}}}}}')
     code, err = _segcost("check", str(model), "--baseline", str(baseline), cwd=tmp_path)
-    _one_error_line(code, err, "baseline.json")
+    one_error_line(code, err, "baseline.json")
 
 
-def test_nul_byte_in_a_sweep_spec_target_is_one_error_line(tmp_path):
+def test_nul_byte_in_a_sweep_spec_target_isone_error_line(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text('measures = ["macs", "latency"]\n[axes]\nmodels = ["MobileNetV2+FPNLite"]\n'
                     'targets = ["board\\u0000.toml"]\n')
     code, err = _segcost("sweep", str(spec), "-q", "--max-points", "0", cwd=tmp_path)
-    _one_error_line(code, err, "spec.toml", "NUL")
+    one_error_line(code, err, "spec.toml", "NUL")

@@ -21,6 +21,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.security.helpers import one_error_line
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -44,14 +46,6 @@ def _conv_bn_model(path: Path) -> Path:
 @pytest.fixture
 def model(tmp_path) -> Path:
     return _conv_bn_model(tmp_path / "model.onnx")
-
-
-def _one_error_line(code: int, err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("segcost: error:"), err
-    for word in words:
-        assert word in lines[0], (word, err)
 
 
 def _no_temp_files(folder: Path) -> None:
@@ -184,7 +178,7 @@ def test_an_output_that_is_any_input_is_refused_before_writing(run_cli, model, t
                 "-o", str(output)]
     before = victim.read_bytes()
     code, _, err = run_cli(*args)
-    _one_error_line(code, err, "same file", str(victim.name))
+    one_error_line(code, err, "same file", str(victim.name))
     assert victim.read_bytes() == before
     _no_temp_files(tmp_path)
 
@@ -194,14 +188,14 @@ def test_all_outputs_are_checked_before_the_first_write(run_cli, model, tmp_path
     before = model.read_bytes()
     output = tmp_path / "o.onnx"
     code, _, err = run_cli("optimize", str(model), "--no-check", "-o", str(output), "--report", str(model))
-    _one_error_line(code, err, "--report", "same file")
+    one_error_line(code, err, "--report", "same file")
     assert not output.exists() and model.read_bytes() == before
 
 
 def test_two_outputs_that_are_one_file_are_refused(run_cli, model, tmp_path):
     output = tmp_path / "o.onnx"
     code, _, err = run_cli("optimize", str(model), "--no-check", "-o", str(output), "--report", str(output))
-    _one_error_line(code, err, "same file")
+    one_error_line(code, err, "same file")
     assert not output.exists()
 
 
@@ -212,7 +206,7 @@ def test_a_sweep_table_onto_its_spec_is_refused(run_cli, tmp_path):
     table = tmp_path / "results.csv"
     table.symlink_to(spec.name)
     code, _, err = run_cli("sweep", str(spec), "-o", str(table), "--max-points", "0", "-q")
-    _one_error_line(code, err, "same file")
+    one_error_line(code, err, "same file")
     assert spec.read_text().startswith("[axes]")
 
 
@@ -276,7 +270,7 @@ def test_an_output_onto_the_models_external_data_is_refused(run_cli, tmp_path, c
     other = tmp_path / "out.onnx"
     args = [part.format(model=model_path, data=data, other=other) for part in command]
     code, _, err = run_cli(*args)
-    _one_error_line(code, err, str(data), "model reads")
+    one_error_line(code, err, str(data), "model reads")
     assert data.read_bytes() == before
     assert not other.exists()   # checked before the first write
     _no_temp_files(tmp_path)
