@@ -47,6 +47,11 @@ TARGETS = ("cpu", "tda4vm")
 TAIL_OPS = frozenset({"Resize", "Upsample", "Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
 
+# Ops that only a quantized graph has: quantizing it again would stack a second QDQ layer.
+_QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                            "MatMulInteger", "DynamicQuantizeLinear"})
+
+
 class QuantizationError(SegcostError):
     """onnxruntime's quantizer failed on this model; the message names the layer and a workaround."""
 
@@ -194,6 +199,9 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         raise InputError(f"unknown quantization target {options.target!r} ({', '.join(TARGETS)})")
     if options.calib_size <= 0:
         raise InputError("--calib-size must be positive")
+    quantized = sorted({node.op_type for key in graph.dag if (node := graph.node(key)).op_type in _QUANTIZED_OPS})
+    if quantized:
+        raise InputError(f"the model is already quantized ({', '.join(quantized)} nodes); --int8 needs a float model")
     _check_excluded(graph, options.exclude_nodes)
     input_name, input_shape = single_image_input(graph, options.calibration)
     source = open_source(options.calibration, input_name, input_shape, options.calib_size, options.seed,

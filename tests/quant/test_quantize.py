@@ -104,6 +104,10 @@ def test_cli_int8_writes_model_and_accuracy_report(run_cli, small_model_path, tm
     code, _, err = run_cli("optimize", str(small_model_path), "--int8", "--calib-size", "2", "-o", str(output),
                            "--max-drop", "-1")
     assert code == 1 and "exceeds --max-drop" in err
+    again = tmp_path / "again.onnx"
+    code, _, err = run_cli("optimize", str(output), "--int8", "--calib-size", "2", "-o", str(again))
+    assert code == 2 and err.count("\n") == 1 and "already quantized" in err, err   # not "produced by two nodes"
+    assert not again.exists()
 
 
 def _one_line_2(run_cli, model_path, tmp_path, calib, match):
