@@ -15,17 +15,18 @@ from segcost.frontends import protoscan
 from segcost.frontends.onnx import _check_attributes, load, read_model
 from segcost.ir import Graph, Node
 from segcost.ir.onnx_io import read_value_infos
+from segcost.reports.tables import markdown_cell, markdown_rows
 from segcost.reports.tables import text_table as _table
 from segcost.samples import deeplabv3lite
 from segcost.samples.scale import deep, wide
 
 
 def _random_table(rng: random.Random) -> tuple[list[list], list[str]]:
-    pieces = ["a", " ", "x1", "-", "", "  y ", "{}", "%", "0.0", "1e5", "True", "None", "1,000", "é", "\n", "\t",
-              "\x1b[31m"]
-    headers = ["".join(rng.choice(["h", "#", "ab", " "]) for _ in range(rng.randint(1, 4))).strip() or "h"
+    pieces = ["a", " ", "x1", "-", "", "  y ", "{}", "%", "0.0", "1e5", "True", "None", "1,000", "|", ":", "`",
+              "é", "\n", "\t", "\x1b[31m", "中"]
+    headers = ["".join(rng.choice(["h", "#", "ab", " ", "|"]) for _ in range(rng.randint(1, 4))).strip() or "h"
                for _ in range(rng.randint(1, 5))]
-    rows = [[rng.choice([rng.randint(-10, 10**6), "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))])
+    rows = [[rng.choice([None, rng.randint(-10, 10**6), "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))])
              for _ in headers] for _ in range(rng.randint(0, 6))]
     return rows, headers
 
@@ -36,6 +37,15 @@ def test_text_tables_are_laid_out_as_tabulate_does():
         rows, headers = _random_table(rng)
         expected = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
         assert _table(rows, headers, markdown=False) == expected, (rows, headers)
+
+
+def test_markdown_tables_are_laid_out_as_tabulate_does():
+    rng = random.Random(1)
+    for _ in range(3000):
+        rows, headers = _random_table(rng)
+        expected = tabulate(markdown_rows(rows), headers=[markdown_cell(header) for header in headers],
+                            tablefmt="github", disable_numparse=True)
+        assert _table(rows, headers, markdown=True) == expected, (rows, headers)
 
 
 def test_model_text_tables_are_laid_out_as_tabulate_does():
