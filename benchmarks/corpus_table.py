@@ -104,7 +104,9 @@ def cell(value: int | str, truth: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="corpus model names (default: all)")
-    parser.add_argument("--corpus-dir", default=os.environ.get("SEGCOST_CORPUS_DIR", "/work/corpus"))
+    parser.add_argument("--corpus-dir", default=os.environ.get("SEGCOST_CORPUS_DIR",
+                                                               str(REPO_ROOT / "benchmarks" / "_models" / "corpus")),
+                        help="where corpus models are built and cached ($SEGCOST_CORPUS_DIR)")
     parser.add_argument("--format", default="github", help="tabulate format (github, plain, ...)")
     args = parser.parse_args(argv)
     specs = [BY_NAME[name] for name in args.names] if args.names else list(SPECS)
