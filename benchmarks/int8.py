@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--no-trained", action="store_true", help="skip the trained tiny model")
     parser.add_argument("--no-builtin", action="store_true", help="skip the built-in DeepLabV3Lite")
     parser.add_argument("--segcost-only", action="store_true", help="no peer quantizers")
-    parser.add_argument("models", nargs="*", help="more ONNX models (e.g. benchmarks/_models/corpus/*.onnx), random weights")
+    parser.add_argument("models", nargs="*", help="more ONNX models (e.g. the corpus cache), random weights")
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu needs --threads 1")
