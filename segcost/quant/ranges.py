@@ -74,10 +74,6 @@ def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -
     return chunks
 
 
-def _chunks(sizes: dict[str, int], budget: int) -> list[list[str]]:
-    return chunks_by_bytes(sizes, sizes.__getitem__, budget)
-
-
 def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,
                    progress: Callable[[int, int], None] | None = None, budget: int | None = None) -> Path:
     """Statistics of every tensor to calibrate over `source`; returns the ranges file for quantize_static.
@@ -95,8 +91,8 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
     model = onnx.load(model_path, load_external_data=False)   # weights stay in their file, read by onnxruntime
     sizes = tensors_to_calibrate(model)
     inputs = {tensor.name for tensor in model.graph.input}
-    chunks = _chunks({tensor: size for tensor, size in sizes.items() if tensor not in inputs},
-                     CHUNK_BYTES if budget is None else budget) or [[]]
+    chunks = chunks_by_bytes([tensor for tensor in sizes if tensor not in inputs], sizes.__getitem__,
+                             CHUNK_BYTES if budget is None else budget) or [[]]
     name = {CalibrationMethod.Entropy: "entropy", CalibrationMethod.Percentile: "percentile"}.get(method)
     collector = HistogramCollector(method=name, symmetric=False, scenario="same", **HISTOGRAM[name]) if name else None
     low: dict[str, float] = {}
