@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from segcost.quant.calibration import CalibrationSource
-from segcost.quant.ranges import chunks_by_bytes
+from segcost.quant.ranges import chunks_by_bytes, float32_bytes
 
 
 @dataclass
@@ -184,11 +184,7 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
 
 def _tensor_bytes(model: onnx.ModelProto) -> dict[str, int]:
     """float32 bytes of each tensor with a known shape in `model` (symbolic dims count as 1: one sample)."""
-    sizes = {}
-    for info in list(model.graph.value_info) + list(model.graph.output):
-        dims = info.type.tensor_type.shape.dim
-        sizes[info.name] = 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
-    return sizes
+    return {info.name: float32_bytes(info) for info in [*model.graph.value_info, *model.graph.output]}
 
 
 def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> list[list]:

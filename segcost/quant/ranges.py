@@ -54,9 +54,14 @@ def tensors_to_calibrate(model: onnx.ModelProto) -> dict[str, int]:
                 continue
             if info.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
                 continue
-            dims = info.type.tensor_type.shape.dim
-            chosen[name] = 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
+            chosen[name] = float32_bytes(info)
     return chosen
+
+
+def float32_bytes(info: onnx.ValueInfoProto) -> int:
+    """Bytes of the tensor `info` describes, as float32 (symbolic or unknown dims count as 1: one sample)."""
+    dims = info.type.tensor_type.shape.dim
+    return 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
 
 
 def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -> list[list[T]]:
