@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from segcost.quant.calibration import CalibrationSource
+from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, float32_bytes
 
 
@@ -142,7 +143,6 @@ def _sqnr(signal: float, noise: float) -> float:
 
 
 PER_RUN_BYTES = 256 << 20   # compared activations returned by one onnxruntime run, per model (2 models)
-RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
 
 
 def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, source: CalibrationSource,
