@@ -219,7 +219,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         from segcost.quant.quantize import quantize_graph, single_image_input
         from segcost.quant.speed import measure, predict
 
-        quantized = quantize_graph(result.graph, int8, progress)
+        quantized = quantize_graph(result.graph, int8, progress, float_model=result.model)
         try:
             onnx.checker.check_model(quantized.model)
         except onnx.checker.ValidationError as error:

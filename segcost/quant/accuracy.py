@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 
 from segcost.quant.calibration import CalibrationSource
-from segcost.quant.ranges import chunks_by_bytes
+from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
+from segcost.quant.ranges import chunks_by_bytes, float32_bytes
 
 
 @dataclass
@@ -142,7 +143,6 @@ def _sqnr(signal: float, noise: float) -> float:
 
 
 PER_RUN_BYTES = 256 << 20   # compared activations returned by one onnxruntime run, per model (2 models)
-RENAMED_OUTPUT_SUFFIX = "_QuantizeLinear_Input"  # onnxruntime renames a quantized graph output's producer
 
 
 def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, source: CalibrationSource,
@@ -184,11 +184,7 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
 
 def _tensor_bytes(model: onnx.ModelProto) -> dict[str, int]:
     """float32 bytes of each tensor with a known shape in `model` (symbolic dims count as 1: one sample)."""
-    sizes = {}
-    for info in list(model.graph.value_info) + list(model.graph.output):
-        dims = info.type.tensor_type.shape.dim
-        sizes[info.name] = 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
-    return sizes
+    return {info.name: float32_bytes(info) for info in [*model.graph.value_info, *model.graph.output]}
 
 
 def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> list[list]:

@@ -171,8 +171,11 @@ def _layer_in(message: str, graph: Graph) -> str | None:
 
 
 def quantize_graph(graph: Graph, options: QuantizeOptions,
-                   progress: Callable[[int, int], None] | None = None) -> QuantizeResult:
+                   progress: Callable[[int, int], None] | None = None,
+                   float_model: onnx.ModelProto | None = None) -> QuantizeResult:
     """Quantize a float IR (fuse first: BatchNorm must already be folded); returns the QDQ model.
+
+    `float_model` is `to_model(graph)` when the caller already has it (not modified here).
 
     Raises InputError for bad options or data, QuantizationError (naming the layer and a
     workaround) when onnxruntime's quantizer fails.
@@ -208,7 +211,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
                          options.mean, options.std, split="train")
     if len(source) == 0:
         raise InputError(f"calibration data {options.calibration!r} gave no samples")
-    float_model = to_model(graph)
+    float_model = float_model if float_model is not None else to_model(graph)
     prepared = prepare_for_quantizer(float_model, options.per_channel)
     excluded = list(options.exclude_nodes)
     if options.target == "cpu":

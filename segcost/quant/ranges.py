@@ -54,9 +54,14 @@ def tensors_to_calibrate(model: onnx.ModelProto) -> dict[str, int]:
                 continue
             if info.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
                 continue
-            dims = info.type.tensor_type.shape.dim
-            chosen[name] = 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
+            chosen[name] = float32_bytes(info)
     return chosen
+
+
+def float32_bytes(info: onnx.ValueInfoProto) -> int:
+    """Bytes of the tensor `info` describes, as float32 (symbolic or unknown dims count as 1: one sample)."""
+    dims = info.type.tensor_type.shape.dim
+    return 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
 
 
 def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -> list[list[T]]:
@@ -72,10 +77,6 @@ def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -
         chunks[-1].append(item)
         used += item_size
     return chunks
-
-
-def _chunks(sizes: dict[str, int], budget: int) -> list[list[str]]:
-    return chunks_by_bytes(sizes, sizes.__getitem__, budget)
 
 
 def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,
@@ -95,8 +96,8 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
     model = onnx.load(model_path, load_external_data=False)   # weights stay in their file, read by onnxruntime
     sizes = tensors_to_calibrate(model)
     inputs = {tensor.name for tensor in model.graph.input}
-    chunks = _chunks({tensor: size for tensor, size in sizes.items() if tensor not in inputs},
-                     CHUNK_BYTES if budget is None else budget) or [[]]
+    chunks = chunks_by_bytes([tensor for tensor in sizes if tensor not in inputs], sizes.__getitem__,
+                             CHUNK_BYTES if budget is None else budget) or [[]]
     name = {CalibrationMethod.Entropy: "entropy", CalibrationMethod.Percentile: "percentile"}.get(method)
     collector = HistogramCollector(method=name, symmetric=False, scenario="same", **HISTOGRAM[name]) if name else None
     low: dict[str, float] = {}
