@@ -170,7 +170,7 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
     Raises:
         InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline.
     """
-    from segcost.check.budgets import ModelBudget, validate_limit
+    from segcost.check.budgets import ModelBudget, given_limits
     from segcost.check.evaluate import (
         check_graph,
         compare_baseline,
@@ -178,11 +178,8 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         read_baseline,
     )
 
-    limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,
-              "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
-    for key, value in limits.items():
-        if value is not None:
-            validate_limit(key, value, key)
+    limits = given_limits(str, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
+                          max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
     increase = parse_percent(str(max_increase)) if isinstance(max_increase, str) else float(max_increase)
     if not math.isfinite(increase) or increase < 0:
         raise InputError(f"max_increase must be a non-negative percentage, got {max_increase!r}")

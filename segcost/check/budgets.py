@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,18 @@ def validate_limit(key: str, value, where: str):
         kind = "a non-negative integer" if integral else "a non-negative finite number"
         raise InputError(f"{where} must be {kind}, got {value!r}")
     return value
+
+
+def given_limits(where: Callable[[str], str], *, max_gmacs=None, max_params_m=None, max_layer_gmacs=None,
+                 max_unsupported_ops=None, max_latency_ms=None) -> dict[str, float | int]:
+    """The limits that were given (not None), each checked by validate_limit, keyed by LIMIT_KEYS name.
+
+    One helper for the CLI's --max-* options and the Python API's max_* arguments; `where(key)` names the
+    option or argument in the error. Raises InputError on a negative, NaN or wrongly typed limit.
+    """
+    limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,
+              "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
+    return {key: validate_limit(key, value, where(key)) for key, value in limits.items() if value is not None}
 
 
 def load_budgets(path: Path) -> list[ModelBudget]:

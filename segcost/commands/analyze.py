@@ -103,15 +103,12 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
     if strict and result.coverage.unbounded:
         raise InputError("loops without a static trip count (--strict): " + ", ".join(result.coverage.unbounded))
-    timeline = None
+    timeline = findings = None
     if fmt == "html":   # before the target estimate, which fuses the graph in place
         from segcost.analyzer.timeline import activation_timeline
-
-        timeline = activation_timeline(graph)
-    findings = None
-    if fmt == "html":
         from segcost.passes import VerifyGroupedConvPass
 
+        timeline = activation_timeline(graph)
         findings = VerifyGroupedConvPass()(graph).findings
     if target:
         from segcost.optimize import estimate_on_target

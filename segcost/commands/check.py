@@ -64,9 +64,8 @@ def _limit_options(function):
 
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
              target: str | None, verify: bool, rules: str):
-    from segcost.check.budgets import ModelBudget, find_config, load_budgets, validate_limit
+    from segcost.check.budgets import ModelBudget, find_config, load_budgets
 
-    cli_limits = {key: validate_limit(key, value, _flag(key)) for key, value in limits.items() if value is not None}
     config_path = find_config(config)
     configured = load_budgets(config_path) if config_path else []
     if not models:
@@ -78,7 +77,7 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
             budget = by_source.get(Path(model).resolve()) or ModelBudget(name=model, source=model)
             budgets.append(budget)
     for budget in budgets:
-        for key, value in cli_limits.items():
+        for key, value in limits.items():
             setattr(budget, key, value)
         if input_shapes:
             budget.input_shapes = list(input_shapes)
@@ -110,6 +109,7 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
 def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_params_m, max_layer_gmacs,
           max_unsupported_ops, max_latency_ms, target, verify, rules, baseline, max_increase, fmt, output) -> None:
     """Fail the build (exit 1) when a model exceeds its MAC/params/latency budget or regresses."""
+    from segcost.check.budgets import given_limits
     from segcost.check.evaluate import (
         CheckResult,
         check_model,
@@ -119,10 +119,10 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
     )
     from segcost.reports.check import render_check
 
-    limits = {"max_gmacs": max_gmacs, "max_params_m": max_params_m, "max_layer_gmacs": max_layer_gmacs,
-              "max_unsupported_ops": max_unsupported_ops, "max_latency_ms": max_latency_ms}
     if max_increase is not None and baseline is None:
         raise InputError("--max-increase needs --baseline FILE (a `segcost baseline save` snapshot)")
+    limits = given_limits(_flag, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
+                          max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules)
     allowed_growth = parse_percent(max_increase or "0%")
     plan = _plan(output, budgets, config, baseline=baseline)
@@ -133,7 +133,7 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
         result.baseline_outcomes = compare_baseline(checks, previous, allowed_growth, baseline)
     if not result.outcomes:
         raise InputError("no limits to check: set max_gmacs, max_params_m, ... or --baseline")
-    _from_command_line(result, {key for key, value in limits.items() if value is not None}, baseline)
+    _from_command_line(result, set(limits), baseline)
     _write(render_check(result, fmt), output, plan)
     ctx.exit(0 if result.passed else 1)
 

@@ -146,6 +146,19 @@ def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_arg
     return graph, None
 
 
+def fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
+    """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do.
+
+    Raises InputError on a bad model, shape or degenerate attribute (checked before any pass runs).
+    """
+    from segcost.ir.opchecks import check_graph
+    from segcost.optimize import target_pipeline
+
+    graph, _ = load_cli_graph(model, input_shapes)
+    check_graph(graph)   # degenerate attributes are input errors here too, before any pass runs
+    return target_pipeline(graph) if fuse else graph
+
+
 def progress_line(line: str) -> None:
     """One progress line on stderr (export and calibration steps that take seconds to minutes)."""
     import click

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from segcost.commands.inputs import fused_graph
 from segcost.commands.options import trust_model_code_option
 from segcost.errors import InputError
 from segcost.reports.target import (
@@ -24,17 +25,6 @@ TARGET_HELP = "Target profile: tda4vm, am62a, cpu, or a profile .toml file."
 def _shape_option(function):
     return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
                         help="Static shape for a model input (repeatable).")(function)
-
-
-def _fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
-    """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do."""
-    from segcost.commands.inputs import load_cli_graph
-    from segcost.ir.opchecks import check_graph
-    from segcost.optimize import target_pipeline
-
-    graph, _ = load_cli_graph(model, input_shapes)
-    check_graph(graph)   # degenerate attributes are input errors here too, before any pass runs
-    return target_pipeline(graph) if fuse else graph
 
 
 @click.command("cost")
@@ -83,7 +73,7 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
     from segcost.targets.measure import compare, map_to_layers, measure
 
     profile = load_profile(target)
-    graph = _fused_graph(model, input_shapes, fuse)
+    graph = fused_graph(model, input_shapes, fuse)
     prepared = prepare(graph, profile.rules)
     measurement = measure(graph, runs=runs, warmup=warmup, threads=threads)
     comparison = compare(estimate_prepared(prepared, profile), map_to_layers(prepared, measurement), measurement)
@@ -144,7 +134,7 @@ def _calibrate_reference(reference: str, models_dir: str | None, plan, output: s
         path = folder / f"{name}.onnx"
         if not path.is_file():
             raise InputError(f"{reference}: no model file {path} for reference model {name!r} (see --models-dir)")
-        samples.append(DeviceSample(name, prepare(_fused_graph(str(path), (), True), base_profile.rules),
+        samples.append(DeviceSample(name, prepare(fused_graph(str(path), (), True), base_profile.rules),
                                     reference_time.median_ms))
     fit = fit_device(samples, base_profile)
     loo = leave_one_out(samples, base_profile) if len(samples) > 2 else None
@@ -173,7 +163,7 @@ def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, b
     if base_profile.fallback is not None:
         raise InputError(f"--base {base}: only a profile without a fallback device (the CPU running everything) "
                          "can be calibrated on this machine; fit a device profile with --reference")
-    graphs = {path: _fused_graph(path, input_shapes, True) for path in models}
+    graphs = {path: fused_graph(path, input_shapes, True) for path in models}
     measurements = measure_many(graphs, runs=runs, threads=threads,
                                 progress=lambda done, total: click.echo(f"\rmeasuring round {done}/{total}",
                                                                         err=True, nl=done == total))

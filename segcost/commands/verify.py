@@ -23,11 +23,11 @@ from segcost.commands.options import trust_model_code_option
 def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...], rules: str, fmt: str,
            fuse: bool) -> None:
     """Check depthwise/grouped consistency, the Lite rule and target support; exit 1 on findings."""
-    from segcost.commands.target import _fused_graph
+    from segcost.commands.inputs import fused_graph
     from segcost.passes import VerifyGroupedConvPass
     from segcost.reports.passes import render_findings
 
-    graph = _fused_graph(model, input_shapes, fuse)
+    graph = fused_graph(model, input_shapes, fuse)
     findings = VerifyGroupedConvPass(rules=rules)(graph).findings
     click.echo(render_findings(findings, fmt), nl=False)
     ctx.exit(1 if findings else 0)
