@@ -30,6 +30,7 @@ import posixpath
 import stat
 from collections import deque
 from collections.abc import Iterator
+from math import prod
 from pathlib import Path
 
 import onnx
@@ -233,10 +234,7 @@ class ModelSource:
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= int(dim)
-    return count * dtype_size(tensor.data_type)
+    return prod(tensor.dims) * dtype_size(tensor.data_type)
 
 
 def confine_external_tensors(model: onnx.ModelProto, top_level_attributes, external: ExternalData | None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import helper
 
 from segcost.errors import GraphError, InputError
 from segcost.frontends.confine import (
@@ -30,6 +31,7 @@ from segcost.frontends.confine import (
     open_regular,
 )
 from segcost.frontends.expansion import check_function_expansion
+from segcost.frontends.protoscan import scan
 from segcost.ir import Graph, verify_graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import from_model
@@ -111,8 +113,6 @@ def file_model(graph: Graph) -> onnx.ModelProto | None:
     source = next((item for item in graph.info.resources if isinstance(item, ModelSource)), None)
     if source is None:
         return None
-    from onnx import helper
-
     try:
         model = source.whole_model()
     except (DecodeError, RuntimeError, ValueError) as error:
@@ -204,8 +204,6 @@ def read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, 
 
 def _read_model(model_path: Path) -> tuple[onnx.ModelProto, dict[int, tuple[int, int]], HeldFile]:
     """read_model, and the open model file the regions are read from later (never reopened by name)."""
-    from segcost.frontends.protoscan import scan
-
     held = open_regular(model_path, "an .onnx file")
     try:
         data, regions = scan(held)

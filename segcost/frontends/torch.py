@@ -6,14 +6,18 @@ functions so that a missing extra is a clear InputError, not an ImportError at s
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.frontends import onnx as onnx_frontend
 
 DEFAULT_OPSET = 17
 
@@ -97,8 +101,6 @@ def parse_factory_args(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     Raises:
         InputError: an item without ``=`` or with a KEY that is not an identifier.
     """
-    import ast
-
     arguments: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -143,8 +145,6 @@ def load_module(spec: str, factory_args: dict[str, Any] | None = None, trust_cod
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
         raise InputError(f"{spec!r}: expected package.module:factory or a .pt/.pth/.pt2 file")
-    import sys
-
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: the user's own modules are importable
     try:
@@ -159,8 +159,6 @@ def load_module(spec: str, factory_args: dict[str, Any] | None = None, trust_cod
 
 def _is_state_dict(torch, path: str) -> bool:
     """True when `path` is a torch.save'd mapping of tensors; read with weights_only=True (no code runs)."""
-    from collections.abc import Mapping
-
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - not loadable as plain weights either
@@ -197,10 +195,6 @@ def load_module_graph(module: Any, input_shape: tuple[int, ...], label: str,
     The temporary directory lives as long as the graph (weights are read lazily from it).
     `progress` is told (one line each) when the export starts and how long it took.
     """
-    import time
-
-    from segcost.frontends import onnx as onnx_frontend
-
     if progress is not None:
         progress(f"exporting {label} to ONNX at {'x'.join(map(str, input_shape))} (torch.onnx, opset {DEFAULT_OPSET})")
     started = time.perf_counter()

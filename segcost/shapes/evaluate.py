@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from math import prod
-from typing import cast
+from typing import TypeGuard, cast
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from segcost.ir import Shape
+from segcost.ir import Shape, is_static_shape
 from segcost.ir.onnx_io import shape_of
 
 # A tensor is evaluated only if it, and every tensor its computation reads, has at most this
@@ -55,8 +55,9 @@ def static_shapes(inferred: onnx.ModelProto) -> dict[str, Shape | None]:
     return shapes
 
 
-def _is_static(shape: Shape | None) -> bool:
-    return shape is not None and all(isinstance(dim, int) and dim >= 0 for dim in shape)
+def _is_static(shape: Shape | None) -> TypeGuard[tuple[int, ...]]:
+    """ir.is_static_shape, and no negative dim (a file may declare dim_value -1)."""
+    return is_static_shape(shape) and all(dim >= 0 for dim in shape)
 
 
 def open_consumed(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> bool:
@@ -91,7 +92,7 @@ def _evaluate_round(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> 
 
     def small(name: str) -> bool:
         shape = shapes.get(name)
-        return shape is not None and _is_static(shape) and prod(cast(tuple[int, ...], shape)) <= MAX_ELEMENTS
+        return _is_static(shape) and prod(shape) <= MAX_ELEMENTS
 
     memo: dict[str, bool] = {}
 

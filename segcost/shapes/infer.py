@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import onnx
+from onnx import helper
 
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, TensorInfo
@@ -58,8 +59,6 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     decides whether a 100k-node graph fits in 1 GiB. Graph outputs carry their type only:
     a shape the file declares must not constrain (or contradict) the computed one.
     """
-    from onnx import helper
-
     shell = onnx.ModelProto()
     shell.ir_version = max(model.ir_version, 4)
     shell.opset_import.extend(model.opset_import)
@@ -113,8 +112,6 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
     layers downstream of it too. Tensors with a computed shape are never seeded. None when
     there is nothing to seed.
     """
-    from onnx import helper
-
     produced = {name for node in shell.graph.node for name in node.output}
     seeds = []
     for name, info in declared.items():
