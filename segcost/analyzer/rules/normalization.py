@@ -21,6 +21,7 @@ from math import prod
 from segcost.analyzer.registry import SHAPE_UNKNOWN, OpCost, OpView, cost_rule
 from segcost.analyzer.rules.elementwise import per_element
 from segcost.errors import ShapeError
+from segcost.ir import is_static_shape
 from segcost.ir.opforms import normalize_axes, normalize_axis
 
 MICROSOFT = ("com.microsoft",)
@@ -47,10 +48,9 @@ def _norm_cost(op: OpView, rows_of: Callable[[tuple[int, ...]], int], per_elemen
 
     SHAPE_UNKNOWN when input 0 has a symbolic/unknown dim or rank < min_rank.
     """
-    dims = op.input_shapes[0] if op.input_shapes else None
-    if dims is None or len(dims) < min_rank or not all(isinstance(dim, int) and dim >= 0 for dim in dims):
+    shape = op.input_shapes[0] if op.input_shapes else None
+    if not is_static_shape(shape) or len(shape) < min_rank or min(shape, default=0) < 0:
         return OpCost(status=SHAPE_UNKNOWN)
-    shape: tuple[int, ...] = dims  # type: ignore[assignment]  # all ints, checked above
     return OpCost(flops=per_element * prod(shape) + per_row * rows_of(shape))
 
 
