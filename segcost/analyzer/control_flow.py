@@ -23,7 +23,7 @@ from collections.abc import Callable
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
 from segcost.errors import ShapeError
 from segcost.frontends.onnx import infer_shapes
-from segcost.ir import Graph, Node, Shape, TensorInfo
+from segcost.ir import Graph, Node, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import subgraph_ir
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 
@@ -103,15 +103,15 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     its input's shape, each trip costs the same.
     """
     carried_outer, carried_inner = node.inputs[2:], body.inputs[2:]
-    if all(_static(body.shape(name)) for name in carried_inner) and all(
-            _static(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
+    if all(is_static_shape(body.shape(name)) for name in carried_inner) and all(
+            is_static_shape(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
         return _same_shapes(body, carried_inner)
     seeds: dict[str, tuple[int, Shape | None]] = (
         {body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {})
     seeds.update({inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
-                  if outer and _static(graph.shape(outer)) and not _static(body.shape(inner))})
+                  if outer and is_static_shape(graph.shape(outer)) and not is_static_shape(body.shape(inner))})
     for name, (dtype, shape) in seeds.items():
-        if not _static(body.shape(name)):
+        if not is_static_shape(body.shape(name)):
             body.tensors[name] = TensorInfo(name, dtype or body.dtype(name), shape)
     interface = list(body.inputs)
     body.inputs += [name for name in dict.fromkeys(tensor for key in body.dag for tensor in body.node(key).all_inputs)
@@ -128,12 +128,8 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
 
 def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:
     outputs = body.outputs[1:1 + len(carried_inner)]
-    return all(body.shape(inner) == body.shape(output) or not _static(body.shape(output))
+    return all(body.shape(inner) == body.shape(output) or not is_static_shape(body.shape(output))
                for inner, output in zip(carried_inner, outputs))
-
-
-def _static(shape) -> bool:
-    return shape is not None and all(isinstance(dim, int) for dim in shape)
 
 
 def _constant_int(graph: Graph, tensor: str) -> int | None:

@@ -15,11 +15,13 @@ GELU (ONNX Gelu-20): erf form 0.5·x·(1 + erf(x/√2)) = 5 per element (÷√2,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 
 from segcost.analyzer.registry import SHAPE_UNKNOWN, OpCost, OpView, cost_rule
 from segcost.analyzer.rules.elementwise import per_element
 from segcost.errors import ShapeError
+from segcost.ir import is_static_shape
 from segcost.ir.opforms import normalize_axes, normalize_axis
 
 MICROSOFT = ("com.microsoft",)
@@ -31,32 +33,33 @@ GELU_ERF = 5
 GELU_TANH = 9
 
 
-def _static_input(op: OpView, index: int = 0) -> tuple[int, ...] | None:
-    shape = op.input_shapes[index] if index < len(op.input_shapes) else None
-    if shape is None or not all(isinstance(dim, int) and dim >= 0 for dim in shape):
-        return None
-    return shape  # type: ignore[return-value]
-
-
 def _rows_from_axis(op: OpView, shape: tuple[int, ...], default_axis: int) -> int:
     axis = normalize_axis(op.attr("axis", default_axis), len(shape), f"{op.where} attribute axis")
     return prod(shape[:axis])
 
 
-def _norm_cost(op: OpView, rows: int, elements: int, per_element: int, per_row: int) -> OpCost:
-    return OpCost(flops=per_element * elements + per_row * rows)
+def _rows_over_axis(shape: tuple[int, ...], axis: int = -1) -> int:
+    return prod(shape) // shape[axis] if shape[axis] else 0
+
+
+def _norm_cost(op: OpView, rows_of: Callable[[tuple[int, ...]], int], per_element: int, per_row: int,
+               min_rank: int = 0) -> OpCost:
+    """flops = per_element·E + per_row·R for op's static input 0 (E elements, R = rows_of(shape) rows).
+
+    SHAPE_UNKNOWN when input 0 has a symbolic/unknown dim or rank < min_rank.
+    """
+    shape = op.input_shapes[0] if op.input_shapes else None
+    if not is_static_shape(shape) or len(shape) < min_rank or min(shape, default=0) < 0:
+        return OpCost(status=SHAPE_UNKNOWN)
+    return OpCost(flops=per_element * prod(shape) + per_row * rows_of(shape))
 
 
 @cost_rule("LayerNormalization")
 @cost_rule("LayerNormalization", domains=MICROSOFT)
 def layer_normalization(op: OpView) -> OpCost:
     """flops = 6·E + 4·R (+E with bias B): E elements in R = prod(shape[:axis]) rows; stats 5/elem, 4/row, ·γ."""
-    shape = _static_input(op)
-    if shape is None:
-        return OpCost(status=SHAPE_UNKNOWN)
-    elements = prod(shape)
     affine = 1 + (1 if op.has_input(2) else 0)
-    return _norm_cost(op, _rows_from_axis(op, shape, -1), elements, STATS_PER_ELEMENT + affine, STATS_PER_ROW)
+    return _norm_cost(op, lambda shape: _rows_from_axis(op, shape, -1), STATS_PER_ELEMENT + affine, STATS_PER_ROW)
 
 
 @cost_rule("RMSNormalization")
@@ -64,80 +67,57 @@ def layer_normalization(op: OpView) -> OpCost:
 @cost_rule("SimplifiedLayerNormalization", domains=MICROSOFT)
 def rms_normalization(op: OpView) -> OpCost:
     """flops = 4·E + 3·R: x², sum, ·(1/rms), ·γ per element; ÷D, +ε, 1/√ per row (R = prod(shape[:axis]))."""
-    shape = _static_input(op)
-    if shape is None:
-        return OpCost(status=SHAPE_UNKNOWN)
-    return _norm_cost(op, _rows_from_axis(op, shape, -1), prod(shape), RMS_PER_ELEMENT + 1, RMS_PER_ROW)
+    return _norm_cost(op, lambda shape: _rows_from_axis(op, shape, -1), RMS_PER_ELEMENT + 1, RMS_PER_ROW)
 
 
 @cost_rule("SkipLayerNormalization", domains=MICROSOFT)
 def skip_layer_normalization(op: OpView) -> OpCost:
     """flops = E (x + skip) + E if bias + LayerNormalization's 6·E + 4·R (+E if beta), R = E / hidden."""
-    shape = _static_input(op)
-    if shape is None:
-        return OpCost(status=SHAPE_UNKNOWN)
-    elements = prod(shape)
     adds = 1 + (1 if op.has_input(4) else 0)
     affine = 1 + (1 if op.has_input(3) else 0)
-    return _norm_cost(op, elements // shape[-1] if shape[-1] else 0, elements,
-                      adds + STATS_PER_ELEMENT + affine, STATS_PER_ROW)
+    return _norm_cost(op, _rows_over_axis, adds + STATS_PER_ELEMENT + affine, STATS_PER_ROW)
 
 
 @cost_rule("SkipSimplifiedLayerNormalization", domains=MICROSOFT)
 def skip_simplified_layer_normalization(op: OpView) -> OpCost:
     """flops = E (x + skip) + E if bias + RMS normalization's 4·E + 3·R, R = E / hidden."""
-    shape = _static_input(op)
-    if shape is None:
-        return OpCost(status=SHAPE_UNKNOWN)
-    elements = prod(shape)
     adds = 1 + (1 if op.has_input(3) else 0)
-    return _norm_cost(op, elements // shape[-1] if shape[-1] else 0, elements,
-                      adds + RMS_PER_ELEMENT + 1, RMS_PER_ROW)
+    return _norm_cost(op, _rows_over_axis, adds + RMS_PER_ELEMENT + 1, RMS_PER_ROW)
 
 
 @cost_rule("GroupNormalization")
 def group_normalization(op: OpView) -> OpCost:
     """flops = 7·E + 4·R, R = N·num_groups rows (stats 5/elem, 4/row; ·γ and +β per element)."""
-    shape = _static_input(op)
-    if shape is None or len(shape) < 2:
-        return OpCost(status=SHAPE_UNKNOWN)
-    return _norm_cost(op, shape[0] * int(op.attr("num_groups")), prod(shape), STATS_PER_ELEMENT + 2, STATS_PER_ROW)
+    return _norm_cost(op, lambda shape: shape[0] * int(op.attr("num_groups")), STATS_PER_ELEMENT + 2, STATS_PER_ROW,
+                      min_rank=2)
 
 
 @cost_rule("InstanceNormalization")
 def instance_normalization(op: OpView) -> OpCost:
     """flops = 7·E + 4·R, R = N·C rows (each channel of each image; ·γ and +β per element)."""
-    shape = _static_input(op)
-    if shape is None or len(shape) < 2:
-        return OpCost(status=SHAPE_UNKNOWN)
-    return _norm_cost(op, shape[0] * shape[1], prod(shape), STATS_PER_ELEMENT + 2, STATS_PER_ROW)
+    return _norm_cost(op, lambda shape: shape[0] * shape[1], STATS_PER_ELEMENT + 2, STATS_PER_ROW, min_rank=2)
 
 
 @cost_rule("MeanVarianceNormalization")
 def mean_variance_normalization(op: OpView) -> OpCost:
     """flops = 5·E + 3·R, R = E / prod(shape[axes]) (axes default [0, 2, 3]; no ε in its formula)."""
-    shape = _static_input(op)
-    if shape is None:
-        return OpCost(status=SHAPE_UNKNOWN)
-    axes = normalize_axes(op.attr("axes", [0, 2, 3]), len(shape), f"{op.where} attribute axes")
-    reduced = prod(shape[axis] for axis in axes)
-    elements = prod(shape)
-    return _norm_cost(op, elements // reduced if reduced else 0, elements, STATS_PER_ELEMENT, STATS_PER_ROW - 1)
+    def rows(shape: tuple[int, ...]) -> int:
+        axes = normalize_axes(op.attr("axes", [0, 2, 3]), len(shape), f"{op.where} attribute axes")
+        reduced = prod(shape[axis] for axis in axes)
+        return prod(shape) // reduced if reduced else 0
+    return _norm_cost(op, rows, STATS_PER_ELEMENT, STATS_PER_ROW - 1)
 
 
 @cost_rule("LpNormalization")
 def lp_normalization(op: OpView) -> OpCost:
     """flops = 3·E + R for p=2 (x², sum, ÷ per element; √ per row), 3·E for p=1 (|x|, sum, ÷)."""
-    shape = _static_input(op)
-    if shape is None:
-        return OpCost(status=SHAPE_UNKNOWN)
-    p = int(op.attr("p", 2))
-    if p not in (1, 2):
-        raise ShapeError(f"{op.where}: attribute p = {p} must be 1 or 2")
-    axis = normalize_axis(op.attr("axis", -1), len(shape), f"{op.where} attribute axis")
-    elements = prod(shape)
-    rows = elements // shape[axis] if shape[axis] else 0
-    return _norm_cost(op, rows if p == 2 else 0, elements, 3, 1)
+    def rows(shape: tuple[int, ...]) -> int:
+        p = int(op.attr("p", 2))
+        if p not in (1, 2):
+            raise ShapeError(f"{op.where}: attribute p = {p} must be 1 or 2")
+        axis = normalize_axis(op.attr("axis", -1), len(shape), f"{op.where} attribute axis")
+        return _rows_over_axis(shape, axis) if p == 2 else 0
+    return _norm_cost(op, rows, 3, 1)
 
 
 @cost_rule("Gelu")

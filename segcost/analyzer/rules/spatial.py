@@ -90,9 +90,9 @@ def resize(op: OpView) -> OpCost:
     mode = op.operand("mode").value or "nearest"
     input_shape = op.input_shapes[0] if op.input_shapes else None
     output_shape: tuple[int, ...] | None = None
-    if op.graph is not None and input_shape is not None and all(isinstance(dim, int) for dim in input_shape):
+    if op.graph is not None and is_static_shape(input_shape):
         # scales/sizes/roi in the form of the opset (Upsample-7 attribute ... Resize-18 axes)
-        output_shape = resize_output_shape(op.graph, op.key, input_shape)  # type: ignore[arg-type]
+        output_shape = resize_output_shape(op.graph, op.key, input_shape)
     if output_shape is None:
         output_shape = op.output_shape(0)
     if mode == "nearest":
