@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
 from segcost.errors import ShapeError
-from segcost.frontends.onnx import infer_shapes
+from segcost.shapes import infer_shapes
 from segcost.ir import Graph, Node, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import subgraph_ir
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
