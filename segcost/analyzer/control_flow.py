@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
 from segcost.errors import ShapeError
-from segcost.shapes import infer_shapes
 from segcost.ir import Graph, Node, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import subgraph_ir
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
+from segcost.shapes import infer_shapes
 
 __all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
 
