@@ -79,7 +79,7 @@ LATENCY_TARGET_PCT = 15.0
 def build_models(use_zoo: bool) -> dict:
     """Label → fused IR graph."""
     from segcost.frontends.onnx import load, load_model
-    from segcost.optimize import build_pipeline
+    from segcost.pipeline import build_pipeline
     from segcost.samples import deeplabv3lite
 
     graphs = {}

@@ -94,7 +94,7 @@ def model_path(name: str) -> Path:
 
 def samples_for(csv_path: Path, rules: str | None):
     from segcost.frontends import onnx as onnx_frontend
-    from segcost.optimize import build_pipeline
+    from segcost.pipeline import build_pipeline
     from segcost.targets.cost_model import prepare
     from segcost.targets.device_fit import DeviceSample, read_reference
 

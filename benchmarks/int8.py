@@ -128,7 +128,7 @@ def agreement(float_session, int8_session, samples) -> dict:
 
 def measure(label: str, graph, args, eval_data: str) -> list[list]:
     """One row per quantizer for this model: same fused float model, same calibration samples."""
-    from segcost.optimize import optimize_model
+    from segcost.pipeline import optimize_model
     from segcost.quant.calibration import open_source
     from segcost.quant.quantize import QuantizeOptions, single_image_input
 

@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import segcost
 from segcost.analyzer import AnalysisResult
-from segcost.check.evaluate import CheckResult
-from segcost.optimize import OptimizeResult
+from segcost.budget.evaluate import CheckResult
+from segcost.pipeline import OptimizeResult
 from segcost.samples import deeplabv3lite
 from segcost.targets.results import TargetReport
 from tests.conftest import weight
@@ -175,13 +175,21 @@ def test_quantize_returns_int8_model_and_accuracy(model_file):
     assert zero_points and all(not numpy_helper.to_array(init).any() for init in zero_points)
 
 
-def test_check_and_optimize_stay_callable_after_their_submodules_are_imported():
-    code = ("import segcost.check.evaluate, segcost.optimize, segcost\n"
-            "from segcost.check.budgets import ModelBudget\n"
-            "print(segcost.check(max_gmacs=10).passed, segcost.optimize.ATOL, segcost.optimize().after.totals.macs)")
+def test_check_and_optimize_stay_callable_after_the_modules_behind_them_are_imported():
+    code = ("import segcost.budget.evaluate, segcost.pipeline, segcost\n"
+            "from segcost.budget.budgets import ModelBudget\n"
+            "print(segcost.check(max_gmacs=10).passed, segcost.pipeline.ATOL, segcost.optimize().after.totals.macs)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.split() == ["True", "0.0001", str(segcost.analyze().totals.macs)]
 
+
+
+def test_no_submodule_shadows_an_api_name():
+    # importing segcost.<name> binds the submodule to the package attribute, replacing the API function
+    package = Path(segcost.__file__).parent
+    shadowed = [name for name in segcost.__all__
+                if (package / f"{name}.py").exists() or (package / name / "__init__.py").exists()]
+    assert shadowed == []
 
 HEAVY = ("onnx", "onnxruntime", "numpy", "torch")
 

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("segcost.passes",),
     ("segcost.targets",),
     ("segcost.quant", "segcost.data", "segcost.samples"),
-    ("segcost.optimize", "segcost.check", "segcost.zoo"),
+    ("segcost.pipeline", "segcost.budget", "segcost.zoo"),
     ("segcost.reports",),
     ("segcost.sweep",),
     ("segcost.api", "segcost.commands"),

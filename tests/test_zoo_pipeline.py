@@ -2,7 +2,7 @@
 
 Issue 5's acceptance on the zoo: after optimization no BatchNormalization remains, the node
 count drops, MACs are unchanged and onnxruntime outputs agree (max abs diff ≤ 1e-4 on a
-seeded random input; see segcost.optimize for the tolerance). Inputs are small (the
+seeded random input; see segcost.pipeline for the tolerance). Inputs are small (the
 pipeline's correctness does not depend on resolution) to keep CI fast.
 """
 
@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from segcost.frontends import onnx as onnx_frontend  # noqa: E402
 from segcost.frontends.torch import export  # noqa: E402
 from segcost.ir.onnx_io import to_model  # noqa: E402
-from segcost.optimize import compare_outputs, optimize  # noqa: E402
+from segcost.pipeline import compare_outputs, optimize  # noqa: E402
 from segcost.zoo.registry import all_models  # noqa: E402
 
 pytestmark = pytest.mark.torch

@@ -11,7 +11,7 @@
 `input_shape` is ``(1, 3, H, W)`` for a one-input model, ``{"name": (1, 3, H, W)}``,
 ``"name=1x3xHxW"`` or an example tensor. Errors are the `segcost.errors` classes the CLI
 turns into exit codes: `InputError` (and `GraphError`, `ShapeError`) for bad input,
-`segcost.optimize.NumericsError` when a rewrite changes what the model computes.
+`segcost.pipeline.NumericsError` when a rewrite changes what the model computes.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (strict): " + ", ".join(result.coverage.unsupported))
     if target:
-        from segcost.optimize import estimate_on_target
         from segcost.passes import VerifyGroupedConvPass
+        from segcost.pipeline import estimate_on_target
 
         result.findings = VerifyGroupedConvPass()(graph).findings
         result.target = estimate_on_target(graph, target)   # the CLI's path: fused, the profile's own rules
@@ -85,7 +85,7 @@ def cost(model: Any = None, input_shape: ShapeArg = None, *, target: str = "tda4
     graph, path = load_graph(model, input_shape)
     label = path or ("built-in DeepLabV3Lite" if model is None else graph.info.path)
     if fuse:
-        from segcost.optimize import build_pipeline
+        from segcost.pipeline import build_pipeline
 
         graph = build_pipeline()(graph).graph
     return from_base(Cost, estimate(graph, profile), model=label)
@@ -139,7 +139,7 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
 def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
     from segcost.commands.quiet import quiet_third_party
     from segcost.fileio import OutputPlan
-    from segcost.optimize import optimize_model
+    from segcost.pipeline import optimize_model
 
     plan = OutputPlan.check({"output": output}, {"model": model if isinstance(model, (str, os.PathLike)) else None,
                                                  "eval_data": eval_data})
@@ -170,8 +170,8 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
     Raises:
         InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline.
     """
-    from segcost.check.budgets import ModelBudget, given_limits
-    from segcost.check.evaluate import (
+    from segcost.budget.budgets import ModelBudget, given_limits
+    from segcost.budget.evaluate import (
         check_graph,
         compare_baseline,
         parse_percent,

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from segcost.analyzer import AnalysisResult
-from segcost.check.evaluate import CheckResult
+from segcost.budget.evaluate import CheckResult
 from segcost.errors import InputError
-from segcost.optimize import OptimizeResult
+from segcost.pipeline import OptimizeResult
 from segcost.reports import notebook
 from segcost.reports.passes import optimize_report
 from segcost.targets.results import TargetReport

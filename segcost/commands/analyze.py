@@ -111,7 +111,7 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         timeline = activation_timeline(graph)
         findings = VerifyGroupedConvPass()(graph).findings
     if target:
-        from segcost.optimize import estimate_on_target
+        from segcost.pipeline import estimate_on_target
 
         estimate = estimate_on_target(graph, target)   # one path with `cost` and `check --max-latency-ms`
     else:

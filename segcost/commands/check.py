@@ -24,7 +24,7 @@ def _flag(key: str) -> str:
 
 def _builtin_budget(input_shapes: tuple[str, ...]):
     """The budget of the built-in DeepLabV3Lite, the model every command analyzes without MODEL."""
-    from segcost.check.budgets import BUILTIN_SOURCE, ModelBudget
+    from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
     from segcost.commands.inputs import builtin_label
     from segcost.frontends.onnx import parse_input_shapes
 
@@ -64,7 +64,7 @@ def _limit_options(function):
 
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
              target: str | None, verify: bool, rules: str):
-    from segcost.check.budgets import ModelBudget, find_config, load_budgets
+    from segcost.budget.budgets import ModelBudget, find_config, load_budgets
 
     config_path = find_config(config)
     configured = load_budgets(config_path) if config_path else []
@@ -109,8 +109,8 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
 def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_params_m, max_layer_gmacs,
           max_unsupported_ops, max_latency_ms, target, verify, rules, baseline, max_increase, fmt, output) -> None:
     """Fail the build (exit 1) when a model exceeds its MAC/params/latency budget or regresses."""
-    from segcost.check.budgets import given_limits
-    from segcost.check.evaluate import (
+    from segcost.budget.budgets import given_limits
+    from segcost.budget.evaluate import (
         CheckResult,
         check_model,
         compare_baseline,
@@ -152,8 +152,8 @@ def baseline_save(models, config, input_shapes, output) -> None:
     """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
     import json
 
-    from segcost.check.budgets import ModelBudget, find_config, load_budgets
-    from segcost.check.evaluate import baseline_snapshot, check_model
+    from segcost.budget.budgets import ModelBudget, find_config, load_budgets
+    from segcost.budget.evaluate import baseline_snapshot, check_model
     if models:
         budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
     else:
@@ -177,7 +177,7 @@ def baseline_save(models, config, input_shapes, output) -> None:
 def diff(model_a, model_b, input_shapes, fmt, top) -> None:
     """Per-layer and total cost changes from MODEL_A to MODEL_B (layers matched by name, then structure)."""
     from segcost.analyzer import analyze
-    from segcost.check.diff import diff_analyses
+    from segcost.budget.diff import diff_analyses
     from segcost.frontends import onnx as onnx_frontend
     from segcost.reports.check import render_diff
 

@@ -152,7 +152,7 @@ def fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
     Raises InputError on a bad model, shape or degenerate attribute (checked before any pass runs).
     """
     from segcost.ir.opchecks import check_graph
-    from segcost.optimize import target_pipeline
+    from segcost.pipeline import target_pipeline
 
     graph, _ = load_cli_graph(model, input_shapes)
     check_graph(graph)   # degenerate attributes are input errors here too, before any pass runs

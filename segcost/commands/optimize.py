@@ -56,7 +56,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     import warnings
     from pathlib import Path
 
-    from segcost.optimize import optimize_model
+    from segcost.pipeline import optimize_model
     from segcost.reports.passes import optimize_report, render_optimize
 
     if output is None:

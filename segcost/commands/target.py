@@ -43,7 +43,7 @@ def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...]
     """Per-layer cycles, ms, bound, utilisation and placement of MODEL on a target, with totals."""
     from segcost.commands.inputs import load_cli_graph
     from segcost.fileio import OutputPlan
-    from segcost.optimize import estimate_on_target
+    from segcost.pipeline import estimate_on_target
 
     plan = OutputPlan.check({"-o": output}, {"MODEL": model, "--target": target})
     graph, _ = load_cli_graph(model, input_shapes)

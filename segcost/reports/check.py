@@ -6,8 +6,8 @@ import json
 import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
 
-from segcost.check.diff import ModelDiff
-from segcost.check.evaluate import CheckResult, Outcome
+from segcost.budget.diff import ModelDiff
+from segcost.budget.evaluate import CheckResult, Outcome
 from segcost.reports.tables import markdown_rows
 from segcost.reports.units import human
 

@@ -32,7 +32,7 @@ from segcost.sweep.spec import ModelEntry, Settings, SweepSpec
 
 WIDTH_PARAMETERS = ("width_mult", "depth_multiplier")
 FINGERPRINT_PACKAGES = ("analyzer", "frontends", "ir", "passes", "targets", "quant", "zoo")
-FINGERPRINT_MODULES = ("optimize.py", "errors.py", "sweep/run.py")
+FINGERPRINT_MODULES = ("pipeline.py", "errors.py", "sweep/run.py")
 FINGERPRINT_SUFFIXES = (".py", ".toml", ".csv")
 VERSIONED_DISTRIBUTIONS = ("torch", "torchvision", "onnx", "onnxruntime")
 KEY_LENGTH = 20

@@ -323,7 +323,7 @@ def _rule_counts(findings: list) -> str:
 
 def _fuse(graph):
     """Fold BatchNorm and mark fused activations in place, as deployment toolchains do."""
-    from segcost.optimize import build_pipeline
+    from segcost.pipeline import build_pipeline
 
     return build_pipeline()(graph).graph
 

@@ -8,7 +8,7 @@ import onnx
 from segcost.frontends.onnx import load_model
 from segcost.ir.feeds import random_feeds
 from segcost.ir.onnx_io import to_model
-from segcost.optimize import run_onnxruntime
+from segcost.pipeline import run_onnxruntime
 
 
 def outputs_of(model: onnx.ModelProto, graph) -> list[np.ndarray]:

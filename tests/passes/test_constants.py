@@ -8,8 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
 from segcost.ir.onnx_io import to_model
-from segcost.optimize import optimize
 from segcost.passes import FoldConstantsPass, FuseConvBatchNormPass
+from segcost.pipeline import optimize
 from tests.passes.helpers import assert_same_outputs, load, op_types
 
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segcost.analyzer import analyze, count_macs
 from segcost.frontends.onnx import load_model
 from segcost.ir.onnx_io import to_model
-from segcost.optimize import optimize, run_onnxruntime
+from segcost.pipeline import optimize, run_onnxruntime
 from segcost.reports.analysis import render
 
 

@@ -10,7 +10,7 @@ from onnx import helper
 
 from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
-from segcost.optimize import optimize
+from segcost.pipeline import optimize
 from segcost.quant.accuracy import compare_models
 from segcost.quant.calibration import open_source
 from segcost.quant.footprint import int8_view

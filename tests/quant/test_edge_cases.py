@@ -9,7 +9,7 @@ from onnx import helper, numpy_helper
 
 from segcost.errors import InputError, SegcostError
 from segcost.frontends.onnx import load_model
-from segcost.optimize import run_onnxruntime
+from segcost.pipeline import run_onnxruntime
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
 
 FEEDS = {"input": np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)}

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
-from segcost.optimize import optimize, run_onnxruntime
+from segcost.pipeline import optimize, run_onnxruntime
 from segcost.quant.accuracy import compare_models, confusion, miou_from_confusion
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
 from segcost.samples import deeplabv3lite

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from segcost.frontends.onnx import load_model
-from segcost.optimize import run_onnxruntime
 from segcost.passes.qdq_share import concat_scale_mismatches
+from segcost.pipeline import run_onnxruntime
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
 
 SHAPE = [1, 3, 16, 16]

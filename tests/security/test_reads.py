@@ -251,7 +251,7 @@ def test_model_code_runs_only_with_trust_model_code(run_cli, tmp_path, monkeypat
 
 def test_numeric_check_compares_against_the_file_not_segcosts_reading_of_it(tmp_path):
     """A loader that attached wrong bytes to a weight must fail optimize's own numeric check."""
-    from segcost.optimize import NumericsError, optimize_model
+    from segcost.pipeline import NumericsError, optimize_model
 
     path = tmp_path / "m.onnx"
     model = single_op_model("Conv", {"x": [1, 4, 8, 8]}, {"w": weight(8, 4, 3, 3)})

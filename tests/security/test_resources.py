@@ -54,10 +54,10 @@ def data_dependent_intermediate():
 @pytest.mark.parametrize("build,message", [(huge_intermediate, "tensor 'big' [1, 32768, 32768] needs"),
                                            (data_dependent_intermediate, "tensor 'big' has no static shape")])
 def test_numeric_check_refuses_unbounded_memory_before_running(run_cli, tmp_path, monkeypatch, build, message):
-    import segcost.optimize
+    import segcost.pipeline
 
     ran = []
-    monkeypatch.setattr(segcost.optimize, "run_onnxruntime", lambda *args: ran.append(args) or [])
+    monkeypatch.setattr(segcost.pipeline, "run_onnxruntime", lambda *args: ran.append(args) or [])
     path = _save(build(), tmp_path / "m.onnx")
     code, stdout, stderr = run_cli("optimize", path, "-o", str(tmp_path / "o.onnx"))
     assert ran == []                                        # onnxruntime never saw it

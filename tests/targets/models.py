@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.frontends.onnx import load_model
-from segcost.optimize import build_pipeline
+from segcost.pipeline import build_pipeline
 
 
 def _weight(rng, *shape: int) -> np.ndarray:

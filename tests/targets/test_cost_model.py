@@ -287,7 +287,7 @@ def test_off_path_layers_say_why():
 
 
 def test_only_float_convs_join_the_blocked_layout():
-    from segcost.optimize import optimize
+    from segcost.pipeline import optimize
     from segcost.quant.quantize import QuantizeOptions, quantize_graph
     from segcost.samples import deeplabv3lite
     from segcost.samples.builder import GraphBuilder

@@ -11,7 +11,7 @@ import pytest
 
 from segcost.errors import InputError
 from segcost.frontends import onnx as onnx_frontend
-from segcost.optimize import build_pipeline
+from segcost.pipeline import build_pipeline
 from segcost.targets.cost_model import (
     estimate,
     estimate_prepared,

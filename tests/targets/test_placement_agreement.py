@@ -7,9 +7,9 @@ import pytest
 
 from segcost.frontends import onnx as onnx_frontend
 from segcost.frontends.torch import export
-from segcost.optimize import build_pipeline
 from segcost.passes import VerifyGroupedConvPass
 from segcost.passes.verify_conv import PLACEMENT_RULES
+from segcost.pipeline import build_pipeline
 from segcost.targets.cost_model import ACCELERATOR, estimate, load_profile
 from segcost.zoo.registry import all_models
 

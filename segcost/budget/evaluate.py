@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from segcost.analyzer import AnalysisResult
-from segcost.check.budgets import BUILTIN_SOURCE, ModelBudget
+from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
 from segcost.errors import InputError
 from segcost.fileio import read_json_file
 
@@ -114,7 +114,7 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
 
 
 def estimate_latency_ms(graph, analysis: AnalysisResult, target: str) -> float:
-    from segcost.optimize import estimate_on_target
+    from segcost.pipeline import estimate_on_target
 
     return float(estimate_on_target(graph, target).totals.latency_ms)
 
