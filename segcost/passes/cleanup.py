@@ -12,10 +12,11 @@ import logging
 
 import numpy as np
 
-from segcost.ir import Graph, Initializer, is_static_shape
+from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
 from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
 from segcost.shapes import infer_shapes
+from segcost.shapes.evaluate import shape_op_value
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +159,9 @@ class FoldConstantsPass(PassBase):
 
     def _evaluate(self, graph: Graph, node, key: str, budget: int, refused: list[str]) -> list[np.ndarray] | None:
         if node.op_type in ("Shape", "Size"):
-            shape = graph.shape(node.inputs[0])
-            if not is_static_shape(shape):
-                return None
-            if node.op_type == "Size":
-                return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
-            start, end = node.attrs.get("start", 0), node.attrs.get("end", len(shape))
-            return [np.array(shape[slice(start, end)], dtype=np.int64)]
+            value = shape_op_value(node.op_type, graph.shape(node.inputs[0]),
+                                   node.attrs.get("start", 0), node.attrs.get("end"))
+            return None if value is None else [value]
         if not all(tensor in graph.initializers for tensor in node.inputs if tensor):
             return None
         # An input over the bound is not even read (external data may be gigabytes); every

@@ -37,6 +37,7 @@ from segcost.ir.onnx_io import shape_of
 # thousand; weights and activations are never computed here.
 MAX_ELEMENTS = 1 << 16
 MAX_ROUNDS = 256
+INT64_MAX = int(np.iinfo(np.int64).max)
 # Ops whose value is not a function of their inputs, or that carry subgraphs.
 _NOT_EVALUABLE = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
                             "Multinomial", "Bernoulli", "If", "Loop", "Scan", "SequenceMap"})
@@ -58,6 +59,23 @@ def static_shapes(inferred: onnx.ModelProto) -> dict[str, Shape | None]:
 def _is_static(shape: Shape | None) -> TypeGuard[tuple[int, ...]]:
     """ir.is_static_shape, and no negative dim (a file may declare dim_value -1)."""
     return is_static_shape(shape) and all(dim >= 0 for dim in shape)
+
+
+def shape_op_value(op_type: str, dims: Shape | None, start: int = 0, end: int | None = None) -> np.ndarray | None:
+    """The value of ONNX `Shape` or `Size` applied to a tensor of shape `dims`, or None if it has none.
+
+    Shape: the int64 vector `dims[start:end]` (opset 15's optional `start`/`end`: negative
+    counts from the back, out-of-range clamps — Python slice semantics, as the ONNX spec
+    defines them). Size: the int64 scalar prod(dims), computed exactly. None when `dims` is not
+    static (unknown rank, a symbolic or negative dim) or the value does not fit int64. The one
+    implementation for shape resolution (here) and constant folding (passes.cleanup).
+    """
+    if not _is_static(dims):
+        return None
+    values = [prod(dims)] if op_type == "Size" else list(dims[start:end])
+    if any(value > INT64_MAX for value in values):
+        return None   # np.int64 arithmetic would wrap around silently
+    return np.array(values[0] if op_type == "Size" else values, dtype=np.int64)
 
 
 def open_consumed(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> bool:
@@ -110,7 +128,7 @@ def _evaluate_round(shell: onnx.ModelProto, shapes: dict[str, Shape | None]) -> 
                 stack.pop()
                 continue
             if node.op_type in ("Shape", "Size") and not node.domain:
-                memo[top] = _is_static(shapes.get(node.input[0]))
+                memo[top] = _shape_value(node, shapes) is not None
                 stack.pop()
                 continue
             if (node.domain not in ("", "ai.onnx") or node.op_type in _NOT_EVALUABLE
@@ -162,7 +180,9 @@ def _run(shell: onnx.ModelProto, targets: set[str], producer: dict, shapes: dict
     for node in sorted(needed, key=lambda item: order[id(item)]):
         if node.op_type in ("Shape", "Size") and not node.domain:
             nodes.append(helper.make_node("Constant", [], [node.output[0]],
-                                          value=numpy_helper.from_array(_shape_value(node, shapes), node.output[0])))
+                                          value=numpy_helper.from_array(
+                                              cast(np.ndarray, _shape_value(node, shapes)),   # checked by constant()
+                                              node.output[0])))
         else:
             nodes.append(node)
     initializers = [init for init in shell.graph.initializer if init.name in inputs]
@@ -181,14 +201,10 @@ def _run(shell: onnx.ModelProto, targets: set[str], producer: dict, shapes: dict
     return dict(zip(sorted(targets), results))
 
 
-def _shape_value(node: onnx.NodeProto, shapes: dict[str, Shape | None]) -> np.ndarray:
-    """The value of Shape (with its opset-15 start/end) or Size of a static tensor."""
-    dims = list(cast(tuple[int, ...], shapes[node.input[0]]))  # static: checked by the caller
-    if node.op_type == "Size":
-        return np.array(prod(dims), dtype=np.int64)
+def _shape_value(node: onnx.NodeProto, shapes: dict[str, Shape | None]) -> np.ndarray | None:
+    """shape_op_value of a Shape or Size NodeProto."""
     attrs = {attribute.name: attribute.i for attribute in node.attribute}
-    start, end = attrs.get("start", 0), attrs.get("end", len(dims))
-    return np.array(dims[start:end], dtype=np.int64)
+    return shape_op_value(node.op_type, shapes.get(node.input[0]), attrs.get("start", 0), attrs.get("end"))
 
 
 def _inject(shell: onnx.ModelProto, values: dict[str, np.ndarray]) -> None:

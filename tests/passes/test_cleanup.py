@@ -96,3 +96,23 @@ def test_folding_bypasses_identity_of_a_constant_without_copying_it():
     graph = load(model)
     assert FoldConstantsPass()(graph).modified and op_types(graph) == ["Reshape"]
     assert graph.node("reshape").inputs == ["x", "target"] and list(graph.initializers) == ["target"]
+
+
+def test_shape_and_size_values_are_exact_and_shared_with_shape_resolution():
+    """passes.cleanup folds Shape/Size with the same function shape resolution evaluates them with."""
+    from segcost.shapes.evaluate import shape_op_value
+
+    assert shape_op_value("Shape", (1, 4, 6, 8), -3, -1).tolist() == [4, 6]   # opset-15 start/end, from the back
+    assert shape_op_value("Shape", (1, 4), 1, 99).tolist() == [4]              # out of range clamps
+    assert shape_op_value("Size", (1, 4, 6, 8)).item() == 192
+    assert shape_op_value("Size", (1 << 40, 1 << 40)) is None                  # int64 would wrap to 0
+    assert shape_op_value("Shape", (1, -1)) is None and shape_op_value("Size", (1, "N")) is None
+
+
+def test_size_that_overflows_int64_is_not_folded():
+    model = _model([helper.make_node("Size", ["x"], ["n"], name="size"),
+                    helper.make_node("Cast", ["n"], ["y"], name="cast", to=TensorProto.FLOAT)],
+                   [_x((1 << 40, 1 << 40))], [_y()])
+    graph = load(model)
+    FoldConstantsPass(infer=False)(graph)
+    assert "n" not in graph.initializers and op_types(graph) == ["Size", "Cast"]
