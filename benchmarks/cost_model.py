@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--load-measurements", metavar="JSON", help="use saved measurements instead of measuring")
     args = parser.parse_args()
 
-    from segcost.fileio import write_atomic
+    from segcost.fileio.writes import write_atomic
     from segcost.targets.calibrate import CalibrationSample, calibrated_profile_text, fit_profile
     from segcost.targets.cost_model import estimate_prepared, prepare
     from segcost.targets.measure import compare, map_to_layers, measure_many
@@ -201,7 +201,7 @@ def _save_measurements(path: str, measurements: dict, note: str) -> None:
     import json
     from dataclasses import asdict
 
-    from segcost.fileio import write_atomic
+    from segcost.fileio.writes import write_atomic
 
     write_atomic(path, json.dumps({"note": note, "models": {label: asdict(measurement)
                                                             for label, measurement in measurements.items()}}))

@@ -138,7 +138,7 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
 
 def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
     from segcost.commands.quiet import quiet_third_party
-    from segcost.fileio import OutputPlan
+    from segcost.fileio.plan import OutputPlan
     from segcost.pipeline import optimize_model
 
     plan = OutputPlan.check({"output": output}, {"model": model if isinstance(model, (str, os.PathLike)) else None,

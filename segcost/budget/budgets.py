@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segcost.errors import InputError
-from segcost.fileio import check_path_text, read_toml_file
+from segcost.fileio.paths import check_path_text
+from segcost.fileio.reads import read_toml_file
 
 BUILTIN_SOURCE = "builtin:"   # the built-in DeepLabV3Lite, what every command analyzes without MODEL
 LIMIT_KEYS = ("max_gmacs", "max_params_m", "max_layer_gmacs", "max_latency_ms", "max_unsupported_ops")
@@ -123,7 +124,7 @@ def load_budgets(path: Path) -> list[ModelBudget]:
     """The [[models]] budgets of a segcost.toml or pyproject.toml; every problem names the file and key.
 
     Raises:
-        InputError: the file is not a small regular UTF-8 TOML file (fileio.read_toml_file), a key
+        InputError: the file is not a small regular UTF-8 TOML file (fileio.reads.read_toml_file), a key
             is unknown, or a value has the wrong type or range.
     """
     section = _section(path)

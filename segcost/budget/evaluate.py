@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from segcost.analyzer import AnalysisResult
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
 from segcost.errors import InputError
-from segcost.fileio import read_json_file
+from segcost.fileio.reads import read_json_file
 
 BASELINE_SCHEMA = "segcost.baseline/1"
 
@@ -140,7 +140,7 @@ def read_baseline(path: str) -> dict:
     """A baseline JSON written by `segcost baseline save`, with every total checked.
 
     Raises:
-        InputError: naming the file: not a small regular JSON file (fileio.read_json_file;
+        InputError: naming the file: not a small regular JSON file (fileio.reads.read_json_file;
             NaN/Infinity/out-of-range numbers included), wrong schema, or a model whose totals
             are not integers in [0, 2**63).
     """

@@ -188,7 +188,7 @@ def diff(model_a, model_b, input_shapes, fmt, top) -> None:
 
 def _plan(output: str | None, budgets, config: str | None, **inputs):
     """-o checked against every file the command reads (models, budgets file, baseline, profiles)."""
-    from segcost.fileio import OutputPlan
+    from segcost.fileio.plan import OutputPlan
 
     return OutputPlan.check({"-o": output}, {
         "MODEL": [budget.source for budget in budgets if budget.zoo_name is None],

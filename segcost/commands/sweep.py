@@ -67,7 +67,7 @@ def sweep(spec: str, output: str | None, backend: str, address: str | None, work
     import gc
 
     from segcost.errors import InputError
-    from segcost.fileio import OutputPlan
+    from segcost.fileio.plan import OutputPlan
     from segcost.sweep.driver import SweepInterrupted, SweepOptions, run_sweep
     from segcost.sweep.spec import load_spec
     from segcost.sweep.store import table_paths

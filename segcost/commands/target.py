@@ -42,7 +42,7 @@ def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...]
          output: str | None) -> None:
     """Per-layer cycles, ms, bound, utilisation and placement of MODEL on a target, with totals."""
     from segcost.commands.inputs import load_cli_graph
-    from segcost.fileio import OutputPlan
+    from segcost.fileio.plan import OutputPlan
     from segcost.pipeline import estimate_on_target
 
     plan = OutputPlan.check({"-o": output}, {"MODEL": model, "--target": target})
@@ -95,7 +95,7 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
 def calibrate(models: tuple[str, ...], output: str, base: str, reference: str | None, models_dir: str | None,
               input_shapes: tuple[str, ...], runs: int, threads: int) -> None:
     """Fit a profile's rates and overheads to onnxruntime measurements of MODELS (or to --reference device times)."""
-    from segcost.fileio import OutputPlan
+    from segcost.fileio.plan import OutputPlan
     from segcost.targets.cost_model import load_profile
 
     plan = OutputPlan.check({"-o": output}, {"MODEL": list(models), "--base": base, "--reference": reference})

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from segcost.errors import InputError
-from segcost.fileio import note_held_input
+from segcost.fileio.protected import note_held_input
 
 
 class HeldFile:

@@ -26,7 +26,7 @@ point_timeout_s = 1800                   # a point still running after this is s
 An entry of `models` may be an inline table that overrides `input_sizes`, `num_classes` and
 `width_multipliers` for that model. Every problem is an InputError naming the file and key.
 Parsing imports neither torch nor the zoo's model code. The file is read by
-segcost.fileio.read_toml_file (a regular file of at most 1 MiB), and the number of points is
+segcost.fileio.reads.read_toml_file (a regular file of at most 1 MiB), and the number of points is
 computed from the axes before anything is expanded: more than MAX_POINTS is an error.
 """
 
@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
-from segcost.fileio import check_path_text, read_toml_file
+from segcost.fileio.paths import check_path_text
+from segcost.fileio.reads import read_toml_file
 
 MEASURES = ("macs", "params", "latency", "findings", "ort_latency")
 DEFAULT_MEASURES = ("macs", "params")

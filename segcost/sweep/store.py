@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from segcost.errors import InputError
-from segcost.fileio import destination, write_atomic
+from segcost.fileio.writes import destination, write_atomic
 from segcost.sweep.points import Point
 from segcost.sweep.run import PointResult
 

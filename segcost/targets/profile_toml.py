@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
-from segcost.fileio import check_path_text, read_text_file
+from segcost.fileio.paths import check_path_text
+from segcost.fileio.reads import read_text_file
 from segcost.passes.verify_conv import load_rules
 from segcost.targets.device_terms import GROUPED_TILINGS
 from segcost.targets.profile import (

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from segcost.errors import InputError
-from segcost.fileio import install
+from segcost.fileio.writes import install
 
 
 def parse_size(text: str) -> tuple[int, int]:

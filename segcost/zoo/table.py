@@ -128,7 +128,7 @@ class MacCache:
     def put(self, key: str, macs: int) -> None:
         self.entries[key] = macs
         if self.path is not None:
-            from segcost.fileio import write_atomic
+            from segcost.fileio.writes import write_atomic
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
