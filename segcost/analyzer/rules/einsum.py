@@ -27,6 +27,7 @@ from math import prod
 
 from segcost.analyzer.registry import SHAPE_UNKNOWN, OpCost, OpView, cost_rule
 from segcost.errors import ShapeError
+from segcost.ir import is_static_shape
 
 ELLIPSIS = "..."
 
@@ -39,9 +40,9 @@ def einsum(op: OpView) -> OpCost:
     if not isinstance(equation, str):
         raise ShapeError(f"{op.where}: attribute equation is missing")
     shapes = [op.input_shapes[index] if index < len(op.input_shapes) else None for index in range(len(op.node.inputs))]
-    if any(shape is None or not all(isinstance(dim, int) and dim >= 0 for dim in shape) for shape in shapes):
+    concrete = [shape for shape in shapes if is_static_shape(shape) and all(dim >= 0 for dim in shape)]
+    if len(concrete) < len(shapes):
         return OpCost(status=SHAPE_UNKNOWN)
-    concrete: list[tuple[int, ...]] = [shape for shape in shapes]  # type: ignore[misc]  # checked above
     macs, flops, output_shape = einsum_cost(equation, concrete, op.where)
     return OpCost(macs=macs, flops=flops, kind="dense" if macs else "other", output_shape=output_shape)
 
