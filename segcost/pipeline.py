@@ -66,18 +66,19 @@ def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: 
                        metric=count_macs_of if count_macs else None)
 
 
-def static_view(graph: Graph) -> Graph:
+def static_view(graph: Graph, copy: bool = False) -> Graph:
     """`graph` itself, or — when only batch dims (axis 0) of its inputs are symbolic — a copy with them set to 1.
 
     The passes and the written model keep the symbolic batch; the analysis (exact MACs)
-    needs numbers, and counts one sample.
+    needs numbers, and counts one sample. With `copy`, always a copy (the caller may change it).
     """
     from segcost.frontends.onnx import load_model, symbolic_inputs
     from segcost.ir.onnx_io import to_model
 
     symbolic = symbolic_inputs(graph)
     if not symbolic or any(axis != 0 for _, axis, _ in symbolic):
-        return graph  # static, or symbolic beyond the batch: analyze() reports it
+        # static, or symbolic beyond the batch: analyze() reports it
+        return load_model(to_model(graph), label=graph.info.path) if copy else graph
     # only axis 0 is symbolic (checked above): with it set to 1 every dim is an int
     shapes = {name: cast(tuple[int, ...], (1, *(graph.shape(name) or ())[1:]))
               for name in {name for name, _, _ in symbolic}}
@@ -231,7 +232,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         result.accuracy = compare_models(quantized.float_model, quantized.model, source)
         static_float = static_view(result.graph)
         result.int8_after = analyze(int8_view(static_float, quantized.graph))
-        result.speed = predict(static_float, static_view(quantized.graph), int8.target)
+        result.speed = predict(static_float, static_view(quantized.graph, copy=True), int8.target)
         if measure_runs:
             feeds = next(iter(source)).feeds
             measure(result.speed, quantized.float_model, quantized.model, feeds, runs=measure_runs)

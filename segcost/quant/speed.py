@@ -58,14 +58,10 @@ class SpeedReport:
         return None if self.profile_dtype == "float32" else self.predicted_ratio < 1.0
 
 
-def _weights_folded(int8_graph: Graph) -> Graph:
-    """A copy of the QDQ graph as runtimes execute it: a DequantizeLinear of a constant (int8 weight,
-    int32 bias) is folded into its consumer at load time (onnxruntime's QLinearConv, TIDL), so
+def _fold_weights(graph: Graph) -> Graph:
+    """The QDQ graph (changed in place) as runtimes execute it: a DequantizeLinear of a constant (int8
+    weight, int32 bias) is folded into its consumer at load time (onnxruntime's QLinearConv, TIDL), so
     the consumer reads the integer constant directly and the DequantizeLinear costs nothing."""
-    from segcost.frontends.onnx import load_model
-    from segcost.ir.onnx_io import to_model
-
-    graph = load_model(to_model(int8_graph), label=int8_graph.info.path)
     for key in list(graph.topological_order()):
         node = graph.node(key)
         if node.op_type != "DequantizeLinear" or node.inputs[0] not in graph.initializers:
@@ -77,11 +73,15 @@ def _weights_folded(int8_graph: Graph) -> Graph:
 
 
 def predict(float_graph: Graph, int8_graph: Graph, target: str, top: int = 5) -> SpeedReport:
-    """Cost-model latency of both graphs (static shapes) on the target's profile."""
+    """Cost-model latency of both graphs (static shapes) on the target's profile.
+
+    `int8_graph` is changed (its weight DequantizeLinear nodes are folded): pass a copy, e.g.
+    `pipeline.static_view(graph, copy=True)`, which is the one copy when the batch is symbolic too.
+    """
     from segcost.targets.cost_model import estimate
 
     profile = PROFILES.get(target, "cpu")
-    fp32, int8 = estimate(float_graph, profile), estimate(_weights_folded(int8_graph), profile)
+    fp32, int8 = estimate(float_graph, profile), estimate(_fold_weights(int8_graph), profile)
     float_ms = {layer.name: layer.ms for layer in fp32.layers}
     extra = [(layer.name, layer.op_type, layer.ms - float_ms.get(layer.name, 0.0)) for layer in int8.layers]
     extra = sorted((item for item in extra if item[2] > 0), key=lambda item: -item[2])[:top]
