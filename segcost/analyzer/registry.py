@@ -100,13 +100,41 @@ _NOT_COMPUTABLE = ("segcost cannot compute it from the static input shapes (an o
                    "inference, e.g. a custom op); declare that op's output shape in the file's value_info")
 
 
+def export_size_note(graph: Graph | None) -> str:
+    """"the model was exported for x=1x3x32x32 (given: x=1x3x64x64)" when --input-shape changed a size the
+    file fixes (graph.info.exported_input_shapes), else "". Symbolic dims of the file are not compared."""
+    if graph is None:
+        return ""
+    exported, given = [], []
+    for name, shape in graph.info.exported_input_shapes.items():
+        now = graph.shape(name)
+        if shape is None or now is None or len(shape) != len(now):
+            continue
+        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
+            exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
+            given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
+    return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
+
+
+def _not_computable(op: OpView) -> str:
+    """Why a shape is open: with --input-shape away from the export's sizes, most likely a size baked into
+    the export's constants; otherwise an op without shape inference."""
+    note = export_size_note(op.graph)
+    if not note:
+        return _NOT_COMPUTABLE
+    return (f"shape inference stopped upstream at the given input shape; {note}, and a size baked into its "
+            "constants (a Reshape target, Resize sizes) likely does not fit: give the export shape, or "
+            "re-export with dynamic H/W")
+
+
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:
     if shape is None:
-        raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_NOT_COMPUTABLE}")
+        raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_not_computable(op)}")
     for axis, dim in enumerate(shape):
         if not isinstance(dim, int) or dim < 0:
             label = dim if dim is not None else "?"
-            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number: {_NOT_COMPUTABLE}")
+            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number: "
+                             f"{_not_computable(op)}")
     return shape  # type: ignore[return-value]
 
 
