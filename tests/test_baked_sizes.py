@@ -91,3 +91,16 @@ def test_a_baked_resize_size_says_the_export_shape_not_custom_op(run_cli, tmp_pa
 ])
 def test_reshape_misfit(data, target, allowzero, fits):
     assert (reshape_misfit(data, target, allowzero) == "") is fits
+
+
+def test_a_classifier_gemm_at_another_size_names_the_export_shape(run_cli, tmp_path):
+    """Flatten -> Gemm whose weight was sized at export: inner dims differ, and the message says why."""
+    path = tmp_path / "gemm.onnx"
+    onnx.save(_model([helper.make_node("Conv", ["x", "w"], ["c"], name="/enc/Conv", pads=[1, 1, 1, 1]),
+                      helper.make_node("Flatten", ["c"], ["f"], name="/head/Flatten"),
+                      helper.make_node("Gemm", ["f", "g"], ["y"], name="/head/Gemm")],
+                     [numpy_helper.from_array(weight(4, 3, 3, 3), "w"),
+                      numpy_helper.from_array(weight(4 * 32 * 32, 10), "g")]), path)
+    code, _, err = run_cli("analyze", str(path), "--input-shape", "x=1x3x16x16")
+    assert code == 2 and "inner dims differ" in err and "exported for x=1x3x32x32 (given: x=1x3x16x16)" in err, err
+    assert run_cli("analyze", str(path))[0] == 0

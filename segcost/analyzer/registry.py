@@ -116,15 +116,19 @@ def export_size_note(graph: Graph | None) -> str:
     return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
 
 
+def baked_size_advice(op: OpView) -> str:
+    """"; the model was exported for ...: a size baked into ..." for a shape error after --input-shape changed
+    a size the file fixes (see export_size_note), else ""."""
+    note = export_size_note(op.graph)
+    return (f"; {note}, and a size baked into its constants (a Reshape target, Resize sizes) likely does not fit: "
+            "give the export shape, or re-export with dynamic H/W") if note else ""
+
+
 def _not_computable(op: OpView) -> str:
     """Why a shape is open: with --input-shape away from the export's sizes, most likely a size baked into
     the export's constants; otherwise an op without shape inference."""
-    note = export_size_note(op.graph)
-    if not note:
-        return _NOT_COMPUTABLE
-    return (f"shape inference stopped upstream at the given input shape; {note}, and a size baked into its "
-            "constants (a Reshape target, Resize sizes) likely does not fit: give the export shape, or "
-            "re-export with dynamic H/W")
+    advice = baked_size_advice(op)
+    return f"shape inference stopped upstream at the given input shape{advice}" if advice else _NOT_COMPUTABLE
 
 
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:
