@@ -333,3 +333,40 @@ def test_pareto_front_and_rendering():
     assert "RegNetX800MF+FPNLite 768x384 19 classes fp32" in text and "4 on the front" in text
     html = render_pareto_html(latency_fronts, "test.toml")
     assert html.count("<svg") == 2 and "<script" not in html and "http" not in html
+
+
+# ---------------------------------------------------------------- progress of the first point
+
+def test_progress_steps_print_at_once_until_the_first_point_is_done():
+    import io
+
+    from segcost.sweep.progress import ProgressLine
+
+    stream = io.StringIO()   # not a terminal: lines, rate-limited to one per interval once a point is done
+    progress = ProgressLine(stream, total=4, to_compute=4, interval=3600)
+    progress.step("model 32x32", "building and exporting to ONNX")
+    progress.step("model 32x32", "calibrating 1/8")
+    progress.update(1, 0, 1, 0, "model 32x32")
+    progress.step("model 64x64", "analyzing")          # within the interval after a finished point: skipped
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("sweep [") and "0/4" in lines[0]
+    assert lines[0].endswith("model 32x32: building and exporting to ONNX") and lines[1].endswith("calibrating 1/8")
+
+
+def test_the_first_points_steps_are_reported_before_it_finishes(tmp_path):
+    """A local sweep streams the first point's export/analysis/calibration steps from its worker."""
+    import io
+
+    document = tiny_spec(sizes=("32x32",), widths=(0.5,), classes=(4,), measures=("macs", "latency"),
+                         targets=("tda4vm",))
+    document["axes"]["precisions"] = ["int8"]
+    document["settings"] = {"calib_size": 2}
+    stream = io.StringIO()
+    run_sweep(parse_spec(document, "sweep.toml"), tmp_path / "results.csv",
+              SweepOptions(workers=1, fingerprint=FINGERPRINT), progress_stream=stream)
+    lines = stream.getvalue().splitlines()
+    finished = next(index for index, line in enumerate(lines) if "1/1 100%" in line)
+    steps = [line.rsplit(": ", 1)[-1] for line in lines[:finished]]
+    assert steps[:3] == ["starting 1 worker", "building and exporting to ONNX", "analyzing"], lines
+    assert "calibrating 1/2" in steps and "calibrating 2/2" in steps and "estimating latency on tda4vm" in steps
+    assert all("0/1" in line for line in lines[:finished])
