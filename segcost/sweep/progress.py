@@ -33,7 +33,13 @@ def set_step_sink(sink: StepSink | None) -> None:
 def queue_step_sink(queue: Any) -> None:
     """Worker initializer: report steps by putting (index, label, step) on `queue` (a multiprocessing
     queue); None reports nothing."""
-    set_step_sink(None if queue is None else lambda index, label, step: queue.put((index, label, step)))
+    if queue is None:
+        set_step_sink(None)
+        return
+    # A worker must never wait at exit for a step to be delivered (a sibling killed while writing can
+    # leave the queue's lock held): steps are progress, losing the last one is fine.
+    queue.cancel_join_thread()
+    set_step_sink(lambda index, label, step: queue.put((index, label, step)))
 
 
 def report_step(point: Any, step: str) -> None:
