@@ -23,6 +23,7 @@ from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
+from segcost.shapes import symbolic_inputs
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -125,8 +126,17 @@ def baked_size_advice(op: OpView) -> str:
 
 
 def _not_computable(op: OpView) -> str:
-    """Why a shape is open: with --input-shape away from the export's sizes, most likely a size baked into
-    the export's constants; otherwise an op without shape inference."""
+    """Why a shape is open: a symbolic model input (commands that do not check inputs first: verify, cost);
+    with --input-shape away from the export's sizes, most likely a size baked into the export's constants;
+    otherwise an op without shape inference."""
+    symbolic = symbolic_inputs(op.graph) if op.graph is not None else []
+    if symbolic:
+        name, axis, symbol = symbolic[0]
+        shape = op.graph.shape(name) if op.graph is not None else None
+        example = "x".join(str(dim) if isinstance(dim, int) and dim > 0 else "1" for dim in shape or ())
+        example = example or "1x3xHxW"
+        return (f"the model's input {name!r} has symbolic dimension {symbol!r} at axis {axis}; pass "
+                f"--input-shape {name}={example} with your sizes")
     advice = baked_size_advice(op)
     return f"shape inference stopped upstream at the given input shape{advice}" if advice else _NOT_COMPUTABLE
 
