@@ -27,10 +27,11 @@ import onnx
 
 from segcost.analyzer import AnalysisResult, analyze
 from segcost.analyzer import count_macs as count_macs_of
-from segcost.errors import InputError, SegcostError
+from segcost.errors import InputError, SegcostError, ShapeError
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
+from segcost.shapes import symbolic_inputs
 
 ATOL = 1e-4
 MAX_CHECK_TENSOR_BYTES = 1 << 30   # any one tensor the numeric check computes
@@ -85,9 +86,50 @@ def static_view(graph: Graph, copy: bool = False) -> Graph:
     return load_model(to_model(graph), shapes, label=graph.info.path)
 
 
+def require_static_but_batch(graph: Graph) -> None:
+    """Raise ShapeError naming the first input dim other than the batch that is not a number.
+
+    The passes fold shape computations, the numeric check runs the model and the analysis
+    counts exact MACs: all need H and W (and every other non-batch dim) as numbers. The
+    message says what works for optimize — `--input-shape` with the sizes — and that a
+    symbolic batch stays symbolic in the written model (analyze's symbolic formula is not an
+    option for a command that writes a graph).
+    """
+    open_dims = [(name, axis, symbol) for name, axis, symbol in symbolic_inputs(graph) if axis != 0]
+    if not open_dims:
+        return
+    name, axis, symbol = open_dims[0]
+    shape = graph.shape(name)
+    if shape is None or axis < 0:
+        raise ShapeError(f"input {name!r} has no shape in the model; pass --input-shape {name}=1x3xHxW with "
+                         "your sizes")
+
+    def static(dim) -> bool:
+        return isinstance(dim, int) and dim > 0
+
+    def placeholder(index: int, dim) -> str:   # the file's symbol when short and readable, else H/W or D<axis>
+        text = str(dim)
+        if text.isidentifier() and len(text) <= 12:
+            return text
+        return {2: "H", 3: "W"}.get(index, f"D{index}") if len(shape) == 4 else f"D{index}"
+
+    example = "x".join(str(dim) if static(dim) else "1" if index == 0 else placeholder(index, dim)
+                       for index, dim in enumerate(shape))
+    named = ", ".join(placeholder(index, dim) for index, dim in enumerate(shape) if index and not static(dim))
+    symbol_text = f" {shape[0]!r}" if shape[0] else ""
+    batch = "" if static(shape[0]) else f" (the batch dim{symbol_text} stays symbolic in the written model)"
+    raise ShapeError(f"input {name!r} has symbolic dimension {symbol!r} at axis {axis}; optimize needs it as a "
+                     f"number: pass --input-shape {name}={example} with numbers for {named}{batch}")
+
+
 def optimize(graph: Graph, passes: list[str] | None = None, after_each=None, rules: str = "current",
              before_passes=None) -> OptimizeResult:
-    """Analyze, run the pipeline (in place), verify, analyze again; `before_passes(graph)` runs in between."""
+    """Analyze, run the pipeline (in place), verify, analyze again; `before_passes(graph)` runs in between.
+
+    Raises:
+        ShapeError: an input dim other than the batch is symbolic (require_static_but_batch).
+    """
+    require_static_but_batch(graph)
     static = static_view(graph)
     before = analyze(static)
     if before_passes is not None:

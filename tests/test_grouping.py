@@ -71,3 +71,49 @@ def test_cli_group_by(run_cli, tmp_path):
 def test_options_a_report_would_not_use_are_refused(run_cli, options):
     code, out, err = run_cli("analyze", *options)
     assert code == 2 and out == "" and err.count("\n") == 1 and "does not" in err
+
+
+def _torch_style_with_unnamed_nodes():
+    """Scoped Conv layers whose weights pass through unnamed Identity nodes, as torch.onnx exports smp models:
+    three "Identity_N" (torch's generated names), one Identity with an empty name, an unscoped user-named "stem"."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.conftest import weight
+
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["s"], name="stem", pads=[1, 1, 1, 1])]
+    names = ["Identity_20", "Identity_21", "", "Identity_23__1"]
+    previous = "s"
+    for index, name in enumerate(names):
+        nodes.append(helper.make_node("Identity", ["w"], [f"w{index + 1}"], name=name))
+        nodes.append(helper.make_node("Conv", [previous, f"w{index + 1}"], [f"c{index}"], pads=[1, 1, 1, 1],
+                                      name=f"/encoder/layer{index}/conv/Conv"))
+        previous = f"c{index}"
+    graph = helper.make_graph(nodes, "unnamed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info(previous, TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(weight(4, 4, 3, 3), "w0"),
+                               numpy_helper.from_array(weight(4, 4, 3, 3), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_unnamed_nodes_group_per_op_type(depth):
+    """torch.onnx's generated "Identity_20" names (and empty ones) carry no prefix: one "(unnamed Identity)" row,
+    not one row per node; user-given names without a scope ("stem") stay their own group."""
+    result = analyze(load_model(_torch_style_with_unnamed_nodes()))
+    groups = group_layers(result.layers, "prefix", depth)
+    assert groups["(unnamed Identity)"].count == 4
+    assert not any(name.startswith("Identity") for name in groups)
+    assert groups["stem"].count == 1
+    expected = {1: {"/encoder": 4}, 2: {f"/encoder/layer{index}": 1 for index in range(4)}}[depth]
+    assert {name: group.count for name, group in groups.items() if name.startswith("/")} == expected
+    assert sum(group.params for group in groups.values()) == result.totals.params
+
+
+def test_cli_group_by_prefix_has_one_unnamed_row(run_cli, tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(_torch_style_with_unnamed_nodes().SerializeToString())
+    code, out, _ = run_cli("analyze", str(path), "--group-by", "prefix:2", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    unnamed = [row for row in rows if "Identity" in row["prefix"]]
+    assert code == 0 and len(rows) == 6 and [(row["prefix"], row["count"]) for row in unnamed] == [
+        ("(unnamed Identity)", "4")]

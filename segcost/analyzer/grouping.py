@@ -3,11 +3,16 @@
 Every layer falls in exactly one group, so the groups' integer MACs, FLOPs and params add up
 to the totals exactly. A prefix is the first DEPTH parts of a layer name, split on "/" when
 the name has one (torch.onnx names: "/encoder/features.1/conv/Conv") and on "." otherwise
-("encoder.block1.expand"); a name with no more parts than DEPTH is its own group.
+("encoder.block1.expand"); a name with no more parts than DEPTH is its own group. Nodes
+without a name of their own — an empty name, or one generated from the op type as torch.onnx
+("Identity_20") and segcost's loader ("Conv_7", "Conv_7__1") make them — have no prefix to
+share: they group under one "(unnamed OP)" row per op type, so an smp export's 24 weight
+Identity nodes are one row, not 24.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from segcost.analyzer.result import LayerCost, OpTypeTotal
@@ -28,7 +33,15 @@ def parse_group_by(text: str) -> tuple[str, int]:
     return key, int(depth_text)
 
 
-def name_prefix(name: str, depth: int) -> str:
+def is_generated_name(name: str, op_type: str) -> bool:
+    """Whether `name` is empty or made from `op_type` and a counter ("Identity_20", "Conv_7__1")."""
+    return not name or re.fullmatch(rf"{re.escape(op_type)}_+\d+(?:__\d+)?", name) is not None
+
+
+def name_prefix(name: str, depth: int, op_type: str = "") -> str:
+    """The first `depth` parts of `name`; "(unnamed OP)" for a generated name of an `op_type` node."""
+    if op_type and is_generated_name(name, op_type):
+        return f"(unnamed {op_type})"
     separator = "/" if "/" in name else "."
     parts = [part for part in name.split(separator) if part]
     if len(parts) <= depth:
@@ -41,7 +54,7 @@ def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int =
     label: Callable[[LayerCost], str] = {
         "op_type": lambda layer: layer.op_type,
         "kind": lambda layer: layer.kind,
-        "prefix": lambda layer: name_prefix(layer.name, depth),
+        "prefix": lambda layer: name_prefix(layer.name, depth, layer.op_type),
     }[key]
     totals: dict[str, OpTypeTotal] = {}
     for layer in layers:

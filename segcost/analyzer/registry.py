@@ -23,6 +23,7 @@ from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
+from segcost.shapes import symbolic_inputs
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -100,13 +101,54 @@ _NOT_COMPUTABLE = ("segcost cannot compute it from the static input shapes (an o
                    "inference, e.g. a custom op); declare that op's output shape in the file's value_info")
 
 
+def export_size_note(graph: Graph | None) -> str:
+    """"the model was exported for x=1x3x32x32 (given: x=1x3x64x64)" when --input-shape changed a size the
+    file fixes (graph.info.exported_input_shapes), else "". Symbolic dims of the file are not compared."""
+    if graph is None:
+        return ""
+    exported, given = [], []
+    for name, shape in graph.info.exported_input_shapes.items():
+        now = graph.shape(name)
+        if shape is None or now is None or len(shape) != len(now):
+            continue
+        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
+            exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
+            given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
+    return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
+
+
+def baked_size_advice(op: OpView) -> str:
+    """"; the model was exported for ...: a size baked into ..." for a shape error after --input-shape changed
+    a size the file fixes (see export_size_note), else ""."""
+    note = export_size_note(op.graph)
+    return (f"; {note}, and a size baked into its constants (a Reshape target, Resize sizes) likely does not fit: "
+            "give the export shape, or re-export with dynamic H/W") if note else ""
+
+
+def _not_computable(op: OpView) -> str:
+    """Why a shape is open: a symbolic model input (commands that do not check inputs first: verify, cost);
+    with --input-shape away from the export's sizes, most likely a size baked into the export's constants;
+    otherwise an op without shape inference."""
+    symbolic = symbolic_inputs(op.graph) if op.graph is not None else []
+    if symbolic:
+        name, axis, symbol = symbolic[0]
+        shape = op.graph.shape(name) if op.graph is not None else None
+        example = "x".join(str(dim) if isinstance(dim, int) and dim > 0 else "1" for dim in shape or ())
+        example = example or "1x3xHxW"
+        return (f"the model's input {name!r} has symbolic dimension {symbol!r} at axis {axis}; pass "
+                f"--input-shape {name}={example} with your sizes")
+    advice = baked_size_advice(op)
+    return f"shape inference stopped upstream at the given input shape{advice}" if advice else _NOT_COMPUTABLE
+
+
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:
     if shape is None:
-        raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_NOT_COMPUTABLE}")
+        raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_not_computable(op)}")
     for axis, dim in enumerate(shape):
         if not isinstance(dim, int) or dim < 0:
             label = dim if dim is not None else "?"
-            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number: {_NOT_COMPUTABLE}")
+            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number: "
+                             f"{_not_computable(op)}")
     return shape  # type: ignore[return-value]
 
 

@@ -143,7 +143,7 @@ def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data,
 
     plan = OutputPlan.check({"output": output}, {"model": model if isinstance(model, (str, os.PathLike)) else None,
                                                  "eval_data": eval_data})
-    graph, path = load_graph(model, input_shape)
+    graph, path = load_graph(model, input_shape, keep_symbolic_batch=True)
     with quiet_third_party():
         result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
                                 eval_size=eval_size, progress=progress)

@@ -19,7 +19,7 @@ def html_extras(result: AnalysisResult, timeline: MemoryTimeline | None, estimat
     if estimate is not None:
         by_stage: dict[str, float] = {}
         for layer in estimate.layers:
-            key = name_prefix(layer.name, stage_depth)
+            key = name_prefix(layer.name, stage_depth, layer.op_type)
             by_stage[key] = by_stage.get(key, 0.0) + layer.ms
         for stage in stages:
             stage.ms = by_stage.get(stage.name, 0.0)

@@ -62,8 +62,12 @@ def is_torch_module(model: Any) -> bool:
 
 
 def load_graph(model: Any, input_shape: ShapeArg = None, factory_args: dict[str, Any] | None = None,
-               progress: Callable[[str], None] | None = None, trust_code: bool = False):
+               progress: Callable[[str], None] | None = None, trust_code: bool = False,
+               keep_symbolic_batch: bool = False):
     """The verified IR of `model` with inferred shapes, plus the path the model came from (or None).
+
+    `keep_symbolic_batch` (for commands that write a model: optimize): an ONNX input's
+    symbolic batch dim stays symbolic when `input_shape` sets the others (H, W).
 
     `factory_args` are keyword arguments for a ``package.module:factory`` model; `progress` gets a
     line when a PyTorch model is built and exported (that takes seconds to minutes). A model
@@ -87,7 +91,8 @@ def load_graph(model: Any, input_shape: ShapeArg = None, factory_args: dict[str,
         graph.info.path = builtin_label(graph.shape(graph.inputs[0]))
         return graph, None
     if isinstance(model, onnx.ModelProto):
-        return onnx_frontend.load_model(model, shapes, label=model.graph.name or "ModelProto"), None
+        return onnx_frontend.load_model(model, shapes, label=model.graph.name or "ModelProto",
+                                        keep_symbolic_batch=keep_symbolic_batch), None
     if is_torch_module(model):
         return _module_graph(model, shapes, progress), None
     if isinstance(model, (str, os.PathLike)):
@@ -96,7 +101,7 @@ def load_graph(model: Any, input_shape: ShapeArg = None, factory_args: dict[str,
             from segcost.frontends.torch import load_torch_spec
 
             return load_torch_spec(path, shapes, factory_args, progress, trust_code=trust_code), path
-        return onnx_frontend.load(path, shapes), path
+        return onnx_frontend.load(path, shapes, keep_symbolic_batch), path
     raise InputError(f"model: expected a path, an onnx.ModelProto or a torch.nn.Module, got {type(model).__name__}")
 
 
@@ -126,7 +131,8 @@ def is_torch_spec(model: str) -> bool:
     return ":" in model and not Path(model).exists() and not model.endswith(".onnx")
 
 
-def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_args: tuple[str, ...] = ()):
+def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_args: tuple[str, ...] = (),
+                   keep_symbolic_batch: bool = False):
     """`load_graph` for a command: ``NAME=1x3xHxW`` option strings, ``KEY=VALUE`` factory arguments,
     progress lines on stderr and the command's --trust-model-code. Returns (graph, None).
 
@@ -142,7 +148,7 @@ def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_arg
 
         arguments = parse_factory_args(factory_args)
     graph, _ = load_graph(model, parse_input_shapes(input_shapes), arguments, progress_line,
-                          trust_code=trusts_model_code())
+                          trust_code=trusts_model_code(), keep_symbolic_batch=keep_symbolic_batch)
     return graph, None
 
 

@@ -17,7 +17,8 @@ from segcost.commands.output import check_outputs
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
 @click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
+              help="Static input shape; a batch dim the model declares symbolic stays symbolic in the written model.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Write a report of passes, costs and findings: JSON, or HTML (with int8 SQNR) for .html.")
 @click.option("--rules", default="current", show_default=True, help="Target rule set for the verifier.")
@@ -67,7 +68,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
                           {"MODEL": model, "--calib": calib, "--eval": eval_data})
     with warnings.catch_warnings():  # torch exporters' FutureWarnings are not for segcost's user
         warnings.simplefilter("ignore", FutureWarning)
-        graph, _ = load_cli_graph(model, input_shapes)
+        graph, _ = load_cli_graph(model, input_shapes, keep_symbolic_batch=True)
     options = None
     if int8:
         from segcost.quant.quantize import QuantizeOptions

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -53,9 +54,12 @@ def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> InputShapes:
     return shapes
 
 
-def load(path: str | os.PathLike, input_shapes: InputShapes | None = None) -> Graph:
-    """Read `path` into a verified IR with inferred shapes; weights are read only when needed."""
-    return opener(path)(input_shapes)
+def load(path: str | os.PathLike, input_shapes: InputShapes | None = None, keep_symbolic_batch: bool = False) -> Graph:
+    """Read `path` into a verified IR with inferred shapes; weights are read only when needed.
+
+    `keep_symbolic_batch`: see load_model.
+    """
+    return opener(path)(input_shapes, keep_symbolic_batch)
 
 
 def opener(path: str | os.PathLike):
@@ -70,9 +74,9 @@ def opener(path: str | os.PathLike):
     payload_regions = {index: (held, offset, length) for index, (offset, length) in regions.items()}
     resolver = ExternalData(model_path, held)
 
-    def build(input_shapes: InputShapes | None = None) -> Graph:
+    def build(input_shapes: InputShapes | None = None, keep_symbolic_batch: bool = False) -> Graph:
         graph = load_model(model, input_shapes, label=str(model_path), resolve_external=resolver,
-                           payload_regions=payload_regions)
+                           payload_regions=payload_regions, keep_symbolic_batch=keep_symbolic_batch)
         graph.info.resources.append(ModelSource(held, resolver))
         return graph
 
@@ -80,8 +84,13 @@ def opener(path: str | os.PathLike):
 
 
 def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, label: str | None = None,
-               resolve_external: ExternalData | None = None, payload_regions=None) -> Graph:
+               resolve_external: ExternalData | None = None, payload_regions=None,
+               keep_symbolic_batch: bool = False) -> Graph:
     """Build a verified IR with inferred shapes from an in-memory ModelProto.
+
+    With `keep_symbolic_batch`, an input whose batch dim (axis 0) the file declares symbolic
+    keeps that symbol when `input_shapes` gives it a number: the other dims are set, and a
+    graph rewritten from this IR still runs at any batch (what `segcost optimize` writes).
 
     External data is resolved through `resolve_external` (the model file's folder); without
     it, a tensor with external data is refused (InputError naming it), since onnx would
@@ -99,8 +108,24 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions)
     graph.info.path = label
     verify_graph(graph)
-    infer_shapes(graph, dict(input_shapes or {}), model=model)
+    shapes = dict(input_shapes or {})
+    if keep_symbolic_batch:
+        shapes = _with_declared_batch(graph, shapes)
+    infer_shapes(graph, shapes, model=model)
     return graph
+
+
+def _with_declared_batch(graph: Graph, input_shapes: InputShapes) -> InputShapes:
+    """`input_shapes` with axis 0 replaced by the file's symbol where the file declares the batch symbolic."""
+    kept = {}
+    for name, dims in input_shapes.items():
+        declared = graph.shape(name or (graph.inputs[0] if len(graph.inputs) == 1 else ""))
+        if dims and declared and len(declared) == len(dims) and not (isinstance(declared[0], int) and declared[0] > 0):
+            # A symbol name (or None for an unnamed dim) kept as declared: apply_input_shapes stores
+            # the tuple as given and shape inference reads a str dim as a dim_param.
+            dims = cast(tuple[int, ...], (declared[0], *dims[1:]))
+        kept[name] = dims
+    return kept
 
 
 def file_model(graph: Graph) -> onnx.ModelProto | None:

@@ -6,14 +6,19 @@ Both backends send the same task, `segcost.sweep.run.run_group`, and yield
 that were in flight one at a time in a fresh single-worker pool to find the culprit, and
 only a group that kills its worker alone becomes error rows, marked not cacheable so that
 a re-run tries again. Ray retries such tasks itself (`max_retries`).
+
+`run(groups, on_step)` also passes the steps the local workers report (export, analysis,
+calibration: `progress.report_step`) to `on_step(index, label, step)` in the driver, read
+from a queue between completions; Ray tasks report no steps.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue as queue_module
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
@@ -21,10 +26,13 @@ from typing import Any
 
 from segcost.errors import InputError
 from segcost.sweep.points import Point
+from segcost.sweep.progress import queue_step_sink
 from segcost.sweep.run import PointResult, describe_error, run_group
 
 Group = list[Point]
+OnStep = Callable[[int, str, str], None]
 RAY_TASK_RETRIES = 2
+STEP_POLL_SECONDS = 0.2   # how often the driver looks for workers' steps while points run
 
 
 def crashed_results(group: Group, reason: str) -> list[dict[str, Any]]:
@@ -52,6 +60,7 @@ class LocalBackend:
     def __init__(self, workers: int | None = None):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.executor: ProcessPoolExecutor | None = None
+        self.steps: Any = None   # the workers' step queue while run() has an on_step
 
     def __enter__(self) -> LocalBackend:
         return self
@@ -59,31 +68,46 @@ class LocalBackend:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def run(self, groups: list[Group]) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
+    def run(self, groups: list[Group], on_step: OnStep | None = None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
         waiting = deque(groups)
         suspects: deque[Group] = deque()
+        self.steps = worker_context().Queue() if on_step is not None else None
         while waiting or suspects:
             if suspects:
-                yield from self._drain(deque([suspects.popleft()]), 1, None)
+                yield from self._drain(deque([suspects.popleft()]), 1, None, on_step)
             else:
-                yield from self._drain(waiting, self.workers, suspects)
+                yield from self._drain(waiting, self.workers, suspects, on_step)
 
-    def _drain(self, waiting: deque[Group], workers: int,
-               suspects: deque[Group] | None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
+    def _pass_steps(self, on_step: OnStep | None) -> None:
+        """Hand every step the workers have reported so far to `on_step`."""
+        if on_step is None or self.steps is None:
+            return
+        while True:
+            try:
+                index, label, step = self.steps.get_nowait()
+            except (queue_module.Empty, OSError, ValueError):
+                return
+            on_step(index, label, step)
+
+    def _drain(self, waiting: deque[Group], workers: int, suspects: deque[Group] | None,
+               on_step: OnStep | None = None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
         """Run `waiting` with at most `workers` groups in flight, until done or the pool breaks.
 
         When the pool breaks, the groups in flight go to `suspects` (or, with suspects None —
         a group running alone —, become error rows).
         """
-        self.executor = ProcessPoolExecutor(max_workers=min(workers, len(waiting)),
-                                            mp_context=worker_context())
+        # A worker without a step queue gets a sink of None: it reports nothing.
+        self.executor = ProcessPoolExecutor(max_workers=min(workers, len(waiting)), mp_context=worker_context(),
+                                            initializer=queue_step_sink, initargs=(self.steps,))
         in_flight: dict[Any, Group] = {}
         try:
             while waiting or in_flight:
                 while waiting and len(in_flight) < workers:
                     group = waiting.popleft()
                     in_flight[self.executor.submit(run_group, group)] = group
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=STEP_POLL_SECONDS if on_step else None,
+                               return_when=FIRST_COMPLETED)
+                self._pass_steps(on_step)
                 broken = False
                 for future in done:
                     group = in_flight.pop(future)
@@ -167,7 +191,8 @@ class RayBackend:
         if self.workers is None:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def run(self, groups: list[Group]) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
+    def run(self, groups: list[Group], on_step: OnStep | None = None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
+        """As LocalBackend.run; `on_step` is not called (Ray tasks report no steps)."""
         ray = self.ray
         task = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES)(run_group)
         waiting = deque(groups)

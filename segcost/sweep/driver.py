@@ -183,7 +183,10 @@ def _compute(todo: list[Point], cache: PointCache, options: SweepOptions, summar
              table: ResultTable, progress: ProgressLine | None) -> None:
     with make_backend(options.backend, options.workers, options.address) as backend:
         summary.workers = backend.workers
-        for group, results in backend.run(group_points(todo)):
+        on_step = None if progress is None else lambda index, label, step: progress.step(label, step)
+        if progress is not None:
+            progress.step(todo[0].label, f"starting {backend.workers} worker{'s' if backend.workers != 1 else ''}")
+        for group, results in backend.run(group_points(todo), on_step):
             for point, data in zip(group, results):
                 result = PointResult.from_dict(data)
                 cache.store(result)

@@ -6,6 +6,10 @@ datasets is not comparable, so there is one front per dataset (and, with cost "l
 per target). A point is on its front when no other point is at least as cheap and at
 least as accurate, and strictly better in one of the two. Points that differ only in
 target have the same GMACs and count once for a GMACs front.
+
+The other finished points still have a cost: they are kept as `CostOnlyPoint`s on the first
+front of their target (a front of their own, without dataset, when no point of that target
+has a published mIoU), so a page can show every point of the sweep on the same cost axis.
 """
 
 from __future__ import annotations
@@ -40,6 +44,21 @@ class ParetoPoint:
     row: SweepRow
 
 
+@dataclass(frozen=True)
+class CostOnlyPoint:
+    """A finished point without a published mIoU: it has a cost but no place on a front.
+
+    Attributes:
+        label: model, size, width, classes, precision.
+        cost: GMACs or latency in ms.
+        row: the sweep row it comes from.
+    """
+
+    label: str
+    cost: float
+    row: SweepRow
+
+
 @dataclass
 class ParetoFront:
     """Candidates of one front, cheapest first.
@@ -51,6 +70,8 @@ class ParetoFront:
         points: all candidates, sorted by cost then by descending mIoU.
         without_miou: finished points of the sweep that could not take part (no seed row with a
             published mIoU).
+        unpublished: the cost-only points of this front's target (each shown once per page: on the
+            first front of the target), cheapest first.
     """
 
     cost: str
@@ -58,6 +79,7 @@ class ParetoFront:
     dataset: str | None = None
     points: list[ParetoPoint] = field(default_factory=list)
     without_miou: int = 0
+    unpublished: list[CostOnlyPoint] = field(default_factory=list)
 
     @property
     def front(self) -> list[ParetoPoint]:
@@ -71,6 +93,8 @@ class ParetoFront:
 
     @property
     def title(self) -> str:
+        if not self.points and self.unpublished:
+            return f"{self.cost_label} (no point with a published mIoU)"
         return f"{self.cost_label} vs published mIoU" + (f" ({self.dataset})" if self.dataset else "")
 
 
@@ -103,34 +127,44 @@ def point_label(row: SweepRow) -> str:
 def pareto_fronts(rows: list[SweepRow], cost: str = "gmacs") -> list[ParetoFront]:
     """The fronts of a sweep's rows: per dataset, and per target for "latency".
 
-    Returns one empty front when no finished point has a published mIoU.
+    Points without a published mIoU become the `unpublished` points of their target's first
+    front (a front without dataset and candidates when the target has none); one empty front
+    when nothing finished with a cost.
     """
     if cost not in COSTS:
         raise InputError(f"unknown Pareto cost {cost!r} ({', '.join(COSTS)})")
     finished = [row for row in rows if row.ok]
-    with_miou = [row for row in finished if row.point.seed is not None and row.point.seed.miou is not None]
-    without = len(finished) - len(with_miou)
+    published = {id(row) for row in finished if row.point.seed is not None and row.point.seed.miou is not None}
+    without = len(finished) - len(published)
     if cost == "latency" and not any(row.result.latency_ms is not None for row in finished):
         raise InputError("no latency in this sweep: add \"latency\" to the spec's measures for --pareto-cost latency")
     candidates: dict[tuple, dict[tuple, tuple[SweepRow, float]]] = {}
-    for row in with_miou:
+    cost_only: dict[str | None, dict[tuple, CostOnlyPoint]] = {}
+    for row in finished:
         point = row.point
         value = row.gmacs if cost == "gmacs" else row.result.latency_ms
         if value is None:
             continue
-        front_key = (point.target if cost == "latency" else None, _seed(row).dataset)
+        target = point.target if cost == "latency" else None
         # GMACs do not depend on the target: points that differ only in target count once.
-        identity = (point.model, point.input_size, point.width_mult, point.num_classes, point.precision,
-                    point.target if cost == "latency" else None)
-        candidates.setdefault(front_key, {}).setdefault(identity, (row, value))
-    if not candidates:
-        return [ParetoFront(cost, None, None, [], without)]
-    return [_front(cost, target, dataset, list(members.values()), without)
-            for (target, dataset), members in candidates.items()]
+        identity = (point.model, point.input_size, point.width_mult, point.num_classes, point.precision, target)
+        if id(row) in published:
+            candidates.setdefault((target, _seed(row).dataset), {}).setdefault(identity, (row, value))
+        else:
+            cost_only.setdefault(target, {}).setdefault(identity, CostOnlyPoint(point_label(row), value, row))
+    fronts = [_front(cost, target, dataset, list(members.values()), without)
+              for (target, dataset), members in candidates.items()]
+    for target, members in cost_only.items():
+        home = next((front for front in fronts if front.target == target), None)
+        if home is None:
+            home = ParetoFront(cost, target, None, [], without)
+            fronts.append(home)
+        home.unpublished = sorted(members.values(), key=lambda item: (item.cost, item.row.point.index))
+    return fronts or [ParetoFront(cost, None, None, [], without)]
 
 
 def _seed(row: SweepRow) -> SeedMatch:
-    """The row's seed match (only rows with one and its mIoU reach the fronts: see `with_miou`)."""
+    """The row's seed match (only rows with one and its mIoU reach the fronts: see `published`)."""
     return cast(SeedMatch, row.point.seed)
 
 

@@ -1,18 +1,58 @@
-"""The sweep's progress line on stderr: points done, cached, errors, rate and ETA.
+"""The sweep's progress line on stderr: points done, cached, errors, rate and ETA, and the step
+(export, analysis, calibration ...) a point in flight has reached.
 
 On a terminal the line is redrawn in place; otherwise (logs, CI) a line is printed at most
-every `interval` seconds and at the end. The rate and ETA count only the points computed
-in this run (cached points cost nothing).
+every `interval` seconds and at the end — and at every step until the first point is done,
+so a sweep whose first export takes minutes says what it is doing from the start. The rate
+and ETA count only the points computed in this run (cached points cost nothing).
+
+Steps start in the workers: `report_step` hands them to the process's sink, which in a
+local-backend worker puts them on a queue that the driver reads (`queue_step_sink`).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 BAR_WIDTH = 20
 LOG_INTERVAL_SECONDS = 5.0
+
+StepSink = Callable[[int, str, str], None]   # (point index, point label, step text)
+_step_sink: StepSink | None = None
+
+
+def set_step_sink(sink: StepSink | None) -> None:
+    """Where this process reports the steps of the points it runs (None: nowhere)."""
+    global _step_sink
+    _step_sink = sink
+
+
+def queue_step_sink(queue: Any) -> None:
+    """Worker initializer: report steps by putting (index, label, step) on `queue` (a multiprocessing
+    queue); None reports nothing."""
+    if queue is None:
+        set_step_sink(None)
+        return
+    # A worker must never wait at exit for a step to be delivered (a sibling killed while writing can
+    # leave the queue's lock held): steps are progress, losing the last one is fine.
+    queue.cancel_join_thread()
+    set_step_sink(lambda index, label, step: queue.put((index, label, step)))
+
+
+def report_step(point: Any, step: str) -> None:
+    """Tell the sink that `point` (a sweep Point) starts `step` ("exporting to ONNX", "calibrating 3/16").
+
+    Never raises: progress must not fail a point.
+    """
+    if _step_sink is None:
+        return
+    try:
+        _step_sink(point.index, point.label, step)
+    except Exception:  # noqa: BLE001 - progress must never fail a point (a closed queue at shutdown)
+        pass
 
 
 def format_duration(seconds: float) -> str:
@@ -40,14 +80,24 @@ class ProgressLine:
         self.started = time.monotonic()
         self.last_line = float("-inf")
         self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        self.counts = (0, 0, 0, 0)   # done, cached, computed, errors as last reported
 
     def update(self, done: int, cached: int, computed: int, errors: int, label: str = "", final: bool = False) -> None:
         """Report `done` of `total` points (`cached` of them from the cache, `computed` in this run)."""
+        self.counts = (done, cached, computed, errors)
+        self._show(label, final, force=final)
+
+    def step(self, label: str, step: str) -> None:
+        """The point `label` started `step` (in a worker): shown with the last counts. Off a terminal it is
+        printed at once until the first point of this run is done, then at most every `interval` seconds."""
+        self._show(f"{label}: {step}", False, force=self.counts[2] == 0)
+
+    def _show(self, label: str, final: bool, force: bool) -> None:
         now = time.monotonic()
-        if not final and not self.interactive and now - self.last_line < self.interval:
+        if not force and not self.interactive and now - self.last_line < self.interval:
             return
         self.last_line = now
-        text = self.render(done, cached, computed, errors, now - self.started, label)
+        text = self.render(*self.counts, now - self.started, label)
         if self.interactive:
             width = shutil.get_terminal_size((100, 20)).columns - 1
             self.stream.write("\r" + text[:width].ljust(width) + ("\n" if final else ""))

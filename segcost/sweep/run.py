@@ -17,6 +17,10 @@ What is measured, per point:
 
 int8 points quantize the fused graph with segcost.quant (synthetic calibration): in the
 onnxruntime-friendly format for target "cpu" (or no target), symmetric int8 otherwise.
+
+Steps that take seconds to minutes (export, analysis, fusion, calibration, latency) are
+reported as they start through `progress.report_step` — the local backend's workers send them to
+the driver on a queue — so the first point of a sweep shows progress before it finishes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import median
@@ -39,8 +43,16 @@ from typing import Any
 
 from segcost.errors import InputError
 from segcost.sweep.points import Point, builder_parts
+from segcost.sweep.progress import report_step
 
 ERROR_TEXT_LIMIT = 500
+
+def _stepped(point: Point, step: str, compute: Callable[[], Any]) -> Callable[[], Any]:
+    """`compute`, reporting `step` for `point` when it starts."""
+    def run() -> Any:
+        report_step(point, step)
+        return compute()
+    return run
 
 
 class PointTimeout(Exception):
@@ -221,23 +233,24 @@ def describe_error(error: BaseException) -> str:
 def _measure(point: Point, memo: BuildMemo) -> PointResult:
     result = PointResult(point.key)
     measures = set(point.measures)
-    graph = memo.get("graph", lambda: _export(point, memo))
+    graph = memo.get("graph", _stepped(point, "building and exporting to ONNX", lambda: _export(point, memo)))
     # Float-graph measures first: fusion below rewrites the graph in place.
-    analysis = memo.get("analysis", lambda: _analyze(graph))
+    analysis = memo.get("analysis", _stepped(point, "analyzing", lambda: _analyze(graph)))
     if "macs" in measures:
         result.macs = analysis.totals.macs
     if "params" in measures:
         result.params = analysis.totals.params
     if "findings" in measures:
-        findings = memo.get("findings", lambda: _findings(graph, point.settings.rules))
+        findings = memo.get("findings", _stepped(point, "verifying", lambda: _findings(graph, point.settings.rules)))
         result.findings = len(findings)
         result.finding_rules = _rule_counts(findings)
     if not measures & {"params", "latency", "ort_latency"} and point.precision == "fp32":
         return result
-    fused = memo.get("fused", lambda: _fuse(graph))
+    fused = memo.get("fused", _stepped(point, "fusing", lambda: _fuse(graph)))
     quant_target = "cpu" if point.target in (None, "cpu") else "tda4vm"
     deployed = fused if point.precision == "fp32" else memo.get(
-        f"int8-{quant_target}", lambda: _quantize(fused, quant_target, point.settings.calib_size))
+        f"int8-{quant_target}", _stepped(point, f"quantizing ({quant_target})",
+                                         lambda: _quantize(fused, quant_target, point.settings.calib_size, point)))
     deployment = "fp32" if point.precision == "fp32" else f"int8-{quant_target}"
     if "params" in measures:
         result.weight_bytes = memo.get(f"weights-{deployment}", lambda: _analyze(deployed).totals.weight_bytes)
@@ -245,11 +258,13 @@ def _measure(point: Point, memo: BuildMemo) -> PointResult:
         from segcost.targets.cost_model import estimate
 
         assert point.target is not None, "spec.py gives every point of a latency sweep a target"
+        report_step(point, f"estimating latency on {point.target}")
         totals = estimate(deployed, point.target).totals
         result.latency_ms = round(float(totals.latency_ms), 6)
         result.fallback_layers = int(totals.fallback_layers)
     if "ort_latency" in measures:
-        result.ort_ms = memo.get(f"ort-{deployment}", lambda: _ort_latency_ms(deployed, point.settings))
+        result.ort_ms = memo.get(f"ort-{deployment}", _stepped(point, "measuring onnxruntime latency",
+                                                               lambda: _ort_latency_ms(deployed, point.settings)))
     return result
 
 
@@ -328,14 +343,18 @@ def _fuse(graph):
     return build_pipeline()(graph).graph
 
 
-def _quantize(fused, quant_target: str, calib_size: int):
+def _quantize(fused, quant_target: str, calib_size: int, point: Point | None = None):
     from segcost.quant.quantize import QuantizeOptions, quantize_graph
+
+    def calibrating(done: int, total: int) -> None:
+        if point is not None:
+            report_step(point, f"calibrating {done}/{total}")
 
     root = logging.getLogger()  # onnxruntime.quantization advises "pre-processing" on the root logger
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        return quantize_graph(fused, QuantizeOptions(target=quant_target, calib_size=calib_size)).graph
+        return quantize_graph(fused, QuantizeOptions(target=quant_target, calib_size=calib_size), calibrating).graph
     finally:
         root.setLevel(level)
 

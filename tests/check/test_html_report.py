@@ -1,4 +1,5 @@
-"""The HTML reports: self-contained, every colour explained, names readable, and rendered in headless Chromium."""
+"""The HTML reports (analyze, optimize --int8, the sweep's Pareto page): self-contained, every colour explained,
+names readable, and rendered in headless Chromium."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from segcost.reports.svg import short_name
 from segcost.samples import deeplabv3lite
+from segcost.sweep.pareto import pareto_fronts
+from segcost.sweep.report import render_pareto_html
 from tests.conftest import weight
+from tests.sweep.test_sweep import pareto_rows
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -74,6 +78,9 @@ def reports(tmp_path_factory):
         main(["optimize", str(folder / "small.onnx"), "--int8", "--calib-size", "2", "-o", str(folder / "q.onnx"),
               "--report", str(paths["int8"])])
     assert exited.value.code == 0
+    paths["sweep"] = folder / "sweep.html"   # the sweep's Pareto page (rows made up: no export needed)
+    paths["sweep"].write_text(render_pareto_html(pareto_fronts(pareto_rows(sizes=("768x384", "512x512")), "latency"),
+                                                 "sweep.toml"))
     return paths
 
 
@@ -82,7 +89,9 @@ EXPECTED_CHARTS = {"plain": ["MACs per layer", "MACs by stage", "activation memo
                               "latency per layer", "roofline"],
                    "fallback": ["MACs per layer", "MACs by stage", "latency by stage", "activation memory",
                                 "latency per layer", "roofline"],
-                   "int8": ["int8 SQNR per layer"]}
+                   "int8": ["int8 SQNR per layer"],
+                   "sweep": [f"latency ms on {target} vs published mIoU ({dataset})"
+                             for dataset in ("Cityscapes", "COCOSeg21") for target in ("tda4vm", "am62a")]}
 
 
 @pytest.mark.parametrize("kind", EXPECTED_CHARTS)
@@ -156,6 +165,8 @@ def test_report_renders_in_headless_chromium(reports, kind, tmp_path):
     parser = _Collector()
     parser.feed(dumped.stdout)   # the DOM after loading: every chart is there
     assert parser.charts == EXPECTED_CHARTS[kind]
+    if kind == "sweep":   # every point of the sweep: 4 models x 2 sizes x 2 classes x 2 targets
+        assert len(re.findall(r'class="point[ "]', dumped.stdout)) == 32
     assert not re.search(r"CONSOLE|Uncaught|net::ERR_", dumped.stderr), dumped.stderr
     screenshot = tmp_path / "report.png"
     subprocess.run([*base, "--window-size=1200,1600", f"--screenshot={screenshot}", reports[kind].as_uri()],

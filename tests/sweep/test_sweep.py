@@ -309,21 +309,30 @@ def test_sigterm_stops_the_cli_with_the_finished_rows(tmp_path):
 
 # ---------------------------------------------------------------- Pareto front
 
-def test_pareto_front_and_rendering():
+PARETO_MACS = {"MobileNetV2+UNetLite": 2.2e9, "MobileNetV2S16+DeepLabV3Lite": 3.54e9, "MobileNetV2+FPNLite": 3.77e9,
+               "RegNetX800MF+FPNLite": 8.84e9}
+
+
+def pareto_rows(sizes=("768x384",), classes=(19, 21)) -> list[SweepRow]:
+    """Rows of four zoo models on two targets (made-up costs; no export): 768x384 with 19 classes reproduces
+    Cityscapes rows with a published mIoU, 512x512 with 21 COCOSeg21 rows (3 of the 4 models); others have none."""
     spec = parse_spec({"measures": ["macs", "latency"], "axes": {
-        "models": ["MobileNetV2+UNetLite", "MobileNetV2S16+DeepLabV3Lite", "MobileNetV2+FPNLite",
-                   "RegNetX800MF+FPNLite"],
-        "input_sizes": ["768x384"], "num_classes": [19, 21], "targets": ["tda4vm", "am62a"]}})
-    points = expand(spec, FINGERPRINT).points
-    macs = {"MobileNetV2+UNetLite": 2.2e9, "MobileNetV2S16+DeepLabV3Lite": 3.54e9, "MobileNetV2+FPNLite": 3.77e9,
-            "RegNetX800MF+FPNLite": 8.84e9}
-    rows = [SweepRow(point, PointResult(point.key, macs=int(macs[point.model]),
-                                        latency_ms=macs[point.model] / (2e9 if point.target == "tda4vm" else 5e8)))
-            for point in points]
+        "models": list(PARETO_MACS), "input_sizes": list(sizes), "num_classes": list(classes),
+        "targets": ["tda4vm", "am62a"]}})
+    rows = []
+    for point in expand(spec, FINGERPRINT).points:
+        macs = PARETO_MACS[point.model] * (1 + point.index / 1000)   # distinct costs for distinct points
+        rows.append(SweepRow(point, PointResult(point.key, macs=int(macs),
+                                                latency_ms=macs / (2e9 if point.target == "tda4vm" else 5e8))))
+    return rows
+
+
+def test_pareto_front_and_rendering():
+    rows = pareto_rows()
     (front,) = pareto_fronts(rows, "gmacs")
     # Cityscapes 19 classes: UNet 68.94, DeepLab 69.13, FPN 70.39, RegNetX800 72.01: all on the front;
     # the 21-class points match no row and targets count once.
-    assert [point.row.point.model for point in front.front] == list(macs)
+    assert [point.row.point.model for point in front.front] == list(PARETO_MACS)
     assert front.without_miou == 8 and len(front.points) == 4
     latency_fronts = pareto_fronts(rows, "latency")
     assert [front.target for front in latency_fronts] == ["tda4vm", "am62a"]
@@ -333,3 +342,79 @@ def test_pareto_front_and_rendering():
     assert "RegNetX800MF+FPNLite 768x384 19 classes fp32" in text and "4 on the front" in text
     html = render_pareto_html(latency_fronts, "test.toml")
     assert html.count("<svg") == 2 and "<script" not in html and "http" not in html
+
+
+def _charts(html: str) -> list[str]:
+    return [chunk.split("</svg>")[0] for chunk in html.split("<svg")[1:]]
+
+
+@pytest.mark.parametrize("cost", ["gmacs", "latency"])
+def test_pareto_page_shows_every_point_on_shared_axes(cost):
+    """Points with and without a published mIoU are all on the page (the latter in the 'unknown' band, in a
+    colour of their own with a legend entry), and every chart has the same cost and mIoU ticks."""
+    import re
+
+    rows = pareto_rows(sizes=("768x384", "512x512"), classes=(19, 21))
+    html = render_pareto_html(pareto_fronts(rows, cost), "test.toml")
+    charts = _charts(html)
+    # GMACs: a point counts once whatever its target; latency: once per target.
+    expected = len({(row.point.label.replace(row.point.target or "", "") if cost == "gmacs" else row.point.label)
+                    for row in rows})
+    assert expected == (16 if cost == "gmacs" else 32)
+    markers = [marker for chart in charts for marker in re.findall(r'class="point[^"]*"', chart)]
+    assert len(markers) == expected
+    unknown = sum(chart.count('class="point unknown"') for chart in charts)
+    # published: 768x384 with 19 classes (Cityscapes, 4 models), 512x512 with 21 (COCOSeg21, 3 of them)
+    assert unknown == expected - (7 if cost == "gmacs" else 14)
+    assert html.count("<tr class=unknown>") == unknown and "mIoU unknown: no published seed-table row" in html
+    ticks = [(re.findall(r'class="x-tick"[^>]*>([^<]+)<', chart), re.findall(r'class="y-tick"[^>]*>([^<]+)<', chart))
+             for chart in charts]
+    assert len(charts) == (2 if cost == "gmacs" else 4) and ticks[0][0] and ticks[0][1]
+    assert all(tick == ticks[0] for tick in ticks)
+
+
+def test_pareto_page_without_any_published_miou_still_shows_every_point():
+    rows = pareto_rows(sizes=("640x352",), classes=(10,))
+    fronts = pareto_fronts(rows, "gmacs")
+    (front,) = fronts
+    assert not front.points and len(front.unpublished) == 4 and front.without_miou == 8
+    html = render_pareto_html(fronts, "test.toml")
+    assert len(_charts(html)) == 1 and html.count('class="point unknown"') == 4
+    assert "no point of this sweep has a published mIoU" in html and "no finished point of this sweep" in html
+
+
+# ---------------------------------------------------------------- progress of the first point
+
+def test_progress_steps_print_at_once_until_the_first_point_is_done():
+    import io
+
+    from segcost.sweep.progress import ProgressLine
+
+    stream = io.StringIO()   # not a terminal: lines, rate-limited to one per interval once a point is done
+    progress = ProgressLine(stream, total=4, to_compute=4, interval=3600)
+    progress.step("model 32x32", "building and exporting to ONNX")
+    progress.step("model 32x32", "calibrating 1/8")
+    progress.update(1, 0, 1, 0, "model 32x32")
+    progress.step("model 64x64", "analyzing")          # within the interval after a finished point: skipped
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("sweep [") and "0/4" in lines[0]
+    assert lines[0].endswith("model 32x32: building and exporting to ONNX") and lines[1].endswith("calibrating 1/8")
+
+
+def test_the_first_points_steps_are_reported_before_it_finishes(tmp_path):
+    """A local sweep streams the first point's export/analysis/calibration steps from its worker."""
+    import io
+
+    document = tiny_spec(sizes=("32x32",), widths=(0.5,), classes=(4,), measures=("macs", "latency"),
+                         targets=("tda4vm",))
+    document["axes"]["precisions"] = ["int8"]
+    document["settings"] = {"calib_size": 2}
+    stream = io.StringIO()
+    run_sweep(parse_spec(document, "sweep.toml"), tmp_path / "results.csv",
+              SweepOptions(workers=1, fingerprint=FINGERPRINT), progress_stream=stream)
+    lines = stream.getvalue().splitlines()
+    finished = next(index for index, line in enumerate(lines) if "1/1 100%" in line)
+    steps = [line.rsplit(": ", 1)[-1] for line in lines[:finished]]
+    assert steps[:3] == ["starting 1 worker", "building and exporting to ONNX", "analyzing"], lines
+    assert "calibrating 1/2" in steps and "calibrating 2/2" in steps and "estimating latency on tda4vm" in steps
+    assert all("0/1" in line for line in lines[:finished])

@@ -6,10 +6,14 @@ apart from ops segcost does not know.
 
 from __future__ import annotations
 
-from segcost.analyzer.registry import ZERO_BY_CONVENTION, OpCost, OpView, cost_rule
+from math import prod
+
+from segcost.analyzer.registry import ZERO_BY_CONVENTION, OpCost, OpView, cost_rule, export_size_note
+from segcost.errors import ShapeError
+from segcost.ir import is_static_shape
 
 DATA_MOVEMENT_OPS = (
-    "Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
+    "Identity", "Dropout", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
     "Slice", "Gather", "GatherElements", "GatherND", "Scatter", "ScatterElements", "ScatterND", "Pad",
     "Expand", "Tile", "Shape", "Size", "Cast", "CastLike", "Constant", "ConstantOfShape", "Range",
     "DepthToSpace", "SpaceToDepth", "NonZero", "OneHot", "Trilu", "EyeLike", "Compress", "ReverseSequence",
@@ -25,3 +29,48 @@ _ZERO = OpCost(status=ZERO_BY_CONVENTION)  # immutable, so one instance serves e
 def data_movement(op: OpView) -> OpCost:
     """MACs = flops = 0 (layout, selection and type changes; bytes moved are still reported)."""
     return _ZERO
+
+
+@cost_rule("Reshape")
+def reshape(op: OpView) -> OpCost:
+    """MACs = flops = 0; a constant target shape must fit the input's element count (ShapeError otherwise)."""
+    data = op.input_shapes[0] if op.input_shapes else None
+    if op.graph is None or len(op.node.inputs) < 2 or not is_static_shape(data):
+        return _ZERO
+    target = op.operand("shape").ints()
+    if target is None:   # computed at run time: nothing baked to check
+        return _ZERO
+    misfit = reshape_misfit(tuple(data), target, bool(op.attr("allowzero", 0)))
+    if misfit:
+        note = export_size_note(op.graph)
+        advice = (f"; {note}: the target was fixed for that size — give the export shape, or re-export with "
+                  "dynamic H/W" if note else "; the target was fixed when the model was exported: give the input "
+                  "shape it was exported for")
+        raise ShapeError(f"{op.where}: its fixed target shape {list(target)} does not fit its input "
+                         f"{list(data)}: {misfit}{advice}")
+    return _ZERO
+
+
+def reshape_misfit(data: tuple[int, ...], target: tuple[int, ...], allowzero: bool) -> str:
+    """Why ONNX Reshape cannot give `target` to a tensor of shape `data`, or "" when it can.
+
+    ONNX Reshape: a 0 in the target copies the input's dim at that index (unless allowzero),
+    one -1 takes what is left. Only clear misfits are reported: element counts that differ,
+    or are not a multiple of the known part.
+    """
+    elements = prod(data)
+    dims = []
+    for index, dim in enumerate(target):
+        if dim == 0 and not allowzero:
+            if index >= len(data):
+                return f"target dim {index} is 0 (copy the input's), the input has rank {len(data)}"
+            dim = data[index]
+        dims.append(dim)
+    if dims.count(-1) > 1 or any(dim < -1 for dim in dims):
+        return "the target is not a valid Reshape shape"
+    known = prod(dim for dim in dims if dim != -1)
+    if -1 in dims:
+        if known > 0 and elements % known:
+            return f"{elements:,} elements are not a multiple of the {known:,} the target fixes"
+        return ""
+    return "" if known == elements else f"{elements:,} elements in, {known:,} out"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from math import prod
 
-from segcost.analyzer.registry import OpCost, OpView, cost_rule
+from segcost.analyzer.registry import OpCost, OpView, baked_size_advice, cost_rule
 from segcost.errors import ShapeError
 
 
@@ -35,7 +35,8 @@ def _matmul_cost(op: OpView, a_index: int, b_index: int) -> OpCost:
     m, k = a_matrix[-2:]
     k_b, n = b_matrix[-2:]
     if k != k_b:
-        raise ShapeError(f"node {op.key!r} ({op.op_type}): inner dims differ ({list(a_shape)} × {list(b_shape)})")
+        raise ShapeError(f"node {op.key!r} ({op.op_type}): inner dims differ ({list(a_shape)} × {list(b_shape)})"
+                         f"{baked_size_advice(op)}")
     batch = _broadcast(op, a_matrix[:-2], b_matrix[:-2])
     output_shape = (*batch, *(() if len(a_shape) == 1 else (m,)), *(() if len(b_shape) == 1 else (n,)))
     return OpCost(macs=prod(batch) * m * n * k, kind="dense", output_shape=output_shape)
@@ -70,7 +71,7 @@ def gemm(op: OpView) -> OpCost:
     k_b, n = reversed(b_shape) if op.attr("transB", 0) else b_shape
     if k != k_b:
         raise ShapeError(f"node {op.key!r} (Gemm): inner dims differ ({list(a_shape)} × {list(b_shape)}, "
-                         f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)})")
+                         f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)}){baked_size_advice(op)}")
     bias_adds = m * n if op.has_input(2) else 0
     return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
 
