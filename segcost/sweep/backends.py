@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -65,8 +66,6 @@ def _start_fork_server() -> None:
     its traceback) and hands it to every worker it forks (multiprocessing.forkserver restores
     the handlers it found for each child).
     """
-    from multiprocessing import forkserver
-
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or previous is None:
         return   # started on first use instead, as multiprocessing does; the workers ignore SIGINT themselves
