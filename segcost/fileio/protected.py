@@ -16,13 +16,18 @@ from segcost.errors import InputError
 from segcost.fileio.paths import PathLike
 
 
-def file_identity(path: PathLike) -> tuple[int, int] | None:
-    """(device, inode) of an existing file or directory; None when it is missing or not a path."""
+def _status(path: PathLike) -> os.stat_result | None:
+    """os.stat (symlinks followed) of an existing path; None when it is missing or not a path."""
     try:
-        status = os.stat(os.fspath(path))
+        return os.stat(os.fspath(path))
     except (OSError, ValueError, TypeError):
         return None
-    if stat.S_ISCHR(status.st_mode):
+
+
+def file_identity(path: PathLike) -> tuple[int, int] | None:
+    """(device, inode) of an existing file or directory; None when it is missing or not a path."""
+    status = _status(path)
+    if status is None or stat.S_ISCHR(status.st_mode):
         return None   # /dev/null as an "input" and an output is not a clash
     return status.st_dev, status.st_ino
 
@@ -60,9 +65,8 @@ def forget_read_inputs() -> None:
 
 def _read_input_at(output: PathLike) -> str | None:
     """The label of the input file read by this process that `output` is (symlinks followed), or None."""
-    try:
-        status = os.stat(os.fspath(output))
-    except (OSError, ValueError, TypeError):
+    status = _status(output)
+    if status is None:
         return None
     seen = _READ_INPUTS.get((status.st_dev, status.st_ino))
     if seen is None or (seen[1], seen[2]) != (status.st_mtime_ns, status.st_size):

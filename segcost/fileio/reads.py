@@ -70,13 +70,22 @@ def read_text_file(path: PathLike, what: str, max_bytes: int = MAX_CONFIG_BYTES)
 
 def read_toml_file(path: PathLike, what: str) -> dict[str, Any]:
     """The TOML document of a config-like file (see `read_text_file`); syntax errors name the file."""
-    text = read_text_file(path, what)
+    return parse_toml(read_text_file(path, what), os.fspath(path), what)
+
+
+def parse_toml(text: str, where: str, what: str) -> dict[str, Any]:
+    """`text` as a TOML document.
+
+    Raises:
+        InputError: starting with `where` (a path, or a built-in file's name) and naming `what`,
+            for a syntax error or nesting deeper than the parser can take.
+    """
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{os.fspath(path)}: invalid TOML ({what} is not valid TOML: {error})") from None
+        raise InputError(f"{where}: invalid TOML ({what} is not valid TOML: {error})") from None
     except RecursionError:
-        raise InputError(f"{os.fspath(path)}: {what} is nested too deeply") from None
+        raise InputError(f"{where}: {what} is nested too deeply") from None
 
 
 def _finite(text: str) -> float:

@@ -1,38 +1,49 @@
-"""Where a sweep's groups of points run: a local process pool or a Ray cluster.
+"""Where a sweep's groups of points run: local worker processes or a Ray cluster.
 
-Both backends send the same task, `segcost.sweep.run.run_group`, and yield
-`(group, results)` as groups finish, in completion order. A group whose worker dies
-(segfault, out of memory) is not the point's fault: the local backend re-runs the groups
-that were in flight one at a time in a fresh single-worker pool to find the culprit, and
-only a group that kills its worker alone becomes error rows, marked not cacheable so that
-a re-run tries again. Ray retries such tasks itself (`max_retries`).
+The local backend's worker processes run one group at a time and report every point as it
+starts and ends (`segcost.sweep.run.serve_groups`); Ray runs `segcost.sweep.run.run_group` as
+a task. Both yield `(points, results)` as points or groups finish, in completion order.
 
-`run(groups, on_step)` also passes the steps the local workers report (export, analysis,
-calibration: `progress.report_step`) to `on_step(index, label, step)` in the driver, read
-from a queue between completions; Ray tasks report no steps.
+Locally, the backend knows which point each worker is running, so a point pays for its own
+failures only: a worker that dies (segfault, out of memory) or a point still running
+HARD_GRACE_SECONDS past its deadline (stuck in native code, where the worker's own SIGALRM
+cannot stop it) ends that worker; the point becomes an error row, marked not cacheable so
+that a re-run tries again, and the rest of its group goes to another worker. Ray retries
+tasks whose worker died itself (`max_retries`); there the deadline is the worker's SIGALRM.
+
+`run(groups, on_step)` also hands the steps a local worker reports while a point runs (export,
+analysis, calibration: `progress.report_step`, sent on the worker's pipe) to
+`on_step(index, label, step)` in the driver as they arrive; Ray tasks report no steps.
+
+Ctrl-C reaches the driver alone: the fork server is started with SIGINT ignored, which the
+workers it forks inherit, and the driver stops the workers (no traceback from each process).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import queue as queue_module
+import shutil
+import signal
+import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from multiprocessing import forkserver
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from segcost.errors import InputError
 from segcost.sweep.points import Point
-from segcost.sweep.progress import queue_step_sink
-from segcost.sweep.run import PointResult, describe_error, run_group
+from segcost.sweep.run import WORKER_MODULES, PointResult, describe_error, run_group, serve_groups, timeout_reason
 
 Group = list[Point]
 OnStep = Callable[[int, str, str], None]
 RAY_TASK_RETRIES = 2
-STEP_POLL_SECONDS = 0.2   # how often the driver looks for workers' steps while points run
+HARD_GRACE_SECONDS = 2.0   # past a point's deadline, before its worker is killed (the SIGALRM had its turn)
+DIED = "worker process died (crash or out of memory)"
 
 
 def crashed_results(group: Group, reason: str) -> list[dict[str, Any]]:
@@ -41,26 +52,62 @@ def crashed_results(group: Group, reason: str) -> list[dict[str, Any]]:
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """Workers forked from a fork server that has imported torch and the task once.
+    """Workers forked from a fork server that has imported torch and the task once (run.WORKER_MODULES).
 
     Each worker then starts in milliseconds instead of importing torch itself (seconds), and
-    never inherits the driver's state (threads, open sessions); the server outlives one pool,
+    never inherits the driver's state (threads, open sessions); the server outlives one sweep,
     so the next sweep in the same process starts at once too.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["segcost.sweep.run", "torch"])  # a missing module is skipped
+    context.set_forkserver_preload(["segcost.sweep.run", *WORKER_MODULES])  # a missing module is skipped
+    _start_fork_server()
     return context
 
 
+def _start_fork_server() -> None:
+    """Start the fork server (if it is not running) with SIGINT ignored.
+
+    The server keeps that disposition while it imports torch (seconds: Ctrl-C then would print
+    its traceback) and hands it to every worker it forks (multiprocessing.forkserver restores
+    the handlers it found for each child).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        return   # started on first use instead, as multiprocessing does; the workers ignore SIGINT themselves
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class _Worker:
+    """A worker process (`run.serve_groups`) and the group it runs: `done` points reported, the next one running."""
+
+    process: Any
+    channel: Connection
+    workdir: str
+    group: Group | None = None
+    done: int = 0
+    running_since: float | None = None   # time.monotonic() when the running point reported its start
+
+    def deadline(self) -> float | None:
+        """When the worker is killed (None: no point running, or no timeout)."""
+        if self.group is None or self.running_since is None:
+            return None
+        seconds = self.group[self.done].settings.point_timeout_s
+        return self.running_since + seconds + HARD_GRACE_SECONDS if seconds > 0 else None
+
+
 class LocalBackend:
-    """A concurrent.futures process pool on this machine (see `worker_context`)."""
+    """At most `workers` worker processes on this machine (see `worker_context`), each running a group at a time."""
 
     name = "local"
 
     def __init__(self, workers: int | None = None):
         self.workers = max(1, workers or os.cpu_count() or 1)
-        self.executor: ProcessPoolExecutor | None = None
-        self.steps: Any = None   # the workers' step queue while run() has an on_step
+        self.pool: list[_Worker] = []
 
     def __enter__(self) -> LocalBackend:
         return self
@@ -69,82 +116,113 @@ class LocalBackend:
         self.close()
 
     def run(self, groups: list[Group], on_step: OnStep | None = None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
+        context = worker_context()
         waiting = deque(groups)
-        suspects: deque[Group] = deque()
-        self.steps = worker_context().Queue() if on_step is not None else None
-        while waiting or suspects:
-            if suspects:
-                yield from self._drain(deque([suspects.popleft()]), 1, None, on_step)
-            else:
-                yield from self._drain(waiting, self.workers, suspects, on_step)
-
-    def _pass_steps(self, on_step: OnStep | None) -> None:
-        """Hand every step the workers have reported so far to `on_step`."""
-        if on_step is None or self.steps is None:
-            return
-        while True:
-            try:
-                index, label, step = self.steps.get_nowait()
-            except (queue_module.Empty, OSError, ValueError):
-                return
-            on_step(index, label, step)
-
-    def _drain(self, waiting: deque[Group], workers: int, suspects: deque[Group] | None,
-               on_step: OnStep | None = None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
-        """Run `waiting` with at most `workers` groups in flight, until done or the pool breaks.
-
-        When the pool breaks, the groups in flight go to `suspects` (or, with suspects None —
-        a group running alone —, become error rows).
-        """
-        # A worker without a step queue gets a sink of None: it reports nothing.
-        self.executor = ProcessPoolExecutor(max_workers=min(workers, len(waiting)), mp_context=worker_context(),
-                                            initializer=queue_step_sink, initargs=(self.steps,))
-        in_flight: dict[Any, Group] = {}
         try:
-            while waiting or in_flight:
-                while waiting and len(in_flight) < workers:
+            while waiting or any(worker.group is not None for worker in self.pool):
+                idle = [worker for worker in self.pool if worker.group is None]
+                while len(idle) < len(waiting) and len(self.pool) < self.workers:
+                    idle.append(self._spawn(context))
+                for worker in idle[:len(waiting)]:
                     group = waiting.popleft()
-                    in_flight[self.executor.submit(run_group, group)] = group
-                done, _ = wait(in_flight, timeout=STEP_POLL_SECONDS if on_step else None,
-                               return_when=FIRST_COMPLETED)
-                self._pass_steps(on_step)
-                broken = False
-                for future in done:
-                    group = in_flight.pop(future)
                     try:
-                        results = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        if suspects is None:
-                            yield group, crashed_results(group, "worker process died (crash or out of memory)")
-                        else:
-                            suspects.append(group)
+                        worker.channel.send(group)
+                    except OSError:   # it died while idle
+                        self._end(worker)
+                        yield group, crashed_results(group, DIED)
                         continue
                     except Exception as error:  # noqa: BLE001 - e.g. a point that cannot be pickled
-                        results = crashed_results(group, f"task failed: {describe_error(error)}")
-                    yield group, results
-                if broken:
-                    if suspects is not None:
-                        suspects.extend(in_flight.values())
-                    in_flight.clear()
-                    return
+                        yield group, crashed_results(group, f"task failed: {describe_error(error)}")
+                        continue
+                    worker.group, worker.done, worker.running_since = group, 0, None
+                busy = [worker for worker in self.pool if worker.group is not None]
+                if not busy:
+                    continue
+                deadlines = [deadline for worker in busy if (deadline := worker.deadline()) is not None]
+                wait([worker.channel for worker in busy], max(0.0, min(deadlines) - time.monotonic()) if deadlines
+                     else None)
+                for worker in busy:
+                    yield from self._collect(worker, waiting, on_step)
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop the pool now: queued groups are cancelled and running workers terminated."""
-        executor, self.executor = self.executor, None
-        if executor is None:
+    def _spawn(self, context) -> _Worker:
+        parent_end, child_end = context.Pipe()
+        workdir = tempfile.mkdtemp(prefix="segcost-sweep-")   # removed here even when the worker is killed
+        process = context.Process(target=serve_groups, args=(child_end, workdir), name="segcost-sweep-worker")
+        try:
+            process.start()
+        except BaseException:   # an interrupt while starting: the worker, if it started, finds its pipe closed
+            parent_end.close()
+            if process.pid is not None:
+                process.kill()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            child_end.close()   # the worker's copy is the only one left: its exit is an end of file here
+        worker = _Worker(process, parent_end, workdir)
+        self.pool.append(worker)
+        return worker
+
+    def _collect(self, worker: _Worker, waiting: deque[Group],
+                 on_step: OnStep | None = None) -> Iterator[tuple[Group, list[dict[str, Any]]]]:
+        """Yield what `worker` has finished; end it when it died or its point overran (the rest of the group waits).
+
+        Steps it reported go to `on_step` on the way.
+        """
+        exited = False
+        try:
+            while worker.group is not None and worker.channel.poll():
+                message = worker.channel.recv()
+                if message[0] == "start":
+                    worker.running_since = time.monotonic()
+                    continue
+                if message[0] == "step":
+                    if on_step is not None:
+                        on_step(*message[1:])
+                    continue
+                group, worker.done, worker.running_since = worker.group, worker.done + 1, None
+                if worker.done == len(group):
+                    worker.group = None
+                yield group[worker.done - 1:worker.done], [message[1]]
+        except (EOFError, OSError):
+            exited = True   # the worker's end of the pipe closed: it has exited
+        if worker.group is None:
+            if exited:
+                self._end(worker)
             return
-        # The pool's worker processes (a private attribute): terminating them makes an
-        # interrupt prompt instead of waiting for exports in progress to finish.
-        processes = list((getattr(executor, "_processes", None) or {}).values())
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=5)
+        deadline = worker.deadline()
+        if exited:
+            reason = DIED
+        elif deadline is not None and time.monotonic() >= deadline:
+            reason = timeout_reason(worker.group[worker.done].settings.point_timeout_s)
+        else:
+            return
+        group, done, since = worker.group, worker.done, worker.running_since
+        self._end(worker)
+        failed = PointResult.failed(group[done].key, reason, cacheable=False)
+        if since is not None:
+            failed.seconds = round(time.monotonic() - since, 3)
+        yield group[done:done + 1], [asdict(failed)]
+        if done + 1 < len(group):
+            waiting.appendleft(group[done + 1:])
+
+    def _end(self, worker: _Worker) -> None:
+        """Stop `worker` (at once when it is running a group) and release what it held."""
+        self.pool.remove(worker)
+        if worker.group is not None and worker.process.is_alive():
+            worker.process.kill()   # SIGKILL: native code that ignores everything else stops too
+        worker.channel.close()      # an idle worker sees the end of file and exits
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        shutil.rmtree(worker.workdir, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop every worker now (the sweep ended, was interrupted, or the caller stopped reading)."""
+        for worker in list(self.pool):
+            self._end(worker)
 
 
 class RayBackend:

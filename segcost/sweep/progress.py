@@ -7,7 +7,7 @@ so a sweep whose first export takes minutes says what it is doing from the start
 and ETA count only the points computed in this run (cached points cost nothing).
 
 Steps start in the workers: `report_step` hands them to the process's sink, which in a
-local-backend worker puts them on a queue that the driver reads (`queue_step_sink`).
+local-backend worker sends them on the worker's pipe to the driver (`run.serve_groups`).
 """
 
 from __future__ import annotations
@@ -28,18 +28,6 @@ def set_step_sink(sink: StepSink | None) -> None:
     """Where this process reports the steps of the points it runs (None: nowhere)."""
     global _step_sink
     _step_sink = sink
-
-
-def queue_step_sink(queue: Any) -> None:
-    """Worker initializer: report steps by putting (index, label, step) on `queue` (a multiprocessing
-    queue); None reports nothing."""
-    if queue is None:
-        set_step_sink(None)
-        return
-    # A worker must never wait at exit for a step to be delivered (a sibling killed while writing can
-    # leave the queue's lock held): steps are progress, losing the last one is fine.
-    queue.cancel_join_thread()
-    set_step_sink(lambda index, label, step: queue.put((index, label, step)))
 
 
 def report_step(point: Any, step: str) -> None:

@@ -1,10 +1,11 @@
 """The task function of a sweep: build, export to ONNX and analyze one point, in a worker.
 
-All torch/onnx work happens here, inside the worker process (process pool or Ray).
+All torch/onnx work happens here, inside the worker process (local workers or Ray).
 `run_point` never raises for a bad point: any exception becomes an error row. `run_group`
 runs the points that share one export (same model, size, width and classes; they differ
 in target or precision) so that the export, the float analysis, the fusion and the int8
-quantization are done once per group; both backends send `run_group` as their task.
+quantization are done once per group; Ray sends `run_group` as its task, and the local
+backend's workers (`serve_groups`) run groups the same way, reporting each point.
 
 What is measured, per point:
 
@@ -20,7 +21,7 @@ onnxruntime-friendly format for target "cpu" (or no target), symmetric int8 othe
 
 Steps that take seconds to minutes (export, analysis, fusion, calibration, latency) are
 reported as they start through `progress.report_step` — the local backend's workers send them to
-the driver on a queue — so the first point of a sweep shows progress before it finishes.
+the driver on their pipe — so the first point of a sweep shows progress before it finishes.
 """
 
 from __future__ import annotations
@@ -37,15 +38,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
+from multiprocessing.connection import Connection
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 from segcost.errors import InputError
 from segcost.sweep.points import Point, builder_parts
-from segcost.sweep.progress import report_step
+from segcost.sweep.progress import report_step, set_step_sink
 
 ERROR_TEXT_LIMIT = 500
+# What every point imports: loaded before a point's deadline is armed, and by the local backend's
+# fork server once, so that a worker (one a group) starts with them in milliseconds.
+WORKER_MODULES = ("torch", "torch.onnx", "onnxruntime", "segcost.frontends.torch", "segcost.frontends.onnx",
+                  "segcost.analyzer", "segcost.pipeline", "segcost.targets.cost_model")
 
 def _stepped(point: Point, step: str, compute: Callable[[], Any]) -> Callable[[], Any]:
     """`compute`, reporting `step` for `point` when it starts."""
@@ -136,8 +142,9 @@ class BuildMemo:
     lazily from it); use it as a context manager.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parent: str | None = None) -> None:
         self.values: dict[str, Any] = {}
+        self.parent = parent   # where the temporary directory goes (None: the system's)
         self.directory: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> BuildMemo:
@@ -163,7 +170,7 @@ class BuildMemo:
 
     def workdir(self) -> Path:
         if self.directory is None:
-            self.directory = tempfile.TemporaryDirectory(prefix="segcost-sweep-")
+            self.directory = tempfile.TemporaryDirectory(prefix="segcost-sweep-", dir=self.parent)
         return Path(self.directory.name)
 
 
@@ -172,6 +179,29 @@ def run_group(points: list[Point]) -> list[dict[str, Any]]:
     _limit_threads()
     with BuildMemo() as memo:
         return [run_point(point, memo) for point in points]
+
+
+def serve_groups(channel: Connection, workdir: str | None = None) -> None:
+    """A local-backend worker process: run the groups the driver sends, reporting each point as it starts and ends.
+
+    Receives one group (a list of Points) at a time on `channel`, None or an end of file to stop;
+    sends ("start",) before each point, ("step", index, label, text) for each step the point
+    reports (`progress.report_step`) and ("done", result dict) after it, so that the driver
+    shows progress and knows which point is running when it must stop the worker (sweep.backends). Exports go
+    under `workdir` (the driver removes it). SIGINT is ignored: Ctrl-C is the driver's to handle.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_threads()
+    set_step_sink(lambda index, label, step: channel.send(("step", index, label, step)))
+    try:
+        with channel:
+            while (points := channel.recv()) is not None:
+                with BuildMemo(workdir) as memo:
+                    for point in points:
+                        channel.send(("start",))
+                        channel.send(("done", run_point(point, memo)))
+    except (EOFError, ConnectionError):
+        return   # the driver closed the channel or stopped listening (an interrupt)
 
 
 def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
@@ -195,9 +225,8 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - the sweep goes on; the row says why
         # A timeout says how busy the machine was, not what the point is: not cached, a re-run retries it.
         timed_out = fired[0] or isinstance(error, PointTimeout)
-        result = PointResult.failed(point.key, f"timed out: stopped after {point.settings.point_timeout_s} s "
-                                    "(settings.point_timeout_s)" if timed_out else describe_error(error),
-                                    cacheable=not timed_out)
+        result = PointResult.failed(point.key, timeout_reason(point.settings.point_timeout_s) if timed_out
+                                    else describe_error(error), cacheable=not timed_out)
     finally:
         if own_memo:
             memo.__exit__(None, None, None)
@@ -206,15 +235,18 @@ def run_point(point: Point, memo: BuildMemo | None = None) -> dict[str, Any]:
     return asdict(result)
 
 
+def timeout_reason(seconds: int) -> str:
+    """The error text of a point stopped at its deadline (by its SIGALRM, or by the backend killing its worker)."""
+    return f"timed out: stopped after {seconds} s (settings.point_timeout_s)"
+
+
 def _import_before_deadline() -> None:
     """Import what every point uses before its deadline is armed.
 
     The deadline is a SIGALRM; one that lands inside `import torch` (seconds on a busy machine)
     leaves a half-initialized module in sys.modules that breaks every later point of the worker.
     """
-    import importlib
-
-    for name in ("torch", "onnxruntime", "segcost.frontends.torch", "segcost.frontends.onnx"):
+    for name in WORKER_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:

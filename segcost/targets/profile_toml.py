@@ -11,14 +11,13 @@ from __future__ import annotations
 import importlib.resources
 import math
 import os
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from segcost.errors import InputError
 from segcost.fileio.paths import check_path_text
-from segcost.fileio.reads import read_text_file
+from segcost.fileio.reads import parse_toml, read_text_file
 from segcost.passes.verify_conv import load_rules
 from segcost.targets.device_terms import GROUPED_TILINGS
 from segcost.targets.profile import (
@@ -67,12 +66,7 @@ def _trailing_comment(value_text: str) -> str | None:
 
 def parse_profile(text: str, where: str = "profile") -> TargetProfile:
     """Validate a profile's TOML text; every problem is one InputError naming `where` and the key."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{where}: not valid TOML ({error})") from None
-    except RecursionError:
-        raise InputError(f"{where}: nested too deeply") from None
+    data = parse_toml(text, where, "target profile")
     reader = _Reader(where)
     reader.keys(data, "", {"profile", "accelerator", "memory", "support", "fallback"}, {"profile", "accelerator",
                                                                                        "memory"})
