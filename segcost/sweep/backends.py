@@ -72,11 +72,16 @@ class LocalBackend:
         waiting = deque(groups)
         suspects: deque[Group] = deque()
         self.steps = worker_context().Queue() if on_step is not None else None
-        while waiting or suspects:
-            if suspects:
-                yield from self._drain(deque([suspects.popleft()]), 1, None, on_step)
-            else:
-                yield from self._drain(waiting, self.workers, suspects, on_step)
+        try:
+            while waiting or suspects:
+                if suspects:
+                    yield from self._drain(deque([suspects.popleft()]), 1, None, on_step)
+                else:
+                    yield from self._drain(waiting, self.workers, suspects, on_step)
+        finally:   # every pool of this run is closed by now (_drain): nothing writes to the queue
+            if self.steps is not None:
+                self.steps.close()
+                self.steps = None
 
     def _pass_steps(self, on_step: OnStep | None) -> None:
         """Hand every step the workers have reported so far to `on_step`."""
