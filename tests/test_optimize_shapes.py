@@ -100,3 +100,37 @@ def test_commands_without_an_input_check_name_the_symbolic_input_not_a_custom_op
     assert "input 'x' has symbolic dimension 'N' at axis 0; pass --input-shape x=1x3x1x1" in err
     assert "custom op" not in err and "static input shapes" not in err
     assert run_cli(command, str(path), "--input-shape", "x=1x3x16x16")[0] == 0
+
+
+def _rapidocr(name: str):
+    package = pytest.importorskip("rapidocr_onnxruntime")
+    from pathlib import Path
+
+    path = Path(package.__file__).parent / "models" / name
+    if not path.is_file():
+        pytest.skip(f"rapidocr-onnxruntime ships no {name}")
+    return path
+
+
+def test_pp_ocr_det_keeps_its_symbolic_batch_and_runs_at_batch_3(run_cli, tmp_path):
+    """paddle2onnx's PP-OCRv4 detector (symbolic N, H, W as shipped): --input-shape fixes H and W only."""
+    output = tmp_path / "det.onnx"
+    code, _, err = run_cli("optimize", str(_rapidocr("ch_PP-OCRv4_det_infer.onnx")), "--input-shape", "x=1x3x64x64",
+                           "-o", str(output))
+    assert code == 0, err
+    dims = onnx.load(output).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [dim.dim_value for dim in dims[1:]] == [3, 64, 64]
+    batch = np.random.default_rng(2).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    assert ort.InferenceSession(output.as_posix()).run(None, {"x": batch})[0].shape[0] == 3
+
+
+def test_a_batch_inference_cannot_follow_to_the_outputs_is_set_as_given_and_says_so(run_cli, tmp_path):
+    """PP-OCRv4's recognizer: with a symbolic batch onnx leaves its output shape open (a model onnx.checker
+    refuses), so the batch is the one given, with a note — the written model is valid and matches the file."""
+    output = tmp_path / "rec.onnx"
+    code, out, err = run_cli("optimize", str(_rapidocr("ch_PP-OCRv4_rec_infer.onnx")), "--input-shape",
+                             "x=1x3x48x160", "-o", str(output))
+    assert code == 0, err
+    assert "batch dim 'p2o.DynamicDimension.0' could not be kept symbolic" in err and "takes batch 1" in err
+    assert "onnxruntime check: max |original - optimized|" in out
+    onnx.checker.check_model(onnx.load(output))

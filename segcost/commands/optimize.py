@@ -69,6 +69,12 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     with warnings.catch_warnings():  # torch exporters' FutureWarnings are not for segcost's user
         warnings.simplefilter("ignore", FutureWarning)
         graph, _ = load_cli_graph(model, input_shapes, keep_symbolic_batch=True)
+    for name, declared in graph.info.exported_input_shapes.items():
+        shape = graph.shape(name)
+        if declared and shape and not isinstance(declared[0], int) and isinstance(shape[0], int):
+            click.echo(f"segcost: note: input {name!r}: batch dim {declared[0]!r} could not be kept symbolic (shape "
+                       f"inference cannot follow it through this graph); the written model takes batch {shape[0]}",
+                       err=True)
     options = None
     if int8:
         from segcost.quant.quantize import QuantizeOptions

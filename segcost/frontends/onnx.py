@@ -91,6 +91,9 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     With `keep_symbolic_batch`, an input whose batch dim (axis 0) the file declares symbolic
     keeps that symbol when `input_shapes` gives it a number: the other dims are set, and a
     graph rewritten from this IR still runs at any batch (what `segcost optimize` writes).
+    Where shape inference cannot follow the symbolic batch to the graph outputs, the batch
+    is set as given instead; callers compare the input's batch with
+    `graph.info.exported_input_shapes` to tell.
 
     External data is resolved through `resolve_external` (the model file's folder); without
     it, a tensor with external data is refused (InputError naming it), since onnx would
@@ -109,9 +112,13 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     graph.info.path = label
     verify_graph(graph)
     shapes = dict(input_shapes or {})
-    if keep_symbolic_batch:
-        shapes = _with_declared_batch(graph, shapes)
-    infer_shapes(graph, shapes, model=model)
+    kept = _with_declared_batch(graph, shapes) if keep_symbolic_batch else shapes
+    infer_shapes(graph, kept, model=model)
+    if kept != shapes and any(graph.shape(name) is None for name in graph.outputs):
+        # Some exports (paddle2onnx's Reshape chains) cannot be followed to their outputs with a
+        # symbolic batch, and a model whose outputs have no shape fails onnx.checker: then the
+        # batch is set as given (see the docstring for how a caller tells).
+        infer_shapes(graph, shapes, model=model)
     return graph
 
 
