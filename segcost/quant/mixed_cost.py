@@ -96,12 +96,21 @@ def _label(graph: Graph, key: str) -> str:
     return graph.node(key).name or key
 
 
+def quantizable_ops() -> frozenset[str]:
+    """Op types onnxruntime's quantizer quantizes (its QLinear and QDQ registries). Another op between
+    quantized tensors reads dequantized values and computes in float: it is not a unit."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return frozenset(QLinearOpsRegistry) | frozenset(QDQRegistry)
+
+
 def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
     """Units of the fused float `graph` that the full QDQ `int8_graph` quantizes, by label, in graph order."""
     quantized = set()
+    ops = quantizable_ops()
     for key in int8_graph.dag:
         node = int8_graph.node(key)
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type not in ops or node.domain:
             continue
         if any((producer := int8_graph.producer(tensor)) is not None
                and int8_graph.node(producer).op_type == "DequantizeLinear" for tensor in node.inputs if tensor):
