@@ -372,7 +372,7 @@ def _candidates(graph: Graph, costs: PrecisionCosts, model: onnx.ModelProto, loc
                   and (label := graph.node(key).name or key) in owner}
         if len(labels) > 1:
             around[tensor] = tuple(sorted(labels, key=order.__getitem__))
-    rankings = [[(label,) for label in sorted(costs.units, key=worst_point.__getitem__)],
+    rankings: list[list[tuple[str, ...]]] = [[(label,) for label in sorted(costs.units, key=worst_point.__getitem__)],
                 list(around.values()),
                 [(label,) for label in sorted(costs.units, key=lambda label: -loss[label])]]
     ranked: list[tuple[str, ...]] = []

@@ -217,7 +217,7 @@ def fastest_float_units(costs: PrecisionCosts, forced_float: Iterable[str] = ())
     Ties go to int8 (the largest int8 side among the minimum cuts).
     """
     forced = set(forced_float)
-    cut = nx.DiGraph()
+    cut: nx.DiGraph = nx.DiGraph()
 
     def add(u, v, ms: float | None) -> None:   # None: infinite (networkx: no capacity attribute)
         if ms is None:
