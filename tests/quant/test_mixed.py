@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 import segcost
 from segcost.quant.accuracy import compare_models
 from segcost.quant.calibration import open_source
+from segcost.quant.mixed import MixedOptions
 from segcost.quant.mixed_cost import Crossing, PrecisionCosts, Unit, fastest_float_units
 
 
@@ -148,3 +149,11 @@ def test_cli_mixed_report_and_bad_options(run_cli, qm, tmp_path):
         assert message in err and not bad.exists()
     with pytest.raises(segcost.errors.InputError, match="max-float-layers"):
         segcost.quantize(str(path), mixed=True, max_float_layers=-2)
+
+
+def test_help_documents_the_mixed_options(run_cli):
+    code, out, _ = run_cli("optimize", "--help")
+    text = " ".join(out.split())
+    assert code == 0 and "--mixed" in text and "--min-sqnr DB" in text and "--max-float-layers N" in text
+    defaults = MixedOptions()   # the help states the library's defaults
+    assert f"[default: {defaults.min_sqnr_db:g}]" in text and f"[default: {defaults.max_float_layers}]" in text
