@@ -18,8 +18,9 @@ Bounded work. A first pass ranks all units at once from one int8 run per sample:
 SQNR of each quantization point on its own (each activation's QuantizeLinear→
 DequantizeLinear against its own input, and each dequantized weight against the float
 weight); a unit scores the worst point it touches. Only the `candidates` lowest-scoring
-units get a leave-one-out run. Then, best gain first, units are added to the float set
-(the cut re-solved around them; one confirming run each) until the output SQNR reaches
+units get a leave-one-out run. Then, in order of preference (a group that reaches the goal
+alone and adds the least predicted latency first, then the most dB gained per ms added),
+units are added to the float set (the cut re-solved around them; one confirming run each) until the output SQNR reaches
 `min_sqnr_db` or `max_float_layers` units are kept for accuracy; a unit whose gain does
 not survive beside the others (< MIN_GAIN_DB) is skipped. With S = min(calibration
 samples, SENSITIVITY_SAMPLES) that is S·(1 float + c first-pass + 1 + K + B) runs, c the
@@ -49,6 +50,7 @@ UNQUANTIZED_DB = 200.0       # the SQNR the first pass gives a tensor no Quantiz
 MIN_GAIN_DB = 0.5            # a float layer must raise the output SQNR at least this much to be kept: smaller
                              # gains are within the spread between sample sets (smp Unet-R18 int8: 29.8 dB on
                              # 8 calibration samples, 29.3 dB on 16 evaluation samples)
+MIN_EXTRA_MS = 1e-3         # a group's added latency counts as at least 1 µs when ranking dB per ms
 SENSITIVITY_SAMPLES = 8      # calibration samples the sensitivity runs use (at most)
 PER_RUN_BYTES = 256 << 20    # first-pass tensors returned by one onnxruntime run
 WEIGHT_SUFFIX = "_DequantizeLinear_Output"   # onnxruntime's name for a dequantized weight
@@ -385,11 +387,13 @@ def _candidates(graph: Graph, costs: PrecisionCosts, model: onnx.ModelProto, loc
     return ranked
 
 
-def _preference(group: tuple[str, ...], gain: float, current: float, options: MixedOptions) -> tuple:
-    """Sort key: groups that reach the goal alone first, fewest layers first; then the most dB per layer."""
+def _preference(group: tuple[str, ...], gain: float, extra_ms: float, current: float, options: MixedOptions
+                ) -> tuple:
+    """Sort key (sensitivity × cost model): groups that reach the goal alone first, the one costing the least
+    latency first (then the fewest layers); then the most dB per ms of latency it adds."""
     if current + gain >= options.min_sqnr_db:
-        return (0, len(group), -gain)
-    return (1, -gain / len(group), len(group))
+        return (0, extra_ms, len(group), -gain)
+    return (1, -gain / max(extra_ms, MIN_EXTRA_MS), len(group))
 
 
 def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized, target: str,
@@ -429,7 +433,11 @@ def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized,
         candidates = [group for group in groups if not set(group) <= floats][:options.candidates]
         gains = {group: measure(floats | set(group)) - current for group in candidates}
         evaluated = len(candidates)
-        for group in sorted(candidates, key=lambda group: _preference(group, gains[group], current, options)):
+        base_ms = costs.latency_ms(floats)
+        extra = {group: costs.latency_ms(fastest_float_units(costs, [*floats, *group]) | floats | set(group))
+                 - base_ms for group in candidates}
+        for group in sorted(candidates, key=lambda group: _preference(group, gains[group], extra[group], current,
+                                                                      options)):
             new = [label for label in group if label not in floats]
             if current >= options.min_sqnr_db:
                 break
