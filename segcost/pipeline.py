@@ -56,6 +56,7 @@ class OptimizeResult:
     accuracy: Any = None                            # segcost.quant.accuracy.AccuracyReport
     int8_after: AnalysisResult | None = None
     speed: Any = None                               # segcost.quant.speed.SpeedReport
+    mixed: Any = None                               # segcost.quant.mixed.MixedResult (--mixed)
 
 
 def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
@@ -225,13 +226,16 @@ def compare_outputs(original: onnx.ModelProto, optimized: onnx.ModelProto, graph
 
 def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "current", check: bool = True,
                    after_each=None, int8=None, eval_data: str | None = None,
-                   progress=None, eval_size: int | None = None, measure_runs: int | None = None) -> OptimizeResult:
+                   progress=None, eval_size: int | None = None, measure_runs: int | None = None,
+                   mixed=None) -> OptimizeResult:
     """The whole `segcost optimize`: fuse and clean up, verify, check numerics, optionally quantize.
 
     `int8` is a QuantizeOptions (None: float output). Accuracy is measured on `eval_data`
     (default: the calibration source; the synthetic source's held-out split). The int8
     speed is predicted on the int8 target's profile; `measure_runs` also measures it in
-    onnxruntime (segcost.quant.speed).
+    onnxruntime (segcost.quant.speed). `mixed` (a segcost.quant.mixed.MixedOptions) keeps
+    layers in float where int8 loses speed or accuracy; the accuracy, speed and written
+    model are then the mixed model's, `result.mixed` says what was kept and why.
     """
     from segcost.frontends.onnx import file_model
     from segcost.ir.onnx_io import to_model
@@ -262,14 +266,25 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         from segcost.quant.quantize import quantize_graph, single_image_input
         from segcost.quant.speed import measure, predict
 
-        quantized = quantize_graph(result.graph, int8, progress, float_model=result.model)
-        try:
-            onnx.checker.check_model(quantized.model)
-        except onnx.checker.ValidationError as error:
-            raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        if mixed is not None:
+            mixed.validate()   # before minutes of calibration
+        quantized = _checked(quantize_graph(result.graph, int8, progress, float_model=result.model))
         name, shape = single_image_input(result.graph, eval_data or int8.calibration)
         source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
                              int8.mean, int8.std, split="val")
+        if mixed is not None:
+            from dataclasses import replace
+
+            from segcost.quant.mixed import plan_mixed
+
+            result.mixed = plan_mixed(result.graph, static_view(result.graph), static_view(quantized.graph),
+                                      quantized, int8.target, mixed)
+            result.mixed.int8_outputs = compare_models(quantized.float_model, quantized.model, source,
+                                                       per_layer=False).outputs
+            if result.mixed.kept:
+                excluded = (*int8.exclude_nodes, *result.mixed.exclude_nodes)
+                quantized = _checked(quantize_graph(result.graph, replace(int8, exclude_nodes=excluded), progress,
+                                                    float_model=result.model))
         result.quantization = quantized
         result.accuracy = compare_models(quantized.float_model, quantized.model, source)
         static_float = static_view(result.graph)
@@ -280,6 +295,15 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
             measure(result.speed, quantized.float_model, quantized.model, feeds, runs=measure_runs)
         result.model = quantized.model
     return result
+
+
+def _checked(quantized):
+    """`quantized` (a QuantizeResult) after onnx.checker accepted its model; SegcostError otherwise."""
+    try:
+        onnx.checker.check_model(quantized.model)
+    except onnx.checker.ValidationError as error:
+        raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
+    return quantized
 
 
 def target_pipeline(graph: Graph) -> Graph:

@@ -112,7 +112,8 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
              calib_size: int = 16, per_channel: bool = True, pow2_scales: bool = False, method: str = "minmax",
              target: str = "cpu", exclude_nodes: Iterable[str] = (), eval_data: str | None = None,
              eval_size: int | None = None, check: bool = True, output: str | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Optimized:
+             progress: Callable[[int, int], None] | None = None, mixed: bool = False, min_sqnr_db: float = 30.0,
+             max_float_layers: int = 8) -> Optimized:
     """Fuse, then quantize to an int8 QDQ model and measure its accuracy, as `segcost optimize --int8` does.
 
     Args:
@@ -120,10 +121,14 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
         target: "cpu" (u8 activations, fastest in onnxruntime) or "tda4vm" (symmetric, zero points 0).
         eval_data: data for the accuracy report (default: the calibration source's held-out split).
         progress: called with (done, total) per calibration sample.
+        mixed: keep in float the layers where int8 is predicted slower on `target` and the most
+            sensitive ones until the output SQNR on the calibration data reaches `min_sqnr_db`
+            (dB), at most `max_float_layers` of them for accuracy (segcost.quant.mixed).
         Others: as the CLI options of the same names.
 
     Returns:
-        An `Optimized` whose `accuracy` holds per-output errors, mIoU drop and per-layer SQNR.
+        An `Optimized` whose `accuracy` holds per-output errors, mIoU drop and per-layer SQNR;
+        with `mixed`, `result.mixed` (a MixedResult) lists the layers kept in float and why.
 
     Raises:
         InputError: bad model, calibration data or option.
@@ -133,10 +138,18 @@ def quantize(model: Any = None, input_shape: ShapeArg = None, *, calibration: st
     options = QuantizeOptions(calibration=calibration, calib_size=calib_size, per_channel=per_channel,
                               pow2_scales=pow2_scales, method=method, target=target,
                               exclude_nodes=tuple(exclude_nodes))
-    return _optimize(model, input_shape, None, "current", check, output, options, eval_data, eval_size, progress)
+    mixed_options = None
+    if mixed:
+        from segcost.quant.mixed import MixedOptions
+
+        mixed_options = MixedOptions(min_sqnr_db=min_sqnr_db, max_float_layers=max_float_layers)
+        mixed_options.validate()
+    return _optimize(model, input_shape, None, "current", check, output, options, eval_data, eval_size, progress,
+                     mixed_options)
 
 
-def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress) -> Optimized:
+def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data, eval_size, progress,
+              mixed=None) -> Optimized:
     from segcost.commands.quiet import quiet_third_party
     from segcost.fileio.plan import OutputPlan
     from segcost.pipeline import optimize_model
@@ -146,7 +159,7 @@ def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data,
     graph, path = load_graph(model, input_shape, keep_symbolic_batch=True)
     with quiet_third_party():
         result = optimize_model(graph, passes, rules=rules, check=check, int8=int8, eval_data=eval_data,
-                                eval_size=eval_size, progress=progress)
+                                eval_size=eval_size, progress=progress, mixed=mixed)
     optimized = from_base(Optimized, result, output=output)
     if output is not None and result.model is not None:
         plan.write(output, result.model.SerializeToString())

@@ -45,13 +45,20 @@ from segcost.commands.output import check_outputs
                    "without labels; 100 when an int8 output is all zeros).")
 @click.option("--measure", "measure_runs", type=click.IntRange(min=1), metavar="N",
               help="Also measure fp32 vs int8 in onnxruntime CPU (1 thread, median CPU time of N runs).")
+@click.option("--mixed", is_flag=True,
+              help="With --int8: keep in float the layers where int8 is predicted slower on --target (cost model) "
+                   "and the most sensitive ones until the output SQNR reaches --min-sqnr (see README).")
+@click.option("--min-sqnr", type=float, metavar="DB",
+              help="--mixed: output SQNR goal against float on the calibration data, dB [default: 30].")
+@click.option("--max-float-layers", type=int, metavar="N",
+              help="--mixed: at most N layers kept in float for accuracy [default: 8].")
 @trust_model_code_option
 @click.pass_context
 def optimize(ctx: click.Context, model: str | None, output: str | None, passes: str | None,
              input_shapes: tuple[str, ...], report: str | None, rules: str, check: bool, print_after_all: bool,
              int8: bool, calib: str, calib_size: int, per_channel: bool, pow2_scales: bool, method: str, target: str,
              exclude_nodes: str, eval_data: str | None, eval_size: int | None, max_drop: float | None,
-             measure_runs: int | None) -> None:
+             measure_runs: int | None, mixed: bool, min_sqnr: float | None, max_float_layers: int | None) -> None:
     """Fuse Conv-BN(-ReLU), clean up, verify, optionally quantize to int8, and write the model."""
     import json
     import warnings
@@ -60,6 +67,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     from segcost.pipeline import optimize_model
     from segcost.reports.passes import optimize_report, render_optimize
 
+    mixed_options = _mixed_options(int8, mixed, min_sqnr, max_float_layers)
     if output is None:
         suffix = ".int8.onnx" if int8 else ".optimized.onnx"
         output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix
@@ -85,7 +93,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
                             progress=_calibration_progress, eval_size=eval_size,
-                            measure_runs=measure_runs if int8 else None)
+                            measure_runs=measure_runs if int8 else None, mixed=mixed_options)
     assert result.model is not None, "optimize_model always sets the model to write"
     plan.write(output, result.model.SerializeToString())
     click.echo(render_optimize(result), nl=False)
@@ -105,6 +113,26 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} percentage points exceeds --max-drop {max_drop}",
                    err=True)
         ctx.exit(1)
+
+
+def _mixed_options(int8: bool, mixed: bool, min_sqnr: float | None, max_float_layers: int | None):
+    """The MixedOptions of --mixed (None without it); InputError for misused or bad values."""
+    from segcost.errors import InputError
+    from segcost.quant.mixed import MixedOptions
+
+    if not mixed:
+        given = [name for name, value in (("--min-sqnr", min_sqnr), ("--max-float-layers", max_float_layers))
+                 if value is not None]
+        if given:
+            raise InputError(f"{given[0]} needs --mixed")
+        return None
+    if not int8:
+        raise InputError("--mixed needs --int8")
+    options = MixedOptions()
+    options.min_sqnr_db = options.min_sqnr_db if min_sqnr is None else min_sqnr
+    options.max_float_layers = options.max_float_layers if max_float_layers is None else max_float_layers
+    options.validate()
+    return options
 
 
 def _print_after(record, graph) -> None:

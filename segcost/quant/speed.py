@@ -58,7 +58,7 @@ class SpeedReport:
         return None if self.profile_dtype == "float32" else self.predicted_ratio < 1.0
 
 
-def _fold_weights(graph: Graph) -> Graph:
+def fold_weights(graph: Graph) -> Graph:
     """The QDQ graph (changed in place) as runtimes execute it: a DequantizeLinear of a constant (int8
     weight, int32 bias) is folded into its consumer at load time (onnxruntime's QLinearConv, TIDL), so
     the consumer reads the integer constant directly and the DequantizeLinear costs nothing."""
@@ -81,7 +81,7 @@ def predict(float_graph: Graph, int8_graph: Graph, target: str, top: int = 5) ->
     from segcost.targets.cost_model import estimate
 
     profile = PROFILES.get(target, "cpu")
-    fp32, int8 = estimate(float_graph, profile), estimate(_fold_weights(int8_graph), profile)
+    fp32, int8 = estimate(float_graph, profile), estimate(fold_weights(int8_graph), profile)
     float_ms = {layer.name: layer.ms for layer in fp32.layers}
     extra = [(layer.name, layer.op_type, layer.ms - float_ms.get(layer.name, 0.0)) for layer in int8.layers]
     extra = sorted((item for item in extra if item[2] > 0), key=lambda item: -item[2])[:top]

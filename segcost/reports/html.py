@@ -232,6 +232,10 @@ def render_optimize_html(result, model_label: str, top: int = 40) -> str:
         if accuracy.miou_drop is not None:
             parts.append(f"<p>mIoU float {accuracy.miou_float:.2f}, int8 {accuracy.miou_int8:.2f}: drop "
                          f"{accuracy.miou_drop:.2f} points ({accuracy.samples} samples)</p>")
+        if getattr(result, "mixed", None) is not None:
+            from segcost.reports.mixed import mixed_html
+
+            parts.append(mixed_html(result.mixed))
         worst = accuracy.layers[:top]
         parts += [f"<h2>Per-layer int8 SQNR (the {len(worst)} lowest of {len(accuracy.layers)})</h2>",
                   svg.legend(list(SQNR_COLOURS)),

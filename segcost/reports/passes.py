@@ -101,6 +101,10 @@ def render_int8(result) -> str:
             lines.append("int8 is NOT faster than fp32 here; layers costing most extra time in int8: "
                          + ", ".join(f"{name} ({op}, +{ms:.3g} ms)" for name, op, ms in speed.slower_layers))
     lines.extend(f"note: {note}" for note in quantization.notes if note)
+    if getattr(result, "mixed", None) is not None:
+        from segcost.reports.mixed import render_mixed
+
+        lines.append(render_mixed(result.mixed))
     worst = accuracy.layers[:5]
     if worst:
         lines.append("most sensitive layers (lowest SQNR):")
@@ -126,4 +130,8 @@ def optimize_report(result, model: str | None, output: str) -> dict:
                                                         "predicted_ratio": result.speed.predicted_ratio,
                                                         "measured_ratio": result.speed.measured_ratio},
         }
+        if getattr(result, "mixed", None) is not None:
+            from segcost.reports.mixed import mixed_payload
+
+            payload["int8"]["mixed"] = mixed_payload(result.mixed)
     return payload

@@ -42,7 +42,7 @@ from typing import Any, TypeGuard
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
-from segcost.targets.device_terms import host_io_bytes, matrix_fill, tile_fill
+from segcost.targets.device_terms import handover_ms, host_io_bytes, matrix_fill, tile_fill
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile
 from segcost.targets.profile_toml import load_profile
 from segcost.targets.results import (
@@ -363,8 +363,10 @@ def _transfers(prepared: PreparedModel, placements: dict[str, str], profile: Tar
             seen.add((tensor, destination))
             source = placements[producer]
             # The tensor is read in the producer's format and written in the consumer's, through DDR.
-            moved = prepared.elements.get(tensor, 0) * (sizes[source] + sizes[destination])
-            ms = moved / (device.transfer_gbytes_per_s * 1e6) + device.transfer_overhead_us / 1000
+            elements = prepared.elements.get(tensor, 0)
+            moved = elements * (sizes[source] + sizes[destination])
+            ms = handover_ms(elements, sizes[source], sizes[destination], device.transfer_gbytes_per_s,
+                             device.transfer_overhead_us)
             transfers.append(TransferEstimate(tensor, producer, item.layer.name, f"{source}->{destination}",
                                               moved, ms))
     return transfers

@@ -11,14 +11,16 @@
 * `host_io_bytes` — graph inputs and outputs cross between the host's float buffers and the
   accelerator's int8 tensors: every element is read in one format and written in the other
   (quantization of the image, dequantization of the outputs: full-resolution logits cost
-  what their size says, an ArgMax at the end shrinks them C-fold).
+  what their size says, an ArgMax at the end shrinks them C-fold);
+* `handover_ms` — a tensor handed between the accelerator and the fallback core is read in
+  one format and written in the other through DDR, plus one synchronisation.
 """
 
 from __future__ import annotations
 
 from math import ceil
 
-__all__ = ["GROUPED_TILINGS", "host_io_bytes", "matrix_fill", "tile_fill"]
+__all__ = ["GROUPED_TILINGS", "handover_ms", "host_io_bytes", "matrix_fill", "tile_fill"]
 
 GROUPED_TILINGS = ("per_group", "block_diagonal")
 
@@ -43,3 +45,9 @@ def host_io_bytes(elements: int, device_bytes: int, host_bytes: int) -> int:
     One format is read and the other written.
     """
     return elements * (device_bytes + host_bytes)
+
+
+def handover_ms(elements: int, source_bytes: int, destination_bytes: int, gbytes_per_s: float,
+                overhead_us: float) -> float:
+    """ms to hand `elements` values between devices: elements·(source + destination bytes) / bandwidth + overhead."""
+    return elements * (source_bytes + destination_bytes) / (gbytes_per_s * 1e6) + overhead_us / 1000

@@ -1,0 +1,247 @@
+"""QDQ model variants and SQNR measurements for `--mixed` (segcost.quant.mixed).
+
+* `float_variant` — the full int8 QDQ model edited as onnxruntime's quantizer writes it with
+  some nodes excluded (`nodes_to_exclude`), so that many candidates can be measured without
+  re-running calibration and quantization for each (the ranges stay the calibration's).
+* `SQNRRunner` — output SQNR of such variants against the float model on fixed samples
+  (float outputs computed once), and the first pass: each quantization point's own SQNR
+  and its SQNR accumulated from the model input, in one int8 and one float run per
+  sample and memory chunk.
+
+SQNR = 10·log10(Σf² / Σ(f − q)²) dB over all elements, outputs and samples; inf when exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
+from segcost.quant.ranges import chunks_by_bytes
+
+PER_RUN_BYTES = 256 << 20    # first-pass tensors returned by one onnxruntime run
+WEIGHT_SUFFIX = "_DequantizeLinear_Output"   # onnxruntime's name for a dequantized weight
+Q, DQ = "QuantizeLinear", "DequantizeLinear"
+REMOVABLE = ("Relu", "Clip")   # onnxruntime's QDQRemovableActivation: folded into the QuantizeLinear's range
+
+
+def float_variant(int8_model: onnx.ModelProto, float_model: onnx.ModelProto, live: set[str]) -> onnx.ModelProto:
+    """The QDQ model with every node outside `live` (node names still in int8) computing in float.
+
+    As onnxruntime's quantizer writes a model whose other nodes are excluded: a weight or
+    bias read only by float nodes is the float initializer; an activation stays quantized
+    (all its readers see the dequantized values) while its producer or any reader is live,
+    else its DequantizeLinear becomes an Identity of the float tensor — or, where the
+    quantizer removed a Relu/Clip whose clipping the QuantizeLinear did (asymmetric
+    activations: the producer now writes the activation's output name), that activation.
+    """
+    float_weights = {init.name: init for init in float_model.graph.initializer}
+    float_producers = {output: node for node in float_model.graph.node for output in node.output}
+    producers = {output: node for node in int8_model.graph.node for output in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in int8_model.graph.node:
+        for tensor in node.input:
+            readers.setdefault(tensor, []).append(node)
+    constants = {init.name for init in int8_model.graph.initializer}
+
+    def real_readers(tensor: str) -> set[str]:
+        names = set()
+        for node in readers.get(tensor, []):
+            if node.op_type == Q:    # a Concat edge requantized to its Concat's scale
+                names |= {name for dq in readers.get(node.output[0], []) for name in real_readers(dq.output[0])}
+            elif node.op_type != DQ:
+                names.add(node.name)
+        return names
+
+    nodes, added = [], []
+    for node in int8_model.graph.node:
+        if node.op_type == DQ and node.input[0] in constants:
+            users = readers.get(node.output[0], [])
+            weight = float_weights.get(node.output[0]) or float_weights.get(node.output[0].removesuffix(WEIGHT_SUFFIX))
+            if users and weight is not None and not {user.name for user in users} & live:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(weight)
+                copy.name = node.output[0]
+                added.append(copy)
+                continue
+        elif node.op_type == DQ and (quantize := producers.get(node.input[0])) is not None and quantize.op_type == Q:
+            source = producers.get(quantize.input[0])
+            adjacent = real_readers(node.output[0])
+            if source is not None and source.op_type not in (Q, DQ):
+                adjacent.add(source.name)
+            if not adjacent & live:
+                tensor = quantize.input[0]
+                removed = float_producers.get(tensor)
+                if removed is not None and removed.op_type in REMOVABLE and source is not None \
+                        and source.op_type != removed.op_type:
+                    activation = onnx.NodeProto()
+                    activation.CopyFrom(removed)
+                    activation.input[0] = tensor
+                    del activation.output[:]
+                    activation.output.extend(node.output)
+                    activation.name = node.name
+                    nodes.append(activation)
+                    added += [float_weights[name] for name in removed.input[1:] if name in float_weights]
+                else:
+                    nodes.append(helper.make_node("Identity", [tensor], list(node.output), name=node.name))
+                continue
+        nodes.append(node)
+    model = onnx.ModelProto()
+    model.CopyFrom(int8_model)
+    del model.graph.node[:]
+    model.graph.node.extend(_without_dead(nodes, {output.name for output in model.graph.output}))
+    present = {init.name for init in model.graph.initializer}
+    model.graph.initializer.extend({init.name: init for init in added if init.name not in present}.values())
+    return model
+
+
+def _without_dead(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """`nodes` minus the ones (QuantizeLinear left behind by float_variant ...) whose results nothing reads."""
+    while True:
+        read = outputs | {tensor for node in nodes for tensor in node.input}
+        kept = [node for node in nodes if any(output in read for output in node.output)]
+        if len(kept) == len(nodes):
+            return kept
+        nodes = kept
+
+
+class SQNRRunner:
+    """Output SQNR of model variants against the float model's outputs on fixed samples (cached once)."""
+
+    def __init__(self, float_model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]):
+        self.feeds = feeds
+        self.float_model = float_model
+        self.reference = [self._session(float_model).run(None, feed) for feed in feeds]
+        self.runs = 0
+
+    @staticmethod
+    def _session(model: onnx.ModelProto):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def sqnr(self, model: onnx.ModelProto) -> float:
+        session = self._session(model)
+        signal = noise = 0.0
+        for feed, reference in zip(self.feeds, self.reference):
+            for want, got in zip(reference, session.run(None, feed)):
+                want = want.astype(np.float64)
+                signal += float(np.sum(want ** 2))
+                noise += float(np.sum((want - got) ** 2))
+        self.runs += 1
+        return db(signal, noise)
+
+    def point_sqnr(self, model: onnx.ModelProto, pairs: list[tuple[str, str]], sizes: dict[str, int],
+                   activations: dict) -> tuple[dict[str, float], dict[str, float]]:
+        """First pass: ({tensor: local SQNR}, {tensor: accumulated SQNR}) of each (float tensor, dequantized twin).
+
+        Local: the twin against the tensor in the same int8 run (the rounding and clipping of
+        that QuantizeLinear alone). Accumulated: the twin against the float model's tensor
+        (everything upstream included). `activations` maps a tensor to the Relu/Clip the
+        quantizer folded into its QuantizeLinear (a function of the array), applied to the
+        int8 run's tensor before the local comparison.
+        """
+        local: dict[str, float] = {}
+        accumulated: dict[str, float] = {}
+        for chunk in chunks_by_bytes(pairs, lambda pair: 3 * sizes.get(pair[0], 64 << 20), PER_RUN_BYTES):
+            int8_names = list(dict.fromkeys(name for pair in chunk for name in pair))
+            float_names = list(dict.fromkeys(tensor.removesuffix(RENAMED_OUTPUT_SUFFIX) for tensor, _ in chunk))
+            int8_session = self._session(_with_outputs(model, int8_names))
+            float_session = self._session(_with_outputs(self.float_model, float_names))
+            totals = {tensor: [0.0, 0.0, 0.0, 0.0] for tensor, _ in chunk}
+            int8_fetch = [name for name in int8_names if name not in self.feeds[0]]
+            float_fetch = [name for name in float_names if name not in self.feeds[0]]
+            for feed in self.feeds:
+                values = {**dict(zip(int8_fetch, int8_session.run(int8_fetch, feed))), **feed}
+                exact = {**dict(zip(float_fetch, float_session.run(float_fetch, feed))), **feed}
+                for tensor, twin in chunk:
+                    own = values[tensor].astype(np.float64)
+                    own = activations[tensor](own) if tensor in activations else own
+                    reference = exact[tensor.removesuffix(RENAMED_OUTPUT_SUFFIX)].astype(np.float64)
+                    total = totals[tensor]
+                    total[0] += float(np.sum(own ** 2))
+                    total[1] += float(np.sum((own - values[twin]) ** 2))
+                    total[2] += float(np.sum(reference ** 2))
+                    total[3] += float(np.sum((reference - values[twin]) ** 2))
+            for tensor, total in totals.items():
+                name = tensor.removesuffix(RENAMED_OUTPUT_SUFFIX)
+                local[name], accumulated[name] = db(total[0], total[1]), db(total[2], total[3])
+        return local, accumulated
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of `model` that also returns the tensors `names` (graph inputs are taken from the feeds)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    present = {output.name for output in copy.graph.output} | {tensor.name for tensor in copy.graph.input}
+    copy.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names if name not in present)
+    return copy
+
+
+def db(signal: float, noise: float) -> float:
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(signal / noise) if signal > 0 else 0.0
+
+
+def weight_sqnr(model: onnx.ModelProto, float_weights: dict[str, onnx.TensorProto]) -> dict[str, float]:
+    """{dequantized weight tensor: SQNR of (q − zero point)·scale against the float weight}."""
+    constants = {init.name: init for init in model.graph.initializer}
+    result = {}
+    for node in model.graph.node:
+        if node.op_type != DQ or node.input[0] not in constants or node.input[1] not in constants:
+            continue
+        weight = float_weights.get(node.output[0]) or float_weights.get(node.output[0].removesuffix(WEIGHT_SUFFIX))
+        if weight is None:
+            continue
+        values = numpy_helper.to_array(constants[node.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(constants[node.input[1]]).astype(np.float64)
+        zero = (numpy_helper.to_array(constants[node.input[2]]).astype(np.float64)
+                if len(node.input) > 2 and node.input[2] in constants else np.zeros_like(scale))
+        shape = [1] * values.ndim
+        if scale.size > 1:
+            axis = next((attr.i for attr in node.attribute if attr.name == "axis"), 1)
+            shape[axis] = scale.size
+        exact = numpy_helper.to_array(weight).astype(np.float64)
+        dequantized = (values - zero.reshape(shape)) * scale.reshape(shape)
+        result[node.output[0]] = db(float(np.sum(exact ** 2)), float(np.sum((exact - dequantized) ** 2)))
+    return result
+
+
+def folded_activations(int8_model: onnx.ModelProto, float_model: onnx.ModelProto) -> dict:
+    """{tensor: clip function} for each Relu/Clip the quantizer removed (its producer now writes its output name)."""
+    constants = {init.name: numpy_helper.to_array(init) for init in float_model.graph.initializer}
+    producers = {output: node.op_type for node in int8_model.graph.node for output in node.output}
+    result = {}
+    for node in float_model.graph.node:
+        if node.op_type not in REMOVABLE or producers.get(node.output[0], node.op_type) == node.op_type:
+            continue
+        attrs = {attr.name: attr.f for attr in node.attribute}
+        low = float(constants[node.input[1]]) if len(node.input) > 1 and node.input[1] in constants else \
+            attrs.get("min", -math.inf)
+        high = float(constants[node.input[2]]) if len(node.input) > 2 and node.input[2] in constants else \
+            attrs.get("max", math.inf)
+        low = 0.0 if node.op_type == "Relu" else low
+        result[node.output[0]] = lambda array, low=low, high=high: np.clip(array, low, high)
+    return result
+
+
+def point_pairs(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(float tensor, its dequantized twin) for each activation quantized straight from a float tensor."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    constants = {init.name for init in model.graph.initializer}
+    pairs = []
+    for node in model.graph.node:
+        quantize = producers.get(node.input[0]) if node.op_type == DQ else None
+        if quantize is None or quantize.op_type != Q or quantize.input[0] in constants:
+            continue
+        source = producers.get(quantize.input[0])
+        if source is None or source.op_type != DQ:
+            pairs.append((quantize.input[0], node.output[0]))
+    return pairs
