@@ -74,7 +74,7 @@ class _Walk:
     def __init__(self, graph: Graph, inherited: dict | None = None,
                  outer_constants: frozenset[str] | set[str] = frozenset()):
         order = graph.topological_order()
-        nodes = dict(graph.dag.nodes(data="node"))
+        nodes = graph.nodes
         self.scheduled = [nodes[key] for key in order]
         self.constants = constants = set(graph.initializers)
         for node in self.scheduled:
@@ -252,8 +252,7 @@ def count_macs(graph: Graph) -> int:
     A graph with If/Loop/Scan is counted by the full walk, so that subgraph MACs agree with analyze().
     """
     total = 0
-    for key, data in graph.dag.nodes(data=True):
-        node = data["node"]
+    for key, node in graph.nodes.items():
         if node.op_type in CONTROL_FLOW_OPS and not node.domain:
             return sum(layer.macs for layer in _Walk(graph).layers)
         if node.op_type not in MAC_OP_TYPES:

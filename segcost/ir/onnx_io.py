@@ -196,8 +196,8 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
     nested control-flow node uses its enclosing node's table.
     """
-    targets = [graph.node(key) for key in graph.dag
-               if {GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE} & set(graph.node(key).attr_types.values())]
+    targets = [node for node in graph.nodes.values()
+               if node.attr_types and {GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE} & set(node.attr_types.values())]
     if not targets:
         return
     protos = inferred.node
@@ -360,7 +360,7 @@ def to_model(graph: Graph, keep_value_info: bool = True, weightless: bool = Fals
             node_proto.attribute.append(
                 helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
         nodes.append(node_proto)
-    produced = {tensor for key in graph.dag for tensor in graph.node(key).outputs}
+    produced = {tensor for node in graph.nodes.values() for tensor in node.outputs}
     interface = set(graph.inputs) | set(graph.outputs)
     value_infos = []
     if keep_value_info:

@@ -127,8 +127,8 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
 def _unresolved(graph: Graph) -> bool:
     """True when a node consumes a tensor whose shape is not fully known."""
     tensors, initializers = graph.tensors, graph.initializers
-    for key in graph.dag:
-        for name in graph.node(key).inputs:
+    for node in graph.nodes.values():
+        for name in node.inputs:
             if name and name not in initializers:
                 info = tensors.get(name)
                 if info is None or not info.is_static:
