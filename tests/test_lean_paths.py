@@ -98,3 +98,19 @@ def test_an_out_of_order_graph_is_sorted_topologically():
     with pytest.raises(GraphError, match="produced by two nodes"):
         graph.add_node(Node("e", "Split", inputs=["x"], outputs=["u", "u"]))
     assert "e" not in graph and len(graph) == 3
+
+
+def test_the_kept_topological_order_follows_every_mutation():
+    graph = _chain()
+    verify_graph(graph)   # checks the file order and keeps it
+    assert graph.topological_order() == ["a", "b", "c"]
+    graph.remove_node("c")
+    assert graph.topological_order() == ["a", "b"]
+    # a producer added after its consumer: the file order is no longer topological
+    graph.add_node(Node("p", "Relu", inputs=["x"], outputs=["y"]), key="p")
+    graph.replace_input("a", "x", "y")
+    assert not graph.in_file_order()
+    assert graph.topological_order() == ["p", "a", "b"]
+    order = graph.topological_order()
+    order.reverse()   # the caller's copy
+    assert graph.topological_order() == ["p", "a", "b"]

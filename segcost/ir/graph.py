@@ -209,6 +209,8 @@ class Graph:
         self._producer: dict[str, str] = {}
         self._consumers: dict[str, set[str]] = {}
         self._next_order = 0
+        self._topological: list[str] | None = None   # topological_order() until the next mutation
+        self._topological_is_file_order = False        # ... and whether it is the nodes' own order
 
     @property
     def dag(self) -> nx.DiGraph:
@@ -261,6 +263,7 @@ class Graph:
         from segcost.errors import GraphError
 
         key = key or self._unique_key(node.name or node.op_type)
+        self._topological = None
         if key in self._nodes:
             raise GraphError(f"duplicate node key {key!r}")
         produced: set[str] = set()
@@ -298,6 +301,7 @@ class Graph:
         from segcost.errors import GraphError
 
         keyed_nodes = list(keyed_nodes)
+        self._topological = None
         keys: set[str] = set()
         new_producers: dict[str, str] = {}
         existing = self._nodes
@@ -344,6 +348,7 @@ class Graph:
 
     def remove_node(self, key: str) -> None:
         node = self.node(key)
+        self._topological = None
         for tensor in node.outputs:
             if self._producer.get(tensor) == key:
                 del self._producer[tensor]
@@ -364,6 +369,7 @@ class Graph:
         GraphProto), so an If/Loop/Scan keeps reading the tensor it read before.
         """
         node = self.node(key)
+        self._topological = None
         node.inputs = [new if tensor == old else tensor for tensor in node.inputs]
         if old in node.implicit_inputs:
             rename_implicit_input(node, old, new)
@@ -384,6 +390,7 @@ class Graph:
 
     def append_input(self, key: str, tensor: str) -> None:
         """Add `tensor` as the next input of node `key` (e.g. a bias a fusion created)."""
+        self._topological = None
         self.node(key).inputs.append(tensor)
         self._consumers.setdefault(tensor, set()).add(key)
         producer = self._producer.get(tensor)
@@ -399,6 +406,7 @@ class Graph:
     def rename_output(self, key: str, old: str, new: str) -> None:
         """Let node `key` produce tensor `new` where it produced `old` (consumers of `old` are left alone)."""
         node = self.node(key)
+        self._topological = None
         node.outputs = [new if tensor == old else tensor for tensor in node.outputs]
         if self._producer.get(old) == key:
             del self._producer[old]
@@ -428,21 +436,31 @@ class Graph:
         """Node keys in a topological order that keeps the original file order where it can.
 
         Raises networkx.NetworkXUnfeasible on a cycle (the loader turns that into a GraphError).
+        The order is kept until the graph is next changed through its methods (the loader's
+        check and the analysis both ask for it).
         """
-        order = {key: node.meta.get("order", 0) for key, node in self._nodes.items()}
-        if self.in_file_order(order):
-            return sorted(order, key=order.__getitem__)
-        import networkx as nx  # deferred: only a graph stored out of order needs networkx's sort
+        if self._topological is None:
+            order = {key: node.meta.get("order", 0) for key, node in self._nodes.items()}
+            if self.in_file_order(order):
+                self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
+            else:
+                import networkx as nx  # deferred: only a graph stored out of order needs networkx's sort
 
-        return list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
+                self._topological = list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
+                self._topological_is_file_order = False
+        return list(self._topological)
 
     def in_file_order(self, order: dict[str, int] | None = None) -> bool:
         """True when every producer's `order` is below its consumers' (then that order is topological).
 
         Files are nearly always written in topological order: checking that is O(inputs) on
-        the tables, while networkx's heap-based sort costs a second at 100k nodes.
+        the tables, while networkx's heap-based sort costs a second at 100k nodes. Without
+        `order` (the nodes' own), a True answer also keeps that order for topological_order().
         """
+        own = order is None
         if order is None:
+            if self._topological is not None and self._topological_is_file_order:
+                return True
             order = {key: node.meta.get("order", 0) for key, node in self._nodes.items()}
         producer_of = self._producer.get
         for key, node in self._nodes.items():
@@ -451,6 +469,8 @@ class Graph:
                 producer = producer_of(tensor) if tensor else None
                 if producer is not None and order[producer] >= rank:
                     return False
+        if own:
+            self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
         return True
 
     def __iter__(self) -> Iterator[str]:
