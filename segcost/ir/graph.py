@@ -444,15 +444,16 @@ class Graph:
         The order is kept until the graph is next changed through its methods (the loader's
         check and the analysis both ask for it).
         """
-        if self._topological is None:
-            order = {key: node.meta.get("order", 0) for key, node in self._nodes.items()}
-            if self.in_file_order(order):
-                self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
-            else:
-                import networkx as nx  # deferred: only a graph stored out of order needs networkx's sort
+        if self._topological is not None:
+            return list(self._topological)
+        order = {key: node.meta.get("order", 0) for key, node in self._nodes.items()}
+        if self.in_file_order(order):
+            self.keep_file_order(order)
+            return sorted(order, key=order.__getitem__)
+        import networkx as nx  # deferred: only a graph stored out of order needs networkx's sort
 
-                self._topological = list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
-                self._topological_is_file_order = False
+        self._topological = list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
+        self._topological_is_file_order = False
         return list(self._topological)
 
     def in_file_order(self, order: dict[str, int] | None = None) -> bool:
@@ -475,8 +476,12 @@ class Graph:
                 if producer is not None and order[producer] >= rank:
                     return False
         if own:
-            self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
+            self.keep_file_order(order)
         return True
+
+    def keep_file_order(self, order: dict[str, int]) -> None:
+        """Record that `order` ({key: the nodes' own "order"}) was checked topological (by verify_graph)."""
+        self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.topological_order())

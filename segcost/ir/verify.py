@@ -17,18 +17,29 @@ def verify_graph(graph: Graph) -> None:
     """
     available = set(graph.inputs) | set(graph.initializers)
     produced = graph._producer  # the producer index itself: one lookup per input of 100k nodes
-    for key, node in graph.nodes.items():
+    nodes = graph.nodes
+    order = {key: node.meta.get("order", 0) for key, node in nodes.items()}
+    forward = True   # every edge goes forward in file order (checked in the same walk over the inputs)
+    for key, node in nodes.items():
+        rank = order[key]
         for tensor in node.all_inputs:
-            if tensor and tensor not in available and tensor not in produced:
-                raise GraphError(
-                    f"node {key!r} ({node.op_type}) reads tensor {tensor!r}"
-                    f"{' in a subgraph' if tensor not in node.inputs else ''}, which no node, "
-                    "graph input or initializer provides")
+            if not tensor:
+                continue
+            producer = produced.get(tensor)
+            if producer is None:
+                if tensor not in available:
+                    raise GraphError(
+                        f"node {key!r} ({node.op_type}) reads tensor {tensor!r}"
+                        f"{' in a subgraph' if tensor not in node.inputs else ''}, which no node, "
+                        "graph input or initializer provides")
+            elif forward and order[producer] >= rank:
+                forward = False
     for tensor in graph.outputs:
         if tensor not in available and graph.producer(tensor) is None:
             raise GraphError(f"graph output {tensor!r} is not produced by any node")
-    if graph.in_file_order():
-        return   # every edge goes forward in file order: acyclic, checked on the tables alone
+    if forward:
+        graph.keep_file_order(order)   # acyclic, and the analysis' schedule: no second walk
+        return
     import networkx as nx  # deferred: only a graph stored out of order needs networkx's cycle search
 
     if not nx.is_directed_acyclic_graph(graph.dag):
