@@ -448,8 +448,7 @@ class Graph:
             return list(self._topological)
         order = {key: node.meta.get("order", 0) for key, node in self._nodes.items()}
         if self.in_file_order(order):
-            self.keep_file_order(order)
-            return sorted(order, key=order.__getitem__)
+            return self.keep_file_order(order)
         import networkx as nx  # deferred: only a graph stored out of order needs networkx's sort
 
         self._topological = list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
@@ -479,9 +478,13 @@ class Graph:
             self.keep_file_order(order)
         return True
 
-    def keep_file_order(self, order: dict[str, int]) -> None:
-        """Record that `order` ({key: the nodes' own "order"}) was checked topological (by verify_graph)."""
+    def keep_file_order(self, order: dict[str, int]) -> list[str]:
+        """Record that `order` ({key: the nodes' own "order"}) was checked topological (by verify_graph).
+
+        Returns a copy of the node keys sorted by it.
+        """
         self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
+        return list(self._topological)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.topological_order())
