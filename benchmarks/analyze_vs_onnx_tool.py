@@ -53,7 +53,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -120,6 +119,53 @@ def parse_macs(tool: str, stdout: str) -> int:
 
 CHILD_ENV: dict[str, str] = {}   # set by main(): bytecode cache on, in a temporary folder
 
+# Peak RSS is read from wait4 (ru_maxrss), and Linux starts a forked child's high-water mark at
+# its parent's resident size: children forked by this script (onnx imported, every corpus model
+# opened: ~200 MiB) would all report at least that. They are started by this small launcher
+# process instead (~10 MiB), which reports each child's times and peak back as one JSON line.
+LAUNCHER = r"""
+import json, os, subprocess, sys, tempfile, time
+for line in sys.stdin:
+    request = json.loads(line)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(request["command"], stdout=subprocess.DEVNULL if request["discard"] else out,
+                                 stderr=err, cwd=request["cwd"], env=request["env"])
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        print(json.dumps([elapsed, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
+                          usage.ru_maxrss / 1024, out.read().decode(errors="replace"),
+                          err.read().decode(errors="replace")]), flush=True)
+"""
+
+
+class Launcher:
+    """Runs commands from a small helper process so that each one's peak RSS is its own (see LAUNCHER)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+
+    def run(self, command: list[str], discard_stdout: bool = False) -> tuple[float, int, float, float, str, str]:
+        """(wall s, exit code, CPU s, peak RSS MiB, stdout, stderr) of one run of `command`."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"command": command, "discard": discard_stdout, "cwd": str(REPO_ROOT),
+                   "env": CHILD_ENV or dict(os.environ)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        elapsed, code, cpu, rss, stdout, stderr = json.loads(self.process.stdout.readline())
+        return elapsed, code, cpu, rss, stdout, stderr
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+LAUNCH: list[Launcher] = []   # the one Launcher of this run, started by main()
+
 
 def run_once(tool: str, command: list[str]) -> tuple[float, float, int, float]:
     """Run one tool process; return (wall seconds, CPU seconds, MACs, peak RSS MiB) or raise RuntimeError.
@@ -127,20 +173,12 @@ def run_once(tool: str, command: list[str]) -> tuple[float, float, int, float]:
     CPU seconds are the child's own user + system time (os.wait4), so other load on the
     machine moves them far less than wall time.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO_ROOT, env=CHILD_ENV or None)
-        _, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - start
-        returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    elapsed, returncode, cpu, rss, stdout, stderr = LAUNCH[0].run(command)
     if returncode != 0:
         lines = [line for line in stderr.splitlines() if line.strip()] or [f"exit {returncode}"]
         raise RuntimeError(lines[-1].strip()[:100])
     try:
-        return elapsed, usage.ru_utime + usage.ru_stime, parse_macs(tool, stdout), usage.ru_maxrss / 1024
+        return elapsed, cpu, parse_macs(tool, stdout), rss
     except (ValueError, KeyError, IndexError) as exc:
         raise RuntimeError(f"unparseable output ({type(exc).__name__}: {exc})"[:100]) from exc
 
@@ -250,7 +288,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segcost-bench-pyc-") as pycache:
         CHILD_ENV.update(os.environ, PYTHONPYCACHEPREFIX=pycache)
         CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-        run_all(args, names)
+        LAUNCH.append(Launcher())
+        try:
+            run_all(args, names)
+        finally:
+            LAUNCH.pop().close()
 
 
 def run_all(args: argparse.Namespace, names: list[str]) -> None:
@@ -315,17 +357,11 @@ def solo_timing(command: list[str], runs: int) -> list[str]:
     """[median wall s, median CPU s, peak RSS MiB] of `runs` runs of `command` after one warm-up."""
     samples = []
     for round_index in range(runs + 1):
-        with tempfile.TemporaryFile() as err:
-            start = time.perf_counter()
-            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO_ROOT,
-                                     env=CHILD_ENV or None)
-            _, status, usage = os.wait4(child.pid, 0)
-            elapsed = time.perf_counter() - start
-            if os.waitstatus_to_exitcode(status) != 0:
-                err.seek(0)
-                return [f"failed: {err.read().decode(errors='replace').strip()[-100:]}", "-", "-"]
+        elapsed, code, cpu, rss, _, stderr = LAUNCH[0].run(command, discard_stdout=True)
+        if code != 0:
+            return [f"failed: {stderr.strip()[-100:]}", "-", "-"]
         if round_index > 0:
-            samples.append((elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024))
+            samples.append((elapsed, cpu, rss))
     return [f"{statistics.median(wall for wall, _, _ in samples):.3f}",
             f"{statistics.median(cpu for _, cpu, _ in samples):.3f}",
             f"{max(rss for _, _, rss in samples):.0f}"]
