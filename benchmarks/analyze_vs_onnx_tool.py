@@ -26,9 +26,22 @@ exporter's output (weights in an external .onnx.data file, exporter's default op
 third-party smp / Hugging Face / torchvision / rapidocr models), each at its listed input shape.
 Both wall time and the child's own CPU time (user + system, from wait4) are reported; CPU
 time is what to compare on a loaded machine. "segcost/onnx-tool" is segcost's CPU time over
-onnx-tool's (< 1 means segcost is faster; the goal is <= 0.5).
+onnx-tool's (< 1 means segcost is faster; the goal is <= 0.5). Peak RSS is each child's own
+(wait4's ru_maxrss).
+
+Bytecode: the children run with Python's bytecode cache on, in a temporary
+PYTHONPYCACHEPREFIX, even when the calling environment sets PYTHONDONTWRITEBYTECODE (a
+source checkout on PYTHONPATH would otherwise recompile all of segcost, ~60 modules, on
+every run while onnx-tool's installed modules load from their .pyc files). The untimed
+warm-up run fills the cache for both tools.
+
+--scale-nodes N adds segcost's analysis of an N-node synthetic chain (segcost.samples.scale.deep,
+Conv/Relu/Add residual blocks; the issue's goal: 100k nodes in <= 2 s and <= 700 MiB).
+onnx-tool is not run on it: on 100k nodes it did not finish within 300 s. --start-up adds
+`segcost --version` and `segcost analyze --help` (goal: <= 0.15 s each).
 
 Usage (from the repo root):  python benchmarks/analyze_vs_onnx_tool.py --runs 5 [--corpus /path/to/corpus]
+                             [--scale-nodes 100000] [--start-up]
 """
 from __future__ import annotations
 
@@ -40,7 +53,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -105,26 +117,68 @@ def parse_macs(tool: str, stdout: str) -> int:
     return int(stdout.strip().splitlines()[-1])
 
 
-def run_once(tool: str, command: list[str]) -> tuple[float, float, int]:
-    """Run one tool process; return (wall seconds, CPU seconds, MACs) or raise RuntimeError.
+CHILD_ENV: dict[str, str] = {}   # set by main(): bytecode cache on, in a temporary folder
+
+# Peak RSS is read from wait4 (ru_maxrss), and Linux starts a forked child's high-water mark at
+# its parent's resident size: children forked by this script (onnx imported, every corpus model
+# opened: ~200 MiB) would all report at least that. They are started by this small launcher
+# process instead (~10 MiB), which reports each child's times and peak back as one JSON line.
+LAUNCHER = r"""
+import json, os, subprocess, sys, tempfile, time
+for line in sys.stdin:
+    request = json.loads(line)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(request["command"], stdout=subprocess.DEVNULL if request["discard"] else out,
+                                 stderr=err, cwd=request["cwd"], env=request["env"])
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        print(json.dumps([elapsed, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
+                          usage.ru_maxrss / 1024, out.read().decode(errors="replace"),
+                          err.read().decode(errors="replace")]), flush=True)
+"""
+
+
+class Launcher:
+    """Runs commands from a small helper process so that each one's peak RSS is its own (see LAUNCHER)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+
+    def run(self, command: list[str], discard_stdout: bool = False) -> tuple[float, int, float, float, str, str]:
+        """(wall s, exit code, CPU s, peak RSS MiB, stdout, stderr) of one run of `command`."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"command": command, "discard": discard_stdout, "cwd": str(REPO_ROOT),
+                   "env": CHILD_ENV or dict(os.environ)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        elapsed, code, cpu, rss, stdout, stderr = json.loads(self.process.stdout.readline())
+        return elapsed, code, cpu, rss, stdout, stderr
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+LAUNCH: list[Launcher] = []   # the one Launcher of this run, started by main()
+
+
+def run_once(tool: str, command: list[str]) -> tuple[float, float, int, float]:
+    """Run one tool process; return (wall seconds, CPU seconds, MACs, peak RSS MiB) or raise RuntimeError.
 
     CPU seconds are the child's own user + system time (os.wait4), so other load on the
     machine moves them far less than wall time.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO_ROOT)
-        _, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - start
-        returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    elapsed, returncode, cpu, rss, stdout, stderr = LAUNCH[0].run(command)
     if returncode != 0:
         lines = [line for line in stderr.splitlines() if line.strip()] or [f"exit {returncode}"]
         raise RuntimeError(lines[-1].strip()[:100])
     try:
-        return elapsed, usage.ru_utime + usage.ru_stime, parse_macs(tool, stdout)
+        return elapsed, cpu, parse_macs(tool, stdout), rss
     except (ValueError, KeyError, IndexError) as exc:
         raise RuntimeError(f"unparseable output ({type(exc).__name__}: {exc})"[:100]) from exc
 
@@ -132,7 +186,7 @@ def run_once(tool: str, command: list[str]) -> tuple[float, float, int]:
 def benchmark(model_path: Path, runs: int, input_shapes: list[str] = ()) -> dict[str, dict]:
     """Warm-up once per tool, then `runs` timed runs with alternating tool order."""
     commands = tool_commands(model_path, input_shapes)
-    results = {tool: {"times": [], "cpu": [], "macs": None, "error": None} for tool in commands}
+    results = {tool: {"times": [], "cpu": [], "rss": [], "macs": None, "error": None} for tool in commands}
     for round_index in range(runs + 1):  # round 0 is the untimed warm-up
         order = list(commands) if round_index % 2 == 0 else list(reversed(commands))
         for tool in order:
@@ -140,7 +194,7 @@ def benchmark(model_path: Path, runs: int, input_shapes: list[str] = ()) -> dict
             if result["error"]:
                 continue
             try:
-                elapsed, cpu, macs = run_once(tool, commands[tool])
+                elapsed, cpu, macs, rss = run_once(tool, commands[tool])
             except RuntimeError as exc:
                 result["error"] = f"failed: {exc}"
                 continue
@@ -150,6 +204,7 @@ def benchmark(model_path: Path, runs: int, input_shapes: list[str] = ()) -> dict
             if round_index > 0:
                 result["times"].append(elapsed)
                 result["cpu"].append(cpu)
+                result["rss"].append(rss)
     return results
 
 
@@ -171,6 +226,8 @@ def table_row(label: str, results: dict[str, dict]) -> list[str]:
         f"{ot_time:.3f}" if ot_time is not None else "-",
         f"{seg_cpu:.3f}" if seg_cpu is not None else "-",
         f"{ot_cpu:.3f}" if ot_cpu is not None else "-",
+        f"{max(seg['rss']):.0f}" if seg_time is not None else "-",
+        f"{max(ot['rss']):.0f}" if ot_time is not None else "-",
         ratio,
     ]
 
@@ -217,6 +274,10 @@ def main() -> None:
                         help=f"comma-separated subset of {','.join(MODEL_BUILDERS)}")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="also benchmark every model of this corpus folder (its INDEX.txt)")
+    parser.add_argument("--scale-nodes", type=int, default=0, metavar="N",
+                        help="also time segcost alone on an N-node synthetic chain (e.g. 100000)")
+    parser.add_argument("--start-up", action="store_true",
+                        help="also time `segcost --version` and `segcost analyze --help`")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be >= 1")
@@ -224,6 +285,18 @@ def main() -> None:
     if unknown := [n for n in names if n not in MODEL_BUILDERS]:
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODEL_BUILDERS)}")
 
+    with tempfile.TemporaryDirectory(prefix="segcost-bench-pyc-") as pycache:
+        CHILD_ENV.update(os.environ, PYTHONPYCACHEPREFIX=pycache)
+        CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        LAUNCH.append(Launcher())
+        try:
+            run_all(args, names)
+        finally:
+            LAUNCH.pop().close()
+
+
+def run_all(args: argparse.Namespace, names: list[str]) -> None:
+    """Time every model the arguments ask for and print the tables."""
     variants = ["legacy"] + (["dynamo"] if args.dynamo else [])
     print(f"CPU: {cpu_model()} ({platform.machine()})")
     print("python " + platform.python_version() + ", " + ", ".join(
@@ -242,7 +315,7 @@ def main() -> None:
                     export_model(name, path, dynamo=variant == "dynamo")
                 except Exception as exc:  # keep benchmarking the other models
                     message = f"failed: export: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:80]}"
-                    rows.append([label, message, message, "-", "-", "-", "-"])
+                    rows.append([label, message, message, *["-"] * 7])
                     continue
             print(f"timing {label} ...", file=sys.stderr, flush=True)
             rows.append(table_row(label, benchmark(path, args.runs)))
@@ -251,12 +324,47 @@ def main() -> None:
         rows.append(table_row(name, benchmark(path, args.runs, shapes)))
 
     headers = ["model", "segcost MACs", "onnx-tool MACs", "MAC difference %", "segcost wall s",
-               "onnx-tool wall s", "segcost CPU s", "onnx-tool CPU s", "segcost/onnx-tool (CPU)"]
-    print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * 8))
+               "onnx-tool wall s", "segcost CPU s", "onnx-tool CPU s", "segcost MiB", "onnx-tool MiB",
+               "segcost/onnx-tool (CPU)"]
+    print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * 10))
     ratios = [float(row[-1]) for row in rows if row[-1] != "-"]
     if ratios:
         print(f"\nsegcost/onnx-tool CPU time: median {statistics.median(ratios):.2f}, "
               f"range {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} models")
+    solo_rows = []
+    if args.start_up:
+        for label, argv in (("segcost --version", ["--version"]), ("segcost analyze --help", ["analyze", "--help"])):
+            print(f"timing {label} ...", file=sys.stderr, flush=True)
+            solo_rows.append([label, *solo_timing([sys.executable, "-m", "segcost", *argv], args.runs)])
+    if args.scale_nodes > 0:
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / f"deep_{args.scale_nodes}.onnx"
+            code = ("import sys, onnx; from segcost.samples.scale import deep; "
+                    "onnx.save_model(deep(int(sys.argv[1])), sys.argv[2])")
+            subprocess.run([sys.executable, "-c", code, str(args.scale_nodes), str(path)], check=True, cwd=REPO_ROOT)
+            label = f"analyze {args.scale_nodes:,}-node chain (json to a file)"
+            print(f"timing {label} ...", file=sys.stderr, flush=True)
+            command = [sys.executable, "-m", "segcost", "analyze", str(path), "--format", "json",
+                       "-o", str(Path(directory) / "out.json")]
+            solo_rows.append([label, *solo_timing(command, args.runs)])
+    if solo_rows:
+        print()
+        print(tabulate(solo_rows, headers=["segcost alone", "wall s", "CPU s", "peak MiB"], disable_numparse=True,
+                       colalign=("left", "right", "right", "right")))
+
+
+def solo_timing(command: list[str], runs: int) -> list[str]:
+    """[median wall s, median CPU s, peak RSS MiB] of `runs` runs of `command` after one warm-up."""
+    samples = []
+    for round_index in range(runs + 1):
+        elapsed, code, cpu, rss, _, stderr = LAUNCH[0].run(command, discard_stdout=True)
+        if code != 0:
+            return [f"failed: {stderr.strip()[-100:]}", "-", "-"]
+        if round_index > 0:
+            samples.append((elapsed, cpu, rss))
+    return [f"{statistics.median(wall for wall, _, _ in samples):.3f}",
+            f"{statistics.median(cpu for _, cpu, _ in samples):.3f}",
+            f"{max(rss for _, _, rss in samples):.0f}"]
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Time and peak memory of `segcost analyze` / `optimize` on synthetic graphs of 10 to 100k nodes.
 
-Each measurement is a fresh process (`python -m segcost ...`), timed by wall clock, with its
-own peak RSS from the kernel (wait4 of the child). `analyze` is measured twice: JSON to a
-file (`--format json -o`) and the default table to stdout (discarded). Graphs come from segcost.samples.scale:
-`deep` (a chain of Conv/Relu/Add residual blocks) and `wide` (parallel Conv/Relu branches
-summed in a tree). Growth: a least-squares line time = start-up + per-node cost × nodes
+Each measurement is a fresh process (`python -m segcost ...`), timed by wall clock and by its
+own CPU time (user + system), with its own peak RSS, both from the kernel (wait4 of the child);
+on a loaded machine compare CPU time. Children keep Python's bytecode cache (in a temporary
+PYTHONPYCACHEPREFIX) even when PYTHONDONTWRITEBYTECODE is set, as an installed segcost does.
+`analyze` is measured twice: JSON to a file (`--format json -o`) and the default table to
+stdout (discarded). Graphs come from segcost.samples.scale: `deep` (a chain of Conv/Relu/Add
+residual blocks) and `wide` (parallel Conv/Relu branches summed in a tree). Growth (of the
+JSON run's CPU time): a least-squares line time = start-up + per-node cost × nodes
 over all sizes, and the exponent k of time − start-up ∝ nodes^k over the sizes ≥ 1k
 (1.0 = linear; the raw exponent of time itself is printed too, but a fixed 0.35 s start-up
 flattens it below 10k nodes).
@@ -28,12 +31,15 @@ from tabulate import tabulate
 SIZES = (10, 100, 1_000, 10_000, 30_000, 100_000)
 
 
-def run(arguments: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of one segcost process; its report goes to /dev/null."""
+CHILD_ENV: dict[str, str] = {}   # set by main(): bytecode cache on, in a temporary folder
+
+
+def run(arguments: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MiB) of one segcost process; its report goes to /dev/null."""
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "segcost", *arguments], stdout=subprocess.DEVNULL,
-                                   stderr=errors)
+                                   stderr=errors, env=CHILD_ENV or None)
         _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not a running maximum
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -41,7 +47,7 @@ def run(arguments: list[str]) -> tuple[float, float]:
             errors.seek(0)
             message = errors.read().decode(errors="replace").strip()[-300:]
             raise RuntimeError(f"segcost {' '.join(arguments)} failed: {message}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def write_model(kind: str, size: int, path: Path) -> None:
@@ -80,28 +86,34 @@ def main() -> None:
     args = parser.parse_args()
     rows, analyze_points = [], {"deep": [], "wide": []}
     with tempfile.TemporaryDirectory() as directory:
+        CHILD_ENV.update(os.environ, PYTHONPYCACHEPREFIX=str(Path(directory) / "pycache"))
+        CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        run(["analyze", "--format", "json", "-o", str(Path(directory) / "warm.json")])   # fills the bytecode cache
         for kind in ("deep", "wide"):
             for size in (size for size in SIZES if size <= args.max_nodes):
                 path = Path(directory) / f"{kind}_{size}.onnx"
                 write_model(kind, size, path)
-                json_seconds, json_mib = run(["analyze", str(path), "--format", "json", "-o",
-                                              str(Path(directory) / "out.json")])
-                table_seconds, table_mib = run(["analyze", str(path)])
-                analyze_points[kind].append((size, json_seconds))
-                optimize = ["", ""]
+                json_seconds, json_cpu, json_mib = run(["analyze", str(path), "--format", "json", "-o",
+                                                        str(Path(directory) / "out.json")])
+                table_seconds, table_cpu, table_mib = run(["analyze", str(path)])
+                analyze_points[kind].append((size, json_cpu))
+                optimize = ["", "", ""]
                 if size <= args.optimize_max:
-                    seconds, mib = run(["optimize", str(path), "--no-check", "-o", str(Path(directory) / "o.onnx")])
-                    optimize = [f"{seconds:.2f}", f"{mib:.0f}"]
-                rows.append([kind, size, f"{json_seconds:.2f}", f"{json_mib:.0f}", f"{table_seconds:.2f}",
-                             f"{table_mib:.0f}", *optimize])
-                print(f"{kind} {size}: analyze json {json_seconds:.2f}s, table {table_seconds:.2f}s", file=sys.stderr)
-    print(tabulate(rows, headers=["graph", "nodes", "json s", "json peak MiB", "table s", "table peak MiB",
-                                  "optimize s", "optimize peak MiB"], disable_numparse=True))
+                    seconds, cpu, mib = run(["optimize", str(path), "--no-check", "-o",
+                                             str(Path(directory) / "o.onnx")])
+                    optimize = [f"{seconds:.2f}", f"{cpu:.2f}", f"{mib:.0f}"]
+                rows.append([kind, size, f"{json_seconds:.2f}", f"{json_cpu:.2f}", f"{json_mib:.0f}",
+                             f"{table_seconds:.2f}", f"{table_cpu:.2f}", f"{table_mib:.0f}", *optimize])
+                print(f"{kind} {size}: analyze json {json_seconds:.2f}s ({json_cpu:.2f}s CPU), table "
+                      f"{table_seconds:.2f}s ({table_cpu:.2f}s CPU)", file=sys.stderr)
+    print(tabulate(rows, headers=["graph", "nodes", "json s", "json CPU s", "json peak MiB", "table s", "table CPU s",
+                                  "table peak MiB", "optimize s", "optimize CPU s", "optimize peak MiB"],
+                   disable_numparse=True))
     for kind, points in analyze_points.items():
         if len(points) < 2:
             continue
         start_up, per_node = linear_fit(points)
-        print(f"{kind}: analyze (json) time = {start_up:.2f} s + {per_node * 1e6:.1f} us x nodes; "
+        print(f"{kind}: analyze (json) CPU time = {start_up:.2f} s + {per_node * 1e6:.1f} us x nodes; "
               f"time - start-up grows as nodes^{slope(points, start_up):.2f} "
               f"(raw time: nodes^{slope(points):.2f}), 1k..{args.max_nodes} nodes")
 

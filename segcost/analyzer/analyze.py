@@ -74,7 +74,7 @@ class _Walk:
     def __init__(self, graph: Graph, inherited: dict | None = None,
                  outer_constants: frozenset[str] | set[str] = frozenset()):
         order = graph.topological_order()
-        nodes = dict(graph.dag.nodes(data="node"))
+        nodes = graph.nodes
         self.scheduled = [nodes[key] for key in order]
         self.constants = constants = set(graph.initializers)
         for node in self.scheduled:
@@ -83,7 +83,7 @@ class _Walk:
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
         shapes = _shape_table(graph)
         self.nbytes = nbytes = _byte_sizes(graph, shapes).get
-        shape_of = shapes.get
+        shape_of, is_constant = shapes.get, constants.__contains__
         rules: dict[tuple[str, str], Rule | None] = {}
         self.layers: list[LayerCost] = []
         self.coverage = coverage = Coverage()
@@ -92,9 +92,9 @@ class _Walk:
         seen_constants: set[str] = set(outer_constants)
         for key, node in zip(order, self.scheduled):
             inputs, outputs = node.inputs, node.outputs
-            view = OpView(key, node, tuple([shape_of(tensor) if tensor else None for tensor in inputs]),
-                          tuple([shape_of(tensor) if tensor else None for tensor in outputs]),
-                          tuple([tensor in constants for tensor in inputs]), graph)
+            # map over dict methods: no Python frame per tensor ("" -- an omitted input -- has no shape)
+            view = OpView(key, node, tuple(map(shape_of, inputs)), tuple(map(shape_of, outputs)),
+                          tuple(map(is_constant, inputs)), graph)
             rule_key = (node.domain, node.op_type)
             rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
             subgraph_params = 0
@@ -168,6 +168,7 @@ def _shape_table(graph: Graph) -> dict[str, Shape]:
     """{tensor: graph.shape(tensor)} for every tensor that has a shape."""
     shapes: dict[str, Shape] = {name: init.shape for name, init in graph.initializers.items()}
     shapes.update((name, info.shape) for name, info in graph.tensors.items() if info.shape is not None)
+    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
     return shapes
 
 
@@ -252,8 +253,7 @@ def count_macs(graph: Graph) -> int:
     A graph with If/Loop/Scan is counted by the full walk, so that subgraph MACs agree with analyze().
     """
     total = 0
-    for key, data in graph.dag.nodes(data=True):
-        node = data["node"]
+    for key, node in graph.nodes.items():
         if node.op_type in CONTROL_FLOW_OPS and not node.domain:
             return sum(layer.macs for layer in _Walk(graph).layers)
         if node.op_type not in MAC_OP_TYPES:

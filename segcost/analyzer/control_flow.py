@@ -114,7 +114,7 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
         if not is_static_shape(body.shape(name)):
             body.tensors[name] = TensorInfo(name, dtype or body.dtype(name), shape)
     interface = list(body.inputs)
-    body.inputs += [name for name in dict.fromkeys(tensor for key in body.dag for tensor in body.node(key).all_inputs)
+    body.inputs += [name for name in dict.fromkeys(tensor for node in body.nodes.values() for tensor in node.all_inputs)
                     if name and name not in body.initializers and body.producer(name) is None
                     and name not in interface and body.shape(name) is not None]   # outer reads, for the copy
     try:

@@ -25,15 +25,22 @@ def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Cal
     live = {tensor: tensor_bytes(tensor) for tensor in graph.inputs}
     current = sum(live.values())
     peak = current
+    last_step = last_use.get
     for step, node in enumerate(nodes):
-        for tensor in node.outputs:
+        outputs = node.outputs
+        for tensor in outputs:
             if tensor and tensor not in constants and tensor not in live:
                 size = live[tensor] = tensor_bytes(tensor)
                 current += size
         if current > peak:
             peak = current
-        # a tensor named twice is freed once: it is no longer live the second time
-        for tensor in (*node.all_inputs, *node.outputs):
-            if tensor in live and tensor not in pinned and last_use.get(tensor, -1) <= step:
+        # Freed after this step: inputs read here for the last time, and outputs nobody reads
+        # (a consumer always runs after its producer, so an output's last use is later or none).
+        # A tensor named twice is freed once: it is no longer live the second time.
+        for tensor in node.all_inputs:
+            if last_step(tensor) == step and tensor in live and tensor not in pinned:
+                current -= live.pop(tensor)
+        for tensor in outputs:
+            if tensor in live and tensor not in pinned and last_step(tensor, -1) <= step:
                 current -= live.pop(tensor)
     return peak

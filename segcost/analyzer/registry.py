@@ -88,7 +88,7 @@ class OpView(NamedTuple):
     def output_shape(self, index: int = 0) -> tuple[int, ...] | None:
         """Concrete shape of output `index`, or None when inference could not give one."""
         shape = self.output_shapes[index] if index < len(self.output_shapes) else None
-        return shape if is_static_shape(shape) and all(dim >= 0 for dim in shape) else None
+        return shape if is_static_shape(shape) and min(shape, default=0) >= 0 else None
 
     def output_elements(self, index: int = 0) -> int | None:
         shape = self.output_shape(index)

@@ -142,30 +142,37 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     taken: set[str] = set()
     decode = helper.get_attribute_value
     outputs = set(graph.outputs)
+    subgraph_types = (GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE)
+    # Each protobuf field is read once into a local: every read of a upb message field builds
+    # a Python object, and this loop runs once per node (100k+ in a large graph).
     for index, node_proto in enumerate(onnx_graph.node):
-        if (node_proto.op_type == "Constant" and not node_proto.domain and len(node_proto.output) == 1
-                and node_proto.output[0] and node_proto.output[0] not in outputs):
+        op_type, domain = node_proto.op_type, node_proto.domain
+        node_outputs = list(node_proto.output)
+        if (op_type == "Constant" and not domain and len(node_outputs) == 1
+                and node_outputs[0] and node_outputs[0] not in outputs):
             value = constant_value(node_proto)
             if value is not None:
-                _lift_constant(graph, node_proto.output[0], value, resolve_external)
-                graph.info.lifted_constants.append(node_proto.output[0])
+                _lift_constant(graph, node_outputs[0], value, resolve_external)
+                graph.info.lifted_constants.append(node_outputs[0])
                 continue
-        attrs, attr_types = {}, {}
+        attrs: dict[str, Any] = {}
+        attr_types: dict[str, int] = {}
+        subgraphs = False
         for attribute in node_proto.attribute:
-            attrs[attribute.name] = decode(attribute)
-            attr_types[attribute.name] = attribute.type
+            attribute_name, attribute_type = attribute.name, attribute.type
+            attrs[attribute_name] = decode(attribute)
+            attr_types[attribute_name] = attribute_type
+            subgraphs = subgraphs or attribute_type in subgraph_types
         meta: dict[str, Any] = {"order": index}
         doc_string = node_proto.doc_string
         if doc_string:
             doc_string, persisted = _split_doc(doc_string)
             meta.update(persisted)
         name = node_proto.name
-        node = Node(name=name, op_type=node_proto.op_type, domain=node_proto.domain, inputs=list(node_proto.input),
-                    outputs=list(node_proto.output), attrs=attrs, attr_types=attr_types, doc_string=doc_string,
-                    meta=meta)
-        if GRAPH_ATTRIBUTE in attr_types.values() or GRAPHS_ATTRIBUTE in attr_types.values():
+        node = Node(name, op_type, domain, list(node_proto.input), node_outputs, attrs, attr_types, doc_string, meta)
+        if subgraphs:
             node.implicit_inputs = implicit_inputs(attrs, attr_types)
-        key = name if name and name not in taken else _fallback_key(taken, name or node.op_type, index)
+        key = name if name and name not in taken else _fallback_key(taken, name or op_type, index)
         taken.add(key)
         keyed_nodes.append((key, node))
     graph.add_nodes(keyed_nodes)
@@ -196,8 +203,8 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
     nested control-flow node uses its enclosing node's table.
     """
-    targets = [graph.node(key) for key in graph.dag
-               if {GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE} & set(graph.node(key).attr_types.values())]
+    targets = [node for node in graph.nodes.values()
+               if node.attr_types and {GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE} & set(node.attr_types.values())]
     if not targets:
         return
     protos = inferred.node
@@ -360,7 +367,7 @@ def to_model(graph: Graph, keep_value_info: bool = True, weightless: bool = Fals
             node_proto.attribute.append(
                 helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
         nodes.append(node_proto)
-    produced = {tensor for key in graph.dag for tensor in graph.node(key).outputs}
+    produced = {tensor for node in graph.nodes.values() for tensor in node.outputs}
     interface = set(graph.inputs) | set(graph.outputs)
     value_infos = []
     if keep_value_info:

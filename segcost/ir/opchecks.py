@@ -126,6 +126,6 @@ def check_graph(graph: Graph) -> None:
     Raises:
         InputError: for the first degenerate attribute or operand, as check_node.
     """
-    for key in graph.dag:
-        if graph.node(key).op_type in CHECKED_OP_TYPES:
+    for key, node in graph.nodes.items():
+        if node.op_type in CHECKED_OP_TYPES:
             check_node(graph, key)

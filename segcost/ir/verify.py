@@ -5,13 +5,8 @@ Run by the loader after building the IR and by the PassManager after each pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import cast
-
-import networkx as nx
-
 from segcost.errors import GraphError
-from segcost.ir.graph import Graph, Node
+from segcost.ir.graph import Graph
 
 
 def verify_graph(graph: Graph) -> None:
@@ -22,22 +17,31 @@ def verify_graph(graph: Graph) -> None:
     """
     available = set(graph.inputs) | set(graph.initializers)
     produced = graph._producer  # the producer index itself: one lookup per input of 100k nodes
-    # types-networkx types nodes(data="node") values as attribute dicts; ours hold a Node
-    for key, node in cast("Iterable[tuple[str, Node]]", graph.dag.nodes(data="node")):
+    nodes = graph.nodes
+    order = {key: node.meta.get("order", 0) for key, node in nodes.items()}
+    forward = True   # every edge goes forward in file order (checked in the same walk over the inputs)
+    for key, node in nodes.items():
+        rank = order[key]
         for tensor in node.all_inputs:
-            if tensor and tensor not in available and tensor not in produced:
-                raise GraphError(
-                    f"node {key!r} ({node.op_type}) reads tensor {tensor!r}"
-                    f"{' in a subgraph' if tensor not in node.inputs else ''}, which no node, "
-                    "graph input or initializer provides")
+            if not tensor:
+                continue
+            producer = produced.get(tensor)
+            if producer is None:
+                if tensor not in available:
+                    raise GraphError(
+                        f"node {key!r} ({node.op_type}) reads tensor {tensor!r}"
+                        f"{' in a subgraph' if tensor not in node.inputs else ''}, which no node, "
+                        "graph input or initializer provides")
+            elif forward and order[producer] >= rank:
+                forward = False
     for tensor in graph.outputs:
         if tensor not in available and graph.producer(tensor) is None:
             raise GraphError(f"graph output {tensor!r} is not produced by any node")
-    try:
-        graph.topological_order()
+    if forward:
+        graph.keep_file_order(order)   # acyclic, and the analysis' schedule: no second walk
         return
-    except nx.NetworkXUnfeasible:
-        pass
+    import networkx as nx  # deferred: only a graph stored out of order needs networkx's cycle search
+
     if not nx.is_directed_acyclic_graph(graph.dag):
         cycle = nx.find_cycle(graph.dag)
         path = " -> ".join(edge[0] for edge in cycle) + f" -> {cycle[0][0]}"

@@ -6,7 +6,7 @@ import onnx
 from onnx import helper
 
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, TensorInfo
+from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import resolve_value_chains
@@ -39,10 +39,12 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
-    if _unresolved(graph) and not symbolic_inputs(graph):
+    unresolved = _unresolved(graph)
+    if unresolved and not symbolic_inputs(graph):
         inferred = resolve_value_chains(shell, lambda proto: _infer(graph, proto), inferred)
         _take_shapes(graph, inferred, declared)
-    if trust_declared and _unresolved(graph):
+        unresolved = _unresolved(graph)
+    if trust_declared and unresolved:
         seeded = _seed_declared(graph, shell, declared)
         if seeded is not None:
             _take_shapes(graph, seeded, declared)
@@ -127,11 +129,18 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
 def _unresolved(graph: Graph) -> bool:
     """True when a node consumes a tensor whose shape is not fully known."""
     tensors, initializers = graph.tensors, graph.initializers
-    for key in graph.dag:
-        for name in graph.node(key).inputs:
+    static: dict[Shape, bool] = {}   # tensors share a few distinct shapes: each is checked once
+    for node in graph.nodes.values():
+        for name in node.inputs:
             if name and name not in initializers:
                 info = tensors.get(name)
-                if info is None or not info.is_static:
+                shape = info.shape if info is not None else None
+                if shape is None:
+                    return True
+                known = static.get(shape)
+                if known is None:
+                    known = static[shape] = is_static_shape(shape)
+                if not known:
                     return True
     return False
 

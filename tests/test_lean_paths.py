@@ -1,0 +1,116 @@
+"""`segcost analyze` does only the work it needs: no networkx, and an IR whose DiGraph is built on demand.
+
+The IR's networkx.DiGraph (`Graph.dag`) is built from the node and producer/consumer tables the
+first time a pass asks for it; these tests check that a graph mutated before and after that
+point ends up with the same DiGraph, and that the analyze command never loads networkx.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from segcost.errors import GraphError
+from segcost.ir import Graph, Node, verify_graph
+from segcost.samples.scale import deep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules_after_cli(*argv: str) -> set[str]:
+    """The modules loaded by one `segcost ...` run in a new interpreter (listed at exit)."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('\\n'.join(sorted(sys.modules))))\n"
+            "from segcost.cli import main\nmain(sys.argv[1:])")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
+                            check=False)
+    assert "segcost: error" not in result.stderr, result.stderr
+    return set(result.stdout.split())
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_analyze_never_imports_networkx(tmp_path, fmt):
+    path = tmp_path / "deep.onnx"
+    onnx.save_model(deep(40), path)
+    for argv in (["analyze", str(path), "--format", fmt], ["analyze", "--format", fmt]):
+        loaded = _modules_after_cli(*argv, "-o", str(tmp_path / "out"))
+        assert "segcost.analyzer" in loaded   # the run did analyze
+        assert not {name for name in loaded if name.split(".")[0] == "networkx"}, argv
+
+
+def _chain() -> Graph:
+    graph = Graph()
+    graph.inputs = ["x"]
+    graph.add_nodes([("a", Node("a", "Relu", inputs=["x"], outputs=["t1"])),
+                     ("b", Node("b", "Add", inputs=["t1", "t1"], outputs=["t2"])),
+                     ("c", Node("c", "Relu", inputs=["t2"], outputs=["t3"]))])
+    return graph
+
+
+def _mutate(graph: Graph) -> None:
+    graph.add_node(Node("d", "Relu", inputs=["t1"], outputs=["t4"]), key="d")
+    graph.replace_input("c", "t2", "t4")
+    graph.rename_output("b", "t2", "t2b")
+    graph.append_input("c", "t2b")
+    graph.remove_node("a")
+    graph.add_node(Node("a2", "Relu", inputs=["x"], outputs=["t1"]), key="a2")
+
+
+def _edges(graph: Graph) -> set[tuple[str, str, frozenset[str]]]:
+    return {(u, v, frozenset(tensors)) for u, v, tensors in graph.dag.edges(data="tensors")}
+
+
+def test_a_dag_built_after_mutations_equals_one_kept_in_step_with_them():
+    eager, lazy = _chain(), _chain()
+    assert len(eager.dag) == 3   # built now, then updated by every mutation
+    _mutate(eager)
+    _mutate(lazy)
+    assert lazy._dag is None   # mutations alone never build it
+    assert _edges(lazy) == _edges(eager) == {("a2", "b", frozenset({"t1"})), ("a2", "d", frozenset({"t1"})),
+                                             ("d", "c", frozenset({"t4"})), ("b", "c", frozenset({"t2b"}))}
+    assert list(lazy.dag.nodes) == list(eager.dag.nodes) == list(lazy.nodes)
+    assert all(lazy.dag.nodes[key]["node"] is lazy.node(key) for key in lazy.nodes)
+    assert set(lazy.edges()) == {(u, v) for u, v, _ in _edges(eager)}
+
+
+def test_a_cycle_is_found_without_a_prebuilt_dag():
+    graph = Graph()
+    graph.inputs = ["x"]
+    graph.add_nodes([("a", Node("a", "Add", inputs=["x", "t2"], outputs=["t1"])),
+                     ("b", Node("b", "Relu", inputs=["t1"], outputs=["t2"]))])
+    assert not graph.in_file_order()
+    with pytest.raises(GraphError, match="cycle: a -> b -> a|cycle: b -> a -> b"):
+        verify_graph(graph)
+
+
+def test_an_out_of_order_graph_is_sorted_topologically():
+    graph = Graph()
+    graph.inputs = ["x"]
+    graph.add_nodes([("c", Node("c", "Relu", inputs=["t2"], outputs=["t3"])),
+                     ("a", Node("a", "Relu", inputs=["x"], outputs=["t1"])),
+                     ("b", Node("b", "Relu", inputs=["t1"], outputs=["t2"]))])
+    verify_graph(graph)
+    assert graph.topological_order() == ["a", "b", "c"]
+    with pytest.raises(GraphError, match="produced by two nodes"):
+        graph.add_node(Node("e", "Split", inputs=["x"], outputs=["u", "u"]))
+    assert "e" not in graph and len(graph) == 3
+
+
+def test_the_kept_topological_order_follows_every_mutation():
+    graph = _chain()
+    verify_graph(graph)   # checks the file order and keeps it
+    assert graph.topological_order() == ["a", "b", "c"]
+    graph.remove_node("c")
+    assert graph.topological_order() == ["a", "b"]
+    # a producer added after its consumer: the file order is no longer topological
+    graph.add_node(Node("p", "Relu", inputs=["x"], outputs=["y"]), key="p")
+    graph.replace_input("a", "x", "y")
+    assert not graph.in_file_order()
+    assert graph.topological_order() == ["p", "a", "b"]
+    order = graph.topological_order()
+    order.reverse()   # the caller's copy
+    assert graph.topological_order() == ["p", "a", "b"]
