@@ -80,6 +80,10 @@ class QuantizeResult:
     float_model: onnx.ModelProto
     source: CalibrationSource
     notes: list[str] = field(default_factory=list)
+    # Failed self-checks of the written graph (a Concat input not at its output's scale, a removed
+    # Relu/Clip that no longer clips): each names the layer; `segcost optimize` prints them as
+    # warnings ahead of the int8 report and exits 1.
+    problems: list[str] = field(default_factory=list)
 
 
 def single_image_input(graph: Graph, calibration: str | None = None) -> tuple[str, tuple[int, ...]]:
@@ -191,6 +195,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
     from segcost.passes.qdq import PowerOfTwoScalesPass
+    from segcost.passes.qdq_clips import lost_clips, removed_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.fallback import mismatched_concats
     from segcost.quant.prepare import prepare_for_quantizer, reattach_biases
@@ -256,11 +261,12 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if prepared.detached_biases:
         restored = reattach_biases(int8_graph, prepared, float_model)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
-    steps: list[PassBase] = [ShareConcatScalesPass()]
+    clips = removed_clips(graph, int8_graph)   # activations whose clipping now lives in a scale/zero point
+    steps: list[PassBase] = [ShareConcatScalesPass(clips)]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
-    notes += [f"check failed: {problem}" for problem in concat_scale_mismatches(result.graph)]
-    return QuantizeResult(to_model(result.graph), result.graph, float_model, source, notes)
+    problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips)
+    return QuantizeResult(to_model(result.graph), result.graph, float_model, source, notes, problems)
