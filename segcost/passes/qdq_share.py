@@ -23,6 +23,11 @@ the Concat is requantized to the group's scale (DequantizeLinear → QuantizeLin
 DequantizeLinear on that edge only). Then every group's scale and zero point are set
 from the union of its members' ranges, so nothing clips.
 
+A constant Concat input (a ViT's class token: DequantizeLinear of a quantized initializer)
+joins its Concat's group with the range of its values and gets a private copy quantized
+at the group's scale and zero point, so that Concat too is a plain int8 copy; its values
+lose nothing the Concat's own output quantization did not already take.
+
 A tensor whose clipping the quantizer moved into its QuantizeLinear (a Relu/Clip it
 removed: segcost.passes.qdq_clips) joins a group only while the group's range stays inside
 the activation's bounds; otherwise the edge is requantized, which clips there. Sharing a
@@ -88,6 +93,24 @@ def _dequantized_input(graph: Graph, tensor: str) -> str | None:
         return None
     q_key = graph.producer(graph.node(dq_key).inputs[0])
     return q_key if q_key is not None and graph.node(q_key).op_type == QUANTIZE else None
+
+
+def _constant_input(graph: Graph, tensor: str) -> np.ndarray | None:
+    """For a Concat input produced by DQ(quantized initializer), its real values (per-axis scales too); else None."""
+    dq_key = graph.producer(tensor)
+    if dq_key is None or graph.node(dq_key).op_type != DEQUANTIZE:
+        return None
+    dq = graph.node(dq_key)
+    values, scale = _constant(graph, dq.inputs[0]), _constant(graph, dq.inputs[1])
+    zero = _constant(graph, dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else np.zeros((), np.int8)
+    if values is None or scale is None or zero is None or values.dtype not in (np.int8, np.uint8):
+        return None
+    shape = [1] * values.ndim
+    if scale.size > 1:
+        axis = int(dq.attrs.get("axis", 1))
+        shape[axis % values.ndim] = scale.size
+    return (values.astype(np.float64) - zero.reshape(shape if zero.size > 1 else ()).astype(np.float64)) * \
+        scale.reshape(shape if scale.size > 1 else ()).astype(np.float64)
 
 
 def _scale_zero(graph: Graph, q_key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -208,6 +231,7 @@ class ShareConcatScalesPass(PassBase):
         groups = _Groups()
         members: dict[str, _Member] = {}
         edges: list[tuple[str, str, str]] = []  # (concat key, input tensor, member tensor)
+        constants: list[tuple[str, str, np.ndarray]] = []   # (concat key, input tensor, its real values)
         order = graph.topological_order()
         for key in order:
             node = graph.node(key)
@@ -222,6 +246,11 @@ class ShareConcatScalesPass(PassBase):
             for tensor in dict.fromkeys(node.inputs):
                 q_key = _dequantized_input(graph, tensor)
                 member = _member(graph, q_key, key, self.clips) if q_key else None
+                values = _constant_input(graph, tensor) if member is None else None
+                if values is not None and values.size:
+                    constants.append((key, tensor, values))
+                    groups.add(_Member(f"{tensor} -> {key}", "", min(float(values.min()), 0.0),
+                                       max(float(values.max()), 0.0), output.dtype, output.symmetric, math.inf, ""))
                 if member is None:
                     continue
                 members.setdefault(member.tensor, member)
@@ -229,10 +258,12 @@ class ShareConcatScalesPass(PassBase):
                     members[member.tensor] = member
                 groups.add(members[member.tensor])
                 edges.append((key, tensor, member.tensor))
-        if not edges:
+        if not edges and not constants:
             return PassResult(graph, False, [])
         requantize = [(concat, tensor, member) for concat, tensor, member in edges
                       if not groups.union(graph.node(concat).outputs[0], member)]
+        for concat, tensor, _ in constants:   # a constant that does not fit is clipped by the output's Q anyway
+            groups.union(graph.node(concat).outputs[0], f"{tensor} -> {concat}")
         params: dict[str, tuple[str, str]] = {}
         for tensor in members:
             root = groups.find(tensor)
@@ -243,15 +274,18 @@ class ShareConcatScalesPass(PassBase):
                      for member in members.values())
         for concat, tensor, _ in requantize:
             self._requantize_edge(graph, concat, tensor, params[groups.find(graph.node(concat).outputs[0])])
+        for concat, tensor, values in constants:
+            self._constant_at(graph, concat, tensor, values, params[groups.find(graph.node(concat).outputs[0])])
         if shared or requantize:
             requantize_biases(graph)
         summary = (f"Concat scales: {len({groups.find(t) for t in members})} shared-scale groups over "
-                   f"{len({concat for concat, _, _ in edges})} Concats; {shared} tensors set to their group's scale, "
+                   f"{len({concat for concat, *_ in edges + constants})} Concats; {shared} tensors and "
+                   f"{len(constants)} constant inputs set to their group's scale, "
                    f"{len(requantize)} Concat inputs requantized (range more than {SHARE_RATIO:g}x from the group's, "
                    "or outside a removed Relu/Clip's bounds)")
         notes = [summary]
         notes += self._degraded(graph, edges, members, groups)
-        return PassResult(graph, bool(shared or requantize), notes)
+        return PassResult(graph, bool(shared or requantize or constants), notes)
 
     @staticmethod
     def _params_for(graph: Graph, root: str, groups: _Groups, group: list[_Member]) -> tuple[str, str]:
@@ -275,6 +309,20 @@ class ShareConcatScalesPass(PassBase):
                            outputs=[base])
         graph.add_node(quantized)
         graph.add_node(dequantized)
+        graph.replace_input(concat, tensor, base)
+
+    @staticmethod
+    def _constant_at(graph: Graph, concat: str, tensor: str, values: np.ndarray, params: tuple[str, str]) -> None:
+        """Feed `concat` a copy of the constant `tensor` quantized at the group's scale and zero point."""
+        scale, zero = _constant(graph, params[0]), _constant(graph, params[1])
+        assert scale is not None and zero is not None, "group parameters are initializers"
+        qmin, qmax = _qrange(zero.dtype, zero.dtype == np.int8 and int(zero.reshape(())) == 0)
+        quantized = np.clip(np.round(values / float(scale.reshape(()))) + int(zero.reshape(())), qmin, qmax)
+        base = f"{tensor}_at_{graph.node(concat).name or concat}"
+        graph.initializers[f"{base}_quantized"] = Initializer.from_array(f"{base}_quantized",
+                                                                         quantized.astype(zero.dtype))
+        graph.add_node(Node(name=f"{base}_DequantizeLinear", op_type=DEQUANTIZE,
+                            inputs=[f"{base}_quantized", *params], outputs=[base]))
         graph.replace_input(concat, tensor, base)
 
     @staticmethod
