@@ -216,7 +216,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         from segcost.quant.accuracy import compare_models
         from segcost.quant.calibration import open_source
         from segcost.quant.footprint import int8_view
-        from segcost.quant.quantize import quantize_graph, single_image_input
+        from segcost.quant.quantize import in_input_dtype, quantize_graph, single_image_input
         from segcost.quant.speed import measure, predict
 
         quantized = quantize_graph(result.graph, int8, progress, float_model=result.model)
@@ -227,6 +227,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         name, shape = single_image_input(result.graph, eval_data or int8.calibration)
         source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
                              int8.mean, int8.std, split="val")
+        source = in_input_dtype(source, result.graph)
         result.quantization = quantized
         result.accuracy = compare_models(quantized.float_model, quantized.model, source)
         static_float = static_view(result.graph)
