@@ -61,7 +61,7 @@ def render_optimize(result) -> str:
              render_findings(result.findings).rstrip("\n")]
     if result.max_abs_diff is not None:
         parts.append(f"onnxruntime check: max |original - optimized| = {result.max_abs_diff:.3g} "
-                     "(tolerance 1e-4 + 1e-5·max|x|)")
+                     "(tolerance 1e-4 + max(1e-5, 16·eps of the output dtype)·max|x|)")
     if result.accuracy is not None:
         parts += ["", render_int8(result)]
     return "\n".join(parts) + "\n"
