@@ -14,6 +14,9 @@ the float model clamps (measured: Relu → Concat with a signed sibling, SQNR 2.
   (Relu: [0, ∞); Clip: its constant min/max).
 * ShareConcatScalesPass keeps these tensors out of any group whose range exceeds the
   bounds (the edge into the Concat is requantized instead, which clips there).
+* `RestoreClipsPass(clips)` — where a later pass widened the range anyway (a power-of-two
+  scale cannot represent ReLU6's [0, 6]: 2^-5 gives [0, 7.97]), the activation goes back in
+  front of its QuantizeLinear.
 * `lost_clips(int8_graph, clips)` — the post-check: a clip is lost when its tensor's
   QuantizeLinear represents values more than half a step outside [lo, hi].
 """
@@ -26,11 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from segcost.errors import InputError
-from segcost.ir import Graph
+from segcost.ir import Graph, Initializer, Node
 from segcost.ir.opforms import read_operand
+from segcost.passes._infra import PassBase, PassResult
 from segcost.passes.qdq import QUANTIZE, _constant
 
-__all__ = ["CLIP_OPS", "RemovedClip", "lost_clips", "removed_clips", "representable_range"]
+__all__ = ["CLIP_OPS", "RemovedClip", "RestoreClipsPass", "lost_clips", "removed_clips", "representable_range"]
 
 CLIP_OPS = ("Relu", "Clip")
 
@@ -90,19 +94,60 @@ def representable_range(graph: Graph, q_key: str) -> tuple[float, float, float] 
     return (info.min - zero_point) * step, (info.max - zero_point) * step, step
 
 
+def _unclipped(graph: Graph, tensor: str, clip: RemovedClip) -> tuple[float, float] | None:
+    """The range a QuantizeLinear of `tensor` passes when it exceeds the clip's bounds by over half a step; else None."""
+    producer = graph.producer(tensor)
+    if producer is not None and graph.node(producer).op_type in CLIP_OPS:
+        return None   # the activation is in the graph (again)
+    for user in graph.consumers(tensor):
+        window = representable_range(graph, user) if graph.node(user).op_type == QUANTIZE else None
+        if window is not None:
+            lowest, highest, step = window
+            if lowest < clip.lo - step / 2 or highest > clip.hi + step / 2:
+                return lowest, highest
+    return None
+
+
+class RestoreClipsPass(PassBase):
+    """Put a removed Relu/Clip back in front of its QuantizeLinear where that no longer clips to its bounds.
+
+    Attributes:
+        clips: {tensor: RemovedClip} from `removed_clips`.
+    """
+
+    name = "restore-clips"
+
+    def __init__(self, clips: dict[str, RemovedClip] | None = None) -> None:
+        self.clips = dict(clips or {})
+
+    def call(self, graph: Graph) -> PassResult:
+        restored = []
+        for tensor, clip in self.clips.items():
+            producer = graph.producer(tensor)
+            if producer is None or _unclipped(graph, tensor, clip) is None:
+                continue
+            before = f"{tensor}_before_{clip.op_type.lower()}"
+            graph.rename_output(producer, tensor, before)
+            inputs = [before]
+            if clip.op_type == "Clip":
+                for bound, value in (("min", clip.lo), ("max", clip.hi)):
+                    name = f"{tensor}_{bound}"
+                    graph.initializers[name] = Initializer.from_array(name, np.array(value, np.float32))
+                    inputs.append(name)
+            graph.add_node(Node(name=clip.activation, op_type=clip.op_type, inputs=inputs, outputs=[tensor]))
+            restored.append(clip.activation)
+        notes = [f"restored {len(restored)} activations whose clipping a scale change had undone: "
+                 + ", ".join(restored)] if restored else []
+        return PassResult(graph, bool(restored), notes)
+
+
 def lost_clips(graph: Graph, clips: dict[str, RemovedClip]) -> list[str]:
     """One message per removed activation whose QuantizeLinear no longer clips to its bounds."""
     problems = []
     for tensor, clip in clips.items():
-        for user in graph.consumers(tensor):
-            if graph.node(user).op_type != QUANTIZE:
-                continue
-            window = representable_range(graph, user)
-            if window is None:
-                continue
-            lowest, highest, step = window
-            if lowest < clip.lo - step / 2 or highest > clip.hi + step / 2:
-                problems.append(f"{clip.op_type} {clip.activation} was folded into the quantization of {tensor!r}, "
-                                f"which now passes [{lowest:.3g}, {highest:.3g}] instead of clipping to "
-                                f"[{clip.lo:g}, {clip.hi:g}]")
+        window = _unclipped(graph, tensor, clip)
+        if window is not None:
+            problems.append(f"{clip.op_type} {clip.activation} was folded into the quantization of {tensor!r}, "
+                            f"which now passes [{window[0]:.3g}, {window[1]:.3g}] instead of clipping to "
+                            f"[{clip.lo:g}, {clip.hi:g}]")
     return problems

@@ -221,7 +221,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
     from segcost.passes.qdq import PowerOfTwoScalesPass
-    from segcost.passes.qdq_clips import lost_clips, removed_clips
+    from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.fallback import mismatched_concats
     from segcost.quant.prepare import is_float16, prepare_for_quantizer, reattach_biases, to_float32, with_float16_io
@@ -295,6 +295,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     steps: list[PassBase] = [ShareConcatScalesPass(clips)]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
+    steps.append(RestoreClipsPass(clips))   # where a scale change undid a removed activation's clipping
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]

@@ -15,7 +15,8 @@ import pytest
 
 from segcost.frontends.onnx import load_model
 from segcost.optimize import run_onnxruntime
-from segcost.passes import qdq_share
+from segcost.passes import qdq_clips, qdq_share
+from segcost.passes._infra import PassResult
 from segcost.passes.qdq_share import concat_scale_mismatches
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
 
@@ -64,10 +65,31 @@ def test_a_removed_activation_still_clips_after_concat_scale_sharing(qm, tmp_pat
     assert _sqnr(want, got) > 25  # 2.4 dB (0.0 dB for Concat → Relu) before the fix
 
 
-def test_the_self_check_names_a_removed_relu_that_no_longer_clips(qm, tmp_path, monkeypatch):
-    """With the clip constraint switched off, sharing breaks the clip and the check must say so."""
+def _without_clip_repairs(monkeypatch) -> None:
+    """The old behaviour: Concat sharing ignores removed clips, and nothing puts the activation back."""
     original = qdq_share.ShareConcatScalesPass.__init__
     monkeypatch.setattr(qdq_share.ShareConcatScalesPass, "__init__", lambda self, clips=None: original(self))
+    monkeypatch.setattr(qdq_clips.RestoreClipsPass, "call", lambda self, graph: PassResult(graph, False, []))
+
+
+def test_power_of_two_scales_put_back_a_relu6_they_would_unclip(qm, tmp_path):
+    """No power-of-two scale represents [0, 6] (2^-5 gives [0, 7.97]): the Clip goes back before its Q."""
+    b = qm.Builder()
+    b.const("zero", np.array(0.0, np.float32))
+    b.const("six", np.array(6.0, np.float32))
+    b.op("Clip", [b.conv("a", "input", 3, 8, gain=16.0), "zero", "six"], "a_relu6")
+    b.conv("out", "a_relu6", 8, 4)
+    model = b.model({"input": SHAPE}, {"out": [1, 4, 16, 16]})
+    result, want, got = _quantize(model, tmp_path, pow2_scales=True)
+    assert result.problems == []
+    assert "Clip" in {node.op_type for node in result.model.graph.node}
+    assert any(note.startswith("restored 1 activations") for note in result.notes)
+    assert _sqnr(want, got) > 25
+
+
+def test_the_self_check_names_a_removed_relu_that_no_longer_clips(qm, tmp_path, monkeypatch):
+    """With the clip constraint switched off, sharing breaks the clip and the check must say so."""
+    _without_clip_repairs(monkeypatch)
     result, want, got = _quantize(_model(qm, "relu_concat"), tmp_path)
     assert _sqnr(want, got) < 15
     assert any(problem.startswith("Relu a_relu was folded into the quantization of 'a_relu'")
@@ -75,8 +97,7 @@ def test_the_self_check_names_a_removed_relu_that_no_longer_clips(qm, tmp_path, 
 
 
 def test_cli_leads_with_the_failure_and_exits_1_on_a_low_sqnr_output(qm, run_cli, tmp_path, monkeypatch):
-    original = qdq_share.ShareConcatScalesPass.__init__
-    monkeypatch.setattr(qdq_share.ShareConcatScalesPass, "__init__", lambda self, clips=None: original(self))
+    _without_clip_repairs(monkeypatch)
     onnx.save_model(_model(qm, "concat_relu"), tmp_path / "m.onnx")
     output = tmp_path / "m8.onnx"
     code, out, err = run_cli("optimize", str(tmp_path / "m.onnx"), "--int8", "--calib-size", "2", "-o", str(output))
