@@ -95,7 +95,7 @@ def representable_range(graph: Graph, q_key: str) -> tuple[float, float, float] 
 
 
 def _unclipped(graph: Graph, tensor: str, clip: RemovedClip) -> tuple[float, float] | None:
-    """The range a QuantizeLinear of `tensor` passes when it exceeds the clip's bounds by over half a step; else None."""
+    """The range a QuantizeLinear of `tensor` passes if over half a step beyond the clip's bounds; else None."""
     producer = graph.producer(tensor)
     if producer is not None and graph.node(producer).op_type in CLIP_OPS:
         return None   # the activation is in the graph (again)
