@@ -100,7 +100,8 @@ def test_cli_leads_with_the_failure_and_exits_1_on_a_low_sqnr_output(qm, run_cli
     _without_clip_repairs(monkeypatch)
     onnx.save_model(_model(qm, "concat_relu"), tmp_path / "m.onnx")
     output = tmp_path / "m8.onnx"
-    code, out, err = run_cli("optimize", str(tmp_path / "m.onnx"), "--int8", "--calib-size", "2", "-o", str(output))
+    code, out, err = run_cli("optimize", str(tmp_path / "m.onnx"), "--int8", "--calib-size", "2", "-o", str(output),
+                             "--report", str(tmp_path / "report.html"))
     assert code == 1, err
     lines = out.splitlines()
     header = next(index for index, line in enumerate(lines) if line.startswith("int8: calibrated"))
@@ -109,3 +110,4 @@ def test_cli_leads_with_the_failure_and_exits_1_on_a_low_sqnr_output(qm, run_cli
     assert output.exists()  # written all the same
     failures = json.loads((tmp_path / "m8.accuracy.json").read_text())["failures"]
     assert any("SQNR" in failure for failure in failures)
+    assert "warning: int8 self-check failed: Relu cat_relu" in (tmp_path / "report.html").read_text()
