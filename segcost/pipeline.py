@@ -2,11 +2,14 @@
 
 Numerical check: the original and the optimized model run in onnxruntime (CPU, same
 session options) on the same seeded standard-normal input; every output must satisfy
-max|a − b| ≤ atol + rtol·max|a| with atol = 1e-4, rtol = 1e-5. The relative part scales
-with the output's magnitude, not each element's: folding BN into float32 weights
-re-associates the arithmetic, and in a deep net with large activations an element near
-zero can be the difference of large terms. A wrong fold changes whole channels and fails
-by orders of magnitude.
+max|a − b| ≤ atol + rtol·max|a| with atol = 1e-4 and rtol = max(1e-5, 16·eps), eps the
+machine epsilon of the output's dtype: 1e-5 for float32 (eps 1.2e-7), 0.0156 for float16
+(eps 2^-10: folding BN into float16 weights rounds each weight to 11 bits, and one float16
+ulp of an output near 1 is already 0.00098), 0.125 for bfloat16. The relative part scales
+with the output's magnitude, not each element's: folding BN re-associates the arithmetic,
+and in a deep net with large activations an element near zero can be the difference of
+large terms. A wrong fold changes whole channels and fails by orders of magnitude. A
+failure names `--no-check`, which skips the check.
 
 Memory bound: before anything runs, every tensor the check computes must have a static
 inferred shape, none may exceed MAX_CHECK_TENSOR_BYTES (1 GiB), and the peak of live
@@ -37,6 +40,12 @@ ATOL = 1e-4
 MAX_CHECK_TENSOR_BYTES = 1 << 30   # any one tensor the numeric check computes
 MAX_CHECK_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
 RTOL = 1e-5
+EPS_FACTOR = 16                    # relative tolerance floor in machine epsilons of the output's dtype
+
+
+def relative_tolerance(dtype: np.dtype) -> float:
+    """rtol of the numeric check for an output of `dtype`: max(RTOL, EPS_FACTOR·eps(dtype)) (module docstring)."""
+    return max(RTOL, EPS_FACTOR * float(np.finfo(dtype).eps))
 
 
 class NumericsError(SegcostError):
@@ -217,10 +226,12 @@ def compare_outputs(original: onnx.ModelProto, optimized: onnx.ModelProto, graph
             continue
         diff = float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max())
         worst = max(worst, diff)
-        limit = ATOL + RTOL * float(np.abs(want).max())
+        rtol = relative_tolerance(want.dtype)
+        limit = ATOL + rtol * float(np.abs(want.astype(np.float64)).max())
         if diff > limit:
-            raise NumericsError(f"output #{index} differs by up to {diff:.3g} after optimization "
-                                f"(tolerance {limit:.3g} = {ATOL} + {RTOL}·max|x|)")
+            raise NumericsError(f"output #{index} ({want.dtype}) differs by up to {diff:.3g} after optimization "
+                                f"(tolerance {limit:.3g} = {ATOL} + {rtol:.3g}·max|x|); if that is rounding you "
+                                "accept, --no-check skips this check")
     return worst
 
 
@@ -263,7 +274,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         from segcost.quant.accuracy import compare_models
         from segcost.quant.calibration import open_source
         from segcost.quant.footprint import int8_view
-        from segcost.quant.quantize import quantize_graph, single_image_input
+        from segcost.quant.quantize import in_input_dtype, quantize_graph, single_image_input
         from segcost.quant.speed import measure, predict
 
         if mixed is not None:
@@ -272,6 +283,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         name, shape = single_image_input(result.graph, eval_data or int8.calibration)
         source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
                              int8.mean, int8.std, split="val")
+        source = in_input_dtype(source, result.graph)
         if mixed is not None:
             from dataclasses import replace
 

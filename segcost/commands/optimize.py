@@ -65,7 +65,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     from pathlib import Path
 
     from segcost.pipeline import optimize_model
-    from segcost.reports.passes import optimize_report, render_optimize
+    from segcost.reports.passes import int8_failures, optimize_report, render_optimize
 
     mixed_options = _mixed_options(int8, mixed, min_sqnr, max_float_layers)
     if output is None:
@@ -109,9 +109,14 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
             plan.write(report, render_optimize_html(result, model or "built-in DeepLabV3Lite"))
         else:
             plan.write(report, json.dumps(payload, indent=2) + "\n")
+    failures = int8_failures(result) if result.accuracy is not None else []
+    for failure in failures:   # also leading the int8 report above; the model is written all the same
+        click.echo(f"segcost: {failure}", err=True)
     if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
         click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} percentage points exceeds --max-drop {max_drop}",
                    err=True)
+        ctx.exit(1)
+    if failures:
         ctx.exit(1)
 
 

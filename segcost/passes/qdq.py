@@ -92,11 +92,14 @@ class PowerOfTwoScalesPass(PassBase):
     def call(self, graph: Graph) -> PassResult:
         rounded: set[str] = set()
         requantized = 0
+        before: dict[str, np.ndarray] = {}   # scales as they were: constants sharing one are all requantized from it
         for key in _nodes(graph, DEQUANTIZE):
             node = graph.node(key)
-            values, scale = _constant(graph, node.inputs[0]), _constant(graph, node.inputs[1])
+            values = _constant(graph, node.inputs[0])
+            scale = before.get(node.inputs[1], _constant(graph, node.inputs[1]))
             if values is None or scale is None or values.dtype == np.int32 or _is_pow2(scale):
                 continue  # activations are handled through their scale initializers below; biases last
+            before.setdefault(node.inputs[1], scale)
             zero_point = _constant(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
             new_scale = pow2_ceil(scale)
             _set_constant(graph, node.inputs[0], _requantize(values, zero_point, scale, new_scale,

@@ -45,6 +45,12 @@ class OutputAgreement:
     all_zero: bool = False
 
 
+# Below this an int8 output's error is more than ~32% of its signal (relative error = 10^(−SQNR/20)):
+# the int8 model does not compute what the float one does. The project's own models measure
+# 45–55 dB, third-party random-weight models 13–31 dB; a Relu whose clip was lost measured 2.4 dB.
+MIN_OUTPUT_SQNR_DB = 10.0
+
+
 @dataclass
 class AccuracyReport:
     samples: int
@@ -59,6 +65,13 @@ class AccuracyReport:
         if self.miou_float is None or self.miou_int8 is None:
             return None
         return self.miou_float - self.miou_int8
+
+    def failures(self) -> list[str]:
+        """One line per output the int8 model does not reproduce (all zeros, or SQNR < MIN_OUTPUT_SQNR_DB)."""
+        return [f"int8 output {output.name!r} is all zeros (the float one is not)" if output.all_zero else
+                f"int8 output {output.name!r} has SQNR {output.sqnr_db:.1f} dB against float, below "
+                f"{MIN_OUTPUT_SQNR_DB:g} dB (relative error {output.relative_error:.2f})"
+                for output in self.outputs if output.all_zero or output.sqnr_db < MIN_OUTPUT_SQNR_DB]
 
     def drop(self) -> float:
         """The accuracy drop `--max-drop` is checked against, in percentage points.

@@ -3,6 +3,9 @@
 * opset < 13: per-channel DequantizeLinear (the `axis` attribute) needs opset 13. The model
   is upgraded with `onnx.version_converter` (the ONNX project's own converter); if that
   fails, weights fall back to per-tensor scales, with a note.
+* float16 models: `to_float32` makes the float32 copy that is quantized (onnxruntime's CPU
+  int8 kernels and fusions take float32 scales); `with_float16_io` gives the int8 model the
+  float16 inputs and outputs back, through Casts.
 * grouped ConvTranspose (weights [C_in, C_out/group, kH, kW]): per-channel scales run along
   axis 1, so there are C_out/group of them and output channel c uses scale[c mod
   C_out/group]. onnxruntime computes the bias scale as s_x·s_w (C_out/group values) and
@@ -19,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from segcost.errors import InputError
 from segcost.ir import Graph, Initializer, Node
 
 PER_CHANNEL_MIN_OPSET = 13
@@ -105,3 +109,72 @@ def _dq_scale(graph: Graph, tensor: str) -> np.ndarray | None:
         return None
     scale = graph.initializers.get(graph.node(producer).inputs[1])
     return None if scale is None else scale.array
+
+
+FLOAT16, FLOAT = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+_FLOAT32_SUFFIX = "_float32"
+
+
+def is_float16(model: onnx.ModelProto) -> bool:
+    """True when the model computes in float16 (a float16 graph input or initializer)."""
+    return any(value.type.tensor_type.elem_type == FLOAT16 for value in model.graph.input) or any(
+        init.data_type == FLOAT16 for init in model.graph.initializer)
+
+
+def _tensor_to_float32(tensor: onnx.TensorProto) -> None:
+    if tensor.data_type == FLOAT16:
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
+
+
+def to_float32(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a float16 model computing in float32: initializers, Constant values, Cast targets,
+    `dtype` attributes and the declared types of inputs, outputs and value_info.
+
+    Raises InputError for a graph with subgraphs (If/Loop/Scan): not converted here; export
+    the model in float32 (PyTorch: model.float() before torch.onnx.export) and quantize that.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    for init in graph.initializer:
+        _tensor_to_float32(init)
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.type.tensor_type.elem_type == FLOAT16:
+            value.type.tensor_type.elem_type = FLOAT
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise InputError(f"int8 of a float16 model: node {node.name!r} ({node.op_type}) has a subgraph, "
+                                 "which segcost does not convert to float32; export the model in float32 "
+                                 "(PyTorch: model.float() before torch.onnx.export) and quantize that")
+            if attr.type == onnx.AttributeProto.TENSOR:
+                _tensor_to_float32(attr.t)
+            elif attr.type == onnx.AttributeProto.INT and attr.name in ("to", "dtype") and attr.i == FLOAT16:
+                attr.i = FLOAT
+    return copy
+
+
+def with_float16_io(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a float32 (int8 QDQ) model whose float inputs and outputs are float16, through Casts."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    inputs = {value.name for value in graph.input if value.type.tensor_type.elem_type == FLOAT}
+    outputs = {value.name for value in graph.output if value.type.tensor_type.elem_type == FLOAT} - inputs
+    for node in graph.node:
+        node.input[:] = [name + _FLOAT32_SUFFIX if name in inputs else name for name in node.input]
+        node.output[:] = [name + _FLOAT32_SUFFIX if name in outputs else name for name in node.output]
+    front = [onnx.helper.make_node("Cast", [name], [name + _FLOAT32_SUFFIX], name=f"{name}_to_float32", to=FLOAT)
+             for name in sorted(inputs)]
+    back = [onnx.helper.make_node("Cast", [name + _FLOAT32_SUFFIX], [name], name=f"{name}_to_float16", to=FLOAT16)
+            for name in sorted(outputs)]
+    nodes = [*front, *graph.node, *back]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for value in [*graph.input, *graph.output]:
+        if value.name in inputs | outputs:
+            value.type.tensor_type.elem_type = FLOAT16
+    for value in graph.value_info:
+        if value.name in inputs | outputs:
+            value.name = value.name + _FLOAT32_SUFFIX
+    return copy

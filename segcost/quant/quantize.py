@@ -15,6 +15,10 @@ not re-implement either). segcost chooses the format per target and post-process
   the accelerator requires; ``pow2_scales`` rounds scales to powers of two (first-generation
   devices, usually with per-tensor weights).
 
+float16 models are quantized through a float32 copy (segcost.quant.prepare.to_float32): onnxruntime's
+CPU int8 kernels and fusions take float32 scales (with float16 scales its QLinearConcat fusion makes
+an invalid graph). The int8 model keeps the float16 interface: Casts at its inputs and outputs.
+
 Concat inputs share the output's scale where their ranges allow (ShareConcatScalesPass in
 segcost.passes.qdq_share: a whole-graph union-find; other inputs are requantized on the edge).
 """
@@ -27,8 +31,10 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from segcost.errors import InputError, SegcostError
@@ -37,6 +43,7 @@ from segcost.quant.calibration import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CalibrationSource,
+    Sample,
     open_source,
 )
 
@@ -80,6 +87,10 @@ class QuantizeResult:
     float_model: onnx.ModelProto
     source: CalibrationSource
     notes: list[str] = field(default_factory=list)
+    # Failed self-checks of the written graph (a Concat input not at its output's scale, a removed
+    # Relu/Clip that no longer clips): each names the layer; `segcost optimize` prints them as
+    # warnings ahead of the int8 report and exits 1.
+    problems: list[str] = field(default_factory=list)
 
 
 def single_image_input(graph: Graph, calibration: str | None = None) -> tuple[str, tuple[int, ...]]:
@@ -108,6 +119,25 @@ def single_image_input(graph: Graph, calibration: str | None = None) -> tuple[st
     static = tuple(dims)
     assert is_static_shape(static), "checked just above"
     return name, static
+
+
+def in_input_dtype(source: CalibrationSource, graph: Graph) -> CalibrationSource:
+    """`source` with its samples cast to the dtype of the model's input (float16 models take float16 feeds).
+
+    Sources yield float32 (segcost.quant.calibration); onnxruntime refuses a float32 feed for
+    a float16 input ("Unexpected input data type"). Other dtypes pass through unchanged.
+    """
+    code = graph.dtype(source.input_name)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(code) if code else np.dtype(np.float32)
+    if dtype == np.float32 or not np.issubdtype(dtype, np.floating):
+        return source
+
+    def cast(load: Callable[[], Sample]) -> Sample:
+        sample = load()
+        return Sample({name: value.astype(dtype) for name, value in sample.feeds.items()}, sample.label)
+
+    return CalibrationSource(source.input_name, source.input_shape, [partial(cast, load) for load in source.loaders],
+                             f"{source.description}, as {dtype}")
 
 
 def float_output_tail(graph: Graph) -> list[str]:
@@ -191,9 +221,10 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
     from segcost.passes.qdq import PowerOfTwoScalesPass
+    from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.fallback import mismatched_concats
-    from segcost.quant.prepare import prepare_for_quantizer, reattach_biases
+    from segcost.quant.prepare import is_float16, prepare_for_quantizer, reattach_biases, to_float32, with_float16_io
     from segcost.quant.ranges import collect_ranges
 
     if options.method not in METHODS:
@@ -212,6 +243,10 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if len(source) == 0:
         raise InputError(f"calibration data {options.calibration!r} gave no samples")
     float_model = float_model if float_model is not None else to_model(graph)
+    original_model, float16 = float_model, is_float16(float_model)
+    if float16:   # quantized as float32, then given back its float16 inputs and outputs (module docstring)
+        float_model = to_float32(float_model)
+        graph = load_model(float_model, label=graph.info.path)
     prepared = prepare_for_quantizer(float_model, options.per_channel)
     excluded = list(options.exclude_nodes)
     if options.target == "cpu":
@@ -256,11 +291,18 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if prepared.detached_biases:
         restored = reattach_biases(int8_graph, prepared, float_model)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
-    steps: list[PassBase] = [ShareConcatScalesPass()]
+    clips = removed_clips(graph, int8_graph)   # activations whose clipping now lives in a scale/zero point
+    steps: list[PassBase] = [ShareConcatScalesPass(clips)]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
+    steps.append(RestoreClipsPass(clips))   # where a scale change undid a removed activation's clipping
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
-    notes += [f"check failed: {problem}" for problem in concat_scale_mismatches(result.graph)]
-    return QuantizeResult(to_model(result.graph), result.graph, float_model, source, notes)
+    problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips)
+    int8_model, int8_result = to_model(result.graph), result.graph
+    if float16:
+        int8_model = with_float16_io(int8_model)
+        int8_result = load_model(int8_model, label="int8")
+        notes.append("float16 model: quantized as float32, with Casts from/to float16 at its inputs and outputs")
+    return QuantizeResult(int8_model, int8_result, original_model, source, notes, problems)

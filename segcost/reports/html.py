@@ -225,6 +225,8 @@ def render_optimize_html(result, model_label: str, top: int = 40) -> str:
                  for record in result.records if record.modified) + "</table>"]
     accuracy = result.accuracy
     if accuracy is not None:
+        failures = [f"int8 self-check failed: {problem}" for problem in result.quantization.problems]
+        parts += [f"<p><strong>warning: {escape(failure)}</strong></p>" for failure in failures + accuracy.failures()]
         parts.append("<h2>int8 accuracy</h2><table><tr><th>output</th><th>max abs error</th><th>cosine</th></tr>"
                      + "".join(f"<tr><td>{escape(output.name)}</td><td class='n'>{output.max_abs_error:.4g}</td>"
                                f"<td class='n'>{output.cosine_similarity:.5f}</td></tr>" for output in accuracy.outputs)

@@ -61,7 +61,7 @@ def render_optimize(result) -> str:
              render_findings(result.findings).rstrip("\n")]
     if result.max_abs_diff is not None:
         parts.append(f"onnxruntime check: max |original - optimized| = {result.max_abs_diff:.3g} "
-                     "(tolerance 1e-4 + 1e-5·max|x|)")
+                     "(tolerance 1e-4 + max(1e-5, 16·eps of the output dtype)·max|x|)")
     if result.accuracy is not None:
         parts += ["", render_int8(result)]
     return "\n".join(parts) + "\n"
@@ -73,7 +73,8 @@ def render_int8(result) -> str:
 
     accuracy, quantization, speed = result.accuracy, result.quantization, result.speed
     after, int8_after = result.after.totals, result.int8_after.totals
-    lines = [f"int8: calibrated on {quantization.source.description}"]
+    lines = [f"warning: {failure}" for failure in int8_failures(result)]
+    lines.append(f"int8: calibrated on {quantization.source.description}")
     for output in accuracy.outputs:
         agreement = "" if output.argmax_agreement_pct is None else \
             f", argmax agreement {output.argmax_agreement_pct:.2f}%"
@@ -113,6 +114,12 @@ def render_int8(result) -> str:
     return "\n".join(lines)
 
 
+def int8_failures(result) -> list[str]:
+    """Failed int8 self-checks (naming the layer) and outputs below the SQNR floor; the command exits 1 on any."""
+    checks = [f"int8 self-check failed: {problem}" for problem in result.quantization.problems]
+    return checks + result.accuracy.failures()
+
+
 def optimize_report(result, model: str | None, output: str) -> dict:
     payload = {"model": model, "output": output, "passes": [asdict(record) for record in result.records],
                "before": result.before.to_dict()["totals"], "after": result.after.to_dict()["totals"],
@@ -121,6 +128,7 @@ def optimize_report(result, model: str | None, output: str) -> dict:
         accuracy = result.accuracy
         payload["int8"] = {
             "calibration": result.quantization.source.description, "notes": result.quantization.notes,
+            "failures": int8_failures(result),
             "totals": result.int8_after.to_dict()["totals"], "samples": accuracy.samples,
             "outputs": [asdict(output) for output in accuracy.outputs],
             "miou_float": accuracy.miou_float, "miou_int8": accuracy.miou_int8, "miou_drop": accuracy.miou_drop,

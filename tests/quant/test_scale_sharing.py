@@ -76,3 +76,34 @@ def test_nested_concats_share_one_scale_and_stay_exact_copies(qm, tmp_path):
     result, want, got = _quantize(model, tmp_path, target="tda4vm")
     assert concat_scale_mismatches(result.graph) == []
     assert qm.cosine(want[0], got[0]) > 0.999
+
+
+@pytest.mark.parametrize("target", ["cpu", "tda4vm"])
+def test_a_constant_concat_input_joins_its_concat_scale(qm, tmp_path, target):
+    """A ViT class token: Concat(initializer, activation); the constant is stored at the Concat's scale."""
+    b = qm.Builder()
+    x = b.conv("x", "input", 3, 4, gain=3.0)
+    b.const("cls", (0.02 * np.random.default_rng(2).standard_normal([1, 4, 1, 16])).astype(np.float32))
+    b.op("Concat", ["cls", x], "cat", axis=2)
+    b.conv("out", "cat", 4, 2)
+    model = b.model({"input": SHAPE}, {"out": [1, 2, 17, 16]})
+    result, want, got = _quantize(model, tmp_path, target=target)
+    assert concat_scale_mismatches(result.graph) == []   # failed on every cls-token ViT before
+    assert result.problems == []
+    assert qm.cosine(want[0], got[0]) > 0.999
+
+
+def test_power_of_two_scales_requantize_every_constant_sharing_a_scale(qm, tmp_path):
+    """Two constants in one scale group share one scale initializer: both are requantized from the old scale."""
+    b = qm.Builder()
+    x = b.conv("x", "input", 3, 4, gain=3.0)
+    rng = np.random.default_rng(3)
+    b.const("c1", rng.uniform(1.0, 2.0, [1, 4, 1, 16]).astype(np.float32))
+    b.const("c2", rng.uniform(1.0, 2.0, [1, 4, 1, 16]).astype(np.float32))
+    b.op("Concat", ["c1", x], "inner", axis=2)
+    b.op("Concat", ["c2", "inner"], "outer", axis=2)
+    b.conv("out", "outer", 4, 2)
+    model = b.model({"input": SHAPE}, {"out": [1, 2, 18, 16]})
+    result, want, got = _quantize(model, tmp_path, target="tda4vm", pow2_scales=True)
+    assert concat_scale_mismatches(result.graph) == [] and result.problems == []
+    assert qm.cosine(want[0][:, :, :2], got[0][:, :, :2]) > 0.99   # the rows computed from the constants

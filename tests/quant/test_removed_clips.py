@@ -1,0 +1,113 @@
+"""A Relu/Clip the quantizer removes keeps clipping through Concat scale sharing (issue 16, breaker 2).
+
+onnxruntime's quantizer (asymmetric activations, `--target cpu`) drops a Relu after a
+quantized layer and lets zero point 0 clip; sharing a signed Concat scale with that tensor
+used to pass the negatives (SQNR 2.4 dB on Relu → Concat, 0.0 dB on Concat → Relu).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from segcost.frontends.onnx import load_model
+from segcost.optimize import run_onnxruntime
+from segcost.passes import qdq_clips, qdq_share
+from segcost.passes._infra import PassResult
+from segcost.passes.qdq_share import concat_scale_mismatches
+from segcost.quant.quantize import QuantizeOptions, quantize_graph
+
+SHAPE = [1, 3, 16, 16]
+
+
+def _sqnr(want: np.ndarray, got: np.ndarray) -> float:
+    want, got = want.astype(np.float64), got.astype(np.float64)
+    return float(10 * np.log10(np.sum(want ** 2) / np.sum((want - got) ** 2)))
+
+
+def _model(qm, case: str) -> onnx.ModelProto:
+    """Two signed convs; the activation sits before one Concat input, or after the Concat."""
+    b = qm.Builder()
+    a = b.conv("a", "input", 3, 8, gain=2.0)
+    c = b.conv("c", "input", 3, 8, gain=2.0)
+    if case == "relu_concat":
+        a = b.op("Relu", [a], "a_relu")
+    elif case == "relu6_concat":
+        b.const("zero", np.array(0.0, np.float32))
+        b.const("six", np.array(6.0, np.float32))
+        a = b.op("Clip", [a, "zero", "six"], "a_relu6")
+    concat = b.op("Concat", [a, c], "cat", axis=1)
+    if case == "concat_relu":
+        concat = b.op("Relu", [concat], "cat_relu")
+    b.conv("out", concat, 16, 4)
+    return b.model({"input": SHAPE}, {"out": [1, 4, 16, 16]})
+
+
+def _quantize(model, tmp_path, **options):
+    data = np.random.default_rng(1).standard_normal([8, *SHAPE[1:]]).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    result = quantize_graph(load_model(model),
+                            QuantizeOptions(calibration=str(tmp_path / "calib.npy"), calib_size=8, **options))
+    feeds = {"input": data[:1]}
+    return result, run_onnxruntime(result.float_model, feeds)[0], run_onnxruntime(result.model, feeds)[0]
+
+
+@pytest.mark.parametrize("case", ["relu_concat", "concat_relu", "relu6_concat"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_removed_activation_still_clips_after_concat_scale_sharing(qm, tmp_path, case, per_channel):
+    result, want, got = _quantize(_model(qm, case), tmp_path, per_channel=per_channel)
+    assert "Relu" not in {node.op_type for node in result.model.graph.node}  # the quantizer did remove it
+    assert result.problems == []
+    assert concat_scale_mismatches(result.graph) == []
+    assert _sqnr(want, got) > 25  # 2.4 dB (0.0 dB for Concat → Relu) before the fix
+
+
+def _without_clip_repairs(monkeypatch) -> None:
+    """The old behaviour: Concat sharing ignores removed clips, and nothing puts the activation back."""
+    original = qdq_share.ShareConcatScalesPass.__init__
+    monkeypatch.setattr(qdq_share.ShareConcatScalesPass, "__init__", lambda self, clips=None: original(self))
+    monkeypatch.setattr(qdq_clips.RestoreClipsPass, "call", lambda self, graph: PassResult(graph, False, []))
+
+
+def test_power_of_two_scales_put_back_a_relu6_they_would_unclip(qm, tmp_path):
+    """No power-of-two scale represents [0, 6] (2^-5 gives [0, 7.97]): the Clip goes back before its Q."""
+    b = qm.Builder()
+    b.const("zero", np.array(0.0, np.float32))
+    b.const("six", np.array(6.0, np.float32))
+    b.op("Clip", [b.conv("a", "input", 3, 8, gain=16.0), "zero", "six"], "a_relu6")
+    b.conv("out", "a_relu6", 8, 4)
+    model = b.model({"input": SHAPE}, {"out": [1, 4, 16, 16]})
+    result, want, got = _quantize(model, tmp_path, pow2_scales=True)
+    assert result.problems == []
+    assert "Clip" in {node.op_type for node in result.model.graph.node}
+    assert any(note.startswith("restored 1 activations") for note in result.notes)
+    assert _sqnr(want, got) > 25
+
+
+def test_the_self_check_names_a_removed_relu_that_no_longer_clips(qm, tmp_path, monkeypatch):
+    """With the clip constraint switched off, sharing breaks the clip and the check must say so."""
+    _without_clip_repairs(monkeypatch)
+    result, want, got = _quantize(_model(qm, "relu_concat"), tmp_path)
+    assert _sqnr(want, got) < 15
+    assert any(problem.startswith("Relu a_relu was folded into the quantization of 'a_relu'")
+               for problem in result.problems), result.problems
+
+
+def test_cli_leads_with_the_failure_and_exits_1_on_a_low_sqnr_output(qm, run_cli, tmp_path, monkeypatch):
+    _without_clip_repairs(monkeypatch)
+    onnx.save_model(_model(qm, "concat_relu"), tmp_path / "m.onnx")
+    output = tmp_path / "m8.onnx"
+    code, out, err = run_cli("optimize", str(tmp_path / "m.onnx"), "--int8", "--calib-size", "2", "-o", str(output),
+                             "--report", str(tmp_path / "report.html"))
+    assert code == 1, err
+    lines = out.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("int8: calibrated"))
+    assert lines[header - 1].startswith("warning: int8 "), out  # the int8 report leads with it
+    assert "segcost: int8" in err and "cat_relu" in err
+    assert output.exists()  # written all the same
+    failures = json.loads((tmp_path / "m8.accuracy.json").read_text())["failures"]
+    assert any("SQNR" in failure for failure in failures)
+    assert "warning: int8 self-check failed: Relu cat_relu" in (tmp_path / "report.html").read_text()
