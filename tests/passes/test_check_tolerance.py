@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.frontends.onnx import load_model
-from segcost.optimize import NumericsError, compare_outputs, relative_tolerance
+from segcost.pipeline import NumericsError, compare_outputs, relative_tolerance
 
 
 def _conv_bn_stack(dtype: int, layers: int = 6, seed: int = 0) -> onnx.ModelProto:

@@ -14,7 +14,7 @@ import onnx
 import pytest
 
 from segcost.frontends.onnx import load_model
-from segcost.optimize import run_onnxruntime
+from segcost.pipeline import run_onnxruntime
 from segcost.passes import qdq_clips, qdq_share
 from segcost.passes._infra import PassResult
 from segcost.passes.qdq_share import concat_scale_mismatches
