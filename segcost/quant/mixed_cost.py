@@ -190,11 +190,24 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
     return PrecisionCosts(fp32_profile.name, units, crossings, fixed_ms)
 
 
+def fold_weights(graph: Graph) -> Graph:
+    """The QDQ graph (changed in place) as runtimes execute it: a DequantizeLinear of a constant (int8
+    weight, int32 bias) is folded into its consumer at load time (onnxruntime's QLinearConv, TIDL), so
+    the consumer reads the integer constant directly and the DequantizeLinear costs nothing."""
+    for key in list(graph.topological_order()):
+        node = graph.node(key)
+        if node.op_type != "DequantizeLinear" or node.inputs[0] not in graph.initializers:
+            continue
+        for user in list(graph.consumers(node.outputs[0])):
+            graph.replace_input(user, node.outputs[0], node.inputs[0])
+        graph.remove_node(key)
+    return graph
+
+
 def _qdq_ms(static_int8: Graph, profile) -> dict[str, tuple[float, float]]:
     """{float tensor: (QuantizeLinear ms, DequantizeLinear ms)} as the cost model estimates them in the QDQ graph."""
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
-    from segcost.quant.speed import fold_weights
     from segcost.targets.cost_model import estimate
 
     folded = fold_weights(load_model(to_model(static_int8), label=static_int8.info.path))   # a copy: callers reuse it
