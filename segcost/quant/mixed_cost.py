@@ -14,8 +14,10 @@ on two variants of the target's profile:
   measured at int8/fp32 0.25 here); efficiencies and per-layer overheads are the float
   ones — no profile has been calibrated on int8 kernels. A tensor crossing from a float to an
   int8 layer pays its QuantizeLinear, from int8 to float its DequantizeLinear, each as the
-  cost model estimates that node in the QDQ graph; between two int8 layers onnxruntime fuses
-  DequantizeLinear→op→QuantizeLinear into its QLinear* kernels and nothing runs.
+  cost model estimates that node in the QDQ graph without the profile's per-layer overhead
+  (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py);
+  between two int8 layers onnxruntime fuses DequantizeLinear→op→QuantizeLinear into its
+  QLinear* kernels and nothing runs.
 * ``tda4vm`` — int8: the profile itself (TIDL runs 8-bit layers on the C7x+MMA). A float
   layer runs where the cost model runs every layer TIDL does not take, the fallback ARM core
   in float32 (the profile with no supported op); a crossing is the hand-over between the two
@@ -167,7 +169,10 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
             unit.fp32_ms += fp32.get(key, 0.0)
         else:
             fixed_ms += fixed_cost.get(key, 0.0)
-    qdq_ms = _qdq_ms(static_int8, fp32_profile) if device is None else {}
+    # Q/DQ are streaming elementwise kernels: their bytes at the profile's bandwidth, without the calibrated
+    # per-layer overhead (25 µs on cpu, fitted on float convs): benchmarks/qdq_node_cost.py measures < 1 µs
+    # per Q or DQ node in onnxruntime here, and ~25 µs per Q+DQ pair on 327,680 elements.
+    qdq_ms = _qdq_ms(static_int8, fp32_profile.with_values(layer_overhead_cycles=0.0)) if device is None else {}
     crossings = []
     tensors = [*static_float.inputs, *(tensor for key in static_float.topological_order()
                                        for tensor in static_float.node(key).outputs if tensor)]
