@@ -12,7 +12,11 @@ on two variants of the target's profile:
   the instruction set (AVX-512 VNNI ``VPDPBUSD`` does 64 u8·s8 products per 512-bit
   instruction where ``VFMADD231PS`` does 16 fp32 FMAs) and from INT8-PEERS.md (FCN-ResNet50
   measured at int8/fp32 0.25 here); efficiencies and per-layer overheads are the float
-  ones — no profile has been calibrated on int8 kernels. A tensor crossing from a float to an
+  ones — no profile has been calibrated on int8 kernels. Except depthwise convs: VPDPBUSD sums
+  4 products along the reduction and a depthwise conv reduces over its k×k taps of one channel
+  only; onnxruntime's int8 depthwise kernel runs at INT8_DEPTHWISE_RATE (0.6) of the float
+  one's MACs per second here (benchmarks/int8_conv_kinds.py: 8 depthwise 3×3 layers, 64×64×80,
+  int8/fp32 time 1.6; the same chain of dense 3×3 convs: 0.29, as 4× predicts). A tensor crossing from a float to an
   int8 layer pays its QuantizeLinear, from int8 to float its DequantizeLinear, each as the
   cost model estimates that node in the QDQ graph without the profile's per-layer overhead
   (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py);
@@ -42,6 +46,7 @@ from segcost.ir import Graph
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 
 VNNI_INT8_SPEEDUP = 4.0     # int8 MACs per fp32 MAC per cycle on AVX-512 VNNI (see the module docstring)
+INT8_DEPTHWISE_RATE = 0.6   # int8 depthwise MACs per fp32 depthwise MAC per cycle, measured (module docstring)
 _SOURCE, _SINK = "\0int8", "\0float"   # cut sides: the source side runs in int8, the sink side in float
 INT8 = _SOURCE   # a Crossing end that is a layer fixed in int8 (None: fixed in float, or the graph's I/O)
 _NS = 1e6                               # ms -> integer ns capacities (exact arithmetic in the flow)
@@ -139,7 +144,10 @@ def _variants(target: str):
         int8 = load_profile("tda4vm")
         return int8.with_values(supported_ops=frozenset()), int8
     fp32 = load_profile("cpu")
-    return fp32, fp32.with_values(dtype="uint8", macs_per_cycle=fp32.macs_per_cycle * VNNI_INT8_SPEEDUP)
+    efficiency = dict(fp32.efficiency)
+    efficiency["depthwise"] *= INT8_DEPTHWISE_RATE / VNNI_INT8_SPEEDUP   # VNNI does not reach depthwise kernels
+    return fp32, fp32.with_values(dtype="uint8", macs_per_cycle=fp32.macs_per_cycle * VNNI_INT8_SPEEDUP,
+                                  efficiency=efficiency)
 
 
 def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, target: str) -> PrecisionCosts:
