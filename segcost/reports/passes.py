@@ -137,7 +137,8 @@ def optimize_report(result, model: str | None, output: str) -> dict:
             "layers_by_sensitivity": [asdict(layer) for layer in accuracy.layers],
             "speed": None if result.speed is None else {**asdict(result.speed),
                                                         "predicted_ratio": result.speed.predicted_ratio,
-                                                        "measured_ratio": result.speed.measured_ratio},
+                                                        "measured_ratio": result.speed.measured_ratio,
+                                                        "int8_faster": result.speed.int8_faster},
         }
         if getattr(result, "mixed", None) is not None:
             from segcost.reports.mixed import mixed_payload
