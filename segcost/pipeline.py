@@ -274,12 +274,17 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         from segcost.quant.accuracy import compare_models
         from segcost.quant.calibration import open_source
         from segcost.quant.footprint import int8_view
+        from segcost.quant.mixed_cost import precision_costs
         from segcost.quant.quantize import in_input_dtype, quantize_graph, single_image_input
-        from segcost.quant.speed import measure, predict
+        from segcost.quant.speed import measure, speed_report
 
         if mixed is not None:
             mixed.validate()   # before minutes of calibration
         quantized = _checked(quantize_graph(result.graph, int8, progress, float_model=result.model))
+        static_float = static_view(result.graph)
+        static_int8 = static_view(quantized.graph)
+        costs = precision_costs(result.graph, static_float, static_int8, int8.target)  # full int8
+        float_units: list[str] = []
         name, shape = single_image_input(result.graph, eval_data or int8.calibration)
         source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
                              int8.mean, int8.std, split="val")
@@ -289,8 +294,8 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
 
             from segcost.quant.mixed import plan_mixed
 
-            result.mixed = plan_mixed(result.graph, static_view(result.graph), static_view(quantized.graph),
-                                      quantized, int8.target, mixed)
+            result.mixed = plan_mixed(result.graph, static_float, static_int8, quantized, int8.target, mixed, costs)
+            float_units = [layer.name for layer in result.mixed.kept]
             result.mixed.int8_outputs = compare_models(quantized.float_model, quantized.model, source,
                                                        per_layer=False).outputs
             if result.mixed.kept:
@@ -299,9 +304,8 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
                                                     float_model=result.model))
         result.quantization = quantized
         result.accuracy = compare_models(quantized.float_model, quantized.model, source)
-        static_float = static_view(result.graph)
         result.int8_after = analyze(int8_view(static_float, quantized.graph))
-        result.speed = predict(static_float, static_view(quantized.graph, copy=True), int8.target)
+        result.speed = speed_report(costs, float_units)   # the written model: the one --mixed chose
         if measure_runs:
             feeds = next(iter(source)).feeds
             measure(result.speed, quantized.float_model, quantized.model, feeds, runs=measure_runs)

@@ -185,16 +185,17 @@ def _preference(group: tuple[str, ...], gain: float, extra_ms: float, current: f
 
 
 def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized, target: str,
-               options: MixedOptions) -> MixedResult:
+               options: MixedOptions, costs: PrecisionCosts | None = None) -> MixedResult:
     """Decide the layers to keep in float (see the module docstring); `quantized` is the full int8 QuantizeResult.
 
     `graph` is the fused float graph, `static_float`/`static_int8` the float and int8 graphs
     with static shapes. The SQNR figures are measured on up to SENSITIVITY_SAMPLES of the
-    calibration samples; latencies (ms) are the cost model's (segcost.quant.mixed_cost).
+    calibration samples; latencies (ms) are the cost model's (segcost.quant.mixed_cost):
+    `costs`, when the caller has them for these graphs, else computed here.
     """
     options.validate()
     started = time.process_time()
-    costs = precision_costs(graph, static_float, static_int8, target)
+    costs = costs or precision_costs(graph, static_float, static_int8, target)
     float_weights = {init.name: init for init in quantized.float_model.graph.initializer}
     feeds = [sample.feeds for _, sample in zip(range(SENSITIVITY_SAMPLES), quantized.source)]
     runner = SQNRRunner(quantized.float_model, feeds)

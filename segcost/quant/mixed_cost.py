@@ -12,10 +12,16 @@ on two variants of the target's profile:
   the instruction set (AVX-512 VNNI ``VPDPBUSD`` does 64 u8·s8 products per 512-bit
   instruction where ``VFMADD231PS`` does 16 fp32 FMAs) and from INT8-PEERS.md (FCN-ResNet50
   measured at int8/fp32 0.25 here); efficiencies and per-layer overheads are the float
-  ones — no profile has been calibrated on int8 kernels. A tensor crossing from a float to an
+  ones — no profile has been calibrated on int8 kernels. Except depthwise convs: VPDPBUSD sums
+  4 products along the reduction and a depthwise conv reduces over its k×k taps of one channel
+  only; onnxruntime's int8 depthwise kernel runs at INT8_DEPTHWISE_RATE (0.6) of the float
+  one's MACs per second here (benchmarks/int8_conv_kinds.py: 8 depthwise 3×3 layers, 64×64×80,
+  int8/fp32 time 1.6; the same chain of dense 3×3 convs: 0.29, as 4× predicts). A tensor crossing from a float to an
   int8 layer pays its QuantizeLinear, from int8 to float its DequantizeLinear, each as the
-  cost model estimates that node in the QDQ graph; between two int8 layers onnxruntime fuses
-  DequantizeLinear→op→QuantizeLinear into its QLinear* kernels and nothing runs.
+  cost model estimates that node in the QDQ graph without the profile's per-layer overhead
+  (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py);
+  between two int8 layers onnxruntime fuses DequantizeLinear→op→QuantizeLinear into its
+  QLinear* kernels and nothing runs.
 * ``tda4vm`` — int8: the profile itself (TIDL runs 8-bit layers on the C7x+MMA). A float
   layer runs where the cost model runs every layer TIDL does not take, the fallback ARM core
   in float32 (the profile with no supported op); a crossing is the hand-over between the two
@@ -40,6 +46,7 @@ from segcost.ir import Graph
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 
 VNNI_INT8_SPEEDUP = 4.0     # int8 MACs per fp32 MAC per cycle on AVX-512 VNNI (see the module docstring)
+INT8_DEPTHWISE_RATE = 0.6   # int8 depthwise MACs per fp32 depthwise MAC per cycle, measured (module docstring)
 _SOURCE, _SINK = "\0int8", "\0float"   # cut sides: the source side runs in int8, the sink side in float
 INT8 = _SOURCE   # a Crossing end that is a layer fixed in int8 (None: fixed in float, or the graph's I/O)
 _NS = 1e6                               # ms -> integer ns capacities (exact arithmetic in the flow)
@@ -137,7 +144,10 @@ def _variants(target: str):
         int8 = load_profile("tda4vm")
         return int8.with_values(supported_ops=frozenset()), int8
     fp32 = load_profile("cpu")
-    return fp32, fp32.with_values(dtype="uint8", macs_per_cycle=fp32.macs_per_cycle * VNNI_INT8_SPEEDUP)
+    efficiency = dict(fp32.efficiency)
+    efficiency["depthwise"] *= INT8_DEPTHWISE_RATE / VNNI_INT8_SPEEDUP   # VNNI does not reach depthwise kernels
+    return fp32, fp32.with_values(dtype="uint8", macs_per_cycle=fp32.macs_per_cycle * VNNI_INT8_SPEEDUP,
+                                  efficiency=efficiency)
 
 
 def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, target: str) -> PrecisionCosts:
@@ -167,7 +177,10 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
             unit.fp32_ms += fp32.get(key, 0.0)
         else:
             fixed_ms += fixed_cost.get(key, 0.0)
-    qdq_ms = _qdq_ms(static_int8, fp32_profile) if device is None else {}
+    # Q/DQ are streaming elementwise kernels: their bytes at the profile's bandwidth, without the calibrated
+    # per-layer overhead (25 µs on cpu, fitted on float convs): benchmarks/qdq_node_cost.py measures < 1 µs
+    # per Q or DQ node in onnxruntime here, and ~25 µs per Q+DQ pair on 327,680 elements.
+    qdq_ms = _qdq_ms(static_int8, fp32_profile.with_values(layer_overhead_cycles=0.0)) if device is None else {}
     crossings = []
     tensors = [*static_float.inputs, *(tensor for key in static_float.topological_order()
                                        for tensor in static_float.node(key).outputs if tensor)]
@@ -190,11 +203,24 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
     return PrecisionCosts(fp32_profile.name, units, crossings, fixed_ms)
 
 
+def fold_weights(graph: Graph) -> Graph:
+    """The QDQ graph (changed in place) as runtimes execute it: a DequantizeLinear of a constant (int8
+    weight, int32 bias) is folded into its consumer at load time (onnxruntime's QLinearConv, TIDL), so
+    the consumer reads the integer constant directly and the DequantizeLinear costs nothing."""
+    for key in list(graph.topological_order()):
+        node = graph.node(key)
+        if node.op_type != "DequantizeLinear" or node.inputs[0] not in graph.initializers:
+            continue
+        for user in list(graph.consumers(node.outputs[0])):
+            graph.replace_input(user, node.outputs[0], node.inputs[0])
+        graph.remove_node(key)
+    return graph
+
+
 def _qdq_ms(static_int8: Graph, profile) -> dict[str, tuple[float, float]]:
     """{float tensor: (QuantizeLinear ms, DequantizeLinear ms)} as the cost model estimates them in the QDQ graph."""
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
-    from segcost.quant.speed import fold_weights
     from segcost.targets.cost_model import estimate
 
     folded = fold_weights(load_model(to_model(static_int8), label=static_int8.info.path))   # a copy: callers reuse it

@@ -1,32 +1,40 @@
 """Is the int8 model faster? Predicted on the target (cost model) and, optionally, measured.
 
-* predicted: `segcost.targets.cost_model.estimate` of the fused float graph and of the QDQ
-  graph on the same profile (target cpu -> the "cpu" profile, tda4vm -> "tda4vm"); the
-  QDQ graph is costed as that runtime executes it (fused QLinearConv, Q/DQ nodes as
-  elementwise layers).
+* predicted: the per-precision model of `segcost.quant.mixed_cost.precision_costs` — the
+  one `--mixed` chooses with — on the target (cpu: onnxruntime's float kernels and int8 at
+  `mixed_cost.VNNI_INT8_SPEEDUP`× the MACs per cycle with 1-byte tensors; tda4vm: int8 on
+  the C7x+MMA, float on the ARM core). fp32 is every unit in float, int8 every unit the
+  quantizer quantized in int8; Q/DQ work is paid only where a tensor crosses between a
+  float and an int8 layer (onnxruntime fuses the rest into its QLinear* kernels).
 * measured (`--measure`): both models in onnxruntime's CPUExecutionProvider with the
   session options of every segcost measurement (segcost.targets.measure.session_options,
   ORT_ENABLE_ALL), `threads` intra-op threads, 3 warm-up runs, then `runs` runs alternating
   between the models; the figure is the median process CPU time per run (CPU time, not
   wall time: the machine may be shared; with 1 thread they agree on an idle machine).
 
-When int8 is not faster, the layers responsible are the ones whose predicted int8 time
-exceeds their float time the most (Q/DQ nodes have no float twin: all their time counts).
+Verdict: int8 is faster when int8/fp32 < 1 - VERDICT_MARGIN, not faster when > 1 + VERDICT_MARGIN
+(measured when measured, else predicted), and undecided (None) in between: a 5% band is about
+the run-to-run spread of a median CPU time on a shared machine, and a cost-model ratio that
+close to 1 names no layer. The layers responsible when int8 is not faster are the units whose
+int8 latency plus the crossings they cause exceeds what they cost in float, i.e. whose move
+alone to float lowers the predicted full-int8 latency, largest first.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
 from segcost.ir import Graph
+from segcost.quant.mixed_cost import VNNI_INT8_SPEEDUP, PrecisionCosts, precision_costs
 
-PROFILES = {"cpu": "cpu", "tda4vm": "tda4vm"}
 WARMUP = 3
+VERDICT_MARGIN = 0.05   # |int8/fp32 - 1| below this: no verdict (see the module docstring)
 
 
 @dataclass
@@ -34,11 +42,13 @@ class SpeedReport:
     profile: str
     predicted_fp32_ms: float
     predicted_int8_ms: float
-    slower_layers: list[tuple[str, str, float]] = field(default_factory=list)  # (layer, op, extra ms)
+    slower_layers: list[tuple[str, str, float]] = field(default_factory=list)  # (layer, op, extra ms in int8)
     measured_fp32_ms: float | None = None
     measured_int8_ms: float | None = None
     measure_setup: str = ""
-    profile_dtype: str = ""   # the arithmetic the profile models; "float32": int8 kernels cost like float ones
+    profile_dtype: str = ""   # the int8 arithmetic the prediction models ("uint8" on cpu, the profile's on tda4vm)
+    assumption: str = ""      # what the int8 prediction assumes that no calibration backs
+    verdict_margin: float = VERDICT_MARGIN
 
     @property
     def predicted_ratio(self) -> float:
@@ -52,40 +62,36 @@ class SpeedReport:
 
     @property
     def int8_faster(self) -> bool | None:
-        """Measured when measured; predicted only when the profile models int8 kernels; else None (unknown)."""
-        if self.measured_ratio is not None:
-            return self.measured_ratio < 1.0
-        return None if self.profile_dtype == "float32" else self.predicted_ratio < 1.0
+        """Measured ratio when measured, else predicted: True below 1 - margin, False above 1 + margin, else None."""
+        ratio = self.measured_ratio if self.measured_ratio is not None else self.predicted_ratio
+        if ratio != ratio or abs(ratio - 1.0) <= self.verdict_margin:   # NaN or within the margin: undecided
+            return None
+        return ratio < 1.0
 
 
-def fold_weights(graph: Graph) -> Graph:
-    """The QDQ graph (changed in place) as runtimes execute it: a DequantizeLinear of a constant (int8
-    weight, int32 bias) is folded into its consumer at load time (onnxruntime's QLinearConv, TIDL), so
-    the consumer reads the integer constant directly and the DequantizeLinear costs nothing."""
-    for key in list(graph.topological_order()):
-        node = graph.node(key)
-        if node.op_type != "DequantizeLinear" or node.inputs[0] not in graph.initializers:
-            continue
-        for user in list(graph.consumers(node.outputs[0])):
-            graph.replace_input(user, node.outputs[0], node.inputs[0])
-        graph.remove_node(key)
-    return graph
+def speed_report(costs: PrecisionCosts, float_units: Iterable[str] = (), top: int = 5) -> SpeedReport:
+    """fp32 (every unit float) vs int8 (every unit int8 but `float_units`, e.g. those `--mixed` keeps)
+    latency in ms from `costs`, and the `top` int8 units that cost more in int8 than in float,
+    crossings included (see the module docstring)."""
+    floats = set(float_units)
+    int8_ms = costs.latency_ms(floats)
+    extra = [(label, unit.op_type, int8_ms - costs.latency_ms(floats | {label}))
+             for label, unit in costs.units.items() if label not in floats]
+    slower = sorted((item for item in extra if item[2] > 0), key=lambda item: -item[2])[:top]
+    cpu = costs.profile != "tda4vm"
+    assumption = (f"int8 kernels at {VNNI_INT8_SPEEDUP:g}x the float MACs per cycle (AVX-512 VNNI), not calibrated"
+                  if cpu else "")
+    return SpeedReport(costs.profile, costs.latency_ms(costs.units), int8_ms, slower,
+                       profile_dtype="uint8" if cpu else "int8", assumption=assumption)
 
 
-def predict(float_graph: Graph, int8_graph: Graph, target: str, top: int = 5) -> SpeedReport:
-    """Cost-model latency of both graphs (static shapes) on the target's profile.
+def predict(graph: Graph, static_float: Graph, static_int8: Graph, target: str, top: int = 5) -> SpeedReport:
+    """Predicted fp32 and full-int8 latency (ms) on `target` ("cpu" or "tda4vm").
 
-    `int8_graph` is changed (its weight DequantizeLinear nodes are folded): pass a copy, e.g.
-    `pipeline.static_view(graph, copy=True)`, which is the one copy when the batch is symbolic too.
+    `graph` is the fused float graph, `static_float`/`static_int8` the float and QDQ graphs with
+    static shapes (neither is changed); see `segcost.quant.mixed_cost.precision_costs`.
     """
-    from segcost.targets.cost_model import estimate
-
-    profile = PROFILES.get(target, "cpu")
-    fp32, int8 = estimate(float_graph, profile), estimate(fold_weights(int8_graph), profile)
-    float_ms = {layer.name: layer.ms for layer in fp32.layers}
-    extra = [(layer.name, layer.op_type, layer.ms - float_ms.get(layer.name, 0.0)) for layer in int8.layers]
-    extra = sorted((item for item in extra if item[2] > 0), key=lambda item: -item[2])[:top]
-    return SpeedReport(profile, fp32.totals.latency_ms, int8.totals.latency_ms, extra, profile_dtype=int8.dtype)
+    return speed_report(precision_costs(graph, static_float, static_int8, target), top=top)
 
 
 def measure(report: SpeedReport, float_model: onnx.ModelProto, int8_model: onnx.ModelProto,

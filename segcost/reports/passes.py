@@ -67,6 +67,25 @@ def render_optimize(result) -> str:
     return "\n".join(parts) + "\n"
 
 
+def render_speed(speed) -> list[str]:
+    """Lines for a segcost.quant.speed.SpeedReport: predicted, measured, and the verdict with its layers."""
+    lines = []
+    assumption = f"; assumes {speed.assumption}" if speed.assumption else ""
+    lines.append(f"predicted on {speed.profile} (cost model): fp32 {speed.predicted_fp32_ms:.3g} ms, int8 "
+                 f"{speed.predicted_int8_ms:.3g} ms (int8/fp32 {speed.predicted_ratio:.2f}{assumption})")
+    if speed.measured_ratio is not None:
+        lines.append(f"measured: fp32 {speed.measured_fp32_ms:.3g} ms, int8 {speed.measured_int8_ms:.3g} ms "
+                     f"(int8/fp32 {speed.measured_ratio:.2f}; {speed.measure_setup})")
+    if speed.int8_faster is False:
+        lines.append(f"int8 is NOT faster than fp32 here (int8/fp32 above {1 + speed.verdict_margin:.2f}); " + (
+            "layers costing more in int8 than in float (Q/DQ included): "
+            + ", ".join(f"{name} ({op}, +{ms:.3g} ms)" for name, op, ms in speed.slower_layers)
+            if speed.slower_layers else "the cost model names no layer that is slower in int8"))
+    elif speed.int8_faster is None:
+        lines.append(f"int8 and fp32 are within {100 * speed.verdict_margin:.0f}% of each other here: no verdict")
+    return lines
+
+
 def render_int8(result) -> str:
     """int8 summary, leading with SQNR and relative error of each output, then speed, notes, worst layers."""
     from tabulate import tabulate
@@ -90,17 +109,7 @@ def render_int8(result) -> str:
                  f"(float {human_bytes(after.weight_bytes)}); activations {human_bytes(int8_after.activation_bytes)} "
                  f"(float {human_bytes(after.activation_bytes)})")
     if speed is not None:
-        caveat = ("; this profile models float32 kernels: int8 arithmetic is not costed faster, only the "
-                  "Q/DQ work and smaller tensors — measure with --measure N"
-                  ) if speed.profile_dtype == "float32" else ""
-        lines.append(f"predicted on {speed.profile} (cost model): fp32 {speed.predicted_fp32_ms:.3g} ms, int8 "
-                     f"{speed.predicted_int8_ms:.3g} ms (int8/fp32 {speed.predicted_ratio:.2f}{caveat})")
-        if speed.measured_ratio is not None:
-            lines.append(f"measured: fp32 {speed.measured_fp32_ms:.3g} ms, int8 {speed.measured_int8_ms:.3g} ms "
-                         f"(int8/fp32 {speed.measured_ratio:.2f}; {speed.measure_setup})")
-        if speed.int8_faster is False:
-            lines.append("int8 is NOT faster than fp32 here; layers costing most extra time in int8: "
-                         + ", ".join(f"{name} ({op}, +{ms:.3g} ms)" for name, op, ms in speed.slower_layers))
+        lines.extend(render_speed(speed))
     lines.extend(f"note: {note}" for note in quantization.notes if note)
     if getattr(result, "mixed", None) is not None:
         from segcost.reports.mixed import render_mixed
@@ -136,7 +145,8 @@ def optimize_report(result, model: str | None, output: str) -> dict:
             "layers_by_sensitivity": [asdict(layer) for layer in accuracy.layers],
             "speed": None if result.speed is None else {**asdict(result.speed),
                                                         "predicted_ratio": result.speed.predicted_ratio,
-                                                        "measured_ratio": result.speed.measured_ratio},
+                                                        "measured_ratio": result.speed.measured_ratio,
+                                                        "int8_faster": result.speed.int8_faster},
         }
         if getattr(result, "mixed", None) is not None:
             from segcost.reports.mixed import mixed_payload

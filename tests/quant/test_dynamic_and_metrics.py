@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -91,10 +93,10 @@ def test_measure_reports_predicted_and_measured_speed_and_names_slower_layers(qm
     assert code == 0, err
     assert "predicted on cpu (cost model): fp32" in out
     assert "measured: fp32" in out and "1 thread(s), median process CPU time of 3 runs after 3 warm-up" in out
-    slower = SpeedReport("cpu", 1.0, 0.5, [("conv", "Conv", 0.1)], measured_fp32_ms=1.0, measured_int8_ms=1.3,
-                         profile_dtype="float32")
-    assert slower.int8_faster is False and slower.measured_ratio == pytest.approx(1.3)
-    assert SpeedReport("cpu", 1.0, 0.5, profile_dtype="float32").int8_faster is None   # not modelled: unknown
+    speed = json.loads((tmp_path / "m.int8.accuracy.json").read_text())["speed"]
+    assert speed["measured_ratio"] > 0 and speed["verdict_margin"] == 0.05 and "int8_faster" in speed
+    slower = SpeedReport("cpu", 1.0, 0.5, [("conv", "Conv", 0.1)], measured_fp32_ms=1.0, measured_int8_ms=1.3)
+    assert slower.int8_faster is False and slower.measured_ratio == pytest.approx(1.3)   # measured wins
     assert SpeedReport("tda4vm", 1.0, 0.5, profile_dtype="int8").int8_faster is True
 
 

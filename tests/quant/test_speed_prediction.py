@@ -1,15 +1,18 @@
-"""The int8 speed prediction costs one copy of the int8 graph, whatever the batch (issue 19 review)."""
+"""The int8 speed prediction: one per-precision model with --mixed (issue 16 item 6), one copy of the int8 graph."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
+import segcost
 import segcost.frontends.onnx as onnx_frontend
 from segcost.pipeline import optimize, static_view
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
-from segcost.quant.speed import predict
+from segcost.quant.speed import VERDICT_MARGIN, SpeedReport, predict
+from segcost.reports.passes import render_speed
 
 
 def _model(qm, batch):
@@ -27,13 +30,68 @@ def _model(qm, batch):
 def test_prediction_loads_the_int8_graph_once(qm, monkeypatch, batch):
     float_graph = optimize(onnx_frontend.load_model(_model(qm, batch))).graph
     int8_graph = quantize_graph(float_graph, QuantizeOptions(calib_size=2)).graph
-    static_float = static_view(float_graph)
+    static_float, static_int8 = static_view(float_graph), static_view(int8_graph)
     loads = []
     real_load = onnx_frontend.load_model
     monkeypatch.setattr(onnx_frontend, "load_model",
                         lambda *args, **kwargs: loads.append(1) or real_load(*args, **kwargs))
-    report = predict(static_float, static_view(int8_graph, copy=True), "cpu")
+    report = predict(float_graph, static_float, static_int8, "cpu")
     assert len(loads) == 1
     assert report.predicted_fp32_ms > 0 and report.predicted_int8_ms > 0
     ops = {int8_graph.node(key).op_type for key in int8_graph.topological_order()}
-    assert "DequantizeLinear" in ops   # the caller's graph is intact
+    assert "DequantizeLinear" in ops   # the caller's graphs are intact
+    assert "DequantizeLinear" in {static_int8.node(key).op_type for key in static_int8.topological_order()}
+
+
+def test_default_model_is_predicted_faster_in_int8_on_cpu():
+    """onnxruntime measures int8/fp32 ~0.5 here; the float cost model of the QDQ graph said 2.02 (slower)."""
+    result = segcost.quantize(calib_size=2, target="cpu")
+    assert result.speed.predicted_ratio < 1 - VERDICT_MARGIN and result.speed.int8_faster is True
+    assert result.speed.assumption   # the uncalibrated VNNI factor is stated
+
+
+@pytest.mark.parametrize(("predicted", "measured", "verdict"), [
+    (1.0, None, None), (1.04, None, None), (0.96, None, None),       # within the margin: no verdict
+    (1.06, None, False), (0.94, None, True),
+    (0.5, 1.0, None), (0.5, 1.2, False), (1.5, 0.7, True),           # measured overrides predicted
+])
+def test_verdict_needs_a_difference_beyond_the_margin(predicted, measured, verdict):
+    report = SpeedReport("cpu", 1.0, predicted, measured_fp32_ms=None if measured is None else 1.0,
+                         measured_int8_ms=measured)
+    assert report.int8_faster is verdict
+
+
+def _speed_lines(speed) -> list[str]:
+    return [line for line in render_speed(speed) if "faster" in line or "verdict" in line]
+
+
+def test_not_faster_is_said_only_beyond_the_margin_and_with_its_layers_or_why_none():
+    assert not any("NOT faster" in line for line in _speed_lines(SpeedReport("tda4vm", 1.0, 1.001)))
+    lines = _speed_lines(SpeedReport("cpu", 1.0, 1.3, [("dw", "Conv", 0.2)]))
+    assert any("NOT faster" in line and "dw (Conv, +0.2 ms)" in line for line in lines)
+    lines = _speed_lines(SpeedReport("cpu", 1.0, 0.5, [], measured_fp32_ms=1.0, measured_int8_ms=1.3))
+    assert any("NOT faster" in line and "names no layer" in line for line in lines)
+
+
+def _dw_between_float_ops(qm):
+    builder = qm.Builder(5)
+    x = builder.op("Exp", [builder.op("Relu", [builder.conv("c1", "input", 3, 32, kernel=3)], "r1")], "e1")
+    builder.const("dw_w", builder.rng.standard_normal((32, 1, 3, 3)).astype(np.float32) / 3)
+    builder.nodes.append(helper.make_node("Conv", [x, "dw_w"], ["dw"], name="dw", group=32, pads=[1] * 4))
+    builder.conv("head", builder.op("Exp", ["dw"], "e2"), 32, 32, kernel=3)
+    return builder.model({"input": [1, 3, 96, 96]}, {"head": [1, 32, 96, 96]})
+
+
+@pytest.mark.parametrize("target", ["cpu", "tda4vm"])
+def test_mixed_and_the_speed_report_are_one_model(qm, target):
+    """--mixed's full-int8 latency is the report's int8 latency without --mixed; with it, the report costs the
+    written (mixed) model; the layers the report blames are the ones --mixed keeps for speed."""
+    plain = segcost.quantize(_dw_between_float_ops(qm), calib_size=4, target=target)
+    mixed = segcost.quantize(_dw_between_float_ops(qm), calib_size=4, target=target, mixed=True, min_sqnr_db=-100)
+    assert plain.speed.predicted_int8_ms == pytest.approx(mixed.mixed.predicted_int8_ms, rel=1e-12)
+    assert plain.speed.predicted_fp32_ms == pytest.approx(mixed.mixed.predicted_fp32_ms, rel=1e-12)
+    assert mixed.speed.predicted_int8_ms == pytest.approx(mixed.mixed.predicted_mixed_ms, rel=1e-12)
+    kept_for_speed = {layer.name for layer in mixed.mixed.kept if layer.reason == "speed"}
+    assert {name for name, _, _ in plain.speed.slower_layers} >= kept_for_speed
+    if target == "cpu":
+        assert "dw" in kept_for_speed and plain.speed.slower_layers[0][0] == "dw"
