@@ -14,10 +14,10 @@ import onnx
 import pytest
 
 from segcost.frontends.onnx import load_model
-from segcost.pipeline import run_onnxruntime
 from segcost.passes import qdq_clips, qdq_share
 from segcost.passes._infra import PassResult
 from segcost.passes.qdq_share import concat_scale_mismatches
+from segcost.pipeline import run_onnxruntime
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
 
 SHAPE = [1, 3, 16, 16]
