@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import onnx
 from onnx import helper
 
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, TensorInfo
 from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
+from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import resolve_value_chains
 
@@ -39,11 +42,16 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
+    infer = lambda proto: _infer(graph, proto)  # noqa: E731
+    if _unresolved(graph) and has_twins(shell):  # com.microsoft ops: see shapes/contrib.py
+        infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
+        inferred = infer(shell)
+        _take_shapes(graph, inferred, declared)
     if _unresolved(graph) and not symbolic_inputs(graph):
-        inferred = resolve_value_chains(shell, lambda proto: _infer(graph, proto), inferred)
+        inferred = resolve_value_chains(shell, infer, inferred)
         _take_shapes(graph, inferred, declared)
     if trust_declared and _unresolved(graph):
-        seeded = _seed_declared(graph, shell, declared)
+        seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
             _take_shapes(graph, seeded, declared)
     if trust_declared:
@@ -105,7 +113,8 @@ def _infer(graph: Graph, shell: onnx.ModelProto) -> onnx.ModelProto:
     return inferred
 
 
-def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, TensorInfo]) -> onnx.ModelProto | None:
+def _seed_declared(shell: onnx.ModelProto, declared: dict[str, TensorInfo], graph: Graph,
+                   infer: Callable[[onnx.ModelProto], onnx.ModelProto]) -> onnx.ModelProto | None:
     """Re-infer with the file's static shapes given for the tensors computation left open.
 
     This is where a declared shape is used — after a custom op, say — and it then reaches the
@@ -121,7 +130,7 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
     if not seeds:
         return None
     shell.graph.value_info.extend(seeds)
-    return _infer(graph, shell)
+    return infer(shell)
 
 
 def _unresolved(graph: Graph) -> bool:
