@@ -92,20 +92,17 @@ def _pass_through(*pairs: tuple[int, int]) -> Twin:
     return build
 
 
-def _in_float(op_type: str, inputs: tuple[int, ...], dtype_from: int | None,
+def _in_float(op_type: str, inputs: tuple[int, ...], dtype_from: tuple[int, ...] | None,
               keep: frozenset[str] | None = None) -> Twin:
     """Twin for an op with 8-bit operands: Cast to float, the standard op, Cast to the output dtype.
 
-    The output dtype is that of input `dtype_from` (a zero point, hence a constant whose dtype is
-    known before inference), float when that input is absent or `dtype_from` is None.
+    The output dtype is that of the first of the inputs `dtype_from` present (zero points:
+    constants, whose dtype is known before inference), else — from opset 15 — input 0's
+    (CastLike); float when `dtype_from` is None.
     """
     def build(node: onnx.NodeProto, context: _Context) -> list[onnx.NodeProto] | None:
         names = [_input(node, index) for index in inputs]
         if not all(names):
-            return None
-        source = _input(node, dtype_from) if dtype_from is not None else ""
-        dtype = context.dtypes.get(source, 0) if source else TensorProto.FLOAT
-        if not dtype:
             return None
         nodes, floats = [], []
         for name in names:
@@ -113,22 +110,68 @@ def _in_float(op_type: str, inputs: tuple[int, ...], dtype_from: int | None,
             nodes.append(helper.make_node("Cast", [name], [floats[-1]], to=TensorProto.FLOAT))
         result = context.temp()
         nodes.append(helper.make_node(op_type, floats, [result], **_attrs(node, keep)))
-        nodes.append(helper.make_node("Cast", [result], [node.output[0]], to=dtype))
+        sources = [_input(node, index) for index in dtype_from] if dtype_from is not None else []
+        dtype = next((context.dtypes.get(name, 0) for name in sources if name), 0)
+        if dtype_from is None or dtype:
+            nodes.append(helper.make_node("Cast", [result], [node.output[0]], to=dtype or TensorProto.FLOAT))
+        elif context.opset >= 15:
+            nodes.append(helper.make_node("CastLike", [result, names[0]], [node.output[0]]))
+        else:
+            return None
         return nodes
     return build
 
 
+def _constant(context: _Context, value: int) -> tuple[onnx.NodeProto, str]:
+    name = context.temp()
+    return helper.make_node("Constant", [], [name], value_ints=[value]), name
+
+
+def _transposed(name: str, context: _Context) -> tuple[list[onnx.NodeProto], str]:
+    """A float tensor shaped like `name` with its last two dims swapped, whatever its rank.
+
+    Transpose needs a perm, hence the rank, which is not known before inference; onnx's data
+    propagation instead carries Shape → Slice → Concat into ConstantOfShape's output shape
+    (symbolic dims too). Einsum's "...ij" does not serve: onnx's Einsum inference refuses
+    ellipses of different ranks, which MatMul broadcasting allows.
+    """
+    nodes, bounds = [], {}
+    for key, value in (("minus_two", -2), ("minus_one", -1), ("zero", 0), ("end", 1 << 62)):
+        node, bounds[key] = _constant(context, value)
+        nodes.append(node)
+    shape, batch, rows, cols, swapped, out = (context.temp() for _ in range(6))
+    nodes += [helper.make_node("Shape", [name], [shape]),
+              helper.make_node("Slice", [shape, bounds["zero"], bounds["minus_two"]], [batch]),
+              helper.make_node("Slice", [shape, bounds["minus_two"], bounds["minus_one"]], [rows]),
+              helper.make_node("Slice", [shape, bounds["minus_one"], bounds["end"]], [cols]),
+              helper.make_node("Concat", [batch, cols, rows], [swapped], axis=0),
+              helper.make_node("ConstantOfShape", [swapped], [out])]
+    return nodes, out
+
+
 def _fused_matmul(node: onnx.NodeProto, context: _Context) -> list[onnx.NodeProto] | None:
-    """FusedMatMul: alpha·op(A)·op(B); transA/transB transpose the last two dims (Einsum, opset 12+)."""
+    """FusedMatMul: alpha·op(A)·op(B), transA/transB swapping the last two dims before MatMul."""
     if _int_attr(node, "transBatchA") or _int_attr(node, "transBatchB"):
-        return None  # moves batch dims too: no single standard op; the tensor stays open
+        return None  # moves batch dims too: no standard form; the tensor stays open
     trans_a, trans_b = _int_attr(node, "transA"), _int_attr(node, "transB")
     if not trans_a and not trans_b:
         return [helper.make_node("MatMul", list(node.input[:2]), [node.output[0]])]
-    if context.opset < 12:
-        return None
-    equation = f"...{'ki' if trans_a else 'ik'},...{'jk' if trans_b else 'kj'}->...ij"
-    return [helper.make_node("Einsum", list(node.input[:2]), [node.output[0]], equation=equation)]
+    nodes, operands = [], []
+    for name, transpose in ((node.input[0], trans_a), (node.input[1], trans_b)):
+        if transpose:
+            built, name = _transposed(name, context)
+            nodes += built
+        else:  # the transposed operand is float (ConstantOfShape): MatMul wants both alike
+            nodes.append(helper.make_node("Cast", [name], [context.temp()], to=TensorProto.FLOAT))
+            name = nodes[-1].output[0]
+        operands.append(name)
+    product = context.temp()
+    nodes.append(helper.make_node("MatMul", operands, [product]))
+    if context.opset >= 15:  # the output has A's dtype (float16 models too)
+        nodes.append(helper.make_node("CastLike", [product, node.input[0]], [node.output[0]]))
+    else:
+        nodes.append(helper.make_node("Cast", [product], [node.output[0]], to=TensorProto.FLOAT))
+    return nodes
 
 
 def _qlinear_concat(node: onnx.NodeProto, context: _Context) -> list[onnx.NodeProto] | None:
@@ -143,6 +186,12 @@ def _unless_channels_last(twin: Twin) -> Twin:
     def build(node: onnx.NodeProto, context: _Context) -> list[onnx.NodeProto] | None:
         return None if _int_attr(node, "channels_last") else twin(node, context)
     return build
+
+
+def _qgemm(node: onnx.NodeProto, context: _Context) -> list[onnx.NodeProto] | None:
+    """QGemm: Gemm of A (input 0) and B (input 3); a float output unless y_scale (input 7) is given."""
+    quantized_output = bool(_input(node, 7))
+    return _in_float("Gemm", (0, 3), (8,) if quantized_output else None, _GEMM_ATTRIBUTES)(node, context)
 
 
 _POOL_ATTRIBUTES = frozenset({"auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides",
@@ -173,10 +222,10 @@ TWINS: dict[tuple[str, str], Twin] = {
     (MICROSOFT, "QLinearLeakyRelu"): _pass_through((0, 0)),
     (MICROSOFT, "QLinearSoftmax"): _pass_through((0, 0)),
     (MICROSOFT, "QLinearConcat"): _qlinear_concat,
-    (MICROSOFT, "QLinearAveragePool"): _unless_channels_last(_in_float("AveragePool", (0,), 0, _POOL_ATTRIBUTES)),
-    (MICROSOFT, "QLinearGlobalAveragePool"): _unless_channels_last(_in_float("GlobalAveragePool", (0,), 0,
+    (MICROSOFT, "QLinearAveragePool"): _unless_channels_last(_in_float("AveragePool", (0,), (4, 2), _POOL_ATTRIBUTES)),
+    (MICROSOFT, "QLinearGlobalAveragePool"): _unless_channels_last(_in_float("GlobalAveragePool", (0,), (4, 2),
                                                                              frozenset())),
-    (MICROSOFT, "QGemm"): _in_float("Gemm", (0, 3), 8, _GEMM_ATTRIBUTES),  # float output without y_zero_point
+    (MICROSOFT, "QGemm"): _qgemm,
     (MICROSOFT, "MatMulIntegerToFloat"): _in_float("MatMul", (0, 1), None, frozenset()),
     (MICROSOFT, "DynamicQuantizeMatMul"): _in_float("MatMul", (0, 1), None, frozenset()),
 }
@@ -196,7 +245,7 @@ def with_twins(shell: onnx.ModelProto) -> onnx.ModelProto:
     context = _Context(shell)
     twinned = onnx.ModelProto()
     twinned.CopyFrom(shell)
-    nodes = []
+    nodes: list[onnx.NodeProto] = []
     for node in shell.graph.node:
         twin = TWINS.get((node.domain, node.op_type))
         replacement = twin(node, context) if twin is not None else None
@@ -207,7 +256,10 @@ def with_twins(shell: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def drop_temporaries(inferred: onnx.ModelProto) -> onnx.ModelProto:
-    """Remove the twins' temporary tensors from an inferred model's value_info (in place)."""
+    """Remove the twins' temporary tensors from an inferred model's value_info (in place).
+
+    (Twins define their constants with Constant nodes, so no temporary is an initializer.)
+    """
     kept = [value for value in inferred.graph.value_info if not value.name.startswith(TEMP_PREFIX)]
     if len(kept) != len(inferred.graph.value_info):
         del inferred.graph.value_info[:]

@@ -43,7 +43,7 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     infer = lambda proto: _infer(graph, proto)  # noqa: E731
-    if _unresolved(graph) and has_twins(shell):  # com.microsoft ops: see shapes/contrib.py
+    if (_unresolved(graph) or _open_outputs(graph)) and has_twins(shell):  # com.microsoft ops: shapes/contrib.py
         infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
         inferred = infer(shell)
         _take_shapes(graph, inferred, declared)
@@ -143,6 +143,12 @@ def _unresolved(graph: Graph) -> bool:
                 if info is None or not info.is_static:
                     return True
     return False
+
+
+def _open_outputs(graph: Graph) -> bool:
+    """True when a graph output's shape is not fully known."""
+    return any(graph.tensors.get(name) is None or not graph.tensors[name].is_static for name in graph.outputs
+               if name not in graph.initializers)
 
 
 def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo]) -> None:
