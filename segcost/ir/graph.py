@@ -180,6 +180,7 @@ class ModelInfo:
     resources: list[Any] = field(default_factory=list)  # e.g. a temp dir the weights are read from
     lifted_constants: list[str] = field(default_factory=list)  # Constant nodes read as initializers
     shape_conflicts: list[Any] = field(default_factory=list)  # segcost.shapes.ShapeConflict: declared ≠ computed
+    exported_input_shapes: dict[str, Any] = field(default_factory=dict)  # file's input shapes --input-shape replaced
 
     @property
     def opset(self) -> int:

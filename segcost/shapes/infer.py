@@ -192,6 +192,8 @@ def apply_input_shapes(graph: Graph, input_shapes: InputShapes) -> None:
         if known is not None and known.shape is not None and len(known.shape) != len(dims):
             raise InputError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank "
                              f"{len(known.shape)}")
+        if known is not None:   # what the file says, for messages about sizes baked into the export
+            graph.info.exported_input_shapes.setdefault(name, known.shape)
         graph.tensors[name] = TensorInfo(name, known.dtype if known else onnx.TensorProto.FLOAT, tuple(dims))
 
 
