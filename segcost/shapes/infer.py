@@ -13,6 +13,7 @@ from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, r
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import resolve_value_chains
+from segcost.shapes.fit import check_fit
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -28,7 +29,8 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
 
     Raises:
         InputError: an override names no input or has the wrong rank.
-        ShapeError: onnx shape inference fails even in non-strict mode.
+        ShapeError: onnx shape inference fails even in non-strict mode, or an op's constant-fixed
+            shape does not fit its input (shapes/fit.py).
     """
     if input_shapes:
         apply_input_shapes(graph, dict(input_shapes))
@@ -57,6 +59,7 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     if trust_declared:
         fill_open(graph, declared)
         record_conflicts(graph, declared)
+    check_fit(graph)  # baked Reshape targets, Expand shapes, Split sizes (shapes/fit.py)
 
 
 def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
