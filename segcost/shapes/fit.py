@@ -29,19 +29,37 @@ def _static(graph: Graph, tensor: str) -> tuple[int, ...] | None:
 
 
 def _reshape(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
-    """Reshape keeps the element count, whatever computed its target."""
-    out = _static(graph, node.outputs[0])
-    if out is not None:
-        return "" if prod(out) == prod(data) else \
-            f"its input {list(data)} has {prod(data):,} elements, its output {list(out)} {prod(out):,}"
+    """Reshape keeps the element count, whatever computed its target (a constant, a shape chain)."""
     target = constant_value(graph, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
-    if target is None:
+    if target is not None:
+        dims = tuple(int(dim) for dim in target.reshape(-1))
+        misfit = _reshape_misfit(data, dims, bool(node.attrs.get("allowzero", 0)))
+        return f"its fixed target shape {list(dims)} does not fit its input {list(data)}: {misfit}" if misfit else ""
+    out = _static(graph, node.outputs[0])
+    if out is None or prod(out) == prod(data):
         return ""
-    dims = [int(dim) if dim != 0 or node.attrs.get("allowzero", 0) or index >= len(data) else data[index]
-            for index, dim in enumerate(target.reshape(-1))]
+    return (f"its target, computed from shapes and constants, gives {list(out)}, which does not fit its input "
+            f"{list(data)}: {prod(data):,} elements in, {prod(out):,} out")
+
+
+def _reshape_misfit(data: tuple[int, ...], target: tuple[int, ...], allowzero: bool) -> str:
+    """Why ONNX Reshape cannot give `target` to a tensor shaped `data`, or "" (0 copies the input's dim
+    unless allowzero, one -1 takes what is left)."""
+    elements = prod(data)
+    dims = []
+    for index, dim in enumerate(target):
+        if dim == 0 and not allowzero:
+            if index >= len(data):
+                return f"target dim {index} is 0 (copy the input's), the input has rank {len(data)}"
+            dim = data[index]
+        dims.append(dim)
+    if dims.count(-1) > 1 or any(dim < -1 for dim in dims):
+        return "the target is not a valid Reshape shape"
     known = prod(dim for dim in dims if dim != -1)
-    fits = (prod(data) % known == 0 if -1 in dims else known == prod(data)) if known > 0 else True
-    return "" if fits else f"its target {[int(dim) for dim in target.reshape(-1)]} does not fit its input {list(data)}"
+    if -1 in dims:
+        return f"{elements:,} elements are not a multiple of the {known:,} the target fixes" \
+            if known > 0 and elements % known else ""
+    return "" if known == elements else f"{elements:,} elements in, {known:,} out"
 
 
 def _expand(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
@@ -87,6 +105,8 @@ def _depth_to_space(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -
 
 CHECKS: dict[str, Check] = {"Reshape": _reshape, "Expand": _expand, "Split": _split,
                             "SpaceToDepth": _space_to_depth, "DepthToSpace": _depth_to_space}
+_BAKED = {"Reshape": "target was", "Expand": "shape was", "Split": "split sizes were",
+          "SpaceToDepth": "block size was", "DepthToSpace": "block size was"}
 
 
 def check_fit(graph: Graph) -> None:
@@ -104,19 +124,23 @@ def check_fit(graph: Graph) -> None:
             continue
         problem = check(graph, key, node, data)
         if problem:
-            raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_export_note(graph)}")
+            raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, _BAKED[node.op_type])}")
 
 
-def _export_note(graph: Graph) -> str:
-    """"; the model was exported for x=1x3x32x32 (given 1x3x64x64): ..." when --input-shape changed a fixed size."""
-    changed = []
-    for name, exported in graph.info.exported_input_shapes.items():
-        given = graph.shape(name)
-        if exported is None or given is None or len(exported) != len(given):
+def _advice(graph: Graph, baked: str) -> str:
+    """What to do: the export's input size when --input-shape changed a size the file fixes, else a general hint.
+
+    The wording matches the Reshape cost rule's (api-rest branch, analyzer.registry.export_size_note).
+    """
+    exported, given = [], []
+    for name, shape in graph.info.exported_input_shapes.items():
+        now = graph.shape(name)
+        if shape is None or now is None or len(shape) != len(now):
             continue
-        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(exported, given)):
-            changed.append(f"{name}={'x'.join(map(str, exported))} (given {'x'.join(map(str, given))})")
-    if not changed:
-        return "; a size baked into the model's constants does not fit these input shapes"
-    return (f"; the model was exported for {', '.join(changed)} and this size is baked into its constants: "
-            "give the export shape, or re-export with dynamic H/W")
+        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
+            exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
+            given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
+    if not exported:
+        return f"; the {baked} fixed when the model was exported: give the input shape it was exported for"
+    return (f"; the model was exported for {', '.join(exported)} (given: {', '.join(given)}): the {baked} "
+            "fixed for that size — give the export shape, or re-export with dynamic H/W")
