@@ -244,7 +244,8 @@ def _model_summary(graph: Graph) -> ModelSummary:
 # Op types whose rules can give MACs; everything else is 0 MACs by convention.
 MAC_OP_TYPES = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "Gemm", "MatMul",
                           "MatMulInteger", "QLinearMatMul", "LSTM", "GRU", "RNN", "Einsum", "Attention",
-                          "MultiHeadAttention", "GroupQueryAttention"})
+                          "MultiHeadAttention", "GroupQueryAttention", "FusedGemm", "FusedMatMul", "QGemm",
+                          "MatMulIntegerToFloat", "DynamicQuantizeMatMul"})
 
 
 def count_macs(graph: Graph) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import prod
 
-from segcost.errors import InputError
+from segcost.errors import InputError, SegcostError
 
 
 @dataclass
@@ -81,12 +81,16 @@ def symbolic_macs(macs_at: Callable[[dict[str, int]], int], symbols: list[Symbol
     """Interpolate MACs (exact ints from `macs_at(values by symbol name)`) as a polynomial of `degree` per symbol."""
     if not symbols:
         raise InputError("the model has no symbolic input dimension")
+    macs_at = _reporting_sizes(macs_at)
     if (degree + 1) ** len(symbols) > 256:
         raise InputError(f"{len(symbols)} symbolic dims need {(degree + 1) ** len(symbols)} probes; "
                          "analyze with fixed sizes (--input-shape) instead")
     points = [[symbol.step * (index + 1) for index in range(degree + 1)] for symbol in symbols]
-    grid = {combination: Fraction(macs_at({symbol.name: value for symbol, value in zip(symbols, combination)}))
-            for combination in itertools.product(*points)}
+    try:
+        grid = {combination: Fraction(macs_at({symbol.name: value for symbol, value in zip(symbols, combination)}))
+                for combination in itertools.product(*points)}
+    except _ProbeFailed as failed:
+        raise failed.explained(macs_at, symbols, degree) from None
     coefficients = _interpolate(grid, points, degree)
     terms = {exponents: value for exponents, value in coefficients.items() if value}
     # Checked beyond the grid, up to 16 steps: a layer that only changes size past the probes
@@ -95,12 +99,63 @@ def symbolic_macs(macs_at: Callable[[dict[str, int]], int], symbols: list[Symbol
     result = SymbolicMacs(symbols, terms, len(grid) + len(factors))
     for factor in factors:
         check = {symbol.name: symbol.step * factor for symbol in symbols}
-        measured = macs_at(check)
+        try:
+            measured = macs_at(check)
+        except _ProbeFailed as failed:
+            raise failed.explained(macs_at, symbols, degree) from None
         if result.evaluate(check) != measured:
             raise InputError(f"MACs are not a polynomial of degree <= {degree} in {', '.join(check)} on "
                              f"{result.valid_for()} (at {check} the fit gives {result.evaluate(check)}, the model "
                              f"{measured}): try a larger --multiple, or give fixed sizes with --input-shape")
     return result
+
+
+class _ProbeFailed(Exception):
+    """The model could not be analyzed at one probe's sizes."""
+
+    def __init__(self, values: dict[str, int], error: SegcostError) -> None:
+        super().__init__(str(error))
+        self.values, self.error = values, error
+
+    def explained(self, macs_at: Callable[[dict[str, int]], int], symbols: list[Symbol], degree: int) -> InputError:
+        """The InputError to show: the sizes that failed, why, and a --multiple that works if one is found."""
+        sizes = ", ".join(f"{name}={value}" for name, value in self.values.items())
+        steps = sorted({symbol.step for symbol in symbols if symbol.step > 1})
+        text = f"--symbolic probes sizes that are multiples of --multiple; the model cannot be analyzed at {sizes}: "
+        text += str(self.error).splitlines()[0] if str(self.error) else type(self.error).__name__
+        if not steps:
+            return InputError(text)
+        working = _working_multiple(macs_at, symbols, degree)
+        if working is not None:
+            return InputError(f"{text}; try --multiple {working} (the grid of multiples of {working} analyzes)")
+        return InputError(f"{text}; no --multiple up to {steps[-1] * 8} works: give fixed sizes with --input-shape")
+
+
+def _reporting_sizes(macs_at: Callable[[dict[str, int]], int]) -> Callable[[dict[str, int]], int]:
+    def probe(values: dict[str, int]) -> int:
+        try:
+            return macs_at(values)
+        except SegcostError as error:
+            raise _ProbeFailed(values, error) from None
+    return probe
+
+
+def _working_multiple(macs_at: Callable[[dict[str, int]], int], symbols: list[Symbol], degree: int) -> int | None:
+    """The smallest step·2^k (k = 1..3) at which the model analyzes at 1..degree+1 steps, or None.
+
+    Models whose spatial sizes must divide a total stride (patch unfolding after stride 32,
+    a window size) fail at some multiples of 32 only; doubling the step finds the stride.
+    """
+    step = max(symbol.step for symbol in symbols)
+    for factor in (2, 4, 8):
+        candidate = step * factor
+        try:
+            for index in range(1, degree + 2):
+                macs_at({symbol.name: (candidate * index if symbol.step > 1 else index) for symbol in symbols})
+        except _ProbeFailed:
+            continue
+        return candidate
+    return None
 
 
 def _interpolate(grid: dict[tuple[int, ...], Fraction], points: list[list[int]], degree: int

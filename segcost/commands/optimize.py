@@ -98,6 +98,8 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     plan.write(output, result.model.SerializeToString())
     click.echo(render_optimize(result), nl=False)
     click.echo(f"wrote {output}")
+    for note in _fixed_size_notes(graph):
+        click.echo(note, err=True)
     payload = optimize_report(result, model, output)
     if result.accuracy is not None and accuracy_path is not None:
         plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
@@ -138,6 +140,26 @@ def _mixed_options(int8: bool, mixed: bool, min_sqnr: float | None, max_float_la
     options.max_float_layers = options.max_float_layers if max_float_layers is None else max_float_layers
     options.validate()
     return options
+
+
+def _fixed_size_notes(graph) -> list[str]:
+    """A note per input whose symbolic non-batch dims --input-shape fixed: the written model only runs at that size.
+
+    Shape computations (Shape → Gather → Reshape chains) are folded to constants at the given
+    size, so the written model's inputs are declared at it; a batch dim is kept symbolic where it can be.
+    """
+    notes = []
+    for name, declared in graph.info.exported_input_shapes.items():
+        shape = graph.shape(name)
+        if not declared or not shape or len(declared) != len(shape):
+            continue
+        fixed = [(axis, dim) for axis, (dim, size) in enumerate(zip(declared, shape))
+                 if axis > 0 and not (isinstance(dim, int) and dim > 0) and isinstance(size, int)]
+        if fixed:
+            dims = ", ".join(f"{dim or '?'}={shape[axis]}" for axis, dim in fixed)
+            notes.append(f"segcost: note: input {name!r}: the written model is fixed at {dims} (its shape "
+                         f"computations are folded at the --input-shape size); optimize again for other sizes")
+    return notes
 
 
 def _print_after(record, graph) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import onnx
 from onnx import helper
 
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
+from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import resolve_value_chains
+from segcost.shapes.fit import check_fit
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -25,7 +29,8 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
 
     Raises:
         InputError: an override names no input or has the wrong rank.
-        ShapeError: onnx shape inference fails even in non-strict mode.
+        ShapeError: onnx shape inference fails even in non-strict mode, or an op's constant-fixed
+            shape does not fit its input (shapes/fit.py).
     """
     if input_shapes:
         apply_input_shapes(graph, dict(input_shapes))
@@ -39,18 +44,25 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
+    infer = lambda proto: _infer(graph, proto)  # noqa: E731
     unresolved = _unresolved(graph)
+    if (unresolved or _open_outputs(graph)) and has_twins(shell):  # com.microsoft ops: shapes/contrib.py
+        infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
+        inferred = infer(shell)
+        _take_shapes(graph, inferred, declared)
+        unresolved = _unresolved(graph)
     if unresolved and not symbolic_inputs(graph):
-        inferred = resolve_value_chains(shell, lambda proto: _infer(graph, proto), inferred)
+        inferred = resolve_value_chains(shell, infer, inferred)
         _take_shapes(graph, inferred, declared)
         unresolved = _unresolved(graph)
     if trust_declared and unresolved:
-        seeded = _seed_declared(graph, shell, declared)
+        seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
             _take_shapes(graph, seeded, declared)
     if trust_declared:
         fill_open(graph, declared)
         record_conflicts(graph, declared)
+    check_fit(graph)  # baked Reshape targets, Expand shapes, Split sizes (shapes/fit.py)
 
 
 def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
@@ -107,7 +119,8 @@ def _infer(graph: Graph, shell: onnx.ModelProto) -> onnx.ModelProto:
     return inferred
 
 
-def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, TensorInfo]) -> onnx.ModelProto | None:
+def _seed_declared(shell: onnx.ModelProto, declared: dict[str, TensorInfo], graph: Graph,
+                   infer: Callable[[onnx.ModelProto], onnx.ModelProto]) -> onnx.ModelProto | None:
     """Re-infer with the file's static shapes given for the tensors computation left open.
 
     This is where a declared shape is used — after a custom op, say — and it then reaches the
@@ -123,7 +136,7 @@ def _seed_declared(graph: Graph, shell: onnx.ModelProto, declared: dict[str, Ten
     if not seeds:
         return None
     shell.graph.value_info.extend(seeds)
-    return _infer(graph, shell)
+    return infer(shell)
 
 
 def _unresolved(graph: Graph) -> bool:
@@ -143,6 +156,12 @@ def _unresolved(graph: Graph) -> bool:
                 if not known:
                     return True
     return False
+
+
+def _open_outputs(graph: Graph) -> bool:
+    """True when a graph output's shape is not fully known."""
+    return any(graph.tensors.get(name) is None or not graph.tensors[name].is_static for name in graph.outputs
+               if name not in graph.initializers)
 
 
 def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo]) -> None:

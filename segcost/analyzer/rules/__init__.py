@@ -8,6 +8,7 @@ then answers lookups.
 from segcost.analyzer.registry import Rule, registered_keys, registered_rule
 from segcost.analyzer.rules import (  # noqa: F401 - importing registers the rules
     attention,
+    contrib,
     conv,
     data_movement,
     einsum,

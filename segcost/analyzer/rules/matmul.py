@@ -24,9 +24,15 @@ def _broadcast(op: OpView, left: tuple[int, ...], right: tuple[int, ...]) -> tup
     return tuple(out)
 
 
-def _matmul_cost(op: OpView, a_index: int, b_index: int) -> OpCost:
+def matmul_cost(op: OpView, a_index: int, b_index: int, transpose_a: bool = False,
+                transpose_b: bool = False) -> OpCost:
+    """MatMul's cost of inputs a_index × b_index, either operand's last two dims swapped first if asked."""
     a_shape = op.input_shape(a_index)
     b_shape = op.input_shape(b_index)
+    if transpose_a and len(a_shape) >= 2:
+        a_shape = (*a_shape[:-2], a_shape[-1], a_shape[-2])
+    if transpose_b and len(b_shape) >= 2:
+        b_shape = (*b_shape[:-2], b_shape[-1], b_shape[-2])
     if not a_shape or not b_shape:
         raise ShapeError(f"node {op.key!r} ({op.op_type}): MatMul of a scalar is undefined")
     # numpy semantics: a 1-D operand is promoted to a matrix and the added dim dropped after.
@@ -45,35 +51,40 @@ def _matmul_cost(op: OpView, a_index: int, b_index: int) -> OpCost:
 @cost_rule("MatMul")
 def matmul(op: OpView) -> OpCost:
     """MACs = prod(broadcast batch dims)·M·N·K (numpy matmul semantics, 1-D operands promoted)."""
-    return _matmul_cost(op, 0, 1)
+    return matmul_cost(op, 0, 1)
 
 
 @cost_rule("MatMulInteger")
 def matmul_integer(op: OpView) -> OpCost:
     """MACs as MatMul (inputs A, B, a_zero_point, b_zero_point)."""
-    return _matmul_cost(op, 0, 1)
+    return matmul_cost(op, 0, 1)
 
 
 @cost_rule("QLinearMatMul")
 def qlinear_matmul(op: OpView) -> OpCost:
     """MACs as MatMul (inputs a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp)."""
-    return _matmul_cost(op, 0, 3)
+    return matmul_cost(op, 0, 3)
+
+
+def gemm_cost(op: OpView, a_index: int, b_index: int, c_index: int) -> OpCost:
+    """Gemm's cost with A, B and C at the given input positions (QGemm numbers them 0, 3, 6)."""
+    a_shape = op.input_shape(a_index)
+    b_shape = op.input_shape(b_index)
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        raise ShapeError(f"{op.where}: A and B must be 2-D, got {list(a_shape)} and {list(b_shape)}")
+    m, k = reversed(a_shape) if op.attr("transA", 0) else a_shape
+    k_b, n = reversed(b_shape) if op.attr("transB", 0) else b_shape
+    if k != k_b:
+        raise ShapeError(f"{op.where}: inner dims differ ({list(a_shape)} × {list(b_shape)}, "
+                         f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)}){baked_size_advice(op)}")
+    bias_adds = m * n if op.has_input(c_index) else 0
+    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
 
 
 @cost_rule("Gemm")
 def gemm(op: OpView) -> OpCost:
     """MACs = M·N·K of op(A)·op(B); flops += M·N for the C add when C is given."""
-    a_shape = op.input_shape(0)
-    b_shape = op.input_shape(1)
-    if len(a_shape) != 2 or len(b_shape) != 2:
-        raise ShapeError(f"node {op.key!r} (Gemm): A and B must be 2-D, got {list(a_shape)} and {list(b_shape)}")
-    m, k = reversed(a_shape) if op.attr("transA", 0) else a_shape
-    k_b, n = reversed(b_shape) if op.attr("transB", 0) else b_shape
-    if k != k_b:
-        raise ShapeError(f"node {op.key!r} (Gemm): inner dims differ ({list(a_shape)} × {list(b_shape)}, "
-                         f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)}){baked_size_advice(op)}")
-    bias_adds = m * n if op.has_input(2) else 0
-    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
+    return gemm_cost(op, 0, 1, 2)
 
 
 def _recurrent_cost(op: OpView) -> OpCost:

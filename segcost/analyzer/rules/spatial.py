@@ -12,7 +12,7 @@ from segcost.analyzer.registry import SHAPE_UNKNOWN, ZERO_BY_CONVENTION, OpCost,
 from segcost.analyzer.rules.elementwise import per_element
 from segcost.errors import ShapeError
 from segcost.ir import is_static_shape
-from segcost.ir.opforms import ABSENT, normalize_axes, normalize_axis, resize_output_shape
+from segcost.ir.opforms import ABSENT, constant_value, normalize_axes, normalize_axis, resize_output_shape
 
 
 def _window(op: OpView) -> tuple[int, ...]:
@@ -104,3 +104,63 @@ def resize(op: OpView) -> OpCost:
     # a weighted sum of `neighbours` values: one multiply each, neighbours − 1 adds
     flops_per_element = 2 * neighbours - 1 if resized_axes else 0
     return OpCost(flops=flops_per_element * prod(output_shape), output_shape=output_shape)
+
+
+# GridSample: "bilinear"/"bicubic" (opset 16) are "linear"/"cubic" from opset 20
+_GRID_NEIGHBOURS = {"nearest": 0, "linear": 2, "bilinear": 2, "cubic": 4, "bicubic": 4}
+
+
+@cost_rule("GridSample")
+def grid_sample(op: OpView) -> OpCost:
+    """flops = (2·n^r − 1) per output element (n = 2 linear, 4 cubic, 0 nearest) + 2·r per grid point (unnormalize)."""
+    x_shape, grid_shape = op.input_shape(0), op.input_shape(1)
+    rank = len(x_shape) - 2
+    if rank < 1 or len(grid_shape) != rank + 2 or grid_shape[-1] != rank or grid_shape[0] != x_shape[0]:
+        raise ShapeError(f"{op.where}: grid {list(grid_shape)} does not sample the {rank}-D input {list(x_shape)}")
+    output_shape = (x_shape[0], x_shape[1], *grid_shape[1:-1])
+    mode = op.attr("mode", "linear")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    neighbours = _GRID_NEIGHBOURS.get(mode, 2) ** rank
+    # interpolation: a weighted sum of `neighbours` values, as Resize; the grid's [-1, 1]
+    # coordinates are mapped to pixels once per grid point and axis (a multiply and an add)
+    interpolation = (2 * neighbours - 1) * prod(output_shape) if neighbours else 0
+    return OpCost(flops=interpolation + 2 * rank * prod(grid_shape[:-1]), output_shape=output_shape)
+
+
+_COL2IM_MAX_PAIRS = 1 << 22  # (block, offset) pairs walked per axis; a real image has far fewer
+
+
+def _col2im_axis(image: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int) -> tuple[int, int]:
+    """(block values landing inside the image, image positions covered) along one axis."""
+    extent = dilation * (kernel - 1) + 1
+    blocks = (image + pad_begin + pad_end - extent) // stride + 1
+    if blocks * kernel > _COL2IM_MAX_PAIRS:
+        raise ShapeError(f"Col2Im: {blocks} blocks of {kernel} along an axis are too many to count")
+    positions = [block * stride + offset * dilation - pad_begin for block in range(blocks) for offset in range(kernel)]
+    inside = [position for position in positions if 0 <= position < image]
+    return len(inside), len(set(inside))
+
+
+@cost_rule("Col2Im")
+def col2im(op: OpView) -> OpCost:
+    """flops = N·C·(Π values landing − Π positions covered, per axis): one add per overlapping block value."""
+    x_shape = op.input_shape(0)
+    image = constant_value(op.graph, op.node.inputs[1]) if op.graph is not None else None
+    block = constant_value(op.graph, op.node.inputs[2]) if op.graph is not None else None
+    if image is None or block is None:
+        return OpCost(status=SHAPE_UNKNOWN)
+    image_shape, block_shape = [int(v) for v in image.reshape(-1)], [int(v) for v in block.reshape(-1)]
+    rank = len(image_shape)
+    strides = list(op.attr("strides") or [1] * rank)
+    dilations = list(op.attr("dilations") or [1] * rank)
+    pads = list(op.attr("pads") or [0] * (2 * rank))
+    if len(x_shape) != 3 or len(block_shape) != rank or prod(block_shape) <= 0 or x_shape[1] % prod(block_shape):
+        raise ShapeError(f"{op.where}: input {list(x_shape)} is not [N, C·prod(block_shape {block_shape}), L]")
+    landing = covered = 1
+    for axis in range(rank):
+        values, positions = _col2im_axis(image_shape[axis], block_shape[axis], strides[axis], dilations[axis],
+                                         pads[axis], pads[axis + rank])
+        landing, covered = landing * values, covered * positions
+    channels = x_shape[1] // prod(block_shape)
+    return OpCost(flops=x_shape[0] * channels * (landing - covered), kernel=tuple(block_shape),
+                  stride=tuple(strides), output_shape=(x_shape[0], channels, *image_shape))

@@ -1,0 +1,146 @@
+"""Ops whose output shape constants fix must fit their input, and onnx's inference does not check that.
+
+A model exported at one size and analyzed at another (`--input-shape`, a `--symbolic` probe)
+keeps the sizes its exporter baked into constants: a Reshape target `[1, 16, 64]` (directly,
+or at the end of a Shape → Slice → Concat chain with a constant tail), an Expand shape, Split
+sizes. onnx shape inference passes a Reshape's target on without comparing element counts,
+floors SpaceToDepth's division, and leaves an Expand or Split that cannot fit untyped
+(everything after it then goes non-strict): the count comes out silently wrong, while
+onnxruntime refuses to run the model at that size. Here each such op is checked against
+ONNX's rule once shapes are known, and a misfit is a ShapeError naming the op, the shapes
+and — after `--input-shape` — the size the model was exported for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import prod
+
+from segcost.errors import ShapeError
+from segcost.ir import Graph, Node, is_static_shape
+from segcost.ir.opforms import constant_value, normalize_axis, read_operand
+
+Check = Callable[[Graph, str, Node, tuple[int, ...]], str]
+
+
+def _static(graph: Graph, tensor: str) -> tuple[int, ...] | None:
+    shape = graph.shape(tensor) if tensor else None
+    return tuple(shape) if is_static_shape(shape) and all(dim >= 0 for dim in shape) else None
+
+
+def _reshape(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """Reshape keeps the element count, whatever computed its target (a constant, a shape chain)."""
+    target = constant_value(graph, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    if target is not None:
+        dims = tuple(int(dim) for dim in target.reshape(-1))
+        misfit = _reshape_misfit(data, dims, bool(node.attrs.get("allowzero", 0)))
+        return f"its fixed target shape {list(dims)} does not fit its input {list(data)}: {misfit}" if misfit else ""
+    out = _static(graph, node.outputs[0])
+    if out is None or prod(out) == prod(data):
+        return ""
+    return (f"its target, computed from shapes and constants, gives {list(out)}, which does not fit its input "
+            f"{list(data)}: {prod(data):,} elements in, {prod(out):,} out")
+
+
+def _reshape_misfit(data: tuple[int, ...], target: tuple[int, ...], allowzero: bool) -> str:
+    """Why ONNX Reshape cannot give `target` to a tensor shaped `data`, or "" (0 copies the input's dim
+    unless allowzero, one -1 takes what is left)."""
+    elements = prod(data)
+    dims = []
+    for index, dim in enumerate(target):
+        if dim == 0 and not allowzero:
+            if index >= len(data):
+                return f"target dim {index} is 0 (copy the input's), the input has rank {len(data)}"
+            dim = data[index]
+        dims.append(dim)
+    if dims.count(-1) > 1 or any(dim < -1 for dim in dims):
+        return "the target is not a valid Reshape shape"
+    known = prod(dim for dim in dims if dim != -1)
+    if -1 in dims:
+        return f"{elements:,} elements are not a multiple of the {known:,} the target fixes" \
+            if known > 0 and elements % known else ""
+    return "" if known == elements else f"{elements:,} elements in, {known:,} out"
+
+
+def _expand(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """Expand broadcasts: right-aligned, each input dim is 1 or the target's (or the target's is 1)."""
+    target = constant_value(graph, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    if target is None:
+        return ""
+    dims = [int(dim) for dim in target.reshape(-1)]
+    for a, b in zip(reversed(data), reversed(dims)):
+        if a != b and 1 not in (a, b):
+            return f"its shape {dims} does not broadcast from its input {list(data)}"
+    return ""
+
+
+def _split(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """Split's sizes add up to the input's dim along the axis."""
+    axis = normalize_axis(int(node.attrs.get("axis", 0)), len(data), f"node {key!r} (Split) axis")
+    outs = [_static(graph, tensor) for tensor in node.outputs if tensor]
+    if outs and all(out is not None and len(out) == len(data) for out in outs):
+        sizes = [out[axis] for out in outs if out is not None]
+    else:
+        sizes = list(read_operand(graph, key, "split").ints() or ())
+    if not sizes or sum(sizes) == data[axis]:
+        return ""
+    return f"its sizes {sizes} along axis {axis} add up to {sum(sizes)}, its input {list(data)} has {data[axis]}"
+
+
+def _space_to_depth(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """SpaceToDepth needs H and W divisible by the block size."""
+    block = int(node.attrs.get("blocksize", 1))
+    if len(data) == 4 and block > 0 and (data[2] % block or data[3] % block):
+        return f"its input {list(data)} has H, W not divisible by blocksize {block}"
+    return ""
+
+
+def _depth_to_space(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """DepthToSpace needs C divisible by blocksize²."""
+    block = int(node.attrs.get("blocksize", 1))
+    if len(data) == 4 and block > 0 and data[1] % (block * block):
+        return f"its input {list(data)} has C not divisible by blocksize² = {block * block}"
+    return ""
+
+
+CHECKS: dict[str, Check] = {"Reshape": _reshape, "Expand": _expand, "Split": _split,
+                            "SpaceToDepth": _space_to_depth, "DepthToSpace": _depth_to_space}
+_BAKED = {"Reshape": "target was", "Expand": "shape was", "Split": "split sizes were",
+          "SpaceToDepth": "block size was", "DepthToSpace": "block size was"}
+
+
+def check_fit(graph: Graph) -> None:
+    """Raise ShapeError for the first op (in graph order) whose constant-fixed shape does not fit its input.
+
+    Only ops with a static data input are checked (a symbolic one is checked at each size).
+    """
+    for key in graph.dag:
+        node = graph.node(key)
+        check = CHECKS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if check is None or not node.inputs or not node.inputs[0]:
+            continue
+        data = _static(graph, node.inputs[0])
+        if data is None:
+            continue
+        problem = check(graph, key, node, data)
+        if problem:
+            raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, _BAKED[node.op_type])}")
+
+
+def _advice(graph: Graph, baked: str) -> str:
+    """What to do: the export's input size when --input-shape changed a size the file fixes, else a general hint.
+
+    The wording matches the Reshape cost rule's (api-rest branch, analyzer.registry.export_size_note).
+    """
+    exported, given = [], []
+    for name, shape in graph.info.exported_input_shapes.items():
+        now = graph.shape(name)
+        if shape is None or now is None or len(shape) != len(now):
+            continue
+        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
+            exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
+            given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
+    if not exported:
+        return f"; the {baked} fixed when the model was exported: give the input shape it was exported for"
+    return (f"; the model was exported for {', '.join(exported)} (given: {', '.join(given)}): the {baked} "
+            "fixed for that size — give the export shape, or re-export with dynamic H/W")
