@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segcost.analyzer.rules.data_movement import reshape_misfit
+from segcost.shapes.fit import reshape_misfit
 from tests.conftest import weight
 
 

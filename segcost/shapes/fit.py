@@ -33,7 +33,7 @@ def _reshape(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
     target = constant_value(graph, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
     if target is not None:
         dims = tuple(int(dim) for dim in target.reshape(-1))
-        misfit = _reshape_misfit(data, dims, bool(node.attrs.get("allowzero", 0)))
+        misfit = reshape_misfit(data, dims, bool(node.attrs.get("allowzero", 0)))
         return f"its fixed target shape {list(dims)} does not fit its input {list(data)}: {misfit}" if misfit else ""
     out = _static(graph, node.outputs[0])
     if out is None or prod(out) == prod(data):
@@ -42,7 +42,7 @@ def _reshape(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
             f"{list(data)}: {prod(data):,} elements in, {prod(out):,} out")
 
 
-def _reshape_misfit(data: tuple[int, ...], target: tuple[int, ...], allowzero: bool) -> str:
+def reshape_misfit(data: tuple[int, ...], target: tuple[int, ...], allowzero: bool) -> str:
     """Why ONNX Reshape cannot give `target` to a tensor shaped `data`, or "" (0 copies the input's dim
     unless allowzero, one -1 takes what is left)."""
     elements = prod(data)
@@ -114,7 +114,7 @@ def check_fit(graph: Graph) -> None:
 
     Only ops with a static data input are checked (a symbolic one is checked at each size).
     """
-    for key in graph.dag:
+    for key in graph.topological_order():   # the IR's tables: no networkx on the analyze path
         node = graph.node(key)
         check = CHECKS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if check is None or not node.inputs or not node.inputs[0]:

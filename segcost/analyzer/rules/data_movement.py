@@ -6,11 +6,10 @@ apart from ops segcost does not know.
 
 from __future__ import annotations
 
-from math import prod
-
 from segcost.analyzer.registry import ZERO_BY_CONVENTION, OpCost, OpView, cost_rule, export_size_note
 from segcost.errors import ShapeError
 from segcost.ir import is_static_shape
+from segcost.shapes.fit import reshape_misfit
 
 DATA_MOVEMENT_OPS = (
     "Identity", "Dropout", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
@@ -51,26 +50,3 @@ def reshape(op: OpView) -> OpCost:
     return _ZERO
 
 
-def reshape_misfit(data: tuple[int, ...], target: tuple[int, ...], allowzero: bool) -> str:
-    """Why ONNX Reshape cannot give `target` to a tensor of shape `data`, or "" when it can.
-
-    ONNX Reshape: a 0 in the target copies the input's dim at that index (unless allowzero),
-    one -1 takes what is left. Only clear misfits are reported: element counts that differ,
-    or are not a multiple of the known part.
-    """
-    elements = prod(data)
-    dims = []
-    for index, dim in enumerate(target):
-        if dim == 0 and not allowzero:
-            if index >= len(data):
-                return f"target dim {index} is 0 (copy the input's), the input has rank {len(data)}"
-            dim = data[index]
-        dims.append(dim)
-    if dims.count(-1) > 1 or any(dim < -1 for dim in dims):
-        return "the target is not a valid Reshape shape"
-    known = prod(dim for dim in dims if dim != -1)
-    if -1 in dims:
-        if known > 0 and elements % known:
-            return f"{elements:,} elements are not a multiple of the {known:,} the target fixes"
-        return ""
-    return "" if known == elements else f"{elements:,} elements in, {known:,} out"
