@@ -80,8 +80,7 @@ def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -
 
 
 def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,
-                   progress: Callable[[int, int], None] | None = None, budget: int | None = None,
-                   mean_minmax: bool = False) -> Path:
+                   progress: Callable[[int, int], None] | None = None, budget: int | None = None) -> Path:
     """Statistics of every tensor to calibrate over `source`; returns the ranges file for quantize_static.
 
     `method` is an onnxruntime CalibrationMethod (MinMax, Entropy, Percentile).
@@ -103,8 +102,6 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
     collector = HistogramCollector(method=name, symmetric=False, scenario="same", **HISTOGRAM[name]) if name else None
     low: dict[str, float] = {}
     high: dict[str, float] = {}
-    low_sum: dict[str, float] = {}
-    high_sum: dict[str, float] = {}
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as onnxruntime's calibrators
@@ -131,8 +128,6 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
                 if value.size:
                     low[tensor] = min(low.get(tensor, np.inf), float(np.nanmin(value)))
                     high[tensor] = max(high.get(tensor, -np.inf), float(np.nanmax(value)))
-                    low_sum[tensor] = low_sum.get(tensor, 0.0) + float(np.nanmin(value))
-                    high_sum[tensor] = high_sum.get(tensor, 0.0) + float(np.nanmax(value))
             del values
             done += 1
             if progress is not None:
@@ -140,11 +135,6 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
         del session
     if collector is not None:
         ranges = TensorsData(method, collector.compute_collection_result())
-    elif mean_minmax:
-        ranges = TensorsData(CalibrationMethod.MinMax, {
-            tensor: (np.array([low_sum.get(tensor, 0.0) / len(source)], np.float32),
-                     np.array([high_sum.get(tensor, 0.0) / len(source)], np.float32))
-            for tensor in sizes})
     else:
         ranges = TensorsData(CalibrationMethod.MinMax, {
             tensor: (np.array([low.get(tensor, 0.0)], np.float32), np.array([high.get(tensor, 0.0)], np.float32))
