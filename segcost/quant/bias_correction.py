@@ -110,6 +110,8 @@ class CorrectConvBiasPass(PassBase):
             if shift is None:
                 continue
             bias_node = bias[0]
+            if graph.consumers(conv.inputs[2]) != [key] or len(graph.consumers(bias_node.inputs[0])) != 1:
+                continue   # an int32 bias another Conv reads too: its correction would not fit both
             scale = graph.initializers[bias_node.inputs[1]].array.astype(np.float64)
             values = np.clip(np.round((float_bias - shift) / scale), *_INT32).astype(np.int32)
             graph.initializers[bias_node.inputs[0]] = Initializer.from_array(bias_node.inputs[0], values)

@@ -51,20 +51,15 @@ class EqualizeResult(PassResult):
     scales: dict[str, np.ndarray] = field(default_factory=dict)   # tensor -> the s_c it was divided by
 
 
-def _sole_constant_user(graph: Graph, tensor: str, key: str) -> bool:
-    return graph.is_constant(tensor) and graph.consumers(tensor) == [key]
-
-
 def equalization_pairs(graph: Graph) -> list[Pair]:
     """Conv1 → [Relu] → Conv2 chains that can be rescaled: every tensor in between has one reader
-    and is no graph output, both Convs have constant weights used by no other node, and Conv1 has
-    a constant bias (or none)."""
+    and is no graph output, both Convs have constant weights, and Conv1 a constant bias (or none)."""
     pairs = []
     for key in graph.topological_order():
         node = graph.node(key)
-        if node.op_type != "Conv" or len(node.inputs) < 2 or not _sole_constant_user(graph, node.inputs[1], key):
+        if node.op_type != "Conv" or len(node.inputs) < 2 or not graph.is_constant(node.inputs[1]):
             continue
-        if len(node.inputs) > 2 and node.inputs[2] and not _sole_constant_user(graph, node.inputs[2], key):
+        if len(node.inputs) > 2 and node.inputs[2] and not graph.is_constant(node.inputs[2]):
             continue
         tensor, scaled = node.outputs[0], [node.outputs[0]]
         users = graph.consumers(tensor)
@@ -76,7 +71,7 @@ def equalization_pairs(graph: Graph) -> list[Pair]:
             continue
         reader = graph.node(users[0])
         if reader.op_type == "Conv" and reader.inputs[0] == tensor and len(reader.inputs) > 1 \
-                and _sole_constant_user(graph, reader.inputs[1], users[0]):
+                and graph.is_constant(reader.inputs[1]):
             pairs.append(Pair(key, users[0], tensor, scaled))
     return pairs
 
@@ -126,12 +121,12 @@ class EqualizeConvPairsPass(PassBase):
             w1 = graph.initializers[conv1.inputs[1]].array
             if w1.shape[0] != scale.size:
                 continue
-            _set(graph, conv1.inputs[1], w1 / scale.reshape(-1, *[1] * (w1.ndim - 1)))
+            _set(graph, pair.conv1, 1, w1 / scale.reshape(-1, *[1] * (w1.ndim - 1)))
             if len(conv1.inputs) > 2 and conv1.inputs[2]:
-                _set(graph, conv1.inputs[2], graph.initializers[conv1.inputs[2]].array / scale)
+                _set(graph, pair.conv1, 2, graph.initializers[conv1.inputs[2]].array / scale)
             group = int(conv2.attr("group", 1))
             grouped = w2.reshape(group, w2.shape[0] // group, w2.shape[1], -1) * scale.reshape(group, 1, -1, 1)
-            _set(graph, conv2.inputs[1], grouped.reshape(w2.shape))
+            _set(graph, pair.conv2, 1, grouped.reshape(w2.shape))
             scales.update({tensor: scale for tensor in pair.scaled})
             rescaled += 1
         notes = [f"cross-layer equalization: {rescaled} Conv pairs rescaled to even out activation channel "
@@ -139,6 +134,15 @@ class EqualizeConvPairsPass(PassBase):
         return EqualizeResult(graph, rescaled > 0, notes, scales)
 
 
-def _set(graph: Graph, name: str, array: np.ndarray) -> None:
+def _set(graph: Graph, key: str, port: int, array: np.ndarray) -> None:
+    """Give node `key`'s constant input `port` the value `array`; a constant other nodes also read
+    (exporters share equal initializers, e.g. two folded biases) gets a private copy first."""
+    name = graph.node(key).inputs[port]
     dtype = graph.initializers[name].array.dtype
+    if graph.consumers(name) != [key]:
+        private = name + "_equalized"
+        while private in graph.initializers or graph.producer(private) is not None:
+            private += "_"
+        graph.replace_input(key, name, private)
+        name = private
     graph.initializers[name] = Initializer.from_array(name, array.astype(dtype))

@@ -89,6 +89,21 @@ def test_equalization_raises_int8_accuracy(qm, tmp_path):
     assert sqnr() > sqnr(equalize=False) + 3
 
 
+def test_a_bias_shared_with_another_conv_is_copied_not_rescaled_for_both(qm, tmp_path):
+    model = _uneven_pair(qm)
+    # exporters share equal initializers: a Conv outside the pair reads the pair's Conv1 bias
+    model.graph.node.append(helper.make_node("Conv", ["input", "extra_w", "a_b"], ["extra"], name="extra"))
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((8, 3, 1, 1), np.float32), "extra_w"))
+    model.graph.output.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1, 8, 16, 16]))
+    graph = load_model(model)
+    stats = _stats(model, _calibration(tmp_path), tmp_path, ["r"])
+    result = EqualizeConvPairsPass(stats)(graph)
+    assert result.modified
+    feeds = {"input": np.random.default_rng(5).standard_normal(SHAPE).astype(np.float32)}
+    for want, got in zip(run_onnxruntime(model, feeds), run_onnxruntime(to_model(result.graph), feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_pairs_that_cannot_be_rescaled_are_left_alone(qm):
     b = qm.Builder()
     b.conv("a", "input", 3, 4)
