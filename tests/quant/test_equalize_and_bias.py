@@ -104,6 +104,41 @@ def test_a_bias_shared_with_another_conv_is_copied_not_rescaled_for_both(qm, tmp
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def _decoder_concat(qm) -> onnx.ModelProto:
+    """A decoder: a branch 1e5x weaker than the skip (random-weight DeepLabV3Lite's ASPP measured
+    1/267840), upsampled, concatenated with the skip, read by a depthwise 3x3 Conv and a 1x1."""
+    b = qm.Builder(seed=4)
+    b.conv("weak", "input", 3, 4, gain=1e-5)
+    b.op("Relu", ["weak"], "weak_relu")
+    b.op("MaxPool", ["weak_relu"], "pooled", kernel_shape=[2, 2], strides=[2, 2])
+    b.const("scales", np.array([1, 1, 2, 2], np.float32))
+    b.nodes.append(helper.make_node("Resize", ["pooled", "", "scales"], ["up"], name="up", mode="linear"))
+    b.conv("skip", "input", 3, 4)
+    b.op("Relu", ["skip"], "skip_relu")
+    b.op("Concat", ["up", "skip_relu"], "cat", axis=1)
+    b.const("dw_w", b.rng.standard_normal((8, 1, 3, 3)).astype(np.float32))
+    b.const("dw_b", np.zeros(8, np.float32))
+    b.nodes.append(helper.make_node("Conv", ["cat", "dw_w", "dw_b"], ["dw"], name="dw", group=8, pads=[1] * 4))
+    b.conv("out", "dw", 8, 4)
+    weight = numpy_helper.to_array(b.inits[-2]) * np.repeat([1e5, 1.0], 4)[None, :, None, None]
+    b.inits[-2] = numpy_helper.from_array(weight.astype(np.float32), "out_w")   # both halves matter at the output
+    return b.model({"input": SHAPE}, {"out": [1, 4, 16, 16]})
+
+
+def test_a_concat_of_ranges_1e5_apart_is_equalized_through_resize_and_pool_and_stays_int8(qm, tmp_path):
+    model = _decoder_concat(qm)
+    graph = load_model(model)
+    (pair,) = [pair for pair in equalization_pairs(graph) if pair.conv2 == "dw"]
+    assert [(source.conv, source.offset, source.channels) for source in pair.sources] == [("weak", 0, 4),
+                                                                                          ("skip", 4, 4)]
+    calibration = _calibration(tmp_path)
+    feeds = {"input": np.load(calibration)[:1]}
+    result = quantize_graph(graph, QuantizeOptions(calibration=calibration, calib_size=8))
+    assert not [note for note in result.notes if note.startswith("kept in float")]   # no float fallback needed
+    want, got = run_onnxruntime(model, feeds)[0], run_onnxruntime(result.model, feeds)[0]
+    assert 10 * np.log10(np.sum(want ** 2) / np.sum((want - got) ** 2)) > 25
+
+
 def test_pairs_that_cannot_be_rescaled_are_left_alone(qm):
     b = qm.Builder()
     b.conv("a", "input", 3, 4)
