@@ -132,6 +132,7 @@ def measure(label: str, graph, args, eval_data: str, trained: bool = False) -> l
 
     mIoU only for the `trained` model: a random-weight model's classes are not the data set's.
     """
+    from segcost.ir.onnx_io import to_model
     from segcost.optimize import optimize_model
     from segcost.quant.calibration import open_source
     from segcost.quant.quantize import QuantizeOptions, single_image_input
@@ -139,7 +140,9 @@ def measure(label: str, graph, args, eval_data: str, trained: bool = False) -> l
     options = QuantizeOptions(calibration="synthetic", calib_size=args.calib_size, target=args.target,
                               per_channel=not args.per_tensor, pow2_scales=args.pow2)
     result = optimize_model(graph, check=False, int8=options, eval_data=eval_data, eval_size=1)
-    float_model = result.quantization.float_model
+    # The fused float model as every quantizer gets it (result.quantization.float_model is the one
+    # segcost quantized: after its cross-layer equalization, which the peers must not be handed).
+    float_model = to_model(result.graph)
     calibration = [sample.feeds for sample in result.quantization.source]
     name, shape = single_image_input(result.graph)
     models = {"segcost": result.quantization.model}
@@ -174,12 +177,14 @@ def measure(label: str, graph, args, eval_data: str, trained: bool = False) -> l
 
 def fcn_resnet50(size: str):
     """torchvision FCN-ResNet50 (weights=None, weights_backbone=None, 21 classes, no aux head) at HxW, in the IR."""
+    import torch
     import torchvision
 
     from segcost.frontends import onnx as onnx_frontend
     from segcost.frontends.torch import export
 
     height, width = (int(part) for part in size.lower().split("x"))
+    torch.manual_seed(0)   # the same random weights in every run
     module = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=21,
                                                           aux_loss=False)
     with tempfile.TemporaryDirectory() as directory:
