@@ -15,9 +15,10 @@ the model trained on the synthetic data set, mIoU (percent) on them.
 
 Models: extra ONNX files given as arguments (random weights: speed and agreement only), the
 tiny model trained by examples/train_tiny_seg.py (trained first if missing), the built-in
-MobileNetV2S16+DeepLabV3Lite, and with the torch extra the zoo's Lite models (--zoo).
+MobileNetV2S16+DeepLabV3Lite, and with the torch extra the zoo's Lite models (--zoo) and
+torchvision's FCN-ResNet50 (--fcn HxW: weights=None, 21 classes, no auxiliary head).
 
-    python benchmarks/int8.py [MODEL.onnx ...] [--runs 21] [--threads 1 --clock cpu] [--zoo]
+    python benchmarks/int8.py [MODEL.onnx ...] [--runs 21] [--threads 1 --clock cpu] [--zoo] [--fcn 256x256]
 """
 
 from __future__ import annotations
@@ -126,8 +127,12 @@ def agreement(float_session, int8_session, samples) -> dict:
     return result
 
 
-def measure(label: str, graph, args, eval_data: str) -> list[list]:
-    """One row per quantizer for this model: same fused float model, same calibration samples."""
+def measure(label: str, graph, args, eval_data: str, trained: bool = False) -> list[list]:
+    """One row per quantizer for this model: same fused float model, same calibration samples.
+
+    mIoU only for the `trained` model: a random-weight model's classes are not the data set's.
+    """
+    from segcost.ir.onnx_io import to_model
     from segcost.pipeline import optimize_model
     from segcost.quant.calibration import open_source
     from segcost.quant.quantize import QuantizeOptions, single_image_input
@@ -135,7 +140,9 @@ def measure(label: str, graph, args, eval_data: str) -> list[list]:
     options = QuantizeOptions(calibration="synthetic", calib_size=args.calib_size, target=args.target,
                               per_channel=not args.per_tensor, pow2_scales=args.pow2)
     result = optimize_model(graph, check=False, int8=options, eval_data=eval_data, eval_size=1)
-    float_model = result.quantization.float_model
+    # The fused float model as every quantizer gets it (result.quantization.float_model is the one
+    # segcost quantized: after its cross-layer equalization, which the peers must not be handed).
+    float_model = to_model(result.graph)
     calibration = [sample.feeds for sample in result.quantization.source]
     name, shape = single_image_input(result.graph)
     models = {"segcost": result.quantization.model}
@@ -149,7 +156,11 @@ def measure(label: str, graph, args, eval_data: str) -> list[list]:
     sessions.update({peer: session(model, args.threads) for peer, model in models.items()})
     feeds = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     medians = latencies(sessions, feeds, args.runs, time.process_time if args.clock == "cpu" else time.perf_counter)
-    samples = list(open_source(eval_data, name, shape, args.eval_size, split="val"))
+    samples = list(open_source(eval_data, name, shape, args.eval_size if trained else args.eval_size_random,
+                               split="val"))
+    if not trained:
+        for sample in samples:
+            sample.label = None
     rows = []
     for peer, model in models.items():
         quality = agreement(sessions["fp32"], sessions[peer], samples)
@@ -162,6 +173,23 @@ def measure(label: str, graph, args, eval_data: str) -> list[list]:
                      f"{float_model.ByteSize() / 2**20:.2f}", f"{model.ByteSize() / 2**20:.2f}",
                      f"{quality['sqnr']:.1f}", f"{quality['agree']:.2f}", miou])
     return rows
+
+
+def fcn_resnet50(size: str):
+    """torchvision FCN-ResNet50 (weights=None, weights_backbone=None, 21 classes, no aux head) at HxW, in the IR."""
+    import torch
+    import torchvision
+
+    from segcost.frontends import onnx as onnx_frontend
+    from segcost.frontends.torch import export
+
+    height, width = (int(part) for part in size.lower().split("x"))
+    torch.manual_seed(0)   # the same random weights in every run
+    module = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=21,
+                                                          aux_loss=False)
+    with tempfile.TemporaryDirectory() as directory:
+        path = export(module, (1, 3, height, width), Path(directory) / "fcn_resnet50.onnx")
+        return onnx_frontend.load_model(onnx.load(path))
 
 
 def trained_model_path(args) -> Path:
@@ -182,11 +210,15 @@ def main() -> None:
                         help="cpu: CPU time of the calling thread (needs --threads 1, where onnxruntime runs the "
                              "graph in that thread); unaffected by other load on the machine")
     parser.add_argument("--calib-size", type=int, default=16)
-    parser.add_argument("--eval-size", type=int, default=200, help="held-out samples for SQNR/argmax/mIoU")
+    parser.add_argument("--eval-size", type=int, default=200,
+                        help="held-out samples for SQNR/argmax/mIoU of the trained model")
+    parser.add_argument("--eval-size-random", type=int, default=16,
+                        help="held-out samples for SQNR/argmax of the random-weight models")
     parser.add_argument("--target", choices=["cpu", "tda4vm"], default="cpu")
     parser.add_argument("--per-tensor", action="store_true")
     parser.add_argument("--pow2", action="store_true")
     parser.add_argument("--zoo", action="store_true", help="also the zoo's Lite models (needs torch)")
+    parser.add_argument("--fcn", metavar="HxW", help="also torchvision FCN-ResNet50 (random weights) at this size")
     parser.add_argument("--no-trained", action="store_true", help="skip the trained tiny model")
     parser.add_argument("--no-builtin", action="store_true", help="skip the built-in DeepLabV3Lite")
     parser.add_argument("--segcost-only", action="store_true", help="no peer quantizers")
@@ -203,7 +235,7 @@ def main() -> None:
         rows += measure(Path(path).stem, onnx_frontend.load(path), args, "synthetic")
     if not args.no_trained:
         rows += measure("tiny Lite (trained, synthetic val)", onnx_frontend.load(trained_model_path(args)), args,
-                        "synthetic")
+                        "synthetic", trained=True)
     if not args.no_builtin:
         rows += measure("built-in MobileNetV2S16+DeepLabV3Lite", onnx_frontend.load_model(deeplabv3lite()), args,
                         "synthetic")
@@ -218,6 +250,8 @@ def main() -> None:
                 export_zoo_model(name, path)
                 rows += measure(f"zoo {name}", onnx_frontend.load(path), args, "synthetic")
                 del model
+    if args.fcn:
+        rows += measure("torchvision FCN-ResNet50 (weights=None)", fcn_resnet50(args.fcn), args, "synthetic")
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; "
           f"threads {args.threads}; median {args.clock} time of {args.runs} runs; target {args.target}"
           f"{', per-tensor' if args.per_tensor else ', per-channel'}{', pow2 scales' if args.pow2 else ''}")

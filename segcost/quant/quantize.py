@@ -21,6 +21,11 @@ an invalid graph). The int8 model keeps the float16 interface: Casts at its inpu
 
 Concat inputs share the output's scale where their ranges allow (ShareConcatScalesPass in
 segcost.passes.qdq_share: a whole-graph union-find; other inputs are requantized on the edge).
+
+Two steps from Nagel et al. 2019 (data-free quantization) run around onnxruntime's
+quantizer, both on statistics of the calibration data: cross-layer equalization of
+Conv → [Relu] → Conv channel ranges before calibration (per-channel weights only;
+segcost.quant.equalize) and bias correction of the int8 Convs after (segcost.quant.bias_correction).
 """
 
 from __future__ import annotations
@@ -76,12 +81,18 @@ class QuantizeOptions:
     exclude_nodes: tuple[str, ...] = ()
     seed: int = 0
     float_fallback: bool = True   # keep Concats of mismatched ranges and their readers in float
+    equalize: bool = True         # cross-layer equalization (with per-channel weights)
+    bias_correction: bool = True  # fold the mean int8 weight-rounding error into Conv biases
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
 
 @dataclass
 class QuantizeResult:
+    """The int8 model and IR, and `float_model`: the float model that was quantized, tensor for tensor —
+    after cross-layer equalization the same function as the input (up to float rounding) with rescaled
+    channels inside, which the per-layer comparison needs."""
+
     model: onnx.ModelProto
     graph: Graph
     float_model: onnx.ModelProto
@@ -200,6 +211,33 @@ def _layer_in(message: str, graph: Graph) -> str | None:
     return next((name for name in names if name in message), None)
 
 
+def _equalized(graph: Graph, float_model: onnx.ModelProto, source: CalibrationSource, options: QuantizeOptions,
+               directory: Path) -> tuple[Graph | None, dict[str, np.ndarray], list[str], bool]:
+    """(float graph to quantize or None, per-channel means of every Conv input in it, notes, equalized).
+
+    One extra float run over the calibration data for the per-channel statistics.
+    """
+    from segcost.frontends.onnx import load_model
+    from segcost.quant.equalize import EqualizeConvPairsPass, EqualizeResult
+    from segcost.quant.ranges import channel_statistics
+
+    if not (options.bias_correction or (options.equalize and options.per_channel)):
+        return None, {}, [], False
+    path = directory / "original.onnx"
+    _save_external(float_model, path)
+    conv_inputs = [node.inputs[0] for key in graph.dag if (node := graph.node(key)).op_type == "Conv"]
+    stats = channel_statistics(path, source, conv_inputs)
+    copy = load_model(float_model, label="float")
+    if not (options.equalize and options.per_channel):
+        return copy, {tensor: item.mean for tensor, item in stats.items()}, [], False
+    result = EqualizeConvPairsPass(stats)(copy)
+    assert isinstance(result, EqualizeResult), "EqualizeConvPairsPass returns an EqualizeResult"
+    for tensor, scale in result.scales.items():
+        if tensor in stats:
+            stats[tensor] = stats[tensor].scaled(1.0 / scale)
+    return result.graph, {tensor: item.mean for tensor, item in stats.items()}, result.notes, result.modified
+
+
 def quantize_graph(graph: Graph, options: QuantizeOptions,
                    progress: Callable[[int, int], None] | None = None,
                    float_model: onnx.ModelProto | None = None) -> QuantizeResult:
@@ -223,6 +261,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.passes.qdq import PowerOfTwoScalesPass
     from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
+    from segcost.quant.bias_correction import CorrectConvBiasPass
     from segcost.quant.fallback import mismatched_concats
     from segcost.quant.prepare import is_float16, prepare_for_quantizer, reattach_biases, to_float32, with_float16_io
     from segcost.quant.ranges import collect_ranges
@@ -247,7 +286,6 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if float16:   # quantized as float32, then given back its float16 inputs and outputs (module docstring)
         float_model = to_float32(float_model)
         graph = load_model(float_model, label=graph.info.path)
-    prepared = prepare_for_quantizer(float_model, options.per_channel)
     excluded = list(options.exclude_nodes)
     if options.target == "cpu":
         excluded += [name for name in float_output_tail(graph) if name not in excluded]
@@ -260,11 +298,14 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         # initializers to external data in place).
         # Weights as external data: the calibrator then re-reads only the graph for each chunk.
         calibrated_path = quantizer_path = Path(directory) / "prepared.onnx"
-        _save_external(prepared.model, quantizer_path)
-        if prepared.detached_biases:  # calibrate the model as it computes, with its biases
-            calibrated_path = Path(directory) / "float.onnx"
-            _save_external(float_model, calibrated_path)
-        try:
+        try:   # the statistics runs and the quantizer: onnxruntime's errors become a QuantizationError
+            reference, means, notes, equalized = _equalized(graph, float_model, source, options, Path(directory))
+            quantizable = to_model(reference) if reference is not None and equalized else float_model
+            prepared = prepare_for_quantizer(quantizable, options.per_channel)
+            _save_external(prepared.model, quantizer_path)
+            if prepared.detached_biases:  # calibrate the model as it computes, with its biases
+                calibrated_path = Path(directory) / "float.onnx"
+                _save_external(quantizable, calibrated_path)
             ranges = collect_ranges(calibrated_path, source, method, Path(directory), progress)
             if options.float_fallback:
                 keep, fallback_notes = mismatched_concats(graph, ranges)
@@ -287,15 +328,18 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
                                     f"workaround: {hint}, or --per-tensor") from None
         quantized = onnx.load(output)  # weights inline: the temp dir goes away
     int8_graph = load_model(quantized, label="int8")
-    notes = list(prepared.notes) + (fallback_notes if options.float_fallback else [])
+    notes += list(prepared.notes) + (fallback_notes if options.float_fallback else [])
     if prepared.detached_biases:
-        restored = reattach_biases(int8_graph, prepared, float_model)
+        restored = reattach_biases(int8_graph, prepared, quantizable)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
-    clips = removed_clips(graph, int8_graph)   # activations whose clipping now lives in a scale/zero point
+    # activations whose clipping now lives in a scale/zero point, found in the float graph that was quantized
+    clips = removed_clips(reference if reference is not None and equalized else graph, int8_graph)
     steps: list[PassBase] = [ShareConcatScalesPass(clips)]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
     steps.append(RestoreClipsPass(clips))   # where a scale change undid a removed activation's clipping
+    if options.bias_correction and reference is not None:
+        steps.append(CorrectConvBiasPass(reference, means))
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
@@ -305,4 +349,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         int8_model = with_float16_io(int8_model)
         int8_result = load_model(int8_model, label="int8")
         notes.append("float16 model: quantized as float32, with Casts from/to float16 at its inputs and outputs")
-    return QuantizeResult(int8_model, int8_result, original_model, source, notes, problems)
+    # The float model the int8 one is compared with: the equalized one (same function, the channels the
+    # int8 graph has), or for float16 the original (its float16 interface is the int8 model's).
+    return QuantizeResult(int8_model, int8_result, original_model if float16 else quantizable, source, notes,
+                          problems)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -79,34 +80,27 @@ def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -
     return chunks
 
 
-def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,
-                   progress: Callable[[int, int], None] | None = None, budget: int | None = None) -> Path:
-    """Statistics of every tensor to calibrate over `source`; returns the ranges file for quantize_static.
+def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterable[str] | None = None,
+                   budget: int | None = None) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """Run the model at `model_path` over `source`, yielding (run, runs, {tensor: value}) per onnxruntime run.
 
-    `method` is an onnxruntime CalibrationMethod (MinMax, Entropy, Percentile).
+    `tensors` (default: every tensor to calibrate) are asked for as extra outputs, at most
+    `budget` bytes of them per run (CHUNK_BYTES by default); graph inputs come from the
+    feeds, once per sample. The model's weights stay in their external file.
     """
     import onnxruntime as ort
-    from onnxruntime.quantization.calibrate import (
-        CalibrationMethod,
-        HistogramCollector,
-        TensorsData,
-        save_tensors_data,
-    )
 
     model = onnx.load(model_path, load_external_data=False)   # weights stay in their file, read by onnxruntime
     sizes = tensors_to_calibrate(model)
+    wanted = list(sizes) if tensors is None else list(dict.fromkeys(t for t in tensors if t in sizes))
     inputs = {tensor.name for tensor in model.graph.input}
-    chunks = chunks_by_bytes([tensor for tensor in sizes if tensor not in inputs], sizes.__getitem__,
+    chunks = chunks_by_bytes([tensor for tensor in wanted if tensor not in inputs], sizes.__getitem__,
                              CHUNK_BYTES if budget is None else budget) or [[]]
-    name = {CalibrationMethod.Entropy: "entropy", CalibrationMethod.Percentile: "percentile"}.get(method)
-    collector = HistogramCollector(method=name, symmetric=False, scenario="same", **HISTOGRAM[name]) if name else None
-    low: dict[str, float] = {}
-    high: dict[str, float] = {}
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as onnxruntime's calibrators
     options.enable_cpu_mem_arena = False   # free each tensor when it dies instead of growing an arena
-    total, done = len(source) * len(chunks), 0
+    runs, done = len(source) * len(chunks), 0
     for chunk in chunks:
         extra = onnx.ModelProto()
         extra.CopyFrom(model)
@@ -119,26 +113,85 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
         session = ort.InferenceSession(str(chunk_path), options, providers=["CPUExecutionProvider"])
         for sample in source:
             values = dict(zip(chunk, session.run(chunk, sample.feeds))) if chunk else {}
-            if chunk is chunks[0]:   # graph inputs are calibrated from the feeds, once per sample
-                values.update({tensor: value for tensor, value in sample.feeds.items() if tensor in sizes})
-            if collector is not None:
-                with contextlib.redirect_stdout(io.StringIO()):   # the collector prints a line per call
-                    collector.collect({tensor: [value] for tensor, value in values.items()})
-            for tensor, value in values.items():
-                if value.size:
-                    low[tensor] = min(low.get(tensor, np.inf), float(np.nanmin(value)))
-                    high[tensor] = max(high.get(tensor, -np.inf), float(np.nanmax(value)))
-            del values
+            if chunk is chunks[0]:
+                values.update({tensor: value for tensor, value in sample.feeds.items() if tensor in wanted})
             done += 1
-            if progress is not None:
-                progress(done, total)
+            yield done, runs, values
+            del values
         del session
+
+
+def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,
+                   progress: Callable[[int, int], None] | None = None, budget: int | None = None) -> Path:
+    """Statistics of every tensor to calibrate over `source`; returns the ranges file for quantize_static.
+
+    `method` is an onnxruntime CalibrationMethod (MinMax, Entropy, Percentile).
+    """
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        HistogramCollector,
+        TensorsData,
+        save_tensors_data,
+    )
+
+    name = {CalibrationMethod.Entropy: "entropy", CalibrationMethod.Percentile: "percentile"}.get(method)
+    collector = HistogramCollector(method=name, symmetric=False, scenario="same", **HISTOGRAM[name]) if name else None
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for done, runs, values in stream_tensors(model_path, source, budget=budget):
+        if collector is not None:
+            with contextlib.redirect_stdout(io.StringIO()):   # the collector prints a line per call
+                collector.collect({tensor: [value] for tensor, value in values.items()})
+        for tensor, value in values.items():
+            if value.size:
+                low[tensor] = min(low.get(tensor, np.inf), float(np.nanmin(value)))
+                high[tensor] = max(high.get(tensor, -np.inf), float(np.nanmax(value)))
+        if progress is not None:
+            progress(done, runs)
     if collector is not None:
         ranges = TensorsData(method, collector.compute_collection_result())
     else:
+        sizes = tensors_to_calibrate(onnx.load(model_path, load_external_data=False))
         ranges = TensorsData(CalibrationMethod.MinMax, {
             tensor: (np.array([low.get(tensor, 0.0)], np.float32), np.array([high.get(tensor, 0.0)], np.float32))
             for tensor in sizes})
     path = directory / "ranges.json"
     save_tensors_data(ranges, path)
     return path
+
+
+@dataclass
+class ChannelStats:
+    """Per-channel statistics of one N×C×... float tensor over the calibration samples (axis 1 = channels)."""
+
+    low: np.ndarray    # [C] minimum
+    high: np.ndarray   # [C] maximum
+    mean: np.ndarray   # [C] mean over samples, batch and spatial positions
+
+    def scaled(self, factor: np.ndarray) -> ChannelStats:
+        """The statistics of the tensor multiplied by a positive per-channel `factor` [C]."""
+        return ChannelStats(self.low * factor, self.high * factor, self.mean * factor)
+
+
+def channel_statistics(model_path: Path, source: CalibrationSource, tensors: Iterable[str],
+                       budget: int | None = None) -> dict[str, ChannelStats]:
+    """Per-channel min, max and mean of `tensors` (rank >= 2, float) of the float model at `model_path`.
+
+    Streams like collect_ranges (stream_tensors): only the [C] accumulators are kept.
+    Tensors of rank < 2 or that the model does not compute in float are left out.
+    """
+    low: dict[str, np.ndarray] = {}
+    high: dict[str, np.ndarray] = {}
+    total: dict[str, np.ndarray] = {}
+    count: dict[str, int] = {}
+    for _, _, values in stream_tensors(model_path, source, tensors, budget):
+        for tensor, value in values.items():
+            if value.ndim < 2 or value.size == 0:
+                continue
+            axes = (0, *range(2, value.ndim))
+            lo, hi = value.min(axis=axes).astype(np.float64), value.max(axis=axes).astype(np.float64)
+            low[tensor] = np.minimum(low[tensor], lo) if tensor in low else lo
+            high[tensor] = np.maximum(high[tensor], hi) if tensor in high else hi
+            total[tensor] = total.get(tensor, 0.0) + value.sum(axis=axes, dtype=np.float64)
+            count[tensor] = count.get(tensor, 0) + value.size // value.shape[1]
+    return {tensor: ChannelStats(low[tensor], high[tensor], total[tensor] / count[tensor]) for tensor in low}
