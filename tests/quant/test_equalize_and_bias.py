@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from segcost.frontends.onnx import load_model
 from segcost.ir.onnx_io import to_model
-from segcost.optimize import run_onnxruntime
+from segcost.pipeline import run_onnxruntime
 from segcost.quant.bias_correction import tap_fractions
 from segcost.quant.calibration import open_source
 from segcost.quant.equalize import EqualizeConvPairsPass, equalization_pairs
