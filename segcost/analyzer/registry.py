@@ -24,6 +24,7 @@ from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 from segcost.shapes import symbolic_inputs
+from segcost.shapes.fit import export_size_note  # noqa: F401 - rules import it from the registry
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -99,22 +100,6 @@ class OpView(NamedTuple):
 # comes from an op whose output segcost.shapes cannot compute — not from missing input sizes.
 _NOT_COMPUTABLE = ("segcost cannot compute it from the static input shapes (an op upstream has no shape "
                    "inference, e.g. a custom op); declare that op's output shape in the file's value_info")
-
-
-def export_size_note(graph: Graph | None) -> str:
-    """"the model was exported for x=1x3x32x32 (given: x=1x3x64x64)" when --input-shape changed a size the
-    file fixes (graph.info.exported_input_shapes), else "". Symbolic dims of the file are not compared."""
-    if graph is None:
-        return ""
-    exported, given = [], []
-    for name, shape in graph.info.exported_input_shapes.items():
-        now = graph.shape(name)
-        if shape is None or now is None or len(shape) != len(now):
-            continue
-        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
-            exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
-            given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
-    return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
 
 
 def baked_size_advice(op: OpView) -> str:

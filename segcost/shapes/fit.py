@@ -127,11 +127,11 @@ def check_fit(graph: Graph) -> None:
             raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, _BAKED[node.op_type])}")
 
 
-def _advice(graph: Graph, baked: str) -> str:
-    """What to do: the export's input size when --input-shape changed a size the file fixes, else a general hint.
-
-    The wording matches the Reshape cost rule's (api-rest branch, analyzer.registry.export_size_note).
-    """
+def export_size_note(graph: Graph | None) -> str:
+    """"the model was exported for x=1x3x32x32 (given: x=1x3x64x64)" when --input-shape changed a size the
+    file fixes (graph.info.exported_input_shapes), else "". Symbolic dims of the file are not compared."""
+    if graph is None:
+        return ""
     exported, given = [], []
     for name, shape in graph.info.exported_input_shapes.items():
         now = graph.shape(name)
@@ -140,7 +140,12 @@ def _advice(graph: Graph, baked: str) -> str:
         if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
             exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
             given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
-    if not exported:
+    return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
+
+
+def _advice(graph: Graph, baked: str) -> str:
+    """What to do: the export's input size when --input-shape changed a size the file fixes, else a general hint."""
+    note = export_size_note(graph)
+    if not note:
         return f"; the {baked} fixed when the model was exported: give the input shape it was exported for"
-    return (f"; the model was exported for {', '.join(exported)} (given: {', '.join(given)}): the {baked} "
-            "fixed for that size — give the export shape, or re-export with dynamic H/W")
+    return f"; {note}: the {baked} fixed for that size — give the export shape, or re-export with dynamic H/W"
