@@ -75,8 +75,13 @@ def _channels(graph: Graph, tensor: str) -> int | None:
 
 
 def _trace(graph: Graph, tensor: str, offset: int) -> list[Source]:
-    """Sources of `tensor`'s channels (from `offset` on), walking back through CHANNELWISE ops and Concats."""
-    if tensor in graph.outputs or len(graph.consumers(tensor)) != 1:
+    """Sources of `tensor`'s channels (from `offset` on), walking back through CHANNELWISE ops and Concats.
+
+    Every tensor on the way must have exactly one use: one reader reading it once (a Concat of
+    [r, r] reads r twice — its Conv1 would be rescaled once per slice).
+    """
+    readers = graph.consumers(tensor)
+    if tensor in graph.outputs or len(readers) != 1 or graph.node(readers[0]).inputs.count(tensor) != 1:
         return []
     key = graph.producer(tensor)
     if key is None:

@@ -47,7 +47,9 @@ def mismatched_concats(graph: Graph, ranges_path: Path, ratio: float = FLOAT_FAL
         for tensor in node.inputs:
             if tensor in ranges:
                 width = ranges[tensor][1] - ranges[tensor][0]
-                factor = (high - low) / width if width > 0 else math.inf
+                if width <= 0:   # all zeros over the calibration data (smp's zero feature): exact at any scale
+                    continue
+                factor = (high - low) / width
                 if factor > worst:
                     worst, narrowest = factor, tensor
         if worst <= ratio:

@@ -54,6 +54,9 @@ from segcost.quant.calibration import (
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("cpu", "tda4vm")
+# Equalization must keep the float outputs: max|y - y_eq| <= EQUALIZE_RTOL * max(max|y|, 1e-6). Rescaling
+# channels only changes float32 rounding (~1e-7 relative on every model tried); 1e-3 leaves room for deep graphs.
+EQUALIZE_RTOL = 1e-3
 # Ops that move or resample values without arithmetic worth quantizing; a run of them in
 # front of a graph output is the "output tail" kept in float for target cpu.
 TAIL_OPS = frozenset({"Resize", "Upsample", "Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
@@ -232,10 +235,45 @@ def _equalized(graph: Graph, float_model: onnx.ModelProto, source: CalibrationSo
         return copy, {tensor: item.mean for tensor, item in stats.items()}, [], False
     result = EqualizeConvPairsPass(stats)(copy)
     assert isinstance(result, EqualizeResult), "EqualizeConvPairsPass returns an EqualizeResult"
+    if result.modified:
+        # Checked like every pass: the float outputs must not change (up to float rounding). A
+        # failure is a segcost bug; the user's model is then quantized without equalization.
+        difference = _equalization_error(path, result.graph, source, directory)
+        if difference > EQUALIZE_RTOL:
+            plain = load_model(float_model, label="float")
+            return plain, {tensor: item.mean for tensor, item in stats.items()}, [
+                f"cross-layer equalization skipped: it changed the float outputs by {difference:.2g} of their "
+                f"range (more than {EQUALIZE_RTOL:g}; please report this model)"], False
     for tensor, scale in result.scales.items():
         if tensor in stats:
             stats[tensor] = stats[tensor].scaled(1.0 / scale)
     return result.graph, {tensor: item.mean for tensor, item in stats.items()}, result.notes, result.modified
+
+
+def _equalization_error(original: Path, equalized: Graph, source: CalibrationSource, directory: Path) -> float:
+    """max |y - y_eq| / max(max |y|, 1e-6) over the outputs on the first calibration sample (onnxruntime,
+    no graph optimizations), y from the model file at `original`, y_eq from the equalized graph."""
+    import onnxruntime as ort
+
+    from segcost.ir.onnx_io import to_model
+
+    path = directory / "equalized.onnx"
+    _save_external(to_model(equalized), path)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    feeds = next(iter(source)).feeds
+    want, got = (ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+                 for model in (original, path))
+    worst = 0.0
+    for a, b in zip(want, got):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        scale = float(np.max(np.abs(a))) if a.size else 0.0
+        error = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if not np.isfinite(error):
+            return float("inf")
+        worst = max(worst, error / max(scale, 1e-6))
+    return worst
 
 
 def quantize_graph(graph: Graph, options: QuantizeOptions,

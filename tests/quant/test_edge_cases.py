@@ -128,3 +128,28 @@ def test_only_calib_size_samples_are_read(qm, tmp_path):
     source = open_source(str(tmp_path / "calib.npz"), "input", (1, 3, 16, 16), size=3)
     samples = [sample.feeds["input"] for sample in source]
     assert len(samples) == 3 and np.array_equal(samples[2][0], data[2])
+
+
+def test_an_all_zero_concat_input_does_not_force_float(qm, tmp_path):
+    """smp inserts a zero feature map (ConstantOfShape) into a decoder Concat: zeros are exact at any
+    scale, so the Concat stays int8 (was: 'kept in float ... spans 1/inf of the Concat's range')."""
+    import numpy as np
+
+    from segcost.frontends.onnx import load_model
+    from segcost.quant.quantize import QuantizeOptions, quantize_graph
+
+    b = qm.Builder(seed=2)
+    b.conv("a", "input", 3, 4)
+    b.op("Relu", ["a"], "r")
+    b.const("zero", np.zeros(1, np.float32))
+    b.op("Mul", ["r", "zero"], "z")
+    b.op("Concat", ["r", "z"], "cat", axis=1)
+    b.conv("out", "cat", 8, 4)
+    model = b.model({"input": [1, 3, 16, 16]}, {"out": [1, 4, 16, 16]})
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal([4, 3, 16, 16]).astype(np.float32))
+    result = quantize_graph(load_model(model), QuantizeOptions(calibration=str(tmp_path / "calib.npy"), calib_size=4))
+    assert not any("kept in float" in note for note in result.notes), result.notes
+    assert {node.op_type for node in result.model.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    kept_float = [node.name for node in result.model.graph.node if node.op_type == "Conv" and node.name == "out"
+                  and not any(name.endswith("DequantizeLinear_Output") for name in node.input[:2])]
+    assert not kept_float
