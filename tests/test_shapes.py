@@ -208,3 +208,33 @@ def test_a_stale_declared_shape_behind_a_shape_chain_loses_to_the_evaluated_one(
     assert result.totals.macs == CONV1_MACS + CONV2_MACS
     assert any("tensor 'r': the file declares shape [1, 8, 64, 64], computed [1, 8, 8, 32]" in warning
                for warning in result.warnings), result.warnings
+
+
+def test_weights_in_constant_nodes_stay_out_of_every_inference_run(monkeypatch):
+    """paddle2onnx stores every weight in a Constant node: each inference run (one per chain
+    level) then serialized them all. They are declared as typed inputs, as weight initializers are."""
+    model = chain_model()
+    weights = {init.name: init for init in model.graph.initializer if init.name in ("w1", "w2")}
+    kept = [init for init in model.graph.initializer if init.name not in weights]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    constants = [helper.make_node("Constant", [], [name], value=init, name=f"const_{name}")
+                 for name, init in weights.items()]
+    nodes = [*constants, *model.graph.node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    shells: list[onnx.ModelProto] = []
+    infer = onnx.shape_inference.infer_shapes
+
+    def spy(shell, *args, **kwargs):
+        shells.append(shell)
+        return infer(shell, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", spy)
+    graph = load_model(model)
+    assert graph.shape("z") == (1, 8, 8, 32)
+    assert analyze(graph).totals.macs == CONV1_MACS + CONV2_MACS
+    assert len(shells) >= 2  # the chain took a second run
+    for shell in shells:
+        assert not [node.output[0] for node in shell.graph.node if node.op_type == "Constant"]
+        assert {"w1", "w2"} <= {value.name for value in shell.graph.input}
