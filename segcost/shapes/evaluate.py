@@ -22,6 +22,7 @@ are computed by onnxruntime and shapes by onnx.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from math import prod
 from typing import TypeGuard, cast
 
@@ -58,7 +59,14 @@ def static_shapes(inferred: onnx.ModelProto) -> dict[str, Shape | None]:
 
 def _is_static(shape: Shape | None) -> TypeGuard[tuple[int, ...]]:
     """ir.is_static_shape, and no negative dim (a file may declare dim_value -1)."""
-    return is_static_shape(shape) and all(dim >= 0 for dim in shape)
+    return _static(shape)
+
+
+@lru_cache(maxsize=1 << 12)
+def _static(shape: Shape | None) -> bool:
+    """_is_static, cached: a graph's tensors share a few distinct shapes and every chain round
+    checks each of them again (MaskFormer: 16k checks of a few hundred shapes)."""
+    return is_static_shape(shape) and all(dim >= 0 for dim in cast(tuple, shape))
 
 
 def shape_op_value(op_type: str, dims: Shape | None, start: int = 0, end: int | None = None) -> np.ndarray | None:
