@@ -46,12 +46,22 @@ _NOT_EVALUABLE = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform",
 Infer = Callable[[onnx.ModelProto], onnx.ModelProto]
 
 
-def static_shapes(inferred: onnx.ModelProto) -> dict[str, Shape | None]:
-    """{tensor: shape} from an inferred model's inputs, value_info, outputs and initializers."""
+def static_shapes(inferred: onnx.ModelProto,
+                  decoded: dict[bytes, Shape | None] | None = None) -> dict[str, Shape | None]:
+    """{tensor: shape} from an inferred model's inputs, value_info, outputs and initializers.
+
+    `decoded` caches {serialized TypeProto: shape} across calls: a graph has few distinct
+    types, and decoding one field by field costs microseconds (as in ir.read_value_infos).
+    """
     shapes: dict[str, Shape | None] = {}
     graph = inferred.graph
+    decoded = {} if decoded is None else decoded
     for value in (*graph.input, *graph.value_info, *graph.output):
-        shapes[value.name] = shape_of(value.type)[1]
+        type_proto = value.type
+        serialized = type_proto.SerializeToString()
+        if serialized not in decoded:
+            decoded[serialized] = shape_of(type_proto)[1]
+        shapes[value.name] = decoded[serialized]
     for init in graph.initializer:
         shapes[init.name] = tuple(int(dim) for dim in init.dims)
     return shapes
@@ -115,8 +125,9 @@ def resolve_value_chains(shell: onnx.ModelProto, infer: Infer, inferred: onnx.Mo
     """
     rows = _rows(shell)
     inline = {init.name for init in shell.graph.initializer}
+    decoded: dict[bytes, Shape | None] = {}
     for _ in range(MAX_ROUNDS):
-        shapes = static_shapes(inferred)
+        shapes = static_shapes(inferred, decoded)
         if not open_consumed(rows, shapes):
             break
         values = _evaluate_round(shell, rows, inline, shapes)
