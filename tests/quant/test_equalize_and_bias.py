@@ -19,15 +19,21 @@ from segcost.quant.ranges import channel_statistics
 SHAPE = [1, 3, 16, 16]
 
 
-def _uneven_pair(qm, consumer: str = "dense") -> onnx.ModelProto:
-    """Conv 3->8 whose output channels span 100x different ranges, Relu, then a dense 1x1 Conv that weighs
-    them back up (as BatchNorm folding often leaves a network) or a depthwise 3x3 Conv."""
-    b = qm.Builder(seed=3)
-    b.conv("a", "input", 3, 8)
-    gains = np.logspace(-2, 0, 8).astype(np.float32)
+def _uneven_relu(qm, seed: int, channels: int):
+    """(builder, gains): Conv "a" 3->channels whose output channels span 100x different ranges, then Relu "r"."""
+    b = qm.Builder(seed=seed)
+    b.conv("a", "input", 3, channels)
+    gains = np.logspace(-2, 0, channels).astype(np.float32)
     b.inits[0] = numpy_helper.from_array(numpy_helper.to_array(b.inits[0]) * gains[:, None, None, None], "a_w")
     b.inits[1] = numpy_helper.from_array(numpy_helper.to_array(b.inits[1]) * gains, "a_b")
     b.op("Relu", ["a"], "r")
+    return b, gains
+
+
+def _uneven_pair(qm, consumer: str = "dense") -> onnx.ModelProto:
+    """Conv 3->8 whose output channels span 100x different ranges, Relu, then a dense 1x1 Conv that weighs
+    them back up (as BatchNorm folding often leaves a network) or a depthwise 3x3 Conv."""
+    b, gains = _uneven_relu(qm, seed=3, channels=8)
     if consumer == "dense":
         b.conv("out", "r", 8, 4)
         weight = numpy_helper.to_array(b.inits[-2]) / gains[None, :, None, None]
@@ -193,12 +199,7 @@ def test_tap_fractions_count_the_positions_inside_the_input():
 
 def _concat_self(qm, depthwise: bool) -> onnx.ModelProto:
     """Conv -> Relu -> Concat([r, r]) -> Conv: one Concat reads r twice (found on a breaker's model)."""
-    b = qm.Builder(seed=4)
-    b.conv("a", "input", 3, 4)
-    gains = np.logspace(-2, 0, 4).astype(np.float32)
-    b.inits[0] = numpy_helper.from_array(numpy_helper.to_array(b.inits[0]) * gains[:, None, None, None], "a_w")
-    b.inits[1] = numpy_helper.from_array(numpy_helper.to_array(b.inits[1]) * gains, "a_b")
-    b.op("Relu", ["a"], "r")
+    b, _ = _uneven_relu(qm, seed=4, channels=4)
     b.nodes.append(helper.make_node("Concat", ["r", "r"], ["cat"], name="cat", axis=1))
     if depthwise:
         b.const("dw_w", b.rng.standard_normal((8, 1, 3, 3)).astype(np.float32))
