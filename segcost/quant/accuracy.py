@@ -16,7 +16,7 @@ import onnx
 
 from segcost.quant.calibration import CalibrationSource
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
-from segcost.quant.ranges import chunks_by_bytes, float32_bytes
+from segcost.quant.ranges import chunks_by_bytes, float32_bytes, quiet_session, with_outputs
 
 
 @dataclass
@@ -115,25 +115,6 @@ def _activation_pairs(int8_model: onnx.ModelProto) -> list[tuple[str, str, str, 
     return pairs
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    present = {output.name for output in copy.graph.output}
-    for name in names:
-        if name not in present:
-            copy.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    return copy
-
-
-def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.enable_cpu_mem_arena = False   # tensors freed as they die: the compared chunk is the only surplus
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
 def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
     valid = (label >= 0) & (label < num_classes)
     return np.bincount(num_classes * label[valid].astype(np.int64) + pred[valid].astype(np.int64),
@@ -177,8 +158,8 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     notes: list[str] = []
     chunks = _chunks(pairs, _tensor_bytes(float_model)) or [[]]
     for index, chunk in enumerate(chunks):
-        float_session = _session(_with_outputs(float_model, [tensor for tensor, *_ in chunk]))
-        int8_session = _session(_with_outputs(int8_model, [twin for _, twin, *_ in chunk]))
+        float_session = quiet_session(with_outputs(float_model, [tensor for tensor, *_ in chunk]))
+        int8_session = quiet_session(with_outputs(int8_model, [twin for _, twin, *_ in chunk]))
         for sample in source:
             float_values = dict(zip([o.name for o in float_session.get_outputs()],
                                     float_session.run(None, sample.feeds)))

@@ -20,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
-from segcost.quant.ranges import chunks_by_bytes
+from segcost.quant.ranges import chunks_by_bytes, quiet_session, with_outputs
 
 PER_RUN_BYTES = 256 << 20    # first-pass tensors returned by one onnxruntime run
 WEIGHT_SUFFIX = "_DequantizeLinear_Output"   # onnxruntime's name for a dequantized weight
@@ -114,20 +114,11 @@ class SQNRRunner:
     def __init__(self, float_model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]):
         self.feeds = feeds
         self.float_model = float_model
-        self.reference = [self._session(float_model).run(None, feed) for feed in feeds]
+        self.reference = [quiet_session(float_model).run(None, feed) for feed in feeds]
         self.runs = 0
 
-    @staticmethod
-    def _session(model: onnx.ModelProto):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.enable_cpu_mem_arena = False
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
     def sqnr(self, model: onnx.ModelProto) -> float:
-        session = self._session(model)
+        session = quiet_session(model)
         signal = noise = 0.0
         for feed, reference in zip(self.feeds, self.reference):
             for want, got in zip(reference, session.run(None, feed)):
@@ -152,8 +143,8 @@ class SQNRRunner:
         for chunk in chunks_by_bytes(pairs, lambda pair: 3 * sizes.get(pair[0], 64 << 20), PER_RUN_BYTES):
             int8_names = list(dict.fromkeys(name for pair in chunk for name in pair))
             float_names = list(dict.fromkeys(tensor.removesuffix(RENAMED_OUTPUT_SUFFIX) for tensor, _ in chunk))
-            int8_session = self._session(_with_outputs(model, int8_names))
-            float_session = self._session(_with_outputs(self.float_model, float_names))
+            int8_session = quiet_session(with_outputs(model, int8_names))
+            float_session = quiet_session(with_outputs(self.float_model, float_names))
             totals = {tensor: [0.0, 0.0, 0.0, 0.0] for tensor, _ in chunk}
             int8_fetch = [name for name in int8_names if name not in self.feeds[0]]
             float_fetch = [name for name in float_names if name not in self.feeds[0]]
@@ -173,15 +164,6 @@ class SQNRRunner:
                 name = tensor.removesuffix(RENAMED_OUTPUT_SUFFIX)
                 local[name], accumulated[name] = db(total[0], total[1]), db(total[2], total[3])
         return local, accumulated
-
-
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of `model` that also returns the tensors `names` (graph inputs are taken from the feeds)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    present = {output.name for output in copy.graph.output} | {tensor.name for tensor in copy.graph.input}
-    copy.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names if name not in present)
-    return copy
 
 
 def db(signal: float, noise: float) -> float:

@@ -102,11 +102,7 @@ def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterabl
     options.enable_cpu_mem_arena = False   # free each tensor when it dies instead of growing an arena
     runs, done = len(source) * len(chunks), 0
     for chunk in chunks:
-        extra = onnx.ModelProto()
-        extra.CopyFrom(model)
-        present = {output.name for output in extra.graph.output}
-        extra.graph.output.extend(onnx.helper.make_empty_tensor_value_info(tensor) for tensor in chunk
-                                  if tensor not in present)
+        extra = with_outputs(model, chunk)
         chunk_path = model_path.parent / f"{model_path.stem}.chunk.onnx"   # beside the external data it names
         onnx.save_model(extra, chunk_path)
         del extra
@@ -195,3 +191,24 @@ def channel_statistics(model_path: Path, source: CalibrationSource, tensors: Ite
             total[tensor] = total.get(tensor, 0.0) + value.sum(axis=axes, dtype=np.float64)
             count[tensor] = count.get(tensor, 0) + value.size // value.shape[1]
     return {tensor: ChannelStats(low[tensor], high[tensor], total[tensor] / count[tensor]) for tensor in low}
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of `model` that also returns the tensors `names` (those not already graph outputs)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    present = {output.name for output in copy.graph.output}
+    copy.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in dict.fromkeys(names)
+                             if name not in present)
+    return copy
+
+
+def quiet_session(model: onnx.ModelProto):
+    """An onnxruntime CPU session of `model` for comparisons: no log noise, no memory arena (tensors are
+    freed as they die, so a compared chunk is the only surplus)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.enable_cpu_mem_arena = False
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
