@@ -7,6 +7,7 @@ point ends up with the same DiGraph, and that the analyze command never loads ne
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,21 @@ def test_the_kept_topological_order_follows_every_mutation():
     order = graph.topological_order()
     order.reverse()   # the caller's copy
     assert graph.topological_order() == ["p", "a", "b"]
+
+
+def test_the_command_line_caps_openblas_at_one_thread_before_numpy_loads():
+    """OpenBLAS starts a thread per core at `import numpy`; the CLI sets the cap first (a user's own count wins)."""
+    code = ("import os, sys\n"
+            "from segcost import cli\n"
+            "assert 'numpy' not in sys.modules and 'onnx' not in sys.modules\n"
+            "cli.one_blas_thread(os.environ)\n"
+            "import numpy\n"
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                            check=True)
+    assert result.stdout.split() == ["1", "1"]   # one thread: the interpreter's own
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                            check=True)
+    assert result.stdout.split()[0] == "2"
