@@ -35,13 +35,19 @@ source checkout on PYTHONPATH would otherwise recompile all of segcost, ~60 modu
 every run while onnx-tool's installed modules load from their .pyc files). The untimed
 warm-up run fills the cache for both tools.
 
+Threads: numpy's OpenBLAS starts a thread per core at import, whose start-up spin costs
+40-50 ms CPU (a third of a small model's whole run). segcost's command line caps it at one
+thread itself (segcost.cli.one_blas_thread); onnx-tool does not. By default each tool runs as
+it ships (OPENBLAS_NUM_THREADS is removed from the children's environment); --blas-threads N
+sets it to N for both, which compares the tools' own work with that start-up cost equalized.
+
 --scale-nodes N adds segcost's analysis of an N-node synthetic chain (segcost.samples.scale.deep,
 Conv/Relu/Add residual blocks; the issue's goal: 100k nodes in <= 2 s and <= 700 MiB).
 onnx-tool is not run on it: on 100k nodes it did not finish within 300 s. --start-up adds
 `segcost --version` and `segcost analyze --help` (goal: <= 0.15 s each).
 
 Usage (from the repo root):  python benchmarks/analyze_vs_onnx_tool.py --runs 5 [--corpus /path/to/corpus]
-                             [--scale-nodes 100000] [--start-up]
+                             [--scale-nodes 100000] [--start-up] [--blas-threads 1]
 """
 from __future__ import annotations
 
@@ -276,6 +282,8 @@ def main() -> None:
                         help="also benchmark every model of this corpus folder (its INDEX.txt)")
     parser.add_argument("--scale-nodes", type=int, default=0, metavar="N",
                         help="also time segcost alone on an N-node synthetic chain (e.g. 100000)")
+    parser.add_argument("--blas-threads", type=int, default=None, metavar="N",
+                        help="set OPENBLAS_NUM_THREADS=N for both tools (default: each tool as it ships)")
     parser.add_argument("--start-up", action="store_true",
                         help="also time `segcost --version` and `segcost analyze --help`")
     args = parser.parse_args()
@@ -288,6 +296,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segcost-bench-pyc-") as pycache:
         CHILD_ENV.update(os.environ, PYTHONPYCACHEPREFIX=pycache)
         CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        CHILD_ENV.pop("OPENBLAS_NUM_THREADS", None)
+        if args.blas_threads is not None:
+            CHILD_ENV["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
         LAUNCH.append(Launcher())
         try:
             run_all(args, names)
@@ -302,7 +313,9 @@ def run_all(args: argparse.Namespace, names: list[str]) -> None:
     print("python " + platform.python_version() + ", " + ", ".join(
         f"{pkg} {package_version(pkg)}" for pkg in ("onnx", "onnxruntime", "onnx-tool", "segcost")))
     print(f"torchvision models at {'x'.join(map(str, INPUT_SHAPE))}; whole process, wall clock and the "
-          f"child's CPU time, median of {args.runs} run(s) after 1 warm-up, alternating order\n")
+          f"child's CPU time, median of {args.runs} run(s) after 1 warm-up, alternating order; OpenBLAS "
+          + (f"threads {args.blas_threads} for both tools\n" if args.blas_threads is not None
+             else "threads as each tool ships (segcost caps its own at 1)\n"))
 
     rows = []
     for name in names:
