@@ -49,12 +49,12 @@ class Int8Rates:
 # 1.32 CPU, 1 thread, AMD EPYC with AVX-512 VNNI, 2026-11-30: the median over the per-model rates of the built-in
 # DeepLabV3Lite, zoo MobileNetV2+UNetLite and RegNetX400MF+FPNLite and corpus smp_unet_resnet18 (grouped: RegNetX
 # alone). Held out, predicted vs measured int8/fp32 kernel time: MobileNetV2+FPNLite 0.64 vs 0.61, smp_manet_resnet18
-# 0.37 vs 0.39, tv_lraspp_mobilenetv3 0.84 vs 0.94. Per model the rates spread: depthwise 0.24-0.34 (0.15 on LR-ASPP's
-# 8x10 maps), plain_resize 0.25-0.35, pointwise 3.9-4.2; the machine is shared, single rounds moved a model's
-# int8/fp32 by up to 15%.
+# 0.42 vs 0.39, tv_lraspp_mobilenetv3 0.97 vs 0.94 (fitted ones within 8%). Per model the rates spread: depthwise
+# 0.24-0.34 (0.15 on LR-ASPP's 8x10 maps), plain_resize 0.25-0.35, pointwise 4.0-4.2; the machine is shared, single
+# rounds moved a model's int8/fp32 by up to 15%.
 RATES_SOURCE = ("int8 kernel rates per layer kind measured in onnxruntime 1.32 CPU, 1 thread, AVX-512 VNNI "
-                "(benchmarks/int8_layer_rates.py: fitted on 4 models, within 11% on 3 held-out ones)")
-CPU_INT8_RATES = Int8Rates(dense=3.403, pointwise=4.083, grouped=0.58, depthwise=0.267, stem=0.417, plain_resize=0.267,
+                "(benchmarks/int8_layer_rates.py: fitted on 4 models, within 6% on 3 held-out ones)")
+CPU_INT8_RATES = Int8Rates(dense=3.403, pointwise=4.083, grouped=0.58, depthwise=0.267, stem=0.417, plain_resize=0.268,
                            nearest_resize=0.659, source=RATES_SOURCE)
 
 
@@ -115,9 +115,10 @@ def cpu_layer_ms(static_float: Graph, folded_int8: Graph, fp32_profile, int8_pro
     """
     from segcost.targets.cost_model import estimate_prepared, prepare
 
-    # Elementwise kernels (no MACs) of the int8 graph pay no per-layer overhead: the profile's 25 µs was fitted
-    # on float convs; onnxruntime dispatches a small elementwise node in 0.2 µs here (benchmarks/int8_layer_rates.py
-    # prints it), as for Q/DQ nodes (mixed_cost._qdq_ms).
+    # A layer both graphs run pays the profile's per-layer overhead in both (25 µs, fitted on float convs). Kernels
+    # only the QDQ graph runs — float activations onnxruntime cannot fuse into a QLinearConv (HardSwish), Q/DQ
+    # (mixed_cost._qdq_ms) — and the float graph's layout reorders are priced without it: onnxruntime dispatches a
+    # small elementwise node in 0.2 µs here (benchmarks/int8_layer_rates.py prints it).
     bare = {"layer_overhead_cycles": 0.0}
     resize = {"unaligned_vector_efficiency": fp32_profile.unaligned_vector_efficiency * rates.plain_resize}
     in_float, in_qdq = prepare(static_float, None), prepare(folded_int8, None)
@@ -130,8 +131,7 @@ def cpu_layer_ms(static_float: Graph, folded_int8: Graph, fp32_profile, int8_pro
 
     fp32 = run(in_float, fp32_profile)
     fp32.update(run(in_float, fp32_profile.with_values(**resize), is_resize))
-    int8 = run(in_float, int8_profile, lambda layer: layer.macs)
-    int8.update(run(in_float, int8_profile.with_values(**bare), lambda layer: not layer.macs))
+    int8 = run(in_float, int8_profile)
     for key in nearest_resizes(static_float):
         cycles = elements(static_float, static_float.node(key).outputs[0]) / rates.nearest_resize
         int8[key] = cycles / (int8_profile.clock_ghz * 1e6)
@@ -140,10 +140,14 @@ def cpu_layer_ms(static_float: Graph, folded_int8: Graph, fp32_profile, int8_pro
         efficiency = dict(int8_profile.efficiency)
         efficiency["dense"] = fp32_profile.efficiency["dense"] * rates.stem / VNNI_INT8_SPEEDUP
         int8.update(run(in_float, int8_profile.with_values(efficiency=efficiency), lambda layer: layer.name in stems))
-    qdq = run(in_qdq, fp32_profile, lambda layer: layer.macs)
-    qdq.update(run(in_qdq, fp32_profile.with_values(**bare), lambda layer: not layer.macs))
-    qdq.update(run(in_qdq, fp32_profile.with_values(**bare, **resize), is_resize))
-    in_int8 = {folded_int8.node(key).name or key: ms for key, ms in qdq.items()}
+    qdq = run(in_qdq, fp32_profile)
+    qdq.update(run(in_qdq, fp32_profile.with_values(**resize), is_resize))
+    alone = run(in_qdq, fp32_profile.with_values(**bare))   # for the kernels the float graph does not run
+    free = {static_float.node(key).name or key for key in static_float.dag if not fp32.get(key)}
+    in_int8 = {}
+    for key, ms in qdq.items():
+        label = folded_int8.node(key).name or key
+        in_int8[label] = alone[key] if label in free else ms
     reorders: dict[str, list[tuple[str, float]]] = {}
     # A reorder is a streaming copy too: no per-layer overhead (measured here: 24-47 µs for 1.2 MB each way, its bytes
     # through L2 alone predict 44 µs; with the overhead, 69).

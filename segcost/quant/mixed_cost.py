@@ -9,17 +9,17 @@ on two variants of the target's profile:
 
 * ``cpu`` — float: the calibrated ``cpu`` profile (onnxruntime's float32 kernels), with the
   layout reorders its NCHWc transformer inserts. int8: the same profile with 1-byte tensors and
-  per-kind int8 rates measured in onnxruntime (`CPU_INT8_RATES`, benchmarks/int8_layer_rates.py:
-  each QLinearConv's kernel time against its float Conv's, by name, on 7 models): int8 MACs per
-  fp32 MAC per cycle of ~3.4-4 for dense and pointwise convs (AVX-512 VNNI ``VPDPBUSD`` does 64
-  u8·s8 products per 512-bit instruction where ``VFMADD231PS`` does 16 fp32 FMAs: at most 4),
-  but 0.25 for depthwise (VPDPBUSD reduces 4 products along an axis a depthwise conv does not
-  have), 0.4-0.6 for grouped convs and 0.4 for 3-channel stems. Elementwise int8 kernels pay no
-  per-layer overhead. A layer the QDQ graph runs in float (the output tail's Resize, an
-  activation onnxruntime cannot fuse into QLinearConv) costs what it costs in the float graph
-  while every unit it reads through float layers is float, and what it costs in the QDQ graph —
-  off the NCHWc path, a bilinear Resize ~4x slower — once one is int8: a Crossing without a
-  producer (`_float_layers`). A quantized nearest Resize runs onnxruntime's uint8 kernel at
+  per-kind int8 rates measured in onnxruntime (`cpu_int8.CPU_INT8_RATES`,
+  benchmarks/int8_layer_rates.py: each QLinearConv's kernel time against its float Conv's, by
+  name, on 7 models): int8 MACs per fp32 MAC per cycle of ~3.4-4 for dense and pointwise convs
+  (AVX-512 VNNI ``VPDPBUSD`` does 64 u8·s8 products per 512-bit instruction where
+  ``VFMADD231PS`` does 16 fp32 FMAs: at most 4), but ~0.27 for depthwise (VPDPBUSD reduces 4
+  products along an axis a depthwise conv does not have), ~0.6 for grouped convs and ~0.4 for
+  3-channel stems. A layer the QDQ graph runs in float (the output tail's Resize, an activation
+  onnxruntime cannot fuse into a QLinearConv) costs what it costs in the float graph while every
+  unit it reads through float layers is float, and what it costs in the QDQ graph — off the
+  NCHWc path: a bilinear Resize ~4x slower — once one is int8: a Crossing without a producer
+  (`_float_layers`). A quantized nearest Resize runs onnxruntime's uint8 kernel at
   `nearest_resize` output elements per cycle. A tensor crossing from a float to an
   int8 layer pays its QuantizeLinear, from int8 to float its DequantizeLinear, each as the
   cost model estimates that node in the QDQ graph without the profile's per-layer overhead
