@@ -23,7 +23,8 @@ on two variants of the target's profile:
   `nearest_resize` output elements per cycle. A tensor crossing from a float to an
   int8 layer pays its QuantizeLinear, from int8 to float its DequantizeLinear, each as the
   cost model estimates that node in the QDQ graph without the profile's per-layer overhead
-  (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py);
+  (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py), and
+  its layout conversion (`cpu_int8.crossing_layout_ms`: NHWC uint8, NCHWc float);
   between two int8 layers onnxruntime fuses DequantizeLinear→op→QuantizeLinear into its
   QLinear* kernels and nothing runs.
 * ``tda4vm`` — int8: the profile itself (TIDL runs 8-bit layers on the C7x+MMA). A float
@@ -47,7 +48,15 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from segcost.ir import Graph
-from segcost.quant.cpu_int8 import CPU_INT8_RATES, Int8Rates, cpu_layer_ms, cpu_variants, elements
+from segcost.quant.cpu_int8 import (
+    CPU_INT8_RATES,
+    Int8Rates,
+    copy_ms,
+    cpu_layer_ms,
+    cpu_variants,
+    crossing_layout_ms,
+    elements,
+)
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 
 _SOURCE, _SINK = "\0int8", "\0float"   # cut sides: the source side runs in int8, the sink side in float
@@ -187,7 +196,7 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
         fp32, int8, in_int8, reorders = cpu_layer_ms(static_float, folded, fp32_profile, int8_profile, rates)
         for key, items in reorders.items():
             fp32[key] = fp32.get(key, 0.0) + sum(ms for _, ms in items)
-        fixed_ms += _float_layers(static_float, labels, owner, units, fp32, in_int8, layouts)
+        fixed_ms += _float_layers(static_float, labels, owner, units, fp32, in_int8, fp32_profile, layouts)
     else:
         fp32 = {layer.name: layer.ms for layer in estimate(static_float, fp32_profile).layers}
         int8 = {layer.name: layer.ms for layer in estimate(static_float, int8_profile).layers}
@@ -218,16 +227,22 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
                                                 device.transfer_gbytes_per_s, device.transfer_overhead_us)
         else:
             quantize, dequantize = qdq_ms.get(tensor, (0.0, 0.0))
+            size = elements(static_float, tensor)
+            quantize += crossing_layout_ms(fp32_profile, size, producer_key is not None
+                                           and static_float.node(producer_key).op_type == "Conv")
+            dequantize += crossing_layout_ms(fp32_profile, size, any(
+                static_float.node(key).op_type == "Conv" for key in static_float.consumers(tensor)))
         crossings.append(Crossing(tensor, producer, tuple(readers), quantize, dequantize))
     return PrecisionCosts(fp32_profile.name, units, crossings + layouts, fixed_ms)
 
 
 def _float_layers(static_float: Graph, labels: dict[str, str], owner: dict[str, str], units: dict[str, Unit],
-                  fp32: dict[str, float], in_int8: dict[str, float], layouts: list[Crossing]) -> float:
+                  fp32: dict[str, float], in_int8: dict[str, float], profile, layouts: list[Crossing]) -> float:
     """cpu: the latency of the layers that stay float (fp32 graph's cost) and, in `layouts`, what each costs
     more once a unit it reads through float layers runs in int8 (a Crossing with no producer: paid when any
     reader is int8). A saving instead (rare: a plain kernel faster than the blocked one and its reorder) is
-    moved onto the units as float cost, split evenly; both all-float and all-int8 totals stay exact."""
+    moved onto the units as float cost, split evenly; both all-float and all-int8 totals stay exact.
+    The same for a unit without MACs kept in float (`_float_unit_layout`)."""
     upstream: dict[str, frozenset[str]] = {}
     total = 0.0
     for key in static_float.topological_order():
@@ -238,6 +253,8 @@ def _float_layers(static_float: Graph, labels: dict[str, str], owner: dict[str, 
                 reads |= {owner[labels[producer]]} if labels[producer] in owner else upstream.get(producer, set())
         upstream[key] = frozenset(reads)
         if labels[key] in owner:
+            _float_unit_layout(static_float, key, labels[key], reads - {labels[key]}, fp32, in_int8, profile,
+                               layouts)
             continue
         float_ms = fp32.get(key, 0.0)
         total += float_ms
@@ -251,6 +268,24 @@ def _float_layers(static_float: Graph, labels: dict[str, str], owner: dict[str, 
             for label in reads:
                 units[label].fp32_ms -= extra / len(reads)
     return total
+
+
+def _float_unit_layout(static_float: Graph, key: str, label: str, reads: set[str], fp32: dict[str, float],
+                       in_int8: dict[str, float], profile, layouts: list[Crossing]) -> None:
+    """cpu: a unit without MACs (Resize, Concat, pooling) kept in float runs off the NCHWc path when a unit it
+    reads runs in int8 (its input comes out of a DequantizeLinear), as the QDQ graph runs it, and a float conv
+    reading it then needs its input reordered: paid when a unit it reads is int8 and this one float (a Crossing
+    per unit it reads, the cost split between them). Measured: the default model with its decoder in float — decoder
+    Resize 4.8 ms plain against 1.1 ms blocked, a 1.0 ms ReorderInput after its Concat."""
+    if static_float.node(key).op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") or not reads:
+        return
+    extra = in_int8.get(label, fp32.get(key, 0.0)) - fp32.get(key, 0.0)
+    output = static_float.node(key).outputs[0]
+    if any(static_float.node(user).op_type == "Conv" for user in static_float.consumers(output)):
+        extra += copy_ms(profile, 8 * elements(static_float, output))
+    if extra > 0:
+        layouts.extend(Crossing(f"{label} (layout, from {source})", source, (label,), 0.0, extra / len(reads))
+                       for source in sorted(reads))
 
 
 def fold_weights(graph: Graph) -> Graph:
