@@ -6,7 +6,8 @@ layers on 1×64×64×80 with random weights, fused and quantized as `optimize --
 and measured (`segcost.quant.speed.measure`: 1 thread, median process CPU time of --runs after
 3 warm-ups) fp32 and int8 times. Measured here (AMD EPYC, AVX-512 VNNI, onnxruntime 1.32):
 int8/fp32 dense 0.29, pointwise 0.37, depthwise 1.61 — int8 depthwise convs are slower than
-float ones (0.6× the MACs per second: mixed_cost.INT8_DEPTHWISE_RATE comes from this run).
+float ones. The rates the model uses (segcost.quant.cpu_int8.CPU_INT8_RATES) are measured per
+layer on real models by benchmarks/int8_layer_rates.py.
 
     python benchmarks/int8_conv_kinds.py [--runs 15]
 """

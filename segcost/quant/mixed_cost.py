@@ -1,25 +1,30 @@
 """Where int8 pays on a target: per-layer fp32 and int8 latency from the cost model, and the fastest mix.
 
-A *unit* is a layer onnxruntime's quantizer quantizes (any of its inputs is read through a
-DequantizeLinear in the full int8 graph) together with the activations fused into it
+A *unit* is a layer onnxruntime's quantizer quantizes (it reads a DequantizeLinear and a
+QuantizeLinear reads its output in the full int8 graph) together with the activations fused into it
 (``meta["fused_into"]``); `--exclude-nodes` keeps all of a unit in float or none of it.
 
 Per-unit latency comes from `segcost.targets.cost_model.estimate` of the fused float graph
 on two variants of the target's profile:
 
-* ``cpu`` — float: the calibrated ``cpu`` profile (onnxruntime's float32 kernels). int8: the
-  same profile with 1-byte tensors and 4× the MACs per cycle. The 4× is an assumption from
-  the instruction set (AVX-512 VNNI ``VPDPBUSD`` does 64 u8·s8 products per 512-bit
-  instruction where ``VFMADD231PS`` does 16 fp32 FMAs) and from INT8-PEERS.md (FCN-ResNet50
-  measured at int8/fp32 0.25 here); efficiencies and per-layer overheads are the float
-  ones — no profile has been calibrated on int8 kernels. Except depthwise convs: VPDPBUSD sums
-  4 products along the reduction and a depthwise conv reduces over its k×k taps of one channel
-  only; onnxruntime's int8 depthwise kernel runs at INT8_DEPTHWISE_RATE (0.6) of the float
-  one's MACs per second here (benchmarks/int8_conv_kinds.py: 8 depthwise 3×3 layers, 64×64×80,
-  int8/fp32 time 1.6; the same chain of dense 3×3 convs: 0.29, as 4× predicts). A tensor crossing from a float to an
+* ``cpu`` — float: the calibrated ``cpu`` profile (onnxruntime's float32 kernels), with the
+  layout reorders its NCHWc transformer inserts. int8: the same profile with 1-byte tensors and
+  per-kind int8 rates measured in onnxruntime (`cpu_int8.CPU_INT8_RATES`,
+  benchmarks/int8_layer_rates.py: each QLinearConv's kernel time against its float Conv's, by
+  name, on 7 models): int8 MACs per fp32 MAC per cycle of ~3.4-4 for dense and pointwise convs
+  (AVX-512 VNNI ``VPDPBUSD`` does 64 u8·s8 products per 512-bit instruction where
+  ``VFMADD231PS`` does 16 fp32 FMAs: at most 4), but ~0.27 for depthwise (VPDPBUSD reduces 4
+  products along an axis a depthwise conv does not have), ~0.6 for grouped convs and ~0.4 for
+  3-channel stems. A layer the QDQ graph runs in float (the output tail's Resize, an activation
+  onnxruntime cannot fuse into a QLinearConv) costs what it costs in the float graph while every
+  unit it reads through float layers is float, and what it costs in the QDQ graph — off the
+  NCHWc path: a bilinear Resize ~4x slower — once one is int8: a Crossing without a producer
+  (`_float_layers`). A quantized nearest Resize runs onnxruntime's uint8 kernel at
+  `nearest_resize` output elements per cycle. A tensor crossing from a float to an
   int8 layer pays its QuantizeLinear, from int8 to float its DequantizeLinear, each as the
   cost model estimates that node in the QDQ graph without the profile's per-layer overhead
-  (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py);
+  (fitted on float convs; a Q or DQ node costs its bytes: benchmarks/qdq_node_cost.py), and
+  its layout conversion (`cpu_int8.crossing_layout_ms`: NHWC uint8, NCHWc float);
   between two int8 layers onnxruntime fuses DequantizeLinear→op→QuantizeLinear into its
   QLinear* kernels and nothing runs.
 * ``tda4vm`` — int8: the profile itself (TIDL runs 8-bit layers on the C7x+MMA). A float
@@ -43,10 +48,17 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from segcost.ir import Graph
+from segcost.quant.cpu_int8 import (
+    CPU_INT8_RATES,
+    Int8Rates,
+    copy_ms,
+    cpu_layer_ms,
+    cpu_variants,
+    crossing_layout_ms,
+    elements,
+)
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 
-VNNI_INT8_SPEEDUP = 4.0     # int8 MACs per fp32 MAC per cycle on AVX-512 VNNI (see the module docstring)
-INT8_DEPTHWISE_RATE = 0.6   # int8 depthwise MACs per fp32 depthwise MAC per cycle, measured (module docstring)
 _SOURCE, _SINK = "\0int8", "\0float"   # cut sides: the source side runs in int8, the sink side in float
 INT8 = _SOURCE   # a Crossing end that is a layer fixed in int8 (None: fixed in float, or the graph's I/O)
 _NS = 1e6                               # ms -> integer ns capacities (exact arithmetic in the flow)
@@ -112,7 +124,12 @@ def quantizable_ops() -> frozenset[str]:
 
 
 def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
-    """Units of the fused float `graph` that the full QDQ `int8_graph` quantizes, by label, in graph order."""
+    """Units of the fused float `graph` that the full QDQ `int8_graph` quantizes, by label, in graph order.
+
+    A layer is quantized when it reads a DequantizeLinear and a QuantizeLinear reads its output: only then
+    does onnxruntime fuse it into a QLinear* kernel. A layer that reads a DequantizeLinear and writes a
+    float tensor (the output tail's final Resize) runs in float in the int8 graph: it is not a unit.
+    """
     quantized = set()
     ops = quantizable_ops()
     for key in int8_graph.dag:
@@ -120,7 +137,9 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
         if node.op_type not in ops or node.domain:
             continue
         if any((producer := int8_graph.producer(tensor)) is not None
-               and int8_graph.node(producer).op_type == "DequantizeLinear" for tensor in node.inputs if tensor):
+               and int8_graph.node(producer).op_type == "DequantizeLinear" for tensor in node.inputs if tensor) \
+                and any(int8_graph.node(user).op_type == "QuantizeLinear"
+                        for tensor in node.outputs if tensor for user in int8_graph.consumers(tensor)):
             quantized.add(_label(int8_graph, key))
     units: dict[str, Unit] = {}
     fused: dict[str, list[str]] = {}
@@ -136,51 +155,63 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
     return units
 
 
-def _variants(target: str):
+def _variants(target: str, rates: Int8Rates = CPU_INT8_RATES):
     """(float profile, int8 profile) of `target` (see the module docstring)."""
     from segcost.targets.cost_model import load_profile
 
     if target == "tda4vm":
         int8 = load_profile("tda4vm")
         return int8.with_values(supported_ops=frozenset()), int8
-    fp32 = load_profile("cpu")
-    efficiency = dict(fp32.efficiency)
-    efficiency["depthwise"] *= INT8_DEPTHWISE_RATE / VNNI_INT8_SPEEDUP   # VNNI does not reach depthwise kernels
-    return fp32, fp32.with_values(dtype="uint8", macs_per_cycle=fp32.macs_per_cycle * VNNI_INT8_SPEEDUP,
-                                  efficiency=efficiency)
+    return cpu_variants(rates)
 
 
-def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, target: str) -> PrecisionCosts:
+def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, target: str,
+                    rates: Int8Rates = CPU_INT8_RATES) -> PrecisionCosts:
     """Per-unit int8 and fp32 latency and per-tensor crossing costs on `target` ("cpu" or "tda4vm").
 
     `graph` is the fused float graph (its fusion marks group the units), `static_float` and
     `static_int8` the float and full-int8 QDQ graphs with static shapes (what the cost model
     needs). Costs in ms. Layers that are not units run as the full int8 graph runs them:
     in float on cpu (onnxruntime dequantizes around them), on the accelerator on tda4vm.
+    On cpu, `rates` says how fast the int8 kernels run (default: the measured CPU_INT8_RATES),
+    and a float layer runs as the float graph runs it (onnxruntime's blocked layout, with the
+    layout reorders it needs) while all the units it reads through float layers are float, and
+    as the QDQ graph runs it (plain layout, no reorder) once any of them is int8: a crossing
+    whose "quantize" cost is that difference.
     """
+    from segcost.frontends.onnx import load_model
+    from segcost.ir.onnx_io import to_model
     from segcost.targets.cost_model import estimate
     from segcost.targets.device_terms import handover_ms
 
-    fp32_profile, int8_profile = _variants(target)
+    fp32_profile, int8_profile = _variants(target, rates)
     units = quantized_units(graph, static_int8)
     owner = {member: label for label, unit in units.items() for member in unit.members}
-    fp32 = {layer.name: layer.ms for layer in estimate(static_float, fp32_profile).layers}
-    int8 = {layer.name: layer.ms for layer in estimate(static_float, int8_profile).layers}
-    device = int8_profile.fallback
-    fixed_side, fixed_cost = (INT8, int8) if device is not None else (None, fp32)
     labels = {key: _label(static_float, key) for key in static_float.dag}
+    device = int8_profile.fallback
     fixed_ms = int8_profile.run_overhead_us / 1000
+    layouts: list[Crossing] = []
+    if device is None:
+        folded = fold_weights(load_model(to_model(static_int8), label=static_int8.info.path))   # a copy
+        fp32, int8, in_int8, reorders = cpu_layer_ms(static_float, folded, fp32_profile, int8_profile, rates)
+        for key, items in reorders.items():
+            fp32[key] = fp32.get(key, 0.0) + sum(ms for _, ms in items)
+        fixed_ms += _float_layers(static_float, labels, owner, units, fp32, in_int8, fp32_profile, layouts)
+    else:
+        fp32 = {layer.name: layer.ms for layer in estimate(static_float, fp32_profile).layers}
+        int8 = {layer.name: layer.ms for layer in estimate(static_float, int8_profile).layers}
+    fixed_side = INT8 if device is not None else None
     for key, label in labels.items():
         if label in owner:
             unit = units[owner[label]]
             unit.int8_ms += int8.get(key, 0.0)
             unit.fp32_ms += fp32.get(key, 0.0)
-        else:
-            fixed_ms += fixed_cost.get(key, 0.0)
+        elif device is not None:
+            fixed_ms += int8.get(key, 0.0)
     # Q/DQ are streaming elementwise kernels: their bytes at the profile's bandwidth, without the calibrated
     # per-layer overhead (25 µs on cpu, fitted on float convs): benchmarks/qdq_node_cost.py measures < 1 µs
     # per Q or DQ node in onnxruntime here, and ~25 µs per Q+DQ pair on 327,680 elements.
-    qdq_ms = _qdq_ms(static_int8, fp32_profile.with_values(layer_overhead_cycles=0.0)) if device is None else {}
+    qdq_ms = _qdq_ms(folded, fp32_profile.with_values(layer_overhead_cycles=0.0)) if device is None else {}
     crossings = []
     tensors = [*static_float.inputs, *(tensor for key in static_float.topological_order()
                                        for tensor in static_float.node(key).outputs if tensor)]
@@ -192,15 +223,69 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
         if not readers or set(readers) == {producer}:
             continue   # dead, or all on one side of nothing to decide
         if device is not None:
-            elements = 1
-            for dim in static_float.shape(tensor) or ():
-                elements *= dim if isinstance(dim, int) else 1
-            quantize = dequantize = handover_ms(elements, int8_profile.dtype_bytes, 4, device.transfer_gbytes_per_s,
-                                                device.transfer_overhead_us)
+            quantize = dequantize = handover_ms(elements(static_float, tensor), int8_profile.dtype_bytes, 4,
+                                                device.transfer_gbytes_per_s, device.transfer_overhead_us)
         else:
             quantize, dequantize = qdq_ms.get(tensor, (0.0, 0.0))
+            size = elements(static_float, tensor)
+            quantize += crossing_layout_ms(fp32_profile, size, producer_key is not None
+                                           and static_float.node(producer_key).op_type == "Conv")
+            dequantize += crossing_layout_ms(fp32_profile, size, any(
+                static_float.node(key).op_type == "Conv" for key in static_float.consumers(tensor)))
         crossings.append(Crossing(tensor, producer, tuple(readers), quantize, dequantize))
-    return PrecisionCosts(fp32_profile.name, units, crossings, fixed_ms)
+    return PrecisionCosts(fp32_profile.name, units, crossings + layouts, fixed_ms)
+
+
+def _float_layers(static_float: Graph, labels: dict[str, str], owner: dict[str, str], units: dict[str, Unit],
+                  fp32: dict[str, float], in_int8: dict[str, float], profile, layouts: list[Crossing]) -> float:
+    """cpu: the latency of the layers that stay float (fp32 graph's cost) and, in `layouts`, what each costs
+    more once a unit it reads through float layers runs in int8 (a Crossing with no producer: paid when any
+    reader is int8). A saving instead (rare: a plain kernel faster than the blocked one and its reorder) is
+    moved onto the units as float cost, split evenly; both all-float and all-int8 totals stay exact.
+    The same for a unit without MACs kept in float (`_float_unit_layout`)."""
+    upstream: dict[str, frozenset[str]] = {}
+    total = 0.0
+    for key in static_float.topological_order():
+        reads: set[str] = set()
+        for tensor in static_float.node(key).inputs:
+            producer = static_float.producer(tensor) if tensor else None
+            if producer is not None:
+                reads |= {owner[labels[producer]]} if labels[producer] in owner else upstream.get(producer, set())
+        upstream[key] = frozenset(reads)
+        if labels[key] in owner:
+            _float_unit_layout(static_float, key, labels[key], reads - {labels[key]}, fp32, in_int8, profile,
+                               layouts)
+            continue
+        float_ms = fp32.get(key, 0.0)
+        total += float_ms
+        extra = in_int8.get(labels[key], float_ms) - float_ms
+        if not reads or not extra:
+            continue
+        if extra > 0:
+            layouts.append(Crossing(f"{labels[key]} (layout)", None, tuple(sorted(reads)), extra, 0.0))
+        else:
+            total += extra
+            for label in reads:
+                units[label].fp32_ms -= extra / len(reads)
+    return total
+
+
+def _float_unit_layout(static_float: Graph, key: str, label: str, reads: set[str], fp32: dict[str, float],
+                       in_int8: dict[str, float], profile, layouts: list[Crossing]) -> None:
+    """cpu: a unit without MACs (Resize, Concat, pooling) kept in float runs off the NCHWc path when a unit it
+    reads runs in int8 (its input comes out of a DequantizeLinear), as the QDQ graph runs it, and a float conv
+    reading it then needs its input reordered: paid when a unit it reads is int8 and this one float (a Crossing
+    per unit it reads, the cost split between them). Measured: the default model with its decoder in float — decoder
+    Resize 4.8 ms plain against 1.1 ms blocked, a 1.0 ms ReorderInput after its Concat."""
+    if static_float.node(key).op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") or not reads:
+        return
+    extra = in_int8.get(label, fp32.get(key, 0.0)) - fp32.get(key, 0.0)
+    output = static_float.node(key).outputs[0]
+    if any(static_float.node(user).op_type == "Conv" for user in static_float.consumers(output)):
+        extra += copy_ms(profile, 8 * elements(static_float, output))
+    if extra > 0:
+        layouts.extend(Crossing(f"{label} (layout, from {source})", source, (label,), 0.0, extra / len(reads))
+                       for source in sorted(reads))
 
 
 def fold_weights(graph: Graph) -> Graph:
@@ -217,13 +302,11 @@ def fold_weights(graph: Graph) -> Graph:
     return graph
 
 
-def _qdq_ms(static_int8: Graph, profile) -> dict[str, tuple[float, float]]:
-    """{float tensor: (QuantizeLinear ms, DequantizeLinear ms)} as the cost model estimates them in the QDQ graph."""
-    from segcost.frontends.onnx import load_model
-    from segcost.ir.onnx_io import to_model
+def _qdq_ms(folded: Graph, profile) -> dict[str, tuple[float, float]]:
+    """{float tensor: (QuantizeLinear ms, DequantizeLinear ms)} as the cost model estimates them in the QDQ
+    graph with its weight DequantizeLinears folded (`fold_weights`)."""
     from segcost.targets.cost_model import estimate
 
-    folded = fold_weights(load_model(to_model(static_int8), label=static_int8.info.path))   # a copy: callers reuse it
     ms = {layer.name: layer.ms for layer in estimate(folded, profile).layers}
     costs: dict[str, tuple[float, float]] = {}
     for key in folded.dag:

@@ -1,9 +1,10 @@
 """Is the int8 model faster? Predicted on the target (cost model) and, optionally, measured.
 
 * predicted: the per-precision model of `segcost.quant.mixed_cost.precision_costs` — the
-  one `--mixed` chooses with — on the target (cpu: onnxruntime's float kernels and int8 at
-  `mixed_cost.VNNI_INT8_SPEEDUP`× the MACs per cycle with 1-byte tensors; tda4vm: int8 on
-  the C7x+MMA, float on the ARM core). fp32 is every unit in float, int8 every unit the
+  one `--mixed` chooses with — on the target (cpu: onnxruntime's float kernels, its int8
+  kernels at the per-kind rates `mixed_cost.CPU_INT8_RATES` measured with
+  benchmarks/int8_layer_rates.py, and float layers of the int8 graph off the blocked layout;
+  tda4vm: int8 on the C7x+MMA, float on the ARM core). fp32 is every unit in float, int8 every unit the
   quantizer quantized in int8; Q/DQ work is paid only where a tensor crosses between a
   float and an int8 layer (onnxruntime fuses the rest into its QLinear* kernels).
 * measured (`--measure`): both models in onnxruntime's CPUExecutionProvider with the
@@ -31,7 +32,8 @@ import numpy as np
 import onnx
 
 from segcost.ir import Graph
-from segcost.quant.mixed_cost import VNNI_INT8_SPEEDUP, PrecisionCosts, precision_costs
+from segcost.quant.cpu_int8 import CPU_INT8_RATES
+from segcost.quant.mixed_cost import PrecisionCosts, precision_costs
 
 WARMUP = 3
 VERDICT_MARGIN = 0.05   # |int8/fp32 - 1| below this: no verdict (see the module docstring)
@@ -47,7 +49,7 @@ class SpeedReport:
     measured_int8_ms: float | None = None
     measure_setup: str = ""
     profile_dtype: str = ""   # the int8 arithmetic the prediction models ("uint8" on cpu, the profile's on tda4vm)
-    assumption: str = ""      # what the int8 prediction assumes that no calibration backs
+    assumption: str = ""      # where the int8 rates come from, and what they were not measured on
     verdict_margin: float = VERDICT_MARGIN
 
     @property
@@ -79,8 +81,7 @@ def speed_report(costs: PrecisionCosts, float_units: Iterable[str] = (), top: in
              for label, unit in costs.units.items() if label not in floats]
     slower = sorted((item for item in extra if item[2] > 0), key=lambda item: -item[2])[:top]
     cpu = costs.profile != "tda4vm"
-    assumption = (f"int8 kernels at {VNNI_INT8_SPEEDUP:g}x the float MACs per cycle (AVX-512 VNNI), not calibrated"
-                  if cpu else "")
+    assumption = CPU_INT8_RATES.source if cpu else ""
     return SpeedReport(costs.profile, costs.latency_ms(costs.units), int8_ms, slower,
                        profile_dtype="uint8" if cpu else "int8", assumption=assumption)
 
