@@ -4,8 +4,8 @@ Legacy torch exports (HF DPT, MaskFormer/Swin) and paddle2onnx models compute Re
 targets, Pad amounts, Range bounds and Expand shapes from `Shape` of intermediate tensors:
 Shape → Gather/Slice → Cast → Div → Concat → Reshape. onnx's data propagation covers a few
 of those ops, so a chain with a Cast or a Div stays open and every layer after it has no
-shape. With static graph inputs those values are constants; this module lets onnxruntime
-compute them and feeds them back to onnx shape inference, round by round (each round opens
+shape. With static graph inputs those values are constants; this module computes them
+(shapes.values in numpy, onnxruntime for what numpy would not reproduce) and feeds them back to onnx shape inference, round by round (each round opens
 the next `Shape` whose input is now known).
 
 Why not a library end to end (measured on the corpus, tests/corpus): onnxruntime's
@@ -16,7 +16,7 @@ optimization folds the chains but renames or fuses the folded tensors (common-su
 elimination, Reshape fusion), so their values cannot be mapped back. What is left here is
 the part no library exposes: choosing which tensors are constant given static shapes
 (`Shape`/`Size` of a static tensor, then anything computed only from constants). Values
-are computed by onnxruntime and shapes by onnx.
+are onnxruntime's (computed in numpy where that is bit-identical) and shapes are onnx's.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from onnx import helper, numpy_helper
 
 from segcost.ir import Shape, is_static_shape
 from segcost.ir.onnx_io import shape_of
+from segcost.shapes.values import NotExact, compute_values
 
 # A tensor is evaluated only if it, and every tensor its computation reads, has at most this
 # many elements: shape arithmetic is a handful of integers, masks of a window attention a few
@@ -196,9 +197,8 @@ def _evaluate_round(shell: onnx.ModelProto, rows: list[_Row], inline: set[str],
 
 
 def _run(shell: onnx.ModelProto, targets: set[str], producer: dict[str, _Row], shapes: dict) -> dict[str, np.ndarray]:
-    """Compute `targets` with onnxruntime on the slice of the graph that produces them."""
-    import onnxruntime
-
+    """Compute `targets` on the slice of the graph that produces them: in numpy (shapes.values)
+    where it gives onnxruntime's values exactly, else with onnxruntime."""
     stack, inputs = list(targets), set()
     needed: set[int] = set()
     while stack:
@@ -213,17 +213,31 @@ def _run(shell: onnx.ModelProto, targets: set[str], producer: dict[str, _Row], s
                 stack.append(tensor)
             elif tensor:
                 inputs.add(tensor)
-    nodes = []
-    for index in sorted(needed):
-        node = shell.graph.node[index]
-        if node.op_type in ("Shape", "Size") and not node.domain:
-            nodes.append(helper.make_node("Constant", [], [node.output[0]],
-                                          value=numpy_helper.from_array(
-                                              cast(np.ndarray, _shape_value(node, shapes)),   # checked by constant()
-                                              node.output[0])))
-        else:
-            nodes.append(node)
+    nodes = [shell.graph.node[index] for index in sorted(needed)]
+    shape_values = {node.output[0]: cast(np.ndarray, _shape_value(node, shapes))   # checked by constant()
+                    for node in nodes if node.op_type in ("Shape", "Size") and not node.domain}
     initializers = [init for init in shell.graph.initializer if init.name in inputs]
+    try:
+        known = {init.name: numpy_helper.to_array(init) for init in initializers} | shape_values
+        return compute_values(sorted(targets), {output: node for node in nodes for output in node.output if output},
+                               known, _default_opset(shell))
+    except NotExact:
+        return _run_onnxruntime(shell, targets, nodes, shape_values, initializers)
+
+
+def _default_opset(shell: onnx.ModelProto) -> int:
+    return next((opset.version for opset in shell.opset_import if opset.domain in ("", "ai.onnx")), 1)
+
+
+def _run_onnxruntime(shell: onnx.ModelProto, targets: set[str], nodes: list[onnx.NodeProto],
+                     shape_values: dict[str, np.ndarray],
+                     initializers: list[onnx.TensorProto]) -> dict[str, np.ndarray]:
+    """Compute `targets` with onnxruntime from `nodes` (Shape/Size nodes replaced by their values)."""
+    import onnxruntime
+
+    nodes = [helper.make_node("Constant", [], [node.output[0]],
+                              value=numpy_helper.from_array(shape_values[node.output[0]], node.output[0]))
+             if node.output and node.output[0] in shape_values else node for node in nodes]
     outputs = [helper.make_empty_tensor_value_info(name) for name in sorted(targets)]
     model = helper.make_model(helper.make_graph(nodes, "shape_values", [], outputs, initializers),
                               opset_imports=shell.opset_import, ir_version=max(shell.ir_version, 4))
