@@ -106,7 +106,7 @@ def shape_op_value(op_type: str, dims: Shape | None, start: int = 0, end: int | 
 class _Rounds:
     """What the chain rounds keep between rounds.
 
-    The shell's node list is edited once, at the end (`_materialize`): in between, rows keep
+    The shell's node list is edited once, at the end (`materialize`): in between, rows keep
     their positions and evaluated producers are only marked gone (deleting protobuf nodes one
     by one and renumbering every row each round cost MaskFormer 6 ms). The nodes with an open
     output only ever get fewer, so each round looks at those of the previous one.
@@ -120,6 +120,7 @@ class _Rounds:
         self.inline = {init.name: init for init in shell.graph.initializer}
         self.injected: list[onnx.TensorProto] = []
         self.known: dict[str, np.ndarray] = {}   # values computed so far (a value never changes)
+        self.constant: set[str] = set()   # tensors found computable (they stay so: shapes only close)
         self._read_rows()
 
     def _read_rows(self) -> None:
@@ -161,8 +162,9 @@ class _Rounds:
                     self.producer.pop(output, None)
         self.update_open()
 
-    def materialize(self) -> None:
-        """Apply the pending edits to the shell (producers deleted, initializers added)."""
+    def materialize(self, last: bool = False) -> None:
+        """Apply the pending edits to the shell (producers deleted, initializers added);
+        `last`: no round follows, the rows are not read again."""
         if not self.gone and not self.injected:
             return
         nodes = self.shell.graph.node
@@ -170,7 +172,8 @@ class _Rounds:
             del nodes[index]
         self.shell.graph.initializer.extend(self.injected)
         self.injected = []
-        self._read_rows()
+        if not last:
+            self._read_rows()
 
     def infer_part(self, infer: Infer, max_nodes: int) -> onnx.ModelProto | None:
         """The inferred open part of the shell (None when it has to be the whole model)."""
@@ -239,7 +242,7 @@ def resolve_value_chains(shell: onnx.ModelProto, infer: Infer, inferred: onnx.Mo
         else:
             inferred, done, injected = rounds.infer_whole(infer), [], []
             all_strict = strict()
-    rounds.materialize()
+    rounds.materialize(last=True)
     if done and not all_strict:
         return Resolved(infer(shell))
     return Resolved(inferred, done, injected)
@@ -261,11 +264,15 @@ def _small(shapes: dict[str, Shape | None], name: str) -> bool:
 def _evaluate_round(rounds: _Rounds) -> dict[str, np.ndarray]:
     """Values of the constant tensors read by nodes with an open output (empty when none)."""
     shell, producer, inline, shapes = rounds.shell, rounds.producer, rounds.inline, rounds.shapes
+    small_memo: dict[str, bool] = {}
 
     def small(name: str) -> bool:
-        return _small(shapes, name)
+        known = small_memo.get(name)
+        if known is None:
+            known = small_memo[name] = _small(shapes, name)
+        return known
 
-    memo: dict[str, bool] = {}
+    memo: dict[str, bool] = dict.fromkeys(rounds.constant, True)
 
     def constant(name: str) -> bool:
         """True when `name` is computable from constants and static shapes (iterative DFS)."""
@@ -302,6 +309,7 @@ def _evaluate_round(rounds: _Rounds) -> dict[str, np.ndarray]:
         for tensor in row.inputs:
             if tensor and tensor not in inline and tensor in producer and constant(tensor):
                 targets.update(output for output in producer[tensor].outputs if output)
+    rounds.constant.update(name for name, computable in memo.items() if computable)
     if not targets:
         return {}
     return _run(shell, targets, producer, shapes, rounds.inline, rounds.known)

@@ -57,8 +57,9 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         # subgraph reads outer tensors and no twin builder looks at the model's other tensors.
         resolved = resolve_value_chains(shell, infer, inferred, parts=not twinned and not _has_subgraphs(graph),
                                         strict=lambda: "segcost.shape_inference" not in graph.info.metadata_props)
-        inferred = resolved.inferred
-        _take_shapes(graph, inferred, declared)
+        if resolved.inferred is not inferred:   # else graph.tensors already hold its shapes
+            inferred = resolved.inferred
+            _take_shapes(graph, inferred, declared)
         if resolved.parts:
             _take_part_shapes(graph, resolved)
         unresolved = _unresolved(graph)

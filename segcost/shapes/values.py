@@ -66,40 +66,47 @@ def compute_values(targets: list[str], producer: Mapping[str, onnx.NodeProto], k
         NotExact: an op, dtype or operand this module does not evaluate exactly as onnxruntime does.
     """
     stack = list(targets)
-    while stack:
-        name = stack[-1]
-        if name in known:
+    with np.errstate(all="ignore"):   # integer wrap-around is two's complement in both
+        while stack:
+            name = stack[-1]
+            if name in known:
+                stack.pop()
+                continue
+            node = producer.get(name)
+            if node is None:
+                raise NotExact(f"{name!r} has no value")
+            names = tuple(node.input)
+            pending = [tensor for tensor in names if tensor and tensor not in known]
+            if pending:
+                stack.extend(pending)
+                continue
             stack.pop()
-            continue
-        node = producer.get(name)
-        if node is None:
-            raise NotExact(f"{name!r} has no value")
-        pending = [tensor for tensor in node.input if tensor and tensor not in known]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        function = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if function is None:
-            raise NotExact(f"op {node.op_type}")
-        inputs: Arrays = [known[tensor] if tensor else None for tensor in node.input]
-        if any(array is not None and array.dtype not in EXACT_DTYPES for array in inputs):
-            raise NotExact(f"op {node.op_type}: dtype")
-        attrs = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
-        try:
-            with np.errstate(all="ignore"):   # integer wrap-around is two's complement in both
-                outputs = function(inputs, attrs, opset)
-        except (ValueError, IndexError, TypeError, KeyError) as error:   # shapes that do not broadcast, ...
-            raise NotExact(f"op {node.op_type}: {error}") from None
-        for output, value in zip(node.output, outputs):
-            if output:
-                value = np.asarray(value)
-                if value.dtype not in EXACT_DTYPES:
-                    raise NotExact(f"op {node.op_type}: result dtype {value.dtype}")
-                known[output] = value
-        if name not in known:
-            raise NotExact(f"op {node.op_type}: no output {name!r}")
+            _apply(node, [known[tensor] if tensor else None for tensor in names], known, opset)
+            if name not in known:
+                raise NotExact(f"op {node.op_type}: no output {name!r}")
     return {name: known[name] for name in targets}
+
+
+def _apply(node: onnx.NodeProto, inputs: Arrays, known: dict[str, np.ndarray], opset: int) -> None:
+    """Evaluate `node` on `inputs`; its outputs go into `known`."""
+    op_type = node.op_type
+    function = OPS.get(op_type) if node.domain in ("", "ai.onnx") else None
+    if function is None:
+        raise NotExact(f"op {op_type}")
+    if any(array is not None and array.dtype not in EXACT_DTYPES for array in inputs):
+        raise NotExact(f"op {op_type}: dtype")
+    attributes = node.attribute
+    attrs = {attribute.name: helper.get_attribute_value(attribute) for attribute in attributes} if attributes else {}
+    try:
+        outputs = function(inputs, attrs, opset)
+    except (ValueError, IndexError, TypeError, KeyError) as error:   # shapes that do not broadcast, ...
+        raise NotExact(f"op {op_type}: {error}") from None
+    for output, value in zip(node.output, outputs):
+        if output:
+            value = np.asarray(value)
+            if value.dtype not in EXACT_DTYPES:
+                raise NotExact(f"op {op_type}: result dtype {value.dtype}")
+            known[output] = value
 
 
 def _required(inputs: Arrays, count: int) -> list[np.ndarray]:
