@@ -17,7 +17,7 @@ F = TensorProto.FLOAT
 MATMUL_MACS = 8 * 256 * 4
 
 
-def two_level_model(with_if: bool = False) -> onnx.ModelProto:
+def two_level_model(with_if: bool = False, with_custom: bool = False) -> onnx.ModelProto:
     """chain_model's Reshape to r = 1x8x8x32, then r reshaped by Shape(r)[0:2] + [-1] to 1x8x256 → MatMul.
 
     The second target is not constant before r has a shape, but onnx's data propagation
@@ -44,6 +44,9 @@ def two_level_model(with_if: bool = False) -> onnx.ModelProto:
         graph.node.append(helper.make_node("If", ["cond"], ["picked"], then_branch=branch, else_branch=branch))
         graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
         graph.output.append(helper.make_tensor_value_info("picked", F, None))
+    if with_custom:   # a type error beside the chain: strict inference fails, every run is non-strict
+        graph.node.append(helper.make_node("Add", ["y", "s0"], ["bad"], name="bad_add"))
+        graph.output.append(helper.make_tensor_value_info("bad", F, None))
     return model
 
 
@@ -89,13 +92,14 @@ def test_the_part_sees_the_data_propagation_it_needs(runs, monkeypatch):
     assert len(with_parts) == len(runs)
 
 
-@pytest.mark.parametrize("with_if", [False, True])
-def test_part_shapes_equal_whole_model_shapes(with_if, monkeypatch):
-    graph = load_model(two_level_model(with_if))
+@pytest.mark.parametrize(("with_if", "with_custom"), [(False, False), (True, False), (False, True)])
+def test_part_shapes_equal_whole_model_shapes(with_if, with_custom, monkeypatch):
+    graph = load_model(two_level_model(with_if, with_custom))
     _whole_rounds(monkeypatch)
-    whole = load_model(two_level_model(with_if))
+    whole = load_model(two_level_model(with_if, with_custom))
     assert list(graph.tensors.items()) == list(whole.tensors.items())
     assert graph.info.metadata_props == whole.info.metadata_props
+    assert ("segcost.shape_inference" in graph.info.metadata_props) == with_custom
 
 
 def test_a_model_with_a_subgraph_is_inferred_whole_each_round(runs):

@@ -307,7 +307,8 @@ def _evaluate_round(rounds: _Rounds) -> dict[str, np.ndarray]:
     targets: set[str] = set()
     for row in rounds.open_rows:
         for tensor in row.inputs:
-            if tensor and tensor not in inline and tensor in producer and constant(tensor):
+            if tensor and tensor not in inline and tensor in producer and (
+                    memo[tensor] if tensor in memo else constant(tensor)):
                 targets.update(output for output in producer[tensor].outputs if output)
     rounds.constant.update(name for name, computable in memo.items() if computable)
     if not targets:
