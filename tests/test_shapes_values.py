@@ -143,6 +143,7 @@ def test_old_opsets_read_axes_and_starts_from_attributes():
     ("Mod", [_a(7), _a(0)], {}),
     ("Cast", [_a(np.nan, dtype=F32)], {"to": TensorProto.INT64}),   # undefined in C++
     ("Cast", [_a(3e10, dtype=F32)], {"to": TensorProto.INT32}),
+    ("Cast", [_a(2.0**63, dtype=np.float64)], {"to": TensorProto.INT64}),   # int64 max rounds up to this
     ("Cast", [_a(1.0, dtype=F32)], {"to": TensorProto.FLOAT16}),
     ("Pow", [_s(10.0, F32), _s(0.5, F32)], {}),                  # 3.1622...: last-ulp rounding may differ
     ("Range", [_s(0.0, F32), _s(1.0, F32), _s(0.1, F32)], {}),   # onnxruntime accumulates float steps

@@ -164,7 +164,7 @@ def _cast(inputs: Arrays, attrs: Attrs, opset: int) -> list[np.ndarray]:
             raise NotExact("Cast of a non-finite value")
         truncated = np.trunc(x.astype(np.float64))
         info = np.iinfo(to)
-        if np.any(truncated < info.min) or np.any(truncated > info.max):
+        if np.any(truncated < info.min) or np.any(truncated >= float(info.max) + 1):   # 2**63 for int64
             raise NotExact("Cast out of range")
     return [x.astype(to)]
 
