@@ -274,6 +274,8 @@ def _evaluate_round(rounds: _Rounds) -> dict[str, np.ndarray]:
 
     memo: dict[str, bool] = dict.fromkeys(rounds.constant, True)
 
+    expanded: set[str] = set()   # tensors whose producer passed the checks; their inputs are on the stack
+
     def constant(name: str) -> bool:
         """True when `name` is computable from constants and static shapes (iterative DFS)."""
         stack = [name]
@@ -283,24 +285,21 @@ def _evaluate_round(rounds: _Rounds) -> dict[str, np.ndarray]:
                 stack.pop()
                 continue
             node = producer.get(top)
+            if node is not None and top in expanded:   # second visit: every input is decided
+                memo[top] = all(memo[tensor] for tensor in node.inputs if tensor)
+                stack.pop()
+                continue
             if top in inline or node is None:
                 memo[top] = top in inline and small(top)
-                stack.pop()
-                continue
-            if node.op_type in ("Shape", "Size") and not node.domain:
+            elif node.op_type in ("Shape", "Size") and not node.domain:
                 memo[top] = _shape_value(shell.graph.node[node.position], shapes) is not None
-                stack.pop()
-                continue
-            if (node.domain not in ("", "ai.onnx") or node.op_type in _NOT_EVALUABLE
+            elif (node.domain not in ("", "ai.onnx") or node.op_type in _NOT_EVALUABLE
                     or not all(small(output) for output in node.outputs if output)):
                 memo[top] = False
-                stack.pop()
+            else:
+                expanded.add(top)
+                stack.extend(tensor for tensor in node.inputs if tensor and tensor not in memo)
                 continue
-            pending = [tensor for tensor in node.inputs if tensor and tensor not in memo]
-            if pending:
-                stack.extend(pending)
-                continue
-            memo[top] = all(memo[tensor] for tensor in node.inputs if tensor)
             stack.pop()
         return memo[name]
 
