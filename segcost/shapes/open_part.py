@@ -3,12 +3,12 @@
 After a round turns evaluated tensors into constants, only nodes with an open output can
 gain a shape: every other node's output is already static, and onnx shape inference,
 which runs forward, would derive it again unchanged. Re-inferring the whole model each
-round cost MaskFormer 5 whole runs; the open part is half the model in the first round
-and 2% in the last.
+round cost MaskFormer 5 whole runs; its open part is half the model in the first round
+(865 of 1637 nodes) and 4 nodes in the last.
 
 The part holds the nodes with an open output, plus what onnx's data propagation reads
-through them: the small static tensors computed by Shape/Gather/Concat/... chains that feed
-them (walked back to their `Shape`/`Size` nodes, whose values follow from their input's
+through them: the static scalars and vectors computed by Shape/Gather/Concat/... chains
+that feed them (walked back to their `Shape`/`Size` nodes, whose values follow from their input's
 type). Everything else it reads comes in as a graph input carrying the type the previous
 inference gave it, or as an initializer. Given the same input types and the same data,
 onnx infers the same output types for a node, so the part's inferred shapes are those of
