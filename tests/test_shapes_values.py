@@ -185,3 +185,24 @@ def test_a_chain_through_an_op_numpy_does_not_evaluate_still_resolves_with_onnxr
 
 def test_every_registered_op_has_a_case():
     assert set(values.OPS) - {"Constant"} <= {case[0] for case in CASES}
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32])
+def test_arithmetic_on_random_operands_matches_onnxruntime(dtype):
+    rng = np.random.default_rng(19)
+    a = rng.integers(-60, 60, 400).astype(dtype)
+    b = rng.integers(-9, 9, 400).astype(dtype)
+    b[b == 0] = 7
+    if dtype == np.float32:
+        a, b = a * np.float32(1.37), b * np.float32(0.61)
+    cases = [("Add", {}), ("Sub", {}), ("Mul", {}), ("Div", {}), ("Mod", {"fmod": 1}), ("Less", {}), ("Equal", {})]
+    if dtype != np.float32:
+        cases.append(("Mod", {}))
+    for op_type, attrs in cases:
+        want, have = _ort(op_type, [a, b], attrs, 17)[0], _numpy(op_type, [a, b], attrs, 17)[0]
+        assert have.dtype == want.dtype and have.tobytes() == want.tobytes(), op_type
+    if dtype == np.float32:
+        for to in (TensorProto.INT64, TensorProto.INT32, TensorProto.INT8, TensorProto.UINT8):
+            values = np.abs(a) if to == TensorProto.UINT8 else a   # |a| < 83: in range of every target
+            want, have = _ort("Cast", [values], {"to": to}, 17)[0], _numpy("Cast", [values], {"to": to}, 17)[0]
+            assert have.dtype == want.dtype and have.tobytes() == want.tobytes(), to
