@@ -11,8 +11,10 @@ Three steps, the later ones only when the earlier leave a consumed tensor open:
    standard-ONNX shape twin (`contrib.py`);
 2. `evaluate.resolve_value_chains`: the small integer tensors that exporters compute at run
    time from shapes (Shape → Gather/Slice → Cast → Concat → Reshape/Expand/Pad/Range chains of
-   legacy torch exports and paddle2onnx) are evaluated by onnxruntime and fed back as
-   constants, and inference runs again — only when every graph input is static;
+   legacy torch exports and paddle2onnx) are evaluated (`values.py`: numpy where it gives
+   onnxruntime's values bit for bit, else onnxruntime) and fed back as constants, and
+   inference runs again on the part of the model still open (`open_part.py`) — only when
+   every graph input is static;
 3. shapes the file declares (`value_info`, graph outputs) fill what computation cannot derive
    (after a custom op). They never override a computed shape: a disagreement is recorded as a
    `ShapeConflict` (`graph.info.shape_conflicts`) that reports name with both shapes.

@@ -12,7 +12,7 @@ from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
-from segcost.shapes.evaluate import resolve_value_chains
+from segcost.shapes.evaluate import Resolved, resolve_value_chains
 from segcost.shapes.fit import check_fit
 
 InputShapes = dict[str, tuple[int, ...]]
@@ -46,14 +46,22 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     infer = lambda proto: _infer(graph, proto)  # noqa: E731
     unresolved = _unresolved(graph)
+    twinned = False
     if (unresolved or _open_outputs(graph)) and has_twins(shell):  # com.microsoft ops: shapes/contrib.py
         infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
         inferred = infer(shell)
         _take_shapes(graph, inferred, declared)
-        unresolved = _unresolved(graph)
+        unresolved, twinned = _unresolved(graph), True
     if unresolved and not symbolic_inputs(graph):
-        inferred = resolve_value_chains(shell, infer, inferred)
-        _take_shapes(graph, inferred, declared)
+        # Open parts are inferred alone where onnx sees each node as in the whole model: no
+        # subgraph reads outer tensors and no twin builder looks at the model's other tensors.
+        resolved = resolve_value_chains(shell, infer, inferred, parts=not twinned and not _has_subgraphs(graph),
+                                        strict=lambda: "segcost.shape_inference" not in graph.info.metadata_props)
+        if resolved.inferred is not inferred:   # else graph.tensors already hold its shapes
+            inferred = resolved.inferred
+            _take_shapes(graph, inferred, declared)
+        if resolved.parts:
+            _take_part_shapes(graph, resolved)
         unresolved = _unresolved(graph)
     if trust_declared and unresolved:
         seeded = _seed_declared(shell, declared, graph, infer)
@@ -187,6 +195,25 @@ def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, Te
     for name in list(graph.tensors):
         if name in graph.initializers:
             del graph.tensors[name]  # initializer shapes come from the initializer itself
+
+
+def _take_part_shapes(graph: Graph, resolved: Resolved) -> None:
+    """Update graph.tensors from the parts inferred after `resolved.inferred` (what inferring the
+    whole shell once more would give: every other node's output type is unchanged)."""
+    for part in resolved.parts:
+        read_value_infos(graph, part.graph.value_info, skip=graph.initializers)
+    outputs = set(graph.outputs)
+    for init in resolved.injected:   # as _take_shapes reads an evaluated tensor (a graph output keeps its type)
+        if init.name in outputs:
+            continue
+        graph.tensors.pop(init.name, None)
+        if init.name not in graph.initializers:
+            graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
+
+
+def _has_subgraphs(graph: Graph) -> bool:
+    kinds = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS}
+    return any(node.attr_types and kinds & set(node.attr_types.values()) for node in graph.nodes.values())
 
 
 def _first_line(error: BaseException) -> str:
