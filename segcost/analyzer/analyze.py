@@ -15,6 +15,7 @@ from segcost.analyzer.registry import (
     OpCost,
     OpView,
     Rule,
+    is_pure_rule,
 )
 from segcost.analyzer.result import (
     AnalysisResult,
@@ -84,43 +85,68 @@ class _Walk:
         shapes = _shape_table(graph)
         self.nbytes = nbytes = _byte_sizes(graph, shapes).get
         shape_of, is_constant = shapes.get, constants.__contains__
-        rules: dict[tuple[str, str], Rule | None] = {}
+        rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
+        # A pure rule's result (and what is derived from it below) per distinct signature: a
+        # large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
+        signatures: dict[tuple, _Outcome] = {}
         self.layers: list[LayerCost] = []
+        append_layer = self.layers.append
         self.coverage = coverage = Coverage()
         self.warnings: list[str] = []
         self.control_flow: list[ControlFlowCost] = []
         seen_constants: set[str] = set(outer_constants)
+        initializer_of = graph.initializers.get
         for key, node in zip(order, self.scheduled):
-            inputs, outputs = node.inputs, node.outputs
+            inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
             # map over dict methods: no Python frame per tensor ("" -- an omitted input -- has no shape)
-            view = OpView(key, node, tuple(map(shape_of, inputs)), tuple(map(shape_of, outputs)),
-                          tuple(map(is_constant, inputs)), graph)
-            rule_key = (node.domain, node.op_type)
-            rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
+            input_shapes = tuple(map(shape_of, inputs))
+            output_shapes = tuple(map(shape_of, outputs))
+            constant_inputs = tuple(map(is_constant, inputs))
+            rule_key = (domain, op_type)
+            found = rules.get(rule_key)
+            if found is None:
+                found = rules[rule_key] = (find_rule(domain, op_type), is_pure_rule(domain, op_type))
+            rule, pure = found
+            signature: tuple | None = None
+            entry: _Outcome | None = None
+            if pure and not node.implicit_inputs:
+                # repr tells 1 from 1.0 and "a" from b"a": equal reprs of attribute dicts are equal values
+                signature = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
+                             tuple(map(bool, inputs)))
+                entry = signatures.get(signature)
             subgraph_params = 0
-            try:
-                if not node.domain and node.op_type in CONTROL_FLOW_OPS:
-                    cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
-                else:
-                    cost = rule(view) if rule is not None else _UNSUPPORTED
-            except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
-                # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
-                # is bad input, reported for the node rather than as a crash.
-                raise InputError(f"node {key!r} ({node.op_type}): malformed attributes or inputs "
-                                 f"({type(error).__name__}: {error})") from None
-            _record_status(coverage, cost.status, node.op_type, key)
-            output_shape = view.output_shape(0)
-            if cost.output_shape is not None:
-                if output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
-                    self.warnings.append(f"{key}: onnx shape inference gives {list(output_shape)}, the "
-                                         f"{node.op_type} formula {list(cost.output_shape)}; the formula is used")
-                output_shape = cost.output_shape
+            if entry is None:
+                view = OpView(key, node, input_shapes, output_shapes, constant_inputs, graph)
+                try:
+                    if not domain and op_type in CONTROL_FLOW_OPS:
+                        cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
+                    else:
+                        cost = rule(view) if rule is not None else _UNSUPPORTED
+                except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+                    # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
+                    # is bad input, reported for the node rather than as a crash.
+                    raise InputError(f"node {key!r} ({op_type}): malformed attributes or inputs "
+                                     f"({type(error).__name__}: {error})") from None
+                inferred_shape = view.output_shape(0)
+                entry = (cost, inferred_shape, inferred_shape if cost.output_shape is None else cost.output_shape)
+                if signature is not None:
+                    signatures[signature] = entry
+            cost, inferred_shape, output_shape = entry
+            status = cost.status
+            if status == COUNTED:
+                coverage.counted += 1
+            else:
+                _record_status(coverage, status, op_type, key)
+            if (cost.output_shape is not None and inferred_shape is not None
+                    and tuple(cost.output_shape) != tuple(inferred_shape)):
+                self.warnings.append(f"{key}: onnx shape inference gives {list(inferred_shape)}, the "
+                                     f"{op_type} formula {list(cost.output_shape)}; the formula is used")
             params = weight_bytes = activation_bytes = 0
             for tensor in node.all_inputs:  # subgraphs' outer reads: weights and activations of this layer
                 if tensor in constants:
                     if tensor not in seen_constants:  # a weight counts once, at its first consumer
                         seen_constants.add(tensor)
-                        init = graph.initializers.get(tensor)
+                        init = initializer_of(tensor)
                         if init is not None:
                             params += init.size
                             weight_bytes += init.nbytes
@@ -132,17 +158,16 @@ class _Walk:
             for tensor in outputs:
                 if tensor:
                     activation_bytes += nbytes(tensor, 0)
-            self.layers.append(LayerCost(
-                name=key, op_type=node.op_type, domain=node.domain, kind=cost.kind, group=cost.group,
-                kernel=list(cost.kernel) if cost.kernel is not None else None,
-                stride=list(cost.stride) if cost.stride is not None else None,
-                inputs=list(inputs), outputs=list(outputs),
-                input_shapes=[list(shape) if shape is not None else None for shape in view.input_shapes],
-                output_shape=list(output_shape) if output_shape is not None else None,
-                macs=cost.macs, flops=2 * cost.macs + cost.flops,
-                bias_flops=cost.flops if cost.macs else 0,
-                params=params + subgraph_params, weight_bytes=weight_bytes, activation_bytes=activation_bytes,
-                status=cost.status,
+            macs = cost.macs
+            append_layer(LayerCost(  # positional, in the field order: a keyword call costs more per layer
+                key, op_type, cost.kind, cost.group,
+                list(cost.kernel) if cost.kernel is not None else None,
+                list(cost.stride) if cost.stride is not None else None,
+                list(inputs), list(outputs),
+                [list(shape) if shape is not None else None for shape in input_shapes],
+                list(output_shape) if output_shape is not None else None,
+                macs, 2 * macs + cost.flops, cost.flops if macs else 0,
+                params + subgraph_params, weight_bytes, activation_bytes, status, domain,
             ))
 
     def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int]:
@@ -162,6 +187,8 @@ def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
+# (cost, the output shape inference gave, the output shape the layer reports)
+_Outcome = tuple[OpCost, tuple[int, ...] | None, tuple[int, ...] | None]
 
 
 def _shape_table(graph: Graph) -> dict[str, Shape]:
