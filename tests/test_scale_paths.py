@@ -167,3 +167,17 @@ def test_large_graph_loads_with_every_shape(tmp_path):
     graph = load(path)
     assert all(graph.shape(tensor) == (1, 8, 8, 8) for key in graph.dag for tensor in graph.node(key).outputs)
     assert not any(name in graph.tensors for name in graph.initializers)
+
+
+def test_a_large_graph_gives_freed_memory_back_after_inference(monkeypatch):
+    """Past RETURN_MEMORY_MIN_NODES the loader trims the heap (glibc); it must run wherever the loader runs."""
+    from segcost.frontends import onnx as onnx_frontend
+
+    calls = []
+    trim = onnx_frontend._return_freed_memory
+    monkeypatch.setattr(onnx_frontend, "_return_freed_memory", lambda: calls.append(trim()))
+    monkeypatch.setattr(onnx_frontend, "RETURN_MEMORY_MIN_NODES", 4)
+    onnx_frontend.load_model(deep(3))
+    assert calls == []   # one node below the size
+    onnx_frontend.load_model(deep(9))
+    assert calls == [None]

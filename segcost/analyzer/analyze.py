@@ -127,29 +127,28 @@ class _Walk:
                     # is bad input, reported for the node rather than as a crash.
                     raise InputError(f"node {key!r} ({op_type}): malformed attributes or inputs "
                                      f"({type(error).__name__}: {error})") from None
-                inferred_shape = view.output_shape(0)
-                entry = (cost, inferred_shape, inferred_shape if cost.output_shape is None else cost.output_shape)
+                entry = _outcome(cost, view.output_shape(0), None not in input_shapes)
                 if signature is not None:
                     signatures[signature] = entry
-            cost, inferred_shape, output_shape = entry
+            cost, formula_differs, kernel, stride, output_shape, shapes_known, flops, bias_flops = entry
             status = cost.status
             if status == COUNTED:
                 coverage.counted += 1
             else:
                 _record_status(coverage, status, op_type, key)
-            if (cost.output_shape is not None and inferred_shape is not None
-                    and tuple(cost.output_shape) != tuple(inferred_shape)):
-                self.warnings.append(f"{key}: onnx shape inference gives {list(inferred_shape)}, the "
-                                     f"{op_type} formula {list(cost.output_shape)}; the formula is used")
+            if formula_differs is not None:
+                self.warnings.append(f"{key}: onnx shape inference gives {list(formula_differs)}, the "
+                                     f"{op_type} formula {list(cost.output_shape or ())}; the formula is used")
             params = weight_bytes = activation_bytes = 0
-            for tensor in node.all_inputs:  # subgraphs' outer reads: weights and activations of this layer
+            for tensor in node.all_inputs if node.implicit_inputs else inputs:  # + subgraphs' outer reads
                 if tensor in constants:
                     if tensor not in seen_constants:  # a weight counts once, at its first consumer
                         seen_constants.add(tensor)
                         init = initializer_of(tensor)
                         if init is not None:
-                            params += init.size
-                            weight_bytes += init.nbytes
+                            size = init.size
+                            params += size
+                            weight_bytes += size * dtype_size(init.dtype)
                         else:  # a (sparse) Constant node's output
                             params += _elements(shape_of(tensor))
                             weight_bytes += nbytes(tensor, 0)
@@ -158,16 +157,14 @@ class _Walk:
             for tensor in outputs:
                 if tensor:
                     activation_bytes += nbytes(tensor, 0)
-            macs = cost.macs
             append_layer(LayerCost(  # positional, in the field order: a keyword call costs more per layer
                 key, op_type, cost.kind, cost.group,
-                list(cost.kernel) if cost.kernel is not None else None,
-                list(cost.stride) if cost.stride is not None else None,
+                None if kernel is None else list(kernel), None if stride is None else list(stride),
                 list(inputs), list(outputs),
+                list(map(list, input_shapes)) if shapes_known else  # type: ignore[arg-type] # no None in them
                 [list(shape) if shape is not None else None for shape in input_shapes],
-                list(output_shape) if output_shape is not None else None,
-                macs, 2 * macs + cost.flops, cost.flops if macs else 0,
-                params + subgraph_params, weight_bytes, activation_bytes, status, domain,
+                None if output_shape is None else list(output_shape),
+                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes, activation_bytes, status, domain,
             ))
 
     def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int]:
@@ -187,8 +184,20 @@ def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
-# (cost, the output shape inference gave, the output shape the layer reports)
-_Outcome = tuple[OpCost, tuple[int, ...] | None, tuple[int, ...] | None]
+# What a layer takes from its rule's cost: (cost, the inferred output shape when the rule's formula
+# gives another one, kernel, stride, output shape, whether every input shape is known, flops, bias flops)
+_Outcome = tuple[OpCost, tuple[int, ...] | None, tuple[int, ...] | None, tuple[int, ...] | None,
+                 tuple[int, ...] | None, bool, int, int]
+
+
+def _outcome(cost: OpCost, inferred_shape: tuple[int, ...] | None, shapes_known: bool) -> _Outcome:
+    """The per-layer fields a cost gives (see _Outcome); the same for every node of a pure rule's signature."""
+    output_shape = inferred_shape if cost.output_shape is None else cost.output_shape
+    differs = (inferred_shape if cost.output_shape is not None and inferred_shape is not None
+               and tuple(cost.output_shape) != tuple(inferred_shape) else None)
+    macs = cost.macs
+    return (cost, differs, cost.kernel, cost.stride, output_shape, shapes_known, 2 * macs + cost.flops,
+            cost.flops if macs else 0)
 
 
 def _shape_table(graph: Graph) -> dict[str, Shape]:

@@ -16,6 +16,7 @@ Steps, each turning any failure into one InputError line:
 from __future__ import annotations
 
 import os
+import sys
 from itertools import chain
 from pathlib import Path
 from typing import cast
@@ -121,7 +122,30 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
         # symbolic batch, and a model whose outputs have no shape fails onnx.checker: then the
         # batch is set as given (see the docstring for how a caller tells).
         infer_shapes(graph, shapes, model=model)
+    if len(graph) >= RETURN_MEMORY_MIN_NODES:
+        _return_freed_memory()
     return graph
+
+
+# Graphs from this size on give the memory freed after shape inference back to the system.
+RETURN_MEMORY_MIN_NODES = 10_000
+
+
+def _return_freed_memory() -> None:
+    """Give free heap memory back to the system (glibc's malloc_trim; elsewhere nothing).
+
+    Shape inference's model copies (150 MB at 100k nodes) are freed when it returns, but
+    glibc keeps freed heap below a live allocation, and the analysis' Python objects then come
+    from new memory (pymalloc maps its own arenas): the freed heap would add to the process's
+    peak (100k-node chain: 550 -> 497 MiB; the trim takes ~17 ms there).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # deferred: only large graphs on Linux need it
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)   # None with a libc other than glibc (musl)
+    if trim is not None:
+        trim(0)
 
 
 def _with_declared_batch(graph: Graph, input_shapes: InputShapes) -> InputShapes:

@@ -48,14 +48,16 @@ class _Reader:
         """Yield (field_number, wire_type, field_start, payload_start, field_end) over a message."""
         window = self.buffer
         data, base = window.covering(start, min(start + 20, end))
+        limit = min(end - base, len(data))  # the window's bytes inside the message, relative to base
         position = start
         while position < end:
             # A field's key and length prefix are two varints of at most 10 bytes each; both are
             # decoded from the window's bytes, never read past the message's end.
-            if not base <= position <= base + len(data) - 20:
-                data, base = window.covering(position, min(position + 20, end))
-            limit = min(end - base, len(data))
             offset = position - base
+            if offset < 0 or offset > len(data) - 20:
+                data, base = window.covering(position, min(position + 20, end))
+                limit = min(end - base, len(data))
+                offset = position - base
             if offset >= limit:
                 raise self.fail("the file ends inside a field")
             key = data[offset]
@@ -67,12 +69,17 @@ class _Reader:
             if number == 0:
                 raise self.fail("field number 0")
             if wire_type == WIRE_LENGTH:
-                length, offset = _varint(data, offset, limit, self)
+                length = data[offset] if offset < limit else 0x80   # one-byte lengths inline
+                if length < 0x80:
+                    offset += 1
+                else:
+                    length, offset = _varint(data, offset, limit, self)
                 payload = base + offset
                 field_end = payload + length
             elif wire_type == WIRE_VARINT:
                 payload = base + offset
-                field_end = base + _varint(data, offset, limit, self)[1]
+                field_end = base + (offset + 1 if offset < limit and data[offset] < 0x80
+                                    else _varint(data, offset, limit, self)[1])
             elif wire_type == WIRE_FIXED64:
                 payload = base + offset
                 field_end = payload + 8
