@@ -229,8 +229,8 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
     nested control-flow node uses its enclosing node's table.
     """
-    targets = [node for node in graph.nodes.values()
-               if node.attr_types and {GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE} & set(node.attr_types.values())]
+    targets = [node for node in graph.nodes.values() if node.attr_types
+               and (GRAPH_ATTRIBUTE in (types := node.attr_types.values()) or GRAPHS_ATTRIBUTE in types)]
     if not targets:
         return
     protos = inferred.node
