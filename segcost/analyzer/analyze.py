@@ -217,14 +217,22 @@ class _Sizes(dict):
 
 def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> _Sizes:
     """{tensor: bytes} for every tensor of known shape (elements × the size of graph.dtype); others read 0."""
-    sizes = _Sizes({name: init.nbytes for name, init in graph.initializers.items()})  # int dims by construction
+    initializers = graph.initializers
+    sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
+    # tensors share a few (shape, dtype) pairs: each size is computed once (None: the shape is not static)
+    computed: dict[tuple[Shape | None, int], int | None] = {}
     for name, info in graph.tensors.items():
-        shape = shapes.get(name)
-        if is_static_shape(shape):
-            init = graph.initializers.get(name)
-            sizes[name] = prod(shape) * dtype_size(info.dtype or (init.dtype if init is not None else 0))
-        else:
+        shape, dtype = shapes.get(name), info.dtype
+        if not dtype:
+            init = initializers.get(name)
+            dtype = init.dtype if init is not None else 0
+        size = computed.get((shape, dtype), -1)
+        if size == -1:
+            size = computed[shape, dtype] = prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None
+        if size is None:
             sizes.pop(name, None)
+        else:
+            sizes[name] = size
     return sizes
 
 
