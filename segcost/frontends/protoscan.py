@@ -34,6 +34,7 @@ SKIPPABLE_PAYLOADS = (TENSOR_RAW_DATA, TENSOR_FLOAT_DATA, TENSOR_DOUBLE_DATA)
 MIN_SKIPPED_BYTES = 1024
 
 WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
+_INITIALIZER_KEY = bytes((GRAPH_INITIALIZER << 3 | WIRE_LENGTH,))   # a graph's initializer field key
 
 
 class _Reader:
@@ -100,10 +101,13 @@ def _varint(data: bytes, offset: int, limit: int, reader: _Reader) -> tuple[int,
     Why hand-written: protobuf's Python API has no public varint decoder, and this runs
     twice per field of the file (a million times for a 100k-node graph).
     """
-    if offset < limit:
+    if offset + 1 < limit:
         byte = data[offset]
         if byte < 0x80:  # one-byte varints (field keys, short lengths) are the common case
             return byte, offset + 1
+        second = data[offset + 1]
+        if second < 0x80:  # two bytes: the lengths of weight payloads and initializers up to 16 KiB
+            return (byte & 0x7F) | second << 7, offset + 2
     value = shift = 0
     for position in range(offset, min(offset + 10, limit)):
         byte = data[position]
@@ -115,6 +119,10 @@ def _varint(data: bytes, offset: int, limit: int, reader: _Reader) -> tuple[int,
 
 
 def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -198,7 +206,7 @@ def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict
             tensor, region = _tensor_without_payload(reader, payload, field_end)
             if region is not None:
                 skipped[index] = region
-            out += _encode_varint(GRAPH_INITIALIZER << 3 | WIRE_LENGTH) + _encode_varint(len(tensor)) + tensor
+            out += _INITIALIZER_KEY + _encode_varint(len(tensor)) + tensor
             index += 1
             kept_from = field_end
     out += reader.buffer[kept_from:end]
