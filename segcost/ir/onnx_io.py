@@ -77,8 +77,8 @@ def node_rows(onnx_graph: onnx.GraphProto) -> list[NodeRow]:
     costs a tenth of a second, so the loader's checks and the IR build share one reading.
     """
     # A slice of a repeated field is a new list, built faster than list() of it. An empty
-    # attribute list is kept as (): a container held would keep its node's wrapper alive
-    # (100k of them are ~90 MB at once).
+    # attribute list is kept as (): a held container keeps its node's message wrapper alive
+    # (at 100k nodes, 37 MB more while the rows live).
     return [(node.name, node.op_type, node.domain, node.doc_string, node.input[:], node.output[:],
              attributes if (attributes := node.attribute) else ()) for node in onnx_graph.node]
 
