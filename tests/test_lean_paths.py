@@ -133,3 +133,45 @@ def test_the_command_line_caps_openblas_at_one_thread_before_numpy_loads():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
                             check=True)
     assert result.stdout.split()[0] == "2"
+
+
+def _consumer_table(graph: Graph) -> dict[str, list[str]]:
+    return {tensor: sorted(users) for tensor, users in graph._consumers.items() if users}
+
+
+def test_a_consumer_table_built_after_mutations_equals_one_kept_in_step_with_them():
+    eager, lazy = _chain(), _chain()
+    assert eager._consumer_table is None and eager.consumers("t1") == ["b"]   # built now, then kept in step
+    _mutate(eager)
+    _mutate(lazy)
+    lazy._consumer_table = None   # built again, from the nodes as they are now
+    assert _consumer_table(lazy) == _consumer_table(eager) == {
+        "x": ["a2"], "t1": ["b", "d"], "t4": ["c"], "t2b": ["c"]}
+
+
+def test_loading_and_analyzing_a_model_builds_no_consumer_table():
+    from segcost.analyzer import analyze
+    from segcost.frontends.onnx import load_model
+    from segcost.samples import deeplabv3lite
+
+    graph = load_model(deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32))
+    analyze(graph)
+    assert graph._consumer_table is None
+
+
+def test_bulk_insert_numbers_later_nodes_as_one_by_one():
+    """Nodes keeping their own "order" (a loaded file's) leave the next free number where add_node would."""
+    specs = [("a", 5), ("b", 0), ("c", None), ("d", 2)]
+    one_by_one, bulk = Graph(), Graph()
+    for graph in (one_by_one, bulk):
+        nodes = [(key, Node(key, "Relu", inputs=[f"in_{key}"], outputs=[f"out_{key}"],
+                            meta={} if order is None else {"order": order})) for key, order in specs]
+        if graph is bulk:
+            graph.add_nodes(nodes)
+        else:
+            for key, node in nodes:
+                graph.add_node(node, key=key)
+        graph.add_node(Node("e", "Relu", inputs=["x"], outputs=["y"]), key="e")
+    assert ({key: node.meta["order"] for key, node in bulk.nodes.items()}
+            == {key: node.meta["order"] for key, node in one_by_one.nodes.items()}
+            == {"a": 5, "b": 0, "c": 7, "d": 2, "e": 9})

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tabulate import tabulate
 
-from segcost.errors import GraphError
+from segcost.errors import GraphError, InputError
 from segcost.frontends import protoscan
 from segcost.frontends.onnx import _check_attributes, load, read_model
 from segcost.ir import Graph, Node
@@ -167,3 +167,31 @@ def test_large_graph_loads_with_every_shape(tmp_path):
     graph = load(path)
     assert all(graph.shape(tensor) == (1, 8, 8, 8) for key in graph.dag for tensor in graph.node(key).outputs)
     assert not any(name in graph.tensors for name in graph.initializers)
+
+
+def test_a_large_graph_gives_freed_memory_back_after_inference(monkeypatch):
+    """Past RETURN_MEMORY_MIN_NODES the loader trims the heap (glibc); it must run wherever the loader runs."""
+    from segcost.frontends import onnx as onnx_frontend
+
+    calls = []
+    trim = onnx_frontend._return_freed_memory
+    monkeypatch.setattr(onnx_frontend, "_return_freed_memory", lambda: calls.append(trim()))
+    monkeypatch.setattr(onnx_frontend, "RETURN_MEMORY_MIN_NODES", 4)
+    onnx_frontend.load_model(deep(3))
+    assert calls == []   # one node below the size
+    onnx_frontend.load_model(deep(9))
+    assert calls == [None]
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2303, 16383, 16384, 2**21 - 1, 2**21, 2**35 + 7, 2**62])
+def test_varints_read_and_write_as_protobuf_does(value):
+    tensor = onnx.TensorProto()
+    tensor.dims.append(value)
+    serialized = tensor.SerializeToString()   # the dims key (one byte), then the varint
+    assert protoscan._encode_varint(value) == serialized[1:]
+    assert protoscan._varint(serialized, 1, len(serialized), None) == (value, len(serialized))
+    # a varint cut short by its message's end is an error, whatever its length
+    if len(serialized) > 2:
+        reader = protoscan._Reader(None, "model.onnx")
+        with pytest.raises(InputError, match="bad varint"):
+            protoscan._varint(serialized, 1, len(serialized) - 1, reader)

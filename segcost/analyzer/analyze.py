@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from math import prod
+from operator import attrgetter
 
 from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_flow_cost
 from segcost.analyzer.grouping import group_layers
@@ -15,6 +16,7 @@ from segcost.analyzer.registry import (
     OpCost,
     OpView,
     Rule,
+    is_pure_rule,
 )
 from segcost.analyzer.result import (
     AnalysisResult,
@@ -41,14 +43,13 @@ def analyze(graph: Graph) -> AnalysisResult:
     _require_static_inputs(graph)
     walk = _Walk(graph)
     layers = walk.layers
-    totals = Totals(
-        macs=sum(layer.macs for layer in layers),
-        flops=sum(layer.flops for layer in layers),
-        params=sum(layer.params for layer in layers),
-        weight_bytes=sum(layer.weight_bytes for layer in layers),
-        activation_bytes=sum(layer.activation_bytes for layer in layers),
-        peak_activation_bytes=peak_activation_bytes(graph, walk.scheduled, lambda tensor: walk.nbytes(tensor, 0),
-                                                    walk.constants),
+    totals = Totals(  # map over attrgetter: no generator frame step per layer (100k+ of them)
+        macs=sum(map(attrgetter("macs"), layers)),
+        flops=sum(map(attrgetter("flops"), layers)),
+        params=sum(map(attrgetter("params"), layers)),
+        weight_bytes=sum(map(attrgetter("weight_bytes"), layers)),
+        activation_bytes=sum(map(attrgetter("activation_bytes"), layers)),
+        peak_activation_bytes=peak_activation_bytes(graph, walk.scheduled, walk.nbytes, walk.constants),
         nodes=len(layers),
     )
     totals.gmacs = round(totals.macs / 1e9, 4)
@@ -82,67 +83,89 @@ class _Walk:
                 constants.update(node.outputs)
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
         shapes = _shape_table(graph)
-        self.nbytes = nbytes = _byte_sizes(graph, shapes).get
+        self.nbytes = nbytes = _byte_sizes(graph, shapes).__getitem__   # 0 for a tensor of unknown size
         shape_of, is_constant = shapes.get, constants.__contains__
-        rules: dict[tuple[str, str], Rule | None] = {}
+        rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
+        # A pure rule's result (and what is derived from it below) per distinct signature: a
+        # large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
+        signatures: dict[tuple, _Outcome] = {}
         self.layers: list[LayerCost] = []
+        append_layer = self.layers.append
         self.coverage = coverage = Coverage()
         self.warnings: list[str] = []
         self.control_flow: list[ControlFlowCost] = []
         seen_constants: set[str] = set(outer_constants)
+        initializer_of = graph.initializers.get
         for key, node in zip(order, self.scheduled):
-            inputs, outputs = node.inputs, node.outputs
+            inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
             # map over dict methods: no Python frame per tensor ("" -- an omitted input -- has no shape)
-            view = OpView(key, node, tuple(map(shape_of, inputs)), tuple(map(shape_of, outputs)),
-                          tuple(map(is_constant, inputs)), graph)
-            rule_key = (node.domain, node.op_type)
-            rule = rules[rule_key] if rule_key in rules else rules.setdefault(rule_key, find_rule(*rule_key))
+            input_shapes = tuple(map(shape_of, inputs))
+            output_shapes = tuple(map(shape_of, outputs))
+            constant_inputs = tuple(map(is_constant, inputs))
+            rule_key = (domain, op_type)
+            found = rules.get(rule_key)
+            if found is None:
+                found = rules[rule_key] = (find_rule(domain, op_type), is_pure_rule(domain, op_type))
+            rule, pure = found
+            signature: tuple | None = None
+            entry: _Outcome | None = None
+            if pure and not node.implicit_inputs:
+                # repr tells 1 from 1.0 and "a" from b"a": equal reprs of attribute dicts are equal values
+                # which inputs are given: all of them unless one is omitted ("")
+                signature = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
+                             "" in inputs and tuple(map(bool, inputs)))
+                entry = signatures.get(signature)
             subgraph_params = 0
-            try:
-                if not node.domain and node.op_type in CONTROL_FLOW_OPS:
-                    cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
-                else:
-                    cost = rule(view) if rule is not None else _UNSUPPORTED
-            except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
-                # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
-                # is bad input, reported for the node rather than as a crash.
-                raise InputError(f"node {key!r} ({node.op_type}): malformed attributes or inputs "
-                                 f"({type(error).__name__}: {error})") from None
-            _record_status(coverage, cost.status, node.op_type, key)
-            output_shape = view.output_shape(0)
-            if cost.output_shape is not None:
-                if output_shape is not None and tuple(cost.output_shape) != tuple(output_shape):
-                    self.warnings.append(f"{key}: onnx shape inference gives {list(output_shape)}, the "
-                                         f"{node.op_type} formula {list(cost.output_shape)}; the formula is used")
-                output_shape = cost.output_shape
+            if entry is None:
+                view = OpView(key, node, input_shapes, output_shapes, constant_inputs, graph)
+                try:
+                    if not domain and op_type in CONTROL_FLOW_OPS:
+                        cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
+                    else:
+                        cost = rule(view) if rule is not None else _UNSUPPORTED
+                except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+                    # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
+                    # is bad input, reported for the node rather than as a crash.
+                    raise InputError(f"node {key!r} ({op_type}): malformed attributes or inputs "
+                                     f"({type(error).__name__}: {error})") from None
+                entry = _outcome(cost, view.output_shape(0), None not in input_shapes)
+                if signature is not None:
+                    signatures[signature] = entry
+            cost, formula_differs, kernel, stride, output_shape, shapes_known, flops, bias_flops = entry
+            status = cost.status
+            if status == COUNTED:
+                coverage.counted += 1
+            else:
+                _record_status(coverage, status, op_type, key)
+            if formula_differs is not None:
+                self.warnings.append(f"{key}: onnx shape inference gives {list(formula_differs)}, the "
+                                     f"{op_type} formula {list(cost.output_shape or ())}; the formula is used")
             params = weight_bytes = activation_bytes = 0
-            for tensor in node.all_inputs:  # subgraphs' outer reads: weights and activations of this layer
+            for tensor in node.all_inputs if node.implicit_inputs else inputs:  # + subgraphs' outer reads
                 if tensor in constants:
                     if tensor not in seen_constants:  # a weight counts once, at its first consumer
                         seen_constants.add(tensor)
-                        init = graph.initializers.get(tensor)
+                        init = initializer_of(tensor)
                         if init is not None:
-                            params += init.size
-                            weight_bytes += init.nbytes
+                            size = init.size
+                            params += size
+                            weight_bytes += size * dtype_size(init.dtype)
                         else:  # a (sparse) Constant node's output
                             params += _elements(shape_of(tensor))
-                            weight_bytes += nbytes(tensor, 0)
+                            weight_bytes += nbytes(tensor)
                 elif tensor:
-                    activation_bytes += nbytes(tensor, 0)
+                    activation_bytes += nbytes(tensor)
             for tensor in outputs:
                 if tensor:
-                    activation_bytes += nbytes(tensor, 0)
-            self.layers.append(LayerCost(
-                name=key, op_type=node.op_type, domain=node.domain, kind=cost.kind, group=cost.group,
-                kernel=list(cost.kernel) if cost.kernel is not None else None,
-                stride=list(cost.stride) if cost.stride is not None else None,
-                inputs=list(inputs), outputs=list(outputs),
-                input_shapes=[list(shape) if shape is not None else None for shape in view.input_shapes],
-                output_shape=list(output_shape) if output_shape is not None else None,
-                macs=cost.macs, flops=2 * cost.macs + cost.flops,
-                bias_flops=cost.flops if cost.macs else 0,
-                params=params + subgraph_params, weight_bytes=weight_bytes, activation_bytes=activation_bytes,
-                status=cost.status,
+                    activation_bytes += nbytes(tensor)
+            append_layer(LayerCost(  # positional, in the field order: a keyword call costs more per layer
+                key, op_type, cost.kind, cost.group,
+                None if kernel is None else list(kernel), None if stride is None else list(stride),
+                list(inputs), list(outputs),
+                list(map(list, input_shapes)) if shapes_known else  # type: ignore[arg-type] # no None in them
+                [list(shape) if shape is not None else None for shape in input_shapes],
+                None if output_shape is None else list(output_shape),
+                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes, activation_bytes, status, domain,
             ))
 
     def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int]:
@@ -162,6 +185,20 @@ def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
+# What a layer takes from its rule's cost: (cost, the inferred output shape when the rule's formula
+# gives another one, kernel, stride, output shape, whether every input shape is known, flops, bias flops)
+_Outcome = tuple[OpCost, tuple[int, ...] | None, tuple[int, ...] | None, tuple[int, ...] | None,
+                 tuple[int, ...] | None, bool, int, int]
+
+
+def _outcome(cost: OpCost, inferred_shape: tuple[int, ...] | None, shapes_known: bool) -> _Outcome:
+    """The per-layer fields a cost gives (see _Outcome); the same for every node of a pure rule's signature."""
+    output_shape = inferred_shape if cost.output_shape is None else cost.output_shape
+    differs = (inferred_shape if cost.output_shape is not None and inferred_shape is not None
+               and tuple(cost.output_shape) != tuple(inferred_shape) else None)
+    macs = cost.macs
+    return (cost, differs, cost.kernel, cost.stride, output_shape, shapes_known, 2 * macs + cost.flops,
+            cost.flops if macs else 0)
 
 
 def _shape_table(graph: Graph) -> dict[str, Shape]:
@@ -172,16 +209,31 @@ def _shape_table(graph: Graph) -> dict[str, Shape]:
     return shapes
 
 
-def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
-    """{tensor: bytes} for every tensor of known shape (elements × the size of graph.dtype)."""
-    sizes = {name: init.nbytes for name, init in graph.initializers.items()}  # int dims by construction
+class _Sizes(dict):
+    """{tensor: bytes} that reads 0 for a tensor not in it (of unknown shape)."""
+
+    def __missing__(self, tensor: str) -> int:
+        return 0
+
+
+def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> _Sizes:
+    """{tensor: bytes} for every tensor of known shape (elements × the size of graph.dtype); others read 0."""
+    initializers = graph.initializers
+    sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
+    # tensors share a few (shape, dtype) pairs: each size is computed once (None: the shape is not static)
+    computed: dict[tuple[Shape | None, int], int | None] = {}
     for name, info in graph.tensors.items():
-        shape = shapes.get(name)
-        if is_static_shape(shape):
-            init = graph.initializers.get(name)
-            sizes[name] = prod(shape) * dtype_size(info.dtype or (init.dtype if init is not None else 0))
-        else:
+        shape, dtype = shapes.get(name), info.dtype
+        if not dtype:
+            init = initializers.get(name)
+            dtype = init.dtype if init is not None else 0
+        size = computed.get((shape, dtype), -1)
+        if size == -1:
+            size = computed[shape, dtype] = prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None
+        if size is None:
             sizes.pop(name, None)
+        else:
+            sizes[name] = size
     return sizes
 
 

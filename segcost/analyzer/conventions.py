@@ -13,6 +13,7 @@ changes meaning: the counted total is reported separately.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from segcost.errors import InputError
@@ -70,9 +71,11 @@ def category_of(layer: LayerCost) -> str | None:
 
 def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
     subtotals = dict.fromkeys(CATEGORIES, 0)
-    for layer in result.layers:
-        subtotals["bias"] += layer.bias_flops
-        category = category_of(layer)
+    layers = result.layers
+    subtotals["bias"] += sum(map(attrgetter("bias_flops"), layers))   # C speed: no frame step per layer
+    category_of_op = _CATEGORY_OF_OP.get
+    for layer in layers:   # category_of, inline
+        category = None if layer.domain else category_of_op(layer.op_type)
         if category is not None:
             subtotals[category] += layer.flops
     conv_gemm = result.totals.macs

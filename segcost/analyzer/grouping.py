@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 from segcost.analyzer.result import LayerCost, OpTypeTotal
 from segcost.errors import InputError
@@ -51,16 +52,22 @@ def name_prefix(name: str, depth: int, op_type: str = "") -> str:
 
 def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int = 1) -> dict[str, OpTypeTotal]:
     """Group name → totals, most MACs first (then FLOPs, then name)."""
-    label: Callable[[LayerCost], str] = {
-        "op_type": lambda layer: layer.op_type,
-        "kind": lambda layer: layer.kind,
+    labels: dict[str, Callable[[LayerCost], str]] = {
+        "op_type": attrgetter("op_type"),
+        "kind": attrgetter("kind"),
         "prefix": lambda layer: name_prefix(layer.name, depth, layer.op_type),
-    }[key]
-    totals: dict[str, OpTypeTotal] = {}
+    }
+    label = labels[key]
+    members: dict[str, list[LayerCost]] = {}
     for layer in layers:
-        total = totals.setdefault(label(layer), OpTypeTotal())
-        total.count += 1
-        total.macs += layer.macs
-        total.flops += layer.flops
-        total.params += layer.params
+        name = label(layer)
+        group = members.get(name)
+        if group is None:
+            members[name] = [layer]
+        else:
+            group.append(layer)
+    # sums over each group's layers at C speed (map over attrgetter), not four updates per layer
+    macs, flops, params = attrgetter("macs"), attrgetter("flops"), attrgetter("params")
+    totals = {name: OpTypeTotal(len(group), sum(map(macs, group)), sum(map(flops, group)), sum(map(params, group)))
+              for name, group in members.items()}
     return dict(sorted(totals.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))

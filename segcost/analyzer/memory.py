@@ -16,11 +16,9 @@ from segcost.ir import Graph, Node
 def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
                           constants: set[str]) -> int:
     """Peak live activation bytes when `nodes` run in this (topological) order."""
-    last_use: dict[str, int] = {}
-    for step, node in enumerate(nodes):
-        for tensor in node.all_inputs:  # a tensor an If/Loop/Scan subgraph reads lives until that node
-            if tensor and tensor not in constants:
-                last_use[tensor] = step
+    # the last step reading each tensor (a tensor an If/Loop/Scan subgraph reads lives until that node)
+    last_use = {tensor: step for step, node in enumerate(nodes) for tensor in node.all_inputs
+                if tensor and tensor not in constants}
     pinned = set(graph.outputs)
     live = {tensor: tensor_bytes(tensor) for tensor in graph.inputs}
     current = sum(live.values())
@@ -37,7 +35,7 @@ def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Cal
         # Freed after this step: inputs read here for the last time, and outputs nobody reads
         # (a consumer always runs after its producer, so an output's last use is later or none).
         # A tensor named twice is freed once: it is no longer live the second time.
-        for tensor in node.all_inputs:
+        for tensor in node.all_inputs if node.implicit_inputs else node.inputs:
             if last_step(tensor) == step and tensor in live and tensor not in pinned:
                 current -= live.pop(tensor)
         for tensor in outputs:

@@ -157,10 +157,18 @@ class OpCost(NamedTuple):
 
 Rule = Callable[[OpView], OpCost]
 _RULES: dict[tuple[str, str], Rule] = {}
+_PURE: set[tuple[str, str]] = set()
 
 
-def cost_rule(*op_types: str, domains: tuple[str, ...] = DEFAULT_DOMAINS) -> Callable[[Rule], Rule]:
-    """Register `rule` for each op type (and domain). A duplicate registration raises."""
+def cost_rule(*op_types: str, domains: tuple[str, ...] = DEFAULT_DOMAINS,
+              pure: bool = False) -> Callable[[Rule], Rule]:
+    """Register `rule` for each op type (and domain). A duplicate registration raises.
+
+    `pure`: the rule's result depends only on the node's op type, attributes, input and output
+    shapes, which inputs are given and which are constant (never on constant values, names
+    or other graph state, except in the text of an error it raises). The analysis then
+    computes it once per distinct such signature (see is_pure_rule).
+    """
 
     def register(rule: Rule) -> Rule:
         for op_type in op_types:
@@ -168,9 +176,22 @@ def cost_rule(*op_types: str, domains: tuple[str, ...] = DEFAULT_DOMAINS) -> Cal
                 if (domain, op_type) in _RULES:
                     raise ValueError(f"cost rule for {domain or 'ai.onnx'}::{op_type} registered twice")
                 _RULES[(domain, op_type)] = _checked(rule) if op_type in CHECKED_OP_TYPES else rule
+                if pure and (op_type not in CHECKED_OP_TYPES or op_type in PURE_CHECKED_OP_TYPES):
+                    _PURE.add((domain, op_type))
         return rule
 
     return register
+
+
+# Op types whose opchecks.check_node reads only attributes and shapes (not constant operands,
+# as Resize's and TopK's checks do), so the checked rule stays pure when the rule is.
+PURE_CHECKED_OP_TYPES = frozenset({"Conv", "ConvInteger", "QLinearConv", "FusedConv", "ConvTranspose", "MaxPool",
+                                   "AveragePool", "LpPool", "GroupNormalization"})
+
+
+def is_pure_rule(domain: str, op_type: str) -> bool:
+    """Whether the rule of (domain, op_type) was registered `pure` (see cost_rule)."""
+    return (domain, op_type) in _PURE
 
 
 def _checked(rule: Rule) -> Rule:

@@ -34,6 +34,7 @@ SKIPPABLE_PAYLOADS = (TENSOR_RAW_DATA, TENSOR_FLOAT_DATA, TENSOR_DOUBLE_DATA)
 MIN_SKIPPED_BYTES = 1024
 
 WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
+_INITIALIZER_KEY = bytes((GRAPH_INITIALIZER << 3 | WIRE_LENGTH,))   # a graph's initializer field key
 
 
 class _Reader:
@@ -48,14 +49,16 @@ class _Reader:
         """Yield (field_number, wire_type, field_start, payload_start, field_end) over a message."""
         window = self.buffer
         data, base = window.covering(start, min(start + 20, end))
+        limit = min(end - base, len(data))  # the window's bytes inside the message, relative to base
         position = start
         while position < end:
             # A field's key and length prefix are two varints of at most 10 bytes each; both are
             # decoded from the window's bytes, never read past the message's end.
-            if not base <= position <= base + len(data) - 20:
-                data, base = window.covering(position, min(position + 20, end))
-            limit = min(end - base, len(data))
             offset = position - base
+            if offset < 0 or offset > len(data) - 20:
+                data, base = window.covering(position, min(position + 20, end))
+                limit = min(end - base, len(data))
+                offset = position - base
             if offset >= limit:
                 raise self.fail("the file ends inside a field")
             key = data[offset]
@@ -67,12 +70,17 @@ class _Reader:
             if number == 0:
                 raise self.fail("field number 0")
             if wire_type == WIRE_LENGTH:
-                length, offset = _varint(data, offset, limit, self)
+                length = data[offset] if offset < limit else 0x80   # one-byte lengths inline
+                if length < 0x80:
+                    offset += 1
+                else:
+                    length, offset = _varint(data, offset, limit, self)
                 payload = base + offset
                 field_end = payload + length
             elif wire_type == WIRE_VARINT:
                 payload = base + offset
-                field_end = base + _varint(data, offset, limit, self)[1]
+                field_end = base + (offset + 1 if offset < limit and data[offset] < 0x80
+                                    else _varint(data, offset, limit, self)[1])
             elif wire_type == WIRE_FIXED64:
                 payload = base + offset
                 field_end = payload + 8
@@ -93,10 +101,13 @@ def _varint(data: bytes, offset: int, limit: int, reader: _Reader) -> tuple[int,
     Why hand-written: protobuf's Python API has no public varint decoder, and this runs
     twice per field of the file (a million times for a 100k-node graph).
     """
-    if offset < limit:
+    if offset + 1 < limit:
         byte = data[offset]
         if byte < 0x80:  # one-byte varints (field keys, short lengths) are the common case
             return byte, offset + 1
+        second = data[offset + 1]
+        if second < 0x80:  # two bytes: the lengths of weight payloads and initializers up to 16 KiB
+            return (byte & 0x7F) | second << 7, offset + 2
     value = shift = 0
     for position in range(offset, min(offset + 10, limit)):
         byte = data[position]
@@ -108,6 +119,10 @@ def _varint(data: bytes, offset: int, limit: int, reader: _Reader) -> tuple[int,
 
 
 def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -191,7 +206,7 @@ def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict
             tensor, region = _tensor_without_payload(reader, payload, field_end)
             if region is not None:
                 skipped[index] = region
-            out += _encode_varint(GRAPH_INITIALIZER << 3 | WIRE_LENGTH) + _encode_varint(len(tensor)) + tensor
+            out += _INITIALIZER_KEY + _encode_varint(len(tensor)) + tensor
             index += 1
             kept_from = field_end
     out += reader.buffer[kept_from:end]

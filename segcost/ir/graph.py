@@ -213,7 +213,9 @@ class Graph:
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self._producer: dict[str, str] = {}
-        self._consumers: dict[str, set[str]] = {}
+        # {tensor: keys of the nodes reading it}: built from the nodes on first use (reading a
+        # model and costing it never asks), then kept in step with every mutation like the rest
+        self._consumer_table: dict[str, set[str]] | None = None
         self._next_order = 0
         self._topological: list[str] | None = None   # topological_order() until the next mutation
         self._topological_is_file_order = False        # ... and whether it is the nodes' own order
@@ -234,6 +236,21 @@ class Graph:
                                for (producer, consumer), tensors in self._edge_tensors().items())
             self._dag = dag
         return self._dag
+
+    @property
+    def _consumers(self) -> dict[str, set[str]]:
+        table = self._consumer_table
+        if table is None:
+            table = self._consumer_table = {}
+            for key, node in self._nodes.items():
+                for tensor in node.all_inputs:
+                    if tensor:   # an omitted optional input reads nothing
+                        users = table.get(tensor)
+                        if users is None:
+                            table[tensor] = {key}
+                        else:
+                            users.add(key)
+        return table
 
     @property
     def nodes(self) -> dict[str, Node]:
@@ -301,18 +318,64 @@ class Graph:
     def add_nodes(self, keyed_nodes: Iterable[tuple[str, Node]]) -> None:
         """Insert many (key, node) pairs with the checks and wiring of add_node, all or none.
 
-        One pass over the nodes filling the tables; a DiGraph already built gets its nodes
-        and edges in bulk (networkx's add_nodes_from/add_edges_from).
+        The tables are filled in bulk (comprehensions and dict updates: a model's 100k nodes
+        are inserted this way); a DiGraph already built gets its nodes and edges in bulk
+        (networkx's add_nodes_from/add_edges_from).
         """
-        from segcost.errors import GraphError
-
         keyed_nodes = list(keyed_nodes)
         self._topological = None
+        existing = self._nodes
+        added = dict(keyed_nodes)
+        produced = [(tensor, key) for key, node in keyed_nodes for tensor in node.outputs if tensor]
+        new_producers = dict(produced)
+        if (len(added) != len(keyed_nodes) or not added.keys().isdisjoint(existing)
+                or len(new_producers) != len(produced) or not new_producers.keys().isdisjoint(self._producer)):
+            self._refuse_duplicates(keyed_nodes)
+        dag = self._dag
+        edges: dict[tuple[str, str], set[str]] | None = {} if dag is not None else None
+        if edges is not None:
+            for tensor, key in new_producers.items():  # consumers already in the graph
+                for consumer in self._consumers.get(tensor, ()):
+                    edges.setdefault((key, consumer), set()).add(tensor)
+        self._producer.update(new_producers)
+        # each node's "order" (kept, or the next free number) and the next free number after them,
+        # as add_node sets them one at a time: next = max(next, order) + 1 per node
+        next_order = self._next_order
+        for _, node in keyed_nodes:
+            next_order = max(next_order, node.meta.setdefault("order", next_order)) + 1
+        self._next_order = next_order
+        existing.update(added)
+        consumers = self._consumer_table
+        if consumers is None and edges is None:
+            return   # the consumer table is built from the nodes when first asked for
+        producer_of = self._producer.get
+        for key, node in keyed_nodes:
+            for tensor in node.all_inputs:
+                if not tensor:
+                    continue  # an omitted optional input
+                if consumers is not None:
+                    users = consumers.get(tensor)
+                    if users is None:
+                        consumers[tensor] = {key}
+                    else:
+                        users.add(key)
+                if edges is not None:
+                    producer = producer_of(tensor)
+                    if producer is not None:
+                        edges.setdefault((producer, key), set()).add(tensor)
+        if dag is not None and edges is not None:
+            dag.add_nodes_from((key, {"node": node}) for key, node in keyed_nodes)
+            dag.add_edges_from((producer, consumer, {"tensors": tensors})
+                               for (producer, consumer), tensors in edges.items())
+
+    def _refuse_duplicates(self, keyed_nodes: list[tuple[str, Node]]) -> None:
+        """Raise GraphError for the first key taken twice or tensor produced twice, in node order."""
+        from segcost.errors import GraphError
+
         keys: set[str] = set()
         new_producers: dict[str, str] = {}
-        existing = self._nodes
         for key, node in keyed_nodes:
-            if key in keys or key in existing:
+            if key in keys or key in self._nodes:
                 raise GraphError(f"duplicate node key {key!r}")
             keys.add(key)
             for tensor in node.outputs:
@@ -322,35 +385,6 @@ class Graph:
                 if other is not None:
                     raise GraphError(f"tensor {tensor!r} is produced by two nodes: {other!r} and {key!r}")
                 new_producers[tensor] = key
-        dag = self._dag
-        edges: dict[tuple[str, str], set[str]] | None = {} if dag is not None else None
-        if edges is not None:
-            for tensor, key in new_producers.items():  # consumers already in the graph
-                for consumer in self._consumers.get(tensor, ()):
-                    edges.setdefault((key, consumer), set()).add(tensor)
-        self._producer.update(new_producers)
-        producer_of, consumers, next_order = self._producer.get, self._consumers, self._next_order
-        for key, node in keyed_nodes:
-            order = node.meta.setdefault("order", next_order)
-            next_order = max(next_order, order) + 1
-            existing[key] = node
-            for tensor in node.all_inputs:
-                if not tensor:
-                    continue  # an omitted optional input
-                users = consumers.get(tensor)
-                if users is None:
-                    consumers[tensor] = {key}
-                else:
-                    users.add(key)
-                if edges is not None:
-                    producer = producer_of(tensor)
-                    if producer is not None:
-                        edges.setdefault((producer, key), set()).add(tensor)
-        self._next_order = next_order
-        if dag is not None and edges is not None:
-            dag.add_nodes_from((key, {"node": node}) for key, node in keyed_nodes)
-            dag.add_edges_from((producer, consumer, {"tensors": tensors})
-                               for (producer, consumer), tensors in edges.items())
 
     def remove_node(self, key: str) -> None:
         node = self.node(key)

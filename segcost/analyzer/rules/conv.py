@@ -96,26 +96,26 @@ def _conv_cost(op: OpView, x_index: int, w_index: int, bias_index: int | None) -
                   kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape)
 
 
-@cost_rule("Conv")
-@cost_rule("FusedConv", domains=("com.microsoft",))
+@cost_rule("Conv", pure=True)
+@cost_rule("FusedConv", domains=("com.microsoft",), pure=True)
 def conv(op: OpView) -> OpCost:
     """MACs = N·C_out·prod(out_spatial)·(C_in/group)·prod(kernel); flops += one add per output if biased."""
     return _conv_cost(op, x_index=0, w_index=1, bias_index=2)
 
 
-@cost_rule("ConvInteger")
+@cost_rule("ConvInteger", pure=True)
 def conv_integer(op: OpView) -> OpCost:
     """MACs as Conv (inputs x, w, x_zero_point, w_zero_point); no bias."""
     return _conv_cost(op, x_index=0, w_index=1, bias_index=None)
 
 
-@cost_rule("QLinearConv")
+@cost_rule("QLinearConv", pure=True)
 def qlinear_conv(op: OpView) -> OpCost:
     """MACs as Conv (inputs x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, bias); bias adds as Conv."""
     return _conv_cost(op, x_index=0, w_index=3, bias_index=8)
 
 
-@cost_rule("ConvTranspose")
+@cost_rule("ConvTranspose", pure=True)
 def conv_transpose(op: OpView) -> OpCost:
     """MACs = N·C_in·prod(in_spatial)·(C_out/group)·prod(kernel); flops += one add per output if biased."""
     x_shape = op.input_shape(0)

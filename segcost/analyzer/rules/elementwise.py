@@ -20,13 +20,13 @@ def per_element(op: OpView, flops_per_element: int) -> OpCost:
 
 
 @cost_rule("Relu", "Abs", "Neg", "Sign", "Floor", "Ceil", "Round", "Not", "Reciprocal", "Sqrt", "Exp",
-           "Log", "Tanh", "Erf", "Sin", "Cos", "IsNaN", "IsInf", "Softsign")
+           "Log", "Tanh", "Erf", "Sin", "Cos", "IsNaN", "IsInf", "Softsign", pure=True)
 def unary(op: OpView) -> OpCost:
     """flops = 1 per output element (one elementary op, e.g. max(x, 0), exp(x))."""
     return per_element(op, 1)
 
 
-@cost_rule("LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus")
+@cost_rule("LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus", pure=True)
 def two_step(op: OpView) -> OpCost:
     """flops = 2 per output element (compare + scale)."""
     return per_element(op, 2)
@@ -38,33 +38,33 @@ def clip(op: OpView) -> OpCost:
     return per_element(op, sum(1 for name in ("min", "max") if op.operand(name).given))
 
 
-@cost_rule("HardSigmoid")
+@cost_rule("HardSigmoid", pure=True)
 def hard_sigmoid(op: OpView) -> OpCost:
     """flops = 3 per output element (α·x + β, then clip to [0, 1] as min + max counted as one)."""
     return per_element(op, 3)
 
 
-@cost_rule("Sigmoid")
+@cost_rule("Sigmoid", pure=True)
 def sigmoid(op: OpView) -> OpCost:
     """flops = 4 per output element (neg, exp, add 1, divide)."""
     return per_element(op, 4)
 
 
-@cost_rule("HardSwish")
+@cost_rule("HardSwish", pure=True)
 def hard_swish(op: OpView) -> OpCost:
     """flops = 4 per output element (x·hardsigmoid(x): 3 for hardsigmoid + 1 mul)."""
     return per_element(op, 4)
 
 
 @cost_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "Equal", "Greater",
-           "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "BitShift")
+           "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "BitShift", pure=True)
 def nary(op: OpView) -> OpCost:
     """flops = (inputs − 1) per output element (an n-ary op combines n values with n−1 ops)."""
     present = sum(1 for tensor in op.node.inputs if tensor)
     return per_element(op, max(present - 1, 1))
 
 
-@cost_rule("BatchNormalization")
+@cost_rule("BatchNormalization", pure=True)
 def batch_normalization(op: OpView) -> OpCost:
     """flops = 2 per output element (inference form: x·scale′ + shift′ with folded statistics)."""
     return per_element(op, 2)
@@ -80,19 +80,19 @@ def softmax(op: OpView) -> OpCost:
     return per_element(op, 4)
 
 
-@cost_rule("QuantizeLinear")
+@cost_rule("QuantizeLinear", pure=True)
 def quantize_linear(op: OpView) -> OpCost:
     """flops = 3 per output element (divide by scale, round, add zero point; saturation free)."""
     return per_element(op, 3)
 
 
-@cost_rule("DequantizeLinear")
+@cost_rule("DequantizeLinear", pure=True)
 def dequantize_linear(op: OpView) -> OpCost:
     """flops = 2 per output element (subtract zero point, multiply by scale)."""
     return per_element(op, 2)
 
 
-@cost_rule("DynamicQuantizeLinear")
+@cost_rule("DynamicQuantizeLinear", pure=True)
 def dynamic_quantize_linear(op: OpView) -> OpCost:
     """flops = 5 per output element (min/max scan + the 3 of QuantizeLinear)."""
     return per_element(op, 5)

@@ -48,7 +48,7 @@ def matmul_cost(op: OpView, a_index: int, b_index: int, transpose_a: bool = Fals
     return OpCost(macs=prod(batch) * m * n * k, kind="dense", output_shape=output_shape)
 
 
-@cost_rule("MatMul")
+@cost_rule("MatMul", pure=True)
 def matmul(op: OpView) -> OpCost:
     """MACs = prod(broadcast batch dims)·M·N·K (numpy matmul semantics, 1-D operands promoted)."""
     return matmul_cost(op, 0, 1)
@@ -81,7 +81,7 @@ def gemm_cost(op: OpView, a_index: int, b_index: int, c_index: int) -> OpCost:
     return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
 
 
-@cost_rule("Gemm")
+@cost_rule("Gemm", pure=True)
 def gemm(op: OpView) -> OpCost:
     """MACs = M·N·K of op(A)·op(B); flops += M·N for the C add when C is given."""
     return gemm_cost(op, 0, 1, 2)
