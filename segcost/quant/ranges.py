@@ -60,9 +60,11 @@ def tensors_to_calibrate(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def float32_bytes(info: onnx.ValueInfoProto) -> int:
-    """Bytes of the tensor `info` describes, as float32 (symbolic or unknown dims count as 1: one sample)."""
+    """Bytes of the tensor `info` describes, as float32 (symbolic, unknown or non-positive dims — paddle2onnx's
+    dynamic batch `dim_value: -1` — count as 1: one sample)."""
     dims = info.type.tensor_type.shape.dim
-    return 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
+    return 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 1
+                            for dim in dims]))
 
 
 def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -> list[list[T]]:
