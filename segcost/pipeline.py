@@ -266,7 +266,8 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     try:
         onnx.checker.check_model(result.model)
     except onnx.checker.ValidationError as error:
-        raise SegcostError(f"optimized model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        raise SegcostError(f"segcost wrote an invalid model (a segcost bug, not your model's; please report it): "
+                           f"onnx.checker: {str(error).splitlines()[0]}") from None
     if check:
         assert original is not None, "prepare_check ran before the passes"
         result.max_abs_diff = compare_outputs(original, result.model, result.graph)
@@ -318,7 +319,8 @@ def _checked(quantized):
     try:
         onnx.checker.check_model(quantized.model)
     except onnx.checker.ValidationError as error:
-        raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        raise SegcostError(f"segcost wrote an invalid int8 model (a segcost bug, not your model's; please report "
+                           f"it): onnx.checker: {str(error).splitlines()[0]}") from None
     return quantized
 
 

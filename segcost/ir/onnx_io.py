@@ -317,7 +317,12 @@ def _fallback_key(taken: set[str], base: str, index: int) -> str:
 
 
 def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
+    """The ValueInfoProto of `name`: its recorded type, or for an initializer without one (a graph output that
+    is a weight: the passes track types of computed tensors) the initializer's own; untyped only when unknown."""
     info = graph.tensors.get(name)
+    if (info is None or not info.dtype) and name in graph.initializers:
+        init = graph.initializers[name]
+        return helper.make_tensor_value_info(name, init.dtype, list(init.shape))
     if info is None:
         return helper.make_empty_tensor_value_info(name)
     return helper.make_tensor_value_info(name, info.dtype, list(info.shape) if info.shape is not None else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.frontends.onnx import load_model
@@ -17,15 +18,25 @@ from segcost.ir.feeds import random_feeds
 from segcost.pipeline import optimize_model
 
 
-def _conv_model(batch, opset: int = 17, ir_version: int = 8, extra_outputs=(), nodes=(), initializer_inputs=False):
-    weight = numpy_helper.from_array(np.linspace(-1, 1, 4 * 3 * 9, dtype=np.float32).reshape(4, 3, 3, 3), "w")
+def _conv_model(batch, opset: int = 17, ir_version: int = 8, extra_outputs=(), nodes=(), initializer_inputs=False,
+                batchnorm=False):
+    """x -> Conv(w) [-> BatchNormalization(s, b, m, v)] -> Relu -> y; `initializer_inputs` lists every weight as
+    a graph input too (IR 3's rule; torch's keep_initializers_as_inputs=True at IR >= 4)."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(np.linspace(-1, 1, 4 * 3 * 9, dtype=np.float32).reshape(4, 3, 3, 3), "w")]
+    layers = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")]
+    if batchnorm:
+        weights += [numpy_helper.from_array(values.astype(np.float32), name) for name, values in (
+            ("s", rng.random(4) + 0.5), ("b", rng.standard_normal(4)), ("m", rng.standard_normal(4)),
+            ("v", rng.random(4) + 0.5))]
+        layers.append(helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"))
+    layers.append(helper.make_node("Relu", [layers[-1].output[0]], ["y"], name="relu"))
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])]
     if initializer_inputs:
-        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3, 3, 3]))
+        inputs += [helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)) for init in weights]
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-         helper.make_node("Relu", ["c"], ["y"], name="relu"), *nodes],
-        "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), *extra_outputs], [weight])
+        [*layers, *nodes], "g", inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, 16, 16]), *extra_outputs], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
 
 
@@ -45,3 +56,27 @@ def test_optimize_float_and_int8_on_a_negative_batch():
     assert result.max_abs_diff is not None
     int8 = optimize_model(load_model(_conv_model(-1)), int8=QuantizeOptions(calibration="synthetic", calib_size=1))
     assert any(node.op_type == "QuantizeLinear" for node in int8.model.graph.node)
+
+
+def _constant_output():
+    value = numpy_helper.from_array(np.arange(4, dtype=np.float32), "k")
+    return [helper.make_node("Constant", [], ["k"], value=value, name="const")]
+
+
+@pytest.mark.parametrize("output, nodes", [
+    ("w", ()),                  # an initializer (the weight itself)
+    ("x", ()),                  # a graph input, passed through
+    ("k", _constant_output()),  # a Constant node's output
+], ids=["initializer", "graph-input", "constant"])
+def test_a_graph_output_that_is_not_computed_keeps_its_type(output, nodes):
+    """Written outputs are typed (was: onnx.checker 'Field type of value_info is required' for an initializer)."""
+    declared = {"w": [4, 3, 3, 3], "x": [1, 3, 16, 16], "k": [4]}[output]
+    model = _conv_model(1, extra_outputs=[helper.make_tensor_value_info(output, TensorProto.FLOAT, declared)],
+                        nodes=nodes)
+    onnx.checker.check_model(model, full_check=True)
+    result = optimize_model(load_model(model))
+    onnx.checker.check_model(result.model, full_check=True)
+    written = {value.name: value.type.tensor_type for value in result.model.graph.output}
+    assert written[output].elem_type == TensorProto.FLOAT
+    assert [dim.dim_value for dim in written[output].shape.dim] == declared
+
