@@ -80,3 +80,19 @@ def test_a_graph_output_that_is_not_computed_keeps_its_type(output, nodes):
     assert written[output].elem_type == TensorProto.FLOAT
     assert [dim.dim_value for dim in written[output].shape.dim] == declared
 
+
+@pytest.mark.parametrize("opset", [7, 9])
+def test_an_ir3_model_is_written_valid(opset):
+    """IR 3 (every initializer also an input) is written at IR 4 without the initializer inputs, float and int8
+    (was: onnx.checker 'w in initializer but not in graph input')."""
+    from segcost.quant.quantize import QuantizeOptions
+
+    model = _conv_model(1, opset=opset, ir_version=3, initializer_inputs=True, batchnorm=True)
+    onnx.checker.check_model(model, full_check=True)
+    result = optimize_model(load_model(model))
+    assert result.model.ir_version == 4 and [value.name for value in result.model.graph.input] == ["x"]
+    assert {op.version for op in result.model.opset_import if op.domain == ""} == {opset}
+    onnx.checker.check_model(result.model, full_check=True)
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-4   # it runs in onnxruntime, same outputs
+    int8 = optimize_model(load_model(model), int8=QuantizeOptions(calibration="synthetic", calib_size=1))
+    onnx.checker.check_model(int8.model, full_check=True)   # the quantizer raises the opset to 13 for QDQ
