@@ -66,6 +66,7 @@ class OptimizeResult:
     int8_after: AnalysisResult | None = None
     speed: Any = None                               # segcost.quant.speed.SpeedReport
     mixed: Any = None                               # segcost.quant.mixed.MixedResult (--mixed)
+    notes: list[str] = field(default_factory=list)  # about the written model, one line each (the CLI prints them)
 
 
 def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
@@ -311,7 +312,37 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
             feeds = next(iter(source)).feeds
             measure(result.speed, quantized.float_model, quantized.model, feeds, runs=measure_runs)
         result.model = quantized.model
+    note = removed_inputs_note(graph, result.model)
+    if note:
+        result.notes.append(note)
     return result
+
+
+NAMED_INPUTS = 10   # removed inputs named in the note; more are counted
+
+
+def removed_inputs_note(graph: Graph, written: onnx.ModelProto) -> str | None:
+    """The note for initializers the file also lists as graph inputs and `written` does not take; None if none.
+
+    At IR >= 4 such an input is an overridable default (torch.onnx.export(keep_initializers_as_
+    inputs=True) writes every weight so); onnxruntime then does not fold it. `optimize` is asked for a
+    fused model, so segcost treats them as the constants they hold — BatchNorm is folded into the
+    Conv weight, which is no longer the tensor the user could override — and the written model does
+    not take them. Below IR 4 every initializer had to be an input (and onnxruntime treats them as
+    constants): nothing to say.
+    """
+    from segcost.ir.onnx_io import IR_INITIALIZERS_NOT_INPUTS
+
+    if graph.info.ir_version < IR_INITIALIZERS_NOT_INPUTS:
+        return None
+    taken = {value.name for value in written.graph.input}
+    removed = [name for name in graph.info.initializer_inputs if name not in taken]
+    if not removed:
+        return None
+    named = ", ".join(removed[:NAMED_INPUTS]) + (f" and {len(removed) - NAMED_INPUTS} more"
+                                                 if len(removed) > NAMED_INPUTS else "")
+    return (f"{len(removed)} graph input(s) that are also initializers (overridable defaults: {named}) were "
+            "treated as constants, folded where a fusion applies, and are not inputs of the written model")
 
 
 def _checked(quantized):

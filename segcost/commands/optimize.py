@@ -100,6 +100,8 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     click.echo(f"wrote {output}")
     for note in _fixed_size_notes(graph):
         click.echo(note, err=True)
+    for note in result.notes:
+        click.echo(f"segcost: note: {note}", err=True)
     payload = optimize_report(result, model, output)
     if result.accuracy is not None and accuracy_path is not None:
         plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")

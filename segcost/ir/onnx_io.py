@@ -116,6 +116,9 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
     )
     graph = Graph(info)
     _read_graph(graph, onnx_graph, resolve_external, payload_regions)
+    # graph.inputs holds real inputs only; the initializers also listed as inputs (overridable defaults at
+    # IR >= 4) are remembered so that a command writing the model can say they are no longer inputs
+    info.initializer_inputs = [value.name for value in onnx_graph.input if value.name in graph.initializers]
     return graph
 
 

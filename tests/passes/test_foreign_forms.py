@@ -96,3 +96,29 @@ def test_an_ir3_model_is_written_valid(opset):
     assert result.max_abs_diff is not None and result.max_abs_diff < 1e-4   # it runs in onnxruntime, same outputs
     int8 = optimize_model(load_model(model), int8=QuantizeOptions(calibration="synthetic", calib_size=1))
     onnx.checker.check_model(int8.model, full_check=True)   # the quantizer raises the opset to 13 for QDQ
+
+
+def test_initializers_listed_as_inputs_are_folded_and_the_note_names_them(tmp_path, run_cli):
+    """IR >= 4 initializers that are also inputs (torch keep_initializers_as_inputs=True) are folded as constants;
+    the written model does not take them and one note line names exactly those (was: silently dropped)."""
+    path, output = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(_conv_model(1, initializer_inputs=True, batchnorm=True), path)
+    code, out, err = run_cli("optimize", str(path), "-o", str(output))
+    assert code == 0
+    assert "fused 1 Conv-BatchNormalization" in out
+    written = [value.name for value in onnx.load(output).graph.input]
+    assert written == ["x"]
+    notes = [line for line in err.splitlines() if "overridable defaults" in line]
+    assert notes == ["segcost: note: 5 graph input(s) that are also initializers (overridable defaults: w, s, b, m, v) "
+                     "were treated as constants, folded where a fusion applies, and are not inputs of the written "
+                     "model"]
+
+
+def test_no_note_for_an_ir3_model_or_plain_initializers(tmp_path, run_cli):
+    """IR 3 lists every initializer as an input by rule (onnxruntime treats them as constants): no note."""
+    for model in (_conv_model(1, opset=9, ir_version=3, initializer_inputs=True, batchnorm=True),
+                  _conv_model(1, batchnorm=True)):
+        path = tmp_path / "m.onnx"
+        onnx.save(model, path)
+        code, _, err = run_cli("optimize", str(path), "-o", str(tmp_path / "o.onnx"))
+        assert code == 0 and "overridable" not in err
