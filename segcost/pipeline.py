@@ -33,6 +33,7 @@ from segcost.analyzer import count_macs as count_macs_of
 from segcost.errors import InputError, SegcostError, ShapeError
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
+from segcost.ir.runtime import open_session
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 from segcost.shapes import symbolic_inputs
 
@@ -201,10 +202,9 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> lis
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     # Keep ORT from fusing on its own, so both graphs are executed as written.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model, options)
     return session.run(None, feeds)
 
 

@@ -32,6 +32,7 @@ from typing import TypeVar
 import numpy as np
 import onnx
 
+from segcost.ir.runtime import open_session
 from segcost.quant.calibration import CalibrationSource
 
 T = TypeVar("T")
@@ -99,7 +100,6 @@ def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterabl
     chunks = chunks_by_bytes([tensor for tensor in wanted if tensor not in inputs], sizes.__getitem__,
                              CHUNK_BYTES if budget is None else budget) or [[]]
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as onnxruntime's calibrators
     options.enable_cpu_mem_arena = False   # free each tensor when it dies instead of growing an arena
     runs, done = len(source) * len(chunks), 0
@@ -108,7 +108,7 @@ def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterabl
         chunk_path = model_path.parent / f"{model_path.stem}.chunk.onnx"   # beside the external data it names
         onnx.save_model(extra, chunk_path)
         del extra
-        session = ort.InferenceSession(str(chunk_path), options, providers=["CPUExecutionProvider"])
+        session = open_session(chunk_path, options)
         for sample in source:
             values = dict(zip(chunk, session.run(chunk, sample.feeds))) if chunk else {}
             if chunk is chunks[0]:
@@ -211,6 +211,5 @@ def quiet_session(model: onnx.ModelProto):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     options.enable_cpu_mem_arena = False
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return open_session(model, options)

@@ -32,6 +32,7 @@ from onnx import helper, numpy_helper
 
 from segcost.ir import Shape, is_static_shape
 from segcost.ir.onnx_io import shape_of
+from segcost.ir.runtime import open_session
 
 # A tensor is evaluated only if it, and every tensor its computation reads, has at most this
 # many elements: shape arithmetic is a handful of integers, masks of a window attention a few
@@ -230,9 +231,8 @@ def _run(shell: onnx.ModelProto, targets: set[str], producer: dict[str, _Row], s
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 4
     try:
-        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = open_session(model, options)
         results = session.run(sorted(targets), {})
     except Exception:  # noqa: BLE001 - onnxruntime raises its own types; the tensors just stay open
         return {}
