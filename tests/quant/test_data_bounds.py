@@ -79,3 +79,21 @@ def test_int8_numbers_are_refused_before_any_work(tmp_path, run_cli, args, messa
 def test_the_library_bounds_the_sample_count_too():
     with pytest.raises(InputError, match="outside 1..10,000"):
         open_source("synthetic", "x", (1, 1, 16, 16), size=MAX_SAMPLES + 1)
+
+
+def test_a_float_model_that_computes_nan_on_finite_data_is_refused(tmp_path, run_cli):
+    """Log of a negative input: NaN outputs would make every accuracy metric NaN in the JSON."""
+    model, data = tmp_path / "m.onnx", tmp_path / "calib.npy"
+    weight = numpy_helper.from_array(np.linspace(-1, 1, 4 * 3 * 9, dtype=np.float32).reshape(4, 3, 3, 3), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+                               helper.make_node("Log", ["c"], ["y"], name="log")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.save(data, np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32))
+    code, _, err = run_cli("optimize", str(model), "--int8", "--calib", str(data), "--calib-size", "2",
+                           "-o", str(tmp_path / "o.onnx"))
+    assert code == 2
+    assert err.splitlines()[-1].startswith("segcost: error: the float model computes ")
+    assert "RuntimeWarning" not in err
+    assert not (tmp_path / "o.accuracy.json").exists()
