@@ -33,6 +33,7 @@ from segcost.analyzer import count_macs as count_macs_of
 from segcost.errors import InputError, SegcostError, ShapeError
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
+from segcost.ir.runtime import open_session
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 from segcost.shapes import symbolic_inputs
 
@@ -66,6 +67,7 @@ class OptimizeResult:
     int8_after: AnalysisResult | None = None
     speed: Any = None                               # segcost.quant.speed.SpeedReport
     mixed: Any = None                               # segcost.quant.mixed.MixedResult (--mixed)
+    notes: list[str] = field(default_factory=list)  # about the written model, one line each (the CLI prints them)
 
 
 def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
@@ -200,10 +202,9 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> lis
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     # Keep ORT from fusing on its own, so both graphs are executed as written.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model, options)
     return session.run(None, feeds)
 
 
@@ -224,10 +225,20 @@ def compare_outputs(original: onnx.ModelProto, optimized: onnx.ModelProto, graph
             if not np.array_equal(want, got):
                 raise NumericsError(f"output #{index} differs after optimization")
             continue
-        diff = float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max())
+        # NaN/±Inf compare by position and value (NaN − NaN is NaN, and NaN > limit is False: a fold
+        # that made an output NaN passed); the tolerance applies to the finite elements
+        finite = np.isfinite(want)
+        if not np.array_equal(finite, np.isfinite(got)) or not np.array_equal(want[~finite], got[~finite],
+                                                                                equal_nan=True):
+            raise NumericsError(f"output #{index} ({want.dtype}) has NaN/±Inf in other places or of other signs "
+                                "after optimization; --no-check skips this check")
+        if not finite.any():
+            continue
+        a, b = want[finite].astype(np.float64), got[finite].astype(np.float64)
+        diff = float(np.abs(a - b).max())
         worst = max(worst, diff)
         rtol = relative_tolerance(want.dtype)
-        limit = ATOL + rtol * float(np.abs(want.astype(np.float64)).max())
+        limit = ATOL + rtol * float(np.abs(a).max())
         if diff > limit:
             raise NumericsError(f"output #{index} ({want.dtype}) differs by up to {diff:.3g} after optimization "
                                 f"(tolerance {limit:.3g} = {ATOL} + {rtol:.3g}·max|x|); if that is rounding you "
@@ -266,7 +277,8 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
     try:
         onnx.checker.check_model(result.model)
     except onnx.checker.ValidationError as error:
-        raise SegcostError(f"optimized model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        raise SegcostError(f"segcost wrote an invalid model (a segcost bug, not your model's; please report it): "
+                           f"onnx.checker: {str(error).splitlines()[0]}") from None
     if check:
         assert original is not None, "prepare_check ran before the passes"
         result.max_abs_diff = compare_outputs(original, result.model, result.graph)
@@ -310,7 +322,37 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
             feeds = next(iter(source)).feeds
             measure(result.speed, quantized.float_model, quantized.model, feeds, runs=measure_runs)
         result.model = quantized.model
+    note = removed_inputs_note(graph, result.model)
+    if note:
+        result.notes.append(note)
     return result
+
+
+NAMED_INPUTS = 10   # removed inputs named in the note; more are counted
+
+
+def removed_inputs_note(graph: Graph, written: onnx.ModelProto) -> str | None:
+    """The note for initializers the file also lists as graph inputs and `written` does not take; None if none.
+
+    At IR >= 4 such an input is an overridable default (torch.onnx.export(keep_initializers_as_
+    inputs=True) writes every weight so); onnxruntime then does not fold it. `optimize` is asked for a
+    fused model, so segcost treats them as the constants they hold — BatchNorm is folded into the
+    Conv weight, which is no longer the tensor the user could override — and the written model does
+    not take them. Below IR 4 every initializer had to be an input (and onnxruntime treats them as
+    constants): nothing to say.
+    """
+    from segcost.ir.onnx_io import IR_INITIALIZERS_NOT_INPUTS
+
+    if graph.info.ir_version < IR_INITIALIZERS_NOT_INPUTS:
+        return None
+    taken = {value.name for value in written.graph.input}
+    removed = [name for name in graph.info.initializer_inputs if name not in taken]
+    if not removed:
+        return None
+    named = ", ".join(removed[:NAMED_INPUTS]) + (f" and {len(removed) - NAMED_INPUTS} more"
+                                                 if len(removed) > NAMED_INPUTS else "")
+    return (f"{len(removed)} graph input(s) that are also initializers (overridable defaults: {named}) were "
+            "treated as constants, folded where a fusion applies, and are not inputs of the written model")
 
 
 def _checked(quantized):
@@ -318,7 +360,8 @@ def _checked(quantized):
     try:
         onnx.checker.check_model(quantized.model)
     except onnx.checker.ValidationError as error:
-        raise SegcostError(f"int8 model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        raise SegcostError(f"segcost wrote an invalid int8 model (a segcost bug, not your model's; please report "
+                           f"it): onnx.checker: {str(error).splitlines()[0]}") from None
     return quantized
 
 

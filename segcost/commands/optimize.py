@@ -68,6 +68,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     from segcost.reports.passes import int8_failures, optimize_report, render_optimize
 
     mixed_options = _mixed_options(int8, mixed, min_sqnr, max_float_layers)
+    _check_int8_numbers(calib_size, eval_size, max_drop)
     if output is None:
         suffix = ".int8.onnx" if int8 else ".optimized.onnx"
         output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix
@@ -100,6 +101,8 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     click.echo(f"wrote {output}")
     for note in _fixed_size_notes(graph):
         click.echo(note, err=True)
+    for note in result.notes:
+        click.echo(f"segcost: note: {note}", err=True)
     payload = optimize_report(result, model, output)
     if result.accuracy is not None and accuracy_path is not None:
         plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
@@ -140,6 +143,21 @@ def _mixed_options(int8: bool, mixed: bool, min_sqnr: float | None, max_float_la
     options.max_float_layers = options.max_float_layers if max_float_layers is None else max_float_layers
     options.validate()
     return options
+
+
+def _check_int8_numbers(calib_size: int, eval_size: int | None, max_drop: float | None) -> None:
+    """InputError for a sample count over the bound (segcost.quant.calibration.MAX_SAMPLES) or a --max-drop that
+    is not a finite number >= 0 (NaN and inf disabled the gate, a negative value always failed), before any work."""
+    import math
+
+    from segcost.errors import InputError
+    from segcost.quant.calibration import check_sample_count
+
+    check_sample_count(calib_size, "--calib-size")
+    if eval_size is not None:
+        check_sample_count(eval_size, "--eval-size")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise InputError(f"--max-drop {max_drop} must be a finite number of percentage points >= 0")
 
 
 def _fixed_size_notes(graph) -> list[str]:

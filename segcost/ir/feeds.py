@@ -21,19 +21,22 @@ __all__ = ["MAX_CHECK_ELEMENTS", "random_feeds"]
 def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs for running `graph`'s model in onnxruntime: standard normal floats, zeros otherwise.
 
-    Shapes are the graph inputs' (a symbolic batch dim runs at 1). `model` is the ModelProto
-    that will run (kept for the callers' symmetry; the shapes come from `graph`).
+    Shapes are the graph inputs' (a symbolic batch dim runs at 1). A dim that is a number but
+    not positive is symbolic too: paddle2onnx writes a dynamic batch as `dim_value: -1`, and
+    ONNX only defines dim_value ≥ 0 (0 is an empty tensor no check learns from). `model` is the
+    ModelProto that will run (kept for the callers' symmetry; the shapes come from `graph`).
 
     Raises:
-        InputError: an input without a static shape, or over MAX_CHECK_ELEMENTS elements.
+        InputError: an input without a static shape (a non-batch dim symbolic or ≤ 0), or over
+            MAX_CHECK_ELEMENTS elements.
     """
     rng = np.random.default_rng(seed)
     feeds = {}
     for name in graph.inputs:
         shape = graph.shape(name)
-        if shape is not None and shape and not isinstance(shape[0], int):
+        if shape and not _positive(shape[0]):
             shape = (1, *shape[1:])  # a symbolic batch: checked at batch 1
-        if not is_static_shape(shape):
+        if not is_static_shape(shape) or not all(map(_positive, shape)):
             raise InputError(f"input {name!r} needs a static shape for the numerical check")
         if int(np.prod(shape, dtype=object)) > MAX_CHECK_ELEMENTS:
             raise InputError(f"input {name!r} {list(shape)} is too large for the numerical check; "
@@ -42,3 +45,7 @@ def random_feeds(model: onnx.ModelProto, graph: Graph, seed: int = 0) -> dict[st
         values = rng.standard_normal(shape)
         feeds[name] = values.astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)
     return feeds
+
+
+def _positive(dim) -> bool:
+    return isinstance(dim, int) and dim > 0

@@ -195,6 +195,7 @@ class ModelInfo:
     lifted_constants: list[str] = field(default_factory=list)  # Constant nodes read as initializers
     shape_conflicts: list[Any] = field(default_factory=list)  # segcost.shapes.ShapeConflict: declared ≠ computed
     exported_input_shapes: dict[str, Any] = field(default_factory=dict)  # file's input shapes --input-shape replaced
+    initializer_inputs: list[str] = field(default_factory=list)  # initializers the file also lists as inputs
 
     @property
     def opset(self) -> int:

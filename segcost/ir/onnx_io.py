@@ -136,6 +136,9 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
     )
     graph = Graph(info)
     _read_graph(graph, onnx_graph, resolve_external, payload_regions, rows)
+    # graph.inputs holds real inputs only; the initializers also listed as inputs (overridable defaults at
+    # IR >= 4) are remembered so that a command writing the model can say they are no longer inputs
+    info.initializer_inputs = [value.name for value in onnx_graph.input if value.name in graph.initializers]
     return graph
 
 
@@ -343,7 +346,12 @@ def _fallback_key(taken: set[str], base: str, index: int) -> str:
 
 
 def _value_info(graph: Graph, name: str) -> onnx.ValueInfoProto:
+    """The ValueInfoProto of `name`: its recorded type, or for an initializer without one (a graph output that
+    is a weight: the passes track types of computed tensors) the initializer's own; untyped only when unknown."""
     info = graph.tensors.get(name)
+    if (info is None or not info.dtype) and name in graph.initializers:
+        init = graph.initializers[name]
+        return helper.make_tensor_value_info(name, init.dtype, list(init.shape))
     if info is None:
         return helper.make_empty_tensor_value_info(name)
     return helper.make_tensor_value_info(name, info.dtype, list(info.shape) if info.shape is not None else None)
@@ -375,13 +383,25 @@ def _weightless_inputs(graph: Graph) -> tuple[list, list]:
     return inline, declared
 
 
+# The IR version from which an initializer need not be a graph input (onnx IR.md, "Graphs"); every
+# written model is at least this version. The IR keeps initializers apart from the interface
+# (graph.inputs holds real inputs only) and writes them as initializers alone, which IR 3 forbids
+# ("W in initializer but not in graph input"). Raised, not re-listed as inputs, because: IR 4 came
+# with opset 9 (onnx.helper.VERSION_TABLE: ('1.4.1', 4, 9, 1)) and an IR version admits every older
+# opset, so an opset-7/9 model stays valid; onnxruntime treats IR-3 initializers as constants and
+# IR-4 inputs as overridable (Graph::CanOverrideInitializer), so listing them would make folded
+# weights — no longer the user's tensors — overridable; and one written form serves every version.
+IR_INITIALIZERS_NOT_INPUTS = 4
+
+
 def to_model(graph: Graph, keep_value_info: bool = True, weightless: bool = False,
              keep_output_shapes: bool = True) -> onnx.ModelProto:
     """Export the IR as a ModelProto (nodes in topological order, inline initializer data).
 
     weightless=True declares large initializers as typed graph inputs instead of copying
     their data — what shape inference needs, at a fraction of the cost and under protobuf's
-    2 GB limit whatever the model's size.
+    2 GB limit whatever the model's size. The model's ir_version is at least
+    IR_INITIALIZERS_NOT_INPUTS (4): initializers are never listed as inputs.
     """
     nodes = []
     for key in graph.topological_order():
@@ -424,7 +444,7 @@ def to_model(graph: Graph, keep_value_info: bool = True, weightless: bool = Fals
         doc_string=graph.info.doc_string,
         functions=graph.info.functions,
     )
-    model.ir_version = max(graph.info.ir_version, 4) if weightless else graph.info.ir_version
+    model.ir_version = max(graph.info.ir_version, IR_INITIALIZERS_NOT_INPUTS)
     if graph.info.metadata_props:
         helper.set_model_props(model, graph.info.metadata_props)
     return model

@@ -9,7 +9,8 @@ type listed in `CHECKED_OP_TYPES` before the op's rule, so no rule repeats these
 Constraints are the ONNX operator spec's (onnx/docs/Operators.md): strides, dilations,
 kernel_shape, group, blocksize and LRN size are ≥ 1; pads and output_padding are ≥ 0
 ("can take any value greater than or equal to 0"); Conv's group divides C_in and C_out;
-Resize scales are > 0 and finite, sizes > 0, Upsample scales ≥ 1; TopK's k ≥ 0;
+kernel_shape, when given, is the weight's kernel (W's dims 2..; onnxruntime refuses
+any other); Resize scales are > 0 and finite, sizes > 0, Upsample scales ≥ 1; TopK's k ≥ 0;
 GroupNormalization's num_groups divides the channels.
 """
 
@@ -94,6 +95,10 @@ def _check_grouping(graph: Graph, key: str, x_index: int, w_index: int) -> None:
         if any(isinstance(dim, int) and dim < 1 for dim in kernel):
             raise InputError(f"{_where(key, node.op_type)}: weight {inputs[w_index]!r} has kernel {list(kernel)}; "
                              "every kernel dimension must be >= 1")
+        declared = node.attrs.get("kernel_shape")   # the spec: "inferred from input W" when absent
+        if declared is not None and all(isinstance(dim, int) for dim in kernel) and list(declared) != list(kernel):
+            raise InputError(f"{_where(key, node.op_type)}: attribute kernel_shape = {_show(declared)} does not "
+                             f"match the {list(kernel)} kernel of weight {inputs[w_index]!r}")
     channels_in = x_shape[1] if x_shape is not None and len(x_shape) > 1 else None
     if isinstance(channels_in, int) and channels_in % group:
         raise InputError(f"{_where(key, node.op_type)}: attribute group = {group} does not divide the input's "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from segcost.errors import InputError
 from segcost.quant.calibration import CalibrationSource
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, float32_bytes, quiet_session, with_outputs
@@ -193,9 +194,18 @@ def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> li
 
 
 def _compare_outputs(float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8):
-    """Accumulate one sample's output agreement (and confusion matrices when it has labels)."""
+    """Accumulate one sample's output agreement (and confusion matrices when it has labels).
+
+    Raises:
+        InputError: the float model computes NaN/±Inf in an output on this (finite) sample: no metric
+            of it means anything (SQNR, cosine and agreement would be NaN or flatter).
+    """
     for name in output_names:
         a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
+        bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise InputError(f"the float model computes {bad:,} non-finite values (NaN or ±Inf) in output {name!r} "
+                             "on the evaluation data; int8 accuracy cannot be measured against it")
         entry = stats[name]
         entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
         entry["dot"] += float(np.sum(a * b))

@@ -2,7 +2,8 @@
 
 Every source yields feeds ``{input_name: float32 array of the model's input shape}``; a
 source that cannot give that (wrong shape, empty folder, files that are not images or
-arrays) is an InputError naming the file, raised before any quantization work starts.
+arrays, NaN or ±Inf values — also values beyond float32's range) is an InputError naming the
+file, raised before any quantization work starts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from segcost.quant.arrays import header_shape, npz_keys, read_npy, read_npz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
 ARRAY_SUFFIXES = (".npy", ".npz")
+# Samples one source may give. Calibration runs the model once per sample and the accuracy report
+# twice (float and int8); 10,000 runs of a segmentation model take hours on a CPU, while
+# min/max and histogram ranges settle within a few hundred samples. A larger count is refused
+# before any work (a typo such as 100000000000 used to run without limit).
+MAX_SAMPLES = 10_000
 # torchvision's ImageNet statistics: the zoo's models are trained with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,7 +57,12 @@ class CalibrationSource:
 def open_source(spec: str, input_name: str, input_shape: tuple[int, ...], size: int = 32, seed: int = 0,
                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                 split: str = "val") -> CalibrationSource:
-    """`spec` is "synthetic", a folder of images/arrays, or a .npy/.npz file."""
+    """`spec` is "synthetic", a folder of images/arrays, or a .npy/.npz file; at most `size` samples.
+
+    Raises:
+        InputError: unusable data (module docstring), or `size` outside 1..MAX_SAMPLES.
+    """
+    check_sample_count(size, "sample count")
     if len(input_shape) != 4:
         raise InputError(f"calibration needs an N×C×H×W input; {input_name!r} has shape {list(input_shape)}")
     if spec == "synthetic":
@@ -76,6 +87,13 @@ def open_source(spec: str, input_name: str, input_shape: tuple[int, ...], size: 
     raise InputError(f"calibration data {spec!r}: expected a folder, a .npy/.npz file or 'synthetic'")
 
 
+def check_sample_count(size: int, option: str) -> None:
+    """InputError unless 1 <= `size` <= MAX_SAMPLES; `option` names it in the message (e.g. "--calib-size")."""
+    if not 1 <= size <= MAX_SAMPLES:
+        raise InputError(f"{option} {size:,} is outside 1..{MAX_SAMPLES:,} (the model runs once per sample; "
+                         "ranges settle within a few hundred)")
+
+
 def _check_shape(array: np.ndarray, input_shape: tuple[int, ...], where: str) -> np.ndarray:
     expected = tuple(input_shape[1:])
     if array.ndim == 3:
@@ -85,7 +103,13 @@ def _check_shape(array: np.ndarray, input_shape: tuple[int, ...], where: str) ->
                          f"[N, {', '.join(map(str, expected))}]")
     if not np.issubdtype(array.dtype, np.number):
         raise InputError(f"{where}: dtype {array.dtype} is not numeric")
-    return array.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):   # counted below, not warned about
+        values = array.astype(np.float32)
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    if bad:   # NaN/Inf make every range NaN/Inf: scales of 1.0, NaN metrics (and numpy warnings)
+        raise InputError(f"{where}: {bad:,} of {values.size:,} values are not finite (NaN or ±Inf, counted as "
+                         "float32); calibration and evaluation data must be finite")
+    return values
 
 
 def _read_samples(path: Path, input_shape: tuple[int, ...], count: int | None, key: str | None = None) -> np.ndarray:

@@ -44,6 +44,7 @@ import onnx
 
 from segcost.errors import InputError, SegcostError
 from segcost.ir import Graph, is_static_shape
+from segcost.ir.runtime import open_session
 from segcost.quant.calibration import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -260,10 +261,9 @@ def _equalization_error(original: Path, equalized: Graph, source: CalibrationSou
     path = directory / "equalized.onnx"
     _save_external(to_model(equalized), path)
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     feeds = next(iter(source)).feeds
-    want, got = (ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    want, got = (open_session(model, options).run(None, feeds)
                  for model in (original, path))
     worst = 0.0
     for a, b in zip(want, got):

@@ -32,6 +32,7 @@ from typing import TypeVar
 import numpy as np
 import onnx
 
+from segcost.ir.runtime import open_session
 from segcost.quant.calibration import CalibrationSource
 
 T = TypeVar("T")
@@ -60,9 +61,11 @@ def tensors_to_calibrate(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def float32_bytes(info: onnx.ValueInfoProto) -> int:
-    """Bytes of the tensor `info` describes, as float32 (symbolic or unknown dims count as 1: one sample)."""
+    """Bytes of the tensor `info` describes, as float32 (symbolic, unknown or non-positive dims — paddle2onnx's
+    dynamic batch `dim_value: -1` — count as 1: one sample)."""
     dims = info.type.tensor_type.shape.dim
-    return 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") else 1 for dim in dims]))
+    return 4 * int(np.prod([dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 1
+                            for dim in dims]))
 
 
 def chunks_by_bytes(items: Iterable[T], size: Callable[[T], int], budget: int) -> list[list[T]]:
@@ -97,7 +100,6 @@ def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterabl
     chunks = chunks_by_bytes([tensor for tensor in wanted if tensor not in inputs], sizes.__getitem__,
                              CHUNK_BYTES if budget is None else budget) or [[]]
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as onnxruntime's calibrators
     options.enable_cpu_mem_arena = False   # free each tensor when it dies instead of growing an arena
     runs, done = len(source) * len(chunks), 0
@@ -106,7 +108,7 @@ def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterabl
         chunk_path = model_path.parent / f"{model_path.stem}.chunk.onnx"   # beside the external data it names
         onnx.save_model(extra, chunk_path)
         del extra
-        session = ort.InferenceSession(str(chunk_path), options, providers=["CPUExecutionProvider"])
+        session = open_session(chunk_path, options)
         for sample in source:
             values = dict(zip(chunk, session.run(chunk, sample.feeds))) if chunk else {}
             if chunk is chunks[0]:
@@ -209,6 +211,5 @@ def quiet_session(model: onnx.ModelProto):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     options.enable_cpu_mem_arena = False
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return open_session(model, options)

@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 
 from segcost.ir import Graph
+from segcost.ir.runtime import open_session
 from segcost.quant.cpu_int8 import CPU_INT8_RATES
 from segcost.quant.mixed_cost import PrecisionCosts, precision_costs
 
@@ -102,8 +103,7 @@ def measure(report: SpeedReport, float_model: onnx.ModelProto, int8_model: onnx.
 
     from segcost.targets.measure import session_options
 
-    sessions = {name: ort.InferenceSession(model.SerializeToString(), session_options(threads),
-                                           providers=["CPUExecutionProvider"])
+    sessions = {name: open_session(model, session_options(threads))
                 for name, model in (("fp32", float_model), ("int8", int8_model))}
     for item in sessions.values():
         for _ in range(WARMUP):

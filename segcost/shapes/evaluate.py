@@ -34,6 +34,7 @@ from onnx import helper, numpy_helper
 
 from segcost.ir import Shape, is_static_shape
 from segcost.ir.onnx_io import shape_of
+from segcost.ir.runtime import open_session
 from segcost.shapes.open_part import Row, open_part, read_rows
 from segcost.shapes.values import NotExact, compute_values
 
@@ -371,9 +372,8 @@ def _run_onnxruntime(shell: onnx.ModelProto, targets: set[str], nodes: list[onnx
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 4
     try:
-        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = open_session(model, options)
         results = session.run(sorted(targets), {})
     except Exception:  # noqa: BLE001 - onnxruntime raises its own types; the tensors just stay open
         return {}

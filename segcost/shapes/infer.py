@@ -100,7 +100,7 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
         info = graph.tensors.get(name)
         shell.graph.input.append(helper.make_tensor_value_info(
             name, info.dtype if info else 0, list(info.shape) if info and info.shape is not None else None))
-    shell.graph.output.extend(helper.make_tensor_value_info(name, graph.dtype(name), None) for name in graph.outputs)
+    shell.graph.output.extend(_output_declaration(graph, name) for name in graph.outputs)
     declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
     for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
         if init.name in lifted and init.name not in heavy:
@@ -115,6 +115,18 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
         declared.name = init.name
         declared.type.CopyFrom(type_proto)
     return shell
+
+
+def _output_declaration(graph: Graph, name: str) -> onnx.ValueInfoProto:
+    """A graph output for the shell: its type only, or — for an output that is an input or an initializer —
+    its full known shape: onnx inference takes an unshaped output declaration as the tensor's type, and
+    every consumer of that input or weight would lose its shape."""
+    init = graph.initializers.get(name)
+    if init is not None:
+        return helper.make_tensor_value_info(name, init.dtype, list(init.shape))
+    info = graph.tensors.get(name) if name in graph.inputs else None
+    return helper.make_tensor_value_info(name, graph.dtype(name),
+                                         list(info.shape) if info is not None and info.shape is not None else None)
 
 
 def _infer(graph: Graph, shell: onnx.ModelProto) -> onnx.ModelProto:

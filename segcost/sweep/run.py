@@ -44,6 +44,7 @@ from statistics import median
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.ir.runtime import open_session
 from segcost.sweep.points import Point, builder_parts
 from segcost.sweep.progress import report_step, set_step_sink
 
@@ -392,15 +393,12 @@ def _quantize(fused, quant_target: str, calib_size: int, point: Point | None = N
 
 
 def _ort_latency_ms(graph, settings) -> float:
-    import onnxruntime as ort
-
     from segcost.ir.feeds import random_feeds
     from segcost.ir.onnx_io import to_model
     from segcost.targets.measure import session_options
 
     model = to_model(graph)
-    session = ort.InferenceSession(model.SerializeToString(), session_options(settings.ort_threads),
-                                   providers=["CPUExecutionProvider"])
+    session = open_session(model, session_options(settings.ort_threads))
     feeds = random_feeds(model, graph)
     times = []
     for run in range(settings.ort_warmup + settings.ort_runs):

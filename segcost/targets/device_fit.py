@@ -59,11 +59,18 @@ class ReferenceTime:
     sources: tuple[str, ...]
 
 
+# A measured time of one inference lies between a nanosecond and an hour; outside that it is a typo or a
+# unit error, and the log-space fit of such a value overflows (1e308 ms gave a "median inf" error).
+MIN_REFERENCE_MS = 1e-6
+MAX_REFERENCE_MS = 3.6e6
+
+
 def read_reference(path: str | Path) -> dict[str, ReferenceTime]:
     """Rows `model,total_ms[,repo,path,commit ...]` of a CSV file → one ReferenceTime per model (median of its rows).
 
     Raises:
-        InputError: unreadable file, missing columns or a time that is not a positive number.
+        InputError: unreadable file, missing columns, or a time that is not a number between
+            MIN_REFERENCE_MS and MAX_REFERENCE_MS.
     """
     path = Path(path)
     try:
@@ -82,6 +89,9 @@ def read_reference(path: str | Path) -> dict[str, ReferenceTime]:
             value = -1.0
         if not value > 0 or not math.isfinite(value):
             raise InputError(f"{path}:{line}: total_ms {row['total_ms']!r} is not a positive number of ms")
+        if not MIN_REFERENCE_MS <= value <= MAX_REFERENCE_MS:
+            raise InputError(f"{path}:{line}: total_ms {row['total_ms']!r} is not a device time of one inference "
+                             f"(expected {MIN_REFERENCE_MS:g} to {MAX_REFERENCE_MS:g} ms)")
         values.setdefault(row["model"], []).append(value)
         sources.setdefault(row["model"], []).append(" ".join(str(row.get(key) or "") for key in ("repo", "path",
                                                                                                   "commit")).strip())

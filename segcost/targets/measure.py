@@ -30,6 +30,7 @@ from statistics import median
 
 import numpy as np
 
+from segcost.ir.runtime import open_session
 from segcost.targets.cost_model import PreparedModel, TargetReport
 
 __all__ = ["Comparison", "GroupComparison", "LayerGroup", "LayerMapping", "Measurement", "NodeTime", "compare",
@@ -164,7 +165,6 @@ def session_options(threads: int = 2, profile_prefix: str | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -223,9 +223,8 @@ def measure_many(graphs: dict, runs: int = 10, warmup: int = 3, threads: int = 2
         for index, (label, graph) in enumerate(graphs.items()):
             model = named_model(graph)
             payload = model.SerializeToString()
-            plain = ort.InferenceSession(payload, session_options(threads), providers=["CPUExecutionProvider"])
-            profiled = ort.InferenceSession(payload, session_options(threads, os.path.join(directory, f"m{index}")),
-                                            providers=["CPUExecutionProvider"])
+            plain = open_session(payload, session_options(threads))
+            profiled = open_session(payload, session_options(threads, os.path.join(directory, f"m{index}")))
             sessions[label] = (plain, profiled, random_feeds(model, graph, seed))
         wall_ms: dict[str, list[float]] = {label: [] for label in graphs}
         for round_index in range(warmup + runs):

@@ -64,3 +64,26 @@ def test_a_wrong_fold_still_fails_and_names_no_check(dtype):
     bias.CopyFrom(numpy_helper.from_array(values, "bn2_bias"))
     with pytest.raises(NumericsError, match="--no-check"):
         compare_outputs(original, broken, load_model(original))
+
+
+@pytest.mark.parametrize("bad", [np.nan, -2.0], ids=["nan-variance", "negative-variance"])
+def test_a_fold_that_makes_an_output_non_finite_fails(bad):
+    """max|a - b| is NaN when the optimized output holds NaN, and NaN > limit is False: it used to pass."""
+    original = _conv_bn_stack(TensorProto.FLOAT)
+    broken = onnx.ModelProto()
+    broken.CopyFrom(original)
+    var = next(init for init in broken.graph.initializer if init.name == "bn2_var")
+    values = numpy_helper.to_array(var).copy()
+    values[3] = bad   # sqrt(var + eps) is NaN: the outputs turn NaN
+    var.CopyFrom(numpy_helper.from_array(values, "bn2_var"))
+    with pytest.raises(NumericsError, match="NaN/±Inf in other places"):
+        compare_outputs(original, broken, load_model(original))
+
+
+def test_nan_in_the_same_places_before_and_after_is_not_a_difference():
+    original = _conv_bn_stack(TensorProto.FLOAT)
+    var = next(init for init in original.graph.initializer if init.name == "bn5_var")
+    values = numpy_helper.to_array(var).copy()
+    values[0] = np.nan   # the model itself computes NaN in one channel
+    var.CopyFrom(numpy_helper.from_array(values, "bn5_var"))
+    assert compare_outputs(original, original, load_model(original)) == 0.0

@@ -45,6 +45,11 @@ CASES = {
     "conv-kernel-0": (model_of("Conv", {"w": w(8, 4, 0, 3)}), "weight 'w' has kernel [0, 3]"),
     "conv-kernel-shape-0": (model_of("Conv", {"w": w(8, 4, 3, 3)}, kernel_shape=[0, 3]),
                             "attribute kernel_shape = [0, 3]"),
+    "conv-kernel-shape-not-the-weights": (model_of("Conv", {"w": w(8, 4, 3, 3)}, kernel_shape=[5, 5]),
+                                          "attribute kernel_shape = [5, 5] does not match the [3, 3] kernel of "
+                                          "weight 'w'"),
+    "convtranspose-kernel-shape-not-the-weights": (model_of("ConvTranspose", {"w": w(4, 8, 2, 2)}, kernel_shape=[3, 3]),
+                                                   "attribute kernel_shape = [3, 3] does not match the [2, 2] kernel"),
     "conv-group-0": (model_of("Conv", {"w": w(8, 4, 3, 3)}, group=0), "attribute group = 0 must be >= 1"),
     "conv-group-not-dividing-input": (model_of("Conv", {"w": w(9, 1, 3, 3)}, group=3),
                                       "attribute group = 3 does not divide the input's 4 channels"),

@@ -94,6 +94,15 @@ def test_read_reference_takes_the_median_and_keeps_sources(tmp_path):
         read_reference(path)
 
 
+@pytest.mark.parametrize("value", ["1e308", "1e-308", "inf", "nan"])
+def test_read_reference_refuses_times_no_inference_takes(tmp_path, value):
+    """Out of [1 ns, 1 h] a time is a typo or unit error; 1e308 used to fit to a "median inf" profile."""
+    path = tmp_path / "ref.csv"
+    path.write_text(f"model,total_ms\na,1.0\nb,{value}\n")
+    with pytest.raises(InputError, match=f"ref.csv:3: total_ms '{value}' is not"):
+        read_reference(path)
+
+
 @pytest.mark.parametrize("soc", ["tda4vm", "am62a"])
 def test_shipped_references_cite_repo_path_and_commit(soc):
     text = importlib.resources.files("segcost.targets").joinpath("references", f"{soc}.csv").read_text()
