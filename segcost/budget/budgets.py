@@ -12,6 +12,8 @@ One ``[[models]]`` table per model (paths relative to the file); every limit is 
     max_latency_ms = 12.0
     max_unsupported_ops = 0
     verify = true                        # verifier findings fail the check
+    allow_partial = false                # true: MAC/latency budgets may pass on a count that is
+                                         # only a lower bound (unsupported ops, one-trip loops)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from segcost.fileio.reads import read_toml_file
 
 BUILTIN_SOURCE = "builtin:"   # the built-in DeepLabV3Lite, what every command analyzes without MODEL
 LIMIT_KEYS = ("max_gmacs", "max_params_m", "max_layer_gmacs", "max_latency_ms", "max_unsupported_ops")
-KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", *LIMIT_KEYS}
+KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", "allow_partial", *LIMIT_KEYS}
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ModelBudget:
     max_unsupported_ops: int | None = None
     target: str | None = None
     verify: bool = False
+    allow_partial: bool = False   # MAC/latency budgets may pass on a partial count (budget.coverage)
     rules: str = "current"
     config_file: str | None = None  # where the budget was written, for CI annotations
 
@@ -165,6 +168,10 @@ def load_budgets(path: Path) -> list[ModelBudget]:
         if not isinstance(verify, bool):
             raise InputError(f"{where}: verify must be true or false, got {verify!r}")
         budget.verify = verify
+        allow_partial = entry.get("allow_partial", False)
+        if not isinstance(allow_partial, bool):
+            raise InputError(f"{where}: allow_partial must be true or false, got {allow_partial!r}")
+        budget.allow_partial = allow_partial
         budget.rules = _string(entry, "rules", where) or "current"
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{where}: max_latency_ms needs target = \"tda4vm\" (or another profile)")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from segcost.analyzer import AnalysisResult
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
+from segcost.budget.coverage import CountGaps, count_gaps
 from segcost.errors import InputError
 from segcost.fileio.reads import read_json_file
 
@@ -25,6 +26,11 @@ class Outcome:
     passed: bool
     detail: str = ""
     file: str | None = None
+    partial: str = ""   # why `actual` is only a lower bound (CountGaps.summary); fails unless allowed
+
+
+# Budgets measured on the MAC/flop count: a partial count (CountGaps) makes them lower bounds.
+COUNT_BUDGETS = ("max_gmacs", "max_layer_gmacs", "max_latency_ms", "baseline_macs")
 
 
 @dataclass
@@ -34,6 +40,7 @@ class ModelCheck:
     outcomes: list[Outcome] = field(default_factory=list)
     findings: list = field(default_factory=list)
     latency_ms: float | None = None
+    gaps: CountGaps = field(default_factory=CountGaps)
 
 
 @dataclass
@@ -70,12 +77,22 @@ def load_model_graph(budget: ModelBudget):
     return load_module_graph(model.build(model.num_classes), input_shape, label=budget.source)
 
 
+def partial_outcome(outcome: Outcome, gaps: CountGaps, allowed: bool) -> Outcome:
+    """`outcome` of a COUNT_BUDGETS budget marked with why its count is a lower bound; failed unless `allowed`."""
+    if outcome.budget in COUNT_BUDGETS and gaps.partial:
+        outcome.partial = gaps.summary()
+        if not allowed:
+            outcome.passed = False
+    return outcome
+
+
 def _limit(outcomes: list[Outcome], budget: ModelBudget, name: str, limit, actual: float, unit: str,
-           detail: str = "") -> None:
+           detail: str = "", gaps: CountGaps | None = None) -> None:
     if limit is None:
         return
-    outcomes.append(Outcome(budget.name, name, float(limit), float(actual), unit, actual <= limit, detail,
-                            budget.config_file))
+    outcome = Outcome(budget.name, name, float(limit), float(actual), unit, actual <= limit, detail,
+                      budget.config_file)
+    outcomes.append(partial_outcome(outcome, gaps or CountGaps(), budget.allow_partial))
 
 
 def check_model(budget: ModelBudget) -> ModelCheck:
@@ -88,15 +105,16 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
     from segcost.analyzer import analyze
 
     analysis = analyze(graph)
-    result = ModelCheck(budget, analysis)
+    gaps = count_gaps(analysis)
+    result = ModelCheck(budget, analysis, gaps=gaps)
     outcomes = result.outcomes
     _limit(outcomes, budget, "max_gmacs", budget.max_gmacs, analysis.totals.macs / 1e9, "GMACs",
-           f"{analysis.totals.macs:,} MACs")
+           f"{analysis.totals.macs:,} MACs", gaps)
     _limit(outcomes, budget, "max_params_m", budget.max_params_m, analysis.totals.params / 1e6, "M params")
     if budget.max_layer_gmacs is not None and analysis.layers:
         biggest = max(analysis.layers, key=lambda layer: layer.macs)
         _limit(outcomes, budget, "max_layer_gmacs", budget.max_layer_gmacs, biggest.macs / 1e9, "GMACs",
-               f"largest layer {biggest.name} ({biggest.op_type})")
+               f"largest layer {biggest.name} ({biggest.op_type})", gaps)
     _limit(outcomes, budget, "max_unsupported_ops", budget.max_unsupported_ops, len(analysis.coverage.unsupported),
            "ops", ", ".join(analysis.coverage.unsupported[:5]))
     if budget.verify:
@@ -109,7 +127,7 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
         assert budget.target, "the budgets file and the command line both refuse max_latency_ms without a target"
         result.latency_ms = estimate_latency_ms(graph, analysis, budget.target)
         _limit(outcomes, budget, "max_latency_ms", budget.max_latency_ms, result.latency_ms, "ms",
-               f"estimated on {budget.target}")
+               f"estimated on {budget.target}", gaps)
     return result
 
 
@@ -188,8 +206,8 @@ def compare_baseline(checks: list[ModelCheck], baseline: dict, max_increase_pct:
         for metric, actual in (("macs", check.analysis.totals.macs), ("params", check.analysis.totals.params)):
             before = previous["totals"][metric]
             growth = 100.0 * (actual - before) / before if before else (0.0 if actual == 0 else float("inf"))
-            outcomes.append(Outcome(
+            outcomes.append(partial_outcome(Outcome(
                 check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",
                 growth <= max_increase_pct, f"{before:,} -> {actual:,} ({growth:+.2f}%) vs {baseline_path}",
-                check.budget.config_file))
+                check.budget.config_file), check.gaps, check.budget.allow_partial))
     return outcomes

@@ -8,6 +8,7 @@ import json
 
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
 from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.budget.coverage import counted_list, unsupported_op_counts
 from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
 
@@ -106,7 +107,7 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
         lines.append(f"{bullet}MACs with {', '.join(result.counted)} counted: {by_convention.macs / 1e9:.3f} G "
                      f"({by_convention.macs:,} = conv/gemm {totals.macs:,} + {parts})")
     if coverage.unknown_ops:
-        listed = ", ".join(f"{op_type} x{count}" for op_type, count in sorted(coverage.unknown_ops.items()))
+        listed = counted_list(unsupported_op_counts(result))   # domain-qualified outside ai.onnx
         lines.append(f"{bullet}unsupported ops (counted as 0): {listed}")
     for entry in result.control_flow:
         branches = ", ".join(f"{sub.name} {sub.macs:,}" for sub in entry.subgraphs)
