@@ -9,6 +9,7 @@ import json
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
+from segcost.reports.tables import plain_text
 from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
 
@@ -65,6 +66,7 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
             lines.append(f"- {label} `{tensor.name}` {tensor.dtype} {dims(tensor.shape)}" if markdown else
                          f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
     lines.append(f"{'- ' if markdown else ''}conventions: {convention_line(result.counted)}")
+    lines = [plain_text(line) for line in lines]   # the producer and tensor names come from the model
     lines.append("")
     if group_by:
         rows = [[name, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
@@ -116,7 +118,7 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
         lines.append(f"{bullet}control flow {entry.layer} ({entry.op_type}): {entry.macs:,} MACs counted as "
                      f"{entry.counted}{trips} (per subgraph: {branches}){flag}")
     lines.extend(f"{bullet}warning: {warning}" for warning in result.warnings)
-    return lines
+    return [plain_text(line) for line in lines]   # layer names in them come from the model
 
 
 def _groups(result: AnalysisResult, group_by: str) -> dict:
