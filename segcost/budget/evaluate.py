@@ -220,9 +220,16 @@ def compare_baseline(checks: list[ModelCheck], baseline: dict, max_increase_pct:
             continue  # a new model has no baseline yet; its absolute budgets still apply
         for metric, actual in (("macs", check.analysis.totals.macs), ("params", check.analysis.totals.params)):
             before = previous["totals"][metric]
-            growth = 100.0 * (actual - before) / before if before else (0.0 if actual == 0 else float("inf"))
-            outcomes.append(partial_outcome(Outcome(
-                check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",
-                growth <= max_increase_pct, f"{before:,} -> {actual:,} ({growth:+.2f}%) vs {baseline_path}",
-                check.budget.config_file), check.gaps, check.budget.allow_partial))
+            if before:
+                growth = 100.0 * (actual - before) / before
+                outcome = Outcome(check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",
+                                  growth <= max_increase_pct,
+                                  f"{before:,} -> {actual:,} ({growth:+.2f}%) vs {baseline_path}")
+            else:   # no percentage of 0: any growth from 0 exceeds 0 x (1 + max_increase); compared as counts
+                unit = "MACs" if metric == "macs" else "params"
+                outcome = Outcome(check.budget.name, f"baseline_{metric}", 0.0, float(actual), unit, actual == 0,
+                                  f"0 -> {actual:,} vs {baseline_path} (the baseline has 0 {unit}: "
+                                  f"any growth exceeds it, whatever --max-increase)")
+            outcome.file = check.budget.config_file
+            outcomes.append(partial_outcome(outcome, check.gaps, check.budget.allow_partial))
     return outcomes

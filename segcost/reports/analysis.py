@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import partial
 
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
+from segcost.fileio.writes import json_text
 from segcost.reports.tables import plain_text
 from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
@@ -164,7 +166,7 @@ def render_json_chunks(result: AnalysisResult):
     """
     document = result.to_dict(include_layers=False)
     del document["layers"]
-    head = json.dumps(document, indent=2)
+    head = json_text(document)[:-1]
     # "layers" goes where to_dict puts it: just before "by_op_type"
     before, marker, after = head.partition('\n  "by_op_type":')
     yield before
@@ -185,15 +187,16 @@ def _compact_encoder():
 
     json.dumps builds a new C encoder for every call (JSONEncoder.iterencode); at 100k
     layers that set-up was half of the JSON time. This builds it once with the arguments
-    iterencode passes for dumps' defaults (circular check, ASCII, allow NaN, ", " and ": ").
-    Where the C accelerator is missing json.dumps itself is used.
+    iterencode passes for dumps' defaults (circular check, ASCII, ", " and ": "), except that NaN
+    and Infinity are refused (ValueError) as fileio.writes.json_text refuses them. Where the C
+    accelerator is missing json.dumps itself is used.
     """
     from json import encoder
 
     c_make_encoder = getattr(encoder, "c_make_encoder", None)   # CPython's C accelerator; not in typeshed
     if c_make_encoder is None:
-        return json.dumps
+        return partial(json.dumps, allow_nan=False)
     defaults = json.JSONEncoder()
     make = c_make_encoder({}, defaults.default, encoder.encode_basestring_ascii, None,
-                                  defaults.key_separator, defaults.item_separator, False, False, True)
+                                  defaults.key_separator, defaults.item_separator, False, False, False)
     return lambda document: "".join(make(document, 0))

@@ -15,8 +15,8 @@ CHECK_FORMATS = ("table", "json", "junit", "github", "md")
 
 
 def _value(outcome: Outcome, value: float) -> str:
-    if outcome.unit in ("ops", "findings"):
-        return f"{int(value)} {outcome.unit}"
+    if outcome.unit in ("ops", "findings", "MACs", "params"):
+        return f"{int(value):,} {outcome.unit}"
     if outcome.unit == "% increase":
         return f"{value:+.2f}%"
     return f"{value:.3f} {outcome.unit}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
+from segcost.fileio.writes import json_text
 from segcost.passes import Finding, PassRecord
 from segcost.reports.tables import text_table
 from segcost.reports.units import human, human_bytes
@@ -38,8 +38,7 @@ def render_before_after(before, after) -> str:
 
 def render_findings(findings: list[Finding], fmt: str = "table") -> str:
     if fmt == "json":
-        return json.dumps({"findings": [asdict(finding) for finding in findings], "count": len(findings)},
-                          indent=2) + "\n"
+        return json_text({"findings": [asdict(finding) for finding in findings], "count": len(findings)})
     if not findings:
         return "verifier: no findings\n"
     rows = [[finding.layer, finding.op_type, finding.rule, finding.reason] for finding in findings]
