@@ -14,7 +14,8 @@ from segcost.reports.analysis import _LAYERS_PER_CHUNK, _compact_encoder, render
 from segcost.samples.scale import deep
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
     max_leaves=12)
 
