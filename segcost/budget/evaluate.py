@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from segcost.analyzer import AnalysisResult
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
@@ -152,12 +154,30 @@ def estimate_latency_ms(graph, analysis: AnalysisResult, target: str) -> float:
     return float(estimate_on_target(graph, target).totals.latency_ms)
 
 
+def baseline_key(name: str) -> str:
+    """A model's key in a baseline: `./a/m.onnx`, `a/m.onnx` and its absolute path are one key.
+
+    The name is normalised (os.path.normpath, "/" separators) and an absolute path inside the
+    working directory is made relative to it; names that are not paths ("lite", "zoo:X") are unchanged.
+    """
+    normal = os.path.normpath(name)
+    if os.path.isabs(normal):
+        relative = os.path.relpath(normal, os.getcwd())
+        if relative != ".." and not relative.startswith(".." + os.sep):
+            normal = relative
+    return Path(normal).as_posix()
+
+
+def _inputs(analysis: AnalysisResult) -> dict[str, list]:
+    return {tensor.name: list(tensor.shape or []) for tensor in analysis.model.inputs}
+
+
 def baseline_snapshot(checks: list[ModelCheck]) -> dict:
     models = {}
     for check in checks:
         analysis = check.analysis
-        models[check.budget.name] = {
-            "source": check.budget.source, "input_shapes": check.budget.input_shapes,
+        models[baseline_key(check.budget.name)] = {
+            "source": check.budget.source, "input_shapes": check.budget.input_shapes, "inputs": _inputs(analysis),
             "totals": {"macs": analysis.totals.macs, "params": analysis.totals.params,
                        "flops": analysis.totals.flops, "nodes": analysis.totals.nodes},
             "layers": [{"name": layer.name, "op_type": layer.op_type, "macs": layer.macs, "params": layer.params}
@@ -192,7 +212,33 @@ def read_baseline(path: str) -> dict:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
                 raise InputError(f"{path}: models[{name!r}].totals.{metric} must be an integer in [0, 2**63), "
                                  f"got {value!r}")
+        inputs = entry.get("inputs", {})
+        if not isinstance(inputs, dict) or not all(isinstance(shape, list) for shape in inputs.values()):
+            raise InputError(f"{path}: models[{name!r}].inputs must be an object of input name -> shape list")
     return document
+
+
+def _same_inputs(check: ModelCheck, previous: dict, baseline_path: str) -> None:
+    """Refuse (InputError) a baseline recorded at other input shapes: its MACs are another model's.
+
+    Baselines record the analysed inputs ("inputs"); older ones only the --input-shape strings.
+    """
+    recorded = previous.get("inputs")
+    current: dict | list = _inputs(check.analysis)
+    if recorded is None:
+        recorded, current = previous.get("input_shapes") or [], check.budget.input_shapes
+        if not recorded:
+            return   # nothing recorded: the model's own shapes, as now unless the file changed
+    if recorded != current:
+        raise InputError(f"{baseline_path}: {check.budget.name} was recorded at input {_shapes_text(recorded)}, "
+                         f"this check measures {_shapes_text(current)}; MACs at different shapes are not "
+                         f"comparable: check at the recorded shape or save the baseline again")
+
+
+def _shapes_text(shapes) -> str:
+    if isinstance(shapes, dict):
+        return ", ".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in shapes.items()) or "none"
+    return ", ".join(map(str, shapes)) or "the model's own"
 
 
 def parse_percent(text: str) -> float:
@@ -210,14 +256,15 @@ def compare_baseline(checks: list[ModelCheck], baseline: dict, max_increase_pct:
                      baseline_path: str) -> list[Outcome]:
     """One outcome per model and metric (MACs, params): fails when it grew more than allowed."""
     outcomes = []
-    known = baseline.get("models", {})
-    if checks and not any(check.budget.name in known for check in checks):
+    known = {baseline_key(name): entry for name, entry in baseline.get("models", {}).items()}
+    if checks and not any(baseline_key(check.budget.name) in known for check in checks):
         raise InputError(f"{baseline_path} has no entry for {', '.join(check.budget.name for check in checks)} "
                          f"(it has: {', '.join(known) or 'nothing'})")
     for check in checks:
-        previous = known.get(check.budget.name)
+        previous = known.get(baseline_key(check.budget.name))
         if previous is None:
             continue  # a new model has no baseline yet; its absolute budgets still apply
+        _same_inputs(check, previous, baseline_path)
         for metric, actual in (("macs", check.analysis.totals.macs), ("params", check.analysis.totals.params)):
             before = previous["totals"][metric]
             if before:

@@ -19,7 +19,8 @@ def _value(outcome: Outcome, value: float) -> str:
         return f"{int(value):,} {outcome.unit}"
     if outcome.unit == "% increase":
         return f"{value:+.2f}%"
-    return f"{value:.3f} {outcome.unit}"
+    # three decimals, or three significant digits below 0.1: a 0.0002 GMACs limit is not "0.000 GMACs"
+    return f"{value:.3f} {outcome.unit}" if value == 0 or abs(value) >= 0.1 else f"{value:.3g} {outcome.unit}"
 
 
 def _model_notes(model: ModelCheck) -> list[str]:
