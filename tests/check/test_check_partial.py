@@ -127,3 +127,13 @@ def test_analyze_names_the_domain_of_unknown_ops(run_cli, tmp_path):
     model = foreign_domain_model(tmp_path / "m.onnx")
     code, out, _ = run_cli("analyze", model)
     assert code == 0 and "unsupported ops (counted as 0): com.microsoft.nchwc:Conv x1" in out
+
+
+def test_latency_budget_uses_the_gaps_of_the_graph_it_prices(run_cli, tmp_path):
+    """Latency is priced on the folded graph: the Shape-fed Loop has 16 known trips there, the functions stay 0."""
+    loop = shape_trip_loop_model(tmp_path / "loop.onnx")
+    code, out, _ = run_cli("check", loop, "--target", "tda4vm", "--max-latency-ms", "1000", "--format", "json")
+    assert code == 0 and json.loads(out)["outcomes"][0]["partial"] == ""
+    functions = local_function_model(tmp_path / "functions.onnx")
+    code, out, _ = run_cli("check", functions, "--target", "tda4vm", "--max-latency-ms", "1000", "--format", "json")
+    assert code == 1 and "local:Block x2" in json.loads(out)["outcomes"][0]["partial"]
