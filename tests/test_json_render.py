@@ -14,7 +14,8 @@ from segcost.reports.analysis import _LAYERS_PER_CHUNK, _compact_encoder, render
 from segcost.samples.scale import deep
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30) | st.floats() | st.text(),
+    st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
     max_leaves=12)
 
@@ -22,7 +23,13 @@ values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(values)
 def test_the_reused_encoder_writes_what_json_dumps_writes(value):
-    assert _compact_encoder()(value) == json.dumps(value)
+    assert _compact_encoder()(value) == json.dumps(value, allow_nan=False)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1, {"a": float("-inf")}]])
+def test_the_reused_encoder_refuses_nan_and_infinity(value):
+    with pytest.raises(ValueError):
+        _compact_encoder()(value)
 
 
 @pytest.mark.parametrize("nodes", [3, _LAYERS_PER_CHUNK - 1, _LAYERS_PER_CHUNK + 2, 2 * _LAYERS_PER_CHUNK + 1])

@@ -170,7 +170,7 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
           max_params_m: float | None = None, max_layer_gmacs: float | None = None,
           max_unsupported_ops: int | None = None, max_latency_ms: float | None = None, target: str | None = None,
           verify: bool = False, rules: str = "current", baseline: str | Mapping | None = None,
-          max_increase: float | str = 0.0, name: str | None = None) -> Check:
+          max_increase: float | str = 0.0, name: str | None = None, allow_partial: bool = False) -> Check:
     """Evaluate budgets on `model`, as `segcost check` does; `result.passed` is False where the CLI exits 1.
 
     Args:
@@ -179,6 +179,8 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         baseline: a `segcost baseline save` JSON (path or its parsed dict); fails when MACs or params
             grew more than `max_increase` percent (2.0 or "2%").
         name: the model's name in the outcomes and the baseline (default: its path or label).
+        allow_partial: let MAC/latency budgets pass on a partial count (unsupported ops, layers
+            without shape, loops counted as one trip); by default they fail, as in the CLI.
 
     Raises:
         InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline.
@@ -202,7 +204,8 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         raise InputError("max_latency_ms needs target")
     graph, path = load_graph(model, input_shape)
     label = name or path or graph.info.path or "model"
-    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules)
+    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules,
+                         allow_partial=allow_partial)
     for key, value in limits.items():
         setattr(budget, key, value)
     result = Check([check_graph(budget, graph)])

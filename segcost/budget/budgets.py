@@ -12,10 +12,13 @@ One ``[[models]]`` table per model (paths relative to the file); every limit is 
     max_latency_ms = 12.0
     max_unsupported_ops = 0
     verify = true                        # verifier findings fail the check
+    allow_partial = false                # true: MAC/latency budgets may pass on a count that is
+                                         # only a lower bound (unsupported ops, one-trip loops)
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Callable
@@ -28,7 +31,7 @@ from segcost.fileio.reads import read_toml_file
 
 BUILTIN_SOURCE = "builtin:"   # the built-in DeepLabV3Lite, what every command analyzes without MODEL
 LIMIT_KEYS = ("max_gmacs", "max_params_m", "max_layer_gmacs", "max_latency_ms", "max_unsupported_ops")
-KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", *LIMIT_KEYS}
+KNOWN_KEYS = {"name", "path", "zoo", "input_shape", "target", "verify", "rules", "allow_partial", *LIMIT_KEYS}
 
 
 @dataclass
@@ -45,6 +48,7 @@ class ModelBudget:
     max_unsupported_ops: int | None = None
     target: str | None = None
     verify: bool = False
+    allow_partial: bool = False   # MAC/latency budgets may pass on a partial count (budget.coverage)
     rules: str = "current"
     config_file: str | None = None  # where the budget was written, for CI annotations
 
@@ -102,7 +106,7 @@ def validate_limit(key: str, value, where: str):
     """
     integral = key == "max_unsupported_ops"
     if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) \
-            or not math.isfinite(value) or value < 0:
+            or not math.isfinite(value) or math.copysign(1.0, value) < 0:   # -0.0 too: it printed "-0.000"
         kind = "a non-negative integer" if integral else "a non-negative finite number"
         raise InputError(f"{where} must be {kind}, got {value!r}")
     return value
@@ -120,6 +124,18 @@ def given_limits(where: Callable[[str], str], *, max_gmacs=None, max_params_m=No
     return {key: validate_limit(key, value, where(key)) for key, value in limits.items() if value is not None}
 
 
+def _inside_folder(config: Path, relative: str, where: str) -> Path:
+    """`relative` joined to the budgets file's folder; InputError when it is absolute or leads out of the
+    folder (through "..", or a symlink): the project reads nothing outside the folder of what it was given,
+    and a budgets file from a pull request must not make CI open /etc/passwd or another checkout's files."""
+    folder = config.parent
+    candidate = folder / relative
+    if Path(relative).is_absolute() or not candidate.resolve().is_relative_to(folder.resolve()):
+        raise InputError(f"{where} {relative!r} is outside the budgets file's folder ({folder.resolve()}); "
+                         f"models must lie inside it (put the budgets file in a folder above them)")
+    return candidate
+
+
 def load_budgets(path: Path) -> list[ModelBudget]:
     """The [[models]] budgets of a segcost.toml or pyproject.toml; every problem names the file and key.
 
@@ -128,6 +144,11 @@ def load_budgets(path: Path) -> list[ModelBudget]:
             is unknown, or a value has the wrong type or range.
     """
     section = _section(path)
+    unknown_tables = sorted(set(section) - {"models"})
+    if unknown_tables:   # a [[model]] typo used to leave only "no [[models]] budgets"
+        close = difflib.get_close_matches(unknown_tables[0], ["models"], n=1)
+        raise InputError(f"{path}: unknown key {unknown_tables[0]!r}"
+                         + (" (did you mean [[models]]?)" if close else " (the budgets go in [[models]] tables)"))
     entries = section.get("models", [])
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{path}: no [[models]] budgets")
@@ -147,7 +168,7 @@ def load_budgets(path: Path) -> list[ModelBudget]:
             source, label = f"zoo:{zoo}", zoo
         else:
             label = check_path_text(model_path or "", f"{where}: path")
-            source = str(path.parent / label)
+            source = str(_inside_folder(path, label, f"{where}: path"))
         budget = ModelBudget(name=_string(entry, "name", where) or label, source=source, config_file=str(path))
         shapes = entry.get("input_shape", [])
         if isinstance(shapes, str):
@@ -165,6 +186,10 @@ def load_budgets(path: Path) -> list[ModelBudget]:
         if not isinstance(verify, bool):
             raise InputError(f"{where}: verify must be true or false, got {verify!r}")
         budget.verify = verify
+        allow_partial = entry.get("allow_partial", False)
+        if not isinstance(allow_partial, bool):
+            raise InputError(f"{where}: allow_partial must be true or false, got {allow_partial!r}")
+        budget.allow_partial = allow_partial
         budget.rules = _string(entry, "rules", where) or "current"
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{where}: max_latency_ms needs target = \"tda4vm\" (or another profile)")

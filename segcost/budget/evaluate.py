@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from segcost.analyzer import AnalysisResult
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
+from segcost.budget.coverage import CountGaps, count_gaps
 from segcost.errors import InputError
 from segcost.fileio.reads import read_json_file
 
@@ -25,6 +28,11 @@ class Outcome:
     passed: bool
     detail: str = ""
     file: str | None = None
+    partial: str = ""   # why `actual` is only a lower bound (CountGaps.summary); fails unless allowed
+
+
+# Budgets measured on the MAC/flop count: a partial count (CountGaps) makes them lower bounds.
+COUNT_BUDGETS = ("max_gmacs", "max_layer_gmacs", "max_latency_ms", "baseline_macs")
 
 
 @dataclass
@@ -34,6 +42,7 @@ class ModelCheck:
     outcomes: list[Outcome] = field(default_factory=list)
     findings: list = field(default_factory=list)
     latency_ms: float | None = None
+    gaps: CountGaps = field(default_factory=CountGaps)
 
 
 @dataclass
@@ -70,12 +79,22 @@ def load_model_graph(budget: ModelBudget):
     return load_module_graph(model.build(model.num_classes), input_shape, label=budget.source)
 
 
+def partial_outcome(outcome: Outcome, gaps: CountGaps, allowed: bool) -> Outcome:
+    """`outcome` of a COUNT_BUDGETS budget marked with why its count is a lower bound; failed unless `allowed`."""
+    if outcome.budget in COUNT_BUDGETS and gaps.partial:
+        outcome.partial = gaps.summary()
+        if not allowed:
+            outcome.passed = False
+    return outcome
+
+
 def _limit(outcomes: list[Outcome], budget: ModelBudget, name: str, limit, actual: float, unit: str,
-           detail: str = "") -> None:
+           detail: str = "", gaps: CountGaps | None = None) -> None:
     if limit is None:
         return
-    outcomes.append(Outcome(budget.name, name, float(limit), float(actual), unit, actual <= limit, detail,
-                            budget.config_file))
+    outcome = Outcome(budget.name, name, float(limit), float(actual), unit, actual <= limit, detail,
+                      budget.config_file)
+    outcomes.append(partial_outcome(outcome, gaps or CountGaps(), budget.allow_partial))
 
 
 def check_model(budget: ModelBudget) -> ModelCheck:
@@ -88,43 +107,86 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
     from segcost.analyzer import analyze
 
     analysis = analyze(graph)
-    result = ModelCheck(budget, analysis)
+    gaps = count_gaps(analysis)
+    result = ModelCheck(budget, analysis, gaps=gaps)
     outcomes = result.outcomes
     _limit(outcomes, budget, "max_gmacs", budget.max_gmacs, analysis.totals.macs / 1e9, "GMACs",
-           f"{analysis.totals.macs:,} MACs")
+           f"{analysis.totals.macs:,} MACs", gaps)
     _limit(outcomes, budget, "max_params_m", budget.max_params_m, analysis.totals.params / 1e6, "M params")
     if budget.max_layer_gmacs is not None and analysis.layers:
         biggest = max(analysis.layers, key=lambda layer: layer.macs)
         _limit(outcomes, budget, "max_layer_gmacs", budget.max_layer_gmacs, biggest.macs / 1e9, "GMACs",
-               f"largest layer {biggest.name} ({biggest.op_type})")
+               f"largest layer {biggest.name} ({biggest.op_type})", gaps)
     _limit(outcomes, budget, "max_unsupported_ops", budget.max_unsupported_ops, len(analysis.coverage.unsupported),
            "ops", ", ".join(analysis.coverage.unsupported[:5]))
-    if budget.verify:
-        from segcost.passes import VerifyGroupedConvPass
-
-        result.findings = VerifyGroupedConvPass(rules=budget.rules)(graph).findings
+    if budget.verify:   # after analyze: the verifier folds and fuses `graph` in place
+        result.findings = verifier_findings(graph, budget.rules)
         _limit(outcomes, budget, "verify", 0, len(result.findings), "findings",
                "; ".join(f"{finding.layer}: {finding.rule}" for finding in result.findings[:5]))
     if budget.max_latency_ms is not None:
         assert budget.target, "the budgets file and the command line both refuse max_latency_ms without a target"
-        result.latency_ms = estimate_latency_ms(graph, analysis, budget.target)
+        result.latency_ms, latency_gaps = estimate_latency_ms(graph, budget.target)
         _limit(outcomes, budget, "max_latency_ms", budget.max_latency_ms, result.latency_ms, "ms",
-               f"estimated on {budget.target}")
+               f"estimated on {budget.target}", latency_gaps)
     return result
 
 
-def estimate_latency_ms(graph, analysis: AnalysisResult, target: str) -> float:
-    from segcost.pipeline import estimate_on_target
+def verifier_findings(graph, rules: str = "current", fuse: bool = True) -> list:
+    """The findings of `segcost verify`: the one path behind `verify`, `check --verify` and `verify = true`.
 
-    return float(estimate_on_target(graph, target).totals.latency_ms)
+    Degenerate attributes are refused first (ir.opchecks, InputError); with `fuse` (the default,
+    as `verify` does) the graph is folded and fused in place as a deployment toolchain runs it
+    (pipeline.target_pipeline), then VerifyGroupedConvPass checks it against the rule set `rules`.
+    Before this path was shared, `check --verify` verified the unfolded graph and failed CI on
+    findings `segcost verify` did not report (torchvision LRASPP: 2 vs 0).
+    """
+    from segcost.ir.opchecks import check_graph as check_attributes
+    from segcost.passes import VerifyGroupedConvPass
+    from segcost.pipeline import target_pipeline
+
+    check_attributes(graph)
+    return VerifyGroupedConvPass(rules=rules)(target_pipeline(graph) if fuse else graph).findings
+
+
+def estimate_latency_ms(graph, target: str) -> tuple[float, CountGaps]:
+    """(latency in ms on `target`, what the costed graph left uncounted).
+
+    The latency is priced on the folded and fused graph (pipeline.estimate_on_target), so its gaps
+    are that graph's: a Loop whose trip count is Shape(x)[2] is counted one trip by analyze but
+    folds to 16 trips here. `graph` is fused in place.
+    """
+    from segcost.analyzer import analyze
+    from segcost.pipeline import estimate_on_target, target_pipeline
+
+    fused = target_pipeline(graph)
+    latency = float(estimate_on_target(fused, target, fuse=False).totals.latency_ms)
+    return latency, count_gaps(analyze(fused))
+
+
+def baseline_key(name: str) -> str:
+    """A model's key in a baseline: `./a/m.onnx`, `a/m.onnx` and its absolute path are one key.
+
+    The name is normalised (os.path.normpath, "/" separators) and an absolute path inside the
+    working directory is made relative to it; names that are not paths ("lite", "zoo:X") are unchanged.
+    """
+    normal = os.path.normpath(name)
+    if os.path.isabs(normal):
+        relative = os.path.relpath(normal, os.getcwd())
+        if relative != ".." and not relative.startswith(".." + os.sep):
+            normal = relative
+    return Path(normal).as_posix()
+
+
+def _inputs(analysis: AnalysisResult) -> dict[str, list]:
+    return {tensor.name: list(tensor.shape or []) for tensor in analysis.model.inputs}
 
 
 def baseline_snapshot(checks: list[ModelCheck]) -> dict:
     models = {}
     for check in checks:
         analysis = check.analysis
-        models[check.budget.name] = {
-            "source": check.budget.source, "input_shapes": check.budget.input_shapes,
+        models[baseline_key(check.budget.name)] = {
+            "source": check.budget.source, "input_shapes": check.budget.input_shapes, "inputs": _inputs(analysis),
             "totals": {"macs": analysis.totals.macs, "params": analysis.totals.params,
                        "flops": analysis.totals.flops, "nodes": analysis.totals.nodes},
             "layers": [{"name": layer.name, "op_type": layer.op_type, "macs": layer.macs, "params": layer.params}
@@ -159,7 +221,33 @@ def read_baseline(path: str) -> dict:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
                 raise InputError(f"{path}: models[{name!r}].totals.{metric} must be an integer in [0, 2**63), "
                                  f"got {value!r}")
+        inputs = entry.get("inputs", {})
+        if not isinstance(inputs, dict) or not all(isinstance(shape, list) for shape in inputs.values()):
+            raise InputError(f"{path}: models[{name!r}].inputs must be an object of input name -> shape list")
     return document
+
+
+def _same_inputs(check: ModelCheck, previous: dict, baseline_path: str) -> None:
+    """Refuse (InputError) a baseline recorded at other input shapes: its MACs are another model's.
+
+    Baselines record the analysed inputs ("inputs"); older ones only the --input-shape strings.
+    """
+    recorded = previous.get("inputs")
+    current: dict | list = _inputs(check.analysis)
+    if recorded is None:
+        recorded, current = previous.get("input_shapes") or [], check.budget.input_shapes
+        if not recorded:
+            return   # nothing recorded: the model's own shapes, as now unless the file changed
+    if recorded != current:
+        raise InputError(f"{baseline_path}: {check.budget.name} was recorded at input {_shapes_text(recorded)}, "
+                         f"this check measures {_shapes_text(current)}; MACs at different shapes are not "
+                         f"comparable: check at the recorded shape or save the baseline again")
+
+
+def _shapes_text(shapes) -> str:
+    if isinstance(shapes, dict):
+        return ", ".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in shapes.items()) or "none"
+    return ", ".join(map(str, shapes)) or "the model's own"
 
 
 def parse_percent(text: str) -> float:
@@ -177,19 +265,27 @@ def compare_baseline(checks: list[ModelCheck], baseline: dict, max_increase_pct:
                      baseline_path: str) -> list[Outcome]:
     """One outcome per model and metric (MACs, params): fails when it grew more than allowed."""
     outcomes = []
-    known = baseline.get("models", {})
-    if checks and not any(check.budget.name in known for check in checks):
+    known = {baseline_key(name): entry for name, entry in baseline.get("models", {}).items()}
+    if checks and not any(baseline_key(check.budget.name) in known for check in checks):
         raise InputError(f"{baseline_path} has no entry for {', '.join(check.budget.name for check in checks)} "
                          f"(it has: {', '.join(known) or 'nothing'})")
     for check in checks:
-        previous = known.get(check.budget.name)
+        previous = known.get(baseline_key(check.budget.name))
         if previous is None:
             continue  # a new model has no baseline yet; its absolute budgets still apply
+        _same_inputs(check, previous, baseline_path)
         for metric, actual in (("macs", check.analysis.totals.macs), ("params", check.analysis.totals.params)):
             before = previous["totals"][metric]
-            growth = 100.0 * (actual - before) / before if before else (0.0 if actual == 0 else float("inf"))
-            outcomes.append(Outcome(
-                check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",
-                growth <= max_increase_pct, f"{before:,} -> {actual:,} ({growth:+.2f}%) vs {baseline_path}",
-                check.budget.config_file))
+            if before:
+                growth = 100.0 * (actual - before) / before
+                outcome = Outcome(check.budget.name, f"baseline_{metric}", max_increase_pct, growth, "% increase",
+                                  growth <= max_increase_pct,
+                                  f"{before:,} -> {actual:,} ({growth:+.2f}%) vs {baseline_path}")
+            else:   # no percentage of 0: any growth from 0 exceeds 0 x (1 + max_increase); compared as counts
+                unit = "MACs" if metric == "macs" else "params"
+                outcome = Outcome(check.budget.name, f"baseline_{metric}", 0.0, float(actual), unit, actual == 0,
+                                  f"0 -> {actual:,} vs {baseline_path} (the baseline has 0 {unit}: "
+                                  f"any growth exceeds it, whatever --max-increase)")
+            outcome.file = check.budget.config_file
+            outcomes.append(partial_outcome(outcome, check.gaps, check.budget.allow_partial))
     return outcomes

@@ -11,6 +11,7 @@ from segcost.commands.inputs import is_torch_spec, load_cli_graph
 from segcost.commands.options import trust_model_code_option
 from segcost.commands.output import check_outputs, emit
 from segcost.errors import InputError
+from segcost.fileio.writes import json_text
 
 
 @click.command()
@@ -129,15 +130,13 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         from segcost.reports.target import render_cost
 
         if fmt == "json":
-            import json
-
             document = result.to_dict()
             if group_by:
                 from segcost.reports.analysis import groups_dict
 
                 document["groups"] = groups_dict(result, group_by)
             document["target"] = estimate.to_dict()
-            emit(json.dumps(document, indent=2) + "\n", output, protected=(model,))
+            emit(json_text(document), output, protected=(model,))
         else:
             text = render(result, fmt, top=top, group_by=group_by)
             emit(text + "\n" + render_cost(estimate, "md" if fmt == "md" else "table", top or 10,
@@ -147,11 +146,9 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
         from segcost.reports.analysis import groups_dict, render_json_chunks
 
         if group_by:   # group reports are small: the whole document at once is simplest
-            import json
-
             document = result.to_dict()
             document["groups"] = groups_dict(result, group_by)
-            emit(json.dumps(document, indent=2) + "\n", output, protected=(model,))
+            emit(json_text(document), output, protected=(model,))
         else:
             emit(render_json_chunks(result), output, protected=(model,))
         return

@@ -63,7 +63,7 @@ def _limit_options(function):
 
 
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
-             target: str | None, verify: bool, rules: str):
+             target: str | None, verify: bool, rules: str, allow_partial: bool = False):
     from segcost.budget.budgets import ModelBudget, find_config, load_budgets
 
     config_path = find_config(config)
@@ -85,6 +85,8 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
             budget.target = target
         if verify:
             budget.verify, budget.rules = True, rules
+        if allow_partial:
+            budget.allow_partial = True
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{budget.name}: --max-latency-ms needs --target")
     return budgets
@@ -99,6 +101,8 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
 @click.option("--target", help="Target profile for --max-latency-ms (e.g. tda4vm).")
 @click.option("--verify", is_flag=True, help="Fail on any verifier finding.")
 @click.option("--rules", default="current", show_default=True, help="Verifier rule set.")
+@click.option("--allow-partial", is_flag=True, help="Let MAC/latency budgets pass on a count that is only a lower "
+              "bound (unsupported ops, layers without shape, loops counted as one trip); by default they fail.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Baseline JSON from `segcost baseline save`.")
 @click.option("--max-increase", metavar="PCT", help="With --baseline: allowed growth of MACs and params "
               "[default: 0%].")
@@ -107,8 +111,14 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
 @click.pass_context
 def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_params_m, max_layer_gmacs,
-          max_unsupported_ops, max_latency_ms, target, verify, rules, baseline, max_increase, fmt, output) -> None:
-    """Fail the build (exit 1) when a model exceeds its MAC/params/latency budget or regresses."""
+          max_unsupported_ops, max_latency_ms, target, verify, rules, allow_partial, baseline, max_increase, fmt,
+          output) -> None:
+    """Fail the build (exit 1) when a model exceeds its MAC/params/latency budget or regresses.
+
+    A MAC, layer-MAC, latency or baseline-MAC budget also fails when the count is partial (ops
+    with no cost rule, layers without a static shape, loops counted as one trip), unless
+    --allow-partial (allow_partial = true in the budgets file) is given.
+    """
     from segcost.budget.budgets import given_limits
     from segcost.budget.evaluate import (
         CheckResult,
@@ -123,7 +133,7 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
         raise InputError("--max-increase needs --baseline FILE (a `segcost baseline save` snapshot)")
     limits = given_limits(_flag, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
                           max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
-    budgets = _budgets(models, config, input_shapes, limits, target, verify, rules)
+    budgets = _budgets(models, config, input_shapes, limits, target, verify, rules, allow_partial)
     allowed_growth = parse_percent(max_increase or "0%")
     plan = _plan(output, budgets, config, baseline=baseline)
     previous = read_baseline(baseline) if baseline else None
@@ -150,10 +160,9 @@ def baseline_group() -> None:
 @click.option("-o", "--output", default="segcost-baseline.json", show_default=True, type=click.Path(dir_okay=False))
 def baseline_save(models, config, input_shapes, output) -> None:
     """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
-    import json
-
     from segcost.budget.budgets import ModelBudget, find_config, load_budgets
     from segcost.budget.evaluate import baseline_snapshot, check_model
+    from segcost.fileio.writes import json_text
     if models:
         budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
     else:
@@ -164,7 +173,7 @@ def baseline_save(models, config, input_shapes, output) -> None:
         budget.verify = False
         budget.max_latency_ms = None
     snapshot = baseline_snapshot([check_model(budget) for budget in budgets])
-    plan.write(output, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+    plan.write(output, json_text(snapshot, sort_keys=True))
     click.echo(f"wrote {output} ({len(budgets)} models)")
 
 

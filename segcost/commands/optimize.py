@@ -9,7 +9,7 @@ import click
 
 from segcost.commands.inputs import load_cli_graph
 from segcost.commands.options import trust_model_code_option
-from segcost.commands.output import check_outputs
+from segcost.commands.output import check_outputs, report_kind
 
 
 @click.command()
@@ -20,7 +20,7 @@ from segcost.commands.output import check_outputs
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
               help="Static input shape; a batch dim the model declares symbolic stays symbolic in the written model.")
 @click.option("--report", type=click.Path(dir_okay=False),
-              help="Write a report of passes, costs and findings: JSON, or HTML (with int8 SQNR) for .html.")
+              help="Write a report of passes, costs and findings: FILE.json, or FILE.html (with int8 SQNR).")
 @click.option("--rules", default="current", show_default=True, help="Target rule set for the verifier.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run original and optimized models in onnxruntime and compare outputs.")
@@ -78,6 +78,8 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     with warnings.catch_warnings():  # torch exporters' FutureWarnings are not for segcost's user
         warnings.simplefilter("ignore", FutureWarning)
         graph, _ = load_cli_graph(model, input_shapes, keep_symbolic_batch=True)
+    plan.recheck()   # against the model's external data too; a clash names the worse problem first
+    report_format = report_kind(report, "--report")
     for name, declared in graph.info.exported_input_shapes.items():
         shape = graph.shape(name)
         if declared and shape and not isinstance(declared[0], int) and isinstance(shape[0], int):
@@ -108,7 +110,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
         click.echo(f"wrote {accuracy_path}")
     if report:
-        if report.endswith((".html", ".htm")):   # the same report as a page, with the int8 SQNR chart
+        if report_format == "html":   # the same report as a page, with the int8 SQNR chart
             from segcost.reports.html import render_optimize_html
 
             plan.write(report, render_optimize_html(result, model or "built-in DeepLabV3Lite"))

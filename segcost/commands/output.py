@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+
+from segcost.errors import InputError
 
 
 def check_outputs(outputs: dict, inputs: dict):
@@ -10,6 +14,23 @@ def check_outputs(outputs: dict, inputs: dict):
     from segcost.fileio.plan import OutputPlan
 
     return OutputPlan.check(outputs, inputs)
+
+
+REPORT_SUFFIXES = {".json": "json", ".html": "html", ".htm": "html"}
+
+
+def report_kind(path: str | None, label: str, kinds: dict[str, str] = REPORT_SUFFIXES) -> str | None:
+    """The format a report option writes, from its suffix (any case: r.HTML is HTML); None for no path.
+
+    Raises InputError for any other suffix: r.md or r.txt used to get JSON without a word.
+    """
+    if path is None:
+        return None
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in kinds:
+        raise InputError(f"{label} {path}: the report's format comes from its suffix: "
+                         f"{', '.join(sorted(kinds))} (got {suffix or 'none'!r})")
+    return kinds[suffix]
 
 
 def emit(text: str, output: str | None, protected: tuple = ()) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segcost.errors import InputError
+from segcost.fileio.writes import json_text
 
 
 def symbolic_report(model: str, input_shapes: tuple[str, ...], fmt: str, multiple: int) -> str:
@@ -26,10 +27,7 @@ def symbolic_report(model: str, input_shapes: tuple[str, ...], fmt: str, multipl
 
     result = symbolic_macs(macs_at, symbols)
     if fmt == "json":
-        import json
-
-        return json.dumps({"schema": "segcost.symbolic/1", "model": model, "symbolic_macs": result.to_dict()},
-                          indent=2) + "\n"
+        return json_text({"schema": "segcost.symbolic/1", "model": model, "symbolic_macs": result.to_dict()})
     bullet = "- " if fmt == "md" else ""
     places = "; ".join(f"{symbol.name} = " + ", ".join(f"{name}[{axis}]" for name, axis in symbol.places)
                        for symbol in symbols)

@@ -23,12 +23,12 @@ from segcost.commands.options import trust_model_code_option
 def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...], rules: str, fmt: str,
            fuse: bool) -> None:
     """Check depthwise/grouped consistency, the Lite rule and target support; exit 1 on findings."""
-    from segcost.commands.inputs import fused_graph
-    from segcost.passes import VerifyGroupedConvPass
+    from segcost.budget.evaluate import verifier_findings
+    from segcost.commands.inputs import load_cli_graph
     from segcost.reports.passes import render_findings
 
-    graph = fused_graph(model, input_shapes, fuse)
-    findings = VerifyGroupedConvPass(rules=rules)(graph).findings
+    graph, _ = load_cli_graph(model, input_shapes)
+    findings = verifier_findings(graph, rules, fuse)   # the same path as `check --verify`
     click.echo(render_findings(findings, fmt), nl=False)
     ctx.exit(1 if findings else 0)
 

@@ -3,7 +3,8 @@
 `OutputPlan.check` takes all output paths of a command and all its input paths, and refuses,
 before anything is written, an output that is the same file as an input (same device and
 inode, so through symlinks and hard links), two outputs that are one file, an output that is
-a directory, a block device or a socket, and an output whose directory does not exist.
+a directory, a block device or a socket, an output whose directory does not exist, and "-"
+(which means stdout to a Unix user, and would otherwise create a file named "-").
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class OutputPlan:
         for label, path in outputs.items():
             if path is None:
                 continue
+            if os.fspath(path) == "-":   # the Unix "stdout" convention: never a file named "-" by surprise
+                raise InputError(f"{label} -: segcost does not write to stdout through '-'; leave {label} out to "
+                                 f"print the report, or name a file (./- for a file called '-')")
             place = destination(path, label)
             refuse_same_file(path, grouped, label)
             for other_label, other in planned:
@@ -68,6 +72,11 @@ class OutputPlan:
         since the plan was made (a model's external data): no output is written when any would
         replace one.
         """
+        self.recheck()
+        write_atomic(path, data, protected=self.inputs)
+
+    def recheck(self) -> None:
+        """Every planned output checked again against the files read since the plan was made (a model's
+        external data); call it right after loading to refuse a clash before the work. Raises InputError."""
         for label, place in self.outputs:
             refuse_same_file(place.path, (), label)
-        write_atomic(path, data, protected=self.inputs)

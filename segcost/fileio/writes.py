@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import stat
@@ -27,6 +28,22 @@ from typing import Any
 from segcost.errors import InputError
 from segcost.fileio.paths import PathLike, check_path_text, file_kind
 from segcost.fileio.protected import refuse_same_file
+
+
+def json_text(document: Any, **options: Any) -> str:
+    """`document` as strict JSON text (indent 2 unless given, with a final newline).
+
+    Every JSON report goes through here: json.dumps writes NaN and Infinity by default, which
+    RFC 8259 parsers (Python's with parse_constant raising, JavaScript's JSON.parse, jq) refuse.
+    Values are checked where they are read; a non-finite number reaching a report anyway is
+    refused here as InputError instead of writing an unreadable file.
+    """
+    options.setdefault("indent", 2)
+    try:
+        return json.dumps(document, allow_nan=False, **options) + "\n"
+    except ValueError as error:
+        raise InputError(f"a report value is not a finite number (NaN or infinity), which JSON cannot "
+                         f"hold: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import partial
 
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
 from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.budget.coverage import counted_list, unsupported_op_counts
+from segcost.fileio.writes import json_text
+from segcost.reports.tables import plain_text
 from segcost.reports.tables import text_table as _table
 from segcost.reports.units import dims, human, human_bytes
 
@@ -64,6 +68,7 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
             lines.append(f"- {label} `{tensor.name}` {tensor.dtype} {dims(tensor.shape)}" if markdown else
                          f"{label:6s} {tensor.name}  {tensor.dtype}  {dims(tensor.shape)}")
     lines.append(f"{'- ' if markdown else ''}conventions: {convention_line(result.counted)}")
+    lines = [plain_text(line) for line in lines]   # the producer and tensor names come from the model
     lines.append("")
     if group_by:
         rows = [[name, total.count, human(total.macs), _share(total.macs, totals.macs), human(total.flops),
@@ -106,7 +111,7 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
         lines.append(f"{bullet}MACs with {', '.join(result.counted)} counted: {by_convention.macs / 1e9:.3f} G "
                      f"({by_convention.macs:,} = conv/gemm {totals.macs:,} + {parts})")
     if coverage.unknown_ops:
-        listed = ", ".join(f"{op_type} x{count}" for op_type, count in sorted(coverage.unknown_ops.items()))
+        listed = counted_list(unsupported_op_counts(result))   # domain-qualified outside ai.onnx
         lines.append(f"{bullet}unsupported ops (counted as 0): {listed}")
     for entry in result.control_flow:
         branches = ", ".join(f"{sub.name} {sub.macs:,}" for sub in entry.subgraphs)
@@ -115,7 +120,7 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
         lines.append(f"{bullet}control flow {entry.layer} ({entry.op_type}): {entry.macs:,} MACs counted as "
                      f"{entry.counted}{trips} (per subgraph: {branches}){flag}")
     lines.extend(f"{bullet}warning: {warning}" for warning in result.warnings)
-    return lines
+    return [plain_text(line) for line in lines]   # layer names in them come from the model
 
 
 def _groups(result: AnalysisResult, group_by: str) -> dict:
@@ -161,7 +166,7 @@ def render_json_chunks(result: AnalysisResult):
     """
     document = result.to_dict(include_layers=False)
     del document["layers"]
-    head = json.dumps(document, indent=2)
+    head = json_text(document)[:-1]
     # "layers" goes where to_dict puts it: just before "by_op_type"
     before, marker, after = head.partition('\n  "by_op_type":')
     yield before
@@ -182,7 +187,8 @@ def _compact_encoder():
 
     json.dumps builds a new C encoder for every call (JSONEncoder.iterencode); at 100k
     layers that set-up was half of the JSON time. This builds it once with the arguments
-    iterencode passes for dumps' defaults (ASCII, allow NaN, ", " and ": "), but without the
+    iterencode passes for dumps' defaults (ASCII, ", " and ": "), except that NaN and Infinity
+    are refused (ValueError) as fileio.writes.json_text refuses them, and without the
     circular-reference check: a layer holds only flat values and lists built for it, so the
     check could never fire, and its bookkeeping per list and dict was a fifth of the encoding
     time. Where the C accelerator is missing json.dumps itself is used.
@@ -191,8 +197,8 @@ def _compact_encoder():
 
     c_make_encoder = getattr(encoder, "c_make_encoder", None)   # CPython's C accelerator; not in typeshed
     if c_make_encoder is None:
-        return json.dumps
+        return partial(json.dumps, allow_nan=False)
     defaults = json.JSONEncoder()
     make = c_make_encoder(None, defaults.default, encoder.encode_basestring_ascii, None,
-                                  defaults.key_separator, defaults.item_separator, False, False, True)
+                                  defaults.key_separator, defaults.item_separator, False, False, False)
     return lambda document: "".join(make(document, 0))

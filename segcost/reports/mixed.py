@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from html import escape
 
+from segcost.reports.tables import text_table
+
 
 def _why(layer) -> str:
     if layer.reason == "accuracy":
@@ -46,11 +48,9 @@ def summary_lines(mixed) -> list[str]:
 
 
 def render_mixed(mixed) -> str:
-    from tabulate import tabulate
-
     lines = summary_lines(mixed)
     if mixed.kept:
-        lines.append(tabulate(mixed_rows(mixed), headers=HEADERS, disable_numparse=True))
+        lines.append(text_table(mixed_rows(mixed), HEADERS))
     return "\n".join(lines)
 
 

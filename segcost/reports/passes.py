@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
+from segcost.fileio.writes import json_text
 from segcost.passes import Finding, PassRecord
-from segcost.reports.tables import markdown_rows
+from segcost.reports.tables import text_table
 from segcost.reports.units import human, human_bytes
 
 
 def render_records(records: list[PassRecord]) -> str:
-    from tabulate import tabulate
-
     rows = [[record.name, record.iteration, "yes" if record.modified else "", f"{record.nodes_before} -> "
              f"{record.nodes_after}", human(record.macs_before), human(record.macs_after),
              f"{record.seconds * 1000:.1f}", "; ".join(note for note in record.notes if not note.startswith("not "))]
             for record in records]
-    return tabulate(rows, headers=["pass", "round", "changed", "nodes", "MACs before", "MACs after", "ms", "notes"],
-                    disable_numparse=True)
+    return text_table(rows, ["pass", "round", "changed", "nodes", "MACs before", "MACs after", "ms", "notes"])
 
 
 def render_before_after(before, after) -> str:
-    from tabulate import tabulate
-
     def row(label, old, new, fmt=human):
         return [label, fmt(old), fmt(new), f"{new - old:+,}"]
 
@@ -38,21 +33,16 @@ def render_before_after(before, after) -> str:
         old = before.by_op_type.get(op_type)
         new = after.by_op_type.get(op_type)
         rows.append(row(f"  {op_type} nodes", old.count if old else 0, new.count if new else 0, str))
-    return tabulate(rows, headers=["", "before", "after", "change"], disable_numparse=True)
+    return text_table(rows, ["", "before", "after", "change"])
 
 
 def render_findings(findings: list[Finding], fmt: str = "table") -> str:
     if fmt == "json":
-        return json.dumps({"findings": [asdict(finding) for finding in findings], "count": len(findings)},
-                          indent=2) + "\n"
+        return json_text({"findings": [asdict(finding) for finding in findings], "count": len(findings)})
     if not findings:
         return "verifier: no findings\n"
-    from tabulate import tabulate
-
     rows = [[finding.layer, finding.op_type, finding.rule, finding.reason] for finding in findings]
-    return tabulate(markdown_rows(rows) if fmt == "md" else rows, headers=["layer", "op", "rule", "reason"],
-                    tablefmt="github" if fmt == "md" else "simple",
-                    disable_numparse=True) + f"\n{len(findings)} findings\n"
+    return text_table(rows, ["layer", "op", "rule", "reason"], markdown=fmt == "md") + f"\n{len(findings)} findings\n"
 
 
 def render_optimize(result) -> str:
@@ -88,8 +78,6 @@ def render_speed(speed) -> list[str]:
 
 def render_int8(result) -> str:
     """int8 summary, leading with SQNR and relative error of each output, then speed, notes, worst layers."""
-    from tabulate import tabulate
-
     accuracy, quantization, speed = result.accuracy, result.quantization, result.speed
     after, int8_after = result.after.totals, result.int8_after.totals
     lines = [f"warning: {failure}" for failure in int8_failures(result)]
@@ -118,8 +106,8 @@ def render_int8(result) -> str:
     worst = accuracy.layers[:5]
     if worst:
         lines.append("most sensitive layers (lowest SQNR):")
-        lines.append(tabulate([[layer.producer, layer.op_type, f"{layer.sqnr_db:.1f}"] for layer in worst],
-                              headers=["layer", "op", "SQNR dB"], disable_numparse=True))
+        lines.append(text_table([[layer.producer, layer.op_type, f"{layer.sqnr_db:.1f}"] for layer in worst],
+                                ["layer", "op", "SQNR dB"]))
     return "\n".join(lines)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import math
+
+from segcost.fileio.writes import json_text
 
 
 def _table(rows: list[list], headers: list[str], fmt: str) -> str:
@@ -18,7 +20,7 @@ def render_cost(report, fmt: str, top: int, model_label: str, layers: int | None
     slowest that many (in schedule order; None: every layer).
     """
     if fmt == "json":
-        return json.dumps({"model": model_label, **report.to_dict()}, indent=2) + "\n"
+        return json_text({"model": model_label, **report.to_dict()})
     totals = report.totals
     heading = "## " if fmt == "md" else ""
     shown = report.layers
@@ -70,6 +72,12 @@ def render_cost(report, fmt: str, top: int, model_label: str, layers: int | None
     return "\n".join(parts) + "\n"
 
 
+def _defined(values: dict) -> dict:
+    """`values` with each NaN or infinite float replaced by None (JSON null): JSON has no NaN."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in values.items()}
+
+
 def render_comparison(comparison, measurement, profile_name: str, fmt: str) -> str:
     """Measured against predicted, per layer group, with rho and latency errors."""
     summary = {"profile": profile_name, "spearman_rho": comparison.spearman_rho,
@@ -79,8 +87,8 @@ def render_comparison(comparison, measurement, profile_name: str, fmt: str) -> s
                "measured_node_medians_ms": comparison.robust_latency_ms,
                "node_medians_error_pct": comparison.robust_error_pct, "unmapped_ms": comparison.unmapped_ms,
                "onnxruntime": measurement.ort_version, "threads": measurement.threads, "runs": measurement.runs}
-    if fmt == "json":
-        return json.dumps({**summary, "groups": [dict(vars(group)) for group in comparison.groups]}, indent=2) + "\n"
+    if fmt == "json":   # an undefined statistic (rank correlation of < 3 groups: NaN) is null, not NaN
+        return json_text({**_defined(summary), "groups": [_defined(vars(group)) for group in comparison.groups]})
     rows = [[group.name, group.op_types, len(group.layers), f"{group.predicted_ms:.3f}", f"{group.measured_ms:.3f}",
              f"{group.predicted_ms / group.measured_ms:.2f}" if group.measured_ms else "-"]
             for group in sorted(comparison.groups, key=lambda group: -group.measured_ms)]

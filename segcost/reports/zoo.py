@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
+from segcost.fileio.writes import json_text
 from segcost.zoo.table import TABLE_COLUMNS, TableRow
 
 REASON_WIDTH = 60   # the terminal table wraps reasons at this many characters; md/json/csv keep them whole
@@ -20,7 +20,7 @@ def render_zoo_table(rows: list[TableRow], fmt: str = "table", notes: dict[str, 
         for record in records:
             if record["reason"] and record["dataset"] in notes and f"{record['dataset']} note" in record["reason"]:
                 record["note"] = notes[record["dataset"]]
-        return json.dumps(records, indent=2) + "\n"
+        return json_text(records)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")

@@ -198,6 +198,12 @@ def _fallback(reader: _Reader, table: Any) -> FallbackDevice:
         **positive)
 
 
+# Every rate, size and count of a profile lies in this range (in the profile's units: GHz, MACs per
+# cycle, bytes per cycle, GB/s, KiB). A "positive" clock_ghz of 5e-324 made every latency Infinity and
+# the JSON reports invalid; real devices are many orders of magnitude inside both ends.
+POSITIVE_RANGE = (1e-6, 1e9)
+
+
 class _Reader:
     """Typed access to TOML tables that raises one clear InputError per problem."""
 
@@ -231,6 +237,10 @@ class _Reader:
         if value <= 0 or (integer and not value.is_integer()):
             raise InputError(f"{self.where}: {path} must be a positive {'integer' if integer else 'number'}, "
                              f"got {value:g}")
+        low, high = POSITIVE_RANGE
+        if not low <= value <= high:
+            raise InputError(f"{self.where}: {path} = {value:g} is outside [{low:g}, {high:g}], the range of a real "
+                             f"device (a value this far out makes latencies overflow to infinity)")
         return value
 
     def non_negative(self, table: dict, path: str, name: str | None = None) -> float:

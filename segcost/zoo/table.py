@@ -128,10 +128,10 @@ class MacCache:
     def put(self, key: str, macs: int) -> None:
         self.entries[key] = macs
         if self.path is not None:
-            from segcost.fileio.writes import write_atomic
+            from segcost.fileio.writes import json_text, write_atomic
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
+            write_atomic(self.path, json_text(self.entries, indent=1, sort_keys=True))
 
 
 def default_cache_dir() -> Path:

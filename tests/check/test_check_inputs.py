@@ -1,0 +1,103 @@
+"""check/baseline input rules: shapes of a baseline, its keys, limits, budgets-file keys and paths, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+
+def dynamic_conv(path) -> str:
+    """Conv on an input of symbolic H and W: its MACs depend on --input-shape."""
+    weight = nh.from_array(np.ones((4, 3, 3, 3), np.float32), "W")
+    graph = h.make_graph([h.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1], name="conv")], "g",
+                         [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    dynamic_conv(tmp_path / "a" / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def one_error(code: int, err: str, *parts: str) -> None:
+    assert code == 2 and err.startswith("segcost: error: ") and err.count("\n") == 1, err
+    for part in parts:
+        assert part in err, err
+
+
+def test_baseline_at_another_input_shape_is_refused(run_cli, folder):
+    assert run_cli("baseline", "save", "a/m.onnx", "--input-shape", "x=1x3x32x32", "-o", "b.json")[0] == 0
+    code, _, err = run_cli("check", "a/m.onnx", "--input-shape", "x=1x3x16x16", "--baseline", "b.json")
+    one_error(code, err, "recorded at input x=1x3x32x32", "x=1x3x16x16")
+    assert run_cli("check", "a/m.onnx", "--input-shape", "x=1x3x32x32", "--baseline", "b.json")[0] == 0
+
+
+def test_baseline_keys_are_normalised(run_cli, folder):
+    assert run_cli("baseline", "save", "./a/m.onnx", "--input-shape", "x=1x3x8x8", "-o", "b.json")[0] == 0
+    assert list(json.loads(Path("b.json").read_text())["models"]) == ["a/m.onnx"]
+    for spelling in ("a/m.onnx", "./a/m.onnx", str(folder / "a" / "m.onnx"), "a/../a/m.onnx"):
+        code, out, err = run_cli("check", spelling, "--input-shape", "x=1x3x8x8", "--baseline", "b.json")
+        assert code == 0 and "baseline_macs" in out, (spelling, err)
+
+
+@pytest.mark.parametrize("value", ["-0.0", "-1", "nan", "inf"])
+def test_negative_zero_and_non_finite_limits_are_refused(run_cli, folder, value):
+    Path("segcost.toml").write_text(f'[[models]]\npath = "a/m.onnx"\nmax_layer_gmacs = {value}\n')
+    one_error(*run_cli("check")[::2], "max_layer_gmacs")
+
+
+def test_a_small_limit_is_printed_with_its_digits(run_cli, folder):
+    code, out, _ = run_cli("check", "a/m.onnx", "--input-shape", "x=1x3x8x8", "--max-gmacs", "0.0002")
+    assert code == 0 and "0.0002 GMACs" in out
+
+
+def test_a_models_typo_is_named(run_cli, folder):
+    Path("segcost.toml").write_text('[[model]]\npath = "a/m.onnx"\nmax_gmacs = 1.0\n')
+    one_error(*run_cli("check")[::2], "'model'", "did you mean [[models]]")
+
+
+@pytest.mark.parametrize("where", ["../outside.onnx", "/etc/passwd", "a/../../outside.onnx", "link/m.onnx"])
+def test_a_budgets_path_outside_the_config_folder_is_refused(run_cli, tmp_path, monkeypatch, where):
+    project = tmp_path / "project"
+    project.mkdir()
+    dynamic_conv(tmp_path / "outside.onnx")
+    (tmp_path / "elsewhere").mkdir()
+    dynamic_conv(tmp_path / "elsewhere" / "m.onnx")
+    os.symlink(tmp_path / "elsewhere", project / "link")
+    (project / "segcost.toml").write_text(f'[[models]]\npath = "{where}"\nmax_gmacs = 1.0\n')
+    monkeypatch.chdir(project)
+    one_error(*run_cli("check")[::2], "outside the budgets file's folder")
+
+
+def test_dash_output_is_refused_not_a_file_named_dash(run_cli, folder):
+    for command in (["check", "a/m.onnx", "--input-shape", "x=1x3x8x8", "--max-gmacs", "1"],
+                    ["analyze", "a/m.onnx", "--input-shape", "x=1x3x8x8"],
+                    ["baseline", "save", "a/m.onnx", "--input-shape", "x=1x3x8x8"]):
+        one_error(*run_cli(*command, "-o", "-")[::2], "-o -", "leave -o out")
+        assert not Path("-").exists()
+
+
+@pytest.mark.parametrize("name, kind", [("r.HTML", "html"), ("r.Json", "json"), ("r.md", None), ("r", None)])
+def test_optimize_report_format_follows_the_suffix(run_cli, folder, name, kind):
+    code, _, err = run_cli("optimize", "a/m.onnx", "--input-shape", "x=1x3x8x8", "--no-check", "-o", "o.onnx",
+                           "--report", name)
+    if kind is None:
+        one_error(code, err, "--report", "suffix")
+        assert not Path(name).exists() and not Path("o.onnx").exists()
+        return
+    assert code == 0, err
+    text = Path(name).read_text()
+    assert text.lstrip().startswith("<!doctype html>" if kind == "html" else "{")
