@@ -15,7 +15,7 @@ from segcost.frontends import protoscan
 from segcost.frontends.onnx import _check_attributes, load, read_model
 from segcost.ir import Graph, Node
 from segcost.ir.onnx_io import read_value_infos
-from segcost.reports.tables import markdown_cell, markdown_rows
+from segcost.reports.tables import markdown_cell, markdown_rows, plain_text
 from segcost.reports.tables import text_table as _table
 from segcost.samples import deeplabv3lite
 from segcost.samples.scale import deep, wide
@@ -35,7 +35,10 @@ def test_text_tables_are_laid_out_as_tabulate_does():
     rng = random.Random(0)
     for _ in range(2000):
         rows, headers = _random_table(rng)
-        expected = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        # model text is escaped first (reports.tables.plain_text: control characters never reach a terminal)
+        escaped = [[plain_text(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
+        expected = tabulate(escaped, headers=[plain_text(header) for header in headers], tablefmt="simple",
+                            disable_numparse=True)
         assert _table(rows, headers, markdown=False) == expected, (rows, headers)
 
 
