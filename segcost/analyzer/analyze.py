@@ -29,7 +29,7 @@ from segcost.analyzer.result import (
 )
 from segcost.analyzer.rules import find_rule
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Shape, dtype_size, is_static_shape
+from segcost.ir import Graph, Node, Shape, dtype_size, is_static_shape
 from segcost.shapes import symbolic_inputs
 
 
@@ -78,12 +78,22 @@ class _Walk:
         nodes = graph.nodes
         self.scheduled = [nodes[key] for key in order]
         self.constants = constants = set(graph.initializers)
-        for node in self.scheduled:
-            if node.op_type == "Constant" and not node.domain:  # a sparse_value Constant (dense ones are lifted)
-                constants.update(node.outputs)
+        forwarders: dict[str, Node] = {}
+        for key, node in zip(order, self.scheduled):
+            if not node.domain:
+                if node.op_type == "Constant":  # a sparse_value Constant (dense ones are lifted)
+                    constants.update(node.outputs)
+                elif node.op_type in _FORWARDING_OR_QUANTIZATION:
+                    forwarders[key] = node
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
         shapes = _shape_table(graph)
-        self.nbytes = nbytes = _byte_sizes(graph, shapes).__getitem__   # 0 for a tensor of unknown size
+        sizes = _byte_sizes(graph, shapes)
+        self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
+        # Weights read through forwarders count at their first real consumer (FORWARDING_OPS)
+        forwarded, forwarding, quantization_params = _forwarded_constants(graph, forwarders, constants)
+        constants.update(forwarded)
+        for tensor in forwarded:
+            sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
         shape_of, is_constant = shapes.get, constants.__contains__
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
         # A pure rule's result (and what is derived from it below) per distinct signature: a
@@ -95,6 +105,7 @@ class _Walk:
         self.warnings: list[str] = []
         self.control_flow: list[ControlFlowCost] = []
         seen_constants: set[str] = set(outer_constants)
+        seen_constants.update(quantization_params)   # never params (FORWARDING_OPS)
         initializer_of = graph.initializers.get
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
@@ -143,12 +154,22 @@ class _Walk:
             for tensor in node.all_inputs if node.implicit_inputs else inputs:  # + subgraphs' outer reads
                 if tensor in constants:
                     if tensor not in seen_constants:  # a weight counts once, at its first consumer
+                        if key in forwarding:
+                            continue   # counted where the forwarded value is used
                         seen_constants.add(tensor)
                         init = initializer_of(tensor)
                         if init is not None:
                             size = init.size
                             params += size
                             weight_bytes += size * dtype_size(init.dtype)
+                        elif tensor in forwarded:
+                            for root in forwarded[tensor]:
+                                if root not in seen_constants:
+                                    seen_constants.add(root)
+                                    root_params, root_bytes = _constant_size(root, initializer_of(root),
+                                                                             shape_of, nbytes)
+                                    params += root_params
+                                    weight_bytes += root_bytes
                         else:  # a (sparse) Constant node's output
                             params += _elements(shape_of(tensor))
                             weight_bytes += nbytes(tensor)
@@ -198,6 +219,57 @@ def _outcome(cost: OpCost, inferred_shape: tuple[int, ...] | None, shapes_known:
     macs = cost.macs
     return (cost, differs, cost.kernel, cost.stride, output_shape, shapes_known, 2 * macs + cost.flops,
             cost.flops if macs else 0)
+
+
+# Ops that pass a constant on unchanged in value (Identity, DequantizeLinear of a stored weight)
+# or only in layout/type. A constant read through a chain of them counts, params and weight
+# bytes, at the first node that does work with it; the forwarders' rows show 0 params and 0
+# activation bytes for it. Their other constant inputs (a Reshape's shape, Unsqueeze axes)
+# travel with it. Scales and zero points of QuantizeLinear/DequantizeLinear are quantization
+# parameters, never params or weight bytes (like the int8 report's, segcost.quant.footprint).
+FORWARDING_OPS = frozenset({"Identity", "DequantizeLinear", "Cast", "Transpose", "Reshape", "Squeeze",
+                            "Unsqueeze", "Flatten"})
+QUANTIZATION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_FORWARDING_OR_QUANTIZATION = FORWARDING_OPS | QUANTIZATION_OPS
+
+
+def _forwarded_constants(graph: Graph, forwarders: dict[str, Node], constants: set[str]
+                         ) -> tuple[dict[str, tuple[str, ...]], set[str], set[str]]:
+    """({forwarder output: the constants it carries}, keys of the forwarding nodes, Q/DQ scales and zero points).
+
+    `forwarders` are the standard-domain nodes of FORWARDING_OPS and QUANTIZATION_OPS in
+    topological order. One forwards when its data input (0) is a constant or forwarded, its
+    other inputs are constants, and its one output is read by a node and is not a graph
+    output (else it is a layer as before).
+    """
+    forwarded: dict[str, tuple[str, ...]] = {}
+    forwarding: set[str] = set()
+    quantization: set[str] = set()
+    graph_outputs = set(graph.outputs)
+    for key, node in forwarders.items():
+        inputs, outputs = node.inputs, node.outputs
+        if node.op_type in QUANTIZATION_OPS:
+            quantization.update(tensor for tensor in inputs[1:] if tensor in constants)
+            if node.op_type not in FORWARDING_OPS:
+                continue
+        if not inputs or len(outputs) != 1 or outputs[0] in graph_outputs or not graph.consumers(outputs[0]):
+            continue
+        data, rest = inputs[0], [tensor for tensor in inputs[1:] if tensor]
+        roots = forwarded.get(data) or ((data,) if data in constants else None)
+        if roots is None or any(tensor not in constants for tensor in rest):
+            continue
+        if node.op_type != "DequantizeLinear":
+            roots += tuple(rest)
+        forwarded[outputs[0]] = roots
+        forwarding.add(key)
+    return forwarded, forwarding, quantization
+
+
+def _constant_size(tensor: str, init, shape_of, nbytes) -> tuple[int, int]:
+    """(params, weight bytes) of a constant: an initializer or a (sparse) Constant node's output."""
+    if init is not None:
+        return init.size, init.size * dtype_size(init.dtype)
+    return _elements(shape_of(tensor)), nbytes(tensor)
 
 
 def _shape_table(graph: Graph) -> dict[str, Shape]:

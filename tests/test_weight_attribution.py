@@ -1,0 +1,76 @@
+"""Which layer a weight counts at: through forwarders (Identity, DequantizeLinear, ...), in subgraphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.analyzer import analyze
+from segcost.frontends.onnx import load_model
+
+
+def _model(nodes, initializers, x_shape=(1, 4, 8, 8), y_shape=None, opset=17) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+        initializer=[numpy_helper.from_array(array, name) for name, array in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _layers(model: onnx.ModelProto):
+    result = analyze(load_model(model))
+    return result, {layer.name: layer for layer in result.layers}
+
+
+W = np.ones((8, 4, 3, 3), np.float32)
+B = np.ones((8,), np.float32)
+
+
+def test_bias_through_identity_counts_at_the_conv():
+    """smp exports: onnx::Conv_455 -> Identity -> Conv; the Conv holds the bias as a weight."""
+    model = _model([helper.make_node("Identity", ["b0"], ["b1"], name="id"),
+                    helper.make_node("Identity", ["b1"], ["b"], name="id2"),
+                    helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                   {"w": W, "b0": B})
+    result, layers = _layers(model)
+    assert layers["id"].params == layers["id2"].params == 0
+    assert layers["id"].activation_bytes == layers["id2"].activation_bytes == 0
+    assert layers["conv"].params == W.size + B.size
+    assert layers["conv"].weight_bytes == 4 * (W.size + B.size)
+    assert layers["conv"].activation_bytes == 4 * (4 * 8 * 8 + 8 * 8 * 8)   # x and y only
+    assert result.totals.params == W.size + B.size
+
+
+def test_dequantized_weight_counts_at_the_conv_without_scales():
+    """QDQ: the int8 weight is the Conv's param (1 byte each); scales and zero points are no params."""
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="qx"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"], name="dqx"),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], name="dqw", axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], name="conv")]
+    model = _model(nodes, {"wq": W.astype(np.int8), "sw": np.ones(8, np.float32), "zw": np.zeros(8, np.int8),
+                           "sx": np.float32(0.1), "zx": np.int8(0)})
+    result, layers = _layers(model)
+    assert layers["dqw"].params == layers["qx"].params == layers["dqx"].params == 0
+    assert layers["conv"].params == W.size and layers["conv"].weight_bytes == W.size
+    assert result.totals.params == W.size
+
+
+def test_forwarder_to_a_graph_output_keeps_its_weight():
+    """A constant that only reaches a graph output through Identity still counts (float totals unchanged)."""
+    model = _model([helper.make_node("Identity", ["b0"], ["y"], name="id")], {"b0": B}, y_shape=[8])
+    result, layers = _layers(model)
+    assert layers["id"].params == B.size and result.totals.params == B.size
+
+
+def test_reshaped_weight_brings_its_shape_tensor():
+    """Reshape of a constant forwards: the weight and its shape tensor count at the consumer."""
+    shape = np.array([8, 4, 3, 3], np.int64)
+    model = _model([helper.make_node("Reshape", ["w0", "s"], ["w"], name="reshape"),
+                    helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                   {"w0": W.reshape(8, 36), "s": shape})
+    result, layers = _layers(model)
+    assert layers["reshape"].params == 0
+    assert layers["conv"].params == W.size + 4 and result.totals.params == W.size + 4
