@@ -74,3 +74,46 @@ def test_reshaped_weight_brings_its_shape_tensor():
     result, layers = _layers(model)
     assert layers["reshape"].params == 0
     assert layers["conv"].params == W.size + 4 and result.totals.params == W.size + 4
+
+
+def _loop_model(trips: int) -> onnx.ModelProto:
+    """Loop of `trips` trips whose body convolves its carried x with a weight stored in the body."""
+    body = helper.make_graph(
+        [helper.make_node("Conv", ["x_in", "wb"], ["x_out"], pads=[1, 1, 1, 1]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [1, 4, 8, 8])],
+        initializer=[numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "wb")])
+    loop = helper.make_node("Loop", ["m", "", "x"], ["y"], name="loop", body=body)
+    return _model([loop], {"m": np.array(trips, np.int64)}, y_shape=[1, 4, 8, 8])
+
+
+def test_loop_body_weights_count_their_bytes():
+    """R13: a body weight's params came with 0 weight bytes; both count once, whatever the trips."""
+    result, layers = _layers(_loop_model(3))
+    assert layers["loop"].params == 4 * 4 * 9 + 1                   # the body weight + M
+    assert layers["loop"].weight_bytes == 4 * 4 * 9 * 4 + 8
+    assert result.totals.weight_bytes == 4 * 4 * 9 * 4 + 8
+    assert result.control_flow[0].weight_bytes == 4 * 4 * 9 * 4
+
+
+def test_if_branch_weights_count_their_bytes():
+    def branch(name: str, value: float):
+        return helper.make_graph(
+            [helper.make_node("Conv", ["x", f"w_{name}"], [f"y_{name}"], pads=[1, 1, 1, 1])], name, [],
+            [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, [1, 4, 8, 8])],
+            initializer=[numpy_helper.from_array(np.full((4, 4, 3, 3), value, np.float32), f"w_{name}")])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch("then", 1), else_branch=branch("else", 2))],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]),
+              helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    _, layers = _layers(model)
+    assert layers["if"].params == 2 * 4 * 4 * 9
+    assert layers["if"].weight_bytes == 2 * 4 * 4 * 9 * 4

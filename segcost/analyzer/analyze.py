@@ -125,12 +125,13 @@ class _Walk:
                 signature = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
                              tuple(map(bool, inputs)))
                 entry = signatures.get(signature)
-            subgraph_params = 0
+            subgraph_params = subgraph_weight_bytes = 0
             if entry is None:
                 view = OpView(key, node, input_shapes, output_shapes, constant_inputs, graph)
                 try:
                     if not domain and op_type in CONTROL_FLOW_OPS:
-                        cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
+                        cost, subgraph_params, subgraph_weight_bytes = self._control_flow(graph, key, node,
+                                                                                          inherited or {})
                     else:
                         cost = rule(view) if rule is not None else _UNSUPPORTED
                 except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
@@ -185,23 +186,25 @@ class _Walk:
                 list(map(list, input_shapes)) if shapes_known else  # type: ignore[arg-type] # no None in them
                 [list(shape) if shape is not None else None for shape in input_shapes],
                 None if output_shape is None else list(output_shape),
-                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes, activation_bytes, status, domain,
+                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes + subgraph_weight_bytes,
+                activation_bytes, status, domain,
             ))
 
-    def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int]:
-        """(cost, the subgraphs' own params) of an If/Loop/Scan layer."""
+    def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int, int]:
+        """(cost, the subgraphs' own params, their weight bytes) of an If/Loop/Scan layer."""
         entry = control_flow_cost(graph, key, node, _analyze_body, inherited, self.warnings)
         self.control_flow.append(entry)
         # the subgraphs' flops include their 2·macs; OpCost.flops holds the rest
         return OpCost(macs=entry.macs, flops=entry.flops - 2 * entry.macs,
-                      status=UNBOUNDED if entry.unbounded else COUNTED), entry.params
+                      status=UNBOUNDED if entry.unbounded else COUNTED), entry.params, entry.weight_bytes
 
 
 def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
     walk = _Walk(body, inherited, outer_constants)
     unsupported = walk.coverage.unsupported + walk.coverage.shape_unknown
     return (sum(layer.macs for layer in walk.layers), sum(layer.flops for layer in walk.layers),
-            sum(layer.params for layer in walk.layers), len(walk.layers), unsupported, walk.warnings)
+            sum(layer.params for layer in walk.layers), sum(layer.weight_bytes for layer in walk.layers),
+            len(walk.layers), unsupported, walk.warnings)
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)

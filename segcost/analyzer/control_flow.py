@@ -13,7 +13,7 @@
 - Otherwise the trip count is unknown: the layer's status is ``unbounded``; the totals count
   one trip (the body's MACs once) and the result and every report flag it; ``--strict``
   refuses it.
-Params are the subgraphs' own constants, counted once whatever the trip count.
+Params and weight bytes are the subgraphs' own constants, counted once whatever the trip count.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's fir
 MAX_TRIP_COUNT = 1 << 31   # at or above: a `while` loop's placeholder, not a trip count
 UNBOUNDED = "unbounded"
 
-# (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, nodes, unsupported, warnings);
-# params leave out the outer constants (the enclosing graph counts them at this node).
-BodyAnalyzer = Callable[[Graph, dict, set[str]], tuple[int, int, int, int, list[str], list[str]]]
+# (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, weight bytes, nodes, unsupported,
+# warnings); params and weight bytes leave out the outer constants (the enclosing graph counts them at this node).
+BodyAnalyzer = Callable[[Graph, dict, set[str]], tuple[int, int, int, int, int, list[str], list[str]]]
 
 
 def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnalyzer, inherited: dict,
@@ -62,35 +62,37 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         if node.op_type == "Loop" and not _seed_loop_body(body, graph, node):
             varying = True
         try:
-            macs, flops, params, nodes, unsupported, notes = analyze_body(body, tensors, outer_constants)
+            macs, flops, params, weight_bytes, nodes, unsupported, notes = analyze_body(body, tensors,
+                                                                                        outer_constants)
         except ShapeError as error:
             raise ShapeError(f"{key} ({node.op_type}) {name}: {error}") from None
-        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported))
+        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes))
         warnings.extend(f"{key} {name}: {note}" for note in notes)
     if node.op_type == "If":
         chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
         macs, flops = (chosen.macs, chosen.flops) if chosen else (0, 0)
         return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops,
                                f"larger branch ({chosen.name})" if chosen else "no branches", False,
-                               sum(sub.params for sub in subgraphs))
+                               sum(sub.params for sub in subgraphs), sum(sub.weight_bytes for sub in subgraphs))
     per_trip_macs = sum(sub.macs for sub in subgraphs)
     per_trip_flops = sum(sub.flops for sub in subgraphs)
     trips = _loop_trips(graph, node) if node.op_type == "Loop" else _scan_trips(graph, node)
     params = sum(sub.params for sub in subgraphs)
+    weight_bytes = sum(sub.weight_bytes for sub in subgraphs)
     if varying:
         warnings.append(f"{key} (Loop): a loop-carried tensor changes shape from trip to trip; MACs count the "
                         f"first trip ({per_trip_macs:,} MACs) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
-                               "one trip (shapes vary per trip)", True, params)
+                               "one trip (shapes vary per trip)", True, params, weight_bytes)
     if trips is None:
         warnings.append(f"{key} ({node.op_type}): no static trip count; MACs count one trip "
                         f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, None, per_trip_macs, per_trip_flops,
-                               "one trip (unbounded)", True, params)
+                               "one trip (unbounded)", True, params, weight_bytes)
     if node.op_type == "Loop" and _has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; {trips} trips × body is an upper bound")
     return ControlFlowCost(key, node.op_type, subgraphs, trips, trips * per_trip_macs, trips * per_trip_flops,
-                           "trips × body", False, params)
+                           "trips × body", False, params, weight_bytes)
 
 
 def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
