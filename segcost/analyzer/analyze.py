@@ -58,6 +58,10 @@ def analyze(graph: Graph) -> AnalysisResult:
     if shape_note:
         warnings.insert(0, f"shape inference ran non-strict ({shape_note})")
     warnings[:0] = [conflict.message() for conflict in graph.info.shape_conflicts]
+    calls = graph.info.inlined_function_calls
+    if calls:
+        warnings.insert(0, f"{calls} call{'s' if calls != 1 else ''} of model-local functions inlined "
+                           "(onnx.inliner); their layers are counted as the functions' nodes")
     return AnalysisResult(
         model=_model_summary(graph), totals=totals, coverage=walk.coverage, layers=layers,
         by_op_type=group_layers(layers, "op_type"), warnings=warnings, control_flow=walk.control_flow,

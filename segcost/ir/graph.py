@@ -195,6 +195,7 @@ class ModelInfo:
     lifted_constants: list[str] = field(default_factory=list)  # Constant nodes read as initializers
     shape_conflicts: list[Any] = field(default_factory=list)  # segcost.shapes.ShapeConflict: declared ≠ computed
     exported_input_shapes: dict[str, Any] = field(default_factory=dict)  # file's input shapes --input-shape replaced
+    inlined_function_calls: int = 0   # calls of model-local functions the loader replaced by their bodies
 
     @property
     def opset(self) -> int:
