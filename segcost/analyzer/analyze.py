@@ -345,7 +345,8 @@ def _require_static_inputs(graph: Graph) -> None:
     if shape is None:
         raise ShapeError(f"input {name!r} has no shape in the model; pass --input-shape {name}=1x3xHxW")
     example = "x".join(str(dim) if isinstance(dim, int) and dim > 0 else "1" for dim in shape)
-    raise ShapeError(f"input {name!r} has symbolic dimension {symbol!r} at axis {axis}; "
+    what = "an unnamed dynamic dimension" if symbol == "?" else f"symbolic dimension {symbol!r}"
+    raise ShapeError(f"input {name!r} has {what} at axis {axis}; "
                      f"pass --input-shape {name}={example} (with your sizes), or use `segcost analyze "
                      f"--symbolic` for MACs as a formula of it")
 
