@@ -1,10 +1,14 @@
-"""Model-local functions (torch.onnx.export(export_modules_as_functions=...)) are inlined at load."""
+"""Load-time forms of other tools: model-local functions are inlined, onnxruntime NCHWc files refused."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx.parser
+import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
+from segcost.errors import InputError
 from segcost.frontends.onnx import load_model
 
 MODEL = """
@@ -35,3 +39,18 @@ def test_function_calls_are_inlined_and_counted():
     assert any("2 calls of model-local functions inlined" in warning for warning in result.warnings)
     assert len(model.functions) == 2 and model.graph.node[0].op_type == "Block"   # the caller's model is kept
 
+
+
+def test_onnxruntime_nchwc_layout_is_refused():
+    """R16: a model saved at ORT_ENABLE_ALL (com.microsoft.nchwc Conv on padded channels) counted 0 MACs."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])
+    nodes = [helper.make_node("ReorderInput", ["x"], ["xb"], domain="com.microsoft.nchwc"),
+             helper.make_node("Conv", ["xb", "w"], ["yb"], domain="com.microsoft.nchwc", kernel_shape=[1, 1]),
+             helper.make_node("ReorderOutput", ["yb"], ["y"], domain="com.microsoft.nchwc", channels=8)]
+    graph = helper.make_graph(nodes, "g", [x], [y],
+                              initializer=[numpy_helper.from_array(np.ones((8, 8, 1, 1), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft.nchwc", 1)])
+    with pytest.raises(InputError, match="ORT_ENABLE_ALL .NCHWc layout ops: Conv, ReorderInput, ReorderOutput"):
+        load_model(model)

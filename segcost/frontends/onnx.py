@@ -104,6 +104,7 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     before any library sees the model.
     """
     rows = node_rows(model.graph)   # each node's fields read once, for the checks and the IR build
+    _refuse_nchwc(model, rows, label)
     tensor_attributes = _check_attributes(model, rows)
     check_function_expansion(model, label)   # bounds what inlining adds (MAX_EXPANDED_NODES)
     confine_external_tensors(model, tensor_attributes, resolve_external)   # function bodies included
@@ -153,6 +154,27 @@ def _return_freed_memory() -> None:
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)   # None with a libc other than glibc (musl)
     if trim is not None:
         trim(0)
+
+
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+
+
+def _refuse_nchwc(model: onnx.ModelProto, rows: list[NodeRow], label: str | None) -> None:
+    """InputError for a model with onnxruntime's NCHWc layout ops (saved at ORT_ENABLE_ALL).
+
+    Those ops (com.microsoft.nchwc Conv, MaxPool, Upsample, ReorderInput/ReorderOutput) work
+    on channels padded to onnxruntime's SIMD block (8 or 16) with weights stored reordered and
+    padded: the model's real channel counts, hence its exact MACs, are no longer in the file.
+    """
+    if not any(opset.domain == NCHWC_DOMAIN for opset in model.opset_import):
+        return   # onnxruntime imports the domain it uses; no per-node scan for every model
+    ops = sorted({row[1] for row in rows if row[2] == NCHWC_DOMAIN})
+    if not ops:
+        return   # the domain imported but unused
+    prefix = f"{label}: " if label else ""
+    raise InputError(f"{prefix}saved by onnxruntime at ORT_ENABLE_ALL (NCHWc layout ops: {', '.join(ops)}): "
+                     "their padded channels hide the model's exact MACs; re-save at ORT_ENABLE_EXTENDED "
+                     "or analyze the original model")
 
 
 def _inline_functions(model: onnx.ModelProto, rows: list[NodeRow], label: str | None) -> tuple[onnx.ModelProto, int]:
