@@ -117,3 +117,17 @@ def test_if_branch_weights_count_their_bytes():
     _, layers = _layers(model)
     assert layers["if"].params == 2 * 4 * 4 * 9
     assert layers["if"].weight_bytes == 2 * 4 * 4 * 9 * 4
+
+
+def test_loop_trip_count_from_a_shape_chain():
+    """R2: M = Shape(x)[2] (16 once x is static) was one trip in analyze, 16 in cost (which folds first)."""
+    model = _loop_model(1)
+    graph_proto = model.graph
+    del graph_proto.initializer[:]   # M is now computed: Shape(x)[2] = 8
+    graph_proto.node.insert(0, helper.make_node("Gather", ["sh", "two"], ["m"], name="gather", axis=0))
+    graph_proto.node.insert(0, helper.make_node("Shape", ["x"], ["sh"], name="shape"))
+    graph_proto.initializer.append(numpy_helper.from_array(np.array(2, np.int64), "two"))
+    result, layers = _layers(model)
+    body_macs = 8 * 8 * 4 * 4 * 9
+    assert result.control_flow[0].trip_count == 8 and not result.control_flow[0].unbounded
+    assert layers["loop"].macs == 8 * body_macs and result.totals.macs == 8 * body_macs
