@@ -131,3 +131,12 @@ def test_loop_trip_count_from_a_shape_chain():
     body_macs = 8 * 8 * 4 * 4 * 9
     assert result.control_flow[0].trip_count == 8 and not result.control_flow[0].unbounded
     assert layers["loop"].macs == 8 * body_macs and result.totals.macs == 8 * body_macs
+
+
+def test_forwarder_nobody_reads_keeps_its_weight():
+    """A dead Identity of a constant still counts it (float totals unchanged by forwarding)."""
+    model = _model([helper.make_node("Identity", ["b0"], ["unused"], name="id"),
+                    helper.make_node("Relu", ["x"], ["y"], name="relu")], {"b0": B}, y_shape=[1, 4, 8, 8])
+    result, layers = _layers(model)
+    assert layers["id"].params == B.size and layers["id"].weight_bytes == 4 * B.size
+    assert result.totals.params == B.size

@@ -194,6 +194,25 @@ class _Walk:
                 activation_bytes, status, domain,
             ))
 
+        if forwarding:
+            self._count_unread(order, forwarding, forwarded, seen_constants, initializer_of, shape_of, nbytes)
+
+    def _count_unread(self, order: list[str], forwarding: dict[str, str], forwarded: dict[str, tuple[str, ...]],
+                      seen: set[str], initializer_of, shape_of, nbytes) -> None:
+        """Constants forwarded to no reader: counted at their (first) forwarder, as without forwarding."""
+        unread = [(key, output) for key, output in forwarding.items() if output not in seen]
+        if not unread:
+            return
+        position = {key: index for index, key in enumerate(order)}
+        for key, output in unread:
+            layer = self.layers[position[key]]
+            for root in forwarded[output]:
+                if root not in seen:
+                    seen.add(root)
+                    root_params, root_bytes = _constant_size(root, initializer_of(root), shape_of, nbytes)
+                    layer.params += root_params
+                    layer.weight_bytes += root_bytes
+
     def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int, int]:
         """(cost, the subgraphs' own params, their weight bytes) of an If/Loop/Scan layer."""
         entry = control_flow_cost(graph, key, node, _analyze_body, inherited, self.warnings)
@@ -241,16 +260,16 @@ _FORWARDING_OR_QUANTIZATION = FORWARDING_OPS | QUANTIZATION_OPS
 
 
 def _forwarded_constants(graph: Graph, forwarders: dict[str, Node], constants: set[str]
-                         ) -> tuple[dict[str, tuple[str, ...]], set[str], set[str]]:
-    """({forwarder output: the constants it carries}, keys of the forwarding nodes, Q/DQ scales and zero points).
+                         ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], set[str]]:
+    """({forwarder output: the constants it carries}, {forwarding node: its output}, Q/DQ scales and zero points).
 
     `forwarders` are the standard-domain nodes of FORWARDING_OPS and QUANTIZATION_OPS in
     topological order. One forwards when its data input (0) is a constant or forwarded, its
-    other inputs are constants, and its one output is read by a node and is not a graph
-    output (else it is a layer as before).
+    other inputs are constants, and its one output is not a graph output (else it is a layer
+    as before; if nobody reads the output, _Walk counts the constants at the forwarder).
     """
     forwarded: dict[str, tuple[str, ...]] = {}
-    forwarding: set[str] = set()
+    forwarding: dict[str, str] = {}
     quantization: set[str] = set()
     graph_outputs = set(graph.outputs)
     for key, node in forwarders.items():
@@ -259,7 +278,7 @@ def _forwarded_constants(graph: Graph, forwarders: dict[str, Node], constants: s
             quantization.update(tensor for tensor in inputs[1:] if tensor in constants)
             if node.op_type not in FORWARDING_OPS:
                 continue
-        if not inputs or len(outputs) != 1 or outputs[0] in graph_outputs or not graph.consumers(outputs[0]):
+        if not inputs or len(outputs) != 1 or not outputs[0] or outputs[0] in graph_outputs:
             continue
         data, rest = inputs[0], [tensor for tensor in inputs[1:] if tensor]
         roots = forwarded.get(data) or ((data,) if data in constants else None)
@@ -268,7 +287,7 @@ def _forwarded_constants(graph: Graph, forwarders: dict[str, Node], constants: s
         if node.op_type != "DequantizeLinear":
             roots += tuple(rest)
         forwarded[outputs[0]] = roots
-        forwarding.add(key)
+        forwarding[key] = outputs[0]
     return forwarded, forwarding, quantization
 
 
