@@ -126,8 +126,9 @@ class _Walk:
             entry: _Outcome | None = None
             if pure and not node.implicit_inputs:
                 # repr tells 1 from 1.0 and "a" from b"a": equal reprs of attribute dicts are equal values
+                # which inputs are given: all of them unless one is omitted ("")
                 signature = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
-                             tuple(map(bool, inputs)))
+                             "" in inputs and tuple(map(bool, inputs)))
                 entry = signatures.get(signature)
             subgraph_params = subgraph_weight_bytes = 0
             if entry is None:
