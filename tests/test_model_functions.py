@@ -54,3 +54,22 @@ def test_onnxruntime_nchwc_layout_is_refused():
                                                     helper.make_opsetid("com.microsoft.nchwc", 1)])
     with pytest.raises(InputError, match="ORT_ENABLE_ALL .NCHWc layout ops: Conv, ReorderInput, ReorderOutput"):
         load_model(model)
+
+
+def test_function_of_another_opset_is_converted_and_inlined():
+    """A function importing opset 18 in an opset-17 model: onnx leaves it in place unless converting."""
+    model = onnx.parser.parse_model("""
+<ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+g (float[1,8,16,16] x, float[8,8,3,3] w) => (y) {
+  y = local.Block (x, w)
+}
+<domain: "local", opset_import: ["" : 18]>
+Block (a, w) => (b) {
+  c = Conv <pads = [1,1,1,1]> (a, w)
+  ax = Constant <value = int64[1] {1}> ()
+  b = ReduceMean (c, ax)
+}
+""")
+    result = analyze(load_model(model))
+    assert result.totals.macs == 16 * 16 * 8 * 8 * 9
+    assert any("1 call of model-local functions inlined" in warning for warning in result.warnings)
