@@ -140,3 +140,19 @@ def test_forwarder_nobody_reads_keeps_its_weight():
     result, layers = _layers(model)
     assert layers["id"].params == B.size and layers["id"].weight_bytes == 4 * B.size
     assert result.totals.params == B.size
+
+
+def test_qlinearconv_scales_and_zero_points_are_no_params():
+    """QOperator int8: QLinearConv's params are its int8 weight and int32 bias, not its 6 scales/zero points."""
+    x = helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 8, 6, 6])
+    names = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"]
+    arrays = {"xs": np.float32(0.1), "xz": np.uint8(0), "w": W.astype(np.int8), "ws": np.ones(8, np.float32),
+              "wz": np.zeros(8, np.int8), "ys": np.float32(0.2), "yz": np.uint8(0), "b": B.astype(np.int32)}
+    graph = helper.make_graph([helper.make_node("QLinearConv", names, ["y"], name="conv")], "g", [x], [y],
+                              initializer=[numpy_helper.from_array(np.asarray(a), n) for n, a in arrays.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    _, layers = _layers(model)
+    assert layers["conv"].params == W.size + B.size
+    assert layers["conv"].weight_bytes == W.size + 4 * B.size

@@ -28,6 +28,7 @@ from segcost.analyzer.result import (
     Totals,
 )
 from segcost.analyzer.rules import find_rule
+from segcost.analyzer.weights import SPECIAL_OPS, constant_size, forwarded_constants
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Node, Shape, dtype_size, is_static_shape
 from segcost.shapes import symbolic_inputs
@@ -84,17 +85,17 @@ class _Walk:
         self.constants = constants = set(graph.initializers)
         forwarders: dict[str, Node] = {}
         for key, node in zip(order, self.scheduled):
-            if not node.domain:
-                if node.op_type == "Constant":  # a sparse_value Constant (dense ones are lifted)
-                    constants.update(node.outputs)
-                elif node.op_type in _FORWARDING_OR_QUANTIZATION:
+            if node.op_type in SPECIAL_OPS:   # one set lookup per node
+                if node.op_type != "Constant" or node.domain:
                     forwarders[key] = node
+                else:  # a sparse_value Constant (dense ones are lifted)
+                    constants.update(node.outputs)
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
         shapes = _shape_table(graph)
         sizes = _byte_sizes(graph, shapes)
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
-        # Weights read through forwarders count at their first real consumer (FORWARDING_OPS)
-        forwarded, forwarding, quantization_params = _forwarded_constants(graph, forwarders, constants)
+        # Weights read through forwarders count at their first real consumer (analyzer.weights)
+        forwarded, forwarding, quantization_params = forwarded_constants(graph, forwarders, constants)
         constants.update(forwarded)
         for tensor in forwarded:
             sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
@@ -172,7 +173,7 @@ class _Walk:
                             for root in forwarded[tensor]:
                                 if root not in seen_constants:
                                     seen_constants.add(root)
-                                    root_params, root_bytes = _constant_size(root, initializer_of(root),
+                                    root_params, root_bytes = constant_size(root, initializer_of(root),
                                                                              shape_of, nbytes)
                                     params += root_params
                                     weight_bytes += root_bytes
@@ -210,7 +211,7 @@ class _Walk:
             for root in forwarded[output]:
                 if root not in seen:
                     seen.add(root)
-                    root_params, root_bytes = _constant_size(root, initializer_of(root), shape_of, nbytes)
+                    root_params, root_bytes = constant_size(root, initializer_of(root), shape_of, nbytes)
                     layer.params += root_params
                     layer.weight_bytes += root_bytes
 
@@ -246,57 +247,6 @@ def _outcome(cost: OpCost, inferred_shape: tuple[int, ...] | None, shapes_known:
     macs = cost.macs
     return (cost, differs, cost.kernel, cost.stride, output_shape, shapes_known, 2 * macs + cost.flops,
             cost.flops if macs else 0)
-
-
-# Ops that pass a constant on unchanged in value (Identity, DequantizeLinear of a stored weight)
-# or only in layout/type. A constant read through a chain of them counts, params and weight
-# bytes, at the first node that does work with it; the forwarders' rows show 0 params and 0
-# activation bytes for it. Their other constant inputs (a Reshape's shape, Unsqueeze axes)
-# travel with it. Scales and zero points of QuantizeLinear/DequantizeLinear are quantization
-# parameters, never params or weight bytes (like the int8 report's, segcost.quant.footprint).
-FORWARDING_OPS = frozenset({"Identity", "DequantizeLinear", "Cast", "Transpose", "Reshape", "Squeeze",
-                            "Unsqueeze", "Flatten"})
-QUANTIZATION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-_FORWARDING_OR_QUANTIZATION = FORWARDING_OPS | QUANTIZATION_OPS
-
-
-def _forwarded_constants(graph: Graph, forwarders: dict[str, Node], constants: set[str]
-                         ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], set[str]]:
-    """({forwarder output: the constants it carries}, {forwarding node: its output}, Q/DQ scales and zero points).
-
-    `forwarders` are the standard-domain nodes of FORWARDING_OPS and QUANTIZATION_OPS in
-    topological order. One forwards when its data input (0) is a constant or forwarded, its
-    other inputs are constants, and its one output is not a graph output (else it is a layer
-    as before; if nobody reads the output, _Walk counts the constants at the forwarder).
-    """
-    forwarded: dict[str, tuple[str, ...]] = {}
-    forwarding: dict[str, str] = {}
-    quantization: set[str] = set()
-    graph_outputs = set(graph.outputs)
-    for key, node in forwarders.items():
-        inputs, outputs = node.inputs, node.outputs
-        if node.op_type in QUANTIZATION_OPS:
-            quantization.update(tensor for tensor in inputs[1:] if tensor in constants)
-            if node.op_type not in FORWARDING_OPS:
-                continue
-        if not inputs or len(outputs) != 1 or not outputs[0] or outputs[0] in graph_outputs:
-            continue
-        data, rest = inputs[0], [tensor for tensor in inputs[1:] if tensor]
-        roots = forwarded.get(data) or ((data,) if data in constants else None)
-        if roots is None or any(tensor not in constants for tensor in rest):
-            continue
-        if node.op_type != "DequantizeLinear":
-            roots += tuple(rest)
-        forwarded[outputs[0]] = roots
-        forwarding[key] = outputs[0]
-    return forwarded, forwarding, quantization
-
-
-def _constant_size(tensor: str, init, shape_of, nbytes) -> tuple[int, int]:
-    """(params, weight bytes) of a constant: an initializer or a (sparse) Constant node's output."""
-    if init is not None:
-        return init.size, init.size * dtype_size(init.dtype)
-    return _elements(shape_of(tensor)), nbytes(tensor)
 
 
 def _shape_table(graph: Graph) -> dict[str, Shape]:
