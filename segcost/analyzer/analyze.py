@@ -110,7 +110,7 @@ class _Walk:
         self.warnings: list[str] = []
         self.control_flow: list[ControlFlowCost] = []
         seen_constants: set[str] = set(outer_constants)
-        seen_constants.update(quantization_params)   # never params (FORWARDING_OPS)
+        seen_constants.update(quantization_params)   # never params (weights.QUANTIZATION_PARAMETERS)
         initializer_of = graph.initializers.get
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
