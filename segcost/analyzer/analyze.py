@@ -28,8 +28,9 @@ from segcost.analyzer.result import (
     Totals,
 )
 from segcost.analyzer.rules import find_rule
+from segcost.analyzer.weights import SPECIAL_OPS, constant_size, forwarded_constants
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Shape, dtype_size, is_static_shape
+from segcost.ir import Graph, Node, Shape, dtype_size, is_static_shape
 from segcost.shapes import symbolic_inputs
 
 
@@ -58,6 +59,10 @@ def analyze(graph: Graph) -> AnalysisResult:
     if shape_note:
         warnings.insert(0, f"shape inference ran non-strict ({shape_note})")
     warnings[:0] = [conflict.message() for conflict in graph.info.shape_conflicts]
+    calls = graph.info.inlined_function_calls
+    if calls:
+        warnings.insert(0, f"{calls} call{'s' if calls != 1 else ''} of model-local functions inlined "
+                           "(onnx.inliner); their layers are counted as the functions' nodes")
     return AnalysisResult(
         model=_model_summary(graph), totals=totals, coverage=walk.coverage, layers=layers,
         by_op_type=group_layers(layers, "op_type"), warnings=warnings, control_flow=walk.control_flow,
@@ -78,12 +83,22 @@ class _Walk:
         nodes = graph.nodes
         self.scheduled = [nodes[key] for key in order]
         self.constants = constants = set(graph.initializers)
-        for node in self.scheduled:
-            if node.op_type == "Constant" and not node.domain:  # a sparse_value Constant (dense ones are lifted)
-                constants.update(node.outputs)
+        forwarders: dict[str, Node] = {}
+        for key, node in zip(order, self.scheduled):
+            if node.op_type in SPECIAL_OPS:   # one set lookup per node
+                if node.op_type != "Constant" or node.domain:
+                    forwarders[key] = node
+                else:  # a sparse_value Constant (dense ones are lifted)
+                    constants.update(node.outputs)
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
         shapes = _shape_table(graph)
-        self.nbytes = nbytes = _byte_sizes(graph, shapes).__getitem__   # 0 for a tensor of unknown size
+        sizes = _byte_sizes(graph, shapes)
+        self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
+        # Weights read through forwarders count at their first real consumer (analyzer.weights)
+        forwarded, forwarding, quantization_params = forwarded_constants(graph, forwarders, constants)
+        constants.update(forwarded)
+        for tensor in forwarded:
+            sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
         shape_of, is_constant = shapes.get, constants.__contains__
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
         # A pure rule's result (and what is derived from it below) per distinct signature: a
@@ -95,6 +110,7 @@ class _Walk:
         self.warnings: list[str] = []
         self.control_flow: list[ControlFlowCost] = []
         seen_constants: set[str] = set(outer_constants)
+        seen_constants.update(quantization_params)   # never params (weights.QUANTIZATION_PARAMETERS)
         initializer_of = graph.initializers.get
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
@@ -115,12 +131,13 @@ class _Walk:
                 signature = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
                              "" in inputs and tuple(map(bool, inputs)))
                 entry = signatures.get(signature)
-            subgraph_params = 0
+            subgraph_params = subgraph_weight_bytes = 0
             if entry is None:
                 view = OpView(key, node, input_shapes, output_shapes, constant_inputs, graph)
                 try:
                     if not domain and op_type in CONTROL_FLOW_OPS:
-                        cost, subgraph_params = self._control_flow(graph, key, node, inherited or {})
+                        cost, subgraph_params, subgraph_weight_bytes = self._control_flow(graph, key, node,
+                                                                                          inherited or {})
                     else:
                         cost = rule(view) if rule is not None else _UNSUPPORTED
                 except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
@@ -144,12 +161,22 @@ class _Walk:
             for tensor in node.all_inputs if node.implicit_inputs else inputs:  # + subgraphs' outer reads
                 if tensor in constants:
                     if tensor not in seen_constants:  # a weight counts once, at its first consumer
+                        if key in forwarding:
+                            continue   # counted where the forwarded value is used
                         seen_constants.add(tensor)
                         init = initializer_of(tensor)
                         if init is not None:
                             size = init.size
                             params += size
                             weight_bytes += size * dtype_size(init.dtype)
+                        elif tensor in forwarded:
+                            for root in forwarded[tensor]:
+                                if root not in seen_constants:
+                                    seen_constants.add(root)
+                                    root_params, root_bytes = constant_size(root, initializer_of(root),
+                                                                             shape_of, nbytes)
+                                    params += root_params
+                                    weight_bytes += root_bytes
                         else:  # a (sparse) Constant node's output
                             params += _elements(shape_of(tensor))
                             weight_bytes += nbytes(tensor)
@@ -165,23 +192,44 @@ class _Walk:
                 list(map(list, input_shapes)) if shapes_known else  # type: ignore[arg-type] # no None in them
                 [list(shape) if shape is not None else None for shape in input_shapes],
                 None if output_shape is None else list(output_shape),
-                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes, activation_bytes, status, domain,
+                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes + subgraph_weight_bytes,
+                activation_bytes, status, domain,
             ))
 
-    def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int]:
-        """(cost, the subgraphs' own params) of an If/Loop/Scan layer."""
+        if forwarding:
+            self._count_unread(order, forwarding, forwarded, seen_constants, initializer_of, shape_of, nbytes)
+
+    def _count_unread(self, order: list[str], forwarding: dict[str, str], forwarded: dict[str, tuple[str, ...]],
+                      seen: set[str], initializer_of, shape_of, nbytes) -> None:
+        """Constants forwarded to no reader: counted at their (first) forwarder, as without forwarding."""
+        unread = [(key, output) for key, output in forwarding.items() if output not in seen]
+        if not unread:
+            return
+        position = {key: index for index, key in enumerate(order)}
+        for key, output in unread:
+            layer = self.layers[position[key]]
+            for root in forwarded[output]:
+                if root not in seen:
+                    seen.add(root)
+                    root_params, root_bytes = constant_size(root, initializer_of(root), shape_of, nbytes)
+                    layer.params += root_params
+                    layer.weight_bytes += root_bytes
+
+    def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int, int]:
+        """(cost, the subgraphs' own params, their weight bytes) of an If/Loop/Scan layer."""
         entry = control_flow_cost(graph, key, node, _analyze_body, inherited, self.warnings)
         self.control_flow.append(entry)
         # the subgraphs' flops include their 2·macs; OpCost.flops holds the rest
         return OpCost(macs=entry.macs, flops=entry.flops - 2 * entry.macs,
-                      status=UNBOUNDED if entry.unbounded else COUNTED), entry.params
+                      status=UNBOUNDED if entry.unbounded else COUNTED), entry.params, entry.weight_bytes
 
 
 def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
     walk = _Walk(body, inherited, outer_constants)
     unsupported = walk.coverage.unsupported + walk.coverage.shape_unknown
     return (sum(layer.macs for layer in walk.layers), sum(layer.flops for layer in walk.layers),
-            sum(layer.params for layer in walk.layers), len(walk.layers), unsupported, walk.warnings)
+            sum(layer.params for layer in walk.layers), sum(layer.weight_bytes for layer in walk.layers),
+            len(walk.layers), unsupported, walk.warnings)
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
@@ -267,7 +315,8 @@ def _require_static_inputs(graph: Graph) -> None:
     if shape is None:
         raise ShapeError(f"input {name!r} has no shape in the model; pass --input-shape {name}=1x3xHxW")
     example = "x".join(str(dim) if isinstance(dim, int) and dim > 0 else "1" for dim in shape)
-    raise ShapeError(f"input {name!r} has symbolic dimension {symbol!r} at axis {axis}; "
+    what = "an unnamed dynamic dimension" if symbol == "?" else f"symbolic dimension {symbol!r}"
+    raise ShapeError(f"input {name!r} has {what} at axis {axis}; "
                      f"pass --input-shape {name}={example} (with your sizes), or use `segcost analyze "
                      f"--symbolic` for MACs as a formula of it")
 

@@ -2,7 +2,8 @@
 
 - **If**: both branches are analyzed and listed; the layer counts the branch with more MACs
   (the worst case, which a budget must hold — which branch runs is data).
-- **Loop** whose trip count M is a constant: M × body. If the loop's condition is computed,
+- **Loop** whose trip count M is a constant, or computed from constants and static shapes
+  (`Shape(x)[2]`; evaluated as `segcost cost` folds it): M × body. If the loop's condition is computed,
   M is an upper bound and a warning says so. ONNX exporters write M = INT64_MAX for a
   `while` loop; M ≥ 2**31 is treated as no trip count.
 - **Scan** (opset ≥ 9): the scan inputs' sequence length (along `scan_input_axes`, default
@@ -13,19 +14,25 @@
 - Otherwise the trip count is unknown: the layer's status is ``unbounded``; the totals count
   one trip (the body's MACs once) and the result and every report flag it; ``--strict``
   refuses it.
-Params are the subgraphs' own constants, counted once whatever the trip count.
+Params and weight bytes are the subgraphs' own constants, counted once whatever the trip count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from math import prod
+from typing import cast
+
+import numpy as np
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
 from segcost.errors import ShapeError
-from segcost.ir import Graph, Node, Shape, TensorInfo, is_static_shape
-from segcost.ir.onnx_io import subgraph_ir
+from segcost.ir import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, is_static_shape
+from segcost.ir.onnx_io import subgraph_ir, to_model
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 from segcost.shapes import infer_shapes
+from segcost.shapes.evaluate import MAX_ELEMENTS, shape_op_value
 
 __all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
 
@@ -34,9 +41,9 @@ INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's fir
 MAX_TRIP_COUNT = 1 << 31   # at or above: a `while` loop's placeholder, not a trip count
 UNBOUNDED = "unbounded"
 
-# (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, nodes, unsupported, warnings);
-# params leave out the outer constants (the enclosing graph counts them at this node).
-BodyAnalyzer = Callable[[Graph, dict, set[str]], tuple[int, int, int, int, list[str], list[str]]]
+# (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, weight bytes, nodes, unsupported,
+# warnings); params and weight bytes leave out the outer constants (the enclosing graph counts them at this node).
+BodyAnalyzer = Callable[[Graph, dict, set[str]], tuple[int, int, int, int, int, list[str], list[str]]]
 
 
 def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnalyzer, inherited: dict,
@@ -62,35 +69,37 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         if node.op_type == "Loop" and not _seed_loop_body(body, graph, node):
             varying = True
         try:
-            macs, flops, params, nodes, unsupported, notes = analyze_body(body, tensors, outer_constants)
+            macs, flops, params, weight_bytes, nodes, unsupported, notes = analyze_body(body, tensors,
+                                                                                        outer_constants)
         except ShapeError as error:
             raise ShapeError(f"{key} ({node.op_type}) {name}: {error}") from None
-        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported))
+        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes))
         warnings.extend(f"{key} {name}: {note}" for note in notes)
     if node.op_type == "If":
         chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
         macs, flops = (chosen.macs, chosen.flops) if chosen else (0, 0)
         return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops,
                                f"larger branch ({chosen.name})" if chosen else "no branches", False,
-                               sum(sub.params for sub in subgraphs))
+                               sum(sub.params for sub in subgraphs), sum(sub.weight_bytes for sub in subgraphs))
     per_trip_macs = sum(sub.macs for sub in subgraphs)
     per_trip_flops = sum(sub.flops for sub in subgraphs)
     trips = _loop_trips(graph, node) if node.op_type == "Loop" else _scan_trips(graph, node)
     params = sum(sub.params for sub in subgraphs)
+    weight_bytes = sum(sub.weight_bytes for sub in subgraphs)
     if varying:
         warnings.append(f"{key} (Loop): a loop-carried tensor changes shape from trip to trip; MACs count the "
                         f"first trip ({per_trip_macs:,} MACs) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
-                               "one trip (shapes vary per trip)", True, params)
+                               "one trip (shapes vary per trip)", True, params, weight_bytes)
     if trips is None:
         warnings.append(f"{key} ({node.op_type}): no static trip count; MACs count one trip "
                         f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, None, per_trip_macs, per_trip_flops,
-                               "one trip (unbounded)", True, params)
+                               "one trip (unbounded)", True, params, weight_bytes)
     if node.op_type == "Loop" and _has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; {trips} trips × body is an upper bound")
     return ControlFlowCost(key, node.op_type, subgraphs, trips, trips * per_trip_macs, trips * per_trip_flops,
-                           "trips × body", False, params)
+                           "trips × body", False, params, weight_bytes)
 
 
 def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
@@ -133,10 +142,76 @@ def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:
 
 
 def _constant_int(graph: Graph, tensor: str) -> int | None:
+    """The one-element integer value of `tensor`: an initializer, or computed from constants and static shapes."""
     init = graph.initializers.get(tensor) if tensor else None
-    if init is None or init.size != 1:
+    if init is not None:
+        value = init.array if init.size == 1 else None
+    else:
+        value = _computed_value(graph, tensor) if tensor and graph.producer(tensor) is not None else None
+    if value is None or value.size != 1 or value.dtype.kind not in "iub":
         return None
-    return int(init.array.reshape(-1)[0])
+    return int(value.reshape(-1)[0])
+
+
+MAX_COMPUTED_NODES = 64   # nodes of a trip count's computation (Shape -> Gather -> ...) evaluated for it
+_NOT_COMPUTED = frozenset({"If", "Loop", "Scan", "SequenceMap", "RandomNormal", "RandomNormalLike",
+                           "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"})
+
+
+def _computed_value(graph: Graph, tensor: str) -> np.ndarray | None:
+    """The value of `tensor` when the nodes computing it read only constants and static shapes, else None.
+
+    A Loop's trip count may be computed from shapes (`Shape(x)[2]`): static once the inputs
+    are, and `segcost cost` folds it (passes.cleanup: Shape values, then onnx.reference)
+    before counting. Here the same is done for only the nodes that compute it — at most
+    MAX_COMPUTED_NODES standard ops, every tensor static and at most shapes.evaluate's
+    MAX_ELEMENTS — so analyze counts the trips cost counts.
+    """
+    nodes: dict[str, Node] = {}
+    stack = [tensor]
+    while stack:
+        key = graph.producer(stack.pop())
+        if key is None or key in nodes:
+            continue
+        node = graph.node(key)
+        if (node.domain or node.op_type in _NOT_COMPUTED or len(nodes) >= MAX_COMPUTED_NODES
+                or not all(_small(graph.shape(output)) for output in node.outputs if output)):
+            return None
+        nodes[key] = node
+        if node.op_type not in ("Shape", "Size"):   # those are replaced by their values
+            stack.extend(name for name in node.inputs if name)
+    part = Graph(ModelInfo(opset_imports=dict(graph.info.opset_imports)))
+    for key, node in nodes.items():
+        if node.op_type in ("Shape", "Size"):
+            value = shape_op_value(node.op_type, graph.shape(node.inputs[0]) if node.inputs else None,
+                                   node.attrs.get("start", 0), node.attrs.get("end"))
+            if value is None:
+                return None
+            part.initializers[node.outputs[0]] = Initializer.from_array(node.outputs[0], value)
+            continue
+        part.add_node(replace(node, inputs=list(node.inputs), outputs=list(node.outputs), meta={}), key)
+        for name in node.inputs:
+            if name in graph.initializers:
+                part.initializers[name] = graph.initializers[name]
+            elif name and graph.producer(name) is None:
+                return None   # a graph input: not a constant
+    if tensor in part.initializers:
+        return part.initializers[tensor].array
+    part.outputs = [tensor]
+    part.tensors[tensor] = TensorInfo(tensor, graph.dtype(tensor), graph.shape(tensor))
+    # deferred: onnx.reference (the ONNX reference implementation, as passes.cleanup folds)
+    # takes a while to import and only a Loop with a computed trip count needs it
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        results = cast(list, ReferenceEvaluator(to_model(part, keep_value_info=False)).run([tensor], {}))
+        return np.asarray(results[0])
+    except Exception:  # noqa: BLE001 - an op the reference cannot run leaves the trip count unknown
+        return None
+
+
+def _small(shape: Shape | None) -> bool:
+    return is_static_shape(shape) and min(shape, default=0) >= 0 and prod(shape) <= MAX_ELEMENTS
 
 
 def _loop_trips(graph: Graph, node: Node) -> int | None:

@@ -8,6 +8,20 @@ makes that explicit: a counted category adds its elementary operations — the d
 output element; for bias, the bias adds of the MAC layers) — so each category changes the
 total by exactly its subtotal, which the report shows beside it. `totals.macs` itself never
 changes meaning: the counted total is reported separately.
+
+Fixed conventions (not switchable), applied by segcost.analyzer.analyze: **params** are the
+elements of constants a layer reads, each counted once at its first consumer. A constant read
+through forwarders (analyze.FORWARDING_OPS: Identity, DequantizeLinear, Cast, Transpose,
+Reshape, Squeeze, Unsqueeze, Flatten of a constant) counts — params and weight bytes, with
+the forwarders' other constant inputs such as a Reshape's shape — at the first node that
+reads the forwarded value, as its weight; the forwarders show 0 params and 0 activation
+bytes for it (an smp export's `Conv_455 -> Identity -> Conv` bias is the Conv's). Scales and
+zero points (of QuantizeLinear/DequantizeLinear, QLinearConv, QLinearMatMul, ConvInteger,
+MatMulInteger and onnxruntime's QOperator ops: analyzer.weights.QUANTIZATION_PARAMETERS) are
+quantization parameters: neither params nor weight bytes, so a QDQ model's Conv holds its
+int8 weight (1 byte per element), as in the int8 report (segcost.quant.footprint). A forwarder whose output is a graph output keeps the
+constant. Weights inside If/Loop/Scan subgraphs count (params and weight bytes) at the
+control-flow layer, once whatever the trip count.
 """
 
 from __future__ import annotations

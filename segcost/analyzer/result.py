@@ -61,6 +61,7 @@ class SubgraphCost:
     params: int                # its own constants; outer weights are the outer graph's
     nodes: int
     unsupported: list[str] = field(default_factory=list)
+    weight_bytes: int = 0      # of those params, by their dtype
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ControlFlowCost:
     counted: str               # "larger branch (then_branch)", "trips × body", "one trip (unbounded)"
     unbounded: bool = False
     params: int = 0
+    weight_bytes: int = 0      # the subgraphs' own weights, counted once whatever the trip count
 
 
 @dataclass

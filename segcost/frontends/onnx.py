@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import cast
 
 import onnx
+import onnx.inliner
 from google.protobuf.message import DecodeError
 from onnx import helper
 
@@ -103,9 +104,15 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     before any library sees the model.
     """
     rows = node_rows(model.graph)   # each node's fields read once, for the checks and the IR build
+    _refuse_nchwc(model, rows, label)
     tensor_attributes = _check_attributes(model, rows)
-    check_function_expansion(model, label)
-    confine_external_tensors(model, tensor_attributes, resolve_external)
+    check_function_expansion(model, label)   # bounds what inlining adds (MAX_EXPANDED_NODES)
+    confine_external_tensors(model, tensor_attributes, resolve_external)   # function bodies included
+    calls = 0
+    if model.functions:
+        model, calls = _inline_functions(model, rows, label)
+        rows = node_rows(model.graph)
+        _check_attributes(model, rows)   # the inlined bodies' attributes, now the main graph's
     if resolve_external is None:
         for tensor in model.graph.initializer:
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -113,6 +120,7 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
                                  "(loaded from memory, refused)")
     graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions, rows=rows)
     graph.info.path = label
+    graph.info.inlined_function_calls = calls
     verify_graph(graph)
     shapes = dict(input_shapes or {})
     kept = _with_declared_batch(graph, shapes) if keep_symbolic_batch else shapes
@@ -146,6 +154,60 @@ def _return_freed_memory() -> None:
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)   # None with a libc other than glibc (musl)
     if trim is not None:
         trim(0)
+
+
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+
+
+def _refuse_nchwc(model: onnx.ModelProto, rows: list[NodeRow], label: str | None) -> None:
+    """InputError for a model with onnxruntime's NCHWc layout ops (saved at ORT_ENABLE_ALL).
+
+    Those ops (com.microsoft.nchwc Conv, MaxPool, Upsample, ReorderInput/ReorderOutput) work
+    on channels padded to onnxruntime's SIMD block (8 or 16) with weights stored reordered and
+    padded: the model's real channel counts, hence its exact MACs, are no longer in the file.
+    """
+    if not any(opset.domain == NCHWC_DOMAIN for opset in model.opset_import):
+        return   # onnxruntime imports the domain it uses; no per-node scan for every model
+    ops = sorted({row[1] for row in rows if row[2] == NCHWC_DOMAIN})
+    if not ops:
+        return   # the domain imported but unused
+    prefix = f"{label}: " if label else ""
+    raise InputError(f"{prefix}saved by onnxruntime at ORT_ENABLE_ALL (NCHWc layout ops: {', '.join(ops)}): "
+                     "their padded channels hide the model's exact MACs; re-save at ORT_ENABLE_EXTENDED "
+                     "or analyze the original model")
+
+
+def _inline_functions(model: onnx.ModelProto, rows: list[NodeRow], label: str | None) -> tuple[onnx.ModelProto, int]:
+    """(`model` with every call of a model-local function replaced by its body, the number of calls in the main graph).
+
+    onnx.inliner.inline_local_functions does it (recursively: functions calling functions,
+    attribute references bound to the call's values, names made unique) — onnx's own
+    expansion, the one its shape inference and onnxruntime apply, so segcost does not write
+    another. Without it a call node is an unknown op counting 0 MACs (a
+    `torch.onnx.export(export_modules_as_functions=...)` model). Called after the expansion
+    budget (frontends.expansion) and the external-data confinement, which walk function
+    bodies. A caller's model is not changed (a new ModelProto is returned).
+    """
+    functions = {(function.domain, function.name) for function in model.functions}
+    calls = sum(1 for row in rows if (row[2], row[1]) in functions)
+    initializers = [tensor.name for tensor in model.graph.initializer]
+    try:
+        # convert_version: a function importing another opset than the model's is converted
+        # (onnx.version_converter); without it onnx leaves that call in place, silently
+        inlined = onnx.inliner.inline_local_functions(model, convert_version=True)
+    except Exception as error:  # onnx raises its C++ errors as bare Exception subclasses
+        prefix = f"{label}: " if label else ""
+        raise InputError(f"{prefix}model-local functions cannot be inlined "
+                         f"({type(error).__name__}: {_first_line(str(error))})") from None
+    if [tensor.name for tensor in inlined.graph.initializer] != initializers:
+        # the IR reads initializer payloads by their index in the file (protoscan regions)
+        raise InputError(f"{label or 'model'}: inlining model-local functions changed the initializers")
+    left = sum(1 for node in inlined.graph.node if (node.domain, node.op_type) in functions)
+    return inlined, calls - left   # a call left in place stays an unsupported op in the analysis
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no message"
 
 
 def _with_declared_batch(graph: Graph, input_shapes: InputShapes) -> InputShapes:

@@ -196,6 +196,7 @@ class ModelInfo:
     shape_conflicts: list[Any] = field(default_factory=list)  # segcost.shapes.ShapeConflict: declared ≠ computed
     exported_input_shapes: dict[str, Any] = field(default_factory=dict)  # file's input shapes --input-shape replaced
     initializer_inputs: list[str] = field(default_factory=list)  # initializers the file also lists as inputs
+    inlined_function_calls: int = 0   # calls of model-local functions the loader replaced by their bodies
 
     @property
     def opset(self) -> int:

@@ -47,8 +47,14 @@ def _join_doc(doc_string: str, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def shape_of(type_proto: onnx.TypeProto) -> tuple[int, Shape | None]:
-    """(elem_type, shape) of a tensor TypeProto; dims are int, symbol str, or None."""
+def shape_of(type_proto: onnx.TypeProto, zero_is_unknown: bool = False) -> tuple[int, Shape | None]:
+    """(elem_type, shape) of a tensor TypeProto; dims are int, symbol str, or None (unnamed).
+
+    A negative dim_value is no size: exporters write -1 for a dynamic dim (paddle2onnx's
+    batch), and it reads as an unnamed dim. With `zero_is_unknown` (a graph input's
+    declaration, where some exporters write 0 for "dynamic"), so does 0; elsewhere 0 is an
+    empty tensor's real size.
+    """
     if not type_proto.HasField("tensor_type"):
         return 0, None
     tensor_type = type_proto.tensor_type
@@ -57,7 +63,8 @@ def shape_of(type_proto: onnx.TypeProto) -> tuple[int, Shape | None]:
     dims: list[int | str | None] = []
     for dim in tensor_type.shape.dim:
         if dim.HasField("dim_value"):
-            dims.append(int(dim.dim_value))
+            value = int(dim.dim_value)
+            dims.append(value if value > 0 or (value == 0 and not zero_is_unknown) else None)
         elif dim.HasField("dim_param"):
             dims.append(dim.dim_param)
         else:
@@ -83,10 +90,11 @@ def node_rows(onnx_graph: onnx.GraphProto) -> list[NodeRow]:
              attributes if (attributes := node.attribute) else ()) for node in onnx_graph.node]
 
 
-def read_value_infos(graph: Graph, value_infos, skip: Container[str] = ()) -> None:
+def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), inputs: bool = False) -> None:
     """Record every tensor type in `value_infos` (but those named in `skip`) into graph.tensors.
 
-    Later entries refine earlier ones.
+    Later entries refine earlier ones. `inputs`: these are graph inputs (a declared 0 is no
+    size there, see shape_of).
     """
     # Decoding a TypeProto field by field costs microseconds in Python, and a large graph has
     # few distinct types over many tensors: each distinct serialized type is decoded once
@@ -101,7 +109,7 @@ def read_value_infos(graph: Graph, value_infos, skip: Container[str] = ()) -> No
         serialized = type_proto.SerializeToString()
         type_and_shape = decoded.get(serialized)
         if type_and_shape is None:
-            type_and_shape = decoded[serialized] = shape_of(type_proto)
+            type_and_shape = decoded[serialized] = shape_of(type_proto, inputs)
         dtype, shape = type_and_shape
         known = tensors.get(name)
         if known is not None:
@@ -161,7 +169,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     initializer_names = graph.initializers.keys()
     graph.inputs = [value.name for value in onnx_graph.input if value.name not in initializer_names]
     graph.outputs = [value.name for value in onnx_graph.output]
-    read_value_infos(graph, onnx_graph.input)
+    read_value_infos(graph, onnx_graph.input, inputs=True)
     read_value_infos(graph, onnx_graph.value_info)
     read_value_infos(graph, onnx_graph.output)
     keyed_nodes: list[tuple[str, Node]] = []
