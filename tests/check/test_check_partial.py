@@ -35,18 +35,19 @@ def local_function_model(path) -> str:
 
 
 def foreign_domain_model(path) -> str:
-    """One counted Conv, then a Conv in com.microsoft.nchwc (no cost rule)."""
+    """One counted Conv, then a Conv in a vendor domain (no cost rule)."""
     nodes = [h.make_node("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1], name="c1"),
-             h.make_node("Conv", ["a", "W"], ["y"], domain="com.microsoft.nchwc", name="c2")]
+             h.make_node("Conv", ["a", "W"], ["y"], domain="com.vendor.npu", name="c2")]
     graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
                          [h.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_conv_weight()])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft.nchwc", 1)]),
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.vendor.npu", 1)]),
               path)
     return str(path)
 
 
-def shape_trip_loop_model(path) -> str:
-    """A Loop whose trip count is Shape(x)[2] = 16, not a constant: analyze counts one trip."""
+def shape_trip_loop_model(path, data_dependent: bool = False) -> str:
+    """A Loop whose trip count is Shape(x)[2] = 16 (resolved at load: 16 trips counted), or with
+    `data_dependent` the input's largest value (unknown before run time: counted as one trip)."""
     body = h.make_graph(
         [h.make_node("Conv", ["s", "W"], ["s_out"], pads=[1, 1, 1, 1]),
          h.make_node("Identity", ["c"], ["c_out"])], "body",
@@ -57,6 +58,9 @@ def shape_trip_loop_model(path) -> str:
     nodes = [h.make_node("Shape", ["x"], ["shape"]),
              h.make_node("Gather", ["shape", "two"], ["trips"], axis=0),
              h.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body, name="loop")]
+    if data_dependent:
+        nodes[:2] = [h.make_node("ReduceMax", ["x"], ["peak"], keepdims=0),
+                     h.make_node("Cast", ["peak"], ["trips"], to=TensorProto.INT64)]
     graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
                          [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
                          [_conv_weight(), nh.from_array(np.array(2, np.int64), "two"),
@@ -65,9 +69,23 @@ def shape_trip_loop_model(path) -> str:
     return str(path)
 
 
-BUILDERS = {"local function": (local_function_model, "2 unsupported ops (local:Block x2)"),
-            "foreign domain": (foreign_domain_model, "com.microsoft.nchwc:Conv x1"),
-            "loop one trip": (shape_trip_loop_model, "1 Loop counted as one trip")}
+def data_trip_loop_model(path) -> str:
+    return shape_trip_loop_model(path, data_dependent=True)
+
+
+BUILDERS = {"foreign domain": (foreign_domain_model, "com.vendor.npu:Conv x1"),
+            "loop one trip": (data_trip_loop_model, "1 Loop counted as one trip")}
+
+
+@pytest.mark.parametrize("build, macs", [(local_function_model, 2 * 147_456), (shape_trip_loop_model, 16 * 147_456)])
+def test_counts_made_exact_at_load_are_not_partial(run_cli, tmp_path, build, macs):
+    """Local functions are inlined and a Shape-fed trip count is resolved at load: the budget sees every MAC."""
+    model = build(tmp_path / "m.onnx")
+    code, out, _ = run_cli("check", model, "--max-gmacs", "1000", "--format", "json")
+    document = json.loads(out)
+    assert code == 0 and document["outcomes"][0]["partial"] == "", out
+    assert document["models"][0]["coverage"]["partial"] is False
+    assert f"{macs:,}" in run_cli("check", model, "--max-gmacs", "1000")[1]
 
 
 @pytest.mark.parametrize("case", sorted(BUILDERS))
@@ -89,13 +107,13 @@ def test_partial_count_fails_mac_budget_in_every_format(run_cli, tmp_path, case,
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_allow_partial_passes_and_still_says_so(run_cli, tmp_path, fmt):
-    model = local_function_model(tmp_path / "m.onnx")
+    model = foreign_domain_model(tmp_path / "m.onnx")
     code, out, _ = run_cli("check", model, "--max-gmacs", "1000", "--allow-partial", "--format", fmt)
     assert code == 0 and "MACs are a lower bound" in out
 
 
 def test_params_budget_is_not_affected_and_config_key(run_cli, tmp_path, monkeypatch):
-    local_function_model(tmp_path / "m.onnx")
+    foreign_domain_model(tmp_path / "m.onnx")
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_cli("check", "m.onnx", "--max-params-m", "1")
     assert code == 0, out
@@ -118,7 +136,7 @@ def test_non_mac_budget_passes_with_the_note(run_cli, tmp_path):
 def test_api_check_partial(tmp_path):
     from segcost.api import check
 
-    model = local_function_model(tmp_path / "m.onnx")
+    model = foreign_domain_model(tmp_path / "m.onnx")
     assert not check(model, max_gmacs=1000).passed
     assert check(model, max_gmacs=1000, allow_partial=True).passed
 
@@ -126,14 +144,14 @@ def test_api_check_partial(tmp_path):
 def test_analyze_names_the_domain_of_unknown_ops(run_cli, tmp_path):
     model = foreign_domain_model(tmp_path / "m.onnx")
     code, out, _ = run_cli("analyze", model)
-    assert code == 0 and "unsupported ops (counted as 0): com.microsoft.nchwc:Conv x1" in out
+    assert code == 0 and "unsupported ops (counted as 0): com.vendor.npu:Conv x1" in out
 
 
 def test_latency_budget_uses_the_gaps_of_the_graph_it_prices(run_cli, tmp_path):
-    """Latency is priced on the folded graph: the Shape-fed Loop has 16 known trips there, the functions stay 0."""
+    """Latency is priced on the folded graph: the Shape-fed Loop has 16 known trips there; a vendor op has no cost."""
     loop = shape_trip_loop_model(tmp_path / "loop.onnx")
     code, out, _ = run_cli("check", loop, "--target", "tda4vm", "--max-latency-ms", "1000", "--format", "json")
     assert code == 0 and json.loads(out)["outcomes"][0]["partial"] == ""
-    functions = local_function_model(tmp_path / "functions.onnx")
-    code, out, _ = run_cli("check", functions, "--target", "tda4vm", "--max-latency-ms", "1000", "--format", "json")
-    assert code == 1 and "local:Block x2" in json.loads(out)["outcomes"][0]["partial"]
+    foreign = foreign_domain_model(tmp_path / "foreign.onnx")
+    code, out, _ = run_cli("check", foreign, "--target", "tda4vm", "--max-latency-ms", "1000", "--format", "json")
+    assert code == 1 and "com.vendor.npu:Conv x1" in json.loads(out)["outcomes"][0]["partial"]
