@@ -19,8 +19,8 @@ bytes for it (an smp export's `Conv_455 -> Identity -> Conv` bias is the Conv's)
 zero points (of QuantizeLinear/DequantizeLinear, QLinearConv, QLinearMatMul, ConvInteger,
 MatMulInteger and onnxruntime's QOperator ops: analyzer.weights.QUANTIZATION_PARAMETERS) are
 quantization parameters: neither params nor weight bytes, so a QDQ model's Conv holds its
-int8 weight (1 byte per element), as in the int8 report (segcost.quant.footprint). A forwarder whose output is a graph output keeps the
-constant. Weights inside If/Loop/Scan subgraphs count (params and weight bytes) at the
+int8 weight (1 byte per element), as in the int8 report (segcost.quant.footprint). A
+forwarder whose output is a graph output keeps the constant. Weights inside If/Loop/Scan subgraphs count (params and weight bytes) at the
 control-flow layer, once whatever the trip count.
 """
 
