@@ -20,8 +20,9 @@ zero points (of QuantizeLinear/DequantizeLinear, QLinearConv, QLinearMatMul, Con
 MatMulInteger and onnxruntime's QOperator ops: analyzer.weights.QUANTIZATION_PARAMETERS) are
 quantization parameters: neither params nor weight bytes, so a QDQ model's Conv holds its
 int8 weight (1 byte per element), as in the int8 report (segcost.quant.footprint). A
-forwarder whose output is a graph output keeps the constant. Weights inside If/Loop/Scan subgraphs count (params and weight bytes) at the
-control-flow layer, once whatever the trip count.
+forwarder whose output is a graph output keeps the constant. Weights inside If/Loop/Scan
+subgraphs count (params and weight bytes) at the control-flow layer, once whatever the trip
+count.
 """
 
 from __future__ import annotations
