@@ -11,7 +11,7 @@ changes meaning: the counted total is reported separately.
 
 Fixed conventions (not switchable), applied by segcost.analyzer.analyze: **params** are the
 elements of constants a layer reads, each counted once at its first consumer. A constant read
-through forwarders (analyze.FORWARDING_OPS: Identity, DequantizeLinear, Cast, Transpose,
+through forwarders (analyzer.weights.FORWARDING_OPS: Identity, DequantizeLinear, Cast, Transpose,
 Reshape, Squeeze, Unsqueeze, Flatten of a constant) counts — params and weight bytes, with
 the forwarders' other constant inputs such as a Reshape's shape — at the first node that
 reads the forwarded value, as its weight; the forwarders show 0 params and 0 activation
@@ -21,8 +21,8 @@ MatMulInteger and onnxruntime's QOperator ops: analyzer.weights.QUANTIZATION_PAR
 quantization parameters: neither params nor weight bytes, so a QDQ model's Conv holds its
 int8 weight (1 byte per element), as in the int8 report (segcost.quant.footprint). A
 forwarder whose output is a graph output keeps the constant. Weights inside If/Loop/Scan
-subgraphs count (params and weight bytes) at the control-flow layer, once whatever the
-trip count.
+subgraphs count (params and weight bytes) at the control-flow layer, once whatever the trip
+count.
 """
 
 from __future__ import annotations
