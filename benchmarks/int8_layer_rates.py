@@ -86,7 +86,7 @@ def _node_medians(events: list[dict], runs: int) -> dict[str, tuple[str, float]]
     return {name: (ops[name], statistics.median(values[-runs:])) for name, values in samples.items()}
 
 
-def export_models(directory: Path, corpus: Path) -> dict[str, Path]:
+def export_models(directory: Path, corpus: Path | None) -> dict[str, Path]:
     """{short name: ONNX path}: the built-in default and zoo models (exported once) and the corpus ones present."""
     paths: dict[str, Path] = {}
     default = directory / "default.onnx"
@@ -103,8 +103,8 @@ def export_models(directory: Path, corpus: Path) -> dict[str, Path]:
             export_zoo_model(name, path)
         paths[short] = path
     for short, stem in CORPUS.items():
-        if (corpus / f"{stem}.onnx").exists():
-            paths[short] = corpus / f"{stem}.onnx"
+        if corpus is not None and (Path(corpus) / f"{stem}.onnx").exists():
+            paths[short] = Path(corpus) / f"{stem}.onnx"
     return paths
 
 
@@ -286,7 +286,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--calib-size", type=int, default=2)
     parser.add_argument("--models-dir", type=Path, default=Path(tempfile.gettempdir()) / "segcost-int8-rates")
-    parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
+    parser.add_argument("--corpus", type=Path, default=os.environ.get("SEGCOST_CORPUS_DIR"),
+                        help="folder of the corpus exports (tests/corpus; default $SEGCOST_CORPUS_DIR, else none)")
     parser.add_argument("--fit", default="default,unet,regnet,smp_unet", help="models the rates are fitted on")
     parser.add_argument("--only", help="comma-separated short names to run")
     parser.add_argument("--save", type=Path, help="pickle the collected measurements here")
