@@ -133,6 +133,24 @@ def test_loop_trip_count_from_a_shape_chain():
     assert layers["loop"].macs == 8 * body_macs and result.totals.macs == 8 * body_macs
 
 
+def test_a_shape_chain_trip_count_is_evaluated_by_the_loaders_evaluator(monkeypatch):
+    """Shape -> Gather is computed by shapes.values (numpy, exact as onnxruntime), as the loader's chains are;
+    onnx.reference is only the fallback for ops it refuses."""
+    import onnx.reference
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("onnx.reference used for a Shape -> Gather trip count")
+
+    monkeypatch.setattr(onnx.reference, "ReferenceEvaluator", refuse)
+    model = _loop_model(1)
+    del model.graph.initializer[:]
+    model.graph.node.insert(0, helper.make_node("Gather", ["sh", "two"], ["m"], name="gather", axis=0))
+    model.graph.node.insert(0, helper.make_node("Shape", ["x"], ["sh"], name="shape"))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(2, np.int64), "two"))
+    result, _ = _layers(model)
+    assert result.control_flow[0].trip_count == 8
+
+
 def test_forwarder_nobody_reads_keeps_its_weight():
     """A dead Identity of a constant still counts it (float totals unchanged by forwarding)."""
     model = _model([helper.make_node("Identity", ["b0"], ["unused"], name="id"),

@@ -33,6 +33,7 @@ from segcost.ir.onnx_io import subgraph_ir, to_model
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 from segcost.shapes import infer_shapes
 from segcost.shapes.evaluate import MAX_ELEMENTS, shape_op_value
+from segcost.shapes.values import NotExact, compute_values
 
 __all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
 
@@ -163,7 +164,8 @@ def _computed_value(graph: Graph, tensor: str) -> np.ndarray | None:
 
     A Loop's trip count may be computed from shapes (`Shape(x)[2]`): static once the inputs
     are, and `segcost cost` folds it (passes.cleanup: Shape values, then onnx.reference)
-    before counting. Here the same is done for only the nodes that compute it — at most
+    before counting. Here the same is done for only the nodes that compute it, with the
+    loader's shape-chain evaluator (shapes.values) and onnx.reference for what it refuses — at most
     MAX_COMPUTED_NODES standard ops, every tensor static and at most shapes.evaluate's
     MAX_ELEMENTS — so analyze counts the trips cost counts.
     """
@@ -199,12 +201,20 @@ def _computed_value(graph: Graph, tensor: str) -> np.ndarray | None:
         return part.initializers[tensor].array
     part.outputs = [tensor]
     part.tensors[tensor] = TensorInfo(tensor, graph.dtype(tensor), graph.shape(tensor))
-    # deferred: onnx.reference (the ONNX reference implementation, as passes.cleanup folds)
-    # takes a while to import and only a Loop with a computed trip count needs it
+    model = to_model(part, keep_value_info=False)
+    # the loader's shape-chain evaluator first (numpy, exact as onnxruntime); ops it does not
+    # take exactly go to onnx.reference, as passes.cleanup folds them for `segcost cost`
+    producer = {output: proto for proto in model.graph.node for output in proto.output}
+    try:
+        known = {name: init.array for name, init in part.initializers.items()}
+        return compute_values([tensor], producer, known, part.info.opset)[tensor]
+    except NotExact:
+        pass
+    # deferred: onnx.reference takes a while to import and only an op numpy does not take needs it
     from onnx.reference import ReferenceEvaluator
 
     try:
-        results = cast(list, ReferenceEvaluator(to_model(part, keep_value_info=False)).run([tensor], {}))
+        results = cast(list, ReferenceEvaluator(model).run([tensor], {}))
         return np.asarray(results[0])
     except Exception:  # noqa: BLE001 - an op the reference cannot run leaves the trip count unknown
         return None
