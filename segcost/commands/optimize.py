@@ -60,10 +60,10 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
              exclude_nodes: str, eval_data: str | None, eval_size: int | None, max_drop: float | None,
              measure_runs: int | None, mixed: bool, min_sqnr: float | None, max_float_layers: int | None) -> None:
     """Fuse Conv-BN(-ReLU), clean up, verify, optionally quantize to int8, and write the model."""
-    import json
     import warnings
     from pathlib import Path
 
+    from segcost.fileio.writes import json_text
     from segcost.pipeline import optimize_model
     from segcost.reports.passes import int8_failures, optimize_report, render_optimize
 
@@ -107,7 +107,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         click.echo(f"segcost: note: {note}", err=True)
     payload = optimize_report(result, model, output)
     if result.accuracy is not None and accuracy_path is not None:
-        plan.write(accuracy_path, json.dumps(payload["int8"], indent=2) + "\n")
+        plan.write(accuracy_path, json_text(payload["int8"]))
         click.echo(f"wrote {accuracy_path}")
     if report:
         if report_format == "html":   # the same report as a page, with the int8 SQNR chart
@@ -115,7 +115,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
 
             plan.write(report, render_optimize_html(result, model or "built-in DeepLabV3Lite"))
         else:
-            plan.write(report, json.dumps(payload, indent=2) + "\n")
+            plan.write(report, json_text(payload))
     failures = int8_failures(result) if result.accuracy is not None else []
     for failure in failures:   # also leading the int8 report above; the model is written all the same
         click.echo(f"segcost: {failure}", err=True)

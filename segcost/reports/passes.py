@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 from segcost.fileio.writes import json_text
@@ -117,7 +118,33 @@ def int8_failures(result) -> list[str]:
     return checks + result.accuracy.failures()
 
 
+# Figures that are +infinity by definition in one case, and what that case is: an exact int8 match
+# has no noise (SQNR 10·log10(S/0)); a zero float output makes the relative error ‖f−q‖/0 undefined.
+UNBOUNDED_FIGURES = {"sqnr_db": "exact match", "sqnr_gain_db": "exact match", "calib_sqnr_int8_db": "exact match",
+                     "calib_sqnr_mixed_db": "exact match", "relative_error": "zero float output"}
+
+
+def unbounded_as_null(document):
+    """`document` (dicts/lists from the int8 report) with +inf of the UNBOUNDED_FIGURES keys as None.
+
+    Strict JSON (RFC 8259) has no Infinity; `null` under one of these keys means the case named
+    in UNBOUNDED_FIGURES, as the README says. Any other non-finite number (NaN, -inf, or +inf
+    elsewhere) is left for fileio.writes.json_text to refuse: it would be a bug, not a figure.
+    """
+    if isinstance(document, dict):
+        return {key: None if key in UNBOUNDED_FIGURES and isinstance(value, float) and value == math.inf
+                else unbounded_as_null(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [unbounded_as_null(value) for value in document]
+    return document
+
+
 def optimize_report(result, model: str | None, output: str) -> dict:
+    """The `optimize --report` JSON document (its "int8" part is also the accuracy JSON).
+
+    Strict-JSON ready: +inf SQNRs (exact match) and relative errors (zero float output) are None
+    (see `unbounded_as_null`).
+    """
     payload = {"model": model, "output": output, "passes": [asdict(record) for record in result.records],
                "before": result.before.to_dict()["totals"], "after": result.after.to_dict()["totals"],
                "findings": [asdict(finding) for finding in result.findings], "max_abs_diff": result.max_abs_diff}
@@ -140,4 +167,5 @@ def optimize_report(result, model: str | None, output: str) -> dict:
             from segcost.reports.mixed import mixed_payload
 
             payload["int8"]["mixed"] = mixed_payload(result.mixed)
+        payload["int8"] = unbounded_as_null(payload["int8"])
     return payload

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from segcost.errors import InputError
-from segcost.fileio.writes import destination, write_atomic
+from segcost.fileio.writes import destination, json_text, write_atomic
 from segcost.sweep.points import Point
 from segcost.sweep.run import PointResult
 
@@ -119,7 +119,7 @@ class PointCache:
     def store(self, result: PointResult) -> None:
         """Record a finished point (not one whose worker died: that is no property of the point)."""
         if result.cacheable:
-            write_atomic(self.path(result.key), json.dumps(asdict(result), sort_keys=True))
+            write_atomic(self.path(result.key), json_text(asdict(result), indent=None, sort_keys=True))
 
 
 def table_paths(output: str | os.PathLike) -> dict[str, Path]:
@@ -179,7 +179,7 @@ class ResultTable:
             self.csv_writer.writerow(_csv_values(record))
             csv_stream.flush()
         if jsonl_stream is not None:
-            jsonl_stream.write(json.dumps(record) + "\n")
+            jsonl_stream.write(json_text(record, indent=None))
             jsonl_stream.flush()
 
     def finish(self, rows: list[SweepRow]) -> list[Path]:
@@ -191,7 +191,7 @@ class ResultTable:
         writer.writeheader()
         writer.writerows(_csv_values(record) for record in records)
         write_atomic(self.paths["csv"], text.getvalue())
-        write_atomic(self.paths["jsonl"], "".join(json.dumps(record) + "\n" for record in records))
+        write_atomic(self.paths["jsonl"], "".join(json_text(record, indent=None) for record in records))
         if "parquet" in self.paths:
             _write_parquet(self.paths["parquet"], records, self.columns)
         return list(self.paths.values())
