@@ -17,6 +17,7 @@ from segcost.passes._infra import PassBase, PassResult
 from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
 from segcost.shapes import infer_shapes
 from segcost.shapes.evaluate import shape_op_value
+from segcost.shapes.values import NotExact, compute_values
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +115,10 @@ class FoldConstantsPass(PassBase):
     Cases:
       1. Shape (and Size) of a tensor with a static shape → its dims.
       2. Identity of an initializer → its consumers read the initializer (never a copy).
-      3. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated with
-         onnx.reference, the ONNX reference implementation, rather than re-implementing ops.
+      3. A foldable op (FOLDABLE_OPS) whose inputs are all initializers → evaluated by the
+         loader's shape-chain evaluator (shapes.values: numpy, bit-identical to onnxruntime for
+         what it takes), else by onnx.reference, the ONNX reference implementation, rather than
+         re-implementing more ops. One evaluator for the loader, analyze's trip counts and here.
     The size of each result is computed from its inputs *before* evaluating
     (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
     for the run, stays a node, with a note naming it and the size.
@@ -157,7 +160,8 @@ class FoldConstantsPass(PassBase):
         notes = [f"folded {len(folded)} constant nodes"] if folded else []
         return PassResult(graph, bool(folded), notes + refused)
 
-    def _evaluate(self, graph: Graph, node, key: str, budget: int, refused: list[str]) -> list[np.ndarray] | None:
+    def _evaluate(self, graph: Graph, node, key: str, budget: int,
+                  refused: list[str]) -> list[np.ndarray | None] | None:
         if node.op_type in ("Shape", "Size"):
             value = shape_op_value(node.op_type, graph.shape(node.inputs[0]),
                                    node.attrs.get("start", 0), node.attrs.get("end"))
@@ -187,7 +191,7 @@ class FoldConstantsPass(PassBase):
                 logger.debug("not folding %s: %s", key, error)
                 return None
         feeds = {tensor: graph.initializers[tensor].array for tensor in node.inputs if tensor}
-        return _run_reference(node, feeds, graph.info.opset)
+        return _evaluate_node(node, feeds, graph.info.opset)
 
 
 def _densify(sparse) -> np.ndarray:
@@ -211,23 +215,36 @@ def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):,.1f}"
 
 
-def _run_reference(node, feeds: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
+def _evaluate_node(node, feeds: dict[str, np.ndarray], opset: int) -> list[np.ndarray | None] | None:
+    """`node`'s outputs (None for an omitted one) from its input values, or None when neither evaluator can.
+
+    shapes.values first (numpy, exact as onnxruntime); onnx.reference for the ops it refuses.
+    """
     from onnx import helper
-    from onnx.reference import ReferenceEvaluator
 
     proto = helper.make_node(node.op_type, node.inputs, node.outputs, name=node.name or None)
     for attr_name, value in node.attrs.items():
         proto.attribute.append(helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
+    outputs = [name for name in node.outputs if name]
+    try:
+        values = compute_values(outputs, dict.fromkeys(outputs, proto), dict(feeds), opset or 17)
+        return [values[name] if name else None for name in node.outputs]
+    except NotExact:
+        pass
+    # deferred: onnx.reference takes a while to import and only an op numpy does not take needs it
+    from onnx.reference import ReferenceEvaluator
+
     # Wrapped in a model of the graph's own opset: ops changed signature across opsets
     # (Unsqueeze/Squeeze/Slice moved attributes to inputs).
     model = helper.make_model(
         helper.make_graph([proto], "fold",
                           [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype),
                                                          None) for name, value in feeds.items()],
-                          [helper.make_empty_tensor_value_info(name) for name in node.outputs if name]),
+                          [helper.make_empty_tensor_value_info(name) for name in outputs]),
         opset_imports=[helper.make_opsetid("", opset or 17)])
     try:
-        return list(ReferenceEvaluator(model).run(None, feeds))
+        results = iter(ReferenceEvaluator(model).run(None, feeds))
+        return [next(results) if name else None for name in node.outputs]
     except Exception as error:  # noqa: BLE001 - an op the reference cannot run is simply not folded
         logger.debug("not folding %s: %s", node.name, error)
         return None

@@ -116,3 +116,25 @@ def test_size_that_overflows_int64_is_not_folded():
     graph = load(model)
     FoldConstantsPass(infer=False)(graph)
     assert "n" not in graph.initializers and op_types(graph) == ["Size", "Cast"]
+
+
+def test_folding_uses_the_shape_chain_evaluator_before_onnx_reference(monkeypatch):
+    """Concat/Div/Gather of initializers fold through shapes.values (numpy, exact as onnxruntime):
+    one evaluator for the loader and the pass; onnx.reference is only for the ops it refuses."""
+    import onnx.reference
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("onnx.reference used for ops shapes.values evaluates")
+
+    monkeypatch.setattr(onnx.reference, "ReferenceEvaluator", refuse)
+    inits = [numpy_helper.from_array(np.array(values, np.int64), name)
+             for name, values in (("a", [2, 8]), ("b", [96]), ("two", [2]), ("pick", [0, 1, 2]))]
+    model = _model([helper.make_node("Concat", ["a", "b"], ["c"], name="cat", axis=0),
+                    helper.make_node("Div", ["c", "two"], ["d"], name="div"),
+                    helper.make_node("Gather", ["d", "pick"], ["e"], name="gather", axis=0),
+                    helper.make_node("Reshape", ["x", "e"], ["y"], name="reshape")], [_x()], [_y()], inits)
+    before, graph = load(model), load(model)
+    result = FoldConstantsPass()(graph)
+    assert result.modified and op_types(graph) == ["Reshape"]
+    assert graph.initializers[graph.node("reshape").inputs[1]].array.tolist() == [1, 4, 48]
+    assert_same_outputs(model, before, graph)

@@ -50,10 +50,10 @@ def test_folding_refuses_a_bomb_before_evaluating(kind, monkeypatch):
     assert len(model.SerializeToString()) < 4096
     asked = []
 
-    def watch(node, feeds, opset):  # stands in for onnx.reference; records, never allocates
+    def watch(node, feeds, opset):  # stands in for the evaluators; records, never allocates
         asked.append(node.op_type)
 
-    monkeypatch.setattr(cleanup, "_run_reference", watch)
+    monkeypatch.setattr(cleanup, "_evaluate_node", watch)
     # The IR without the loader's shape inference: onnx's own data propagation materializes
     # ConstantOfShape/Tile/Range values (that is the loader's bound, not folding's).
     graph = from_model(model)
