@@ -9,8 +9,11 @@
 - **Scan** (opset ≥ 9): the scan inputs' sequence length (along `scan_input_axes`, default
   0) × body.
 - A Loop body that does not declare its carried shapes gets its first trip's shapes (the
-  initial values'); if a carried tensor's shape changes from trip to trip, the layer is
-  flagged like an unknown trip count.
+  initial values'); if a carried tensor's shape changes from trip to trip and the trip count
+  is known, each trip is inferred with the shapes the previous one produced and analyzed
+  (MACs summed; up to MAX_UNROLLED_TRIPS trips and MAX_UNROLLED_NODES body nodes in all).
+  Past those bounds, or when a trip's shapes are not static, the layer counts the first trip
+  and is flagged like an unknown trip count.
 - Otherwise the trip count is unknown: the layer's status is ``unbounded``; the totals count
   one trip (the body's MACs once) and the result and every report flag it; ``--strict``
   refuses it.
@@ -58,16 +61,14 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     subgraphs = []
     varying = False
     for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
-        body = subgraph_ir(graph_proto, graph, tensors)
-        outer_constants = set()
-        for outer in outer_scope_reads(graph_proto):   # shapes and constness come from the enclosing graph
-            if outer in graph.initializers:
-                body.initializers.setdefault(outer, graph.initializers[outer])
-                outer_constants.add(outer)
-            elif graph.shape(outer) is not None:
-                body.tensors.setdefault(outer, TensorInfo(outer, graph.dtype(outer), graph.shape(outer)))
+        body, outer_constants = _subgraph(graph, graph_proto, tensors)
         name = attribute if index < 0 else f"{attribute}[{index}]"
         if node.op_type == "Loop" and not _seed_loop_body(body, graph, node):
+            trips = _loop_trips(graph, node)
+            unrolled = None if trips is None else _unrolled(graph, key, node, graph_proto, tensors, name, trips,
+                                                           analyze_body, warnings)
+            if unrolled is not None:
+                return unrolled
             varying = True
         try:
             macs, flops, params, weight_bytes, nodes, unsupported, notes = analyze_body(body, tensors,
@@ -103,6 +104,19 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
                            "trips × body", False, params, weight_bytes)
 
 
+def _subgraph(graph: Graph, graph_proto, tensors: dict) -> tuple[Graph, set[str]]:
+    """An If branch or Loop/Scan body as an IR, with the outer constants and shapes it reads; and those constants."""
+    body = subgraph_ir(graph_proto, graph, tensors)
+    outer_constants = set()
+    for outer in outer_scope_reads(graph_proto):   # shapes and constness come from the enclosing graph
+        if outer in graph.initializers:
+            body.initializers.setdefault(outer, graph.initializers[outer])
+            outer_constants.add(outer)
+        elif graph.shape(outer) is not None:
+            body.tensors.setdefault(outer, TensorInfo(outer, graph.dtype(outer), graph.shape(outer)))
+    return body, outer_constants
+
+
 def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     """Give a Loop body the shapes of its first trip; False when a carried shape changes per trip.
 
@@ -116,12 +130,22 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     if all(is_static_shape(body.shape(name)) for name in carried_inner) and all(
             is_static_shape(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
         return _same_shapes(body, carried_inner)
-    seeds: dict[str, tuple[int, Shape | None]] = (
-        {body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {})
-    seeds.update({inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
-                  if outer and is_static_shape(graph.shape(outer)) and not is_static_shape(body.shape(inner))})
+    seeds = {inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
+             if outer and is_static_shape(graph.shape(outer)) and not is_static_shape(body.shape(inner))}
+    if not _infer_body(body, seeds):
+        return True   # left as it was; a MAC-bearing op without a shape is reported by its rule
+    return _same_shapes(body, carried_inner)
+
+
+def _infer_body(body: Graph, seeds: dict[str, tuple[int, Shape | None]]) -> bool:
+    """Infer a Loop body's shapes with `seeds` ({carried input: (dtype, shape)}); False on a ShapeError.
+
+    The iteration number and condition are int64 and bool scalars; outer-scope reads with a
+    shape become inputs of the copy that is inferred.
+    """
+    seeds = ({body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {}) | seeds
     for name, (dtype, shape) in seeds.items():
-        if not is_static_shape(body.shape(name)):
+        if shape == () or not is_static_shape(body.shape(name)) or body.shape(name) != shape:
             body.tensors[name] = TensorInfo(name, dtype or body.dtype(name), shape)
     interface = list(body.inputs)
     body.inputs += [name for name in dict.fromkeys(tensor for node in body.nodes.values() for tensor in node.all_inputs)
@@ -130,10 +154,61 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     try:
         infer_shapes(body)
     except ShapeError:
-        return True   # left as it was; a MAC-bearing op without a shape is reported by its rule
+        return False
     finally:
         body.inputs = interface
-    return _same_shapes(body, carried_inner)
+    return True
+
+
+MAX_UNROLLED_TRIPS = 64          # a Loop whose carried shapes change is analyzed trip by trip up to this many trips
+MAX_UNROLLED_NODES = 20_000      # ... and up to this many body nodes over all its trips (work bounded before spent)
+
+
+def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, name: str, trips: int,
+              analyze_body: BodyAnalyzer, warnings: list[str]) -> ControlFlowCost | None:
+    """A Loop whose carried shapes change per trip, analyzed trip by trip: exact MACs, or None.
+
+    Trip t's body is inferred with the carried shapes trip t−1 produced (trip 0: the initial
+    values'), then analyzed; MACs and FLOPs add up, params and weight bytes count once. None
+    (the caller flags the loop) when a trip's carried shapes are not static, the body holds
+    control flow of its own, or trips × body nodes exceeds MAX_UNROLLED_TRIPS / MAX_UNROLLED_NODES.
+    With a computed condition the loop may stop early: the sum over all M trips is then an upper bound.
+    """
+    carried_outer = node.inputs[2:]
+    body_nodes = len(graph_proto.node)
+    if (trips > MAX_UNROLLED_TRIPS or trips * body_nodes > MAX_UNROLLED_NODES
+            or any(proto.op_type in CONTROL_FLOW_OPS and not proto.domain for proto in graph_proto.node)):
+        return None
+    current = [(graph.dtype(outer), graph.shape(outer)) if outer else (0, None) for outer in carried_outer]
+    macs = flops = params = weight_bytes = nodes = 0
+    unsupported: list[str] = []
+    notes: list[str] = []
+    for trip in range(trips):
+        if not all(is_static_shape(shape) for _, shape in current):
+            return None
+        body, outer_constants = _subgraph(graph, graph_proto, tensors)
+        for proto in graph_proto.node:   # shapes inferred for the first trip do not hold for this one
+            for output in proto.output:
+                body.tensors.pop(output, None)
+        carried_inner = body.inputs[2:]
+        if not _infer_body(body, {inner: seed for inner, seed in zip(carried_inner, current)}):
+            return None
+        try:
+            trip_macs, trip_flops, trip_params, trip_bytes, nodes, unsupported, notes = analyze_body(
+                body, tensors, outer_constants)
+        except ShapeError as error:
+            raise ShapeError(f"{key} (Loop) {name}, trip {trip}: {error}") from None
+        macs, flops = macs + trip_macs, flops + trip_flops
+        if trip == 0:
+            params, weight_bytes = trip_params, trip_bytes
+        outputs = body.outputs[1:1 + len(carried_inner)]
+        current = [(body.dtype(output) or dtype, body.shape(output)) for output, (dtype, _) in zip(outputs, current)]
+    warnings.extend(f"{key} {name}: {note}" for note in notes)
+    if _has_computed_condition(graph, node):
+        warnings.append(f"{key} (Loop): its condition is computed; the sum over {trips} trips is an upper bound")
+    return ControlFlowCost(key, "Loop", [SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes)],
+                           trips, macs, flops, "the sum over its trips (carried shapes change per trip)", False,
+                           params, weight_bytes)
 
 
 def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:

@@ -116,7 +116,8 @@ def _totals_lines(result: AnalysisResult, markdown: bool) -> list[str]:
     for entry in result.control_flow:
         branches = ", ".join(f"{sub.name} {sub.macs:,}" for sub in entry.subgraphs)
         trips = f", {entry.trip_count} trips" if entry.trip_count is not None else ""
-        flag = " — UNBOUNDED: no static trip count, the total is not an upper bound" if entry.unbounded else ""
+        why = "no static trip count" if entry.trip_count is None else "carried shapes change per trip"
+        flag = f" — UNBOUNDED: {why}, the total is not an upper bound" if entry.unbounded else ""
         lines.append(f"{bullet}control flow {entry.layer} ({entry.op_type}): {entry.macs:,} MACs counted as "
                      f"{entry.counted}{trips} (per subgraph: {branches}){flag}")
     lines.extend(f"{bullet}warning: {warning}" for warning in result.warnings)

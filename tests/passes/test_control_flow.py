@@ -135,13 +135,47 @@ def test_loop_with_dynamic_trip_count_is_reported_unbounded(run_cli, tmp_path):
     assert code == 2 and "Loop:loop" in err
 
 
-def test_loop_whose_carried_shape_shrinks_is_flagged():
-    """A 3×3 conv without padding shrinks v every trip: the first trip's MACs are not every trip's."""
+def test_loop_whose_carried_shape_shrinks_is_counted_trip_by_trip():
+    """A 3×3 conv without padding shrinks v every trip (5×5 → 3×3 → 1×1): each trip is analyzed at its shapes."""
+    model = _loop_model(np.array(2, np.int64), declared=False, pads=0)
+    result = analyze(load_model(model))
+    (entry,) = result.control_flow
+    assert not entry.unbounded and result.coverage.unbounded == []
+    assert entry.macs == result.totals.macs == (9 + 1) * 4 * 4 * 9 and entry.trip_count == 2
+    assert "sum over its trips" in entry.counted
+    x = np.random.default_rng(2).standard_normal((1, 4, 5, 5)).astype(np.float32)
+    assert run_onnxruntime(model, {"x": x})[0].shape == (1, 4, 1, 1)   # two convolutions ran
+
+
+def test_loop_whose_carried_state_grows_is_exact_per_trip():
+    """v ← Concat(v, Conv(v)) along H for 3 trips: H = 2, 4, 8 at the convolutions (breaker5's loop_grow)."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Conv", ["v", "W"], ["c"], name="body_conv", pads=[1] * 4),
+         helper.make_node("Concat", ["v", "c"], ["v_next"], name="grow", axis=2)], "body",
+        [_value("i", [], TensorProto.INT64), _value("cond_in", [], TensorProto.BOOL), _value("v", [1, 4, None, 5])],
+        [_value("cond_out", [], TensorProto.BOOL), _value("v_next", [1, 4, None, 5])])
+    inits = [numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "W"),
+             numpy_helper.from_array(np.array(True), "go"), numpy_helper.from_array(np.array(3, np.int64), "n")]
+    model = _model([helper.make_node("Loop", ["n", "go", "x"], ["y"], name="loop", body=body)],
+                   [_value("x", [1, 4, 2, 5])], [_value("y")], inits)
+    result = analyze(load_model(model))
+    per_row = 5 * 4 * 4 * 9   # MACs per output row of the conv (W 5, 4→4 channels, 3×3)
+    assert result.totals.macs == (2 + 4 + 8) * per_row and not result.control_flow[0].unbounded
+    assert run_onnxruntime(model, {"x": np.ones((1, 4, 2, 5), np.float32)})[0].shape == (1, 4, 16, 5)
+
+
+def test_loop_with_varying_shapes_past_the_unroll_bound_is_flagged(monkeypatch):
+    from segcost.analyzer import control_flow
+
+    monkeypatch.setattr(control_flow, "MAX_UNROLLED_TRIPS", 1)
     model = _loop_model(np.array(2, np.int64), declared=False, pads=0)
     result = analyze(load_model(model))
     (entry,) = result.control_flow
     assert entry.unbounded and result.coverage.unbounded == ["Loop:loop"]
-    assert entry.macs == 9 * 4 * 4 * 9   # one trip at 3×3 outputs
+    assert entry.macs == 9 * 4 * 4 * 9 and entry.trip_count == 2   # the first trip, flagged
+    text = render(result)
+    assert "carried shapes change per trip" in text and "no static trip count" not in text
 
 
 def test_scan_counts_sequence_length_times_body():
