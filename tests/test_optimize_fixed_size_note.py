@@ -34,3 +34,16 @@ def test_no_note_when_the_model_is_static(tmp_path, run_cli):
     onnx.save(static, model)
     code, _, err = run_cli("optimize", str(model), "--input-shape", "x=1x3x32x48", "-o", str(output))
     assert code == 0 and "fixed at" not in err
+
+
+def test_unnamed_dynamic_dims_are_named_by_axis(tmp_path, run_cli):
+    """An unnamed dim (no dim_param, or paddle2onnx's dim_value -1) reads 'axis 2=32', not '?=32'."""
+    model, output = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    _dynamic_hw_model(model)
+    unnamed = onnx.load(model)
+    dims = unnamed.graph.input[0].type.tensor_type.shape.dim
+    dims[2].Clear()
+    dims[3].dim_value = -1
+    onnx.save(unnamed, model)
+    code, _, err = run_cli("optimize", str(model), "--input-shape", "x=1x3x32x48", "-o", str(output))
+    assert code == 0 and "the written model is fixed at axis 2=32, axis 3=48" in err and "?" not in err

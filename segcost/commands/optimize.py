@@ -176,7 +176,8 @@ def _fixed_size_notes(graph) -> list[str]:
         fixed = [(axis, dim) for axis, (dim, size) in enumerate(zip(declared, shape))
                  if axis > 0 and not (isinstance(dim, int) and dim > 0) and isinstance(size, int)]
         if fixed:
-            dims = ", ".join(f"{dim or '?'}={shape[axis]}" for axis, dim in fixed)
+            dims = ", ".join(f"{dim if isinstance(dim, str) and dim else f'axis {axis}'}={shape[axis]}"
+                             for axis, dim in fixed)   # an unnamed dynamic dim by its axis
             notes.append(f"segcost: note: input {name!r}: the written model is fixed at {dims} (its shape "
                          f"computations are folded at the --input-shape size); optimize again for other sizes")
     return notes
