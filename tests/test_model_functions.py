@@ -73,3 +73,25 @@ Block (a, w) => (b) {
     result = analyze(load_model(model))
     assert result.totals.macs == 16 * 16 * 8 * 8 * 9
     assert any("1 call of model-local functions inlined" in warning for warning in result.warnings)
+
+
+def test_function_default_attribute_survives_inlining(tmp_path, run_cli):
+    """onnx's inliner drops a function's default (Block's alpha 0.1) when a call omits it: segcost binds it first,
+    so the loaded graph runs as onnxruntime runs the functions and `optimize` passes its own numeric check."""
+    import onnxruntime as ort
+
+    from segcost.ir.onnx_io import to_model
+
+    model = onnx.parser.parse_model(MODEL)
+    graph = load_model(model)
+    alphas = sorted(node.attrs["alpha"] for node in graph.nodes.values() if node.op_type == "LeakyRelu")
+    assert alphas == pytest.approx([0.1, 0.5])   # the second call omits alpha: the function's 0.1, not 0.01
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32),
+             "w": np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)}
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    loaded = ort.InferenceSession(to_model(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(loaded.run(None, feeds)[0], expected[0], rtol=1e-5, atol=1e-5)
+    assert len(model.graph.node[1].attribute) == 0   # the caller's model is kept
+    onnx.save_model(model, tmp_path / "f.onnx")
+    code, out, err = run_cli("optimize", str(tmp_path / "f.onnx"), "-o", str(tmp_path / "o.onnx"))
+    assert code == 0 and "onnxruntime check" in out, err

@@ -194,7 +194,7 @@ def _inline_functions(model: onnx.ModelProto, rows: list[NodeRow], label: str | 
     try:
         # convert_version: a function importing another opset than the model's is converted
         # (onnx.version_converter); without it onnx leaves that call in place, silently
-        inlined = onnx.inliner.inline_local_functions(model, convert_version=True)
+        inlined = onnx.inliner.inline_local_functions(_with_default_attributes(model), convert_version=True)
     except Exception as error:  # onnx raises its C++ errors as bare Exception subclasses
         prefix = f"{label}: " if label else ""
         raise InputError(f"{prefix}model-local functions cannot be inlined "
@@ -204,6 +204,46 @@ def _inline_functions(model: onnx.ModelProto, rows: list[NodeRow], label: str | 
         raise InputError(f"{label or 'model'}: inlining model-local functions changed the initializers")
     left = sum(1 for node in inlined.graph.node if (node.domain, node.op_type) in functions)
     return inlined, calls - left   # a call left in place stays an unsupported op in the analysis
+
+
+def _with_default_attributes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every call of a local function given the function's default attribute values it omits.
+
+    onnx's inliner (1.23) binds a call's attributes into the body but drops a default that
+    the function declares (FunctionProto.attribute_proto) when the call omits it: a
+    `LeakyRelu <alpha: float = @a>` body then runs at LeakyRelu's own default, not the
+    function's (onnxruntime, which runs the function, differs). Calls are in the main graph,
+    in subgraphs and in other functions' bodies. A copy is made only when a default is missing.
+    """
+    defaults = {(function.domain, function.name, function.overload): list(function.attribute_proto)
+                for function in model.functions if len(function.attribute_proto)}
+    if not defaults:
+        return model
+
+    def missing(nodes) -> list[tuple[onnx.NodeProto, onnx.AttributeProto]]:
+        found, stack = [], [nodes]   # a stack, not recursion: subgraphs may nest deeply
+        while stack:
+            for node in stack.pop():
+                given = {attribute.name for attribute in node.attribute}
+                found += [(node, default) for default in defaults.get((node.domain, node.op_type, node.overload), ())
+                          if default.name not in given]
+                for attribute in node.attribute:
+                    if attribute.HasField("g"):
+                        stack.append(attribute.g.node)
+                    stack.extend(subgraph.node for subgraph in attribute.graphs)
+        return found
+
+    def bodies(proto: onnx.ModelProto):
+        return [proto.graph.node, *(function.node for function in proto.functions)]
+
+    if not any(missing(nodes) for nodes in bodies(model)):
+        return model
+    bound = onnx.ModelProto()
+    bound.CopyFrom(model)
+    for nodes in bodies(bound):
+        for node, default in missing(nodes):
+            node.attribute.append(default)
+    return bound
 
 
 def _first_line(text: str) -> str:
