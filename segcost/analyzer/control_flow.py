@@ -4,8 +4,10 @@
   (the worst case, which a budget must hold — which branch runs is data).
 - **Loop** whose trip count M is a constant, or computed from constants and static shapes
   (`Shape(x)[2]`; evaluated as `segcost cost` folds it): M × body. If the loop's condition is computed,
-  M is an upper bound and a warning says so. ONNX exporters write M = INT64_MAX for a
-  `while` loop; M ≥ 2**31 is treated as no trip count.
+  M is an upper bound and a warning says so — also when the body computes the next
+  condition. ONNX exporters write M = INT64_MAX for a `while` loop: M ≥ 2**31 with a
+  condition that can stop the loop is no trip count; with one that cannot, M is the count.
+  A constant false initial condition runs no trip.
 - **Scan** (opset ≥ 9): the scan inputs' sequence length (along `scan_input_axes`, default
   0) × body.
 - A Loop body that does not declare its carried shapes gets its first trip's shapes (the
@@ -42,7 +44,7 @@ __all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's first two inputs
-MAX_TRIP_COUNT = 1 << 31   # at or above: a `while` loop's placeholder, not a trip count
+MAX_TRIP_COUNT = 1 << 31   # at or above, with a computed condition: a `while` loop's placeholder, not a count
 UNBOUNDED = "unbounded"
 
 # (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, weight bytes, nodes, unsupported,
@@ -94,7 +96,10 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
                                "one trip (shapes vary per trip)", True, params, weight_bytes)
     if trips is None:
-        warnings.append(f"{key} ({node.op_type}): no static trip count; MACs count one trip "
+        cap = _constant_int(graph, node.inputs[0]) if node.op_type == "Loop" and node.inputs else None
+        why = ("no static trip count" if cap is None else
+               f"a while loop (M = {cap:,} is an exporter's placeholder and the condition is computed)")
+        warnings.append(f"{key} ({node.op_type}): {why}; MACs count one trip "
                         f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, None, per_trip_macs, per_trip_flops,
                                "one trip (unbounded)", True, params, weight_bytes)
@@ -300,13 +305,51 @@ def _small(shape: Shape | None) -> bool:
 
 
 def _loop_trips(graph: Graph, node: Node) -> int | None:
+    """The trips a Loop runs at most: M when constant (0 when the initial condition is a constant false).
+
+    M ≥ MAX_TRIP_COUNT with a condition that can stop the loop is an exporter's `while`
+    placeholder (torch writes INT64_MAX), not a count: None. With a condition that cannot stop
+    it, M is the trip count however large.
+    """
     trips = _constant_int(graph, node.inputs[0]) if node.inputs else None
-    return trips if trips is not None and 0 <= trips < MAX_TRIP_COUNT else None
+    if trips is None or trips < 0:
+        return None
+    condition = node.inputs[1] if len(node.inputs) > 1 else ""
+    if condition and _constant_int(graph, condition) == 0:
+        return 0   # `while (false)`: the body never runs
+    if trips >= MAX_TRIP_COUNT and _has_computed_condition(graph, node):
+        return None
+    return trips
 
 
 def _has_computed_condition(graph: Graph, node: Node) -> bool:
+    """Whether the loop may stop before M trips: its initial condition or its body's next condition is computed.
+
+    A body that hands its condition input on unchanged (Identity, or the same name), or
+    returns a constant, keeps the initial one.
+    """
     condition = node.inputs[1] if len(node.inputs) > 1 else ""
-    return bool(condition) and _constant_int(graph, condition) is None
+    if condition and _constant_int(graph, condition) is None:
+        return True
+    body = node.attrs.get("body")
+    if body is None or len(body.input) < 2 or not body.output:
+        return False
+    carried, returned = body.input[1].name, body.output[0].name
+    producers = {output: proto for proto in body.node for output in proto.output}
+    seen: set[str] = set()
+    while returned not in seen:   # follow Identity hand-overs back to the condition input
+        seen.add(returned)
+        if returned == carried:
+            return False
+        proto = producers.get(returned)
+        if proto is None:
+            return not any(init.name == returned for init in body.initializer)   # a constant returned
+        if proto.op_type == "Constant" and not proto.domain:
+            return False
+        if proto.op_type != "Identity" or proto.domain or not proto.input:
+            return True
+        returned = proto.input[0]
+    return True
 
 
 def _scan_trips(graph: Graph, node: Node) -> int | None:

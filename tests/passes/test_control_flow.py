@@ -192,3 +192,54 @@ def test_scan_counts_sequence_length_times_body():
     assert result.totals.macs == 5 * 24
     (entry,) = result.control_flow
     assert entry.trip_count == 5 and entry.counted == "trips × body"
+
+
+def _loop_with(trip_count: int, condition: bool | None, computed_next: bool) -> onnx.ModelProto:
+    """_loop_model's Conv body with M = `trip_count`; initial condition a constant (or a graph input when None);
+    the body's next condition `cond_in` handed on, or computed from the data (ReduceMax(v) > 0)."""
+    nodes = [helper.make_node("Conv", ["v", "W"], ["v_next"], name="body_conv", pads=[1] * 4)]
+    if computed_next:
+        nodes += [helper.make_node("ReduceMax", ["v_next"], ["peak"], keepdims=0),
+                  helper.make_node("Greater", ["peak", "zero"], ["cond_out"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
+    body = helper.make_graph(
+        nodes, "body", [_value("i", [], TensorProto.INT64), _value("cond_in", [], TensorProto.BOOL),
+                        _value("v", [1, 4, 5, 5])],
+        [_value("cond_out", [], TensorProto.BOOL), _value("v_next", [1, 4, 5, 5])],
+        initializer=[numpy_helper.from_array(np.array(0, np.float32), "zero")])
+    inits = [numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "W"),
+             numpy_helper.from_array(np.array(trip_count, np.int64), "n")]
+    inputs = [_value("x", [1, 4, 5, 5])]
+    if condition is None:
+        inputs.append(_value("go", [], TensorProto.BOOL))
+    else:
+        inits.append(numpy_helper.from_array(np.array(condition), "go"))
+    node = helper.make_node("Loop", ["n", "go", "x"], ["y"], name="loop", body=body)
+    return _model([node], inputs, [_value("y", [1, 4, 5, 5])], inits)
+
+
+def test_large_constant_trip_count_that_cannot_stop_early_is_the_count():
+    """M = 2**31 with a condition nothing changes is 2**31 trips (was: 'no static trip count', one trip)."""
+    result = analyze(load_model(_loop_with(1 << 31, True, computed_next=False)))
+    (entry,) = result.control_flow
+    assert entry.trip_count == 1 << 31 and not entry.unbounded
+    assert result.totals.macs == (1 << 31) * BODY_MACS and not result.warnings
+
+
+def test_while_loop_placeholder_with_a_computed_condition_is_unbounded():
+    result = analyze(load_model(_loop_with(2**63 - 1, True, computed_next=True)))
+    (entry,) = result.control_flow
+    assert entry.unbounded and entry.trip_count is None and result.totals.macs == BODY_MACS
+    assert any("a while loop (M = 9,223,372,036,854,775,807 is an exporter's placeholder" in warning
+               for warning in result.warnings)
+
+
+def test_body_computed_condition_makes_the_count_an_upper_bound_and_false_runs_no_trip():
+    result = analyze(load_model(_loop_with(3, True, computed_next=True)))
+    assert result.totals.macs == 3 * BODY_MACS and not result.control_flow[0].unbounded
+    assert any("its condition is computed; 3 trips × body is an upper bound" in warning for warning in result.warnings)
+    assert analyze(load_model(_loop_with(3, True, computed_next=False))).warnings == []
+    assert analyze(load_model(_loop_with(3, False, computed_next=False))).totals.macs == 0
+    x = np.ones((1, 4, 5, 5), np.float32)
+    np.testing.assert_array_equal(run_onnxruntime(_loop_with(3, False, computed_next=False), {"x": x})[0], x)
