@@ -13,8 +13,9 @@ external reference:
 * anything that cannot be read inside the model's folder is refused with one line naming
   the tensor.
 
-Confinement: the model's folder (after resolving symlinks in the model's path, as before)
-is opened once as a directory descriptor, and a ``location`` is walked one component at a
+Confinement: the model's folder — the folder of the path as given, where onnx.load and
+onnxruntime look (a model file that is a symlink reads its data beside the link, not beside
+its target) — is opened once as a directory descriptor, and a ``location`` is walked one component at a
 time relative to it (``openat`` with ``O_NOFOLLOW``). A symlink met on the way is read and
 followed by the same walk, so links that stay inside the folder work and a link, or a
 ``..``, that leaves it is refused; the final file must be a regular file. Each data file
@@ -51,6 +52,20 @@ TENSOR_ATTRIBUTES = frozenset({onnx.AttributeProto.TENSOR, onnx.AttributeProto.T
                                 onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
 
 
+def _byte_count(entries: dict[str, str], key: str, default: int, where: str) -> int:
+    """External data's `offset` or `length`: ASCII digits only, as onnxruntime parses them.
+
+    Python's int() also takes "4_0", " 4", "+4" and non-ASCII digits ("٤", fullwidth "４"),
+    which onnxruntime refuses: reading them would cost another file than the one that runs.
+    """
+    text = entries.get(key)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()):
+        raise InputError(f"{where}: {key} {text!r} is not a non-negative integer in ASCII digits")
+    return int(text)
+
+
 def open_regular(path: Path, what: str = "") -> HeldFile:
     """Open `path` for reading once; InputError unless it is a regular file (a FIFO never blocks)."""
     try:
@@ -77,14 +92,15 @@ class ExternalData:
 
     def __init__(self, model_path: Path, model_file: HeldFile | None = None):
         self.model_path = model_path
-        self.base = Path(os.path.realpath(model_path)).parent
+        # onnx.load and onnxruntime resolve `location` against os.path.dirname(path as given)
+        self.base = Path(os.path.realpath(os.path.dirname(os.path.abspath(model_path))))
         try:
             self.base_fd = os.open(self.base, _DIR_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
         except OSError as error:
             raise InputError(f"{model_path}: cannot open the model's folder ({error.strerror or error})") from None
         if model_file is not None:  # the folder opened is the one the model file was opened in
             try:
-                same = os.stat(Path(os.path.realpath(model_path)).name, dir_fd=self.base_fd)
+                same = os.stat(Path(model_path).name, dir_fd=self.base_fd)   # through a symlink, to its target
             except OSError:
                 same = None
             held = os.fstat(model_file.fd)
@@ -115,12 +131,8 @@ class ExternalData:
         if normalized == ".." or normalized.startswith("../"):  # said before looking at the disk
             raise InputError(f"{where}: path escapes the model's directory {self.base}")
         held = self._open(location, where)
-        try:
-            offset = int(entries.get("offset", 0))
-            expected = _tensor_nbytes(tensor)
-            length = int(entries.get("length", expected))
-        except ValueError:
-            raise InputError(f"{where}: offset/length are not integers") from None
+        expected = _tensor_nbytes(tensor)
+        offset, length = _byte_count(entries, "offset", 0, where), _byte_count(entries, "length", expected, where)
         if offset < 0 or length < 0 or offset + length > held.size:
             raise InputError(f"{where}: region {offset}+{length} lies outside the {held.size}-byte file")
         if expected and length < expected:

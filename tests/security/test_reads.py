@@ -15,6 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from segcost.errors import InputError
 from segcost.frontends.onnx import load
 from tests.conftest import single_op_model, weight
 
@@ -293,3 +294,43 @@ def test_symlink_swapped_between_check_and_open_is_not_followed(tmp_path, monkey
     else:
         np.testing.assert_array_equal(values, weight(8, 4, 3, 3))  # or the checked file: fine
     assert swapped
+
+
+def _weight_model(folder, value: float) -> None:
+    """folder/m.onnx: y = x * w, w (4 floats = `value`) in folder/m.data (external)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "m.data").write_bytes(np.full(4, value, np.float32).tobytes())
+    w = numpy_helper.from_array(np.zeros(4, np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for key, text in (("location", "m.data"), ("offset", "0"), ("length", "16")):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, text
+    onnx.save_model(_model([helper.make_node("Mul", ["x", "w"], ["y"], name="mul")], initializers=[w]),
+                    folder / "m.onnx")
+
+
+def test_symlinked_model_reads_its_data_beside_the_link_as_onnx_and_onnxruntime_do(tmp_path):
+    """A model linked into a deploy folder runs with the deploy folder's m.data in onnxruntime (breaker6 R9):
+    segcost reads the same bytes, so what it counts, optimizes and checks is what runs."""
+    import onnxruntime as ort
+
+    _weight_model(tmp_path / "real", 1.0)
+    _weight_model(tmp_path / "deploy", 7.0)
+    (tmp_path / "deploy" / "m.onnx").unlink()
+    os.symlink("../real/m.onnx", tmp_path / "deploy" / "m.onnx")
+    link = str(tmp_path / "deploy" / "m.onnx")
+    runs = ort.InferenceSession(link, providers=["CPUExecutionProvider"]).run(None, {"x": np.ones((1, 4), np.float32)})
+    graph = load(link)
+    assert graph.initializers["w"].array.tolist() == runs[0].ravel().tolist() == [7.0] * 4
+    assert onnx.load(link).graph.initializer[0].raw_data == graph.initializers["w"].array.tobytes()
+
+
+@pytest.mark.parametrize("offset", ["4_0", " 4", "+4", "\u0664", "\uff14", "4.0", ""])
+def test_external_data_offsets_are_ascii_digits_as_onnxruntime_reads_them(tmp_path, offset):
+    _weight_model(tmp_path, 2.0)
+    model = onnx.load(tmp_path / "m.onnx", load_external_data=False)
+    model.graph.initializer[0].external_data[1].value = offset
+    onnx.save_model(model, tmp_path / "m.onnx")
+    with pytest.raises(InputError, match=r"offset .* is not a non-negative integer in ASCII digits"):
+        load(str(tmp_path / "m.onnx"))
