@@ -14,6 +14,7 @@ from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
 from segcost.shapes.fit import check_fit
+from segcost.shapes.propagation import long_vector, needs_values
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -40,7 +41,7 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         shell = _shell_from_model(model, graph)
     else:
         shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
-    inferred = _infer(graph, shell)
+    inferred = _infer(graph, shell, copy_of_graph=True)
     _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
@@ -129,16 +130,30 @@ def _output_declaration(graph: Graph, name: str) -> onnx.ValueInfoProto:
                                          list(info.shape) if info is not None and info.shape is not None else None)
 
 
-def _infer(graph: Graph, shell: onnx.ModelProto) -> onnx.ModelProto:
-    """onnx shape inference, strict first; a non-strict fallback is noted in graph metadata."""
+def _infer(graph: Graph, shell: onnx.ModelProto, copy_of_graph: bool = False) -> onnx.ModelProto:
+    """onnx shape inference, strict first; a non-strict fallback is noted in graph metadata.
+
+    Values are propagated (data_prop) only where a shape needs them, and only after a pass
+    without it finds no rank-1 tensor long enough to make that pass costly (shapes.propagation).
+    `copy_of_graph`: `shell` holds exactly `graph`'s nodes (see propagation.needs_values).
+    """
+    if not needs_values(graph, shell, copy_of_graph):
+        return _run_inference(graph, shell, data_prop=False)
+    plain = _run_inference(graph, shell, data_prop=False)
+    if long_vector(plain) is not None:
+        return plain   # shapes that needed the values stay open; the layers reading them say so
+    return _run_inference(graph, shell, data_prop=True)
+
+
+def _run_inference(graph: Graph, shell: onnx.ModelProto, data_prop: bool) -> onnx.ModelProto:
     try:
-        inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=data_prop)
         graph.info.metadata_props.pop("segcost.shape_inference", None)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as strict_error:
         # Unknown ops or partial type errors make strict mode fail; the non-strict run still
         # types everything it can, and a MAC-bearing op with a missing shape is reported later.
         try:
-            inferred = onnx.shape_inference.infer_shapes(shell, strict_mode=False, data_prop=True)
+            inferred = onnx.shape_inference.infer_shapes(shell, strict_mode=False, data_prop=data_prop)
         except Exception as error:  # noqa: BLE001 - onnx raises several unrelated types
             raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
         graph.info.metadata_props["segcost.shape_inference"] = "non-strict: " + _first_line(strict_error)

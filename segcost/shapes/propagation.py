@@ -1,0 +1,83 @@
+"""When onnx shape inference propagates values (`data_prop`), and the bound on what that costs.
+
+onnx's data propagation lets shape inference compute the values of small integer tensors —
+Shape → Gather → Concat → Reshape chains — so that an op whose output shape depends on an
+input's *values* (Reshape's target, Resize's sizes, Expand, Slice, ...) gets a shape. It
+holds every rank-1 tensor that reaches an op with a propagator (Add, Mul, Concat, Gather,
+Slice, Cast, ...) as a list of dims, about 140 bytes per element: a 60-byte model declaring
+a 30-million-element vector input made onnx allocate 4.3 GB (breaker6 R2), before segcost
+could bound anything.
+
+So propagation runs only where it can matter, and only after a pass without it shows that
+no rank-1 tensor is longer than MAX_PROPAGATED_LENGTH (a shape vector has a handful of
+elements):
+
+* `needs_values`: some node reads a value input (VALUE_INPUTS) that no initializer or
+  Constant holds. If none does, propagation adds nothing and one pass without it is the
+  result (every Conv/Relu/Add graph, the 100k-node chain).
+* `long_vector`: the first rank-1 tensor over the bound in a pass without propagation.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import onnx
+
+from segcost.ir import Graph
+
+__all__ = ["MAX_PROPAGATED_LENGTH", "VALUE_INPUTS", "long_vector", "needs_values"]
+
+MAX_PROPAGATED_LENGTH = 1 << 16   # elements of a rank-1 tensor onnx may hold as dims (~9 MB)
+
+# Standard ops whose output shape onnx's inference takes from an input's values: op type → those inputs
+# (ONNX operator specs, current opsets; Squeeze/Unsqueeze/Reduce* axes became inputs at opsets 13/18).
+VALUE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4), "Resize": (1, 2, 3), "Upsample": (1,),
+    "ConstantOfShape": (0,), "Range": (0, 1, 2), "Pad": (1, 2, 3), "TopK": (1,), "Squeeze": (1,),
+    "Unsqueeze": (1,), "Split": (1,), "OneHot": (1,), "CenterCropPad": (1, 2), "Col2Im": (1, 2),
+    "MaxUnpool": (2,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,),
+    "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
+    "ReduceSumSquare": (1,), "DFT": (1, 2), "STFT": (1, 2, 3), "Compress": (1,), "NonZero": (0,),
+    "Unique": (0,), "NonMaxSuppression": (2,), "Shape": (), "Size": (),
+}
+_GRAPH_KINDS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def needs_values(graph: Graph, model: onnx.ModelProto, copy_of_graph: bool = False) -> bool:
+    """Whether a node of `model` (a shape-inference copy of `graph`, a part of it, or a copy with
+    com.microsoft twins) has a shape onnx can only get by propagating values: a VALUE_INPUTS input
+    that no initializer or Constant holds, or a Shape/Size node (its values feed such inputs); a
+    subgraph counts as needing them. `copy_of_graph`: `model` has exactly `graph`'s nodes, so the
+    IR's op types answer "none" without a look at every NodeProto (100k of them in a large model).
+    """
+    if copy_of_graph and not VALUE_INPUTS.keys() & {node.op_type for node in graph.nodes.values()} and not any(
+            node.attr_types and any(kind in _GRAPH_KINDS for kind in node.attr_types.values())
+            for node in graph.nodes.values()):
+        return False
+    constants = set(graph.initializers)   # a weight declared as a typed input: its values are no one's to propagate
+    constants.update(init.name for init in model.graph.initializer)
+    constants.update(output for node in model.graph.node if node.op_type == "Constant" and not node.domain
+                     for output in node.output)
+    for node in model.graph.node:
+        if any(attribute.type in _GRAPH_KINDS for attribute in node.attribute):
+            return True
+        indices = VALUE_INPUTS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if indices is None:
+            continue
+        if not indices or any(index < len(node.input) and node.input[index] and node.input[index] not in constants
+                              for index in indices):
+            return True
+    return False
+
+
+def long_vector(inferred: onnx.ModelProto) -> tuple[str, int] | None:
+    """(name, length) of the first rank-1 tensor of `inferred` longer than MAX_PROPAGATED_LENGTH, else None."""
+    graph = inferred.graph
+    for info in chain(graph.input, graph.value_info, graph.output):
+        tensor_type = info.type.tensor_type
+        if tensor_type.HasField("shape") and len(tensor_type.shape.dim) == 1:
+            length = tensor_type.shape.dim[0].dim_value   # 0 when symbolic or unknown
+            if length > MAX_PROPAGATED_LENGTH:
+                return info.name, length
+    return None

@@ -1,0 +1,76 @@
+"""onnx's value propagation (data_prop) runs only where a shape needs it, and never on a long vector (breaker6 R2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.analyzer import analyze
+from segcost.frontends.onnx import load_model
+from segcost.shapes.propagation import MAX_PROPAGATED_LENGTH
+
+
+def _model(nodes, inputs, inits=()):
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def data_prop_calls(monkeypatch):
+    """The data_prop flag of every onnx shape-inference call segcost makes."""
+    calls: list[bool] = []
+    infer = onnx.shape_inference.infer_shapes
+
+    def recording(model, *args, **kwargs):
+        calls.append(bool(kwargs.get("data_prop")))
+        return infer(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", recording)
+    return calls
+
+
+def _chain(vector_length: int | None = None) -> onnx.ModelProto:
+    """y = Reshape(x, Concat(Shape(x)[0:2], [-1])) (a flatten through a shape chain); with `vector_length`,
+    plus a rank-1 input v of that length added to itself (its sum is what onnx would hold as dims)."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "zero", "two"], ["head"]),
+             helper.make_node("Concat", ["head", "minus_one"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"], name="flatten"),
+             helper.make_node("MatMul", ["flat", "w"], ["y"], name="matmul")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 8])]
+    if vector_length is not None:
+        nodes.append(helper.make_node("Add", ["v", "v"], ["v2"], name="vector_add"))
+        inputs.append(helper.make_tensor_value_info("v", TensorProto.FLOAT, [vector_length]))
+    inits = [numpy_helper.from_array(np.array(value, np.int64), name)
+             for name, value in (("zero", [0]), ("two", [2]), ("minus_one", [-1]))]
+    inits.append(numpy_helper.from_array(np.ones((48, 3), np.float32), "w"))
+    return _model(nodes, inputs, inits)
+
+
+def test_graph_without_value_inputs_is_inferred_without_propagation(data_prop_calls):
+    """R2: y = v + v on a 30M-element vector took 4.3 GB with data_prop (3M here);
+    it needs no values at all."""
+    model = _model([helper.make_node("Add", ["v", "v"], ["y"], name="add")],
+                   [helper.make_tensor_value_info("v", TensorProto.FLOAT, [3_000_000])])
+    result = analyze(load_model(model))
+    assert data_prop_calls and not any(data_prop_calls)
+    assert result.layers[0].output_shape == [3_000_000]
+
+
+def test_shape_chain_is_propagated_after_a_plain_pass(data_prop_calls):
+    result = analyze(load_model(_chain()))
+    assert data_prop_calls[:2] == [False, True]
+    assert result.totals.macs == 1 * 4 * 48 * 3   # the Reshape's [1, 4, 48] came through the chain
+
+
+def test_long_vector_turns_propagation_off(data_prop_calls):
+    """A rank-1 tensor over the bound: no propagating pass at all; the chain is then resolved by segcost's own
+    evaluator (shapes.values), so the count is still exact."""
+    result = analyze(load_model(_chain(MAX_PROPAGATED_LENGTH + 1)))
+    assert data_prop_calls and not any(data_prop_calls)
+    assert result.totals.macs == 1 * 4 * 48 * 3
