@@ -297,7 +297,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
     from segcost.passes.qdq import PowerOfTwoScalesPass
-    from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips
+    from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips, unlocated_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.bias_correction import CorrectConvBiasPass
     from segcost.quant.fallback import mismatched_concats
@@ -371,7 +371,9 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         restored = reattach_biases(int8_graph, prepared, quantizable)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
     # activations whose clipping now lives in a scale/zero point, found in the float graph that was quantized
-    clips = removed_clips(reference if reference is not None and equalized else graph, int8_graph)
+    quantized_float = reference if reference is not None and equalized else graph
+    clips = removed_clips(quantized_float, int8_graph)
+    unlocated = unlocated_clips(quantized_float, int8_graph, clips)
     steps: list[PassBase] = [ShareConcatScalesPass(clips)]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
@@ -381,7 +383,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
-    problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips)
+    problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips) + unlocated
     int8_model, int8_result = to_model(result.graph), result.graph
     if float16:
         int8_model = with_float16_io(int8_model)
