@@ -296,7 +296,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
-    from segcost.passes.qdq import PowerOfTwoScalesPass
+    from segcost.passes.qdq import PowerOfTwoScalesPass, non_pow2_scales
     from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips, unlocated_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.bias_correction import CorrectConvBiasPass
@@ -384,6 +384,8 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
     problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips) + unlocated
+    if options.pow2_scales:
+        problems += non_pow2_scales(result.graph)
     int8_model, int8_result = to_model(result.graph), result.graph
     if float16:
         int8_model = with_float16_io(int8_model)
