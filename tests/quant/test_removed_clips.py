@@ -169,3 +169,21 @@ def test_every_activation_onnxruntime_may_remove_is_tracked():
 
     removable = {op for op, handler in QDQRegistry.items() if handler is QDQRemovableActivation}
     assert removable and removable <= set(qdq_clips.CLIP_OPS)
+
+
+def test_the_float_variant_of_a_removed_relu_at_a_graph_output_still_clips(qm, tmp_path):
+    """--mixed's float variant puts a removed activation back where its QuantizeLinear goes; at a graph output the
+    carrier is `<output>_QuantizeLinear_Input`, which it used to miss (Conv without its Relu)."""
+    from segcost.quant.mixed_variants import float_variant
+
+    b = qm.Builder()
+    b.op("Relu", [b.conv("a", "input", 3, 8, gain=2.0)], "relu")
+    model = b.model({"input": SHAPE}, {"relu": [1, 8, 16, 16]})
+    data = np.random.default_rng(1).standard_normal([4, *SHAPE[1:]]).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    result = quantize_graph(load_model(model), QuantizeOptions(calibration=str(tmp_path / "calib.npy"), calib_size=4))
+    assert "Relu" not in {node.op_type for node in result.model.graph.node}
+    variant = float_variant(result.model, result.float_model, live=set())
+    feeds = {"input": data[:1]}
+    np.testing.assert_allclose(run_onnxruntime(variant, feeds)[0], run_onnxruntime(result.float_model, feeds)[0],
+                               atol=1e-5)
