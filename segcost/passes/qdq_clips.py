@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 from segcost.errors import InputError
 from segcost.ir import Graph, Initializer, Node
@@ -177,13 +178,16 @@ class RestoreClipsPass(PassBase):
                 continue
             before = f"{tensor}_before_{clip.op_type.lower()}"
             graph.rename_output(producer, tensor, before)
-            inputs = [before]
-            if clip.op_type == "Clip":
+            inputs, attrs = [before], {}
+            if clip.op_type == "Clip" and graph.info.opset < 11:   # Clip-6: bounds are attributes
+                attrs = {"min": clip.lo, "max": clip.hi}
+            elif clip.op_type == "Clip":
                 for bound, value in (("min", clip.lo), ("max", clip.hi)):
                     name = f"{tensor}_{bound}"
                     graph.initializers[name] = Initializer.from_array(name, np.array(value, np.float32))
                     inputs.append(name)
-            graph.add_node(Node(name=clip.activation, op_type=clip.op_type, inputs=inputs, outputs=[tensor]))
+            graph.add_node(Node(name=clip.activation, op_type=clip.op_type, inputs=inputs, outputs=[tensor],
+                                attrs=attrs, attr_types={name: onnx.AttributeProto.FLOAT for name in attrs}))
             restored.append(clip.activation)
         notes = [f"restored {len(restored)} activations whose clipping a scale change had undone: "
                  + ", ".join(restored)] if restored else []

@@ -187,3 +187,19 @@ def test_the_float_variant_of_a_removed_relu_at_a_graph_output_still_clips(qm, t
     feeds = {"input": data[:1]}
     np.testing.assert_allclose(run_onnxruntime(variant, feeds)[0], run_onnxruntime(result.float_model, feeds)[0],
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_a_clip_put_back_in_an_opset_10_model_has_attribute_bounds(qm, tmp_path, per_channel):
+    """Clip-6 (opset < 11) takes min/max as attributes: a restored Clip with bound inputs was an invalid model."""
+    b = qm.Builder()
+    b.nodes.append(onnx.helper.make_node("Clip", [b.conv("a", "input", 3, 8, gain=2.0)], ["clip"], name="clip",
+                                         min=0.25, max=6.0))
+    model = b.model({"input": SHAPE}, {"clip": [1, 8, 16, 16]}, opset=10)
+    data = np.random.default_rng(1).standard_normal([4, *SHAPE[1:]]).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    result = quantize_graph(load_model(model), QuantizeOptions(calibration=str(tmp_path / "calib.npy"), calib_size=4,
+                                                               per_channel=per_channel))
+    onnx.checker.check_model(result.model, full_check=True)
+    assert result.problems == []
+    assert run_onnxruntime(result.model, {"input": data[:1]})[0].min() >= 0.25 - 6 / 255
