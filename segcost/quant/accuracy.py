@@ -16,7 +16,7 @@ import onnx
 
 from segcost.errors import InputError
 from segcost.quant.calibration import CalibrationSource
-from segcost.quant.decisions import PairCounts, decision_kind, decisions, label_classes
+from segcost.quant.decisions import PairCounts, decision_kind, decisions, label_classes, output_activation
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, float32_bytes, quiet_session, with_outputs
 
@@ -54,8 +54,8 @@ class OutputAgreement:
         """", argmax agreement 99.70%" (or "class-id", "foreground/background (logit > 0)") for the reports."""
         if self.argmax_agreement_pct is None:
             return ""
-        what = {"class ids": "class-id", "logit > 0": "foreground/background (logit > 0)"}.get(self.decision or "",
-                                                                                              "argmax")
+        what = {"class ids": "class-id", "logit > 0": "foreground/background (logit > 0)",
+                "probability > 0.5": "foreground/background (probability > 0.5)"}.get(self.decision or "", "argmax")
         return f", {what} agreement {self.argmax_agreement_pct:.2f}%"
 
 
@@ -175,7 +175,8 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
     stats: dict[str, dict] = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0,
-                                     "pixels": 0, "decision": None} for name in output_names}
+                                     "pixels": 0, "decision": None,
+                                     "activation": output_activation(float_model, name)} for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
     notes: list[str] = []
@@ -234,7 +235,7 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
         entry["aa"] += float(np.sum(a * a))
         entry["bb"] += float(np.sum(b * b))
         entry["dd"] += float(np.sum((a - b) ** 2))
-        kind = decision_kind(float_values[name])
+        kind = decision_kind(float_values[name], entry["activation"])
         if kind is not None and entry["pixels"] == 0:
             entry["decision"] = kind
         if kind is not None and kind == entry["decision"]:
@@ -242,7 +243,7 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
             entry["agree"] += int(np.sum(want == decisions(int8_values[name], kind)))
             entry["pixels"] += want.size
     first = float_values[output_names[0]]
-    kind = decision_kind(first)
+    kind = decision_kind(first, stats[output_names[0]]["activation"])
     spatial = tuple(first.shape[-2:]) if kind is not None else ()
     if sample.label is not None and kind is not None and tuple(sample.label.shape) != spatial:
         mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "

@@ -23,12 +23,18 @@ SHAPE = [1, 3, 16, 16]
 
 
 def _head(qm, form: str) -> onnx.ModelProto:
-    """Two convs; "argmax": 6 scores → ArgMax(keepdims) int64 1×1×H×W; "binary": one logit channel."""
+    """Two convs; "argmax": 6 scores → ArgMax(keepdims) int64 1×1×H×W; "binary": one logit channel;
+    "probability": that logit through a Sigmoid and a ×1 Resize (the decision is p > 0.5, found through the Resize)."""
     b = qm.Builder(seed=0)   # seed 0: 62% foreground, int8 flips 0.6% of the decisions
     hidden = b.op("Relu", [b.conv("a", "input", 3, 16, gain=2.0, kernel=3)], "a_relu")
-    if form == "binary":
+    if form in ("binary", "probability"):
         b.conv("logit", hidden, 16, 1, kernel=3)
-        return b.model({"input": SHAPE}, {"logit": [1, 1, 16, 16]})
+        if form == "binary":
+            return b.model({"input": SHAPE}, {"logit": [1, 1, 16, 16]})
+        b.const("roi", np.zeros(0, np.float32))
+        b.const("scales", np.ones(4, np.float32))
+        b.op("Resize", [b.op("Sigmoid", ["logit"], "p"), "roi", "scales"], "prob", mode="linear")
+        return b.model({"input": SHAPE}, {"prob": [1, 1, 16, 16]})
     b.conv("scores", hidden, 16, 6)
     b.op("ArgMax", ["scores"], "classes", axis=1, keepdims=1)
     model = b.model({"input": SHAPE}, {"scores": [1, 6, 16, 16]})
@@ -50,10 +56,11 @@ def _quantized(model, tmp_path, labels: bool = False):
 
 
 def _decided(values: np.ndarray, form: str) -> np.ndarray:
-    return values[:, 0] > 0 if form == "binary" else values[:, 0]
+    return {"binary": values[:, 0] > 0, "probability": values[:, 0] > 0.5}.get(form, values[:, 0])
 
 
-@pytest.mark.parametrize(("form", "decision"), [("argmax", "class ids"), ("binary", "logit > 0")])
+@pytest.mark.parametrize(("form", "decision"), [("argmax", "class ids"), ("binary", "logit > 0"),
+                                               ("probability", "probability > 0.5")])
 def test_a_one_channel_output_reports_the_pixels_whose_class_changed(qm, tmp_path, form, decision):
     result, source, data = _quantized(_head(qm, form), tmp_path)
     report = compare_models(result.float_model, result.model, source, per_layer=False)
@@ -71,7 +78,7 @@ def test_a_one_channel_output_reports_the_pixels_whose_class_changed(qm, tmp_pat
     assert report.drop() == pytest.approx(measured)     # was 0.0: "cannot measure" read as "no drop"
 
 
-@pytest.mark.parametrize("form", ["argmax", "binary"])
+@pytest.mark.parametrize("form", ["argmax", "binary", "probability"])
 def test_mIoU_of_a_one_channel_output_is_over_its_classes_not_one(qm, tmp_path, form):
     result, source, data = _quantized(_head(qm, form), tmp_path, labels=True)
     report = compare_models(result.float_model, result.model, source, per_layer=False)
@@ -79,7 +86,7 @@ def test_mIoU_of_a_one_channel_output_is_over_its_classes_not_one(qm, tmp_path, 
     counts = PairCounts()
     for index in range(len(data)):
         pred = _decided(run_onnxruntime(result.float_model, {"input": data[index:index + 1]})[0], form)[0]
-        truth = labels[index] > 0 if form == "binary" else labels[index]
+        truth = labels[index] > 0 if form != "argmax" else labels[index]
         counts.add(truth, pred, np.ones(truth.shape, bool))
     assert report.miou_float == pytest.approx(counts.miou())
     assert report.miou_float < 100   # random labels: always 100% over "one class" before
