@@ -42,7 +42,8 @@ from segcost.commands.output import check_outputs, report_kind
               help="Samples for the accuracy report (default: --calib-size).")
 @click.option("--max-drop", type=float, metavar="X",
               help="Exit 1 when int8 loses more than X percentage points of mIoU (or X % of pixels change class "
-                   "without labels; 100 when an int8 output is all zeros).")
+                   "without labels; 100 when an int8 output is all zeros), or when no output has a per-pixel "
+                   "class to measure.")
 @click.option("--measure", "measure_runs", type=click.IntRange(min=1), metavar="N",
               help="Also measure fp32 vs int8 in onnxruntime CPU (1 thread, median CPU time of N runs).")
 @click.option("--mixed", is_flag=True,
@@ -119,9 +120,13 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     failures = int8_failures(result) if result.accuracy is not None else []
     for failure in failures:   # also leading the int8 report above; the model is written all the same
         click.echo(f"segcost: {failure}", err=True)
-    if max_drop is not None and result.accuracy is not None and result.accuracy.drop() > max_drop:
-        click.echo(f"int8 accuracy drop {result.accuracy.drop():.2f} percentage points exceeds --max-drop {max_drop}",
+    drop = result.accuracy.drop() if max_drop is not None and result.accuracy is not None else None
+    if max_drop is not None and result.accuracy is not None and drop is None:   # a gate that cannot be checked fails
+        click.echo(f"segcost: --max-drop {max_drop} cannot be checked: {result.accuracy.unmeasured_reason()}",
                    err=True)
+        ctx.exit(1)
+    if max_drop is not None and drop is not None and drop > max_drop:
+        click.echo(f"int8 accuracy drop {drop:.2f} percentage points exceeds --max-drop {max_drop}", err=True)
         ctx.exit(1)
     if failures:
         ctx.exit(1)

@@ -2,8 +2,13 @@
 
 * `PowerOfTwoScalesPass` — first-generation TIDL devices need every scale to be 2^k.
   Scales are rounded *up* (s′ = 2^⌈log₂ s⌉ ≥ s) so no value that fitted before saturates;
-  constant weights are requantized to the new scale, and every Conv/Gemm bias (int32,
-  scale = s_x·s_w) is requantized to the product of its new input and weight scales.
+  constant weights are requantized to the new scale, and every int32 bias onnxruntime
+  quantizes (Conv, ConvTranspose, Gemm and the normalizations — BatchNormalization,
+  InstanceNormalization, LayerNormalization: operators/conv.py, gemm.py, norm.py, all with
+  scale = s_x·s_w of inputs 0 and 1) is requantized to the product of its new input and
+  weight scales. Any other constant behind a DequantizeLinear is requantized to its own
+  scale rounded up, so that every scale of the written graph is 2^k (`non_pow2_scales`
+  checks it).
 * `ShareConcatScalesPass` (segcost.passes.qdq_share) — Concat scale sharing as a
   whole-graph constraint problem.
 """
@@ -15,9 +20,12 @@ import numpy as np
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
 
-__all__ = ["PowerOfTwoScalesPass", "requantize_biases"]
+__all__ = ["PowerOfTwoScalesPass", "non_pow2_scales", "requantize_biases"]
 
 QUANTIZE, DEQUANTIZE = "QuantizeLinear", "DequantizeLinear"
+# Ops onnxruntime's QDQ quantizer gives an int32 bias at input 2 with scale s_x·s_w of inputs 0 and 1.
+BIAS_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "BatchNormalization", "InstanceNormalization",
+                      "LayerNormalization"})
 _INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-2**31, 2**31 - 1)}
 
 
@@ -56,11 +64,11 @@ def _requantize(values: np.ndarray, zero_point: np.ndarray | None, old_scale: np
 
 
 def requantize_biases(graph: Graph) -> int:
-    """Set each int32 bias's scale to s_x·s_w of its Conv/Gemm (after scale changes); returns the count."""
+    """Set each int32 bias's scale to s_x·s_w of its BIAS_OPS node (after scale changes); returns the count."""
     changed = 0
     for key in graph.topological_order():
         node = graph.node(key)
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.inputs) < 3 or not node.inputs[2]:
+        if node.op_type not in BIAS_OPS or len(node.inputs) < 3 or not node.inputs[2]:
             continue
         producers = [graph.producer(tensor) for tensor in node.inputs[:3]]
         dequantizers = [graph.node(producer) for producer in producers if producer is not None]
@@ -119,7 +127,35 @@ class PowerOfTwoScalesPass(PassBase):
                 _set_constant(graph, scale_name, pow2_ceil(scale))
                 rounded.add(scale_name)
         biases = requantize_biases(graph)
-        modified = bool(rounded or biases)
-        notes = [f"{len(rounded)} scales rounded up to powers of two, {requantized} weights and {biases} biases "
+        others = 0
+        left: dict[str, np.ndarray] = {}   # the scales as they were, for constants sharing one
+        for key in _nodes(graph, DEQUANTIZE):   # constants no bias rule covers: their own scale, rounded up
+            node = graph.node(key)
+            values = _constant(graph, node.inputs[0])
+            scale = left.get(node.inputs[1], _constant(graph, node.inputs[1]))
+            if values is None or scale is None or _is_pow2(scale):
+                continue
+            left.setdefault(node.inputs[1], scale)
+            zero_point = _constant(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+            _set_constant(graph, node.inputs[0], _requantize(values, zero_point, scale, pow2_ceil(scale),
+                                                             int(node.attrs.get("axis", 1))))
+            _set_constant(graph, node.inputs[1], pow2_ceil(scale))
+            others += 1
+        modified = bool(rounded or biases or others)
+        other = f", {others} other constants" if others else ""
+        notes = [f"{len(rounded)} scales rounded up to powers of two, {requantized} weights{other} and {biases} biases "
                  "requantized"] if modified else []
         return PassResult(graph, modified, notes)
+
+
+def non_pow2_scales(graph: Graph) -> list[str]:
+    """One message per QuantizeLinear/DequantizeLinear whose constant scale is not a power of two."""
+    problems = []
+    for op_type in (QUANTIZE, DEQUANTIZE):
+        for key in _nodes(graph, op_type):
+            node = graph.node(key)
+            scale = _constant(graph, node.inputs[1])
+            if scale is not None and not _is_pow2(scale):
+                problems.append(f"{op_type} {node.name or key} has scale {float(scale.ravel()[0]):.6g}, not a power "
+                                "of two (--pow2-scales)")
+    return problems

@@ -10,13 +10,21 @@ point: any later change that widens the range past the activation's bounds — s
 Concat's signed scale (zero point ~120), rounding to a power of two — lets through values
 the float model clamps (measured: Relu → Concat with a signed sibling, SQNR 2.4 dB).
 
-* `removed_clips(float_graph, int8_graph)` — each such tensor with its bounds [lo, hi]
-  (Relu: [0, ∞); Clip: its constant min/max).
+* `removed_clips(float_graph, int8_graph)` — each such activation, keyed by the tensor of
+  the int8 graph its QuantizeLinear reads (the carrier), with its bounds [lo, hi] (Relu:
+  [0, ∞); Clip: its constant min/max). The carrier is the activation's output, or — when that
+  output is a graph output — the `<output>_QuantizeLinear_Input` the quantizer renamed the
+  layer's result to (Q → DQ → output follow it); removal is found by node name, so a removed
+  activation is never skipped because its tensor was renamed.
+* `unlocated_clips(float_graph, int8_graph, clips)` — removed activations with no carrier or
+  no constant bounds: nothing can check or restore them, so they are reported as failures.
 * ShareConcatScalesPass keeps these tensors out of any group whose range exceeds the
   bounds (the edge into the Concat is requantized instead, which clips there).
-* `RestoreClipsPass(clips)` — where a later pass widened the range anyway (a power-of-two
-  scale cannot represent ReLU6's [0, 6]: 2^-5 gives [0, 7.97]), the activation goes back in
-  front of its QuantizeLinear.
+* `RestoreClipsPass(clips)` — where the QuantizeLinear cannot express the bounds (its range
+  always includes 0, so a Clip with min > 0 or max < 0 is never carried: measured 40% of
+  outputs below a 0.25 floor) or a later pass widened the range (a power-of-two scale cannot
+  represent ReLU6's [0, 6]: 2^-5 gives [0, 7.97]), the activation goes back in front of its
+  QuantizeLinear.
 * `lost_clips(int8_graph, clips)` — the post-check: a clip is lost when its tensor's
   QuantizeLinear represents values more than half a step outside [lo, hi].
 """
@@ -27,15 +35,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 from segcost.errors import InputError
 from segcost.ir import Graph, Initializer, Node
 from segcost.ir.opforms import read_operand
 from segcost.passes._infra import PassBase, PassResult
-from segcost.passes.qdq import QUANTIZE, _constant
+from segcost.passes.qdq import DEQUANTIZE, QUANTIZE, _constant
 
-__all__ = ["CLIP_OPS", "RemovedClip", "RestoreClipsPass", "lost_clips", "removed_clips", "representable_range"]
+__all__ = ["CLIP_OPS", "RemovedClip", "RestoreClipsPass", "lost_clips", "removed_clips", "representable_range",
+           "unlocated_clips"]
 
+# The activations onnxruntime's QDQ quantizer may remove (QDQRemovableActivation in
+# onnxruntime/quantization/registry.py; tests/quant/test_removed_clips.py checks the installed registry).
 CLIP_OPS = ("Relu", "Clip")
 
 
@@ -62,24 +74,62 @@ def _bounds(graph: Graph, key: str) -> tuple[float, float] | None:
     return None if lo is None or hi is None else (lo, hi)
 
 
-def removed_clips(float_graph: Graph, int8_graph: Graph) -> dict[str, RemovedClip]:
-    """{tensor: RemovedClip} for each Relu/Clip output of `float_graph` that `int8_graph` computes
-    with another op (the quantizer removed the activation) and quantizes."""
-    clips: dict[str, RemovedClip] = {}
+def _carrier(graph: Graph, tensor: str) -> str | None:
+    """The tensor of the int8 `graph` whose QuantizeLinear carries a removed activation with output `tensor`.
+
+    `tensor` itself when the layer before the activation now produces it; for a graph output the
+    quantizer renames the layer's result to `<tensor>_QuantizeLinear_Input` and adds Q → DQ →
+    `tensor`, so the carrier is that Q's input. None when neither form is found.
+    """
+    producer = graph.producer(tensor)
+    if producer is not None and graph.node(producer).op_type == DEQUANTIZE:
+        quantize = graph.producer(graph.node(producer).inputs[0])
+        if quantize is None or graph.node(quantize).op_type != QUANTIZE:
+            return None
+        tensor = graph.node(quantize).inputs[0]
+        producer = graph.producer(tensor)
+    if producer is None or graph.node(producer).op_type in (*CLIP_OPS, QUANTIZE, DEQUANTIZE):
+        return None
+    if not any(graph.node(user).op_type == QUANTIZE for user in graph.consumers(tensor)):
+        return None
+    return tensor
+
+
+def _removed(float_graph: Graph, int8_graph: Graph) -> list[tuple[str, Node]]:
+    """(key, node) of each Relu/Clip of `float_graph` that has no node of the same name in `int8_graph`."""
+    kept = {int8_graph.node(key).name or key for key in int8_graph.dag}
+    removed = []
     for key in float_graph.dag:
         node = float_graph.node(key)
-        if node.op_type not in CLIP_OPS or not node.outputs or node.domain not in ("", "ai.onnx"):
-            continue
-        tensor = node.outputs[0]
-        producer = int8_graph.producer(tensor)
-        if producer is None or int8_graph.node(producer).op_type in CLIP_OPS:
-            continue
-        if not any(int8_graph.node(user).op_type == QUANTIZE for user in int8_graph.consumers(tensor)):
-            continue
+        if node.op_type in CLIP_OPS and node.outputs and node.domain in ("", "ai.onnx") \
+                and (node.name or key) not in kept:
+            removed.append((key, node))
+    return removed
+
+
+def removed_clips(float_graph: Graph, int8_graph: Graph) -> dict[str, RemovedClip]:
+    """{carrier tensor: RemovedClip} for each Relu/Clip of `float_graph` the quantizer removed from `int8_graph`
+    (matched by node name) whose clipping a QuantizeLinear now carries (`_carrier`) and whose bounds are constant."""
+    clips: dict[str, RemovedClip] = {}
+    for key, node in _removed(float_graph, int8_graph):
+        carrier = _carrier(int8_graph, node.outputs[0])
         bounds = _bounds(float_graph, key)
-        if bounds is not None:
-            clips[tensor] = RemovedClip(node.name or key, node.op_type, *bounds)
+        if carrier is not None and bounds is not None:
+            clips[carrier] = RemovedClip(node.name or key, node.op_type, *bounds)
     return clips
+
+
+def unlocated_clips(float_graph: Graph, int8_graph: Graph, clips: dict[str, RemovedClip]) -> list[str]:
+    """One message per Relu/Clip of `float_graph` missing from `int8_graph` that `clips` does not account for.
+
+    Such an activation (no QuantizeLinear found that carries it, or bounds that are not
+    constants) cannot be checked or put back: the int8 model may not clip where the float one does.
+    """
+    accounted = {clip.activation for clip in clips.values()}
+    return [f"{node.op_type} {node.name or key} was removed by onnxruntime's quantizer and segcost cannot check "
+            f"that the int8 model still clips {node.outputs[0]!r} (no QuantizeLinear carrying it, or bounds that are "
+            "not constants); keep it in float with --exclude-nodes"
+            for key, node in _removed(float_graph, int8_graph) if (node.name or key) not in accounted]
 
 
 def representable_range(graph: Graph, q_key: str) -> tuple[float, float, float] | None:
@@ -128,13 +178,16 @@ class RestoreClipsPass(PassBase):
                 continue
             before = f"{tensor}_before_{clip.op_type.lower()}"
             graph.rename_output(producer, tensor, before)
-            inputs = [before]
-            if clip.op_type == "Clip":
+            inputs, attrs = [before], {}
+            if clip.op_type == "Clip" and graph.info.opset < 11:   # Clip-6: bounds are attributes
+                attrs = {"min": clip.lo, "max": clip.hi}
+            elif clip.op_type == "Clip":
                 for bound, value in (("min", clip.lo), ("max", clip.hi)):
                     name = f"{tensor}_{bound}"
                     graph.initializers[name] = Initializer.from_array(name, np.array(value, np.float32))
                     inputs.append(name)
-            graph.add_node(Node(name=clip.activation, op_type=clip.op_type, inputs=inputs, outputs=[tensor]))
+            graph.add_node(Node(name=clip.activation, op_type=clip.op_type, inputs=inputs, outputs=[tensor],
+                                attrs=attrs, attr_types={name: onnx.AttributeProto.FLOAT for name in attrs}))
             restored.append(clip.activation)
         notes = [f"restored {len(restored)} activations whose clipping a scale change had undone: "
                  + ", ".join(restored)] if restored else []

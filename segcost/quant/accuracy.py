@@ -16,6 +16,7 @@ import onnx
 
 from segcost.errors import InputError
 from segcost.quant.calibration import CalibrationSource
+from segcost.quant.decisions import PairCounts, decision_kind, decisions, label_classes, output_activation
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, float32_bytes, quiet_session, with_outputs
 
@@ -42,8 +43,20 @@ class OutputAgreement:
     relative_error: float
     max_abs_error: float
     cosine_similarity: float
-    argmax_agreement_pct: float | None  # per-pixel argmax over channels (segmentation outputs)
+    # % of pixels whose class decision agrees (segcost.quant.decisions: argmax over channels, logit > 0 of a
+    # one-channel logit, or the ids of an integer class map); None for an output with no per-pixel class
+    argmax_agreement_pct: float | None
     all_zero: bool = False
+    decision: str | None = None   # how the class is read: "argmax", "logit > 0", "class ids"
+
+    @property
+    def agreement_text(self) -> str:
+        """", argmax agreement 99.70%" (or "class-id", "foreground/background (logit > 0)") for the reports."""
+        if self.argmax_agreement_pct is None:
+            return ""
+        what = {"class ids": "class-id", "logit > 0": "foreground/background (logit > 0)",
+                "probability > 0.5": "foreground/background (probability > 0.5)"}.get(self.decision or "", "argmax")
+        return f", {what} agreement {self.argmax_agreement_pct:.2f}%"
 
 
 # Below this an int8 output's error is more than ~32% of its signal (relative error = 10^(−SQNR/20)):
@@ -74,18 +87,27 @@ class AccuracyReport:
                 f"{MIN_OUTPUT_SQNR_DB:g} dB (relative error {output.relative_error:.2f})"
                 for output in self.outputs if output.all_zero or output.sqnr_db < MIN_OUTPUT_SQNR_DB]
 
-    def drop(self) -> float:
-        """The accuracy drop `--max-drop` is checked against, in percentage points.
+    def drop(self) -> float | None:
+        """The accuracy drop `--max-drop` is checked against, in percentage points; None when it cannot be measured.
 
-        mIoU percentage points when there are labels, else the % of pixels whose class
-        changed; 100 when an int8 output is all zeros and the float one is not.
+        100 when an int8 output is all zeros and the float one is not; else mIoU percentage
+        points when there are labels; else the largest % of pixels whose class changed over
+        the outputs with a per-pixel class (segcost.quant.decisions); None when no output has one
+        (`unmeasured_reason` says why) — never 0 for "not measured".
         """
         if any(output.all_zero for output in self.outputs):
             return 100.0
         if self.miou_drop is not None:
             return self.miou_drop
-        agreement = self.outputs[0].argmax_agreement_pct if self.outputs else None
-        return 0.0 if agreement is None else 100.0 - agreement
+        changed = [100.0 - output.argmax_agreement_pct for output in self.outputs
+                   if output.argmax_agreement_pct is not None]
+        return max(changed) if changed else None
+
+    def unmeasured_reason(self) -> str:
+        """Why `drop()` is None: the outputs and what they lack."""
+        names = ", ".join(repr(output.name) for output in self.outputs) or "none"
+        return (f"no output has a per-pixel class (outputs: {names}; a class needs N×C×H×W float scores, an N×1×H×W "
+                "logit, or an integer class map N×1×H×W / N×H×W) and there are no labels for mIoU")
 
 
 def _activation_pairs(int8_model: onnx.ModelProto) -> list[tuple[str, str, str, str]]:
@@ -152,8 +174,9 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     output_names = [output.name for output in float_model.graph.output]
     signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
-    stats = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0, "pixels": 0}
-             for name in output_names}
+    stats: dict[str, dict] = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0,
+                                     "pixels": 0, "decision": None,
+                                     "activation": output_activation(float_model, name)} for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
     notes: list[str] = []
@@ -212,22 +235,27 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
         entry["aa"] += float(np.sum(a * a))
         entry["bb"] += float(np.sum(b * b))
         entry["dd"] += float(np.sum((a - b) ** 2))
-        if a.ndim == 4 and a.shape[1] > 1:
-            entry["agree"] += int(np.sum(a.argmax(1) == b.argmax(1)))
-            entry["pixels"] += a.shape[0] * a.shape[2] * a.shape[3]
+        kind = decision_kind(float_values[name], entry["activation"])
+        if kind is not None and entry["pixels"] == 0:
+            entry["decision"] = kind
+        if kind is not None and kind == entry["decision"]:
+            want = decisions(float_values[name], kind)
+            entry["agree"] += int(np.sum(want == decisions(int8_values[name], kind)))
+            entry["pixels"] += want.size
     first = float_values[output_names[0]]
-    if sample.label is not None and first.ndim == 4 and tuple(sample.label.shape) != tuple(first.shape[2:]):
+    kind = decision_kind(first, stats[output_names[0]]["activation"])
+    spatial = tuple(first.shape[-2:]) if kind is not None else ()
+    if sample.label is not None and kind is not None and tuple(sample.label.shape) != spatial:
         mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
-                    f"{output_names[0]!r} is {'x'.join(map(str, first.shape[2:]))} (no upsampling to the input)")
+                    f"{output_names[0]!r} is {'x'.join(map(str, spatial))} (no upsampling to the input)")
         if mismatch not in notes:
             notes.append(mismatch)
-    elif sample.label is not None and first.ndim == 4:
-        classes = first.shape[1]
+    elif sample.label is not None and kind is not None:
         if confusion_float is None:
-            confusion_float = np.zeros((classes, classes), np.int64)
-            confusion_int8 = np.zeros((classes, classes), np.int64)
-        confusion_float += confusion(first.argmax(1)[0], sample.label, classes)
-        confusion_int8 += confusion(int8_values[output_names[0]].argmax(1)[0], sample.label, classes)
+            confusion_float, confusion_int8 = PairCounts(), PairCounts()
+        truth, valid = label_classes(sample.label, kind, first.shape[1])
+        confusion_float.add(truth, decisions(first, kind)[0], valid)
+        confusion_int8.add(truth, decisions(int8_values[output_names[0]], kind)[0], valid)
     return confusion_float, confusion_int8
 
 
@@ -243,12 +271,13 @@ def _report(samples, output_names, stats, pairs, signal, noise, notes, confusion
             name, _sqnr(entry["aa"], entry["dd"]),
             float(np.sqrt(entry["dd"] / entry["aa"])) if entry["aa"] else (0.0 if entry["dd"] == 0 else float("inf")),
             entry["max_abs"], float(entry["dot"] / norm) if norm else 0.0,
-            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None, all_zero))
+            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None, all_zero,
+            entry["decision"] if entry["pixels"] else None))
     layers = [LayerSQNR(tensor, producer, op_type, _sqnr(signal[twin], noise[twin]))
               for tensor, twin, producer, op_type in pairs]
     layers.sort(key=lambda layer: layer.sqnr_db)
     report = AccuracyReport(samples, outputs, layers, notes=notes)
     if confusion_float is not None:
-        report.miou_float = miou_from_confusion(confusion_float)
-        report.miou_int8 = miou_from_confusion(confusion_int8)
+        report.miou_float = confusion_float.miou()
+        report.miou_int8 = confusion_int8.miou()
     return report

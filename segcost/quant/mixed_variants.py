@@ -74,7 +74,8 @@ def float_variant(int8_model: onnx.ModelProto, float_model: onnx.ModelProto, liv
                 adjacent.add(source.name)
             if not adjacent & live:
                 tensor = quantize.input[0]
-                removed = float_producers.get(tensor)
+                # a graph output's producer writes `<output>_QuantizeLinear_Input` (footprint.RENAMED_OUTPUT_SUFFIX)
+                removed = float_producers.get(tensor) or float_producers.get(tensor.removesuffix(RENAMED_OUTPUT_SUFFIX))
                 if removed is not None and removed.op_type in REMOVABLE and source is not None \
                         and source.op_type != removed.op_type:
                     activation = onnx.NodeProto()

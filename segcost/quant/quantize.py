@@ -36,7 +36,6 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +44,11 @@ import onnx
 from segcost.errors import InputError, SegcostError
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.runtime import open_session
-from segcost.quant.calibration import (
+from segcost.quant.calibration import (  # in_input_dtype: re-exported for segcost.pipeline
     IMAGENET_MEAN,
     IMAGENET_STD,
     CalibrationSource,
-    Sample,
+    in_input_dtype,
     open_source,
 )
 
@@ -136,25 +135,6 @@ def single_image_input(graph: Graph, calibration: str | None = None) -> tuple[st
     return name, static
 
 
-def in_input_dtype(source: CalibrationSource, graph: Graph) -> CalibrationSource:
-    """`source` with its samples cast to the dtype of the model's input (float16 models take float16 feeds).
-
-    Sources yield float32 (segcost.quant.calibration); onnxruntime refuses a float32 feed for
-    a float16 input ("Unexpected input data type"). Other dtypes pass through unchanged.
-    """
-    code = graph.dtype(source.input_name)
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(code) if code else np.dtype(np.float32)
-    if dtype == np.float32 or not np.issubdtype(dtype, np.floating):
-        return source
-
-    def cast(load: Callable[[], Sample]) -> Sample:
-        sample = load()
-        return Sample({name: value.astype(dtype) for name, value in sample.feeds.items()}, sample.label)
-
-    return CalibrationSource(source.input_name, source.input_shape, [partial(cast, load) for load in source.loaders],
-                             f"{source.description}, as {dtype}")
-
-
 def float_output_tail(graph: Graph) -> list[str]:
     """Names of the TAIL_OPS nodes whose results reach only graph outputs, walking back from each output."""
     tail: list[str] = []
@@ -208,6 +188,23 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     onnx.save_model(copy, path, save_as_external_data=True, location=f"{path.name}.data")
+
+
+def _failure_message(error: Exception, message: str, graph: Graph, options: QuantizeOptions) -> str:
+    """The QuantizationError text: what failed, and only workarounds that change what failed.
+
+    An onnxruntime error running the model (calibration runs the float model as it is) is not
+    cured by --exclude-nodes or --per-tensor, so none is offered; a quantizer error gets
+    --exclude-nodes for the layer it names and --per-tensor when weights were per channel.
+    """
+    layer = _layer_in(str(error), graph)
+    where = f" at layer {layer!r}" if layer else ""
+    if "[ONNXRuntimeError]" in message:
+        return (f"onnxruntime could not run the model on the calibration data{where}: {message} (neither "
+                "--exclude-nodes nor --per-tensor changes this run; check the model runs in onnxruntime)")
+    hints = ([f"--exclude-nodes {layer}"] if layer else []) + (["--per-tensor"] if options.per_channel else [])
+    hint = f"; workaround: {' or '.join(hints)}" if hints else "; please report this model"
+    return f"onnxruntime's quantizer failed{where}: {type(error).__name__}: {message}{hint}"
 
 
 def _layer_in(message: str, graph: Graph) -> str | None:
@@ -296,8 +293,8 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.frontends.onnx import load_model
     from segcost.ir.onnx_io import to_model
     from segcost.passes import EliminateDeadNodesPass, PassBase, PassManager
-    from segcost.passes.qdq import PowerOfTwoScalesPass
-    from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips
+    from segcost.passes.qdq import PowerOfTwoScalesPass, non_pow2_scales
+    from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips, unlocated_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.bias_correction import CorrectConvBiasPass
     from segcost.quant.fallback import mismatched_concats
@@ -324,6 +321,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if float16:   # quantized as float32, then given back its float16 inputs and outputs (module docstring)
         float_model = to_float32(float_model)
         graph = load_model(float_model, label=graph.info.path)
+    source = in_input_dtype(source, graph)   # e.g. raw uint8 pixels for a uint8 image input
     excluded = list(options.exclude_nodes)
     if options.target == "cpu":
         excluded += [name for name in float_output_tail(graph) if name not in excluded]
@@ -359,11 +357,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
             raise
         except Exception as error:  # noqa: BLE001 - onnxruntime's quantizer raises bare numpy/ORT errors
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            layer = _layer_in(str(error), graph)
-            where = f" at layer {layer!r}" if layer else ""
-            hint = (f"--exclude-nodes {layer}" if layer else "--exclude-nodes LAYER (see `segcost analyze` for names)")
-            raise QuantizationError(f"onnxruntime's quantizer failed{where}: {type(error).__name__}: {message}; "
-                                    f"workaround: {hint}, or --per-tensor") from None
+            raise QuantizationError(_failure_message(error, message, graph, options)) from None
         quantized = onnx.load(output)  # weights inline: the temp dir goes away
     int8_graph = load_model(quantized, label="int8")
     notes += list(prepared.notes) + (fallback_notes if options.float_fallback else [])
@@ -371,7 +365,9 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         restored = reattach_biases(int8_graph, prepared, quantizable)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")
     # activations whose clipping now lives in a scale/zero point, found in the float graph that was quantized
-    clips = removed_clips(reference if reference is not None and equalized else graph, int8_graph)
+    quantized_float = reference if reference is not None and equalized else graph
+    clips = removed_clips(quantized_float, int8_graph)
+    unlocated = unlocated_clips(quantized_float, int8_graph, clips)
     steps: list[PassBase] = [ShareConcatScalesPass(clips)]
     if options.pow2_scales:
         steps.append(PowerOfTwoScalesPass())
@@ -381,7 +377,9 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     steps.append(EliminateDeadNodesPass())
     result = PassManager(steps)(int8_graph)
     notes += [note for record in result.records for note in record.notes]
-    problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips)
+    problems = concat_scale_mismatches(result.graph) + lost_clips(result.graph, clips) + unlocated
+    if options.pow2_scales:
+        problems += non_pow2_scales(result.graph)
     int8_model, int8_result = to_model(result.graph), result.graph
     if float16:
         int8_model = with_float16_io(int8_model)

@@ -28,8 +28,7 @@ HEADERS = ["layer kept in float", "op", "reason", "int8 µs", "fp32 µs", "cost 
 def summary_lines(mixed) -> list[str]:
     """The --mixed summary: goal, SQNR full int8 vs mixed (calibration samples), predicted latencies, work."""
     int8_sqnr = ", ".join(f"{output.name} SQNR {output.sqnr_db:.1f} dB"
-                          + ("" if output.argmax_agreement_pct is None
-                             else f", argmax agreement {output.argmax_agreement_pct:.2f}%")
+                          + output.agreement_text
                           for output in mixed.int8_outputs)
     goal = "met" if mixed.goal_met else "NOT met"
     lines = [f"mixed precision: {len(mixed.kept)} of {mixed.units} quantized layers kept in float "

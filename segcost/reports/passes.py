@@ -84,11 +84,9 @@ def render_int8(result) -> str:
     lines = [f"warning: {failure}" for failure in int8_failures(result)]
     lines.append(f"int8: calibrated on {quantization.source.description}")
     for output in accuracy.outputs:
-        agreement = "" if output.argmax_agreement_pct is None else \
-            f", argmax agreement {output.argmax_agreement_pct:.2f}%"
         lines.append(f"output {output.name}: SQNR {output.sqnr_db:.1f} dB, relative error {output.relative_error:.4f}"
-                     f"{agreement}, cosine {output.cosine_similarity:.5f}, max abs error {output.max_abs_error:.4g} "
-                     f"({accuracy.samples} samples)")
+                     f"{output.agreement_text}, cosine {output.cosine_similarity:.5f}, "
+                     f"max abs error {output.max_abs_error:.4g} ({accuracy.samples} samples)")
     if accuracy.miou_drop is not None:
         lines.append(f"mIoU: float {accuracy.miou_float:.2f}%, int8 {accuracy.miou_int8:.2f}%, "
                      f"drop {accuracy.miou_drop:.2f} percentage points")

@@ -79,7 +79,9 @@ def test_gemm_per_channel_axis_follows_trans_b(qm, trans_b):
     assert next(attr.i for attr in weight_dq.attribute if attr.name == "axis") == (0 if trans_b else 1)
 
 
-def test_a_quantizer_failure_names_the_layer_and_a_workaround(qm):
+def test_a_model_onnxruntime_cannot_run_names_the_layer_and_no_false_workaround(qm):
+    """A float64 weight: onnxruntime refuses the float model itself, which no quantizer option changes (breaker6
+    R4: the message used to suggest --exclude-nodes/--per-tensor, which cannot help)."""
     b = qm.Builder()
     b.conv("x", "input", 3, 4)
     b.inits[0] = numpy_helper.from_array(numpy_helper.to_array(b.inits[0]).astype(np.float64), "x_w")
@@ -89,7 +91,27 @@ def test_a_quantizer_failure_names_the_layer_and_a_workaround(qm):
         opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(SegcostError) as raised:
         quantize_graph(load_model(model), QuantizeOptions(calib_size=2))
-    assert "'x'" in str(raised.value) and "workaround" in str(raised.value)
+    assert "'x'" in str(raised.value) and "workaround" not in str(raised.value)
+    assert "could not run the model on the calibration data" in str(raised.value)
+
+
+def test_a_quantizer_failure_offers_only_workarounds_that_change_it(qm):
+    from segcost.quant.quantize import _failure_message
+
+    graph = load_model(_conv_model(qm))
+    error = ValueError("weight of node x has no range")
+    assert _failure_message(error, str(error), graph, QuantizeOptions()).endswith(
+        "workaround: --exclude-nodes x or --per-tensor")
+    assert _failure_message(error, str(error), graph, QuantizeOptions(per_channel=False)).endswith(
+        "workaround: --exclude-nodes x")
+    anonymous = ValueError("no range")
+    assert "workaround" not in _failure_message(anonymous, "no range", graph, QuantizeOptions(per_channel=False))
+
+
+def _conv_model(qm) -> onnx.ModelProto:
+    b = qm.Builder()
+    b.conv("x", "input", 3, 4)
+    return b.model({"input": [1, 3, 16, 16]}, {"x": [1, 4, 16, 16]})
 
 
 def test_unknown_exclude_nodes_is_an_error(qm):
