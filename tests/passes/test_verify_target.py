@@ -149,3 +149,17 @@ def test_cost_places_the_r5_layers_on_the_fallback_core(case):
     assert [layer.placement != ACCELERATOR for layer in report.layers] == [True]
     clean = estimate(load(_resize([1, 1, 2, 2])), load_profile("tda4vm"))
     assert [layer.placement for layer in clean.layers] == [ACCELERATOR]
+
+
+def test_every_rule_set_field_is_read_by_a_check():
+    # the loader refuses keys RuleSet lacks; this closes the loop: each RuleSet field is read by verify_target
+    import dataclasses
+    import inspect
+
+    from segcost.passes import target_rules, verify_target
+
+    source = inspect.getsource(verify_target)
+    descriptive = {"name", "description", "source", "not_enforced"}
+    unread = [item.name for item in dataclasses.fields(target_rules.RuleSet)
+              if item.name not in descriptive and f"rules.{item.name}" not in source]
+    assert unread == []
