@@ -150,7 +150,7 @@ def conv_transpose(op: OpView) -> OpCost:
 
 @cost_rule("DeformConv", pure=True)
 def deform_conv(op: OpView) -> OpCost:
-    """MACs as Conv; flops = (2·2^r − 1)·S + S if mask + r·P + bias adds (S values, P points: module doc)."""
+    """MACs as Conv; flops += (2^(r+1)−1)·S + S·mask + r·P + bias; S = N·C_in·Π(out)·Π(k), P = S·offset_group/C_in."""
     x_shape, w_shape, offset_shape = op.input_shape(0), op.input_shape(1), op.input_shape(2)
     group, offset_group = int(op.attr("group", 1)), int(op.attr("offset_group", 1))
     rank = len(x_shape) - 2
