@@ -15,6 +15,7 @@ from segcost.analyzer.rules import (  # noqa: F401 - importing registers the rul
     elementwise,
     matmul,
     normalization,
+    regions,
     spatial,
 )
 

@@ -150,3 +150,23 @@ def _total_sequence_length(op: OpView) -> int | None:
         return None
     value = constant_value(op.graph, op.node.inputs[6])
     return int(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+
+@cost_rule("RotaryEmbedding")
+@cost_rule("RotaryEmbedding", domains=MICROSOFT)
+def rotary_embedding(op: OpView) -> OpCost:
+    """flops = 3·E·rot/H: x·cos ± x′·sin on the first rot of each head's H dims (rot = rotary_embedding_dim or H)."""
+    shape = op.input_shape(0)   # (B, N, S, H), or (B, S, N·H) with num_heads
+    if len(shape) == 4:
+        head = shape[-1]
+    elif len(shape) == 3:
+        _, head = _heads(op, "num_heads", shape[-1])
+    else:
+        raise ShapeError(f"{op.where}: input {list(shape)} is neither (B, N, S, H) nor (B, S, hidden)")
+    rotated = int(op.attr("rotary_embedding_dim", 0)) or head
+    if rotated > head or rotated % 2:
+        raise ShapeError(f"{op.where}: rotary_embedding_dim {rotated} must be even and at most the head size {head}")
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    return OpCost(flops=ROTARY_FLOPS * (elements // head) * rotated)

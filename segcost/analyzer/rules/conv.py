@@ -6,6 +6,15 @@ C_in/group (resp. C_out/group) is read from the weight's dim 1, so grouped and d
 convolutions need no special case. Spatial sizes come from shape inference; when it gave
 none they are derived here from pads/auto_pad/strides/dilations, so an exact count never
 depends on inference succeeding for the whole graph.
+
+DeformConv (ONNX DeformConv-19/22; torchvision.ops.deform_conv2d) is a Conv whose kernel taps
+read the input at offset positions, bilinearly interpolated: its MACs are Conv's, and its
+flops add, with S = N·C_in·prod(out)·prod(kernel) sampled values and P = N·offset_group·
+prod(out)·prod(kernel) sampling points: 2·4^r − 1 per sampled value for the r-linear
+interpolation (a weighted sum of 2^r neighbours per axis pair, as Resize and GridSample:
+7 in 2-D), one multiply per sampled value by the mask when given, and one add per axis and
+sampling point to place it (base position + offset). The offsets are shared by the
+C_in/offset_group channels of a group, so placing counts per point, interpolating per value.
 """
 
 from __future__ import annotations
@@ -137,3 +146,46 @@ def conv_transpose(op: OpView) -> OpCost:
     kind = "depthwise" if depthwise else ("grouped" if group > 1 else "dense")
     return OpCost(macs=macs, flops=bias_adds, kind=kind, group=group, kernel=tuple(kernel),
                   stride=tuple(strides), output_shape=output_shape)
+
+
+@cost_rule("DeformConv", pure=True)
+def deform_conv(op: OpView) -> OpCost:
+    """MACs as Conv; flops += (2^(r+1)−1)·S + S·mask + r·P + bias; S = N·C_in·Π(out)·Π(k), P = S·offset_group/C_in."""
+    x_shape, w_shape, offset_shape = op.input_shape(0), op.input_shape(1), op.input_shape(2)
+    group, offset_group = int(op.attr("group", 1)), int(op.attr("offset_group", 1))
+    rank = len(x_shape) - 2
+    kernel = tuple(w_shape[2:])
+    if rank < 1 or len(w_shape) != len(x_shape) or group <= 0 or x_shape[1] != w_shape[1] * group:
+        raise ShapeError(f"{op.where}: input {list(x_shape)} and weight {list(w_shape)} with group={group} do not "
+                         "form a deformable convolution")
+    if offset_group <= 0 or x_shape[1] % offset_group:
+        raise ShapeError(f"{op.where}: offset_group {offset_group} does not divide the {x_shape[1]} input channels")
+    spatial_out = conv_output_spatial(op, x_shape[2:], kernel)
+    taps = prod(kernel)
+    if list(offset_shape) != [x_shape[0], offset_group * taps * rank, *spatial_out]:
+        raise ShapeError(f"{op.where}: offset {list(offset_shape)} is not [N, offset_group·prod(kernel)·{rank}, "
+                         f"*out] = {[x_shape[0], offset_group * taps * rank, *spatial_out]}")
+    output_shape = (x_shape[0], w_shape[0], *spatial_out)
+    values = x_shape[0] * x_shape[1] * prod(spatial_out) * taps
+    points = x_shape[0] * offset_group * prod(spatial_out) * taps
+    flops = (2 * 2**rank - 1) * values + rank * points
+    flops += values if op.has_input(4) else 0
+    flops += prod(output_shape) if op.has_input(3) else 0
+    strides, _, _ = _spatial_attrs(op, rank)
+    return OpCost(macs=prod(output_shape) * w_shape[1] * taps, flops=flops, kind=conv_kind(group, x_shape[1], w_shape),
+                  group=group, kernel=kernel, stride=tuple(strides), output_shape=output_shape)
+
+
+@cost_rule("CausalConvWithState", pure=True)
+def causal_conv_with_state(op: OpView) -> OpCost:
+    """MACs = B·C·L·k (depthwise causal 1-D, weight (C, 1, k)); flops += B·C·L if bias, 5·B·C·L if silu/swish."""
+    x_shape, w_shape = op.input_shape(0), op.input_shape(1)
+    if len(x_shape) != 3 or len(w_shape) != 3 or w_shape[0] != x_shape[1] or w_shape[1] != 1:
+        raise ShapeError(f"{op.where}: input {list(x_shape)} and weight {list(w_shape)} are not (B, C, L) and "
+                         "(C, 1, k)")
+    elements = prod(x_shape)
+    activation = op.attr("activation", "none")
+    activation = activation.decode() if isinstance(activation, bytes) else activation
+    flops = (elements if op.has_input(2) else 0) + (5 * elements if activation in ("silu", "swish") else 0)
+    return OpCost(macs=elements * w_shape[2], flops=flops, kind="depthwise", group=x_shape[1],
+                  kernel=(w_shape[2],), stride=(1,), output_shape=tuple(x_shape))

@@ -18,6 +18,9 @@ DATA_MOVEMENT_OPS = (
     "DepthToSpace", "SpaceToDepth", "NonZero", "OneHot", "Trilu", "EyeLike", "Compress", "ReverseSequence",
     "SplitToSequence", "ConcatFromSequence", "SequenceAt", "SequenceConstruct", "SequenceEmpty",
     "SequenceInsert", "SequenceLength", "Optional", "OptionalGetElement", "OptionalHasElement",
+    # MaxUnpool scatters values into zeros, CenterCropPad crops/pads, TensorScatter writes rows of a
+    # cache, BitCast reinterprets bytes: no arithmetic on the values
+    "MaxUnpool", "CenterCropPad", "TensorScatter", "BitCast", "SequenceErase",
 )
 
 

@@ -20,7 +20,8 @@ def per_element(op: OpView, flops_per_element: int) -> OpCost:
 
 
 @cost_rule("Relu", "Abs", "Neg", "Sign", "Floor", "Ceil", "Round", "Not", "Reciprocal", "Sqrt", "Exp",
-           "Log", "Tanh", "Erf", "Sin", "Cos", "IsNaN", "IsInf", "Softsign", pure=True)
+           "Log", "Tanh", "Erf", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh",
+           "Atanh", "IsNaN", "IsInf", "Softsign", "BitwiseNot", pure=True)
 def unary(op: OpView) -> OpCost:
     """flops = 1 per output element (one elementary op, e.g. max(x, 0), exp(x))."""
     return per_element(op, 1)
@@ -50,6 +51,24 @@ def sigmoid(op: OpView) -> OpCost:
     return per_element(op, 4)
 
 
+@cost_rule("Shrink", pure=True)
+def shrink(op: OpView) -> OpCost:
+    """flops = 2 per output element (compare with ±lambd, then add or subtract bias; 0 inside the band)."""
+    return per_element(op, 2)
+
+
+@cost_rule("Swish", pure=True)
+def swish(op: OpView) -> OpCost:
+    """flops = 5 per output element (Sigmoid's 4 + ·x), + 1 for α·x when alpha ≠ 1 (ONNX Swish-24)."""
+    return per_element(op, 5 + (float(op.attr("alpha", 1.0)) != 1.0))
+
+
+@cost_rule("SwiGLU", pure=True)
+def swiglu(op: OpView) -> OpCost:
+    """flops = Swish's 5 (+1 when alpha ≠ 1) + 1 (·B) per output element (ONNX SwiGLU-28: Swish(A)·B)."""
+    return per_element(op, 6 + (float(op.attr("alpha", 1.0)) != 1.0))
+
+
 @cost_rule("HardSwish", pure=True)
 def hard_swish(op: OpView) -> OpCost:
     """flops = 4 per output element (x·hardsigmoid(x): 3 for hardsigmoid + 1 mul)."""
@@ -57,7 +76,8 @@ def hard_swish(op: OpView) -> OpCost:
 
 
 @cost_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "Equal", "Greater",
-           "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "BitShift", pure=True)
+           "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "BitShift", "BitwiseAnd",
+           "BitwiseOr", "BitwiseXor", pure=True)
 def nary(op: OpView) -> OpCost:
     """flops = (inputs − 1) per output element (an n-ary op combines n values with n−1 ops)."""
     present = sum(1 for tensor in op.node.inputs if tensor)

@@ -155,3 +155,22 @@ def quick_gelu(op: OpView) -> OpCost:
 def mish(op: OpView) -> OpCost:
     """flops = 8 per output element (x·tanh(softplus(x)), counted as ~8 elementary ops)."""
     return per_element(op, 8)
+
+
+def _lrn_window_adds(channels: int, size: int) -> int:
+    """Σ_c (terms − 1) over the channels, terms = the channels in c's window (ONNX LRN: clipped at 0 and C − 1)."""
+    before, after = (size - 1) // 2, -(-(size - 1) // 2)
+    return sum(min(channels - 1, c + after) - max(0, c - before) for c in range(channels))
+
+
+@cost_rule("LRN", pure=True)
+def lrn(op: OpView) -> OpCost:
+    """flops = 5·E + (E/C)·Σ_c(window_c − 1): x², window sum, ·α/size, +bias, ^β, ÷ (window clipped at the edges)."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    size = int(op.attr("size", 0))
+    if size <= 0:
+        raise ShapeError(f"{op.where}: attribute size = {size} must be positive")
+    if not is_static_shape(shape) or len(shape) < 2 or min(shape) < 0:
+        return OpCost(status=SHAPE_UNKNOWN)
+    positions = prod(shape) // shape[1] if shape[1] else 0
+    return OpCost(flops=5 * prod(shape) + positions * _lrn_window_adds(shape[1], size))

@@ -81,6 +81,31 @@ def top_k(op: OpView) -> OpCost:
     return global_pool(op)
 
 
+@cost_rule("Hardmax")
+def hardmax(op: OpView) -> OpCost:
+    """flops = input elements (one compare per element along the axis; the one-hot write is free)."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    axis = op.operand("axis").scalar()  # default 1 before opset 13, -1 from 13
+    if shape is not None and axis is not None:
+        normalize_axis(int(axis), len(shape), f"{op.where} attribute axis")
+    return global_pool(op)
+
+
+@cost_rule("CumSum", "CumProd")
+def cumulative(op: OpView) -> OpCost:
+    """flops = (E / L)·(L − 1) adds/multiplies, L − 2 per row when exclusive (L = length of the axis)."""
+    shape = op.input_shapes[0] if op.input_shapes else None
+    axis_value = constant_value(op.graph, op.node.inputs[1]) if op.graph is not None and op.has_input(1) else None
+    if not is_static_shape(shape) or axis_value is None or axis_value.size != 1:
+        return OpCost(status=SHAPE_UNKNOWN)   # the axis is computed at run time: the row length is unknown
+    if not shape:
+        return OpCost(status=ZERO_BY_CONVENTION)
+    axis = normalize_axis(int(axis_value.reshape(-1)[0]), len(shape), f"{op.where} input axis")
+    length = shape[axis]
+    per_row = max(length - (2 if op.attr("exclusive", 0) else 1), 0)
+    return OpCost(flops=(prod(shape) // length) * per_row if length else 0)
+
+
 _NEIGHBOURS_PER_AXIS = {"linear": 2, "bilinear": 2, "cubic": 4}
 
 
@@ -125,6 +150,19 @@ def grid_sample(op: OpView) -> OpCost:
     # coordinates are mapped to pixels once per grid point and axis (a multiply and an add)
     interpolation = (2 * neighbours - 1) * prod(output_shape) if neighbours else 0
     return OpCost(flops=interpolation + 2 * rank * prod(grid_shape[:-1]), output_shape=output_shape)
+
+
+@cost_rule("AffineGrid", pure=True)
+def affine_grid(op: OpView) -> OpCost:
+    """MACs = N·prod(size[2:])·r·(r+1): theta (N, r, r+1) times each homogeneous grid point, a batched MatMul."""
+    theta = op.input_shape(0)
+    output = op.output_shape(0)   # (N, *size[2:], r), from the constant size input
+    rank = theta[1] if len(theta) == 3 else 0
+    if rank not in (2, 3) or theta[2] != rank + 1:
+        raise ShapeError(f"{op.where}: theta {list(theta)} is neither (N, 2, 3) nor (N, 3, 4)")
+    if output is None:
+        return OpCost(status=SHAPE_UNKNOWN)
+    return OpCost(macs=prod(output[:-1]) * rank * (rank + 1), kind="other", output_shape=output)
 
 
 _COL2IM_MAX_PAIRS = 1 << 22  # (block, offset) pairs walked per axis; a real image has far fewer
