@@ -161,8 +161,9 @@ def baseline_group() -> None:
 def baseline_save(models, config, input_shapes, output) -> None:
     """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
     from segcost.budget.budgets import ModelBudget, find_config, load_budgets
-    from segcost.budget.evaluate import baseline_snapshot, check_model
+    from segcost.budget.evaluate import baseline_snapshot, check_baseline, check_model
     from segcost.fileio.writes import json_text
+
     if models:
         budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
     else:
@@ -172,7 +173,7 @@ def baseline_save(models, config, input_shapes, output) -> None:
     for budget in budgets:  # a baseline records costs only; limits are the check's business
         budget.verify = False
         budget.max_latency_ms = None
-    snapshot = baseline_snapshot([check_model(budget) for budget in budgets])
+    snapshot = check_baseline(baseline_snapshot([check_model(budget) for budget in budgets]), output)  # loads back
     plan.write(output, json_text(snapshot, sort_keys=True))
     click.echo(f"wrote {output} ({len(budgets)} models)")
 
