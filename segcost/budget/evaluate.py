@@ -12,6 +12,7 @@ from segcost.analyzer import AnalysisResult
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
 from segcost.budget.coverage import CountGaps, count_gaps
 from segcost.errors import InputError
+from segcost.fileio.numbers import parse_decimal, parse_input_shapes
 from segcost.fileio.reads import read_json_file
 
 BASELINE_SCHEMA = "segcost.baseline/1"
@@ -64,7 +65,7 @@ def load_model_graph(budget: ModelBudget):
     """The IR of a budget's model: an ONNX file, or a zoo model exported on the fly (torch extra)."""
     from segcost.frontends import onnx as onnx_frontend
 
-    shapes = onnx_frontend.parse_input_shapes(budget.input_shapes)
+    shapes = parse_input_shapes(budget.input_shapes)
     if budget.source == BUILTIN_SOURCE:
         from segcost.samples import deeplabv3lite
 
@@ -262,10 +263,11 @@ def _shapes_text(shapes) -> str:
 
 
 def parse_percent(text: str) -> float:
-    """'2%' or '2' -> 2.0; a finite, non-negative percentage."""
+    """'2%' or '2' -> 2.0; a finite, non-negative percentage in ASCII digits (fileio.numbers.parse_decimal)."""
+    number = text.strip()
     try:
-        value = float(text.strip().rstrip("%"))
-    except ValueError:
+        value = parse_decimal(number[:-1] if number.endswith("%") else number, "--max-increase")
+    except InputError:
         raise InputError(f"--max-increase {text!r}: expected a percentage such as 2%") from None
     if not math.isfinite(value) or value < 0:
         raise InputError(f"--max-increase {text!r}: must be a finite, non-negative percentage")

@@ -10,6 +10,7 @@ One concept a module:
 * `writes`: atomic writes that never leave half a file or replace a device (`write_atomic`,
   `install`, `destination`);
 * `plan`: a command's outputs checked together before the first write (`OutputPlan`);
+* `numbers`: counts, decimals and input shapes in text, ASCII digits only (`parse_input_shapes`);
 * `csvtext`: the CSV writers, with text cells escaped against formula injection (`SafeWriter`,
   `SafeDictWriter`).
 
