@@ -91,8 +91,10 @@ def _run(argv: list[str] | None) -> None:
         if os.environ.get("SEGCOST_DEBUG"):
             raise
         message = str(error).strip().splitlines()
-        click.echo(f"segcost: error: {type(error).__name__}: {message[-1] if message else ''} "
-                   "(set SEGCOST_DEBUG=1 for a traceback)", err=True)
+        # Bad input is refused where it is read, with a reason (e.g. segcost.fileio.numbers); an exception
+        # that gets here is a check segcost lacks: say so, not "ValueError: ..." as if it were the reason.
+        click.echo(f"segcost: error: internal error, please report it ({type(error).__name__}: "
+                   f"{message[-1] if message else ''}; set SEGCOST_DEBUG=1 for a traceback)", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

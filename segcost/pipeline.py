@@ -17,7 +17,8 @@ activations over the graph's order (analyzer.memory, liveness with buffers freed
 their last use, as onnxruntime's planner does) may not exceed MAX_CHECK_PEAK_BYTES
 (2 GiB). Subgraphs (If/Loop/Scan) and model-local functions hide their intermediates
 from that count, so a graph with them is refused too. A refusal says so and names the
-tensor; ``--no-check`` skips the check.
+tensor; ``--no-check`` skips the check. The bound is segcost.targets.run_bounds, the gate in
+front of every onnxruntime run of a user's model: int8 calibration passes it too.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ import onnx
 from segcost.analyzer import AnalysisResult, analyze
 from segcost.analyzer import count_macs as count_macs_of
 from segcost.errors import InputError, SegcostError, ShapeError
-from segcost.ir import Graph, is_static_shape
+from segcost.ir import Graph
 from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.ir.runtime import open_session
 from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
 from segcost.shapes import symbolic_inputs
+from segcost.targets.run_bounds import MAX_RUN_PEAK_BYTES, MAX_RUN_TENSOR_BYTES, bound_run_memory
 
 ATOL = 1e-4
-MAX_CHECK_TENSOR_BYTES = 1 << 30   # any one tensor the numeric check computes
-MAX_CHECK_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
+MAX_CHECK_TENSOR_BYTES = MAX_RUN_TENSOR_BYTES   # any one tensor the numeric check computes
+MAX_CHECK_PEAK_BYTES = MAX_RUN_PEAK_BYTES       # live activations at once, by liveness over the graph's order
+NO_CHECK_HINT = "; use --no-check to skip the numerical check"
 RTOL = 1e-5
 EPS_FACTOR = 16                    # relative tolerance floor in machine epsilons of the output's dtype
 
@@ -156,46 +159,11 @@ def optimize(graph: Graph, passes: list[str] | None = None, after_each=None, rul
 def bound_check_memory(graph: Graph) -> int:
     """Peak activation bytes the numeric check needs; InputError when it cannot be bounded or is over the bounds.
 
-    Every node output must have a static shape (from inference), no tensor may exceed
-    MAX_CHECK_TENSOR_BYTES and the liveness peak (analyzer.memory) MAX_CHECK_PEAK_BYTES;
-    nodes with subgraphs or calls of model-local functions are refused (their inner
-    tensors are not inferred). Runs before onnxruntime sees the model.
+    segcost.targets.run_bounds.bound_run_memory, the gate in front of every onnxruntime run of a
+    user's model; here with the check's name and `--no-check` in its messages. Runs before
+    onnxruntime sees the model.
     """
-    from math import prod
-
-    from segcost.analyzer.memory import peak_activation_bytes
-    from segcost.ir import dtype_size
-
-    hint = "; use --no-check to skip the numerical check"
-    functions = {(function.domain, function.name) for function in graph.info.functions}
-    constants = set(graph.initializers)
-    sizes: dict[str, int] = {}
-    nodes = [graph.node(key) for key in graph.topological_order()]
-    for node in nodes:
-        label = f"node {node.name!r} ({node.op_type})"
-        if (node.domain, node.op_type) in functions or any(
-                isinstance(value, onnx.GraphProto) or (isinstance(value, list) and value
-                                                       and isinstance(value[0], onnx.GraphProto))
-                for value in node.attrs.values()):
-            raise InputError(f"numeric check: {label} has a subgraph or function body whose memory cannot be "
-                             f"bounded before running{hint}")
-    for name in [*graph.inputs, *(tensor for node in nodes for tensor in node.outputs)]:
-        if not name or name in constants or name in sizes:
-            continue
-        shape = graph.shape(name)
-        if not is_static_shape(shape) or any(dim < 0 for dim in shape):
-            inferred = f" (inferred: {list(shape)})" if shape is not None else ""
-            raise InputError(f"numeric check: tensor {name!r} has no static shape{inferred}, so its memory cannot "
-                             f"be bounded before running{hint}")
-        size = sizes[name] = prod(shape) * max(dtype_size(graph.dtype(name)), 1)
-        if size > MAX_CHECK_TENSOR_BYTES:
-            raise InputError(f"numeric check: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "
-                             f"{MAX_CHECK_TENSOR_BYTES:,}-byte bound per tensor{hint}")
-    peak = peak_activation_bytes(graph, nodes, lambda name: sizes.get(name, 0), constants)
-    if peak > MAX_CHECK_PEAK_BYTES:
-        raise InputError(f"numeric check: the graph needs {peak:,} bytes of live activations at its peak, over the "
-                         f"{MAX_CHECK_PEAK_BYTES:,}-byte bound{hint}")
-    return peak
+    return bound_run_memory(graph, "numeric check", NO_CHECK_HINT)
 
 
 def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -292,8 +260,9 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
 
         if mixed is not None:
             mixed.validate()   # before minutes of calibration
-        quantized = _checked(quantize_graph(result.graph, int8, progress, float_model=result.model))
         static_float = static_view(result.graph)
+        bound_run_memory(static_float, "int8 calibration")   # calibration runs it in onnxruntime, --no-check or not
+        quantized = _checked(quantize_graph(result.graph, int8, progress, float_model=result.model))
         static_int8 = static_view(quantized.graph)
         costs = precision_costs(result.graph, static_float, static_int8, int8.target)  # full int8
         float_units: list[str] = []

@@ -6,11 +6,13 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from segcost.analyzer import AnalysisResult
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
 from segcost.budget.coverage import CountGaps, count_gaps
 from segcost.errors import InputError
+from segcost.fileio.numbers import parse_decimal, parse_input_shapes
 from segcost.fileio.reads import read_json_file
 
 BASELINE_SCHEMA = "segcost.baseline/1"
@@ -63,7 +65,7 @@ def load_model_graph(budget: ModelBudget):
     """The IR of a budget's model: an ONNX file, or a zoo model exported on the fly (torch extra)."""
     from segcost.frontends import onnx as onnx_frontend
 
-    shapes = onnx_frontend.parse_input_shapes(budget.input_shapes)
+    shapes = parse_input_shapes(budget.input_shapes)
     if budget.source == BUILTIN_SOURCE:
         from segcost.samples import deeplabv3lite
 
@@ -195,18 +197,29 @@ def baseline_snapshot(checks: list[ModelCheck]) -> dict:
     return {"schema": BASELINE_SCHEMA, "models": models}
 
 
-MAX_COUNT = 2**63 - 1   # an int64: larger MAC or param counts are not a real model's
-
-
 def read_baseline(path: str) -> dict:
-    """A baseline JSON written by `segcost baseline save`, with every total checked.
+    """A baseline JSON written by `segcost baseline save`, with every total checked (check_baseline).
 
     Raises:
         InputError: naming the file: not a small regular JSON file (fileio.reads.read_json_file;
-            NaN/Infinity/out-of-range numbers included), wrong schema, or a model whose totals
-            are not integers in [0, 2**63).
+            NaN/Infinity/out-of-range floats and integers past Python's digit limit included), or
+            what check_baseline refuses.
     """
-    document = read_json_file(path, "baseline")
+    return check_baseline(read_json_file(path, "baseline"), path)
+
+
+def check_baseline(document: Any, path: str) -> dict:
+    """`document` if it is a baseline `read_baseline` accepts; `baseline save` checks its snapshot here too.
+
+    Totals are exact integers >= 0 of any size: counts are exact Python integers end to end, and a
+    model declared at 2^40 x 2^40 has a 27-digit MAC count (Python's json reads it exactly; a reader
+    that maps JSON numbers to doubles does not above 2^53). The writer and the reader share this one
+    check, so a saved baseline always loads back.
+
+    Raises:
+        InputError: naming `path`: wrong schema, or a model whose totals are not integers >= 0, or
+            whose inputs are not name -> shape lists.
+    """
     if not isinstance(document, dict) or document.get("schema") != BASELINE_SCHEMA:
         raise InputError(f"{path}: not a segcost baseline (schema {BASELINE_SCHEMA!r} expected)")
     models = document.get("models", {})
@@ -218,9 +231,8 @@ def read_baseline(path: str) -> dict:
             raise InputError(f"{path}: models[{name!r}] has no totals object")
         for metric in ("macs", "params"):
             value = totals.get(metric)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-                raise InputError(f"{path}: models[{name!r}].totals.{metric} must be an integer in [0, 2**63), "
-                                 f"got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"{path}: models[{name!r}].totals.{metric} must be an integer >= 0, got {value!r}")
         inputs = entry.get("inputs", {})
         if not isinstance(inputs, dict) or not all(isinstance(shape, list) for shape in inputs.values()):
             raise InputError(f"{path}: models[{name!r}].inputs must be an object of input name -> shape list")
@@ -251,10 +263,11 @@ def _shapes_text(shapes) -> str:
 
 
 def parse_percent(text: str) -> float:
-    """'2%' or '2' -> 2.0; a finite, non-negative percentage."""
+    """'2%' or '2' -> 2.0; a finite, non-negative percentage in ASCII digits (fileio.numbers.parse_decimal)."""
+    number = text.strip()
     try:
-        value = float(text.strip().rstrip("%"))
-    except ValueError:
+        value = parse_decimal(number[:-1] if number.endswith("%") else number, "--max-increase")
+    except InputError:
         raise InputError(f"--max-increase {text!r}: expected a percentage such as 2%") from None
     if not math.isfinite(value) or value < 0:
         raise InputError(f"--max-increase {text!r}: must be a finite, non-negative percentage")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from segcost.commands.inputs import is_torch_spec, load_cli_graph
-from segcost.commands.options import trust_model_code_option
+from segcost.commands.options import count_type, trust_model_code_option
 from segcost.commands.output import check_outputs, emit
 from segcost.errors import InputError
 from segcost.fileio.writes import json_text
@@ -21,7 +21,7 @@ from segcost.fileio.writes import json_text
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "md", "html"]), default="table",
               show_default=True, help="Output format (html: self-contained report with charts).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE (atomically).")
-@click.option("--top", type=click.IntRange(min=1), help="Table: only the N layers with the most MACs.")
+@click.option("--top", type=count_type(1), help="Table: only the N layers with the most MACs.")
 @click.option("--group-by", metavar="KEY", help="Subtotals instead of layers: op_type, kind, prefix or prefix:DEPTH "
               "(layer-name parts, e.g. encoder/decoder); they add up to the totals exactly.")
 @click.option("--by-op", is_flag=True, help="Same as --group-by op_type.")
@@ -33,7 +33,7 @@ from segcost.fileio.writes import json_text
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")
 @click.option("--symbolic", is_flag=True, help="MACs as an exact formula of the model's symbolic input dims "
               "(found by analyzing it at a grid of sizes and checked beyond it).")
-@click.option("--multiple", default=32, show_default=True, type=click.IntRange(min=1),
+@click.option("--multiple", default=32, show_default=True, type=count_type(1),
               help="With --symbolic: spatial dims are probed (and the formula holds) on multiples of this.")
 @trust_model_code_option
 @click.option("--factory-arg", "factory_args", multiple=True, metavar="KEY=VALUE",

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
+from segcost.commands.options import DECIMAL, INTEGER, count_type
 from segcost.errors import InputError
 
 _LIMIT_OPTIONS = (
-    ("--max-gmacs", "max_gmacs", float, "Fail when the model has more GMACs."),
-    ("--max-params-m", "max_params_m", float, "Fail when the model has more million parameters."),
-    ("--max-layer-gmacs", "max_layer_gmacs", float, "Fail when any one layer has more GMACs."),
-    ("--max-unsupported-ops", "max_unsupported_ops", int, "Fail when more ops have no cost rule."),
-    ("--max-latency-ms", "max_latency_ms", float, "Fail when the estimated latency on --target is higher."),
+    ("--max-gmacs", "max_gmacs", DECIMAL, "Fail when the model has more GMACs."),
+    ("--max-params-m", "max_params_m", DECIMAL, "Fail when the model has more million parameters."),
+    ("--max-layer-gmacs", "max_layer_gmacs", DECIMAL, "Fail when any one layer has more GMACs."),
+    ("--max-unsupported-ops", "max_unsupported_ops", INTEGER, "Fail when more ops have no cost rule."),
+    ("--max-latency-ms", "max_latency_ms", DECIMAL, "Fail when the estimated latency on --target is higher."),
 )
 
 
@@ -26,7 +27,7 @@ def _builtin_budget(input_shapes: tuple[str, ...]):
     """The budget of the built-in DeepLabV3Lite, the model every command analyzes without MODEL."""
     from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
     from segcost.commands.inputs import builtin_label
-    from segcost.frontends.onnx import parse_input_shapes
+    from segcost.fileio.numbers import parse_input_shapes
 
     shapes = parse_input_shapes(input_shapes)
     label = builtin_label(next(iter(shapes.values()))) if shapes else builtin_label((1, 3, 512, 512))
@@ -161,8 +162,9 @@ def baseline_group() -> None:
 def baseline_save(models, config, input_shapes, output) -> None:
     """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
     from segcost.budget.budgets import ModelBudget, find_config, load_budgets
-    from segcost.budget.evaluate import baseline_snapshot, check_model
+    from segcost.budget.evaluate import baseline_snapshot, check_baseline, check_model
     from segcost.fileio.writes import json_text
+
     if models:
         budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
     else:
@@ -172,7 +174,7 @@ def baseline_save(models, config, input_shapes, output) -> None:
     for budget in budgets:  # a baseline records costs only; limits are the check's business
         budget.verify = False
         budget.max_latency_ms = None
-    snapshot = baseline_snapshot([check_model(budget) for budget in budgets])
+    snapshot = check_baseline(baseline_snapshot([check_model(budget) for budget in budgets]), output)  # loads back
     plan.write(output, json_text(snapshot, sort_keys=True))
     click.echo(f"wrote {output} ({len(budgets)} models)")
 
@@ -182,15 +184,16 @@ def baseline_save(models, config, input_shapes, output) -> None:
 @click.argument("model_b", type=click.Path(dir_okay=False))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
-@click.option("--top", type=click.IntRange(min=1), help="Only the N largest changes.")
+@click.option("--top", type=count_type(1), help="Only the N largest changes.")
 def diff(model_a, model_b, input_shapes, fmt, top) -> None:
     """Per-layer and total cost changes from MODEL_A to MODEL_B (layers matched by name, then structure)."""
     from segcost.analyzer import analyze
     from segcost.budget.diff import diff_analyses
+    from segcost.fileio.numbers import parse_input_shapes
     from segcost.frontends import onnx as onnx_frontend
     from segcost.reports.check import render_diff
 
-    shapes = onnx_frontend.parse_input_shapes(input_shapes)
+    shapes = parse_input_shapes(input_shapes)
     result = diff_analyses(analyze(onnx_frontend.load(model_a, shapes)), analyze(onnx_frontend.load(model_b, shapes)))
     click.echo(render_diff(result, Path(model_a).name, Path(model_b).name, fmt, top), nl=False)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.fileio.numbers import INT64_MAX, parse_input_shapes
 
 Shape = Sequence[int]
 ShapeArg = None | str | Shape | Mapping[str, Shape] | Sequence[str] | Any
@@ -25,8 +26,6 @@ def parse_shapes(input_shape: ShapeArg) -> dict[str, tuple[int, ...]]:
     Raises:
         InputError: a dimension that is not a positive integer, or a value of another type.
     """
-    from segcost.frontends.onnx import parse_input_shapes
-
     if input_shape is None:
         return {}
     if isinstance(input_shape, str):
@@ -50,8 +49,10 @@ def _dims(dims: Any, name: str) -> tuple[int, ...]:
     except TypeError:
         raise InputError(f"input_shape for {name!r}: expected a tuple of ints such as (1, 3, 512, 512), "
                          f"got {type(dims).__name__}") from None
-    if not values or any(isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 for dim in values):
-        raise InputError(f"input_shape for {name!r}: every dimension must be a positive int, got {list(values)}")
+    if not values or any(isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= INT64_MAX
+                         for dim in values):
+        raise InputError(f"input_shape for {name!r}: every dimension must be a positive int, at most {INT64_MAX:,} "
+                         f"(ONNX dims are int64), got {list(values)}")
     return values
 
 
@@ -140,7 +141,6 @@ def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_arg
         InputError: as load_graph, or a malformed option string.
     """
     from segcost.commands.options import trusts_model_code
-    from segcost.frontends.onnx import parse_input_shapes
 
     arguments = None
     if factory_args:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from segcost.commands.inputs import load_cli_graph
-from segcost.commands.options import trust_model_code_option
+from segcost.commands.options import DECIMAL, INTEGER, count_type, trust_model_code_option
 from segcost.commands.output import check_outputs, report_kind
 
 
@@ -28,7 +28,7 @@ from segcost.commands.output import check_outputs, report_kind
 @click.option("--int8", is_flag=True, help="Quantize to an int8 QDQ graph after fusion.")
 @click.option("--calib", default="synthetic", show_default=True, metavar="DIR|NPY|NPZ|synthetic",
               help="Calibration data: a folder of images/.npy, a .npy/.npz array, or generated shapes.")
-@click.option("--calib-size", default=16, show_default=True, type=click.IntRange(min=1), help="Calibration samples.")
+@click.option("--calib-size", default=16, show_default=True, type=count_type(1), help="Calibration samples.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale granularity.")
 @click.option("--pow2-scales", is_flag=True, help="Round every scale up to a power of two (first-gen TIDL).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
@@ -38,20 +38,20 @@ from segcost.commands.output import check_outputs, report_kind
 @click.option("--exclude-nodes", default="", metavar="A,B", help="Nodes to keep in float.")
 @click.option("--eval", "eval_data", metavar="DIR|NPZ|synthetic",
               help="Data for the accuracy report (default: the calibration data; synthetic: its held-out split).")
-@click.option("--eval-size", type=click.IntRange(min=1),
+@click.option("--eval-size", type=count_type(1),
               help="Samples for the accuracy report (default: --calib-size).")
-@click.option("--max-drop", type=float, metavar="X",
+@click.option("--max-drop", type=DECIMAL, metavar="X",
               help="Exit 1 when int8 loses more than X percentage points of mIoU (or X % of pixels change class "
                    "without labels; 100 when an int8 output is all zeros), or when no output has a per-pixel "
                    "class to measure.")
-@click.option("--measure", "measure_runs", type=click.IntRange(min=1), metavar="N",
+@click.option("--measure", "measure_runs", type=count_type(1), metavar="N",
               help="Also measure fp32 vs int8 in onnxruntime CPU (1 thread, median CPU time of N runs).")
 @click.option("--mixed", is_flag=True,
               help="With --int8: keep in float the layers where int8 is predicted slower on --target (cost model) "
                    "and the most sensitive ones until the output SQNR reaches --min-sqnr (see README).")
-@click.option("--min-sqnr", type=float, metavar="DB",
+@click.option("--min-sqnr", type=DECIMAL, metavar="DB",
               help="--mixed: output SQNR goal against float on the calibration data, dB [default: 30].")
-@click.option("--max-float-layers", type=int, metavar="N",
+@click.option("--max-float-layers", type=INTEGER, metavar="N",
               help="--mixed: at most N layers kept in float for accuracy [default: 8].")
 @trust_model_code_option
 @click.pass_context

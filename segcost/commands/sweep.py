@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from segcost.commands.options import TRUST_FLAG, trust_model_code_option, trusts_model_code
+from segcost.commands.options import TRUST_FLAG, count_type, trust_model_code_option, trusts_model_code
 
 
 @contextlib.contextmanager
@@ -39,13 +39,13 @@ def _sigterm_as_interrupt():
               help="local: a process pool on this machine; ray: Ray tasks (pip install 'segcost[ray]').")
 @click.option("--address", help="Ray cluster to join ('auto' or host:port); without it the ray backend starts a "
               "local Ray instance with --workers CPUs.")
-@click.option("--workers", type=click.IntRange(min=1),
+@click.option("--workers", type=count_type(1),
               help="Parallel workers (default: this machine's CPUs; with --address: the cluster's CPUs).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Finished points by content hash (default: the output's name with .cache).")
 @click.option("--no-cache", is_flag=True, help="Recompute every point (results are still stored in the cache).")
 @click.option("--retry-errors", is_flag=True, help="Recompute points whose cached result is an error row.")
-@click.option("--max-points", type=click.IntRange(min=0),
+@click.option("--max-points", type=count_type(0),
               help="Compute at most N points in this run; re-run to continue with the rest.")
 @click.option("--pareto", is_flag=True, help="Print the Pareto front (cost vs published mIoU of seed-table models).")
 @click.option("--pareto-cost", type=click.Choice(["gmacs", "latency"]), default="gmacs", show_default=True,

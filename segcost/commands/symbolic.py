@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segcost.errors import InputError
+from segcost.fileio.numbers import parse_input_shapes
 from segcost.fileio.writes import json_text
 
 
@@ -15,7 +16,7 @@ def symbolic_report(model: str, input_shapes: tuple[str, ...], fmt: str, multipl
     if fmt not in ("table", "md", "json"):
         raise InputError("--symbolic writes --format table, md or json")
     build = onnx_frontend.opener(model)   # the file is read once for all probe sizes
-    graph = build(onnx_frontend.parse_input_shapes(input_shapes))
+    graph = build(parse_input_shapes(input_shapes))
     symbols = collect_symbols(onnx_frontend.symbolic_inputs(graph), multiple)
     symbol_at = {place: symbol.name for symbol in symbols for place in symbol.places}
     shapes = {name: list(graph.shape(name) or []) for name in graph.inputs}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from segcost.commands.inputs import fused_graph
-from segcost.commands.options import trust_model_code_option
+from segcost.commands.options import count_type, trust_model_code_option
 from segcost.errors import InputError
 from segcost.reports.target import (
     render_comparison,
@@ -32,7 +32,7 @@ def _shape_option(function):
 @click.option("--target", default="tda4vm", show_default=True, help=TARGET_HELP)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @_shape_option
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--top", type=count_type(1), default=10, show_default=True,
               help="How many of the layers that dominate latency to rank (with the reason).")
 @click.option("--fuse/--no-fuse", default=True, show_default=True,
               help="Fold BatchNorm and mark fused activations first (what TIDL and onnxruntime do).")
@@ -60,9 +60,9 @@ def cost(model: str | None, target: str, fmt: str, input_shapes: tuple[str, ...]
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @_shape_option
 @click.option("--target", default="cpu", show_default=True, help="Profile whose predictions are compared.")
-@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Measured runs (median).")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Warm-up runs.")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Intra-op threads.")
+@click.option("--runs", type=count_type(1), default=10, show_default=True, help="Measured runs (median).")
+@click.option("--warmup", type=count_type(0), default=3, show_default=True, help="Warm-up runs.")
+@click.option("--threads", type=count_type(1), default=2, show_default=True, help="Intra-op threads.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--fuse/--no-fuse", default=True, show_default=True, help="Run segcost's fusion pipeline first.")
 @trust_model_code_option
@@ -90,8 +90,8 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
 @click.option("--models-dir", type=click.Path(file_okay=False),
               help="Folder of the --reference models' ONNX files (default: the CSV's folder).")
 @_shape_option
-@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Measured runs (median).")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Intra-op threads.")
+@click.option("--runs", type=count_type(1), default=10, show_default=True, help="Measured runs (median).")
+@click.option("--threads", type=count_type(1), default=2, show_default=True, help="Intra-op threads.")
 def calibrate(models: tuple[str, ...], output: str, base: str, reference: str | None, models_dir: str | None,
               input_shapes: tuple[str, ...], runs: int, threads: int) -> None:
     """Fit a profile's rates and overheads to onnxruntime measurements of MODELS (or to --reference device times)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from segcost.commands.options import count_type
 from segcost.commands.output import check_outputs, emit
 from segcost.errors import InputError
 
@@ -32,7 +33,7 @@ def zoo_list() -> None:
 @click.argument("name")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
 @click.option("--input-size", metavar="WxH", help="Input width x height (default: the model's).")
-@click.option("--num-classes", type=click.IntRange(min=1), help="Classes (default: the model's).")
+@click.option("--num-classes", type=count_type(1), help="Classes (default: the model's).")
 @click.option("--exporter", type=click.Choice(["legacy", "dynamo"]), default="legacy", show_default=True)
 @click.option("--keep-batchnorm", is_flag=True, help="Keep BatchNormalization nodes (for `segcost optimize`).")
 def zoo_export(name: str, output: str, input_size: str | None, num_classes: int | None, exporter: str,

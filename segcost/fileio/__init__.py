@@ -9,7 +9,10 @@ One concept a module:
   `note_held_input`);
 * `writes`: atomic writes that never leave half a file or replace a device (`write_atomic`,
   `install`, `destination`);
-* `plan`: a command's outputs checked together before the first write (`OutputPlan`).
+* `plan`: a command's outputs checked together before the first write (`OutputPlan`);
+* `numbers`: counts, decimals and input shapes in text, ASCII digits only (`parse_input_shapes`);
+* `csvtext`: the CSV writers, with text cells escaped against formula injection (`SafeWriter`,
+  `SafeDictWriter`).
 
 Import from those modules; the names are re-exported here for callers outside the package
 (scripts, the security tests) that use `segcost.fileio.write_atomic`.

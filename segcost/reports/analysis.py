@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from functools import partial
@@ -10,6 +9,7 @@ from functools import partial
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
+from segcost.fileio.csvtext import SafeWriter
 from segcost.fileio.writes import json_text
 from segcost.reports.tables import plain_text
 from segcost.reports.tables import text_table as _table
@@ -138,7 +138,7 @@ def groups_dict(result: AnalysisResult, group_by: str) -> dict:
 
 def render_csv(result: AnalysisResult, group_by: str | None = None) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer, lineterminator="\n")
     if group_by:
         writer.writerow([group_by.partition(":")[0], "count", "macs", "flops", "params"])
         for name, total in _groups(result, group_by).items():

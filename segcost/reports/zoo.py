@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import io
 
+from segcost.fileio.csvtext import SafeDictWriter
 from segcost.fileio.writes import json_text
 from segcost.zoo.table import TABLE_COLUMNS, TableRow
 
@@ -23,7 +23,7 @@ def render_zoo_table(rows: list[TableRow], fmt: str = "table", notes: dict[str, 
         return json_text(records)
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+        writer = SafeDictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for record in records:
             writer.writerow({key: "" if value is None else value for key, value in record.items()})

@@ -44,9 +44,9 @@ from statistics import median
 from typing import Any
 
 from segcost.errors import InputError
-from segcost.ir.runtime import open_session
 from segcost.sweep.points import Point, builder_parts
 from segcost.sweep.progress import report_step, set_step_sink
+from segcost.targets.run_bounds import bound_run_memory, bounded_session
 
 ERROR_TEXT_LIMIT = 500
 # What every point imports: loaded before a point's deadline is armed, and by the local backend's
@@ -383,6 +383,7 @@ def _quantize(fused, quant_target: str, calib_size: int, point: Point | None = N
         if point is not None:
             report_step(point, f"calibrating {done}/{total}")
 
+    bound_run_memory(fused, "int8 calibration")   # calibration runs the model in onnxruntime
     root = logging.getLogger()  # onnxruntime.quantization advises "pre-processing" on the root logger
     level = root.level
     root.setLevel(logging.ERROR)
@@ -398,7 +399,7 @@ def _ort_latency_ms(graph, settings) -> float:
     from segcost.targets.measure import session_options
 
     model = to_model(graph)
-    session = open_session(model, session_options(settings.ort_threads))
+    session = bounded_session(graph, model, session_options(settings.ort_threads), "onnxruntime latency")
     feeds = random_feeds(model, graph)
     times = []
     for run in range(settings.ort_warmup + settings.ort_runs):

@@ -220,12 +220,12 @@ def parse_size(value: Any, source: str, key: str) -> tuple[int, int] | None:
     if value == DEFAULT:
         return None
     text = str(value).strip().lower() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text or "")
+    match = re.fullmatch(r"([0-9]+)(?:x([0-9]+))?", text or "", re.ASCII)   # int() would take "６４" too
     if match is None:
         raise InputError(f"{source}: {key}: {value!r} is not a size; expected WIDTHxHEIGHT (e.g. \"768x384\"), "
                          f"one number for a square, or \"default\"")
-    width = int(match.group(1))
-    height = int(match.group(2) or width)
+    width, height = (int(side) if len(side) <= 9 else MAX_SIDE + 1   # no 5000-digit int(): out of range anyway
+                     for side in (match.group(1), match.group(2) or match.group(1)))
     if not 0 < height <= MAX_SIDE or not 0 < width <= MAX_SIDE:
         raise InputError(f"{source}: {key}: {value!r}: each side must be between 1 and {MAX_SIDE}")
     return (height, width)

@@ -14,7 +14,6 @@ FIFO or a character device gets the complete table once, at the end (segcost.fil
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from segcost.errors import InputError
+from segcost.fileio.csvtext import SafeDictWriter
 from segcost.fileio.writes import destination, json_text, write_atomic
 from segcost.sweep.points import Point
 from segcost.sweep.run import PointResult
@@ -158,7 +158,7 @@ class ResultTable:
             self.close()
             raise InputError(f"cannot write the sweep results ({error.strerror or error})") from None
         if self.streams[0] is not None:
-            self.csv_writer = csv.DictWriter(self.streams[0], self.columns)
+            self.csv_writer = SafeDictWriter(self.streams[0], self.columns)
             self.csv_writer.writeheader()
             self.streams[0].flush()
         return self
@@ -187,7 +187,7 @@ class ResultTable:
         self.close()
         records = [row.record(self.columns) for row in sorted(rows, key=lambda row: row.point.index)]
         text = io.StringIO()
-        writer = csv.DictWriter(text, self.columns, lineterminator="\n")
+        writer = SafeDictWriter(text, self.columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(_csv_values(record) for record in records)
         write_atomic(self.paths["csv"], text.getvalue())

@@ -30,8 +30,8 @@ from statistics import median
 
 import numpy as np
 
-from segcost.ir.runtime import open_session
 from segcost.targets.cost_model import PreparedModel, TargetReport
+from segcost.targets.run_bounds import bounded_session
 
 __all__ = ["Comparison", "GroupComparison", "LayerGroup", "LayerMapping", "Measurement", "NodeTime", "compare",
            "map_to_layers", "measure", "measure_many", "named_model", "session_options", "spearman"]
@@ -213,6 +213,10 @@ def measure_many(graphs: dict, runs: int = 10, warmup: int = 3, threads: int = 2
 
     Returns:
         label → Measurement.
+
+    Raises:
+        InputError: a graph whose run cannot be bounded or is over the bounds
+            (segcost.targets.run_bounds), before onnxruntime sees it.
     """
     import onnxruntime as ort
 
@@ -223,8 +227,10 @@ def measure_many(graphs: dict, runs: int = 10, warmup: int = 3, threads: int = 2
         for index, (label, graph) in enumerate(graphs.items()):
             model = named_model(graph)
             payload = model.SerializeToString()
-            plain = open_session(payload, session_options(threads))
-            profiled = open_session(payload, session_options(threads, os.path.join(directory, f"m{index}")))
+            where = f"{label}: " if len(graphs) > 1 else ""
+            plain = bounded_session(graph, payload, session_options(threads), f"{where}onnxruntime measurement")
+            profiled = bounded_session(graph, payload, session_options(threads, os.path.join(directory, f"m{index}")),
+                                       f"{where}onnxruntime measurement")
             sessions[label] = (plain, profiled, random_feeds(model, graph, seed))
         wall_ms: dict[str, list[float]] = {label: [] for label in graphs}
         for round_index in range(warmup + runs):

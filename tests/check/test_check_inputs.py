@@ -101,3 +101,26 @@ def test_optimize_report_format_follows_the_suffix(run_cli, folder, name, kind):
     assert code == 0, err
     text = Path(name).read_text()
     assert text.lstrip().startswith("<!doctype html>" if kind == "html" else "{")
+
+
+def test_a_saved_baseline_over_2_to_the_63_loads_back_exactly(run_cli, folder):
+    """breaker6 R6: `baseline save` wrote a 27-digit MAC count that `check --baseline` refused (exit 2)."""
+    side = 1 << 40
+    shape = f"x=1x3x{side}x{side}"
+    assert run_cli("baseline", "save", "a/m.onnx", "--input-shape", shape, "-o", "b.json")[0] == 0
+    macs = json.loads(Path("b.json").read_text())["models"]["a/m.onnx"]["totals"]["macs"]
+    assert macs == 4 * 3 * 3 * 3 * side * side > 2**63     # exact: Python's json reads big integers exactly
+    code, out, err = run_cli("check", "a/m.onnx", "--input-shape", shape, "--baseline", "b.json", "--format", "json")
+    assert code == 0, err
+    outcome = next(item for item in json.loads(out)["outcomes"] if item["budget"] == "baseline_macs")
+    assert outcome["passed"] and f"{macs:,} -> {macs:,}" in outcome["detail"]
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "true", "\"3\"", "1e400"])
+def test_a_baseline_total_that_is_not_a_count_is_refused(run_cli, folder, value):
+    assert run_cli("baseline", "save", "a/m.onnx", "--input-shape", "x=1x3x8x8", "-o", "b.json")[0] == 0
+    document = json.loads(Path("b.json").read_text())
+    document["models"]["a/m.onnx"]["totals"]["macs"] = "VALUE"
+    Path("b.json").write_text(json.dumps(document).replace('"VALUE"', value))
+    code, _, err = run_cli("check", "a/m.onnx", "--input-shape", "x=1x3x8x8", "--baseline", "b.json")
+    one_error(code, err, "b.json")
