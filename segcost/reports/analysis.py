@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator, Sequence
 from functools import partial
+from itertools import count, islice
+from json.encoder import encode_basestring_ascii  # the C function when json's accelerator is there
+from operator import mod
 
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
+from segcost.analyzer.layers import ROW_FIELDS, LayerSignature, LayerTable, make_layer
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
 from segcost.fileio.writes import json_text
@@ -171,15 +176,55 @@ def render_json_chunks(result: AnalysisResult):
     before, marker, after = head.partition('\n  "by_op_type":')
     yield before
     yield '\n  "layers": ['
-    encode, layers = _compact_encoder(), result.layers
-    for start in range(0, len(layers), _LAYERS_PER_CHUNK):  # chunks of many layers: fewer writes
-        yield ("\n    " if start == 0 else ",\n    ") + ",\n    ".join(
-            [encode(vars(layer)) for layer in layers[start:start + _LAYERS_PER_CHUNK]])
-    yield "\n  ]," if layers else "],"
+    rows, separator = _layer_rows(result.layers), "\n    "
+    while True:   # chunks of many layers: fewer writes
+        chunk = list(islice(rows, _LAYERS_PER_CHUNK))
+        if not chunk:
+            break
+        yield separator + ",\n    ".join(chunk)
+        separator = ",\n    "
+    yield "\n  ]," if result.layers else "],"
     yield marker + after + "\n"
 
 
 _LAYERS_PER_CHUNK = 1000
+
+
+def _layer_rows(layers: Sequence[LayerCost]) -> Iterator[str]:
+    """Each layer as the compact JSON text of ``vars(layer)``.
+
+    From a LayerTable that made no LayerCost objects yet (analyzer.layers), each distinct
+    LayerSignature is encoded once, as a %-template holding the per-layer values' places, and
+    a row is that template filled with the layer's name, tensor names (JSON strings) and
+    integers: every step a C-level map, no Python code per layer. The template is the encoder's
+    own text of a LayerCost with marker values, so the rows are those of the objects
+    (tests/test_layer_table.py compares them).
+    """
+    encode = _compact_encoder()
+    if not isinstance(layers, LayerTable) or layers.materialized:
+        return map(encode, map(vars, layers))
+    templates = [_row_template(signature, encode) for signature in layers.signatures]
+    string = encode_basestring_ascii
+    tensor_lists = partial(map, string)
+    values = zip(map(string, layers.names), map(", ".join, map(tensor_lists, layers.inputs)),
+                 map(", ".join, map(tensor_lists, layers.outputs)), layers.params, layers.weight_bytes,
+                 layers.activation_bytes)
+    return map(mod, map(templates.__getitem__, layers.signature_index), values)
+
+
+def _row_template(signature: LayerSignature, encode) -> str:
+    """`encode(vars(layer))` of a layer of `signature`, with "%s" where its per-layer values go (in
+    ROW_FIELDS order; inputs and outputs between the list brackets) and every other "%" doubled."""
+    for attempt in count():
+        marks = [f"\x00{attempt}{field}" for field in ROW_FIELDS]
+        text = encode(vars(make_layer(signature, marks[0], [marks[1]], [marks[2]], *marks[3:])))  # type: ignore[arg-type]
+        quoted = [encode(mark) for mark in marks]
+        if all(text.count(mark) == 1 for mark in quoted):   # no model text holds a marker (else: other markers)
+            break
+    text = text.replace("%", "%%")
+    for mark in quoted:
+        text = text.replace(mark, "%s")
+    return text
 
 
 def _compact_encoder():
