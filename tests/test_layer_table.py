@@ -20,7 +20,7 @@ from segcost.analyzer.conventions import CATEGORIES, convention_totals
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.layers import LayerCost, LayerSignature, LayerTable, make_layer
 from segcost.frontends.onnx import load_model
-from segcost.reports.analysis import _compact_encoder, _row_template, render_json_chunks
+from segcost.reports.analysis import _compact_encoder, _row_template, render, render_json_chunks
 
 # names a report must escape, and one that looks like the JSON renderer's own markers
 ODD_NAMES = ['conv "quoted" %d', "ünïcode/%s", "\x000name", "tab\there", "back\\slash"]
@@ -89,6 +89,16 @@ def test_lazy_json_rows_equal_the_objects_rows(model):
     result.layers = list(result.layers)   # the objects, as a plain list: rows come from vars(layer)
     assert "".join(render_json_chunks(result)) == lazy
     assert json.loads(lazy)["layers"] == [vars(layer) for layer in result.layers]
+
+
+@pytest.mark.parametrize("fmt, options", [("csv", {}), ("table", {}), ("md", {}), ("table", {"top": 5}),
+                                          ("table", {"group_by": "prefix:2"}), ("csv", {"group_by": "kind"})])
+def test_lazy_text_reports_equal_the_objects_reports(model, fmt, options):
+    result = analyze(load_model(model))
+    lazy = render(result, fmt, **options)
+    assert not result.layers.materialized
+    result.layers = list(result.layers)
+    assert render(result, fmt, **options) == lazy
 
 
 def test_lazy_columns_and_subtotals_equal_the_objects(model):

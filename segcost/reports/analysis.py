@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import count, islice
 from json.encoder import encode_basestring_ascii  # the C function when json's accelerator is there
-from operator import mod
+from operator import add, mod
 
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
-from segcost.analyzer.layers import ROW_FIELDS, LayerSignature, LayerTable, make_layer
+from segcost.analyzer.layers import ROW_FIELDS, LayerSignature, LayerTable, layer_column, make_layer
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
 from segcost.fileio.writes import json_text
@@ -34,23 +34,54 @@ def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, g
     return render_text(result, markdown=(fmt == "md"), top=top, group_by=group_by)
 
 
-def _selected_layers(result: AnalysisResult, top: int | None) -> list[tuple[int, LayerCost]]:
-    numbered = list(enumerate(result.layers, start=1))
-    if top is None:
-        return numbered
-    ranked = sorted(numbered, key=lambda item: (-item[1].macs, -item[1].flops, item[0]))
-    return ranked[:top]
+def _layer_table_rows(result: AnalysisResult, top: int | None) -> list[list]:
+    """The per-layer rows of the text report, in order or the `top` by MACs (then FLOPs, then position).
+
+    Read by column (analyzer.layers.layer_column): a LayerTable makes no LayerCost for it, and
+    each distinct value (a shape, a MAC count) is formatted once.
+    """
+    layers = result.layers
+    column = partial(layer_column, layers)
+    macs = column("macs")
+    positions: Iterable[int] = range(len(macs))
+    if top is not None:
+        flops = column("flops")
+        positions = sorted(positions, key=lambda position: (-macs[position], -flops[position], position))[:top]
+    total = result.totals.macs
+    kinds = [kind if kind != "other" else "" for kind in column("kind")]
+    kernels = list(map(_kernel_text, column("kernel"), column("stride"), column("group")))
+    outputs, params, activations = column("output_shape"), column("params"), column("activation_bytes")
+    names, op_types = column("name"), column("op_type")
+    macs_text, share = _formatted(human, macs), _formatted(partial(_share, whole=total), macs)
+    params_text, activations_text = _formatted(human, params), _formatted(human_bytes, activations)
+    return [[position + 1, names[position], op_types[position], kinds[position], kernels[position],
+             dims(outputs[position]), macs_text(macs[position]), share(macs[position]), params_text(params[position]),
+             activations_text(activations[position])] for position in positions]
+
+
+def _formatted(format_value: Callable[[int], str], values: list[int]) -> Callable[[int], str]:
+    """`format_value`, computed once per distinct value when all are ints (a float equal to an int
+    could print differently, so then every value is formatted on its own)."""
+    distinct = set(values)
+    if all(type(value) is int for value in distinct):
+        return {value: format_value(value) for value in distinct}.__getitem__
+    return format_value
+
+
+def _kernel_text(kernel, stride, group) -> str:
+    """ "3x3 s2x2 g4": the kernel, a stride other than 1, a group above 1."""
+    parts = []
+    if kernel:
+        parts.append("x".join(map(str, kernel)))
+    if stride and any(step != 1 for step in stride):
+        parts.append("s" + "x".join(map(str, stride)))
+    if group and group > 1:
+        parts.append(f"g{group}")
+    return " ".join(parts)
 
 
 def _shape_text(layer: LayerCost) -> str:
-    parts = []
-    if layer.kernel:
-        parts.append("x".join(map(str, layer.kernel)))
-    if layer.stride and any(stride != 1 for stride in layer.stride):
-        parts.append("s" + "x".join(map(str, layer.stride)))
-    if layer.group and layer.group > 1:
-        parts.append(f"g{layer.group}")
-    return " ".join(parts)
+    return _kernel_text(layer.kernel, layer.stride, layer.group)
 
 
 def _share(part: int, whole: int) -> str:
@@ -81,10 +112,7 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
         lines.append(_table(rows, [group_by.replace("_", " "), "nodes", "MACs", "MACs %", "FLOPs", "params"],
                             markdown))
     else:
-        rows = [[index, layer.name, layer.op_type, layer.kind if layer.kind != "other" else "", _shape_text(layer),
-                 dims(layer.output_shape), human(layer.macs), _share(layer.macs, totals.macs), human(layer.params),
-                 human_bytes(layer.activation_bytes)]
-                for index, layer in _selected_layers(result, top)]
+        rows = _layer_table_rows(result, top)
         headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %", "params", "activations"]
         lines.append(_table(rows, headers, markdown))
         if top is not None and top < len(result.layers):
@@ -149,17 +177,39 @@ def render_csv(result: AnalysisResult, group_by: str | None = None) -> str:
             writer.writerow([name, total.count, total.macs, total.flops, total.params])
         return buffer.getvalue()
     writer.writerow(CSV_COLUMNS)
-    for layer in result.layers:
-        row = []
-        for column in CSV_COLUMNS:
-            value = getattr(layer, column)
-            if column == "input_shapes":
-                value = " ".join(dims(shape) for shape in value)
-            elif isinstance(value, list):
-                value = dims(value)
-            row.append("" if value is None else value)
-        writer.writerow(row)
+    layers = result.layers
+    if isinstance(layers, LayerTable) and not layers.materialized:
+        writer.writerows(_csv_rows_of_table(layers))
+        return buffer.getvalue()
+    for layer in layers:
+        writer.writerow([_csv_cell(column, getattr(layer, column)) for column in CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def _csv_cell(column: str, value, sequences: type | tuple[type, ...] = list):
+    """A CSV cell: shapes and kernels as "1x3x8x8" ("input_shapes" space-separated), None as ""."""
+    if column == "input_shapes":
+        return " ".join(dims(shape) for shape in value)
+    if isinstance(value, sequences):
+        return dims(value)
+    return "" if value is None else value
+
+
+def _csv_rows_of_table(table: LayerTable) -> Iterator[tuple]:
+    """The CSV rows of a LayerTable before it made LayerCost objects: each signature's cells made once
+    (its lists are tuples here, written as the objects' lists are), and each row joined at C speed.
+
+    CSV_COLUMNS is name, the signature's columns, params, weight_bytes, activation_bytes, status
+    (tests/test_layer_table.py compares these rows with the objects').
+    """
+    per_layer = ("name", "params", "weight_bytes", "activation_bytes")
+    signature_columns = [column for column in CSV_COLUMNS if column not in per_layer]
+    cells = [tuple(_csv_cell(column, getattr(signature, column), (list, tuple)) for column in signature_columns)
+             for signature in table.signatures]
+    middle, last = [cell[:-1] for cell in cells], [cell[-1:] for cell in cells]
+    index = table.signature_index
+    return map(add, map(add, zip(table.names), map(middle.__getitem__, index)),
+               map(add, zip(table.params, table.weight_bytes, table.activation_bytes), map(last.__getitem__, index)))
 
 
 def render_json_chunks(result: AnalysisResult):
