@@ -88,8 +88,7 @@ class _Walk:
                 else:  # a sparse_value Constant (dense ones are lifted)
                     constants.update(node.outputs)
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
-        shapes = _shape_table(graph)
-        sizes = _byte_sizes(graph, shapes)
+        shapes, sizes = _tensor_tables(graph)
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
         # Weights read through forwarders count at their first real consumer (analyzer.weights)
         forwarded, forwarding, quantization_params = forwarded_constants(graph, forwarders, constants)
@@ -262,14 +261,6 @@ _UNSUPPORTED = OpCost(status=UNSUPPORTED)
 _Outcome = tuple[OpCost, tuple[int, ...] | None, int]
 
 
-def _shape_table(graph: Graph) -> dict[str, Shape]:
-    """{tensor: graph.shape(tensor)} for every tensor that has a shape."""
-    shapes: dict[str, Shape] = {name: init.shape for name, init in graph.initializers.items()}
-    shapes.update((name, info.shape) for name, info in graph.tensors.items() if info.shape is not None)
-    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
-    return shapes
-
-
 class _Sizes(dict):
     """{tensor: bytes} that reads 0 for a tensor not in it (of unknown shape)."""
 
@@ -277,16 +268,26 @@ class _Sizes(dict):
         return 0
 
 
-def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> _Sizes:
-    """{tensor: bytes} for every tensor of known shape (elements × the size of graph.dtype); others read 0."""
+def _tensor_tables(graph: Graph) -> tuple[dict[str, Shape], _Sizes]:
+    """({tensor: graph.shape(tensor)} for every tensor that has a shape, {tensor: bytes} for every tensor of
+    static shape: elements × the size of graph.dtype; others read 0), in one pass over the tensors."""
     initializers = graph.initializers
+    shapes: dict[str, Shape] = {name: init.shape for name, init in initializers.items()}
+    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
     sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
     # tensors share a few (shape, dtype) pairs: each size is computed once (None: the shape is not static)
     computed: dict[tuple[Shape | None, int], int | None] = {}
+    initializer_of = initializers.get
     for name, info in graph.tensors.items():
-        shape, dtype = shapes.get(name), info.dtype
+        shape, dtype = info.shape, info.dtype
+        if shape is None:
+            shape = shapes.get(name)   # an initializer's
+        elif name:
+            shapes[name] = shape
+        else:
+            shape = None   # ""
         if not dtype:
-            init = initializers.get(name)
+            init = initializer_of(name)
             dtype = init.dtype if init is not None else 0
         size = computed.get((shape, dtype), -1)
         if size == -1:
@@ -295,7 +296,7 @@ def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> _Sizes:
             sizes.pop(name, None)
         else:
             sizes[name] = size
-    return sizes
+    return shapes, sizes
 
 
 def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> None:

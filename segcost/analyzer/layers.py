@@ -102,6 +102,7 @@ class LayerTable(MutableSequence[LayerCost]):
         self.signature_index: list[int] = []
         self.signatures: list[LayerSignature] = []
         self._layers: list[LayerCost] | None = None
+        self._spread: dict[str, list] = {}   # column() of signature fields, kept while no object exists
 
     @property
     def materialized(self) -> bool:
@@ -123,11 +124,14 @@ class LayerTable(MutableSequence[LayerCost]):
             return list(map(attrgetter(field), self._layers))
         if field in ROW_FIELDS:
             return list(getattr(self, "names" if field == "name" else field))
-        position = SIGNATURE_FIELDS.index(field) if field in SIGNATURE_FIELDS else -1
-        if position < 0:
-            raise AttributeError(f"LayerCost has no field {field!r}")
-        values = [signature[position] for signature in self.signatures]
-        return list(map(values.__getitem__, self.signature_index))
+        spread = self._spread.get(field)
+        if spread is None:   # a signature field, spread over the layers once (a copy is cheap)
+            if field not in SIGNATURE_FIELDS:
+                raise AttributeError(f"LayerCost has no field {field!r}")
+            position = SIGNATURE_FIELDS.index(field)
+            values = [signature[position] for signature in self.signatures]
+            spread = self._spread[field] = list(map(values.__getitem__, self.signature_index))
+        return list(spread)
 
     def _materialize(self) -> list[LayerCost]:
         layers = self._layers
@@ -140,6 +144,7 @@ class LayerTable(MutableSequence[LayerCost]):
             # the objects are the data from now on: drop the columns
             self.names, self.inputs, self.outputs, self.params = [], [], [], []
             self.weight_bytes, self.activation_bytes, self.signature_index = [], [], []
+            self._spread = {}
         return layers
 
     # -- the list interface -------------------------------------------------------------
