@@ -19,8 +19,16 @@ from segcost.analyzer import analyze
 from segcost.analyzer.conventions import CATEGORIES, convention_totals
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.layers import LayerCost, LayerSignature, LayerTable, make_layer
+from segcost.fileio.writes import json_text
 from segcost.frontends.onnx import load_model
-from segcost.reports.analysis import _compact_encoder, _row_template, render, render_json_chunks
+from segcost.reports.analysis import (
+    _compact_encoder,
+    _row_template,
+    groups_dict,
+    render,
+    render_indented_json_chunks,
+    render_json_chunks,
+)
 
 # names a report must escape, and one that looks like the JSON renderer's own markers
 ODD_NAMES = ['conv "quoted" %d', "ünïcode/%s", "\x000name", "tab\there", "back\\slash"]
@@ -99,6 +107,20 @@ def test_lazy_text_reports_equal_the_objects_reports(model, fmt, options):
     assert not result.layers.materialized
     result.layers = list(result.layers)
     assert render(result, fmt, **options) == lazy
+
+
+@pytest.mark.parametrize("group_by", ["op_type", "prefix:2"])
+def test_indented_json_is_json_text_of_the_whole_document(model, group_by):
+    result = analyze(load_model(model))
+    extra = {"groups": groups_dict(result, group_by)}
+    lazy = "".join(render_indented_json_chunks(result, extra))
+    assert not result.layers.materialized
+    document = result.to_dict()   # the objects, as the --group-by report was written before
+    document.update(extra)
+    assert lazy == json_text(document)
+    assert "".join(render_indented_json_chunks(result, extra)) == lazy   # now from the objects
+    result.layers = []   # no layers: "layers": [] in place
+    assert "".join(render_indented_json_chunks(result, extra)) == json_text({**result.to_dict(), **extra})
 
 
 def test_lazy_columns_and_subtotals_equal_the_objects(model):

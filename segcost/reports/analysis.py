@@ -262,6 +262,64 @@ def _layer_rows(layers: Sequence[LayerCost]) -> Iterator[str]:
     return map(mod, map(templates.__getitem__, layers.signature_index), values)
 
 
+def render_indented_json_chunks(result: AnalysisResult, extra: dict | None = None) -> Iterator[str]:
+    """``json_text(result.to_dict() | extra)`` piece by piece: the whole document indented (the --group-by
+    JSON report), but the layers written from the LayerTable's signatures as render_json_chunks does.
+
+    json.dumps with an indent runs its pure-Python encoder: 100k layers as one document took
+    seconds and twice the analysis' memory. Here the rest of the document (small) goes through
+    json_text, with "layers" empty, and each layer is written as json_text writes it in that place.
+    """
+    document = result.to_dict(include_layers=False)
+    document.update(extra or {})
+    before, marker, after = json_text(document).partition(_EMPTY_LAYERS)   # the top level's only "layers"
+    yield before
+    rows, separator = _indented_layer_rows(result.layers), '\n  "layers": [\n    '
+    while True:
+        chunk = list(islice(rows, _LAYERS_PER_CHUNK))
+        if not chunk:
+            break
+        yield separator + ",\n    ".join(chunk)
+        separator = ",\n    "
+    yield "\n  ],\n" if result.layers else marker
+    yield after
+
+
+_EMPTY_LAYERS = '\n  "layers": [],\n'
+_LAYER_INDENT = "\n    "   # json_text's indentation of a layer: an item of a list two levels deep
+
+
+def _indented_layer_rows(layers: Sequence[LayerCost]) -> Iterator[str]:
+    """Each layer as json_text writes it in the document's "layers" (see render_indented_json_chunks)."""
+    if not isinstance(layers, LayerTable) or layers.materialized:
+        return (json_text(vars(layer))[:-1].replace("\n", _LAYER_INDENT) for layer in layers)
+    templates = [_indented_row_template(signature) for signature in layers.signatures]
+    values = zip(map(encode_basestring_ascii, layers.names), map(_indented_names, layers.inputs),
+                 map(_indented_names, layers.outputs), layers.params, layers.weight_bytes, layers.activation_bytes)
+    return map(mod, map(templates.__getitem__, layers.signature_index), values)
+
+
+def _indented_names(names: Sequence[str]) -> str:
+    """A layer's inputs or outputs as json_text writes the list there (items four levels deep)."""
+    return "[\n        " + ",\n        ".join(map(encode_basestring_ascii, names)) + "\n      ]" if names else "[]"
+
+
+def _indented_row_template(signature: LayerSignature) -> str:
+    """_row_template's counterpart for an indented layer: inputs and outputs are whole-value places."""
+    for attempt in count():
+        marks = [f"\x00{attempt}{field}" for field in ROW_FIELDS]
+        layer = vars(make_layer(signature, marks[0], [], [], *marks[3:]))  # type: ignore[arg-type]
+        layer.update(inputs=marks[1], outputs=marks[2])
+        text = json_text(layer)[:-1].replace("\n", _LAYER_INDENT)
+        quoted = list(map(encode_basestring_ascii, marks))
+        if all(text.count(mark) == 1 for mark in quoted):   # no model text holds a marker (else: other markers)
+            break
+    text = text.replace("%", "%%")
+    for mark in quoted:
+        text = text.replace(mark, "%s")
+    return text
+
+
 def _row_template(signature: LayerSignature, encode) -> str:
     """`encode(vars(layer))` of a layer of `signature`, with "%s" where its per-layer values go (in
     ROW_FIELDS order; inputs and outputs between the list brackets) and every other "%" doubled."""
