@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from math import prod
-from operator import attrgetter
 
 from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_flow_cost
 from segcost.analyzer.grouping import group_layers
+from segcost.analyzer.layers import LayerSignature, LayerTable
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
     COUNTED,
@@ -22,7 +22,6 @@ from segcost.analyzer.result import (
     AnalysisResult,
     ControlFlowCost,
     Coverage,
-    LayerCost,
     ModelSummary,
     TensorSummary,
     Totals,
@@ -44,12 +43,10 @@ def analyze(graph: Graph) -> AnalysisResult:
     _require_static_inputs(graph)
     walk = _Walk(graph)
     layers = walk.layers
-    totals = Totals(  # map over attrgetter: no generator frame step per layer (100k+ of them)
-        macs=sum(map(attrgetter("macs"), layers)),
-        flops=sum(map(attrgetter("flops"), layers)),
-        params=sum(map(attrgetter("params"), layers)),
-        weight_bytes=sum(map(attrgetter("weight_bytes"), layers)),
-        activation_bytes=sum(map(attrgetter("activation_bytes"), layers)),
+    column = layers.column   # lists of ints, read from the table's columns: no LayerCost is made
+    totals = Totals(
+        macs=sum(column("macs")), flops=sum(column("flops")), params=sum(column("params")),
+        weight_bytes=sum(column("weight_bytes")), activation_bytes=sum(column("activation_bytes")),
         peak_activation_bytes=peak_activation_bytes(graph, walk.scheduled, walk.nbytes, walk.constants),
         nodes=len(layers),
     )
@@ -91,8 +88,7 @@ class _Walk:
                 else:  # a sparse_value Constant (dense ones are lifted)
                     constants.update(node.outputs)
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
-        shapes = _shape_table(graph)
-        sizes = _byte_sizes(graph, shapes)
+        shapes, sizes = _tensor_tables(graph)
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
         # Weights read through forwarders count at their first real consumer (analyzer.weights)
         forwarded, forwarding, quantization_params = forwarded_constants(graph, forwarders, constants)
@@ -101,11 +97,15 @@ class _Walk:
             sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
         shape_of, is_constant = shapes.get, constants.__contains__
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
-        # A pure rule's result (and what is derived from it below) per distinct signature: a
-        # large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
-        signatures: dict[tuple, _Outcome] = {}
-        self.layers: list[LayerCost] = []
-        append_layer = self.layers.append
+        # A pure rule's result (and what is derived from it below) per distinct node signature:
+        # a large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
+        outcomes: dict[tuple, _Outcome] = {}
+        self.layers = table = LayerTable()
+        append_name, append_inputs, append_outputs = table.names.append, table.inputs.append, table.outputs.append
+        append_params, append_weight_bytes = table.params.append, table.weight_bytes.append
+        append_activation_bytes, append_signature = table.activation_bytes.append, table.signature_index.append
+        # LayerSignature -> its index in table.signatures: equal outcomes of any rule share one
+        self._signature_ids: dict[LayerSignature, int] = {}
         self.coverage = coverage = Coverage()
         self.warnings: list[str] = []
         self.control_flow: list[ControlFlowCost] = []
@@ -123,14 +123,14 @@ class _Walk:
             if found is None:
                 found = rules[rule_key] = (find_rule(domain, op_type), is_pure_rule(domain, op_type))
             rule, pure = found
-            signature: tuple | None = None
+            outcome_key: tuple | None = None
             entry: _Outcome | None = None
             if pure and not node.implicit_inputs:
                 # repr tells 1 from 1.0 and "a" from b"a": equal reprs of attribute dicts are equal values
                 # which inputs are given: all of them unless one is omitted ("")
-                signature = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
+                outcome_key = (rule_key, repr(node.attrs), input_shapes, output_shapes, constant_inputs,
                              "" in inputs and tuple(map(bool, inputs)))
-                entry = signatures.get(signature)
+                entry = outcomes.get(outcome_key)
             subgraph_params = subgraph_weight_bytes = 0
             if entry is None:
                 view = OpView(key, node, input_shapes, output_shapes, constant_inputs, graph)
@@ -145,10 +145,10 @@ class _Walk:
                     # is bad input, reported for the node rather than as a crash.
                     raise InputError(f"node {key!r} ({op_type}): malformed attributes or inputs "
                                      f"({type(error).__name__}: {error})") from None
-                entry = _outcome(cost, view.output_shape(0), None not in input_shapes)
-                if signature is not None:
-                    signatures[signature] = entry
-            cost, formula_differs, kernel, stride, output_shape, shapes_known, flops, bias_flops = entry
+                entry = self._outcome(cost, view.output_shape(0), input_shapes, op_type, domain)
+                if outcome_key is not None:
+                    outcomes[outcome_key] = entry
+            cost, formula_differs, signature_index = entry
             status = cost.status
             if status == COUNTED:
                 coverage.counted += 1
@@ -185,16 +185,13 @@ class _Walk:
             for tensor in outputs:
                 if tensor:
                     activation_bytes += nbytes(tensor)
-            append_layer(LayerCost(  # positional, in the field order: a keyword call costs more per layer
-                key, op_type, cost.kind, cost.group,
-                None if kernel is None else list(kernel), None if stride is None else list(stride),
-                list(inputs), list(outputs),
-                list(map(list, input_shapes)) if shapes_known else  # type: ignore[arg-type] # no None in them
-                [list(shape) if shape is not None else None for shape in input_shapes],
-                None if output_shape is None else list(output_shape),
-                cost.macs, flops, bias_flops, params + subgraph_params, weight_bytes + subgraph_weight_bytes,
-                activation_bytes, status, domain,
-            ))
+            append_name(key)
+            append_inputs(tuple(inputs))
+            append_outputs(tuple(outputs))
+            append_params(params + subgraph_params)
+            append_weight_bytes(weight_bytes + subgraph_weight_bytes)
+            append_activation_bytes(activation_bytes)
+            append_signature(signature_index)
 
         if forwarding:
             self._count_unread(order, forwarding, forwarded, seen_constants, initializer_of, shape_of, nbytes)
@@ -206,14 +203,40 @@ class _Walk:
         if not unread:
             return
         position = {key: index for index, key in enumerate(order)}
+        params, weight_bytes = self.layers.params, self.layers.weight_bytes
         for key, output in unread:
-            layer = self.layers[position[key]]
+            index = position[key]
             for root in forwarded[output]:
                 if root not in seen:
                     seen.add(root)
                     root_params, root_bytes = constant_size(root, initializer_of(root), shape_of, nbytes)
-                    layer.params += root_params
-                    layer.weight_bytes += root_bytes
+                    params[index] += root_params
+                    weight_bytes[index] += root_bytes
+
+    def _outcome(self, cost: OpCost, inferred_shape: tuple[int, ...] | None, input_shapes: tuple[Shape | None, ...],
+                 op_type: str, domain: str) -> _Outcome:
+        """What a node's cost gives its layer (see _Outcome); the same for every node of a pure rule's signature."""
+        output_shape = inferred_shape if cost.output_shape is None else cost.output_shape
+        differs = (inferred_shape if cost.output_shape is not None and inferred_shape is not None
+                   and tuple(cost.output_shape) != tuple(inferred_shape) else None)
+        macs, kernel, stride = cost.macs, cost.kernel, cost.stride
+        flops, bias_flops = 2 * macs + cost.flops, cost.flops if macs else 0
+        signature = LayerSignature(
+            op_type, cost.kind, cost.group, None if kernel is None else tuple(kernel),
+            None if stride is None else tuple(stride),
+            tuple([None if shape is None else tuple(shape) for shape in input_shapes]),
+            None if output_shape is None else tuple(output_shape), macs, flops, bias_flops, cost.status, domain)
+        signatures = self.layers.signatures
+        # Equal signatures share one entry, but only when their numbers are ints: 1 == 1.0 == True in
+        # Python, and the reports would show the first one's type for all of them.
+        if type(macs) is type(flops) is type(bias_flops) is int and (cost.group is None or type(cost.group) is int):
+            index = self._signature_ids.setdefault(signature, len(signatures))
+            if index == len(signatures):
+                signatures.append(signature)
+        else:
+            index = len(signatures)
+            signatures.append(signature)
+        return cost, differs, index
 
     def _control_flow(self, graph: Graph, key: str, node, inherited: dict) -> tuple[OpCost, int, int]:
         """(cost, the subgraphs' own params, their weight bytes) of an If/Loop/Scan layer."""
@@ -227,34 +250,15 @@ class _Walk:
 def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
     walk = _Walk(body, inherited, outer_constants)
     unsupported = walk.coverage.unsupported + walk.coverage.shape_unknown
-    return (sum(layer.macs for layer in walk.layers), sum(layer.flops for layer in walk.layers),
-            sum(layer.params for layer in walk.layers), sum(layer.weight_bytes for layer in walk.layers),
+    column = walk.layers.column
+    return (sum(column("macs")), sum(column("flops")), sum(column("params")), sum(column("weight_bytes")),
             len(walk.layers), unsupported, walk.warnings)
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
 # What a layer takes from its rule's cost: (cost, the inferred output shape when the rule's formula
-# gives another one, kernel, stride, output shape, whether every input shape is known, flops, bias flops)
-_Outcome = tuple[OpCost, tuple[int, ...] | None, tuple[int, ...] | None, tuple[int, ...] | None,
-                 tuple[int, ...] | None, bool, int, int]
-
-
-def _outcome(cost: OpCost, inferred_shape: tuple[int, ...] | None, shapes_known: bool) -> _Outcome:
-    """The per-layer fields a cost gives (see _Outcome); the same for every node of a pure rule's signature."""
-    output_shape = inferred_shape if cost.output_shape is None else cost.output_shape
-    differs = (inferred_shape if cost.output_shape is not None and inferred_shape is not None
-               and tuple(cost.output_shape) != tuple(inferred_shape) else None)
-    macs = cost.macs
-    return (cost, differs, cost.kernel, cost.stride, output_shape, shapes_known, 2 * macs + cost.flops,
-            cost.flops if macs else 0)
-
-
-def _shape_table(graph: Graph) -> dict[str, Shape]:
-    """{tensor: graph.shape(tensor)} for every tensor that has a shape."""
-    shapes: dict[str, Shape] = {name: init.shape for name, init in graph.initializers.items()}
-    shapes.update((name, info.shape) for name, info in graph.tensors.items() if info.shape is not None)
-    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
-    return shapes
+# gives another one, the index of its LayerSignature in the walk's LayerTable)
+_Outcome = tuple[OpCost, tuple[int, ...] | None, int]
 
 
 class _Sizes(dict):
@@ -264,16 +268,26 @@ class _Sizes(dict):
         return 0
 
 
-def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> _Sizes:
-    """{tensor: bytes} for every tensor of known shape (elements × the size of graph.dtype); others read 0."""
+def _tensor_tables(graph: Graph) -> tuple[dict[str, Shape], _Sizes]:
+    """({tensor: graph.shape(tensor)} for every tensor that has a shape, {tensor: bytes} for every tensor of
+    static shape: elements × the size of graph.dtype; others read 0), in one pass over the tensors."""
     initializers = graph.initializers
+    shapes: dict[str, Shape] = {name: init.shape for name, init in initializers.items()}
+    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
     sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
     # tensors share a few (shape, dtype) pairs: each size is computed once (None: the shape is not static)
     computed: dict[tuple[Shape | None, int], int | None] = {}
+    initializer_of = initializers.get
     for name, info in graph.tensors.items():
-        shape, dtype = shapes.get(name), info.dtype
+        shape, dtype = info.shape, info.dtype
+        if shape is None:
+            shape = shapes.get(name)   # an initializer's
+        elif name:
+            shapes[name] = shape
+        else:
+            shape = None   # ""
         if not dtype:
-            init = initializers.get(name)
+            init = initializer_of(name)
             dtype = init.dtype if init is not None else 0
         size = computed.get((shape, dtype), -1)
         if size == -1:
@@ -282,7 +296,7 @@ def _byte_sizes(graph: Graph, shapes: dict[str, Shape]) -> _Sizes:
             sizes.pop(name, None)
         else:
             sizes[name] = size
-    return sizes
+    return shapes, sizes
 
 
 def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> None:
@@ -357,7 +371,7 @@ def count_macs(graph: Graph) -> int:
     total = 0
     for key, node in graph.nodes.items():
         if node.op_type in CONTROL_FLOW_OPS and not node.domain:
-            return sum(layer.macs for layer in _Walk(graph).layers)
+            return sum(_Walk(graph).layers.column("macs"))
         if node.op_type not in MAC_OP_TYPES:
             continue
         rule = find_rule(node.domain, node.op_type)

@@ -28,9 +28,9 @@ count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from segcost.analyzer.layers import layer_column
 from segcost.errors import InputError
 
 if TYPE_CHECKING:   # annotations only: result.py imports this module to fill macs_by_convention
@@ -86,13 +86,14 @@ def category_of(layer: LayerCost) -> str | None:
 
 def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
     subtotals = dict.fromkeys(CATEGORIES, 0)
-    layers = result.layers
-    subtotals["bias"] += sum(map(attrgetter("bias_flops"), layers))   # C speed: no frame step per layer
+    layers = result.layers   # read by column (analyzer.layers): an analysis' LayerTable makes no LayerCost for it
+    subtotals["bias"] += sum(layer_column(layers, "bias_flops"))
     category_of_op = _CATEGORY_OF_OP.get
-    for layer in layers:   # category_of, inline
-        category = None if layer.domain else category_of_op(layer.op_type)
+    for op_type, domain, flops in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
+                                      layer_column(layers, "flops")):   # category_of, inline
+        category = None if domain else category_of_op(op_type)
         if category is not None:
-            subtotals[category] += layer.flops
+            subtotals[category] += flops
     conv_gemm = result.totals.macs
     return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
 

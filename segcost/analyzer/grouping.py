@@ -13,9 +13,10 @@ Identity nodes are one row, not 24.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from operator import attrgetter
+from collections.abc import Iterable
+from itertools import repeat
 
+from segcost.analyzer.layers import layer_column
 from segcost.analyzer.result import LayerCost, OpTypeTotal
 from segcost.errors import InputError
 
@@ -51,23 +52,24 @@ def name_prefix(name: str, depth: int, op_type: str = "") -> str:
 
 
 def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int = 1) -> dict[str, OpTypeTotal]:
-    """Group name → totals, most MACs first (then FLOPs, then name)."""
-    labels: dict[str, Callable[[LayerCost], str]] = {
-        "op_type": attrgetter("op_type"),
-        "kind": attrgetter("kind"),
-        "prefix": lambda layer: name_prefix(layer.name, depth, layer.op_type),
-    }
-    label = labels[key]
-    members: dict[str, list[LayerCost]] = {}
-    for layer in layers:
-        name = label(layer)
-        group = members.get(name)
+    """Group name → totals, most MACs first (then FLOPs, then name).
+
+    Read from the layers' columns (analyzer.layers.layer_column), so an analysis' LayerTable
+    makes no LayerCost objects for it.
+    """
+    if key == "prefix":
+        labels = list(map(name_prefix, layer_column(layers, "name"), repeat(depth), layer_column(layers, "op_type")))
+    else:
+        labels = layer_column(layers, key)
+    members: dict[str, list[int]] = {}   # label → the positions of its layers
+    for position, label in enumerate(labels):
+        group = members.get(label)
         if group is None:
-            members[name] = [layer]
+            members[label] = [position]
         else:
-            group.append(layer)
-    # sums over each group's layers at C speed (map over attrgetter), not four updates per layer
-    macs, flops, params = attrgetter("macs"), attrgetter("flops"), attrgetter("params")
+            group.append(position)
+    # sums over each group's layers at C speed (map over the columns), not four updates per layer
+    macs, flops, params = (layer_column(layers, name).__getitem__ for name in ("macs", "flops", "params"))
     totals = {name: OpTypeTotal(len(group), sum(map(macs, group)), sum(map(flops, group)), sum(map(params, group)))
               for name, group in members.items()}
     return dict(sorted(totals.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))

@@ -9,13 +9,75 @@ never larger than the plain sum of all activation buffers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import attrgetter
 
 from segcost.ir import Graph, Node
 
 
 def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
                           constants: set[str]) -> int:
-    """Peak live activation bytes when `nodes` run in this (topological) order."""
+    """Peak live activation bytes when `nodes` run in this (topological) order.
+
+    Each step first allocates the outputs of its node that are not live yet (nor constants),
+    the peak is taken, then it frees the tensors read there for the last time and the outputs
+    nobody reads later (never a graph output). `tensor_bytes(name)` gives a buffer's size.
+
+    A graph whose every tensor has one producer, none of them a graph input (what the Graph
+    and the loader's verify_graph keep), is swept backwards (`_peak_backwards`): a tensor's
+    first sighting from the end is its last use, so no table of last uses is needed and the
+    live set stays small. Any other graph is replayed forwards (`_peak_forwards`); both give
+    the same figure (tests/test_peak_memory.py).
+    """
+    produced = list(chain.from_iterable(map(attrgetter("outputs"), nodes)))
+    distinct = set(produced)
+    distinct.discard("")
+    if len(distinct) == len(produced) - produced.count(""):
+        peak = _peak_backwards(graph, nodes, tensor_bytes, constants)
+        if peak is not None:
+            return peak
+    return _peak_forwards(graph, nodes, tensor_bytes, constants)
+
+
+def _peak_backwards(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
+                    constants: set[str]) -> int | None:
+    """The peak from a sweep from the last node to the first, or None when the graph needs the forward replay
+    (a node produces a graph input, even an unnamed one; a tensor is read, or is a graph output, that
+    nothing produces)."""
+    graph_inputs = set(graph.inputs)
+    # live: the buffers live across the boundary before the step being looked at; graph outputs to the end
+    live = {tensor: tensor_bytes(tensor) for tensor in graph.outputs if tensor and tensor not in constants}
+    current = sum(live.values())
+    peak = None
+    pop = live.pop
+    for node in reversed(nodes):
+        during = current   # live while this step runs
+        for tensor in node.all_inputs if node.implicit_inputs else node.inputs:
+            if tensor not in live and tensor and tensor not in constants:   # its last use: live from here back
+                size = live[tensor] = tensor_bytes(tensor)
+                current += size
+                during += size
+        for tensor in node.outputs:
+            if tensor in graph_inputs:
+                return None
+            born = pop(tensor, None)
+            if born is not None:   # produced here: not live before this step
+                current -= born
+            elif tensor and tensor not in constants:   # read by no later step: live during this one only
+                during += tensor_bytes(tensor)
+        if peak is None or during > peak:
+            peak = during
+    if not graph_inputs.issuperset(live):
+        return None
+    # graph inputs that never became live above (unread, constant, unnamed) are live throughout
+    always = sum(tensor_bytes(tensor) for tensor in dict.fromkeys(graph.inputs) if tensor not in live)
+    initial = always + sum(live.values())   # before the first step: every graph input
+    return initial if peak is None else max(initial, peak + always)
+
+
+def _peak_forwards(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
+                   constants: set[str]) -> int:
+    """The peak replayed node by node, for any graph (a tensor produced twice is allocated while not live)."""
     # the last step reading each tensor (a tensor an If/Loop/Scan subgraph reads lives until that node)
     last_use = {tensor: step for step, node in enumerate(nodes) for tensor in node.all_inputs
                 if tensor and tensor not in constants}

@@ -6,10 +6,15 @@ is an exact Python int.
 
 from __future__ import annotations
 
+from collections.abc import MutableSequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from segcost.analyzer.conventions import convention_totals
+from segcost.analyzer.layers import LayerCost, LayerTable
+
+__all__ = ["SCHEMA", "CONVENTIONS", "AnalysisResult", "ControlFlowCost", "Coverage", "LayerCost", "LayerTable",
+           "ModelSummary", "OpTypeTotal", "SubgraphCost", "TensorSummary", "Totals"]
 
 SCHEMA = "segcost.analysis/1"
 
@@ -27,28 +32,6 @@ CONVENTIONS = {
     "control_flow": "If: the branch with more MACs; Loop/Scan: trip count x body; without a static trip "
                     "count: one trip, flagged unbounded",
 }
-
-
-@dataclass
-class LayerCost:
-    name: str
-    op_type: str
-    kind: str
-    group: int | None
-    kernel: list[int] | None
-    stride: list[int] | None
-    inputs: list[str]
-    outputs: list[str]
-    input_shapes: list[list[int | str | None] | None]
-    output_shape: list[int] | None
-    macs: int
-    flops: int
-    bias_flops: int
-    params: int
-    weight_bytes: int
-    activation_bytes: int
-    status: str
-    domain: str = ""
 
 
 @dataclass
@@ -136,7 +119,7 @@ class AnalysisResult:
     model: ModelSummary
     totals: Totals
     coverage: Coverage
-    layers: list[LayerCost]
+    layers: MutableSequence[LayerCost]   # a LayerTable from analyze(): a list of LayerCost made on first use
     by_op_type: dict[str, OpTypeTotal]
     warnings: list[str] = field(default_factory=list)
     counted: list[str] = field(default_factory=list)   # categories also counted as MACs (analyzer.conventions)

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from segcost.analyzer import AnalysisResult
+from segcost.analyzer.layers import layer_column
 from segcost.analyzer.registry import SHAPE_UNKNOWN, UNSUPPORTED
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -34,8 +35,10 @@ def unsupported_op_counts(analysis: AnalysisResult) -> dict[str, int]:
     Top-level layers carry their domain; ops inside If/Loop/Scan bodies are known only by
     op type (analyzer.result.SubgraphCost.unsupported) and are listed by it.
     """
-    counts = Counter(op_label(layer.op_type, layer.domain) for layer in analysis.layers
-                     if layer.status == UNSUPPORTED)
+    layers = analysis.layers   # by column: an analysis' LayerTable makes no LayerCost objects for it
+    counts = Counter(op_label(op_type, domain) for op_type, domain, status
+                     in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
+                            layer_column(layers, "status")) if status == UNSUPPORTED)
     if not counts and analysis.coverage.unknown_ops:   # a result without layers (e.g. from JSON)
         counts.update(analysis.coverage.unknown_ops)
     return dict(counts)

@@ -143,12 +143,11 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
                                             graph.info.path or "model", layers=top), output, protected=(model,))
         return
     if fmt == "json":
-        from segcost.reports.analysis import groups_dict, render_json_chunks
+        from segcost.reports.analysis import groups_dict, render_indented_json_chunks, render_json_chunks
 
-        if group_by:   # group reports are small: the whole document at once is simplest
-            document = result.to_dict()
-            document["groups"] = groups_dict(result, group_by)
-            emit(json_text(document), output, protected=(model,))
+        if group_by:   # indented throughout, as it always was; the layers written from the table
+            emit(render_indented_json_chunks(result, {"groups": groups_dict(result, group_by)}), output,
+                 protected=(model,))
         else:
             emit(render_json_chunks(result), output, protected=(model,))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import click
 
@@ -33,7 +34,7 @@ def report_kind(path: str | None, label: str, kinds: dict[str, str] = REPORT_SUF
     return kinds[suffix]
 
 
-def emit(text: str, output: str | None, protected: tuple = ()) -> None:
+def emit(text: str | Iterable[str], output: str | None, protected: tuple = ()) -> None:
     if output:
         from segcost.fileio.writes import write_atomic
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
+from itertools import count, islice
+from json.encoder import encode_basestring_ascii  # the C function when json's accelerator is there
+from operator import add, mod
 
 from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
+from segcost.analyzer.layers import ROW_FIELDS, LayerSignature, LayerTable, layer_column, make_layer
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
 from segcost.fileio.csvtext import SafeWriter
@@ -29,23 +34,54 @@ def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, g
     return render_text(result, markdown=(fmt == "md"), top=top, group_by=group_by)
 
 
-def _selected_layers(result: AnalysisResult, top: int | None) -> list[tuple[int, LayerCost]]:
-    numbered = list(enumerate(result.layers, start=1))
-    if top is None:
-        return numbered
-    ranked = sorted(numbered, key=lambda item: (-item[1].macs, -item[1].flops, item[0]))
-    return ranked[:top]
+def _layer_table_rows(result: AnalysisResult, top: int | None) -> list[list]:
+    """The per-layer rows of the text report, in order or the `top` by MACs (then FLOPs, then position).
+
+    Read by column (analyzer.layers.layer_column): a LayerTable makes no LayerCost for it, and
+    each distinct value (a shape, a MAC count) is formatted once.
+    """
+    layers = result.layers
+    column = partial(layer_column, layers)
+    macs = column("macs")
+    positions: Iterable[int] = range(len(macs))
+    if top is not None:
+        flops = column("flops")
+        positions = sorted(positions, key=lambda position: (-macs[position], -flops[position], position))[:top]
+    total = result.totals.macs
+    kinds = [kind if kind != "other" else "" for kind in column("kind")]
+    kernels = list(map(_kernel_text, column("kernel"), column("stride"), column("group")))
+    outputs, params, activations = column("output_shape"), column("params"), column("activation_bytes")
+    names, op_types = column("name"), column("op_type")
+    macs_text, share = _formatted(human, macs), _formatted(partial(_share, whole=total), macs)
+    params_text, activations_text = _formatted(human, params), _formatted(human_bytes, activations)
+    return [[position + 1, names[position], op_types[position], kinds[position], kernels[position],
+             dims(outputs[position]), macs_text(macs[position]), share(macs[position]), params_text(params[position]),
+             activations_text(activations[position])] for position in positions]
+
+
+def _formatted(format_value: Callable[[int], str], values: list[int]) -> Callable[[int], str]:
+    """`format_value`, computed once per distinct value when all are ints (a float equal to an int
+    could print differently, so then every value is formatted on its own)."""
+    distinct = set(values)
+    if all(type(value) is int for value in distinct):
+        return {value: format_value(value) for value in distinct}.__getitem__
+    return format_value
+
+
+def _kernel_text(kernel, stride, group) -> str:
+    """ "3x3 s2x2 g4": the kernel, a stride other than 1, a group above 1."""
+    parts = []
+    if kernel:
+        parts.append("x".join(map(str, kernel)))
+    if stride and any(step != 1 for step in stride):
+        parts.append("s" + "x".join(map(str, stride)))
+    if group and group > 1:
+        parts.append(f"g{group}")
+    return " ".join(parts)
 
 
 def _shape_text(layer: LayerCost) -> str:
-    parts = []
-    if layer.kernel:
-        parts.append("x".join(map(str, layer.kernel)))
-    if layer.stride and any(stride != 1 for stride in layer.stride):
-        parts.append("s" + "x".join(map(str, layer.stride)))
-    if layer.group and layer.group > 1:
-        parts.append(f"g{layer.group}")
-    return " ".join(parts)
+    return _kernel_text(layer.kernel, layer.stride, layer.group)
 
 
 def _share(part: int, whole: int) -> str:
@@ -76,10 +112,7 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
         lines.append(_table(rows, [group_by.replace("_", " "), "nodes", "MACs", "MACs %", "FLOPs", "params"],
                             markdown))
     else:
-        rows = [[index, layer.name, layer.op_type, layer.kind if layer.kind != "other" else "", _shape_text(layer),
-                 dims(layer.output_shape), human(layer.macs), _share(layer.macs, totals.macs), human(layer.params),
-                 human_bytes(layer.activation_bytes)]
-                for index, layer in _selected_layers(result, top)]
+        rows = _layer_table_rows(result, top)
         headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %", "params", "activations"]
         lines.append(_table(rows, headers, markdown))
         if top is not None and top < len(result.layers):
@@ -145,17 +178,39 @@ def render_csv(result: AnalysisResult, group_by: str | None = None) -> str:
             writer.writerow([name, total.count, total.macs, total.flops, total.params])
         return buffer.getvalue()
     writer.writerow(CSV_COLUMNS)
-    for layer in result.layers:
-        row = []
-        for column in CSV_COLUMNS:
-            value = getattr(layer, column)
-            if column == "input_shapes":
-                value = " ".join(dims(shape) for shape in value)
-            elif isinstance(value, list):
-                value = dims(value)
-            row.append("" if value is None else value)
-        writer.writerow(row)
+    layers = result.layers
+    if isinstance(layers, LayerTable) and not layers.materialized:
+        writer.writerows(_csv_rows_of_table(layers))
+        return buffer.getvalue()
+    for layer in layers:
+        writer.writerow([_csv_cell(column, getattr(layer, column)) for column in CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def _csv_cell(column: str, value, sequences: type | tuple[type, ...] = list):
+    """A CSV cell: shapes and kernels as "1x3x8x8" ("input_shapes" space-separated), None as ""."""
+    if column == "input_shapes":
+        return " ".join(dims(shape) for shape in value)
+    if isinstance(value, sequences):
+        return dims(value)
+    return "" if value is None else value
+
+
+def _csv_rows_of_table(table: LayerTable) -> Iterator[tuple]:
+    """The CSV rows of a LayerTable before it made LayerCost objects: each signature's cells made once
+    (its lists are tuples here, written as the objects' lists are), and each row joined at C speed.
+
+    CSV_COLUMNS is name, the signature's columns, params, weight_bytes, activation_bytes, status
+    (tests/test_layer_table.py compares these rows with the objects').
+    """
+    per_layer = ("name", "params", "weight_bytes", "activation_bytes")
+    signature_columns = [column for column in CSV_COLUMNS if column not in per_layer]
+    cells = [tuple(_csv_cell(column, getattr(signature, column), (list, tuple)) for column in signature_columns)
+             for signature in table.signatures]
+    middle, last = [cell[:-1] for cell in cells], [cell[-1:] for cell in cells]
+    index = table.signature_index
+    return map(add, map(add, zip(table.names), map(middle.__getitem__, index)),
+               map(add, zip(table.params, table.weight_bytes, table.activation_bytes), map(last.__getitem__, index)))
 
 
 def render_json_chunks(result: AnalysisResult):
@@ -172,15 +227,113 @@ def render_json_chunks(result: AnalysisResult):
     before, marker, after = head.partition('\n  "by_op_type":')
     yield before
     yield '\n  "layers": ['
-    encode, layers = _compact_encoder(), result.layers
-    for start in range(0, len(layers), _LAYERS_PER_CHUNK):  # chunks of many layers: fewer writes
-        yield ("\n    " if start == 0 else ",\n    ") + ",\n    ".join(
-            [encode(vars(layer)) for layer in layers[start:start + _LAYERS_PER_CHUNK]])
-    yield "\n  ]," if layers else "],"
+    rows, separator = _layer_rows(result.layers), "\n    "
+    while True:   # chunks of many layers: fewer writes
+        chunk = list(islice(rows, _LAYERS_PER_CHUNK))
+        if not chunk:
+            break
+        yield separator + ",\n    ".join(chunk)
+        separator = ",\n    "
+    yield "\n  ]," if result.layers else "],"
     yield marker + after + "\n"
 
 
 _LAYERS_PER_CHUNK = 1000
+
+
+def _layer_rows(layers: Sequence[LayerCost]) -> Iterator[str]:
+    """Each layer as the compact JSON text of ``vars(layer)``.
+
+    From a LayerTable that made no LayerCost objects yet (analyzer.layers), each distinct
+    LayerSignature is encoded once, as a %-template holding the per-layer values' places, and
+    a row is that template filled with the layer's name, tensor names (JSON strings) and
+    integers: every step a C-level map, no Python code per layer. The template is the encoder's
+    own text of a LayerCost with marker values, so the rows are those of the objects
+    (tests/test_layer_table.py compares them).
+    """
+    encode = _compact_encoder()
+    if not isinstance(layers, LayerTable) or layers.materialized:
+        return map(encode, map(vars, layers))
+    templates = [_row_template(signature, encode) for signature in layers.signatures]
+    string = encode_basestring_ascii
+    tensor_lists = partial(map, string)
+    values = zip(map(string, layers.names), map(", ".join, map(tensor_lists, layers.inputs)),
+                 map(", ".join, map(tensor_lists, layers.outputs)), layers.params, layers.weight_bytes,
+                 layers.activation_bytes)
+    return map(mod, map(templates.__getitem__, layers.signature_index), values)
+
+
+def render_indented_json_chunks(result: AnalysisResult, extra: dict | None = None) -> Iterator[str]:
+    """``json_text(result.to_dict() | extra)`` piece by piece: the whole document indented (the --group-by
+    JSON report), but the layers written from the LayerTable's signatures as render_json_chunks does.
+
+    json.dumps with an indent runs its pure-Python encoder: 100k layers as one document took
+    seconds and twice the analysis' memory. Here the rest of the document (small) goes through
+    json_text, with "layers" empty, and each layer is written as json_text writes it in that place.
+    """
+    document = result.to_dict(include_layers=False)
+    document.update(extra or {})
+    before, marker, after = json_text(document).partition(_EMPTY_LAYERS)   # the top level's only "layers"
+    yield before
+    rows, separator = _indented_layer_rows(result.layers), '\n  "layers": [\n    '
+    while True:
+        chunk = list(islice(rows, _LAYERS_PER_CHUNK))
+        if not chunk:
+            break
+        yield separator + ",\n    ".join(chunk)
+        separator = ",\n    "
+    yield "\n  ],\n" if result.layers else marker
+    yield after
+
+
+_EMPTY_LAYERS = '\n  "layers": [],\n'
+_LAYER_INDENT = "\n    "   # json_text's indentation of a layer: an item of a list two levels deep
+
+
+def _indented_layer_rows(layers: Sequence[LayerCost]) -> Iterator[str]:
+    """Each layer as json_text writes it in the document's "layers" (see render_indented_json_chunks)."""
+    if not isinstance(layers, LayerTable) or layers.materialized:
+        return (json_text(vars(layer))[:-1].replace("\n", _LAYER_INDENT) for layer in layers)
+    templates = [_indented_row_template(signature) for signature in layers.signatures]
+    values = zip(map(encode_basestring_ascii, layers.names), map(_indented_names, layers.inputs),
+                 map(_indented_names, layers.outputs), layers.params, layers.weight_bytes, layers.activation_bytes)
+    return map(mod, map(templates.__getitem__, layers.signature_index), values)
+
+
+def _indented_names(names: Sequence[str]) -> str:
+    """A layer's inputs or outputs as json_text writes the list there (items four levels deep)."""
+    return "[\n        " + ",\n        ".join(map(encode_basestring_ascii, names)) + "\n      ]" if names else "[]"
+
+
+def _indented_row_template(signature: LayerSignature) -> str:
+    """_row_template's counterpart for an indented layer: inputs and outputs are whole-value places."""
+    for attempt in count():
+        marks = [f"\x00{attempt}{field}" for field in ROW_FIELDS]
+        layer = vars(make_layer(signature, marks[0], [], [], *marks[3:]))  # type: ignore[arg-type]
+        layer.update(inputs=marks[1], outputs=marks[2])
+        text = json_text(layer)[:-1].replace("\n", _LAYER_INDENT)
+        quoted = list(map(encode_basestring_ascii, marks))
+        if all(text.count(mark) == 1 for mark in quoted):   # no model text holds a marker (else: other markers)
+            break
+    text = text.replace("%", "%%")
+    for mark in quoted:
+        text = text.replace(mark, "%s")
+    return text
+
+
+def _row_template(signature: LayerSignature, encode) -> str:
+    """`encode(vars(layer))` of a layer of `signature`, with "%s" where its per-layer values go (in
+    ROW_FIELDS order; inputs and outputs between the list brackets) and every other "%" doubled."""
+    for attempt in count():
+        marks = [f"\x00{attempt}{field}" for field in ROW_FIELDS]
+        text = encode(vars(make_layer(signature, marks[0], [marks[1]], [marks[2]], *marks[3:])))  # type: ignore[arg-type]
+        quoted = [encode(mark) for mark in marks]
+        if all(text.count(mark) == 1 for mark in quoted):   # no model text holds a marker (else: other markers)
+            break
+    text = text.replace("%", "%%")
+    for mark in quoted:
+        text = text.replace(mark, "%s")
+    return text
 
 
 def _compact_encoder():
