@@ -198,3 +198,54 @@ def test_varints_read_and_write_as_protobuf_does(value):
         reader = protoscan._Reader(None, "model.onnx")
         with pytest.raises(InputError, match="bad varint"):
             protoscan._varint(serialized, 1, len(serialized) - 1, reader)
+
+
+def _graph_field_by_field(reader, start: int, end: int, skipped: dict) -> bytes:
+    """The graph walk as `_Reader.fields` spells it, one field at a time (what the unrolled loop replaces)."""
+    out, index = bytearray(), 0
+    for number, wire_type, field_start, payload, field_end in reader.fields(start, end):
+        if number == protoscan.GRAPH_INITIALIZER and wire_type == protoscan.WIRE_LENGTH:
+            tensor, region = protoscan._tensor_without_payload(reader, payload, field_end)
+            if region is not None:
+                skipped[index] = region
+            out += protoscan._INITIALIZER_KEY + protoscan._encode_varint(len(tensor)) + tensor
+            index += 1
+        else:
+            out += reader.buffer[field_start:field_end]
+    return bytes(out)
+
+
+@pytest.mark.parametrize("window", [37, 300, 1024 * 1024])
+def test_the_unrolled_graph_walk_reads_as_the_field_walk_does(tmp_path, monkeypatch, window):
+    """Same bytes, regions and error message as field-by-field, on a model and 300 corruptions of it."""
+    model = deep(30)
+    model.graph.initializer[3].ClearField("raw_data")   # a float_data payload, and a small tensor kept inline
+    model.graph.initializer[3].float_data.extend([0.5] * 576)
+    model.graph.initializer[5].float_data.extend([0.5] * 576)   # two payloads: kept inline
+    model.graph.initializer.append(numpy_helper.from_array(np.arange(4, dtype=np.int64), "shape"))
+    data = model.SerializeToString()
+    (tmp_path / "model.onnx").write_bytes(data)
+    payloads = {at for offset, length in protoscan.scan(tmp_path / "model.onnx")[1].values()
+                for at in range(offset, offset + length)}
+    structure = [at for at in range(len(data)) if at not in payloads]   # keys, lengths, names, dims
+    rng = random.Random(window)
+    monkeypatch.setattr(protoscan._FileWindow, "WINDOW", window)
+    outcomes = set()
+    unrolled = protoscan._graph_without_payloads
+    for case in range(300):
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 12) if case else 0):
+            at = rng.choice(structure)   # a length or key one off, or any byte
+            mutated[at] = (mutated[at] + rng.choice([1, -1])) % 256 if case % 2 else rng.randrange(256)
+        path = tmp_path / "model.onnx"
+        path.write_bytes(bytes(mutated[:rng.randrange(len(mutated)) if case % 7 == 3 else None]))
+        results = []
+        for walk in (unrolled, _graph_field_by_field):
+            monkeypatch.setattr(protoscan, "_graph_without_payloads", walk)
+            try:
+                results.append(protoscan.scan(path))
+            except InputError as error:
+                results.append(str(error))
+        assert results[0] == results[1], case
+        outcomes.add(isinstance(results[0], str))
+    assert outcomes == {True, False}   # both accepted and refused corruptions were compared
