@@ -249,3 +249,54 @@ def test_the_unrolled_graph_walk_reads_as_the_field_walk_does(tmp_path, monkeypa
         assert results[0] == results[1], case
         outcomes.add(isinstance(results[0], str))
     assert outcomes == {True, False}   # both accepted and refused corruptions were compared
+
+
+def _random_model(rng: random.Random) -> onnx.ModelProto:
+    """A small model with random wiring: reads of later outputs (cycles or not), of nothing, duplicates."""
+    count = rng.randint(1, 8)
+    names = [f"t{index}" for index in range(count)] + ["x", "w", "missing", "c", ""]
+    nodes = []
+    for index in range(count):
+        known = [f"t{earlier}" for earlier in range(index)] + ["x", "w", "c"]
+        inputs = [rng.choice(names if rng.random() < 0.1 else known) for _ in range(rng.randint(1, 3))]
+        outputs = [f"t{index}"] if rng.random() > 0.1 else [rng.choice(names[:-1]), f"t{index}"]
+        nodes.append(helper.make_node("Add", inputs, outputs, name=rng.choice([f"n{index}", "same", ""])))
+    nodes.insert(rng.randrange(len(nodes) + 1), helper.make_node(
+        "Constant", [], ["c"], value=numpy_helper.from_array(np.ones(2, np.float32)), name="const"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info(rng.choice(names[:-1]), TensorProto.FLOAT, [2])],
+                              initializer=[numpy_helper.from_array(np.ones(2, np.float32), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_readers_checks_and_tables_are_verify_graphs_and_add_nodes():
+    """from_model(verify=True) checks in its walk what verify_graph's walk over every input checks, and fills
+    the node tables as add_nodes does: same errors, producers, orders and schedule on 600 random wirings."""
+    from segcost.ir.onnx_io import from_model
+    from segcost.ir.verify import verify_graph
+
+    def outcome(build):
+        try:
+            graph = build()
+        except GraphError as error:
+            return str(error)
+        return (dict(graph._producer), {key: node.meta["order"] for key, node in graph.nodes.items()},
+                graph._next_order, graph.topological_order())
+
+    def plain(model):
+        read = from_model(model)   # then rebuilt through add_nodes and checked by the full walk
+        graph = Graph(read.info)
+        graph.initializers, graph.inputs, graph.outputs = read.initializers, read.inputs, read.outputs
+        graph.add_nodes(list(read.nodes.items()))
+        verify_graph(graph)
+        return graph
+
+    rng = random.Random(5)
+    kinds = set()
+    for _ in range(600):
+        model = _random_model(rng)
+        fast = outcome(lambda: from_model(model, verify=True))   # noqa: B023 - called at once
+        slow = outcome(lambda: plain(model))   # noqa: B023
+        assert fast == slow, onnx.printer.to_text(model.graph)
+        kinds.add(fast.split(" ")[0] if isinstance(fast, str) else "ok")
+    assert {"ok", "graph", "node", "tensor"} <= kinds   # outputs, reads and producers refused, and accepted

@@ -36,7 +36,7 @@ from segcost.frontends.confine import (
 )
 from segcost.frontends.expansion import check_function_expansion
 from segcost.frontends.protoscan import scan
-from segcost.ir import Graph, verify_graph
+from segcost.ir import Graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import NodeRow, from_model, node_rows
 from segcost.shapes import InputShapes, infer_shapes, symbolic_inputs
@@ -118,10 +118,10 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
                 raise InputError(f"initializer {tensor.name!r}: external data needs the model's file "
                                  "(loaded from memory, refused)")
-    graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions, rows=rows)
+    graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions, rows=rows,
+                       verify=True)   # verify_graph, with what the build's walk found
     graph.info.path = label
     graph.info.inlined_function_calls = calls
-    verify_graph(graph)
     shapes = dict(input_shapes or {})
     kept = _with_declared_batch(graph, shapes) if keep_symbolic_batch else shapes
     infer_shapes(graph, kept, model=model)

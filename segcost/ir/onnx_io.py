@@ -19,6 +19,7 @@ from segcost.errors import GraphError
 from segcost.ir.datafile import HeldFile
 from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
 from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
+from segcost.ir.verify import verify_graph
 
 # (file, offset, length): a HeldFile opened once by the loader (frontends.confine), or a path
 ExternalResolver = Callable[[onnx.TensorProto], tuple[HeldFile | Path, int, int]]
@@ -120,12 +121,18 @@ def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), input
 
 def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None,
                payload_regions: dict[int, tuple[Path, int, int]] | None = None,
-               rows: list[NodeRow] | None = None) -> Graph:
+               rows: list[NodeRow] | None = None, verify: bool = False) -> Graph:
     """Build the IR. Initializer data stays in its TensorProto or file until needed.
 
     `payload_regions` maps an initializer's index to where its data lies in a file when the
     loader left it out of the parsed message (see frontends.protoscan). `rows` are the main
-    graph's node_rows, when the loader has read them already (for its checks).
+    graph's node_rows, when the loader has read them already (for its checks). `verify`: run
+    ir.verify_graph on the result, with what the build's walk over the nodes found.
+
+    Raises:
+        GraphError: an initializer defined twice or whose bytes do not fit its dims, a tensor
+            produced twice, a Constant's output that is an initializer too; with `verify`, what
+            verify_graph raises.
     """
     payload_regions = payload_regions or {}
     onnx_graph = model.graph
@@ -143,18 +150,24 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         functions=list(model.functions),
     )
     graph = Graph(info)
-    _read_graph(graph, onnx_graph, resolve_external, payload_regions, rows)
+    reads: list[tuple[str, str]] | None = [] if verify else None
+    _read_graph(graph, onnx_graph, resolve_external, payload_regions, rows, reads)
     # graph.inputs holds real inputs only; the initializers also listed as inputs (overridable defaults at
     # IR >= 4) are remembered so that a command writing the model can say they are no longer inputs
     info.initializer_inputs = [value.name for value in onnx_graph.input if value.name in graph.initializers]
+    if reads is not None:
+        verify_graph(graph, reads)
     return graph
 
 
 def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: ExternalResolver | None,
-                payload_regions: dict[int, tuple[Path, int, int]], rows: list[NodeRow] | None = None) -> None:
+                payload_regions: dict[int, tuple[Path, int, int]], rows: list[NodeRow] | None = None,
+                reads: list[tuple[str, str]] | None = None) -> None:
     """Fill an empty IR from a GraphProto: initializers (and lifted Constants), interface, value infos, nodes.
 
-    `rows`: node_rows(onnx_graph), when the caller has read them already.
+    `rows`: node_rows(onnx_graph), when the caller has read them already. `reads`: a list to
+    which the (node key, tensor) reads of tensors no earlier node produces are appended, in
+    node order (for verify_graph).
     """
     for index, tensor in enumerate(onnx_graph.initializer):
         external: tuple[HeldFile | Path, int, int] | None = payload_regions.get(index)
@@ -172,8 +185,9 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     read_value_infos(graph, onnx_graph.input, inputs=True)
     read_value_infos(graph, onnx_graph.value_info)
     read_value_infos(graph, onnx_graph.output)
-    keyed_nodes: list[tuple[str, Node]] = []
-    taken: set[str] = set()
+    nodes: dict[str, Node] = {}
+    producers: dict[str, str] = {}
+    twice: tuple[str, str, str] | None = None   # the first tensor produced twice (raised after the walk)
     decode = helper.get_attribute_value
     outputs = set(graph.outputs)
     subgraph_types = (GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE)
@@ -209,10 +223,23 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
         node = Node(name, op_type, domain, node_inputs, node_outputs, attrs, attr_types, doc_string, meta)
         if subgraphs:
             node.implicit_inputs = implicit_inputs(attrs, attr_types)
-        key = name if name and name not in taken else _fallback_key(taken, name or op_type, index)
-        taken.add(key)
-        keyed_nodes.append((key, node))
-    graph.add_nodes(keyed_nodes)
+        key = name if name and name not in nodes else _fallback_key(nodes, name or op_type, index)
+        nodes[key] = node
+        # Graph.add_nodes' tables and checks, and what verify_graph needs, in this one walk
+        if reads is not None:
+            for tensor in node.all_inputs if subgraphs else node_inputs:
+                if tensor and tensor not in producers:
+                    reads.append((key, tensor))
+        for tensor in node_outputs:
+            if tensor:
+                if tensor not in producers:
+                    producers[tensor] = key
+                elif twice is None:
+                    twice = (tensor, producers[tensor], key)
+    if twice is not None:
+        tensor, first, second = twice
+        raise GraphError(f"tensor {tensor!r} is produced by two nodes: {first!r} and {second!r}")
+    graph.add_read_nodes(nodes, producers)
 
 
 def subgraph_ir(graph_proto: onnx.GraphProto, parent: Graph, tensors: dict[str, TensorInfo] | None = None) -> Graph:
@@ -343,7 +370,7 @@ def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> Non
 _FIXED_SIZE_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16})
 
 
-def _fallback_key(taken: set[str], base: str, index: int) -> str:
+def _fallback_key(taken: Container[str], base: str, index: int) -> str:
     """`base_index`, made unique as Graph does, for a node without a name or with a taken one."""
     key = base = f"{base}_{index}"
     suffix = 0
