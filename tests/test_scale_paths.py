@@ -144,6 +144,10 @@ def test_value_infos_sharing_a_type_keep_their_own_shapes():
     # a later entry without a shape keeps the known one, and one without a type the known type
     read_value_infos(graph, [helper.make_empty_tensor_value_info("a")])
     assert (graph.tensors["a"].dtype, graph.tensors["a"].shape) == (TensorProto.FLOAT, (1, 8))
+    # ... also within one list
+    fresh = Graph()
+    read_value_infos(fresh, [value_infos[3], helper.make_tensor_value_info("d", TensorProto.FLOAT, None)])
+    assert (fresh.tensors["d"].dtype, fresh.tensors["d"].shape) == (TensorProto.FLOAT, ("batch", None))
 
 
 def test_a_text_error_is_reported_before_an_earlier_attribute_error():

@@ -277,3 +277,23 @@ def test_the_inference_shell_is_the_same_however_it_is_copied(monkeypatch, const
     assert declared["w1"] == helper.make_tensor_value_info("w1", F, [8, 3, 3, 3])
     assert not shells[0].graph.value_info and not shells[0].graph.doc_string
     assert not shells[0].graph.metadata_props and not shells[0].graph.quantization_annotation
+
+
+def test_unresolved_means_a_consumed_tensor_without_a_static_shape():
+    from segcost.ir import Graph, Initializer, Node, TensorInfo
+    from segcost.shapes.infer import _unresolved
+
+    graph = Graph()
+    graph.initializers["w"] = Initializer("w", F, (2,), array=np.ones(2, np.float32))
+    graph.add_nodes([("a", Node("a", "Add", inputs=["x", "w"], outputs=["y"])),
+                     ("b", Node("b", "Relu", inputs=["y", ""], outputs=["z"]))])
+    graph.tensors.update({name: TensorInfo(name, F, (1, 2)) for name in ("x", "y")})
+    assert not _unresolved(graph)   # w is a weight, "" no tensor, z read by nobody
+    graph.tensors["z"] = TensorInfo("z", F, ("n", 2))
+    assert not _unresolved(graph)
+    for shape in [("n", 2), (None, 2), None]:
+        graph.tensors["y"] = TensorInfo("y", F, shape)
+        assert _unresolved(graph)
+    graph.tensors["y"] = TensorInfo("y", F, (1, 2))
+    del graph.tensors["x"]
+    assert _unresolved(graph)

@@ -9,6 +9,8 @@ opset imports, metadata and local functions, so the exported model runs identica
 from __future__ import annotations
 
 from collections.abc import Callable, Container
+from itertools import compress
+from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -99,24 +101,32 @@ def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), input
     """
     # Decoding a TypeProto field by field costs microseconds in Python, and a large graph has
     # few distinct types over many tensors: each distinct serialized type is decoded once
-    # (equal bytes parse to equal messages, so the cache is exact).
-    decoded: dict[bytes, tuple[int, Shape | None]] = {}
+    # (equal bytes parse to equal messages, so the cache is exact). Names and types are read
+    # with map/attrgetter, at C speed (100k value infos after shape inference).
+    names = list(map(_NAME, value_infos))
+    if skip:
+        kept = [index for index, name in enumerate(names) if name not in skip]
+        if len(kept) < len(names):
+            value_infos = [value_infos[index] for index in kept]
+            names = [names[index] for index in kept]
+    serialized = list(map(_SERIALIZE, map(_TYPE, value_infos)))
+    decoded = {key: shape_of(onnx.TypeProto.FromString(key), inputs) for key in set(serialized)}
     tensors = graph.tensors
-    for value_info in value_infos:
-        name = value_info.name
-        if name in skip:
-            continue
-        type_proto = value_info.type
-        serialized = type_proto.SerializeToString()
-        type_and_shape = decoded.get(serialized)
-        if type_and_shape is None:
-            type_and_shape = decoded[serialized] = shape_of(type_proto, inputs)
-        dtype, shape = type_and_shape
+    if tensors.keys().isdisjoint(names) and len(set(names)) == len(names):   # nothing to refine
+        types = list(map(decoded.__getitem__, serialized))
+        tensors.update(zip(names, map(TensorInfo, names, map(_FIRST, types), map(_SECOND, types))))
+        return
+    for name, key in zip(names, serialized):
+        dtype, shape = decoded[key]
         known = tensors.get(name)
         if known is not None:
             shape = known.shape if shape is None else shape
             dtype = dtype or known.dtype
         tensors[name] = TensorInfo(name, dtype, shape)
+
+
+_NAME, _TYPE, _SERIALIZE = attrgetter("name"), attrgetter("type"), methodcaller("SerializeToString")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None,
@@ -258,6 +268,17 @@ def subgraph_ir(graph_proto: onnx.GraphProto, parent: Graph, tensors: dict[str, 
     return graph
 
 
+def nodes_with_subgraphs(graph: Graph) -> list[Node]:
+    """The nodes with a GRAPH or GRAPHS attribute (If, Loop, Scan, ...), in node order."""
+    nodes = graph.nodes.values()
+    # compress/attrgetter pick the nodes with attributes at C speed (100k nodes, most without)
+    return [node for node in compress(nodes, map(_ATTR_TYPES, nodes))
+            if GRAPH_ATTRIBUTE in (types := node.attr_types.values()) or GRAPHS_ATTRIBUTE in types]
+
+
+_ATTR_TYPES = attrgetter("attr_types")
+
+
 def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     """Keep the shapes onnx shape inference found inside subgraphs, per control-flow node.
 
@@ -267,8 +288,7 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
     nested control-flow node uses its enclosing node's table.
     """
-    targets = [node for node in graph.nodes.values() if node.attr_types
-               and (GRAPH_ATTRIBUTE in (types := node.attr_types.values()) or GRAPHS_ATTRIBUTE in types)]
+    targets = nodes_with_subgraphs(graph)
     if not targets:
         return
     protos = inferred.node

@@ -9,7 +9,13 @@ from onnx import helper
 
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
-from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
+from segcost.ir.onnx_io import (
+    keep_inline_for_inference,
+    nodes_with_subgraphs,
+    read_subgraph_infos,
+    read_value_infos,
+    to_model,
+)
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -235,9 +241,8 @@ def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, Te
     for init in inferred.graph.initializer:  # tensors evaluated by resolve_value_chains
         if init.name not in graph.initializers and init.name not in graph.tensors:
             graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
-    for name in list(graph.tensors):
-        if name in graph.initializers:
-            del graph.tensors[name]  # initializer shapes come from the initializer itself
+    for name in graph.tensors.keys() & graph.initializers.keys():
+        del graph.tensors[name]  # initializer shapes come from the initializer itself
 
 
 def _take_part_shapes(graph: Graph, resolved: Resolved) -> None:
@@ -255,8 +260,7 @@ def _take_part_shapes(graph: Graph, resolved: Resolved) -> None:
 
 
 def _has_subgraphs(graph: Graph) -> bool:
-    kinds = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS}
-    return any(node.attr_types and kinds & set(node.attr_types.values()) for node in graph.nodes.values())
+    return bool(nodes_with_subgraphs(graph))
 
 
 def _first_line(error: BaseException) -> str:
