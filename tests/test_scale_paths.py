@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -14,6 +15,7 @@ from segcost.errors import GraphError, InputError
 from segcost.frontends import protoscan
 from segcost.frontends.onnx import _check_attributes, load, read_model
 from segcost.ir import Graph, Node
+from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import read_value_infos
 from segcost.reports.tables import markdown_cell, markdown_rows, plain_text
 from segcost.reports.tables import text_table as _table
@@ -304,3 +306,30 @@ def test_the_readers_checks_and_tables_are_verify_graphs_and_add_nodes():
         assert fast == slow, onnx.printer.to_text(model.graph)
         kinds.add(fast.split(" ")[0] if isinstance(fast, str) else "ok")
     assert {"ok", "graph", "node", "tensor"} <= kinds   # outputs, reads and producers refused, and accepted
+
+
+@pytest.mark.parametrize("name, tensor", [
+    ("canonical", b"\x08\x08\x08\x08\x08\x03\x08\x03\x10\x01\x42\x02w0\x4a\x80\x12" + bytes(2304)),
+    ("10-byte dims varint", b"\x08" + b"\x88" + b"\x80" * 8 + b"\x00\x10\x01\x42\x01w\x4a\x80\x08" + bytes(1024)),
+    ("11-byte dims varint", b"\x08" + b"\x88" + b"\x80" * 9 + b"\x00\x10\x01\x42\x01w\x4a\x80\x08" + bytes(1024)),
+    ("a field after the payload", b"\x10\x01\x42\x01w\x4a\x80\x08" + bytes(1024) + b"\x70\x00"),
+    ("payload past the end", b"\x10\x01\x42\x01w\x4a\x81\x08" + bytes(1024)),
+    ("three-byte length", b"\x10\x01\x42\x01w\x4a\x80\x80\x01" + bytes(16384)),
+    ("small payload", b"\x10\x01\x42\x01w\x4a\x80\x01" + bytes(128)),
+    ("two payloads", b"\x10\x01\x42\x01w\x22\x04" + bytes(4) + b"\x4a\x80\x08" + bytes(1024)),
+    ("name length 0x7f", b"\x10\x01\x42\x7f" + b"n" * 127 + b"\x4a\x80\x08" + bytes(1024)),
+])
+def test_a_weight_in_the_window_reads_as_its_fields_do(tmp_path, name, tensor):
+    """The recognized weight layout (and every near miss) gives what walking the tensor's fields gives."""
+    path = tmp_path / "tensor.bin"
+    path.write_bytes(tensor)
+    held = HeldFile(os.open(path, os.O_RDONLY), str(path))
+    reader = protoscan._Reader(protoscan._FileWindow(held.fd, held.size), "model.onnx")
+    results = []
+    for read in (lambda: protoscan._tensor_in_window(tensor, 0, len(tensor), 0, reader),
+                 lambda: protoscan._tensor_without_payload(reader, 0, len(tensor))):
+        try:
+            results.append(read())
+        except InputError as error:
+            results.append(str(error))
+    assert results[0] == results[1]

@@ -15,6 +15,7 @@ InputError.
 from __future__ import annotations
 
 import os
+import re
 
 from segcost.errors import InputError
 from segcost.ir.datafile import HeldFile
@@ -267,9 +268,26 @@ def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict
     return bytes(out)
 
 
+# TensorProto fields 1 (dims) and 2 (data_type), varints of at most 10 bytes, then the key of 8 (name) and a
+# one-byte length; raw_data's key (field 9, length-delimited).
+_WEIGHT_HEADER = re.compile(rb"(?:[\x08\x10][\x80-\xff]{0,9}[\x00-\x7f])*\x42[\x00-\x7f]")
+_RAW_DATA_KEY = TENSOR_RAW_DATA << 3 | WIRE_LENGTH
+
+
 def _tensor_in_window(data: bytes, start: int, end: int, base: int,
                       reader: _Reader) -> tuple[bytes, tuple[int, int] | None]:
     """_tensor_without_payload for a TensorProto lying whole in `data` (at start..end; `base` its file offset)."""
+    # The layout protobuf writes for a weight: dims and data_type (one-byte keys, varints), the
+    # name (a one-byte length), then raw_data to the tensor's end. Recognized by one regular
+    # expression and a length check; anything else is walked field by field below.
+    match = _WEIGHT_HEADER.match(data, start, end)
+    if match is not None:
+        key_at = match.end() + data[match.end() - 1]   # after the name
+        if key_at + 2 < end and data[key_at] == _RAW_DATA_KEY and data[key_at + 2] < 0x80 <= data[key_at + 1]:
+            # a two-byte length: payloads of 128 B to 16 KiB (larger ones are walked below)
+            length = data[key_at + 1] & 0x7F | data[key_at + 2] << 7
+            if key_at + 3 + length == end and length >= MIN_SKIPPED_BYTES:
+                return data[start:key_at], (base + key_at + 3, length)
     payload = None   # (field start, payload start, field end) of the one skippable payload
     payloads = 0
     offset = start

@@ -140,12 +140,15 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
 COPY_GRAPH_MAX_INLINE_BYTES = 32 * 1024 * 1024
 _GRAPH_FIELDS_NOT_IN_SHELL = tuple(field.name for field in onnx.GraphProto.DESCRIPTOR.fields
                                    if field.name not in ("node", "name"))
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 # Protobuf field keys (field number << 3 | wire type 2) of GraphProto.input, ValueInfoProto.name/.type
 _GRAPH_INPUT, _VALUE_INFO_NAME, _VALUE_INFO_TYPE = b"\x5a", b"\x0a", b"\x12"
 
 
 def _varint(value: int) -> bytes:
     """`value` as a protobuf varint (why hand-written: protobuf's Python API has no public encoder)."""
+    if value < 0x80:
+        return _ONE_BYTE[value]   # names and a weight's type: nearly every length written here
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
