@@ -279,11 +279,18 @@ def test_the_inference_shell_is_the_same_however_it_is_copied(monkeypatch, const
     assert not shells[0].graph.metadata_props and not shells[0].graph.quantization_annotation
 
 
-def test_unresolved_means_a_consumed_tensor_without_a_static_shape():
-    from segcost.ir import Graph, Initializer, Node, TensorInfo
-    from segcost.shapes.infer import _unresolved
+@pytest.mark.parametrize("verified", [False, True])
+def test_unresolved_means_a_consumed_tensor_without_a_static_shape(verified):
+    """With `verified` (the loader's graphs) the tables are looked at first; the answer is the same."""
+    from segcost.ir import Graph, Initializer, Node, TensorInfo, verify_graph
+    from segcost.shapes import infer
+
+    def _unresolved(graph):
+        verify_graph(graph)
+        return infer._unresolved(graph, verified)
 
     graph = Graph()
+    graph.inputs = ["x"]
     graph.initializers["w"] = Initializer("w", F, (2,), array=np.ones(2, np.float32))
     graph.add_nodes([("a", Node("a", "Add", inputs=["x", "w"], outputs=["y"])),
                      ("b", Node("b", "Relu", inputs=["y", ""], outputs=["z"]))])
@@ -294,6 +301,9 @@ def test_unresolved_means_a_consumed_tensor_without_a_static_shape():
     for shape in [("n", 2), (None, 2), None]:
         graph.tensors["y"] = TensorInfo("y", F, shape)
         assert _unresolved(graph)
-    graph.tensors["y"] = TensorInfo("y", F, (1, 2))
-    del graph.tensors["x"]
-    assert _unresolved(graph)
+    graph.tensors["y"] = graph.tensors["z"] = TensorInfo("y", F, (1, 2))
+    assert not _unresolved(graph)
+    for name in ("x", "y"):   # an input, a node's output without a type
+        known = graph.tensors.pop(name)
+        assert _unresolved(graph)
+        graph.tensors[name] = known

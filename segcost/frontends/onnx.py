@@ -124,12 +124,12 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     graph.info.inlined_function_calls = calls
     shapes = dict(input_shapes or {})
     kept = _with_declared_batch(graph, shapes) if keep_symbolic_batch else shapes
-    infer_shapes(graph, kept, model=model)
+    infer_shapes(graph, kept, model=model, verified=True)
     if kept != shapes and any(graph.shape(name) is None for name in graph.outputs):
         # Some exports (paddle2onnx's Reshape chains) cannot be followed to their outputs with a
         # symbolic batch, and a model whose outputs have no shape fails onnx.checker: then the
         # batch is set as given (see the docstring for how a caller tells).
-        infer_shapes(graph, shapes, model=model)
+        infer_shapes(graph, shapes, model=model, verified=True)
     if len(graph) >= RETURN_MEMORY_MIN_NODES:
         _return_freed_memory()
     return graph

@@ -17,9 +17,10 @@ for `dag` and from then on it is kept in step with every mutation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from math import prod
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
@@ -487,6 +488,10 @@ class Graph:
 
     def producer(self, tensor: str) -> str | None:
         return self._producer.get(tensor)
+
+    def produced(self) -> Mapping[str, str]:
+        """{tensor: key of the node producing it}, read-only (the table itself: no copy at 100k nodes)."""
+        return MappingProxyType(self._producer)
 
     def consumers(self, tensor: str) -> list[str]:
         return sorted(self._consumers.get(tensor, ()))

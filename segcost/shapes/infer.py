@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 import onnx
 from onnx import helper
@@ -24,14 +25,17 @@ from segcost.shapes.fit import check_fit
 InputShapes = dict[str, tuple[int, ...]]
 
 
-def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None) -> None:
+def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None,
+                 verified: bool = False) -> None:
     """Fill graph.tensors with the shapes computed from the graph inputs.
 
     `input_shapes` ({input: dims}) override the inputs' shapes first; the file's declared
     shapes then describe other sizes and are neither used nor compared. `model`, when given,
     is the ModelProto `graph` was just built from (copying its messages is cheaper than
-    rebuilding them from the IR). Used by the loader and again by passes that change where
-    shapes come from (constant folding).
+    rebuilding them from the IR). `verified`: `graph` passed verify_graph (every tensor a node
+    reads has a source), so when every produced tensor and input has a static shape, no node
+    reads an open one (checked on the tables, not on 100k nodes' inputs). Used by the loader
+    and again by passes that change where shapes come from (constant folding).
 
     Raises:
         InputError: an override names no input or has the wrong rank.
@@ -51,13 +55,13 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     infer = lambda proto: _infer(graph, proto)  # noqa: E731
-    unresolved = _unresolved(graph)
+    unresolved = _unresolved(graph, verified)
     twinned = False
     if (unresolved or _open_outputs(graph)) and has_twins(shell):  # com.microsoft ops: shapes/contrib.py
         infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
         inferred = infer(shell)
         _take_shapes(graph, inferred, declared)
-        unresolved, twinned = _unresolved(graph), True
+        unresolved, twinned = _unresolved(graph, verified), True
     if unresolved and not symbolic_inputs(graph):
         # Open parts are inferred alone where onnx sees each node as in the whole model: no
         # subgraph reads outer tensors and no twin builder looks at the model's other tensors.
@@ -68,7 +72,7 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
             _take_shapes(graph, inferred, declared)
         if resolved.parts:
             _take_part_shapes(graph, resolved)
-        unresolved = _unresolved(graph)
+        unresolved = _unresolved(graph, verified)
     if trust_declared and unresolved:
         seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
@@ -207,9 +211,13 @@ def _seed_declared(shell: onnx.ModelProto, declared: dict[str, TensorInfo], grap
     return infer(shell)
 
 
-def _unresolved(graph: Graph) -> bool:
-    """True when a node consumes a tensor whose shape is not fully known."""
+def _unresolved(graph: Graph, verified: bool = False) -> bool:
+    """True when a node consumes a tensor whose shape is not fully known (`verified`: see infer_shapes)."""
     tensors, initializers = graph.tensors, graph.initializers
+    if verified and graph.produced().keys() <= tensors.keys() and all(name in tensors for name in graph.inputs):
+        # tensors share a few shape objects (read_value_infos): each distinct one is checked once
+        if all(map(is_static_shape, {id(shape): shape for shape in map(_SHAPE, tensors.values())}.values())):
+            return False   # every tensor a node can read (a verified graph's) is static: no walk needed
     static: dict[Shape, bool] = {}   # tensors share a few distinct shapes: each is checked once
     for node in graph.nodes.values():
         for name in node.inputs:
@@ -224,6 +232,9 @@ def _unresolved(graph: Graph) -> bool:
                 if not known:
                     return True
     return False
+
+
+_SHAPE = attrgetter("shape")
 
 
 def _open_outputs(graph: Graph) -> bool:
