@@ -97,7 +97,8 @@ def node_rows(onnx_graph: onnx.GraphProto) -> list[NodeRow]:
 def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), inputs: bool = False) -> None:
     """Record every tensor type in `value_infos` (but those named in `skip`) into graph.tensors.
 
-    Later entries refine earlier ones. `inputs`: these are graph inputs (a declared 0 is no
+    `value_infos`: a repeated ValueInfoProto field or a list (it is read twice). Later entries
+    refine earlier ones. `inputs`: these are graph inputs (a declared 0 is no
     size there, see shape_of).
     """
     # Decoding a TypeProto field by field costs microseconds in Python, and a large graph has

@@ -5,8 +5,10 @@ Run by the loader after building the IR and by the PassManager after each pass.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from segcost.errors import GraphError
-from segcost.ir.graph import Graph
+from segcost.ir.graph import Graph, Node
 
 
 def verify_graph(graph: Graph, reads: list[tuple[str, str]] | None = None) -> None:
@@ -58,7 +60,7 @@ def verify_graph(graph: Graph, reads: list[tuple[str, str]] | None = None) -> No
         raise GraphError(f"graph has a cycle: {path}")
 
 
-def _refuse_read(key: str, node, tensor: str) -> None:
+def _refuse_read(key: str, node: Node, tensor: str) -> NoReturn:
     raise GraphError(f"node {key!r} ({node.op_type}) reads tensor {tensor!r}"
                      f"{' in a subgraph' if tensor not in node.inputs else ''}, which no node, "
                      "graph input or initializer provides")
