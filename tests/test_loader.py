@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 
 import numpy as np
 import onnx
@@ -240,3 +242,26 @@ def test_shapes_declared_in_the_file_cover_custom_ops(run_cli, tmp_path):
     result = json.loads(out)
     assert result["totals"]["macs"] == 64 * 4 * 4 * 9 + 64 * 2 * 4
     assert result["unknown_ops"] == {"Mystery": 1}
+
+
+@pytest.mark.parametrize("dims, dtype, message", [
+    ([8, 8, 3, 2], TensorProto.FLOAT, "2304 bytes stored, but dims [8, 8, 3, 2] of type 1 need 1536"),
+    ([-8, -8, 3, 3], TensorProto.FLOAT, "has a negative dimension [-8, -8, 3, 3]"),
+    ([8, 8, 3, 3], TensorProto.STRING, "2304 bytes stored, but dims [8, 8, 3, 3] of type 8 need 0"),
+    ([8, 8, 3, 12], TensorProto.INT4, "2304 bytes stored, but dims [8, 8, 3, 12] of type 22 need 2304"),  # packed
+    ([8, 8, 3, 3], TensorProto.FLOAT, None),
+])
+@pytest.mark.parametrize("from_file", [True, False])
+def test_initializer_bytes_must_fit_its_dims(tmp_path, dims, dtype, message, from_file):
+    """A weight's stored bytes (left in the file by protoscan, or inline) are checked against dims × element size."""
+    from segcost.errors import GraphError
+    from segcost.frontends.onnx import load_model
+
+    model = single_op_model("Conv", {"x": [1, 8, 8, 8]}, {"w": weight(8, 8, 3, 3)})
+    model.graph.initializer[0].data_type = dtype
+    del model.graph.initializer[0].dims[:]
+    model.graph.initializer[0].dims.extend(dims)
+    path = tmp_path / "model.onnx"
+    onnx.save_model(model, path)
+    with pytest.raises(GraphError, match=re.escape(message)) if message else contextlib.nullcontext():
+        load(path) if from_file else load_model(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -14,6 +15,7 @@ from segcost.errors import GraphError, InputError
 from segcost.frontends import protoscan
 from segcost.frontends.onnx import _check_attributes, load, read_model
 from segcost.ir import Graph, Node
+from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import read_value_infos
 from segcost.reports.tables import markdown_cell, markdown_rows, plain_text
 from segcost.reports.tables import text_table as _table
@@ -144,6 +146,10 @@ def test_value_infos_sharing_a_type_keep_their_own_shapes():
     # a later entry without a shape keeps the known one, and one without a type the known type
     read_value_infos(graph, [helper.make_empty_tensor_value_info("a")])
     assert (graph.tensors["a"].dtype, graph.tensors["a"].shape) == (TensorProto.FLOAT, (1, 8))
+    # ... also within one list
+    fresh = Graph()
+    read_value_infos(fresh, [value_infos[3], helper.make_tensor_value_info("d", TensorProto.FLOAT, None)])
+    assert (fresh.tensors["d"].dtype, fresh.tensors["d"].shape) == (TensorProto.FLOAT, ("batch", None))
 
 
 def test_a_text_error_is_reported_before_an_earlier_attribute_error():
@@ -198,3 +204,132 @@ def test_varints_read_and_write_as_protobuf_does(value):
         reader = protoscan._Reader(None, "model.onnx")
         with pytest.raises(InputError, match="bad varint"):
             protoscan._varint(serialized, 1, len(serialized) - 1, reader)
+
+
+def _graph_field_by_field(reader, start: int, end: int, skipped: dict) -> bytes:
+    """The graph walk as `_Reader.fields` spells it, one field at a time (what the unrolled loop replaces)."""
+    out, index = bytearray(), 0
+    for number, wire_type, field_start, payload, field_end in reader.fields(start, end):
+        if number == protoscan.GRAPH_INITIALIZER and wire_type == protoscan.WIRE_LENGTH:
+            tensor, region = protoscan._tensor_without_payload(reader, payload, field_end)
+            if region is not None:
+                skipped[index] = region
+            out += protoscan._INITIALIZER_KEY + protoscan._encode_varint(len(tensor)) + tensor
+            index += 1
+        else:
+            out += reader.buffer[field_start:field_end]
+    return bytes(out)
+
+
+@pytest.mark.parametrize("window", [37, 300, 1024 * 1024])
+def test_the_unrolled_graph_walk_reads_as_the_field_walk_does(tmp_path, monkeypatch, window):
+    """Same bytes, regions and error message as field-by-field, on a model and 300 corruptions of it."""
+    model = deep(30)
+    model.graph.initializer[3].ClearField("raw_data")   # a float_data payload, and a small tensor kept inline
+    model.graph.initializer[3].float_data.extend([0.5] * 576)
+    model.graph.initializer[5].float_data.extend([0.5] * 576)   # two payloads: kept inline
+    model.graph.initializer.append(numpy_helper.from_array(np.arange(4, dtype=np.int64), "shape"))
+    data = model.SerializeToString()
+    (tmp_path / "model.onnx").write_bytes(data)
+    payloads = {at for offset, length in protoscan.scan(tmp_path / "model.onnx")[1].values()
+                for at in range(offset, offset + length)}
+    structure = [at for at in range(len(data)) if at not in payloads]   # keys, lengths, names, dims
+    rng = random.Random(window)
+    monkeypatch.setattr(protoscan._FileWindow, "WINDOW", window)
+    outcomes = set()
+    unrolled = protoscan._graph_without_payloads
+    for case in range(300):
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 12) if case else 0):
+            at = rng.choice(structure)   # a length or key one off, or any byte
+            mutated[at] = (mutated[at] + rng.choice([1, -1])) % 256 if case % 2 else rng.randrange(256)
+        path = tmp_path / "model.onnx"
+        path.write_bytes(bytes(mutated[:rng.randrange(len(mutated)) if case % 7 == 3 else None]))
+        results = []
+        for walk in (unrolled, _graph_field_by_field):
+            monkeypatch.setattr(protoscan, "_graph_without_payloads", walk)
+            try:
+                results.append(protoscan.scan(path))
+            except InputError as error:
+                results.append(str(error))
+        assert results[0] == results[1], case
+        outcomes.add(isinstance(results[0], str))
+    assert outcomes == {True, False}   # both accepted and refused corruptions were compared
+
+
+def _random_model(rng: random.Random) -> onnx.ModelProto:
+    """A small model with random wiring: reads of later outputs (cycles or not), of nothing, duplicates."""
+    count = rng.randint(1, 8)
+    names = [f"t{index}" for index in range(count)] + ["x", "w", "missing", "c", ""]
+    nodes = []
+    for index in range(count):
+        known = [f"t{earlier}" for earlier in range(index)] + ["x", "w", "c"]
+        inputs = [rng.choice(names if rng.random() < 0.1 else known) for _ in range(rng.randint(1, 3))]
+        outputs = [f"t{index}"] if rng.random() > 0.1 else [rng.choice(names[:-1]), f"t{index}"]
+        nodes.append(helper.make_node("Add", inputs, outputs, name=rng.choice([f"n{index}", "same", ""])))
+    nodes.insert(rng.randrange(len(nodes) + 1), helper.make_node(
+        "Constant", [], ["c"], value=numpy_helper.from_array(np.ones(2, np.float32)), name="const"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info(rng.choice(names[:-1]), TensorProto.FLOAT, [2])],
+                              initializer=[numpy_helper.from_array(np.ones(2, np.float32), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_readers_checks_and_tables_are_verify_graphs_and_add_nodes():
+    """from_model(verify=True) checks in its walk what verify_graph's walk over every input checks, and fills
+    the node tables as add_nodes does: same errors, producers, orders and schedule on 600 random wirings."""
+    from segcost.ir.onnx_io import from_model
+    from segcost.ir.verify import verify_graph
+
+    def outcome(build):
+        try:
+            graph = build()
+        except GraphError as error:
+            return str(error)
+        return (dict(graph._producer), {key: node.meta["order"] for key, node in graph.nodes.items()},
+                graph._next_order, graph.topological_order())
+
+    def plain(model):
+        read = from_model(model)   # then rebuilt through add_nodes and checked by the full walk
+        graph = Graph(read.info)
+        graph.initializers, graph.inputs, graph.outputs = read.initializers, read.inputs, read.outputs
+        graph.add_nodes(list(read.nodes.items()))
+        verify_graph(graph)
+        return graph
+
+    rng = random.Random(5)
+    kinds = set()
+    for _ in range(600):
+        model = _random_model(rng)
+        fast = outcome(lambda: from_model(model, verify=True))   # noqa: B023 - called at once
+        slow = outcome(lambda: plain(model))   # noqa: B023
+        assert fast == slow, onnx.printer.to_text(model.graph)
+        kinds.add(fast.split(" ")[0] if isinstance(fast, str) else "ok")
+    assert {"ok", "graph", "node", "tensor"} <= kinds   # outputs, reads and producers refused, and accepted
+
+
+@pytest.mark.parametrize("name, tensor", [
+    ("canonical", b"\x08\x08\x08\x08\x08\x03\x08\x03\x10\x01\x42\x02w0\x4a\x80\x12" + bytes(2304)),
+    ("10-byte dims varint", b"\x08" + b"\x88" + b"\x80" * 8 + b"\x00\x10\x01\x42\x01w\x4a\x80\x08" + bytes(1024)),
+    ("11-byte dims varint", b"\x08" + b"\x88" + b"\x80" * 9 + b"\x00\x10\x01\x42\x01w\x4a\x80\x08" + bytes(1024)),
+    ("a field after the payload", b"\x10\x01\x42\x01w\x4a\x80\x08" + bytes(1024) + b"\x70\x00"),
+    ("payload past the end", b"\x10\x01\x42\x01w\x4a\x81\x08" + bytes(1024)),
+    ("three-byte length", b"\x10\x01\x42\x01w\x4a\x80\x80\x01" + bytes(16384)),
+    ("small payload", b"\x10\x01\x42\x01w\x4a\x80\x01" + bytes(128)),
+    ("two payloads", b"\x10\x01\x42\x01w\x22\x04" + bytes(4) + b"\x4a\x80\x08" + bytes(1024)),
+    ("name length 0x7f", b"\x10\x01\x42\x7f" + b"n" * 127 + b"\x4a\x80\x08" + bytes(1024)),
+])
+def test_a_weight_in_the_window_reads_as_its_fields_do(tmp_path, name, tensor):
+    """The recognized weight layout (and every near miss) gives what walking the tensor's fields gives."""
+    path = tmp_path / "tensor.bin"
+    path.write_bytes(tensor)
+    held = HeldFile(os.open(path, os.O_RDONLY), str(path))
+    reader = protoscan._Reader(protoscan._FileWindow(held.fd, held.size), "model.onnx")
+    results = []
+    for read in (lambda: protoscan._tensor_in_window(tensor, 0, len(tensor), 0, reader),
+                 lambda: protoscan._tensor_without_payload(reader, 0, len(tensor))):
+        try:
+            results.append(read())
+        except InputError as error:
+            results.append(str(error))
+    assert results[0] == results[1]

@@ -239,3 +239,71 @@ def test_weights_in_constant_nodes_stay_out_of_every_inference_run(monkeypatch):
     for shell in shells:   # later runs infer only the open part (shapes.open_part): w2 at most
         assert not [node.output[0] for node in shell.graph.node if node.op_type == "Constant"]
         assert not {"w1", "w2"} & {init.name for init in shell.graph.initializer}
+
+
+@pytest.mark.parametrize("constant_weights", [False, True])
+def test_the_inference_shell_is_the_same_however_it_is_copied(monkeypatch, constant_weights):
+    """The whole graph copied at once (then cleared but for its nodes) gives the shell copied node by
+    node; weights are declared as typed inputs exactly as onnx.helper declares them."""
+    import segcost.shapes.infer as shapes_infer
+    from segcost.frontends.onnx import load_model
+
+    model = chain_model()
+    model.graph.doc_string = "doc"
+    model.graph.value_info.append(helper.make_tensor_value_info("y", F, [1, 8, 16, 16]))
+    model.graph.metadata_props.add(key="k", value="v")
+    model.graph.quantization_annotation.add(tensor_name="y")
+    if constant_weights:   # a weight in a Constant node: the node-by-node path that leaves it out
+        weight = next(init for init in model.graph.initializer if init.name == "w2")
+        model.graph.node.insert(0, helper.make_node("Constant", [], ["w2"], value=weight, name="const_w2"))
+        model.graph.initializer.remove(weight)
+    shells = []
+    real = shapes_infer._shell_from_model
+
+    def spy(*args):
+        shells.append(real(*args))
+        shells[-1] = onnx.ModelProto.FromString(shells[-1].SerializeToString())   # as built (later rounds edit it)
+        return real(*args)
+
+    monkeypatch.setattr(shapes_infer, "_shell_from_model", spy)
+    load_model(model)
+    monkeypatch.setattr(shapes_infer, "COPY_GRAPH_MAX_INLINE_BYTES", -1)
+    load_model(model)
+    assert shells[0].SerializeToString() == shells[1].SerializeToString()
+    assert [node.name for node in shells[0].graph.node] == [node.name for node in model.graph.node
+                                                          if node.name != "const_w2"]
+    declared = {value.name: value for value in shells[0].graph.input}
+    assert set(declared) == {"x", "w1", "w2"}   # small integer constants stay initializers
+    assert declared["w1"] == helper.make_tensor_value_info("w1", F, [8, 3, 3, 3])
+    assert not shells[0].graph.value_info and not shells[0].graph.doc_string
+    assert not shells[0].graph.metadata_props and not shells[0].graph.quantization_annotation
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_unresolved_means_a_consumed_tensor_without_a_static_shape(verified):
+    """With `verified` (the loader's graphs) the tables are looked at first; the answer is the same."""
+    from segcost.ir import Graph, Initializer, Node, TensorInfo, verify_graph
+    from segcost.shapes import infer
+
+    def _unresolved(graph):
+        verify_graph(graph)
+        return infer._unresolved(graph, verified)
+
+    graph = Graph()
+    graph.inputs = ["x"]
+    graph.initializers["w"] = Initializer("w", F, (2,), array=np.ones(2, np.float32))
+    graph.add_nodes([("a", Node("a", "Add", inputs=["x", "w"], outputs=["y"])),
+                     ("b", Node("b", "Relu", inputs=["y", ""], outputs=["z"]))])
+    graph.tensors.update({name: TensorInfo(name, F, (1, 2)) for name in ("x", "y")})
+    assert not _unresolved(graph)   # w is a weight, "" no tensor, z read by nobody
+    graph.tensors["z"] = TensorInfo("z", F, ("n", 2))
+    assert not _unresolved(graph)
+    for shape in [("n", 2), (None, 2), None]:
+        graph.tensors["y"] = TensorInfo("y", F, shape)
+        assert _unresolved(graph)
+    graph.tensors["y"] = graph.tensors["z"] = TensorInfo("y", F, (1, 2))
+    assert not _unresolved(graph)
+    for name in ("x", "y"):   # an input, a node's output without a type
+        known = graph.tensors.pop(name)
+        assert _unresolved(graph)
+        graph.tensors[name] = known

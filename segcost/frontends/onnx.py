@@ -36,7 +36,7 @@ from segcost.frontends.confine import (
 )
 from segcost.frontends.expansion import check_function_expansion
 from segcost.frontends.protoscan import scan
-from segcost.ir import Graph, verify_graph
+from segcost.ir import Graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import NodeRow, from_model, node_rows
 from segcost.shapes import InputShapes, infer_shapes, symbolic_inputs
@@ -118,18 +118,18 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
                 raise InputError(f"initializer {tensor.name!r}: external data needs the model's file "
                                  "(loaded from memory, refused)")
-    graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions, rows=rows)
+    graph = from_model(model, resolve_external=resolve_external, payload_regions=payload_regions, rows=rows,
+                       verify=True)   # verify_graph, with what the build's walk found
     graph.info.path = label
     graph.info.inlined_function_calls = calls
-    verify_graph(graph)
     shapes = dict(input_shapes or {})
     kept = _with_declared_batch(graph, shapes) if keep_symbolic_batch else shapes
-    infer_shapes(graph, kept, model=model)
+    infer_shapes(graph, kept, model=model, verified=True)
     if kept != shapes and any(graph.shape(name) is None for name in graph.outputs):
         # Some exports (paddle2onnx's Reshape chains) cannot be followed to their outputs with a
         # symbolic batch, and a model whose outputs have no shape fails onnx.checker: then the
         # batch is set as given (see the docstring for how a caller tells).
-        infer_shapes(graph, shapes, model=model)
+        infer_shapes(graph, shapes, model=model, verified=True)
     if len(graph) >= RETURN_MEMORY_MIN_NODES:
         _return_freed_memory()
     return graph

@@ -15,6 +15,7 @@ InputError.
 from __future__ import annotations
 
 import os
+import re
 
 from segcost.errors import InputError
 from segcost.ir.datafile import HeldFile
@@ -35,6 +36,7 @@ MIN_SKIPPED_BYTES = 1024
 
 WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
 _INITIALIZER_KEY = bytes((GRAPH_INITIALIZER << 3 | WIRE_LENGTH,))   # a graph's initializer field key
+_INITIALIZER_KEY_VALUE = _INITIALIZER_KEY[0]
 
 
 class _Reader:
@@ -197,20 +199,133 @@ def scan(source: HeldFile | str | os.PathLike) -> tuple[bytearray, dict[int, tup
 
 
 def _graph_without_payloads(reader: _Reader, start: int, end: int, skipped: dict[int, tuple[int, int]]) -> bytes:
+    """The GraphProto at start..end with its large initializer payloads left out (recorded in `skipped`).
+
+    The walk is `_Reader.fields` unrolled into one loop over the read window: a 100k-node
+    graph has ~370k fields here (nodes, initializers and their dims/name/data), and a
+    generator frame plus a tuple per field was most of the scan's time. The checks and
+    their messages are the same as in `fields`.
+    """
     out = bytearray()
     index = 0
     kept_from = start  # fields other than initializers are copied in runs, not one by one
-    for number, wire_type, field_start, payload, field_end in reader.fields(start, end):
-        if number == GRAPH_INITIALIZER and wire_type == WIRE_LENGTH:
-            out += reader.buffer[kept_from:field_start]
-            tensor, region = _tensor_without_payload(reader, payload, field_end)
-            if region is not None:
-                skipped[index] = region
-            out += _INITIALIZER_KEY + _encode_varint(len(tensor)) + tensor
-            index += 1
-            kept_from = field_end
-    out += reader.buffer[kept_from:end]
+    window = reader.buffer
+    position = start
+    while position < end:
+        data, base = window.covering(position, min(position + 20, end))
+        offset = position - base
+        limit = min(end - base, len(data))  # the window's bytes inside the graph, relative to base
+        if offset >= limit:
+            raise reader.fail("the file ends inside a field")
+        # A key and a length (two varints, at most 20 bytes) starting at or before `last` lie
+        # inside the window; past it the window moves on. A window that reaches the graph's end
+        # (or a file cut short) is walked to its end, every read bounded by `limit`.
+        last = limit - 1 if base + len(data) >= end or offset > len(data) - 20 else len(data) - 20
+        message_end = end - base
+        while offset <= last:
+            key_at = offset
+            key = data[offset]
+            if key < 0x80:
+                offset += 1
+            else:
+                key, offset = _varint(data, offset, limit, reader)
+            wire_type = key & 7
+            if key < 8:
+                raise reader.fail("field number 0")
+            if wire_type == WIRE_LENGTH:
+                length = data[offset] if offset < limit else 0x80
+                if length < 0x80:
+                    offset += 1
+                else:
+                    length, offset = _varint(data, offset, limit, reader)
+                field_end = offset + length
+            elif wire_type == WIRE_VARINT:
+                field_end = offset + 1 if offset < limit and data[offset] < 0x80 else \
+                    _varint(data, offset, limit, reader)[1]
+            elif wire_type == WIRE_FIXED64:
+                field_end = offset + 8
+            elif wire_type == WIRE_FIXED32:
+                field_end = offset + 4
+            else:
+                raise reader.fail(f"unsupported wire type {wire_type}")
+            if field_end > message_end:
+                raise reader.fail("field runs past the end of its message")
+            if key == _INITIALIZER_KEY_VALUE:
+                field_start = base + key_at
+                out += window[kept_from:field_start] if kept_from < field_start else b""
+                if field_end <= len(data):   # the whole tensor is in the window: walked here
+                    tensor, region = _tensor_in_window(data, offset, field_end, base, reader)
+                else:
+                    tensor, region = _tensor_without_payload(reader, base + offset, base + field_end)
+                if region is not None:
+                    skipped[index] = region
+                out += _INITIALIZER_KEY + _encode_varint(len(tensor)) + tensor
+                index += 1
+                kept_from = base + field_end
+            offset = field_end
+        position = base + offset
+    out += window[kept_from:end]
     return bytes(out)
+
+
+# TensorProto fields 1 (dims) and 2 (data_type), varints of at most 10 bytes, then the key of 8 (name) and a
+# one-byte length; raw_data's key (field 9, length-delimited).
+_WEIGHT_HEADER = re.compile(rb"(?:[\x08\x10][\x80-\xff]{0,9}[\x00-\x7f])*\x42[\x00-\x7f]")
+_RAW_DATA_KEY = TENSOR_RAW_DATA << 3 | WIRE_LENGTH
+
+
+def _tensor_in_window(data: bytes, start: int, end: int, base: int,
+                      reader: _Reader) -> tuple[bytes, tuple[int, int] | None]:
+    """_tensor_without_payload for a TensorProto lying whole in `data` (at start..end; `base` its file offset)."""
+    # The layout protobuf writes for a weight: dims and data_type (one-byte keys, varints), the
+    # name (a one-byte length), then raw_data to the tensor's end. Recognized by one regular
+    # expression and a length check; anything else is walked field by field below.
+    match = _WEIGHT_HEADER.match(data, start, end)
+    if match is not None:
+        key_at = match.end() + data[match.end() - 1]   # after the name
+        if key_at + 2 < end and data[key_at] == _RAW_DATA_KEY and data[key_at + 2] < 0x80 <= data[key_at + 1]:
+            # a two-byte length: payloads of 128 B to 16 KiB (larger ones are walked below)
+            length = data[key_at + 1] & 0x7F | data[key_at + 2] << 7
+            if key_at + 3 + length == end and length >= MIN_SKIPPED_BYTES:
+                return data[start:key_at], (base + key_at + 3, length)
+    payload = None   # (field start, payload start, field end) of the one skippable payload
+    payloads = 0
+    offset = start
+    while offset < end:
+        key_at = offset
+        key = data[offset]
+        if key < 0x80:
+            offset += 1
+        else:
+            key, offset = _varint(data, offset, end, reader)
+        wire_type = key & 7
+        if key < 8:
+            raise reader.fail("field number 0")
+        if wire_type == WIRE_LENGTH:
+            length = data[offset] if offset < end else 0x80
+            if length < 0x80:
+                offset += 1
+            else:
+                length, offset = _varint(data, offset, end, reader)
+            field_end = offset + length
+            if (key >> 3) in SKIPPABLE_PAYLOADS:
+                payloads += 1
+                payload = (key_at, offset, field_end)
+        elif wire_type == WIRE_VARINT:
+            field_end = offset + 1 if offset < end and data[offset] < 0x80 else _varint(data, offset, end, reader)[1]
+        elif wire_type == WIRE_FIXED64:
+            field_end = offset + 8
+        elif wire_type == WIRE_FIXED32:
+            field_end = offset + 4
+        else:
+            raise reader.fail(f"unsupported wire type {wire_type}")
+        if field_end > end:
+            raise reader.fail("field runs past the end of its message")
+        offset = field_end
+    if payloads != 1 or payload is None or payload[2] - payload[1] < MIN_SKIPPED_BYTES:
+        return data[start:end], None
+    field_start, payload_start, field_end = payload
+    return data[start:field_start] + data[field_end:end], (base + payload_start, field_end - payload_start)
 
 
 def _tensor_without_payload(reader: _Reader, start: int, end: int) -> tuple[bytes, tuple[int, int] | None]:

@@ -17,9 +17,10 @@ for `dag` and from then on it is kept in step with every mutation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from math import prod
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
@@ -370,6 +371,23 @@ class Graph:
             dag.add_edges_from((producer, consumer, {"tensors": tensors})
                                for (producer, consumer), tensors in edges.items())
 
+    def add_read_nodes(self, nodes: dict[str, Node], producers: dict[str, str]) -> None:
+        """Fill a graph without nodes with a model's nodes as a reader found them, as add_nodes would.
+
+        The reader (segcost.ir.onnx_io) has what add_nodes derives and checks already: unique
+        keys, `producers` ({tensor: node key}, no tensor produced twice), and each node's
+        meta["order"] set, increasing in `nodes`' order. Taking its tables saves re-walking
+        100k nodes. A graph that has nodes gets them through add_nodes.
+        """
+        if self._nodes or self._producer or self._dag is not None or self._consumer_table is not None:
+            self.add_nodes(nodes.items())
+            return
+        self._topological = None
+        self._nodes = nodes
+        self._producer = producers
+        if nodes:
+            self._next_order = max(self._next_order, next(reversed(nodes.values())).meta["order"] + 1)
+
     def _refuse_duplicates(self, keyed_nodes: list[tuple[str, Node]]) -> None:
         """Raise GraphError for the first key taken twice or tensor produced twice, in node order."""
         from segcost.errors import GraphError
@@ -471,6 +489,10 @@ class Graph:
     def producer(self, tensor: str) -> str | None:
         return self._producer.get(tensor)
 
+    def produced(self) -> Mapping[str, str]:
+        """{tensor: key of the node producing it}, read-only (the table itself: no copy at 100k nodes)."""
+        return MappingProxyType(self._producer)
+
     def consumers(self, tensor: str) -> list[str]:
         return sorted(self._consumers.get(tensor, ()))
 
@@ -515,13 +537,15 @@ class Graph:
             self.keep_file_order(order)
         return True
 
-    def keep_file_order(self, order: dict[str, int]) -> list[str]:
+    def keep_file_order(self, order: dict[str, int] | None) -> list[str]:
         """Record that `order` ({key: the nodes' own "order"}) was checked topological (by verify_graph).
 
-        Returns a copy of the node keys sorted by it.
+        None: the nodes' insertion order is their "order" (a graph add_read_nodes filled) and
+        was checked. Returns a copy of the node keys sorted by it.
         """
-        self._topological, self._topological_is_file_order = sorted(order, key=order.__getitem__), True
-        return list(self._topological)
+        keys = list(self._nodes) if order is None else sorted(order, key=order.__getitem__)
+        self._topological, self._topological_is_file_order = keys, True
+        return list(keys)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.topological_order())

@@ -9,6 +9,9 @@ opset imports, metadata and local functions, so the exported model runs identica
 from __future__ import annotations
 
 from collections.abc import Callable, Container
+from itertools import compress
+from math import prod
+from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,9 @@ from onnx import helper
 
 from segcost.errors import GraphError
 from segcost.ir.datafile import HeldFile
-from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo
+from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, dtype_size
 from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
+from segcost.ir.verify import verify_graph
 
 # (file, offset, length): a HeldFile opened once by the loader (frontends.confine), or a path
 ExternalResolver = Callable[[onnx.TensorProto], tuple[HeldFile | Path, int, int]]
@@ -93,24 +97,29 @@ def node_rows(onnx_graph: onnx.GraphProto) -> list[NodeRow]:
 def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), inputs: bool = False) -> None:
     """Record every tensor type in `value_infos` (but those named in `skip`) into graph.tensors.
 
-    Later entries refine earlier ones. `inputs`: these are graph inputs (a declared 0 is no
+    `value_infos`: a repeated ValueInfoProto field or a list (it is read twice). Later entries
+    refine earlier ones. `inputs`: these are graph inputs (a declared 0 is no
     size there, see shape_of).
     """
     # Decoding a TypeProto field by field costs microseconds in Python, and a large graph has
     # few distinct types over many tensors: each distinct serialized type is decoded once
-    # (equal bytes parse to equal messages, so the cache is exact).
-    decoded: dict[bytes, tuple[int, Shape | None]] = {}
+    # (equal bytes parse to equal messages, so the cache is exact). Names and types are read
+    # with map/attrgetter, at C speed (100k value infos after shape inference).
+    names = list(map(_NAME, value_infos))
+    if skip:
+        kept = [index for index, name in enumerate(names) if name not in skip]
+        if len(kept) < len(names):
+            value_infos = [value_infos[index] for index in kept]
+            names = [names[index] for index in kept]
+    serialized = list(map(_SERIALIZE, map(_TYPE, value_infos)))
+    decoded = {key: shape_of(onnx.TypeProto.FromString(key), inputs) for key in set(serialized)}
     tensors = graph.tensors
-    for value_info in value_infos:
-        name = value_info.name
-        if name in skip:
-            continue
-        type_proto = value_info.type
-        serialized = type_proto.SerializeToString()
-        type_and_shape = decoded.get(serialized)
-        if type_and_shape is None:
-            type_and_shape = decoded[serialized] = shape_of(type_proto, inputs)
-        dtype, shape = type_and_shape
+    if tensors.keys().isdisjoint(names) and len(set(names)) == len(names):   # nothing to refine
+        types = list(map(decoded.__getitem__, serialized))
+        tensors.update(zip(names, map(TensorInfo, names, map(_FIRST, types), map(_SECOND, types))))
+        return
+    for name, key in zip(names, serialized):
+        dtype, shape = decoded[key]
         known = tensors.get(name)
         if known is not None:
             shape = known.shape if shape is None else shape
@@ -118,14 +127,24 @@ def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), input
         tensors[name] = TensorInfo(name, dtype, shape)
 
 
+_NAME, _TYPE, _SERIALIZE = attrgetter("name"), attrgetter("type"), methodcaller("SerializeToString")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
 def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None = None,
                payload_regions: dict[int, tuple[Path, int, int]] | None = None,
-               rows: list[NodeRow] | None = None) -> Graph:
+               rows: list[NodeRow] | None = None, verify: bool = False) -> Graph:
     """Build the IR. Initializer data stays in its TensorProto or file until needed.
 
     `payload_regions` maps an initializer's index to where its data lies in a file when the
     loader left it out of the parsed message (see frontends.protoscan). `rows` are the main
-    graph's node_rows, when the loader has read them already (for its checks).
+    graph's node_rows, when the loader has read them already (for its checks). `verify`: run
+    ir.verify_graph on the result, with what the build's walk over the nodes found.
+
+    Raises:
+        GraphError: an initializer defined twice or whose bytes do not fit its dims, a tensor
+            produced twice, a Constant's output that is an initializer too; with `verify`, what
+            verify_graph raises.
     """
     payload_regions = payload_regions or {}
     onnx_graph = model.graph
@@ -143,37 +162,51 @@ def from_model(model: onnx.ModelProto, resolve_external: ExternalResolver | None
         functions=list(model.functions),
     )
     graph = Graph(info)
-    _read_graph(graph, onnx_graph, resolve_external, payload_regions, rows)
+    reads: list[tuple[str, str]] | None = [] if verify else None
+    _read_graph(graph, onnx_graph, resolve_external, payload_regions, rows, reads)
     # graph.inputs holds real inputs only; the initializers also listed as inputs (overridable defaults at
     # IR >= 4) are remembered so that a command writing the model can say they are no longer inputs
     info.initializer_inputs = [value.name for value in onnx_graph.input if value.name in graph.initializers]
+    if reads is not None:
+        verify_graph(graph, reads)
     return graph
 
 
 def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: ExternalResolver | None,
-                payload_regions: dict[int, tuple[Path, int, int]], rows: list[NodeRow] | None = None) -> None:
+                payload_regions: dict[int, tuple[Path, int, int]], rows: list[NodeRow] | None = None,
+                reads: list[tuple[str, str]] | None = None) -> None:
     """Fill an empty IR from a GraphProto: initializers (and lifted Constants), interface, value infos, nodes.
 
-    `rows`: node_rows(onnx_graph), when the caller has read them already.
+    `rows`: node_rows(onnx_graph), when the caller has read them already. `reads`: a list to
+    which the (node key, tensor) reads of tensors no earlier node produces are appended, in
+    node order (for verify_graph).
     """
+    initializers = graph.initializers
+    region_of = payload_regions.get
+    external_location = onnx.TensorProto.EXTERNAL
     for index, tensor in enumerate(onnx_graph.initializer):
-        external: tuple[HeldFile | Path, int, int] | None = payload_regions.get(index)
-        if tensor.data_location == onnx.TensorProto.EXTERNAL and resolve_external is not None:
+        external: tuple[HeldFile | Path, int, int] | None = region_of(index)
+        if resolve_external is not None and tensor.data_location == external_location:
             external = resolve_external(tensor)
         name = tensor.name
-        if name in graph.initializers:
+        if name in initializers:
             raise GraphError(f"initializer {name!r} is defined twice")
         init = Initializer(name, tensor.data_type, tensor.dims, proto=tensor, external=external)
-        _check_payload(init, tensor, external)
-        graph.initializers[name] = init
+        shape, dtype = init.shape, init.dtype
+        # _check_payload's test for the common case (a payload region of a plain array), inline: 33k weights
+        if (external is None or dtype not in _FIXED_SIZE_TYPES or external[2] != prod(shape) * dtype_size(dtype)
+                or (shape and min(shape) < 0)):
+            _check_payload(init, tensor, external)
+        initializers[name] = init
     initializer_names = graph.initializers.keys()
     graph.inputs = [value.name for value in onnx_graph.input if value.name not in initializer_names]
     graph.outputs = [value.name for value in onnx_graph.output]
     read_value_infos(graph, onnx_graph.input, inputs=True)
     read_value_infos(graph, onnx_graph.value_info)
     read_value_infos(graph, onnx_graph.output)
-    keyed_nodes: list[tuple[str, Node]] = []
-    taken: set[str] = set()
+    nodes: dict[str, Node] = {}
+    producers: dict[str, str] = {}
+    twice: tuple[str, str, str] | None = None   # the first tensor produced twice (raised after the walk)
     decode = helper.get_attribute_value
     outputs = set(graph.outputs)
     subgraph_types = (GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE)
@@ -209,10 +242,23 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
         node = Node(name, op_type, domain, node_inputs, node_outputs, attrs, attr_types, doc_string, meta)
         if subgraphs:
             node.implicit_inputs = implicit_inputs(attrs, attr_types)
-        key = name if name and name not in taken else _fallback_key(taken, name or op_type, index)
-        taken.add(key)
-        keyed_nodes.append((key, node))
-    graph.add_nodes(keyed_nodes)
+        key = name if name and name not in nodes else _fallback_key(nodes, name or op_type, index)
+        nodes[key] = node
+        # Graph.add_nodes' tables and checks, and what verify_graph needs, in this one walk
+        if reads is not None:
+            for tensor in node.all_inputs if subgraphs else node_inputs:
+                if tensor and tensor not in producers:
+                    reads.append((key, tensor))
+        for tensor in node_outputs:
+            if tensor:
+                if tensor not in producers:
+                    producers[tensor] = key
+                elif twice is None:
+                    twice = (tensor, producers[tensor], key)
+    if twice is not None:
+        tensor, first, second = twice
+        raise GraphError(f"tensor {tensor!r} is produced by two nodes: {first!r} and {second!r}")
+    graph.add_read_nodes(nodes, producers)
 
 
 def subgraph_ir(graph_proto: onnx.GraphProto, parent: Graph, tensors: dict[str, TensorInfo] | None = None) -> Graph:
@@ -231,6 +277,17 @@ def subgraph_ir(graph_proto: onnx.GraphProto, parent: Graph, tensors: dict[str, 
     return graph
 
 
+def nodes_with_subgraphs(graph: Graph) -> list[Node]:
+    """The nodes with a GRAPH or GRAPHS attribute (If, Loop, Scan, ...), in node order."""
+    nodes = graph.nodes.values()
+    # compress/attrgetter pick the nodes with attributes at C speed (100k nodes, most without)
+    return [node for node in compress(nodes, map(_ATTR_TYPES, nodes))
+            if GRAPH_ATTRIBUTE in (types := node.attr_types.values()) or GRAPHS_ATTRIBUTE in types]
+
+
+_ATTR_TYPES = attrgetter("attr_types")
+
+
 def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     """Keep the shapes onnx shape inference found inside subgraphs, per control-flow node.
 
@@ -240,8 +297,7 @@ def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
     being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
     nested control-flow node uses its enclosing node's table.
     """
-    targets = [node for node in graph.nodes.values() if node.attr_types
-               and (GRAPH_ATTRIBUTE in (types := node.attr_types.values()) or GRAPHS_ATTRIBUTE in types)]
+    targets = nodes_with_subgraphs(graph)
     if not targets:
         return
     protos = inferred.node
@@ -343,7 +399,7 @@ def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> Non
 _FIXED_SIZE_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16})
 
 
-def _fallback_key(taken: set[str], base: str, index: int) -> str:
+def _fallback_key(taken: Container[str], base: str, index: int) -> str:
     """`base_index`, made unique as Graph does, for a node without a name or with a taken one."""
     key = base = f"{base}_{index}"
     suffix = 0

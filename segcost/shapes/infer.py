@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 import onnx
 from onnx import helper
 
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
-from segcost.ir.onnx_io import keep_inline_for_inference, read_subgraph_infos, read_value_infos, to_model
+from segcost.ir.onnx_io import (
+    keep_inline_for_inference,
+    nodes_with_subgraphs,
+    read_subgraph_infos,
+    read_value_infos,
+    to_model,
+)
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -19,14 +26,17 @@ from segcost.shapes.propagation import long_vector, needs_values
 InputShapes = dict[str, tuple[int, ...]]
 
 
-def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None) -> None:
+def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None,
+                 verified: bool = False) -> None:
     """Fill graph.tensors with the shapes computed from the graph inputs.
 
     `input_shapes` ({input: dims}) override the inputs' shapes first; the file's declared
     shapes then describe other sizes and are neither used nor compared. `model`, when given,
     is the ModelProto `graph` was just built from (copying its messages is cheaper than
-    rebuilding them from the IR). Used by the loader and again by passes that change where
-    shapes come from (constant folding).
+    rebuilding them from the IR). `verified`: `graph` passed verify_graph (every tensor a node
+    reads has a source), so when every produced tensor and input has a static shape, no node
+    reads an open one (checked on the tables, not on 100k nodes' inputs). Used by the loader
+    and again by passes that change where shapes come from (constant folding).
 
     Raises:
         InputError: an override names no input or has the wrong rank.
@@ -46,13 +56,13 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     infer = lambda proto: _infer(graph, proto)  # noqa: E731
-    unresolved = _unresolved(graph)
+    unresolved = _unresolved(graph, verified)
     twinned = False
     if (unresolved or _open_outputs(graph)) and has_twins(shell):  # com.microsoft ops: shapes/contrib.py
         infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
         inferred = infer(shell)
         _take_shapes(graph, inferred, declared)
-        unresolved, twinned = _unresolved(graph), True
+        unresolved, twinned = _unresolved(graph, verified), True
     if unresolved and not symbolic_inputs(graph):
         # Open parts are inferred alone where onnx sees each node as in the whole model: no
         # subgraph reads outer tensors and no twin builder looks at the model's other tensors.
@@ -63,7 +73,7 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
             _take_shapes(graph, inferred, declared)
         if resolved.parts:
             _take_part_shapes(graph, resolved)
-        unresolved = _unresolved(graph)
+        unresolved = _unresolved(graph, verified)
     if trust_declared and unresolved:
         seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
@@ -83,10 +93,6 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     a shape the file declares must not constrain (or contradict) the computed one.
     """
     shell = onnx.ModelProto()
-    shell.ir_version = max(model.ir_version, 4)
-    shell.opset_import.extend(model.opset_import)
-    shell.functions.extend(model.functions)
-    shell.graph.name = model.graph.name
     lifted = set(graph.info.lifted_constants)  # Constant nodes the IR reads as initializers
     # A weight held in a Constant node (paddle2onnx: all of them) is declared as a typed input,
     # as a weight initializer is: copying its data made every inference run (one per chain
@@ -95,27 +101,65 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     if heavy:
         shell.graph.node.extend(node for node in model.graph.node
                                 if not (node.op_type == "Constant" and node.output and node.output[0] in heavy))
+    elif sum(init.nbytes for init in graph.initializers.values() if not init.is_lazy) <= COPY_GRAPH_MAX_INLINE_BYTES:
+        # One C-level copy of the whole graph, then everything but its nodes and name dropped:
+        # 4x cheaper than copying 100k NodeProtos one by one (extend), at the price of copying
+        # the initializers that hold their data inline (bounded here).
+        shell.graph.CopyFrom(model.graph)
+        for field in _GRAPH_FIELDS_NOT_IN_SHELL:
+            shell.graph.ClearField(field)
     else:
         shell.graph.node.extend(model.graph.node)
+    shell.graph.name = model.graph.name
+    shell.ir_version = max(model.ir_version, 4)
+    shell.opset_import.extend(model.opset_import)
+    shell.functions.extend(model.functions)
     for name in graph.inputs:
         info = graph.tensors.get(name)
         shell.graph.input.append(helper.make_tensor_value_info(
             name, info.dtype if info else 0, list(info.shape) if info and info.shape is not None else None))
     shell.graph.output.extend(_output_declaration(graph, name) for name in graph.outputs)
-    declared_types: dict[tuple[int, tuple[int, ...]], onnx.TypeProto] = {}  # weights share a few types
+    # Initializers declared as typed inputs, serialized here (a ValueInfoProto field per weight,
+    # its type's bytes shared by the weights of one shape) and parsed in one call: a message
+    # built field by field per weight cost twice as much at 33k weights.
+    type_fields: dict[tuple[int, tuple[int, ...]], bytes] = {}   # weights share a few types
+    declared: list[bytes] = []
     for init in graph.initializers.values():  # the file's order, each still holding its TensorProto
         if init.name in lifted and init.name not in heavy:
             continue  # still defined by its Constant node in this copy
         if keep_inline_for_inference(init):
             shell.graph.initializer.append(init.to_proto())
             continue
-        type_proto = declared_types.get((init.dtype, init.shape))
-        if type_proto is None:
-            type_proto = declared_types[init.dtype, init.shape] = helper.make_tensor_type_proto(init.dtype, init.shape)
-        declared = shell.graph.input.add()
-        declared.name = init.name
-        declared.type.CopyFrom(type_proto)
+        type_field = type_fields.get((init.dtype, init.shape))
+        if type_field is None:
+            type_bytes = helper.make_tensor_type_proto(init.dtype, init.shape).SerializeToString()
+            type_field = type_fields[init.dtype, init.shape] = _VALUE_INFO_TYPE + _varint(len(type_bytes)) + type_bytes
+        encoded = init.name.encode()
+        value_info = _VALUE_INFO_NAME + _varint(len(encoded)) + encoded + type_field
+        declared.append(_GRAPH_INPUT + _varint(len(value_info)) + value_info)
+    shell.graph.MergeFromString(b"".join(declared))   # appended to graph.input after the real inputs
     return shell
+
+
+# Inline initializer data (bytes) up to which the shell copies the whole graph at once (see above).
+COPY_GRAPH_MAX_INLINE_BYTES = 32 * 1024 * 1024
+_GRAPH_FIELDS_NOT_IN_SHELL = tuple(field.name for field in onnx.GraphProto.DESCRIPTOR.fields
+                                   if field.name not in ("node", "name"))
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+# Protobuf field keys (field number << 3 | wire type 2) of GraphProto.input, ValueInfoProto.name/.type
+_GRAPH_INPUT, _VALUE_INFO_NAME, _VALUE_INFO_TYPE = b"\x5a", b"\x0a", b"\x12"
+
+
+def _varint(value: int) -> bytes:
+    """`value` as a protobuf varint (why hand-written: protobuf's Python API has no public encoder)."""
+    if value < 0x80:
+        return _ONE_BYTE[value]   # names and a weight's type: nearly every length written here
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _output_declaration(graph: Graph, name: str) -> onnx.ValueInfoProto:
@@ -182,9 +226,13 @@ def _seed_declared(shell: onnx.ModelProto, declared: dict[str, TensorInfo], grap
     return infer(shell)
 
 
-def _unresolved(graph: Graph) -> bool:
-    """True when a node consumes a tensor whose shape is not fully known."""
+def _unresolved(graph: Graph, verified: bool = False) -> bool:
+    """True when a node consumes a tensor whose shape is not fully known (`verified`: see infer_shapes)."""
     tensors, initializers = graph.tensors, graph.initializers
+    if verified and graph.produced().keys() <= tensors.keys() and all(name in tensors for name in graph.inputs):
+        # tensors share a few shape objects (read_value_infos): each distinct one is checked once
+        if all(map(is_static_shape, {id(shape): shape for shape in map(_SHAPE, tensors.values())}.values())):
+            return False   # every tensor a node can read (a verified graph's) is static: no walk needed
     static: dict[Shape, bool] = {}   # tensors share a few distinct shapes: each is checked once
     for node in graph.nodes.values():
         for name in node.inputs:
@@ -199,6 +247,9 @@ def _unresolved(graph: Graph) -> bool:
                 if not known:
                     return True
     return False
+
+
+_SHAPE = attrgetter("shape")
 
 
 def _open_outputs(graph: Graph) -> bool:
@@ -219,9 +270,8 @@ def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, Te
     for init in inferred.graph.initializer:  # tensors evaluated by resolve_value_chains
         if init.name not in graph.initializers and init.name not in graph.tensors:
             graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
-    for name in list(graph.tensors):
-        if name in graph.initializers:
-            del graph.tensors[name]  # initializer shapes come from the initializer itself
+    for name in graph.tensors.keys() & graph.initializers.keys():
+        del graph.tensors[name]  # initializer shapes come from the initializer itself
 
 
 def _take_part_shapes(graph: Graph, resolved: Resolved) -> None:
@@ -239,8 +289,7 @@ def _take_part_shapes(graph: Graph, resolved: Resolved) -> None:
 
 
 def _has_subgraphs(graph: Graph) -> bool:
-    kinds = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS}
-    return any(node.attr_types and kinds & set(node.attr_types.values()) for node in graph.nodes.values())
+    return bool(nodes_with_subgraphs(graph))
 
 
 def _first_line(error: BaseException) -> str:
