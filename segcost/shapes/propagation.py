@@ -21,10 +21,12 @@ elements):
 from __future__ import annotations
 
 from itertools import chain
+from operator import attrgetter
 
 import onnx
 
 from segcost.ir import Graph
+from segcost.ir.onnx_io import nodes_with_subgraphs
 
 __all__ = ["MAX_PROPAGATED_LENGTH", "VALUE_INPUTS", "long_vector", "needs_values"]
 
@@ -42,6 +44,7 @@ VALUE_INPUTS: dict[str, tuple[int, ...]] = {
     "Unique": (0,), "NonMaxSuppression": (2,), "Shape": (), "Size": (),
 }
 _GRAPH_KINDS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_OP_TYPE = attrgetter("op_type")
 
 
 def needs_values(graph: Graph, model: onnx.ModelProto, copy_of_graph: bool = False) -> bool:
@@ -51,10 +54,9 @@ def needs_values(graph: Graph, model: onnx.ModelProto, copy_of_graph: bool = Fal
     subgraph counts as needing them. `copy_of_graph`: `model` has exactly `graph`'s nodes, so the
     IR's op types answer "none" without a look at every NodeProto (100k of them in a large model).
     """
-    if copy_of_graph and not VALUE_INPUTS.keys() & {node.op_type for node in graph.nodes.values()} and not any(
-            node.attr_types and any(kind in _GRAPH_KINDS for kind in node.attr_types.values())
-            for node in graph.nodes.values()):
-        return False
+    if (copy_of_graph and VALUE_INPUTS.keys().isdisjoint(map(_OP_TYPE, graph.nodes.values()))
+            and not nodes_with_subgraphs(graph)):
+        return False   # C-speed looks at the IR: 100k nodes in a few ms
     constants = set(graph.initializers)   # a weight declared as a typed input: its values are no one's to propagate
     constants.update(init.name for init in model.graph.initializer)
     constants.update(output for node in model.graph.node if node.op_type == "Constant" and not node.domain
