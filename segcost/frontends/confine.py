@@ -37,6 +37,7 @@ from pathlib import Path
 import onnx
 
 from segcost.errors import InputError
+from segcost.fileio.numbers import parse_count
 from segcost.ir import dtype_size
 from segcost.ir.datafile import HeldFile
 
@@ -50,20 +51,6 @@ _FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXE
 TENSOR_ATTRIBUTES = frozenset({onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS,
                                 onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
                                 onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
-
-
-def _byte_count(entries: dict[str, str], key: str, default: int, where: str) -> int:
-    """External data's `offset` or `length`: ASCII digits only, as onnxruntime parses them.
-
-    Python's int() also takes "4_0", " 4", "+4" and non-ASCII digits ("٤", fullwidth "４"),
-    which onnxruntime refuses: reading them would cost another file than the one that runs.
-    """
-    text = entries.get(key)
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit()):
-        raise InputError(f"{where}: {key} {text!r} is not a non-negative integer in ASCII digits")
-    return int(text)
 
 
 def open_regular(path: Path, what: str = "") -> HeldFile:
@@ -132,7 +119,9 @@ class ExternalData:
             raise InputError(f"{where}: path escapes the model's directory {self.base}")
         held = self._open(location, where)
         expected = _tensor_nbytes(tensor)
-        offset, length = _byte_count(entries, "offset", 0, where), _byte_count(entries, "length", expected, where)
+        # ASCII digits only, as onnxruntime reads them (Python's int() also takes "4_0", " 4", "٤")
+        offset = parse_count(entries["offset"], f"{where}: offset") if "offset" in entries else 0
+        length = parse_count(entries["length"], f"{where}: length") if "length" in entries else expected
         if offset < 0 or length < 0 or offset + length > held.size:
             raise InputError(f"{where}: region {offset}+{length} lies outside the {held.size}-byte file")
         if expected and length < expected:

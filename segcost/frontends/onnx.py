@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper
 
 from segcost.errors import GraphError, InputError
+from segcost.fileio.numbers import parse_input_shapes  # re-exported: one parser of --input-shape text
 from segcost.frontends.confine import (
     TENSOR_ATTRIBUTES,
     ExternalData,
@@ -40,21 +41,6 @@ from segcost.ir import Graph
 from segcost.ir.datafile import HeldFile
 from segcost.ir.onnx_io import NodeRow, from_model, node_rows
 from segcost.shapes import InputShapes, infer_shapes, symbolic_inputs
-
-
-def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> InputShapes:
-    """Parse ``name=1x3x512x512`` (or just ``1x3x512x512`` for a single-input model)."""
-    shapes: InputShapes = {}
-    for spec in specs:
-        name, _, dims_text = spec.rpartition("=")
-        try:
-            dims = tuple(int(dim) for dim in dims_text.lower().replace(",", "x").split("x"))
-        except ValueError:
-            raise InputError(f"--input-shape {spec!r}: expected NAME=DxDxD..., e.g. input=1x3x512x512") from None
-        if not dims or any(dim <= 0 for dim in dims):
-            raise InputError(f"--input-shape {spec!r}: every dimension must be a positive integer")
-        shapes[name] = dims
-    return shapes
 
 
 def load(path: str | os.PathLike, input_shapes: InputShapes | None = None, keep_symbolic_batch: bool = False) -> Graph:

@@ -332,5 +332,5 @@ def test_external_data_offsets_are_ascii_digits_as_onnxruntime_reads_them(tmp_pa
     model = onnx.load(tmp_path / "m.onnx", load_external_data=False)
     model.graph.initializer[0].external_data[1].value = offset
     onnx.save_model(model, tmp_path / "m.onnx")
-    with pytest.raises(InputError, match=r"offset .* is not a non-negative integer in ASCII digits"):
+    with pytest.raises(InputError, match=r"offset: .* is not a whole number written in ASCII digits"):
         load(str(tmp_path / "m.onnx"))
