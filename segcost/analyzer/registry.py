@@ -126,8 +126,39 @@ def _not_computable(op: OpView) -> str:
     return f"shape inference stopped upstream at the given input shape{advice}" if advice else _NOT_COMPUTABLE
 
 
+def _stopped_at(graph: Graph | None, tensor: str) -> str:
+    """"; shape inference stopped at node K (Op), whose inputs are ...", the first node upstream of `tensor`
+    whose inputs all have static shapes but whose output has none (what made the shape open), or ""."""
+    if graph is None:
+        return ""
+    seen: set[str] = set()
+    stack = [tensor]
+    while stack:
+        key = graph.producer(stack.pop())
+        if key is None or key in seen:
+            continue
+        seen.add(key)
+        node = graph.node(key)
+        open_inputs = [name for name in node.inputs if name and not is_static_shape(graph.shape(name))
+                       and graph.producer(name) is not None]
+        if open_inputs:
+            stack.extend(open_inputs)
+            continue
+        inputs = ", ".join(f"{name} {list(graph.shape(name) or ())}" if graph.shape(name) is not None else f"{name} ?"
+                           for name in node.inputs if name)
+        why = (f"a {node.domain} op, which has no shape inference here: declare its output shape in value_info"
+               if node.domain not in ("", "ai.onnx") else
+               "its inputs do not fit the op's shape rules (check the input sizes) "
+               "or a value it reads is not a constant")
+        return f"; shape inference stopped at node {key!r} ({node.op_type}; inputs {inputs}): {why}"
+    return ""
+
+
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:
     if shape is None:
+        stopped = _stopped_at(op.graph, tensor)
+        if stopped and op.graph is not None and not symbolic_inputs(op.graph) and not baked_size_advice(op):
+            raise ShapeError(f"{_where(op, tensor)}: shape unknown{stopped}")
         raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_not_computable(op)}")
     for axis, dim in enumerate(shape):
         if not isinstance(dim, int) or dim < 0:
