@@ -104,3 +104,14 @@ def test_a_classifier_gemm_at_another_size_names_the_export_shape(run_cli, tmp_p
     code, _, err = run_cli("analyze", str(path), "--input-shape", "x=1x3x16x16")
     assert code == 2 and "inner dims differ" in err and "exported for x=1x3x32x32 (given: x=1x3x16x16)" in err, err
     assert run_cli("analyze", str(path))[0] == 0
+
+
+@pytest.mark.parametrize(("shape", "hint"), [("x=2x3x32x32", "re-export with dynamic batch"),
+                                             ("x=1x3x64x64", "re-export with dynamic H/W"),
+                                             ("x=2x3x64x32", "re-export with dynamic axes 0, 2")])
+def test_the_re_export_advice_names_the_axes_that_changed(run_cli, tmp_path, shape, hint):
+    """A batch change asks for a dynamic batch, not dynamic H/W (breaker6 R10)."""
+    path = tmp_path / "baked.onnx"
+    onnx.save(baked_reshape(), path)
+    code, _, err = run_cli("analyze", str(path), "--input-shape", shape)
+    assert code == 2 and hint in err, err

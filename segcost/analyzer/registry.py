@@ -24,7 +24,7 @@ from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 from segcost.shapes import symbolic_inputs
-from segcost.shapes.fit import export_size_note  # noqa: F401 - rules import it from the registry
+from segcost.shapes.fit import dynamic_axes_hint, export_size_note  # noqa: F401 - rules import them from here
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -107,7 +107,7 @@ def baked_size_advice(op: OpView) -> str:
     a size the file fixes (see export_size_note), else ""."""
     note = export_size_note(op.graph)
     return (f"; {note}, and a size baked into its constants (a Reshape target, Resize sizes) likely does not fit: "
-            "give the export shape, or re-export with dynamic H/W") if note else ""
+            f"give the export shape, or re-export with {dynamic_axes_hint(op.graph)}") if note else ""
 
 
 def _not_computable(op: OpView) -> str:

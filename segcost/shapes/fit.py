@@ -147,9 +147,28 @@ def export_size_note(graph: Graph | None) -> str:
     return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
 
 
+def dynamic_axes_hint(graph: Graph | None) -> str:
+    """"dynamic batch", "dynamic H/W" or "dynamic axes 0, 2": the axes --input-shape changed from the export's
+    fixed sizes, as the re-export advice names them (a batch change asks for a dynamic batch, not H/W)."""
+    if graph is None:
+        return "dynamic axes"
+    axes: set[int] = set()
+    for name, shape in graph.info.exported_input_shapes.items():
+        now = graph.shape(name)
+        if shape is not None and now is not None and len(shape) == len(now):
+            axes.update(axis for axis, (old, new) in enumerate(zip(shape, now))
+                        if isinstance(old, int) and old > 0 and old != new)
+    if axes == {0}:
+        return "dynamic batch"
+    if axes and axes <= {2, 3} and all(len(shape or ()) == 4 for shape in graph.info.exported_input_shapes.values()):
+        return "dynamic H/W"
+    return "dynamic axes " + ", ".join(map(str, sorted(axes))) if axes else "dynamic axes"
+
+
 def _advice(graph: Graph, baked: str) -> str:
     """What to do: the export's input size when --input-shape changed a size the file fixes, else a general hint."""
     note = export_size_note(graph)
     if not note:
         return f"; the {baked} fixed when the model was exported: give the input shape it was exported for"
-    return f"; {note}: the {baked} fixed for that size — give the export shape, or re-export with dynamic H/W"
+    return f"; {note}: the {baked} fixed for that size — give the export shape, or re-export with " \
+           f"{dynamic_axes_hint(graph)}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from segcost.analyzer.registry import ZERO_BY_CONVENTION, OpCost, OpView, cost_rule, export_size_note
 from segcost.errors import ShapeError
 from segcost.ir import is_static_shape
-from segcost.shapes.fit import reshape_misfit
+from segcost.shapes.fit import dynamic_axes_hint, reshape_misfit
 
 DATA_MOVEMENT_OPS = (
     "Identity", "Dropout", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
@@ -46,8 +46,8 @@ def reshape(op: OpView) -> OpCost:
     if misfit:
         note = export_size_note(op.graph)
         advice = (f"; {note}: the target was fixed for that size — give the export shape, or re-export with "
-                  "dynamic H/W" if note else "; the target was fixed when the model was exported: give the input "
-                  "shape it was exported for")
+                  f"{dynamic_axes_hint(op.graph)}" if note else "; the target was fixed when the model was "
+                  "exported: give the input shape it was exported for")
         raise ShapeError(f"{op.where}: its fixed target shape {list(target)} does not fit its input "
                          f"{list(data)}: {misfit}{advice}")
     return _ZERO
