@@ -307,28 +307,31 @@ def _indented_names(names: Sequence[str]) -> str:
 
 def _indented_row_template(signature: LayerSignature) -> str:
     """_row_template's counterpart for an indented layer: inputs and outputs are whole-value places."""
-    for attempt in count():
-        marks = [f"\x00{attempt}{field}" for field in ROW_FIELDS]
+    def render(marks: list[str]) -> tuple[str, list[str]]:
         layer = vars(make_layer(signature, marks[0], [], [], *marks[3:]))  # type: ignore[arg-type]
         layer.update(inputs=marks[1], outputs=marks[2])
-        text = json_text(layer)[:-1].replace("\n", _LAYER_INDENT)
-        quoted = list(map(encode_basestring_ascii, marks))
-        if all(text.count(mark) == 1 for mark in quoted):   # no model text holds a marker (else: other markers)
-            break
-    text = text.replace("%", "%%")
-    for mark in quoted:
-        text = text.replace(mark, "%s")
-    return text
+        return json_text(layer)[:-1].replace("\n", _LAYER_INDENT), list(map(encode_basestring_ascii, marks))
+
+    return _marked_template(render)
 
 
 def _row_template(signature: LayerSignature, encode) -> str:
     """`encode(vars(layer))` of a layer of `signature`, with "%s" where its per-layer values go (in
     ROW_FIELDS order; inputs and outputs between the list brackets) and every other "%" doubled."""
+    def render(marks: list[str]) -> tuple[str, list[str]]:
+        layer = make_layer(signature, marks[0], [marks[1]], [marks[2]], *marks[3:])  # type: ignore[arg-type]
+        return encode(vars(layer)), [encode(mark) for mark in marks]
+
+    return _marked_template(render)
+
+
+def _marked_template(render: Callable[[list[str]], tuple[str, list[str]]]) -> str:
+    """A %-template from `render(marks)` -> (text with one marker per ROW_FIELDS place, the markers as written):
+    markers no model text holds (else other ones), each replaced by "%s", every other "%" doubled."""
     for attempt in count():
         marks = [f"\x00{attempt}{field}" for field in ROW_FIELDS]
-        text = encode(vars(make_layer(signature, marks[0], [marks[1]], [marks[2]], *marks[3:])))  # type: ignore[arg-type]
-        quoted = [encode(mark) for mark in marks]
-        if all(text.count(mark) == 1 for mark in quoted):   # no model text holds a marker (else: other markers)
+        text, quoted = render(marks)
+        if all(text.count(mark) == 1 for mark in quoted):
             break
     text = text.replace("%", "%%")
     for mark in quoted:
