@@ -30,6 +30,7 @@ from math import prod
 from typing import cast
 
 import numpy as np
+from onnx import numpy_helper
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
 from segcost.errors import ShapeError
@@ -305,51 +306,72 @@ def _small(shape: Shape | None) -> bool:
 
 
 def _loop_trips(graph: Graph, node: Node) -> int | None:
-    """The trips a Loop runs at most: M when constant (0 when the initial condition is a constant false).
+    """The trips a Loop runs at most, or None when unknown.
 
+    ONNX runs `for i < M and cond`: 0 trips when the initial condition is a constant false; at
+    most 1 when the body returns a constant false as the next condition; M when constant.
     M ≥ MAX_TRIP_COUNT with a condition that can stop the loop is an exporter's `while`
     placeholder (torch writes INT64_MAX), not a count: None. With a condition that cannot stop
     it, M is the trip count however large.
     """
-    trips = _constant_int(graph, node.inputs[0]) if node.inputs else None
-    if trips is None or trips < 0:
+    count = _constant_int(graph, node.inputs[0]) if node.inputs and node.inputs[0] else None
+    if count is not None and count < 0:
         return None
     condition = node.inputs[1] if len(node.inputs) > 1 else ""
     if condition and _constant_int(graph, condition) == 0:
         return 0   # `while (false)`: the body never runs
-    if trips >= MAX_TRIP_COUNT and _has_computed_condition(graph, node):
+    if _next_condition(node) is False:
+        return 1 if count is None or count >= 1 else 0   # the first trip returns false
+    if count is None:
         return None
-    return trips
+    if count >= MAX_TRIP_COUNT and _has_computed_condition(graph, node):
+        return None
+    return count
 
 
 def _has_computed_condition(graph: Graph, node: Node) -> bool:
-    """Whether the loop may stop before M trips: its initial condition or its body's next condition is computed.
-
-    A body that hands its condition input on unchanged (Identity, or the same name), or
-    returns a constant, keeps the initial one.
-    """
+    """Whether the loop may stop before M trips for a reason only known at run time: its initial condition,
+    or the body's next condition, is computed."""
     condition = node.inputs[1] if len(node.inputs) > 1 else ""
-    if condition and _constant_int(graph, condition) is None:
-        return True
+    return bool(condition) and _constant_int(graph, condition) is None or _next_condition(node) is None
+
+
+def _next_condition(node: Node) -> bool | str | None:
+    """What a Loop body returns as its next condition: "carried" (its condition input handed on unchanged,
+    through Identity or under the same name), True/False (a constant), or None (computed)."""
     body = node.attrs.get("body")
     if body is None or len(body.input) < 2 or not body.output:
-        return False
+        return "carried"   # malformed bodies are the checker's; nothing stops the loop here
     carried, returned = body.input[1].name, body.output[0].name
     producers = {output: proto for proto in body.node for output in proto.output}
     seen: set[str] = set()
     while returned not in seen:   # follow Identity hand-overs back to the condition input
         seen.add(returned)
         if returned == carried:
-            return False
+            return "carried"
         proto = producers.get(returned)
         if proto is None:
-            return not any(init.name == returned for init in body.initializer)   # a constant returned
+            tensor = next((init for init in body.initializer if init.name == returned), None)
+            return None if tensor is None else _scalar_truth(tensor)
         if proto.op_type == "Constant" and not proto.domain:
-            return False
+            attribute = next((attr for attr in proto.attribute if attr.name in ("value", "value_int")), None)
+            if attribute is None:
+                return None
+            return bool(attribute.i) if attribute.name == "value_int" else _scalar_truth(attribute.t)
         if proto.op_type != "Identity" or proto.domain or not proto.input:
-            return True
+            return None
         returned = proto.input[0]
-    return True
+    return None
+
+
+def _scalar_truth(tensor) -> bool | None:
+    """The truth of a one-element TensorProto (read only when it has one element), else None."""
+    if prod(tensor.dims) != 1 or tensor.data_location == tensor.EXTERNAL:
+        return None
+    try:
+        return bool(numpy_helper.to_array(tensor).reshape(-1)[0])
+    except (ValueError, TypeError, IndexError):
+        return None
 
 
 def _scan_trips(graph: Graph, node: Node) -> int | None:

@@ -243,3 +243,22 @@ def test_body_computed_condition_makes_the_count_an_upper_bound_and_false_runs_n
     assert analyze(load_model(_loop_with(3, False, computed_next=False))).totals.macs == 0
     x = np.ones((1, 4, 5, 5), np.float32)
     np.testing.assert_array_equal(run_onnxruntime(_loop_with(3, False, computed_next=False), {"x": x})[0], x)
+
+
+@pytest.mark.parametrize("form", ["constant_node", "initializer"])
+def test_body_returning_constant_false_runs_one_trip(form):
+    """for i < M and cond: a body that returns false stops after its first trip (breaker7 R2: counted M trips)."""
+    model = _loop_with(1000, True, computed_next=False)
+    body = model.graph.node[0].attribute[0].g
+    identity = next(node for node in body.node if node.op_type == "Identity")
+    body.node.remove(identity)
+    if form == "constant_node":
+        body.node.append(helper.make_node("Constant", [], ["cond_out"], value=numpy_helper.from_array(np.array(False))))
+    else:
+        body.initializer.append(numpy_helper.from_array(np.array(False), "cond_out"))
+    result = analyze(load_model(model))
+    (entry,) = result.control_flow
+    assert entry.trip_count == 1 and result.totals.macs == BODY_MACS and not entry.unbounded
+    x = np.ones((1, 4, 5, 5), np.float32)
+    once = run_onnxruntime(_loop_with(1, True, computed_next=False), {"x": x})[0]
+    np.testing.assert_array_equal(run_onnxruntime(model, {"x": x})[0], once)   # onnxruntime ran one trip
