@@ -66,7 +66,7 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
         body, outer_constants = _subgraph(graph, graph_proto, tensors)
         name = attribute if index < 0 else f"{attribute}[{index}]"
-        if node.op_type == "Loop" and not _seed_loop_body(body, graph, node):
+        if node.op_type == "Loop" and (not _seed_loop_body(body, graph, node) or _iteration_shaped(body)):
             trips = _loop_trips(graph, node)
             unrolled = None if trips is None else _unrolled(graph, key, node, graph_proto, tensors, name, trips,
                                                            analyze_body, warnings)
@@ -143,17 +143,22 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     return _same_shapes(body, carried_inner)
 
 
-def _infer_body(body: Graph, seeds: dict[str, tuple[int, Shape | None]]) -> bool:
+def _infer_body(body: Graph, seeds: dict[str, tuple[int, Shape | None]],
+                constants: frozenset[str] | set[str] = frozenset()) -> bool:
     """Infer a Loop body's shapes with `seeds` ({carried input: (dtype, shape)}); False on a ShapeError.
 
-    The iteration number and condition are int64 and bool scalars; outer-scope reads with a
-    shape become inputs of the copy that is inferred.
+    The iteration number and condition are int64 and bool scalars; `constants` are body inputs
+    given a value as an initializer for this inference (the iteration number of an unrolled
+    trip); outer-scope reads with a shape become inputs of the copy that is inferred.
     """
     seeds = ({body.inputs[0]: (INT64, ()), body.inputs[1]: (BOOL, ())} if len(body.inputs) >= 2 else {}) | seeds
     for name, (dtype, shape) in seeds.items():
+        if name in constants:
+            continue
         if shape == () or not is_static_shape(body.shape(name)) or body.shape(name) != shape:
             body.tensors[name] = TensorInfo(name, dtype or body.dtype(name), shape)
     interface = list(body.inputs)
+    body.inputs = [name for name in interface if name not in constants]
     body.inputs += [name for name in dict.fromkeys(tensor for node in body.nodes.values() for tensor in node.all_inputs)
                     if name and name not in body.initializers and body.producer(name) is None
                     and name not in interface and body.shape(name) is not None]   # outer reads, for the copy
@@ -197,7 +202,11 @@ def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, na
             for output in proto.output:
                 body.tensors.pop(output, None)
         carried_inner = body.inputs[2:]
-        if not _infer_body(body, {inner: seed for inner, seed in zip(carried_inner, current)}):
+        iteration = body.inputs[0] if body.inputs else ""
+        if iteration:   # this trip's iteration number: shapes may depend on it (a Slice to i + 1)
+            body.initializers[iteration] = Initializer.from_array(iteration, np.array(trip, np.int64))
+            outer_constants.add(iteration)   # a loop counter, not a parameter
+        if not _infer_body(body, {inner: seed for inner, seed in zip(carried_inner, current)}, constants={iteration}):
             return None
         try:
             trip_macs, trip_flops, trip_params, trip_bytes, nodes, unsupported, notes = analyze_body(
@@ -213,8 +222,18 @@ def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, na
     if _has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; the sum over {trips} trips is an upper bound")
     return ControlFlowCost(key, "Loop", [SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes)],
-                           trips, macs, flops, "the sum over its trips (carried shapes change per trip)", False,
+                           trips, macs, flops, "the sum over its trips (shapes change per trip)", False,
                            params, weight_bytes)
+
+
+def _iteration_shaped(body: Graph) -> bool:
+    """Whether a Loop body reads its iteration number and has tensors without a static shape: shapes that may
+    follow the iteration number (rows [0, i + 1)), which only a trip-by-trip analysis can give."""
+    iteration = body.inputs[0] if body.inputs else ""
+    if not iteration or not any(iteration in node.inputs for node in body.nodes.values()):
+        return False
+    return any(not is_static_shape(body.shape(tensor)) for node in body.nodes.values() for tensor in node.outputs
+               if tensor)
 
 
 def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:

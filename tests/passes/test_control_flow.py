@@ -262,3 +262,27 @@ def test_body_returning_constant_false_runs_one_trip(form):
     x = np.ones((1, 4, 5, 5), np.float32)
     once = run_onnxruntime(_loop_with(1, True, computed_next=False), {"x": x})[0]
     np.testing.assert_array_equal(run_onnxruntime(model, {"x": x})[0], once)   # onnxruntime ran one trip
+
+
+def test_loop_whose_shapes_follow_the_iteration_number_is_counted_trip_by_trip():
+    """Rows [0, i + 1) of an outer X[10, 8] times W[8, 8] each trip: trip i costs (i + 1)·64 MACs (breaker7 R9:
+    was exit 2 blaming a custom op)."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["i", "one"], ["i1"]), helper.make_node("Unsqueeze", ["i1", "axis"], ["end"]),
+         helper.make_node("Slice", ["X", "axis", "end", "axis"], ["rows"]),
+         helper.make_node("MatMul", ["rows", "W"], ["r"], name="body_matmul"),
+         helper.make_node("ReduceSum", ["r"], ["total"], keepdims=0),
+         helper.make_node("Add", ["acc_in", "total"], ["acc_out"]), helper.make_node("Identity", ["c_in"], ["c_out"])],
+        "body", [_value("i", [], TensorProto.INT64), _value("c_in", [], TensorProto.BOOL), _value("acc_in", [])],
+        [_value("c_out", [], TensorProto.BOOL), _value("acc_out", [])],
+        [numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([0], np.int64), "axis")])
+    inits = [numpy_helper.from_array(np.array(5, np.int64), "M"), numpy_helper.from_array(np.array(0, np.float32), "a0"),
+             numpy_helper.from_array(np.ones((8, 8), np.float32), "W")]
+    model = _model([helper.make_node("Loop", ["M", "", "a0"], ["acc"], name="loop", body=body)],
+                   [_value("X", [10, 8])], [_value("acc", [])], inits)
+    result = analyze(load_model(model))
+    (entry,) = result.control_flow
+    assert result.totals.macs == sum(range(1, 6)) * 64 and entry.trip_count == 5 and not entry.unbounded
+    assert result.totals.params == 64 + 2 + 2   # W, M, a0; one, axis; the iteration number is no parameter
+    X = np.ones((10, 8), np.float32)
+    assert run_onnxruntime(model, {"X": X})[0] == sum(range(1, 6)) * 64   # ones: each row sums to 8 over 8 columns
