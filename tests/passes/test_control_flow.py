@@ -275,8 +275,10 @@ def test_loop_whose_shapes_follow_the_iteration_number_is_counted_trip_by_trip()
          helper.make_node("Add", ["acc_in", "total"], ["acc_out"]), helper.make_node("Identity", ["c_in"], ["c_out"])],
         "body", [_value("i", [], TensorProto.INT64), _value("c_in", [], TensorProto.BOOL), _value("acc_in", [])],
         [_value("c_out", [], TensorProto.BOOL), _value("acc_out", [])],
-        [numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([0], np.int64), "axis")])
-    inits = [numpy_helper.from_array(np.array(5, np.int64), "M"), numpy_helper.from_array(np.array(0, np.float32), "a0"),
+        [numpy_helper.from_array(np.array(1, np.int64), "one"),
+         numpy_helper.from_array(np.array([0], np.int64), "axis")])
+    inits = [numpy_helper.from_array(np.array(5, np.int64), "M"),
+             numpy_helper.from_array(np.array(0, np.float32), "a0"),
              numpy_helper.from_array(np.ones((8, 8), np.float32), "W")]
     model = _model([helper.make_node("Loop", ["M", "", "a0"], ["acc"], name="loop", body=body)],
                    [_value("X", [10, 8])], [_value("acc", [])], inits)
