@@ -74,3 +74,35 @@ def test_long_vector_turns_propagation_off(data_prop_calls):
     result = analyze(load_model(_chain(MAX_PROPAGATED_LENGTH + 1)))
     assert data_prop_calls and not any(data_prop_calls)
     assert result.totals.macs == 1 * 4 * 48 * 3
+
+
+def test_vector_whose_length_only_values_tell_is_bounded_by_its_producer(data_prop_calls):
+    """breaker7 R1a: v = Reshape(x[1, N], Shape(x)[1:2]) has no length without propagation; with it onnx learns
+    N and holds v as N dims. Its producer (a Reshape) bounds it by x's N elements: over the bound, no propagation,
+    and the chain is still resolved (segcost's evaluator)."""
+    n = MAX_PROPAGATED_LENGTH + 1
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "st"), numpy_helper.from_array(np.array([2], np.int64), "en")]
+    model = _model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "st", "en"], ["s1"]),
+                    helper.make_node("Reshape", ["x", "s1"], ["v"], name="flatten"),
+                    helper.make_node("Add", ["v", "v"], ["y"], name="add")],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])], inits)
+    result = analyze(load_model(model))
+    assert data_prop_calls and not any(data_prop_calls)
+    assert [layer.output_shape for layer in result.layers if layer.name == "add"] == [[n]]
+
+
+def test_many_vectors_are_bounded_together(data_prop_calls, monkeypatch):
+    """breaker7 R1b: 600 vectors of exactly the per-tensor bound took 2.8 GB: the bound holds for their sum too."""
+    from segcost.shapes import propagation
+
+    monkeypatch.setattr(propagation, "MAX_PROPAGATED_TOTAL", 4000)
+    nodes = [helper.make_node("Shape", ["v"], ["sv"])]
+    for index in range(5):
+        nodes.append(helper.make_node("Add", [f"a{index - 1}" if index else "v"] * 2, [f"a{index}"]))
+    nodes.append(helper.make_node("Reshape", ["a4", "sv"], ["y"]))
+    analyze(load_model(_model(nodes, [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1000])])))
+    assert data_prop_calls and not any(data_prop_calls)   # 6 vectors of 1,000 > 4,000
+    data_prop_calls.clear()
+    monkeypatch.setattr(propagation, "MAX_PROPAGATED_TOTAL", 10_000)
+    analyze(load_model(_model(nodes, [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1000])])))
+    assert data_prop_calls[:2] == [False, True]

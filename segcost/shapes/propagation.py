@@ -15,12 +15,15 @@ elements):
 * `needs_values`: some node reads a value input (VALUE_INPUTS) that no initializer or
   Constant holds. If none does, propagation adds nothing and one pass without it is the
   result (every Conv/Relu/Add graph, the 100k-node chain).
-* `long_vector`: the first rank-1 tensor over the bound in a pass without propagation.
+* `long_vector`: in a pass without propagation, a rank-1 tensor over the bound — its static
+  length, or when only values would tell, a bound from its producer (SIZE_BOUNDED_OPS), none
+  for an op that can make any length — or all of them together over MAX_PROPAGATED_TOTAL.
 """
 
 from __future__ import annotations
 
 from itertools import chain
+from math import prod
 from operator import attrgetter
 
 import onnx
@@ -28,9 +31,23 @@ import onnx
 from segcost.ir import Graph
 from segcost.ir.onnx_io import nodes_with_subgraphs
 
-__all__ = ["MAX_PROPAGATED_LENGTH", "VALUE_INPUTS", "long_vector", "needs_values"]
+__all__ = ["MAX_PROPAGATED_LENGTH", "MAX_PROPAGATED_TOTAL", "SIZE_BOUNDED_OPS", "VALUE_INPUTS", "long_vector",
+           "needs_values"]
 
 MAX_PROPAGATED_LENGTH = 1 << 16   # elements of a rank-1 tensor onnx may hold as dims (~9 MB)
+MAX_PROPAGATED_TOTAL = 1 << 20    # ... of all of them together (~150 MB)
+
+# Standard ops whose output has at most as many elements as all their inputs together (a rank-1
+# output of an elementwise op has rank <= 1 inputs, so broadcasting cannot outgrow them either).
+SIZE_BOUNDED_OPS = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Gather", "GatherElements", "GatherND", "Identity",
+    "Cast", "CastLike", "Concat", "Split", "Transpose", "Add", "Sub", "Mul", "Div", "Mod", "Pow", "Neg", "Abs",
+    "Floor", "Ceil", "Round", "Sqrt", "Reciprocal", "Relu", "Sign", "Min", "Max", "Sum", "Mean", "Equal", "Less",
+    "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Where", "Clip", "Exp", "Log",
+    "Sigmoid", "Tanh", "Softmax", "ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin", "ReduceMean", "ArgMax",
+    "ArgMin", "Shape", "Size", "TopK", "MatMul", "NonZero", "Compress", "Unique", "IsNaN", "IsInf", "Trilu",
+    "ScatterElements", "ScatterND", "CumSum",
+})
 
 # Standard ops whose output shape onnx's inference takes from an input's values: op type → those inputs
 # (ONNX operator specs, current opsets; Squeeze/Unsqueeze/Reduce* axes became inputs at opsets 13/18).
@@ -73,13 +90,47 @@ def needs_values(graph: Graph, model: onnx.ModelProto, copy_of_graph: bool = Fal
     return False
 
 
-def long_vector(inferred: onnx.ModelProto) -> tuple[str, int] | None:
-    """(name, length) of the first rank-1 tensor of `inferred` longer than MAX_PROPAGATED_LENGTH, else None."""
+def long_vector(inferred: onnx.ModelProto) -> tuple[str, int | None] | None:
+    """(name, length bound) of a rank-1 tensor that propagating values over `inferred` (a pass without it)
+    could make onnx hold past the bounds, else None; the bound is None when nothing limits it.
+
+    A rank-1 tensor's length is its static dim, or — when only the values would tell (a Reshape
+    to a computed target) — at most the elements of its producer's inputs for an op whose output
+    cannot outgrow them (SIZE_BOUNDED_OPS); any other producer (ConstantOfShape, Expand, Range,
+    Tile, a custom op, ...) could make it any length. Each must stay within MAX_PROPAGATED_LENGTH
+    and all of them within MAX_PROPAGATED_TOTAL.
+    """
     graph = inferred.graph
+    elements: dict[str, int | None] = {}   # every typed tensor: its element count, None when not static
+    candidates: set[str] = set()           # tensors that may be rank 1 of unknown length (or of unknown rank)
+    total = 0
     for info in chain(graph.input, graph.value_info, graph.output):
         tensor_type = info.type.tensor_type
-        if tensor_type.HasField("shape") and len(tensor_type.shape.dim) == 1:
-            length = tensor_type.shape.dim[0].dim_value   # 0 when symbolic or unknown
-            if length > MAX_PROPAGATED_LENGTH:
-                return info.name, length
+        if not tensor_type.HasField("shape"):
+            elements[info.name] = None
+            candidates.add(info.name)
+            continue
+        dims = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+                for dim in tensor_type.shape.dim]
+        elements[info.name] = None if None in dims else prod(dims)   # type: ignore[arg-type]
+        if len(dims) == 1 and dims[0] is None:
+            candidates.add(info.name)
+        elif len(dims) == 1 and info.name not in candidates:
+            total += dims[0]   # type: ignore[operator]
+            if dims[0] > MAX_PROPAGATED_LENGTH:   # type: ignore[operator]
+                return info.name, dims[0]
+    elements.update((init.name, prod(init.dims)) for init in graph.initializer)
+    for node in graph.node:   # topological: a bound found here is there for the nodes after
+        for output in node.output:
+            if not output or (output in elements and output not in candidates):
+                continue   # a static size, or a known rank of 2 or more (never propagated as values)
+            bounded = node.op_type in SIZE_BOUNDED_OPS and node.domain in ("", "ai.onnx")
+            sizes = [elements.get(name) for name in node.input if name]
+            bound = sum(sizes) if bounded and None not in sizes else None   # type: ignore[arg-type]
+            if bound is None or bound > MAX_PROPAGATED_LENGTH:
+                return output, bound
+            elements[output] = bound
+            total += bound
+    if total > MAX_PROPAGATED_TOTAL:
+        return "all rank-1 tensors", total
     return None
