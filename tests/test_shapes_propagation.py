@@ -81,7 +81,8 @@ def test_vector_whose_length_only_values_tell_is_bounded_by_its_producer(data_pr
     N and holds v as N dims. Its producer (a Reshape) bounds it by x's N elements: over the bound, no propagation,
     and the chain is still resolved (segcost's evaluator)."""
     n = MAX_PROPAGATED_LENGTH + 1
-    inits = [numpy_helper.from_array(np.array([1], np.int64), "st"), numpy_helper.from_array(np.array([2], np.int64), "en")]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "st"),
+             numpy_helper.from_array(np.array([2], np.int64), "en")]
     model = _model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "st", "en"], ["s1"]),
                     helper.make_node("Reshape", ["x", "s1"], ["v"], name="flatten"),
                     helper.make_node("Add", ["v", "v"], ["y"], name="add")],
