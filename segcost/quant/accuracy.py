@@ -18,6 +18,7 @@ from segcost.errors import InputError
 from segcost.quant.calibration import CalibrationSource
 from segcost.quant.decisions import (
     PairCounts,
+    as_nchw,
     decision_basis,
     decision_conflict,
     decision_kind,
@@ -259,15 +260,15 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
         if a.size:
             entry["low"], entry["high"] = min(entry["low"], float(a.min())), max(entry["high"], float(a.max()))
             entry["whole"] = entry["whole"] and bool(np.all(a == np.rint(a)))
-        values = float_values[name]
+        values = as_nchw(float_values[name], entry["source"])
         kind = decision_kind(values, entry["source"].op)
         if kind is not None and entry["pixels"] == 0:
             entry["decision"] = kind
         if kind is not None and kind == entry["decision"]:
             want = decisions(values, kind)
-            entry["agree"] += int(np.sum(want == decisions(int8_values[name], kind)))
+            entry["agree"] += int(np.sum(want == decisions(as_nchw(int8_values[name], entry["source"]), kind)))
             entry["pixels"] += want.size
-    first = float_values[output_names[0]]
+    first = as_nchw(float_values[output_names[0]], stats[output_names[0]]["source"])
     kind = decision_kind(first, stats[output_names[0]]["source"].op)
     spatial = tuple(first.shape[-2:]) if kind is not None else ()
     if sample.label is not None and kind is not None and tuple(sample.label.shape) != spatial:
@@ -280,7 +281,8 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
             confusion_float, confusion_int8 = PairCounts(), PairCounts()
         truth, valid = label_classes(sample.label, kind, first.shape[1])
         confusion_float.add(truth, decisions(first, kind)[0], valid)
-        confusion_int8.add(truth, decisions(int8_values[output_names[0]], kind)[0], valid)
+        confusion_int8.add(truth, decisions(as_nchw(int8_values[output_names[0]], stats[output_names[0]]["source"]),
+                                            kind)[0], valid)
     return confusion_float, confusion_int8
 
 

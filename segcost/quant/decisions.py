@@ -12,6 +12,12 @@ through value-keeping ops (`output_source`: Resize, Reshape, Transpose, Cast, Sl
   logit, foreground where logit > 0 (sigmoid > 0.5), two classes {0, 1}.
 * ``ARGMAX`` — float scores N×C×H×W with C > 1: the class is argmax over C.
 
+Layout (`OutputSource.channels_last`): an output is N×H×W×C only on evidence — a Transpose with
+perm [0, 2, 3, 1] between the computing op and the output (through elementwise ops); its values
+are then read as N×C×H×W. Without evidence an N×H×W×1 output (C = 1 last, H first) is a
+one-channel map N×1×H×W — its last axis is dropped — and any other rank-4 output is N×C×H×W:
+H is never taken for C.
+
 The basis of the rule is reported (`decision_basis`): a logit read from an op that is neither
 a linear layer nor one of the above (a Relu or Clip at the end, a graph input) is said to be
 assumed. Values that contradict the rule (`decision_conflict`: a probability outside [0, 1],
@@ -48,6 +54,10 @@ _PROBABILITY_OPS = frozenset({"Sigmoid", "HardSigmoid", "Softmax"})
 _LOGIT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum", "Einsum",
                         "BatchNormalization", "InstanceNormalization", "LayerNormalization", "QLinearConv",
                         "ConvInteger", "MatMulInteger", "DequantizeLinear"})
+# Elementwise ops a layout Transpose may be followed by before the output.
+_ELEMENTWISE = frozenset({"Identity", "Cast", "Sigmoid", "HardSigmoid", "Relu", "Clip", "LeakyRelu", "Tanh",
+                          "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Exp", "Log", "Round", "Floor", "Ceil"})
+_NCHW_TO_NHWC = [0, 2, 3, 1]
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,13 @@ class OutputSource:
 
     op: op_type of the computing node ("ArgMax", "Softmax", "Conv", …; "TopK values" for TopK's
     values output), None when the values come from a graph input or a constant; through: the
-    pass-through ops between it and the output, output side last.
+    pass-through ops between it and the output, output side last; channels_last: the values are
+    N×H×W×C (a Transpose perm [0, 2, 3, 1] before the output, through elementwise ops).
     """
 
     op: str | None
     through: tuple[str, ...] = ()
+    channels_last: bool = False
 
 
 def output_source(model: onnx.ModelProto, output: str) -> OutputSource:
@@ -76,7 +88,32 @@ def output_source(model: onnx.ModelProto, output: str) -> OutputSource:
     op = None if node is None else node.op_type
     if node is not None and op == "TopK" and tensor != node.output[1]:
         op = "TopK values"
-    return OutputSource(op, tuple(reversed(through)))
+    return OutputSource(op, tuple(reversed(through)), _channels_last(producers, output))
+
+
+def _channels_last(producers: dict, output: str) -> bool:
+    """True when the nearest Transpose before `output` (through _ELEMENTWISE ops) has perm [0, 2, 3, 1]."""
+    node = producers.get(output)
+    for _ in range(len(producers) + 1):
+        if node is None or node.op_type not in _ELEMENTWISE | {"Transpose"}:
+            return False
+        if node.op_type == "Transpose":
+            perm = next((list(attr.ints) for attr in node.attribute if attr.name == "perm"), None)
+            return perm == _NCHW_TO_NHWC
+        node = producers.get(node.input[0]) if node.input else None
+    return False
+
+
+def as_nchw(values: np.ndarray, source: OutputSource | None) -> np.ndarray:
+    """`values` in the layout decisions read: N×H×W×C → N×C×H×W on evidence (source.channels_last); without
+    evidence an N×H×W×1 array (H > 1) becomes N×1×H×W (a one-channel map, never H taken for C); else unchanged."""
+    if values.ndim != 4:
+        return values
+    if source is not None and source.channels_last:
+        return values.transpose(0, 3, 1, 2)
+    if values.shape[3] == 1 and values.shape[1] != 1:
+        return values.transpose(0, 3, 1, 2)
+    return values
 
 
 def decision_kind(values: np.ndarray, activation: str | None = None) -> str | None:
@@ -94,7 +131,7 @@ def decision_basis(kind: str, source: OutputSource | None) -> str:
     """Why `kind` was chosen, for the report: the op found in the graph, or what was assumed and why."""
     op = None if source is None else source.op
     chain = " → ".join([op or "?", *(source.through if source else ())])
-    layout = ""
+    layout = ", channels last (Transpose perm [0, 2, 3, 1])" if source is not None and source.channels_last else ""
     if kind == CLASS_IDS:
         return (f"{chain} in the graph" if op in _CLASS_OPS else "an integer output") + layout
     if kind == PROBABILITY:

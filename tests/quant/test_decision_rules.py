@@ -1,8 +1,8 @@
-"""The decision rule of an output is read from the graph, not from its shape (breaker7 R3, R11).
+"""The decision rule of an output is read from the graph, not from its shape (breaker7 R3, R11, R8).
 
 Every float N×1×H×W output used to be decided as a binary logit (> 0): a float class map
 (ArgMax → Cast(float)) hid every change between two non-zero ids, and a probability not made by
-a Sigmoid (softmax(x, 1)[:, 1:2]) was thresholded at 0.
+a Sigmoid (softmax(x, 1)[:, 1:2]) was thresholded at 0. An NHWC output was read as NCHW (H as C).
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ def softmax_foreground(qm) -> onnx.ModelProto:
     return b.model({"input": SHAPE}, {"prob": [1, 1, 16, 16]})
 
 
+def nhwc(qm, classes: int) -> onnx.ModelProto:
+    """scores → Transpose perm [0, 2, 3, 1]: N×H×W×C (TF layout)."""
+    b = _scores(qm, classes)
+    b.op("Transpose", ["scores"], "out", perm=[0, 2, 3, 1])
+    return b.model({"input": SHAPE}, {"out": [1, 16, 16, classes]})
+
+
 def _report(model, tmp_path):
     data = np.random.default_rng(0).random([8, *SHAPE[1:]]).astype(np.float32)
     np.save(tmp_path / "data.npy", data)
@@ -70,17 +77,29 @@ def _changed_pct(pairs, decide) -> float:
 @pytest.mark.parametrize(("build", "decision", "found", "decide"), [
     (float_class_map, "class ids", "ArgMax → Cast in the graph", lambda v: v[:, 0]),
     (softmax_foreground, "probability > 0.5", "Softmax → Slice in the graph", lambda v: v[:, 0] > 0.5),
+    (lambda qm: nhwc(qm, 1), "logit > 0", "channels last", lambda v: v[..., 0] > 0),
+    (lambda qm: nhwc(qm, 6), "argmax", "channels last", lambda v: v.argmax(-1)),
 ])
 def test_the_decision_is_what_the_graph_computes(qm, tmp_path, build, decision, found, decide):
     report, pairs = _report(build(qm), tmp_path)
     measured = _changed_pct(pairs, decide)
     output = report.outputs[0]
-    assert output.decision == decision          # was "logit > 0" for both
+    assert output.decision == decision          # was "logit > 0" for the first two, "argmax" over H for NHWC
     assert found in output.decision_basis
     assert found in output.agreement_text
     assert measured > 0
     assert output.argmax_agreement_pct == pytest.approx(100 - measured)
     assert report.drop() == pytest.approx(measured)
+
+
+def test_a_one_channel_map_last_without_evidence_is_one_channel_not_h_channels(qm, tmp_path):
+    """N×H×W×1 through a Reshape (no Transpose: no layout evidence): a one-channel logit map, never argmax over H."""
+    b = _scores(qm, 1)
+    b.const("shape", np.array([1, 16, 16, 1], np.int64))
+    b.op("Reshape", ["scores", "shape"], "out")
+    report, pairs = _report(b.model({"input": SHAPE}, {"out": [1, 16, 16, 1]}), tmp_path)
+    assert report.outputs[0].decision == "logit > 0"
+    assert report.outputs[0].argmax_agreement_pct == pytest.approx(100 - _changed_pct(pairs, lambda v: v[..., 0] > 0))
 
 
 def test_an_assumed_logit_says_so(qm, tmp_path):
