@@ -16,6 +16,7 @@ from segcost.frontends.onnx import load_model
 from segcost.pipeline import run_onnxruntime
 from segcost.quant.accuracy import compare_models
 from segcost.quant.calibration import open_source
+from segcost.quant.decisions import decision_basis, decision_conflict, decision_kind, output_source
 from segcost.quant.quantize import QuantizeOptions, quantize_graph
 
 SHAPE = [1, 3, 16, 16]
@@ -139,3 +140,25 @@ def test_a_logit_of_non_negative_whole_numbers_fails_the_gate(qm, run_cli, tmp_p
     code, out, err = _cli(qm, run_cli, tmp_path, b.model({"input": SHAPE}, {"out": [1, 1, 16, 16]}))
     assert code == 1, (out, err)
     assert "a logit rule on non-negative whole numbers" in err
+
+
+def test_topk_indices_are_class_ids_and_its_values_are_not(qm):
+    b = _scores(qm, 6)
+    b.const("k", np.array([1], np.int64))
+    b.nodes.append(helper.make_node("TopK", ["scores", "k"], ["top", "index"], axis=1, name="topk"))
+    b.op("Cast", ["index"], "ids", to=TensorProto.FLOAT)
+    model = b.model({"input": SHAPE}, {"ids": [1, 1, 16, 16]})
+    model.graph.output.append(helper.make_tensor_value_info("top", TensorProto.FLOAT, [1, 1, 16, 16]))
+    ids, top = output_source(model, "ids"), output_source(model, "top")
+    assert (ids.op, ids.through) == ("TopK", ("Cast",))
+    assert decision_kind(np.zeros([1, 1, 16, 16], np.float32), ids.op) == "class ids"
+    assert decision_kind(np.zeros([1, 1, 16, 16], np.float32), top.op) == "logit > 0"
+    assert decision_basis("logit > 0", top).startswith("assumed a logit: its last op TopK values")
+
+
+def test_values_that_contradict_the_rule_are_named():
+    assert "outside [0, 1]" in decision_conflict("probability > 0.5", -0.02, 1.0, False)
+    assert decision_conflict("probability > 0.5", 0.0, 1.0, False) is None
+    assert decision_conflict("class ids", 0, 7, True) is None
+    assert decision_conflict("logit > 0", -3.5, 2.0, False) is None
+    assert decision_conflict("argmax", 0, 7, True) is None
