@@ -16,7 +16,16 @@ import onnx
 
 from segcost.errors import InputError
 from segcost.quant.calibration import CalibrationSource
-from segcost.quant.decisions import PairCounts, decision_kind, decisions, label_classes, output_activation
+from segcost.quant.decisions import (
+    PairCounts,
+    as_nchw,
+    decision_basis,
+    decision_conflict,
+    decision_kind,
+    decisions,
+    label_classes,
+    output_source,
+)
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, float32_bytes, quiet_session, with_outputs
 
@@ -47,16 +56,21 @@ class OutputAgreement:
     # one-channel logit, or the ids of an integer class map); None for an output with no per-pixel class
     argmax_agreement_pct: float | None
     all_zero: bool = False
-    decision: str | None = None   # how the class is read: "argmax", "logit > 0", "class ids"
+    decision: str | None = None   # how the class is read: "argmax", "logit > 0", "probability > 0.5", "class ids"
+    decision_basis: str | None = None    # what in the graph chose `decision` (decisions.decision_basis)
+    decision_problem: str | None = None  # the float values contradict `decision`: no agreement, --max-drop fails
 
     @property
     def agreement_text(self) -> str:
-        """", argmax agreement 99.70%" (or "class-id", "foreground/background (logit > 0)") for the reports."""
+        """", argmax agreement 99.70% (scores from Conv)" (or "class-id", "foreground/background (logit > 0)")."""
+        if self.decision_problem is not None:
+            return f", no class agreement ({self.decision} by {self.decision_basis}: {self.decision_problem})"
         if self.argmax_agreement_pct is None:
             return ""
         what = {"class ids": "class-id", "logit > 0": "foreground/background (logit > 0)",
                 "probability > 0.5": "foreground/background (probability > 0.5)"}.get(self.decision or "", "argmax")
-        return f", {what} agreement {self.argmax_agreement_pct:.2f}%"
+        basis = f" ({self.decision_basis})" if self.decision_basis else ""
+        return f", {what} agreement {self.argmax_agreement_pct:.2f}%{basis}"
 
 
 # Below this an int8 output's error is more than ~32% of its signal (relative error = 10^(−SQNR/20)):
@@ -90,13 +104,16 @@ class AccuracyReport:
     def drop(self) -> float | None:
         """The accuracy drop `--max-drop` is checked against, in percentage points; None when it cannot be measured.
 
-        100 when an int8 output is all zeros and the float one is not; else mIoU percentage
-        points when there are labels; else the largest % of pixels whose class changed over
-        the outputs with a per-pixel class (segcost.quant.decisions); None when no output has one
-        (`unmeasured_reason` says why) — never 0 for "not measured".
+        100 when an int8 output is all zeros and the float one is not; None when an output's values
+        contradict its decision rule (a probability outside [0, 1], …: decisions.decision_conflict);
+        else mIoU percentage points when there are labels; else the largest % of pixels whose class
+        changed over the outputs with a per-pixel class (segcost.quant.decisions); None when no output
+        has one (`unmeasured_reason` says why) — never 0 for "not measured".
         """
         if any(output.all_zero for output in self.outputs):
             return 100.0
+        if any(output.decision_problem for output in self.outputs):
+            return None
         if self.miou_drop is not None:
             return self.miou_drop
         changed = [100.0 - output.argmax_agreement_pct for output in self.outputs
@@ -105,6 +122,11 @@ class AccuracyReport:
 
     def unmeasured_reason(self) -> str:
         """Why `drop()` is None: the outputs and what they lack."""
+        problems = [f"output {output.name!r} is decided as {output.decision} ({output.decision_basis}) but its "
+                    f"float values contradict it: {output.decision_problem}"
+                    for output in self.outputs if output.decision_problem]
+        if problems:
+            return "; ".join(problems)
         names = ", ".join(repr(output.name) for output in self.outputs) or "none"
         return (f"no output has a per-pixel class (outputs: {names}; a class needs N×C×H×W float scores, an N×1×H×W "
                 "logit, or an integer class map N×1×H×W / N×H×W) and there are no labels for mIoU")
@@ -175,8 +197,8 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
     stats: dict[str, dict] = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0,
-                                     "pixels": 0, "decision": None,
-                                     "activation": output_activation(float_model, name)} for name in output_names}
+                                     "pixels": 0, "decision": None, "low": np.inf, "high": -np.inf, "whole": True,
+                                     "source": output_source(float_model, name)} for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
     notes: list[str] = []
@@ -235,15 +257,19 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
         entry["aa"] += float(np.sum(a * a))
         entry["bb"] += float(np.sum(b * b))
         entry["dd"] += float(np.sum((a - b) ** 2))
-        kind = decision_kind(float_values[name], entry["activation"])
+        if a.size:
+            entry["low"], entry["high"] = min(entry["low"], float(a.min())), max(entry["high"], float(a.max()))
+            entry["whole"] = entry["whole"] and bool(np.all(a == np.rint(a)))
+        values = as_nchw(float_values[name], entry["source"])
+        kind = decision_kind(values, entry["source"].op)
         if kind is not None and entry["pixels"] == 0:
             entry["decision"] = kind
         if kind is not None and kind == entry["decision"]:
-            want = decisions(float_values[name], kind)
-            entry["agree"] += int(np.sum(want == decisions(int8_values[name], kind)))
+            want = decisions(values, kind)
+            entry["agree"] += int(np.sum(want == decisions(as_nchw(int8_values[name], entry["source"]), kind)))
             entry["pixels"] += want.size
-    first = float_values[output_names[0]]
-    kind = decision_kind(first, stats[output_names[0]]["activation"])
+    first = as_nchw(float_values[output_names[0]], stats[output_names[0]]["source"])
+    kind = decision_kind(first, stats[output_names[0]]["source"].op)
     spatial = tuple(first.shape[-2:]) if kind is not None else ()
     if sample.label is not None and kind is not None and tuple(sample.label.shape) != spatial:
         mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
@@ -255,7 +281,8 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
             confusion_float, confusion_int8 = PairCounts(), PairCounts()
         truth, valid = label_classes(sample.label, kind, first.shape[1])
         confusion_float.add(truth, decisions(first, kind)[0], valid)
-        confusion_int8.add(truth, decisions(int8_values[output_names[0]], kind)[0], valid)
+        confusion_int8.add(truth, decisions(as_nchw(int8_values[output_names[0]], stats[output_names[0]]["source"]),
+                                            kind)[0], valid)
     return confusion_float, confusion_int8
 
 
@@ -267,17 +294,19 @@ def _report(samples, output_names, stats, pairs, signal, noise, notes, confusion
         all_zero = entry["bb"] == 0 and entry["aa"] > 0
         if all_zero:
             notes.append(f"output {name!r} of the int8 model is all zeros (the float model's is not)")
+        kind = entry["decision"] if entry["pixels"] else None
+        problem = None if kind is None else decision_conflict(kind, entry["low"], entry["high"], entry["whole"])
         outputs.append(OutputAgreement(
             name, _sqnr(entry["aa"], entry["dd"]),
             float(np.sqrt(entry["dd"] / entry["aa"])) if entry["aa"] else (0.0 if entry["dd"] == 0 else float("inf")),
             entry["max_abs"], float(entry["dot"] / norm) if norm else 0.0,
-            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] else None, all_zero,
-            entry["decision"] if entry["pixels"] else None))
+            100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] and problem is None else None, all_zero,
+            kind, None if kind is None else decision_basis(kind, entry["source"]), problem))
     layers = [LayerSQNR(tensor, producer, op_type, _sqnr(signal[twin], noise[twin]))
               for tensor, twin, producer, op_type in pairs]
     layers.sort(key=lambda layer: layer.sqnr_db)
     report = AccuracyReport(samples, outputs, layers, notes=notes)
-    if confusion_float is not None:
+    if confusion_float is not None and outputs[0].decision_problem is None:
         report.miou_float = confusion_float.miou()
         report.miou_int8 = confusion_int8.miou()
     return report

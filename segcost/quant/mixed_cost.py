@@ -58,6 +58,7 @@ from segcost.quant.cpu_int8 import (
     elements,
 )
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
+from segcost.quant.mixed_variants import REMOVABLE
 
 _SOURCE, _SINK = "\0int8", "\0float"   # cut sides: the source side runs in int8, the sink side in float
 INT8 = _SOURCE   # a Crossing end that is a layer fixed in int8 (None: fixed in float, or the graph's I/O)
@@ -127,20 +128,28 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
     """Units of the fused float `graph` that the full QDQ `int8_graph` quantizes, by label, in graph order.
 
     A layer is quantized when it reads a DequantizeLinear and a QuantizeLinear reads its output: only then
-    does onnxruntime fuse it into a QLinear* kernel. A layer that reads a DequantizeLinear and writes a
-    float tensor (the output tail's final Resize) runs in float in the int8 graph: it is not a unit.
+    does onnxruntime fuse it into a QLinear* kernel. A Relu/Clip segcost put back between the layer and
+    its QuantizeLinear (passes.qdq_clips.RestoreClipsPass: `Conv → Clip(0.25, 6) → QuantizeLinear`) does
+    not make it float — its weights and inputs are still int8 — and the activation joins its unit, so that
+    `--exclude-nodes` and `mixed_variants.float_variant` keep both in float or neither (the mixed report
+    used to call such a model all-float, "mixed inf dB", while the written one ran the layer on int8 data).
+    A layer that reads a DequantizeLinear and writes a float tensor (the output tail's final Resize) runs in
+    float in the int8 graph: it is not a unit.
     """
-    quantized = set()
+    quantized: dict[str, list[str]] = {}   # layer label -> the put-back activations after it
     ops = quantizable_ops()
     for key in int8_graph.dag:
         node = int8_graph.node(key)
         if node.op_type not in ops or node.domain:
             continue
-        if any((producer := int8_graph.producer(tensor)) is not None
-               and int8_graph.node(producer).op_type == "DequantizeLinear" for tensor in node.inputs if tensor) \
-                and any(int8_graph.node(user).op_type == "QuantizeLinear"
-                        for tensor in node.outputs if tensor for user in int8_graph.consumers(tensor)):
-            quantized.add(_label(int8_graph, key))
+        if not any((producer := int8_graph.producer(tensor)) is not None
+                   and int8_graph.node(producer).op_type == "DequantizeLinear" for tensor in node.inputs if tensor):
+            continue
+        readers = [user for tensor in node.outputs if tensor for user in int8_graph.consumers(tensor)]
+        put_back = [user for user in readers if int8_graph.node(user).op_type in REMOVABLE
+                    and _quantized_output(int8_graph, user)]
+        if put_back or any(_is_quantize(int8_graph, user) for user in readers):
+            quantized[_label(int8_graph, key)] = [_label(int8_graph, user) for user in put_back]
     units: dict[str, Unit] = {}
     fused: dict[str, list[str]] = {}
     for key in graph.topological_order():
@@ -149,10 +158,21 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
             fused.setdefault(_label(graph, node.meta["fused_into"]), []).append(_label(graph, key))
         elif _label(graph, key) in quantized:
             units[_label(graph, key)] = Unit(_label(graph, key), node.op_type, (_label(graph, key),))
-    for label, extra in fused.items():
-        if label in units:
-            units[label].members += tuple(extra)
+    labels = {_label(graph, key) for key in graph.dag}
+    for label, unit in units.items():
+        extra = fused.get(label, []) + [name for name in quantized[label] if name in labels]
+        unit.members += tuple(dict.fromkeys(name for name in extra if name not in unit.members))
     return units
+
+
+def _is_quantize(graph: Graph, key: str) -> bool:
+    return graph.node(key).op_type == "QuantizeLinear"
+
+
+def _quantized_output(graph: Graph, key: str) -> bool:
+    """Whether a QuantizeLinear reads an output of node `key`."""
+    return any(_is_quantize(graph, user) for tensor in graph.node(key).outputs if tensor
+               for user in graph.consumers(tensor))
 
 
 def _variants(target: str, rates: Int8Rates = CPU_INT8_RATES):

@@ -167,3 +167,33 @@ def test_help_documents_the_mixed_options(run_cli):
     assert code == 0 and "--mixed" in text and "--min-sqnr DB" in text and "--max-float-layers N" in text
     defaults = MixedOptions()   # the help states the library's defaults
     assert f"[default: {defaults.min_sqnr_db:g}]" in text and f"[default: {defaults.max_float_layers}]" in text
+
+
+def _int8_layers(model: onnx.ModelProto) -> set[str]:
+    """Convs of a written QDQ model that compute on int8 data: they read a DequantizeLinear's output."""
+    dequantized = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    return {node.name for node in model.graph.node if node.op_type == "Conv" and set(node.input) & dequantized}
+
+
+@pytest.mark.parametrize(("width", "kernel", "size"), [(8, 1, 32), (32, 3, 96)])   # all float; c1 float, c2 int8
+def test_a_conv_whose_clip_was_put_back_is_a_unit_and_the_report_matches_the_written_model(qm, width, kernel, size):
+    """c1 → Clip(0.25, 6) → c2: segcost puts the Clip back in front of its QuantizeLinear (no zero point clips at
+    0.25). c1 used to be no unit: "1 of 1 layers kept in float, mixed inf dB" while the written model ran c1 on
+    int8 weights and inputs (breaker7 R10)."""
+    builder = qm.Builder(seed=0)
+    low, high = builder.const("lo", np.array(0.25, np.float32)), builder.const("hi", np.array(6.0, np.float32))
+    clipped = builder.op("Clip", [builder.conv("c1", "input", 3, width, kernel=3), low, high], "clip")
+    builder.conv("c2", clipped, width, width, kernel=kernel)
+    model = builder.model({"input": [1, 3, size, size]}, {"c2": [1, width, size, size]}, opset=13)
+    result = segcost.quantize(model, calib_size=4, target="cpu", mixed=True)
+    full = segcost.quantize(model, calib_size=4, target="cpu")
+    assert _int8_layers(full.model) == {"c1", "c2"}
+    assert any(node.op_type == "Clip" for node in full.model.graph.node)   # put back
+    mixed = result.mixed
+    assert mixed.units == 2
+    kept = {member for layer in mixed.kept for member in layer.members}
+    assert "clip" in kept or "c1" not in kept   # the put-back Clip goes with its Conv
+    assert _int8_layers(result.model) == {"c1", "c2"} - kept
+    calibration = compare_models(result.quantization.float_model, result.model, result.quantization.source,
+                                 per_layer=False)
+    assert calibration.outputs[0].sqnr_db == pytest.approx(mixed.calib_sqnr_mixed_db, abs=0.1)
