@@ -233,3 +233,9 @@ def test_a_row_template_survives_model_text_that_looks_like_its_markers(text):
     expected = encode(vars(make_layer(signature, *row)))
     values = (json.dumps(row[0]), ", ".join(map(json.dumps, row[1])), ", ".join(map(json.dumps, row[2])), *row[3:])
     assert _row_template(signature, encode) % values == expected
+
+
+def test_c_readers_of_a_lazy_table_see_every_layer(model):
+    count = len(list(analyze(load_model(model)).layers))
+    assert len(json.loads(json.dumps(analyze(load_model(model)).layers, default=vars))) == count
+    assert np.array(analyze(load_model(model)).layers, dtype=object).shape == (count,)

@@ -93,9 +93,8 @@ class LayerTable(list):
     ``type(x)(items)``: `LayerTable(items)` is a plain list, so asdict gives a list of dicts),
     `copy.copy`/`copy.deepcopy` (a new table, never the same storage), `+`, `*`, comparisons.
     The list storage is empty until `materialized`; every list method makes the objects first,
-    except `len`, `column` and `rows`. C code that reads a list's storage without calling
-    its methods (json's encoder, `numpy.array`) sees [] before that: call `list(table)` for
-    them (LayerCost objects are not JSON values anyway; `AnalysisResult.to_dict` is).
+    except `len`, `column` and `rows` (checked: `json.dumps(table, default=vars)` and
+    `numpy.array(table, dtype=object)` of a lazy table see every layer).
 
     Attributes:
         names, inputs, outputs, params, weight_bytes, activation_bytes: one entry per layer
