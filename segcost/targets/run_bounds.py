@@ -10,7 +10,8 @@ will run must pass `bound_run_memory`:
   only when it is too late);
 * no tensor is over MAX_RUN_TENSOR_BYTES (1 GiB), and neither is the scratch buffer a kernel
   allocates beyond its outputs (segcost.targets.workspace: a three-operand Einsum's pairwise
-  partial result, ConvTranspose's col2im buffer), which is in no shape of the graph;
+  partial result, ConvTranspose's col2im buffer, the im2col of ConvInteger, QLinearConv and a
+  Conv between DequantizeLinear nodes), which is in no shape of the graph;
 * the peak of live activations over the graph's order (analyzer.memory: a buffer is freed
   after its last use, as onnxruntime's planner does) is at most MAX_RUN_PEAK_BYTES (2 GiB);
 * no node has a subgraph (If/Loop/Scan) or calls a model-local function: their inner
@@ -31,7 +32,7 @@ from segcost.analyzer.memory import peak_activation_bytes
 from segcost.errors import InputError
 from segcost.ir import Graph, dtype_size, is_static_shape
 from segcost.ir.runtime import open_session
-from segcost.targets.workspace import workspace_elements
+from segcost.targets.workspace import workspace_bytes
 
 MAX_RUN_TENSOR_BYTES = 1 << 30   # any one tensor a run computes
 MAX_RUN_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
@@ -76,8 +77,7 @@ def bound_run_memory(graph: Graph, what: str, hint: str = "") -> int:
             raise InputError(f"{what}: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "
                              f"{MAX_RUN_TENSOR_BYTES:,}-byte bound per tensor{hint}")
     for key, node in zip(order, nodes):
-        scratch = workspace_elements(graph, node) * max(dtype_size(graph.dtype(node.outputs[0])) if node.outputs
-                                                        else 1, 1)
+        scratch = workspace_bytes(graph, node)
         if scratch > MAX_RUN_TENSOR_BYTES:
             raise InputError(f"{what}: node {key!r} ({node.op_type}) makes onnxruntime allocate a {scratch:,}-byte "
                              f"scratch buffer, over the {MAX_RUN_TENSOR_BYTES:,}-byte bound per tensor{hint}")

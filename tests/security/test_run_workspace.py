@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.frontends.onnx import load_model
-from segcost.targets.workspace import workspace_elements
+from segcost.targets.workspace import workspace_bytes
 
 
 def einsum_model(n: int, equation: str = "ab,cd,bd->ac") -> onnx.ModelProto:
@@ -41,19 +41,59 @@ def conv_transpose_model(channels: int, kernel: int, size: int) -> onnx.ModelPro
 
 def test_einsum_scratch_is_the_pairwise_partial_result():
     graph = load_model(einsum_model(8))
-    assert workspace_elements(graph, graph.node("ein")) == 8 ** 4          # a, b, c, d all kept after step 1
+    assert workspace_bytes(graph, graph.node("ein")) == 4 * 8 ** 4          # a, b, c, d all kept after step 1
     graph = load_model(einsum_model(8, "ab,bc,cd->ad"))
-    assert workspace_elements(graph, graph.node("ein")) == 8 ** 2          # a chain keeps only a, c
+    assert workspace_bytes(graph, graph.node("ein")) == 4 * 8 ** 2          # a chain keeps only a, c
     two = helper.make_graph([helper.make_node("Einsum", ["A", "B"], ["y"], name="ein", equation="ab,bc->ac")], "g",
                             [helper.make_tensor_value_info(name, TensorProto.FLOAT, [8, 8]) for name in "AB"],
                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 8])])
     graph = load_model(helper.make_model(two, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
-    assert workspace_elements(graph, graph.node("ein")) == 0                # two operands: the output itself
+    assert workspace_bytes(graph, graph.node("ein")) == 0                # two operands: the output itself
 
 
 def test_conv_transpose_scratch_is_its_col2im_buffer():
     graph = load_model(conv_transpose_model(4, 3, 5))
-    assert workspace_elements(graph, graph.node("up")) == 4 * 3 * 3 * 5 * 5
+    assert workspace_bytes(graph, graph.node("up")) == 4 * (4 * 3 * 3 * 5 * 5)
+
+
+def _quantized_conv(op_type: str, group: int = 1, kernel: int = 3, pads: int = 1) -> onnx.ModelProto:
+    """A 16-channel 3x3 conv over 1x16x20x20 as ConvInteger, QLinearConv or Conv between DequantizeLinear nodes."""
+    weight = numpy_helper.from_array(np.ones((16, 16 // group, kernel, kernel), np.uint8), "w")
+    scalars = [numpy_helper.from_array(np.array(value, dtype), name) for name, value, dtype in
+               (("s", 0.1, np.float32), ("z", 0, np.uint8))]
+    conv = {"pads": [pads] * 4, "group": group}
+    if op_type == "ConvInteger":
+        nodes = [helper.make_node("ConvInteger", ["x", "w"], ["y"], name="c", **conv)]
+    elif op_type == "QLinearConv":
+        nodes = [helper.make_node("QLinearConv", ["x", "s", "z", "w", "s", "z", "s", "z"], ["y"], name="c", **conv)]
+    else:
+        nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"], name="dx"),
+                 helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"], name="dw"),
+                 helper.make_node("Conv", ["xf", "wf"], ["y"], name="c", **conv)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 16, 20, 20])],
+                              [helper.make_empty_tensor_value_info("y")], [weight, *scalars])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("op_type", ["ConvInteger", "QLinearConv", "Conv"])
+def test_quantized_conv_scratch_is_its_im2col(op_type):
+    graph = load_model(_quantized_conv(op_type))
+    assert workspace_bytes(graph, graph.node("c")) == 16 * 3 * 3 * 20 * 20        # uint8, whole
+    graph = load_model(_quantized_conv(op_type, kernel=1, pads=0))
+    assert workspace_bytes(graph, graph.node("c")) == 0                             # pointwise: read in place
+    if op_type == "QLinearConv":
+        graph = load_model(_quantized_conv(op_type, group=16))
+        assert workspace_bytes(graph, graph.node("c")) == 8 * 3 * 3 * 20 * 20   # depthwise: pointers
+
+
+def test_a_float_conv_has_no_counted_scratch():
+    """MLAS segments float Conv's im2col (module docstring of segcost.targets.workspace)."""
+    weight = numpy_helper.from_array(np.ones((16, 16, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="c", pads=[1] * 4)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 20, 20])],
+                              [helper.make_empty_tensor_value_info("y")], [weight])
+    graph = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    assert workspace_bytes(graph, graph.node("c")) == 0
 
 
 @pytest.fixture
@@ -87,7 +127,7 @@ ALLOCATION_FAILURE = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 import segcost.targets.run_bounds as run_bounds
-run_bounds.workspace_elements = lambda graph, node: 0   # as if the scratch were not modelled
+run_bounds.workspace_bytes = lambda graph, node: 0   # as if the scratch were not modelled
 from segcost.cli import main
 main(["profile", sys.argv[1], "--runs", "1", "--warmup", "0"])
 """
