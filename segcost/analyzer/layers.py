@@ -93,7 +93,7 @@ class LayerTable(list):
     ``type(x)(items)``: `LayerTable(items)` is a plain list, so asdict gives a list of dicts),
     `copy.copy`/`copy.deepcopy` (a new table, never the same storage), `+`, `*`, comparisons.
     The list storage is empty until `materialized`; every list method makes the objects first,
-    except `len`, `column` and `rows` (checked: `json.dumps(table, default=vars)` and
+    except `len`, `column` and `rows` (checked: the json module's encoder with `default=vars` and
     `numpy.array(table, dtype=object)` of a lazy table see every layer).
 
     Attributes:
