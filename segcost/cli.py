@@ -8,6 +8,7 @@ stderr), 130 interrupted.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import MutableMapping
 
@@ -91,12 +92,28 @@ def _run(argv: list[str] | None) -> None:
         if os.environ.get("SEGCOST_DEBUG"):
             raise
         message = str(error).strip().splitlines()
+        if _is_ort_allocation_failure(error):   # a kernel's scratch that segcost.targets.workspace does not model
+            click.echo(f"segcost: error: onnxruntime could not allocate memory for the run "
+                       f"({_ort_allocation_detail(str(error))}); the model needs more memory than this machine "
+                       f"gives it", err=True)
+            sys.exit(2)
         # Bad input is refused where it is read, with a reason (e.g. segcost.fileio.numbers); an exception
         # that gets here is a check segcost lacks: say so, not "ValueError: ..." as if it were the reason.
         click.echo(f"segcost: error: internal error, please report it ({type(error).__name__}: "
                    f"{message[-1] if message else ''}; set SEGCOST_DEBUG=1 for a traceback)", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_ort_allocation_failure(error: Exception) -> bool:
+    """An onnxruntime error (its pybind module, not imported here) saying an allocation failed."""
+    return type(error).__module__.startswith("onnxruntime") and "Failed to allocate memory" in str(error)
+
+
+def _ort_allocation_detail(text: str) -> str:
+    """'requested N bytes' from onnxruntime's 'Failed to allocate memory for requested buffer of size N'."""
+    found = re.search(r"requested buffer of size (\d+)", text)
+    return f"requested {int(found.group(1)):,} bytes" if found else "an allocation failed"
 
 
 def _add_module_commands() -> None:

@@ -8,7 +8,10 @@ tests compute each one from the lazy table and again from plain lists of the obj
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import pickle
 
 import numpy as np
 import onnx
@@ -159,6 +162,69 @@ def test_the_table_behaves_as_a_list(model):
     assert len(table) == len(copy)
 
 
+# breaker7 R4: what library code did with the plain list `result.layers` was (as on main) must work on the table.
+LIST_OPERATIONS = {
+    "isinstance list": lambda layers: isinstance(layers, list),
+    "asdict, then JSON": lambda layers: json.dumps(dataclasses.asdict(_Holder(layers))["layers"]),
+    "asdict gives plain lists": lambda layers: type(dataclasses.asdict(_Holder(layers))["layers"]).__name__,
+    "times 2": lambda layers: [layer.name for layer in layers * 2],
+    "2 times": lambda layers: [layer.name for layer in 2 * layers],
+    "plus a list": lambda layers: [layer.name for layer in layers + layers[:1]],
+    "a list plus": lambda layers: [layer.name for layer in layers[:1] + layers],
+    "in": lambda layers: layers[2] in layers,
+    "index, count": lambda layers: (layers.index(layers[3]), layers.count(layers[3])),
+    "pop": lambda layers: (layers.pop().name, len(layers)),
+    "reverse": lambda layers: (layers.reverse(), layers[0].name),
+    "bool, len": lambda layers: (bool(layers), len(layers)),
+    "< another": lambda layers: layers[:2] < layers[:3],
+    "sorted": lambda layers: [layer.name for layer in sorted(layers, key=lambda layer: layer.name)],
+    "copy.copy does not alias": lambda layers: (_grow(copy.copy(layers), layers[0]), len(layers)),
+    "copy() does not alias": lambda layers: (_grow(layers.copy(), layers[0]), len(layers)),
+    "deepcopy does not alias": lambda layers: (_deep_grow(layers), layers[0].params),
+    "pickle": lambda layers: pickle.loads(pickle.dumps(layers)) == layers,
+    "+=": lambda layers: (_extend(layers), len(layers)),
+}
+
+
+@dataclasses.dataclass
+class _Holder:
+    layers: list
+
+
+def _grow(layers, layer):
+    layers.append(layer)
+    return len(layers)
+
+
+def _deep_grow(layers):
+    deep = copy.deepcopy(layers)
+    deep[0].params += 1
+    return deep[0].params
+
+
+def _extend(layers):
+    layers += layers[:2]
+
+
+@pytest.mark.parametrize("touched", [False, True], ids=["lazy", "materialized"])
+@pytest.mark.parametrize("operation", sorted(LIST_OPERATIONS))
+def test_the_table_does_what_the_list_did(model, operation, touched):
+    table = analyze(load_model(model)).layers
+    plain = list(analyze(load_model(model)).layers)   # main's result.layers: a plain list of LayerCost
+    if touched:
+        table[0]
+    assert LIST_OPERATIONS[operation](table) == LIST_OPERATIONS[operation](plain)
+    assert table == plain and len(table) == len(plain)
+
+
+def test_a_copy_of_a_lazy_table_stays_lazy_and_apart(model):
+    table = analyze(load_model(model)).layers
+    copied = copy.copy(table)
+    assert isinstance(copied, LayerTable) and not copied.materialized and not table.materialized
+    copied.names[0] = "renamed"
+    assert table.column("name")[0] != "renamed" and copied[0].name == "renamed"
+
+
 @pytest.mark.parametrize("text", ["\x000name", "\x000inputs", "%s", "%", '"\\u0000'])
 def test_a_row_template_survives_model_text_that_looks_like_its_markers(text):
     signature = LayerSignature(text, "other", None, None, None, ((1, 2), None), (1, 2), 0, 3, 0, "counted", text)
@@ -167,3 +233,9 @@ def test_a_row_template_survives_model_text_that_looks_like_its_markers(text):
     expected = encode(vars(make_layer(signature, *row)))
     values = (json.dumps(row[0]), ", ".join(map(json.dumps, row[1])), ", ".join(map(json.dumps, row[2])), *row[3:])
     assert _row_template(signature, encode) % values == expected
+
+
+def test_c_readers_of_a_lazy_table_see_every_layer(model):
+    count = len(list(analyze(load_model(model)).layers))
+    assert len(json.loads(json.dumps(analyze(load_model(model)).layers, default=vars))) == count
+    assert np.array(analyze(load_model(model)).layers, dtype=object).shape == (count,)

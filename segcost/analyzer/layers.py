@@ -10,18 +10,20 @@ subtotals and reports reading them back one by one, were ~0.45 s CPU of `segcost
 table and CSV reports, the totals and the subtotals need none of them: they read `column()`
 and `signatures`.
 
-`LayerTable` is a list of LayerCost for every caller: indexing, iterating, `len`, slicing,
-`==` with a list, and list mutation all work, and the first access that needs an object
-makes all of them at once (`materialized` is then True). From then on the objects are the
+`LayerTable` is a list of LayerCost for every caller (a `list` subclass): indexing, iterating,
+`len`, slicing, `==`, `+`, `*`, copy, `dataclasses.asdict` and list mutation all work as on the
+list it replaced, and the first access that needs an object makes all of them at once
+(`materialized` is then True). From then on the objects are the
 data — a caller may change them, and `column()` and the reports read the changed values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableSequence
+from collections.abc import Iterable, Iterator
+from copy import deepcopy
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple
 
 # LayerCost fields that vary between layers of one signature, in the table's column order
 ROW_FIELDS = ("name", "inputs", "outputs", "params", "weight_bytes", "activation_bytes")
@@ -83,8 +85,16 @@ def make_layer(signature: LayerSignature, name: str, inputs: Iterable[str], outp
         activation_bytes, status, domain)
 
 
-class LayerTable(MutableSequence[LayerCost]):
+class LayerTable(list):
     """Per-layer results of one analysis in columns, read as a list of LayerCost (see the module docstring).
+
+    A `list` subclass, so that what works on the list it replaced works on it too:
+    `isinstance(x, list)`, `dataclasses.asdict` (which rebuilds list subclasses as
+    ``type(x)(items)``: `LayerTable(items)` is a plain list, so asdict gives a list of dicts),
+    `copy.copy`/`copy.deepcopy` (a new table, never the same storage), `+`, `*`, comparisons.
+    The list storage is empty until `materialized`; every list method makes the objects first,
+    except `len`, `column` and `rows` (checked: the json module's encoder with `default=vars` and
+    `numpy.array(table, dtype=object)` of a lazy table see every layer).
 
     Attributes:
         names, inputs, outputs, params, weight_bytes, activation_bytes: one entry per layer
@@ -94,7 +104,13 @@ class LayerTable(MutableSequence[LayerCost]):
     These are filled by the walk and not read once `materialized`.
     """
 
-    def __init__(self) -> None:
+    def __new__(cls, items: Iterable[LayerCost] | None = None):
+        if items is not None:   # what dataclasses.asdict and copy rebuild: the plain list it was before
+            return list(items)
+        return super().__new__(cls)
+
+    def __init__(self, items: None = None) -> None:
+        super().__init__()
         self.names: list[str] = []
         self.inputs: list[tuple[str, ...]] = []
         self.outputs: list[tuple[str, ...]] = []
@@ -103,13 +119,13 @@ class LayerTable(MutableSequence[LayerCost]):
         self.activation_bytes: list[int] = []
         self.signature_index: list[int] = []
         self.signatures: list[LayerSignature] = []
-        self._layers: list[LayerCost] | None = None
+        self._materialized = False
         self._spread: dict[str, list] = {}   # column() of signature fields, kept while no object exists
 
     @property
     def materialized(self) -> bool:
         """Whether the LayerCost objects exist (then they, not the columns, are the data)."""
-        return self._layers is not None
+        return self._materialized
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """Per layer (name, inputs, outputs, params, weight_bytes, activation_bytes, signature index).
@@ -122,8 +138,8 @@ class LayerTable(MutableSequence[LayerCost]):
     def column(self, field: str) -> list:
         """The value of LayerCost field `field` for every layer, in order (lists read as tuples before
         `materialized`). Raises AttributeError for a name that is no LayerCost field."""
-        if self._layers is not None:
-            return list(map(attrgetter(field), self._layers))
+        if self._materialized:
+            return list(map(attrgetter(field), list.__iter__(self)))
         if field in ROW_FIELDS:
             return list(getattr(self, "names" if field == "name" else field))
         spread = self._spread.get(field)
@@ -135,71 +151,103 @@ class LayerTable(MutableSequence[LayerCost]):
             spread = self._spread[field] = list(map(values.__getitem__, self.signature_index))
         return list(spread)
 
-    def _materialize(self) -> list[LayerCost]:
-        layers = self._layers
-        if layers is None:
+    def _materialize(self) -> LayerTable:
+        if not self._materialized:
             signatures = self.signatures
-            layers = self._layers = [make_layer(signatures[index], name, inputs, outputs, params, weight_bytes,
-                                                activation_bytes)
-                                     for name, inputs, outputs, params, weight_bytes, activation_bytes, index
-                                     in self.rows()]
+            list.extend(self, [make_layer(signatures[index], name, inputs, outputs, params, weight_bytes,
+                                          activation_bytes)
+                               for name, inputs, outputs, params, weight_bytes, activation_bytes, index
+                               in self.rows()])
+            self._materialized = True
             # the objects are the data from now on: drop the columns
             self.names, self.inputs, self.outputs, self.params = [], [], [], []
             self.weight_bytes, self.activation_bytes, self.signature_index = [], [], []
             self._spread = {}
-        return layers
+        return self
 
-    # -- the list interface -------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._layers) if self._layers is not None else len(self.names)
+        return list.__len__(self) if self._materialized else len(self.names)
 
-    @overload
-    def __getitem__(self, index: int) -> LayerCost: ...
+    def __bool__(self) -> bool:
+        return len(self) > 0
 
-    @overload
-    def __getitem__(self, index: slice) -> list[LayerCost]: ...
+    def __copy__(self) -> LayerTable:
+        """A new table of the same layers (before `materialized`: of the same columns, still lazy)."""
+        copied = LayerTable()
+        if self._materialized:
+            list.extend(copied, list.__iter__(self))
+            copied._materialized = True
+        else:   # the columns hold tuples, ints and NamedTuples: new lists of them share nothing mutable
+            for name in (*ROW_FIELDS[1:], "names", "signature_index", "signatures"):
+                setattr(copied, name, list(getattr(self, name)))
+        return copied
 
-    def __getitem__(self, index):
-        return self._materialize()[index]
+    def __deepcopy__(self, memo: dict) -> LayerTable:
+        copied = self.__copy__()
+        if copied._materialized:
+            items = [deepcopy(layer, memo) for layer in list.__iter__(copied)]
+            list.clear(copied)
+            list.extend(copied, items)
+        return copied
 
-    def __setitem__(self, index, value) -> None:
-        self._materialize()[index] = value
-
-    def __delitem__(self, index) -> None:
-        del self._materialize()[index]
-
-    def insert(self, index: int, value: LayerCost) -> None:
-        self._materialize().insert(index, value)
-
-    def __iter__(self) -> Iterator[LayerCost]:
-        return iter(self._materialize())
-
-    def __reversed__(self) -> Iterator[LayerCost]:
-        return reversed(self._materialize())
-
-    def sort(self, *, key=None, reverse: bool = False) -> None:
-        self._materialize().sort(key=key, reverse=reverse)
-
-    def copy(self) -> list[LayerCost]:
-        return list(self._materialize())
-
-    def __add__(self, other: Iterable[LayerCost]) -> list[LayerCost]:
-        return [*self._materialize(), *other]
-
-    def __radd__(self, other: Iterable[LayerCost]) -> list[LayerCost]:
-        return [*other, *self._materialize()]
+    def __reduce_ex__(self, protocol):   # pickle: the columns while lazy, else the objects
+        return _rebuild, (self.__copy__().__dict__ if not self._materialized else None,
+                          None if not self._materialized else list(list.__iter__(self)))
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, LayerTable):
-            return self._materialize() == other._materialize()
-        if isinstance(other, list):
-            return self._materialize() == other
-        return NotImplemented
+        return list.__eq__(self._materialize(), _ready(other))
 
-    __hash__ = None  # type: ignore[assignment] # mutable, as a list
+    def __ne__(self, other: object) -> bool:
+        return list.__ne__(self._materialize(), _ready(other))
+
+    def __add__(self, other):
+        return [*self._materialize(), *other] if isinstance(other, list) else NotImplemented
+
+    def __radd__(self, other):
+        return [*other, *self._materialize()] if isinstance(other, list) else NotImplemented
+
+    def __iadd__(self, other):
+        list.extend(self._materialize(), other)
+        return self
+
+    __hash__ = None   # mutable, as a list
 
     def __repr__(self) -> str:
-        return repr(self._materialize())
+        return list.__repr__(self._materialize())
+
+
+def _ready(other: object) -> object:
+    """`other`, with its objects made when it is a lazy LayerTable (list methods read the storage)."""
+    return other._materialize() if isinstance(other, LayerTable) else other
+
+
+def _rebuild(state: dict | None, layers: list[LayerCost] | None) -> LayerTable:
+    table = LayerTable()
+    if layers is not None:
+        list.extend(table, layers)
+        table._materialized = True
+    elif state is not None:
+        table.__dict__.update(state)
+    return table
+
+
+def _making_objects_first(name: str):
+    """list.`name`, after the table made its objects (the storage a list method reads)."""
+    method = getattr(list, name)
+
+    def wrapper(self, *args, **kwargs):
+        return method(self._materialize(), *args, **kwargs)
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+for _name in ("__getitem__", "__setitem__", "__delitem__", "__iter__", "__reversed__", "__contains__", "__mul__",
+              "__rmul__", "__imul__", "__lt__", "__le__", "__gt__", "__ge__", "append", "extend", "insert", "pop",
+              "remove", "index", "count", "clear", "copy", "reverse", "sort"):
+    setattr(LayerTable, _name, _making_objects_first(_name))
+del _name
 
 
 def layer_column(layers: Iterable[LayerCost], field: str) -> list:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 
 from segcost.errors import InputError
+from segcost.passes.target_patterns import PATTERNS
 
 __all__ = ["RuleSet", "load_rules", "rule_set_names"]
 
@@ -51,6 +52,7 @@ class RuleSet:
         rank4_ops: op types whose input must be rank 4.
         channelwise_constant_ops: op types that run only as `x op c`, c a per-channel constant.
         ops: op types (default domain) the accelerator runs; None: all.
+        fused_patterns: op sequences imported as one layer (segcost.passes.target_patterns.PATTERNS).
         not_enforced: documented restrictions no key checks, each with the reason.
     """
 
@@ -80,6 +82,7 @@ class RuleSet:
     rank4_ops: frozenset[str]
     channelwise_constant_ops: frozenset[str]
     ops: frozenset[str] | None
+    fused_patterns: frozenset[str]
     not_enforced: tuple[str, ...]
 
 
@@ -124,4 +127,8 @@ def load_rules(name: str = "current") -> RuleSet:
             kind = str(item.type)
             values[item.name] = tuple(values[item.name]) if kind.startswith("tuple") else frozenset(values[item.name])
     ops = values.pop("ops")
+    strange = set(values["fused_patterns"]) - set(PATTERNS)
+    if strange:
+        raise InputError(f"tidl-rules.toml rule set {resolved!r}: unknown fused_patterns {sorted(strange)} "
+                         f"(known: {', '.join(PATTERNS)})")
     return RuleSet(name=resolved, ops=None if ops == "*" else frozenset(ops), **values)

@@ -33,9 +33,9 @@ from segcost.passes.verify_target import (
     Finding,
     RuleSet,
     conv_view,
+    graph_target_findings,
     load_rules,
     rule_set_names,
-    target_findings,
 )
 
 __all__ = ["PLACEMENT_RULES", "Finding", "RuleSet", "VerifyGroupedConvPass", "VerifyResult", "load_rules",
@@ -80,8 +80,7 @@ class VerifyGroupedConvPass(PassBase):
             lite_findings, style = _lite(graph, convs)
             findings += lite_findings
         if self.target:
-            for key in order:
-                findings += target_findings(graph, key, convs.get(key), self.rules)
+            findings += graph_target_findings(graph, list(order), convs, self.rules)
         notes = [f"{len(findings)} findings"] if findings else []
         return VerifyResult(graph, False, notes, findings, style)
 

@@ -4,6 +4,9 @@ The rule sets are data (`segcost/targets/tidl-rules.toml`, read by
 segcost.passes.target_rules), one per documented toolchain version, each key quoting the
 sentence of TI's document it transcribes. Every key is checked by one function below.
 
+A sequence of ops TI imports as one layer (LayerNorm, GELU: `fused_patterns`) is matched first
+and its nodes are not checked op by op (graph_target_findings).
+
 Rule ids (`PLACEMENT_RULES`: each finding means "this layer runs on the fallback core"):
 
 * unsupported-op — op type outside `ops`, or a custom domain;
@@ -26,10 +29,11 @@ from math import prod
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.graph import Node
 from segcost.ir.opforms import constant_value, normalize_axis, read_operand
+from segcost.passes.target_patterns import fused_layers
 from segcost.passes.target_rules import RuleSet, load_rules, rule_set_names
 
-__all__ = ["CONV_TYPES", "PLACEMENT_RULES", "ConvView", "Finding", "RuleSet", "conv_view", "load_rules",
-           "rule_set_names", "target_findings"]
+__all__ = ["CONV_TYPES", "PLACEMENT_RULES", "ConvView", "Finding", "RuleSet", "conv_view", "graph_target_findings",
+           "load_rules", "rule_set_names", "target_findings"]
 
 CONV_TYPES = ("Conv", "ConvTranspose", "QLinearConv", "ConvInteger")
 PLACEMENT_RULES = frozenset({
@@ -102,6 +106,19 @@ def conv_view(graph: Graph, key: str) -> ConvView | None:
     dilation = tuple(node.attrs.get("dilations") or (1,) * kernel_rank)
     return ConvView(key, node.op_type, int(node.attrs.get("group", 1)), in_channels, tuple(weight_shape), stride,
                     dilation)
+
+
+def graph_target_findings(graph: Graph, order: list[str], convs: dict[str, ConvView],
+                          rules: RuleSet) -> list[Finding]:
+    """Findings of every node in `order` under `rules`; the nodes of a sequence TI imports as one layer
+    (rules.fused_patterns, segcost.passes.target_patterns) have none, their ops alone would.
+
+    Raises:
+        InputError: an axis attribute out of range for its input.
+    """
+    fused = fused_layers(graph, rules.fused_patterns) if rules.fused_patterns else {}
+    return [finding for key in order if key not in fused
+            for finding in target_findings(graph, key, convs.get(key), rules)]
 
 
 def target_findings(graph: Graph, key: str, view: ConvView | None, rules: RuleSet) -> list[Finding]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from segcost.errors import InputError
+from segcost.fileio.numbers import parse_decimal
 from segcost.targets.calibrate import (
     _apply,
     _bounds,
@@ -83,12 +84,14 @@ def read_reference(path: str | Path) -> dict[str, ReferenceTime]:
     values: dict[str, list[float]] = {}
     sources: dict[str, list[str]] = {}
     for line, row in enumerate(rows, start=2):
-        try:
-            value = float(row["total_ms"])
-        except (TypeError, ValueError):
+        text = row["total_ms"]
+        try:   # ASCII digits only, as everywhere segcost reads a number from text (float() takes "１２.５", "1_0")
+            value = parse_decimal(text, "total_ms") if isinstance(text, str) else -1.0
+        except InputError:
             value = -1.0
-        if not value > 0 or not math.isfinite(value):
-            raise InputError(f"{path}:{line}: total_ms {row['total_ms']!r} is not a positive number of ms")
+        if not value > 0:
+            raise InputError(f"{path}:{line}: total_ms {text!r} is not a positive number of ms written in "
+                             f"ASCII digits (such as 12.5)")
         if not MIN_REFERENCE_MS <= value <= MAX_REFERENCE_MS:
             raise InputError(f"{path}:{line}: total_ms {row['total_ms']!r} is not a device time of one inference "
                              f"(expected {MIN_REFERENCE_MS:g} to {MAX_REFERENCE_MS:g} ms)")

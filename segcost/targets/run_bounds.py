@@ -8,7 +8,10 @@ will run must pass `bound_run_memory`:
 
 * every input and node output has a static inferred shape (a data-dependent shape is known
   only when it is too late);
-* no tensor is over MAX_RUN_TENSOR_BYTES (1 GiB);
+* no tensor is over MAX_RUN_TENSOR_BYTES (1 GiB), and neither is the scratch buffer a kernel
+  allocates beyond its outputs (segcost.targets.workspace: a three-operand Einsum's pairwise
+  partial result, ConvTranspose's col2im buffer, the im2col of ConvInteger, QLinearConv and a
+  Conv between DequantizeLinear nodes), which is in no shape of the graph;
 * the peak of live activations over the graph's order (analyzer.memory: a buffer is freed
   after its last use, as onnxruntime's planner does) is at most MAX_RUN_PEAK_BYTES (2 GiB);
 * no node has a subgraph (If/Loop/Scan) or calls a model-local function: their inner
@@ -29,6 +32,7 @@ from segcost.analyzer.memory import peak_activation_bytes
 from segcost.errors import InputError
 from segcost.ir import Graph, dtype_size, is_static_shape
 from segcost.ir.runtime import open_session
+from segcost.targets.workspace import workspace_bytes
 
 MAX_RUN_TENSOR_BYTES = 1 << 30   # any one tensor a run computes
 MAX_RUN_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
@@ -43,8 +47,9 @@ def bound_run_memory(graph: Graph, what: str, hint: str = "") -> int:
     `what` starts every refusal ("numeric check", "profile"); `hint` ends it ("; use --no-check ...").
 
     Raises:
-        InputError: a subgraph or function call, a tensor without a static shape, a tensor over
-            MAX_RUN_TENSOR_BYTES or a liveness peak over MAX_RUN_PEAK_BYTES (named in the message).
+        InputError: a subgraph or function call, a tensor without a static shape, a tensor or a
+            kernel's scratch buffer over MAX_RUN_TENSOR_BYTES or a liveness peak over
+            MAX_RUN_PEAK_BYTES (named in the message).
     """
     functions = {(function.domain, function.name) for function in graph.info.functions}
     constants = set(graph.initializers)
@@ -71,6 +76,11 @@ def bound_run_memory(graph: Graph, what: str, hint: str = "") -> int:
         if size > MAX_RUN_TENSOR_BYTES:
             raise InputError(f"{what}: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "
                              f"{MAX_RUN_TENSOR_BYTES:,}-byte bound per tensor{hint}")
+    for key, node in zip(order, nodes):
+        scratch = workspace_bytes(graph, node)
+        if scratch > MAX_RUN_TENSOR_BYTES:
+            raise InputError(f"{what}: node {key!r} ({node.op_type}) makes onnxruntime allocate a {scratch:,}-byte "
+                             f"scratch buffer, over the {MAX_RUN_TENSOR_BYTES:,}-byte bound per tensor{hint}")
     peak = peak_activation_bytes(graph, nodes, lambda name: sizes.get(name, 0), constants)
     if peak > MAX_RUN_PEAK_BYTES:
         raise InputError(f"{what}: the graph needs {peak:,} bytes of live activations at its peak, over the "

@@ -163,3 +163,60 @@ def test_every_rule_set_field_is_read_by_a_check():
     unread = [item.name for item in dataclasses.fields(target_rules.RuleSet)
               if item.name not in descriptive and f"rules.{item.name}" not in source]
     assert unread == []
+
+
+# breaker7 R5: TI's table lists LayerNorm and GELU as op sequences (TIDL_LayernormLayer, GELU imported as
+# batchnorm); their ops alone are not supported. HardSwish is in no row of the SDK 9.2 table.
+def _layernorm(axis=-1, exponent=2.0, x_shape=(1, 16, 32, 32)):
+    """ReduceMean-Sub-Pow(2)-ReduceMean-Add-Sqrt-Div over `axis`, as torch exports nn.LayerNorm at opset 13-17."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mean"], name="mean", axes=[axis]),
+             helper.make_node("Sub", ["x", "mean"], ["d"], name="sub"),
+             helper.make_node("Pow", ["d", "two"], ["sq"], name="pow"),
+             helper.make_node("ReduceMean", ["sq"], ["var"], name="var", axes=[axis]),
+             helper.make_node("Add", ["var", "eps"], ["ve"], name="add"),
+             helper.make_node("Sqrt", ["ve"], ["std"], name="sqrt"),
+             helper.make_node("Div", ["d", "std"], ["y"], name="div")]
+    return _model(nodes, [_const("two", exponent), _const("eps", 1e-5)], x_shape)
+
+
+def _gelu(first="Div"):
+    """x * 0.5 * (1 + erf(x / sqrt 2)) as torch exports nn.GELU (Div) or with a Mul by 1/sqrt 2."""
+    nodes = [helper.make_node(first, ["x", "root"], ["s"], name="scale"),
+             helper.make_node("Erf", ["s"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["e1"], name="add"),
+             helper.make_node("Mul", ["x", "e1"], ["m"], name="mul"),
+             helper.make_node("Mul", ["m", "half"], ["y"], name="half")]
+    root = 2 ** 0.5 if first == "Div" else 2 ** -0.5
+    return _model(nodes, [_const("root", root), _const("one", 1.0), _const("half", 0.5)])
+
+
+@pytest.mark.parametrize("rules", ["current", "legacy"])
+@pytest.mark.parametrize("build", [lambda: _layernorm(-1), lambda: _layernorm(3), lambda: _gelu("Div"),
+                                   lambda: _gelu("Mul")], ids=["ln-axis-1", "ln-axis-3", "gelu-div", "gelu-mul"])
+def test_ti_layernorm_and_gelu_sequences_run_on_the_accelerator(build, rules):
+    assert _rules(build(), rules) == []
+
+
+@pytest.mark.parametrize("build,expected", [
+    (lambda: _layernorm(1), ["binary-nonconstant", "binary-nonconstant", "unsupported-op", "unsupported-op",
+                             "unsupported-op", "unsupported-op"]),          # channel axis: not TI's layer
+    (lambda: _layernorm(-1, exponent=3.0), ["binary-nonconstant", "binary-nonconstant", "unsupported-op",
+                                            "unsupported-op", "unsupported-op", "unsupported-op"]),
+    (lambda: _model([helper.make_node("Erf", ["x"], ["y"], name="erf")], []), ["unsupported-op"]),
+], ids=["ln-channel-axis", "pow-3", "erf-alone"])
+def test_sequences_that_are_not_ti_layers_keep_their_findings(build, expected):
+    assert _rules(build(), "legacy") == expected
+
+
+def test_hardswish_runs_only_where_ti_lists_it():
+    model = _model([helper.make_node("HardSwish", ["x"], ["y"], name="hs")], [])
+    assert _rules(model, "legacy") == ["unsupported-op"]     # SDK 9.2 table: in no row
+    assert _rules(model, "current") == []                    # SDK 11.00 row 44: TIDL_HardSwishLayer
+
+
+def test_cost_places_the_layernorm_sequence_on_the_accelerator():
+    from segcost.pipeline import estimate_on_target
+
+    for model, placement in ((_layernorm(-1), {"accelerator"}), (_layernorm(1), {"accelerator", "arm"})):
+        result = estimate_on_target(load(model), "tda4vm", fuse=False)
+        assert {layer.placement for layer in result.layers} == placement

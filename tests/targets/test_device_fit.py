@@ -103,6 +103,15 @@ def test_read_reference_refuses_times_no_inference_takes(tmp_path, value):
         read_reference(path)
 
 
+@pytest.mark.parametrize("value", ["１２.５", "1_0", " 8 ", "٣٠", "8ms"])
+def test_read_reference_takes_ascii_numbers_only(tmp_path, value):
+    """float() took all of these (breaker7 R6); segcost reads numbers in text as fileio.numbers does."""
+    path = tmp_path / "ref.csv"
+    path.write_text(f"model,total_ms\na,1.0\nb,{value}\n", encoding="utf-8")
+    with pytest.raises(InputError, match="ref.csv:3: total_ms .* is not a positive number of ms written in ASCII"):
+        read_reference(path)
+
+
 @pytest.mark.parametrize("soc", ["tda4vm", "am62a"])
 def test_shipped_references_cite_repo_path_and_commit(soc):
     text = importlib.resources.files("segcost.targets").joinpath("references", f"{soc}.csv").read_text()

@@ -55,6 +55,44 @@ def einsum_cost(equation: str, shapes: list[tuple[int, ...]],
         ShapeError: a malformed equation, a term whose letters do not match its operand's
             rank, or letter sizes that neither agree nor broadcast; the message names `where`.
     """
+    expanded, out_letters, sizes = _resolve(equation, shapes, where)
+    output_shape = tuple(sizes.get(letter, 1) for letter in out_letters)
+    if len(expanded) == 1:  # one add per element visited (a diagonal visits only its own)
+        summed = set(expanded[0]) - set(out_letters)
+        return 0, prod(sizes[letter] for letter in set(expanded[0])) if summed else 0, output_shape
+    macs = sum(prod(sizes[letter] for letter in step) for step, _ in _pairwise(expanded, out_letters))
+    return macs, 0, output_shape
+
+
+def einsum_largest_intermediate(equation: str, shapes: list[tuple[int, ...]], where: str = "Einsum") -> int:
+    """Elements of the largest partial result the pairwise contraction materializes (0 for one or two operands).
+
+    onnxruntime's CPU Einsum (onnxruntime/core/providers/cpu/math/einsum_utils/
+    einsum_typed_compute_processor.cc) contracts the operands from the left, and each step's result
+    keeps the letters a later operand or the output still needs: 'ab,cd,bd->ac' keeps a, b, c, d
+    after its first step, an a·b·c·d tensor that is in no shape of the graph.
+
+    Raises:
+        ShapeError: as einsum_cost.
+    """
+    expanded, out_letters, sizes = _resolve(equation, shapes, where)
+    steps = list(_pairwise(expanded, out_letters))[:-1]   # the last step's result is the output itself
+    return max((prod(sizes[letter] for letter in live) for _, live in steps), default=0)
+
+
+def _pairwise(expanded: list[list[str]], out_letters: list[str]):
+    """(letters of the step, letters its result keeps) for each pairwise step from the left."""
+    live = set(expanded[0])
+    for index in range(1, len(expanded)):
+        step = live | set(expanded[index])
+        later = set(out_letters).union(*expanded[index + 1:])
+        live = {letter for letter in step if letter in later}
+        yield step, live
+
+
+def _resolve(equation: str, shapes: list[tuple[int, ...]],
+             where: str) -> tuple[list[list[str]], list[str], dict[str, int]]:
+    """(each operand's letters with '...' expanded, the output's letters, the size of each letter)."""
     terms, output = _parse(equation, len(shapes), where)
     sizes: dict[str, int] = {}
     expanded = []
@@ -87,18 +125,7 @@ def einsum_cost(equation: str, shapes: list[tuple[int, ...]],
         if len(set(output)) != len(output):
             raise ShapeError(f"{where}: equation {equation!r}: an output subscript is repeated")
         out_letters = output
-    output_shape = tuple(sizes.get(letter, 1) for letter in out_letters)
-    if len(expanded) == 1:  # one add per element visited (a diagonal visits only its own)
-        summed = set(expanded[0]) - set(out_letters)
-        return 0, prod(sizes[letter] for letter in set(expanded[0])) if summed else 0, output_shape
-    macs = 0
-    live = set(expanded[0])
-    for index in range(1, len(expanded)):
-        step = live | set(expanded[index])
-        macs += prod(sizes[letter] for letter in step)
-        later = set(out_letters).union(*expanded[index + 1:])
-        live = {letter for letter in step if letter in later}
-    return macs, 0, output_shape
+    return expanded, out_letters, sizes
 
 
 def _parse(equation: str, count: int, where: str) -> tuple[list[list[str]], list[str] | None]:
