@@ -37,7 +37,28 @@ def _repeats_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("model", [_repeats_model(), deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32)])
+def _dtypes_model():
+    """Layers equal in all but their tensors' element type (their activation bytes differ), and weights of
+    one shape read once and twice (no Cast: a forwarder, which turns the walk's cache by tensor kinds off)."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r1"], name="relu_f32"),
+        helper.make_node("Relu", ["x16"], ["r2"], name="relu_f16"),
+        helper.make_node("Relu", ["r2"], ["r3"], name="relu_f16_again"),
+        helper.make_node("Add", ["r1", "k"], ["a1"], name="add_k"),
+        helper.make_node("Add", ["a1", "k"], ["a2"], name="add_k_again"),
+        helper.make_node("Add", ["a2", "k2"], ["y"], name="add_k2"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]),
+              helper.make_tensor_value_info("x16", TensorProto.FLOAT16, [1, 4, 8, 8])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8]),
+               helper.make_tensor_value_info("r3", TensorProto.FLOAT16, [1, 4, 8, 8])]
+    graph = helper.make_graph(nodes, "dtypes", inputs, outputs,
+                              initializer=[_weight("k", (1, 4, 8, 8)), _weight("k2", (1, 4, 8, 8))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("model", [_repeats_model(), _dtypes_model(),
+                                   deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32)])
 def test_reusing_pure_results_changes_nothing(model, monkeypatch):
     reused = analyze(load_model(model)).to_dict()
     # the module, not the function of the same name segcost.analyzer exports
