@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segcost.analyzer import analyze, registry
 from segcost.analyzer.registry import cost_rule, is_pure_rule
 from segcost.frontends.onnx import load_model
+from segcost.ir import TensorInfo
 from segcost.samples import deeplabv3lite
 
 
@@ -79,3 +80,17 @@ def test_a_checked_op_reading_constant_operands_is_never_pure(monkeypatch):
     monkeypatch.setattr(registry, "_PURE", set(registry._PURE))
     cost_rule("Resize", domains=("test.pure",), pure=True)(lambda op: None)
     assert not is_pure_rule("test.pure", "Resize")
+
+
+def test_a_weight_also_typed_as_a_tensor_is_walked_without_the_kind_cache(monkeypatch):
+    """A graph whose tensor table holds an initializer (not so for a loaded one) gives the same layers
+    with and without reused results (analyzer.tables turns the kind table off for it)."""
+    def loaded():
+        graph = load_model(_repeats_model())
+        graph.tensors["k"] = TensorInfo("k", TensorProto.FLOAT, (1, 4, 8, 8))
+        return graph
+
+    reused = analyze(loaded()).to_dict()
+    walk_module = importlib.import_module("segcost.analyzer.analyze")
+    monkeypatch.setattr(walk_module, "is_pure_rule", lambda domain, op_type: False)
+    assert analyze(loaded()).to_dict() == reused

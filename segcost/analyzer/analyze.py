@@ -91,6 +91,7 @@ class _Walk:
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
         plain = not forwarders and len(constants) == len(graph.initializers) and "" not in constants
         shapes, sizes, kinds = tensor_tables(graph, plain)
+        plain = plain and bool(kinds)   # tensor_tables may find the graph's tensors unfit for kinds
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
         # Weights read through forwarders count at their first real consumer (analyzer.weights)
         forwarded, forwarding, quantization_params = forwarded_constants(graph, forwarders, constants)

@@ -20,21 +20,25 @@ def tensor_tables(graph: Graph, kinds: bool = False) -> tuple[dict[str, Shape], 
 
     With `kinds`, the third table maps every tensor in the first two, and "" (an omitted tensor),
     to a number standing for its (shape, dtype, being an initializer): tensors of one number have
-    equal shapes, sizes and constness. Else it is empty.
+    equal shapes, sizes and constness. It is empty without `kinds`, and when a tensor is both an
+    initializer and in graph.tensors (not so for a loaded graph: shapes.infer keeps them apart).
     """
     initializers = graph.initializers
     shapes: dict[str, Shape] = {name: init.shape for name, init in initializers.items()}
     shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
     sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
-    # tensors share a few (shape, dtype) pairs: each size is computed once (None: the shape is not static)
-    computed: dict[tuple[Shape | None, int], int | None] = {}
+    # tensors share a few (shape, dtype) pairs: each size (None: the shape is not static) and kind is found once
+    computed: dict[tuple[Shape | None, int], tuple[int | None, int]] = {}
     initializer_of = initializers.get
     kind: dict[str, int] = {}
-    numbers: dict[tuple, int] = {}   # (shape, dtype, is an initializer) -> its number (its kind)
-    if kinds:
+    if kinds and graph.tensors.keys().isdisjoint(initializers):   # else an initializer's shape may be overridden
+        # initializers number 0, 1, ... by (shape, dtype); other tensors -2, -3, ...; "" is -1
+        numbers: dict[tuple[Shape, int], int] = {}
+        kind = {name: numbers.setdefault((weight.shape, weight.dtype), len(numbers))
+                for name, weight in initializers.items()}
         kind[""] = -1
-        for name, weight in initializers.items():
-            kind[name] = numbers.setdefault((weight.shape, weight.dtype, True), len(numbers))
+    else:
+        kinds = False
     for name, info in graph.tensors.items():
         shape, dtype = info.shape, info.dtype
         if shape is None:
@@ -46,13 +50,15 @@ def tensor_tables(graph: Graph, kinds: bool = False) -> tuple[dict[str, Shape], 
         if not dtype:
             init = initializer_of(name)
             dtype = init.dtype if init is not None else 0
-        size = computed.get((shape, dtype), -1)
-        if size == -1:
-            size = computed[shape, dtype] = prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None
+        found = computed.get((shape, dtype))
+        if found is None:
+            found = computed[shape, dtype] = (prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None,
+                                              -2 - len(computed))
+        size, number = found
         if size is None:
             sizes.pop(name, None)
         else:
             sizes[name] = size
         if kinds and name:
-            kind[name] = numbers.setdefault((shape, dtype, name in initializers), len(numbers))
+            kind[name] = number
     return shapes, sizes, kind
