@@ -120,7 +120,9 @@ class _Walk:
         # (shape, dtype, being a weight) (analyzer.tables), so a node's activation bytes, and whether it
         # reads a weight, are the same for every node of its key. Only for `plain` graphs: every
         # constant an initializer, no forwarders, no tensor named "".
-        layers_of_kinds: dict[tuple, tuple[_Outcome, int, bool]] = {}
+        # ({the layer's outcome, activation bytes, (input position, params, bytes) of each weight read})
+        layers_of_kinds: dict[tuple, tuple[_Outcome, int, tuple[tuple[int, int, int], ...]]] = {}
+        counted = 0   # layers COUNTED through layers_of_kinds, added to coverage.counted after the walk
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
             rule_key = (domain, op_type)
@@ -132,24 +134,22 @@ class _Walk:
                 kinds_key = (rule_key, repr(node.attrs), tuple(map(kind_of, inputs)), tuple(map(kind_of, outputs)))
                 known = layers_of_kinds.get(kinds_key)
                 if known is not None:
-                    (cost, formula_differs, signature_index), activation_bytes, reads_weights = known
+                    (cost, formula_differs, signature_index), activation_bytes, weights = known
                     status = cost.status
                     if status == COUNTED:
-                        coverage.counted += 1
+                        counted += 1
                     else:
                         _record_status(coverage, status, op_type, key)
                     if formula_differs is not None:
                         self.warnings.append(f"{key}: onnx shape inference gives {list(formula_differs)}, the "
                                              f"{op_type} formula {list(cost.output_shape or ())}; the formula is used")
                     params = weight_bytes = 0
-                    if reads_weights:   # every constant is an initializer here (`plain`)
-                        for tensor in inputs:
-                            if tensor in constants and tensor not in seen_constants:
-                                seen_constants.add(tensor)
-                                weight = initializers[tensor]
-                                size = weight.size
-                                params += size
-                                weight_bytes += size * dtype_size(weight.dtype)
+                    for position, size, stored in weights:   # a weight counts once, at its first consumer
+                        tensor = inputs[position]
+                        if tensor not in seen_constants:
+                            seen_constants.add(tensor)
+                            params += size
+                            weight_bytes += stored
                     append_name(key)
                     append_inputs(tuple(inputs))
                     append_outputs(tuple(outputs))
@@ -233,7 +233,11 @@ class _Walk:
             append_activation_bytes(activation_bytes)
             append_signature(signature_index)
             if kinds_key is not None and not (not domain and op_type in CONTROL_FLOW_OPS):
-                layers_of_kinds[kinds_key] = (entry, activation_bytes, True in constant_inputs)
+                # every constant is an initializer here (`plain`), its kind telling its shape and dtype
+                layers_of_kinds[kinds_key] = (entry, activation_bytes, tuple(
+                    (position, initializers[tensor].size, initializers[tensor].nbytes)
+                    for position, tensor in enumerate(inputs) if constant_inputs[position]))
+        coverage.counted += counted
 
         if forwarding:
             self._count_unread(order, forwarding, forwarded, seen_constants, initializer_of, shape_of, nbytes)
