@@ -74,3 +74,14 @@ def test_subtotals_match_hand_counts():
     assert subtotals == {"bias": 256, "bn": 512, "activation": 256, "pooling": 0, "resize": 7 * 4 * 16 * 16,
                          "elementwise": 0}
     assert convention_totals(result, ["bias", "resize"]).macs == 4 * 4 * 8 * 8 + 256 + 7 * 4 * 16 * 16
+
+
+def test_subtotals_from_signatures_equal_subtotals_from_the_layer_objects():
+    """A LayerTable's convention subtotals come per distinct signature; the objects' layer by layer: equal."""
+    result = analyze(load_model(deeplabv3lite(width=0.35, num_classes=3, height=64, width_px=64)))
+    from_signatures = convention_totals(result, list(CATEGORIES))
+    assert not result.layers.materialized
+    result.layers = list(result.layers)
+    from_objects = convention_totals(result, list(CATEGORIES))
+    assert from_signatures == from_objects
+    assert sum(1 for value in from_objects.subtotals.values() if value) >= 3

@@ -117,3 +117,16 @@ def test_cli_group_by_prefix_has_one_unnamed_row(run_cli, tmp_path):
     unnamed = [row for row in rows if "Identity" in row["prefix"]]
     assert code == 0 and len(rows) == 6 and [(row["prefix"], row["count"]) for row in unnamed] == [
         ("(unnamed Identity)", "4")]
+
+
+@pytest.mark.parametrize("key", ["op_type", "kind"])
+def test_groups_from_signatures_equal_groups_from_the_layer_objects(key):
+    """A LayerTable is grouped per distinct signature (counts times values); the LayerCost objects layer by
+    layer: the same groups, in the same order (several signatures per label, one label for all)."""
+    result = analyze(load_model(deeplabv3lite(width=0.35, num_classes=3, height=64, width_px=64)))
+    assert not result.layers.materialized
+    from_signatures = group_layers(result.layers, key)
+    assert not result.layers.materialized
+    from_objects = group_layers(list(result.layers), key)
+    assert list(from_signatures.items()) == list(from_objects.items())
+    assert len(result.layers.signatures) > len(from_signatures) > 1

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segcost.analyzer import analyze, registry
 from segcost.analyzer.registry import cost_rule, is_pure_rule
 from segcost.frontends.onnx import load_model
+from segcost.ir import TensorInfo
 from segcost.samples import deeplabv3lite
 
 
@@ -37,7 +38,28 @@ def _repeats_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("model", [_repeats_model(), deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32)])
+def _dtypes_model():
+    """Layers equal in all but their tensors' element type (their activation bytes differ), and weights of
+    one shape read once and twice (no Cast: a forwarder, which turns the walk's cache by tensor kinds off)."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r1"], name="relu_f32"),
+        helper.make_node("Relu", ["x16"], ["r2"], name="relu_f16"),
+        helper.make_node("Relu", ["r2"], ["r3"], name="relu_f16_again"),
+        helper.make_node("Add", ["r1", "k"], ["a1"], name="add_k"),
+        helper.make_node("Add", ["a1", "k"], ["a2"], name="add_k_again"),
+        helper.make_node("Add", ["a2", "k2"], ["y"], name="add_k2"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]),
+              helper.make_tensor_value_info("x16", TensorProto.FLOAT16, [1, 4, 8, 8])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8]),
+               helper.make_tensor_value_info("r3", TensorProto.FLOAT16, [1, 4, 8, 8])]
+    graph = helper.make_graph(nodes, "dtypes", inputs, outputs,
+                              initializer=[_weight("k", (1, 4, 8, 8)), _weight("k2", (1, 4, 8, 8))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("model", [_repeats_model(), _dtypes_model(),
+                                   deeplabv3lite(width=0.35, num_classes=3, height=32, width_px=32)])
 def test_reusing_pure_results_changes_nothing(model, monkeypatch):
     reused = analyze(load_model(model)).to_dict()
     # the module, not the function of the same name segcost.analyzer exports
@@ -58,3 +80,17 @@ def test_a_checked_op_reading_constant_operands_is_never_pure(monkeypatch):
     monkeypatch.setattr(registry, "_PURE", set(registry._PURE))
     cost_rule("Resize", domains=("test.pure",), pure=True)(lambda op: None)
     assert not is_pure_rule("test.pure", "Resize")
+
+
+def test_a_weight_also_typed_as_a_tensor_is_walked_without_the_kind_cache(monkeypatch):
+    """A graph whose tensor table holds an initializer (not so for a loaded one) gives the same layers
+    with and without reused results (analyzer.tables turns the kind table off for it)."""
+    def loaded():
+        graph = load_model(_repeats_model())
+        graph.tensors["k"] = TensorInfo("k", TensorProto.FLOAT, (1, 4, 8, 8))
+        return graph
+
+    reused = analyze(loaded()).to_dict()
+    walk_module = importlib.import_module("segcost.analyzer.analyze")
+    monkeypatch.setattr(walk_module, "is_pure_rule", lambda domain, op_type: False)
+    assert analyze(loaded()).to_dict() == reused

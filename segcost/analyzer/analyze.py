@@ -27,9 +27,10 @@ from segcost.analyzer.result import (
     Totals,
 )
 from segcost.analyzer.rules import find_rule
+from segcost.analyzer.tables import tensor_tables
 from segcost.analyzer.weights import SPECIAL_OPS, constant_size, forwarded_constants
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Node, Shape, dtype_size, is_static_shape
+from segcost.ir import Graph, Node, Shape, dtype_size
 from segcost.shapes import symbolic_inputs
 
 
@@ -88,7 +89,9 @@ class _Walk:
                 else:  # a sparse_value Constant (dense ones are lifted)
                     constants.update(node.outputs)
         # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
-        shapes, sizes = _tensor_tables(graph)
+        plain = not forwarders and len(constants) == len(graph.initializers) and "" not in constants
+        shapes, sizes, kinds = tensor_tables(graph, plain)
+        plain = plain and bool(kinds)   # tensor_tables may find the graph's tensors unfit for kinds
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
         # Weights read through forwarders count at their first real consumer (analyzer.weights)
         forwarded, forwarding, quantization_params = forwarded_constants(graph, forwarders, constants)
@@ -111,17 +114,54 @@ class _Walk:
         self.control_flow: list[ControlFlowCost] = []
         seen_constants: set[str] = set(outer_constants)
         seen_constants.update(quantization_params)   # never params (weights.QUANTIZATION_PARAMETERS)
-        initializer_of = graph.initializers.get
+        initializers, initializer_of = graph.initializers, graph.initializers.get
+        kind_of = kinds.get
+        # A pure rule's layer by (rule, attributes, the kinds of its tensors): a kind stands for a tensor's
+        # (shape, dtype, being a weight) (analyzer.tables), so a node's activation bytes, and whether it
+        # reads a weight, are the same for every node of its key. Only for `plain` graphs: every
+        # constant an initializer, no forwarders, no tensor named "".
+        # ({the layer's outcome, activation bytes, (input position, params, bytes) of each weight read})
+        layers_of_kinds: dict[tuple, tuple[_Outcome, int, tuple[tuple[int, int, int], ...]]] = {}
+        counted = 0   # layers COUNTED through layers_of_kinds, added to coverage.counted after the walk
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
-            # map over dict methods: no Python frame per tensor ("" -- an omitted input -- has no shape)
-            input_shapes = tuple(map(shape_of, inputs))
-            output_shapes = tuple(map(shape_of, outputs))
-            constant_inputs = tuple(map(is_constant, inputs))
             rule_key = (domain, op_type)
             found = rules.get(rule_key)
             if found is None:
                 found = rules[rule_key] = (find_rule(domain, op_type), is_pure_rule(domain, op_type))
+            kinds_key: tuple | None = None
+            if plain and found[1] and not node.implicit_inputs:
+                kinds_key = (rule_key, repr(node.attrs), tuple(map(kind_of, inputs)), tuple(map(kind_of, outputs)))
+                known = layers_of_kinds.get(kinds_key)
+                if known is not None:
+                    (cost, formula_differs, signature_index), activation_bytes, weights = known
+                    status = cost.status
+                    if status == COUNTED:
+                        counted += 1
+                    else:
+                        _record_status(coverage, status, op_type, key)
+                    if formula_differs is not None:
+                        self.warnings.append(f"{key}: onnx shape inference gives {list(formula_differs)}, the "
+                                             f"{op_type} formula {list(cost.output_shape or ())}; the formula is used")
+                    params = weight_bytes = 0
+                    for position, size, stored in weights:   # a weight counts once, at its first consumer
+                        tensor = inputs[position]
+                        if tensor not in seen_constants:
+                            seen_constants.add(tensor)
+                            params += size
+                            weight_bytes += stored
+                    append_name(key)
+                    append_inputs(tuple(inputs))
+                    append_outputs(tuple(outputs))
+                    append_params(params)
+                    append_weight_bytes(weight_bytes)
+                    append_activation_bytes(activation_bytes)
+                    append_signature(signature_index)
+                    continue
+            # map over dict methods: no Python frame per tensor ("" -- an omitted input -- has no shape)
+            input_shapes = tuple(map(shape_of, inputs))
+            output_shapes = tuple(map(shape_of, outputs))
+            constant_inputs = tuple(map(is_constant, inputs))
             rule, pure = found
             outcome_key: tuple | None = None
             entry: _Outcome | None = None
@@ -192,6 +232,12 @@ class _Walk:
             append_weight_bytes(weight_bytes + subgraph_weight_bytes)
             append_activation_bytes(activation_bytes)
             append_signature(signature_index)
+            if kinds_key is not None and not (not domain and op_type in CONTROL_FLOW_OPS):
+                # every constant is an initializer here (`plain`), its kind telling its shape and dtype
+                layers_of_kinds[kinds_key] = (entry, activation_bytes, tuple(
+                    (position, initializers[tensor].size, initializers[tensor].nbytes)
+                    for position, tensor in enumerate(inputs) if constant_inputs[position]))
+        coverage.counted += counted
 
         if forwarding:
             self._count_unread(order, forwarding, forwarded, seen_constants, initializer_of, shape_of, nbytes)
@@ -259,44 +305,6 @@ _UNSUPPORTED = OpCost(status=UNSUPPORTED)
 # What a layer takes from its rule's cost: (cost, the inferred output shape when the rule's formula
 # gives another one, the index of its LayerSignature in the walk's LayerTable)
 _Outcome = tuple[OpCost, tuple[int, ...] | None, int]
-
-
-class _Sizes(dict):
-    """{tensor: bytes} that reads 0 for a tensor not in it (of unknown shape)."""
-
-    def __missing__(self, tensor: str) -> int:
-        return 0
-
-
-def _tensor_tables(graph: Graph) -> tuple[dict[str, Shape], _Sizes]:
-    """({tensor: graph.shape(tensor)} for every tensor that has a shape, {tensor: bytes} for every tensor of
-    static shape: elements × the size of graph.dtype; others read 0), in one pass over the tensors."""
-    initializers = graph.initializers
-    shapes: dict[str, Shape] = {name: init.shape for name, init in initializers.items()}
-    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
-    sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
-    # tensors share a few (shape, dtype) pairs: each size is computed once (None: the shape is not static)
-    computed: dict[tuple[Shape | None, int], int | None] = {}
-    initializer_of = initializers.get
-    for name, info in graph.tensors.items():
-        shape, dtype = info.shape, info.dtype
-        if shape is None:
-            shape = shapes.get(name)   # an initializer's
-        elif name:
-            shapes[name] = shape
-        else:
-            shape = None   # ""
-        if not dtype:
-            init = initializer_of(name)
-            dtype = init.dtype if init is not None else 0
-        size = computed.get((shape, dtype), -1)
-        if size == -1:
-            size = computed[shape, dtype] = prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None
-        if size is None:
-            sizes.pop(name, None)
-        else:
-            sizes[name] = size
-    return shapes, sizes
 
 
 def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> None:

@@ -27,10 +27,11 @@ count.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from segcost.analyzer.layers import layer_column
+from segcost.analyzer.layers import LayerTable, layer_column
 from segcost.errors import InputError
 
 if TYPE_CHECKING:   # annotations only: result.py imports this module to fill macs_by_convention
@@ -87,6 +88,9 @@ def category_of(layer: LayerCost) -> str | None:
 def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
     subtotals = dict.fromkeys(CATEGORIES, 0)
     layers = result.layers   # read by column (analyzer.layers): an analysis' LayerTable makes no LayerCost for it
+    if isinstance(layers, LayerTable) and not layers.materialized and _signature_subtotals(layers, subtotals):
+        conv_gemm = result.totals.macs
+        return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
     subtotals["bias"] += sum(layer_column(layers, "bias_flops"))
     category_of_op = _CATEGORY_OF_OP.get
     for op_type, domain, flops in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
@@ -96,6 +100,22 @@ def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionT
             subtotals[category] += flops
     conv_gemm = result.totals.macs
     return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
+
+
+def _signature_subtotals(table: LayerTable, subtotals: dict[str, int]) -> bool:
+    """Add each category's FLOPs (and the bias adds) to `subtotals` per distinct signature (its layer count
+    times its ints: no Python code per layer); False, adding nothing, when a signature's numbers are not ints."""
+    signatures = table.signatures
+    if not all(type(signature.flops) is int and type(signature.bias_flops) is int for signature in signatures):
+        return False
+    category_of_op = _CATEGORY_OF_OP.get
+    for index, count in Counter(table.signature_index).items():
+        signature = signatures[index]
+        subtotals["bias"] += count * signature.bias_flops
+        category = None if signature.domain else category_of_op(signature.op_type)
+        if category is not None:
+            subtotals[category] += count * signature.flops
+    return True
 
 
 def convention_line(counted: list[str]) -> str:

@@ -13,10 +13,11 @@ Identity nodes are one row, not 24.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import compress, repeat
 
-from segcost.analyzer.layers import layer_column
+from segcost.analyzer.layers import SIGNATURE_FIELDS, LayerTable, layer_column
 from segcost.analyzer.result import LayerCost, OpTypeTotal
 from segcost.errors import InputError
 
@@ -57,6 +58,10 @@ def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int =
     Read from the layers' columns (analyzer.layers.layer_column), so an analysis' LayerTable
     makes no LayerCost objects for it.
     """
+    if isinstance(layers, LayerTable) and not layers.materialized and key in SIGNATURE_FIELDS:
+        by_signature = _signature_groups(layers, key)
+        if by_signature is not None:
+            return dict(sorted(by_signature.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))
     if key == "prefix":
         labels = list(map(name_prefix, layer_column(layers, "name"), repeat(depth), layer_column(layers, "op_type")))
     else:
@@ -73,3 +78,28 @@ def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int =
     totals = {name: OpTypeTotal(len(group), sum(map(macs, group)), sum(map(flops, group)), sum(map(params, group)))
               for name, group in members.items()}
     return dict(sorted(totals.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))
+
+
+def _signature_groups(table: LayerTable, key: str) -> dict[str, OpTypeTotal] | None:
+    """group_layers' totals for a signature field, from each distinct signature's layer count (no Python
+    code per layer: Counter and compress run in C); None when a signature's MACs or FLOPs are not ints
+    (then a count times a value need not equal the sum layer by layer)."""
+    signatures, index_of = table.signatures, table.signature_index
+    macs, flops = [signature.macs for signature in signatures], [signature.flops for signature in signatures]
+    if not all(type(value) is int for value in (*macs, *flops)):
+        return None
+    counts = Counter(index_of)
+    members: dict[str, list[int]] = {}   # label → its signatures' indices
+    for index in counts:
+        members.setdefault(getattr(signatures[index], key), []).append(index)
+    totals = {}
+    for label, indices in members.items():
+        if len(indices) == len(counts):
+            params = sum(table.params)
+        else:
+            chosen = set(indices)
+            params = sum(compress(table.params, map(chosen.__contains__, index_of)))
+        totals[label] = OpTypeTotal(sum(counts[index] for index in indices),
+                                    sum(counts[index] * macs[index] for index in indices),
+                                    sum(counts[index] * flops[index] for index in indices), params)
+    return totals

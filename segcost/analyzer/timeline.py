@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from segcost.analyzer.analyze import _tensor_tables
+from segcost.analyzer.tables import tensor_tables
 from segcost.ir import Graph
 
 
@@ -40,7 +40,7 @@ def activation_timeline(graph: Graph) -> MemoryTimeline:
     """Live activation bytes at each step of `graph`'s topological schedule (tensors of unknown size count 0)."""
     order = graph.topological_order()
     nodes = [graph.node(key) for key in order]
-    sizes = _tensor_tables(graph)[1]
+    sizes = tensor_tables(graph)[1]
     constants = set(graph.initializers)
     for node in nodes:
         if node.op_type == "Constant" and not node.domain:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import sys
-from itertools import chain
+from collections.abc import Iterable
+from itertools import chain, compress
+from operator import attrgetter
 from pathlib import Path
 from typing import cast
 
@@ -291,37 +293,36 @@ def _check_attributes(model: onnx.ModelProto,
     graph = model.graph
     if rows is None:
         rows = node_rows(graph)
-    named = [*graph.input, *graph.output, *graph.initializer, *graph.value_info]
-    texts = [model.producer_name, model.doc_string, graph.name, graph.doc_string, *(item.name for item in named),
+    named = chain(graph.input, graph.output, graph.initializer, graph.value_info)
+    texts = [model.producer_name, model.doc_string, graph.name, graph.doc_string, *map(_NAME, named),
              *(opset.domain for opset in model.opset_import)]
     opsets = {opset.domain or "ai.onnx": opset.version for opset in model.opset_import}
     opsets.setdefault("ai.onnx", opsets.get("", 0))
     schema_types: dict[tuple[str, str], dict[str, int]] = {}
     first_error = None  # raised after the walk, so that a text error anywhere comes first
     tensor_attributes = []
-    text_types = set(map(type, texts))
+    texts_ok = _all_text(texts)
+    with_attributes: Iterable[tuple[int, NodeRow]] = ()
     if rows:
-        # the types of whole columns at C speed (no Python frame per node)
-        names, op_types, domains, doc_strings, inputs, outputs, _ = zip(*rows)
-        for column in (names, op_types, domains, doc_strings):
-            text_types.update(map(type, column))
-        text_types.update(map(type, chain.from_iterable(inputs)))
-        text_types.update(map(type, chain.from_iterable(outputs)))
-    for index, (node_name, op_type, domain, _, _, _, attributes) in enumerate(rows):
-        if not attributes:
-            continue
+        # whole columns checked at C speed (no Python frame per node); only nodes with attributes are walked
+        names, op_types, domains, doc_strings, inputs, outputs, attribute_lists = zip(*rows)
+        texts_ok = texts_ok and _all_text(names, op_types, domains, doc_strings, chain.from_iterable(inputs),
+                                          chain.from_iterable(outputs))
+        with_attributes = compress(enumerate(rows), attribute_lists)
+    attribute_names: list[object] = []
+    for index, (node_name, op_type, domain, _, _, _, attributes) in with_attributes:
         declared_types = schema_types.get((domain, op_type))
         if declared_types is None:
             declared_types = schema_types[domain, op_type] = _declared_attribute_types(opsets, domain, op_type)
         for attribute in attributes:
             name, attribute_type = attribute.name, attribute.type
-            text_types.add(type(name))
+            attribute_names.append(name)
             if attribute_type in TENSOR_ATTRIBUTES:
                 tensor_attributes.append((node_name or index, op_type, attribute))
             if first_error is None and (attribute_type == onnx.AttributeProto.UNDEFINED
                                         or declared_types.get(name, attribute_type) != attribute_type):
                 first_error = (node_name or index, op_type, name, attribute_type, declared_types.get(name))
-    if text_types - {str}:
+    if not (texts_ok and _all_text(attribute_names)):
         raise GraphError("a name, op type or doc string is not valid UTF-8 (corrupt file?)")
     if first_error is not None:
         node_name, op_type, name, attribute_type, declared = first_error
@@ -331,6 +332,23 @@ def _check_attributes(model: onnx.ModelProto,
         raise GraphError(f"{where} is {onnx.AttributeProto.AttributeType.Name(attribute_type)}, the op "
                          f"needs {onnx.AttributeProto.AttributeType.Name(declared)}")
     return tensor_attributes
+
+
+_NAME = attrgetter("name")
+
+
+def _all_text(*columns) -> bool:
+    """True when every item of every column is a str (protobuf returns bytes for a string that is not UTF-8).
+
+    str.join takes str items only and raises TypeError for any other: a type check of every
+    item at C speed (300k names at 100k nodes).
+    """
+    try:
+        for column in columns:
+            "".join(column)
+    except TypeError:
+        return False
+    return True
 
 
 def _declared_attribute_types(opsets: dict[str, int], domain: str, op_type: str) -> dict[str, int]:

@@ -1,0 +1,64 @@
+"""Per-tensor tables the analysis walk reads several times per node: shapes, byte sizes, kinds."""
+
+from __future__ import annotations
+
+from math import prod
+
+from segcost.ir import Graph, Shape, dtype_size, is_static_shape
+
+
+class _Sizes(dict):
+    """{tensor: bytes} that reads 0 for a tensor not in it (of unknown shape)."""
+
+    def __missing__(self, tensor: str) -> int:
+        return 0
+
+
+def tensor_tables(graph: Graph, kinds: bool = False) -> tuple[dict[str, Shape], _Sizes, dict[str, int]]:
+    """({tensor: graph.shape(tensor)} for every tensor that has a shape, {tensor: bytes} for every tensor of
+    static shape: elements × the size of graph.dtype; others read 0), in one pass over the tensors.
+
+    With `kinds`, the third table maps every tensor in the first two, and "" (an omitted tensor),
+    to a number standing for its (shape, dtype, being an initializer): tensors of one number have
+    equal shapes, sizes and constness. It is empty without `kinds`, and when a tensor is both an
+    initializer and in graph.tensors (not so for a loaded graph: shapes.infer keeps them apart).
+    """
+    initializers = graph.initializers
+    shapes: dict[str, Shape] = {name: init.shape for name, init in initializers.items()}
+    shapes.pop("", None)   # the name of an omitted optional input: never a shape, even if a file declares one
+    sizes = _Sizes({name: init.nbytes for name, init in initializers.items()})  # int dims by construction
+    # tensors share a few (shape, dtype) pairs: each size (None: the shape is not static) and kind is found once
+    computed: dict[tuple[Shape | None, int], tuple[int | None, int]] = {}
+    initializer_of = initializers.get
+    kind: dict[str, int] = {}
+    if kinds and graph.tensors.keys().isdisjoint(initializers):   # else an initializer's shape may be overridden
+        # initializers number 0, 1, ... by (shape, dtype); other tensors -2, -3, ...; "" is -1
+        numbers: dict[tuple[Shape, int], int] = {}
+        kind = {name: numbers.setdefault((weight.shape, weight.dtype), len(numbers))
+                for name, weight in initializers.items()}
+        kind[""] = -1
+    else:
+        kinds = False
+    for name, info in graph.tensors.items():
+        shape, dtype = info.shape, info.dtype
+        if shape is None:
+            shape = shapes.get(name)   # an initializer's
+        elif name:
+            shapes[name] = shape
+        else:
+            shape = None   # ""
+        if not dtype:
+            init = initializer_of(name)
+            dtype = init.dtype if init is not None else 0
+        found = computed.get((shape, dtype))
+        if found is None:
+            found = computed[shape, dtype] = (prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None,
+                                              -2 - len(computed))
+        size, number = found
+        if size is None:
+            sizes.pop(name, None)
+        else:
+            sizes[name] = size
+        if kinds and name:
+            kind[name] = number
+    return shapes, sizes, kind
