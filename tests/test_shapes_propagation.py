@@ -107,3 +107,26 @@ def test_many_vectors_are_bounded_together(data_prop_calls, monkeypatch):
     monkeypatch.setattr(propagation, "MAX_PROPAGATED_TOTAL", 10_000)
     analyze(load_model(_model(nodes, [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1000])])))
     assert data_prop_calls[:2] == [False, True]
+
+
+def test_vector_only_a_constant_of_shape_tells_runs_under_the_address_space_bound(tmp_path):
+    """v = ConstantOfShape(Shape(x)[1:2]) on x[1, 10M]: no producer bound (its length is a value), so the
+    propagating pass runs under address_space_bound: onnx's bad_alloc falls back to the plain pass. Unbounded,
+    onnx took ~1.4 GB here; the child's peak stays near the 512 MiB headroom."""
+    import os
+    import subprocess
+    import sys
+
+    n = 10_000_000
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "st", "en"], ["s1"]),
+             helper.make_node("ConstantOfShape", ["s1"], ["v"]), helper.make_node("Add", ["v", "v"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "st"),
+             numpy_helper.from_array(np.array([2], np.int64), "en")]
+    onnx.save_model(_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])], inits),
+                    tmp_path / "m.onnx")
+    child = subprocess.Popen([sys.executable, "-m", "segcost", "analyze", str(tmp_path / "m.onnx"), "--format",
+                              "json", "-o", str(tmp_path / "r.json")], stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)   # this child's own peak (RUSAGE_CHILDREN is the max over all)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0, child.stderr.read() if child.stderr else ""
+    assert usage.ru_maxrss < 800 * 1024, f"peak {usage.ru_maxrss // 1024} MiB"

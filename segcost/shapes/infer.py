@@ -21,7 +21,7 @@ from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
 from segcost.shapes.fit import check_fit
-from segcost.shapes.propagation import long_vector, needs_values
+from segcost.shapes.propagation import address_space_bound, long_vector, needs_values
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -186,7 +186,11 @@ def _infer(graph: Graph, shell: onnx.ModelProto, copy_of_graph: bool = False) ->
     plain = _run_inference(graph, shell, data_prop=False)
     if long_vector(plain) is not None:
         return plain   # shapes that needed the values stay open; the layers reading them say so
-    return _run_inference(graph, shell, data_prop=True)
+    try:
+        with address_space_bound():
+            return _run_inference(graph, shell, data_prop=True)
+    except MemoryError:   # past the bound: as above
+        return plain
 
 
 def _run_inference(graph: Graph, shell: onnx.ModelProto, data_prop: bool) -> onnx.ModelProto:
@@ -198,9 +202,13 @@ def _run_inference(graph: Graph, shell: onnx.ModelProto, data_prop: bool) -> onn
         # types everything it can, and a MAC-bearing op with a missing shape is reported later.
         try:
             inferred = onnx.shape_inference.infer_shapes(shell, strict_mode=False, data_prop=data_prop)
+        except MemoryError:
+            raise
         except Exception as error:  # noqa: BLE001 - onnx raises several unrelated types
             raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
         graph.info.metadata_props["segcost.shape_inference"] = "non-strict: " + _first_line(strict_error)
+    except MemoryError:
+        raise   # the caller's address_space_bound
     except Exception as error:  # noqa: BLE001
         raise ShapeError(f"shape inference failed: {_first_line(error)}") from None
     return inferred

@@ -22,6 +22,9 @@ elements):
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
 from math import prod
 from operator import attrgetter
@@ -31,8 +34,8 @@ import onnx
 from segcost.ir import Graph
 from segcost.ir.onnx_io import nodes_with_subgraphs
 
-__all__ = ["MAX_PROPAGATED_LENGTH", "MAX_PROPAGATED_TOTAL", "SIZE_BOUNDED_OPS", "VALUE_INPUTS", "long_vector",
-           "needs_values"]
+__all__ = ["MAX_PROPAGATED_LENGTH", "MAX_PROPAGATED_TOTAL", "MAX_PROPAGATION_BYTES", "SIZE_BOUNDED_OPS",
+           "VALUE_INPUTS", "address_space_bound", "long_vector", "needs_values"]
 
 MAX_PROPAGATED_LENGTH = 1 << 16   # elements of a rank-1 tensor onnx may hold as dims (~9 MB)
 MAX_PROPAGATED_TOTAL = 1 << 20    # ... of all of them together (~150 MB)
@@ -64,6 +67,38 @@ _GRAPH_KINDS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 _OP_TYPE = attrgetter("op_type")
 
 
+MAX_PROPAGATION_BYTES = 512 << 20   # address space the propagating pass may add (RLIMIT_AS headroom)
+
+
+@contextmanager
+def address_space_bound(headroom: int = MAX_PROPAGATION_BYTES) -> Iterator[None]:
+    """Cap this process's address space at its current size + `headroom` bytes while the block runs.
+
+    The backstop for what long_vector cannot bound before the pass: onnx's C++ then fails an
+    allocation past the cap with std::bad_alloc, which its bindings raise as MemoryError, and the
+    caller keeps the pass without propagation. Linux only (RLIMIT_AS, /proc/self/statm); elsewhere,
+    or when the current limit is already lower, the block runs as it is. The limit is restored after.
+    """
+    try:
+        import resource  # not on Windows
+
+        with open("/proc/self/statm") as statm:
+            used = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    limit = used + headroom
+    if (soft != resource.RLIM_INFINITY and soft <= limit) or (hard != resource.RLIM_INFINITY and hard < limit):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def needs_values(graph: Graph, model: onnx.ModelProto, copy_of_graph: bool = False) -> bool:
     """Whether a node of `model` (a shape-inference copy of `graph`, a part of it, or a copy with
     com.microsoft twins) has a shape onnx can only get by propagating values: a VALUE_INPUTS input
@@ -90,15 +125,16 @@ def needs_values(graph: Graph, model: onnx.ModelProto, copy_of_graph: bool = Fal
     return False
 
 
-def long_vector(inferred: onnx.ModelProto) -> tuple[str, int | None] | None:
+def long_vector(inferred: onnx.ModelProto) -> tuple[str, int] | None:
     """(name, length bound) of a rank-1 tensor that propagating values over `inferred` (a pass without it)
-    could make onnx hold past the bounds, else None; the bound is None when nothing limits it.
+    would make onnx hold past the bounds, else None.
 
     A rank-1 tensor's length is its static dim, or — when only the values would tell (a Reshape
     to a computed target) — at most the elements of its producer's inputs for an op whose output
-    cannot outgrow them (SIZE_BOUNDED_OPS); any other producer (ConstantOfShape, Expand, Range,
-    Tile, a custom op, ...) could make it any length. Each must stay within MAX_PROPAGATED_LENGTH
-    and all of them within MAX_PROPAGATED_TOTAL.
+    cannot outgrow them (SIZE_BOUNDED_OPS). Each must stay within MAX_PROPAGATED_LENGTH and all
+    of them within MAX_PROPAGATED_TOTAL. A length only the values of a ConstantOfShape, Range,
+    Expand, Tile or custom op would tell has no bound here (legitimate models compute small
+    ones: Swin's window masks): the propagating pass then runs under address_space_bound.
     """
     graph = inferred.graph
     elements: dict[str, int | None] = {}   # every typed tensor: its element count, None when not static
@@ -116,9 +152,10 @@ def long_vector(inferred: onnx.ModelProto) -> tuple[str, int | None] | None:
         if len(dims) == 1 and dims[0] is None:
             candidates.add(info.name)
         elif len(dims) == 1 and info.name not in candidates:
-            total += dims[0]   # type: ignore[operator]
-            if dims[0] > MAX_PROPAGATED_LENGTH:   # type: ignore[operator]
-                return info.name, dims[0]
+            length = int(dims[0])   # type: ignore[arg-type]
+            total += length
+            if length > MAX_PROPAGATED_LENGTH:
+                return info.name, length
     elements.update((init.name, prod(init.dims)) for init in graph.initializer)
     for node in graph.node:   # topological: a bound found here is there for the nodes after
         for output in node.output:
@@ -126,8 +163,11 @@ def long_vector(inferred: onnx.ModelProto) -> tuple[str, int | None] | None:
                 continue   # a static size, or a known rank of 2 or more (never propagated as values)
             bounded = node.op_type in SIZE_BOUNDED_OPS and node.domain in ("", "ai.onnx")
             sizes = [elements.get(name) for name in node.input if name]
-            bound = sum(sizes) if bounded and None not in sizes else None   # type: ignore[arg-type]
-            if bound is None or bound > MAX_PROPAGATED_LENGTH:
+            if not bounded or None in sizes:
+                elements[output] = None   # no bound from here: address_space_bound is the backstop
+                continue
+            bound = sum(sizes)   # type: ignore[arg-type]
+            if bound > MAX_PROPAGATED_LENGTH:
                 return output, bound
             elements[output] = bound
             total += bound
