@@ -177,20 +177,24 @@ def _output_declaration(graph: Graph, name: str) -> onnx.ValueInfoProto:
 def _infer(graph: Graph, shell: onnx.ModelProto, copy_of_graph: bool = False) -> onnx.ModelProto:
     """onnx shape inference, strict first; a non-strict fallback is noted in graph metadata.
 
-    Values are propagated (data_prop) only where a shape needs them, and only after a pass
-    without it finds no rank-1 tensor long enough to make that pass costly (shapes.propagation).
+    Values are propagated (data_prop) only where a shape needs them, under an address-space cap,
+    and for the whole model only after a pass without it finds no rank-1 tensor long enough to
+    make that pass costly (shapes.propagation); a later round's part (its lengths were bounded
+    with the whole model's) runs under the cap alone.
     `copy_of_graph`: `shell` holds exactly `graph`'s nodes (see propagation.needs_values).
     """
     if not needs_values(graph, shell, copy_of_graph):
         return _run_inference(graph, shell, data_prop=False)
-    plain = _run_inference(graph, shell, data_prop=False)
-    if long_vector(plain) is not None:
-        return plain   # shapes that needed the values stay open; the layers reading them say so
+    plain = None
+    if copy_of_graph:   # the whole model: checked before; a later round's part runs under the cap alone
+        plain = _run_inference(graph, shell, data_prop=False)
+        if long_vector(plain) is not None:
+            return plain   # shapes that needed the values stay open; the layers reading them say so
     try:
         with address_space_bound():
             return _run_inference(graph, shell, data_prop=True)
-    except MemoryError:   # past the bound: as above
-        return plain
+    except MemoryError:   # past the bound: without values, as above
+        return plain if plain is not None else _run_inference(graph, shell, data_prop=False)
 
 
 def _run_inference(graph: Graph, shell: onnx.ModelProto, data_prop: bool) -> onnx.ModelProto:
