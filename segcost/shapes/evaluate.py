@@ -34,7 +34,7 @@ from onnx import helper, numpy_helper
 
 from segcost.ir import Shape, is_static_shape
 from segcost.ir.onnx_io import shape_of
-from segcost.ir.runtime import open_session
+from segcost.ir.runtime import open_session, session_options
 from segcost.shapes.open_part import Row, open_part, read_rows
 from segcost.shapes.values import NotExact, compute_values
 
@@ -369,9 +369,8 @@ def _run_onnxruntime(shell: onnx.ModelProto, targets: set[str], nodes: list[onnx
     outputs = [helper.make_empty_tensor_value_info(name) for name in sorted(targets)]
     model = helper.make_model(helper.make_graph(nodes, "shape_values", [], outputs, initializers),
                               opset_imports=shell.opset_import, ir_version=max(shell.ir_version, 4))
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options = session_options(graph_optimization_level=onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                              intra_op_num_threads=1, inter_op_num_threads=1)
     try:
         session = open_session(model, options)
         results = session.run(sorted(targets), {})
