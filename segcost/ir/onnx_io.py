@@ -206,7 +206,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     read_value_infos(graph, onnx_graph.output)
     nodes: dict[str, Node] = {}
     producers: dict[str, str] = {}
-    twice: tuple[str, str, str] | None = None   # the first tensor produced twice (raised after the walk)
+    twice = False   # a tensor produced twice: add_nodes then raises the first one's GraphError
     decode = helper.get_attribute_value
     outputs = set(graph.outputs)
     subgraph_types = (GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE)
@@ -253,11 +253,10 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
             if tensor:
                 if tensor not in producers:
                     producers[tensor] = key
-                elif twice is None:
-                    twice = (tensor, producers[tensor], key)
-    if twice is not None:
-        tensor, first, second = twice
-        raise GraphError(f"tensor {tensor!r} is produced by two nodes: {first!r} and {second!r}")
+                else:
+                    twice = True
+    if twice:
+        graph.add_nodes(nodes.items())   # Graph's own check names the tensor and both nodes
     graph.add_read_nodes(nodes, producers)
 
 
