@@ -28,6 +28,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from segcost.errors import InputError
+from segcost.ir.opforms import normalize_axes
+
 # dtypes whose arithmetic numpy and onnxruntime both do in IEEE / two's complement
 EXACT_DTYPES = frozenset(np.dtype(name) for name in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"))
@@ -127,11 +130,12 @@ def _ints(array: np.ndarray | None) -> list[int]:
     return [int(value) for value in array.reshape(-1)]
 
 
-def _axes(axes: list[int], rank: int) -> list[int]:
-    normal = [axis + rank if axis < 0 else axis for axis in axes]
-    if any(not 0 <= axis < rank for axis in normal) or len(set(normal)) != len(normal):
-        raise NotExact("axis out of range")
-    return normal
+def _axes(axes: list[int], rank: int) -> tuple[int, ...]:
+    """ir.normalize_axes, an axis out of range or repeated left to onnxruntime (NotExact)."""
+    try:
+        return normalize_axes(axes, rank)
+    except InputError:
+        raise NotExact("axis out of range or repeated") from None
 
 
 @_op("Identity")
