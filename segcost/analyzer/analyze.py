@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from math import prod
-
 from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_flow_cost
 from segcost.analyzer.grouping import group_layers
 from segcost.analyzer.layers import LayerSignature, LayerTable
@@ -218,8 +216,9 @@ class _Walk:
                                     params += root_params
                                     weight_bytes += root_bytes
                         else:  # a (sparse) Constant node's output
-                            params += _elements(shape_of(tensor))
-                            weight_bytes += nbytes(tensor)
+                            const_params, const_bytes = constant_size(tensor, None, shape_of, nbytes)
+                            params += const_params
+                            weight_bytes += const_bytes
                 elif tensor:
                     activation_bytes += nbytes(tensor)
             for tensor in outputs:
@@ -320,12 +319,6 @@ def _record_status(coverage: Coverage, status: str, op_type: str, key: str) -> N
     else:
         coverage.unsupported.append(f"{op_type}:{key}")
         coverage.unknown_ops[op_type] = coverage.unknown_ops.get(op_type, 0) + 1
-
-
-def _elements(shape) -> int:
-    if shape is None or not all(isinstance(dim, int) for dim in shape):
-        return 0
-    return prod(shape)
 
 
 def _require_static_inputs(graph: Graph) -> None:

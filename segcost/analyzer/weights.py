@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from math import prod
 
-from segcost.ir import Graph, Node, dtype_size
+from segcost.ir import Graph, Node, dtype_size, is_static_shape
 
 # Ops that pass a constant on unchanged in value (Identity, DequantizeLinear of a stored weight)
 # or only in layout/type. A constant read through a chain of them counts, params and weight
@@ -84,5 +84,5 @@ def constant_size(tensor: str, init, shape_of, nbytes) -> tuple[int, int]:
     if init is not None:
         return init.size, init.size * dtype_size(init.dtype)
     shape = shape_of(tensor)
-    elements = prod(shape) if shape is not None and all(isinstance(dim, int) for dim in shape) else 0
+    elements = prod(shape) if is_static_shape(shape) else 0
     return elements, nbytes(tensor)

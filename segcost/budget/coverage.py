@@ -35,13 +35,19 @@ def unsupported_op_counts(analysis: AnalysisResult) -> dict[str, int]:
     Top-level layers carry their domain; ops inside If/Loop/Scan bodies are known only by
     op type (analyzer.result.SubgraphCost.unsupported) and are listed by it.
     """
-    layers = analysis.layers   # by column: an analysis' LayerTable makes no LayerCost objects for it
-    counts = Counter(op_label(op_type, domain) for op_type, domain, status
-                     in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
-                            layer_column(layers, "status")) if status == UNSUPPORTED)
+    counts = _op_counts(analysis, UNSUPPORTED)
     if not counts and analysis.coverage.unknown_ops:   # a result without layers (e.g. from JSON)
         counts.update(analysis.coverage.unknown_ops)
     return dict(counts)
+
+
+def _op_counts(analysis: AnalysisResult, status: str) -> Counter[str]:
+    """{op label: count} of the layers of `status`, read by column: an analysis' LayerTable makes no
+    LayerCost objects for it."""
+    layers = analysis.layers
+    return Counter(op_label(op_type, domain) for op_type, domain, layer_status
+                   in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
+                          layer_column(layers, "status")) if layer_status == status)
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,7 @@ def count_gaps(analysis: AnalysisResult) -> CountGaps:
     for entry in analysis.control_flow:
         for sub in entry.subgraphs:
             in_subgraphs.update(item.split(":", 1)[0] for item in sub.unsupported)
-    shape_unknown = Counter(op_label(layer.op_type, layer.domain) for layer in analysis.layers
-                            if layer.status == SHAPE_UNKNOWN)
+    shape_unknown = _op_counts(analysis, SHAPE_UNKNOWN)
     if not shape_unknown and analysis.coverage.shape_unknown:
         shape_unknown.update(item.split(":", 1)[0] for item in analysis.coverage.shape_unknown)
     one_trip = [f"{entry.layer} ({entry.op_type})" for entry in analysis.control_flow if entry.unbounded]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from segcost.analyzer import AnalysisResult
+from segcost.analyzer.layers import layer_column
 from segcost.budget.budgets import BUILTIN_SOURCE, ModelBudget
 from segcost.budget.coverage import CountGaps, count_gaps
 from segcost.errors import InputError
@@ -116,9 +117,12 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
            f"{analysis.totals.macs:,} MACs", gaps)
     _limit(outcomes, budget, "max_params_m", budget.max_params_m, analysis.totals.params / 1e6, "M params")
     if budget.max_layer_gmacs is not None and analysis.layers:
-        biggest = max(analysis.layers, key=lambda layer: layer.macs)
-        _limit(outcomes, budget, "max_layer_gmacs", budget.max_layer_gmacs, biggest.macs / 1e9, "GMACs",
-               f"largest layer {biggest.name} ({biggest.op_type})", gaps)
+        layers = analysis.layers   # by column: an analysis' LayerTable makes no LayerCost objects for it
+        macs = layer_column(layers, "macs")
+        biggest = max(range(len(macs)), key=macs.__getitem__)   # the first of the largest, as max over layers
+        _limit(outcomes, budget, "max_layer_gmacs", budget.max_layer_gmacs, macs[biggest] / 1e9, "GMACs",
+               f"largest layer {layer_column(layers, 'name')[biggest]} ({layer_column(layers, 'op_type')[biggest]})",
+               gaps)
     _limit(outcomes, budget, "max_unsupported_ops", budget.max_unsupported_ops, len(analysis.coverage.unsupported),
            "ops", ", ".join(analysis.coverage.unsupported[:5]))
     if budget.verify:   # after analyze: the verifier folds and fuses `graph` in place

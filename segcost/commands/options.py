@@ -7,7 +7,7 @@ import re
 import click
 
 from segcost.errors import InputError
-from segcost.fileio.numbers import INT64_MAX, is_count_text, parse_decimal
+from segcost.fileio.numbers import INT64_MAX, count_in_range, parse_decimal
 
 _NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 
@@ -58,9 +58,7 @@ class AsciiNumber(click.ParamType):
             except InputError:
                 self.fail(f"{text!r} is not a number written in ASCII digits (such as 2 or 1.5)", param, ctx)
         digits = text[1:] if self.minimum is None and text.startswith("-") else text
-        low = self.minimum if self.minimum is not None else -INT64_MAX
-        if not is_count_text(digits) or len(digits.lstrip("0")) > len(str(INT64_MAX)) or \
-                not low <= int(text) <= INT64_MAX:
+        if not count_in_range(digits, 0 if self.minimum is None else self.minimum, INT64_MAX):   # |value| <= INT64_MAX
             bound = f" >= {self.minimum}" if self.minimum is not None else ""
             self.fail(f"{text!r} is not a whole number{bound} written in ASCII digits 0-9", param, ctx)
         return int(text)

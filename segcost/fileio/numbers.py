@@ -23,7 +23,7 @@ _COUNT = re.compile(r"[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 SHAPE_EXAMPLE = "NAME=DxDxD..., e.g. input=1x3x512x512"
 
-__all__ = ["INT64_MAX", "is_count_text", "parse_count", "parse_decimal", "parse_input_shapes"]
+__all__ = ["INT64_MAX", "count_in_range", "is_count_text", "parse_count", "parse_decimal", "parse_input_shapes"]
 
 
 def is_count_text(text: str) -> bool:
@@ -38,12 +38,12 @@ def parse_count(text: str, what: str, low: int = 0, high: int = INT64_MAX) -> in
     """
     if not is_count_text(text):
         raise InputError(f"{what}: {text!r} is not a whole number written in ASCII digits 0-9")
-    if not _in_range(text, low, high):
+    if not count_in_range(text, low, high):
         raise InputError(f"{what}: {text} is out of range; expected {low} to {high:,}")
     return int(text)
 
 
-def _in_range(text: str, low: int, high: int) -> bool:
+def count_in_range(text: str, low: int, high: int) -> bool:
     """`text` is ASCII digits spelling an integer in [low, high] (the length test keeps int() short)."""
     return is_count_text(text) and len(text.lstrip("0")) <= len(str(high)) and low <= int(text) <= high
 
@@ -75,7 +75,7 @@ def parse_input_shapes(specs: Iterable[str]) -> dict[str, tuple[int, ...]]:
         parts = dims_text.lower().replace(",", "x").split("x")
         if not dims_text or not all(parts):
             raise InputError(f"--input-shape {spec!r}: expected {SHAPE_EXAMPLE}")
-        bad = next((part for part in parts if not _in_range(part, 1, INT64_MAX)), None)
+        bad = next((part for part in parts if not count_in_range(part, 1, INT64_MAX)), None)
         if bad is not None:
             raise InputError(f"--input-shape {spec!r}: every dimension must be a whole number from 1 to "
                              f"{INT64_MAX:,} in ASCII digits 0-9, got {bad!r}")
