@@ -82,13 +82,8 @@ def open_source(spec: str, input_name: str, input_shape: tuple[int, ...], size: 
     """
     source = _open(spec, input_name, input_shape, size, seed, mean, std, split, np.dtype(dtype))
     source.dtype = np.dtype(dtype)
-    source.reopen = partial(_reopen, spec, input_name, input_shape, size, seed, mean, std, split)
+    source.reopen = partial(open_source, spec, input_name, input_shape, size, seed, mean, std, split)
     return source
-
-
-def _reopen(spec: str, input_name: str, input_shape: tuple[int, ...], size: int, seed: int, mean, std, split: str,
-            dtype: np.dtype) -> CalibrationSource:
-    return open_source(spec, input_name, input_shape, size, seed, mean, std, split, dtype)
 
 
 def _open(spec: str, input_name: str, input_shape: tuple[int, ...], size: int, seed: int, mean, std, split: str,
