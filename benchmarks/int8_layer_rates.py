@@ -174,7 +174,7 @@ def predicted(data: dict, rates) -> tuple[dict[str, float], dict[str, float], di
     from segcost.quant.cpu_int8 import cpu_layer_ms, cpu_variants
 
     fp32_profile, int8_profile = cpu_variants(rates)
-    fp32, int8, in_int8, _ = cpu_layer_ms(data["static_float"], data["folded"], fp32_profile, int8_profile, rates)
+    fp32, int8, in_int8, _, _ = cpu_layer_ms(data["static_float"], data["folded"], fp32_profile, int8_profile, rates)
     graph = data["static_float"]
     return fp32, int8, {key: in_int8.get(graph.node(key).name or key, fp32.get(key, 0.0)) for key in graph.dag}
 

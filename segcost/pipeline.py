@@ -252,10 +252,10 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         result.max_abs_diff = compare_outputs(original, result.model, result.graph)
     if int8 is not None:
         from segcost.quant.accuracy import compare_models
-        from segcost.quant.calibration import open_source
+        from segcost.quant.calibration import input_dtype, open_source
         from segcost.quant.footprint import int8_view
         from segcost.quant.mixed_cost import precision_costs
-        from segcost.quant.quantize import in_input_dtype, quantize_graph, single_image_input
+        from segcost.quant.quantize import quantize_graph, single_image_input
         from segcost.quant.speed import measure, speed_report
 
         if mixed is not None:
@@ -268,8 +268,7 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         float_units: list[str] = []
         name, shape = single_image_input(result.graph, eval_data or int8.calibration)
         source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
-                             int8.mean, int8.std, split="val")
-        source = in_input_dtype(source, result.graph)
+                             int8.mean, int8.std, split="val", dtype=input_dtype(result.graph, name))
         if mixed is not None:
             from dataclasses import replace
 

@@ -266,10 +266,13 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
             entry["decision"] = kind
         if kind is not None and kind == entry["decision"]:
             want = decisions(values, kind)
-            entry["agree"] += int(np.sum(want == decisions(as_nchw(int8_values[name], entry["source"]), kind)))
+            got = decisions(as_nchw(int8_values[name], entry["source"]), kind)
+            entry["agree"] += int(np.sum(want == got))
             entry["pixels"] += want.size
-    first = as_nchw(float_values[output_names[0]], stats[output_names[0]]["source"])
-    kind = decision_kind(first, stats[output_names[0]]["source"].op)
+        if name == output_names[0]:  # the labels are compared with the first output's decisions
+            first, first_kind = values, kind
+            first_decisions = (want, got) if kind is not None and kind == entry["decision"] else None
+    kind = first_kind
     spatial = tuple(first.shape[-2:]) if kind is not None else ()
     if sample.label is not None and kind is not None and tuple(sample.label.shape) != spatial:
         mismatch = (f"no mIoU: the labels are {'x'.join(map(str, sample.label.shape))} but the output "
@@ -280,9 +283,11 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
         if confusion_float is None:
             confusion_float, confusion_int8 = PairCounts(), PairCounts()
         truth, valid = label_classes(sample.label, kind, first.shape[1])
-        confusion_float.add(truth, decisions(first, kind)[0], valid)
-        confusion_int8.add(truth, decisions(as_nchw(int8_values[output_names[0]], stats[output_names[0]]["source"]),
-                                            kind)[0], valid)
+        want, got = first_decisions or (decisions(first, kind),
+                                        decisions(as_nchw(int8_values[output_names[0]],
+                                                          stats[output_names[0]]["source"]), kind))
+        confusion_float.add(truth, want[0], valid)
+        confusion_int8.add(truth, got[0], valid)
     return confusion_float, confusion_int8
 
 

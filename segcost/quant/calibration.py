@@ -82,13 +82,8 @@ def open_source(spec: str, input_name: str, input_shape: tuple[int, ...], size: 
     """
     source = _open(spec, input_name, input_shape, size, seed, mean, std, split, np.dtype(dtype))
     source.dtype = np.dtype(dtype)
-    source.reopen = partial(_reopen, spec, input_name, input_shape, size, seed, mean, std, split)
+    source.reopen = partial(open_source, spec, input_name, input_shape, size, seed, mean, std, split)
     return source
-
-
-def _reopen(spec: str, input_name: str, input_shape: tuple[int, ...], size: int, seed: int, mean, std, split: str,
-            dtype: np.dtype) -> CalibrationSource:
-    return open_source(spec, input_name, input_shape, size, seed, mean, std, split, dtype)
 
 
 def _open(spec: str, input_name: str, input_shape: tuple[int, ...], size: int, seed: int, mean, std, split: str,
@@ -129,8 +124,7 @@ def in_input_dtype(source: CalibrationSource, graph: Graph) -> CalibrationSource
     Raises:
         InputError: the data cannot be fed in that dtype (e.g. a normalized float file for a uint8 input).
     """
-    code = graph.dtype(source.input_name)
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(code) if code else np.dtype(np.float32)
+    dtype = input_dtype(graph, source.input_name)
     if dtype == source.dtype:
         return source
     if source.reopen is not None:
@@ -144,6 +138,12 @@ def in_input_dtype(source: CalibrationSource, graph: Graph) -> CalibrationSource
 
     return CalibrationSource(source.input_name, source.input_shape, [partial(cast, load) for load in source.loaders],
                              f"{source.description}, as {dtype}", dtype)
+
+
+def input_dtype(graph: Graph, name: str) -> np.dtype:
+    """The numpy dtype of graph input `name` (float32 when undeclared): what `open_source(..., dtype=)` feeds."""
+    code = graph.dtype(name)
+    return onnx.helper.tensor_dtype_to_np_dtype(code) if code else np.dtype(np.float32)
 
 
 def check_sample_count(size: int, option: str) -> None:

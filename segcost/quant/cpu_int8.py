@@ -105,10 +105,12 @@ def elements(graph: Graph, tensor: str) -> int:
 
 
 def cpu_layer_ms(static_float: Graph, folded_int8: Graph, fp32_profile, int8_profile, rates: Int8Rates
-                  ) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, list[tuple[str, float]]]]:
+                  ) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, list[tuple[str, float]]],
+                             dict[str, float]]:
     """Per-layer latency on the cpu target, in ms: ({key: in the float graph}, {key: as an int8 unit at `rates`},
     {label: as the QDQ graph `folded_int8` runs it in float}, {key: [(tensor, ms)] of the float graph's layout
-    reorders charged to that layer: its output's, or for a model input the reading conv's}).
+    reorders charged to that layer: its output's, or for a model input the reading conv's}, {key of
+    `folded_int8`: ms at `fp32_profile` without the per-layer overhead}, the Q/DQ costs mixed_cost._qdq_ms reads).
 
     `static_float` is the fused float graph with static shapes, `folded_int8` the full-int8 QDQ graph after
     `fold_weights`; the profiles are `cpu_variants(rates)`.
@@ -156,7 +158,7 @@ def cpu_layer_ms(static_float: Graph, folded_int8: Graph, fp32_profile, int8_pro
         charged = transfer.producer if transfer.producer in static_float.dag else transfer.consumer
         if charged in static_float.dag:
             reorders.setdefault(charged, []).append((transfer.tensor, transfer.ms))
-    return fp32, int8, in_int8, reorders
+    return fp32, int8, in_int8, reorders, alone
 
 
 def crossing_layout_ms(profile, elements: int, float_conv: bool) -> float:

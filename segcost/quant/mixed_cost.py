@@ -213,7 +213,7 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
     layouts: list[Crossing] = []
     if device is None:
         folded = fold_weights(load_model(to_model(static_int8), label=static_int8.info.path))   # a copy
-        fp32, int8, in_int8, reorders = cpu_layer_ms(static_float, folded, fp32_profile, int8_profile, rates)
+        fp32, int8, in_int8, reorders, bare = cpu_layer_ms(static_float, folded, fp32_profile, int8_profile, rates)
         for key, items in reorders.items():
             fp32[key] = fp32.get(key, 0.0) + sum(ms for _, ms in items)
         fixed_ms += _float_layers(static_float, labels, owner, units, fp32, in_int8, fp32_profile, layouts)
@@ -231,7 +231,7 @@ def precision_costs(graph: Graph, static_float: Graph, static_int8: Graph, targe
     # Q/DQ are streaming elementwise kernels: their bytes at the profile's bandwidth, without the calibrated
     # per-layer overhead (25 µs on cpu, fitted on float convs): benchmarks/qdq_node_cost.py measures < 1 µs
     # per Q or DQ node in onnxruntime here, and ~25 µs per Q+DQ pair on 327,680 elements.
-    qdq_ms = _qdq_ms(folded, fp32_profile.with_values(layer_overhead_cycles=0.0)) if device is None else {}
+    qdq_ms = _qdq_ms(folded, bare) if device is None else {}
     crossings = []
     tensors = [*static_float.inputs, *(tensor for key in static_float.topological_order()
                                        for tensor in static_float.node(key).outputs if tensor)]
@@ -322,12 +322,10 @@ def fold_weights(graph: Graph) -> Graph:
     return graph
 
 
-def _qdq_ms(folded: Graph, profile) -> dict[str, tuple[float, float]]:
-    """{float tensor: (QuantizeLinear ms, DequantizeLinear ms)} as the cost model estimates them in the QDQ
-    graph with its weight DequantizeLinears folded (`fold_weights`)."""
-    from segcost.targets.cost_model import estimate
-
-    ms = {layer.name: layer.ms for layer in estimate(folded, profile).layers}
+def _qdq_ms(folded: Graph, ms: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """{float tensor: (QuantizeLinear ms, DequantizeLinear ms)} from `ms`, the cost model's per-layer estimate
+    of the QDQ graph with its weight DequantizeLinears folded (`fold_weights`), without the per-layer
+    overhead (cpu_int8.cpu_layer_ms's last result)."""
     costs: dict[str, tuple[float, float]] = {}
     for key in folded.dag:
         node = folded.node(key)

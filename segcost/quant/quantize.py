@@ -44,11 +44,12 @@ import onnx
 from segcost.errors import InputError, SegcostError
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.runtime import open_session
-from segcost.quant.calibration import (  # in_input_dtype: re-exported for segcost.pipeline
+from segcost.quant.calibration import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CalibrationSource,
-    in_input_dtype,
+    in_input_dtype,  # noqa: F401 - re-exported (tests/quant/test_integer_input.py)
+    input_dtype,
     open_source,
 )
 
@@ -312,16 +313,16 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
         raise InputError(f"the model is already quantized ({', '.join(quantized)} nodes); --int8 needs a float model")
     _check_excluded(graph, options.exclude_nodes)
     input_name, input_shape = single_image_input(graph, options.calibration)
-    source = open_source(options.calibration, input_name, input_shape, options.calib_size, options.seed,
-                         options.mean, options.std, split="train")
-    if len(source) == 0:
-        raise InputError(f"calibration data {options.calibration!r} gave no samples")
     float_model = float_model if float_model is not None else to_model(graph)
     original_model, float16 = float_model, is_float16(float_model)
     if float16:   # quantized as float32, then given back its float16 inputs and outputs (module docstring)
         float_model = to_float32(float_model)
         graph = load_model(float_model, label=graph.info.path)
-    source = in_input_dtype(source, graph)   # e.g. raw uint8 pixels for a uint8 image input
+    # in the (float32-converted) input's dtype, read once: e.g. raw uint8 pixels for a uint8 image input
+    source = open_source(options.calibration, input_name, input_shape, options.calib_size, options.seed,
+                         options.mean, options.std, split="train", dtype=input_dtype(graph, input_name))
+    if len(source) == 0:
+        raise InputError(f"calibration data {options.calibration!r} gave no samples")
     excluded = list(options.exclude_nodes)
     if options.target == "cpu":
         excluded += [name for name in float_output_tail(graph) if name not in excluded]
