@@ -252,7 +252,12 @@ def _file_loader(path: Path, input_name: str, input_shape: tuple[int, ...], mean
 
 
 def read_image(path: Path) -> np.ndarray:
-    """H×W×3 uint8. PPM/PGM are read here; PNG/JPEG/BMP need Pillow (optional)."""
+    """H×W×3 uint8. PPM/PGM are read here; PNG/JPEG/BMP need Pillow (optional).
+
+    The pixel count is checked against MAX_IMAGE_PIXELS from the header, before any pixel is
+    decoded (Pillow only warns up to twice its own limit). Raises InputError for an unreadable,
+    truncated or oversized image.
+    """
     if path.suffix.lower() in (".ppm", ".pgm"):
         return _read_netpbm(path)
     try:
@@ -262,13 +267,55 @@ def read_image(path: Path) -> np.ndarray:
                          ".ppm/.pgm and .npy work without it") from None
     try:
         with Image.open(path) as image:
+            _check_pixels(path, *image.size)   # read from the header; nothing is decoded yet
             return np.asarray(image.convert("RGB"))
+    except InputError:
+        raise
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad files
         raise InputError(f"{path}: not a readable image ({type(error).__name__})") from None
 
 
+# Pixels one calibration image may have (a 16k × 16k photo). It is resized to the model's input
+# anyway; the bound keeps a header claiming 10⁹ × 10⁹ pixels from being allocated or read.
+MAX_IMAGE_PIXELS = 1 << 28
+# A binary PPM/PGM header (magic, width, height, maxval and comments) is read from at most this many bytes.
+_NETPBM_HEADER_BYTES = 4096
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"{path}: {width:,} x {height:,} pixels; calibration images are limited to "
+                         f"{MAX_IMAGE_PIXELS:,} pixels")
+
+
 def _read_netpbm(path: Path) -> np.ndarray:
-    data = path.read_bytes()
+    """A binary 8-bit PPM (P6) or PGM (P5) as H×W×3 uint8, per the Netpbm format's specification
+    (netpbm.sourceforge.net/doc/ppm.html): whitespace-separated ASCII decimal header fields,
+    `#` comments to the end of a line, one whitespace byte, then the raster. Written here
+    because numpy has no reader and Pillow is optional; only the header and the raster's
+    own bytes are read."""
+    with open(path, "rb") as stream:
+        head = stream.read(_NETPBM_HEADER_BYTES)
+        tokens, position = _netpbm_header(head, path)
+        magic = tokens[0]
+        if magic not in (b"P5", b"P6") or not all(token.isdigit() and token.isascii() for token in tokens[1:]):
+            raise InputError(f"{path}: only binary 8-bit PPM (P6) / PGM (P5) are supported")
+        width, height, maxval = (int(token) for token in tokens[1:4])   # ASCII digits only, checked above
+        if width <= 0 or height <= 0 or maxval != 255:
+            raise InputError(f"{path}: only binary 8-bit PPM (P6) / PGM (P5) are supported")
+        _check_pixels(path, width, height)
+        channels = 3 if magic == b"P6" else 1
+        wanted = width * height * channels
+        stream.seek(position + 1)
+        data = stream.read(wanted)
+    if len(data) < wanted:
+        raise InputError(f"{path}: truncated pixel data")
+    image = np.frombuffer(data, np.uint8).reshape(height, width, channels)
+    return np.repeat(image, 3, axis=2) if channels == 1 else image
+
+
+def _netpbm_header(data: bytes, path: Path) -> tuple[list[bytes], int]:
+    """The four header fields (magic, width, height, maxval) and the offset just past the last one."""
     tokens: list[bytes] = []
     position = 0
     while len(tokens) < 4:
@@ -280,22 +327,10 @@ def _read_netpbm(path: Path) -> np.ndarray:
         start = position
         while position < len(data) and not data[position:position + 1].isspace():
             position += 1
-        if start == position:
+        if start == position or position == len(data):
             raise InputError(f"{path}: truncated PPM/PGM header")
         tokens.append(data[start:position])
-    magic = tokens[0]
-    try:
-        width, height, maxval = (int(token) for token in tokens[1:4])
-    except ValueError:
-        raise InputError(f"{path}: bad PPM/PGM header") from None
-    if magic not in (b"P5", b"P6") or width <= 0 or height <= 0 or maxval != 255:
-        raise InputError(f"{path}: only binary 8-bit PPM (P6) / PGM (P5) are supported")
-    channels = 3 if magic == b"P6" else 1
-    if len(data) < position + 1 + width * height * channels:
-        raise InputError(f"{path}: truncated pixel data")
-    pixels = np.frombuffer(data, np.uint8, count=width * height * channels, offset=position + 1)
-    image = pixels.reshape(height, width, channels)
-    return np.repeat(image, 3, axis=2) if channels == 1 else image
+    return tokens, position
 
 
 def image_to_input(image: np.ndarray, input_shape: tuple[int, ...], mean, std) -> np.ndarray:
