@@ -245,7 +245,7 @@ def _file_loader(path: Path, input_name: str, input_shape: tuple[int, ...], mean
                                                     str(path), dtype)})
         image = read_image(path)
         if np.issubdtype(dtype, np.integer):   # raw pixels: the graph normalizes
-            return Sample({input_name: pixels_to_input(image.astype(np.float32) / 255.0, input_shape, dtype, path)})
+            return Sample({input_name: pixels_to_input(image, input_shape, dtype, path)})
         return Sample({input_name: image_to_input(image, input_shape, mean, std).astype(dtype)})
 
     return load
@@ -275,9 +275,10 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError(f"{path}: not a readable image ({type(error).__name__})") from None
 
 
-# Pixels one calibration image may have (a 16k × 16k photo). It is resized to the model's input
-# anyway; the bound keeps a header claiming 10⁹ × 10⁹ pixels from being allocated or read.
-MAX_IMAGE_PIXELS = 1 << 28
+# Pixels one calibration image may have: an 8k x 8k photo (192 MiB as RGB bytes, 256 MiB as Pillow decodes it).
+# It is resized to the model's input anyway; the bound keeps a small file whose header claims 10⁹ x 10⁹ pixels
+# (a compressed PNG of one colour) from being decoded or read.
+MAX_IMAGE_PIXELS = 1 << 26
 # A binary PPM/PGM header (magic, width, height, maxval and comments) is read from at most this many bytes.
 _NETPBM_HEADER_BYTES = 4096
 
@@ -334,17 +335,30 @@ def _netpbm_header(data: bytes, path: Path) -> tuple[list[bytes], int]:
 
 
 def image_to_input(image: np.ndarray, input_shape: tuple[int, ...], mean, std) -> np.ndarray:
-    """Bilinear resize to the model's H×W, scale to [0, 1], normalize, HWC → NCHW."""
+    """Bilinear resize to the model's H×W, scale to [0, 1], normalize, HWC → NCHW float32.
+
+    `image`: H×W×3 uint8 pixels, or floats in [0, 1].
+    """
     _, channels, height, width = input_shape
     if channels != 3:
         raise InputError(f"images give 3 channels; the model input has {channels}")
-    resized = resize_bilinear(image.astype(np.float32) / 255.0, height, width)
+    resized = _unit_at_size(image, height, width)
     normalized = (resized - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return normalized.transpose(2, 0, 1)[None].astype(np.float32)
 
 
+def _unit_at_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` (uint8 pixels or floats in [0, 1]) at height×width, in [0, 1]. Pixels are resized before
+    they are scaled, so a large photo is never copied as floats (4-8 bytes per value) at full size."""
+    scale = 255.0 if image.dtype == np.uint8 else 1.0
+    if image.shape[:2] != (height, width):
+        image = resize_bilinear(image, height, width)
+    return image / scale
+
+
 def pixels_to_input(image: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype, where: object) -> np.ndarray:
-    """An H×W×3 image in [0, 1] as integer NCHW pixels 0..255 (bilinear resize to the input's H×W, rounded)."""
+    """An H×W×3 image (uint8 pixels, or floats in [0, 1]) as integer NCHW pixels 0..255 (bilinear resize to the
+    input's H×W, rounded)."""
     _, channels, height, width = input_shape
     if channels != 3:
         raise InputError(f"images give 3 channels; the model input has {channels}")
@@ -352,14 +366,13 @@ def pixels_to_input(image: np.ndarray, input_shape: tuple[int, ...], dtype: np.d
     if info.min > 0 or info.max < 255:
         raise InputError(f"{where}: images are pixels 0..255, which the model's {dtype} input cannot hold; give "
                          "--calib data in its range (.npy/.npz)")
-    if image.shape[:2] != (height, width):
-        image = resize_bilinear(image, height, width)
-    pixels = np.rint(np.clip(image, 0.0, 1.0) * 255.0)
+    pixels = np.rint(np.clip(_unit_at_size(image, height, width), 0.0, 1.0) * 255.0)
     return pixels.transpose(2, 0, 1)[None].astype(dtype)
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Half-pixel-centre bilinear resize of an H×W×C float image (numpy only)."""
+    """Half-pixel-centre bilinear resize of an H×W×C image (numpy only), as float64; only the rows and columns the
+    output samples are gathered."""
     in_h, in_w = image.shape[:2]
     ys = np.clip((np.arange(height) + 0.5) * in_h / height - 0.5, 0, in_h - 1)
     xs = np.clip((np.arange(width) + 0.5) * in_w / width - 0.5, 0, in_w - 1)

@@ -44,3 +44,31 @@ def test_pixel_count_bounded_before_reading(tmp_path):
 def test_truncated(tmp_path, data):
     with pytest.raises(InputError, match="truncated"):
         read_image(_write(tmp_path, "t.ppm", data))
+
+
+def test_png_pixel_count_bounded_before_decoding(tmp_path):
+    """A 9400x9400 one-colour PNG is 0.26 MB on disk and 2.4 GB once decoded and made float: refused from its header."""
+    image_module = pytest.importorskip("PIL.Image")
+    path = tmp_path / "big.png"
+    image_module.new("RGB", (9000, 8000)).save(path, optimize=True)
+    assert path.stat().st_size < 2_000_000 and 9000 * 8000 > MAX_IMAGE_PIXELS
+    with pytest.raises(InputError, match="limited to"):
+        read_image(path)
+
+
+def test_large_image_resized_before_it_becomes_float(tmp_path):
+    """The input is computed from the uint8 pixels: same values as resizing a float copy, without that copy."""
+    from segcost.quant.calibration import image_to_input, pixels_to_input, resize_bilinear
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    got = image_to_input(pixels, (1, 3, 16, 24), mean, std)
+    reference = (resize_bilinear(pixels.astype(np.float64) / 255.0, 16, 24) - np.asarray(mean)) / np.asarray(std)
+    assert got.shape == (1, 3, 16, 24) and got.dtype == np.float32
+    np.testing.assert_allclose(got[0].transpose(1, 2, 0), reference, rtol=1e-6, atol=1e-6)
+    raw = pixels_to_input(pixels, (1, 3, 16, 24), np.dtype(np.uint8), "test")
+    assert raw.dtype == np.uint8
+    np.testing.assert_array_equal(raw[0].transpose(1, 2, 0), np.rint(resize_bilinear(pixels, 16, 24)).astype(np.uint8))
+    same_size = pixels_to_input(pixels, (1, 3, 37, 53), np.dtype(np.uint8), "test")
+    np.testing.assert_array_equal(same_size[0].transpose(1, 2, 0), pixels)
