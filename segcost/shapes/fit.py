@@ -3,17 +3,21 @@
 A model exported at one size and analyzed at another (`--input-shape`, a `--symbolic` probe)
 keeps the sizes its exporter baked into constants: a Reshape target `[1, 16, 64]` (directly,
 or at the end of a Shape → Slice → Concat chain with a constant tail), an Expand shape, Split
-sizes. onnx shape inference passes a Reshape's target on without comparing element counts,
-floors SpaceToDepth's division, and leaves an Expand or Split that cannot fit untyped
-(everything after it then goes non-strict): the count comes out silently wrong, while
-onnxruntime refuses to run the model at that size. Here each such op is checked against
-ONNX's rule once shapes are known, and a misfit is a ShapeError naming the op, the shapes
-and — after `--input-shape` — the size the model was exported for.
+sizes, a position embedding added to the tokens. onnx shape inference passes a Reshape's
+target on without comparing element counts, floors SpaceToDepth's division, leaves an
+Expand or Split that cannot fit untyped (everything after it then goes non-strict), and
+broadcasts a dim it does not know yet with a baked one (`Add([1, ?, 16], pos[1, 17, 16])`
+→ `[1, 17, 16]`): when the `?` is computed later (shapes.evaluate) only the nodes with an
+open output are inferred again, so the Add keeps 17 tokens, as a declared shape filling an
+open tensor (shapes.declared) would. The count comes out silently wrong, while onnxruntime
+refuses to run the model at that size. Here each such op is checked against ONNX's rule
+once shapes are known, and a misfit is a ShapeError naming the op, the shapes and — after
+`--input-shape` — the size the model was exported for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from math import prod
 from operator import attrgetter
 
@@ -104,8 +108,49 @@ def _depth_to_space(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -
     return ""
 
 
+def broadcast_misfit(shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...] | None, str]:
+    """ONNX multidirectional broadcasting (docs/Broadcasting.md): (the result shape, "") or (None, why not).
+
+    Shapes are right-aligned; along each axis every dim is 1 or the same size.
+    """
+    rank = max(map(len, shapes))
+    out = []
+    for axis in range(rank):
+        sizes = {shape[axis - rank + len(shape)] for shape in shapes if axis - rank + len(shape) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            return None, f"axis {axis} is {' vs '.join(map(str, sorted(sizes, reverse=True)))}"
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out), ""
+
+
+def _broadcast(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """Elementwise ops broadcast their inputs multidirectionally; the output has the broadcast shape."""
+    names = [name for name in node.inputs if name]
+    shapes = [_static(graph, name) for name in names]
+    if len(shapes) < 2 or any(shape is None for shape in shapes):
+        return ""
+    known = [shape for shape in shapes if shape is not None]
+    if all(shape == known[0] for shape in known) and _static(graph, node.outputs[0]) in (None, known[0]):
+        return ""   # nearly every elementwise op: nothing to broadcast
+    out, misfit = broadcast_misfit(known)
+    operands = " and ".join(f"{name!r} {list(shape)}" for name, shape in zip(names, known))
+    if out is None:
+        return f"its inputs {operands} do not broadcast: {misfit}"
+    given = _static(graph, node.outputs[0])
+    if given is not None and given != out:
+        return f"its inputs {operands} broadcast to {list(out)}, but its output {node.outputs[0]!r} is given " \
+               f"{list(given)} (declared in the file or taken from an earlier guess)"
+    return ""
+
+
+# Ops with ONNX multidirectional broadcasting (opset 7 on; before, `broadcast`/`axis` attributes).
+BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Mod", "And", "Or", "Xor", "Equal", "Greater",
+                          "GreaterOrEqual", "Less", "LessOrEqual", "Max", "Min", "Mean", "Sum", "Where",
+                          "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"})
 CHECKS: dict[str, Check] = {"Reshape": _reshape, "Expand": _expand, "Split": _split,
-                            "SpaceToDepth": _space_to_depth, "DepthToSpace": _depth_to_space}
+                            "SpaceToDepth": _space_to_depth, "DepthToSpace": _depth_to_space,
+                            **dict.fromkeys(BROADCASTING, _broadcast)}
 _OP_TYPE = attrgetter("op_type")
 _BAKED = {"Reshape": "target was", "Expand": "shape was", "Split": "split sizes were",
           "SpaceToDepth": "block size was", "DepthToSpace": "block size was"}
@@ -114,21 +159,42 @@ _BAKED = {"Reshape": "target was", "Expand": "shape was", "Split": "split sizes 
 def check_fit(graph: Graph) -> None:
     """Raise ShapeError for the first op (in graph order) whose constant-fixed shape does not fit its input.
 
-    Only ops with a static data input are checked (a symbolic one is checked at each size).
+    Only ops with a static data input are checked (a symbolic one is checked at each size);
+    elementwise ops only when every input is static, and from opset 7 (multidirectional broadcasting).
     """
     if CHECKS.keys().isdisjoint(map(_OP_TYPE, graph.nodes.values())):
         return   # no op to check (a C-speed look at 100k nodes; the order is needed only for a message)
-    for key in graph.topological_order():   # the IR's tables: no networkx on the analyze path
-        node = graph.node(key)
+    if _first_misfit(graph, graph.nodes.items()) is None:
+        return   # the usual case, found in the table's order; the topological order only names the first
+    found = _first_misfit(graph, ((key, graph.node(key)) for key in graph.topological_order()))
+    if found is not None:
+        key, node, problem = found
+        baked = _BAKED.get(node.op_type) or _baked_operand(graph, node)
+        raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, baked) if baked else ''}")
+
+
+def _first_misfit(graph: Graph, nodes: Iterable[tuple[str, Node]]) -> tuple[str, Node, str] | None:
+    broadcasting = graph.info.opset >= 7
+    for key, node in nodes:
         check = CHECKS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if check is None or not node.inputs or not node.inputs[0]:
+        if check is None or not node.inputs or not node.inputs[0] or (check is _broadcast and not broadcasting):
             continue
         data = _static(graph, node.inputs[0])
         if data is None:
             continue
         problem = check(graph, key, node, data)
         if problem:
-            raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, _BAKED[node.op_type])}")
+            return key, node, problem
+    return None
+
+
+def _baked_operand(graph: Graph, node: Node) -> str:
+    """For an elementwise op: "shape of constant 'pos' [1, 17, 16] (a position embedding, say) was", or ""."""
+    for name in node.inputs:
+        if name and graph.is_constant(name) and prod(graph.initializers[name].shape) > 1:
+            return f"shape of its constant {name!r} {list(graph.initializers[name].shape)} (a position embedding " \
+                   f"or a mask baked into the export, say) was"
+    return ""
 
 
 def export_size_note(graph: Graph | None) -> str:
