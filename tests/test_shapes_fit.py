@@ -76,14 +76,16 @@ def _token_model(tokens_from_chain: bool) -> onnx.ModelProto:
     With `tokens_from_chain`, the class token is Expanded to a shape a Where chain computes, so onnx's first
     inference leaves the token count open and broadcasts it with the 65 of `pos` (shapes.evaluate computes it later).
     """
-    tail = [helper.make_node("Reshape", ["c", "flat"], ["f"]), helper.make_node("Transpose", ["f"], ["t"], perm=[0, 2, 1])]
+    tail = [helper.make_node("Reshape", ["c", "flat"], ["f"]),
+            helper.make_node("Transpose", ["f"], ["t"], perm=[0, 2, 1])]
     inits = [_ints("flat", 1, 16, -1), numpy_helper.from_array(np.ones((1, 1, 16), np.float32), "cls"),
              numpy_helper.from_array(np.ones((1, 65, 16), np.float32), "pos"),
              numpy_helper.from_array(np.ones((16, 8), np.float32), "m")]
     if tokens_from_chain:
         tail += [helper.make_node("ConstantOfShape", ["three"], ["ones"], value=numpy_helper.from_array(
                      np.array([1], np.int64))),
-                 helper.make_node("Equal", ["want", "minus"], ["eq"]), helper.make_node("Where", ["eq", "ones", "want"], ["es"]),
+                 helper.make_node("Equal", ["want", "minus"], ["eq"]),
+                 helper.make_node("Where", ["eq", "ones", "want"], ["es"]),
                  helper.make_node("Expand", ["cls", "es"], ["clsb"])]
         inits += [_ints("three", 3), _ints("want", 1, -1, -1), _ints("minus", -1, -1, -1)]
     else:
@@ -109,7 +111,8 @@ def test_a_declared_shape_never_stands_in_for_a_broadcast_that_cannot_be():
     # a custom op's output is declared [1, 65, 16]; the Add's declared [1, 17, 16] must not be taken after it
     pos = numpy_helper.from_array(np.ones((1, 17, 16), np.float32), "pos")
     nodes = [helper.make_node("Tokens", ["x"], ["u"], domain="custom"),
-             helper.make_node("Add", ["u", "pos"], ["e"], name="add_pos"), helper.make_node("MatMul", ["e", "m"], ["y"])]
+             helper.make_node("Add", ["u", "pos"], ["e"], name="add_pos"),
+             helper.make_node("MatMul", ["e", "m"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [pos, numpy_helper.from_array(np.ones((16, 8), np.float32), "m")],
