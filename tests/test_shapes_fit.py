@@ -129,3 +129,15 @@ def test_a_declared_shape_never_stands_in_for_a_broadcast_that_cannot_be():
 def test_broadcasting_follows_the_onnx_rule(shapes, out):
     assert broadcast_misfit(shapes) == (out, "")
     assert broadcast_misfit([(2, 3), (3, 2)])[0] is None
+
+
+def test_an_elementwise_output_shape_that_contradicts_its_inputs_is_refused():
+    from segcost.ir import TensorInfo
+    from segcost.shapes.fit import check_fit
+
+    graph = load_model(_token_model(False))
+    check_fit(graph)   # as loaded: [1, 65, 16] + [1, 65, 16] → [1, 65, 16]
+    graph.tensors["e"] = TensorInfo("e", TensorProto.FLOAT, (1, 17, 16))   # as a stale or declared shape would
+    with pytest.raises(ShapeError, match=r"'add_pos' \(Add\): .* broadcast to \[1, 65, 16\], but its output 'e' is "
+                                         r"given \[1, 17, 16\]"):
+        check_fit(graph)
