@@ -15,6 +15,19 @@ from segcost.errors import ShapeError
 from segcost.frontends.onnx import load_model
 
 
+def _branches(suffix: str, source: str, weight: str = "w1") -> tuple[onnx.GraphProto, onnx.GraphProto]:
+    """(then: Resize ×2 of `source` (scales a constant of the branch), Conv 1×1 4→4; else: pass-through)."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    then_branch = helper.make_graph([helper.make_node("Resize", [source, "", "scales" + suffix], ["up" + suffix],
+                                                      mode="nearest"),
+                                     helper.make_node("Conv", ["up" + suffix, weight], ["then_out" + suffix])],
+                                    "then", [], [value("then_out" + suffix)],
+                                    [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales" + suffix)])
+    else_branch = helper.make_graph([helper.make_node("Identity", [source], ["else_out" + suffix])], "else", [],
+                                    [value("else_out" + suffix)])
+    return then_branch, else_branch
+
+
 def _if_model(condition: str) -> onnx.ModelProto:
     """x [1,4,H,W] → If(then: Resize ×2 (its scales a constant of the branch), Conv 1×1 4→4; else: pass-through)
     → Conv 3×3 4→6, pad 1.
@@ -22,12 +35,7 @@ def _if_model(condition: str) -> onnx.ModelProto:
     condition: "true"/"false" (a constant), "shape" (H > 48, computed from x's shape) or "input" (a graph input).
     """
     value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
-    then_branch = helper.make_graph([helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest"),
-                                     helper.make_node("Conv", ["up", "w1"], ["then_out"], name="then_conv")],
-                                    "then", [], [value("then_out")],
-                                    [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")])
-    else_branch = helper.make_graph([helper.make_node("Identity", ["x"], ["else_out"])], "else", [],
-                                    [value("else_out")])
+    then_branch, else_branch = _branches("", "x")
     inits = [numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w1"),
              numpy_helper.from_array(np.ones((6, 4, 3, 3), np.float32), "w")]
     nodes = [helper.make_node("If", ["c"], ["z"], then_branch=then_branch, else_branch=else_branch, name="if"),
@@ -73,3 +81,17 @@ def test_an_if_on_a_run_time_condition_says_so():
     message = str(caught.value)
     assert "'if' (If" in message and "branches give different shapes" in message
     assert "computed at run time" in message and "custom op" not in message
+
+
+def test_two_ifs_on_one_condition_both_follow_it():
+    model = _if_model("true")
+    then_branch, else_branch = _branches("_2", "y", "w1_2")   # y [1,6,64,64] → [1,6,128,128] → Conv 3×3 6→6
+    model.graph.node.extend([helper.make_node("If", ["c"], ["z2"], then_branch=then_branch, else_branch=else_branch,
+                                              name="if2"),
+                             helper.make_node("Conv", ["z2", "w2"], ["y2"], pads=[1, 1, 1, 1], name="conv2")])
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((6, 6, 3, 3), np.float32), "w2"))
+    model.graph.output[0].name = "y2"
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((6, 6, 1, 1), np.float32), "w1_2"))
+    layers = {layer.name: layer for layer in analyze(load_model(model)).layers}
+    assert layers["conv2"].output_shape == [1, 6, 128, 128]
+    assert layers["if2"].macs == 6 * 6 * 128 * 128

@@ -41,8 +41,8 @@ def condition_value(value: np.ndarray | None) -> bool | None:
 
 
 def open_ifs(graph: Graph) -> dict[str, str]:
-    """{condition tensor: If key} for the graph's top-level standard If nodes without a decided branch."""
-    return {node.inputs[0]: key for key, node in graph.nodes.items()
+    """{If key: its condition tensor} for the graph's top-level standard If nodes without a decided branch."""
+    return {key: node.inputs[0] for key, node in graph.nodes.items()
             if node.op_type == "If" and node.domain in ("", "ai.onnx") and node.inputs and node.inputs[0]
             and BRANCH_TAKEN not in node.meta}
 
@@ -53,8 +53,7 @@ def take_branches(graph: Graph, shell: onnx.ModelProto, values: Mapping[str, np.
     Sets `meta["branch_taken"]` ("then_branch" or "else_branch") on the IR node. Returns the
     keys of the If nodes replaced (empty: `shell` is unchanged).
     """
-    by_condition = open_ifs(graph)
-    wanted = {by_condition[name]: condition_value(values[name]) for name in by_condition.keys() & values.keys()}
+    wanted = {key: condition_value(values[name]) for key, name in open_ifs(graph).items() if name in values}
     wanted = {key: taken for key, taken in wanted.items() if taken is not None}
     if not wanted:
         return []

@@ -100,7 +100,8 @@ def _take_constant_branches(graph: Graph, shell: onnx.ModelProto) -> list[str]:
     ifs = [node for node in nodes_with_subgraphs(graph) if node.op_type == "If"]
     for node in ifs:
         node.meta.pop(BRANCH_TAKEN, None)
-    constants = {name: graph.initializers[name].array for name in open_ifs(graph) if name in graph.initializers}
+    constants = {name: graph.initializers[name].array for name in open_ifs(graph).values()
+                 if name in graph.initializers and graph.initializers[name].size == 1}
     return take_branches(graph, shell, constants) if constants else []
 
 
