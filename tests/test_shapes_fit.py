@@ -141,3 +141,19 @@ def test_an_elementwise_output_shape_that_contradicts_its_inputs_is_refused():
     with pytest.raises(ShapeError, match=r"'add_pos' \(Add\): .* broadcast to \[1, 65, 16\], but its output 'e' is "
                                          r"given \[1, 17, 16\]"):
         check_fit(graph)
+
+
+def test_a_resize_to_a_traced_size_is_named_when_its_output_no_longer_broadcasts():
+    """torchvision LR-ASPP: `F.interpolate(high, size=low.shape[-2:])` traced at one size becomes
+    Resize(sizes=Concat(Shape(x)[:2], [15, 25])); at another input the Add after it cannot broadcast, and the
+    message names the Resize that fixed the size (it used to name only the Add)."""
+    model = _patch_model([helper.make_node("MaxPool", ["c"], ["low"], kernel_shape=[2, 2], strides=[2, 2]),
+                          helper.make_node("Shape", ["c"], ["s"]), helper.make_node("Slice", ["s", "z", "two"], ["nc"]),
+                          helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+                          helper.make_node("Resize", ["c", "", "", "sizes"], ["high"], name="up", mode="linear"),
+                          helper.make_node("Relu", ["high"], ["act"]),
+                          helper.make_node("Add", ["low", "act"], ["y"], name="merge")],
+                         [_ints("z", 0), _ints("two", 2), _ints("hw", 4, 4)])
+    assert analyze(load_model(model)).totals.macs == 16 * 3 * 16 * 8 * 8
+    with pytest.raises(ShapeError, match=r"'merge'.*output size of Resize 'up' \[1, 16, 4, 4\] was fixed"):
+        load_model(model, {"x": (1, 3, 64, 64)})

@@ -210,12 +210,52 @@ def _first_misfit(graph: Graph, nodes: Iterable[tuple[str, Node]]) -> tuple[str,
 
 
 def _baked_operand(graph: Graph, node: Node) -> str:
-    """For an elementwise op: "shape of constant 'pos' [1, 17, 16] (a position embedding, say) was", or ""."""
+    """For an elementwise op: "shape of constant 'pos' [1, 17, 16] (a position embedding, say) was", or the
+    upstream op whose output size a constant fixes (see _baked_upstream), or ""."""
     for name in node.inputs:
         if name and graph.is_constant(name) and prod(graph.initializers[name].shape) > 1:
             return f"shape of its constant {name!r} {list(graph.initializers[name].shape)} (a position embedding " \
                    f"or a mask baked into the export, say) was"
+    for name in node.inputs:
+        found = _baked_upstream(graph, name) if name else ""
+        if found:
+            return found
     return ""
+
+
+# Producers walked back from an operand that does not broadcast, looking for the op that fixed its size.
+_UPSTREAM_STEPS = 16
+
+
+def _baked_upstream(graph: Graph, tensor: str) -> str:
+    """"output size of Resize 'r' [1, 7, 15, 25] was" when `tensor` comes (through up to _UPSTREAM_STEPS
+    producers, along each one's first input) from a Resize whose `sizes` input is a constant — what a traced
+    `F.interpolate(size=x.shape[-2:])` becomes — or a Reshape whose target is; else ""."""
+    for _ in range(_UPSTREAM_STEPS):
+        key = graph.producer(tensor)
+        if key is None:
+            return ""
+        node = graph.node(key)
+        if node.domain in ("", "ai.onnx"):
+            fixing = (node.inputs[3] if node.op_type == "Resize" and len(node.inputs) > 3 else
+                      node.inputs[1] if node.op_type == "Reshape" and len(node.inputs) > 1 else "")
+            if fixing and _fixed_by_constant(graph, fixing):
+                shape = graph.shape(node.outputs[0]) if node.outputs else None
+                return f"output size of {node.op_type} {key!r}{f' {list(shape)}' if shape else ''} was"
+        if not node.inputs or not node.inputs[0]:
+            return ""
+        tensor = node.inputs[0]
+    return ""
+
+
+def _fixed_by_constant(graph: Graph, tensor: str) -> bool:
+    """`tensor` is a constant, or a Concat with a constant part (a traced size: `[*x.shape[:2], 15, 25]`)."""
+    if graph.is_constant(tensor):
+        return True
+    key = graph.producer(tensor)
+    node = graph.node(key) if key is not None else None
+    return node is not None and node.op_type == "Concat" and any(name and graph.is_constant(name)
+                                                                  for name in node.inputs)
 
 
 def export_size_note(graph: Graph | None) -> str:
