@@ -248,7 +248,8 @@ def test_shapes_declared_in_the_file_cover_custom_ops(run_cli, tmp_path):
     ([8, 8, 3, 2], TensorProto.FLOAT, "2304 bytes stored, but dims [8, 8, 3, 2] of type 1 need 1536"),
     ([-8, -8, 3, 3], TensorProto.FLOAT, "has a negative dimension [-8, -8, 3, 3]"),
     ([8, 8, 3, 3], TensorProto.STRING, "2304 bytes stored, but dims [8, 8, 3, 3] of type 8 need 0"),
-    ([8, 8, 3, 12], TensorProto.INT4, "2304 bytes stored, but dims [8, 8, 3, 12] of type 22 need 2304"),  # packed
+    # int4: 2 per byte, 2304 elements packed in 1152 bytes
+    ([8, 8, 3, 12], TensorProto.INT4, "2304 bytes stored, but dims [8, 8, 3, 12] of type 22 need 1152"),
     ([8, 8, 3, 3], TensorProto.FLOAT, None),
 ])
 @pytest.mark.parametrize("from_file", [True, False])

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segcost.analyzer import analyze
 from segcost.errors import ShapeError
 from segcost.frontends.onnx import load_model
+from segcost.shapes.fit import broadcast_misfit
 
 
 def _ints(name, *values):
@@ -67,3 +68,92 @@ def test_a_reshape_that_keeps_the_element_count_at_another_size_is_fine():
     model = _patch_model([helper.make_node("Reshape", ["c", "t"], ["y"], name="flatten")], [_ints("t", -1, 16, 8, 8)])
     graph = load_model(model, input_shapes={"x": (1, 3, 64, 64)})
     assert graph.shape("y") == (4, 16, 8, 8)
+
+
+def _token_model(tokens_from_chain: bool) -> onnx.ModelProto:
+    """ViT embedding as torch exports it at 32×32: tokens [1, 1+64, 16] + a fixed position embedding [1, 65, 16].
+
+    With `tokens_from_chain`, the class token is Expanded to a shape a Where chain computes, so onnx's first
+    inference leaves the token count open and broadcasts it with the 65 of `pos` (shapes.evaluate computes it later).
+    """
+    tail = [helper.make_node("Reshape", ["c", "flat"], ["f"]),
+            helper.make_node("Transpose", ["f"], ["t"], perm=[0, 2, 1])]
+    inits = [_ints("flat", 1, 16, -1), numpy_helper.from_array(np.ones((1, 1, 16), np.float32), "cls"),
+             numpy_helper.from_array(np.ones((1, 65, 16), np.float32), "pos"),
+             numpy_helper.from_array(np.ones((16, 8), np.float32), "m")]
+    if tokens_from_chain:
+        tail += [helper.make_node("ConstantOfShape", ["three"], ["ones"], value=numpy_helper.from_array(
+                     np.array([1], np.int64))),
+                 helper.make_node("Equal", ["want", "minus"], ["eq"]),
+                 helper.make_node("Where", ["eq", "ones", "want"], ["es"]),
+                 helper.make_node("Expand", ["cls", "es"], ["clsb"])]
+        inits += [_ints("three", 3), _ints("want", 1, -1, -1), _ints("minus", -1, -1, -1)]
+    else:
+        tail += [helper.make_node("Identity", ["cls"], ["clsb"])]
+    tail += [helper.make_node("Concat", ["clsb", "t"], ["tok"], axis=1),
+             helper.make_node("Add", ["tok", "pos"], ["e"], name="add_pos"),
+             helper.make_node("MatMul", ["e", "m"], ["y"], name="mix")]
+    return _patch_model(tail, inits)
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["tokens_known", "tokens_computed_later"])
+def test_a_baked_position_embedding_refuses_another_input_size(chain):
+    model = _token_model(chain)
+    assert analyze(load_model(model)).totals.macs == 16 * 3 * 16 * 8 * 8 + 65 * 16 * 8   # fits at the export size
+    with pytest.raises(ShapeError) as caught:   # 257 tokens at 64×64: onnxruntime refuses the graph too
+        load_model(model, input_shapes={"x": (1, 3, 64, 64)})
+    message = str(caught.value)
+    assert "'add_pos' (Add)" in message and "'tok' [1, 257, 16]" in message and "'pos' [1, 65, 16]" in message
+    assert "exported for x=1x3x32x32 (given: x=1x3x64x64)" in message and "position embedding" in message
+
+
+def test_a_declared_shape_never_stands_in_for_a_broadcast_that_cannot_be():
+    # a custom op's output is declared [1, 65, 16]; the Add's declared [1, 17, 16] must not be taken after it
+    pos = numpy_helper.from_array(np.ones((1, 17, 16), np.float32), "pos")
+    nodes = [helper.make_node("Tokens", ["x"], ["u"], domain="custom"),
+             helper.make_node("Add", ["u", "pos"], ["e"], name="add_pos"),
+             helper.make_node("MatMul", ["e", "m"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [pos, numpy_helper.from_array(np.ones((16, 8), np.float32), "m")],
+                              value_info=[helper.make_tensor_value_info("u", TensorProto.FLOAT, [1, 65, 16]),
+                                          helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 17, 16])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    with pytest.raises(ShapeError, match=r"'add_pos' \(Add\): its inputs 'u' \[1, 65, 16\] and 'pos' \[1, 17, 16\] "
+                                         r"do not broadcast"):
+        load_model(model)
+
+
+@pytest.mark.parametrize(("shapes", "out"), [([(1, 16, 8, 8), (16, 1, 1)], (1, 16, 8, 8)), ([(3, 1), (1, 4)], (3, 4)),
+                                             ([(2, 1, 5), (), (4, 1)], (2, 4, 5)), ([(0, 3), (1, 3)], (0, 3))])
+def test_broadcasting_follows_the_onnx_rule(shapes, out):
+    assert broadcast_misfit(shapes) == (out, "")
+    assert broadcast_misfit([(2, 3), (3, 2)])[0] is None
+
+
+def test_an_elementwise_output_shape_that_contradicts_its_inputs_is_refused():
+    from segcost.ir import TensorInfo
+    from segcost.shapes.fit import check_fit
+
+    graph = load_model(_token_model(False))
+    check_fit(graph)   # as loaded: [1, 65, 16] + [1, 65, 16] → [1, 65, 16]
+    graph.tensors["e"] = TensorInfo("e", TensorProto.FLOAT, (1, 17, 16))   # as a stale or declared shape would
+    with pytest.raises(ShapeError, match=r"'add_pos' \(Add\): .* broadcast to \[1, 65, 16\], but its output 'e' is "
+                                         r"given \[1, 17, 16\]"):
+        check_fit(graph)
+
+
+def test_a_resize_to_a_traced_size_is_named_when_its_output_no_longer_broadcasts():
+    """torchvision LR-ASPP: `F.interpolate(high, size=low.shape[-2:])` traced at one size becomes
+    Resize(sizes=Concat(Shape(x)[:2], [15, 25])); at another input the Add after it cannot broadcast, and the
+    message names the Resize that fixed the size (it used to name only the Add)."""
+    model = _patch_model([helper.make_node("MaxPool", ["c"], ["low"], kernel_shape=[2, 2], strides=[2, 2]),
+                          helper.make_node("Shape", ["c"], ["s"]), helper.make_node("Slice", ["s", "z", "two"], ["nc"]),
+                          helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+                          helper.make_node("Resize", ["c", "", "", "sizes"], ["high"], name="up", mode="linear"),
+                          helper.make_node("Relu", ["high"], ["act"]),
+                          helper.make_node("Add", ["low", "act"], ["y"], name="merge")],
+                         [_ints("z", 0), _ints("two", 2), _ints("hw", 4, 4)])
+    assert analyze(load_model(model)).totals.macs == 16 * 3 * 16 * 8 * 8
+    with pytest.raises(ShapeError, match=r"'merge'.*output size of Resize 'up' \[1, 16, 4, 4\] was fixed"):
+        load_model(model, {"x": (1, 3, 64, 64)})

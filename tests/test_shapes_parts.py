@@ -42,7 +42,8 @@ def two_level_model(with_if: bool = False, with_custom: bool = False) -> onnx.Mo
         branch = helper.make_graph([helper.make_node("Identity", ["out"], ["then_out"])], "then", [],
                                    [helper.make_tensor_value_info("then_out", F, None)])
         graph.node.append(helper.make_node("If", ["cond"], ["picked"], then_branch=branch, else_branch=branch))
-        graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+        # a run-time condition: the If stays in the inference copy (a constant one is replaced by its branch)
+        graph.input.append(helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, []))
         graph.output.append(helper.make_tensor_value_info("picked", F, None))
     if with_custom:   # a type error beside the chain: strict inference fails, every run is non-strict
         graph.node.append(helper.make_node("Add", ["y", "s0"], ["bad"], name="bad_add"))

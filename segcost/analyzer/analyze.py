@@ -28,7 +28,7 @@ from segcost.analyzer.rules import find_rule
 from segcost.analyzer.tables import tensor_tables
 from segcost.analyzer.weights import SPECIAL_OPS, constant_size, forwarded_constants
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Node, Shape, dtype_size
+from segcost.ir import Graph, Node, Shape
 from segcost.shapes import symbolic_inputs
 
 
@@ -206,7 +206,7 @@ class _Walk:
                         if init is not None:
                             size = init.size
                             params += size
-                            weight_bytes += size * dtype_size(init.dtype)
+                            weight_bytes += init.nbytes
                         elif tensor in forwarded:
                             for root in forwarded[tensor]:
                                 if root not in seen_constants:

@@ -1,7 +1,9 @@
 """MACs inside If, Loop and Scan: each subgraph is analyzed like a graph, then combined.
 
 - **If**: both branches are analyzed and listed; the layer counts the branch with more MACs
-  (the worst case, which a budget must hold — which branch runs is data).
+  (the worst case, which a budget must hold — which branch runs is data). When the condition
+  is known at the given input shapes (a constant, or computed from static shapes; shapes.branches
+  sets ``meta["branch_taken"]``), only the taken branch is analyzed and counted.
 - **Loop** whose trip count M is a constant, or computed from constants and static shapes
   (`Shape(x)[2]`; evaluated as `segcost cost` folds it): M × body. If the loop's condition is computed,
   M is an upper bound and a warning says so — also when the body computes the next
@@ -63,7 +65,10 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     tensors = node.meta.get("subgraph_tensors") or inherited
     subgraphs = []
     varying = False
+    taken = node.meta.get("branch_taken") if node.op_type == "If" else None
     for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
+        if taken is not None and attribute != taken:
+            continue   # the branch that does not run at these input shapes
         body, outer_constants = _subgraph(graph, graph_proto, tensors)
         name = attribute if index < 0 else f"{attribute}[{index}]"
         if node.op_type == "Loop" and (not _seed_loop_body(body, graph, node) or _iteration_shaped(body)):
@@ -83,8 +88,9 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     if node.op_type == "If":
         chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
         macs, flops = (chosen.macs, chosen.flops) if chosen else (0, 0)
-        return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops,
-                               f"larger branch ({chosen.name})" if chosen else "no branches", False,
+        basis = (f"taken branch ({taken}: condition known at these input shapes)" if taken else
+                 f"larger branch ({chosen.name})" if chosen else "no branches")
+        return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops, basis, False,
                                sum(sub.params for sub in subgraphs), sum(sub.weight_bytes for sub in subgraphs))
     per_trip_macs = sum(sub.macs for sub in subgraphs)
     per_trip_flops = sum(sub.flops for sub in subgraphs)

@@ -147,24 +147,49 @@ def _stopped_at(graph: Graph | None, tensor: str) -> str:
         inputs = ", ".join(f"{name} {list(graph.shape(name) or ())}" if graph.shape(name) is not None else f"{name} ?"
                            for name in node.inputs if name)
         why = (f"a {node.domain} op, which has no shape inference here: declare its output shape in value_info"
-               if node.domain not in ("", "ai.onnx") else
+               if node.domain not in ("", "ai.onnx") else _if_why(node) if node.op_type == "If" else
                "its inputs do not fit the op's shape rules (check the input sizes) "
                "or a value it reads is not a constant")
         return f"; shape inference stopped at node {key!r} ({node.op_type}; inputs {inputs}): {why}"
     return ""
 
 
+def _if_why(node: Node) -> str:
+    """Why an If's output has no static shape: its branches give different ones and its condition is not known."""
+    tensors = node.meta.get("subgraph_tensors") or {}
+    shapes = []
+    for attribute in ("then_branch", "else_branch"):
+        branch = node.attrs.get(attribute)
+        outputs = [value.name for value in branch.output] if branch is not None else []
+        found = [tensors[name].shape if name in tensors else None for name in outputs]
+        shapes.append(f"{attribute} " + ", ".join(
+            "[" + ", ".join(str(dim) if isinstance(dim, int) else "?" for dim in shape) + "]" if shape is not None
+            else "?" for shape in found))
+    condition = node.inputs[0] if node.inputs else "?"
+    return (f"its branches give different shapes ({'; '.join(shapes)}) and its condition {condition!r} is computed "
+            "at run time, so which branch runs is not known from the input shapes: declare the If's output shape "
+            "in value_info, or export the model with the branch decided")
+
+
+def _opened(op: OpView, tensor: str) -> str:
+    """_stopped_at's note when it explains an open shape better than _not_computable (static inputs, no baked size)."""
+    stopped = _stopped_at(op.graph, tensor)
+    return stopped if stopped and op.graph is not None and not symbolic_inputs(op.graph) \
+        and not baked_size_advice(op) else ""
+
+
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:
     if shape is None:
-        stopped = _stopped_at(op.graph, tensor)
-        if stopped and op.graph is not None and not symbolic_inputs(op.graph) and not baked_size_advice(op):
+        stopped = _opened(op, tensor)
+        if stopped:
             raise ShapeError(f"{_where(op, tensor)}: shape unknown{stopped}")
         raise ShapeError(f"{_where(op, tensor)}: shape unknown: {_not_computable(op)}")
     for axis, dim in enumerate(shape):
         if not isinstance(dim, int) or dim < 0:
             label = dim if dim is not None else "?"
-            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number: "
-                             f"{_not_computable(op)}")
+            stopped = _opened(op, tensor)
+            raise ShapeError(f"{_where(op, tensor)}: dimension {axis} is {label!r}, not a number"
+                             f"{stopped or ': ' + _not_computable(op)}")
     return shape  # type: ignore[return-value]
 
 

@@ -29,7 +29,8 @@ CONVENTIONS = {
     "pooling": "not MACs; one flop per window element",
     "resize": "not MACs; nearest 0, linear 2*2^r-1 flops per output element",
     "params": "initializer elements, each counted once at its first consumer",
-    "control_flow": "If: the branch with more MACs; Loop/Scan: trip count x body; without a static trip "
+    "control_flow": "If: the branch taken when the condition is known at the given shapes, else the branch with "
+                    "more MACs; Loop/Scan: trip count x body; without a static trip "
                     "count: one trip, flagged unbounded",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import prod
 
-from segcost.ir import Graph, Shape, dtype_size, is_static_shape
+from segcost.ir import Graph, Shape, is_static_shape, tensor_nbytes
 
 
 class _Sizes(dict):
@@ -52,7 +52,7 @@ def tensor_tables(graph: Graph, kinds: bool = False) -> tuple[dict[str, Shape], 
             dtype = init.dtype if init is not None else 0
         found = computed.get((shape, dtype))
         if found is None:
-            found = computed[shape, dtype] = (prod(shape) * dtype_size(dtype) if is_static_shape(shape) else None,
+            found = computed[shape, dtype] = (tensor_nbytes(dtype, prod(shape)) if is_static_shape(shape) else None,
                                               -2 - len(computed))
         size, number = found
         if size is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from math import prod
 
-from segcost.ir import Graph, Node, dtype_size, is_static_shape
+from segcost.ir import Graph, Node, is_static_shape
 
 # Ops that pass a constant on unchanged in value (Identity, DequantizeLinear of a stored weight)
 # or only in layout/type. A constant read through a chain of them counts, params and weight
@@ -82,7 +82,7 @@ def forwarded_constants(graph: Graph, forwarders: dict[str, Node], constants: se
 def constant_size(tensor: str, init, shape_of, nbytes) -> tuple[int, int]:
     """(params, weight bytes) of a constant: an initializer or a (sparse) Constant node's output."""
     if init is not None:
-        return init.size, init.size * dtype_size(init.dtype)
+        return init.size, init.nbytes
     shape = shape_of(tensor)
     elements = prod(shape) if is_static_shape(shape) else 0
     return elements, nbytes(tensor)

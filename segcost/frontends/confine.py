@@ -38,7 +38,7 @@ import onnx
 
 from segcost.errors import InputError
 from segcost.fileio.numbers import parse_count
-from segcost.ir import dtype_size
+from segcost.ir import tensor_nbytes
 from segcost.ir.datafile import HeldFile
 
 MAX_INLINE_BYTES = 512 * 2**20  # external data of non-initializer tensors read into memory, in total
@@ -235,7 +235,7 @@ class ModelSource:
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    return prod(tensor.dims) * dtype_size(tensor.data_type)
+    return tensor_nbytes(tensor.data_type, prod(tensor.dims))
 
 
 def confine_external_tensors(model: onnx.ModelProto, top_level_attributes, external: ExternalData | None) -> None:

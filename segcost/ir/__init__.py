@@ -8,10 +8,11 @@ from segcost.ir.graph import (
     Node,
     Shape,
     TensorInfo,
-    dtype_size,
+    dtype_bits,
     is_static_shape,
+    tensor_nbytes,
 )
 from segcost.ir.verify import verify_graph
 
-__all__ = ["Dim", "Graph", "Initializer", "ModelInfo", "Node", "Shape", "TensorInfo", "dtype_size", "is_static_shape",
-           "verify_graph"]
+__all__ = ["Dim", "Graph", "Initializer", "ModelInfo", "Node", "Shape", "TensorInfo", "dtype_bits", "is_static_shape",
+           "tensor_nbytes", "verify_graph"]

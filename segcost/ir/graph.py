@@ -121,7 +121,8 @@ class Initializer:
 
     @property
     def nbytes(self) -> int:
-        return self.size * dtype_size(self.dtype)
+        """Bytes of its data as ONNX stores it (sub-byte types packed: tensor_nbytes)."""
+        return tensor_nbytes(self.dtype, self.size)
 
     @property
     def array(self) -> np.ndarray:
@@ -130,10 +131,13 @@ class Initializer:
         return self._array
 
     def _load(self) -> np.ndarray:
-        from onnx import helper, numpy_helper
+        from onnx import TensorProto, helper, numpy_helper
 
         if self._external is not None:
             source, offset, length = self._external
+            if _DTYPE_BITS.get(self.dtype, 0) % 8:   # packed sub-byte elements: onnx unpacks them
+                return numpy_helper.to_array(TensorProto(name=self.name, data_type=self.dtype, dims=self.shape,
+                                                         raw_data=source.read(offset, self.nbytes)))
             np_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(self.dtype)).newbyteorder("<")
             count = length // np_dtype.itemsize
             # Only the region is read, through the descriptor the loader checked (ir.datafile).
@@ -163,16 +167,30 @@ class Initializer:
         return f"Initializer({self.name!r}, dtype={self.dtype}, shape={self.shape})"
 
 
-def dtype_size(dtype: int) -> int:
-    """Bytes per element of an ONNX element type (sub-byte types round up to 1; unknown 0)."""
-    return _DTYPE_BYTES.get(dtype, 0)
+def dtype_bits(dtype: int) -> int:
+    """Bits per element of an ONNX element type (TensorProto.DataType): 4 for int4/uint4/float4e2m1, 2 for
+    int2/uint2, 6 for float6; 0 for STRING and unknown types.
+
+    Source: onnx/onnx.proto3 DataType comments (sub-byte types are packed, "2 per byte" / "4 per byte",
+    low bits first) and onnx.helper.make_tensor's raw-data sizes; tests/test_dtype_bits.py checks this
+    table against onnx's own packing for every type onnx knows. Written out instead of importing onnx
+    so that the IR stays importable without touching onnx's C extension.
+    """
+    return _DTYPE_BITS.get(dtype, 0)
 
 
-# ONNX TensorProto.DataType → bytes. Written out instead of importing onnx so that the IR
-# stays importable without touching onnx's C extension.
-_DTYPE_BYTES = {
-    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 8: 0, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8,
-    14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1, 25: 1, 26: 1,
+def tensor_nbytes(dtype: int, elements: int) -> int:
+    """Bytes `elements` elements of ONNX type `dtype` occupy, packed as ONNX stores them: ceil(elements·bits/8)
+    (exact int; 0 for STRING and unknown types). The one rule for payload checks, weight, activation and
+    memory byte counts."""
+    return (elements * _DTYPE_BITS.get(dtype, 0) + 7) // 8
+
+
+# ONNX TensorProto.DataType → bits per element.
+_DTYPE_BITS = {
+    1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 8: 0, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64,
+    14: 64, 15: 128, 16: 16, 17: 8, 18: 8, 19: 8, 20: 8, 21: 4, 22: 4, 23: 4, 24: 8, 25: 2, 26: 2,
+    27: 6, 28: 6,
 }
 
 

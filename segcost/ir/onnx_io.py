@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from itertools import compress
-from math import prod
 from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from onnx import helper
 
 from segcost.errors import GraphError
 from segcost.ir.datafile import HeldFile
-from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, dtype_size
+from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, dtype_bits
 from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
 from segcost.ir.verify import verify_graph
 
@@ -194,7 +193,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
         init = Initializer(name, tensor.data_type, tensor.dims, proto=tensor, external=external)
         shape, dtype = init.shape, init.dtype
         # _check_payload's test for the common case (a payload region of a plain array), inline: 33k weights
-        if (external is None or dtype not in _FIXED_SIZE_TYPES or external[2] != prod(shape) * dtype_size(dtype)
+        if (external is None or external[2] != init.nbytes or not dtype_bits(dtype)
                 or (shape and min(shape) < 0)):
             _check_payload(init, tensor, external)
         initializers[name] = init
@@ -389,13 +388,9 @@ def _check_payload(init: Initializer, tensor: onnx.TensorProto, external) -> Non
         stored = len(tensor.raw_data)
     else:
         return  # typed fields (float_data, ...) are checked by onnx's own conversion
-    if init.dtype not in _FIXED_SIZE_TYPES or stored != init.nbytes:
+    if not dtype_bits(init.dtype) or stored != init.nbytes:   # sub-byte types packed: ir.graph.tensor_nbytes
         raise GraphError(f"initializer {init.name!r}: {stored} bytes stored, but dims {list(init.shape)} of type "
                          f"{init.dtype} need {init.nbytes}")
-
-
-# Element types whose raw bytes are a plain array (strings and sub-byte types are not).
-_FIXED_SIZE_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16})
 
 
 def _fallback_key(taken: Container[str], base: str, index: int) -> str:

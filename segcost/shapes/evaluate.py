@@ -49,6 +49,7 @@ _NOT_EVALUABLE = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform",
                             "Multinomial", "Bernoulli", "If", "Loop", "Scan", "SequenceMap"})
 
 Infer = Callable[[onnx.ModelProto], onnx.ModelProto]
+Rewrite = Callable[[onnx.ModelProto, dict[str, np.ndarray]], bool]
 
 
 def static_shapes(inferred: onnx.ModelProto, decoded: dict[bytes, Shape | None] | None = None,
@@ -136,6 +137,10 @@ class _Rounds:
         self.open_rows = self.rows
         self.update_open()
 
+    def reread(self) -> None:
+        """Read the rows again after the shell's node list was edited from outside (no edit pending)."""
+        self._read_rows()
+
     def update_open(self) -> None:
         shapes = self.shapes
         self.open_rows = [row for row in self.open_rows if row.position not in self.gone
@@ -212,7 +217,8 @@ class Resolved:
 
 
 def resolve_value_chains(shell: onnx.ModelProto, infer: Infer, inferred: onnx.ModelProto,
-                         parts: bool = False, strict: Callable[[], bool] = lambda: False) -> Resolved:
+                         parts: bool = False, strict: Callable[[], bool] = lambda: False,
+                         rewrite: Rewrite | None = None) -> Resolved:
     """Evaluate shape-computing tensors in `shell` (modified in place) until inference closes.
 
     `infer` runs onnx shape inference on a model; `inferred` is its result for `shell`.
@@ -223,6 +229,9 @@ def resolve_value_chains(shell: onnx.ModelProto, infer: Infer, inferred: onnx.Mo
     subgraphs, no contrib twins) — and the parts are returned for the caller to overlay,
     unless a run was not `strict()` (then the whole model is inferred once more, so that
     its non-strict note is that of the whole model).
+    `rewrite(shell, values)`, when given, sees every value computed so far after each round and
+    may replace nodes of `shell` (an If whose condition is now known, shapes.branches): when it
+    returns True the whole model is inferred again.
     """
     rounds = _Rounds(shell, inferred)
     done: list[onnx.ModelProto] = []   # parts inferred since `inferred`
@@ -236,6 +245,13 @@ def resolve_value_chains(shell: onnx.ModelProto, infer: Infer, inferred: onnx.Mo
             break
         rounds.inject(values)
         injected.extend(rounds.injected[-len(values):])
+        if rewrite is not None:
+            rounds.materialize()   # the shell's node list as the rows say, before `rewrite` edits it
+            if rewrite(shell, rounds.known):
+                rounds.reread()
+                inferred, done, injected = rounds.infer_whole(infer), [], []
+                all_strict = strict()
+                continue
         part = rounds.infer_part(infer, (len(rounds.rows) - len(rounds.gone)) * 4 // 5) if parts else None
         if part is not None:
             done.append(part)

@@ -3,22 +3,28 @@
 A model exported at one size and analyzed at another (`--input-shape`, a `--symbolic` probe)
 keeps the sizes its exporter baked into constants: a Reshape target `[1, 16, 64]` (directly,
 or at the end of a Shape → Slice → Concat chain with a constant tail), an Expand shape, Split
-sizes. onnx shape inference passes a Reshape's target on without comparing element counts,
-floors SpaceToDepth's division, and leaves an Expand or Split that cannot fit untyped
-(everything after it then goes non-strict): the count comes out silently wrong, while
-onnxruntime refuses to run the model at that size. Here each such op is checked against
-ONNX's rule once shapes are known, and a misfit is a ShapeError naming the op, the shapes
-and — after `--input-shape` — the size the model was exported for.
+sizes, a position embedding added to the tokens. onnx shape inference passes a Reshape's
+target on without comparing element counts, floors SpaceToDepth's division, leaves an
+Expand or Split that cannot fit untyped (everything after it then goes non-strict), and
+broadcasts a dim it does not know yet with a baked one (`Add([1, ?, 16], pos[1, 17, 16])`
+→ `[1, 17, 16]`): when the `?` is computed later (shapes.evaluate) only the nodes with an
+open output are inferred again, so the Add keeps 17 tokens, as a declared shape filling an
+open tensor (shapes.declared) would. The count comes out silently wrong, while onnxruntime
+refuses to run the model at that size. Here each such op is checked against ONNX's rule
+once shapes are known, and a misfit is a ShapeError naming the op, the shapes and — after
+`--input-shape` — the size the model was exported for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 from math import prod
 from operator import attrgetter
+from typing import cast
 
 from segcost.errors import ShapeError
-from segcost.ir import Graph, Node, is_static_shape
+from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opforms import constant_value, normalize_axis, read_operand
 
 Check = Callable[[Graph, str, Node, tuple[int, ...]], str]
@@ -104,8 +110,63 @@ def _depth_to_space(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -
     return ""
 
 
+def broadcast_misfit(shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...] | None, str]:
+    """ONNX multidirectional broadcasting (docs/Broadcasting.md): (the result shape, "") or (None, why not).
+
+    Shapes are right-aligned; along each axis every dim is 1 or the same size.
+    """
+    rank = max(map(len, shapes))
+    out = []
+    for axis in range(rank):
+        sizes = {shape[axis - rank + len(shape)] for shape in shapes if axis - rank + len(shape) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            return None, f"axis {axis} is {' vs '.join(map(str, sorted(sizes, reverse=True)))}"
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out), ""
+
+
+@lru_cache(maxsize=1 << 12)
+def _broadcast_problem(shapes: tuple[Shape | None, ...], given: Shape | None) -> tuple[str, tuple[int, ...] | None]:
+    """("", None) when static `shapes` broadcast to `given` (or one of them is not static); else (why, the
+    broadcast shape or None). Cached: a graph's elementwise ops combine a few distinct shapes (50k Adds: 350 ms
+    uncached)."""
+    if not all(_static_shape(shape) for shape in shapes):
+        return "", None
+    out, misfit = broadcast_misfit(cast(list[tuple[int, ...]], list(shapes)))
+    if out is None:
+        return misfit, None
+    return ("", None) if not _static_shape(given) or given == out else ("output", out)
+
+
+def _static_shape(shape: Shape | None) -> bool:
+    return is_static_shape(shape) and all(dim >= 0 for dim in shape)
+
+
+def _broadcast(graph: Graph, key: str, node: Node, data: tuple[int, ...]) -> str:
+    """Elementwise ops broadcast their inputs multidirectionally; the output has the broadcast shape."""
+    names = [name for name in node.inputs if name]
+    if len(names) < 2:
+        return ""
+    output = node.outputs[0] if node.outputs else ""
+    shapes = tuple(map(graph.shape, names))
+    problem, out = _broadcast_problem(shapes, graph.shape(output) if output else None)
+    if not problem:
+        return ""
+    operands = " and ".join(f"{name!r} {list(shape or ())}" for name, shape in zip(names, shapes))
+    if out is None:
+        return f"its inputs {operands} do not broadcast: {problem}"
+    return f"its inputs {operands} broadcast to {list(out)}, but its output {output!r} is given " \
+           f"{list(graph.shape(output) or ())} (declared in the file or taken from an earlier guess)"
+
+
+# Ops with ONNX multidirectional broadcasting (opset 7 on; before, `broadcast`/`axis` attributes).
+BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Mod", "And", "Or", "Xor", "Equal", "Greater",
+                          "GreaterOrEqual", "Less", "LessOrEqual", "Max", "Min", "Mean", "Sum", "Where",
+                          "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"})
 CHECKS: dict[str, Check] = {"Reshape": _reshape, "Expand": _expand, "Split": _split,
-                            "SpaceToDepth": _space_to_depth, "DepthToSpace": _depth_to_space}
+                            "SpaceToDepth": _space_to_depth, "DepthToSpace": _depth_to_space,
+                            **dict.fromkeys(BROADCASTING, _broadcast)}
 _OP_TYPE = attrgetter("op_type")
 _BAKED = {"Reshape": "target was", "Expand": "shape was", "Split": "split sizes were",
           "SpaceToDepth": "block size was", "DepthToSpace": "block size was"}
@@ -114,21 +175,87 @@ _BAKED = {"Reshape": "target was", "Expand": "shape was", "Split": "split sizes 
 def check_fit(graph: Graph) -> None:
     """Raise ShapeError for the first op (in graph order) whose constant-fixed shape does not fit its input.
 
-    Only ops with a static data input are checked (a symbolic one is checked at each size).
+    Only ops with a static data input are checked (a symbolic one is checked at each size);
+    elementwise ops only when every input is static, and from opset 7 (multidirectional broadcasting).
     """
     if CHECKS.keys().isdisjoint(map(_OP_TYPE, graph.nodes.values())):
         return   # no op to check (a C-speed look at 100k nodes; the order is needed only for a message)
-    for key in graph.topological_order():   # the IR's tables: no networkx on the analyze path
-        node = graph.node(key)
+    if _first_misfit(graph, graph.nodes.items()) is None:
+        return   # the usual case, found in the table's order; the topological order only names the first
+    found = _first_misfit(graph, ((key, graph.node(key)) for key in graph.topological_order()))
+    if found is not None:
+        key, node, problem = found
+        baked = _BAKED.get(node.op_type) or _baked_operand(graph, node)
+        raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, baked) if baked else ''}")
+
+
+def _first_misfit(graph: Graph, nodes: Iterable[tuple[str, Node]]) -> tuple[str, Node, str] | None:
+    broadcasting = graph.info.opset >= 7
+    for key, node in nodes:
         check = CHECKS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if check is None or not node.inputs or not node.inputs[0]:
+            continue
+        if check is _broadcast:   # checks every input's shape itself (cached per combination of shapes)
+            problem = _broadcast(graph, key, node, ()) if broadcasting else ""
+            if problem:
+                return key, node, problem
             continue
         data = _static(graph, node.inputs[0])
         if data is None:
             continue
         problem = check(graph, key, node, data)
         if problem:
-            raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, _BAKED[node.op_type])}")
+            return key, node, problem
+    return None
+
+
+def _baked_operand(graph: Graph, node: Node) -> str:
+    """For an elementwise op: "shape of constant 'pos' [1, 17, 16] (a position embedding, say) was", or the
+    upstream op whose output size a constant fixes (see _baked_upstream), or ""."""
+    for name in node.inputs:
+        if name and graph.is_constant(name) and prod(graph.initializers[name].shape) > 1:
+            return f"shape of its constant {name!r} {list(graph.initializers[name].shape)} (a position embedding " \
+                   f"or a mask baked into the export, say) was"
+    for name in node.inputs:
+        found = _baked_upstream(graph, name) if name else ""
+        if found:
+            return found
+    return ""
+
+
+# Producers walked back from an operand that does not broadcast, looking for the op that fixed its size.
+_UPSTREAM_STEPS = 16
+
+
+def _baked_upstream(graph: Graph, tensor: str) -> str:
+    """"output size of Resize 'r' [1, 7, 15, 25] was" when `tensor` comes (through up to _UPSTREAM_STEPS
+    producers, along each one's first input) from a Resize whose `sizes` input is a constant — what a traced
+    `F.interpolate(size=x.shape[-2:])` becomes — or a Reshape whose target is; else ""."""
+    for _ in range(_UPSTREAM_STEPS):
+        key = graph.producer(tensor)
+        if key is None:
+            return ""
+        node = graph.node(key)
+        if node.domain in ("", "ai.onnx"):
+            fixing = (node.inputs[3] if node.op_type == "Resize" and len(node.inputs) > 3 else
+                      node.inputs[1] if node.op_type == "Reshape" and len(node.inputs) > 1 else "")
+            if fixing and _fixed_by_constant(graph, fixing):
+                shape = graph.shape(node.outputs[0]) if node.outputs else None
+                return f"output size of {node.op_type} {key!r}{f' {list(shape)}' if shape else ''} was"
+        if not node.inputs or not node.inputs[0]:
+            return ""
+        tensor = node.inputs[0]
+    return ""
+
+
+def _fixed_by_constant(graph: Graph, tensor: str) -> bool:
+    """`tensor` is a constant, or a Concat with a constant part (a traced size: `[*x.shape[:2], 15, 25]`)."""
+    if graph.is_constant(tensor):
+        return True
+    key = graph.producer(tensor)
+    node = graph.node(key) if key is not None else None
+    return node is not None and node.op_type == "Concat" and any(name and graph.is_constant(name)
+                                                                  for name in node.inputs)
 
 
 def export_size_note(graph: Graph | None) -> str:

@@ -17,6 +17,7 @@ from segcost.ir.onnx_io import (
     read_value_infos,
     to_model,
 )
+from segcost.shapes.branches import BRANCH_TAKEN, collect_branch_shapes, open_ifs, take_branches
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -51,7 +52,8 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         shell = _shell_from_model(model, graph)
     else:
         shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
-    inferred = _infer(graph, shell, copy_of_graph=True)
+    taken = _take_constant_branches(graph, shell)   # If nodes on a constant condition (shapes/branches.py)
+    inferred = _infer(graph, shell, copy_of_graph=not taken)
     _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
@@ -66,8 +68,14 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     if unresolved and not symbolic_inputs(graph):
         # Open parts are inferred alone where onnx sees each node as in the whole model: no
         # subgraph reads outer tensors and no twin builder looks at the model's other tensors.
+        def branch(proto: onnx.ModelProto, values: dict) -> bool:   # an If whose condition is now computed
+            keys = take_branches(graph, proto, values) if open_ifs(graph) else []
+            taken.extend(keys)
+            return bool(keys)
+
         resolved = resolve_value_chains(shell, infer, inferred, parts=not twinned and not _has_subgraphs(graph),
-                                        strict=lambda: "segcost.shape_inference" not in graph.info.metadata_props)
+                                        strict=lambda: "segcost.shape_inference" not in graph.info.metadata_props,
+                                        rewrite=branch if _has_subgraphs(graph) else None)
         if resolved.inferred is not inferred:   # else graph.tensors already hold its shapes
             inferred = resolved.inferred
             _take_shapes(graph, inferred, declared)
@@ -78,10 +86,23 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
             _take_shapes(graph, seeded, declared)
+    if taken:
+        collect_branch_shapes(graph, taken)
     if trust_declared:
         fill_open(graph, declared)
         record_conflicts(graph, declared)
     check_fit(graph)  # baked Reshape targets, Expand shapes, Split sizes (shapes/fit.py)
+
+
+def _take_constant_branches(graph: Graph, shell: onnx.ModelProto) -> list[str]:
+    """Replace in `shell` the If nodes whose condition is a constant by their taken branch (shapes.branches);
+    forget the branches an earlier run took (the input shapes may have changed). Returns the If keys replaced."""
+    ifs = [node for node in nodes_with_subgraphs(graph) if node.op_type == "If"]
+    for node in ifs:
+        node.meta.pop(BRANCH_TAKEN, None)
+    constants = {name: graph.initializers[name].array for name in open_ifs(graph).values()
+                 if name in graph.initializers and graph.initializers[name].size == 1}
+    return take_branches(graph, shell, constants) if constants else []
 
 
 def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:

@@ -30,7 +30,7 @@ import onnx
 
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.errors import InputError
-from segcost.ir import Graph, dtype_size, is_static_shape
+from segcost.ir import Graph, is_static_shape, tensor_nbytes
 from segcost.ir.runtime import open_session
 from segcost.targets.workspace import workspace_bytes
 
@@ -72,7 +72,8 @@ def bound_run_memory(graph: Graph, what: str, hint: str = "") -> int:
             inferred = f" (inferred: {list(shape)})" if shape is not None else ""
             raise InputError(f"{what}: tensor {name!r} has no static shape{inferred}, so its memory cannot "
                              f"be bounded before running{hint}")
-        size = sizes[name] = prod(shape) * max(dtype_size(graph.dtype(name)), 1)
+        elements = prod(shape)   # an element of unknown size counts 1 byte
+        size = sizes[name] = tensor_nbytes(graph.dtype(name), elements) or elements
         if size > MAX_RUN_TENSOR_BYTES:
             raise InputError(f"{what}: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "
                              f"{MAX_RUN_TENSOR_BYTES:,}-byte bound per tensor{hint}")

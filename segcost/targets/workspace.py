@@ -20,7 +20,7 @@ from collections.abc import Callable
 from math import prod
 
 from segcost.analyzer.rules.einsum import einsum_largest_intermediate
-from segcost.ir import Graph, Node, dtype_size, is_static_shape
+from segcost.ir import Graph, Node, is_static_shape, tensor_nbytes
 
 __all__ = ["WORKSPACE_RULES", "workspace_bytes"]
 
@@ -38,8 +38,9 @@ def _rule(*op_types: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def _element(graph: Graph, tensor: str) -> int:
-    return max(dtype_size(graph.dtype(tensor)), 1)
+def _bytes(graph: Graph, tensor: str, elements: int) -> int:
+    """`elements` elements of `tensor`'s type, packed (tensor_nbytes); 1 byte each for an unknown type."""
+    return tensor_nbytes(graph.dtype(tensor), elements) or elements
 
 
 @_rule("Einsum")
@@ -54,7 +55,7 @@ def _einsum(graph: Graph, node: Node, shapes: Shapes, output: tuple[int, ...]) -
     if not isinstance(equation, str):
         return 0
     largest = einsum_largest_intermediate(equation, shapes, f"node {node.name!r} (Einsum)")
-    return EINSUM_COPIES * largest * _element(graph, node.outputs[0])
+    return _bytes(graph, node.outputs[0], EINSUM_COPIES * largest)
 
 
 @_rule("ConvTranspose")
@@ -62,7 +63,7 @@ def _conv_transpose(graph: Graph, node: Node, shapes: Shapes, output: tuple[int,
     """col2im buffer (C_out/group)·prod(kernel)·prod(input spatial) elements (onnxruntime cpu/nn/conv_transpose.cc)."""
     if len(shapes) < 2 or len(shapes[0]) < 3 or len(shapes[1]) < 3:
         return 0
-    return prod(shapes[1][1:]) * prod(shapes[0][2:]) * _element(graph, node.outputs[0])
+    return _bytes(graph, node.outputs[0], prod(shapes[1][1:]) * prod(shapes[0][2:]))
 
 
 def _pointwise(node: Node, weight: tuple[int, ...]) -> bool:

@@ -1,0 +1,116 @@
+"""If nodes whose condition is known at the given input shapes: shapes follow the branch taken.
+
+onnx shape inference types an If's outputs by merging its two branches: when they give
+different shapes (a ×2 upsample against a pass-through, say) every differing dim becomes
+a fresh symbol and every layer downstream is left without a shape — even when the
+condition is a constant, or computed from static shapes (`Shape(x)[2] > 48`), so that which
+branch runs is fixed by the input size (onnxruntime runs just that one). Here such an If is
+replaced, in the weightless inference copy only, by its taken branch: the branch's nodes
+with its own names prefixed (onnx.compose.add_prefix_graph, so no name clashes with the
+outer graph) and an Identity per output onto the If's output names. The IR keeps the If;
+`graph.nodes[key].meta["branch_taken"]` names the branch (control-flow costing counts it) and
+`meta["subgraph_tensors"]` holds the branch's inferred shapes under its own names.
+
+Only top-level If nodes of the standard domain are replaced; a branch with sparse
+initializers is left alone. An unknown condition leaves the If as onnx infers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper
+from onnx.compose import add_prefix_graph
+
+from segcost.ir import Graph, TensorInfo
+
+BRANCH_TAKEN = "branch_taken"
+_PREFIX = "segcost.branch/"   # an inlined branch's names: _PREFIX + If key + "/" + the branch's own name
+# Branch constants up to this many elements go into the inference copy with their data (shape
+# arithmetic reads them); larger ones as typed inputs, like the model's own weights.
+_INLINE_ELEMENTS = 1 << 16
+
+
+def condition_value(value: np.ndarray | None) -> bool | None:
+    """The truth value of an If condition (a one-element bool/number tensor), or None when it has none."""
+    if value is None or np.asarray(value).size != 1:
+        return None
+    return bool(np.asarray(value).reshape(-1)[0])
+
+
+def open_ifs(graph: Graph) -> dict[str, str]:
+    """{If key: its condition tensor} for the graph's top-level standard If nodes without a decided branch."""
+    return {key: node.inputs[0] for key, node in graph.nodes.items()
+            if node.op_type == "If" and node.domain in ("", "ai.onnx") and node.inputs and node.inputs[0]
+            and BRANCH_TAKEN not in node.meta}
+
+
+def take_branches(graph: Graph, shell: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> list[str]:
+    """Replace, in `shell`, each If of `graph` whose condition has a value in `values` by its taken branch.
+
+    Sets `meta["branch_taken"]` ("then_branch" or "else_branch") on the IR node. Returns the
+    keys of the If nodes replaced (empty: `shell` is unchanged).
+    """
+    wanted = {key: condition_value(values[name]) for key, name in open_ifs(graph).items() if name in values}
+    wanted = {key: taken for key, taken in wanted.items() if taken is not None}
+    if not wanted:
+        return []
+    replaced = []
+    nodes = list(shell.graph.node)
+    position = {tuple(node.output): index for index, node in enumerate(nodes) if node.op_type == "If"}
+    for key, taken in wanted.items():
+        node = graph.node(key)
+        index = position.get(tuple(node.outputs))
+        attribute = "then_branch" if taken else "else_branch"
+        branch = node.attrs.get(attribute)
+        if index is None or branch is None or branch.sparse_initializer or len(branch.output) != len(node.outputs):
+            continue
+        nodes[index:index + 1] = _inlined(branch, f"{_PREFIX}{key}/", node.outputs, shell)
+        position = {tuple(proto.output): at for at, proto in enumerate(nodes) if proto.op_type == "If"}
+        node.meta[BRANCH_TAKEN] = attribute
+        replaced.append(key)
+    if replaced:
+        del shell.graph.node[:]
+        shell.graph.node.extend(nodes)
+    return replaced
+
+
+def _inlined(branch: onnx.GraphProto, prefix: str, outputs: list[str], shell: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The branch's nodes, its names prefixed, then Identity nodes onto the If's `outputs`; its constants
+    are added to `shell` (small ones with their data, others as typed inputs)."""
+    defined = {name for proto in branch.node for name in proto.output} | {init.name for init in branch.initializer}
+    # outputs the branch defines are renamed too (add_prefix_graph leaves graph outputs alone unless in its map);
+    # an output that is an outer tensor passed through keeps its name
+    names = {value.name: prefix + value.name for value in branch.output if value.name in defined}
+    copy = add_prefix_graph(branch, prefix, rename_inputs=False, rename_outputs=False, rename_value_infos=False,
+                            name_map=names)
+    for init in copy.initializer:
+        if np.prod(tuple(init.dims), dtype=np.int64) <= _INLINE_ELEMENTS:
+            shell.graph.initializer.append(init)
+        else:
+            shell.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    nodes = list(copy.node)
+    for source, target in zip(branch.output, outputs):
+        if target:   # an output the branch produces (prefixed), or an outer tensor it passes through as is
+            nodes.append(helper.make_node("Identity", [names.get(source.name, source.name)], [target],
+                                          name=f"{prefix}output/{target}"))
+    return nodes
+
+
+def collect_branch_shapes(graph: Graph, keys: list[str]) -> None:
+    """Move the inlined branches' tensors out of graph.tensors into their If node's meta["subgraph_tensors"]
+    (under the branch's own names, as read_subgraph_infos keeps them)."""
+    for key in keys:
+        prefix = f"{_PREFIX}{key}/"
+        found: dict[str, TensorInfo] = {}
+        for name in [name for name in graph.tensors if name.startswith(prefix)]:
+            info = graph.tensors.pop(name)
+            own = name[len(prefix):]
+            found[own] = TensorInfo(own, info.dtype, info.shape)
+        branch = graph.node(key).attrs[graph.node(key).meta[BRANCH_TAKEN]]
+        for source, target in zip(branch.output, graph.node(key).outputs):   # outputs are named after the If's
+            if target and source.name not in found and target in graph.tensors:
+                found[source.name] = TensorInfo(source.name, graph.tensors[target].dtype, graph.tensors[target].shape)
+        graph.node(key).meta["subgraph_tensors"] = found

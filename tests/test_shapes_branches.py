@@ -1,0 +1,97 @@
+"""An If whose condition is known at the given input shapes (a constant, or computed from static shapes): the
+shapes downstream follow the branch taken and the If layer counts it (segcost.shapes.branches); an unknown
+condition is named as such, never blamed on a custom op."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.analyzer import analyze
+from segcost.errors import ShapeError
+from segcost.frontends.onnx import load_model
+
+
+def _branches(suffix: str, source: str, weight: str = "w1") -> tuple[onnx.GraphProto, onnx.GraphProto]:
+    """(then: Resize ×2 of `source` (scales a constant of the branch), Conv 1×1 4→4; else: pass-through)."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    then_branch = helper.make_graph([helper.make_node("Resize", [source, "", "scales" + suffix], ["up" + suffix],
+                                                      mode="nearest"),
+                                     helper.make_node("Conv", ["up" + suffix, weight], ["then_out" + suffix])],
+                                    "then", [], [value("then_out" + suffix)],
+                                    [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales" + suffix)])
+    else_branch = helper.make_graph([helper.make_node("Identity", [source], ["else_out" + suffix])], "else", [],
+                                    [value("else_out" + suffix)])
+    return then_branch, else_branch
+
+
+def _if_model(condition: str) -> onnx.ModelProto:
+    """x [1,4,H,W] → If(then: Resize ×2 (its scales a constant of the branch), Conv 1×1 4→4; else: pass-through)
+    → Conv 3×3 4→6, pad 1.
+
+    condition: "true"/"false" (a constant), "shape" (H > 48, computed from x's shape) or "input" (a graph input).
+    """
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    then_branch, else_branch = _branches("", "x")
+    inits = [numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w1"),
+             numpy_helper.from_array(np.ones((6, 4, 3, 3), np.float32), "w")]
+    nodes = [helper.make_node("If", ["c"], ["z"], then_branch=then_branch, else_branch=else_branch, name="if"),
+             helper.make_node("Conv", ["z", "w"], ["y"], pads=[1, 1, 1, 1], name="conv")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "H", "W"] if condition == "shape"
+                                            else [1, 4, 32, 32])]
+    if condition in ("true", "false"):
+        inits.append(numpy_helper.from_array(np.array(condition == "true"), "c"))
+    elif condition == "input":
+        inputs.append(helper.make_tensor_value_info("c", TensorProto.BOOL, []))
+    else:
+        nodes[:0] = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "two"], ["h"], axis=0),
+                     helper.make_node("Greater", ["h", "limit"], ["c"])]
+        inits += [numpy_helper.from_array(np.array(2, np.int64), "two"),
+                  numpy_helper.from_array(np.array(48, np.int64), "limit")]
+    graph = helper.make_graph(nodes, "g", inputs, [value("y")], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _macs(side: int, then: bool) -> tuple[int, int]:
+    """(If layer MACs, Conv MACs) at input side `side`: the then-branch doubles it and runs a 1×1 conv."""
+    out = 2 * side if then else side
+    return (4 * 4 * out * out if then else 0), 6 * 4 * 9 * out * out
+
+
+@pytest.mark.parametrize(("condition", "side", "then"), [("true", 32, True), ("false", 32, False),
+                                                         ("shape", 32, False), ("shape", 64, True)])
+def test_an_if_on_a_known_condition_is_counted_on_the_branch_taken(condition, side, then):
+    model = _if_model(condition)
+    result = analyze(load_model(model, input_shapes={"x": (1, 4, side, side)}))
+    layers = {layer.name: layer for layer in result.layers}
+    if_macs, conv_macs = _macs(side, then)
+    assert (layers["if"].macs, layers["conv"].macs, result.totals.macs) == (if_macs, conv_macs, if_macs + conv_macs)
+    assert [sub.name for sub in result.control_flow[0].subgraphs] == ["then_branch" if then else "else_branch"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    produced = session.run(None, {"x": np.ones((1, 4, side, side), np.float32)})[0]
+    assert list(produced.shape) == list(layers["conv"].output_shape)   # what onnxruntime runs
+
+
+def test_an_if_on_a_run_time_condition_says_so():
+    with pytest.raises(ShapeError) as caught:
+        analyze(load_model(_if_model("input")))
+    message = str(caught.value)
+    assert "'if' (If" in message and "branches give different shapes" in message
+    assert "computed at run time" in message and "custom op" not in message
+
+
+def test_two_ifs_on_one_condition_both_follow_it():
+    model = _if_model("true")
+    then_branch, else_branch = _branches("_2", "y", "w1_2")   # y [1,6,64,64] → [1,6,128,128] → Conv 3×3 6→6
+    model.graph.node.extend([helper.make_node("If", ["c"], ["z2"], then_branch=then_branch, else_branch=else_branch,
+                                              name="if2"),
+                             helper.make_node("Conv", ["z2", "w2"], ["y2"], pads=[1, 1, 1, 1], name="conv2")])
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((6, 6, 3, 3), np.float32), "w2"))
+    model.graph.output[0].name = "y2"
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((6, 6, 1, 1), np.float32), "w1_2"))
+    layers = {layer.name: layer for layer in analyze(load_model(model)).layers}
+    assert layers["conv2"].output_shape == [1, 6, 128, 128]
+    assert layers["if2"].macs == 6 * 6 * 128 * 128
