@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from segcost.commands.options import DECIMAL, INTEGER, count_type
+from segcost.commands.options import DECIMAL, INTEGER, OptionNeedsCommand, count_type
 from segcost.errors import InputError
 
 _LIMIT_OPTIONS = (
@@ -93,7 +93,11 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
     return budgets
 
 
-@click.command("check")
+CHECK_NEEDS = {"--rules": "--verify", "--max-increase": "--baseline"}
+"""Which check options need which (without it the option would be ignored)."""
+
+
+@click.command("check", cls=OptionNeedsCommand, needs=CHECK_NEEDS)
 @click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--config", type=click.Path(dir_okay=False), help="Budgets file (default: ./segcost.toml or "
               "[tool.segcost] in ./pyproject.toml).")
@@ -130,8 +134,6 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
     )
     from segcost.reports.check import render_check
 
-    if max_increase is not None and baseline is None:
-        raise InputError("--max-increase needs --baseline FILE (a `segcost baseline save` snapshot)")
     limits = given_limits(_flag, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
                           max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules, allow_partial)
