@@ -60,6 +60,8 @@ def test_optimize_defaults_and_satisfied_needs_pass(run_cli, conv_model, tmp_pat
     (["calibrate", "--reference", "{tmp}/times.csv", "--runs", "3", "-o", "{tmp}/p.toml"],
      "--runs does not combine with --reference"),
     (["calibrate", "{model}", "--models-dir", "{tmp}", "-o", "{tmp}/p.toml"], "--models-dir needs --reference"),
+    (["zoo", "export", "x", "-o", "{tmp}/p.toml", "--exporter", "dynamo", "--keep-batchnorm"],
+     "--keep-batchnorm needs --exporter legacy"),
     (["sweep", "{tmp}/spec.toml", "--address", "auto"], "--address needs --backend ray"),
     (["sweep", "{tmp}/spec.toml", "--pareto-cost", "latency"], "--pareto-cost needs --pareto or --pareto-html"),
 ])
