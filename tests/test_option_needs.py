@@ -56,6 +56,8 @@ def test_optimize_defaults_and_satisfied_needs_pass(run_cli, conv_model, tmp_pat
      "--factory-arg does not combine with --symbolic"),
     (["analyze", "{model}", "--symbolic", "--top", "3"], "--top does not combine with --symbolic"),
     (["check", "{model}", "--max-gmacs", "1", "--rules", "legacy"], "--rules needs --verify"),
+    (["check", "{model}", "--max-gmacs", "1", "--target", "tda4vm"],
+     "--target is used by latency budgets only: give --max-latency-ms (or max_latency_ms in the budgets file)"),
     (["cost", "{model}", "--top", "3", "--format", "json"], "--top needs --format table or --format md"),
     (["calibrate", "--reference", "{tmp}/times.csv", "--runs", "3", "-o", "{tmp}/p.toml"],
      "--runs does not combine with --reference"),

@@ -90,6 +90,9 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
             budget.allow_partial = True
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{budget.name}: --max-latency-ms needs --target")
+    if target and all(budget.max_latency_ms is None for budget in budgets):   # the needs table cannot see the file
+        raise InputError("--target is used by latency budgets only: give --max-latency-ms (or max_latency_ms in "
+                         "the budgets file)")
     return budgets
 
 
