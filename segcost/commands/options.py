@@ -100,9 +100,10 @@ class OptionNeedsCommand(click.Command):
     set); a tuple of such requirements needs all of them. An option the command would silently
     ignore is an error (InputError, exit 2) naming what it needs, raised before any work.
     Only options given on the command line count (click's ``Context.get_parameter_source``),
-    so a default never triggers an error. Every
-    option the table names must exist: a typo raises ValueError when the command is built.
-    Declare with ``@click.command(cls=OptionNeedsCommand, needs={...})``.
+    so a default never triggers an error. Every option the table names must exist: a typo
+    raises ValueError when the command is built. Declare with
+    ``@click.command(cls=OptionNeedsCommand, needs={...})``. (click has no option constraints;
+    cloup's ``@constraint(If(...), ...)`` has, but segcost's core dependencies are fixed.)
     """
 
     def __init__(self, *args, needs: Mapping[str, str | tuple[str, ...]] | None = None, **kwargs) -> None:
@@ -133,7 +134,7 @@ class OptionNeedsCommand(click.Command):
         return super().invoke(ctx)
 
 
-def check_option_needs(ctx: click.Context, needs) -> None:
+def check_option_needs(ctx: click.Context, needs: list[tuple[str, str, list[_Condition]]]) -> None:
     """InputError naming every option given on the command line whose requirement (OptionNeedsCommand) is unmet."""
     problems = []
     for option, param, conditions in needs:
