@@ -166,15 +166,12 @@ def baseline_group() -> None:
 @click.option("-o", "--output", default="segcost-baseline.json", show_default=True, type=click.Path(dir_okay=False))
 def baseline_save(models, config, input_shapes, output) -> None:
     """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
-    from segcost.budget.budgets import ModelBudget, find_config, load_budgets
     from segcost.budget.evaluate import baseline_snapshot, check_baseline, check_model
     from segcost.fileio.writes import json_text
 
-    if models:
-        budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
-    else:
-        config_path = find_config(config)
-        budgets = load_budgets(config_path) if config_path else [_builtin_budget(input_shapes)]
+    # the models as `check` reads them: a budgets file's entries (its input shapes) for MODELS too, and
+    # --input-shape over every entry (both used to be ignored here: a baseline check then compared to)
+    budgets = _budgets(models, config, input_shapes, {}, None, False, "current")
     plan = _plan(output, budgets, config)
     for budget in budgets:  # a baseline records costs only; limits are the check's business
         budget.verify = False
