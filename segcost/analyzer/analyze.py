@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_flow_cost
-from segcost.analyzer.grouping import group_layers
+from segcost.analyzer.grouping import group_layers, module_scopes
 from segcost.analyzer.layers import LayerSignature, LayerTable
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.analyzer.registry import (
@@ -62,6 +62,8 @@ def analyze(graph: Graph) -> AnalysisResult:
     return AnalysisResult(
         model=_model_summary(graph), totals=totals, coverage=walk.coverage, layers=layers,
         by_op_type=group_layers(layers, "op_type"), warnings=warnings, control_flow=walk.control_flow,
+        scopes={key: scopes for key, node in graph.nodes.items()
+                if node.metadata_props and (scopes := module_scopes(node.metadata_props))},
     )
 
 

@@ -8,13 +8,23 @@ without a name of their own — an empty name, or one generated from the op type
 ("Identity_20") and segcost's loader ("Conv_7", "Conv_7__1") make them — have no prefix to
 share: they group under one "(unnamed OP)" row per op type, so an smp export's 24 weight
 Identity nodes are one row, not 24.
+
+torch.onnx's dynamo exporter names nodes by op and counter ("node_Conv_498"), but records
+each node's module path in its metadata_props: `pkg.torch.onnx.name_scopes` is the repr of
+a list of the root module's "" , the qualified name of every enclosing module outermost
+first ("encoder", "encoder.layer2", "encoder.layer2.0", ...) and last the FX node's name
+(torch/onnx/_internal/exporter/_core.py, `_get_node_namespace`). A layer that has it is
+grouped by its DEPTH-th enclosing module ("encoder.layer2" at DEPTH 2), or its innermost one
+when it is nested less deep; so a dynamo export's stages are the legacy export's
+("/encoder/layer2") with the same MACs, named by the modules' qualified names.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import compress, repeat
 
 from segcost.analyzer.layers import SIGNATURE_FIELDS, LayerTable, layer_column
@@ -22,6 +32,8 @@ from segcost.analyzer.result import LayerCost, OpTypeTotal
 from segcost.errors import InputError
 
 GROUP_KEYS = ("op_type", "kind", "prefix")
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"   # node metadata key of torch.onnx's dynamo exporter
+_MAX_SCOPES_TEXT = 1 << 16   # longer metadata is not a module path: not parsed
 
 
 def parse_group_by(text: str) -> tuple[str, int]:
@@ -37,8 +49,38 @@ def parse_group_by(text: str) -> tuple[str, int]:
 
 
 def is_generated_name(name: str, op_type: str) -> bool:
-    """Whether `name` is empty or made from `op_type` and a counter ("Identity_20", "Conv_7__1")."""
-    return not name or re.fullmatch(rf"{re.escape(op_type)}_+\d+(?:__\d+)?", name) is not None
+    """Whether `name` is empty or made from `op_type` and a counter ("Identity_20", "Conv_7__1", and the
+    dynamo exporter's "node_Shape_0")."""
+    return not name or re.fullmatch(rf"(?:node_)?{re.escape(op_type)}_+\d+(?:__\d+)?", name) is not None
+
+
+def module_scopes(metadata_props: Mapping[str, str]) -> tuple[str, ...]:
+    """The qualified names of a node's enclosing torch modules, outermost first ("encoder", "encoder.layer2", ...).
+
+    Read from torch.onnx's dynamo exporter's `pkg.torch.onnx.name_scopes` node metadata (a
+    Python list literal: the root module "", each enclosing module's qualified name, the FX node's
+    name), with ast.literal_eval, which evaluates literals only. () without it, for a node at the
+    model's top level, and for metadata that is not such a list (it is the file's, not torch's, to vouch for).
+    """
+    text = metadata_props.get(NAME_SCOPES)
+    if not text or len(text) > _MAX_SCOPES_TEXT:
+        return ()
+    try:
+        scopes = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return ()
+    if not (isinstance(scopes, list) and len(scopes) >= 3 and scopes[0] == ""
+            and all(isinstance(scope, str) and scope for scope in scopes[1:])):
+        return ()
+    return tuple(scopes[1:-1])
+
+
+def layer_prefix(name: str, depth: int, op_type: str = "", scopes: tuple[str, ...] = ()) -> str:
+    """A layer's --group-by prefix: its `depth`-th enclosing module when `scopes` (module_scopes) has any (the
+    innermost when fewer), else name_prefix of its name."""
+    if scopes:
+        return scopes[min(depth, len(scopes)) - 1]
+    return name_prefix(name, depth, op_type)
 
 
 def name_prefix(name: str, depth: int, op_type: str = "") -> str:
@@ -52,17 +94,23 @@ def name_prefix(name: str, depth: int, op_type: str = "") -> str:
     return (separator if name.startswith(separator) else "") + separator.join(parts[:depth])
 
 
-def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int = 1) -> dict[str, OpTypeTotal]:
+def group_layers(layers: Iterable[LayerCost], key: str = "op_type", depth: int = 1,
+                 scopes: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, OpTypeTotal]:
     """Group name → totals, most MACs first (then FLOPs, then name).
 
-    Read from the layers' columns (analyzer.layers.layer_column), so an analysis' LayerTable
-    makes no LayerCost objects for it.
+    `scopes`: layer name → its module_scopes, for "prefix" (AnalysisResult.scopes). Read from the
+    layers' columns (analyzer.layers.layer_column), so an analysis' LayerTable makes no LayerCost
+    objects for it.
     """
     if isinstance(layers, LayerTable) and not layers.materialized and key in SIGNATURE_FIELDS:
         by_signature = _signature_groups(layers, key)
         if by_signature is not None:
             return dict(sorted(by_signature.items(), key=lambda item: (-item[1].macs, -item[1].flops, item[0])))
-    if key == "prefix":
+    if key == "prefix" and scopes:
+        names = layer_column(layers, "name")
+        labels = list(map(layer_prefix, names, repeat(depth), layer_column(layers, "op_type"),
+                          map(scopes.get, names, repeat(()))))
+    elif key == "prefix":
         labels = list(map(name_prefix, layer_column(layers, "name"), repeat(depth), layer_column(layers, "op_type")))
     else:
         labels = layer_column(layers, key)

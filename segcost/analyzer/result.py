@@ -125,6 +125,8 @@ class AnalysisResult:
     warnings: list[str] = field(default_factory=list)
     counted: list[str] = field(default_factory=list)   # categories also counted as MACs (analyzer.conventions)
     control_flow: list[ControlFlowCost] = field(default_factory=list)
+    # layer name → its enclosing torch modules (analyzer.grouping.module_scopes), for the layers that record them
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self, include_layers: bool = True) -> dict[str, Any]:
         coverage = asdict(self.coverage)

@@ -145,23 +145,29 @@ def _windowed(a: list, lo1: int, hi1: int, b: list, lo2: int, hi2: int) -> list[
 
 
 def diff_analyses(a: AnalysisResult, b: AnalysisResult, counted_only: bool = True) -> ModelDiff:
-    """Match layers of `a` and `b`; `counted_only` ignores layers with neither MACs nor params in both."""
-    def relevant(layers):
-        return [layer for layer in layers if not counted_only or layer.macs or layer.params]
+    """Match layers of `a` and `b`; `counted_only` leaves out layers with neither MACs nor params in both.
 
-    left, right = relevant(a.layers), relevant(b.layers)
-    by_name_b = {layer.name: layer for layer in right}
+    A layer of the same name and op type in both models is one row whatever its counts: the
+    filter applies to the pair, so a layer that gains params in `b` (a Resize whose computed
+    scales were folded to a constant) is a change, not an added layer with `a`'s side dropped.
+    """
+    def relevant(layer: LayerCost) -> bool:
+        return not counted_only or bool(layer.macs or layer.params)
+
+    layers_a, layers_b = list(a.layers), list(b.layers)
+    by_name_b = {layer.name: layer for layer in layers_b}
     changes: list[LayerChange] = []
     matched_a, matched_b = set(), set()
-    for layer in left:
+    for layer in layers_a:
         twin = by_name_b.get(layer.name)
         if twin is not None and twin.op_type == layer.op_type:
-            changes.append(LayerChange(layer.name, twin.name, layer.op_type, layer.macs, twin.macs, layer.params,
-                                       twin.params, "name"))
+            if relevant(layer) or relevant(twin):
+                changes.append(LayerChange(layer.name, twin.name, layer.op_type, layer.macs, twin.macs,
+                                           layer.params, twin.params, "name"))
             matched_a.add(layer.name)
             matched_b.add(twin.name)
-    rest_a = [layer for layer in left if layer.name not in matched_a]
-    rest_b = [layer for layer in right if layer.name not in matched_b]
+    rest_a = [layer for layer in layers_a if layer.name not in matched_a and relevant(layer)]
+    rest_b = [layer for layer in layers_b if layer.name not in matched_b and relevant(layer)]
     for i, j in _lcs_pairs(rest_a, rest_b):
         one, two = rest_a[i], rest_b[j]
         changes.append(LayerChange(one.name, two.name, one.op_type, one.macs, two.macs, one.params, two.params,

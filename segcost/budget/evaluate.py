@@ -126,6 +126,8 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
     _limit(outcomes, budget, "max_unsupported_ops", budget.max_unsupported_ops, len(analysis.coverage.unsupported),
            "ops", ", ".join(analysis.coverage.unsupported[:5]))
     if budget.verify:   # after analyze: the verifier folds and fuses `graph` in place
+        from segcost.pipeline import verifier_findings
+
         result.findings = verifier_findings(graph, budget.rules)
         _limit(outcomes, budget, "verify", 0, len(result.findings), "findings",
                "; ".join(f"{finding.layer}: {finding.rule}" for finding in result.findings[:5]))
@@ -135,23 +137,6 @@ def check_graph(budget: ModelBudget, graph) -> ModelCheck:
         _limit(outcomes, budget, "max_latency_ms", budget.max_latency_ms, result.latency_ms, "ms",
                f"estimated on {budget.target}", latency_gaps)
     return result
-
-
-def verifier_findings(graph, rules: str = "current", fuse: bool = True) -> list:
-    """The findings of `segcost verify`: the one path behind `verify`, `check --verify` and `verify = true`.
-
-    Degenerate attributes are refused first (ir.opchecks, InputError); with `fuse` (the default,
-    as `verify` does) the graph is folded and fused in place as a deployment toolchain runs it
-    (pipeline.target_pipeline), then VerifyGroupedConvPass checks it against the rule set `rules`.
-    Before this path was shared, `check --verify` verified the unfolded graph and failed CI on
-    findings `segcost verify` did not report (torchvision LRASPP: 2 vs 0).
-    """
-    from segcost.ir.opchecks import check_graph as check_attributes
-    from segcost.passes import VerifyGroupedConvPass
-    from segcost.pipeline import target_pipeline
-
-    check_attributes(graph)
-    return VerifyGroupedConvPass(rules=rules)(target_pipeline(graph) if fuse else graph).findings
 
 
 def estimate_latency_ms(graph, target: str) -> tuple[float, CountGaps]:

@@ -8,13 +8,19 @@ from __future__ import annotations
 import click
 
 from segcost.commands.inputs import is_torch_spec, load_cli_graph
-from segcost.commands.options import count_type, trust_model_code_option
+from segcost.commands.options import OptionNeedsCommand, count_type, trust_model_code_option
 from segcost.commands.output import check_outputs, emit
 from segcost.errors import InputError
 from segcost.fileio.writes import json_text
 
+NEEDS = {"--multiple": "--symbolic",
+         **dict.fromkeys(("--group-by", "--by-op", "--count", "--strict", "--target", "--factory-arg"),
+                         "no --symbolic"),
+         "--top": ("no --symbolic", "--format table or --format md or --format html")}
+"""Which analyze options need which (--symbolic reports one formula; JSON and CSV list every layer)."""
 
-@click.command()
+
+@click.command(cls=OptionNeedsCommand, needs=NEEDS)
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
               help="Static shape for a model input (repeatable); NAME may be omitted for one-input models.")
@@ -73,12 +79,7 @@ def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, cat
                             target: str | None, symbolic: bool) -> None:
     """An option the chosen report would not use is an error, not silently dropped."""
     ignored = []
-    if symbolic:
-        ignored = [name for name, given in (("--top", top), ("--group-by/--by-op", group_by),
-                                            ("--count", categories), ("--strict", strict), ("--target", target))
-                   if given]
-        if ignored:
-            raise InputError(f"--symbolic reports one formula; it does not combine with {', '.join(ignored)}")
+    if symbolic:   # its options: NEEDS
         return
     if fmt == "html":   # its stage charts take --group-by prefix[:DEPTH]; nothing else groups
         ignored = [name for name, given in (("--group-by/--by-op (other than prefix[:DEPTH])",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from segcost.commands.options import DECIMAL, INTEGER, count_type
+from segcost.commands.options import DECIMAL, INTEGER, OptionNeedsCommand, count_type
 from segcost.errors import InputError
 
 _LIMIT_OPTIONS = (
@@ -90,10 +90,17 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
             budget.allow_partial = True
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{budget.name}: --max-latency-ms needs --target")
+    if target and all(budget.max_latency_ms is None for budget in budgets):   # the needs table cannot see the file
+        raise InputError("--target is used by latency budgets only: give --max-latency-ms (or max_latency_ms in "
+                         "the budgets file)")
     return budgets
 
 
-@click.command("check")
+CHECK_NEEDS = {"--rules": "--verify", "--max-increase": "--baseline"}
+"""Which check options need which (without it the option would be ignored)."""
+
+
+@click.command("check", cls=OptionNeedsCommand, needs=CHECK_NEEDS)
 @click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--config", type=click.Path(dir_okay=False), help="Budgets file (default: ./segcost.toml or "
               "[tool.segcost] in ./pyproject.toml).")
@@ -130,8 +137,6 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
     )
     from segcost.reports.check import render_check
 
-    if max_increase is not None and baseline is None:
-        raise InputError("--max-increase needs --baseline FILE (a `segcost baseline save` snapshot)")
     limits = given_limits(_flag, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
                           max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules, allow_partial)
@@ -161,15 +166,12 @@ def baseline_group() -> None:
 @click.option("-o", "--output", default="segcost-baseline.json", show_default=True, type=click.Path(dir_okay=False))
 def baseline_save(models, config, input_shapes, output) -> None:
     """Write the current MACs/params (totals and per layer) of each model to a baseline JSON."""
-    from segcost.budget.budgets import ModelBudget, find_config, load_budgets
     from segcost.budget.evaluate import baseline_snapshot, check_baseline, check_model
     from segcost.fileio.writes import json_text
 
-    if models:
-        budgets = [ModelBudget(name=model, source=model, input_shapes=list(input_shapes)) for model in models]
-    else:
-        config_path = find_config(config)
-        budgets = load_budgets(config_path) if config_path else [_builtin_budget(input_shapes)]
+    # the models as `check` reads them: a budgets file's entries (its input shapes) for MODELS too, and
+    # --input-shape over every entry (both used to be ignored here: a baseline check then compared to)
+    budgets = _budgets(models, config, input_shapes, {}, None, False, "current")
     plan = _plan(output, budgets, config)
     for budget in budgets:  # a baseline records costs only; limits are the check's business
         budget.verify = False

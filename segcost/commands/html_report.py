@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segcost.analyzer import AnalysisResult
-from segcost.analyzer.grouping import group_layers, name_prefix
+from segcost.analyzer.grouping import group_layers, layer_prefix
 from segcost.analyzer.timeline import MemoryTimeline
 from segcost.reports.html import HtmlExtras, StageCost
 
@@ -14,12 +14,12 @@ def html_extras(result: AnalysisResult, timeline: MemoryTimeline | None, estimat
     the same prefix), the timeline, and the roofs of `target`'s memory levels in bytes/s
     (bytes per accelerator cycle × clock, from the profile)."""
     stages = [StageCost(name, total.count, total.macs) for name, total in
-              group_layers(result.layers, "prefix", stage_depth).items()]
+              group_layers(result.layers, "prefix", stage_depth, result.scopes).items()]
     roofs: list[tuple[str, float]] = []
     if estimate is not None:
         by_stage: dict[str, float] = {}
         for layer in estimate.layers:
-            key = name_prefix(layer.name, stage_depth, layer.op_type)
+            key = layer_prefix(layer.name, stage_depth, layer.op_type, result.scopes.get(layer.name, ()))
             by_stage[key] = by_stage.get(key, 0.0) + layer.ms
         for stage in stages:
             stage.ms = by_stage.get(stage.name, 0.0)

@@ -8,11 +8,16 @@ from __future__ import annotations
 import click
 
 from segcost.commands.inputs import load_cli_graph
-from segcost.commands.options import DECIMAL, INTEGER, count_type, trust_model_code_option
+from segcost.commands.options import DECIMAL, INTEGER, OptionNeedsCommand, count_type, trust_model_code_option
 from segcost.commands.output import check_outputs, report_kind
 
+_INT8_OPTIONS = ("--calib", "--calib-size", "--per-channel/--per-tensor", "--pow2-scales", "--method", "--target",
+                 "--exclude-nodes", "--eval", "--eval-size", "--max-drop", "--measure", "--mixed")
+NEEDS = {**dict.fromkeys(_INT8_OPTIONS, "--int8"), "--min-sqnr": "--mixed", "--max-float-layers": "--mixed"}
+"""Which optimize options need which: without it, the option would be ignored (an accuracy gate skipped)."""
 
-@click.command()
+
+@click.command(cls=OptionNeedsCommand, needs=NEEDS)
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
@@ -68,7 +73,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     from segcost.pipeline import optimize_model
     from segcost.reports.passes import int8_failures, optimize_report, render_optimize
 
-    mixed_options = _mixed_options(int8, mixed, min_sqnr, max_float_layers)
+    mixed_options = _mixed_options(mixed, min_sqnr, max_float_layers)
     _check_int8_numbers(calib_size, eval_size, max_drop)
     if output is None:
         suffix = ".int8.onnx" if int8 else ".optimized.onnx"
@@ -132,19 +137,12 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         ctx.exit(1)
 
 
-def _mixed_options(int8: bool, mixed: bool, min_sqnr: float | None, max_float_layers: int | None):
-    """The MixedOptions of --mixed (None without it); InputError for misused or bad values."""
-    from segcost.errors import InputError
+def _mixed_options(mixed: bool, min_sqnr: float | None, max_float_layers: int | None):
+    """The MixedOptions of --mixed (None without it); InputError for bad values (misused options: NEEDS)."""
     from segcost.quant.mixed import MixedOptions
 
     if not mixed:
-        given = [name for name, value in (("--min-sqnr", min_sqnr), ("--max-float-layers", max_float_layers))
-                 if value is not None]
-        if given:
-            raise InputError(f"{given[0]} needs --mixed")
         return None
-    if not int8:
-        raise InputError("--mixed needs --int8")
     options = MixedOptions()
     options.min_sqnr_db = options.min_sqnr_db if min_sqnr is None else min_sqnr
     options.max_float_layers = options.max_float_layers if max_float_layers is None else max_float_layers

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import click
+from click.core import ParameterSource
 
 from segcost.errors import InputError
 from segcost.fileio.numbers import INT64_MAX, count_in_range, parse_decimal
@@ -71,3 +74,77 @@ def count_type(minimum: int) -> AsciiNumber:
 
 INTEGER = AsciiNumber(int)
 DECIMAL = AsciiNumber(float)
+
+
+@dataclass(frozen=True)
+class _Condition:
+    """One alternative of a requirement: option `param` set (truthy), or equal to `value`; `negated`: not so."""
+
+    param: str
+    text: str   # as the user types it: "--int8", "--backend ray"
+    value: str | None = None
+    negated: bool = False
+
+    def holds(self, params: Mapping[str, object]) -> bool:
+        current = params.get(self.param)
+        met = bool(current) if self.value is None else current == self.value
+        return met != self.negated
+
+
+class OptionNeedsCommand(click.Command):
+    """A click command with a declarative table of which options need which, checked before the command runs.
+
+    ``needs`` maps an option, as the user types it ("--max-drop"), to what it needs to have any
+    effect: ``"--int8"`` (that option set), ``"--backend ray"`` (that option at that value),
+    ``"--pareto or --pareto-html"`` (any one of them), ``"no --reference"`` (that option not
+    set); a tuple of such requirements needs all of them. An option the command would silently
+    ignore is an error (InputError, exit 2) naming what it needs, raised before any work.
+    Only options given on the command line count (click's ``Context.get_parameter_source``),
+    so a default never triggers an error. Every option the table names must exist: a typo
+    raises ValueError when the command is built. Declare with
+    ``@click.command(cls=OptionNeedsCommand, needs={...})``. (click has no option constraints;
+    cloup's ``@constraint(If(...), ...)`` has, but segcost's core dependencies are fixed.)
+    """
+
+    def __init__(self, *args, needs: Mapping[str, str | tuple[str, ...]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        by_flag = {flag: param.name for param in self.params if isinstance(param, click.Option)
+                   for flag in (*param.opts, *param.secondary_opts)}
+        self.needs = [(option, self._param(by_flag, option), self._requirement(by_flag, requirement))
+                      for option, requirements in (needs or {}).items()
+                      for requirement in ((requirements,) if isinstance(requirements, str) else requirements)]
+
+    def _param(self, by_flag: Mapping[str, str | None], flag: str) -> str:
+        name = by_flag.get(flag.split("/")[0])
+        if name is None:
+            raise ValueError(f"command {self.name!r}: option needs table names {flag!r}, which it does not have")
+        return name
+
+    def _requirement(self, by_flag: Mapping[str, str | None], text: str) -> list[_Condition]:
+        conditions = []
+        for alternative in text.split(" or "):
+            negated = alternative.startswith("no ")
+            flag, _, value = alternative.removeprefix("no ").partition(" ")
+            conditions.append(_Condition(self._param(by_flag, flag), flag + (f" {value}" if value else ""),
+                                         value or None, negated))
+        return conditions
+
+    def invoke(self, ctx: click.Context):
+        check_option_needs(ctx, self.needs)
+        return super().invoke(ctx)
+
+
+def check_option_needs(ctx: click.Context, needs: list[tuple[str, str, list[_Condition]]]) -> None:
+    """InputError naming every option given on the command line whose requirement (OptionNeedsCommand) is unmet."""
+    problems = []
+    for option, param, conditions in needs:
+        if ctx.get_parameter_source(param) is not ParameterSource.COMMANDLINE:
+            continue
+        if any(condition.holds(ctx.params) for condition in conditions):
+            continue
+        if conditions[0].negated:
+            problems.append(f"{option} does not combine with {conditions[0].text}")
+        else:
+            problems.append(f"{option} needs {' or '.join(condition.text for condition in conditions)}")
+    if problems:
+        raise InputError("; ".join(problems))

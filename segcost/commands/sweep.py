@@ -10,7 +10,16 @@ from pathlib import Path
 
 import click
 
-from segcost.commands.options import TRUST_FLAG, count_type, trust_model_code_option, trusts_model_code
+from segcost.commands.options import (
+    TRUST_FLAG,
+    OptionNeedsCommand,
+    count_type,
+    trust_model_code_option,
+    trusts_model_code,
+)
+
+NEEDS = {"--address": "--backend ray", "--pareto-cost": "--pareto or --pareto-html"}
+"""Which sweep options need which (without it the option would be ignored)."""
 
 
 @contextlib.contextmanager
@@ -30,7 +39,7 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-@click.command("sweep")
+@click.command("sweep", cls=OptionNeedsCommand, needs=NEEDS)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Result table: FILE.csv (FILE.jsonl, and FILE.parquet with pyarrow, are written beside it). "

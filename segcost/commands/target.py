@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from segcost.commands.inputs import fused_graph
-from segcost.commands.options import count_type, trust_model_code_option
+from segcost.commands.options import OptionNeedsCommand, count_type, trust_model_code_option
 from segcost.errors import InputError
 from segcost.reports.target import (
     render_comparison,
@@ -22,12 +22,17 @@ FORMATS = click.Choice(["table", "json", "md"])
 TARGET_HELP = "Target profile: tda4vm, am62a, cpu, or a profile .toml file."
 
 
+CALIBRATE_NEEDS = {"--models-dir": "--reference",
+                   **dict.fromkeys(("--input-shape", "--runs", "--threads"), "no --reference")}
+"""Which calibrate options need which: --reference fits device times, nothing is measured here."""
+
+
 def _shape_option(function):
     return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
                         help="Static shape for a model input (repeatable).")(function)
 
 
-@click.command("cost")
+@click.command("cost", cls=OptionNeedsCommand, needs={"--top": "--format table or --format md"})
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--target", default="tda4vm", show_default=True, help=TARGET_HELP)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
@@ -80,7 +85,7 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
     click.echo(render_comparison(comparison, measurement, profile.name, fmt), nl=False)
 
 
-@click.command("calibrate")
+@click.command("calibrate", cls=OptionNeedsCommand, needs=CALIBRATE_NEEDS)
 @click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Profile TOML to write.")
 @click.option("--base", default="cpu", show_default=True, help="Profile whose other values (and comments) are kept.")

@@ -23,8 +23,8 @@ from segcost.commands.options import trust_model_code_option
 def verify(ctx: click.Context, model: str | None, input_shapes: tuple[str, ...], rules: str, fmt: str,
            fuse: bool) -> None:
     """Check depthwise/grouped consistency, the Lite rule and target support; exit 1 on findings."""
-    from segcost.budget.evaluate import verifier_findings
     from segcost.commands.inputs import load_cli_graph
+    from segcost.pipeline import verifier_findings
     from segcost.reports.passes import render_findings
 
     graph, _ = load_cli_graph(model, input_shapes)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from segcost.commands.options import count_type
+from segcost.commands.options import OptionNeedsCommand, count_type
 from segcost.commands.output import check_outputs, emit
 from segcost.errors import InputError
 
@@ -29,7 +29,7 @@ def zoo_list() -> None:
     click.echo(tabulate(rows, headers=["model", "family", "input (WxH)", "classes", "Lite group"]))
 
 
-@zoo.command("export")
+@zoo.command("export", cls=OptionNeedsCommand, needs={"--keep-batchnorm": "--exporter legacy"})
 @click.argument("name")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
 @click.option("--input-size", metavar="WxH", help="Input width x height (default: the model's).")

@@ -305,12 +305,12 @@ def _check_attributes(model: onnx.ModelProto,
     with_attributes: Iterable[tuple[int, NodeRow]] = ()
     if rows:
         # whole columns checked at C speed (no Python frame per node); only nodes with attributes are walked
-        names, op_types, domains, doc_strings, inputs, outputs, attribute_lists = zip(*rows)
+        names, op_types, domains, doc_strings, inputs, outputs, attribute_lists, _ = zip(*rows)
         texts_ok = texts_ok and _all_text(names, op_types, domains, doc_strings, chain.from_iterable(inputs),
                                           chain.from_iterable(outputs))
         with_attributes = compress(enumerate(rows), attribute_lists)
     attribute_names: list[object] = []
-    for index, (node_name, op_type, domain, _, _, _, attributes) in with_attributes:
+    for index, (node_name, op_type, domain, _, _, _, attributes, _) in with_attributes:
         declared_types = schema_types.get((domain, op_type))
         if declared_types is None:
             declared_types = schema_types[domain, op_type] = _declared_attribute_types(opsets, domain, op_type)

@@ -71,6 +71,9 @@ class Node:
     attr_types: dict[str, int] = field(default_factory=dict)
     doc_string: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # The ONNX node's metadata_props (key → value), written back unchanged: exporters' provenance such as
+    # torch dynamo's module path ("pkg.torch.onnx.name_scopes", read by analyzer.grouping).
+    metadata_props: dict[str, str] = field(default_factory=dict)
     # Outer-scope tensors its subgraphs (If/Loop/Scan) read by name: edges like `inputs`,
     # never exported as inputs (see segcost.ir.subgraphs).
     implicit_inputs: list[str] = field(default_factory=list)

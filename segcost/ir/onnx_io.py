@@ -2,8 +2,8 @@
 
 `from_model` builds the IR from an already validated ModelProto (the frontend loader does
 the file handling and safety checks); `to_model` writes it back. The round trip keeps node
-names, attributes (with their ONNX types), initializers, inputs/outputs, value infos,
-opset imports, metadata and local functions, so the exported model runs identically.
+names, attributes (with their ONNX types), node metadata_props, initializers, inputs/outputs,
+value infos, opset imports, metadata and local functions, so the exported model runs identically.
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ def shape_of(type_proto: onnx.TypeProto, zero_is_unknown: bool = False) -> tuple
     return tensor_type.elem_type, tuple(dims)
 
 
-# A node's fields as read from protobuf: name, op_type, domain, doc_string, inputs, outputs and
-# its AttributeProtos. Strings a file holds as invalid UTF-8 come back from protobuf as bytes.
-NodeRow = tuple[Any, Any, Any, Any, list[Any], list[Any], Any]
+# A node's fields as read from protobuf: name, op_type, domain, doc_string, inputs, outputs, its
+# AttributeProtos and its metadata_props (StringStringEntryProtos). Strings a file holds as
+# invalid UTF-8 come back from protobuf as bytes.
+NodeRow = tuple[Any, Any, Any, Any, list[Any], list[Any], Any, Any]
 
 
 def node_rows(onnx_graph: onnx.GraphProto) -> list[NodeRow]:
@@ -87,10 +88,11 @@ def node_rows(onnx_graph: onnx.GraphProto) -> list[NodeRow]:
     costs a tenth of a second, so the loader's checks and the IR build share one reading.
     """
     # A slice of a repeated field is a new list, built faster than list() of it. An empty
-    # attribute list is kept as (): a held container keeps its node's message wrapper alive
-    # (at 100k nodes, 37 MB more while the rows live).
+    # attribute (or metadata) list is kept as (): a held container keeps its node's message
+    # wrapper alive (at 100k nodes, 37 MB more while the rows live).
     return [(node.name, node.op_type, node.domain, node.doc_string, node.input[:], node.output[:],
-             attributes if (attributes := node.attribute) else ()) for node in onnx_graph.node]
+             attributes if (attributes := node.attribute) else (),
+             metadata if (metadata := node.metadata_props) else ()) for node in onnx_graph.node]
 
 
 def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), inputs: bool = False) -> None:
@@ -210,7 +212,7 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
     outputs = set(graph.outputs)
     subgraph_types = (GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE)
     INT, INTS = onnx.AttributeProto.INT, onnx.AttributeProto.INTS  # noqa: N806 - the enum's names
-    for index, (name, op_type, domain, doc_string, node_inputs, node_outputs, attributes) in enumerate(
+    for index, (name, op_type, domain, doc_string, node_inputs, node_outputs, attributes, metadata) in enumerate(
             node_rows(onnx_graph) if rows is None else rows):
         if (op_type == "Constant" and not domain and len(node_outputs) == 1
                 and node_outputs[0] and node_outputs[0] not in outputs):
@@ -239,6 +241,9 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
             doc_string, persisted = _split_doc(doc_string)
             meta.update(persisted)
         node = Node(name, op_type, domain, node_inputs, node_outputs, attrs, attr_types, doc_string, meta)
+        if metadata:   # exporters' provenance, e.g. torch dynamo's module path (pkg.torch.onnx.name_scopes)
+            node.metadata_props = {key: value for entry in metadata
+                                   if isinstance(key := entry.key, str) and isinstance(value := entry.value, str)}
         if subgraphs:
             node.implicit_inputs = implicit_inputs(attrs, attr_types)
         key = name if name and name not in nodes else _fallback_key(nodes, name or op_type, index)
@@ -470,6 +475,8 @@ def to_model(graph: Graph, keep_value_info: bool = True, weightless: bool = Fals
         for attr_name, value in node.attrs.items():
             node_proto.attribute.append(
                 helper.make_attribute(attr_name, value, attr_type=node.attr_types.get(attr_name)))
+        if node.metadata_props:
+            helper.set_metadata_props(node_proto, node.metadata_props)
         nodes.append(node_proto)
     produced = {tensor for node in graph.nodes.values() for tensor in node.outputs}
     interface = set(graph.inputs) | set(graph.outputs)

@@ -161,7 +161,7 @@ def _groups(result: AnalysisResult, group_by: str) -> dict:
     from segcost.analyzer.grouping import group_layers, parse_group_by
 
     key, depth = parse_group_by(group_by)
-    return result.by_op_type if key == "op_type" else group_layers(result.layers, key, depth)
+    return result.by_op_type if key == "op_type" else group_layers(result.layers, key, depth, result.scopes)
 
 
 def groups_dict(result: AnalysisResult, group_by: str) -> dict:

@@ -117,7 +117,7 @@ def dominance_flags(costs_and_mious: list[tuple[float, float]]) -> list[bool]:
 
 def point_label(row: SweepRow) -> str:
     point = row.point
-    parts = [point.model, point.input_size]
+    parts = [point.model, *point.factory_args, point.input_size]
     if point.width_mult is not None:
         parts.append(f"w{point.width_mult:g}")
     parts += [f"{point.num_classes} classes", point.precision]
@@ -147,7 +147,8 @@ def pareto_fronts(rows: list[SweepRow], cost: str = "gmacs") -> list[ParetoFront
             continue
         target = point.target if cost == "latency" else None
         # GMACs do not depend on the target: points that differ only in target count once.
-        identity = (point.model, point.input_size, point.width_mult, point.num_classes, point.precision, target)
+        identity = (point.model, point.factory_args, point.input_size, point.width_mult, point.num_classes,
+                    point.precision, target)
         if id(row) in published:
             candidates.setdefault((target, _seed(row).dataset), {}).setdefault(identity, (row, value))
         else:

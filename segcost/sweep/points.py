@@ -77,6 +77,7 @@ class Point:
         search_path: directory put on sys.path before importing a factory's module.
         width_parameter: the builder's width keyword for zoo models ("" for none).
         seed: the matching seed-table row, if any (not part of the hash).
+        factory_args: a factory's other keyword arguments, "KEY=VALUE" strings (spec.py).
     """
 
     index: int
@@ -94,6 +95,7 @@ class Point:
     search_path: str = ""
     width_parameter: str = ""
     seed: SeedMatch | None = field(default=None, compare=False)
+    factory_args: tuple[str, ...] = ()
 
     @property
     def input_size(self) -> str:
@@ -103,11 +105,12 @@ class Point:
     @property
     def build_key(self) -> tuple:
         """Points with equal build keys share one export (they differ only in target/precision)."""
-        return (self.model, self.height, self.width, self.width_mult, self.num_classes, self.settings)
+        return (self.model, self.factory_args, self.height, self.width, self.width_mult, self.num_classes,
+                self.settings)
 
     @property
     def label(self) -> str:
-        parts = [self.model, self.input_size]
+        parts = [self.model, *self.factory_args, self.input_size]
         if self.width_mult is not None:
             parts.append(f"w{self.width_mult:g}")
         if self.num_classes is not None:
@@ -158,7 +161,8 @@ def expand(spec: SweepSpec, fingerprint: str | None = None, search_path: str | N
                         classes = zoo_model.num_classes
                     for precision in spec.precisions:
                         for target in spec.targets:
-                            identity = (entry.model, height, width, width_mult, classes, precision, target)
+                            identity = (entry.model, entry.factory_args, height, width, width_mult, classes,
+                                        precision, target)
                             if identity in seen:
                                 continue
                             seen.add(identity)
@@ -168,13 +172,15 @@ def expand(spec: SweepSpec, fingerprint: str | None = None, search_path: str | N
                                 "target_profile": profile_hashes.get(target), "precision": precision,
                                 "measures": list(spec.measures), "settings": hashed_settings,
                                 "code": fingerprint, "factory_source": source_hash,
+                                # only when given: the hashes of points without them (their caches) stay
+                                **({"factory_args": list(entry.factory_args)} if entry.factory_args else {}),
                             }
                             seed = None if zoo_model is None else match_seed(
                                 entry.model, width_mult, height, width, classes, precision)
                             points.append(Point(
                                 len(points), entry.model, entry.is_factory, height, width, width_mult, classes,
                                 target, precision, spec.measures, spec.settings, content_hash(payload),
-                                search_path, parameter, seed))
+                                search_path, parameter, seed, entry.factory_args))
     return Expansion(points, notes)
 
 

@@ -13,7 +13,8 @@ What is measured, per point:
 * weight_bytes (with params) — of the deployed graph: the fused float graph (fp32) or the
   int8 QDQ graph;
 * latency_ms, fallback_layers — the target cost model on the deployed graph;
-* findings — verifier findings (settings.rules) on the exported float model;
+* findings — verifier findings (settings.rules) on the folded and fused float model: the graph
+  `segcost verify` checks by default (pipeline.verifier_findings, shared with it and check);
 * ort_ms — median onnxruntime CPU latency of the deployed graph on this worker's machine.
 
 int8 points quantize the fused graph with segcost.quant (synthetic calibration): in the
@@ -46,6 +47,7 @@ from typing import Any
 from segcost.errors import InputError
 from segcost.sweep.points import Point, builder_parts
 from segcost.sweep.progress import report_step, set_step_sink
+from segcost.sweep.spec import factory_arguments
 from segcost.targets.run_bounds import bound_run_memory, bounded_session
 
 ERROR_TEXT_LIMIT = 500
@@ -273,8 +275,9 @@ def _measure(point: Point, memo: BuildMemo) -> PointResult:
         result.macs = analysis.totals.macs
     if "params" in measures:
         result.params = analysis.totals.params
-    if "findings" in measures:
-        findings = memo.get("findings", _stepped(point, "verifying", lambda: _findings(graph, point.settings.rules)))
+    if "findings" in measures:   # fuses `graph` in place, as the deployed graph below is: target_pipeline
+        findings = memo.get("findings", _stepped(point, "verifying",
+                                                 lambda: _findings(graph, point.settings.rules)))
         result.findings = len(findings)
         result.finding_rules = _rule_counts(findings)
     if not measures & {"params", "latency", "ort_latency"} and point.precision == "fp32":
@@ -330,7 +333,7 @@ def build_module(point: Point) -> Any:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError) as error:
         raise InputError(f"{point.model}: cannot import ({error})") from None
-    arguments: dict[str, Any] = {}
+    arguments = factory_arguments(point.factory_args)   # spec.py refused num_classes/width_mult among them
     if point.num_classes is not None:
         arguments["num_classes"] = point.num_classes
     if point.width_mult is not None:
@@ -356,12 +359,6 @@ def _analyze(graph):
     return analyze(graph)
 
 
-def _findings(graph, rules: str) -> list:
-    from segcost.passes import VerifyGroupedConvPass
-
-    return VerifyGroupedConvPass(rules=rules)(graph).findings
-
-
 def _rule_counts(findings: list) -> str:
     counts: dict[str, int] = {}
     for finding in findings:
@@ -369,11 +366,19 @@ def _rule_counts(findings: list) -> str:
     return ";".join(f"{rule}×{count}" for rule, count in sorted(counts.items()))
 
 
-def _fuse(graph):
-    """Fold BatchNorm and mark fused activations in place, as deployment toolchains do."""
-    from segcost.pipeline import build_pipeline
+def _findings(graph, rules: str) -> list:
+    """The findings `segcost verify` reports (its default: on the folded and fused graph; `graph` is fused in place)."""
+    from segcost.pipeline import verifier_findings
 
-    return build_pipeline()(graph).graph
+    return verifier_findings(graph, rules)
+
+
+def _fuse(graph):
+    """Fold constants and BatchNorm and fuse activations in place, as deployment toolchains do (a no-op on a graph
+    _findings fused already)."""
+    from segcost.pipeline import target_pipeline
+
+    return target_pipeline(graph)
 
 
 def _quantize(fused, quant_target: str, calib_size: int, point: Point | None = None):

@@ -7,6 +7,8 @@ measures = ["macs", "params", "latency", "findings"]     # + "ort_latency" (opti
 models = [
     "MobileNetV2+FPNLite",                                 # a zoo name (`segcost zoo list`)
     { model = "mypkg.nets:build", num_classes = ["default"] },   # module:factory, own axes
+    { model = "torchvision.models.segmentation:lraspp_mobilenet_v3_large", input_sizes = ["512"],
+      factory_args = ["weights=None", "weights_backbone=None"] },     # its keyword arguments
 ]
 input_sizes = ["768x384", "512x512"]     # WIDTHxHEIGHT like the seed table, 520 = square, "default"
 width_multipliers = [1.0, 1.4]           # only for models whose family has one (see points.py)
@@ -24,7 +26,10 @@ point_timeout_s = 1800                   # a point still running after this is s
 ```
 
 An entry of `models` may be an inline table that overrides `input_sizes`, `num_classes` and
-`width_multipliers` for that model. Every problem is an InputError naming the file and key.
+`width_multipliers` for that model; a module:factory entry's `factory_args` are its keyword
+arguments, "KEY=VALUE" strings read as `analyze --factory-arg` reads them
+(frontends.torch.parse_factory_args: VALUE a Python literal, else a string), except
+num_classes and width_mult, which are the axes'. Every problem is an InputError naming the file and key.
 Parsing imports neither torch nor the zoo's model code. The file is read by
 segcost.fileio.reads.read_toml_file (a regular file of at most 1 MiB), and the number of points is
 computed from the axes before anything is expanded: more than MAX_POINTS is an error.
@@ -48,6 +53,7 @@ PRECISIONS = ("fp32", "int8")
 DEFAULT_TARGETS = ("tda4vm",)
 AXES = ("models", "input_sizes", "width_multipliers", "num_classes", "targets", "precisions")
 MODEL_AXES = ("input_sizes", "width_multipliers", "num_classes")
+AXIS_KEYWORDS = ("num_classes", "width_mult")   # the keywords a factory gets from the axes
 TOP_LEVEL_KEYS = ("measures", "axes", "settings")
 DEFAULT = "default"
 MAX_SIDE = 16384
@@ -90,6 +96,7 @@ class ModelEntry:
             factory, a number is passed as `width_mult=`; for a zoo model, points.py maps it.
         width_given: whether width_multipliers came from the spec (global axis or the entry).
         width_from_entry: whether the entry itself set width_multipliers (required for factories).
+        factory_args: a factory's keyword arguments as "KEY=VALUE" strings (see the module docstring).
     """
 
     model: str
@@ -99,6 +106,7 @@ class ModelEntry:
     width_multipliers: tuple[float | None, ...]
     width_given: bool = False
     width_from_entry: bool = False
+    factory_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +271,7 @@ def _model_entry(item: Any, index: int, source: str, sizes, classes, widths, wid
     key = f"axes.models[{index}]"
     overrides: dict[str, Any] = {}
     if isinstance(item, dict):
-        _no_unknown(item, ("model", *MODEL_AXES), source, f"{key}.")
+        _no_unknown(item, ("model", *MODEL_AXES, "factory_args"), source, f"{key}.")
         overrides = {name: value for name, value in item.items() if name != "model"}
         item = item.get("model")
         if item is None:
@@ -293,7 +301,40 @@ def _model_entry(item: Any, index: int, source: str, sizes, classes, widths, wid
         widths = _widths(overrides["width_multipliers"], source, f"{key}.width_multipliers")
     elif is_factory:
         widths = (None,)  # segcost cannot know whether a factory takes width_mult: the entry must say so
-    return ModelEntry(name, is_factory, sizes, classes, widths, width_given or width_from_entry, width_from_entry)
+    factory_args: tuple[str, ...] = ()
+    if "factory_args" in overrides:
+        if not is_factory:
+            raise InputError(f"{source}: {key}.factory_args: only a package.module:factory model takes keyword "
+                             f"arguments ({name!r} is a zoo model)")
+        factory_args = _factory_args(overrides["factory_args"], source, f"{key}.factory_args")
+    return ModelEntry(name, is_factory, sizes, classes, widths, width_given or width_from_entry, width_from_entry,
+                      factory_args)
+
+
+def factory_arguments(items: tuple[str, ...]) -> dict[str, Any]:
+    """The keyword arguments of "KEY=VALUE" strings, parsed as `analyze --factory-arg` parses them."""
+    from segcost.frontends.torch import parse_factory_args
+
+    return parse_factory_args(items)
+
+
+def _factory_args(value: Any, source: str, key: str) -> tuple[str, ...]:
+    """A list of "KEY=VALUE" strings, each KEY once and none of them an axis keyword."""
+    items = _list(value, source, key)
+    if not all(isinstance(item, str) for item in items):
+        raise InputError(f"{source}: {key}: expected \"KEY=VALUE\" strings, e.g. [\"weights=None\"]")
+    keys = []
+    for index, item in enumerate(items):
+        try:
+            (argument,) = factory_arguments((item,))
+        except InputError as error:
+            raise InputError(f"{source}: {key}[{index}]: {error}") from None
+        if argument in AXIS_KEYWORDS:
+            axis = "num_classes" if argument == "num_classes" else "width_multipliers"
+            raise InputError(f"{source}: {key}[{index}]: {argument} comes from the {axis} axis; set it there")
+        keys.append(argument)
+    _unique(keys, source, f"{key} (keys)")
+    return tuple(item.strip() for item in items)
 
 
 def _targets(value: Any, source: str, base_dir: Path) -> tuple[str, ...]:

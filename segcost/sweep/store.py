@@ -27,7 +27,8 @@ from segcost.fileio.writes import destination, json_text, write_atomic
 from segcost.sweep.points import Point
 from segcost.sweep.run import PointResult
 
-AXIS_COLUMNS = ("index", "point", "model", "input_size", "width_mult", "num_classes", "target", "precision")
+AXIS_COLUMNS = ("index", "point", "model", "factory_args", "input_size", "width_mult", "num_classes", "target",
+                "precision")
 STATUS_COLUMNS = ("status", "error")
 MEASURE_COLUMNS = {
     "macs": ("macs", "gmacs"),
@@ -72,7 +73,8 @@ class SweepRow:
         """The table row: the given columns, None where a value does not apply."""
         point, result, seed = self.point, self.result, self.point.seed
         values: dict[str, Any] = {
-            "index": point.index, "point": point.key, "model": point.model, "input_size": point.input_size,
+            "index": point.index, "point": point.key, "model": point.model,
+            "factory_args": ";".join(point.factory_args) or None, "input_size": point.input_size,
             "width_mult": point.width_mult, "num_classes": point.num_classes, "target": point.target,
             "precision": point.precision, "gmacs": None if self.gmacs is None else round(self.gmacs, 6),
             "seed_dataset": seed and seed.dataset, "seed_model": seed and seed.model,

@@ -124,3 +124,14 @@ def test_a_baseline_total_that_is_not_a_count_is_refused(run_cli, folder, value)
     Path("b.json").write_text(json.dumps(document).replace('"VALUE"', value))
     code, _, err = run_cli("check", "a/m.onnx", "--input-shape", "x=1x3x8x8", "--baseline", "b.json")
     one_error(code, err, "b.json")
+
+
+def test_baseline_save_reads_the_models_as_check_does(run_cli, folder):
+    """--input-shape over a budgets file's models, and the budgets file's entry for a MODEL given: both were
+    ignored by `baseline save`, so the next `check --baseline` refused the baseline's input shape."""
+    Path("segcost.toml").write_text('[[models]]\npath = "a/m.onnx"\ninput_shape = "x=1x3x8x8"\nmax_gmacs = 1\n')
+    assert run_cli("baseline", "save", "--input-shape", "x=1x3x16x16", "-o", "b.json")[0] == 0
+    assert run_cli("check", "--input-shape", "x=1x3x16x16", "--baseline", "b.json")[0] == 0
+    assert run_cli("baseline", "save", "a/m.onnx", "-o", "c.json")[0] == 0
+    code, out, err = run_cli("check", "a/m.onnx", "--baseline", "c.json")
+    assert code == 0 and "baseline_macs" in out, err

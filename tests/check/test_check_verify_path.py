@@ -36,8 +36,8 @@ def test_check_verify_agrees_with_verify(run_cli, tmp_path, monkeypatch):
 
 
 def test_verifier_findings_is_what_both_commands_run(tmp_path):
-    from segcost.budget.evaluate import verifier_findings
     from segcost.frontends.onnx import load
+    from segcost.pipeline import verifier_findings
 
     model = shape_fed_reshape(tmp_path / "m.onnx")
     assert verifier_findings(load(model)) == []
