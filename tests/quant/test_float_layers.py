@@ -21,6 +21,8 @@ from segcost.frontends.onnx import load_model
 from segcost.quant.float_layers import pin_float_layers
 from segcost.quant.mixed_cost import quantized_units
 from segcost.quant.mixed_variants import SQNRRunner, float_variant
+from segcost.targets.cost_model import prepare
+from segcost.targets.runtime import float_conv
 
 SHAPE = [1, 3, 32, 32]
 
@@ -82,6 +84,9 @@ def test_an_excluded_layer_runs_in_float_in_onnxruntime_and_costs_no_accuracy(qm
             }["c1"] != "QLinearConv"
     assert "c1" not in quantized_units(load_model(model), load_model(excluded.model))
     assert "c0" in quantized_units(load_model(model), load_model(excluded.model))
+    prepared = prepare(load_model(excluded.model), None)
+    floats = {item.layer.name for item in prepared.features if float_conv(item, prepared)}
+    assert "c1" in floats and "c0" not in floats   # the cost model runs it as the float conv it is
 
 
 def test_mixed_float_variants_are_float_in_onnxruntime(qm, tmp_path):
