@@ -129,8 +129,8 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
     """Units of the fused float `graph` that the full QDQ `int8_graph` quantizes, by label, in graph order.
 
     A layer is quantized when it reads a DequantizeLinear and a QuantizeLinear reads its output: only then
-    does onnxruntime fuse it into a QLinear* kernel. A Conv/ConvTranspose/Gemm whose input 0 comes out of a
-    per-axis DequantizeLinear is a float layer (segcost.quant.float_layers pins it so). A Relu/Clip segcost put back between the layer and
+    does onnxruntime fuse it into a QLinear* kernel (a Conv/Gemm reading a per-axis DequantizeLinear at input 0
+    is a float layer: segcost.quant.float_layers). A Relu/Clip segcost put back between the layer and
     its QuantizeLinear (passes.qdq_clips.RestoreClipsPass: `Conv → Clip(0.25, 6) → QuantizeLinear`) does
     not make it float — its weights and inputs are still int8 — and the activation joins its unit, so that
     `--exclude-nodes` and `mixed_variants.float_variant` keep both in float or neither (the mixed report
