@@ -5,7 +5,8 @@ for accuracy) is written as onnxruntime's quantizer writes an excluded node:
 `DequantizeLinear → Conv(float weight, float bias) → QuantizeLinear`. At session creation
 (graph optimization level 1, "basic", on by default; every execution provider) onnxruntime's
 `WeightBiasQuantization` transformer (onnxruntime/core/optimizer/qdq_transformer/
-weight_bias_quantization.cc, 1.20+) turns exactly that into a QDQ node unit: it quantizes the
+weight_bias_quantization.cc; registered in graph_transformer_utils.cc unless the session sets
+`session.disable_quant_qdq`; onnxruntime 1.32 here) turns exactly that into a QDQ node unit: it quantizes the
 float weight to int8 with ONE per-tensor symmetric scale (and the bias to int32), and the
 Conv then runs as a QLinearConv. It does so for a Conv, ConvTranspose or Gemm when
 
@@ -13,7 +14,8 @@ Conv then runs as a QLinearConv. It does so for a Conv, ConvTranspose or Gemm wh
    rank 0, or shape [1]),
 2. its output reaches a QuantizeLinear through a chain of single readers that may hold Relu
    or Clip only, and
-3. its weight is a float32 initializer (or already dequantized).
+3. its weight is a float32 initializer (a dequantized weight is the int8 case, where only a
+   float bias is quantized).
 
 The "float" layer is then int8, with per-tensor weights — worse than the per-channel int8 it
 replaced, much worse after cross-layer equalization has spread its channels' ranges (smp FPN,
