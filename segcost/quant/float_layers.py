@@ -21,6 +21,10 @@ The "float" layer is then int8, with per-tensor weights — worse than the per-c
 replaced, much worse after cross-layer equalization has spread its channels' ranges (smp FPN,
 MobileNetV4 encoder: one excluded Conv took the output from 26.4 to 9.7 dB).
 
+onnxruntime's QDQPropagationTransformer runs first and moves a DequantizeLinear forward (a
+QuantizeLinear back) across MaxPool, Reshape, Transpose, Squeeze, Unsqueeze and Slice on a
+single-reader path, so a layer behind such ops meets the conditions too.
+
 `pin_float_layers` breaks condition 1 without changing any value: the layer reads its own
 DequantizeLinear with the same scale and zero point repeated along the channel axis (a
 per-axis DequantizeLinear, opset 13), which the transformer leaves alone; no other fusion
@@ -36,11 +40,14 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-__all__ = ["WEIGHT_QUANTIZED_OPS", "is_pinned_input", "pin_float_layers", "pin_notes"]
+__all__ = ["PROPAGATED", "WEIGHT_QUANTIZED_OPS", "is_pinned_input", "pin_float_layers", "pin_notes"]
 
 # Ops onnxruntime's WeightBiasQuantization quantizes (their weight is input 1, their bias input 2).
 WEIGHT_QUANTIZED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm"})
 _ACTIVATIONS = frozenset({"Relu", "Clip"})   # allowed between the layer and its QuantizeLinear (condition 2)
+# Ops onnxruntime's QDQPropagationTransformer moves a DequantizeLinear forward / a QuantizeLinear back across
+# (qdq_propagation.cc, CanNodePropagate): a float layer behind one of them meets condition 1 or 2 after it.
+PROPAGATED = frozenset({"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"})
 PER_AXIS_MIN_OPSET = 13
 PINNED_SUFFIX = "_float_input"   # the name of a layer's own DequantizeLinear: <layer>_float_input
 
@@ -61,19 +68,43 @@ def is_pinned_input(scale: np.ndarray | None) -> bool:
     return scale is not None and scale.size > 1
 
 
-def _reaches_quantize(node: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]]) -> bool:
-    """Condition 2: a chain of single readers, Relu/Clip only, ends at a QuantizeLinear."""
+def _single_reader(tensor: str, readers: dict[str, list[onnx.NodeProto]], outputs: set[str]
+                   ) -> onnx.NodeProto | None:
+    users = readers.get(tensor, [])
+    return users[0] if len(users) == 1 and tensor not in outputs else None
+
+
+def _reaches_quantize(node: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]], outputs: set[str]) -> bool:
+    """Condition 2: a chain of single readers ends at a QuantizeLinear. Relu/Clip may sit on it, and the ops
+    QDQPropagationTransformer (level basic, before WeightBiasQuantization) moves a QuantizeLinear back across."""
     current = node
     while len(current.output) == 1:
-        users = readers.get(current.output[0], [])
-        if len(users) != 1:
+        user = _single_reader(current.output[0], readers, outputs)
+        if user is None:
             return False
-        if users[0].op_type == "QuantizeLinear":
+        if user.op_type == "QuantizeLinear":
             return True
-        if users[0].op_type not in _ACTIVATIONS:
+        if user.op_type not in _ACTIVATIONS | PROPAGATED:
             return False
-        current = users[0]
+        current = user
     return False
+
+
+def _dequantize_of(tensor: str, producers: dict[str, onnx.NodeProto], readers: dict[str, list[onnx.NodeProto]],
+                   outputs: set[str]) -> tuple[onnx.NodeProto | None, bool]:
+    """(the DequantizeLinear onnxruntime will find in front of the layer reading `tensor`, whether it reads it
+    directly); across PROPAGATED ops only if QDQPropagationTransformer moves it forward (a single reader each)."""
+    producer = producers.get(tensor)
+    direct = True
+    while producer is not None and producer.op_type in PROPAGATED and producer.input \
+            and _single_reader(tensor, readers, outputs) is not None:
+        tensor, direct = producer.input[0], False
+        producer = producers.get(tensor)
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None, direct
+    if not direct and _single_reader(tensor, readers, outputs) is None:
+        return None, direct   # a DequantizeLinear with other readers is not propagated
+    return producer, direct
 
 
 def _declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -83,19 +114,20 @@ def _declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
             for info in infos if info.type.tensor_type.HasField("shape")}
 
 
-def _axis_and_size(node: onnx.NodeProto, weight: onnx.TensorProto, shape: list[int | None] | None
-                   ) -> tuple[int, int] | None:
-    """(axis, length) of input 0 to repeat the scale along: a length > 1 (length 1 is per-tensor again)."""
+def _channels(node: onnx.NodeProto, weight: onnx.TensorProto) -> tuple[int, int]:
+    """(axis, length) of the layer's input 0 that its weight reads along (channels; Gemm: K)."""
     attrs = {attr.name: helper.get_attribute_value(attr) for attr in node.attribute}
     dims = list(weight.dims)
     if node.op_type == "Gemm":   # A is [M, K] (transA=0) or [K, M]; K from B
-        axis = 0 if attrs.get("transA", 0) else 1
-        size = dims[1] if attrs.get("transB", 0) else dims[0]
-    else:   # Conv: W is [C_out, C_in/group, k...]; ConvTranspose: [C_in, C_out/group, k...]
-        axis = 1
-        size = dims[1] * int(attrs.get("group", 1)) if node.op_type == "Conv" else dims[0]
-    if size > 1:
-        return axis, size
+        return (0 if attrs.get("transA", 0) else 1), (dims[1] if attrs.get("transB", 0) else dims[0])
+    # Conv: W is [C_out, C_in/group, k...]; ConvTranspose: [C_in, C_out/group, k...]
+    return 1, (dims[1] * int(attrs.get("group", 1)) if node.op_type == "Conv" else dims[0])
+
+
+def _axis_and_size(channels: tuple[int, int] | None, shape: list[int | None] | None) -> tuple[int, int] | None:
+    """(axis, length) to repeat the scale along: a length > 1 (length 1 is per-tensor again)."""
+    if channels is not None and channels[1] > 1:
+        return channels
     for index, dim in enumerate(shape or []):   # a 1-channel input: any other static dim > 1
         if dim is not None and dim > 1:
             return index, dim
@@ -123,19 +155,21 @@ def pin_float_layers(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     unpinned: list[str] = []
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        dequantize = producers.get(node.input[0]) if node.input else None
         weight = constants.get(node.input[1]) if len(node.input) > 1 else None
-        scale = constants.get(dequantize.input[1]) if dequantize is not None and dequantize.op_type == \
-            "DequantizeLinear" else None
         if (node.op_type not in WEIGHT_QUANTIZED_OPS or node.domain not in ("", "ai.onnx") or weight is None
-                or weight.data_type != onnx.TensorProto.FLOAT or scale is None
-                or is_pinned_input(numpy_helper.to_array(scale)) or not _reaches_quantize(node, readers)):
+                or weight.data_type != onnx.TensorProto.FLOAT):
+            nodes.append(node)
+            continue
+        dequantize, direct = _dequantize_of(node.input[0], producers, readers, outputs)
+        scale = constants.get(dequantize.input[1]) if dequantize is not None else None
+        if scale is None or is_pinned_input(numpy_helper.to_array(scale)) \
+                or not _reaches_quantize(node, readers, outputs):
             nodes.append(node)
             continue
         assert dequantize is not None, "scale is only set for a DequantizeLinear"
         if shapes is None:
             shapes = _declared_shapes(model)
-        where = _axis_and_size(node, weight, shapes.get(node.input[0]))
+        where = _axis_and_size(_channels(node, weight) if direct else None, shapes.get(dequantize.output[0]))
         if where is None or _opset(model) < PER_AXIS_MIN_OPSET:
             unpinned.append(node.name)
             nodes.append(node)
@@ -148,11 +182,11 @@ def pin_float_layers(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
                 value = numpy_helper.to_array(constants[dequantize.input[index]]).reshape(-1)[:1]
                 graph.initializer.append(numpy_helper.from_array(np.repeat(value, size), name + suffix))
                 inputs.append(name + suffix)
-        if len(readers[node.input[0]]) == 1 and node.input[0] not in outputs:   # its DequantizeLinear alone
+        if _single_reader(dequantize.output[0], readers, outputs) is not None:   # its DequantizeLinear alone
             replaced.update(dequantize.input[1:])
             dequantize.CopyFrom(helper.make_node("DequantizeLinear", inputs, list(dequantize.output),
                                                  name=dequantize.name, axis=axis))
-        else:   # shared: a copy for this layer, placed just before it (the inputs are produced earlier)
+        else:   # shared (so read directly): a copy for this layer, placed just before it
             nodes.append(helper.make_node("DequantizeLinear", inputs, [name], name=name, axis=axis))
             node.input[0] = name
         pinned.append(node.name)

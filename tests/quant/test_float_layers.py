@@ -101,17 +101,25 @@ def test_mixed_float_variants_are_float_in_onnxruntime(qm, tmp_path):
     assert runner.sqnr(variant) >= runner.sqnr(full.model) - 0.5
 
 
-def _qdq_model(channels: int, shared: bool, opset: int = 17) -> onnx.ModelProto:
-    """x → Q → DQ → conv (float weight) → Relu → Q → DQ → y; with `shared`, the DQ also feeds an Add to y."""
+def _qdq_model(channels: int, shared: bool, opset: int = 17, via: str = "") -> onnx.ModelProto:
+    """x → Q → DQ → conv (float weight) → Relu → Q → DQ → y; with `shared`, the DQ also feeds an Add to y;
+    `via` puts a Transpose between the DQ and the conv ("before") or a Reshape between the Relu and the Q
+    ("after"): onnxruntime's QDQPropagationTransformer moves the DQ forward / the Q back across them."""
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(np.array(0.02, np.float32), "s"), numpy_helper.from_array(np.uint8(128), "z"),
              numpy_helper.from_array(rng.standard_normal((4, channels, 3, 3)).astype(np.float32), "w"),
              numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")]
+    inits.append(numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "shape"))
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q0"),
-             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq0"),
-             helper.make_node("Conv", ["xd", "w", "b"], ["c"], name="conv", pads=[1] * 4),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"], name="q1"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq0")]
+    if via == "before":
+        nodes.append(helper.make_node("Transpose", ["xd"], ["xt"], name="transpose", perm=[0, 1, 3, 2]))
+    nodes += [helper.make_node("Conv", ["xt" if via == "before" else "xd", "w", "b"], ["c"], name="conv",
+                               pads=[1] * 4),
+              helper.make_node("Relu", ["c"], ["r"], name="relu")]
+    if via == "after":
+        nodes.append(helper.make_node("Reshape", ["r", "shape"], ["rr"], name="reshape"))
+    nodes += [helper.make_node("QuantizeLinear", ["rr" if via == "after" else "r", "s", "z"], ["rq"], name="q1"),
              helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["y" if not shared else "rd"], name="dq1")]
     if shared:
         nodes.append(helper.make_node("ReduceMean", ["xd"], ["m"], name="mean", axes=[1], keepdims=1))
@@ -131,9 +139,10 @@ def _run(model: onnx.ModelProto, x: np.ndarray, level) -> np.ndarray:
     return session.run(None, {"x": x})[0]
 
 
-@pytest.mark.parametrize(("channels", "shared"), [(3, False), (3, True), (1, False)])
-def test_pinning_changes_no_value_and_onnxruntime_leaves_the_layer_float(tmp_path, channels, shared):
-    model = _qdq_model(channels, shared)
+@pytest.mark.parametrize(("channels", "shared", "via"), [(3, False, ""), (3, True, ""), (1, False, ""),
+                                                      (3, False, "before"), (3, False, "after")])
+def test_pinning_changes_no_value_and_onnxruntime_leaves_the_layer_float(tmp_path, channels, shared, via):
+    model = _qdq_model(channels, shared, via=via)
     x = np.random.default_rng(1).standard_normal([1, channels, 8, 8]).astype(np.float32)
     written = _run(model, x, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)   # the model as written: float conv
     assert not _float_weight(_as_onnxruntime_runs(model, tmp_path), "conv")   # what onnxruntime did with it
