@@ -26,7 +26,9 @@ from the union of its members' ranges, so nothing clips.
 A constant Concat input (a ViT's class token: DequantizeLinear of a quantized initializer)
 joins its Concat's group with the range of its values and gets a private copy quantized
 at the group's scale and zero point, so that Concat too is a plain int8 copy; its values
-lose nothing the Concat's own output quantization did not already take.
+lose nothing the Concat's own output quantization did not already take. An input of 0
+elements (by its shape, or an empty constant: smp UNet's missing skip) adds no values: it
+joins no group and the check skips it.
 
 A tensor whose clipping the quantizer moved into its QuantizeLinear (a Relu/Clip it
 removed: segcost.passes.qdq_clips) joins a group only while the group's range stays inside
@@ -111,6 +113,16 @@ def _constant_input(graph: Graph, tensor: str) -> np.ndarray | None:
         shape[axis % values.ndim] = scale.size
     return (values.astype(np.float64) - zero.reshape(shape if zero.size > 1 else ()).astype(np.float64)) * \
         scale.reshape(shape if scale.size > 1 else ()).astype(np.float64)
+
+
+def _empty(graph: Graph, tensor: str) -> bool:
+    """A Concat input of 0 elements (its shape has a 0 dim, or it is an empty constant): it adds no values to the
+    output, so neither its range nor its scale matters (smp UNet's decoder concatenates an empty skip)."""
+    shape = graph.shape(tensor)
+    if shape is not None and any(dim == 0 for dim in shape):
+        return True
+    values = _constant_input(graph, tensor)
+    return values is not None and values.size == 0
 
 
 def _scale_zero(graph: Graph, q_key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -244,10 +256,12 @@ class ShareConcatScalesPass(PassBase):
             members.setdefault(output.tensor, output)
             groups.add(members[output.tensor])
             for tensor in dict.fromkeys(node.inputs):
+                if _empty(graph, tensor):
+                    continue
                 q_key = _dequantized_input(graph, tensor)
                 member = _member(graph, q_key, key, self.clips) if q_key else None
                 values = _constant_input(graph, tensor) if member is None else None
-                if values is not None and values.size:
+                if values is not None:
                     constants.append((key, tensor, values))
                     groups.add(_Member(f"{tensor} -> {key}", "", min(float(values.min()), 0.0),
                                        max(float(values.max()), 0.0), output.dtype, output.symmetric, math.inf, ""))
@@ -340,7 +354,8 @@ class ShareConcatScalesPass(PassBase):
 
 
 def concat_scale_mismatches(graph: Graph) -> list[str]:
-    """Concats whose quantized inputs do not all carry the output's scale and zero point (values compared)."""
+    """Concats whose quantized inputs do not all carry the output's scale and zero point (values compared);
+    an input of 0 elements adds nothing to the output, whatever its scale."""
     problems = []
     for key in graph.topological_order():
         node = graph.node(key)
@@ -350,7 +365,7 @@ def concat_scale_mismatches(graph: Graph) -> list[str]:
             continue
         for tensor in node.inputs:
             dq_key = graph.producer(tensor)
-            if dq_key is None or graph.node(dq_key).op_type != DEQUANTIZE:
+            if dq_key is None or graph.node(dq_key).op_type != DEQUANTIZE or _empty(graph, tensor):
                 continue
             dq = graph.node(dq_key)
             scale, zero = _constant(graph, dq.inputs[1]), _constant(graph, dq.inputs[2]) if len(dq.inputs) > 2 else None

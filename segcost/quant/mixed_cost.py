@@ -57,6 +57,7 @@ from segcost.quant.cpu_int8 import (
     crossing_layout_ms,
     elements,
 )
+from segcost.quant.float_layers import WEIGHT_QUANTIZED_OPS, is_pinned_input
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.mixed_variants import REMOVABLE
 
@@ -128,7 +129,8 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
     """Units of the fused float `graph` that the full QDQ `int8_graph` quantizes, by label, in graph order.
 
     A layer is quantized when it reads a DequantizeLinear and a QuantizeLinear reads its output: only then
-    does onnxruntime fuse it into a QLinear* kernel. A Relu/Clip segcost put back between the layer and
+    does onnxruntime fuse it into a QLinear* kernel (a Conv/Gemm reading a per-axis DequantizeLinear at input 0
+    is a float layer: segcost.quant.float_layers). A Relu/Clip segcost put back between the layer and
     its QuantizeLinear (passes.qdq_clips.RestoreClipsPass: `Conv → Clip(0.25, 6) → QuantizeLinear`) does
     not make it float — its weights and inputs are still int8 — and the activation joins its unit, so that
     `--exclude-nodes` and `mixed_variants.float_variant` keep both in float or neither (the mixed report
@@ -142,8 +144,8 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
         node = int8_graph.node(key)
         if node.op_type not in ops or node.domain:
             continue
-        if not any((producer := int8_graph.producer(tensor)) is not None
-                   and int8_graph.node(producer).op_type == "DequantizeLinear" for tensor in node.inputs if tensor):
+        if not any(_dequantized(int8_graph, tensor) for tensor in node.inputs if tensor) or (
+                node.op_type in WEIGHT_QUANTIZED_OPS and not _dequantized(int8_graph, node.inputs[0], per_tensor=True)):
             continue
         readers = [user for tensor in node.outputs if tensor for user in int8_graph.consumers(tensor)]
         put_back = [user for user in readers if int8_graph.node(user).op_type in REMOVABLE
@@ -163,6 +165,16 @@ def quantized_units(graph: Graph, int8_graph: Graph) -> dict[str, Unit]:
         extra = fused.get(label, []) + [name for name in quantized[label] if name in labels]
         unit.members += tuple(dict.fromkeys(name for name in extra if name not in unit.members))
     return units
+
+
+def _dequantized(graph: Graph, tensor: str, per_tensor: bool = False) -> bool:
+    """`tensor` comes out of a DequantizeLinear (with `per_tensor`: of one scale; a Conv reading a per-axis one is a
+    float layer segcost pinned, segcost.quant.float_layers)."""
+    producer = graph.producer(tensor)
+    if producer is None or graph.node(producer).op_type != "DequantizeLinear":
+        return False
+    scale = graph.initializers.get(graph.node(producer).inputs[1])
+    return not (per_tensor and is_pinned_input(None if scale is None else scale.array))
 
 
 def _is_quantize(graph: Graph, key: str) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from segcost.quant.float_layers import pin_float_layers
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, quiet_session, with_outputs
 
@@ -37,6 +38,8 @@ def float_variant(int8_model: onnx.ModelProto, float_model: onnx.ModelProto, liv
     else its DequantizeLinear becomes an Identity of the float tensor — or, where the
     quantizer removed a Relu/Clip whose clipping the QuantizeLinear did (asymmetric
     activations: the producer now writes the activation's output name), that activation.
+    A float Conv/Gemm between quantized tensors reads its own per-axis DequantizeLinear
+    (segcost.quant.float_layers), as in the model segcost writes.
     """
     float_weights = {init.name: init for init in float_model.graph.initializer}
     float_producers = {output: node for node in float_model.graph.node for output in node.output}
@@ -96,6 +99,7 @@ def float_variant(int8_model: onnx.ModelProto, float_model: onnx.ModelProto, liv
     model.graph.node.extend(_without_dead(nodes, {output.name for output in model.graph.output}))
     present = {init.name for init in model.graph.initializer}
     model.graph.initializer.extend({init.name: init for init in added if init.name not in present}.values())
+    pin_float_layers(model)   # as quantize_graph writes them: float in onnxruntime too
     return model
 
 

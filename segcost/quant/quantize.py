@@ -299,6 +299,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.bias_correction import CorrectConvBiasPass
     from segcost.quant.fallback import mismatched_concats
+    from segcost.quant.float_layers import pin_float_layers, pin_notes
     from segcost.quant.prepare import is_float16, prepare_for_quantizer, reattach_biases, to_float32, with_float16_io
     from segcost.quant.ranges import collect_ranges
 
@@ -382,6 +383,10 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     if options.pow2_scales:
         problems += non_pow2_scales(result.graph)
     int8_model, int8_result = to_model(result.graph), result.graph
+    pinned, unpinned = pin_float_layers(int8_model)   # else onnxruntime quantizes their weights per tensor
+    if pinned and not float16:
+        int8_result = load_model(int8_model, label="int8")
+    notes += pin_notes(pinned, unpinned)
     if float16:
         int8_model = with_float16_io(int8_model)
         int8_result = load_model(int8_model, label="int8")

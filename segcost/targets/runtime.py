@@ -87,18 +87,20 @@ BLOCKED_OPS = frozenset({"Resize", "Upsample", "MaxPool", "AveragePool", "Global
 
 
 def float_conv(item: _Features, prepared: PreparedModel) -> bool:
-    """A rank-4 float Conv: not fed by a DequantizeLinear (that is an int8 QDQ conv)."""
+    """A rank-4 float Conv: its weight is not dequantized (a Conv on a DequantizeLinear'd weight is an int8 QDQ
+    conv; a float-weight Conv reading a DequantizeLinear'd input is a float layer between int8 ones, which
+    segcost.quant.float_layers keeps float in onnxruntime)."""
     layer = item.layer
     if layer.op_type != "Conv" or layer.domain or len(layer.output_shape or ()) != 4:
         return False
-    return not any(prepared.producer_op_types.get(tensor) == "DequantizeLinear" for tensor in item.input_tensors)
+    return len(layer.inputs) < 2 or prepared.producer_op_types.get(layer.inputs[1]) != "DequantizeLinear"
 
 
 def blocked_layers(prepared: PreparedModel, profile: TargetProfile) -> set[str]:
     """Names of the layers a blocked-layout runtime runs on blocked tensors (empty without one).
 
-    Only float Conv joins from a MAC layer: MatMul/Gemm run on plain tensors, and a conv fed
-    by a DequantizeLinear is an int8 QDQ conv, which onnxruntime fuses into an NHWC
+    Only float Conv joins from a MAC layer: MatMul/Gemm run on plain tensors, and a conv on a
+    dequantized weight is an int8 QDQ conv, which onnxruntime fuses into an NHWC
     QLinearConv instead."""
     if not profile.blocked_layout:
         return set()

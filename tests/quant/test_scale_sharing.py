@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from segcost.frontends.onnx import load_model
@@ -90,6 +91,30 @@ def test_a_constant_concat_input_joins_its_concat_scale(qm, tmp_path, target):
     result, want, got = _quantize(model, tmp_path, target=target)
     assert concat_scale_mismatches(result.graph) == []   # failed on every cls-token ViT before
     assert result.problems == []
+    assert qm.cosine(want[0], got[0]) > 0.999
+
+
+@pytest.mark.parametrize("target", ["cpu", "tda4vm"])
+@pytest.mark.parametrize("empty", ["constant", "slice"])
+def test_an_empty_concat_input_adds_nothing_and_fails_no_check(qm, tmp_path, target, empty):
+    """smp UNet (ConvNeXt/MiT encoders) concatenates an empty skip, [1, 0, H, W]: a constant, or a tensor whose
+    shape has a 0 dim. It holds no values, so no scale of it matters; the check said "input
+    empty_DequantizeLinear_Output is not at the output's scale" and optimize exited 1 (breaker8 R2)."""
+    b = qm.Builder()
+    x = b.op("Relu", [b.conv("x", "input", 3, 8, gain=2.0)], "relu")
+    if empty == "constant":
+        b.nodes.append(onnx.helper.make_node("Constant", [], ["empty"], name="empty_skip",
+                                             value=onnx.numpy_helper.from_array(np.zeros([1, 0, 16, 16], np.float32))))
+    else:
+        for name, value in (("start", 0), ("end", 0), ("axis", 1)):
+            b.const(name, np.array([value], np.int64))
+        b.op("Slice", [x, "start", "end", "axis"], "empty")
+    b.op("Concat", [x, "empty"], "cat", axis=1)
+    b.conv("out", "cat", 8, 4)
+    model = b.model({"input": SHAPE}, {"out": [1, 4, 16, 16]})
+    result, want, got = _quantize(model, tmp_path, target=target)
+    assert result.problems == [] and concat_scale_mismatches(result.graph) == []
+    assert not any("kept in float" in note for note in result.notes)
     assert qm.cosine(want[0], got[0]) > 0.999
 
 
