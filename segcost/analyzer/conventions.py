@@ -5,8 +5,11 @@ Other tools also count some of the rest, each in its own way (thop and onnx-tool
 adds, BatchNorm, activations, pooling or resize work as MACs). `analyze --count bias,bn,...`
 makes that explicit: a counted category adds its elementary operations — the documented
 `flops` of its ops (`segcost ops`: BatchNorm 2 per element, Relu 1, bilinear Resize 7 per
-output element; for bias, the bias adds of the MAC layers) — so each category changes the
-total by exactly its subtotal, which the report shows beside it. `totals.macs` itself never
+output element; for bias, the bias adds of the MAC layers), and the part of a MAC layer's
+flops that is such work (a fused attention's softmax is activation, a DeformConv's bilinear
+sampling resize: each rule says which part is which) — so each category changes the total by
+exactly its subtotal, which the report shows beside it. Each layer carries its split
+(`flops_by_category`); an If/Loop/Scan layer's is its subgraphs'. `totals.macs` itself never
 changes meaning: the counted total is reported separately.
 
 Fixed conventions (not switchable), applied by segcost.analyzer.analyze: **params** are the
@@ -28,6 +31,7 @@ count.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,7 +41,10 @@ from segcost.errors import InputError
 if TYPE_CHECKING:   # annotations only: result.py imports this module to fill macs_by_convention
     from segcost.analyzer.result import AnalysisResult, LayerCost
 
-# Category → op types whose elementary operations it holds ("bias" is the MAC layers' bias adds).
+# Category → op types whose elementary operations it holds. "bias" holds the bias adds of the MAC layers
+# (Conv, Gemm, ...); a MAC layer's other non-MAC work is in the category of the op it stands for (OpCost's
+# category_flops: a fused attention's softmax in activation, its scale and mask adds in elementwise, a
+# DeformConv's bilinear sampling in resize), and so is the work inside an If/Loop/Scan layer's subgraphs.
 CATEGORIES: dict[str, frozenset[str]] = {
     "bias": frozenset(),
     "bn": frozenset({"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}),
@@ -82,40 +89,60 @@ _CATEGORY_OF_OP = {op_type: name for name, op_types in CATEGORIES.items() for op
 
 
 def category_of(layer: LayerCost) -> str | None:
+    """The category of the layer's op type (Relu: activation), or None (MAC layers, ops in no category)."""
     return None if layer.domain else _CATEGORY_OF_OP.get(layer.op_type)
 
 
-def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
+def split_flops(op_type: str, domain: str, flops: int, bias_flops: int = 0,
+                category_flops: Iterable[tuple[str, int]] = ()) -> tuple[tuple[str, int], ...]:
+    """A layer's non-MAC `flops` by category: (category, flops) pairs in CATEGORIES order, none 0.
+
+    All of them are in its op type's category when it has one (a Relu's in activation); otherwise
+    `bias_flops` are in bias and each (category, flops) of `category_flops` in its category, as the
+    layer's cost rule gives them (registry.OpCost). The rest (a ReduceMean's adds) is in no category.
+
+    Raises:
+        ValueError: a name that is no category, or parts that add up to more than `flops` (a rule's error).
+    """
+    category = None if domain else _CATEGORY_OF_OP.get(op_type)
+    if category is not None:
+        return ((category, flops),) if flops else ()
+    parts = dict.fromkeys(CATEGORIES, 0)
+    parts["bias"] = bias_flops
+    for name, value in category_flops:
+        if name not in parts:
+            raise ValueError(f"{op_type}: {name!r} is no convention category ({', '.join(CATEGORIES)})")
+        parts[name] += value
+    if sum(parts.values()) > flops:
+        raise ValueError(f"{op_type}: the category parts {parts} add up to more than its {flops} flops")
+    return tuple((name, value) for name, value in parts.items() if value)
+
+
+def category_subtotals(layers: Iterable[LayerCost]) -> dict[str, int]:
+    """Every category's flops (exact ints, 0 when none) summed over `layers` (their `flops_by_category`).
+
+    A LayerTable that made no LayerCost objects is summed per distinct signature (its layer count
+    times its ints: no Python code per layer).
+    """
     subtotals = dict.fromkeys(CATEGORIES, 0)
-    layers = result.layers   # read by column (analyzer.layers): an analysis' LayerTable makes no LayerCost for it
-    if isinstance(layers, LayerTable) and not layers.materialized and _signature_subtotals(layers, subtotals):
-        conv_gemm = result.totals.macs
-        return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
-    subtotals["bias"] += sum(layer_column(layers, "bias_flops"))
-    category_of_op = _CATEGORY_OF_OP.get
-    for op_type, domain, flops in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
-                                      layer_column(layers, "flops")):   # category_of, inline
-        category = None if domain else category_of_op(op_type)
-        if category is not None:
-            subtotals[category] += flops
+    if isinstance(layers, LayerTable) and not layers.materialized:
+        signatures = layers.signatures
+        if all(type(value) is int for signature in signatures for _, value in signature.flops_by_category):
+            for index, count in Counter(layers.signature_index).items():
+                for name, value in signatures[index].flops_by_category:
+                    subtotals[name] += count * value
+            return subtotals
+    for parts in layer_column(layers, "flops_by_category"):
+        for name, value in parts.items():
+            subtotals[name] += value
+    return subtotals
+
+
+def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
+    """The MACs with the `counted` categories' elementary ops added, and every category's subtotal."""
+    subtotals = category_subtotals(result.layers)
     conv_gemm = result.totals.macs
     return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
-
-
-def _signature_subtotals(table: LayerTable, subtotals: dict[str, int]) -> bool:
-    """Add each category's FLOPs (and the bias adds) to `subtotals` per distinct signature (its layer count
-    times its ints: no Python code per layer); False, adding nothing, when a signature's numbers are not ints."""
-    signatures = table.signatures
-    if not all(type(signature.flops) is int and type(signature.bias_flops) is int for signature in signatures):
-        return False
-    category_of_op = _CATEGORY_OF_OP.get
-    for index, count in Counter(table.signature_index).items():
-        signature = signatures[index]
-        subtotals["bias"] += count * signature.bias_flops
-        category = None if signature.domain else category_of_op(signature.op_type)
-        if category is not None:
-            subtotals[category] += count * signature.flops
-    return True
 
 
 def convention_line(counted: list[str]) -> str:

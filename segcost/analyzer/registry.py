@@ -173,7 +173,15 @@ def _where(op: OpView, tensor: str) -> str:
 
 
 class OpCost(NamedTuple):
-    """Result of one rule. `flops` are the non-MAC elementary operations (2·macs is added later)."""
+    """Result of one rule. `flops` are the non-MAC elementary operations (2·macs is added later).
+
+    A rule that gives MACs says which part of its `flops` is what (analyzer.conventions counts them by
+    category): `bias_flops` its bias adds (a Conv's or Gemm's bias, an attention's projection bias), and
+    `category_flops` the rest, as (category, flops) pairs of conventions.CATEGORIES — the elementary ops of
+    the standalone op they stand for (a fused attention's softmax "activation", its scale and mask adds
+    "elementwise"; a DeformConv's bilinear sampling "resize"). A rule without MACs leaves both empty:
+    the category of its op type, if any, holds all its flops.
+    """
 
     macs: int = 0
     flops: int = 0
@@ -184,6 +192,8 @@ class OpCost(NamedTuple):
     stride: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None  # set by rules that derive it themselves
     notes: tuple[str, ...] = ()
+    bias_flops: int = 0
+    category_flops: tuple[tuple[str, int], ...] = ()
 
 
 Rule = Callable[[OpView], OpCost]

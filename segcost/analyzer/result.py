@@ -23,7 +23,10 @@ CONVENTIONS = {
             "quantized/fused forms; batch included",
     "flops": "2*macs + one per elementary op of everything else (bias add, BN, activation, "
              "pooling, resize, elementwise)",
-    "bias": "not MACs; bias adds counted in flops",
+    "bias": "not MACs; the bias adds of MAC layers, counted in flops",
+    "flops_by_category": "per layer, flops - 2*macs split by --count category: an op's in its op type's "
+                         "category, a MAC layer's other work (a fused attention's softmax, a DeformConv's "
+                         "sampling) in the category of the op it stands for; the rest in none",
     "batchnorm": "not MACs; 2 flops per element",
     "activation": "not MACs; 1-8 flops per element by op (see `segcost ops`)",
     "pooling": "not MACs; one flop per window element",
@@ -45,6 +48,7 @@ class SubgraphCost:
     nodes: int
     unsupported: list[str] = field(default_factory=list)
     weight_bytes: int = 0      # of those params, by their dtype
+    flops_by_category: dict[str, int] = field(default_factory=dict)   # flops − 2·macs by --count category
 
 
 @dataclass
@@ -61,6 +65,7 @@ class ControlFlowCost:
     unbounded: bool = False
     params: int = 0
     weight_bytes: int = 0      # the subgraphs' own weights, counted once whatever the trip count
+    flops_by_category: dict[str, int] = field(default_factory=dict)   # of `flops`, as the layer counts them
 
 
 @dataclass

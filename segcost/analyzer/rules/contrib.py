@@ -45,7 +45,7 @@ def _matmul_with_bias(op: OpView, bias_index: int) -> OpCost:
     elements = op.output_elements(0)
     if not op.has_input(bias_index) or elements is None:
         return cost
-    return cost._replace(flops=cost.flops + elements)
+    return cost._replace(flops=cost.flops + elements, bias_flops=cost.bias_flops + elements)
 
 
 @cost_rule("MatMulIntegerToFloat", domains=MICROSOFT)

@@ -15,6 +15,8 @@ interpolation (a weighted sum of 2^r neighbours per axis pair, as Resize and Gri
 7 in 2-D), one multiply per sampled value by the mask when given, and one add per axis and
 sampling point to place it (base position + offset). The offsets are shared by the
 C_in/offset_group channels of a group, so placing counts per point, interpolating per value.
+By convention category (analyzer.conventions): the interpolation is "resize" (Resize's linear
+arithmetic), the offset adds and mask multiplies "elementwise", the bias adds "bias".
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def _conv_cost(op: OpView, x_index: int, w_index: int, bias_index: int | None) -
     bias_adds = prod(output_shape) if bias_index is not None and op.has_input(bias_index) else 0
     strides = op.attr("strides") or (1,) * len(kernel)  # validated by conv_output_spatial
     return OpCost(macs=macs, flops=bias_adds, kind=conv_kind(group, x_shape[1], w_shape), group=group,
-                  kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape)
+                  kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape, bias_flops=bias_adds)
 
 
 @cost_rule("Conv", pure=True)
@@ -145,7 +147,7 @@ def conv_transpose(op: OpView) -> OpCost:
     depthwise = group > 1 and group == x_shape[1] and w_shape[1] == 1
     kind = "depthwise" if depthwise else ("grouped" if group > 1 else "dense")
     return OpCost(macs=macs, flops=bias_adds, kind=kind, group=group, kernel=tuple(kernel),
-                  stride=tuple(strides), output_shape=output_shape)
+                  stride=tuple(strides), output_shape=output_shape, bias_flops=bias_adds)
 
 
 @cost_rule("DeformConv", pure=True)
@@ -168,12 +170,14 @@ def deform_conv(op: OpView) -> OpCost:
     output_shape = (x_shape[0], w_shape[0], *spatial_out)
     values = x_shape[0] * x_shape[1] * prod(spatial_out) * taps
     points = x_shape[0] * offset_group * prod(spatial_out) * taps
-    flops = (2 * 2**rank - 1) * values + rank * points
-    flops += values if op.has_input(4) else 0
-    flops += prod(output_shape) if op.has_input(3) else 0
+    interpolation = (2 * 2**rank - 1) * values                  # as Resize's (bi)linear: "resize"
+    placing = rank * points + (values if op.has_input(4) else 0)   # offset adds, mask multiplies: "elementwise"
+    bias_adds = prod(output_shape) if op.has_input(3) else 0
     strides, _, _ = _spatial_attrs(op, rank)
-    return OpCost(macs=prod(output_shape) * w_shape[1] * taps, flops=flops, kind=conv_kind(group, x_shape[1], w_shape),
-                  group=group, kernel=kernel, stride=tuple(strides), output_shape=output_shape)
+    return OpCost(macs=prod(output_shape) * w_shape[1] * taps, flops=interpolation + placing + bias_adds,
+                  kind=conv_kind(group, x_shape[1], w_shape), group=group, kernel=kernel, stride=tuple(strides),
+                  output_shape=output_shape, bias_flops=bias_adds,
+                  category_flops=(("resize", interpolation), ("elementwise", placing)))
 
 
 @cost_rule("CausalConvWithState", pure=True)
@@ -186,6 +190,8 @@ def causal_conv_with_state(op: OpView) -> OpCost:
     elements = prod(x_shape)
     activation = op.attr("activation", "none")
     activation = activation.decode() if isinstance(activation, bytes) else activation
-    flops = (elements if op.has_input(2) else 0) + (5 * elements if activation in ("silu", "swish") else 0)
-    return OpCost(macs=elements * w_shape[2], flops=flops, kind="depthwise", group=x_shape[1],
-                  kernel=(w_shape[2],), stride=(1,), output_shape=tuple(x_shape))
+    bias_adds = elements if op.has_input(2) else 0
+    silu = 5 * elements if activation in ("silu", "swish") else 0   # x·sigmoid(x), as Swish: "activation"
+    return OpCost(macs=elements * w_shape[2], flops=bias_adds + silu, kind="depthwise", group=x_shape[1],
+                  kernel=(w_shape[2],), stride=(1,), output_shape=tuple(x_shape), bias_flops=bias_adds,
+                  category_flops=(("activation", silu),))

@@ -78,7 +78,7 @@ def gemm_cost(op: OpView, a_index: int, b_index: int, c_index: int) -> OpCost:
         raise ShapeError(f"{op.where}: inner dims differ ({list(a_shape)} × {list(b_shape)}, "
                          f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)}){baked_size_advice(op)}")
     bias_adds = m * n if op.has_input(c_index) else 0
-    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
+    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n), bias_flops=bias_adds)
 
 
 @cost_rule("Gemm", pure=True)
@@ -97,7 +97,7 @@ def _recurrent_cost(op: OpView) -> OpCost:
     gate_rows = w_shape[1]
     per_step = gate_rows * (w_shape[2] + r_shape[2])
     bias_adds = seq * batch * directions * gate_rows * 2 if op.has_input(3) else 0
-    return OpCost(macs=seq * batch * directions * per_step, flops=bias_adds, kind="dense")
+    return OpCost(macs=seq * batch * directions * per_step, flops=bias_adds, kind="dense", bias_flops=bias_adds)
 
 
 @cost_rule("LSTM")
