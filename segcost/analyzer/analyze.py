@@ -306,7 +306,8 @@ def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
     unsupported = walk.coverage.unsupported + walk.coverage.shape_unknown
     column = walk.layers.column
     return (sum(column("macs")), sum(column("flops")), sum(column("params")), sum(column("weight_bytes")),
-            len(walk.layers), unsupported, walk.warnings, category_subtotals(walk.layers))
+            len(walk.layers), unsupported, walk.warnings,
+            {name: flops for name, flops in category_subtotals(walk.layers).items() if flops})
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)
