@@ -122,6 +122,44 @@ def test_count_bias_and_activation_split_the_work_inside_a_loop():
     assert convention_totals(result, ["activation"]).macs == result.totals.macs + 3 * 100   # the Relu's
 
 
+def test_an_unbounded_loop_splits_as_its_one_counted_trip():
+    inits = [*_conv_weights(), numpy_helper.from_array(np.array(True), "go")]
+    node = helper.make_node("Loop", ["n", "go", "x"], ["y"], name="node", body=_conv_relu_body())
+    model = _model([node], [_vi("x", [1, 4, 5, 5]), _vi("n", [], TensorProto.INT64)], [_vi("y", [1, 4, 5, 5])], inits,
+                   opset=17)
+    layer, subtotals = _subtotals(model)
+    assert layer.status == "unbounded"
+    assert layer.flops_by_category == {"bias": 100, "activation": 100}
+    assert subtotals == _only(bias=100, activation=100)
+
+
+def test_a_loop_counted_trip_by_trip_sums_its_trips_splits():
+    """Trip i multiplies rows [0, i + 1) of X (10, 8) by W (8, 8), then Relu, ReduceSum and two scalar Adds."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["i", "one"], ["i1"]), helper.make_node("Unsqueeze", ["i1", "axis"], ["end"]),
+         helper.make_node("Slice", ["X", "axis", "end", "axis"], ["rows"]),
+         helper.make_node("MatMul", ["rows", "W"], ["r"], name="body_matmul"),
+         helper.make_node("Relu", ["r"], ["r1"]), helper.make_node("ReduceSum", ["r1"], ["total"], keepdims=0),
+         helper.make_node("Add", ["acc_in", "total"], ["acc_out"]), helper.make_node("Identity", ["c_in"], ["c_out"])],
+        "body", [_vi("i", [], TensorProto.INT64), _vi("c_in", [], TensorProto.BOOL), _vi("acc_in", [])],
+        [_vi("c_out", [], TensorProto.BOOL), _vi("acc_out", [])],
+        [numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([0], np.int64),
+                                                                                         "axis")])
+    inits = [numpy_helper.from_array(np.array(5, np.int64), "M"),
+             numpy_helper.from_array(np.array(0, np.float32), "a0"),
+             numpy_helper.from_array(np.ones((8, 8), np.float32), "W")]
+    model = _model([helper.make_node("Loop", ["M", "", "a0"], ["acc"], name="node", body=body)], [_vi("X", [10, 8])],
+                   [_vi("acc", [])], inits, opset=17)
+    layer, subtotals = _subtotals(model)
+    relu = sum((trip + 1) * 8 for trip in range(5))       # also the ReduceSum's adds, which are in no category
+    assert layer.macs == sum((trip + 1) * 64 for trip in range(5))
+    assert layer.flops_by_category == {"activation": relu, "elementwise": 5 * 2}
+    assert layer.flops == 2 * layer.macs + 2 * relu + 5 * 2
+    assert subtotals == _only(activation=relu, elementwise=10)
+    (entry,) = analyze(load_model(model)).control_flow
+    assert entry.counted == "the sum over its trips (shapes change per trip)"
+
+
 def test_if_layer_splits_as_the_branch_it_counts():
     then_branch = helper.make_graph(
         [helper.make_node("Conv", ["x", "W", "B"], ["c"], name="then_conv", pads=[1, 1, 1, 1]),
