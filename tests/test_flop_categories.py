@@ -35,8 +35,8 @@ def _model(nodes, inputs, outputs, inits=(), opset=22, domains=()):
 def _subtotals(model):
     """(the layer named "node", the model's category subtotals), both checked against the invariants."""
     result = analyze(load_model(model))
-    for layer in result.layers:   # flops = 2·macs + the parts (+ work in no category); bias is the "bias" part
-        assert sum(layer.flops_by_category.values()) <= layer.flops - 2 * layer.macs, layer.name
+    for layer in result.layers:   # flops = 2·macs + the parts; bias is the "bias" part
+        assert sum(layer.flops_by_category.values()) == layer.flops - 2 * layer.macs, layer.name
         assert layer.bias_flops == layer.flops_by_category.get("bias", 0), layer.name
         assert all(value > 0 for value in layer.flops_by_category.values())
     lazy = analyze(load_model(model))
@@ -151,11 +151,11 @@ def test_a_loop_counted_trip_by_trip_sums_its_trips_splits():
     model = _model([helper.make_node("Loop", ["M", "", "a0"], ["acc"], name="node", body=body)], [_vi("X", [10, 8])],
                    [_vi("acc", [])], inits, opset=17)
     layer, subtotals = _subtotals(model)
-    relu = sum((trip + 1) * 8 for trip in range(5))       # also the ReduceSum's adds, which are in no category
+    relu = sum((trip + 1) * 8 for trip in range(5))       # also the ReduceSum's adds, category reduction
     assert layer.macs == sum((trip + 1) * 64 for trip in range(5))
-    assert layer.flops_by_category == {"activation": relu, "elementwise": 5 * 2}
+    assert layer.flops_by_category == {"activation": relu, "elementwise": 5 * 2, "reduction": relu}
     assert layer.flops == 2 * layer.macs + 2 * relu + 5 * 2
-    assert subtotals == _only(activation=relu, elementwise=10)
+    assert subtotals == _only(activation=relu, elementwise=10, reduction=relu)
     (entry,) = analyze(load_model(model)).control_flow
     assert entry.counted == "the sum over its trips (shapes change per trip)"
 
@@ -276,7 +276,10 @@ def test_lstm_bias_adds_are_bias():
                                                         "b": weight(1, 32)}, hidden_size=4)
     layer, _ = _subtotals(model)
     assert layer.macs == 5 * 2 * 16 * (3 + 4)
-    assert layer.flops_by_category == {"bias": 5 * 2 * 16 * 2}
+    # + the gates (ONNX LSTM-14: Sigmoid i, f, o; Tanh c and h(C)) and the cell update (3) and o ⊙ h(C) (1)
+    units = 5 * 2 * 4
+    assert layer.flops_by_category == {"bias": 5 * 2 * 16 * 2, "activation": units * (3 * 4 + 1 + 1),
+                                       "elementwise": units * 4}
 
 
 # -- reports and the split's own checks --------------------------------------------------------------
@@ -294,7 +297,9 @@ def test_reports_carry_the_split():
 
 def test_split_flops_refuses_an_unknown_category_or_more_than_the_flops():
     assert split_flops("Relu", "", 12) == (("activation", 12),)            # the op type's category holds all
-    assert split_flops("ReduceMean", "", 12) == ()                         # in no category
+    assert split_flops("ReduceMean", "", 12) == (("reduction", 12),)
+    assert split_flops("Custom", "acme", 12) == ()                         # an op in no category
+    assert split_flops("RoiAlign", "", 12, 0, (("pooling", 5),)) == (("pooling", 5), ("resize", 7))   # rest: its own
     assert split_flops("X", "", 12, 2, (("resize", 7), ("elementwise", 0))) == (("bias", 2), ("resize", 7))
     with pytest.raises(ValueError, match="no convention category"):
         split_flops("X", "", 12, 0, (("sampling", 7),))

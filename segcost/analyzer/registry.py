@@ -179,8 +179,9 @@ class OpCost(NamedTuple):
     category): `bias_flops` its bias adds (a Conv's or Gemm's bias, an attention's projection bias), and
     `category_flops` the rest, as (category, flops) pairs of conventions.CATEGORIES — the elementary ops of
     the standalone op they stand for (a fused attention's softmax "activation", its scale and mask adds
-    "elementwise"; a DeformConv's bilinear sampling "resize"). A rule without MACs leaves both empty:
-    the category of its op type, if any, holds all its flops.
+    "elementwise"; a DeformConv's bilinear sampling "resize"; SkipLayerNormalization's skip add
+    "elementwise"). What they leave is in the category of the rule's op type (conventions.op_category):
+    a rule of an op in a category gives only the parts of other categories, or none.
     """
 
     macs: int = 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 from math import prod
 
 from segcost.analyzer.registry import OpCost, OpView, cost_rule
+from segcost.analyzer.rules.elementwise import ACTIVATION_FLOPS, activation_flops
 from segcost.errors import ShapeError
 
 
@@ -108,10 +109,35 @@ def _conv_cost(op: OpView, x_index: int, w_index: int, bias_index: int | None) -
 
 
 @cost_rule("Conv", pure=True)
-@cost_rule("FusedConv", domains=("com.microsoft",), pure=True)
 def conv(op: OpView) -> OpCost:
     """MACs = N·C_out·prod(out_spatial)·(C_in/group)·prod(kernel); flops += one add per output if biased."""
     return _conv_cost(op, x_index=0, w_index=1, bias_index=2)
+
+
+def fused_activation(op: OpView, cost: OpCost, outputs: int) -> OpCost:
+    """`cost` plus the per-element flops of op's `activation` attribute (onnxruntime's fused forms) on `outputs`.
+
+    Raises:
+        ShapeError: an activation name not in elementwise.ACTIVATION_FLOPS (onnxruntime refuses it too).
+    """
+    name = op.attr("activation", "")
+    per_element = activation_flops(name)
+    if per_element is None:
+        raise ShapeError(f"{op.where}: fused activation {name!r} is not one segcost counts "
+                         f"({', '.join(key for key in ACTIVATION_FLOPS if key)})")
+    activation = per_element * outputs
+    return cost._replace(flops=cost.flops + activation,
+                         category_flops=(*cost.category_flops, ("activation", activation)))
+
+
+@cost_rule("FusedConv", domains=("com.microsoft",), pure=True)
+def fused_conv(op: OpView) -> OpCost:
+    """As Conv; flops + the fused activation's per output (Relu 1, Sigmoid 4, ...) + 1 per output for the Z sum."""
+    cost = _conv_cost(op, x_index=0, w_index=1, bias_index=2)
+    outputs = prod(cost.output_shape or ())
+    summed = outputs if op.has_input(3) else 0   # Y = activation(conv + B + Z) (onnxruntime FusedConv)
+    cost = cost._replace(flops=cost.flops + summed, category_flops=(("elementwise", summed),))
+    return fused_activation(op, cost, outputs)
 
 
 @cost_rule("ConvInteger", pure=True)
