@@ -138,17 +138,17 @@ def _recurrent_cost(op: OpView) -> OpCost:
 
 @cost_rule("LSTM")
 def lstm(op: OpView) -> OpCost:
-    """MACs = T·B·D·4H·(I+H); flops + T·B·D·H·(3f + g + h + 4, + 6 with P) (ONNX LSTM-14 equations)."""
+    """MACs = T·B·D·4H·(I+H); flops = 2/gate row with B + T·B·D·H·(3f + g + h + 4, +6 P, +10 clip) (ONNX LSTM-14)."""
     return _recurrent_cost(op)
 
 
 @cost_rule("GRU")
 def gru(op: OpView) -> OpCost:
-    """MACs = T·B·D·3H·(I+H); flops + T·B·D·H·(2f + g + 5) (ONNX GRU-14: z, r, h gates, r ⊙, (1−z)⊙h + z⊙H)."""
+    """MACs = T·B·D·3H·(I+H); flops = 2 per gate row with B + T·B·D·H·(2f + g + 5, +6 clip) (ONNX GRU-14)."""
     return _recurrent_cost(op)
 
 
 @cost_rule("RNN")
 def rnn(op: OpView) -> OpCost:
-    """MACs = T·B·D·H·(I+H); flops + T·B·D·H·f (ONNX RNN-14: Ht = f(Xt·Wᵀ + Ht-1·Rᵀ + Wb + Rb), f = Tanh: 1)."""
+    """MACs = T·B·D·H·(I+H); flops = 2 per row with B + T·B·D·H·(f, +2 clip) (ONNX RNN-14: Ht = f(...), Tanh 1)."""
     return _recurrent_cost(op)

@@ -75,7 +75,7 @@ def rms_normalization(op: OpView) -> OpCost:
 
 @cost_rule("SkipLayerNormalization", domains=MICROSOFT)
 def skip_layer_normalization(op: OpView) -> OpCost:
-    """flops = E (x + skip) + E if bias + LayerNormalization's 6·E + 4·R (+E if beta), R = E / hidden."""
+    """flops = E (x + skip) + E if bias (adds: elementwise) + LayerNormalization's 6·E + 4·R (+E with beta), R = E/H."""
     adds = 1 + (1 if op.has_input(4) else 0)
     affine = 1 + (1 if op.has_input(3) else 0)
     return _norm_cost(op, _rows_over_axis, STATS_PER_ELEMENT + affine, STATS_PER_ROW, adds_per_element=adds)
@@ -83,7 +83,7 @@ def skip_layer_normalization(op: OpView) -> OpCost:
 
 @cost_rule("SkipSimplifiedLayerNormalization", domains=MICROSOFT)
 def skip_simplified_layer_normalization(op: OpView) -> OpCost:
-    """flops = E (x + skip) + E if bias + RMS normalization's 4·E + 3·R, R = E / hidden."""
+    """flops = E (x + skip) + E if bias (both elementwise) + RMS normalization's 4·E + 3·R, R = E / hidden."""
     adds = 1 + (1 if op.has_input(3) else 0)
     return _norm_cost(op, _rows_over_axis, RMS_PER_ELEMENT + 1, RMS_PER_ROW, adds_per_element=adds)
 
