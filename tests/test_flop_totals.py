@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
-from segcost.analyzer.conventions import CATEGORIES, convention_totals, op_category
+from segcost.analyzer.conventions import CATEGORIES, CONTRIB_CATEGORIES, convention_totals, op_category
 from segcost.analyzer.rules import find_rule, registered_ops
 from segcost.analyzer.rules.data_movement import data_movement
 from segcost.frontends.onnx import load_model
@@ -247,9 +247,11 @@ def test_data_movement_ops_have_no_flops():
     assert (layer.status, layer.flops, layer.flops_by_category) == ("zero_by_convention", 0, {})
 
 
-def test_every_standard_op_in_a_category_has_a_rule():
-    ruled = {(domain, op_type) for domain, op_type in registered_ops()}
+def test_every_op_in_a_category_has_a_rule():
+    ruled = set(registered_ops())
     assert all(("", op_type) in ruled for op_types in CATEGORIES.values() for op_type in op_types)
+    assert all((MS, op_type) in ruled for op_types in CONTRIB_CATEGORIES.values() for op_type in op_types)
+    assert set(CONTRIB_CATEGORIES) <= set(CATEGORIES)
 
 
 # -- hand counts of the work that was in FLOPs nowhere before -------------------------------------------
