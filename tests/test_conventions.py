@@ -72,7 +72,7 @@ def test_subtotals_match_hand_counts():
     result = analyze(load_model(builder.model("input", (1, 4, 8, 8), y, (1, 4, 16, 16))))
     subtotals = convention_totals(result, []).subtotals
     assert subtotals == {"bias": 256, "bn": 512, "activation": 256, "pooling": 0, "resize": 7 * 4 * 16 * 16,
-                         "elementwise": 0}
+                         "elementwise": 0, "reduction": 0}
     assert convention_totals(result, ["bias", "resize"]).macs == 4 * 4 * 8 * 8 + 256 + 7 * 4 * 16 * 16
 
 

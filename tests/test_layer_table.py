@@ -227,7 +227,8 @@ def test_a_copy_of_a_lazy_table_stays_lazy_and_apart(model):
 
 @pytest.mark.parametrize("text", ["\x000name", "\x000inputs", "%s", "%", '"\\u0000'])
 def test_a_row_template_survives_model_text_that_looks_like_its_markers(text):
-    signature = LayerSignature(text, "other", None, None, None, ((1, 2), None), (1, 2), 0, 3, 0, "counted", text)
+    signature = LayerSignature(text, "other", None, None, None, ((1, 2), None), (1, 2), 0, 3, 0, (("elementwise", 3),),
+                               "counted", text)
     encode = _compact_encoder()
     row = ("n%s", ("a", "\x000inputs"), ("b",), 5, 20, 7)
     expected = encode(vars(make_layer(signature, *row)))

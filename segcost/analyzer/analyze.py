@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_flow_cost
+from segcost.analyzer.conventions import category_subtotals, split_flops
 from segcost.analyzer.grouping import group_layers, module_scopes
 from segcost.analyzer.layers import LayerSignature, LayerTable
 from segcost.analyzer.memory import peak_activation_bytes
@@ -267,16 +268,21 @@ class _Walk:
         differs = (inferred_shape if cost.output_shape is not None and inferred_shape is not None
                    and tuple(cost.output_shape) != tuple(inferred_shape) else None)
         macs, kernel, stride = cost.macs, cost.kernel, cost.stride
-        flops, bias_flops = 2 * macs + cost.flops, cost.flops if macs else 0
+        flops = 2 * macs + cost.flops
+        # the rule says which of its flops are bias adds and which are other categories' work (conventions)
+        by_category = split_flops(op_type, domain, cost.flops, cost.bias_flops, cost.category_flops)
+        bias_flops = dict(by_category).get("bias", 0)
         signature = LayerSignature(
             op_type, cost.kind, cost.group, None if kernel is None else tuple(kernel),
             None if stride is None else tuple(stride),
             tuple([None if shape is None else tuple(shape) for shape in input_shapes]),
-            None if output_shape is None else tuple(output_shape), macs, flops, bias_flops, cost.status, domain)
+            None if output_shape is None else tuple(output_shape), macs, flops, bias_flops, by_category, cost.status,
+            domain)
         signatures = self.layers.signatures
         # Equal signatures share one entry, but only when their numbers are ints: 1 == 1.0 == True in
         # Python, and the reports would show the first one's type for all of them.
-        if type(macs) is type(flops) is type(bias_flops) is int and (cost.group is None or type(cost.group) is int):
+        if (type(macs) is type(flops) is type(bias_flops) is int and (cost.group is None or type(cost.group) is int)
+                and all(type(value) is int for _, value in by_category)):
             index = self._signature_ids.setdefault(signature, len(signatures))
             if index == len(signatures):
                 signatures.append(signature)
@@ -289,9 +295,12 @@ class _Walk:
         """(cost, the subgraphs' own params, their weight bytes) of an If/Loop/Scan layer."""
         entry = control_flow_cost(graph, key, node, _analyze_body, inherited, self.warnings)
         self.control_flow.append(entry)
-        # the subgraphs' flops include their 2·macs; OpCost.flops holds the rest
+        # the subgraphs' flops include their 2·macs; OpCost.flops holds the rest, split by category as theirs is
+        parts = entry.flops_by_category
         return OpCost(macs=entry.macs, flops=entry.flops - 2 * entry.macs,
-                      status=UNBOUNDED if entry.unbounded else COUNTED), entry.params, entry.weight_bytes
+                      status=UNBOUNDED if entry.unbounded else COUNTED, bias_flops=parts.get("bias", 0),
+                      category_flops=tuple((name, value) for name, value in parts.items() if name != "bias")
+                      ), entry.params, entry.weight_bytes
 
 
 def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
@@ -299,7 +308,8 @@ def _analyze_body(body: Graph, inherited: dict, outer_constants: set[str]):
     unsupported = walk.coverage.unsupported + walk.coverage.shape_unknown
     column = walk.layers.column
     return (sum(column("macs")), sum(column("flops")), sum(column("params")), sum(column("weight_bytes")),
-            len(walk.layers), unsupported, walk.warnings)
+            len(walk.layers), unsupported, walk.warnings,
+            {name: flops for name, flops in category_subtotals(walk.layers).items() if flops})
 
 
 _UNSUPPORTED = OpCost(status=UNSUPPORTED)

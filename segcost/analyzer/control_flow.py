@@ -22,6 +22,8 @@
   one trip (the body's MACs once) and the result and every report flag it; ``--strict``
   refuses it.
 Params and weight bytes are the subgraphs' own constants, counted once whatever the trip count.
+The layer's flops by --count category (`flops_by_category`, analyzer.conventions) are its
+subgraphs', combined as its MACs are: the counted branch's, trips × the body's.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ MAX_TRIP_COUNT = 1 << 31   # at or above, with a computed condition: a `while` l
 UNBOUNDED = "unbounded"
 
 # (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, weight bytes, nodes, unsupported,
-# warnings); params and weight bytes leave out the outer constants (the enclosing graph counts them at this node).
-BodyAnalyzer = Callable[[Graph, dict, set[str]], tuple[int, int, int, int, int, list[str], list[str]]]
+# warnings, flops by --count category); params and weight bytes leave out the outer constants (the enclosing
+# graph counts them at this node).
+BodyAnalyzer = Callable[[Graph, dict, set[str]],
+                        tuple[int, int, int, int, int, list[str], list[str], dict[str, int]]]
 
 
 def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnalyzer, inherited: dict,
@@ -79,11 +83,11 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
                 return unrolled
             varying = True
         try:
-            macs, flops, params, weight_bytes, nodes, unsupported, notes = analyze_body(body, tensors,
-                                                                                        outer_constants)
+            macs, flops, params, weight_bytes, nodes, unsupported, notes, parts = analyze_body(body, tensors,
+                                                                                               outer_constants)
         except ShapeError as error:
             raise ShapeError(f"{key} ({node.op_type}) {name}: {error}") from None
-        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes))
+        subgraphs.append(SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes, parts))
         warnings.extend(f"{key} {name}: {note}" for note in notes)
     if node.op_type == "If":
         chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
@@ -91,9 +95,11 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         basis = (f"taken branch ({taken}: condition known at these input shapes)" if taken else
                  f"larger branch ({chosen.name})" if chosen else "no branches")
         return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops, basis, False,
-                               sum(sub.params for sub in subgraphs), sum(sub.weight_bytes for sub in subgraphs))
+                               sum(sub.params for sub in subgraphs), sum(sub.weight_bytes for sub in subgraphs),
+                               dict(chosen.flops_by_category) if chosen else {})
     per_trip_macs = sum(sub.macs for sub in subgraphs)
     per_trip_flops = sum(sub.flops for sub in subgraphs)
+    per_trip_parts = _summed([sub.flops_by_category for sub in subgraphs])
     trips = _loop_trips(graph, node) if node.op_type == "Loop" else _scan_trips(graph, node)
     params = sum(sub.params for sub in subgraphs)
     weight_bytes = sum(sub.weight_bytes for sub in subgraphs)
@@ -101,7 +107,7 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         warnings.append(f"{key} (Loop): a loop-carried tensor changes shape from trip to trip; MACs count the "
                         f"first trip ({per_trip_macs:,} MACs) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
-                               "one trip (shapes vary per trip)", True, params, weight_bytes)
+                               "one trip (shapes vary per trip)", True, params, weight_bytes, per_trip_parts)
     if trips is None:
         cap = _constant_int(graph, node.inputs[0]) if node.op_type == "Loop" and node.inputs else None
         why = ("no static trip count" if cap is None else
@@ -109,11 +115,21 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         warnings.append(f"{key} ({node.op_type}): {why}; MACs count one trip "
                         f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, None, per_trip_macs, per_trip_flops,
-                               "one trip (unbounded)", True, params, weight_bytes)
+                               "one trip (unbounded)", True, params, weight_bytes, per_trip_parts)
     if node.op_type == "Loop" and _has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; {trips} trips × body is an upper bound")
     return ControlFlowCost(key, node.op_type, subgraphs, trips, trips * per_trip_macs, trips * per_trip_flops,
-                           "trips × body", False, params, weight_bytes)
+                           "trips × body", False, params, weight_bytes,
+                           {name: trips * value for name, value in per_trip_parts.items()})
+
+
+def _summed(parts: list[dict[str, int]]) -> dict[str, int]:
+    """The sum of (category → flops) dicts, key by key, in the order the keys first appear."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for name, value in part.items():
+            total[name] = total.get(name, 0) + value
+    return total
 
 
 def _subgraph(graph: Graph, graph_proto, tensors: dict) -> tuple[Graph, set[str]]:
@@ -200,6 +216,7 @@ def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, na
     macs = flops = params = weight_bytes = nodes = 0
     unsupported: list[str] = []
     notes: list[str] = []
+    trip_parts: list[dict[str, int]] = []
     for trip in range(trips):
         if not all(is_static_shape(shape) for _, shape in current):
             return None
@@ -215,11 +232,12 @@ def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, na
         if not _infer_body(body, {inner: seed for inner, seed in zip(carried_inner, current)}, constants={iteration}):
             return None
         try:
-            trip_macs, trip_flops, trip_params, trip_bytes, nodes, unsupported, notes = analyze_body(
+            trip_macs, trip_flops, trip_params, trip_bytes, nodes, unsupported, notes, parts = analyze_body(
                 body, tensors, outer_constants)
         except ShapeError as error:
             raise ShapeError(f"{key} (Loop) {name}, trip {trip}: {error}") from None
         macs, flops = macs + trip_macs, flops + trip_flops
+        trip_parts.append(parts)
         if trip == 0:
             params, weight_bytes = trip_params, trip_bytes
         outputs = body.outputs[1:1 + len(carried_inner)]
@@ -227,9 +245,11 @@ def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, na
     warnings.extend(f"{key} {name}: {note}" for note in notes)
     if _has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; the sum over {trips} trips is an upper bound")
-    return ControlFlowCost(key, "Loop", [SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes)],
+    parts = _summed(trip_parts)
+    return ControlFlowCost(key, "Loop", [SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes,
+                                                      parts)],
                            trips, macs, flops, "the sum over its trips (shapes change per trip)", False,
-                           params, weight_bytes)
+                           params, weight_bytes, dict(parts))
 
 
 def _iteration_shaped(body: Graph) -> bool:

@@ -5,8 +5,11 @@ Other tools also count some of the rest, each in its own way (thop and onnx-tool
 adds, BatchNorm, activations, pooling or resize work as MACs). `analyze --count bias,bn,...`
 makes that explicit: a counted category adds its elementary operations — the documented
 `flops` of its ops (`segcost ops`: BatchNorm 2 per element, Relu 1, bilinear Resize 7 per
-output element; for bias, the bias adds of the MAC layers) — so each category changes the
-total by exactly its subtotal, which the report shows beside it. `totals.macs` itself never
+output element; for bias, the bias adds of the MAC layers), and the part of a MAC layer's
+flops that is such work (a fused attention's softmax is activation, a DeformConv's bilinear
+sampling resize: each rule says which part is which) — so each category changes the total by
+exactly its subtotal, which the report shows beside it. Each layer carries its split
+(`flops_by_category`); an If/Loop/Scan layer's is its subgraphs'. `totals.macs` itself never
 changes meaning: the counted total is reported separately.
 
 Fixed conventions (not switchable), applied by segcost.analyzer.analyze: **params** are the
@@ -28,6 +31,7 @@ count.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,17 +41,47 @@ from segcost.errors import InputError
 if TYPE_CHECKING:   # annotations only: result.py imports this module to fill macs_by_convention
     from segcost.analyzer.result import AnalysisResult, LayerCost
 
-# Category → op types whose elementary operations it holds ("bias" is the MAC layers' bias adds).
+# Category → the standard (ai.onnx) op types all of whose flops it holds; CONTRIB_CATEGORIES the same for
+# onnxruntime's com.microsoft ops. Every op with flops and without MACs is in one, so the categories and
+# 2·macs add up to the flops (tests/test_flop_totals.py walks the registry). "bias" holds the bias adds of the
+# MAC layers (Conv, Gemm, ...); a MAC layer's other non-MAC work, and the part of a fused op that another op
+# does unfused (SkipLayerNormalization's skip add), is in the category of the op it stands for (OpCost's
+# category_flops: a fused attention's softmax in activation, its scale and mask adds in elementwise, a
+# DeformConv's bilinear sampling in resize), and so is the work inside an If/Loop/Scan layer's subgraphs.
+# activation: the activation ops and the transcendental functions they are built from (Exp, Log, Erf,
+# trigonometric/hyperbolic); elementwise: arithmetic (Pow, Sqrt, Reciprocal too), rounding, comparisons,
+# logic, bitwise ops, Where and (de)quantization; reduction: reductions along axes (Reduce*, ArgMax, TopK,
+# CumSum, Col2Im's overlap sums) — pooling keeps the pooling ops only, as the tools that count it do.
 CATEGORIES: dict[str, frozenset[str]] = {
     "bias": frozenset(),
-    "bn": frozenset({"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}),
+    "bn": frozenset({"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
+                     "RMSNormalization", "SimplifiedLayerNormalization", "MeanVarianceNormalization",
+                     "LpNormalization", "LRN"}),
     "activation": frozenset({"Relu", "LeakyRelu", "PRelu", "ThresholdedRelu", "Elu", "Celu", "Selu", "Softplus",
                              "Softsign", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Gelu", "Mish",
-                             "Softmax", "LogSoftmax"}),
-    "pooling": frozenset({"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"}),
-    "resize": frozenset({"Resize", "Upsample"}),
-    "elementwise": frozenset({"Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Pow"}),
+                             "Softmax", "LogSoftmax", "Swish", "SwiGLU", "Shrink", "Exp", "Log", "Erf", "Sin",
+                             "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"}),
+    "pooling": frozenset({"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
+                          "MaxRoiPool"}),
+    "resize": frozenset({"Resize", "Upsample", "GridSample", "RoiAlign"}),
+    "elementwise": frozenset({"Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Pow", "Sqrt", "Reciprocal",
+                              "Abs", "Neg", "Sign", "Floor", "Ceil", "Round", "Mod", "Equal", "Greater", "Less",
+                              "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf",
+                              "Where", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
+                              "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "RotaryEmbedding"}),
+    "reduction": frozenset({"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                            "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin",
+                            "TopK", "Hardmax", "CumSum", "CumProd", "Col2Im"}),
 }
+CONTRIB_CATEGORIES: dict[str, frozenset[str]] = {   # com.microsoft (onnxruntime's ContribOperators.md)
+    "bn": frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+                     "SkipSimplifiedLayerNormalization"}),
+    "activation": frozenset({"Gelu", "BiasGelu", "FastGelu", "QuickGelu", "QLinearSigmoid", "QLinearLeakyRelu",
+                             "QLinearSoftmax", "BiasSoftmax"}),
+    "pooling": frozenset({"QLinearAveragePool", "QLinearGlobalAveragePool"}),
+    "elementwise": frozenset({"QLinearAdd", "QLinearMul", "BiasAdd", "RotaryEmbedding"}),
+}
+CONTRIB_DOMAIN = "com.microsoft"
 
 
 @dataclass
@@ -78,44 +112,77 @@ def parse_counted(text: str) -> list[str]:
     return [name for name in CATEGORIES if name in names]
 
 
-_CATEGORY_OF_OP = {op_type: name for name, op_types in CATEGORIES.items() for op_type in op_types}
+_CATEGORY_OF_OP = {**{(domain, op_type): name for name, op_types in CATEGORIES.items() for op_type in op_types
+                      for domain in ("", "ai.onnx")},
+                   **{(CONTRIB_DOMAIN, op_type): name for name, op_types in CONTRIB_CATEGORIES.items()
+                      for op_type in op_types}}
+
+
+def op_category(domain: str, op_type: str) -> str | None:
+    """The category of (domain, op_type) (Relu: activation), or None (MAC layers, data movement, custom ops)."""
+    return _CATEGORY_OF_OP.get((domain, op_type))
 
 
 def category_of(layer: LayerCost) -> str | None:
-    return None if layer.domain else _CATEGORY_OF_OP.get(layer.op_type)
+    """The category of the layer's op type (Relu: activation), or None (MAC layers, ops in no category)."""
+    return _CATEGORY_OF_OP.get((layer.domain, layer.op_type))
+
+
+def split_flops(op_type: str, domain: str, flops: int, bias_flops: int = 0,
+                category_flops: Iterable[tuple[str, int]] = ()) -> tuple[tuple[str, int], ...]:
+    """A layer's non-MAC `flops` by category: (category, flops) pairs in CATEGORIES order, none 0.
+
+    `bias_flops` are in bias and each (category, flops) of `category_flops` in its category, as the
+    layer's cost rule gives them (registry.OpCost); the rest is in the op type's category (op_category:
+    all of a Relu's flops are activation, a SkipLayerNormalization's beyond its skip adds bn). A rule
+    without MACs or with a category gives its parts that way; the rest of one in no category (a custom
+    op's) would be in none, which tests/test_flop_totals.py refuses for every registered rule.
+
+    Raises:
+        ValueError: a name that is no category, or parts that add up to more than `flops` (a rule's error).
+    """
+    category = _CATEGORY_OF_OP.get((domain, op_type))
+    if not bias_flops and not category_flops:
+        return ((category, flops),) if flops and category is not None else ()
+    parts = dict.fromkeys(CATEGORIES, 0)
+    parts["bias"] = bias_flops
+    for name, value in category_flops:
+        if name not in parts:
+            raise ValueError(f"{op_type}: {name!r} is no convention category ({', '.join(CATEGORIES)})")
+        parts[name] += value
+    rest = flops - sum(parts.values())
+    if rest < 0:
+        raise ValueError(f"{op_type}: the category parts {parts} add up to more than its {flops} flops")
+    if category is not None:
+        parts[category] += rest
+    return tuple((name, value) for name, value in parts.items() if value)
+
+
+def category_subtotals(layers: Iterable[LayerCost]) -> dict[str, int]:
+    """Every category's flops (exact ints, 0 when none) summed over `layers` (their `flops_by_category`).
+
+    A LayerTable that made no LayerCost objects is summed per distinct signature (its layer count
+    times its ints: no Python code per layer).
+    """
+    subtotals = dict.fromkeys(CATEGORIES, 0)
+    if isinstance(layers, LayerTable) and not layers.materialized:
+        signatures = layers.signatures
+        if all(type(value) is int for signature in signatures for _, value in signature.flops_by_category):
+            for index, count in Counter(layers.signature_index).items():
+                for name, value in signatures[index].flops_by_category:
+                    subtotals[name] += count * value
+            return subtotals
+    for parts in layer_column(layers, "flops_by_category"):
+        for name, value in parts.items():
+            subtotals[name] += value
+    return subtotals
 
 
 def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionTotals:
-    subtotals = dict.fromkeys(CATEGORIES, 0)
-    layers = result.layers   # read by column (analyzer.layers): an analysis' LayerTable makes no LayerCost for it
-    if isinstance(layers, LayerTable) and not layers.materialized and _signature_subtotals(layers, subtotals):
-        conv_gemm = result.totals.macs
-        return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
-    subtotals["bias"] += sum(layer_column(layers, "bias_flops"))
-    category_of_op = _CATEGORY_OF_OP.get
-    for op_type, domain, flops in zip(layer_column(layers, "op_type"), layer_column(layers, "domain"),
-                                      layer_column(layers, "flops")):   # category_of, inline
-        category = None if domain else category_of_op(op_type)
-        if category is not None:
-            subtotals[category] += flops
+    """The MACs with the `counted` categories' elementary ops added, and every category's subtotal."""
+    subtotals = category_subtotals(result.layers)
     conv_gemm = result.totals.macs
     return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
-
-
-def _signature_subtotals(table: LayerTable, subtotals: dict[str, int]) -> bool:
-    """Add each category's FLOPs (and the bias adds) to `subtotals` per distinct signature (its layer count
-    times its ints: no Python code per layer); False, adding nothing, when a signature's numbers are not ints."""
-    signatures = table.signatures
-    if not all(type(signature.flops) is int and type(signature.bias_flops) is int for signature in signatures):
-        return False
-    category_of_op = _CATEGORY_OF_OP.get
-    for index, count in Counter(table.signature_index).items():
-        signature = signatures[index]
-        subtotals["bias"] += count * signature.bias_flops
-        category = None if signature.domain else category_of_op(signature.op_type)
-        if category is not None:
-            subtotals[category] += count * signature.flops
-    return True
 
 
 def convention_line(counted: list[str]) -> str:

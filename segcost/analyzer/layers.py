@@ -45,7 +45,8 @@ class LayerCost:
     output_shape: list[int] | None
     macs: int
     flops: int
-    bias_flops: int
+    bias_flops: int                       # the bias adds of a MAC layer (also flops_by_category["bias"])
+    flops_by_category: dict[str, int]     # flops − 2·macs by --count category (analyzer.conventions), none 0
     params: int
     weight_bytes: int
     activation_bytes: int
@@ -66,6 +67,7 @@ class LayerSignature(NamedTuple):
     macs: int
     flops: int
     bias_flops: int
+    flops_by_category: tuple[tuple[str, int], ...]   # (category, flops) pairs: LayerCost's dict, immutable
     status: str
     domain: str
 
@@ -77,12 +79,12 @@ def make_layer(signature: LayerSignature, name: str, inputs: Iterable[str], outp
                weight_bytes: int, activation_bytes: int) -> LayerCost:
     """The LayerCost of one row: the signature's values, with a fresh list for each list field."""
     op_type, kind, group, kernel, stride, input_shapes, output_shape = signature[:7]
-    macs, flops, bias_flops, status, domain = signature[7:]
+    macs, flops, bias_flops, by_category, status, domain = signature[7:]
     return LayerCost(  # positional, in the field order: a keyword call costs more per layer
         name, op_type, kind, group, None if kernel is None else list(kernel), None if stride is None else list(stride),
         list(inputs), list(outputs), [None if shape is None else list(shape) for shape in input_shapes],
-        None if output_shape is None else list(output_shape), macs, flops, bias_flops, params, weight_bytes,
-        activation_bytes, status, domain)
+        None if output_shape is None else list(output_shape), macs, flops, bias_flops, dict(by_category), params,
+        weight_bytes, activation_bytes, status, domain)
 
 
 class LayerTable(list):
@@ -137,7 +139,8 @@ class LayerTable(list):
 
     def column(self, field: str) -> list:
         """The value of LayerCost field `field` for every layer, in order (lists read as tuples before
-        `materialized`). Raises AttributeError for a name that is no LayerCost field."""
+        `materialized`; flops_by_category as a fresh dict per layer). Raises AttributeError for a name that is
+        no LayerCost field."""
         if self._materialized:
             return list(map(attrgetter(field), list.__iter__(self)))
         if field in ROW_FIELDS:
@@ -149,6 +152,8 @@ class LayerTable(list):
             position = SIGNATURE_FIELDS.index(field)
             values = [signature[position] for signature in self.signatures]
             spread = self._spread[field] = list(map(values.__getitem__, self.signature_index))
+        if field == "flops_by_category":   # a dict, as the objects hold it: one each, a caller may change it
+            return list(map(dict, spread))
         return list(spread)
 
     def _materialize(self) -> LayerTable:

@@ -198,7 +198,16 @@ def _where(op: OpView, tensor: str) -> str:
 
 
 class OpCost(NamedTuple):
-    """Result of one rule. `flops` are the non-MAC elementary operations (2·macs is added later)."""
+    """Result of one rule. `flops` are the non-MAC elementary operations (2·macs is added later).
+
+    A rule that gives MACs says which part of its `flops` is what (analyzer.conventions counts them by
+    category): `bias_flops` its bias adds (a Conv's or Gemm's bias, an attention's projection bias), and
+    `category_flops` the rest, as (category, flops) pairs of conventions.CATEGORIES — the elementary ops of
+    the standalone op they stand for (a fused attention's softmax "activation", its scale and mask adds
+    "elementwise"; a DeformConv's bilinear sampling "resize"; SkipLayerNormalization's skip add
+    "elementwise"). What they leave is in the category of the rule's op type (conventions.op_category):
+    a rule of an op in a category gives only the parts of other categories, or none.
+    """
 
     macs: int = 0
     flops: int = 0
@@ -209,6 +218,8 @@ class OpCost(NamedTuple):
     stride: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None  # set by rules that derive it themselves
     notes: tuple[str, ...] = ()
+    bias_flops: int = 0
+    category_flops: tuple[tuple[str, int], ...] = ()
 
 
 Rule = Callable[[OpView], OpCost]

@@ -22,12 +22,22 @@ CONVENTIONS = {
     "macs": "multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, RNN cells and their "
             "quantized/fused forms; batch included",
     "flops": "2*macs + one per elementary op of everything else (bias add, BN, activation, "
-             "pooling, resize, elementwise)",
-    "bias": "not MACs; bias adds counted in flops",
+             "pooling, resize, elementwise, reduction)",
+    "bias": "not MACs; the bias adds of MAC layers, counted in flops",
+    "flops_by_category": "per layer, flops - 2*macs split by --count category, every flop in one: an op's "
+                         "in its op type's category, a MAC layer's other work (a fused attention's softmax, "
+                         "a DeformConv's sampling, an LSTM's gates) and a fused op's parts in the category "
+                         "of the op each stands for",
     "batchnorm": "not MACs; 2 flops per element",
-    "activation": "not MACs; 1-8 flops per element by op (see `segcost ops`)",
+    "activation": "not MACs; 1-9 flops per element by op (see `segcost ops`); Exp, Log, Erf and the "
+                  "trigonometric functions too",
     "pooling": "not MACs; one flop per window element",
-    "resize": "not MACs; nearest 0, linear 2*2^r-1 flops per output element",
+    "resize": "not MACs; nearest 0, linear 2*2^r-1 flops per output element; GridSample, RoiAlign "
+              "sampling too",
+    "elementwise": "not MACs; arithmetic, comparisons, logic, Pow/Sqrt/Reciprocal, (de)quantization: "
+                   "(inputs-1) or the op's count per output element",
+    "reduction": "not MACs; Reduce*, ArgMax/ArgMin, TopK, Hardmax, CumSum/CumProd, Col2Im, one-operand "
+                 "Einsum: one flop per element reduced",
     "params": "initializer elements, each counted once at its first consumer",
     "control_flow": "If: the branch taken when the condition is known at the given shapes, else the branch with "
                     "more MACs; Loop/Scan: trip count x body; without a static trip "
@@ -46,6 +56,7 @@ class SubgraphCost:
     nodes: int
     unsupported: list[str] = field(default_factory=list)
     weight_bytes: int = 0      # of those params, by their dtype
+    flops_by_category: dict[str, int] = field(default_factory=dict)   # flops − 2·macs by --count category
 
 
 @dataclass
@@ -62,6 +73,7 @@ class ControlFlowCost:
     unbounded: bool = False
     params: int = 0
     weight_bytes: int = 0      # the subgraphs' own weights, counted once whatever the trip count
+    flops_by_category: dict[str, int] = field(default_factory=dict)   # of `flops`, as the layer counts them
 
 
 @dataclass

@@ -33,7 +33,10 @@ NEEDS = {"--multiple": "--symbolic",
 @click.option("--by-op", is_flag=True, help="Same as --group-by op_type.")
 @click.option("--count", "counted", metavar="CATS", default="none", show_default=True,
               help="Also count these categories' elementary ops as MACs (other tools count some of them): "
-                   "bias,bn,activation,pooling,resize,elementwise, all or none; totals.macs stays conv/gemm.")
+                   "bias,bn,activation,pooling,resize,elementwise,reduction, all or none; totals.macs stays "
+                   "conv/gemm. Every non-MAC flop is in one: bias is the MAC layers' bias adds; their other "
+                   "work is the category of the op it stands for (a fused attention's softmax: activation; "
+                   "a DeformConv's sampling: resize); reduction is Reduce*, ArgMax, TopK, CumSum.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any op is unsupported or any loop has no static trip "
               "count (names them).")
 @click.option("--target", help="Add the estimated cost on a target (tda4vm, am62a, cpu or a profile .toml).")

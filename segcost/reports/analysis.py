@@ -23,7 +23,7 @@ from segcost.reports.units import dims, human, human_bytes
 FORMATS = ("table", "json", "csv", "md")
 
 CSV_COLUMNS = ("name", "op_type", "kind", "group", "kernel", "stride", "input_shapes", "output_shape", "macs",
-               "flops", "bias_flops", "params", "weight_bytes", "activation_bytes", "status")
+               "flops", "bias_flops", "flops_by_category", "params", "weight_bytes", "activation_bytes", "status")
 
 
 def render(result: AnalysisResult, fmt: str = "table", top: int | None = None, group_by: str | None = None) -> str:
@@ -188,9 +188,12 @@ def render_csv(result: AnalysisResult, group_by: str | None = None) -> str:
 
 
 def _csv_cell(column: str, value, sequences: type | tuple[type, ...] = list):
-    """A CSV cell: shapes and kernels as "1x3x8x8" ("input_shapes" space-separated), None as ""."""
+    """A CSV cell: shapes and kernels as "1x3x8x8" ("input_shapes" space-separated), None as "",
+    flops_by_category as "bias=256 resize=1792" (a dict, or a signature's pairs)."""
     if column == "input_shapes":
         return " ".join(dims(shape) for shape in value)
+    if column == "flops_by_category":
+        return " ".join(f"{name}={flops}" for name, flops in (value.items() if isinstance(value, dict) else value))
     if isinstance(value, sequences):
         return dims(value)
     return "" if value is None else value

@@ -11,7 +11,9 @@ will run must pass `bound_run_memory`:
 * no tensor is over MAX_RUN_TENSOR_BYTES (1 GiB), and neither is the scratch buffer a kernel
   allocates beyond its outputs (segcost.targets.workspace: a three-operand Einsum's pairwise
   partial result, ConvTranspose's col2im buffer, the im2col of ConvInteger, QLinearConv and a
-  Conv between DequantizeLinear nodes), which is in no shape of the graph;
+  Conv between DequantizeLinear nodes, Resize's antialias first pass and cubic cache,
+  GridSample's bilinear sampling plan, TopK's per-thread index buffer, NonZero's coordinate
+  reserve and Unique's per-element tables), which is in no shape of the graph;
 * the peak of live activations over the graph's order (analyzer.memory: a buffer is freed
   after its last use, as onnxruntime's planner does) is at most MAX_RUN_PEAK_BYTES (2 GiB);
 * no node has a subgraph (If/Loop/Scan) or calls a model-local function: their inner

@@ -96,6 +96,84 @@ def test_a_float_conv_has_no_counted_scratch():
     assert workspace_bytes(graph, graph.node("c")) == 0
 
 
+def _one_op(op_type: str, inputs: dict, inits: dict | None = None, opset: int = 18, names: list | None = None,
+            outputs: int = 1, **attrs) -> onnx.ModelProto:
+    """One `op_type` node "n" over float inputs of the given shapes and constant `inits`."""
+    inits = inits or {}
+    node = helper.make_node(op_type, names if names is not None else [*inputs, *inits],
+                            ["y", *(f"y{index}" for index in range(1, outputs))], name="n", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+                                            for name, shape in inputs.items()],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [numpy_helper.from_array(value, name) for name, value in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+
+
+def _scratch(model: onnx.ModelProto) -> int:
+    graph = load_model(model)
+    return workspace_bytes(graph, graph.node("n"))
+
+
+def _resize(shape, scales, **attrs) -> onnx.ModelProto:
+    return _one_op("Resize", {"x": shape}, {"s": np.array(scales, np.float32)}, names=["x", "", "s"], **attrs)
+
+
+def test_resize_cubic_scratch_is_its_per_channel_cache():
+    # 1x3x8x10 -> 16x20: each of the 20 output columns interpolates every input row and 3 border rows once
+    assert _scratch(_resize([1, 3, 8, 10], [1, 1, 2, 2], mode="cubic")) == 48 * 20 * (8 + 3)
+    assert _scratch(_resize([8, 10], [2, 2], mode="cubic")) == 48 * 20 * (8 + 3)        # a 2-D image
+
+
+def test_resize_antialias_scratch_is_its_first_pass_image():
+    # the horizontal pass: C x H_in x W_out floats, NCHW or NHWC
+    assert _scratch(_resize([1, 3, 8, 10], [1, 1, 2, 2], mode="linear", antialias=1)) == 3 * 8 * 20 * 4
+    assert _scratch(_resize([1, 8, 10, 3], [1, 2, 2, 1], mode="linear", antialias=1)) == 3 * 8 * 20 * 4
+    assert _scratch(_resize([1, 3, 8, 10], [1, 1, 0.5, 0.5], mode="cubic", antialias=1)) == 3 * 8 * 5 * 4
+    for attrs in ({"mode": "linear"}, {"mode": "nearest"}, {"mode": "nearest", "antialias": 1}):
+        assert _scratch(_resize([1, 3, 8, 10], [1, 1, 2, 2], **attrs)) == 0   # index/weight tables only
+
+
+def test_grid_sample_scratch_is_its_bilinear_sampling_plan():
+    inputs = {"x": [2, 3, 5, 6], "grid": [2, 7, 9, 2]}
+    assert _scratch(_one_op("GridSample", inputs, opset=20)) == 56 * 7 * 9        # one plan per grid point
+    assert _scratch(_one_op("GridSample", inputs, opset=16, mode="bilinear")) == 56 * 7 * 9
+    for attrs in ({"align_corners": 1}, {"mode": "nearest"}, {"mode": "cubic"}, {"padding_mode": "border"}):
+        assert _scratch(_one_op("GridSample", inputs, opset=20, **attrs)) == 0     # sampled in place
+
+
+def test_top_k_scratch_is_an_index_per_element_of_the_axis():
+    def top_k(shape, k, **attrs):
+        return _scratch(_one_op("TopK", {"x": shape}, {"k": np.array([k], np.int64)}, outputs=2, **attrs))
+
+    assert top_k([1, 1000], 200) == 8 * 1000     # log2(200)/log2(1000) = 0.77: nth_element over all 1000 indices
+    assert top_k([1000, 1], 200, axis=0) == 8 * 1000
+    assert top_k([1, 1000], 100) == 0            # 0.67: a heap of k indices
+    assert top_k([1, 1000], 3) == top_k([1, 1000], 1) == 0
+
+
+def test_non_zero_scratch_is_a_coordinate_per_element():
+    """Its output's size is data: the rule reads the input shape only."""
+    assert _scratch(_one_op("NonZero", {"x": [4, 5]})) == 8 * 2 * 20
+    assert _scratch(_one_op("NonZero", {"x": [3, 4, 5]})) == 8 * 3 * 60
+
+
+def test_unique_scratch_bounds_every_element_distinct():
+    assert _scratch(_one_op("Unique", {"x": [100]})) == 140 * 100
+    assert _scratch(_one_op("Unique", {"x": [10, 10]})) == 140 * 100           # flattened
+    # axis 0 of 6 slices of 4: reserves of 8 and 24/2 bytes per element, 96 per slice, the slices' copies
+    assert _scratch(_one_op("Unique", {"x": [6, 4]}, axis=0)) == 8 * 24 + 12 * 24 + 96 * 6 + 4 * 24
+
+
+def cubic_resize_model() -> onnx.ModelProto:
+    """1x1x4096x1024 -> 4096x8192 bicubic: a 128 MiB output, a 1.6 GB per-channel cache."""
+    return _resize([1, 1, 4096, 1024], [1, 1, 1, 8], mode="cubic")
+
+
+def grid_sample_model() -> onnx.ModelProto:
+    """A 4480x4480 grid (153 MB) over a 1x1x8x8 image: a 1.1 GB sampling plan."""
+    return _one_op("GridSample", {"x": [1, 1, 8, 8], "grid": [1, 4480, 4480, 2]}, opset=20)
+
+
 @pytest.fixture
 def no_sessions(monkeypatch):
     opened: list = []
@@ -109,7 +187,9 @@ def no_sessions(monkeypatch):
 @pytest.mark.parametrize("model,message", [
     (einsum_model(256), "node 'ein' (Einsum) makes onnxruntime allocate a 34,359,738,368-byte scratch buffer"),
     (conv_transpose_model(64, 15, 256), "node 'up' (ConvTranspose) makes onnxruntime allocate a "
-                                        "3,774,873,600-byte scratch buffer")])   # its output is 16 MiB
+                                        "3,774,873,600-byte scratch buffer"),   # its output is 16 MiB
+    (cubic_resize_model(), "node 'n' (Resize) makes onnxruntime allocate a 1,611,792,384-byte scratch buffer"),
+    (grid_sample_model(), "node 'n' (GridSample) makes onnxruntime allocate a 1,123,942,400-byte scratch buffer")])
 def test_commands_refuse_a_kernel_scratch_over_the_bound(run_cli, tmp_path, no_sessions, command, options, model,
                                                          message):
     path = tmp_path / "m.onnx"

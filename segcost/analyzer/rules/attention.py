@@ -8,6 +8,11 @@ With grouped heads (fewer key/value heads) every query head still does its own p
 The scores (B·N·S·T of them) cost, per score: 1 scale + 4 softmax (subtract max, exp,
 sum, divide) + 1 per additive mask or bias given.
 
+By convention category (analyzer.conventions), each part is what the standalone op it stands
+for is: the softmax "activation" (Softmax), the scale, mask adds, rotary embedding and
+softcap's divide and multiply "elementwise" (Mul/Add/Div), softcap's tanh "activation" (Tanh),
+and the adds of a projection bias (com.microsoft Attention's, MultiHeadAttention's) "bias".
+
 Input layouts are the ops' specs: onnx/docs/Operators.md#Attention (opset 23) and
 onnxruntime/docs/ContribOperators.md (com.microsoft.Attention, MultiHeadAttention,
 GroupQueryAttention).
@@ -21,6 +26,7 @@ from segcost.ir.opforms import constant_value
 
 MICROSOFT = ("com.microsoft",)
 SCORE_FLOPS = 5  # scale + softmax's 4
+SOFTMAX_FLOPS = 4  # subtract max, exp, sum, divide (as Softmax)
 ROTARY_FLOPS = 3  # x·cos + rotate(x)·sin per element
 
 
@@ -38,9 +44,13 @@ def _heads(op: OpView, name: str, hidden: int) -> tuple[int, int]:
 
 
 def _sdpa(batch: int, heads: int, queries: int, keys: int, head: int, value_head: int, masks: int,
-          extra_flops: int = 0) -> OpCost:
+          bias_adds: int = 0, elementwise: int = 0, activation: int = 0) -> OpCost:
+    """The products' MACs; flops: the scores' scale, softmax and mask adds, plus the other parts given."""
     scores = batch * heads * queries * keys
-    return OpCost(macs=scores * (head + value_head), flops=scores * (SCORE_FLOPS + masks) + extra_flops, kind="dense")
+    activation += SOFTMAX_FLOPS * scores
+    elementwise += scores * (SCORE_FLOPS - SOFTMAX_FLOPS + masks)   # scale, masks
+    return OpCost(macs=scores * (head + value_head), flops=activation + elementwise + bias_adds, kind="dense",
+                  bias_flops=bias_adds, category_flops=(("activation", activation), ("elementwise", elementwise)))
 
 
 @cost_rule("Attention")
@@ -60,10 +70,9 @@ def attention(op: OpView) -> OpCost:
     past = _shape(op, 4)
     keys += past[2] if past is not None else 0
     masks = int(op.has_input(3)) + int(bool(op.attr("is_causal", 0)))
-    cost = _sdpa(batch, heads, queries, keys, head, value_head, masks)
-    if op.attr("softcap", 0.0):  # softcap·tanh(x/softcap): divide, tanh, multiply
-        cost = cost._replace(flops=cost.flops + 3 * batch * heads * queries * keys)
-    return cost
+    scores = batch * heads * queries * keys
+    softcap = scores if op.attr("softcap", 0.0) else 0  # softcap·tanh(x/softcap): divide, tanh, multiply
+    return _sdpa(batch, heads, queries, keys, head, value_head, masks, elementwise=2 * softcap, activation=softcap)
 
 
 @cost_rule("Attention", domains=MICROSOFT)
@@ -84,7 +93,7 @@ def ms_attention(op: OpView) -> OpCost:
     projection = batch * queries * x[2] * w[1]
     bias_adds = batch * queries * w[1] if op.has_input(2) else 0
     masks = int(op.has_input(3)) + int(op.has_input(5))
-    cost = _sdpa(batch, heads, queries, keys, head, value_head, masks, bias_adds)
+    cost = _sdpa(batch, heads, queries, keys, head, value_head, masks, bias_adds=bias_adds)
     return cost._replace(macs=cost.macs + projection)
 
 
@@ -119,7 +128,7 @@ def multi_head_attention(op: OpView) -> OpCost:
         new_keys = k[1] if k is not None and len(k) == 3 else 0
         bias_adds = batch * queries * heads * head + batch * new_keys * heads * (head + value_head)
     masks = int(op.has_input(4)) + int(op.has_input(5))
-    return _sdpa(batch, heads, queries, keys, head, value_head, masks, bias_adds)
+    return _sdpa(batch, heads, queries, keys, head, value_head, masks, bias_adds=bias_adds)
 
 
 @cost_rule("GroupQueryAttention", domains=MICROSOFT)
@@ -142,7 +151,7 @@ def group_query_attention(op: OpView) -> OpCost:
         past = _shape(op, 3)  # (B, N_kv, P, H)
         keys = queries + (past[2] if past is not None and len(past) == 4 else 0)
     rotary = ROTARY_FLOPS * batch * queries * (heads + kv_heads) * head if op.attr("do_rotary", 0) else 0
-    return _sdpa(batch, heads, queries, keys, head, head, 0, rotary)
+    return _sdpa(batch, heads, queries, keys, head, head, 0, elementwise=rotary)
 
 
 def _total_sequence_length(op: OpView) -> int | None:

@@ -11,10 +11,14 @@ Gelu forms and the normalizations in normalization.py.
 
 from __future__ import annotations
 
+from math import prod
+
 from segcost.analyzer.registry import UNSUPPORTED, OpCost, OpView, cost_rule
+from segcost.analyzer.rules.conv import fused_activation
 from segcost.analyzer.rules.data_movement import data_movement
 from segcost.analyzer.rules.elementwise import per_element
 from segcost.analyzer.rules.matmul import gemm_cost, matmul_cost
+from segcost.analyzer.rules.normalization import with_adds
 from segcost.analyzer.rules.spatial import average_pool, global_pool
 
 MICROSOFT = ("com.microsoft",)
@@ -22,8 +26,9 @@ MICROSOFT = ("com.microsoft",)
 
 @cost_rule("FusedGemm", domains=MICROSOFT)
 def fused_gemm(op: OpView) -> OpCost:
-    """MACs as Gemm (M·N·K of op(A)·op(B)); flops += M·N for C; the fused activation is not counted."""
-    return gemm_cost(op, 0, 1, 2)
+    """MACs as Gemm (M·N·K of op(A)·op(B)); flops += M·N for C + the fused activation's per output (Relu 1, ...)."""
+    cost = gemm_cost(op, 0, 1, 2)
+    return fused_activation(op, cost, prod(cost.output_shape or ()))
 
 
 @cost_rule("FusedMatMul", domains=MICROSOFT)
@@ -45,7 +50,7 @@ def _matmul_with_bias(op: OpView, bias_index: int) -> OpCost:
     elements = op.output_elements(0)
     if not op.has_input(bias_index) or elements is None:
         return cost
-    return cost._replace(flops=cost.flops + elements)
+    return cost._replace(flops=cost.flops + elements, bias_flops=cost.bias_flops + elements)
 
 
 @cost_rule("MatMulIntegerToFloat", domains=MICROSOFT)
@@ -104,8 +109,8 @@ def qlinear_concat(op: OpView) -> OpCost:
 
 @cost_rule("BiasSoftmax", domains=MICROSOFT)
 def bias_softmax(op: OpView) -> OpCost:
-    """flops = 5 per output element (bias add + Softmax's 4)."""
-    return per_element(op, 5)
+    """flops = 5 per output element (bias add, category elementwise, + Softmax's 4)."""
+    return with_adds(per_element(op, 5), 1, 5)
 
 
 @cost_rule("BiasAdd", domains=MICROSOFT)

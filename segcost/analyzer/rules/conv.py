@@ -15,6 +15,8 @@ interpolation (a weighted sum of 2^r neighbours per axis pair, as Resize and Gri
 7 in 2-D), one multiply per sampled value by the mask when given, and one add per axis and
 sampling point to place it (base position + offset). The offsets are shared by the
 C_in/offset_group channels of a group, so placing counts per point, interpolating per value.
+By convention category (analyzer.conventions): the interpolation is "resize" (Resize's linear
+arithmetic), the offset adds and mask multiplies "elementwise", the bias adds "bias".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from math import prod
 
 from segcost.analyzer.registry import OpCost, OpView, cost_rule
+from segcost.analyzer.rules.elementwise import ACTIVATION_FLOPS, activation_flops
 from segcost.errors import ShapeError
 
 
@@ -102,14 +105,39 @@ def _conv_cost(op: OpView, x_index: int, w_index: int, bias_index: int | None) -
     bias_adds = prod(output_shape) if bias_index is not None and op.has_input(bias_index) else 0
     strides = op.attr("strides") or (1,) * len(kernel)  # validated by conv_output_spatial
     return OpCost(macs=macs, flops=bias_adds, kind=conv_kind(group, x_shape[1], w_shape), group=group,
-                  kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape)
+                  kernel=tuple(kernel), stride=tuple(strides), output_shape=output_shape, bias_flops=bias_adds)
 
 
 @cost_rule("Conv", pure=True)
-@cost_rule("FusedConv", domains=("com.microsoft",), pure=True)
 def conv(op: OpView) -> OpCost:
     """MACs = N·C_out·prod(out_spatial)·(C_in/group)·prod(kernel); flops += one add per output if biased."""
     return _conv_cost(op, x_index=0, w_index=1, bias_index=2)
+
+
+def fused_activation(op: OpView, cost: OpCost, outputs: int) -> OpCost:
+    """`cost` plus the per-element flops of op's `activation` attribute (onnxruntime's fused forms) on `outputs`.
+
+    Raises:
+        ShapeError: an activation name not in elementwise.ACTIVATION_FLOPS (onnxruntime refuses it too).
+    """
+    name = op.attr("activation", "")
+    per_element = activation_flops(name)
+    if per_element is None:
+        raise ShapeError(f"{op.where}: fused activation {name!r} is not one segcost counts "
+                         f"({', '.join(key for key in ACTIVATION_FLOPS if key)})")
+    activation = per_element * outputs
+    return cost._replace(flops=cost.flops + activation,
+                         category_flops=(*cost.category_flops, ("activation", activation)))
+
+
+@cost_rule("FusedConv", domains=("com.microsoft",), pure=True)
+def fused_conv(op: OpView) -> OpCost:
+    """As Conv; flops + the fused activation's per output (Relu 1, Sigmoid 4, ...) + 1 per output for the Z sum."""
+    cost = _conv_cost(op, x_index=0, w_index=1, bias_index=2)
+    outputs = prod(cost.output_shape or ())
+    summed = outputs if op.has_input(3) else 0   # Y = activation(conv + B + Z) (onnxruntime FusedConv)
+    cost = cost._replace(flops=cost.flops + summed, category_flops=(("elementwise", summed),))
+    return fused_activation(op, cost, outputs)
 
 
 @cost_rule("ConvInteger", pure=True)
@@ -145,7 +173,7 @@ def conv_transpose(op: OpView) -> OpCost:
     depthwise = group > 1 and group == x_shape[1] and w_shape[1] == 1
     kind = "depthwise" if depthwise else ("grouped" if group > 1 else "dense")
     return OpCost(macs=macs, flops=bias_adds, kind=kind, group=group, kernel=tuple(kernel),
-                  stride=tuple(strides), output_shape=output_shape)
+                  stride=tuple(strides), output_shape=output_shape, bias_flops=bias_adds)
 
 
 @cost_rule("DeformConv", pure=True)
@@ -168,12 +196,14 @@ def deform_conv(op: OpView) -> OpCost:
     output_shape = (x_shape[0], w_shape[0], *spatial_out)
     values = x_shape[0] * x_shape[1] * prod(spatial_out) * taps
     points = x_shape[0] * offset_group * prod(spatial_out) * taps
-    flops = (2 * 2**rank - 1) * values + rank * points
-    flops += values if op.has_input(4) else 0
-    flops += prod(output_shape) if op.has_input(3) else 0
+    interpolation = (2 * 2**rank - 1) * values                  # as Resize's (bi)linear: "resize"
+    placing = rank * points + (values if op.has_input(4) else 0)   # offset adds, mask multiplies: "elementwise"
+    bias_adds = prod(output_shape) if op.has_input(3) else 0
     strides, _, _ = _spatial_attrs(op, rank)
-    return OpCost(macs=prod(output_shape) * w_shape[1] * taps, flops=flops, kind=conv_kind(group, x_shape[1], w_shape),
-                  group=group, kernel=kernel, stride=tuple(strides), output_shape=output_shape)
+    return OpCost(macs=prod(output_shape) * w_shape[1] * taps, flops=interpolation + placing + bias_adds,
+                  kind=conv_kind(group, x_shape[1], w_shape), group=group, kernel=kernel, stride=tuple(strides),
+                  output_shape=output_shape, bias_flops=bias_adds,
+                  category_flops=(("resize", interpolation), ("elementwise", placing)))
 
 
 @cost_rule("CausalConvWithState", pure=True)
@@ -186,6 +216,8 @@ def causal_conv_with_state(op: OpView) -> OpCost:
     elements = prod(x_shape)
     activation = op.attr("activation", "none")
     activation = activation.decode() if isinstance(activation, bytes) else activation
-    flops = (elements if op.has_input(2) else 0) + (5 * elements if activation in ("silu", "swish") else 0)
-    return OpCost(macs=elements * w_shape[2], flops=flops, kind="depthwise", group=x_shape[1],
-                  kernel=(w_shape[2],), stride=(1,), output_shape=tuple(x_shape))
+    bias_adds = elements if op.has_input(2) else 0
+    silu = 5 * elements if activation in ("silu", "swish") else 0   # x·sigmoid(x), as Swish: "activation"
+    return OpCost(macs=elements * w_shape[2], flops=bias_adds + silu, kind="depthwise", group=x_shape[1],
+                  kernel=(w_shape[2],), stride=(1,), output_shape=tuple(x_shape), bias_flops=bias_adds,
+                  category_flops=(("activation", silu),))

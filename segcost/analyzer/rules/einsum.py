@@ -11,7 +11,7 @@ kernel does (onnxruntime/core/providers/cpu/math/einsum.cc): each step's MACs ar
 product over the letters of its two operands, and its result keeps only the letters a
 later operand or the output still needs. One operand is a transpose, diagonal or sum:
 no MACs; flops = the elements visited (prod over its distinct letters) when letters are
-summed away (a trace ``ii->`` adds its n diagonal elements).
+summed away (a trace ``ii->`` adds its n diagonal elements), in --count category reduction.
 
 Equation grammar (ONNX Einsum-12, numpy.einsum): terms of letters separated by commas,
 optionally ``->`` and the output term; ``...`` stands for the leading (broadcast) dims;
@@ -44,7 +44,9 @@ def einsum(op: OpView) -> OpCost:
     if len(concrete) < len(shapes):
         return OpCost(status=SHAPE_UNKNOWN)
     macs, flops, output_shape = einsum_cost(equation, concrete, op.where)
-    return OpCost(macs=macs, flops=flops, kind="dense" if macs else "other", output_shape=output_shape)
+    # a one-operand sum is a ReduceSum: category reduction
+    return OpCost(macs=macs, flops=flops, kind="dense" if macs else "other", output_shape=output_shape,
+                  category_flops=(("reduction", flops),) if flops else ())
 
 
 def einsum_cost(equation: str, shapes: list[tuple[int, ...]],

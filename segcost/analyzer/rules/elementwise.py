@@ -10,6 +10,19 @@ from __future__ import annotations
 from segcost.analyzer.registry import SHAPE_UNKNOWN, OpCost, OpView, cost_rule
 from segcost.ir.opforms import normalize_axis
 
+# Per-element flops of the activations other ops apply inside themselves (onnxruntime's FusedConv/FusedGemm
+# `activation`, RNN/GRU/LSTM `activations`), by lower-case name: the counts of the standalone ops' rules below
+# (Affine α·x + β 2, ScaledTanh α·tanh(β·x) 3, ParametricSoftplus α·softplus(β·x) 4; a fused Clip has both bounds).
+ACTIVATION_FLOPS = {"relu": 1, "tanh": 1, "softsign": 1, "sigmoid": 4, "leakyrelu": 2, "thresholdedrelu": 2,
+                    "elu": 2, "celu": 2, "selu": 2, "softplus": 2, "hardsigmoid": 3, "clip": 2, "affine": 2,
+                    "scaledtanh": 3, "parametricsoftplus": 4, "quickgelu": 6, "": 0, "identity": 0}
+
+
+def activation_flops(name: str | bytes) -> int | None:
+    """Per-element flops of the activation `name` (case-insensitive; "" none), None for one not in ACTIVATION_FLOPS."""
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return ACTIVATION_FLOPS.get(text.lower())
+
 
 def per_element(op: OpView, flops_per_element: int) -> OpCost:
     """flops = flops_per_element × output elements; status shape_unknown when no shape is known."""
@@ -114,5 +127,6 @@ def dequantize_linear(op: OpView) -> OpCost:
 
 @cost_rule("DynamicQuantizeLinear", pure=True)
 def dynamic_quantize_linear(op: OpView) -> OpCost:
-    """flops = 5 per output element (min/max scan + the 3 of QuantizeLinear)."""
-    return per_element(op, 5)
+    """flops = 5 per output element (min/max scan: 2, category reduction; the 3 of QuantizeLinear)."""
+    cost = per_element(op, 5)
+    return cost._replace(category_flops=(("reduction", 2 * cost.flops // 5),)) if cost.flops else cost

@@ -8,6 +8,7 @@ from __future__ import annotations
 from math import prod
 
 from segcost.analyzer.registry import OpCost, OpView, baked_size_advice, cost_rule
+from segcost.analyzer.rules.elementwise import activation_flops
 from segcost.errors import ShapeError
 
 
@@ -78,13 +79,25 @@ def gemm_cost(op: OpView, a_index: int, b_index: int, c_index: int) -> OpCost:
         raise ShapeError(f"{op.where}: inner dims differ ({list(a_shape)} × {list(b_shape)}, "
                          f"transA={op.attr('transA', 0)}, transB={op.attr('transB', 0)}){baked_size_advice(op)}")
     bias_adds = m * n if op.has_input(c_index) else 0
-    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n))
+    return OpCost(macs=m * n * k, flops=bias_adds, kind="dense", output_shape=(m, n), bias_flops=bias_adds)
 
 
 @cost_rule("Gemm", pure=True)
 def gemm(op: OpView) -> OpCost:
     """MACs = M·N·K of op(A)·op(B); flops += M·N for the C add when C is given."""
     return gemm_cost(op, 0, 1, 2)
+
+
+# The gate activations by default (ONNX RNN-14, GRU-14, LSTM-14: f; f, g; f, g, h), how many H-wide gate values
+# each activation takes per step, and the elementwise flops per hidden unit and step besides the activations.
+_RECURRENT: dict[str, tuple[tuple[str, ...], tuple[int, ...], int]] = {
+    "RNN": (("Tanh",), (1,), 0),                          # Ht = f(...)
+    "GRU": (("Sigmoid", "Tanh"), (2, 1), 5),              # z, r = f(...); h = g(...); rt ⊙ (·); (1 − z) ⊙ h + z ⊙ Ht-1
+    "LSTM": (("Sigmoid", "Tanh", "Tanh"), (3, 1, 1), 4),  # i, f, o = f(...); c = g(...); Ct = f ⊙ Ct-1 + i ⊙ c;
+}                                                         # Ht = o ⊙ h(Ct)
+RNN_ACTIVATIONS = ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid",
+                   "Elu", "Softsign", "Softplus")
+PEEPHOLE_FLOPS = 6   # LSTM with P: P[iof] ⊙ C, + per gate (3 gates × multiply and add) per hidden unit and step
 
 
 def _recurrent_cost(op: OpView) -> OpCost:
@@ -95,24 +108,47 @@ def _recurrent_cost(op: OpView) -> OpCost:
     seq, batch = (x_shape[1], x_shape[0]) if op.attr("layout", 0) else (x_shape[0], x_shape[1])
     directions = w_shape[0]
     gate_rows = w_shape[1]
+    hidden = r_shape[2]
     per_step = gate_rows * (w_shape[2] + r_shape[2])
     bias_adds = seq * batch * directions * gate_rows * 2 if op.has_input(3) else 0
-    return OpCost(macs=seq * batch * directions * per_step, flops=bias_adds, kind="dense")
+    defaults, widths, elementwise = _RECURRENT[op.op_type]
+    names = list(op.attr("activations") or ()) or list(defaults) * directions
+    if len(names) == len(defaults):   # one list for both directions
+        names *= directions
+    if len(names) != len(defaults) * directions:
+        raise ShapeError(f"{op.where}: {len(names)} activations for {directions} direction(s) of "
+                         f"{len(defaults)} ({', '.join(defaults)})")
+    counts: list[int] = []
+    for name in names:
+        count = activation_flops(name)
+        if count is None:
+            text = name.decode() if isinstance(name, bytes) else str(name)
+            raise ShapeError(f"{op.where}: activation {text!r} is none of the spec's ({', '.join(RNN_ACTIVATIONS)})")
+        counts.append(count)
+    steps = seq * batch * hidden   # per direction: every step of every sequence, H units each
+    gate_inputs = sum(widths) * directions
+    activation = steps * sum(count * widths[index % len(widths)] for index, count in enumerate(counts))
+    activation += 2 * steps * gate_inputs if op.attr("clip") is not None else 0   # clip: min and max (as Clip)
+    peephole = PEEPHOLE_FLOPS if op.op_type == "LSTM" and op.has_input(7) else 0
+    elementwise_flops = steps * directions * (elementwise + peephole)
+    return OpCost(macs=seq * batch * directions * per_step, flops=bias_adds + activation + elementwise_flops,
+                  kind="dense", bias_flops=bias_adds,
+                  category_flops=(("activation", activation), ("elementwise", elementwise_flops)))
 
 
 @cost_rule("LSTM")
 def lstm(op: OpView) -> OpCost:
-    """MACs = T·batch·directions·4H·(I+H) (input and recurrent weights, every step)."""
+    """MACs = T·B·D·4H·(I+H); flops = 2/gate row with B + T·B·D·H·(3f + g + h + 4, +6 P, +10 clip) (ONNX LSTM-14)."""
     return _recurrent_cost(op)
 
 
 @cost_rule("GRU")
 def gru(op: OpView) -> OpCost:
-    """MACs = T·batch·directions·3H·(I+H)."""
+    """MACs = T·B·D·3H·(I+H); flops = 2 per gate row with B + T·B·D·H·(2f + g + 5, +6 clip) (ONNX GRU-14)."""
     return _recurrent_cost(op)
 
 
 @cost_rule("RNN")
 def rnn(op: OpView) -> OpCost:
-    """MACs = T·batch·directions·H·(I+H)."""
+    """MACs = T·B·D·H·(I+H); flops = 2 per row with B + T·B·D·H·(f, +2 clip) (ONNX RNN-14: Ht = f(...), Tanh 1)."""
     return _recurrent_cost(op)

@@ -43,15 +43,18 @@ def _rows_over_axis(shape: tuple[int, ...], axis: int = -1) -> int:
 
 
 def _norm_cost(op: OpView, rows_of: Callable[[tuple[int, ...]], int], per_element: int, per_row: int,
-               min_rank: int = 0) -> OpCost:
-    """flops = per_element·E + per_row·R for op's static input 0 (E elements, R = rows_of(shape) rows).
+               min_rank: int = 0, adds_per_element: int = 0) -> OpCost:
+    """flops = (adds_per_element + per_element)·E + per_row·R for op's static input 0 (E elements, R =
+    rows_of(shape) rows); the adds (a fused skip connection's and bias's, as Add) are category elementwise.
 
     SHAPE_UNKNOWN when input 0 has a symbolic/unknown dim or rank < min_rank.
     """
     shape = op.input_shapes[0] if op.input_shapes else None
     if not is_static_shape(shape) or len(shape) < min_rank or min(shape, default=0) < 0:
         return OpCost(status=SHAPE_UNKNOWN)
-    return OpCost(flops=per_element * prod(shape) + per_row * rows_of(shape))
+    adds = adds_per_element * prod(shape)
+    return OpCost(flops=adds + per_element * prod(shape) + per_row * rows_of(shape),
+                  category_flops=(("elementwise", adds),) if adds else ())
 
 
 @cost_rule("LayerNormalization")
@@ -72,17 +75,17 @@ def rms_normalization(op: OpView) -> OpCost:
 
 @cost_rule("SkipLayerNormalization", domains=MICROSOFT)
 def skip_layer_normalization(op: OpView) -> OpCost:
-    """flops = E (x + skip) + E if bias + LayerNormalization's 6·E + 4·R (+E if beta), R = E / hidden."""
+    """flops = E (x + skip) + E if bias (adds: elementwise) + LayerNormalization's 6·E + 4·R (+E with beta), R = E/H."""
     adds = 1 + (1 if op.has_input(4) else 0)
     affine = 1 + (1 if op.has_input(3) else 0)
-    return _norm_cost(op, _rows_over_axis, adds + STATS_PER_ELEMENT + affine, STATS_PER_ROW)
+    return _norm_cost(op, _rows_over_axis, STATS_PER_ELEMENT + affine, STATS_PER_ROW, adds_per_element=adds)
 
 
 @cost_rule("SkipSimplifiedLayerNormalization", domains=MICROSOFT)
 def skip_simplified_layer_normalization(op: OpView) -> OpCost:
-    """flops = E (x + skip) + E if bias + RMS normalization's 4·E + 3·R, R = E / hidden."""
+    """flops = E (x + skip) + E if bias (both elementwise) + RMS normalization's 4·E + 3·R, R = E / hidden."""
     adds = 1 + (1 if op.has_input(3) else 0)
-    return _norm_cost(op, _rows_over_axis, adds + RMS_PER_ELEMENT + 1, RMS_PER_ROW)
+    return _norm_cost(op, _rows_over_axis, RMS_PER_ELEMENT + 1, RMS_PER_ROW, adds_per_element=adds)
 
 
 @cost_rule("GroupNormalization")
@@ -135,14 +138,21 @@ def ms_gelu(op: OpView) -> OpCost:
 
 @cost_rule("BiasGelu", domains=MICROSOFT)
 def bias_gelu(op: OpView) -> OpCost:
-    """flops = 6 per element (bias add + the erf-form Gelu's 5)."""
-    return per_element(op, 1 + GELU_ERF)
+    """flops = 6 per element (bias add, category elementwise, + the erf-form Gelu's 5)."""
+    return with_adds(per_element(op, 1 + GELU_ERF), 1, 1 + GELU_ERF)
 
 
 @cost_rule("FastGelu", domains=MICROSOFT)
 def fast_gelu(op: OpView) -> OpCost:
-    """flops = 9 per element (tanh-form Gelu), 10 with the optional bias input."""
-    return per_element(op, GELU_TANH + (1 if op.has_input(1) else 0))
+    """flops = 9 per element (tanh-form Gelu), 10 with the optional bias input (its add: category elementwise)."""
+    adds = 1 if op.has_input(1) else 0
+    return with_adds(per_element(op, GELU_TANH + adds), adds, GELU_TANH + adds)
+
+
+def with_adds(cost: OpCost, adds: int, per_element: int) -> OpCost:
+    """`cost` of `per_element` flops per element, `adds` of them per element (a fused bias add) elementwise."""
+    part = cost.flops // per_element * adds if per_element else 0
+    return cost._replace(category_flops=(("elementwise", part),)) if part else cost
 
 
 @cost_rule("QuickGelu", domains=MICROSOFT)

@@ -9,7 +9,8 @@ reduces them: "avg" S − 1 adds and 1 divide (S), "max" S − 1 compares. Placi
 costs 2 flops per axis and point (start + index · bin size), shared by the C channels. With
 `sampling_ratio` 0 the count per bin is ceil(roi size / bins), known only from the ROI
 values: the rule then counts S = 1 (a lower bound) and reports the layer as not exactly
-counted (status shape_unknown), so budgets do not pass on it.
+counted (status shape_unknown), so budgets do not pass on it. By --count category the sampling
+(interpolation and placing) is resize, as GridSample's, and the bins' reduction pooling.
 
 MaxRoiPool's bins cover the pixels of each ROI (Fast R-CNN); their sizes depend on the ROI
 values, so only the lower bound of one compare per pooled element is counted, with status
@@ -47,8 +48,10 @@ def roi_align(op: OpView) -> OpCost:
     mode = mode.decode() if isinstance(mode, bytes) else mode
     reduce = samples if mode == "avg" else samples - 1
     points = regions * prod(bins) * samples
-    flops = prod(output_shape) * (INTERPOLATE_2D * samples + reduce) + PLACE_PER_POINT * points
-    return OpCost(flops=flops, status=SHAPE_UNKNOWN if ratio <= 0 else COUNTED, output_shape=output_shape)
+    pooled = prod(output_shape) * reduce   # the bins' average or max: category pooling; the sampling resize
+    flops = prod(output_shape) * INTERPOLATE_2D * samples + pooled + PLACE_PER_POINT * points
+    return OpCost(flops=flops, status=SHAPE_UNKNOWN if ratio <= 0 else COUNTED, output_shape=output_shape,
+                  category_flops=(("pooling", pooled),) if pooled else ())
 
 
 @cost_rule("MaxRoiPool", pure=True)
