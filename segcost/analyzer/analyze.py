@@ -86,9 +86,9 @@ class _Walk:
                     forwarders[key] = node
                 else:  # a sparse_value Constant (dense ones are lifted)
                     constants.update(node.outputs)
-        # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
+        # graph.shape() and the tensors' byte sizes as tables: each is read several times per node
         plain = not forwarders and len(constants) == len(graph.initializers) and "" not in constants
-        shapes, sizes, kinds = tensor_tables(graph, plain)
+        shape_of, sizes, kinds = tensor_tables(graph, plain)
         plain = plain and bool(kinds)   # tensor_tables may find the graph's tensors unfit for kinds
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
         # Weights read through forwarders count at their first real consumer (analyzer.weights)
@@ -96,7 +96,7 @@ class _Walk:
         constants.update(forwarded)
         for tensor in forwarded:
             sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
-        shape_of, is_constant = shapes.get, constants.__contains__
+        is_constant = constants.__contains__
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
         # A pure rule's result (and what is derived from it below) per distinct node signature:
         # a large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
