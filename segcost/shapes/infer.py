@@ -21,7 +21,7 @@ from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
 from segcost.shapes.fit import check_fit
-from segcost.shapes.propagation import address_space_bound, long_vector, needs_values
+from segcost.shapes.propagation import address_space_bound, fastbins_off, long_vector, needs_values
 
 InputShapes = dict[str, tuple[int, ...]]
 
@@ -229,6 +229,11 @@ def _infer(graph: Graph, shell: onnx.ModelProto | bytes, copy_of_graph: bool = F
 
 
 def _run_inference(graph: Graph, shell: onnx.ModelProto | bytes, data_prop: bool) -> onnx.ModelProto:
+    with fastbins_off():   # onnx frees its C++ copy of the model in ~1M blocks (see shapes.propagation)
+        return _strict_then_plain(graph, shell, data_prop)
+
+
+def _strict_then_plain(graph: Graph, shell: onnx.ModelProto | bytes, data_prop: bool) -> onnx.ModelProto:
     try:
         inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=data_prop)
         graph.info.metadata_props.pop("segcost.shape_inference", None)
