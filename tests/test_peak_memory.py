@@ -77,3 +77,41 @@ def test_a_graph_input_produced_by_a_node_is_replayed_forwards():
     sizes = {"x": 10, "y": 1, "z": 100}
     assert _peak_backwards(graph, nodes, sizes.__getitem__, set()) is None
     assert peak_activation_bytes(graph, nodes, sizes.__getitem__, set()) == 111   # x lives from the start
+
+
+@pytest.mark.parametrize("build", ["deep", "branches"])
+def test_the_walks_buffer_sizes_give_the_peak_of_the_tensor_names(build):
+    """analyze() hands the walk's per-node buffer sizes (from kinds, without a look-up per tensor) to
+    peak_activation_bytes: the peak is the one found from the tensors' names and sizes."""
+    import importlib
+
+    from onnx import TensorProto, helper
+
+    from segcost.frontends.onnx import load_model
+    from segcost.samples.scale import deep
+
+    walk_module = importlib.import_module("segcost.analyzer.analyze")
+    if build == "deep":
+        model = deep(60)
+    else:   # an If reading an outer tensor (implicit input), outputs nobody reads, an omitted input
+        branch = helper.make_graph([helper.make_node("Relu", ["a"], ["b"])], "then", [],
+                                   [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 8])])
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["unread"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch),
+             helper.make_node("Clip", ["y", "", "hi"], ["z"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+             helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+            [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+            initializer=[helper.make_tensor("hi", TensorProto.FLOAT, [], [6.0])]),
+            opset_imports=[helper.make_opsetid("", 17)])
+    graph = load_model(model)
+    walk = walk_module._Walk(graph)
+    def size(tensor):
+        return None if not tensor or tensor in walk.constants else walk.nbytes(tensor)
+
+    assert walk.buffer_sizes == [(tuple(map(size, node.all_inputs)), tuple(map(size, node.outputs)))
+                                 for node in walk.scheduled]
+    named = peak_activation_bytes(graph, walk.scheduled, walk.nbytes, walk.constants)
+    assert peak_activation_bytes(graph, walk.scheduled, walk.nbytes, walk.constants, walk.buffer_sizes) == named
+    assert named == _peak_forwards(graph, walk.scheduled, walk.nbytes, walk.constants) > 0

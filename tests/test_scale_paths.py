@@ -71,15 +71,48 @@ def test_scan_with_a_tiny_window_reads_the_same_structure(tmp_path, monkeypatch,
     """Fields straddle the read window's edges when it is small; the result must not change."""
     path = tmp_path / "model.onnx"
     onnx.save_model(build(60), path)
-    default_bytes, default_regions = protoscan.scan(path)
+    default_bytes, default_regions, default_nodes = protoscan.scan(path)
     monkeypatch.setattr(protoscan._FileWindow, "WINDOW", 37)
-    small_bytes, small_regions = protoscan.scan(path)
-    assert (small_bytes, small_regions) == (default_bytes, default_regions)
+    small_bytes, small_regions, small_nodes = protoscan.scan(path)
+    assert (small_bytes, small_regions, small_nodes) == (default_bytes, default_regions, default_nodes)
     stripped, _ = read_model(path)
     original = onnx.load(path)
     assert [node.SerializeToString() for node in stripped.graph.node] == \
         [node.SerializeToString() for node in original.graph.node]
+    only_nodes = onnx.GraphProto()
+    only_nodes.node.extend(original.graph.node)
+    assert default_nodes == only_nodes.SerializeToString()   # the node fields, as a GraphProto of them
     assert len(default_regions) == len(original.graph.initializer)  # every 2.3 KB conv weight is skipped
+
+
+def test_node_fields_between_other_fields_are_read_in_order(tmp_path):
+    """A graph whose nodes lie between its initializers and name (protobuf reads a repeated field's
+    occurrences in order): scan returns the node fields in that order, and the loader's shape
+    inference, assembled from them, gives the shapes and MACs of the file's parse."""
+    from segcost.analyzer import analyze
+    from segcost.frontends.onnx import load_model
+
+    model = deep(12)
+    pieces = [[protoscan._encode_varint(protoscan.GRAPH_NODE << 3 | 2), node] for node in model.graph.node]
+    rng = random.Random(0)
+    for other in [[protoscan._INITIALIZER_KEY, tensor] for tensor in model.graph.initializer] + [[b"\x12", b"g"]]:
+        pieces.insert(rng.randrange(1, len(pieces)), other)   # nodes keep their order; field 2 is the name
+    graph = b"".join(key + protoscan._encode_varint(len(value)) + value
+                     for key, value in ((key, value if isinstance(value, bytes) else value.SerializeToString())
+                                        for key, value in pieces))
+    tail = onnx.GraphProto(input=model.graph.input, output=model.graph.output).SerializeToString()
+    data = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import).SerializeToString()
+    path = tmp_path / "model.onnx"
+    path.write_bytes(data + b"\x3a" + protoscan._encode_varint(len(graph + tail)) + graph + tail)
+    parsed = onnx.load(path)
+    _, _, nodes = protoscan.scan(path)
+    assert nodes == b"".join(protoscan._encode_varint(protoscan.GRAPH_NODE << 3 | 2)
+                             + protoscan._encode_varint(node.ByteSize()) + node.SerializeToString()
+                             for node in parsed.graph.node)
+    assert [node.name for node in parsed.graph.node] == [node.name for node in model.graph.node]
+    from_file, from_message = load(path), load_model(parsed)
+    assert from_file.tensors == from_message.tensors
+    assert analyze(from_file).totals == analyze(from_message).totals
 
 
 def test_a_file_cut_inside_a_field_is_refused(tmp_path):
@@ -232,10 +265,12 @@ def test_varints_read_and_write_as_protobuf_does(value):
             protoscan._varint(serialized, 1, len(serialized) - 1, reader)
 
 
-def _graph_field_by_field(reader, start: int, end: int, skipped: dict) -> bytes:
+def _graph_field_by_field(reader, start: int, end: int, skipped: dict, node_runs: list) -> bytes:
     """The graph walk as `_Reader.fields` spells it, one field at a time (what the unrolled loop replaces)."""
     out, index = bytearray(), 0
     for number, wire_type, field_start, payload, field_end in reader.fields(start, end):
+        if number == protoscan.GRAPH_NODE and wire_type == protoscan.WIRE_LENGTH:
+            node_runs.append((field_start, field_end))   # one range per node: the same bytes joined
         if number == protoscan.GRAPH_INITIALIZER and wire_type == protoscan.WIRE_LENGTH:
             tensor, region = protoscan._tensor_without_payload(reader, payload, field_end)
             if region is not None:

@@ -242,11 +242,12 @@ def test_weights_in_constant_nodes_stay_out_of_every_inference_run(monkeypatch):
 
 
 @pytest.mark.parametrize("constant_weights", [False, True])
-def test_the_inference_shell_is_the_same_however_it_is_copied(monkeypatch, constant_weights):
+def test_the_inference_shell_is_the_same_however_it_is_copied(monkeypatch, tmp_path, constant_weights):
     """The whole graph copied at once (then cleared but for its nodes) gives the shell copied node by
-    node; weights are declared as typed inputs exactly as onnx.helper declares them."""
+    node, and the shell assembled from the file's node fields (a file loaded by path); weights are
+    declared as typed inputs exactly as onnx.helper declares them."""
     import segcost.shapes.infer as shapes_infer
-    from segcost.frontends.onnx import load_model
+    from segcost.frontends.onnx import load, load_model
 
     model = chain_model()
     model.graph.doc_string = "doc"
@@ -261,14 +262,18 @@ def test_the_inference_shell_is_the_same_however_it_is_copied(monkeypatch, const
     real = shapes_infer._shell_from_model
 
     def spy(*args):
-        shells.append(real(*args))
-        shells[-1] = onnx.ModelProto.FromString(shells[-1].SerializeToString())   # as built (later rounds edit it)
-        return real(*args)
+        shell = real(*args)   # a message, or its bytes when assembled from the file's node fields
+        shells.append(onnx.ModelProto.FromString(shell if isinstance(shell, bytes) else shell.SerializeToString()))
+        return real(*args)   # as built (later rounds edit it)
 
     monkeypatch.setattr(shapes_infer, "_shell_from_model", spy)
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    load(path)
     load_model(model)
     monkeypatch.setattr(shapes_infer, "COPY_GRAPH_MAX_INLINE_BYTES", -1)
     load_model(model)
+    assert shells.pop(0).SerializeToString() == shells[0].SerializeToString()
     assert shells[0].SerializeToString() == shells[1].SerializeToString()
     assert [node.name for node in shells[0].graph.node] == [node.name for node in model.graph.node
                                                           if node.name != "const_w2"]

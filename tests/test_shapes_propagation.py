@@ -132,3 +132,23 @@ def test_vector_only_a_constant_of_shape_tells_runs_under_the_address_space_boun
     assert run.returncode == 0, run.stderr
     peak_kib = int(run.stderr.split("VmHWM:")[1].split()[0])
     assert peak_kib < 800 * 1024, f"peak {peak_kib // 1024} MiB"
+
+
+def test_shape_inference_runs_with_glibc_fastbins_off_and_restores_them(monkeypatch):
+    """onnx's inference runs inside fastbins_off (mallopt M_MXFAST 0, then glibc's default 128); without
+    a mallopt (another libc) it runs as it is, with the same shapes."""
+    from segcost.frontends.onnx import load_model
+    from segcost.samples.scale import deep
+    from segcost.shapes import propagation
+
+    calls = []
+
+    def mallopt(parameter, value):
+        calls.append((parameter, value))
+        return 1
+
+    monkeypatch.setattr(propagation, "_mallopt", lambda: mallopt)
+    with_mallopt = load_model(deep(9)).tensors
+    assert calls and calls[::2] == [(1, 0)] * (len(calls) // 2) and calls[1::2] == [(1, 128)] * (len(calls) // 2)
+    monkeypatch.setattr(propagation, "_mallopt", lambda: None)
+    assert load_model(deep(9)).tensors == with_mallopt

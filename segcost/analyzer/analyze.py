@@ -47,7 +47,8 @@ def analyze(graph: Graph) -> AnalysisResult:
     totals = Totals(
         macs=sum(column("macs")), flops=sum(column("flops")), params=sum(column("params")),
         weight_bytes=sum(column("weight_bytes")), activation_bytes=sum(column("activation_bytes")),
-        peak_activation_bytes=peak_activation_bytes(graph, walk.scheduled, walk.nbytes, walk.constants),
+        peak_activation_bytes=peak_activation_bytes(graph, walk.scheduled, walk.nbytes, walk.constants,
+                                                    walk.buffer_sizes),
         nodes=len(layers),
     )
     totals.gmacs = round(totals.macs / 1e9, 4)
@@ -89,9 +90,9 @@ class _Walk:
                     forwarders[key] = node
                 else:  # a sparse_value Constant (dense ones are lifted)
                     constants.update(node.outputs)
-        # graph.shape() and the tensors' byte sizes as dicts: each is read several times per node
+        # graph.shape() and the tensors' byte sizes as tables: each is read several times per node
         plain = not forwarders and len(constants) == len(graph.initializers) and "" not in constants
-        shapes, sizes, kinds = tensor_tables(graph, plain)
+        shape_of, sizes, kinds = tensor_tables(graph, plain)
         plain = plain and bool(kinds)   # tensor_tables may find the graph's tensors unfit for kinds
         self.nbytes = nbytes = sizes.__getitem__   # 0 for a tensor of unknown size
         # Weights read through forwarders count at their first real consumer (analyzer.weights)
@@ -99,7 +100,7 @@ class _Walk:
         constants.update(forwarded)
         for tensor in forwarded:
             sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
-        shape_of, is_constant = shapes.get, constants.__contains__
+        is_constant = constants.__contains__
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
         # A pure rule's result (and what is derived from it below) per distinct node signature:
         # a large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
@@ -108,6 +109,10 @@ class _Walk:
         append_name, append_inputs, append_outputs = table.names.append, table.inputs.append, table.outputs.append
         append_params, append_weight_bytes = table.params.append, table.weight_bytes.append
         append_activation_bytes, append_signature = table.activation_bytes.append, table.signature_index.append
+        # per scheduled node, the bytes of each input (and subgraph read) and output, None for a constant or
+        # an omitted tensor: what peak_activation_bytes reads (for a node of a known kinds key, no look-up)
+        self.buffer_sizes: list[tuple[tuple[int | None, ...], tuple[int | None, ...]]] = []
+        append_sizes = self.buffer_sizes.append
         # LayerSignature -> its index in table.signatures: equal outcomes of any rule share one
         self._signature_ids: dict[LayerSignature, int] = {}
         self.coverage = coverage = Coverage()
@@ -121,8 +126,9 @@ class _Walk:
         # (shape, dtype, being a weight) (analyzer.tables), so a node's activation bytes, and whether it
         # reads a weight, are the same for every node of its key. Only for `plain` graphs: every
         # constant an initializer, no forwarders, no tensor named "".
-        # ({the layer's outcome, activation bytes, (input position, params, bytes) of each weight read})
-        layers_of_kinds: dict[tuple, tuple[_Outcome, int, tuple[tuple[int, int, int], ...]]] = {}
+        # ({the layer's outcome, activation bytes, (input position, params, bytes) of each weight read,
+        # buffer sizes})
+        layers_of_kinds: dict[tuple, tuple[_Outcome, int, tuple[tuple[int, int, int], ...], tuple]] = {}
         counted = 0   # layers COUNTED through layers_of_kinds, added to coverage.counted after the walk
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
@@ -135,7 +141,7 @@ class _Walk:
                 kinds_key = (rule_key, repr(node.attrs), tuple(map(kind_of, inputs)), tuple(map(kind_of, outputs)))
                 known = layers_of_kinds.get(kinds_key)
                 if known is not None:
-                    (cost, formula_differs, signature_index), activation_bytes, weights = known
+                    (cost, formula_differs, signature_index), activation_bytes, weights, buffers = known
                     status = cost.status
                     if status == COUNTED:
                         counted += 1
@@ -158,6 +164,7 @@ class _Walk:
                     append_weight_bytes(weight_bytes)
                     append_activation_bytes(activation_bytes)
                     append_signature(signature_index)
+                    append_sizes(buffers)
                     continue
             # map over dict methods: no Python frame per tensor ("" -- an omitted input -- has no shape)
             input_shapes = tuple(map(shape_of, inputs))
@@ -234,11 +241,15 @@ class _Walk:
             append_weight_bytes(weight_bytes + subgraph_weight_bytes)
             append_activation_bytes(activation_bytes)
             append_signature(signature_index)
+            buffers = (tuple([None if not tensor or tensor in constants else nbytes(tensor)
+                              for tensor in (node.all_inputs if node.implicit_inputs else inputs)]),
+                       tuple([None if not tensor or tensor in constants else nbytes(tensor) for tensor in outputs]))
+            append_sizes(buffers)
             if kinds_key is not None and not (not domain and op_type in CONTROL_FLOW_OPS):
                 # every constant is an initializer here (`plain`), its kind telling its shape and dtype
                 layers_of_kinds[kinds_key] = (entry, activation_bytes, tuple(
                     (position, initializers[tensor].size, initializers[tensor].nbytes)
-                    for position, tensor in enumerate(inputs) if constant_inputs[position]))
+                    for position, tensor in enumerate(inputs) if constant_inputs[position]), buffers)
         coverage.counted += counted
 
         if forwarding:

@@ -16,12 +16,15 @@ from segcost.ir import Graph, Node
 
 
 def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
-                          constants: set[str]) -> int:
+                          constants: set[str], buffer_sizes: Sequence[BufferSizes] | None = None) -> int:
     """Peak live activation bytes when `nodes` run in this (topological) order.
 
     Each step first allocates the outputs of its node that are not live yet (nor constants),
     the peak is taken, then it frees the tensors read there for the last time and the outputs
     nobody reads later (never a graph output). `tensor_bytes(name)` gives a buffer's size.
+    `buffer_sizes`, per node, are (the sizes of its inputs, then of the tensors its subgraphs
+    read; the sizes of its outputs), None for a constant or an omitted tensor: what the analysis
+    walk found (a table look-up per tensor less), else found here.
 
     A graph whose every tensor has one producer, none of them a graph input (what the Graph
     and the loader's verify_graph keep), is swept backwards (`_peak_backwards`): a tensor's
@@ -33,38 +36,47 @@ def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Cal
     distinct = set(produced)
     distinct.discard("")
     if len(distinct) == len(produced) - produced.count(""):
-        peak = _peak_backwards(graph, nodes, tensor_bytes, constants)
+        peak = _peak_backwards(graph, nodes, tensor_bytes, constants, buffer_sizes)
         if peak is not None:
             return peak
     return _peak_forwards(graph, nodes, tensor_bytes, constants)
 
 
-def _peak_backwards(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int],
-                    constants: set[str]) -> int | None:
+# (sizes of a node's inputs and subgraph reads, sizes of its outputs): None for a constant or omitted tensor
+BufferSizes = tuple[tuple[int | None, ...], tuple[int | None, ...]]
+
+
+def _peak_backwards(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int], constants: set[str],
+                    buffer_sizes: Sequence[BufferSizes] | None = None) -> int | None:
     """The peak from a sweep from the last node to the first, or None when the graph needs the forward replay
     (a node produces a graph input, even an unnamed one; a tensor is read, or is a graph output, that
-    nothing produces)."""
+    nothing produces). `buffer_sizes`: see peak_activation_bytes (found here when not given)."""
+    if buffer_sizes is None:
+        buffer_sizes = [(tuple([None if not tensor or tensor in constants else tensor_bytes(tensor)
+                                for tensor in node.all_inputs]),
+                         tuple([None if not tensor or tensor in constants else tensor_bytes(tensor)
+                                for tensor in node.outputs])) for node in nodes]
     graph_inputs = set(graph.inputs)
     # live: the buffers live across the boundary before the step being looked at; graph outputs to the end
     live = {tensor: tensor_bytes(tensor) for tensor in graph.outputs if tensor and tensor not in constants}
     current = sum(live.values())
     peak = None
     pop = live.pop
-    for node in reversed(nodes):
+    for node, (input_sizes, output_sizes) in zip(reversed(nodes), reversed(buffer_sizes)):
         during = current   # live while this step runs
-        for tensor in node.all_inputs if node.implicit_inputs else node.inputs:
-            if tensor not in live and tensor and tensor not in constants:   # its last use: live from here back
-                size = live[tensor] = tensor_bytes(tensor)
+        for tensor, size in zip(node.all_inputs if node.implicit_inputs else node.inputs, input_sizes):
+            if size is not None and tensor not in live:   # its last use: live from here back
+                live[tensor] = size
                 current += size
                 during += size
-        for tensor in node.outputs:
+        for tensor, size in zip(node.outputs, output_sizes):
             if tensor in graph_inputs:
                 return None
             born = pop(tensor, None)
             if born is not None:   # produced here: not live before this step
                 current -= born
-            elif tensor and tensor not in constants:   # read by no later step: live during this one only
-                during += tensor_bytes(tensor)
+            elif size is not None:   # read by no later step: live during this one only
+                during += size
         if peak is None or during > peak:
             peak = during
     if not graph_inputs.issuperset(live):

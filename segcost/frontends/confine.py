@@ -96,6 +96,7 @@ class ExternalData:
         self._by_location: dict[str, HeldFile] = {}
         self._by_inode: dict[tuple[int, int], HeldFile] = {}
         self.inlined_bytes = 0
+        self.inlined_tensors = 0   # tensors whose reference `inline` replaced by their bytes, ever
 
     def __del__(self) -> None:
         if getattr(self, "base_fd", -1) >= 0:
@@ -132,6 +133,7 @@ class ExternalData:
         """Replace `tensor`'s external reference by its bytes (raw_data), read through the checked file."""
         held, offset, length = self.region(tensor, what)
         self.inlined_bytes += length
+        self.inlined_tensors += 1
         if self.inlined_bytes > MAX_INLINE_BYTES:
             raise InputError(f"{self.model_path}: {what}: external data of constants and subgraphs exceeds "
                              f"{MAX_INLINE_BYTES >> 20} MiB in total")

@@ -22,13 +22,13 @@ from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
 from segcost.shapes.fit import check_fit
-from segcost.shapes.propagation import address_space_bound, long_vector, needs_values
+from segcost.shapes.propagation import address_space_bound, fastbins_off, long_vector, needs_values
 
 InputShapes = dict[str, tuple[int, ...]]
 
 
 def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: onnx.ModelProto | None = None,
-                 verified: bool = False) -> None:
+                 verified: bool = False, model_nodes: bytes | None = None) -> None:
     """Fill graph.tensors with the shapes computed from the graph inputs.
 
     `input_shapes` ({input: dims}) override the inputs' shapes first; the file's declared
@@ -36,8 +36,9 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     is the ModelProto `graph` was just built from (copying its messages is cheaper than
     rebuilding them from the IR). `verified`: `graph` passed verify_graph (every tensor a node
     reads has a source), so when every produced tensor and input has a static shape, no node
-    reads an open one (checked on the tables, not on 100k nodes' inputs). Used by the loader
-    and again by passes that change where shapes come from (constant folding).
+    reads an open one (checked on the tables, not on 100k nodes' inputs). `model_nodes`: the
+    serialized `node` fields of `model.graph` (the file's, see frontends.protoscan), when known.
+    Used by the loader and again by passes that change where shapes come from (constant folding).
 
     Raises:
         InputError: an override names no input or has the wrong rank.
@@ -48,19 +49,36 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         apply_input_shapes(graph, dict(input_shapes))
     trust_declared = not input_shapes
     declared = dict(graph.tensors)  # the file's shapes (or those of the previous run)
+    shell: onnx.ModelProto | bytes
     if model is not None:
-        shell = _shell_from_model(model, graph)
+        shell = _shell_from_model(model, graph, model_nodes)
     else:
         shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
-    taken = _take_constant_branches(graph, shell)   # If nodes on a constant condition (shapes/branches.py)
+    shell, taken = _take_constant_branches(graph, shell)   # If nodes on a constant condition (shapes/branches.py)
     inferred = _infer(graph, shell, copy_of_graph=not taken)
     _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
-    infer = lambda proto: _infer(graph, proto)  # noqa: E731
     unresolved = _unresolved(graph, verified)
+    if unresolved or _open_outputs(graph):
+        _infer_open_shapes(graph, _message(shell), inferred, declared, unresolved, verified, trust_declared, taken)
+    if taken:
+        collect_branch_shapes(graph, taken)
+    if trust_declared:
+        fill_open(graph, declared)
+        record_conflicts(graph, declared)
+    check_fit(graph)  # baked Reshape targets, Expand shapes, Split sizes (shapes/fit.py)
+
+
+def _infer_open_shapes(graph: Graph, shell: onnx.ModelProto, inferred: onnx.ModelProto,
+                       declared: dict[str, TensorInfo], unresolved: bool, verified: bool,
+                       trust_declared: bool, taken: list[str]) -> None:
+    """infer_shapes' steps for a graph whose first inference left a consumed tensor (`unresolved`) or a
+    graph output without a static shape: com.microsoft twins, run-time value chains (an If whose condition
+    they compute is replaced by its branch; its key is appended to `taken`), declared seeds."""
+    infer = lambda proto: _infer(graph, proto)  # noqa: E731
     twinned = False
-    if (unresolved or _open_outputs(graph)) and has_twins(shell):  # com.microsoft ops: shapes/contrib.py
+    if has_twins(shell):  # com.microsoft ops: shapes/contrib.py
         infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
         inferred = infer(shell)
         _take_shapes(graph, inferred, declared)
@@ -86,32 +104,37 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
             _take_shapes(graph, seeded, declared)
-    if taken:
-        collect_branch_shapes(graph, taken)
-    if trust_declared:
-        fill_open(graph, declared)
-        record_conflicts(graph, declared)
-    check_fit(graph)  # baked Reshape targets, Expand shapes, Split sizes (shapes/fit.py)
 
 
-def _take_constant_branches(graph: Graph, shell: onnx.ModelProto) -> list[str]:
+def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes) -> tuple[onnx.ModelProto | bytes, list[str]]:
     """Replace in `shell` the If nodes whose condition is a constant by their taken branch (shapes.branches);
-    forget the branches an earlier run took (the input shapes may have changed). Returns the If keys replaced."""
+    forget the branches an earlier run took (the input shapes may have changed). Returns the shell (parsed
+    when it was bytes and an If was replaced) and the If keys replaced."""
     ifs = [node for node in nodes_with_subgraphs(graph) if node.op_type == "If"]
+    if not ifs:
+        return shell, []
     for node in ifs:
         node.meta.pop(BRANCH_TAKEN, None)
     constants = {name: graph.initializers[name].array for name in open_ifs(graph).values()
                  if name in graph.initializers and graph.initializers[name].size == 1}
-    return take_branches(graph, shell, constants) if constants else []
+    if not constants:
+        return shell, []
+    message = _message(shell)
+    return message, take_branches(graph, message, constants)
 
 
-def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
+def _shell_from_model(model: onnx.ModelProto, graph: Graph, model_nodes: bytes | None = None
+                      ) -> onnx.ModelProto | bytes:
     """The weightless model for inference, copied from the parsed file at the C level.
 
     Rebuilding it from the IR (to_model) is the general path, but for the freshly loaded
     file copying the protobuf messages is several times cheaper in time and memory — it
     decides whether a 100k-node graph fits in 1 GiB. Graph outputs carry their type only:
     a shape the file declares must not constrain (or contradict) the computed one.
+
+    With `model_nodes` (model.graph's node fields as serialized) the shell is returned
+    serialized, its nodes those bytes: no copy of the nodes is made (at 100k nodes the copy
+    and its serialization took ~45 ms and 53 MB); `_message` parses it when a step needs it.
     """
     shell = onnx.ModelProto()
     lifted = set(graph.info.lifted_constants)  # Constant nodes the IR reads as initializers
@@ -120,8 +143,11 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
     # level in shapes.evaluate) serialize the whole model (PP-OCRv4 rec: 10.8 MB, 4 runs).
     heavy = {name for name in lifted if not keep_inline_for_inference(graph.initializers[name])}
     if heavy:
+        model_nodes = None   # the Constant nodes holding them are left out of the copy
         shell.graph.node.extend(node for node in model.graph.node
                                 if not (node.op_type == "Constant" and node.output and node.output[0] in heavy))
+    elif model_nodes is not None:
+        pass   # the nodes are the bytes appended below
     elif sum(init.nbytes for init in graph.initializers.values() if not init.is_lazy) <= COPY_GRAPH_MAX_INLINE_BYTES:
         # One C-level copy of the whole graph, then everything but its nodes and name dropped:
         # 4x cheaper than copying 100k NodeProtos one by one (extend), at the price of copying
@@ -158,8 +184,19 @@ def _shell_from_model(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
         encoded = init.name.encode()
         value_info = _VALUE_INFO_NAME + _varint(len(encoded)) + encoded + type_field
         declared.append(_GRAPH_INPUT + _varint(len(value_info)) + value_info)
-    shell.graph.MergeFromString(b"".join(declared))   # appended to graph.input after the real inputs
-    return shell
+    if model_nodes is None:
+        shell.graph.MergeFromString(b"".join(declared))   # appended to graph.input after the real inputs
+        return shell
+    # A message field that occurs twice is read as one, its repeated fields concatenated in order
+    # (protobuf's encoding rules): a second `graph` field adds the nodes, and the declared weights after
+    # the real inputs, to the first one's name, inputs, outputs and inline initializers.
+    length = len(model_nodes) + sum(map(len, declared))
+    return b"".join([shell.SerializeToString(), _MODEL_GRAPH, _varint(length), model_nodes, *declared])
+
+
+def _message(shell: onnx.ModelProto | bytes) -> onnx.ModelProto:
+    """`shell` as a message (parsed, when _shell_from_model assembled it as bytes)."""
+    return onnx.ModelProto.FromString(shell) if isinstance(shell, bytes) else shell
 
 
 # Inline initializer data (bytes) up to which the shell copies the whole graph at once (see above).
@@ -167,8 +204,9 @@ COPY_GRAPH_MAX_INLINE_BYTES = 32 * 1024 * 1024
 _GRAPH_FIELDS_NOT_IN_SHELL = tuple(field.name for field in onnx.GraphProto.DESCRIPTOR.fields
                                    if field.name not in ("node", "name"))
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
-# Protobuf field keys (field number << 3 | wire type 2) of GraphProto.input, ValueInfoProto.name/.type
-_GRAPH_INPUT, _VALUE_INFO_NAME, _VALUE_INFO_TYPE = b"\x5a", b"\x0a", b"\x12"
+# Protobuf field keys (field number << 3 | wire type 2) of ModelProto.graph, GraphProto.input,
+# ValueInfoProto.name/.type
+_MODEL_GRAPH, _GRAPH_INPUT, _VALUE_INFO_NAME, _VALUE_INFO_TYPE = b"\x3a", b"\x5a", b"\x0a", b"\x12"
 
 
 def _varint(value: int) -> bytes:
@@ -195,7 +233,7 @@ def _output_declaration(graph: Graph, name: str) -> onnx.ValueInfoProto:
                                          list(info.shape) if info is not None and info.shape is not None else None)
 
 
-def _infer(graph: Graph, shell: onnx.ModelProto, copy_of_graph: bool = False) -> onnx.ModelProto:
+def _infer(graph: Graph, shell: onnx.ModelProto | bytes, copy_of_graph: bool = False) -> onnx.ModelProto:
     """onnx shape inference, strict first; a non-strict fallback is noted in graph metadata.
 
     Values are propagated (data_prop) only where a shape needs them, under an address-space cap,
@@ -218,7 +256,12 @@ def _infer(graph: Graph, shell: onnx.ModelProto, copy_of_graph: bool = False) ->
         return plain if plain is not None else _run_inference(graph, shell, data_prop=False)
 
 
-def _run_inference(graph: Graph, shell: onnx.ModelProto, data_prop: bool) -> onnx.ModelProto:
+def _run_inference(graph: Graph, shell: onnx.ModelProto | bytes, data_prop: bool) -> onnx.ModelProto:
+    with fastbins_off():   # onnx frees its C++ copy of the model in ~1M blocks (see shapes.propagation)
+        return _strict_then_plain(graph, shell, data_prop)
+
+
+def _strict_then_plain(graph: Graph, shell: onnx.ModelProto | bytes, data_prop: bool) -> onnx.ModelProto:
     try:
         inferred = onnx.shape_inference.infer_shapes(shell, check_type=True, strict_mode=True, data_prop=data_prop)
         graph.info.metadata_props.pop("segcost.shape_inference", None)
