@@ -189,8 +189,8 @@ def convention_line(counted: list[str]) -> str:
     """The report header's one line on what the MAC total includes."""
     others = [name for name in CATEGORIES if name not in counted]
     line = "MACs = Conv/ConvTranspose/Gemm/MatMul multiply-accumulates"
-    if counted:
-        line += " + one per elementary op of: " + ", ".join(counted)
+    if counted:   # the layer and group rows stay conv/gemm; the "MACs with ... counted" total adds the rest
+        line += " in each row; the counted total adds one per elementary op of: " + ", ".join(counted)
     if others:
         line += f"; not counted as MACs: {', '.join(others)}"
     return line + " (FLOPs = 2*conv/gemm MACs + every elementary op)"
