@@ -157,3 +157,40 @@ def test_a_resize_to_a_traced_size_is_named_when_its_output_no_longer_broadcasts
     assert analyze(load_model(model)).totals.macs == 16 * 3 * 16 * 8 * 8
     with pytest.raises(ShapeError, match=r"'merge'.*output size of Resize 'up' \[1, 16, 4, 4\] was fixed"):
         load_model(model, {"x": (1, 3, 64, 64)})
+
+
+_SHAPES = [None, (), (1,), (3,), (2, 3), (1, 3), (2, 1), (3, 2), (0, 3), ("n", 3), (None, 3), (1, 2, 3)]
+
+
+@pytest.mark.parametrize("op_type", ["Add", "Mul", "Where"])
+def test_an_elementwise_check_agrees_with_the_broadcast_rule_for_every_form(op_type):
+    """check_fit's inline test of a two-input elementwise node (names held in graph.tensors) refuses exactly
+    what _broadcast refuses, whatever the shapes (open, symbolic, empty, rank 0), the output's shape, or an
+    operand that is an initializer, omitted or not held."""
+    from itertools import product
+
+    from segcost.ir import Graph, Initializer, Node, TensorInfo
+    from segcost.shapes.fit import _broadcast, check_fit
+
+    forms = list(product(_SHAPES, _SHAPES[:8], [None, (2, 3), (3, 2), ()], ["held", "init", "omitted", "unheld"]))
+    refused = 0
+    for first, second, out, form in forms:
+        graph = Graph()
+        names = ["a", "b", "c"][:3 if op_type == "Where" else 2]
+        if form == "omitted":
+            names[1] = ""
+        graph.add_node(Node("n", op_type, inputs=names, outputs=["y"]), "n")
+        for name, shape in zip(("a", "b", "c", "y"), (first, second, first, out)):
+            if name == "b" and form == "init" and shape is not None and all(isinstance(dim, int) for dim in shape):
+                graph.initializers["b"] = Initializer("b", TensorProto.FLOAT, shape)
+            elif not (name == "b" and form == "unheld"):
+                graph.tensors[name] = TensorInfo(name, TensorProto.FLOAT, shape)
+        expected = _broadcast(graph, "n", graph.node("n"), ())
+        if expected:
+            refused += 1
+            with pytest.raises(ShapeError) as caught:
+                check_fit(graph)
+            assert expected in str(caught.value), (first, second, out, form)
+        else:
+            check_fit(graph)   # no error
+    assert refused   # the forms include misfits
