@@ -95,3 +95,29 @@ def test_two_ifs_on_one_condition_both_follow_it():
     layers = {layer.name: layer for layer in analyze(load_model(model)).layers}
     assert layers["conv2"].output_shape == [1, 6, 128, 128]
     assert layers["if2"].macs == 6 * 6 * 128 * 128
+
+
+@pytest.mark.parametrize("condition", ["true", "shape", None])
+def test_shape_inference_looks_for_subgraph_nodes_once(monkeypatch, condition):
+    """infer_shapes finds the nodes with subgraphs once (a walk over every node) and hands them to each step
+    (constant branches, value propagation, subgraph shapes, value chains): same shapes, one walk."""
+    from segcost.ir import onnx_io
+    from segcost.shapes import infer, propagation
+
+    model = _if_model(condition) if condition else _if_model("true")
+    if condition is None:   # no If: the Conv alone
+        del model.graph.node[0]
+        model.graph.node[0].input[0] = "x"
+    expected = analyze(load_model(model, input_shapes={"x": (1, 4, 64, 64)}))
+    calls = []
+    walk = onnx_io.nodes_with_subgraphs
+
+    def counted(graph):
+        calls.append(len(graph))
+        return walk(graph)
+
+    for module in (onnx_io, infer, propagation):
+        monkeypatch.setattr(module, "nodes_with_subgraphs", counted)
+    result = analyze(load_model(model, input_shapes={"x": (1, 4, 64, 64)}))
+    assert [layer.macs for layer in result.layers] == [layer.macs for layer in expected.layers]
+    assert len(calls) == 1

@@ -291,16 +291,18 @@ def nodes_with_subgraphs(graph: Graph) -> list[Node]:
 _ATTR_TYPES = attrgetter("attr_types")
 
 
-def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto) -> None:
+def read_subgraph_infos(graph: Graph, inferred: onnx.GraphProto, targets: list[Node] | None = None) -> None:
     """Keep the shapes onnx shape inference found inside subgraphs, per control-flow node.
 
     onnx.shape_inference writes them into the inferred model's subgraph value_info (it
     infers branches and bodies with the outer scope's types). They are stored flat — all
     nesting levels together — in ``node.meta["subgraph_tensors"]``, relying on tensor names
     being unique across scopes (the ONNX IR spec's SSA rule, which exporters follow); a
-    nested control-flow node uses its enclosing node's table.
+    nested control-flow node uses its enclosing node's table. `targets`: nodes_with_subgraphs(graph),
+    when the caller has found them (found here when not given).
     """
-    targets = nodes_with_subgraphs(graph)
+    if targets is None:
+        targets = nodes_with_subgraphs(graph)
     if not targets:
         return
     protos = inferred.node

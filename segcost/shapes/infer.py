@@ -9,7 +9,7 @@ import onnx
 from onnx import helper
 
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
+from segcost.ir import Graph, Node, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import (
     keep_inline_for_inference,
     nodes_with_subgraphs,
@@ -54,14 +54,17 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         shell = _shell_from_model(model, graph, model_nodes)
     else:
         shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
-    shell, taken = _take_constant_branches(graph, shell)   # If nodes on a constant condition (shapes/branches.py)
-    inferred = _infer(graph, shell, copy_of_graph=not taken)
-    _take_shapes(graph, inferred, declared)
+    # the nodes with subgraphs, found once (a walk over 100k nodes: ~12 ms); shape inference adds or removes none
+    with_subgraphs = nodes_with_subgraphs(graph)
+    shell, taken = _take_constant_branches(graph, shell, with_subgraphs)   # If nodes on a constant condition
+    inferred = _infer(graph, shell, copy_of_graph=not taken, subgraphs=bool(with_subgraphs))
+    _take_shapes(graph, inferred, declared, with_subgraphs)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     unresolved = _unresolved(graph, verified)
     if unresolved or _open_outputs(graph):
-        _infer_open_shapes(graph, _message(shell), inferred, declared, unresolved, verified, trust_declared, taken)
+        _infer_open_shapes(graph, _message(shell), inferred, declared, unresolved, verified, trust_declared, taken,
+                           with_subgraphs)
     if taken:
         collect_branch_shapes(graph, taken)
     if trust_declared:
@@ -72,16 +75,17 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
 
 def _infer_open_shapes(graph: Graph, shell: onnx.ModelProto, inferred: onnx.ModelProto,
                        declared: dict[str, TensorInfo], unresolved: bool, verified: bool,
-                       trust_declared: bool, taken: list[str]) -> None:
+                       trust_declared: bool, taken: list[str], with_subgraphs: list[Node]) -> None:
     """infer_shapes' steps for a graph whose first inference left a consumed tensor (`unresolved`) or a
     graph output without a static shape: com.microsoft twins, run-time value chains (an If whose condition
-    they compute is replaced by its branch; its key is appended to `taken`), declared seeds."""
+    they compute is replaced by its branch; its key is appended to `taken`), declared seeds. `with_subgraphs`:
+    nodes_with_subgraphs(graph)."""
     infer = lambda proto: _infer(graph, proto)  # noqa: E731
     twinned = False
     if has_twins(shell):  # com.microsoft ops: shapes/contrib.py
         infer = lambda proto: drop_temporaries(_infer(graph, with_twins(proto)))  # noqa: E731
         inferred = infer(shell)
-        _take_shapes(graph, inferred, declared)
+        _take_shapes(graph, inferred, declared, with_subgraphs)
         unresolved, twinned = _unresolved(graph, verified), True
     if unresolved and not symbolic_inputs(graph):
         # Open parts are inferred alone where onnx sees each node as in the whole model: no
@@ -91,26 +95,28 @@ def _infer_open_shapes(graph: Graph, shell: onnx.ModelProto, inferred: onnx.Mode
             taken.extend(keys)
             return bool(keys)
 
-        resolved = resolve_value_chains(shell, infer, inferred, parts=not twinned and not _has_subgraphs(graph),
+        resolved = resolve_value_chains(shell, infer, inferred, parts=not twinned and not with_subgraphs,
                                         strict=lambda: "segcost.shape_inference" not in graph.info.metadata_props,
-                                        rewrite=branch if _has_subgraphs(graph) else None)
+                                        rewrite=branch if with_subgraphs else None)
         if resolved.inferred is not inferred:   # else graph.tensors already hold its shapes
             inferred = resolved.inferred
-            _take_shapes(graph, inferred, declared)
+            _take_shapes(graph, inferred, declared, with_subgraphs)
         if resolved.parts:
             _take_part_shapes(graph, resolved)
         unresolved = _unresolved(graph, verified)
     if trust_declared and unresolved:
         seeded = _seed_declared(shell, declared, graph, infer)
         if seeded is not None:
-            _take_shapes(graph, seeded, declared)
+            _take_shapes(graph, seeded, declared, with_subgraphs)
 
 
-def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes) -> tuple[onnx.ModelProto | bytes, list[str]]:
+def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes, with_subgraphs: list[Node]
+                            ) -> tuple[onnx.ModelProto | bytes, list[str]]:
     """Replace in `shell` the If nodes whose condition is a constant by their taken branch (shapes.branches);
     forget the branches an earlier run took (the input shapes may have changed). Returns the shell (parsed
-    when it was bytes and an If was replaced) and the If keys replaced."""
-    ifs = [node for node in nodes_with_subgraphs(graph) if node.op_type == "If"]
+    when it was bytes and an If was replaced) and the If keys replaced. `with_subgraphs`:
+    nodes_with_subgraphs(graph)."""
+    ifs = [node for node in with_subgraphs if node.op_type == "If"]
     if not ifs:
         return shell, []
     for node in ifs:
@@ -233,16 +239,18 @@ def _output_declaration(graph: Graph, name: str) -> onnx.ValueInfoProto:
                                          list(info.shape) if info is not None and info.shape is not None else None)
 
 
-def _infer(graph: Graph, shell: onnx.ModelProto | bytes, copy_of_graph: bool = False) -> onnx.ModelProto:
+def _infer(graph: Graph, shell: onnx.ModelProto | bytes, copy_of_graph: bool = False,
+           subgraphs: bool | None = None) -> onnx.ModelProto:
     """onnx shape inference, strict first; a non-strict fallback is noted in graph metadata.
 
     Values are propagated (data_prop) only where a shape needs them, under an address-space cap,
     and for the whole model only after a pass without it finds no rank-1 tensor long enough to
     make that pass costly (shapes.propagation); a later round's part (its lengths were bounded
     with the whole model's) runs under the cap alone.
-    `copy_of_graph`: `shell` holds exactly `graph`'s nodes (see propagation.needs_values).
+    `copy_of_graph`: `shell` holds exactly `graph`'s nodes, `subgraphs`: whether a node of `graph` has one, when
+    known (see propagation.needs_values).
     """
-    if not needs_values(graph, shell, copy_of_graph):
+    if not needs_values(graph, shell, copy_of_graph, subgraphs):
         return _run_inference(graph, shell, data_prop=False)
     plain = None
     if copy_of_graph:   # the whole model: checked before; a later round's part runs under the cap alone
@@ -334,15 +342,17 @@ def _open_outputs(graph: Graph) -> bool:
                if name not in graph.initializers)
 
 
-def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo]) -> None:
-    """Replace graph.tensors by the inferred types (inputs keep theirs; initializers have their own)."""
+def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo],
+                 with_subgraphs: list[Node] | None = None) -> None:
+    """Replace graph.tensors by the inferred types (inputs keep theirs; initializers have their own).
+    `with_subgraphs`: nodes_with_subgraphs(graph), when known."""
     graph.tensors.clear()
     graph.tensors.update({name: declared[name] for name in graph.inputs if name in declared})
     # initializers declared as typed inputs for inference keep the initializer's own shape
     read_value_infos(graph, inferred.graph.input, skip=graph.initializers)
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
-    read_subgraph_infos(graph, inferred.graph)  # shapes inside If/Loop/Scan bodies, for their MACs
+    read_subgraph_infos(graph, inferred.graph, with_subgraphs)  # shapes inside If/Loop/Scan bodies, for their MACs
     for init in inferred.graph.initializer:  # tensors evaluated by resolve_value_chains
         if init.name not in graph.initializers and init.name not in graph.tensors:
             graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
@@ -362,10 +372,6 @@ def _take_part_shapes(graph: Graph, resolved: Resolved) -> None:
         graph.tensors.pop(init.name, None)
         if init.name not in graph.initializers:
             graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
-
-
-def _has_subgraphs(graph: Graph) -> bool:
-    return bool(nodes_with_subgraphs(graph))
 
 
 def _first_line(error: BaseException) -> str:

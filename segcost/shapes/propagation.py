@@ -135,16 +135,18 @@ def address_space_bound(headroom: int = MAX_PROPAGATION_BYTES) -> Iterator[None]
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def needs_values(graph: Graph, model: onnx.ModelProto | bytes, copy_of_graph: bool = False) -> bool:
+def needs_values(graph: Graph, model: onnx.ModelProto | bytes, copy_of_graph: bool = False,
+                 subgraphs: bool | None = None) -> bool:
     """Whether a node of `model` (a shape-inference copy of `graph`, a part of it, or a copy with
     com.microsoft twins; a message or its serialization) has a shape onnx can only get by
     propagating values: a VALUE_INPUTS input that no initializer or Constant holds, or a Shape/Size
     node (its values feed such inputs); a subgraph counts as needing them. `copy_of_graph`: `model`
     has exactly `graph`'s nodes, so the IR's op types answer "none" without a look at every
-    NodeProto (100k of them in a large model), or a parse of serialized ones.
+    NodeProto (100k of them in a large model), or a parse of serialized ones. `subgraphs`: whether
+    nodes_with_subgraphs(graph) finds any, when the caller knows (found here when not given).
     """
     if (copy_of_graph and VALUE_INPUTS.keys().isdisjoint(map(_OP_TYPE, graph.nodes.values()))
-            and not nodes_with_subgraphs(graph)):
+            and not (nodes_with_subgraphs(graph) if subgraphs is None else subgraphs)):
         return False   # C-speed looks at the IR: 100k nodes in a few ms
     if isinstance(model, bytes):
         return needs_values(graph, onnx.ModelProto.FromString(model))
