@@ -126,3 +126,21 @@ def test_dynamo_and_legacy_exports_give_the_same_stage_macs(run_cli, tmp_path, c
             stages.append({name.lstrip("/").replace("/", "."): row["macs"] for name, row in rows.items()
                            if row["macs"] and (depth == 1 or "encoder" in name)})
         assert stages[0] == stages[1] and len(stages[1]) == (2 if depth == 1 else 3), stages
+
+
+@pytest.mark.parametrize("scoped", [(), (4,), (0, 2)])
+def test_node_metadata_read_from_a_file_is_kept_whichever_nodes_have_it(tmp_path, scoped):
+    """A file's nodes are read without their metadata_props only when no node field holds the field's key
+    byte (onnx_io.NODE_METADATA_KEY); metadata on any node, the last one alone say, is kept."""
+    from segcost.frontends.onnx import load
+
+    model = _dynamo_style_model()
+    for index, node in enumerate(model.graph.node):
+        if index not in scoped:
+            del node.metadata_props[:]
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    graph = load(path)
+    assert {node.name: node.metadata_props for node in graph.nodes.values()} == \
+        {node.name: {entry.key: entry.value for entry in node.metadata_props} for node in model.graph.node}
+    assert sum(bool(node.metadata_props) for node in graph.nodes.values()) == len(scoped)

@@ -41,7 +41,7 @@ from segcost.frontends.expansion import check_function_expansion
 from segcost.frontends.protoscan import scan
 from segcost.ir import Graph
 from segcost.ir.datafile import HeldFile
-from segcost.ir.onnx_io import NodeRow, from_model, node_rows
+from segcost.ir.onnx_io import NODE_METADATA_KEY, NodeRow, from_model, node_rows
 from segcost.shapes import InputShapes, infer_shapes, symbolic_inputs
 
 
@@ -96,7 +96,8 @@ def load_model(model: onnx.ModelProto, input_shapes: InputShapes | None = None, 
     which shape inference's copy of the model is assembled; not used once the model's nodes
     differ from them (model-local functions inlined, external data of a tensor put inline).
     """
-    rows = node_rows(model.graph)   # each node's fields read once, for the checks and the IR build
+    # each node's fields read once, for the checks and the IR build; metadata_props only if a node can have them
+    rows = node_rows(model.graph, metadata=node_fields is None or NODE_METADATA_KEY in node_fields)
     _refuse_nchwc(model, rows, label)
     tensor_attributes = _check_attributes(model, rows)
     check_function_expansion(model, label)   # bounds what inlining adds (MAX_EXPANDED_NODES)
