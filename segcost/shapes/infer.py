@@ -9,7 +9,7 @@ import onnx
 from onnx import helper
 
 from segcost.errors import InputError, ShapeError
-from segcost.ir import Graph, Shape, TensorInfo, is_static_shape
+from segcost.ir import Graph, Node, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import (
     keep_inline_for_inference,
     nodes_with_subgraphs,
@@ -17,7 +17,13 @@ from segcost.ir.onnx_io import (
     read_value_infos,
     to_model,
 )
-from segcost.shapes.branches import BRANCH_TAKEN, collect_branch_shapes, open_ifs, take_branches
+from segcost.shapes.branches import (
+    BRANCH_TAKEN,
+    collect_branch_shapes,
+    computed_conditions,
+    open_ifs,
+    take_branches,
+)
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -54,9 +60,19 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
         shell = _shell_from_model(model, graph, model_nodes)
     else:
         shell = to_model(graph, keep_value_info=False, weightless=True, keep_output_shapes=False)
-    shell, taken = _take_constant_branches(graph, shell)   # If nodes on a constant condition (shapes/branches.py)
+    ifs = [node for node in nodes_with_subgraphs(graph) if node.op_type == "If"]
+    shell, taken = _take_constant_branches(graph, shell, ifs)   # If nodes on a constant condition (shapes/branches.py)
     inferred = _infer(graph, shell, copy_of_graph=not taken)
     _take_shapes(graph, inferred, declared)
+    if ifs and open_ifs(graph):   # conditions computed from the static shapes just inferred (`Shape(x)[2] > 48`)
+        computed = computed_conditions(graph, _message(shell), inferred)
+        if computed:
+            shell = _message(shell)
+            keys = take_branches(graph, shell, computed)
+            if keys:
+                taken.extend(keys)
+                inferred = _infer(graph, shell)
+                _take_shapes(graph, inferred, declared)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     unresolved = _unresolved(graph, verified)
@@ -106,11 +122,11 @@ def _infer_open_shapes(graph: Graph, shell: onnx.ModelProto, inferred: onnx.Mode
             _take_shapes(graph, seeded, declared)
 
 
-def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes) -> tuple[onnx.ModelProto | bytes, list[str]]:
+def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes, ifs: list[Node]
+                            ) -> tuple[onnx.ModelProto | bytes, list[str]]:
     """Replace in `shell` the If nodes whose condition is a constant by their taken branch (shapes.branches);
     forget the branches an earlier run took (the input shapes may have changed). Returns the shell (parsed
     when it was bytes and an If was replaced) and the If keys replaced."""
-    ifs = [node for node in nodes_with_subgraphs(graph) if node.op_type == "If"]
     if not ifs:
         return shell, []
     for node in ifs:
