@@ -132,3 +132,28 @@ def test_a_shape_computed_condition_is_decided_when_nothing_is_left_open(graph_o
     head = 0 if graph_output else 2 * 8 * side * side
     assert result.totals.macs == branch + head
     assert [sub.name for sub in result.control_flow[0].subgraphs] == ["then_branch" if then else "else_branch"]
+
+
+def test_a_decided_if_with_an_undecided_if_inside_names_the_nested_one():
+    """breaker10 R2: the error said the outer If's constant condition was 'computed at run time'."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    inner_then = helper.make_graph([helper.make_node("MaxPool", ["x"], ["half"], kernel_shape=[2, 2], strides=[2, 2])],
+                                   "inner_then", [], [value("half")])
+    inner_else = helper.make_graph([helper.make_node("Identity", ["x"], ["full"])], "inner_else", [], [value("full")])
+    outer_then = helper.make_graph([helper.make_node("If", ["c"], ["inner"], then_branch=inner_then,
+                                                     else_branch=inner_else, name="inner_if")],
+                                   "outer_then", [], [value("inner")])
+    outer_else = helper.make_graph([helper.make_node("Identity", ["x"], ["same"])], "outer_else", [], [value("same")])
+    nodes = [helper.make_node("If", ["on"], ["z"], then_branch=outer_then, else_branch=outer_else, name="outer"),
+             helper.make_node("Conv", ["z", "w"], ["y"], pads=[1, 1, 1, 1], name="conv")]
+    inits = [numpy_helper.from_array(np.ones((6, 4, 3, 3), np.float32), "w"),
+             numpy_helper.from_array(np.array(True), "on")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 32, 32]),
+              helper.make_tensor_value_info("c", TensorProto.BOOL, [])]
+    graph = helper.make_graph(nodes, "g", inputs, [value("y")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ShapeError) as caught:
+        analyze(load_model(model))
+    message = str(caught.value)
+    assert "'outer'" in message and "then_branch runs" in message and "nested Ifs are not decided" in message
+    assert "is computed at run time" not in message
