@@ -89,6 +89,9 @@ def test_count_and_target_match_the_cli(model_file, run_cli):
     (lambda: segcost.check(None, max_params_m=-1), "non-negative finite"),
     (lambda: segcost.check(None, max_gmacs=5, max_increase=2), "needs a baseline"),
     (lambda: segcost.check(None), "no limits"),
+    # what the CLI refuses as options it would ignore (breaker10 R3: these passed)
+    (lambda: segcost.check(None, max_gmacs=10, target="tda4vm"), "used only with max_latency_ms"),
+    (lambda: segcost.check(None, max_gmacs=10, rules="nonexistent-rules"), "rules needs verify"),
 ])
 def test_errors_are_the_cli_error_classes(call, message):
     with pytest.raises(segcost.InputError, match=message) as raised:

@@ -55,6 +55,7 @@ def test_optimize_defaults_and_satisfied_needs_pass(run_cli, conv_model, tmp_pat
     (["analyze", "{model}", "--symbolic", "--factory-arg", "weights=None"],
      "--factory-arg does not combine with --symbolic"),
     (["analyze", "{model}", "--symbolic", "--top", "3"], "--top does not combine with --symbolic"),
+    (["analyze", "{model}", "--by-op", "--group-by", "kind"], "--by-op does not combine with --group-by"),
     (["check", "{model}", "--max-gmacs", "1", "--rules", "legacy"], "--rules needs --verify"),
     (["check", "{model}", "--max-gmacs", "1", "--target", "tda4vm"],
      "--target is used by latency budgets only: give --max-latency-ms (or max_latency_ms in the budgets file)"),

@@ -121,3 +121,65 @@ def test_shape_inference_looks_for_subgraph_nodes_once(monkeypatch, condition):
     result = analyze(load_model(model, input_shapes={"x": (1, 4, 64, 64)}))
     assert [layer.macs for layer in result.layers] == [layer.macs for layer in expected.layers]
     assert len(calls) == 1
+
+
+def _same_shape_if_model(graph_output: bool) -> onnx.ModelProto:
+    """x [1,8,H,W] → If(H > 48: Conv 3×3 8→8 pad 1; else: Conv 1×1 8→8) → (a graph output, or Conv 1×1 8→2).
+
+    Both branches give [1,8,H,W], so onnx's inference leaves nothing open (breaker10 R1: the larger branch was
+    counted, both branches' weights too, whatever the input size)."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    then_branch = helper.make_graph([helper.make_node("Conv", ["x", "w3"], ["t"], pads=[1, 1, 1, 1])], "then", [],
+                                    [value("t")])
+    else_branch = helper.make_graph([helper.make_node("Conv", ["x", "w1"], ["e"])], "else", [], [value("e")])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "two"], ["h"], axis=0),
+             helper.make_node("Greater", ["h", "limit"], ["c"]),
+             helper.make_node("If", ["c"], ["z"], then_branch=then_branch, else_branch=else_branch, name="if")]
+    inits = [numpy_helper.from_array(np.ones((8, 8, 3, 3), np.float32), "w3"),
+             numpy_helper.from_array(np.ones((8, 8, 1, 1), np.float32), "w1"),
+             numpy_helper.from_array(np.array(2, np.int64), "two"), numpy_helper.from_array(np.array(48, np.int64),
+                                                                                           "limit")]
+    output = "z"
+    if not graph_output:
+        nodes.append(helper.make_node("Conv", ["z", "w"], ["y"], name="head"))
+        inits.append(numpy_helper.from_array(np.ones((2, 8, 1, 1), np.float32), "w"))
+        output = "y"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "H", "W"])],
+                              [value(output)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("graph_output", [True, False], ids=["if_feeds_the_output", "if_feeds_a_conv"])
+@pytest.mark.parametrize(("side", "then"), [(16, False), (64, True)])
+def test_a_shape_computed_condition_is_decided_when_nothing_is_left_open(graph_output, side, then):
+    model = _same_shape_if_model(graph_output)
+    result = analyze(load_model(model, input_shapes={"x": (1, 8, side, side)}))
+    branch = 8 * 8 * (9 if then else 1) * side * side
+    head = 0 if graph_output else 2 * 8 * side * side
+    assert result.totals.macs == branch + head
+    assert [sub.name for sub in result.control_flow[0].subgraphs] == ["then_branch" if then else "else_branch"]
+
+
+def test_a_decided_if_with_an_undecided_if_inside_names_the_nested_one():
+    """breaker10 R2: the error said the outer If's constant condition was 'computed at run time'."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    inner_then = helper.make_graph([helper.make_node("MaxPool", ["x"], ["half"], kernel_shape=[2, 2], strides=[2, 2])],
+                                   "inner_then", [], [value("half")])
+    inner_else = helper.make_graph([helper.make_node("Identity", ["x"], ["full"])], "inner_else", [], [value("full")])
+    outer_then = helper.make_graph([helper.make_node("If", ["c"], ["inner"], then_branch=inner_then,
+                                                     else_branch=inner_else, name="inner_if")],
+                                   "outer_then", [], [value("inner")])
+    outer_else = helper.make_graph([helper.make_node("Identity", ["x"], ["same"])], "outer_else", [], [value("same")])
+    nodes = [helper.make_node("If", ["on"], ["z"], then_branch=outer_then, else_branch=outer_else, name="outer"),
+             helper.make_node("Conv", ["z", "w"], ["y"], pads=[1, 1, 1, 1], name="conv")]
+    inits = [numpy_helper.from_array(np.ones((6, 4, 3, 3), np.float32), "w"),
+             numpy_helper.from_array(np.array(True), "on")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 32, 32]),
+              helper.make_tensor_value_info("c", TensorProto.BOOL, [])]
+    graph = helper.make_graph(nodes, "g", inputs, [value("y")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ShapeError) as caught:
+        analyze(load_model(model))
+    message = str(caught.value)
+    assert "'outer'" in message and "then_branch runs" in message and "nested Ifs are not decided" in message
+    assert "is computed at run time" not in message

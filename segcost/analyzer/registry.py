@@ -156,6 +156,11 @@ def _stopped_at(graph: Graph | None, tensor: str) -> str:
 
 def _if_why(node: Node) -> str:
     """Why an If's output has no static shape: its branches give different ones and its condition is not known."""
+    taken = node.meta.get("branch_taken")
+    if taken:   # shapes.branches decided it; what stops inference is inside the branch
+        return (f"its condition is known at these input shapes ({taken} runs), but that branch holds an If (or a "
+                "Loop) whose output shape segcost cannot follow: nested Ifs are not decided from the input shapes; "
+                "declare the If's output shape in value_info, or export the model with the branch decided")
     tensors = node.meta.get("subgraph_tensors") or {}
     shapes = []
     for attribute in ("then_branch", "else_branch"):

@@ -169,13 +169,14 @@ def _optimize(model, input_shape, passes, rules, check, output, int8, eval_data,
 def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float | None = None,
           max_params_m: float | None = None, max_layer_gmacs: float | None = None,
           max_unsupported_ops: int | None = None, max_latency_ms: float | None = None, target: str | None = None,
-          verify: bool = False, rules: str = "current", baseline: str | Mapping | None = None,
+          verify: bool = False, rules: str | None = None, baseline: str | Mapping | None = None,
           max_increase: float | str = 0.0, name: str | None = None, allow_partial: bool = False) -> Check:
     """Evaluate budgets on `model`, as `segcost check` does; `result.passed` is False where the CLI exits 1.
 
     Args:
-        max_*: limits (non-negative, finite); max_latency_ms needs `target`.
+        max_*: limits (non-negative, finite); max_latency_ms needs `target`, and `target` is used only for it.
         verify: a verifier finding fails the check.
+        rules: the verifier's rule table (default "current"); needs `verify`.
         baseline: a `segcost baseline save` JSON (path or its parsed dict); fails when MACs or params
             grew more than `max_increase` percent (2.0 or "2%").
         name: the model's name in the outcomes and the baseline (default: its path or label).
@@ -183,7 +184,9 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
             without shape, loops counted as one trip); by default they fail, as in the CLI.
 
     Raises:
-        InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline.
+        InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline, an
+            argument the check would not use (as the CLI refuses it: `target` without max_latency_ms,
+            `rules` without verify).
     """
     from segcost.budget.budgets import ModelBudget, given_limits
     from segcost.budget.evaluate import (
@@ -202,9 +205,13 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         raise InputError("max_increase needs a baseline")
     if max_latency_ms is not None and not target:
         raise InputError("max_latency_ms needs target")
+    if target is not None and max_latency_ms is None:
+        raise InputError("target is used only with max_latency_ms (a latency budget)")
+    if rules is not None and not verify:
+        raise InputError("rules needs verify=True")
     graph, path = load_graph(model, input_shape)
     label = name or path or graph.info.path or "model"
-    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules,
+    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules or "current",
                          allow_partial=allow_partial)
     for key, value in limits.items():
         setattr(budget, key, value)

@@ -193,5 +193,11 @@ def load_budgets(path: Path) -> list[ModelBudget]:
         budget.rules = _string(entry, "rules", where) or "current"
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{where}: max_latency_ms needs target = \"tda4vm\" (or another profile)")
+        # what `check` refuses as options it would ignore (commands.check NEEDS), refused here too
+        if budget.target is not None and budget.max_latency_ms is None:
+            raise InputError(f"{where}: target is used only with max_latency_ms (a latency budget); add one or "
+                             "remove target")
+        if "rules" in entry and not budget.verify:
+            raise InputError(f"{where}: rules selects the verifier's rule table; it needs verify = true")
         budgets.append(budget)
     return budgets

@@ -14,8 +14,8 @@ from segcost.errors import InputError
 from segcost.fileio.writes import json_text
 
 NEEDS = {"--multiple": "--symbolic",
-         **dict.fromkeys(("--group-by", "--by-op", "--count", "--strict", "--target", "--factory-arg"),
-                         "no --symbolic"),
+         **dict.fromkeys(("--group-by", "--count", "--strict", "--target", "--factory-arg"), "no --symbolic"),
+         "--by-op": ("no --symbolic", "no --group-by"),   # it is --group-by op_type: two keys, one report
          "--top": ("no --symbolic", "--format table or --format md or --format html")}
 """Which analyze options need which (--symbolic reports one formula; JSON and CSV list every layer)."""
 

@@ -25,6 +25,8 @@ from onnx import helper
 from onnx.compose import add_prefix_graph
 
 from segcost.ir import Graph, TensorInfo
+from segcost.shapes.evaluate import shape_op_value, static_shapes
+from segcost.shapes.values import NotExact, compute_values
 
 BRANCH_TAKEN = "branch_taken"
 _PREFIX = "segcost.branch/"   # an inlined branch's names: _PREFIX + If key + "/" + the branch's own name
@@ -45,6 +47,63 @@ def open_ifs(graph: Graph) -> dict[str, str]:
     return {key: node.inputs[0] for key, node in graph.nodes.items()
             if node.op_type == "If" and node.domain in ("", "ai.onnx") and node.inputs and node.inputs[0]
             and BRANCH_TAKEN not in node.meta}
+
+
+# Tensors walked back from an If condition to find what it is computed from, and the elements of a constant
+# read on the way (a condition is a comparison of a few shape dims; anything larger is run-time data).
+_CONDITION_CONE_NODES = 256
+_CONDITION_CONSTANT_ELEMENTS = 1 << 16
+
+
+def computed_conditions(graph: Graph, shell: onnx.ModelProto, inferred: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """{condition tensor: value} for the open If conditions that constants and the static shapes of
+    `inferred` decide (`Greater(Shape(x)[2], 48)`), computed by shapes.values (numpy, exactly as
+    onnxruntime); a condition that needs run-time data, or more than _CONDITION_CONE_NODES nodes, is
+    left out. Computed up front, since an If whose branches agree in shape (or that feeds only graph
+    outputs) leaves no shape open for the value-chain rounds to decide it by."""
+    wanted = [name for name in open_ifs(graph).values() if name not in graph.initializers]
+    if not wanted:
+        return {}
+    producer = {output: node for node in shell.graph.node for output in node.output if output}
+    shapes: dict | None = None
+    known: dict[str, np.ndarray] = {}
+    found = {}
+    for condition in dict.fromkeys(wanted):
+        cone: set[str] = set()
+        stack = [condition]
+        while stack and len(cone) <= _CONDITION_CONE_NODES:
+            name = stack.pop()
+            if not name or name in cone or name in known:
+                continue
+            cone.add(name)
+            init = graph.initializers.get(name)
+            if init is not None:
+                if init.size > _CONDITION_CONSTANT_ELEMENTS:
+                    break
+                known[name] = init.array
+                continue
+            node = producer.get(name)
+            if node is None:
+                break   # a graph input: run-time data
+            if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):
+                if shapes is None:
+                    shapes = static_shapes(inferred)
+                attrs = {attribute.name: attribute.i for attribute in node.attribute}
+                value = shape_op_value(node.op_type, shapes.get(node.input[0]), attrs.get("start", 0), attrs.get("end"))
+                if value is None:
+                    break
+                known[name] = value
+                continue
+            stack.extend(node.input)
+        else:
+            if not stack:
+                try:
+                    value = compute_values([condition], producer, known, graph.info.opset)[condition]
+                except (NotExact, ValueError, TypeError, IndexError):
+                    continue
+                if condition_value(value) is not None:
+                    found[condition] = value
+    return found
 
 
 def take_branches(graph: Graph, shell: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> list[str]:

@@ -17,7 +17,13 @@ from segcost.ir.onnx_io import (
     read_value_infos,
     to_model,
 )
-from segcost.shapes.branches import BRANCH_TAKEN, collect_branch_shapes, open_ifs, take_branches
+from segcost.shapes.branches import (
+    BRANCH_TAKEN,
+    collect_branch_shapes,
+    computed_conditions,
+    open_ifs,
+    take_branches,
+)
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -59,6 +65,17 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     shell, taken = _take_constant_branches(graph, shell, with_subgraphs)   # If nodes on a constant condition
     inferred = _infer(graph, shell, copy_of_graph=not taken, subgraphs=bool(with_subgraphs))
     _take_shapes(graph, inferred, declared, with_subgraphs)
+    if any(node.op_type == "If" for node in with_subgraphs) and open_ifs(graph):
+        # conditions computed from the static shapes just inferred (`Shape(x)[2] > 48`), decided up front: an If
+        # whose branches agree in shape, or that feeds only graph outputs, leaves nothing open for the rounds below
+        computed = computed_conditions(graph, _message(shell), inferred)
+        if computed:
+            shell = _message(shell)
+            keys = take_branches(graph, shell, computed)
+            if keys:
+                taken.extend(keys)
+                inferred = _infer(graph, shell, subgraphs=bool(with_subgraphs))
+                _take_shapes(graph, inferred, declared, with_subgraphs)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     unresolved = _unresolved(graph, verified)

@@ -319,7 +319,7 @@ def factory_arguments(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _factory_args(value: Any, source: str, key: str) -> tuple[str, ...]:
-    """A list of "KEY=VALUE" strings, each KEY once and none of them an axis keyword."""
+    """A list of "KEY=VALUE" strings, each KEY once and none of them an axis keyword; returned sorted by KEY."""
     items = _list(value, source, key)
     if not all(isinstance(item, str) for item in items):
         raise InputError(f"{source}: {key}: expected \"KEY=VALUE\" strings, e.g. [\"weights=None\"]")
@@ -334,7 +334,8 @@ def _factory_args(value: Any, source: str, key: str) -> tuple[str, ...]:
             raise InputError(f"{source}: {key}[{index}]: {argument} comes from the {axis} axis; set it there")
         keys.append(argument)
     _unique(keys, source, f"{key} (keys)")
-    return tuple(item.strip() for item in items)
+    # keyword arguments have no order: sorted by key, the same arguments in another order are the same point
+    return tuple(item.strip() for _, item in sorted(zip(keys, items), key=lambda pair: pair[0]))
 
 
 def _targets(value: Any, source: str, base_dir: Path) -> tuple[str, ...]:

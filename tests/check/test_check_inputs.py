@@ -135,3 +135,13 @@ def test_baseline_save_reads_the_models_as_check_does(run_cli, folder):
     assert run_cli("baseline", "save", "a/m.onnx", "-o", "c.json")[0] == 0
     code, out, err = run_cli("check", "a/m.onnx", "--baseline", "c.json")
     assert code == 0 and "baseline_macs" in out, err
+
+
+@pytest.mark.parametrize(("entry", "message"), [('target = "tda4vm"', "target is used only with max_latency_ms"),
+                                                ('rules = "nonexistent"', "it needs verify = true")])
+def test_a_budgets_entry_key_the_check_would_ignore_is_refused(run_cli, folder, entry, message):
+    """As `check --target` without a latency budget and `--rules` without `--verify` are (breaker10 R7: exit 0)."""
+    (folder / "segcost.toml").write_text(f'[[models]]\npath = "a/m.onnx"\ninput_shape = "x=1x3x8x8"\n'
+                                         f'max_gmacs = 1.0\n{entry}\n')
+    code, _, err = run_cli("check")
+    one_error(code, err, message)

@@ -57,7 +57,7 @@ def test_a_sweep_calls_the_factory_with_its_entrys_arguments(run_cli, tmp_path, 
                                               "scale": [1, 2], "mode": "bilinear"}
     (row,) = read_table(output)
     assert row["status"] == "ok" and row["macs"] == 3 * 3 * 8 * 16
-    assert row["factory_args"] == f"record={str(record)!r};weights=None;scale=(1, 2);mode=bilinear"
+    assert row["factory_args"] == f"mode=bilinear;record={str(record)!r};scale=(1, 2);weights=None"   # by key
 
 
 def test_entries_that_differ_only_in_factory_args_are_different_points():
@@ -66,6 +66,17 @@ def test_entries_that_differ_only_in_factory_args_are_different_points():
     points = expand(spec, "test-fingerprint", search_path=str(REPO)).points
     assert [point.factory_args for point in points] == [("weights=None",), ("weights='DEFAULT'",), ()]
     assert len({point.key for point in points}) == 3 and len({point.build_key for point in points}) == 3
+
+
+def test_the_same_factory_args_in_another_order_are_the_same_point():
+    """Keyword arguments have no order (breaker10 R6: each order was a point of its own, computed twice)."""
+    orders = ('["weights=None", "mode=\'a\'"]', '["mode=\'a\'", "weights=None"]')
+    points = [expand(parse_spec(_spec(f'{{ model = "{FACTORY}", factory_args = {order} }}')), "test-fingerprint",
+                     search_path=str(REPO)).points[0] for order in orders]
+    assert points[0].factory_args == points[1].factory_args == ("mode='a'", "weights=None")
+    assert points[0].key == points[1].key   # one cache entry
+    with pytest.raises(InputError, match="repeats an earlier entry"):   # both in one spec: one point twice
+        parse_spec(_spec(", ".join(f'{{ model = "{FACTORY}", factory_args = {order} }}' for order in orders)))
 
 
 @pytest.mark.parametrize("entry, message", [
