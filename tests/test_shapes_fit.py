@@ -194,3 +194,18 @@ def test_an_elementwise_check_agrees_with_the_broadcast_rule_for_every_form(op_t
         else:
             check_fit(graph)   # no error
     assert refused   # the forms include misfits
+
+
+def test_an_operand_computed_from_constants_alone_is_named_as_baked():
+    """HF DPT: the position table is Concat(cls_pos, patch_pos) of two initializers (breaker9 R1b: the error named
+    only the Add)."""
+    tail = [helper.make_node("Reshape", ["c", "flat"], ["r"]),
+            helper.make_node("Transpose", ["r"], ["tok"], perm=[0, 2, 1]),
+            helper.make_node("Concat", ["cls_pos", "patch_pos"], ["pos"], axis=1),
+            helper.make_node("Add", ["tok", "pos"], ["y"], name="add_pos")]
+    model = _patch_model(tail, [_ints("flat", 1, 16, -1),
+                                numpy_helper.from_array(np.zeros((1, 1, 16), np.float32), "cls_pos"),
+                                numpy_helper.from_array(np.zeros((1, 63, 16), np.float32), "patch_pos")])
+    assert analyze(load_model(model)).totals.macs == 16 * 3 * 16 * 8 * 8
+    with pytest.raises(ShapeError, match=r"'add_pos'.*shape of 'pos' \[1, 64, 16\], computed from constants only"):
+        load_model(model, {"x": (1, 3, 64, 64)})

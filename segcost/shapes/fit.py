@@ -232,10 +232,30 @@ def _baked_operand(graph: Graph, node: Node) -> str:
             return f"shape of its constant {name!r} {list(graph.initializers[name].shape)} (a position embedding " \
                    f"or a mask baked into the export, say) was"
     for name in node.inputs:
+        if name and _from_constants(graph, name):
+            return f"shape of {name!r} {list(graph.shape(name) or ())}, computed from constants only (a position " \
+                   f"embedding baked into the export, say), was"
+    for name in node.inputs:
         found = _baked_upstream(graph, name) if name else ""
         if found:
             return found
     return ""
+
+
+def _from_constants(graph: Graph, tensor: str) -> bool:
+    """`tensor` is computed from initializers alone — no graph input upstream — within _UPSTREAM_STEPS nodes
+    (a class token concatenated to a position table: Concat(cls_pos, patch_pos))."""
+    stack, seen = [tensor], set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen or name in graph.initializers:
+            continue
+        seen.add(name)
+        key = graph.producer(name)
+        if key is None or len(seen) > _UPSTREAM_STEPS:
+            return False   # a graph input (or too far to tell)
+        stack.extend(graph.node(key).inputs)
+    return bool(seen)
 
 
 # Producers walked back from an operand that does not broadcast, looking for the op that fixed its size.
@@ -264,13 +284,22 @@ def _baked_upstream(graph: Graph, tensor: str) -> str:
 
 
 def _fixed_by_constant(graph: Graph, tensor: str) -> bool:
-    """`tensor` is a constant, or a Concat with a constant part (a traced size: `[*x.shape[:2], 15, 25]`)."""
+    """`tensor` (a size or shape operand) is a constant, or a Concat with a constant part (a traced size:
+    `[*x.shape[:2], 15, 25]`), whose values are sizes: a Reshape's -1 (inferred) or 0 (copied) fixes nothing."""
     if graph.is_constant(tensor):
-        return True
+        return _all_sizes(graph, tensor)
     key = graph.producer(tensor)
     node = graph.node(key) if key is not None else None
-    return node is not None and node.op_type == "Concat" and any(name and graph.is_constant(name)
-                                                                  for name in node.inputs)
+    parts = [name for name in node.inputs if name and graph.is_constant(name)] if node is not None \
+        and node.op_type == "Concat" else []
+    return bool(parts) and all(_all_sizes(graph, name) for name in parts)
+
+
+def _all_sizes(graph: Graph, constant: str) -> bool:
+    init = graph.initializers.get(constant)
+    if init is None or init.size > 64:
+        return init is not None
+    return bool((init.array > 0).all())
 
 
 def export_size_note(graph: Graph | None) -> str:
