@@ -68,9 +68,9 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     if any(node.op_type == "If" for node in with_subgraphs) and open_ifs(graph):
         # conditions computed from the static shapes just inferred (`Shape(x)[2] > 48`), decided up front: an If
         # whose branches agree in shape, or that feeds only graph outputs, leaves nothing open for the rounds below
-        computed = computed_conditions(graph, _message(shell), inferred)
+        shell = _message(shell)   # parsed once, for the conditions' cone and the branches taken
+        computed = computed_conditions(graph, shell, inferred)
         if computed:
-            shell = _message(shell)
             keys = take_branches(graph, shell, computed)
             if keys:
                 taken.extend(keys)
