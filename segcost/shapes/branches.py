@@ -117,8 +117,9 @@ def take_branches(graph: Graph, shell: onnx.ModelProto, values: Mapping[str, np.
     if not wanted:
         return []
     replaced = []
-    nodes = list(shell.graph.node)
-    position = {tuple(node.output): index for index, node in enumerate(nodes) if node.op_type == "If"}
+    protos = shell.graph.node
+    position = {tuple(proto.output): index for index, proto in enumerate(protos) if proto.op_type == "If"}
+    branches: dict[int, list[onnx.NodeProto]] = {}   # {index in the shell: the nodes replacing its If}
     for key, taken in wanted.items():
         node = graph.node(key)
         index = position.get(tuple(node.outputs))
@@ -126,11 +127,11 @@ def take_branches(graph: Graph, shell: onnx.ModelProto, values: Mapping[str, np.
         branch = node.attrs.get(attribute)
         if index is None or branch is None or branch.sparse_initializer or len(branch.output) != len(node.outputs):
             continue
-        nodes[index:index + 1] = _inlined(branch, f"{_PREFIX}{key}/", node.outputs, shell)
-        position = {tuple(proto.output): at for at, proto in enumerate(nodes) if proto.op_type == "If"}
+        branches[index] = _inlined(branch, f"{_PREFIX}{key}/", node.outputs, shell)
         node.meta[BRANCH_TAKEN] = attribute
         replaced.append(key)
-    if replaced:
+    if replaced:   # the node list rebuilt once, each replaced If's branch in its place
+        nodes = [new for index, proto in enumerate(protos) for new in branches.get(index, (proto,))]
         del shell.graph.node[:]
         shell.graph.node.extend(nodes)
     return replaced
