@@ -92,12 +92,9 @@ def node_rows(onnx_graph: onnx.GraphProto, metadata: bool = True) -> list[NodeRo
     # A slice of a repeated field is a new list, built faster than list() of it. An empty
     # attribute (or metadata) list is kept as (): a held container keeps its node's message
     # wrapper alive (at 100k nodes, 37 MB more while the rows live).
-    if not metadata:
-        return [(node.name, node.op_type, node.domain, node.doc_string, node.input[:], node.output[:],
-                 attributes if (attributes := node.attribute) else (), ()) for node in onnx_graph.node]
     return [(node.name, node.op_type, node.domain, node.doc_string, node.input[:], node.output[:],
              attributes if (attributes := node.attribute) else (),
-             metadata if (metadata := node.metadata_props) else ()) for node in onnx_graph.node]
+             props if metadata and (props := node.metadata_props) else ()) for node in onnx_graph.node]
 
 
 # The key byte of NodeProto.metadata_props (field 9, length-delimited: 9 << 3 | 2) in the protobuf encoding: a
