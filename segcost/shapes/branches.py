@@ -163,14 +163,14 @@ def collect_branch_shapes(graph: Graph, keys: list[str]) -> None:
     """Move the inlined branches' tensors out of graph.tensors into their If node's meta["subgraph_tensors"]
     (under the branch's own names, as read_subgraph_infos keeps them)."""
     for key in keys:
+        node = graph.node(key)
         prefix = f"{_PREFIX}{key}/"
         found: dict[str, TensorInfo] = {}
         for name in [name for name in graph.tensors if name.startswith(prefix)]:
             info = graph.tensors.pop(name)
             own = name[len(prefix):]
             found[own] = TensorInfo(own, info.dtype, info.shape)
-        branch = graph.node(key).attrs[graph.node(key).meta[BRANCH_TAKEN]]
-        for source, target in zip(branch.output, graph.node(key).outputs):   # outputs are named after the If's
-            if target and source.name not in found and target in graph.tensors:
-                found[source.name] = TensorInfo(source.name, graph.tensors[target].dtype, graph.tensors[target].shape)
-        graph.node(key).meta["subgraph_tensors"] = found
+        for source, target in zip(node.attrs[node.meta[BRANCH_TAKEN]].output, node.outputs):   # named after the If's
+            if target and source.name not in found and (given := graph.tensors.get(target)) is not None:
+                found[source.name] = TensorInfo(source.name, given.dtype, given.shape)
+        node.meta["subgraph_tensors"] = found
