@@ -141,29 +141,35 @@ def needs_values(graph: Graph, model: onnx.ModelProto | bytes, copy_of_graph: bo
     com.microsoft twins; a message or its serialization) has a shape onnx can only get by
     propagating values: a VALUE_INPUTS input that no initializer or Constant holds, or a Shape/Size
     node (its values feed such inputs); a subgraph counts as needing them. `copy_of_graph`: `model`
-    has exactly `graph`'s nodes, so the IR's op types answer "none" without a look at every
-    NodeProto (100k of them in a large model), or a parse of serialized ones. `subgraphs`: whether
-    nodes_with_subgraphs(graph) finds any, when the caller knows (found here when not given).
+    has exactly `graph`'s nodes (its lifted Constants as initializers), so the IR's tables answer
+    without a look at any NodeProto (100k of them in a large model) or a parse of serialized ones.
+    `subgraphs`: whether nodes_with_subgraphs(graph) finds any, when the caller knows (found here when not given).
     """
-    if (copy_of_graph and VALUE_INPUTS.keys().isdisjoint(map(_OP_TYPE, graph.nodes.values()))
-            and not (nodes_with_subgraphs(graph) if subgraphs is None else subgraphs)):
-        return False   # C-speed looks at the IR: 100k nodes in a few ms
-    if isinstance(model, bytes):
-        return needs_values(graph, onnx.ModelProto.FromString(model))
     constants = set(graph.initializers)   # a weight declared as a typed input: its values are no one's to propagate
-    constants.update(init.name for init in model.graph.initializer)
-    constants.update(output for node in model.graph.node if node.op_type == "Constant" and not node.domain
+    if copy_of_graph:   # the IR's own tables answer: no NodeProto looked at, no serialized model parsed
+        if nodes_with_subgraphs(graph) if subgraphs is None else subgraphs:
+            return True
+        nodes = graph.nodes.values()
+        if VALUE_INPUTS.keys().isdisjoint(map(_OP_TYPE, nodes)):
+            return False   # C-speed looks at the IR: 100k nodes in a few ms
+        constants.update(output for node in nodes if node.op_type == "Constant" and not node.domain
+                         for output in node.outputs)
+        return any(_reads_values(node.op_type, node.domain, node.inputs, constants) for node in nodes)
+    onnx_graph = (onnx.ModelProto.FromString(model) if isinstance(model, bytes) else model).graph
+    constants.update(init.name for init in onnx_graph.initializer)
+    constants.update(output for node in onnx_graph.node if node.op_type == "Constant" and not node.domain
                      for output in node.output)
-    for node in model.graph.node:
-        if any(attribute.type in _GRAPH_KINDS for attribute in node.attribute):
-            return True
-        indices = VALUE_INPUTS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if indices is None:
-            continue
-        if not indices or any(index < len(node.input) and node.input[index] and node.input[index] not in constants
-                              for index in indices):
-            return True
-    return False
+    return any(any(attribute.type in _GRAPH_KINDS for attribute in node.attribute)
+               or _reads_values(node.op_type, node.domain, node.input, constants) for node in onnx_graph.node)
+
+
+def _reads_values(op_type: str, domain: str, inputs, constants: set[str]) -> bool:
+    """A standard op reading a VALUE_INPUTS input that is not in `constants` (Shape/Size: always)."""
+    indices = VALUE_INPUTS.get(op_type) if domain in ("", "ai.onnx") else None
+    if indices is None:
+        return False
+    return not indices or any(index < len(inputs) and inputs[index] and inputs[index] not in constants
+                              for index in indices)
 
 
 def long_vector(inferred: onnx.ModelProto) -> tuple[str, int] | None:
