@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
-from segcost.frontends.onnx import load_model
+from segcost.frontends.onnx import load_model, opener
 from segcost.shapes.propagation import MAX_PROPAGATED_LENGTH
 
 
@@ -152,3 +152,21 @@ def test_shape_inference_runs_with_glibc_fastbins_off_and_restores_them(monkeypa
     assert calls and calls[::2] == [(1, 0)] * (len(calls) // 2) and calls[1::2] == [(1, 128)] * (len(calls) // 2)
     monkeypatch.setattr(propagation, "_mallopt", lambda: None)
     assert load_model(deep(9)).tensors == with_mallopt
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+def test_reshape_to_a_constant_target_is_inferred_without_propagation(data_prop_calls, tmp_path, from_file):
+    """A Reshape target held by a Constant node (the IR reads it as an initializer) or by an initializer needs
+    no values, whether the loader's copy of the graph is a message or the file's serialized nodes."""
+    nodes = [helper.make_node("Constant", [], ["target"], value=numpy_helper.from_array(np.array([1, -1], np.int64))),
+             helper.make_node("Reshape", ["x", "target"], ["flat"], name="flatten"),
+             helper.make_node("Reshape", ["flat", "back"], ["y"], name="unflatten")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 8])],
+                   [numpy_helper.from_array(np.array([1, 4, 48], np.int64), "back")])
+    if from_file:
+        onnx.save(model, tmp_path / "m.onnx")
+        graph = opener(tmp_path / "m.onnx")()
+    else:
+        graph = load_model(model)
+    assert data_prop_calls and not any(data_prop_calls)
+    assert graph.shape("y") == (1, 4, 48)
