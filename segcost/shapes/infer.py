@@ -74,7 +74,7 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
             keys = take_branches(graph, shell, computed)
             if keys:
                 taken.extend(keys)
-                inferred = _infer(graph, shell, subgraphs=bool(with_subgraphs))
+                inferred = _infer(graph, shell)   # not a copy of the graph: its nodes are looked at
                 _take_shapes(graph, inferred, declared, with_subgraphs)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
@@ -360,9 +360,9 @@ def _open_outputs(graph: Graph) -> bool:
 
 
 def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, TensorInfo],
-                 with_subgraphs: list[Node] | None = None) -> None:
+                 with_subgraphs: list[Node]) -> None:
     """Replace graph.tensors by the inferred types (inputs keep theirs; initializers have their own).
-    `with_subgraphs`: nodes_with_subgraphs(graph), when known."""
+    `with_subgraphs`: nodes_with_subgraphs(graph)."""
     graph.tensors.clear()
     graph.tensors.update({name: declared[name] for name in graph.inputs if name in declared})
     # initializers declared as typed inputs for inference keep the initializer's own shape
