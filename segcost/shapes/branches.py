@@ -17,14 +17,15 @@ initializers is left alone. An unknown condition leaves the If as onnx infers it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cache
 
 import numpy as np
 import onnx
 from onnx import helper
 from onnx.compose import add_prefix_graph
 
-from segcost.ir import Graph, TensorInfo
+from segcost.ir import Graph, Shape, TensorInfo
 from segcost.shapes.evaluate import shape_op_value, static_shapes
 from segcost.shapes.values import NotExact, compute_values
 
@@ -65,45 +66,52 @@ def computed_conditions(graph: Graph, shell: onnx.ModelProto, inferred: onnx.Mod
     if not wanted:
         return {}
     producer = {output: node for node in shell.graph.node for output in node.output if output}
-    shapes: dict | None = None
-    known: dict[str, np.ndarray] = {}
+    shapes = cache(lambda: static_shapes(inferred))   # read once, when a cone first reaches a Shape/Size
+    known: dict[str, np.ndarray] = {}   # values met in the cones, shared by the conditions
     found = {}
     for condition in dict.fromkeys(wanted):
-        cone: set[str] = set()
-        stack = [condition]
-        while stack and len(cone) <= _CONDITION_CONE_NODES:
-            name = stack.pop()
-            if not name or name in cone or name in known:
-                continue
-            cone.add(name)
-            init = graph.initializers.get(name)
-            if init is not None:
-                if init.size > _CONDITION_CONSTANT_ELEMENTS:
-                    break
-                known[name] = init.array
-                continue
-            node = producer.get(name)
-            if node is None:
-                break   # a graph input: run-time data
-            if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):
-                if shapes is None:
-                    shapes = static_shapes(inferred)
-                attrs = {attribute.name: attribute.i for attribute in node.attribute}
-                value = shape_op_value(node.op_type, shapes.get(node.input[0]), attrs.get("start", 0), attrs.get("end"))
-                if value is None:
-                    break
-                known[name] = value
-                continue
-            stack.extend(node.input)
-        else:
-            if not stack:
-                try:
-                    value = compute_values([condition], producer, known, graph.info.opset)[condition]
-                except (NotExact, ValueError, TypeError, IndexError):
-                    continue
-                if condition_value(value) is not None:
-                    found[condition] = value
+        if not _cone_closes(condition, graph, producer, shapes, known):
+            continue
+        try:
+            value = compute_values([condition], producer, known, graph.info.opset)[condition]
+        except (NotExact, ValueError, TypeError, IndexError):
+            continue
+        if condition_value(value) is not None:
+            found[condition] = value
     return found
+
+
+def _cone_closes(condition: str, graph: Graph, producer: Mapping[str, onnx.NodeProto],
+                 shapes: Callable[[], Mapping[str, Shape | None]], known: dict[str, np.ndarray]) -> bool:
+    """Whether `condition` is computed from small constants and Shape/Size of static shapes alone, within
+    _CONDITION_CONE_NODES tensors; the values met on the way are added to `known`."""
+    cone: set[str] = set()
+    stack = [condition]
+    while stack:
+        if len(cone) > _CONDITION_CONE_NODES:
+            return False
+        name = stack.pop()
+        if not name or name in cone or name in known:
+            continue
+        cone.add(name)
+        init = graph.initializers.get(name)
+        if init is not None:
+            if init.size > _CONDITION_CONSTANT_ELEMENTS:
+                return False
+            known[name] = init.array
+            continue
+        node = producer.get(name)
+        if node is None:
+            return False   # a graph input: run-time data
+        if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):
+            attrs = {attribute.name: attribute.i for attribute in node.attribute}
+            value = shape_op_value(node.op_type, shapes().get(node.input[0]), attrs.get("start", 0), attrs.get("end"))
+            if value is None:
+                return False
+            known[name] = value
+            continue
+        stack.extend(node.input)
+    return True
 
 
 def take_branches(graph: Graph, shell: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> list[str]:
