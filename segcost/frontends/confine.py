@@ -119,7 +119,7 @@ class ExternalData:
         if normalized == ".." or normalized.startswith("../"):  # said before looking at the disk
             raise InputError(f"{where}: path escapes the model's directory {self.base}")
         held = self._open(location, where)
-        expected = _tensor_nbytes(tensor)
+        expected = tensor_nbytes(tensor.data_type, prod(tensor.dims))   # sub-byte types packed
         # ASCII digits only, as onnxruntime reads them (Python's int() also takes "4_0", " 4", "٤")
         offset = parse_count(entries["offset"], f"{where}: offset") if "offset" in entries else 0
         length = parse_count(entries["length"], f"{where}: length") if "length" in entries else expected
@@ -234,10 +234,6 @@ class ModelSource:
         finally:
             self.external.inlined_bytes = inlined
         return model
-
-
-def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    return tensor_nbytes(tensor.data_type, prod(tensor.dims))
 
 
 def confine_external_tensors(model: onnx.ModelProto, top_level_attributes, external: ExternalData | None) -> None:
