@@ -92,6 +92,7 @@ def test_count_and_target_match_the_cli(model_file, run_cli):
     # what the CLI refuses as options it would ignore (breaker10 R3: these passed)
     (lambda: segcost.check(None, max_gmacs=10, target="tda4vm"), "used only with max_latency_ms"),
     (lambda: segcost.check(None, max_gmacs=10, rules="nonexistent-rules"), "rules needs verify"),
+    (lambda: segcost.check(None, max_gmacs=10, verify=True, rules=""), "unknown rule set ''"),   # as the CLI
 ])
 def test_errors_are_the_cli_error_classes(call, message):
     with pytest.raises(segcost.InputError, match=message) as raised:

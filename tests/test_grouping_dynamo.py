@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
@@ -74,6 +77,25 @@ def test_node_metadata_props_survive_the_ir_round_trip():
 ])
 def test_module_scopes_reads_only_a_rooted_list_of_names(text, scopes):
     assert module_scopes({"pkg.torch.onnx.name_scopes": text}) == scopes
+
+
+_TEXT_CHARS = st.sampled_from([*"ab.'\"\\ ,[]\n\r\x00\t", "\ud800", "é"])
+_NAMES = st.lists(st.text(_TEXT_CHARS, max_size=5), max_size=4)
+
+
+@pytest.mark.filterwarnings("ignore:invalid escape sequence")   # literal_eval of "\\ " and such
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.text(_TEXT_CHARS, max_size=30),
+                 _NAMES.map(lambda names: "['', " + ", ".join(f"'{name}'" for name in names) + "]")))
+def test_module_scopes_reads_what_literal_eval_reads(text):
+    """The fast path for torch's plain repr gives what ast.literal_eval gives, escapes and odd characters too."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = None
+    rooted = (isinstance(value, list) and len(value) >= 3 and value[0] == ""
+              and all(isinstance(name, str) and name for name in value[1:]))
+    assert module_scopes({"pkg.torch.onnx.name_scopes": text}) == (tuple(value[1:-1]) if rooted else ())
 
 
 def test_cli_groups_a_dynamo_style_model_by_module(run_cli, tmp_path):

@@ -6,7 +6,7 @@ from segcost.analyzer.control_flow import CONTROL_FLOW_OPS, UNBOUNDED, control_f
 from segcost.analyzer.conventions import category_subtotals, split_flops
 from segcost.analyzer.grouping import group_layers, module_scopes
 from segcost.analyzer.layers import LayerSignature, LayerTable
-from segcost.analyzer.memory import peak_activation_bytes
+from segcost.analyzer.memory import BufferSizes, node_buffer_sizes, peak_activation_bytes
 from segcost.analyzer.registry import (
     COUNTED,
     SHAPE_UNKNOWN,
@@ -111,7 +111,7 @@ class _Walk:
         append_activation_bytes, append_signature = table.activation_bytes.append, table.signature_index.append
         # per scheduled node, the bytes of each input (and subgraph read) and output, None for a constant or
         # an omitted tensor: what peak_activation_bytes reads (for a node of a known kinds key, no look-up)
-        self.buffer_sizes: list[tuple[tuple[int | None, ...], tuple[int | None, ...]]] = []
+        self.buffer_sizes: list[BufferSizes] = []
         append_sizes = self.buffer_sizes.append
         # LayerSignature -> its index in table.signatures: equal outcomes of any rule share one
         self._signature_ids: dict[LayerSignature, int] = {}
@@ -128,7 +128,7 @@ class _Walk:
         # constant an initializer, no forwarders, no tensor named "".
         # ({the layer's outcome, activation bytes, (input position, params, bytes) of each weight read,
         # buffer sizes})
-        layers_of_kinds: dict[tuple, tuple[_Outcome, int, tuple[tuple[int, int, int], ...], tuple]] = {}
+        layers_of_kinds: dict[tuple, tuple[_Outcome, int, tuple[tuple[int, int, int], ...], BufferSizes]] = {}
         counted = 0   # layers COUNTED through layers_of_kinds, added to coverage.counted after the walk
         for key, node in zip(order, self.scheduled):
             inputs, outputs, op_type, domain = node.inputs, node.outputs, node.op_type, node.domain
@@ -241,9 +241,7 @@ class _Walk:
             append_weight_bytes(weight_bytes + subgraph_weight_bytes)
             append_activation_bytes(activation_bytes)
             append_signature(signature_index)
-            buffers = (tuple([None if not tensor or tensor in constants else nbytes(tensor)
-                              for tensor in (node.all_inputs if node.implicit_inputs else inputs)]),
-                       tuple([None if not tensor or tensor in constants else nbytes(tensor) for tensor in outputs]))
+            buffers = node_buffer_sizes(node, nbytes, constants)
             append_sizes(buffers)
             if kinds_key is not None and not (not domain and op_type in CONTROL_FLOW_OPS):
                 # every constant is an initializer here (`plain`), its kind telling its shape and dtype

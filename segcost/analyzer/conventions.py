@@ -123,11 +123,6 @@ def op_category(domain: str, op_type: str) -> str | None:
     return _CATEGORY_OF_OP.get((domain, op_type))
 
 
-def category_of(layer: LayerCost) -> str | None:
-    """The category of the layer's op type (Relu: activation), or None (MAC layers, ops in no category)."""
-    return _CATEGORY_OF_OP.get((layer.domain, layer.op_type))
-
-
 def split_flops(op_type: str, domain: str, flops: int, bias_flops: int = 0,
                 category_flops: Iterable[tuple[str, int]] = ()) -> tuple[tuple[str, int], ...]:
     """A layer's non-MAC `flops` by category: (category, flops) pairs in CATEGORIES order, none 0.

@@ -38,6 +38,12 @@ def peak_activation_bytes(graph: Graph, nodes: Sequence[Node], tensor_bytes: Cal
 BufferSizes = tuple[tuple[int | None, ...], tuple[int | None, ...]]
 
 
+def node_buffer_sizes(node: Node, tensor_bytes: Callable[[str], int], constants: set[str]) -> BufferSizes:
+    """(bytes of each of node.all_inputs, bytes of each of its outputs), None for a constant or an omitted tensor."""
+    return (tuple([None if not tensor or tensor in constants else tensor_bytes(tensor) for tensor in node.all_inputs]),
+            tuple([None if not tensor or tensor in constants else tensor_bytes(tensor) for tensor in node.outputs]))
+
+
 def _peak_backwards(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[[str], int], constants: set[str],
                     buffer_sizes: Sequence[BufferSizes] | None = None) -> int | None:
     """The peak from a sweep from the last node to the first, or None when the graph needs the forward replay
@@ -46,10 +52,7 @@ def _peak_backwards(graph: Graph, nodes: Sequence[Node], tensor_bytes: Callable[
     given). The sweep finds a tensor produced twice itself (a set of the outputs swept: 100k nodes' outputs
     gathered into a list and a set before the sweep were a quarter of the peak's time)."""
     if buffer_sizes is None:
-        buffer_sizes = [(tuple([None if not tensor or tensor in constants else tensor_bytes(tensor)
-                                for tensor in node.all_inputs]),
-                         tuple([None if not tensor or tensor in constants else tensor_bytes(tensor)
-                                for tensor in node.outputs])) for node in nodes]
+        buffer_sizes = [node_buffer_sizes(node, tensor_bytes, constants) for node in nodes]
     graph_inputs = set(graph.inputs)
     # live: the buffers live across the boundary before the step being looked at; graph outputs to the end
     live = {tensor: tensor_bytes(tensor) for tensor in graph.outputs if tensor and tensor not in constants}

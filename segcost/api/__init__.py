@@ -211,8 +211,8 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         raise InputError("rules needs verify=True")
     graph, path = load_graph(model, input_shape)
     label = name or path or graph.info.path or "model"
-    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify, rules=rules or "current",
-                         allow_partial=allow_partial)
+    budget = ModelBudget(name=label, source=path or label, target=target, verify=verify,
+                         rules="current" if rules is None else rules, allow_partial=allow_partial)
     for key, value in limits.items():
         setattr(budget, key, value)
     result = Check([check_graph(budget, graph)])

@@ -64,7 +64,7 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
 
         parse_group_by(group_by)   # a bad key is an error before the model is loaded
     categories = parse_counted(counted)
-    _refuse_ignored_options(fmt, top, group_by or ("op_type" if by_op else None), categories, strict, target, symbolic)
+    _refuse_ignored_options(fmt, top, group_by or ("op_type" if by_op else None), categories, target, symbolic)
     check_outputs({"-o": output}, {"MODEL": model, "--target": target})
     if symbolic:
         from segcost.commands.symbolic import symbolic_report
@@ -78,12 +78,12 @@ def analyze(model: str | None, input_shapes: tuple[str, ...], fmt: str, output: 
                      categories)
 
 
-def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, categories: list[str], strict: bool,
+def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, categories: list[str],
                             target: str | None, symbolic: bool) -> None:
     """An option the chosen report would not use is an error, not silently dropped."""
-    ignored = []
     if symbolic:   # its options: NEEDS
         return
+    ignored = []
     if fmt == "html":   # its stage charts take --group-by prefix[:DEPTH]; nothing else groups
         ignored = [name for name, given in (("--group-by/--by-op (other than prefix[:DEPTH])",
                                              group_by and not group_by.startswith("prefix")),

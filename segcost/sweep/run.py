@@ -45,9 +45,9 @@ from statistics import median
 from typing import Any
 
 from segcost.errors import InputError
+from segcost.frontends.torch import parse_factory_args
 from segcost.sweep.points import Point, builder_parts
 from segcost.sweep.progress import report_step, set_step_sink
-from segcost.sweep.spec import factory_arguments
 from segcost.targets.run_bounds import bound_run_memory, bounded_session
 
 ERROR_TEXT_LIMIT = 500
@@ -333,7 +333,7 @@ def build_module(point: Point) -> Any:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError) as error:
         raise InputError(f"{point.model}: cannot import ({error})") from None
-    arguments = factory_arguments(point.factory_args)   # spec.py refused num_classes/width_mult among them
+    arguments = parse_factory_args(point.factory_args)   # spec.py refused num_classes/width_mult among them
     if point.num_classes is not None:
         arguments["num_classes"] = point.num_classes
     if point.width_mult is not None:

@@ -46,6 +46,7 @@ from typing import Any
 from segcost.errors import InputError
 from segcost.fileio.paths import check_path_text
 from segcost.fileio.reads import read_toml_file
+from segcost.frontends.torch import parse_factory_args
 
 MEASURES = ("macs", "params", "latency", "findings", "ort_latency")
 DEFAULT_MEASURES = ("macs", "params")
@@ -311,13 +312,6 @@ def _model_entry(item: Any, index: int, source: str, sizes, classes, widths, wid
                       factory_args)
 
 
-def factory_arguments(items: tuple[str, ...]) -> dict[str, Any]:
-    """The keyword arguments of "KEY=VALUE" strings, parsed as `analyze --factory-arg` parses them."""
-    from segcost.frontends.torch import parse_factory_args
-
-    return parse_factory_args(items)
-
-
 def _factory_args(value: Any, source: str, key: str) -> tuple[str, ...]:
     """A list of "KEY=VALUE" strings, each KEY once and none of them an axis keyword; returned sorted by KEY."""
     items = _list(value, source, key)
@@ -326,7 +320,7 @@ def _factory_args(value: Any, source: str, key: str) -> tuple[str, ...]:
     keys = []
     for index, item in enumerate(items):
         try:
-            (argument,) = factory_arguments((item,))
+            (argument,) = parse_factory_args((item,))
         except InputError as error:
             raise InputError(f"{source}: {key}[{index}]: {error}") from None
         if argument in AXIS_KEYWORDS:
