@@ -240,7 +240,8 @@ def _file_loader(path: Path, input_name: str, input_shape: tuple[int, ...], mean
                  dtype: np.dtype) -> Callable[[], Sample]:
     def load() -> Sample:
         if path.suffix.lower() in ARRAY_SUFFIXES:
-            key = npz_keys(path)[0] if path.suffix.lower() == ".npz" and npz_keys(path) else None
+            keys = npz_keys(path) if path.suffix.lower() == ".npz" else []
+            key = keys[0] if keys else None
             return Sample({input_name: _check_shape(_read_samples(path, input_shape, 1, key), input_shape,
                                                     str(path), dtype)})
         image = read_image(path)
