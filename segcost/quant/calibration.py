@@ -380,8 +380,9 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
     y1, x1 = np.minimum(y0 + 1, in_h - 1), np.minimum(x0 + 1, in_w - 1)
     wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    top = image[y0][:, x0] * (1 - wx) + image[y0][:, x1] * wx
-    bottom = image[y1][:, x0] * (1 - wx) + image[y1][:, x1] * wx
+    above, below = image[y0], image[y1]   # out_h × W_in rows, each gathered once
+    top = above[:, x0] * (1 - wx) + above[:, x1] * wx
+    bottom = below[:, x0] * (1 - wx) + below[:, x1] * wx
     return top * (1 - wy) + bottom * wy
 
 
