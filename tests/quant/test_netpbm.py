@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from segcost.errors import InputError
-from segcost.quant.calibration import MAX_IMAGE_PIXELS, read_image
+from segcost.quant.images import MAX_IMAGE_PIXELS, read_image
 
 
 def _write(tmp_path, name, data):
@@ -59,7 +59,7 @@ def test_png_pixel_count_bounded_before_decoding(tmp_path):
 
 def test_large_image_resized_before_it_becomes_float(tmp_path):
     """The input is computed from the uint8 pixels: same values as resizing a float copy, without that copy."""
-    from segcost.quant.calibration import image_to_input, pixels_to_input, resize_bilinear
+    from segcost.quant.images import image_to_input, pixels_to_input, resize_bilinear
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
