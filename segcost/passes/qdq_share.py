@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segcost.ir import Graph, Initializer, Node
+from segcost.ir import Graph, Initializer, Node, is_static_shape
 from segcost.passes._infra import PassBase, PassResult
 from segcost.passes.qdq import DEQUANTIZE, QUANTIZE, _constant, requantize_biases
 from segcost.passes.qdq_clips import RemovedClip
@@ -121,6 +121,8 @@ def _empty(graph: Graph, tensor: str) -> bool:
     shape = graph.shape(tensor)
     if shape is not None and any(dim == 0 for dim in shape):
         return True
+    if is_static_shape(shape) and all(dim > 0 for dim in shape):
+        return False   # known to hold values: a constant input is dequantized once, by the caller
     values = _constant_input(graph, tensor)
     return values is not None and values.size == 0
 

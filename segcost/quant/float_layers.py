@@ -40,6 +40,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from segcost.quant.prepare import PER_CHANNEL_MIN_OPSET, model_opset
+
 __all__ = ["PROPAGATED", "WEIGHT_QUANTIZED_OPS", "is_pinned_input", "pin_float_layers", "pin_notes"]
 
 # Ops onnxruntime's WeightBiasQuantization quantizes (their weight is input 1, their bias input 2).
@@ -48,7 +50,6 @@ _ACTIVATIONS = frozenset({"Relu", "Clip"})   # allowed between the layer and its
 # Ops onnxruntime's QDQPropagationTransformer moves a DequantizeLinear forward / a QuantizeLinear back across
 # (qdq_propagation.cc, CanNodePropagate): a float layer behind one of them meets condition 1 or 2 after it.
 PROPAGATED = frozenset({"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"})
-PER_AXIS_MIN_OPSET = 13
 PINNED_SUFFIX = "_float_input"   # the name of a layer's own DequantizeLinear: <layer>_float_input
 
 
@@ -57,10 +58,6 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
     copy = onnx.NodeProto()
     copy.CopyFrom(node)
     return copy
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
 
 
 def is_pinned_input(scale: np.ndarray | None) -> bool:
@@ -149,6 +146,7 @@ def pin_float_layers(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
         for tensor in node.input:
             readers.setdefault(tensor, []).append(node)
     outputs = {output.name for output in graph.output}
+    per_axis = model_opset(model) >= PER_CHANNEL_MIN_OPSET   # a DequantizeLinear's `axis` attribute
     shapes: dict[str, list[int | None]] | None = None
     pinned: list[str] = []
     replaced: set[str] = set()
@@ -170,7 +168,7 @@ def pin_float_layers(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
         if shapes is None:
             shapes = _declared_shapes(model)
         where = _axis_and_size(_channels(node, weight) if direct else None, shapes.get(dequantize.output[0]))
-        if where is None or _opset(model) < PER_AXIS_MIN_OPSET:
+        if where is None or not per_axis:
             unpinned.append(node.name)
             nodes.append(node)
             continue

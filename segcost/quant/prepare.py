@@ -36,24 +36,25 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def _opset(model: onnx.ModelProto) -> int:
+def model_opset(model: onnx.ModelProto) -> int:
+    """The model's default-domain opset version (0 when it imports none)."""
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
 
 
 def prepare_for_quantizer(model: onnx.ModelProto, per_channel: bool) -> Prepared:
     """Return a copy of `model` that onnxruntime's quantizer handles, and what to restore after."""
     prepared = Prepared(model, per_channel)
-    if per_channel and _opset(model) < PER_CHANNEL_MIN_OPSET:
+    if per_channel and model_opset(model) < PER_CHANNEL_MIN_OPSET:
         from onnx import version_converter
 
         try:
             prepared.model = version_converter.convert_version(model, PER_CHANNEL_MIN_OPSET)
             onnx.checker.check_model(prepared.model)
-            prepared.notes.append(f"opset {_opset(model)} upgraded to {PER_CHANNEL_MIN_OPSET} "
+            prepared.notes.append(f"opset {model_opset(model)} upgraded to {PER_CHANNEL_MIN_OPSET} "
                                   "(per-channel DequantizeLinear needs 13)")
         except Exception as error:  # noqa: BLE001 - the converter raises many types for ops it cannot map
             prepared.per_channel = False
-            prepared.notes.append(f"opset {_opset(model)} could not be upgraded to {PER_CHANNEL_MIN_OPSET} "
+            prepared.notes.append(f"opset {model_opset(model)} could not be upgraded to {PER_CHANNEL_MIN_OPSET} "
                                   f"({type(error).__name__}); weights use per-tensor scales")
     if prepared.per_channel:
         copy = None

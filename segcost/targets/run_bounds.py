@@ -32,9 +32,9 @@ import onnx
 
 from segcost.analyzer.memory import peak_activation_bytes
 from segcost.errors import InputError
-from segcost.ir import Graph, is_static_shape, tensor_nbytes
+from segcost.ir import Graph, is_static_shape
 from segcost.ir.runtime import open_session
-from segcost.targets.workspace import workspace_bytes
+from segcost.targets.workspace import typed_bytes, workspace_bytes
 
 MAX_RUN_TENSOR_BYTES = 1 << 30   # any one tensor a run computes
 MAX_RUN_PEAK_BYTES = 2 << 30     # live activations at once, by liveness over the graph's order
@@ -74,8 +74,7 @@ def bound_run_memory(graph: Graph, what: str, hint: str = "") -> int:
             inferred = f" (inferred: {list(shape)})" if shape is not None else ""
             raise InputError(f"{what}: tensor {name!r} has no static shape{inferred}, so its memory cannot "
                              f"be bounded before running{hint}")
-        elements = prod(shape)   # an element of unknown size counts 1 byte
-        size = sizes[name] = tensor_nbytes(graph.dtype(name), elements) or elements
+        size = sizes[name] = typed_bytes(graph, name, prod(shape))
         if size > MAX_RUN_TENSOR_BYTES:
             raise InputError(f"{what}: tensor {name!r} {list(shape)} needs {size:,} bytes, over the "
                              f"{MAX_RUN_TENSOR_BYTES:,}-byte bound per tensor{hint}")

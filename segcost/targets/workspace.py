@@ -27,7 +27,7 @@ from math import prod
 from segcost.analyzer.rules.einsum import einsum_largest_intermediate
 from segcost.ir import Graph, Node, is_static_shape, tensor_nbytes
 
-__all__ = ["WORKSPACE_RULES", "workspace_bytes"]
+__all__ = ["WORKSPACE_RULES", "typed_bytes", "workspace_bytes"]
 
 Shapes = list[tuple[int, ...]]
 Rule = Callable[[Graph, Node, Shapes, "tuple[int, ...] | None"], int]
@@ -43,8 +43,9 @@ def _rule(*op_types: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def _bytes(graph: Graph, tensor: str, elements: int) -> int:
-    """`elements` elements of `tensor`'s type, packed (tensor_nbytes); 1 byte each for an unknown type."""
+def typed_bytes(graph: Graph, tensor: str, elements: int) -> int:
+    """Bytes of `elements` elements of `tensor`'s type, packed (segcost.ir.tensor_nbytes); 1 byte each for an
+    unknown type (the one rule for run_bounds' tensor sizes and the scratch rules here)."""
     return tensor_nbytes(graph.dtype(tensor), elements) or elements
 
 
@@ -60,7 +61,7 @@ def _einsum(graph: Graph, node: Node, shapes: Shapes, output: tuple[int, ...] | 
     if not isinstance(equation, str):
         return 0
     largest = einsum_largest_intermediate(equation, shapes, f"node {node.name!r} (Einsum)")
-    return _bytes(graph, node.outputs[0], EINSUM_COPIES * largest)
+    return typed_bytes(graph, node.outputs[0], EINSUM_COPIES * largest)
 
 
 @_rule("ConvTranspose")
@@ -68,7 +69,7 @@ def _conv_transpose(graph: Graph, node: Node, shapes: Shapes, output: tuple[int,
     """col2im buffer (C_out/group)·prod(kernel)·prod(input spatial) elements (onnxruntime cpu/nn/conv_transpose.cc)."""
     if len(shapes) < 2 or len(shapes[0]) < 3 or len(shapes[1]) < 3:
         return 0
-    return _bytes(graph, node.outputs[0], prod(shapes[1][1:]) * prod(shapes[0][2:]))
+    return typed_bytes(graph, node.outputs[0], prod(shapes[1][1:]) * prod(shapes[0][2:]))
 
 
 def _pointwise(node: Node, weight: tuple[int, ...]) -> bool:
@@ -157,7 +158,7 @@ def _resize(graph: Graph, node: Node, shapes: Shapes, output: tuple[int, ...] | 
     channels, height_in, _, _, width_out = dims
     mode = _text(node, "mode", "nearest")
     if int(node.attr("antialias", 0) or 0) and mode != "nearest":
-        return _bytes(graph, node.inputs[0], channels * height_in * width_out)
+        return typed_bytes(graph, node.inputs[0], channels * height_in * width_out)
     if mode == "cubic":
         return CUBIC_CACHE_ENTRY_BYTES * width_out * (height_in + 3)
     return 0
@@ -179,7 +180,7 @@ def _grid_sample(graph: Graph, node: Node, shapes: Shapes, output: tuple[int, ..
         return 0
     if _text(node, "mode", "linear") not in ("linear", "bilinear") or _text(node, "padding_mode", "zeros") != "zeros":
         return 0
-    plan = GRID_PLAN_BYTES.get(_bytes(graph, node.inputs[0], 1), GRID_PLAN_BYTES[8])
+    plan = GRID_PLAN_BYTES.get(typed_bytes(graph, node.inputs[0], 1), GRID_PLAN_BYTES[8])
     return plan * shapes[1][1] * shapes[1][2]
 
 
@@ -257,7 +258,7 @@ def _unique(graph: Graph, node: Node, shapes: Shapes, output: tuple[int, ...] | 
         return 0
     slices = shape[axis]
     indices = 24 * (elements // 2) + (24 * elements if slices > elements // 2 else 0)   # reserve, then doubled
-    return 8 * elements + indices + (64 + 32) * slices + _bytes(graph, node.inputs[0], elements)
+    return 8 * elements + indices + (64 + 32) * slices + typed_bytes(graph, node.inputs[0], elements)
 
 
 def workspace_bytes(graph: Graph, node: Node) -> int:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from segcost.errors import InputError
-from segcost.quant.calibration import MAX_IMAGE_PIXELS, read_image
+from segcost.quant.images import MAX_IMAGE_PIXELS, read_image
 
 
 def _write(tmp_path, name, data):
@@ -47,7 +47,8 @@ def test_truncated(tmp_path, data):
 
 
 def test_png_pixel_count_bounded_before_decoding(tmp_path):
-    """A 9400x9400 one-colour PNG is 0.26 MB on disk and 2.4 GB once decoded and made float: refused from its header."""
+    """A 9000x8000 one-colour PNG is under 2 MB on disk and 1.7 GB once decoded and made float64: refused from its
+    header."""
     image_module = pytest.importorskip("PIL.Image")
     path = tmp_path / "big.png"
     image_module.new("RGB", (9000, 8000)).save(path, optimize=True)
@@ -58,7 +59,7 @@ def test_png_pixel_count_bounded_before_decoding(tmp_path):
 
 def test_large_image_resized_before_it_becomes_float(tmp_path):
     """The input is computed from the uint8 pixels: same values as resizing a float copy, without that copy."""
-    from segcost.quant.calibration import image_to_input, pixels_to_input, resize_bilinear
+    from segcost.quant.images import image_to_input, pixels_to_input, resize_bilinear
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
