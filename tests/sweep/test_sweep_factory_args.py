@@ -93,3 +93,51 @@ def test_factory_args_are_checked_when_the_spec_is_read(entry, message):
     with pytest.raises(InputError, match="axes.models\\[0\\].factory_args") as error:
         parse_spec(_spec(entry), "s.toml")
     assert message in str(error.value)
+
+
+def swallowing_factory(classes: int = 1, **keywords):
+    """segmentation_models_pytorch's form: the class count is `classes=`; other keywords are taken and ignored."""
+    from torch import nn
+
+    return nn.Conv2d(3, classes, 1).eval()
+
+
+def widening_factory(num_classes: int = 4, **keywords):
+    """A factory that uses width_mult although it takes it through **kwargs: 8·width_mult hidden channels."""
+    from torch import nn
+
+    hidden = max(1, round(8 * keywords.get("width_mult", 1.0)))
+    return nn.Sequential(nn.Conv2d(3, hidden, 1), nn.Conv2d(hidden, num_classes, 1)).eval()
+
+
+def _run_sweep(run_cli, tmp_path, monkeypatch, factory: str, entry: str, axes: str = "") -> list[dict]:
+    monkeypatch.chdir(REPO)   # the sweep's search path for the factory's module
+    spec = tmp_path / f"{factory}.toml"
+    spec.write_text(textwrap.dedent(f"""
+        measures = ["macs"]
+        [axes]
+        models = [{{ model = "tests.sweep.test_sweep_factory_args:{factory}", {entry} }}]
+        input_sizes = ["16x8"]
+        """) + axes)
+    output = tmp_path / f"{factory}.csv"
+    run_cli("sweep", str(spec), "-o", str(output), "--workers", "1", "-q", "--trust-model-code")
+    return read_table(output)
+
+
+@pytest.mark.torch
+def test_a_num_classes_the_factory_ignores_is_an_error_row_not_a_mislabelled_model(run_cli, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    rows = _run_sweep(run_cli, tmp_path, monkeypatch, "swallowing_factory", 'num_classes = [3, 19]')
+    assert [row["status"] for row in rows] == ["error", "error"]
+    assert all("num_classes=" in row["error"] and "1 channels" in row["error"] for row in rows)
+
+
+@pytest.mark.torch
+def test_a_width_the_factory_ignores_is_an_error_row_and_one_it_uses_is_measured(run_cli, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    ignored = _run_sweep(run_cli, tmp_path, monkeypatch, "swallowing_factory", "width_multipliers = [0.5]")
+    assert [row["status"] for row in ignored] == ["error"] and "width_mult=0.5" in ignored[0]["error"]
+    used = _run_sweep(run_cli, tmp_path, monkeypatch, "widening_factory", "width_multipliers = [0.5, 2.0]",
+                      "num_classes = [4]\n")
+    assert [row["status"] for row in used] == ["ok", "ok"]
+    assert [row["macs"] for row in used] == [(3 * 4 + 4 * 4) * 128, (3 * 16 + 16 * 4) * 128]
