@@ -75,7 +75,14 @@ class OptimizeResult:
 
 
 def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
-    names = list(names or DEFAULT_PIPELINE)
+    """The PassManager running `names` (None: DEFAULT_PIPELINE) to a fixed point.
+
+    Raises:
+        InputError: an unknown pass name, or an empty list (not read as "the default").
+    """
+    names = list(DEFAULT_PIPELINE if names is None else names)
+    if not names:   # an empty list is not "the default": say so (the CLI's --passes '' is "unknown pass ''")
+        raise InputError("passes is empty: name the passes to run, or give None for the whole pipeline")
     unknown = [name for name in names if name not in PASSES]
     if unknown:
         raise InputError(f"unknown pass {unknown[0]!r} (known: {', '.join(PASSES)})")

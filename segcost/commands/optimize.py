@@ -99,7 +99,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         options = QuantizeOptions(calibration=calib, calib_size=calib_size, per_channel=per_channel,
                                   pow2_scales=pow2_scales, method=method, target=target,
                                   exclude_nodes=tuple(filter(None, exclude_nodes.split(","))))
-    result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
+    result = optimize_model(graph, passes.split(",") if passes is not None else None, rules=rules, check=check,
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
                             progress=_calibration_progress, eval_size=eval_size,
                             measure_runs=measure_runs if int8 else None, mixed=mixed_options)
