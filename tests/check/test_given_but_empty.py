@@ -1,8 +1,9 @@
 """An option or argument given as an empty value is refused, never read as "not given" (the default).
 
-`x or default` had turned `--config ''`, `--target ''`, `--max-increase ''`, `--passes ''`, and the API's
-target="", name="" and passes=[] into the default; a budgets file's rules = "" is refused as the CLI's
---rules '' and the API's rules="" are.
+`x or default` had turned `--config ''`, `--target ''`, `--max-increase ''`, `--passes ''`, `--eval ''`, and
+the API's target="", name="", passes=[], eval_data="" and eval_size=0 into the default, and Path('') had read
+`--calib ''` as the working folder; a budgets file's rules = "" is refused as the CLI's --rules '' and the
+API's rules="" are.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import segcost
 def conv_model(path) -> str:
     weight = nh.from_array(np.ones((4, 3, 3, 3), np.float32), "W")
     graph = h.make_graph([h.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1], name="conv")], "g",
-                         [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+                         [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], [weight])
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
     return str(path)
 
@@ -86,11 +87,22 @@ def test_empty_passes_is_refused_not_the_whole_pipeline(folder, run_cli):
     assert not (folder / "out.onnx").exists()
 
 
+@pytest.mark.parametrize("option", ["--calib", "--eval"])
+def test_empty_calibration_or_evaluation_data_is_refused_not_the_working_folder(folder, run_cli, option):
+    np.save(folder / "data.npy", np.zeros((2, 3, 16, 16), np.float32))   # the working folder has usable data
+    code, _, err = run_cli("optimize", "m.onnx", "--int8", "--calib-size", "2", option, "", "-o", "out.onnx")
+    one_error(code, err, f"{option}: empty path")
+    assert not (folder / "out.onnx").exists()
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: segcost.analyze("m.onnx", target=""), "empty path"),
     (lambda: segcost.check("m.onnx", max_latency_ms=100.0, target=""), "target: empty path"),
     (lambda: segcost.check("m.onnx", max_gmacs=1.0, name=""), "name must be a non-empty string"),
     (lambda: segcost.optimize("m.onnx", passes=[]), "passes is empty"),
+    (lambda: segcost.quantize("m.onnx", calib_size=2, eval_data=""), "empty path"),   # was: the calibration data
+    (lambda: segcost.quantize("m.onnx", calib_size=2, eval_size=0), "sample count 0"),   # was: calib_size
+    (lambda: segcost.quantize("m.onnx", calibration=""), "empty path"),   # was: the working folder
 ])
 def test_api_empty_values_are_refused(folder, call, message):
     with pytest.raises(segcost.InputError, match=message) as raised:
