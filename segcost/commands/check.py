@@ -144,7 +144,7 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules, allow_partial)
     allowed_growth = parse_percent("0%" if max_increase is None else max_increase)
     plan = _plan(output, budgets, config, baseline=baseline)
-    previous = read_baseline(baseline) if baseline else None
+    previous = read_baseline(baseline) if baseline is not None else None   # --baseline '' is refused there
     checks = [check_model(budget) for budget in budgets]
     result = CheckResult(checks)
     if previous is not None:

@@ -1,9 +1,9 @@
 """An option or argument given as an empty value is refused, never read as "not given" (the default).
 
-`x or default` had turned `--config ''`, `--target ''`, `--max-increase ''`, `--passes ''`, `--eval ''`, and
-the API's target="", name="", passes=[], eval_data="" and eval_size=0 into the default, and Path('') had read
-`--calib ''` as the working folder; a budgets file's rules = "" is refused as the CLI's --rules '' and the
-API's rules="" are.
+`x or default` had turned `--config ''`, `--target ''`, `--max-increase ''`, `--passes ''`, `--eval ''`,
+`--baseline ''`, and the API's target="", name="", passes=[], eval_data="" and eval_size=0 into the default,
+and Path('') had read `--calib ''` and a model path '' as the working folder; a budgets file's rules = ""
+is refused as the CLI's --rules '' and the API's rules="" are.
 """
 
 from __future__ import annotations
@@ -85,6 +85,20 @@ def test_empty_passes_is_refused_not_the_whole_pipeline(folder, run_cli):
     code, _, err = run_cli("optimize", "m.onnx", "--passes", "", "-o", "out.onnx")
     one_error(code, err, "unknown pass ''")
     assert not (folder / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("extra", [(), ("--max-increase", "5")])
+def test_empty_baseline_is_refused_not_dropped(folder, run_cli, extra):
+    code, _, err = run_cli("check", "m.onnx", "--max-gmacs", "1", "--baseline", "", *extra)   # was: exit 0
+    one_error(code, err, "baseline: empty path")   # with --max-increase it was "needs --baseline"
+
+
+@pytest.mark.parametrize("args", [("analyze", ""), ("check", "", "--max-gmacs", "1"), ("diff", "", "m.onnx"),
+                                  ("baseline", "save", "", "-o", "b.json"), ("optimize", "", "-o", "out.onnx")])
+def test_empty_model_path_is_refused_not_the_working_folder(folder, run_cli, args):
+    code, out, err = run_cli(*args)   # was ".: is a directory": Path('') is the working folder
+    one_error(code, err, "model: empty path")
+    assert out == "" and not (folder / "b.json").exists() and not (folder / "out.onnx").exists()
 
 
 @pytest.mark.parametrize("option", ["--calib", "--eval"])
