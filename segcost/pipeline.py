@@ -75,7 +75,14 @@ class OptimizeResult:
 
 
 def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
-    names = list(names or DEFAULT_PIPELINE)
+    """The PassManager running `names` (None: DEFAULT_PIPELINE) to a fixed point.
+
+    Raises:
+        InputError: an unknown pass name, or an empty list (not read as "the default").
+    """
+    names = list(DEFAULT_PIPELINE if names is None else names)
+    if not names:   # an empty list is not "the default": say so (the CLI's --passes '' is "unknown pass ''")
+        raise InputError("passes is empty: name the passes to run, or give None for the whole pipeline")
     unknown = [name for name in names if name not in PASSES]
     if unknown:
         raise InputError(f"unknown pass {unknown[0]!r} (known: {', '.join(PASSES)})")
@@ -267,8 +274,10 @@ def optimize_model(graph: Graph, passes: list[str] | None = None, rules: str = "
         static_int8 = static_view(quantized.graph)
         costs = precision_costs(result.graph, static_float, static_int8, int8.target)  # full int8
         float_units: list[str] = []
-        name, shape = single_image_input(result.graph, eval_data or int8.calibration)
-        source = open_source(eval_data or int8.calibration, name, shape, eval_size or int8.calib_size, int8.seed,
+        # None is "not given"; an empty eval_data or a 0 eval_size is refused (open_source), not the calibration's
+        evaluation = int8.calibration if eval_data is None else eval_data
+        name, shape = single_image_input(result.graph, evaluation)
+        source = open_source(evaluation, name, shape, int8.calib_size if eval_size is None else eval_size, int8.seed,
                              int8.mean, int8.std, split="val", dtype=input_dtype(result.graph, name))
         if mixed is not None:
             from dataclasses import replace

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -166,3 +167,21 @@ def test_node_metadata_read_from_a_file_is_kept_whichever_nodes_have_it(tmp_path
     assert {node.name: node.metadata_props for node in graph.nodes.values()} == \
         {node.name: {entry.key: entry.value for entry in node.metadata_props} for node in model.graph.node}
     assert sum(bool(node.metadata_props) for node in graph.nodes.values()) == len(scoped)
+
+
+@pytest.mark.parametrize("text, scopes", [
+    (r"['', 'enc\d', 'enc\d.0', 'conv']", (r"enc\d", r"enc\d.0")),   # an invalid escape Python still reads
+    (r"['', 'a\N{no such name}', 'b']", ()),                          # unparsable escapes
+    (r"['', 'a\x', 'b']", ()),
+    (r"['', 'a\d', 'b'", ()),                                         # malformed literals
+    (r"['', 'a\d', 'b'] + ['c']", ()),
+    ("['', 'a', 'b']]", ()),
+    ("[" * 5000 + "]" * 5000, ()),                                     # nested beyond the parser's limit
+])
+@pytest.mark.parametrize("action", ["always", "error"])   # shown, or -W error: neither changes the result
+def test_module_scopes_odd_metadata_is_read_silently_or_has_no_scope(capfd, text, scopes, action):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter(action)
+        assert module_scopes({"pkg.torch.onnx.name_scopes": text}) == scopes
+    assert caught == []
+    assert capfd.readouterr() == ("", "")

@@ -180,6 +180,16 @@ def convention_totals(result: AnalysisResult, counted: list[str]) -> ConventionT
     return ConventionTotals(counted, subtotals, conv_gemm, conv_gemm + sum(subtotals[name] for name in counted))
 
 
+def counted_macs(layers: Iterable[LayerCost], counted: list[str]) -> list[int]:
+    """Each layer's share of the counted total (`analyze --count`): its conv/gemm MACs plus its
+    `flops_by_category` of the `counted` categories, so the list sums to convention_totals(...).macs."""
+    macs = layer_column(layers, "macs")
+    if not counted:
+        return macs
+    return [layer_macs + sum(parts.get(name, 0) for name in counted)
+            for layer_macs, parts in zip(macs, layer_column(layers, "flops_by_category"))]
+
+
 def convention_line(counted: list[str]) -> str:
     """The report header's one line on what the MAC total includes."""
     others = [name for name in CATEGORIES if name not in counted]

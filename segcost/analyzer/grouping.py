@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from itertools import compress, repeat
@@ -67,21 +68,32 @@ def module_scopes(metadata_props: Mapping[str, str]) -> tuple[str, ...]:
     Python list literal: the root module "", each enclosing module's qualified name, the FX node's
     name), with ast.literal_eval, which evaluates literals only. () without it, for a node at the
     model's top level, and for metadata that is not such a list (it is the file's, not torch's, to vouch for).
+    Metadata Python cannot parse (a malformed literal, a bad escape such as "\\N{x}") is () too: grouping
+    falls back to the layer's name, silently — the parser's own SyntaxWarning/DeprecationWarning for an
+    invalid escape ("\\d", which literal_eval still reads as backslash-d) is suppressed, as the file is
+    not the user's Python code. Never raises.
     """
     text = metadata_props.get(NAME_SCOPES)
     if not text or len(text) > _MAX_SCOPES_TEXT:
         return ()
-    if _PLAIN_LIST.fullmatch(text):
-        scopes = _PLAIN_NAME.findall(text)
-    else:
-        try:
-            scopes = ast.literal_eval(text)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return ()
+    scopes: object = _PLAIN_NAME.findall(text) if _PLAIN_LIST.fullmatch(text) else _literal(text)
     if not (isinstance(scopes, list) and len(scopes) >= 3 and scopes[0] == ""
             and all(isinstance(scope, str) and scope for scope in scopes[1:])):
         return ()
     return tuple(scopes[1:-1])
+
+
+def _literal(text: str) -> object:
+    """ast.literal_eval(text) without its parser's warnings; None when it is not a literal Python reads."""
+    # catch_warnings swaps the process-wide filters for the call (not thread-safe before 3.14's context-aware
+    # warnings); a lost warning elsewhere during these microseconds is the price of not printing a parser
+    # warning about a model file's metadata on every analyze
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
 
 
 def layer_prefix(name: str, depth: int, op_type: str = "", scopes: tuple[str, ...] = ()) -> str:

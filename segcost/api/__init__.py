@@ -60,7 +60,7 @@ def analyze(model: Any = None, input_shape: ShapeArg = None, *, count: str | Ite
     result.counted = categories
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (strict): " + ", ".join(result.coverage.unsupported))
-    if target:
+    if target is not None:   # target="" is refused by the profile loader, not ignored
         from segcost.passes import VerifyGroupedConvPass
         from segcost.pipeline import estimate_on_target
 
@@ -103,7 +103,7 @@ def optimize(model: Any = None, input_shape: ShapeArg = None, *, passes: list[st
         output: also write the optimized model there (atomically; never over the input file).
 
     Raises:
-        InputError: bad model or pass name. NumericsError: the optimized outputs differ.
+        InputError: bad model or pass name, or an empty `passes` list. NumericsError: the optimized outputs differ.
     """
     return _optimize(model, input_shape, passes, rules, check, output, None, None, None, None)
 
@@ -186,7 +186,7 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
     Raises:
         InputError: bad model, negative/NaN limit, no limit at all, max_increase without baseline, an
             argument the check would not use (as the CLI refuses it: `target` without max_latency_ms,
-            `rules` without verify).
+            `rules` without verify), an empty `target`, `rules` or `name` (never read as "not given").
     """
     from segcost.budget.budgets import ModelBudget, given_limits
     from segcost.budget.evaluate import (
@@ -195,6 +195,7 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         parse_percent,
         read_baseline,
     )
+    from segcost.fileio.paths import check_path_text
 
     limits = given_limits(str, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
                           max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
@@ -203,14 +204,18 @@ def check(model: Any = None, input_shape: ShapeArg = None, *, max_gmacs: float |
         raise InputError(f"max_increase must be a non-negative percentage, got {max_increase!r}")
     if baseline is None and increase:
         raise InputError("max_increase needs a baseline")
-    if max_latency_ms is not None and not target:
+    if target is not None:   # target="" is refused as the CLI's --target '' is, not taken for "no target"
+        check_path_text(target, "target")
+    if max_latency_ms is not None and target is None:
         raise InputError("max_latency_ms needs target")
     if target is not None and max_latency_ms is None:
         raise InputError("target is used only with max_latency_ms (a latency budget)")
     if rules is not None and not verify:
         raise InputError("rules needs verify=True")
+    if name is not None and (not isinstance(name, str) or not name):   # as the budgets file's name = ""
+        raise InputError(f"name must be a non-empty string, got {name!r}")
     graph, path = load_graph(model, input_shape)
-    label = name or path or graph.info.path or "model"
+    label = name if name is not None else path or graph.info.path or "model"
     budget = ModelBudget(name=label, source=path or label, target=target, verify=verify,
                          rules="current" if rules is None else rules, allow_partial=allow_partial)
     for key, value in limits.items():

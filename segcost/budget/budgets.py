@@ -63,7 +63,7 @@ def find_config(explicit: str | None, directory: Path | None = None) -> Path | N
     An explicit file that is not a regular file is refused by the reader (`load_budgets`);
     an implicit ./segcost.toml is used whatever it is, so a FIFO or device there is refused too.
     """
-    if explicit:
+    if explicit is not None:   # --config '' is refused (empty path), not read as "look for ./segcost.toml"
         return Path(check_path_text(explicit, "--config"))
     directory = directory or Path.cwd()
     if os.path.lexists(directory / "segcost.toml"):
@@ -190,7 +190,8 @@ def load_budgets(path: Path) -> list[ModelBudget]:
         if not isinstance(allow_partial, bool):
             raise InputError(f"{where}: allow_partial must be true or false, got {allow_partial!r}")
         budget.allow_partial = allow_partial
-        budget.rules = _string(entry, "rules", where) or "current"
+        rules = _string(entry, "rules", where)   # "" refused there, as --rules '' is: not the default
+        budget.rules = "current" if rules is None else rules
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{where}: max_latency_ms needs target = \"tda4vm\" (or another profile)")
         # what `check` refuses as options it would ignore (commands.check NEEDS), refused here too

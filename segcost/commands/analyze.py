@@ -90,7 +90,7 @@ def _refuse_ignored_options(fmt: str, top: int | None, group_by: str | None, cat
                                             ("--count", categories)) if given]
     elif fmt == "csv":
         ignored = [name for name, given in (("--count (CSV rows carry no totals)", categories),
-                                            ("--target (use --format json)", target)) if given]
+                                            ("--target (use --format json)", target is not None)) if given]
     if group_by and top is not None:
         ignored.append("--top (with --group-by)")
     if ignored:
@@ -115,7 +115,7 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
 
         timeline = activation_timeline(graph)
         findings = VerifyGroupedConvPass()(graph).findings
-    if target:
+    if target is not None:   # --target '' is refused by the profile loader, not ignored
         from segcost.pipeline import estimate_on_target
 
         estimate = estimate_on_target(graph, target)   # one path with `cost` and `check --max-latency-ms`

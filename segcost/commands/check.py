@@ -66,6 +66,7 @@ def _limit_options(function):
 def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[str, ...], limits: dict,
              target: str | None, verify: bool, rules: str, allow_partial: bool = False):
     from segcost.budget.budgets import ModelBudget, find_config, load_budgets
+    from segcost.fileio.paths import check_path_text
 
     config_path = find_config(config)
     configured = load_budgets(config_path) if config_path else []
@@ -82,15 +83,16 @@ def _budgets(models: tuple[str, ...], config: str | None, input_shapes: tuple[st
             setattr(budget, key, value)
         if input_shapes:
             budget.input_shapes = list(input_shapes)
-        if target:
-            budget.target = target
+        if target is not None:   # --target '' is refused, not left to the budgets file's target
+            budget.target = check_path_text(target, "--target")
         if verify:
             budget.verify, budget.rules = True, rules
         if allow_partial:
             budget.allow_partial = True
         if budget.max_latency_ms is not None and not budget.target:
             raise InputError(f"{budget.name}: --max-latency-ms needs --target")
-    if target and all(budget.max_latency_ms is None for budget in budgets):   # the needs table cannot see the file
+    # the needs table cannot see the budgets file
+    if target is not None and all(budget.max_latency_ms is None for budget in budgets):
         raise InputError("--target is used by latency budgets only: give --max-latency-ms (or max_latency_ms in "
                          "the budgets file)")
     return budgets
@@ -140,9 +142,9 @@ def check(ctx: click.Context, models, config, input_shapes, max_gmacs, max_param
     limits = given_limits(_flag, max_gmacs=max_gmacs, max_params_m=max_params_m, max_layer_gmacs=max_layer_gmacs,
                           max_unsupported_ops=max_unsupported_ops, max_latency_ms=max_latency_ms)
     budgets = _budgets(models, config, input_shapes, limits, target, verify, rules, allow_partial)
-    allowed_growth = parse_percent(max_increase or "0%")
+    allowed_growth = parse_percent("0%" if max_increase is None else max_increase)
     plan = _plan(output, budgets, config, baseline=baseline)
-    previous = read_baseline(baseline) if baseline else None
+    previous = read_baseline(baseline) if baseline is not None else None   # --baseline '' is refused there
     checks = [check_model(budget) for budget in budgets]
     result = CheckResult(checks)
     if previous is not None:

@@ -23,7 +23,7 @@ def html_extras(result: AnalysisResult, timeline: MemoryTimeline | None, estimat
             by_stage[key] = by_stage.get(key, 0.0) + layer.ms
         for stage in stages:
             stage.ms = by_stage.get(stage.name, 0.0)
-    if target:
+    if target is not None:
         from segcost.targets.cost_model import load_profile
 
         profile = load_profile(target)

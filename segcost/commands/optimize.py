@@ -74,7 +74,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
     from segcost.reports.passes import int8_failures, optimize_report, render_optimize
 
     mixed_options = _mixed_options(mixed, min_sqnr, max_float_layers)
-    _check_int8_numbers(calib_size, eval_size, max_drop)
+    _check_int8_numbers(calib_size, eval_size, max_drop, {"--calib": calib, "--eval": eval_data})
     if output is None:
         suffix = ".int8.onnx" if int8 else ".optimized.onnx"
         output = str(Path(model).with_suffix(suffix)) if model else "deeplabv3lite" + suffix
@@ -99,7 +99,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         options = QuantizeOptions(calibration=calib, calib_size=calib_size, per_channel=per_channel,
                                   pow2_scales=pow2_scales, method=method, target=target,
                                   exclude_nodes=tuple(filter(None, exclude_nodes.split(","))))
-    result = optimize_model(graph, passes.split(",") if passes else None, rules=rules, check=check,
+    result = optimize_model(graph, passes.split(",") if passes is not None else None, rules=rules, check=check,
                             after_each=_print_after if print_after_all else None, int8=options, eval_data=eval_data,
                             progress=_calibration_progress, eval_size=eval_size,
                             measure_runs=measure_runs if int8 else None, mixed=mixed_options)
@@ -150,13 +150,20 @@ def _mixed_options(mixed: bool, min_sqnr: float | None, max_float_layers: int | 
     return options
 
 
-def _check_int8_numbers(calib_size: int, eval_size: int | None, max_drop: float | None) -> None:
-    """InputError for a sample count over the bound (segcost.quant.calibration.MAX_SAMPLES) or a --max-drop that
-    is not a finite number >= 0 (NaN and inf disabled the gate, a negative value always failed), before any work."""
+def _check_int8_numbers(calib_size: int, eval_size: int | None, max_drop: float | None,
+                        data: dict[str, str | None]) -> None:
+    """InputError for a sample count over the bound (segcost.quant.calibration.MAX_SAMPLES), a --max-drop that
+    is not a finite number >= 0 (NaN and inf disabled the gate, a negative value always failed), or an empty
+    --calib/--eval (`data`; '' had read the working folder, --eval '' only after calibration), before any work."""
     import math
 
     from segcost.errors import InputError
+    from segcost.fileio.paths import check_path_text
     from segcost.quant.calibration import check_sample_count
+
+    for option, value in data.items():
+        if value is not None:
+            check_path_text(value, option)
 
     check_sample_count(calib_size, "--calib-size")
     if eval_size is not None:

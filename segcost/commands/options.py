@@ -78,7 +78,11 @@ DECIMAL = AsciiNumber(float)
 
 @dataclass(frozen=True)
 class _Condition:
-    """One alternative of a requirement: option `param` set (truthy), or equal to `value`; `negated`: not so."""
+    """One alternative of a requirement: option `param` set, or equal to `value`; `negated`: not so.
+
+    Set: a flag that is on, a repeatable option given at least once, any other option given a value —
+    an empty one too (`--baseline ''` is given, and refused by what reads it, not "needs --baseline").
+    """
 
     param: str
     text: str   # as the user types it: "--int8", "--backend ray"
@@ -87,7 +91,7 @@ class _Condition:
 
     def holds(self, params: Mapping[str, object]) -> bool:
         current = params.get(self.param)
-        met = bool(current) if self.value is None else current == self.value
+        met = current not in (None, False, ()) if self.value is None else current == self.value
         return met != self.negated
 
 

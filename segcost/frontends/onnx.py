@@ -30,6 +30,7 @@ from onnx import helper
 
 from segcost.errors import GraphError, InputError
 from segcost.fileio.numbers import parse_input_shapes  # re-exported: one parser of --input-shape text
+from segcost.fileio.paths import check_path_text
 from segcost.frontends.confine import (
     TENSOR_ATTRIBUTES,
     ExternalData,
@@ -60,7 +61,7 @@ def opener(path: str | os.PathLike):
     those descriptors afterwards (frontends.confine); nothing outside the model's folder is
     read, and no library ever sees an external-data path.
     """
-    model_path = Path(path)
+    model_path = Path(check_path_text(path, "model"))   # '' is refused, not Path('') = the working folder
     model, regions, held, node_fields = _read_model(model_path)
     payload_regions = {index: (held, offset, length) for index, (offset, length) in regions.items()}
     resolver = ExternalData(model_path, held)

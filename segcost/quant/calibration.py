@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from segcost.errors import InputError
+from segcost.fileio.paths import check_path_text
 from segcost.ir import Graph
 from segcost.quant.arrays import header_shape, npz_keys, read_npy, read_npz
 from segcost.quant.images import image_to_input, pixels_to_input, read_image
@@ -97,7 +98,7 @@ def _open(spec: str, input_name: str, input_shape: tuple[int, ...], size: int, s
         raise InputError(f"calibration needs an N×C×H×W input; {input_name!r} has shape {list(input_shape)}")
     if spec == "synthetic":
         return _synthetic(input_name, input_shape, size, seed, split, dtype)
-    path = Path(spec)
+    path = Path(check_path_text(spec, "calibration/evaluation data"))   # "" is not the working folder (Path(""))
     if not path.exists():
         raise InputError(f"calibration data {spec!r}: no such file or folder")
     if path.is_dir():

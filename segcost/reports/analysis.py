@@ -10,7 +10,7 @@ from itertools import count, islice
 from json.encoder import encode_basestring_ascii  # the C function when json's accelerator is there
 from operator import add, mod
 
-from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals
+from segcost.analyzer.conventions import CATEGORIES, convention_line, convention_totals, counted_macs
 from segcost.analyzer.layers import ROW_FIELDS, LayerSignature, LayerTable, layer_column, make_layer
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.budget.coverage import counted_list, unsupported_op_counts
@@ -54,8 +54,12 @@ def _layer_table_rows(result: AnalysisResult, top: int | None) -> list[list]:
     names, op_types = column("name"), column("op_type")
     macs_text, share = _formatted(human, macs), _formatted(partial(_share, whole=total), macs)
     params_text, activations_text = _formatted(human, params), _formatted(human_bytes, activations)
+    # --count: what each row adds to the counted total (analyzer.conventions.counted_macs), after MACs %
+    counted = counted_macs(layers, result.counted) if result.counted else None
+    counted_text = _formatted(human, counted) if counted is not None else str
     return [[position + 1, names[position], op_types[position], kinds[position], kernels[position],
-             dims(outputs[position]), macs_text(macs[position]), share(macs[position]), params_text(params[position]),
+             dims(outputs[position]), macs_text(macs[position]), share(macs[position]),
+             *([counted_text(counted[position])] if counted is not None else []), params_text(params[position]),
              activations_text(activations[position])] for position in positions]
 
 
@@ -113,7 +117,8 @@ def render_text(result: AnalysisResult, markdown: bool = False, top: int | None 
                             markdown))
     else:
         rows = _layer_table_rows(result, top)
-        headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %", "params", "activations"]
+        headers = ["#", "layer", "op", "kind", "kernel", "output", "MACs", "MACs %",
+                   *(["counted MACs"] if result.counted else []), "params", "activations"]
         lines.append(_table(rows, headers, markdown))
         if top is not None and top < len(result.layers):
             if markdown:
