@@ -14,7 +14,14 @@ import numpy as np
 
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
-from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
+from segcost.passes.fold_size import (
+    ELEMENT_BYTES_BOUND,
+    MAX_FOLD_GROWTH_BYTES,
+    MAX_FOLDED_BYTES,
+    MAX_FOLDED_BYTES_PER_PASS,
+    fold_growth,
+    result_elements,
+)
 from segcost.shapes import infer_shapes
 from segcost.shapes.evaluate import shape_op_value
 from segcost.shapes.values import NotExact, compute_values
@@ -24,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["EliminateDeadNodesPass", "EliminateNoOpsPass", "FoldConstantsPass"]
 
 NO_OP_TYPES = ("Identity", "Dropout")
+GROWING_NOTE = "not folded (grows the model)"
 
 # Ops folded when every input is constant. Kept to shape/index arithmetic and type changes:
 # folding a Conv on constants would be correct but would hide the layer from the report.
@@ -121,7 +129,9 @@ class FoldConstantsPass(PassBase):
          re-implementing more ops. One evaluator for the loader, analyze's trip counts and here.
     The size of each result is computed from its inputs *before* evaluating
     (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
-    for the run, stays a node, with a note naming it and the size.
+    for the run, stays a node, with a note naming it and the size. So does a fold that would
+    grow the model: a result larger than the constant inputs it replaces (those no other node
+    reads) by more than MAX_FOLD_GROWTH_BYTES (passes.fold_size.fold_growth).
     """
 
     name = "fold-constants"
@@ -145,7 +155,7 @@ class FoldConstantsPass(PassBase):
                 folded.append(key)
                 continue
             values = self._evaluate(graph, node, key, budget, refused)
-            if values is None:
+            if values is None or self._grows(graph, node, key, values, refused):
                 continue
             graph.remove_node(key)
             for output, value in zip(node.outputs, values):
@@ -158,7 +168,27 @@ class FoldConstantsPass(PassBase):
         if folded and self.infer:
             infer_shapes(graph)  # sizes that came from the folded chains are now constants
         notes = [f"folded {len(folded)} constant nodes"] if folded else []
+        growing = sum(note.startswith(GROWING_NOTE) for note in refused)
+        if growing:
+            notes.append(f"kept {growing} constant nodes: folding each would grow the model by over "
+                         f"{MAX_FOLD_GROWTH_BYTES:,} bytes")
         return PassResult(graph, bool(folded), notes + refused)
+
+    @staticmethod
+    def _grows(graph: Graph, node, key: str, values: list[np.ndarray | None], refused: list[str]) -> bool:
+        """True (and a note) when `values` would grow the model by over MAX_FOLD_GROWTH_BYTES (fold_size)."""
+        result = sum(np.asarray(value).nbytes for value in values if value is not None)
+        replaced = sum(graph.initializers[tensor].nbytes for tensor in dict.fromkeys(node.inputs)
+                       if tensor in graph.initializers and tensor not in graph.outputs
+                       and graph.consumers(tensor) == [key])
+        growth = fold_growth(result, replaced)
+        if growth is None:
+            return False
+        refused.append(f"{GROWING_NOTE} {key} ({node.op_type}): its {result:,}-byte result would grow the model by "
+                       f"{growth:,} bytes over the {replaced:,} bytes of constants it replaces "
+                       f"(allowance {MAX_FOLD_GROWTH_BYTES:,})")
+        logger.info("%s", refused[-1])
+        return True
 
     def _evaluate(self, graph: Graph, node, key: str, budget: int,
                   refused: list[str]) -> list[np.ndarray | None] | None:
