@@ -20,6 +20,7 @@ from segcost.passes.fold_size import (
     MAX_FOLDED_BYTES,
     MAX_FOLDED_BYTES_PER_PASS,
     fold_growth,
+    result_bytes_at_least,
     result_elements,
 )
 from segcost.shapes import infer_shapes
@@ -155,7 +156,8 @@ class FoldConstantsPass(PassBase):
                 folded.append(key)
                 continue
             values = self._evaluate(graph, node, key, budget, refused)
-            if values is None or self._grows(graph, node, key, values, refused):
+            if values is None or self._grows(graph, node, key, sum(np.asarray(value).nbytes for value in values
+                                                                   if value is not None), refused):
                 continue
             graph.remove_node(key)
             for output, value in zip(node.outputs, values):
@@ -175,17 +177,18 @@ class FoldConstantsPass(PassBase):
         return PassResult(graph, bool(folded), notes + refused)
 
     @staticmethod
-    def _grows(graph: Graph, node, key: str, values: list[np.ndarray | None], refused: list[str]) -> bool:
-        """True (and a note) when `values` would grow the model by over MAX_FOLD_GROWTH_BYTES (fold_size)."""
-        result = sum(np.asarray(value).nbytes for value in values if value is not None)
+    def _grows(graph: Graph, node, key: str, result: int, refused: list[str], at_least: bool = False) -> bool:
+        """True (and a note) when a `result`-byte result (a lower bound with `at_least`) would grow the model by
+        over MAX_FOLD_GROWTH_BYTES (fold_size.fold_growth)."""
         replaced = sum(graph.initializers[tensor].nbytes for tensor in dict.fromkeys(node.inputs)
                        if tensor in graph.initializers and tensor not in graph.outputs
                        and graph.consumers(tensor) == [key])
         growth = fold_growth(result, replaced)
         if growth is None:
             return False
-        refused.append(f"{GROWING_NOTE} {key} ({node.op_type}): its {result:,}-byte result would grow the model by "
-                       f"{growth:,} bytes over the {replaced:,} bytes of constants it replaces "
+        bound = "at least " if at_least else ""
+        refused.append(f"{GROWING_NOTE} {key} ({node.op_type}): its result of {bound}{result:,} bytes would grow the "
+                       f"model by {bound}{growth:,} bytes over the {replaced:,} bytes of constants it replaces "
                        f"(allowance {MAX_FOLD_GROWTH_BYTES:,})")
         logger.info("%s", refused[-1])
         return True
@@ -214,6 +217,8 @@ class FoldConstantsPass(PassBase):
                            f"({_mib(nbytes)} MiB) exceeds {limit} ({_mib(min(MAX_FOLDED_BYTES, budget))} MiB)")
             logger.info("%s", refused[-1])
             return None
+        if self._grows(graph, node, key, result_bytes_at_least(node.op_type, elements), refused, at_least=True):
+            return None   # before allocating the result
         if node.op_type == "Constant":
             try:
                 return [_densify(node.attrs["sparse_value"])]

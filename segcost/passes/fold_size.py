@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["ELEMENT_BYTES_BOUND", "MAX_FOLDED_BYTES", "MAX_FOLDED_BYTES_PER_PASS", "MAX_FOLD_GROWTH_BYTES",
-           "fold_growth", "result_elements"]
+           "fold_growth", "result_bytes_at_least", "result_elements"]
 
 # Bounds of constant folding (documented in the README's `optimize` section): one folded
 # tensor may hold at most 64 MiB, and one pass run folds at most 256 MiB in all, each
@@ -118,6 +118,22 @@ _RULES: dict[str, Callable[[Values], int]] = {
     **{op: _largest_input for op in _NOT_GROWING},
     "ConstantOfShape": _constant_of_shape, "Expand": _expand, "Tile": _tile, "Range": _range, "Concat": _concat,
 }
+
+
+_EXACT = frozenset({*_ELEMENTWISE, "ConstantOfShape", "Expand", "Tile", "Range", "Concat", "Gather"})
+MIN_ELEMENT_BITS = 2   # the narrowest ONNX element type (int2/uint2, packed 4 to a byte)
+
+
+def result_bytes_at_least(op_type: str, elements: int) -> int:
+    """A lower bound on the bytes of one output whose `result_elements` bound is `elements`; 0 when not known.
+
+    The rules of the ops that make new data (broadcasting ops, ConstantOfShape, Expand, Tile,
+    Range, Concat, Gather) are exact whenever the op evaluates at all (one element less for
+    Range, whose float steps onnx.reference takes in the input's precision); a shape they do
+    not fit makes evaluation fail, and the node is not folded either. So a fold that would grow
+    the model is refused before its result is allocated (a 16 MiB index table at BEiT 512²).
+    """
+    return max(elements - 1, 0) * MIN_ELEMENT_BITS // 8 if op_type in _EXACT else 0
 
 
 def fold_growth(result_nbytes: int, replaced_nbytes: int) -> int | None:

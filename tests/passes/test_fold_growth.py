@@ -126,3 +126,23 @@ def test_growth_allowance_boundary():
     assert fold_growth(MAX_FOLD_GROWTH_BYTES + 8, 8) is None
     assert fold_growth(MAX_FOLD_GROWTH_BYTES + 9, 8) == MAX_FOLD_GROWTH_BYTES + 1
     assert fold_growth(64, 0) is None   # a rank-8 shape vector from nothing
+
+
+def test_growing_fold_is_refused_before_its_result_is_allocated(monkeypatch):
+    """A 16 MiB Expand (under the 64 MiB per-tensor bound) from 24 bytes: refused without evaluating it."""
+    from segcost.passes import cleanup
+
+    inits = [numpy_helper.from_array(np.ones(1, np.int64), "one"), _int64("shape", [2048, 1024])]
+    nodes = [helper.make_node("Expand", ["one", "shape"], ["table"], name="table"),
+             helper.make_node("Add", ["x", "table"], ["y"], name="use")]
+    graph_proto = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.INT64, [1])],
+                                    [helper.make_tensor_value_info("y", TensorProto.INT64, None)], initializer=inits)
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    asked = []
+    monkeypatch.setattr(cleanup, "_evaluate_node", lambda node, feeds, opset: asked.append(node.op_type))
+    graph = load(model)
+    result = FoldConstantsPass()(graph)
+    assert not asked and not result.modified and "table" in graph.dag
+    assert any(note.startswith("not folded (grows the model) table (Expand): its result of at least")
+               for note in result.notes), result.notes
