@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
+import numpy as np
+
 from segcost.fileio.writes import json_text
 from segcost.passes import Finding, PassRecord
 from segcost.reports.tables import text_table
@@ -133,7 +135,12 @@ def growth_warnings(result) -> list[str]:
 
 
 def _percent(new: int, old: int) -> str:
-    return f"+{100 * (new - old) / old:.3g}%" if old else "from none"
+    """'+0.00021%': two significant digits, never in exponent form (a small growth is still a growth)."""
+    if not old:
+        return "from none"
+    value = np.format_float_positional(100 * (new - old) / old, precision=2, unique=False, fractional=False,
+                                       trim="-")
+    return f"+{value}%"
 
 
 def int8_failures(result) -> list[str]:
