@@ -132,13 +132,17 @@ class FoldConstantsPass(PassBase):
     (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
     for the run, stays a node, with a note naming it and the size. So does a fold that would
     grow the model: a result larger than the constant inputs it replaces (those no other node
-    reads) by more than MAX_FOLD_GROWTH_BYTES (passes.fold_size.fold_growth).
+    reads) by more than `max_growth` bytes (passes.fold_size.fold_growth; default
+    MAX_FOLD_GROWTH_BYTES). `max_growth=None` folds whatever the growth, within the bounds
+    above: for a graph that is costed and never written (pipeline.target_pipeline), since the
+    runtime folds constant subgraphs itself at session start.
     """
 
     name = "fold-constants"
 
-    def __init__(self, infer: bool = True):
+    def __init__(self, infer: bool = True, max_growth: int | None = MAX_FOLD_GROWTH_BYTES):
         self.infer = infer  # re-run shape inference after folding (off when the caller does it)
+        self.max_growth = max_growth
 
     def call(self, graph: Graph) -> PassResult:
         folded: list[str] = []
@@ -173,23 +177,24 @@ class FoldConstantsPass(PassBase):
         growing = sum(note.startswith(GROWING_NOTE) for note in refused)
         if growing:
             notes.append(f"kept {growing} constant nodes: folding each would grow the model by over "
-                         f"{MAX_FOLD_GROWTH_BYTES:,} bytes")
+                         f"{self.max_growth:,} bytes")
         return PassResult(graph, bool(folded), notes + refused)
 
-    @staticmethod
-    def _grows(graph: Graph, node, key: str, result: int, refused: list[str], at_least: bool = False) -> bool:
+    def _grows(self, graph: Graph, node, key: str, result: int, refused: list[str], at_least: bool = False) -> bool:
         """True (and a note) when a `result`-byte result (a lower bound with `at_least`) would grow the model by
-        over MAX_FOLD_GROWTH_BYTES (fold_size.fold_growth)."""
+        over `max_growth` bytes (fold_size.fold_growth); always False without a `max_growth`."""
+        if self.max_growth is None:
+            return False
         replaced = sum(graph.initializers[tensor].nbytes for tensor in dict.fromkeys(node.inputs)
                        if tensor in graph.initializers and tensor not in graph.outputs
                        and graph.consumers(tensor) == [key])
-        growth = fold_growth(result, replaced)
+        growth = fold_growth(result, replaced, self.max_growth)
         if growth is None:
             return False
         bound = "at least " if at_least else ""
         refused.append(f"{GROWING_NOTE} {key} ({node.op_type}): its result of {bound}{result:,} bytes would grow the "
                        f"model by {bound}{growth:,} bytes over the {replaced:,} bytes of constants it replaces "
-                       f"(allowance {MAX_FOLD_GROWTH_BYTES:,})")
+                       f"(allowance {self.max_growth:,})")
         logger.info("%s", refused[-1])
         return True
 

@@ -136,14 +136,14 @@ def result_bytes_at_least(op_type: str, elements: int) -> int:
     return max(elements - 1, 0) * MIN_ELEMENT_BITS // 8 if op_type in _EXACT else 0
 
 
-def fold_growth(result_nbytes: int, replaced_nbytes: int) -> int | None:
-    """Bytes by which folding grows the model when it is over MAX_FOLD_GROWTH_BYTES, else None (fold).
+def fold_growth(result_nbytes: int, replaced_nbytes: int, allowance: int = MAX_FOLD_GROWTH_BYTES) -> int | None:
+    """Bytes by which folding grows the model when that is over `allowance` bytes, else None (fold).
 
     result_nbytes: bytes of the folded outputs; replaced_nbytes: bytes of the constant inputs
     that no other node reads (they are dropped with the node).
     """
     growth = result_nbytes - replaced_nbytes
-    return growth if growth > MAX_FOLD_GROWTH_BYTES else None
+    return growth if growth > allowance else None
 
 
 def result_elements(op_type: str, values: Values, attrs: dict) -> int | None:

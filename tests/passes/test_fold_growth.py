@@ -146,3 +146,13 @@ def test_growing_fold_is_refused_before_its_result_is_allocated(monkeypatch):
     assert not asked and not result.modified and "table" in graph.dag
     assert any(note.startswith("not folded (grows the model) table (Expand): its result of at least")
                for note in result.notes), result.notes
+
+
+def test_costed_graph_still_folds_what_the_written_model_keeps():
+    """target_pipeline (analyze --target, cost, verify) models the runtime, which folds constant subgraphs."""
+    from segcost.pipeline import target_pipeline
+
+    graph = load(_relative_bias_model())
+    kept = set(op_types(target_pipeline(graph)))
+    assert not {"Range", "Sub", "ConstantOfShape", "Shape"} & kept, kept
+    assert "ScatterND" in kept   # not a foldable op
