@@ -36,7 +36,15 @@ from segcost.ir import Graph
 from segcost.ir.feeds import MAX_CHECK_ELEMENTS, random_feeds  # noqa: F401 - optimize's public names
 from segcost.ir.opchecks import check_graph as check_attributes
 from segcost.ir.runtime import open_session
-from segcost.passes import DEFAULT_PIPELINE, PASSES, Finding, PassManager, PassRecord, VerifyGroupedConvPass
+from segcost.passes import (
+    DEFAULT_PIPELINE,
+    PASSES,
+    Finding,
+    FoldConstantsPass,
+    PassManager,
+    PassRecord,
+    VerifyGroupedConvPass,
+)
 from segcost.shapes import symbolic_inputs
 from segcost.targets.run_bounds import MAX_RUN_PEAK_BYTES, MAX_RUN_TENSOR_BYTES, bound_run_memory
 
@@ -74,8 +82,10 @@ class OptimizeResult:
     notes: list[str] = field(default_factory=list)  # about the written model, one line each (the CLI prints them)
 
 
-def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True) -> PassManager:
-    """The PassManager running `names` (None: DEFAULT_PIPELINE) to a fixed point.
+def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: bool = True,
+                   written: bool = True) -> PassManager:
+    """The PassManager running `names` (None: DEFAULT_PIPELINE) to a fixed point. `written=False`: the graph is
+    costed, never written, and constant folding may grow it (FoldConstantsPass(max_growth=None); see target_pipeline).
 
     Raises:
         InputError: an unknown pass name, or an empty list (not read as "the default").
@@ -86,8 +96,9 @@ def build_pipeline(names: list[str] | None = None, after_each=None, count_macs: 
     unknown = [name for name in names if name not in PASSES]
     if unknown:
         raise InputError(f"unknown pass {unknown[0]!r} (known: {', '.join(PASSES)})")
-    return PassManager([PASSES[name]() for name in names], fixed_point=True, after_each=after_each,
-                       metric=count_macs_of if count_macs else None)
+    steps = [FoldConstantsPass(max_growth=None) if not written and PASSES[name] is FoldConstantsPass
+             else PASSES[name]() for name in names]
+    return PassManager(steps, fixed_point=True, after_each=after_each, metric=count_macs_of if count_macs else None)
 
 
 def static_view(graph: Graph, copy: bool = False) -> Graph:
@@ -345,8 +356,12 @@ def _checked(quantized):
 
 def target_pipeline(graph: Graph) -> Graph:
     """The graph as a deployment toolchain runs it: the default pipeline (constants folded,
-    no-ops and dead nodes removed, BatchNorm folded, activations fused). In place."""
-    return build_pipeline()(graph).graph
+    no-ops and dead nodes removed, BatchNorm folded, activations fused). In place.
+
+    Constant subgraphs fold here even where that grows the graph (a written model must not
+    grow: `optimize`): the runtime folds them at session start — onnxruntime's ConstantFolding
+    has no size check — so they cost nothing per inference and are not layers to verify."""
+    return build_pipeline(written=False)(graph).graph
 
 
 def verifier_findings(graph: Graph, rules: str = "current", fuse: bool = True) -> list[Finding]:

@@ -71,7 +71,7 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
 
     from segcost.fileio.writes import json_text
     from segcost.pipeline import optimize_model
-    from segcost.reports.passes import int8_failures, optimize_report, render_optimize
+    from segcost.reports.passes import growth_warnings, int8_failures, optimize_report, render_optimize
 
     mixed_options = _mixed_options(mixed, min_sqnr, max_float_layers)
     _check_int8_numbers(calib_size, eval_size, max_drop, {"--calib": calib, "--eval": eval_data})
@@ -111,6 +111,8 @@ def optimize(ctx: click.Context, model: str | None, output: str | None, passes: 
         click.echo(note, err=True)
     for note in result.notes:
         click.echo(f"segcost: note: {note}", err=True)
+    for warning in growth_warnings(result):   # also under the before/after table above
+        click.echo(f"segcost: warning: {warning}", err=True)
     payload = optimize_report(result, model, output)
     if result.accuracy is not None and accuracy_path is not None:
         plan.write(accuracy_path, json_text(payload["int8"]))

@@ -14,7 +14,15 @@ import numpy as np
 
 from segcost.ir import Graph, Initializer
 from segcost.passes._infra import PassBase, PassResult
-from segcost.passes.fold_size import ELEMENT_BYTES_BOUND, MAX_FOLDED_BYTES, MAX_FOLDED_BYTES_PER_PASS, result_elements
+from segcost.passes.fold_size import (
+    ELEMENT_BYTES_BOUND,
+    MAX_FOLD_GROWTH_BYTES,
+    MAX_FOLDED_BYTES,
+    MAX_FOLDED_BYTES_PER_PASS,
+    fold_growth,
+    result_bytes_at_least,
+    result_elements,
+)
 from segcost.shapes import infer_shapes
 from segcost.shapes.evaluate import shape_op_value
 from segcost.shapes.values import NotExact, compute_values
@@ -24,6 +32,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["EliminateDeadNodesPass", "EliminateNoOpsPass", "FoldConstantsPass"]
 
 NO_OP_TYPES = ("Identity", "Dropout")
+GROWING_NOTE = "not folded (grows the model)"
 
 # Ops folded when every input is constant. Kept to shape/index arithmetic and type changes:
 # folding a Conv on constants would be correct but would hide the layer from the report.
@@ -121,13 +130,19 @@ class FoldConstantsPass(PassBase):
          re-implementing more ops. One evaluator for the loader, analyze's trip counts and here.
     The size of each result is computed from its inputs *before* evaluating
     (passes.fold_size): a result over MAX_FOLDED_BYTES, or past MAX_FOLDED_BYTES_PER_PASS
-    for the run, stays a node, with a note naming it and the size.
+    for the run, stays a node, with a note naming it and the size. So does a fold that would
+    grow the model: a result larger than the constant inputs it replaces (those no other node
+    reads) by more than `max_growth` bytes (passes.fold_size.fold_growth; default
+    MAX_FOLD_GROWTH_BYTES). `max_growth=None` folds whatever the growth, within the bounds
+    above: for a graph that is costed and never written (pipeline.target_pipeline), since the
+    runtime folds constant subgraphs itself at session start.
     """
 
     name = "fold-constants"
 
-    def __init__(self, infer: bool = True):
+    def __init__(self, infer: bool = True, max_growth: int | None = MAX_FOLD_GROWTH_BYTES):
         self.infer = infer  # re-run shape inference after folding (off when the caller does it)
+        self.max_growth = max_growth
 
     def call(self, graph: Graph) -> PassResult:
         folded: list[str] = []
@@ -145,7 +160,8 @@ class FoldConstantsPass(PassBase):
                 folded.append(key)
                 continue
             values = self._evaluate(graph, node, key, budget, refused)
-            if values is None:
+            if values is None or self._grows(graph, node, key, sum(np.asarray(value).nbytes for value in values
+                                                                   if value is not None), refused):
                 continue
             graph.remove_node(key)
             for output, value in zip(node.outputs, values):
@@ -158,7 +174,29 @@ class FoldConstantsPass(PassBase):
         if folded and self.infer:
             infer_shapes(graph)  # sizes that came from the folded chains are now constants
         notes = [f"folded {len(folded)} constant nodes"] if folded else []
+        growing = sum(note.startswith(GROWING_NOTE) for note in refused)
+        if growing:
+            notes.append(f"kept {growing} constant nodes: folding each would grow the model by over "
+                         f"{self.max_growth:,} bytes")
         return PassResult(graph, bool(folded), notes + refused)
+
+    def _grows(self, graph: Graph, node, key: str, result: int, refused: list[str], at_least: bool = False) -> bool:
+        """True (and a note) when a `result`-byte result (a lower bound with `at_least`) would grow the model by
+        over `max_growth` bytes (fold_size.fold_growth); always False without a `max_growth`."""
+        if self.max_growth is None:
+            return False
+        replaced = sum(graph.initializers[tensor].nbytes for tensor in dict.fromkeys(node.inputs)
+                       if tensor in graph.initializers and tensor not in graph.outputs
+                       and graph.consumers(tensor) == [key])
+        growth = fold_growth(result, replaced, self.max_growth)
+        if growth is None:
+            return False
+        bound = "at least " if at_least else ""
+        refused.append(f"{GROWING_NOTE} {key} ({node.op_type}): its result of {bound}{result:,} bytes would grow the "
+                       f"model by {bound}{growth:,} bytes over the {replaced:,} bytes of constants it replaces "
+                       f"(allowance {self.max_growth:,})")
+        logger.info("%s", refused[-1])
+        return True
 
     def _evaluate(self, graph: Graph, node, key: str, budget: int,
                   refused: list[str]) -> list[np.ndarray | None] | None:
@@ -184,6 +222,8 @@ class FoldConstantsPass(PassBase):
                            f"({_mib(nbytes)} MiB) exceeds {limit} ({_mib(min(MAX_FOLDED_BYTES, budget))} MiB)")
             logger.info("%s", refused[-1])
             return None
+        if self._grows(graph, node, key, result_bytes_at_least(node.op_type, elements), refused, at_least=True):
+            return None   # before allocating the result
         if node.op_type == "Constant":
             try:
                 return [_densify(node.attrs["sparse_value"])]

@@ -8,6 +8,17 @@ its inputs and — for the ops whose output size is data (a shape, repeats, a ra
 values, which are constants by the time folding considers the node. An op without a rule
 here is never folded.
 
+A fold must also not make the model larger: its result may exceed the constants it replaces
+(the inputs no other node reads, which folding leaves dead) by at most MAX_FOLD_GROWTH_BYTES
+(`fold_growth`). Exporters compute index tables from a few scalars at run time (HF BEiT's
+relative-position index: Range → Expand → Sub over patch pairs, 330 KB of int64 per layer
+at 192²); folded, they doubled the written model. Peers: onnxscript's optimizer keeps an
+output over 512·512 elements only when it is not larger than its single-use inputs, and
+never folds ConstantOfShape ("to avoid increasing model size"); onnx-simplifier skips
+Tile/ConstantOfShape/Expand results over `--tensor-size-threshold` (opt-in, default 1.5 GB);
+onnxruntime's ConstantFolding has no size check (it folds in memory at session start).
+segcost writes the model, and its limit is in bytes of growth, not of result.
+
 Formulas follow the ONNX operator specs (onnx/docs/Operators.md): broadcasting is numpy's
 multidirectional broadcast; Gather's output is data.shape[:axis] + indices.shape +
 data.shape[axis+1:]; Range has max(ceil((limit − start) / delta), 0) elements.
@@ -20,7 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["ELEMENT_BYTES_BOUND", "MAX_FOLDED_BYTES", "MAX_FOLDED_BYTES_PER_PASS", "result_elements"]
+__all__ = ["ELEMENT_BYTES_BOUND", "MAX_FOLDED_BYTES", "MAX_FOLDED_BYTES_PER_PASS", "MAX_FOLD_GROWTH_BYTES",
+           "fold_growth", "result_bytes_at_least", "result_elements"]
 
 # Bounds of constant folding (documented in the README's `optimize` section): one folded
 # tensor may hold at most 64 MiB, and one pass run folds at most 256 MiB in all, each
@@ -29,6 +41,13 @@ __all__ = ["ELEMENT_BYTES_BOUND", "MAX_FOLDED_BYTES", "MAX_FOLDED_BYTES_PER_PASS
 MAX_FOLDED_BYTES = 64 << 20
 MAX_FOLDED_BYTES_PER_PASS = 256 << 20
 ELEMENT_BYTES_BOUND = 8
+# A fold whose result is larger than the constants it replaces by more than this stays a node
+# (README `optimize`). 256 bytes is 32 int64: every shape vector, Reshape/Expand target and
+# Slice/Pad/Resize parameter (at most 2·rank elements) folds, and it is about what the removed
+# node costs in the file (median NodeProto of an exporter shape chain: 80-180 bytes in the
+# corpus). Each exporter shape-chain fold of the 26 corpus models grows by at most 40 bytes;
+# BEiT's index tables grow by 1-330 KB a fold.
+MAX_FOLD_GROWTH_BYTES = 256
 
 Values = Sequence[np.ndarray | None]   # the op's inputs in order; None for an omitted optional one
 
@@ -99,6 +118,32 @@ _RULES: dict[str, Callable[[Values], int]] = {
     **{op: _largest_input for op in _NOT_GROWING},
     "ConstantOfShape": _constant_of_shape, "Expand": _expand, "Tile": _tile, "Range": _range, "Concat": _concat,
 }
+
+
+_EXACT = frozenset({*_ELEMENTWISE, "ConstantOfShape", "Expand", "Tile", "Range", "Concat", "Gather"})
+MIN_ELEMENT_BITS = 2   # the narrowest ONNX element type (int2/uint2, packed 4 to a byte)
+
+
+def result_bytes_at_least(op_type: str, elements: int) -> int:
+    """A lower bound on the bytes of one output whose `result_elements` bound is `elements`; 0 when not known.
+
+    The rules of the ops that make new data (broadcasting ops, ConstantOfShape, Expand, Tile,
+    Range, Concat, Gather) are exact whenever the op evaluates at all (one element less for
+    Range, whose float steps onnx.reference takes in the input's precision); a shape they do
+    not fit makes evaluation fail, and the node is not folded either. So a fold that would grow
+    the model is refused before its result is allocated (a 16 MiB index table at BEiT 512²).
+    """
+    return max(elements - 1, 0) * MIN_ELEMENT_BITS // 8 if op_type in _EXACT else 0
+
+
+def fold_growth(result_nbytes: int, replaced_nbytes: int, allowance: int = MAX_FOLD_GROWTH_BYTES) -> int | None:
+    """Bytes by which folding grows the model when that is over `allowance` bytes, else None (fold).
+
+    result_nbytes: bytes of the folded outputs; replaced_nbytes: bytes of the constant inputs
+    that no other node reads (they are dropped with the node).
+    """
+    growth = result_nbytes - replaced_nbytes
+    return growth if growth > allowance else None
 
 
 def result_elements(op_type: str, values: Values, attrs: dict) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
+import numpy as np
+
 from segcost.fileio.writes import json_text
 from segcost.passes import Finding, PassRecord
 from segcost.reports.tables import text_table
@@ -48,7 +50,8 @@ def render_findings(findings: list[Finding], fmt: str = "table") -> str:
 
 def render_optimize(result) -> str:
     """Everything `segcost optimize` prints: passes, before/after costs, findings, checks, int8 accuracy."""
-    parts = [render_records(result.records), "", render_before_after(result.before, result.after), "",
+    parts = [render_records(result.records), "", render_before_after(result.before, result.after),
+             *(f"warning: {warning}" for warning in growth_warnings(result)), "",
              render_findings(result.findings).rstrip("\n")]
     if result.max_abs_diff is not None:
         parts.append(f"onnxruntime check: max |original - optimized| = {result.max_abs_diff:.3g} "
@@ -92,9 +95,11 @@ def render_int8(result) -> str:
                      f"drop {accuracy.miou_drop:.2f} percentage points")
     lines.extend(accuracy.notes)
     lines.append(f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); "
-                 f"weights {human_bytes(int8_after.weight_bytes)} "
-                 f"(float {human_bytes(after.weight_bytes)}); activations {human_bytes(int8_after.activation_bytes)} "
-                 f"(float {human_bytes(after.activation_bytes)})")
+                 f"weights {human_bytes(int8_after.weight_bytes)} (input model "
+                 f"{human_bytes(result.before.totals.weight_bytes)}, "
+                 f"optimized float {human_bytes(after.weight_bytes)}); "
+                 f"activations {human_bytes(int8_after.activation_bytes)} "
+                 f"(optimized float {human_bytes(after.activation_bytes)})")
     if speed is not None:
         lines.extend(render_speed(speed))
     lines.extend(f"note: {note}" for note in quantization.notes if note)
@@ -108,6 +113,34 @@ def render_int8(result) -> str:
         lines.append(text_table([[layer.producer, layer.op_type, f"{layer.sqnr_db:.1f}"] for layer in worst],
                                 ["layer", "op", "SQNR dB"]))
     return "\n".join(lines)
+
+
+def growth_warnings(result) -> list[str]:
+    """One line when the written model (int8 when quantized) has more params or weight bytes than the input model.
+
+    The input model, not an intermediate, is the baseline: a larger optimized model is said so,
+    whatever int8 saves against the optimized float graph. Empty when nothing grew.
+    """
+    before = result.before.totals
+    written = result.int8_after.totals if result.int8_after is not None else result.after.totals
+    grown = []
+    if written.params > before.params:
+        grown.append(f"params {before.params:,} -> {written.params:,} "
+                     f"(+{written.params - before.params:,}, {_percent(written.params, before.params)})")
+    if written.weight_bytes > before.weight_bytes:
+        grown.append(f"weights {before.weight_bytes:,} -> {written.weight_bytes:,} bytes "
+                     f"(+{human_bytes(written.weight_bytes - before.weight_bytes)}, "
+                     f"{_percent(written.weight_bytes, before.weight_bytes)})")
+    return [f"the written model is larger than the input model: {'; '.join(grown)}"] if grown else []
+
+
+def _percent(new: int, old: int) -> str:
+    """'+0.00021%': two significant digits, never in exponent form (a small growth is still a growth)."""
+    if not old:
+        return "from none"
+    value = np.format_float_positional(100 * (new - old) / old, precision=2, unique=False, fractional=False,
+                                       trim="-")
+    return f"+{value}%"
 
 
 def int8_failures(result) -> list[str]:
