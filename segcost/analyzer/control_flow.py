@@ -42,6 +42,7 @@ from segcost.ir import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, i
 from segcost.ir.onnx_io import subgraph_ir, to_model
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 from segcost.shapes import infer_shapes
+from segcost.shapes.branches import BRANCH_TAKEN, NESTED_TAKEN, condition_value
 from segcost.shapes.evaluate import MAX_ELEMENTS, shape_op_value
 from segcost.shapes.values import NotExact, compute_values
 
@@ -69,11 +70,11 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     tensors = node.meta.get("subgraph_tensors") or inherited
     subgraphs = []
     varying = False
-    taken = node.meta.get("branch_taken") if node.op_type == "If" else None
+    taken = node.meta.get(BRANCH_TAKEN) if node.op_type == "If" else None
     for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
         if taken is not None and attribute != taken:
             continue   # the branch that does not run at these input shapes
-        body, outer_constants = _subgraph(graph, graph_proto, tensors)
+        body, outer_constants = _subgraph(graph, graph_proto, tensors, node.meta.get(NESTED_TAKEN))
         name = attribute if index < 0 else f"{attribute}[{index}]"
         if node.op_type == "Loop" and (not _seed_loop_body(body, graph, node) or _iteration_shaped(body)):
             trips = _loop_trips(graph, node)
@@ -132,17 +133,53 @@ def _summed(parts: list[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _subgraph(graph: Graph, graph_proto, tensors: dict) -> tuple[Graph, set[str]]:
-    """An If branch or Loop/Scan body as an IR, with the outer constants and shapes it reads; and those constants."""
+def _subgraph(graph: Graph, graph_proto, tensors: dict, decided: dict[str, str] | None = None
+              ) -> tuple[Graph, set[str]]:
+    """An If branch or Loop/Scan body as an IR, with the outer constants and shapes it reads; and those constants.
+
+    An If condition it reads (at any depth) from the enclosing graph that is computed there from constants and
+    static shapes (`Shape(x)[2] > 48`) is one of those constants: loop-invariant, it decides the If once for
+    every trip. The body's Ifs get their branch taken: from `decided` ({first output: branch}, the branches
+    shapes.branches took for Ifs nested in a taken branch, handed down to deeper levels) or from a one-element
+    constant condition.
+    """
     body = subgraph_ir(graph_proto, graph, tensors)
     outer_constants = set()
+    conditions = _if_conditions(graph_proto)
     for outer in outer_scope_reads(graph_proto):   # shapes and constness come from the enclosing graph
         if outer in graph.initializers:
             body.initializers.setdefault(outer, graph.initializers[outer])
             outer_constants.add(outer)
+            continue
+        value = _computed_value(graph, outer) if outer in conditions and graph.producer(outer) is not None else None
+        if value is not None and value.size == 1:
+            body.initializers[outer] = Initializer.from_array(outer, value)
+            outer_constants.add(outer)
         elif graph.shape(outer) is not None:
             body.tensors.setdefault(outer, TensorInfo(outer, graph.dtype(outer), graph.shape(outer)))
+    for node in body.nodes.values():
+        if node.op_type == "If" and node.domain in ("", "ai.onnx") and BRANCH_TAKEN not in node.meta:
+            first = next((name for name in node.outputs if name), "")
+            constant = body.initializers.get(node.inputs[0]) if node.inputs and node.inputs[0] else None
+            if decided and first in decided:
+                node.meta[BRANCH_TAKEN] = decided[first]
+            elif constant is not None and constant.size == 1:
+                node.meta[BRANCH_TAKEN] = "then_branch" if condition_value(constant.array) else "else_branch"
+        if decided and node.op_type in CONTROL_FLOW_OPS:
+            node.meta.setdefault(NESTED_TAKEN, decided)
     return body, outer_constants
+
+
+def _if_conditions(graph_proto) -> set[str]:
+    """The conditions of the If nodes in `graph_proto` and the graphs nested in it."""
+    found = set()
+    for proto in graph_proto.node:
+        if proto.op_type == "If" and proto.input:
+            found.add(proto.input[0])
+        for attribute in proto.attribute:
+            for nested in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                found |= _if_conditions(nested)
+    return found
 
 
 def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:

@@ -17,13 +17,7 @@ from segcost.ir.onnx_io import (
     read_value_infos,
     to_model,
 )
-from segcost.shapes.branches import (
-    BRANCH_TAKEN,
-    collect_branch_shapes,
-    computed_conditions,
-    open_ifs,
-    take_branches,
-)
+from segcost.shapes.branches import collect_branch_shapes, decide_branches, forget_branches, open_ifs, take_branches
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -68,14 +62,16 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     if any(node.op_type == "If" for node in with_subgraphs) and open_ifs(graph):
         # conditions computed from the static shapes just inferred (`Shape(x)[2] > 48`), decided up front: an If
         # whose branches agree in shape, or that feeds only graph outputs, leaves nothing open for the rounds below
-        shell = _message(shell)   # parsed once, for the conditions' cone and the branches taken
-        computed = computed_conditions(graph, shell, inferred)
-        if computed:
-            keys = take_branches(graph, shell, computed)
-            if keys:
-                taken.extend(keys)
-                inferred = _infer(graph, shell)   # not a copy of the graph: its nodes are looked at
-                _take_shapes(graph, inferred, declared, with_subgraphs)
+        message = _message(shell)   # parsed once, for the conditions' cone and the branches taken
+
+        def reinfer() -> onnx.ModelProto:
+            again = _infer(graph, message)   # not a copy of the graph: its nodes are looked at
+            _take_shapes(graph, again, declared, with_subgraphs)
+            return again
+
+        inferred, keys = decide_branches(graph, message, inferred, reinfer)
+        shell = message
+        taken.extend(keys)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     unresolved = _unresolved(graph, verified)
@@ -137,7 +133,7 @@ def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes, with_s
     if not ifs:
         return shell, []
     for node in ifs:
-        node.meta.pop(BRANCH_TAKEN, None)
+        forget_branches(node)
     constants = {name: graph.initializers[name].array for name in open_ifs(graph).values()
                  if name in graph.initializers and graph.initializers[name].size == 1}
     if not constants:

@@ -1,0 +1,207 @@
+"""If nodes nested in a branch taken at the given input shapes are decided too (shapes.branches), whatever their
+condition: a constant of the branch, a constant of the outer graph, or computed from static shapes (breaker10 R2);
+each inlined branch's tensors go back to its own If, however its key is spelled.
+
+Ground truth: the MACs of the branches onnxruntime runs, counted by hand, and onnxruntime's output shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segcost.analyzer import analyze
+from segcost.errors import ShapeError
+from segcost.frontends.onnx import load_model
+
+RNG = np.random.default_rng(0)
+
+
+def _value(name: str) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def _weight(name: str, cout: int, cin: int, k: int) -> onnx.TensorProto:
+    return numpy_helper.from_array(RNG.standard_normal((cout, cin, k, k)).astype(np.float32), name)
+
+
+def _conv(name: str, source: str, output: str, cout: int, cin: int, k: int, stride: int = 1
+          ) -> tuple[onnx.NodeProto, onnx.TensorProto]:
+    node = helper.make_node("Conv", [source, name + "_w"], [output], pads=[k // 2] * 4, strides=[stride] * 2,
+                            name=name)
+    return node, _weight(name + "_w", cout, cin, k)
+
+
+def _branch(name: str, nodes_and_weights: list, output: str, extra_inits=()) -> onnx.GraphProto:
+    nodes = [pair[0] for pair in nodes_and_weights]
+    inits = [pair[1] for pair in nodes_and_weights] + list(extra_inits)
+    return helper.make_graph(nodes, name, [], [_value(output)], inits)
+
+
+def _shape_condition(prefix: str, source: str, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """output = Shape(source)[2] > 48, its nodes and constants named with `prefix`."""
+    nodes = [helper.make_node("Shape", [source], [prefix + "s"]),
+             helper.make_node("Gather", [prefix + "s", prefix + "two"], [prefix + "h"], axis=0),
+             helper.make_node("Greater", [prefix + "h", prefix + "limit"], [output])]
+    return nodes, [numpy_helper.from_array(np.array(2, np.int64), prefix + "two"),
+                   numpy_helper.from_array(np.array(48, np.int64), prefix + "limit")]
+
+
+def _nested_model(kind: str, inner_value: bool | None = None) -> onnx.ModelProto:
+    """x [1,8,S,S] → outer If (a constant-True initializer) whose then branch holds an inner If:
+    then: Conv 3×3 stride 2 8→4 (→ S/2), else: Conv 1×1 8→4; → post Conv 1×1 4→2. The outer else (never run)
+    is a Conv 3×3 8→4. The inner condition: `kind` "branch_constant" (an initializer of the outer branch),
+    "constant_node" (a Constant node there), "outer_constant" (an initializer of the main graph), "shape"
+    (Shape(x)[2] > 48 computed in the outer branch) or "outer_shape" (the same, computed in the main graph)."""
+    inner = helper.make_node("If", ["icond"], ["iy"], name="inner",
+                             then_branch=_branch("inner_then", [_conv("it", "x", "ity", 4, 8, 3, 2)], "ity"),
+                             else_branch=_branch("inner_else", [_conv("ie", "x", "iey", 4, 8, 1)], "iey"))
+    branch_nodes: list[onnx.NodeProto] = []
+    branch_inits: list[onnx.TensorProto] = []
+    main_nodes: list[onnx.NodeProto] = []
+    main_inits = [numpy_helper.from_array(np.array(True), "ocond")]
+    if kind == "branch_constant":
+        branch_inits.append(numpy_helper.from_array(np.array(inner_value), "icond"))
+    elif kind == "constant_node":
+        branch_nodes.append(helper.make_node("Constant", [], ["icond"],
+                                             value=numpy_helper.from_array(np.array(inner_value))))
+    elif kind == "outer_constant":
+        main_inits.append(numpy_helper.from_array(np.array(inner_value), "icond"))
+    elif kind == "shape":
+        branch_nodes, branch_inits = _shape_condition("b_", "x", "icond")
+    else:
+        main_nodes, inits = _shape_condition("m_", "x", "icond")
+        main_inits += inits
+    outer_then = helper.make_graph([*branch_nodes, inner], "outer_then", [], [_value("iy")], branch_inits)
+    outer = helper.make_node("If", ["ocond"], ["z"], name="outer", then_branch=outer_then,
+                             else_branch=_branch("outer_else", [_conv("oe", "x", "oey", 4, 8, 3)], "oey"))
+    post, post_w = _conv("post", "z", "out", 2, 4, 1)
+    graph = helper.make_graph([*main_nodes, outer, post], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "S", "S"])],
+                              [_value("out")], [*main_inits, post_w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _run(model: onnx.ModelProto, side: int) -> tuple[int, ...]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": np.ones((1, 8, side, side), np.float32)})[0].shape
+
+
+@pytest.mark.parametrize(("kind", "inner_value", "side"), [
+    ("branch_constant", False, 16), ("branch_constant", True, 16), ("constant_node", False, 16),
+    ("constant_node", True, 16), ("outer_constant", False, 16), ("outer_constant", True, 16),
+    ("shape", None, 16), ("shape", None, 64), ("outer_shape", None, 16), ("outer_shape", None, 64)])
+def test_an_if_nested_in_a_taken_branch_is_decided_like_a_top_level_one(kind, inner_value, side):
+    model = _nested_model(kind, inner_value)
+    inner_then = side > 48 if inner_value is None else inner_value
+    out = side // 2 if inner_then else side
+    branch_macs = 4 * 8 * (9 if inner_then else 1) * out * out   # the inner branch onnxruntime runs
+    post_macs = 2 * 4 * out * out
+    assert _run(model, side) == (1, 2, out, out)
+    result = analyze(load_model(model, input_shapes={"x": (1, 8, side, side)}))
+    layers = {layer.name: layer for layer in result.layers}
+    assert layers["post"].output_shape == [1, 2, out, out]
+    assert (layers["outer"].macs, layers["post"].macs, result.totals.macs) == (branch_macs, post_macs,
+                                                                              branch_macs + post_macs)
+    # the weights of the inner branch run, not the other's; constants read count too: the conditions (`ocond`,
+    # `icond`) and the shape condition's 2 and 48 (params are initializer elements, at their first reader)
+    constants = 1 + {"branch_constant": 1, "constant_node": 1, "outer_constant": 1, "shape": 2, "outer_shape": 0}[kind]
+    assert layers["outer"].params == 4 * 8 * (9 if inner_then else 1) + constants
+    assert [sub.name for sub in result.control_flow[0].subgraphs] == ["then_branch"]
+    assert not result.coverage.unsupported and not result.coverage.shape_unknown
+
+
+def test_three_levels_mixing_constant_and_computed_conditions():
+    """outer (constant True) → middle If on Shape(x)[2] > 48 computed in the outer branch → in the middle's else
+    an inner If whose condition (Shape(m)[3] > 4, m the middle branch's MaxPool output) is known only once the
+    middle If is decided and inferred: one more round of the fixed point."""
+    inner = helper.make_node("If", ["ic"], ["iy"], name="inner",
+                             then_branch=_branch("it", [_conv("it", "m", "ity", 8, 8, 3)], "ity"),
+                             else_branch=_branch("ie", [_conv("ie", "m", "iey", 8, 8, 1)], "iey"))
+    inner_cond, inner_inits = _shape_condition("i_", "m", "ic")
+    inner_cond[1].input[1] = "i_three"
+    inner_inits[0] = numpy_helper.from_array(np.array(3, np.int64), "i_three")
+    inner_inits[1] = numpy_helper.from_array(np.array(4, np.int64), "i_limit")
+    inner_cond[2].input[1] = "i_limit"
+    middle_else = helper.make_graph([helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+                                     *inner_cond, inner], "middle_else", [], [_value("iy")], inner_inits)
+    middle = helper.make_node("If", ["mc"], ["my"], name="middle",
+                              then_branch=_branch("mt", [_conv("mt", "x", "mty", 8, 8, 5)], "mty"),
+                              else_branch=middle_else)
+    middle_cond, middle_inits = _shape_condition("m_", "x", "mc")
+    outer_then = helper.make_graph([*middle_cond, middle], "outer_then", [], [_value("my")], middle_inits)
+    outer = helper.make_node("If", ["ocond"], ["z"], name="outer", then_branch=outer_then,
+                             else_branch=_branch("oe", [_conv("oe", "x", "oey", 8, 8, 3)], "oey"))
+    graph = helper.make_graph([outer], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [_value("z")], [numpy_helper.from_array(np.array(True), "ocond")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    # 16 ≤ 48: the middle else runs (MaxPool to 8×8); 8 > 4: the inner then runs, Conv 3×3 8→8 at 8×8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.ones((1, 8, 16, 16), np.float32)})[0].shape == (1, 8, 8, 8)
+    result = analyze(load_model(model))
+    assert result.totals.macs == 8 * 8 * 9 * 8 * 8
+    assert result.model.outputs[0].shape == [1, 8, 8, 8]
+
+
+def _chain(depth: int) -> onnx.ModelProto:
+    """`depth` Ifs nested in each other's then branch, each on a constant-True initializer of its scope;
+    the innermost then branch is a Conv 1×1 8→8, every else a Conv 3×3 8→8."""
+    then = _branch("t0", [_conv("t0", "x", "y0", 8, 8, 1)], "y0")
+    for level in range(1, depth + 1):
+        node = helper.make_node("If", [f"c{level}"], [f"y{level}"], name=f"if{level}", then_branch=then,
+                                else_branch=_branch(f"e{level}", [_conv(f"e{level}", "x", f"e{level}y", 8, 8, 3)],
+                                                    f"e{level}y"))
+        if level < depth:
+            then = helper.make_graph([node], f"t{level}", [], [_value(f"y{level}")],
+                                     [numpy_helper.from_array(np.array(True), f"c{level}")])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+                              [_value(f"y{depth}")], [numpy_helper.from_array(np.array(True), f"c{depth}")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_nesting_deeper_than_the_limit_is_one_line_error(monkeypatch):
+    from segcost.shapes import branches
+
+    assert analyze(load_model(_chain(4))).totals.macs == 8 * 8 * 16   # the innermost 1×1, within the limit
+    monkeypatch.setattr(branches, "MAX_BRANCH_DEPTH", 2)
+    with pytest.raises(ShapeError) as caught:
+        analyze(load_model(_chain(4)))
+    message = str(caught.value)
+    assert "\n" not in message and "'if4'" in message and "nested more than 2" in message
+
+
+@pytest.mark.parametrize("keys", [("a", "a/b"), ("a/b", "a")])
+def test_each_if_gets_its_own_branch_tensors_whatever_its_key(keys):
+    """Two Ifs keyed `a` and `a/b` (either order), both on constant conditions: each branch's inner tensor
+    (`t`: Conv 1×1 8→8, then a Conv 3×3 8→8 of it) is found under its own If. Was: matched by name prefix, so the
+    If keyed `a` took `a/b`'s tensors and `a/b`'s second Conv had no input shape."""
+    nodes = []
+    inits = []
+    for index, key in enumerate(keys):
+        source = "x" if index == 0 else "z0"
+        then = _branch(f"then{index}", [_conv(f"p{index}", source, f"t{index}", 8, 8, 1),
+                                        _conv(f"q{index}", f"t{index}", f"u{index}", 8, 8, 3)], f"u{index}")
+        nodes.append(helper.make_node("If", ["on"], [f"z{index}"], name=key, then_branch=then,
+                                      else_branch=_branch(f"else{index}", [_conv(f"r{index}", source, f"v{index}",
+                                                                                 8, 8, 1, 2)], f"v{index}")))
+    inits.append(numpy_helper.from_array(np.array(True), "on"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])],
+                              [_value("z1")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.ones((1, 8, 8, 8), np.float32)})[0].shape == (1, 8, 8, 8)
+    graph_ir = load_model(model)
+    result = analyze(graph_ir)
+    per_if = 8 * 8 * (1 + 9) * 8 * 8
+    assert {layer.name: layer.macs for layer in result.layers} == {keys[0]: per_if, keys[1]: per_if}
+    for index, key in enumerate(keys):
+        assert set(graph_ir.node(key).meta["subgraph_tensors"]) == {f"t{index}", f"u{index}", f"p{index}_w",
+                                                                    f"q{index}_w"}
