@@ -205,3 +205,31 @@ def test_each_if_gets_its_own_branch_tensors_whatever_its_key(keys):
     for index, key in enumerate(keys):
         assert set(graph_ir.node(key).meta["subgraph_tensors"]) == {f"t{index}", f"u{index}", f"p{index}_w",
                                                                     f"q{index}_w"}
+
+
+def test_an_if_left_open_in_a_taken_branch_keeps_its_branches_shapes():
+    """The outer If (constant True) is taken; the inner one's condition is a graph input: it counts its larger
+    branch (then: Conv 3×3 8→8 → Conv 1×1 8→8; else: Conv 1×1 8→8), whose inner tensor has the shape onnx
+    inferred inside it (was: 'shape unknown' for the second Conv's input, the model refused), with a warning
+    that the count is an upper bound."""
+    inner = helper.make_node("If", ["c"], ["iy"], name="inner",
+                             then_branch=_branch("it", [_conv("i3", "x", "a", 8, 8, 3), _conv("i1", "a", "b", 8, 8, 1)],
+                                                 "b"),
+                             else_branch=_branch("ie", [_conv("ie", "x", "e", 8, 8, 1)], "e"))
+    outer = helper.make_node("If", ["on"], ["z"], name="outer",
+                             then_branch=helper.make_graph([inner], "ot", [], [_value("iy")]),
+                             else_branch=helper.make_graph([helper.make_node("Identity", ["x"], ["ox"])], "oe", [],
+                                                           [_value("ox")]))
+    graph = helper.make_graph([outer], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16]),
+                                             helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [_value("z")], [numpy_helper.from_array(np.array(True), "on")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for condition in (True, False):
+        feeds = {"x": np.ones((1, 8, 16, 16), np.float32), "c": np.array(condition)}
+        assert session.run(None, feeds)[0].shape == (1, 8, 16, 16)
+    result = analyze(load_model(model))
+    then_macs = 8 * 8 * (9 + 1) * 16 * 16
+    assert result.totals.macs == then_macs and not result.coverage.shape_unknown
+    assert any("inner (If)" in warning and "upper bound" in warning for warning in result.warnings)

@@ -1,9 +1,13 @@
 """MACs inside If, Loop and Scan: each subgraph is analyzed like a graph, then combined.
 
 - **If**: both branches are analyzed and listed; the layer counts the branch with more MACs
-  (the worst case, which a budget must hold — which branch runs is data). When the condition
-  is known at the given input shapes (a constant, or computed from static shapes; shapes.branches
-  sets ``meta["branch_taken"]``), only the taken branch is analyzed and counted.
+  (the worst case, which a budget must hold — which branch runs is data) and, when the
+  branches differ, a warning says the count is an upper bound. When the condition is known at
+  the given input shapes (a constant, or computed from static shapes; shapes.branches sets
+  ``meta["branch_taken"]``, and ``meta["nested_branches_taken"]`` for the Ifs nested in the
+  branch taken), only the taken branch is analyzed and counted. An If in a subgraph whose
+  condition is a constant, or an outer tensor computed from constants and static shapes (a
+  Loop-invariant `Shape(x)[2] > 48`), is decided the same way — in a Loop body, for every trip.
 - **Loop** whose trip count M is a constant, or computed from constants and static shapes
   (`Shape(x)[2]`; evaluated as `segcost cost` folds it): M × body. If the loop's condition is computed,
   M is an upper bound and a warning says so — also when the body computes the next
@@ -93,6 +97,9 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     if node.op_type == "If":
         chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
         macs, flops = (chosen.macs, chosen.flops) if chosen else (0, 0)
+        if not taken and chosen and any(sub.macs != chosen.macs for sub in subgraphs):
+            warnings.append(f"{key} (If): its condition is not known from the input shapes; MACs count the larger "
+                            f"branch ({chosen.name}, {chosen.macs:,} MACs) — an upper bound")
         basis = (f"taken branch ({taken}: condition known at these input shapes)" if taken else
                  f"larger branch ({chosen.name})" if chosen else "no branches")
         return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops, basis, False,
@@ -193,8 +200,9 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     """
     carried_outer, carried_inner = node.inputs[2:], body.inputs[2:]
     if all(is_static_shape(body.shape(name)) for name in carried_inner) and all(
-            is_static_shape(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
-        return _same_shapes(body, carried_inner)
+            is_static_shape(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]) and not any(
+            node.op_type == "If" and BRANCH_TAKEN not in node.meta for node in body.nodes.values()):
+        return _same_shapes(body, carried_inner)   # (an open If is inferred: the shapes may decide its condition)
     seeds = {inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
              if outer and is_static_shape(graph.shape(outer)) and not is_static_shape(body.shape(inner))}
     if not _infer_body(body, seeds):

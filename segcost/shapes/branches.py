@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, TensorInfo
+from segcost.ir.onnx_io import shape_of
 from segcost.shapes.evaluate import shape_op_value, static_shapes
 from segcost.shapes.values import NotExact, compute_values
 
@@ -232,7 +233,8 @@ class _Inliner:
                 if inner is not None:
                     result.extend(inner)
                     continue
-                owner.meta.setdefault(_OPEN, {})[_first(node.output)] = (node.input[0], depth + 1)
+                if _first(node.output):   # (an If without outputs computes nothing)
+                    owner.meta.setdefault(_OPEN, {})[_first(node.output)] = (node.input[0], depth + 1)
             result.append(node)
         return result
 
@@ -332,10 +334,10 @@ def decide_branches(graph: Graph, shell: onnx.ModelProto, inferred: onnx.ModelPr
     the top-level Ifs whose branches changed).
 
     Raises:
-        ShapeError: Ifs are still decided after MAX_BRANCH_DEPTH rounds; or from take_branches.
+        ShapeError: Ifs are still decided after MAX_BRANCH_DEPTH + 1 rounds; or from take_branches.
     """
     keys: list[str] = []
-    for _ in range(MAX_BRANCH_DEPTH):
+    for _ in range(MAX_BRANCH_DEPTH + 1):   # a round per level, the top-level Ifs' first
         computed = computed_conditions(graph, shell, inferred)
         taken = take_branches(graph, shell, computed) if computed else []
         if not taken:
@@ -363,6 +365,29 @@ def undecided_nested(node: Node) -> list[tuple[str, str]]:
     names = node.meta.get(_NAMES, {})
     return [(names.get(tag, tag), names.get(condition, condition))
             for tag, (condition, _) in node.meta.get(_OPEN, {}).items()]
+
+
+def read_nested_shapes(graph: Graph, inferred: onnx.ModelProto, ifs: list[Node]) -> None:
+    """Add to graph.tensors the shapes onnx inferred inside the Ifs left open in taken branches (`ifs`: the
+    graph's nodes with subgraphs): top-level Ifs of the inference copy but not IR nodes, read_subgraph_infos
+    does not see them; collect_branch_shapes hands them to their top-level If under their own names."""
+    tags = {tag for node in ifs if node.op_type == "If" for tag in node.meta.get(_OPEN, ())}
+    if not tags:
+        return
+    for proto in inferred.graph.node:
+        if proto.op_type == "If" and _first(proto.output) in tags:
+            for nested in _subgraphs(proto):
+                _read_infos(nested, graph.tensors)
+
+
+def _read_infos(graph_proto: onnx.GraphProto, tensors: dict[str, TensorInfo]) -> None:
+    for value in (*graph_proto.input, *graph_proto.value_info, *graph_proto.output):
+        dtype, shape = shape_of(value.type)
+        if shape is not None or value.name not in tensors:
+            tensors[value.name] = TensorInfo(value.name, dtype, shape)
+    for proto in graph_proto.node:
+        for nested in _subgraphs(proto):
+            _read_infos(nested, tensors)
 
 
 def collect_branch_shapes(graph: Graph, keys: list[str]) -> None:

@@ -17,7 +17,14 @@ from segcost.ir.onnx_io import (
     read_value_infos,
     to_model,
 )
-from segcost.shapes.branches import collect_branch_shapes, decide_branches, forget_branches, open_ifs, take_branches
+from segcost.shapes.branches import (
+    collect_branch_shapes,
+    decide_branches,
+    forget_branches,
+    open_ifs,
+    read_nested_shapes,
+    take_branches,
+)
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
 from segcost.shapes.declared import fill_open, record_conflicts
 from segcost.shapes.evaluate import Resolved, resolve_value_chains
@@ -366,6 +373,7 @@ def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, Te
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
     read_subgraph_infos(graph, inferred.graph, with_subgraphs)  # shapes inside If/Loop/Scan bodies, for their MACs
+    read_nested_shapes(graph, inferred, with_subgraphs)   # ... and inside Ifs left open in branches taken
     for init in inferred.graph.initializer:  # tensors evaluated by resolve_value_chains
         if init.name not in graph.initializers and init.name not in graph.tensors:
             graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
