@@ -233,3 +233,29 @@ def test_an_if_left_open_in_a_taken_branch_keeps_its_branches_shapes():
     then_macs = 8 * 8 * (9 + 1) * 16 * 16
     assert result.totals.macs == then_macs and not result.coverage.shape_unknown
     assert any("inner (If)" in warning and "upper bound" in warning for warning in result.warnings)
+
+
+def test_an_if_left_open_reads_the_taken_branchs_constants_and_tensors():
+    """The inner If's branches read a weight and a tensor of the outer branch (`w3`, `pre`): both renamed with
+    the outer branch when it is inlined (onnx.compose.add_prefix_graph left such nested reads of a branch
+    constant dangling). Then: two Conv 3×3 8→8 of `pre`; else: one."""
+    conv = lambda source, output: helper.make_node("Conv", [source, "w3"], [output], pads=[1] * 4)  # noqa: E731
+    inner = helper.make_node("If", ["c"], ["iy"], name="inner",
+                             then_branch=helper.make_graph([conv("pre", "a"), conv("a", "b")], "it", [], [_value("b")]),
+                             else_branch=helper.make_graph([conv("pre", "e")], "ie", [], [_value("e")]))
+    outer_then = helper.make_graph([helper.make_node("Relu", ["x"], ["pre"]), inner], "ot", [], [_value("iy")],
+                                   [_weight("w3", 8, 8, 3)])
+    outer = helper.make_node("If", ["on"], ["z"], name="outer", then_branch=outer_then,
+                             else_branch=helper.make_graph([helper.make_node("Identity", ["x"], ["ox"])], "oe", [],
+                                                           [_value("ox")]))
+    graph = helper.make_graph([outer], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16]),
+                                             helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [_value("z")], [numpy_helper.from_array(np.array(True), "on")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": np.ones((1, 8, 16, 16), np.float32), "c": np.array(True)}
+    assert session.run(None, feeds)[0].shape == (1, 8, 16, 16)
+    result = analyze(load_model(model))
+    assert result.totals.macs == 2 * 8 * 8 * 9 * 16 * 16 and not result.coverage.shape_unknown
+    assert result.totals.params == 8 * 8 * 9 + 1   # w3 once, and the constant condition

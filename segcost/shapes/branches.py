@@ -20,17 +20,18 @@ with sparse initializers is left alone. An unknown condition leaves the If as on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, TensorInfo
 from segcost.ir.onnx_io import shape_of
 from segcost.shapes.evaluate import shape_op_value, static_shapes
+from segcost.shapes.inline import inlined_branch, subgraphs
 from segcost.shapes.values import NotExact, compute_values
 
 BRANCH_TAKEN = "branch_taken"
@@ -41,9 +42,6 @@ _PREFIX = "segcost.branch/"   # an inlined branch's names: _PREFIX + a tag of it
 # Levels of Ifs nested in taken branches that are decided (each level's computed conditions cost one more
 # inference of the whole copy); deeper is an error.
 MAX_BRANCH_DEPTH = 16
-# Branch constants up to this many elements go into the inference copy with their data (shape
-# arithmetic reads them); larger ones as typed inputs, like the model's own weights.
-_INLINE_ELEMENTS = 1 << 16
 
 
 def condition_value(value: np.ndarray | None) -> bool | None:
@@ -216,7 +214,7 @@ class _Inliner:
         # top-level and nested prefixes: the key's or first output's length, then ':' or '>', so that no prefix
         # begins another one and no two inlined branches give the same name
         prefix = f"{_PREFIX}{len(tag)}>{tag}/" if depth else f"{_PREFIX}{len(key)}:{key}/"
-        nodes, renamed, constants = _inlined(branch, prefix, outputs, self.shell)
+        nodes, renamed, constants = inlined_branch(branch, prefix, outputs, self.shell)
         for old, new in renamed.items():   # every inlined name to its name in its own branch
             names[new] = names.get(old, old)
         self.constants.update(constants)
@@ -254,75 +252,6 @@ def _first(names) -> str:
 
 def _is_if(proto: onnx.NodeProto) -> bool:
     return proto.op_type == "If" and proto.domain in ("", "ai.onnx") and bool(proto.input) and bool(proto.input[0])
-
-
-def _subgraphs(proto: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    for attribute in proto.attribute:
-        if attribute.type == attribute.GRAPH:
-            yield attribute.g
-        elif attribute.type == attribute.GRAPHS:
-            yield from attribute.graphs
-
-
-def _defined(graph: onnx.GraphProto, names: set[str]) -> set[str]:
-    """Add to `names` the tensors `graph` and the graphs nested in it define (inputs, initializers, outputs)."""
-    names.update(value.name for value in graph.input)
-    names.update(init.name for init in graph.initializer)
-    names.update(sparse.values.name for sparse in graph.sparse_initializer)
-    for proto in graph.node:
-        names.update(name for name in proto.output if name)
-        for nested in _subgraphs(proto):
-            _defined(nested, names)
-    return names
-
-
-def _rename(graph: onnx.GraphProto, names: Mapping[str, str], prefix: str) -> None:
-    """Rename, in place, the tensors of `graph` and its nested graphs by `names`; prefix its nodes' names."""
-    for init in graph.initializer:
-        init.name = names.get(init.name, init.name)
-    for sparse in graph.sparse_initializer:
-        sparse.values.name = names.get(sparse.values.name, sparse.values.name)
-    for value in (*graph.input, *graph.output, *graph.value_info):
-        value.name = names.get(value.name, value.name)
-    for proto in graph.node:
-        if proto.name:
-            proto.name = prefix + proto.name
-        proto.input[:] = [names.get(name, name) for name in proto.input]
-        proto.output[:] = [names.get(name, name) for name in proto.output]
-        for nested in _subgraphs(proto):
-            _rename(nested, names, prefix)
-
-
-def _inlined(branch: onnx.GraphProto, prefix: str, outputs: list[str], shell: onnx.ModelProto
-             ) -> tuple[list[onnx.NodeProto], dict[str, str], dict[str, np.ndarray]]:
-    """(the branch's nodes, its names prefixed, then Identity nodes onto the If's `outputs`; {old name: new name};
-    {new name: value} of its one-element constants). Its constants are added to `shell` (small ones with their
-    data, others as typed inputs).
-
-    onnx.compose.add_prefix_graph is not used: it renames a nested graph's outputs even when they pass an outer
-    tensor through, and a nested graph's reads of the branch's initializers not at all (onnx 1.23).
-    """
-    # every name the branch defines, at any depth, is prefixed (so no clash with the outer graph); an outer
-    # tensor it reads or passes through as an output keeps its name
-    names = {name: prefix + name for name in _defined(branch, set())}
-    copy = onnx.GraphProto()
-    copy.CopyFrom(branch)
-    _rename(copy, names, prefix)
-    constants = {}
-    for init in copy.initializer:
-        elements = int(np.prod(tuple(init.dims), dtype=np.int64))
-        if elements <= _INLINE_ELEMENTS:
-            shell.graph.initializer.append(init)
-            if elements == 1 and init.data_location != init.EXTERNAL:
-                constants[init.name] = numpy_helper.to_array(init)
-        else:
-            shell.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-    nodes = list(copy.node)
-    for source, target in zip(branch.output, outputs):
-        if target:   # an output the branch produces (prefixed), or an outer tensor it passes through as is
-            nodes.append(helper.make_node("Identity", [names.get(source.name, source.name)], [target],
-                                          name=f"{prefix}output/{target}"))
-    return nodes, names, constants
 
 
 def decide_branches(graph: Graph, shell: onnx.ModelProto, inferred: onnx.ModelProto,
@@ -376,7 +305,7 @@ def read_nested_shapes(graph: Graph, inferred: onnx.ModelProto, ifs: list[Node])
         return
     for proto in inferred.graph.node:
         if proto.op_type == "If" and _first(proto.output) in tags:
-            for nested in _subgraphs(proto):
+            for nested in subgraphs(proto):
                 _read_infos(nested, graph.tensors)
 
 
@@ -386,7 +315,7 @@ def _read_infos(graph_proto: onnx.GraphProto, tensors: dict[str, TensorInfo]) ->
         if shape is not None or value.name not in tensors:
             tensors[value.name] = TensorInfo(value.name, dtype, shape)
     for proto in graph_proto.node:
-        for nested in _subgraphs(proto):
+        for nested in subgraphs(proto):
             _read_infos(nested, tensors)
 
 
