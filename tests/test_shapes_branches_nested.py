@@ -166,7 +166,7 @@ def _chain(depth: int) -> onnx.ModelProto:
     return model
 
 
-def test_nesting_deeper_than_the_limit_is_one_line_error(monkeypatch):
+def test_nesting_deeper_than_the_limit_is_one_line_error(monkeypatch, run_cli, tmp_path):
     from segcost.shapes import branches
 
     assert analyze(load_model(_chain(4))).totals.macs == 8 * 8 * 16   # the innermost 1×1, within the limit
@@ -175,6 +175,10 @@ def test_nesting_deeper_than_the_limit_is_one_line_error(monkeypatch):
         analyze(load_model(_chain(4)))
     message = str(caught.value)
     assert "\n" not in message and "'if4'" in message and "nested more than 2" in message
+    path = tmp_path / "deep.onnx"
+    onnx.save_model(_chain(4), path)
+    code, out, err = run_cli("analyze", str(path))
+    assert code == 2 and not out and err.startswith("segcost: error: ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("keys", [("a", "a/b"), ("a/b", "a")])
@@ -259,3 +263,36 @@ def test_an_if_left_open_reads_the_taken_branchs_constants_and_tensors():
     result = analyze(load_model(model))
     assert result.totals.macs == 2 * 8 * 8 * 9 * 16 * 16 and not result.coverage.shape_unknown
     assert result.totals.params == 8 * 8 * 9 + 1   # w3 once, and the constant condition
+
+
+def _dependent_ifs() -> onnx.ModelProto:
+    """x [1,8,16,16] → If A (H > 48: identity; else MaxPool 2 → 8×8) → a; If B on Shape(a)[2] > 4 (known only once
+    A is decided: onnx merges A's branches to a symbolic H): then Conv 3×3 8→8 of a, else Conv 1×1."""
+    a_then = helper.make_graph([helper.make_node("Identity", ["x"], ["at"])], "at", [], [_value("at")])
+    a_else = helper.make_graph([helper.make_node("MaxPool", ["x"], ["ae"], kernel_shape=[2, 2], strides=[2, 2])],
+                               "ae", [], [_value("ae")])
+    a_cond, a_inits = _shape_condition("a_", "x", "ac")
+    b_cond, b_inits = _shape_condition("b_", "a", "bc")
+    b_inits[1] = numpy_helper.from_array(np.array(4, np.int64), "b_limit")
+    nodes = [*a_cond, helper.make_node("If", ["ac"], ["a"], name="A", then_branch=a_then, else_branch=a_else),
+             *b_cond, helper.make_node("If", ["bc"], ["b"], name="B",
+                                       then_branch=_branch("bt", [_conv("bt", "a", "bty", 8, 8, 3)], "bty"),
+                                       else_branch=_branch("be", [_conv("be", "a", "bey", 8, 8, 1)], "bey"))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [_value("b")], [*a_inits, *b_inits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_an_if_whose_condition_follows_another_ifs_branch_is_decided_in_the_next_round(monkeypatch):
+    model = _dependent_ifs()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.ones((1, 8, 16, 16), np.float32)})[0].shape == (1, 8, 8, 8)
+    result = analyze(load_model(model))
+    assert result.totals.macs == 8 * 8 * 9 * 8 * 8   # A's else (8×8), then B's then (8 > 4)
+    from segcost.shapes import branches
+
+    monkeypatch.setattr(branches, "MAX_BRANCH_DEPTH", 0)   # one round: B is still decidable after it
+    with pytest.raises(ShapeError, match="depend on the branches of other Ifs more than 0 rounds"):
+        analyze(load_model(model))
