@@ -1,9 +1,13 @@
 """MACs inside If, Loop and Scan: each subgraph is analyzed like a graph, then combined.
 
 - **If**: both branches are analyzed and listed; the layer counts the branch with more MACs
-  (the worst case, which a budget must hold — which branch runs is data). When the condition
-  is known at the given input shapes (a constant, or computed from static shapes; shapes.branches
-  sets ``meta["branch_taken"]``), only the taken branch is analyzed and counted.
+  (the worst case, which a budget must hold — which branch runs is data) and, when the
+  branches differ, a warning says the count is an upper bound. When the condition is known at
+  the given input shapes (a constant, or computed from static shapes; shapes.branches sets
+  ``meta["branch_taken"]``, and ``meta["nested_branches_taken"]`` for the Ifs nested in the
+  branch taken), only the taken branch is analyzed and counted. An If in a subgraph whose
+  condition is a constant, or an outer tensor computed from constants and static shapes (a
+  Loop-invariant `Shape(x)[2] > 48`), is decided the same way — in a Loop body, for every trip.
 - **Loop** whose trip count M is a constant, or computed from constants and static shapes
   (`Shape(x)[2]`; evaluated as `segcost cost` folds it): M × body. If the loop's condition is computed,
   M is an upper bound and a warning says so — also when the body computes the next
@@ -29,27 +33,29 @@ subgraphs', combined as its MACs are: the counted branch's, trips × the body's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from math import prod
-from typing import cast
 
 import numpy as np
-from onnx import numpy_helper
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
+from segcost.analyzer.trips import (
+    MAX_TRIP_COUNT,
+    computed_value,
+    constant_int,
+    has_computed_condition,
+    loop_trips,
+    scan_trips,
+)
 from segcost.errors import ShapeError
-from segcost.ir import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, is_static_shape
-from segcost.ir.onnx_io import subgraph_ir, to_model
+from segcost.ir import Graph, Initializer, Node, Shape, TensorInfo, is_static_shape
+from segcost.ir.onnx_io import subgraph_ir
 from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
 from segcost.shapes import infer_shapes
-from segcost.shapes.evaluate import MAX_ELEMENTS, shape_op_value
-from segcost.shapes.values import NotExact, compute_values
+from segcost.shapes.branches import BRANCH_TAKEN, NESTED_TAKEN, condition_value
 
 __all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's first two inputs
-MAX_TRIP_COUNT = 1 << 31   # at or above, with a computed condition: a `while` loop's placeholder, not a count
 UNBOUNDED = "unbounded"
 
 # (sub-IR, subgraph tensor table, outer constants) -> (macs, flops, params, weight bytes, nodes, unsupported,
@@ -69,14 +75,14 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     tensors = node.meta.get("subgraph_tensors") or inherited
     subgraphs = []
     varying = False
-    taken = node.meta.get("branch_taken") if node.op_type == "If" else None
+    taken = node.meta.get(BRANCH_TAKEN) if node.op_type == "If" else None
     for attribute, index, graph_proto in subgraph_attributes(node.attrs, node.attr_types):
         if taken is not None and attribute != taken:
             continue   # the branch that does not run at these input shapes
-        body, outer_constants = _subgraph(graph, graph_proto, tensors)
+        body, outer_constants = _subgraph(graph, graph_proto, tensors, node.meta.get(NESTED_TAKEN))
         name = attribute if index < 0 else f"{attribute}[{index}]"
         if node.op_type == "Loop" and (not _seed_loop_body(body, graph, node) or _iteration_shaped(body)):
-            trips = _loop_trips(graph, node)
+            trips = loop_trips(graph, node)
             unrolled = None if trips is None else _unrolled(graph, key, node, graph_proto, tensors, name, trips,
                                                            analyze_body, warnings)
             if unrolled is not None:
@@ -92,6 +98,9 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     if node.op_type == "If":
         chosen = max(subgraphs, key=lambda sub: (sub.macs, sub.flops), default=None)
         macs, flops = (chosen.macs, chosen.flops) if chosen else (0, 0)
+        if not taken and chosen and any(sub.macs != chosen.macs for sub in subgraphs):
+            warnings.append(f"{key} (If): its condition is not known from the input shapes; MACs count the larger "
+                            f"branch ({chosen.name}, {chosen.macs:,} MACs) — an upper bound")
         basis = (f"taken branch ({taken}: condition known at these input shapes)" if taken else
                  f"larger branch ({chosen.name})" if chosen else "no branches")
         return ControlFlowCost(key, node.op_type, subgraphs, None, macs, flops, basis, False,
@@ -100,7 +109,7 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
     per_trip_macs = sum(sub.macs for sub in subgraphs)
     per_trip_flops = sum(sub.flops for sub in subgraphs)
     per_trip_parts = _summed([sub.flops_by_category for sub in subgraphs])
-    trips = _loop_trips(graph, node) if node.op_type == "Loop" else _scan_trips(graph, node)
+    trips = loop_trips(graph, node) if node.op_type == "Loop" else scan_trips(graph, node)
     params = sum(sub.params for sub in subgraphs)
     weight_bytes = sum(sub.weight_bytes for sub in subgraphs)
     if varying:
@@ -109,14 +118,14 @@ def control_flow_cost(graph: Graph, key: str, node: Node, analyze_body: BodyAnal
         return ControlFlowCost(key, node.op_type, subgraphs, trips, per_trip_macs, per_trip_flops,
                                "one trip (shapes vary per trip)", True, params, weight_bytes, per_trip_parts)
     if trips is None:
-        cap = _constant_int(graph, node.inputs[0]) if node.op_type == "Loop" and node.inputs else None
+        cap = constant_int(graph, node.inputs[0]) if node.op_type == "Loop" and node.inputs else None
         why = ("no static trip count" if cap is None else
                f"a while loop (M = {cap:,} is an exporter's placeholder and the condition is computed)")
         warnings.append(f"{key} ({node.op_type}): {why}; MACs count one trip "
                         f"({per_trip_macs:,} MACs per trip) — the total is not an upper bound")
         return ControlFlowCost(key, node.op_type, subgraphs, None, per_trip_macs, per_trip_flops,
                                "one trip (unbounded)", True, params, weight_bytes, per_trip_parts)
-    if node.op_type == "Loop" and _has_computed_condition(graph, node):
+    if node.op_type == "Loop" and has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; {trips} trips × body is an upper bound")
     return ControlFlowCost(key, node.op_type, subgraphs, trips, trips * per_trip_macs, trips * per_trip_flops,
                            "trips × body", False, params, weight_bytes,
@@ -132,17 +141,53 @@ def _summed(parts: list[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _subgraph(graph: Graph, graph_proto, tensors: dict) -> tuple[Graph, set[str]]:
-    """An If branch or Loop/Scan body as an IR, with the outer constants and shapes it reads; and those constants."""
+def _subgraph(graph: Graph, graph_proto, tensors: dict, decided: dict[str, str] | None = None
+              ) -> tuple[Graph, set[str]]:
+    """An If branch or Loop/Scan body as an IR, with the outer constants and shapes it reads; and those constants.
+
+    An If condition it reads (at any depth) from the enclosing graph that is computed there from constants and
+    static shapes (`Shape(x)[2] > 48`) is one of those constants: loop-invariant, it decides the If once for
+    every trip. The body's Ifs get their branch taken: from `decided` ({first output: branch}, the branches
+    shapes.branches took for Ifs nested in a taken branch, handed down to deeper levels) or from a one-element
+    constant condition.
+    """
     body = subgraph_ir(graph_proto, graph, tensors)
     outer_constants = set()
+    conditions = _if_conditions(graph_proto)
     for outer in outer_scope_reads(graph_proto):   # shapes and constness come from the enclosing graph
         if outer in graph.initializers:
             body.initializers.setdefault(outer, graph.initializers[outer])
             outer_constants.add(outer)
+            continue
+        value = computed_value(graph, outer) if outer in conditions and graph.producer(outer) is not None else None
+        if value is not None and value.size == 1:
+            body.initializers[outer] = Initializer.from_array(outer, value)
+            outer_constants.add(outer)
         elif graph.shape(outer) is not None:
             body.tensors.setdefault(outer, TensorInfo(outer, graph.dtype(outer), graph.shape(outer)))
+    for node in body.nodes.values():
+        if node.op_type == "If" and node.domain in ("", "ai.onnx") and BRANCH_TAKEN not in node.meta:
+            first = next((name for name in node.outputs if name), "")
+            constant = body.initializers.get(node.inputs[0]) if node.inputs and node.inputs[0] else None
+            if decided and first in decided:
+                node.meta[BRANCH_TAKEN] = decided[first]
+            elif constant is not None and constant.size == 1:
+                node.meta[BRANCH_TAKEN] = "then_branch" if condition_value(constant.array) else "else_branch"
+        if decided and node.op_type in CONTROL_FLOW_OPS:
+            node.meta.setdefault(NESTED_TAKEN, decided)
     return body, outer_constants
+
+
+def _if_conditions(graph_proto) -> set[str]:
+    """The conditions of the If nodes in `graph_proto` and the graphs nested in it."""
+    found = set()
+    for proto in graph_proto.node:
+        if proto.op_type == "If" and proto.input:
+            found.add(proto.input[0])
+        for attribute in proto.attribute:
+            for nested in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                found |= _if_conditions(nested)
+    return found
 
 
 def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
@@ -156,8 +201,9 @@ def _seed_loop_body(body: Graph, graph: Graph, node: Node) -> bool:
     """
     carried_outer, carried_inner = node.inputs[2:], body.inputs[2:]
     if all(is_static_shape(body.shape(name)) for name in carried_inner) and all(
-            is_static_shape(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]):
-        return _same_shapes(body, carried_inner)
+            is_static_shape(body.shape(name)) for name in body.outputs[1:1 + len(carried_inner)]) and not any(
+            node.op_type == "If" and BRANCH_TAKEN not in node.meta for node in body.nodes.values()):
+        return _same_shapes(body, carried_inner)   # (an open If is inferred: the shapes may decide its condition)
     seeds = {inner: (graph.dtype(outer), graph.shape(outer)) for outer, inner in zip(carried_outer, carried_inner)
              if outer and is_static_shape(graph.shape(outer)) and not is_static_shape(body.shape(inner))}
     if not _infer_body(body, seeds):
@@ -243,7 +289,7 @@ def _unrolled(graph: Graph, key: str, node: Node, graph_proto, tensors: dict, na
         outputs = body.outputs[1:1 + len(carried_inner)]
         current = [(body.dtype(output) or dtype, body.shape(output)) for output, (dtype, _) in zip(outputs, current)]
     warnings.extend(f"{key} {name}: {note}" for note in notes)
-    if _has_computed_condition(graph, node):
+    if has_computed_condition(graph, node):
         warnings.append(f"{key} (Loop): its condition is computed; the sum over {trips} trips is an upper bound")
     parts = _summed(trip_parts)
     return ControlFlowCost(key, "Loop", [SubgraphCost(name, macs, flops, params, nodes, unsupported, weight_bytes,
@@ -266,171 +312,3 @@ def _same_shapes(body: Graph, carried_inner: list[str]) -> bool:
     outputs = body.outputs[1:1 + len(carried_inner)]
     return all(body.shape(inner) == body.shape(output) or not is_static_shape(body.shape(output))
                for inner, output in zip(carried_inner, outputs))
-
-
-def _constant_int(graph: Graph, tensor: str) -> int | None:
-    """The one-element integer value of `tensor`: an initializer, or computed from constants and static shapes."""
-    init = graph.initializers.get(tensor) if tensor else None
-    if init is not None:
-        value = init.array if init.size == 1 else None
-    else:
-        value = _computed_value(graph, tensor) if tensor and graph.producer(tensor) is not None else None
-    if value is None or value.size != 1 or value.dtype.kind not in "iub":
-        return None
-    return int(value.reshape(-1)[0])
-
-
-MAX_COMPUTED_NODES = 64   # nodes of a trip count's computation (Shape -> Gather -> ...) evaluated for it
-_NOT_COMPUTED = frozenset({"If", "Loop", "Scan", "SequenceMap", "RandomNormal", "RandomNormalLike",
-                           "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"})
-
-
-def _computed_value(graph: Graph, tensor: str) -> np.ndarray | None:
-    """The value of `tensor` when the nodes computing it read only constants and static shapes, else None.
-
-    A Loop's trip count may be computed from shapes (`Shape(x)[2]`): static once the inputs
-    are, and `segcost cost` folds it (passes.cleanup: Shape values, then onnx.reference)
-    before counting. Here the same is done for only the nodes that compute it, with the
-    loader's shape-chain evaluator (shapes.values) and onnx.reference for what it refuses — at most
-    MAX_COMPUTED_NODES standard ops, every tensor static and at most shapes.evaluate's
-    MAX_ELEMENTS — so analyze counts the trips cost counts.
-    """
-    nodes: dict[str, Node] = {}
-    stack = [tensor]
-    while stack:
-        key = graph.producer(stack.pop())
-        if key is None or key in nodes:
-            continue
-        node = graph.node(key)
-        if (node.domain or node.op_type in _NOT_COMPUTED or len(nodes) >= MAX_COMPUTED_NODES
-                or not all(_small(graph.shape(output)) for output in node.outputs if output)):
-            return None
-        nodes[key] = node
-        if node.op_type not in ("Shape", "Size"):   # those are replaced by their values
-            stack.extend(name for name in node.inputs if name)
-    part = Graph(ModelInfo(opset_imports=dict(graph.info.opset_imports)))
-    for key, node in nodes.items():
-        if node.op_type in ("Shape", "Size"):
-            value = shape_op_value(node.op_type, graph.shape(node.inputs[0]) if node.inputs else None,
-                                   node.attrs.get("start", 0), node.attrs.get("end"))
-            if value is None:
-                return None
-            part.initializers[node.outputs[0]] = Initializer.from_array(node.outputs[0], value)
-            continue
-        part.add_node(replace(node, inputs=list(node.inputs), outputs=list(node.outputs), meta={}), key)
-        for name in node.inputs:
-            if name in graph.initializers:
-                part.initializers[name] = graph.initializers[name]
-            elif name and graph.producer(name) is None:
-                return None   # a graph input: not a constant
-    if tensor in part.initializers:
-        return part.initializers[tensor].array
-    part.outputs = [tensor]
-    part.tensors[tensor] = TensorInfo(tensor, graph.dtype(tensor), graph.shape(tensor))
-    model = to_model(part, keep_value_info=False)
-    # the loader's shape-chain evaluator first (numpy, exact as onnxruntime); ops it does not
-    # take exactly go to onnx.reference, as passes.cleanup folds them for `segcost cost`
-    producer = {output: proto for proto in model.graph.node for output in proto.output}
-    try:
-        known = {name: init.array for name, init in part.initializers.items()}
-        return compute_values([tensor], producer, known, part.info.opset)[tensor]
-    except NotExact:
-        pass
-    # deferred: onnx.reference takes a while to import and only an op numpy does not take needs it
-    from onnx.reference import ReferenceEvaluator
-
-    try:
-        results = cast(list, ReferenceEvaluator(model).run([tensor], {}))
-        return np.asarray(results[0])
-    except Exception:  # noqa: BLE001 - an op the reference cannot run leaves the trip count unknown
-        return None
-
-
-def _small(shape: Shape | None) -> bool:
-    return is_static_shape(shape) and min(shape, default=0) >= 0 and prod(shape) <= MAX_ELEMENTS
-
-
-def _loop_trips(graph: Graph, node: Node) -> int | None:
-    """The trips a Loop runs at most, or None when unknown.
-
-    ONNX runs `for i < M and cond`: 0 trips when the initial condition is a constant false; at
-    most 1 when the body returns a constant false as the next condition; M when constant.
-    M ≥ MAX_TRIP_COUNT with a condition that can stop the loop is an exporter's `while`
-    placeholder (torch writes INT64_MAX), not a count: None. With a condition that cannot stop
-    it, M is the trip count however large.
-    """
-    count = _constant_int(graph, node.inputs[0]) if node.inputs and node.inputs[0] else None
-    if count is not None and count < 0:
-        return None
-    condition = node.inputs[1] if len(node.inputs) > 1 else ""
-    if condition and _constant_int(graph, condition) == 0:
-        return 0   # `while (false)`: the body never runs
-    if _next_condition(node) is False:
-        return 1 if count is None or count >= 1 else 0   # the first trip returns false
-    if count is None:
-        return None
-    if count >= MAX_TRIP_COUNT and _has_computed_condition(graph, node):
-        return None
-    return count
-
-
-def _has_computed_condition(graph: Graph, node: Node) -> bool:
-    """Whether the loop may stop before M trips for a reason only known at run time: its initial condition,
-    or the body's next condition, is computed."""
-    condition = node.inputs[1] if len(node.inputs) > 1 else ""
-    return bool(condition) and _constant_int(graph, condition) is None or _next_condition(node) is None
-
-
-def _next_condition(node: Node) -> bool | str | None:
-    """What a Loop body returns as its next condition: "carried" (its condition input handed on unchanged,
-    through Identity or under the same name), True/False (a constant), or None (computed)."""
-    body = node.attrs.get("body")
-    if body is None or len(body.input) < 2 or not body.output:
-        return "carried"   # malformed bodies are the checker's; nothing stops the loop here
-    carried, returned = body.input[1].name, body.output[0].name
-    producers = {output: proto for proto in body.node for output in proto.output}
-    seen: set[str] = set()
-    while returned not in seen:   # follow Identity hand-overs back to the condition input
-        seen.add(returned)
-        if returned == carried:
-            return "carried"
-        proto = producers.get(returned)
-        if proto is None:
-            tensor = next((init for init in body.initializer if init.name == returned), None)
-            return None if tensor is None else _scalar_truth(tensor)
-        if proto.op_type == "Constant" and not proto.domain:
-            attribute = next((attr for attr in proto.attribute if attr.name in ("value", "value_int")), None)
-            if attribute is None:
-                return None
-            return bool(attribute.i) if attribute.name == "value_int" else _scalar_truth(attribute.t)
-        if proto.op_type != "Identity" or proto.domain or not proto.input:
-            return None
-        returned = proto.input[0]
-    return None
-
-
-def _scalar_truth(tensor) -> bool | None:
-    """The truth of a one-element TensorProto (read only when it has one element), else None."""
-    if prod(tensor.dims) != 1 or tensor.data_location == tensor.EXTERNAL:
-        return None
-    try:
-        return bool(numpy_helper.to_array(tensor).reshape(-1)[0])
-    except (ValueError, TypeError, IndexError):
-        return None
-
-
-def _scan_trips(graph: Graph, node: Node) -> int | None:
-    if graph.info.opset < 9:
-        return None   # opset-8 Scan iterates a batch of sequences with optional lengths
-    count = int(node.attrs.get("num_scan_inputs", 0))
-    scan_inputs = node.inputs[len(node.inputs) - count:] if count else []
-    if not scan_inputs:
-        return None
-    shape = graph.shape(scan_inputs[0])
-    axes = list(node.attrs.get("scan_input_axes", [0] * count))
-    if shape is None or not axes:
-        return None
-    axis = axes[0] + len(shape) if axes[0] < 0 else axes[0]
-    length = shape[axis] if 0 <= axis < len(shape) else None
-    return length if isinstance(length, int) else None
-

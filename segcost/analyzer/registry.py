@@ -24,6 +24,7 @@ from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 from segcost.shapes import symbolic_inputs
+from segcost.shapes.branches import undecided_nested
 from segcost.shapes.fit import dynamic_axes_hint, export_size_note  # noqa: F401 - rules import them from here
 
 COUNTED = "counted"
@@ -158,8 +159,11 @@ def _if_why(node: Node) -> str:
     """Why an If's output has no static shape: its branches give different ones and its condition is not known."""
     taken = node.meta.get("branch_taken")
     if taken:   # shapes.branches decided it; what stops inference is inside the branch
-        return (f"its condition is known at these input shapes ({taken} runs), but that branch holds an If (or a "
-                "Loop) whose output shape segcost cannot follow: nested Ifs are not decided from the input shapes; "
+        nested = "; ".join(f"the If computing {output!r} on {condition!r}"
+                           for output, condition in undecided_nested(node))
+        inside = (f"{nested}, whose condition is not known from the input shapes" if nested else
+                  "a node (a Loop, say) whose output shape segcost cannot follow")
+        return (f"its condition is known at these input shapes ({taken} runs), but that branch holds {inside}; "
                 "declare the If's output shape in value_info, or export the model with the branch decided")
     tensors = node.meta.get("subgraph_tensors") or {}
     shapes = []

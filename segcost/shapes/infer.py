@@ -18,10 +18,11 @@ from segcost.ir.onnx_io import (
     to_model,
 )
 from segcost.shapes.branches import (
-    BRANCH_TAKEN,
     collect_branch_shapes,
-    computed_conditions,
+    decide_branches,
+    forget_branches,
     open_ifs,
+    read_nested_shapes,
     take_branches,
 )
 from segcost.shapes.contrib import drop_temporaries, has_twins, with_twins
@@ -68,14 +69,16 @@ def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None, model: o
     if any(node.op_type == "If" for node in with_subgraphs) and open_ifs(graph):
         # conditions computed from the static shapes just inferred (`Shape(x)[2] > 48`), decided up front: an If
         # whose branches agree in shape, or that feeds only graph outputs, leaves nothing open for the rounds below
-        shell = _message(shell)   # parsed once, for the conditions' cone and the branches taken
-        computed = computed_conditions(graph, shell, inferred)
-        if computed:
-            keys = take_branches(graph, shell, computed)
-            if keys:
-                taken.extend(keys)
-                inferred = _infer(graph, shell)   # not a copy of the graph: its nodes are looked at
-                _take_shapes(graph, inferred, declared, with_subgraphs)
+        message = _message(shell)   # parsed once, for the conditions' cone and the branches taken
+
+        def reinfer() -> onnx.ModelProto:
+            again = _infer(graph, message)   # not a copy of the graph: its nodes are looked at
+            _take_shapes(graph, again, declared, with_subgraphs)
+            return again
+
+        inferred, keys = decide_branches(graph, message, inferred, reinfer)
+        shell = message
+        taken.extend(keys)
     # The fast path ends here for almost every model: the checks below walk the IR's own
     # (already decoded) tables, and onnxruntime is imported only when a chain is evaluated.
     unresolved = _unresolved(graph, verified)
@@ -137,7 +140,7 @@ def _take_constant_branches(graph: Graph, shell: onnx.ModelProto | bytes, with_s
     if not ifs:
         return shell, []
     for node in ifs:
-        node.meta.pop(BRANCH_TAKEN, None)
+        forget_branches(node)
     constants = {name: graph.initializers[name].array for name in open_ifs(graph).values()
                  if name in graph.initializers and graph.initializers[name].size == 1}
     if not constants:
@@ -370,6 +373,7 @@ def _take_shapes(graph: Graph, inferred: onnx.ModelProto, declared: dict[str, Te
     read_value_infos(graph, inferred.graph.value_info)
     read_value_infos(graph, inferred.graph.output)
     read_subgraph_infos(graph, inferred.graph, with_subgraphs)  # shapes inside If/Loop/Scan bodies, for their MACs
+    read_nested_shapes(graph, inferred, with_subgraphs)   # ... and inside Ifs left open in branches taken
     for init in inferred.graph.initializer:  # tensors evaluated by resolve_value_chains
         if init.name not in graph.initializers and init.name not in graph.tensors:
             graph.tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(dim) for dim in init.dims))
