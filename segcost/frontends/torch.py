@@ -159,8 +159,8 @@ def program_shape_problem(program: Any, input_shape: tuple[int, ...]) -> str:
             continue
         value = int(expr.subs(values))
         if bool(value < bounds.lower) or bool(value > bounds.upper):
-            axes = [str(axis) for axis, dim, _ in pending if dim.free_symbols & expr.free_symbols]
-            where = f"input axis {axes[0]}" if len(axes) == 1 else f"input axes {', '.join(axes)}"
+            using = [str(axis) for axis, dim, _ in pending if dim.free_symbols & expr.free_symbols]
+            where = f"input axis {using[0]}" if len(using) == 1 else f"input axes {', '.join(using)}"
             return (f"the ExportedProgram accepts {expr} ({where}) in [{bounds.lower}, {bounds.upper}] "
                     f"only (torch.export range constraints); --input-shape {given} makes it {value}")
     return ""
