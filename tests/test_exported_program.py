@@ -84,3 +84,12 @@ def test_program_shape_problem_follows_derived_and_shared_dims():
     assert "in [16, 64]" in program_shape_problem(program, (1, 3, 72, 72))  # k = 9 is out of [2, 8]
     assert "fixed axis 0" in program_shape_problem(program, (2, 3, 24, 24))
     assert "rank 4" in program_shape_problem(program, (1, 3, 24))
+
+
+def test_an_unbounded_dynamic_dim_is_refused_below_two():
+    """Dim.AUTO has no upper bound ("int_oo" in torch's ranges) and, like every dynamic dim, a lower one of 2."""
+    program = torch.export.export(_net(), (torch.zeros(2, 3, 32, 32),),
+                                  dynamic_shapes=({0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO},))
+    assert program_shape_problem(program, (64, 3, 1000, 32)) == ""
+    problem = program_shape_problem(program, (1, 3, 32, 32))
+    assert "(input axis 0) >= 2 only" in problem and "not to be 0 or 1" in problem and "int_oo" not in problem

@@ -161,8 +161,10 @@ def program_shape_problem(program: Any, input_shape: tuple[int, ...]) -> str:
         if bool(value < bounds.lower) or bool(value > bounds.upper):
             using = [str(axis) for axis, dim, _ in pending if dim.free_symbols & expr.free_symbols]
             where = f"input axis {using[0]}" if len(using) == 1 else f"input axes {', '.join(using)}"
-            return (f"the ExportedProgram accepts {expr} ({where}) in [{bounds.lower}, {bounds.upper}] "
-                    f"only (torch.export range constraints); --input-shape {given} makes it {value}")
+            span = f">= {bounds.lower}" if bool(bounds.upper > 2**63) else f"in [{bounds.lower}, {bounds.upper}]"
+            why = "; a dynamic dim is assumed not to be 0 or 1" if value < 2 else ""
+            return (f"the ExportedProgram accepts {expr} ({where}) {span} only (torch.export range constraints"
+                    f"{why}); --input-shape {given} makes it {value}")
     return ""
 
 
