@@ -31,6 +31,7 @@ from segcost.analyzer.weights import SPECIAL_OPS, constant_size, forwarded_const
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Node, Shape
 from segcost.shapes import symbolic_inputs
+from segcost.shapes.export_size import with_size_change_advice
 
 
 def analyze(graph: Graph) -> AnalysisResult:
@@ -188,6 +189,8 @@ class _Walk:
                                                                                           inherited or {})
                     else:
                         cost = rule(view) if rule is not None else _UNSUPPORTED
+                except ShapeError as error:   # a misfit after --input-shape changed a fixed size: say so
+                    raise ShapeError(with_size_change_advice(graph, node.inputs, str(error))) from None
                 except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
                     # Rules trust the ONNX spec's attribute types and arities; a file that breaks them
                     # is bad input, reported for the node rather than as a crash.

@@ -25,7 +25,11 @@ from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 from segcost.shapes import symbolic_inputs
 from segcost.shapes.branches import undecided_nested
-from segcost.shapes.fit import dynamic_axes_hint, export_size_note  # noqa: F401 - rules import them from here
+from segcost.shapes.export_size import (  # noqa: F401 - rules import dynamic_axes_hint, export_size_note from here
+    dynamic_axes_hint,
+    export_size_note,
+    size_change_advice,
+)
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -104,17 +108,16 @@ _NOT_COMPUTABLE = ("segcost cannot compute it from the static input shapes (an o
 
 
 def baked_size_advice(op: OpView) -> str:
-    """"; the model was exported for ...: a size baked into ..." for a shape error after --input-shape changed
-    a size the file fixes (see export_size_note), else ""."""
-    note = export_size_note(op.graph)
-    return (f"; {note}, and a size baked into its constants (a Reshape target, Resize sizes) likely does not fit: "
-            f"give the export shape, or re-export with {dynamic_axes_hint(op.graph)}") if note else ""
+    """"; the model was exported for ...: ..." for a shape error at `op` after --input-shape changed a size the
+    file fixes, naming a size fixed at export upstream of its inputs only when one is found
+    (shapes.export_size.size_change_advice), else ""."""
+    return size_change_advice(op.graph, op.node.inputs)
 
 
 def _not_computable(op: OpView) -> str:
     """Why a shape is open: a symbolic model input (commands that do not check inputs first: verify, cost);
-    with --input-shape away from the export's sizes, most likely a size baked into the export's constants;
-    otherwise an op without shape inference."""
+    with --input-shape away from the export's sizes, that (baked_size_advice); otherwise an op without shape
+    inference."""
     symbolic = symbolic_inputs(op.graph) if op.graph is not None else []
     if symbolic:
         name, axis, symbol = symbolic[0]
@@ -129,7 +132,8 @@ def _not_computable(op: OpView) -> str:
 
 def _stopped_at(graph: Graph | None, tensor: str) -> str:
     """"; shape inference stopped at node K (Op), whose inputs are ...", the first node upstream of `tensor`
-    whose inputs all have static shapes but whose output has none (what made the shape open), or ""."""
+    whose inputs all have static shapes but whose output has none (what made the shape open), or "";
+    after --input-shape changed a size the file fixes, with what that means (size_change_advice at that node)."""
     if graph is None:
         return ""
     seen: set[str] = set()
@@ -151,7 +155,8 @@ def _stopped_at(graph: Graph | None, tensor: str) -> str:
                if node.domain not in ("", "ai.onnx") else _if_why(node) if node.op_type == "If" else
                "its inputs do not fit the op's shape rules (check the input sizes) "
                "or a value it reads is not a constant")
-        return f"; shape inference stopped at node {key!r} ({node.op_type}; inputs {inputs}): {why}"
+        return (f"; shape inference stopped at node {key!r} ({node.op_type}; inputs {inputs}): {why}"
+                f"{size_change_advice(graph, node.inputs)}")
     return ""
 
 
@@ -181,10 +186,9 @@ def _if_why(node: Node) -> str:
 
 
 def _opened(op: OpView, tensor: str) -> str:
-    """_stopped_at's note when it explains an open shape better than _not_computable (static inputs, no baked size)."""
+    """_stopped_at's note when it explains an open shape better than _not_computable (static inputs)."""
     stopped = _stopped_at(op.graph, tensor)
-    return stopped if stopped and op.graph is not None and not symbolic_inputs(op.graph) \
-        and not baked_size_advice(op) else ""
+    return stopped if stopped and op.graph is not None and not symbolic_inputs(op.graph) else ""
 
 
 def _concrete(shape: Shape | None, tensor: str, op: OpView) -> tuple[int, ...]:

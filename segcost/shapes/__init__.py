@@ -20,7 +20,9 @@ Three steps, the later ones only when the earlier leave a consumed tensor open:
    `ShapeConflict` (`graph.info.shape_conflicts`) that reports name with both shapes.
 
 Then ops whose output shape constants fix (Reshape targets, Expand shapes, Split sizes,
-SpaceToDepth blocks) must fit their input, or a ShapeError names them (`fit.py`).
+SpaceToDepth blocks) must fit their input, or a ShapeError names them (`fit.py`). A shape error
+after `--input-shape` moved away from the file's sizes says both sizes, and names a size fixed at
+export only when one is found upstream (`export_size.py`).
 """
 
 from segcost.shapes.declared import ShapeConflict

@@ -26,6 +26,14 @@ from typing import cast
 from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opforms import constant_value, normalize_axis, read_operand
+from segcost.shapes.export_size import (  # noqa: F401 - export_size_note, dynamic_axes_hint: re-exported
+    UPSTREAM_STEPS,
+    baked_advice,
+    baked_upstream,
+    dynamic_axes_hint,
+    export_size_note,
+    size_change_advice,
+)
 
 Check = Callable[[Graph, str, Node, tuple[int, ...]], str]
 
@@ -186,7 +194,8 @@ def check_fit(graph: Graph) -> None:
     if found is not None:
         key, node, problem = found
         baked = _BAKED.get(node.op_type) or _baked_operand(graph, node)
-        raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{_advice(graph, baked) if baked else ''}")
+        advice = baked_advice(graph, baked) if baked else size_change_advice(graph, ())
+        raise ShapeError(f"node {key!r} ({node.op_type}): {problem}{advice}")
 
 
 def _first_misfit(graph: Graph, nodes: Iterable[tuple[str, Node]]) -> tuple[str, Node, str] | None:
@@ -226,7 +235,7 @@ def _first_misfit(graph: Graph, nodes: Iterable[tuple[str, Node]]) -> tuple[str,
 
 def _baked_operand(graph: Graph, node: Node) -> str:
     """For an elementwise op: "shape of constant 'pos' [1, 17, 16] (a position embedding, say) was", or the
-    upstream op whose output size a constant fixes (see _baked_upstream), or ""."""
+    upstream op whose output size a constant fixes (see export_size.baked_upstream), or ""."""
     for name in node.inputs:
         if name and graph.is_constant(name) and prod(graph.initializers[name].shape) > 1:
             return f"shape of its constant {name!r} {list(graph.initializers[name].shape)} (a position embedding " \
@@ -236,14 +245,14 @@ def _baked_operand(graph: Graph, node: Node) -> str:
             return f"shape of {name!r} {list(graph.shape(name) or ())}, computed from constants only (a position " \
                    f"embedding baked into the export, say), was"
     for name in node.inputs:
-        found = _baked_upstream(graph, name) if name else ""
+        found = baked_upstream(graph, name) if name else ""
         if found:
             return found
     return ""
 
 
 def _from_constants(graph: Graph, tensor: str) -> bool:
-    """`tensor` is computed from initializers alone — no graph input upstream — within _UPSTREAM_STEPS nodes
+    """`tensor` is computed from initializers alone — no graph input upstream — within UPSTREAM_STEPS nodes
     (a class token concatenated to a position table: Concat(cls_pos, patch_pos))."""
     stack, seen = [tensor], set()
     while stack:
@@ -252,94 +261,7 @@ def _from_constants(graph: Graph, tensor: str) -> bool:
             continue
         seen.add(name)
         key = graph.producer(name)
-        if key is None or len(seen) > _UPSTREAM_STEPS:
+        if key is None or len(seen) > UPSTREAM_STEPS:
             return False   # a graph input (or too far to tell)
         stack.extend(graph.node(key).inputs)
     return bool(seen)
-
-
-# Producers walked back from an operand that does not broadcast, looking for the op that fixed its size.
-_UPSTREAM_STEPS = 16
-
-
-def _baked_upstream(graph: Graph, tensor: str) -> str:
-    """"output size of Resize 'r' [1, 7, 15, 25] was" when `tensor` comes (through up to _UPSTREAM_STEPS
-    producers, along each one's first input) from a Resize whose `sizes` input is a constant — what a traced
-    `F.interpolate(size=x.shape[-2:])` becomes — or a Reshape whose target is; else ""."""
-    for _ in range(_UPSTREAM_STEPS):
-        key = graph.producer(tensor)
-        if key is None:
-            return ""
-        node = graph.node(key)
-        if node.domain in ("", "ai.onnx"):
-            fixing = (node.inputs[3] if node.op_type == "Resize" and len(node.inputs) > 3 else
-                      node.inputs[1] if node.op_type == "Reshape" and len(node.inputs) > 1 else "")
-            if fixing and _fixed_by_constant(graph, fixing):
-                shape = graph.shape(node.outputs[0]) if node.outputs else None
-                return f"output size of {node.op_type} {key!r}{f' {list(shape)}' if shape else ''} was"
-        if not node.inputs or not node.inputs[0]:
-            return ""
-        tensor = node.inputs[0]
-    return ""
-
-
-def _fixed_by_constant(graph: Graph, tensor: str) -> bool:
-    """`tensor` (a size or shape operand) is a constant, or a Concat with a constant part (a traced size:
-    `[*x.shape[:2], 15, 25]`), whose values are sizes: a Reshape's -1 (inferred) or 0 (copied) fixes nothing."""
-    if graph.is_constant(tensor):
-        return _all_sizes(graph, tensor)
-    key = graph.producer(tensor)
-    node = graph.node(key) if key is not None else None
-    parts = [name for name in node.inputs if name and graph.is_constant(name)] if node is not None \
-        and node.op_type == "Concat" else []
-    return bool(parts) and all(_all_sizes(graph, name) for name in parts)
-
-
-def _all_sizes(graph: Graph, constant: str) -> bool:
-    init = graph.initializers.get(constant)
-    if init is None or init.size > 64:
-        return init is not None
-    return bool((init.array > 0).all())
-
-
-def export_size_note(graph: Graph | None) -> str:
-    """"the model was exported for x=1x3x32x32 (given: x=1x3x64x64)" when --input-shape changed a size the
-    file fixes (graph.info.exported_input_shapes), else "". Symbolic dims of the file are not compared."""
-    if graph is None:
-        return ""
-    exported, given = [], []
-    for name, shape in graph.info.exported_input_shapes.items():
-        now = graph.shape(name)
-        if shape is None or now is None or len(shape) != len(now):
-            continue
-        if any(isinstance(old, int) and old > 0 and old != new for old, new in zip(shape, now)):
-            exported.append(f"{name}={'x'.join(str(dim) for dim in shape)}")
-            given.append(f"{name}={'x'.join(str(dim) for dim in now)}")
-    return f"the model was exported for {', '.join(exported)} (given: {', '.join(given)})" if exported else ""
-
-
-def dynamic_axes_hint(graph: Graph | None) -> str:
-    """"dynamic batch", "dynamic H/W" or "dynamic axes 0, 2": the axes --input-shape changed from the export's
-    fixed sizes, as the re-export advice names them (a batch change asks for a dynamic batch, not H/W)."""
-    if graph is None:
-        return "dynamic axes"
-    axes: set[int] = set()
-    for name, shape in graph.info.exported_input_shapes.items():
-        now = graph.shape(name)
-        if shape is not None and now is not None and len(shape) == len(now):
-            axes.update(axis for axis, (old, new) in enumerate(zip(shape, now))
-                        if isinstance(old, int) and old > 0 and old != new)
-    if axes == {0}:
-        return "dynamic batch"
-    if axes and axes <= {2, 3} and all(len(shape or ()) == 4 for shape in graph.info.exported_input_shapes.values()):
-        return "dynamic H/W"
-    return "dynamic axes " + ", ".join(map(str, sorted(axes))) if axes else "dynamic axes"
-
-
-def _advice(graph: Graph, baked: str) -> str:
-    """What to do: the export's input size when --input-shape changed a size the file fixes, else a general hint."""
-    note = export_size_note(graph)
-    if not note:
-        return f"; the {baked} fixed when the model was exported: give the input shape it was exported for"
-    return f"; {note}: the {baked} fixed for that size — give the export shape, or re-export with " \
-           f"{dynamic_axes_hint(graph)}"
