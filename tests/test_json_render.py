@@ -40,3 +40,26 @@ def test_chunked_layers_read_back_as_to_dict_one_per_line(nodes):
     lines = text.split('"layers": [\n', 1)[1].split("\n  ]", 1)[0].split("\n")
     assert len(lines) == len(result.layers) == nodes
     assert [json.loads(line.strip().rstrip(",")) for line in lines] == [vars(layer) for layer in result.layers]
+
+
+def test_chunks_of_a_lazy_table_equal_the_objects_rows_whatever_the_names():
+    """Layers written a chunk at a time (one %-formatting per chunk) read as the objects' rows, for names
+    holding %-directives, quotes, backslashes and non-ASCII, in every chunk."""
+    model = deep(_LAYERS_PER_CHUNK + 5)
+    odd = ['50% "off"', "%s%%d", "back\\slash", "naïve-π", "%(name)s"]
+    renamed = {}
+    for index, node in enumerate(model.graph.node):
+        node.name = f"{odd[index % len(odd)]} {index}"
+        if index % 7 == 3:   # an activation tensor renamed where it is produced and read
+            renamed[node.output[0]] = f"{odd[index % len(odd)]}/t{index}"
+            node.output[0] = renamed[node.output[0]]
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    for output in model.graph.output:
+        output.name = renamed.get(output.name, output.name)
+    result = analyze(load_model(model))
+    lazy = "".join(render_json_chunks(result))
+    assert not result.layers.materialized
+    result.layers = list(result.layers)   # the objects: each row from vars(layer)
+    assert "".join(render_json_chunks(result)) == lazy
+    assert json.loads(lazy) == json.loads(json.dumps(result.to_dict()))

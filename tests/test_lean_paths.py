@@ -175,3 +175,27 @@ def test_bulk_insert_numbers_later_nodes_as_one_by_one():
     assert ({key: node.meta["order"] for key, node in bulk.nodes.items()}
             == {key: node.meta["order"] for key, node in one_by_one.nodes.items()}
             == {"a": 5, "b": 0, "c": 7, "d": 2, "e": 9})
+
+
+def test_analyze_leaves_its_graph_and_result_to_the_process_exit(tmp_path):
+    """The CLI process does not free the analyzed graph and its result object by object on its way out
+    (commands.output.outlive); the report is complete all the same."""
+    path, report = tmp_path / "deep.onnx", tmp_path / "out.json"
+    onnx.save_model(deep(40), path)
+    code = ("import sys, weakref\n"
+            "import segcost.analyzer as analyzer\n"
+            "from segcost.cli import main\n"
+            "plain = analyzer.analyze\n"
+            "def watched(graph):\n"
+            "    result = plain(graph)\n"
+            "    for item, label in ((graph, 'graph'), (result, 'result')):\n"
+            "        weakref.finalize(item, print, label + ' freed').atexit = False\n"
+            "    return result\n"
+            "analyzer.analyze = watched\n"
+            "sys.argv[0] = 'segcost'\n"
+            "main()")
+    result = subprocess.run([sys.executable, "-c", code, "analyze", str(path), "--format", "json", "-o",
+                             str(report)], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "freed" not in result.stdout
+    assert report.read_text().endswith("}\n")

@@ -181,8 +181,10 @@ def test_value_infos_sharing_a_type_keep_their_own_shapes():
     assert (graph.tensors["a"].dtype, graph.tensors["a"].shape) == (TensorProto.FLOAT, (1, 8))
     # ... also within one list
     fresh = Graph()
-    read_value_infos(fresh, [value_infos[3], helper.make_tensor_value_info("d", TensorProto.FLOAT, None)])
+    read_value_infos(fresh, [value_infos[0], value_infos[3], value_infos[1],
+                             helper.make_tensor_value_info("d", TensorProto.FLOAT, None)])
     assert (fresh.tensors["d"].dtype, fresh.tensors["d"].shape) == (TensorProto.FLOAT, ("batch", None))
+    assert list(fresh.tensors) == ["a", "d", "b"]   # in the list's order, a name that comes twice at its first place
 
 
 def test_a_text_error_is_reported_before_an_earlier_attribute_error():

@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from segcost.analyzer import analyze
 from segcost.errors import ShapeError
 from segcost.frontends.onnx import load_model
-from segcost.shapes.fit import broadcast_misfit
+from segcost.shapes.fit import _broadcast_problem, broadcast_misfit
 
 
 def _ints(name, *values):
@@ -209,3 +211,11 @@ def test_an_operand_computed_from_constants_alone_is_named_as_baked():
     assert analyze(load_model(model)).totals.macs == 16 * 3 * 16 * 8 * 8
     with pytest.raises(ShapeError, match=r"'add_pos'.*shape of 'pos' \[1, 64, 16\], computed from constants only"):
         load_model(model, {"x": (1, 3, 64, 64)})
+
+
+@given(st.lists(st.one_of(st.integers(-2, 9), st.sampled_from(["n", None])), max_size=5))
+def test_equal_shapes_always_fit_their_broadcast(dims):
+    """check_fit passes an elementwise op whose inputs and output have equal shapes without asking
+    _broadcast_problem: it finds nothing wrong there, whatever the dims (the shortcut's premise)."""
+    shape = tuple(dims)
+    assert _broadcast_problem((shape, shape), shape)[0] == ""

@@ -33,3 +33,19 @@ def test_shape_of_is_graph_shape_with_or_without_kinds(overlap):
         assert {name: shape_of(name) for name in names} == expected
         assert bool(kind) == (kinds and not overlap)
         assert sizes["x"] == 8 and sizes["s"] == 0 and sizes["missing"] == 0
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_sizes_are_found_when_read_and_equal_each_tensors_bytes(overlap):
+    graph = _graph(overlap)
+    graph.tensors["u"] = TensorInfo("u", 0, (3,))   # no dtype of its own, no initializer: 0 bytes
+    graph.initializers["c"] = Initializer("c", 7, (2,), array=np.zeros(2, np.int64))
+    graph.tensors["c"] = TensorInfo("c", 0, None)   # shape and dtype from its initializer
+    for kinds in (False, True):
+        sizes = tensor_tables(graph, kinds)[1]
+        assert not sizes   # nothing computed before it is read (133k entries at 100k nodes)
+        expected = {"x": 8, "y": 0, "s": 0, "": 0, "missing": 0, "u": 0, "c": 16,
+                    "w": 24, "v": 16}
+        assert {name: sizes[name] for name in expected} == expected
+        sizes["x"] = 0   # set by the walk (a forwarded weight): kept
+        assert sizes["x"] == 0

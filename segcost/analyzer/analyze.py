@@ -139,7 +139,9 @@ class _Walk:
                 found = rules[rule_key] = (find_rule(domain, op_type), is_pure_rule(domain, op_type))
             kinds_key: tuple | None = None
             if plain and found[1] and not node.implicit_inputs:
-                kinds_key = (rule_key, repr(node.attrs), tuple(map(kind_of, inputs)), tuple(map(kind_of, outputs)))
+                attrs = node.attrs   # most nodes of a large graph have none: no repr call for those
+                kinds_key = (rule_key, repr(attrs) if attrs else "{}", tuple(map(kind_of, inputs)),
+                             tuple(map(kind_of, outputs)))
                 known = layers_of_kinds.get(kinds_key)
                 if known is not None:
                     (cost, formula_differs, signature_index), activation_bytes, weights, buffers = known

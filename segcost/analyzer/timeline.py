@@ -51,14 +51,14 @@ def activation_timeline(graph: Graph) -> MemoryTimeline:
             if tensor and tensor not in constants:
                 last_use[tensor] = step
     pinned = set(graph.outputs)
-    live = {tensor: sizes.get(tensor, 0) for tensor in graph.inputs}
+    live = {tensor: sizes[tensor] for tensor in graph.inputs}
     current = sum(live.values())
     timeline = MemoryTimeline(layers=list(order))
     peak = -1
     for step, node in enumerate(nodes):
         for tensor in node.outputs:
             if tensor and tensor not in constants and tensor not in live:
-                live[tensor] = sizes.get(tensor, 0)
+                live[tensor] = sizes[tensor]
                 current += live[tensor]
         timeline.live_bytes.append(current)
         if current > peak:

@@ -9,7 +9,7 @@ import click
 
 from segcost.commands.inputs import is_torch_spec, load_cli_graph
 from segcost.commands.options import OptionNeedsCommand, count_type, trust_model_code_option
-from segcost.commands.output import check_outputs, emit
+from segcost.commands.output import check_outputs, emit, outlive
 from segcost.errors import InputError
 from segcost.fileio.writes import json_text
 
@@ -104,6 +104,7 @@ def _report_analysis(graph, model: str | None, fmt: str, output: str | None, top
 
     result = analyze_graph(graph)
     result.counted = counted
+    outlive(graph, result)   # not freed object by object as the command returns (100k nodes: ~50 ms)
     if strict and result.coverage.unsupported:
         raise InputError("unsupported ops (--strict): " + ", ".join(result.coverage.unsupported))
     if strict and result.coverage.unbounded:

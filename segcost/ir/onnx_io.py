@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from itertools import compress
+from math import prod
 from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from onnx import helper
 
 from segcost.errors import GraphError
 from segcost.ir.datafile import HeldFile
-from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, dtype_bits
+from segcost.ir.graph import Graph, Initializer, ModelInfo, Node, Shape, TensorInfo, dtype_bits, tensor_nbytes
 from segcost.ir.subgraphs import GRAPH_ATTRIBUTE, GRAPHS_ATTRIBUTE, implicit_inputs
 from segcost.ir.verify import verify_graph
 
@@ -122,10 +123,14 @@ def read_value_infos(graph: Graph, value_infos, skip: Container[str] = (), input
     serialized = list(map(_SERIALIZE, map(_TYPE, value_infos)))
     decoded = {key: shape_of(onnx.TypeProto.FromString(key), inputs) for key in set(serialized)}
     tensors = graph.tensors
-    if tensors.keys().isdisjoint(names) and len(set(names)) == len(names):   # nothing to refine
+    if tensors.keys().isdisjoint(names):   # nothing to refine, unless a name comes twice
         types = list(map(decoded.__getitem__, serialized))
+        before = len(tensors)
         tensors.update(zip(names, map(TensorInfo, names, map(_FIRST, types), map(_SECOND, types))))
-        return
+        if len(tensors) - before == len(names):
+            return
+        for name in names:   # a name came twice (seen from the count: no set of 100k names built to tell)
+            tensors.pop(name, None)   # none was there before: the entries are added again below, refined
     for name, key in zip(names, serialized):
         dtype, shape = decoded[key]
         known = tensors.get(name)
@@ -202,7 +207,8 @@ def _read_graph(graph: Graph, onnx_graph: onnx.GraphProto, resolve_external: Ext
         init = Initializer(name, tensor.data_type, tensor.dims, proto=tensor, external=external)
         shape, dtype = init.shape, init.dtype
         # _check_payload's test for the common case (a payload region of a plain array), inline: 33k weights
-        if (external is None or external[2] != init.nbytes or not dtype_bits(dtype)
+        # (init.nbytes's own chain of calls left out: a tenth of the loop)
+        if (external is None or external[2] != tensor_nbytes(dtype, prod(shape)) or not dtype_bits(dtype)
                 or (shape and min(shape) < 0)):
             _check_payload(init, tensor, external)
         initializers[name] = init

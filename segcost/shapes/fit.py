@@ -218,7 +218,9 @@ def _first_misfit(graph: Graph, nodes: Iterable[tuple[str, Node]]) -> tuple[str,
                 first, second, given = tensor(inputs[0]), tensor(inputs[1]), tensor(outputs[0])
                 if (first is not None and second is not None and given is not None and first.shape is not None
                         and second.shape is not None and given.shape is not None
-                        and not _broadcast_problem((first.shape, second.shape), given.shape)[0]):
+                        # equal shapes broadcast to themselves (a residual Add): no cache look-up, which hashes them
+                        and (first.shape == second.shape == given.shape
+                             or not _broadcast_problem((first.shape, second.shape), given.shape)[0])):
                     continue
             problem = _broadcast(graph, key, node, ())
             if problem:
