@@ -123,6 +123,65 @@ def test_a_mask_only_the_evaluation_data_triggers_is_an_infinite_error_not_nan(t
     assert table[3].split() == ["where", "Where", "-inf"] and not any(" nan" in line for line in table)
 
 
+def _masked_output_model(path: Path) -> Path:
+    """x -> Conv(3->8, 3x3) -> y; out = Where(y < THRESHOLD, -inf, y): the float output itself holds -inf."""
+    model = onnx.load(_masked_model(path))
+    del model.graph.node[3:]
+    model.graph.node[2].output[0] = "out"
+    del model.graph.initializer[2:4]
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def _mismatches(want: np.ndarray, got: np.ndarray) -> int:
+    """Positions that are not both finite, not the same infinity and not both NaN (the rule, written out)."""
+    both_finite = np.isfinite(want) & np.isfinite(got)
+    agree = (want == got) | (np.isnan(want) & np.isnan(got))
+    return int(np.count_nonzero(~both_finite & ~agree))
+
+
+def test_an_output_holding_minus_inf_is_compared_not_refused(tmp_path, run_cli):
+    """The int8 output is -inf where its dequantized input crosses the threshold, not exactly where the float
+    one does: those positions are an infinite error (SQNR -inf, null in JSON, a failure: exit 1), the other
+    metrics are over the positions both hold finite values. Before: exit 2 "the float model computes ..."."""
+    model, data = _masked_output_model(tmp_path / "m.onnx"), _data(tmp_path / "data.npy", 1.0, 1)
+    code, out, err = run_cli("optimize", str(model), "--int8", "--calib", str(data), "--calib-size", "4",
+                             "-o", str(tmp_path / "q.onnx"))
+    report = _strict_json(tmp_path / "q.accuracy.json")
+    want, = _run(model, np.load(data), ["out"])
+    got, = _run(tmp_path / "q.onnx", np.load(data), ["out"])
+    mismatches = _mismatches(want, got)
+    assert mismatches > 0 and np.isneginf(want).any()
+    output = report["outputs"][0]
+    assert (output["sqnr_db"], output["nonfinite_mismatches"]) == (None, mismatches)
+    finite = np.isfinite(want) & np.isfinite(got)
+    error = np.linalg.norm(want[finite] - got[finite]) / np.linalg.norm(want[finite])
+    assert output["relative_error"] == pytest.approx(error, rel=1e-6)
+    assert code == 1 and report["failures"] == [
+        f"int8 output 'out' disagrees with the float one on NaN/±Inf values at {mismatches:,} positions "
+        "(SQNR −∞ dB)"], err
+    assert f"warning: {report['failures'][0]}" in out + err and "segcost: error" not in err
+
+
+def test_mixed_measures_an_output_holding_minus_inf_without_nan(tmp_path, run_cli):
+    """--mixed's output SQNR runs: -inf == -inf agrees (an all-float variant is exact, not NaN); the full int8
+    model's mismatches are counted as the accuracy report counts them. Before: exit 2 (NaN in the JSON)."""
+    model, data = _masked_output_model(tmp_path / "m.onnx"), _data(tmp_path / "data.npy", 1.0, 1)
+    code, out, err = run_cli("optimize", str(model), "--int8", "--mixed", "--calib", str(data),
+                             "--calib-size", "4", "-o", str(tmp_path / "q.onnx"))
+    report = _strict_json(tmp_path / "q.accuracy.json")
+    mixed = report["mixed"]
+    full_int8 = mixed["int8_outputs"][0]   # evaluated on the same 4 samples
+    assert full_int8["nonfinite_mismatches"] == mixed["calib_int8_nonfinite_mismatches"] > 0
+    assert mixed["calib_sqnr_int8_db"] is None and full_int8["sqnr_db"] is None
+    want, = _run(model, np.load(data), ["out"])
+    got, = _run(tmp_path / "q.onnx", np.load(data), ["out"])
+    assert _mismatches(want, got) == mixed["calib_mixed_nonfinite_mismatches"]
+    assert code == (1 if report["failures"] else 0) and "segcost: error" not in err, err
+
+
 def test_finite_pairs_rule():
     from segcost.quant.accuracy import finite_pairs
 
