@@ -76,16 +76,20 @@ def mismatched_concats(graph: Graph, ranges_path: Path, ratio: float = FLOAT_FAL
 def nonfinite_tensors(graph: Graph, nonfinite: dict[str, int]) -> tuple[list[str], list[str]]:
     """(node names to keep in float, notes) for the tensors of `nonfinite` ({tensor: count of NaN/±Inf
     values over the calibration data}, segcost.quant.ranges.CalibratedRanges): each one's producer
-    and readers, so no Q/DQ pair is placed on it (module docstring)."""
-    keep: list[str] = []
-    notes: list[str] = []
-    for tensor, count in nonfinite.items():
+    and readers, so no Q/DQ pair is placed on it (module docstring). One note per chain of such
+    tensors sharing a node (mask → Add → Softmax)."""
+    chains: list[tuple[list[str], list[str]]] = []   # (tensors, node names), merged where they share a node
+    for tensor in nonfinite:
         producer = graph.producer(tensor)
-        nodes = [key for key in ([producer] if producer else []) + list(graph.consumers(tensor))]
-        names = [graph.node(key).name or key for key in nodes]
+        names = [graph.node(key).name or key for key in [*([producer] if producer else []),
+                                                          *graph.consumers(tensor)]]
         if not names:
             continue
-        keep += names
-        notes.append(f"kept in float: {', '.join(names)} (tensor {tensor!r} holds {count:,} NaN/±Inf values on "
-                     "the calibration data, which int8 cannot represent at any scale)")
-    return list(dict.fromkeys(keep)), notes
+        joined = [chain for chain in chains if set(chain[1]) & set(names)]
+        tensors = [name for chain in joined for name in chain[0]] + [tensor]
+        nodes = list(dict.fromkeys([name for chain in joined for name in chain[1]] + names))
+        chains = [chain for chain in chains if chain not in joined] + [(tensors, nodes)]
+    notes = [f"kept in float: {', '.join(nodes)} (NaN/±Inf on the calibration data, which int8 cannot represent at "
+             f"any scale, in " + ", ".join(f"{tensor!r}: {nonfinite[tensor]:,} values" for tensor in tensors) + ")"
+             for tensors, nodes in chains]
+    return list(dict.fromkeys(name for _, nodes in chains for name in nodes)), notes

@@ -79,7 +79,9 @@ def test_a_minus_inf_mask_seen_in_calibration_stays_float(tmp_path, run_cli, met
     int8 = onnx.load(tmp_path / "q.onnx")
     # the -inf tensor is never quantized: only its float producer and reader touch it
     assert sorted(_readers_and_writers(int8, "masked")) == ["Softmax", "Where"]
-    assert "kept in float: where, softmax (tensor 'masked' holds " in out
+    masked, = _run(model, np.load(data), ["masked"])
+    assert "kept in float: where, softmax (NaN/±Inf on the calibration data, which int8 cannot represent at " \
+           f"any scale, in 'masked': {int(np.count_nonzero(np.isneginf(masked))):,} values)" in out
     want, = _run(model, np.load(data), ["out"])
     got, = _run(tmp_path / "q.onnx", np.load(data), ["out"])
     mine = _sqnr(want, got)
@@ -192,3 +194,24 @@ def test_finite_pairs_rule():
     assert (want.tolist(), got.tolist(), mismatches) == ([1.0], [1.5], 4)
     same = np.arange(6.0)
     assert finite_pairs(same, same + 1)[2] == 0
+
+
+def test_a_chain_of_nonfinite_tensors_is_kept_float_in_one_note():
+    """Mask2Former's masked attention: masked_fill(-inf) -> Add(scores) -> Softmax, both tensors -inf."""
+    from segcost.frontends.onnx import load_model
+    from segcost.quant.fallback import nonfinite_tensors
+
+    info = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 4]) for name in ("x", "scores", "y")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Less", ["r", "zero"], ["m"], name="less"),
+             helper.make_node("Where", ["m", "minus_inf", "r"], ["mask"], name="masked_fill"),
+             helper.make_node("Add", ["scores", "mask"], ["logits"], name="add"),
+             helper.make_node("Softmax", ["logits"], ["y"], name="softmax")]
+    inits = [numpy_helper.from_array(np.array(0.5, np.float32), "zero"),
+             numpy_helper.from_array(np.array(-np.inf, np.float32), "minus_inf")]
+    graph = load_model(helper.make_model(helper.make_graph(nodes, "g", info[:2], info[2:], inits),
+                                         opset_imports=[helper.make_opsetid("", 17)]), label="chain")
+    keep, notes = nonfinite_tensors(graph, {"mask": 3, "logits": 2})
+    assert keep == ["masked_fill", "add", "softmax"]
+    assert notes == ["kept in float: masked_fill, add, softmax (NaN/±Inf on the calibration data, which int8 "
+                     "cannot represent at any scale, in 'mask': 3 values, 'logits': 2 values)"]
