@@ -369,7 +369,9 @@ def _report(samples, output_names, stats, layers: list[LayerSQNR], notes, confus
     mismatched = [layer for layer in layers if layer.nonfinite_mismatches]
     if mismatched:
         notes.append("int8 and float disagree on NaN/±Inf values (SQNR −∞ dB) in: " + ", ".join(
-            f"{layer.producer} ({layer.nonfinite_mismatches:,} positions of {layer.tensor!r})" for layer in mismatched))
+            f"{layer.producer} ({layer.nonfinite_mismatches:,} positions of {layer.tensor!r})" for layer in mismatched)
+            + " (they held none on the calibration data, so they were quantized; calibrating with data that "
+            "produces them keeps such a tensor in float)")
     report = AccuracyReport(samples, outputs, layers, notes=notes)
     if confusion_float is not None and outputs[0].decision_problem is None:
         report.miou_float = confusion_float.miou()
