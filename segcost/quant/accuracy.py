@@ -5,6 +5,18 @@ compared with the dequantized int8 activation of the same tensor (the Dequantize
 after the tensor's QuantizeLinear): SQNR = 10·log10(Σf² / Σ(f − q)²) dB, summed over
 all samples. Layers are ranked worst first — the sensitivity ranking used to choose
 layers to keep in float (``--exclude-nodes``).
+
+Non-finite values (an attention mask's -inf on evaluation data that calibration never
+produced, an int8 value that overflowed) follow one rule, `finite_pairs`: a position where
+the float and the dequantized int8 value are both finite is compared as usual; one where
+both hold the same value (the same infinity) or both NaN agrees exactly (error 0, as in the
+extended reals: −∞ − (−∞) is no error for a mask the int8 model kept); every other position
+is a *non-finite mismatch* — its error |f − q| is infinite, so the tensor's SQNR is
+10·log10(S/∞) = −∞ dB, whatever the finite positions say (a metric never flatters). IEEE
+arithmetic would give NaN there (∞ − ∞, 0·∞), which orders nothing: Python's sort with a NaN
+key leaves the list unsorted. −∞ orders totally: such layers rank first (worst), by their
+mismatch count. The JSON report holds `null` for that −∞ SQNR (strict JSON has no infinity)
+beside `nonfinite_mismatches` > 0, which tells it from `null` = exact match (+∞).
 """
 
 from __future__ import annotations
@@ -32,10 +44,29 @@ from segcost.quant.ranges import chunks_by_bytes, float32_bytes, quiet_session, 
 
 @dataclass
 class LayerSQNR:
+    """One quantized activation: SQNR in dB of its dequantized int8 value against float (module docstring);
+    −∞ when `nonfinite_mismatches` (positions where one side is NaN/±Inf and the other differs) > 0."""
+
     tensor: str
     producer: str
     op_type: str
     sqnr_db: float
+    nonfinite_mismatches: int = 0
+
+
+def finite_pairs(reference: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(reference, value) at the positions where both are finite, and the number of non-finite mismatches.
+
+    `reference` (float model) and `value` (int8 model) have the same shape; the positions
+    neither compared nor counted are those where both hold the same infinity or both NaN
+    (exact agreement). Rule and reasoning: module docstring.
+    """
+    finite = np.isfinite(reference) & np.isfinite(value)
+    if finite.all():
+        return reference, value, 0
+    rest_f, rest_q = reference[~finite], value[~finite]
+    agree = (rest_f == rest_q) | (np.isnan(rest_f) & np.isnan(rest_q))
+    return reference[finite], value[finite], int(agree.size - np.count_nonzero(agree))
 
 
 @dataclass
@@ -48,6 +79,9 @@ class OutputAgreement:
     `flat_samples`: samples on which the float output is constant to int8 precision (max − min
     below `int8_step`, the scale of the int8 model's output DequantizeLinear; or all values equal):
     such a sample does not exercise the model, and an SQNR over it measures nothing.
+    With ±Inf in either output (NaN in the float one is an InputError): the sums run over the
+    positions where both are finite, and sqnr_db is −∞ when `nonfinite_mismatches` > 0
+    (finite_pairs; a failure of its own).
     """
 
     name: str
@@ -64,6 +98,7 @@ class OutputAgreement:
     decision_problem: str | None = None  # the float values contradict `decision`: no agreement, --max-drop fails
     flat_samples: int = 0                # samples whose float output spans less than int8_step (or is constant)
     int8_step: float | None = None       # the int8 output's quantization step (None: the output is not quantized)
+    nonfinite_mismatches: int = 0   # positions where float and int8 disagree on NaN/±Inf (finite_pairs)
 
     @property
     def agreement_text(self) -> str:
@@ -100,7 +135,8 @@ class AccuracyReport:
         return self.miou_float - self.miou_int8
 
     def failures(self) -> list[str]:
-        """One line per output the int8 model does not reproduce (all zeros, or SQNR < MIN_OUTPUT_SQNR_DB).
+        """One line per output the int8 model does not reproduce (all zeros, SQNR < MIN_OUTPUT_SQNR_DB, or
+        NaN/±Inf where the float output differs).
 
         When the float output is flat (`OutputAgreement.flat_samples`) on most samples, the line says
         that the data does not exercise the model: the failure stands (a metric never flatters), but
@@ -109,7 +145,13 @@ class AccuracyReport:
         return [(f"int8 output {output.name!r} is all zeros (the float one is not)" if output.all_zero else
                  f"int8 output {output.name!r} has SQNR {output.sqnr_db:.1f} dB against float, below "
                  f"{MIN_OUTPUT_SQNR_DB:g} dB (relative error {output.relative_error:.2f})") + self._flat_text(output)
-                for output in self.outputs if output.all_zero or output.sqnr_db < MIN_OUTPUT_SQNR_DB]
+                for output in self.outputs if not output.nonfinite_mismatches
+                and (output.all_zero or output.sqnr_db < MIN_OUTPUT_SQNR_DB)] + self._nonfinite_failures()
+
+    def _nonfinite_failures(self) -> list[str]:
+        return [f"int8 output {output.name!r} disagrees with the float one on NaN/±Inf values at "
+                f"{output.nonfinite_mismatches:,} positions (SQNR −∞ dB)"
+                for output in self.outputs if output.nonfinite_mismatches]
 
     def _flat_text(self, output: OutputAgreement) -> str:
         """"; the float output is constant ... on 11 of 16 samples: ..." when that is most samples, else ""."""
@@ -218,9 +260,10 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
     steps = _output_steps(int8_model)
     signal = {twin: 0.0 for _, twin, *_ in pairs}
     noise = dict(signal)
+    mismatches = dict.fromkeys(signal, 0)
     stats: dict[str, dict] = {name: {"max_abs": 0.0, "dot": 0.0, "aa": 0.0, "bb": 0.0, "dd": 0.0, "agree": 0,
-                                     "pixels": 0, "decision": None, "low": np.inf, "high": -np.inf, "whole": True,
-                                     "flat": 0, "step": steps.get(name),
+                                     "mismatches": 0, "pixels": 0, "decision": None, "low": np.inf, "high": -np.inf,
+                                     "whole": True, "flat": 0, "step": steps.get(name),
                                      "source": output_source(float_model, name)} for name in output_names}
     confusion_float = confusion_int8 = None
     samples = 0
@@ -234,15 +277,20 @@ def compare_models(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, so
                                     float_session.run(None, sample.feeds)))
             int8_values = dict(zip([o.name for o in int8_session.get_outputs()], int8_session.run(None, sample.feeds)))
             for tensor, twin, *_ in chunk:
-                reference = float_values[tensor].astype(np.float64)
+                reference, value, bad = finite_pairs(float_values[tensor].astype(np.float64),
+                                                     int8_values[twin].astype(np.float64))
                 signal[twin] += float(np.sum(reference ** 2))
-                noise[twin] += float(np.sum((reference - int8_values[twin]) ** 2))
+                noise[twin] += float(np.sum((reference - value) ** 2))
+                mismatches[twin] += bad
             if index == 0:
                 samples += 1
                 confusion_float, confusion_int8 = _compare_outputs(
                     float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8)
         del float_session, int8_session
-    return _report(samples, output_names, stats, pairs, signal, noise, notes, confusion_float, confusion_int8)
+    layers = [LayerSQNR(tensor, producer, op_type,
+                        -np.inf if mismatches[twin] else _sqnr(signal[twin], noise[twin]), mismatches[twin])
+              for tensor, twin, producer, op_type in pairs]
+    return _report(samples, output_names, stats, layers, notes, confusion_float, confusion_int8)
 
 
 def _output_steps(int8_model: onnx.ModelProto) -> dict[str, float]:
@@ -278,26 +326,33 @@ def _chunks(pairs: list, sizes: dict[str, int], budget: int | None = None) -> li
 def _compare_outputs(float_values, int8_values, output_names, stats, sample, notes, confusion_float, confusion_int8):
     """Accumulate one sample's output agreement (and confusion matrices when it has labels).
 
+    Metrics over the positions where both outputs are finite, NaN/±Inf disagreements counted
+    (finite_pairs): ±Inf is a value (a masked logit, log 0) that int8 may or may not reproduce.
+
     Raises:
-        InputError: the float model computes NaN/±Inf in an output on this (finite) sample: no metric
-            of it means anything (SQNR, cosine and agreement would be NaN or flatter).
+        InputError: the float model computes NaN in an output on this (finite) sample: there is no
+            reference value to compare with (0/0, ∞ − ∞, log of a negative number in the model).
     """
     for name in output_names:
-        a, b = float_values[name].astype(np.float64), int8_values[name].astype(np.float64)
-        bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+        full = float_values[name].astype(np.float64)
+        bad = int(np.count_nonzero(np.isnan(full)))
         if bad:
-            raise InputError(f"the float model computes {bad:,} non-finite values (NaN or ±Inf) in output {name!r} "
+            raise InputError(f"the float model computes {bad:,} non-finite values (NaN) in output {name!r} "
                              "on the evaluation data; int8 accuracy cannot be measured against it")
+        a, b, mismatched = finite_pairs(full, int8_values[name].astype(np.float64))
         entry = stats[name]
+        entry["mismatches"] += mismatched
         entry["max_abs"] = max(entry["max_abs"], float(np.abs(a - b).max()) if a.size else 0.0)
         entry["dot"] += float(np.sum(a * b))
         entry["aa"] += float(np.sum(a * a))
         entry["bb"] += float(np.sum(b * b))
         entry["dd"] += float(np.sum((a - b) ** 2))
-        if a.size:
-            entry["low"], entry["high"] = min(entry["low"], float(a.min())), max(entry["high"], float(a.max()))
-            entry["whole"] = entry["whole"] and bool(np.all(a == np.rint(a)))
-        spread = float(a.max() - a.min()) if a.size else 0.0
+        finite = full[np.isfinite(full)]
+        if finite.size:
+            entry["low"] = min(entry["low"], float(finite.min()))
+            entry["high"] = max(entry["high"], float(finite.max()))
+            entry["whole"] = entry["whole"] and bool(np.all(finite == np.rint(finite)))
+        spread = float(finite.max() - finite.min()) if finite.size else 0.0
         entry["flat"] += spread == 0 or (entry["step"] is not None and spread < entry["step"])
         values = as_nchw(float_values[name], entry["source"])
         kind = decision_kind(values, entry["source"].op)
@@ -330,7 +385,7 @@ def _compare_outputs(float_values, int8_values, output_names, stats, sample, not
     return confusion_float, confusion_int8
 
 
-def _report(samples, output_names, stats, pairs, signal, noise, notes, confusion_float, confusion_int8
+def _report(samples, output_names, stats, layers: list[LayerSQNR], notes, confusion_float, confusion_int8
             ) -> AccuracyReport:
     outputs = []
     for name, entry in stats.items():
@@ -340,20 +395,26 @@ def _report(samples, output_names, stats, pairs, signal, noise, notes, confusion
             notes.append(f"output {name!r} of the int8 model is all zeros (the float model's is not)")
         kind = entry["decision"] if entry["pixels"] else None
         problem = None if kind is None else decision_conflict(kind, entry["low"], entry["high"], entry["whole"])
+        mismatched = entry["mismatches"]
         outputs.append(OutputAgreement(
-            name, _sqnr(entry["aa"], entry["dd"]),
+            name, -np.inf if mismatched else _sqnr(entry["aa"], entry["dd"]),
             float(np.sqrt(entry["dd"] / entry["aa"])) if entry["aa"] else (0.0 if entry["dd"] == 0 else float("inf")),
             entry["max_abs"], float(entry["dot"] / norm) if norm else 0.0,
             100.0 * entry["agree"] / entry["pixels"] if entry["pixels"] and problem is None else None, all_zero,
             kind, None if kind is None else decision_basis(kind, entry["source"]), problem, entry["flat"],
-            entry["step"]))
-        if samples and entry["flat"] == samples and not outputs[-1].all_zero \
+            entry["step"], mismatched))
+        if samples and entry["flat"] == samples and not outputs[-1].all_zero and not mismatched \
                 and outputs[-1].sqnr_db >= MIN_OUTPUT_SQNR_DB:
             notes.append(f"output {name!r}: the float output is constant to int8 precision on every sample, so its "
                          "SQNR and agreement measure nothing; evaluate on real images (--eval DIR)")
-    layers = [LayerSQNR(tensor, producer, op_type, _sqnr(signal[twin], noise[twin]))
-              for tensor, twin, producer, op_type in pairs]
-    layers.sort(key=lambda layer: layer.sqnr_db)
+    # a total order (no NaN: finite_pairs); at −∞ dB (non-finite mismatches) the most mismatches first
+    layers.sort(key=lambda layer: (layer.sqnr_db, -layer.nonfinite_mismatches))
+    mismatched = [layer for layer in layers if layer.nonfinite_mismatches]
+    if mismatched:
+        notes.append("int8 and float disagree on NaN/±Inf values (SQNR −∞ dB) in: " + ", ".join(
+            f"{layer.producer} ({layer.nonfinite_mismatches:,} positions of {layer.tensor!r})" for layer in mismatched)
+            + " (they held none on the calibration data, so they were quantized; calibrating with data that "
+            "produces them keeps such a tensor in float)")
     report = AccuracyReport(samples, outputs, layers, notes=notes)
     if confusion_float is not None and outputs[0].decision_problem is None:
         report.miou_float = confusion_float.miou()

@@ -1,4 +1,5 @@
-"""Layers kept in float because int8 cannot represent their input: Concats of mismatched ranges.
+"""Layers kept in float because int8 cannot represent their input: Concats of mismatched ranges,
+and tensors holding ±Inf or NaN.
 
 A Concat's output has one scale (per-tensor activations, which onnxruntime and TIDL use):
 an input whose calibrated range is R× smaller than the Concat's keeps 8 − log2 R bits, and
@@ -7,6 +8,14 @@ with its scales (measured: smp MAnet-ResNet34 with random weights, decoder skip 
 1/53 and 1/183 of their Concat's range, argmax agreement 87.8%). When R exceeds
 FLOAT_FALLBACK_RATIO (fewer than 3 bits left), the Concat and the layers reading it are
 kept in float and named in the notes; the rest of the model is int8.
+
+A tensor that holds ±Inf or NaN on the calibration data (an additive attention mask,
+`masked_fill(mask, -inf)` before a Softmax, as in HF Mask2Former's masked attention) has no
+int8 representation at any scale: int8 has no infinity, and onnxruntime would calibrate it
+to scale = inf (segcost.quant.ranges.collect_ranges). Its producer and every reader are kept
+in float, so the tensor is never quantized (onnxruntime's QDQ quantizer puts a Q/DQ pair on
+a tensor only for a quantized node that writes or reads it) and the Softmax sees the true
+-inf (exp(-inf) = 0).
 """
 
 from __future__ import annotations
@@ -62,3 +71,25 @@ def mismatched_concats(graph: Graph, ranges_path: Path, ratio: float = FLOAT_FAL
         notes.append(f"kept in float: {node.name or key} and {', '.join(readers)} (input from {source} spans "
                      f"1/{worst:.0f} of the Concat's range: int8 would keep {max(0.0, 8 - math.log2(worst)):.1f} bits)")
     return list(dict.fromkeys(keep)), notes
+
+
+def nonfinite_tensors(graph: Graph, nonfinite: dict[str, int]) -> tuple[list[str], list[str]]:
+    """(node names to keep in float, notes) for the tensors of `nonfinite` ({tensor: count of NaN/±Inf
+    values over the calibration data}, segcost.quant.ranges.CalibratedRanges): each one's producer
+    and readers, so no Q/DQ pair is placed on it (module docstring). One note per chain of such
+    tensors sharing a node (mask → Add → Softmax)."""
+    chains: list[tuple[list[str], list[str]]] = []   # (tensors, node names), merged where they share a node
+    for tensor in nonfinite:
+        producer = graph.producer(tensor)
+        names = [graph.node(key).name or key for key in [*([producer] if producer else []),
+                                                          *graph.consumers(tensor)]]
+        if not names:
+            continue
+        joined = [chain for chain in chains if set(chain[1]) & set(names)]
+        tensors = [name for chain in joined for name in chain[0]] + [tensor]
+        nodes = list(dict.fromkeys([name for chain in joined for name in chain[1]] + names))
+        chains = [chain for chain in chains if chain not in joined] + [(tensors, nodes)]
+    notes = [f"kept in float: {', '.join(nodes)} (NaN/±Inf on the calibration data, which int8 cannot represent at "
+             f"any scale, in " + ", ".join(f"{tensor!r}: {nonfinite[tensor]:,} values" for tensor in tensors) + ")"
+             for tensors, nodes in chains]
+    return list(dict.fromkeys(name for _, nodes in chains for name in nodes)), notes

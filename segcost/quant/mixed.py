@@ -121,6 +121,10 @@ class MixedResult:
     analysis_cpu_s: float
     int8_outputs: list = field(default_factory=list)   # accuracy.OutputAgreement of the full int8 model (eval data)
     notes: list[str] = field(default_factory=list)
+    # output positions where the full int8 / the mixed model disagrees with float on NaN/±Inf (calibration
+    # samples): > 0 when calib_sqnr_int8_db / calib_sqnr_mixed_db is −∞ (accuracy.finite_pairs; null in JSON)
+    calib_int8_nonfinite_mismatches: int = 0
+    calib_mixed_nonfinite_mismatches: int = 0
 
     @property
     def goal_met(self) -> bool:
@@ -175,11 +179,17 @@ def _candidates(graph: Graph, costs: PrecisionCosts, model: onnx.ModelProto, loc
     return ranked
 
 
-def _preference(group: tuple[str, ...], gain: float, extra_ms: float, current: float, options: MixedOptions
+def _gain(after: float, before: float) -> float:
+    """SQNR gain in dB from `before` to `after`; 0 between equal values, also two −∞ (NaN in IEEE: −∞ − −∞)."""
+    return 0.0 if after == before else after - before
+
+
+def _preference(group: tuple[str, ...], gain: float, extra_ms: float, reached: float, options: MixedOptions
                 ) -> tuple:
-    """Sort key (sensitivity × cost model): groups that reach the goal alone first, the one costing the least
-    latency first (then the fewest layers); then the most dB per ms of latency it adds."""
-    if current + gain >= options.min_sqnr_db:
+    """Sort key (sensitivity × cost model): groups that reach the goal alone (`reached`: the SQNR measured with
+    the group in float) first, the one costing the least latency first (then the fewest layers); then the most
+    dB per ms of latency it adds."""
+    if reached >= options.min_sqnr_db:
         return (0, extra_ms, len(group), -gain)
     return (1, -gain / max(extra_ms, MIN_EXTRA_MS), len(group))
 
@@ -207,8 +217,10 @@ def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized,
         return runner.sqnr(float_variant(quantized.model, quantized.float_model, live))
 
     full = runner.sqnr(quantized.model)
+    full_mismatches = runner.mismatches
     floats = fastest_float_units(costs)
     current = measure(floats) if floats else full
+    current_mismatches = runner.mismatches
     chosen: dict[str, tuple[float, tuple[str, ...]]] = {}   # unit -> (SQNR gain in dB, the group it came in)
     evaluated = 0
     notes = []
@@ -220,13 +232,14 @@ def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized,
         groups = _candidates(graph, costs, quantized.model, local, accumulated,
                              weight_sqnr(quantized.model, float_weights))
         candidates = [group for group in groups if not set(group) <= floats][:options.candidates]
-        gains = {group: measure(floats | set(group)) - current for group in candidates}
+        reached = {group: measure(floats | set(group)) for group in candidates}
+        gains = {group: _gain(reached[group], current) for group in candidates}
         evaluated = len(candidates)
         base_ms = costs.latency_ms(floats)
         extra = {group: costs.latency_ms(fastest_float_units(costs, [*floats, *group]) | floats | set(group))
                  - base_ms for group in candidates}
-        for group in sorted(candidates, key=lambda group: _preference(group, gains[group], extra[group], current,
-                                                                      options)):
+        for group in sorted(candidates, key=lambda group: _preference(group, gains[group], extra[group],
+                                                                      reached[group], options)):
             new = [label for label in group if label not in floats]
             if current >= options.min_sqnr_db:
                 break
@@ -234,12 +247,12 @@ def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized,
                 continue
             trial = fastest_float_units(costs, [*chosen, *new]) | {*chosen, *new}
             sqnr = measure(trial)
-            if sqnr - current < MIN_GAIN_DB:
-                notes.append(f"{', '.join(group)}: +{gains[group]:.1f} dB alone, {sqnr - current:+.1f} dB beside "
-                             "the layers already kept: left in int8")
+            if _gain(sqnr, current) < MIN_GAIN_DB:
+                notes.append(f"{', '.join(group)}: +{gains[group]:.1f} dB alone, {_gain(sqnr, current):+.1f} dB "
+                             "beside the layers already kept: left in int8")
                 continue
-            chosen.update({label: (sqnr - current, group) for label in new})
-            current, floats = sqnr, trial
+            chosen.update({label: (_gain(sqnr, current), group) for label in new})
+            current, floats, current_mismatches = sqnr, trial, runner.mismatches
         if current < options.min_sqnr_db:
             notes.append(f"output SQNR goal {options.min_sqnr_db:g} dB not reached ({current:.1f} dB) with "
                          f"{len(chosen)} of at most {options.max_float_layers} layers kept for accuracy, "
@@ -252,4 +265,6 @@ def plan_mixed(graph: Graph, static_float: Graph, static_int8: Graph, quantized,
             for label, unit in costs.units.items() if label in floats]
     return MixedResult(costs.profile, options.min_sqnr_db, options.max_float_layers, len(costs.units), kept,
                        costs.latency_ms(costs.units), costs.latency_ms(()), mixed_ms, full, current, len(feeds),
-                       evaluated, time.process_time() - started, notes=notes + costs.notes)
+                       evaluated, time.process_time() - started, notes=notes + costs.notes,
+                       calib_int8_nonfinite_mismatches=full_mismatches,
+                       calib_mixed_nonfinite_mismatches=current_mismatches)

@@ -8,7 +8,8 @@
   and its SQNR accumulated from the model input, in one int8 and one float run per
   sample and memory chunk.
 
-SQNR = 10·log10(Σf² / Σ(f − q)²) dB over all elements, outputs and samples; inf when exact.
+SQNR = 10·log10(Σf² / Σ(f − q)²) dB over all elements, outputs and samples; inf when exact;
+NaN/±Inf as segcost.quant.accuracy.finite_pairs rules (−∞ when a position disagrees on them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from segcost.quant.accuracy import finite_pairs
 from segcost.quant.float_layers import pin_float_layers
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
 from segcost.quant.ranges import chunks_by_bytes, quiet_session, with_outputs
@@ -121,17 +123,22 @@ class SQNRRunner:
         self.float_model = float_model
         self.reference = [quiet_session(float_model).run(None, feed) for feed in feeds]
         self.runs = 0
+        self.mismatches = 0   # of the last sqnr(): output positions where float and int8 disagree on NaN/±Inf
 
     def sqnr(self, model: onnx.ModelProto) -> float:
+        """Output SQNR (dB) of `model` against the float model; −∞ when `self.mismatches` > 0 (finite_pairs)."""
         session = quiet_session(model)
         signal = noise = 0.0
+        mismatches = 0
         for feed, reference in zip(self.feeds, self.reference):
             for want, got in zip(reference, session.run(None, feed)):
-                want = want.astype(np.float64)
+                want, got, bad = finite_pairs(want.astype(np.float64), got.astype(np.float64))
                 signal += float(np.sum(want ** 2))
                 noise += float(np.sum((want - got) ** 2))
+                mismatches += bad
         self.runs += 1
-        return db(signal, noise)
+        self.mismatches = mismatches
+        return -math.inf if mismatches else db(signal, noise)
 
     def point_sqnr(self, model: onnx.ModelProto, pairs: list[tuple[str, str]], sizes: dict[str, int],
                    activations: dict) -> tuple[dict[str, float], dict[str, float]]:
@@ -150,7 +157,7 @@ class SQNRRunner:
             float_names = list(dict.fromkeys(tensor.removesuffix(RENAMED_OUTPUT_SUFFIX) for tensor, _ in chunk))
             int8_session = quiet_session(with_outputs(model, int8_names))
             float_session = quiet_session(with_outputs(self.float_model, float_names))
-            totals = {tensor: [0.0, 0.0, 0.0, 0.0] for tensor, _ in chunk}
+            totals = {tensor: [0.0, 0.0, 0.0, 0.0, 0, 0] for tensor, _ in chunk}   # + local, accumulated mismatches
             int8_fetch = [name for name in int8_names if name not in self.feeds[0]]
             float_fetch = [name for name in float_names if name not in self.feeds[0]]
             for feed in self.feeds:
@@ -161,13 +168,19 @@ class SQNRRunner:
                     own = activations[tensor](own) if tensor in activations else own
                     reference = exact[tensor.removesuffix(RENAMED_OUTPUT_SUFFIX)].astype(np.float64)
                     total = totals[tensor]
+                    twin_value = values[twin].astype(np.float64)
+                    own, own_twin, own_bad = finite_pairs(own, twin_value)
+                    reference, reference_twin, reference_bad = finite_pairs(reference, twin_value)
                     total[0] += float(np.sum(own ** 2))
-                    total[1] += float(np.sum((own - values[twin]) ** 2))
+                    total[1] += float(np.sum((own - own_twin) ** 2))
                     total[2] += float(np.sum(reference ** 2))
-                    total[3] += float(np.sum((reference - values[twin]) ** 2))
+                    total[3] += float(np.sum((reference - reference_twin) ** 2))
+                    total[4] += own_bad
+                    total[5] += reference_bad
             for tensor, total in totals.items():
                 name = tensor.removesuffix(RENAMED_OUTPUT_SUFFIX)
-                local[name], accumulated[name] = db(total[0], total[1]), db(total[2], total[3])
+                local[name] = -math.inf if total[4] else db(total[0], total[1])
+                accumulated[name] = -math.inf if total[5] else db(total[2], total[3])
         return local, accumulated
 
 

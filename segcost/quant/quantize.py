@@ -298,7 +298,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
     from segcost.passes.qdq_clips import RestoreClipsPass, lost_clips, removed_clips, unlocated_clips
     from segcost.passes.qdq_share import ShareConcatScalesPass, concat_scale_mismatches
     from segcost.quant.bias_correction import CorrectConvBiasPass
-    from segcost.quant.fallback import mismatched_concats
+    from segcost.quant.fallback import mismatched_concats, nonfinite_tensors
     from segcost.quant.float_layers import pin_float_layers, pin_notes
     from segcost.quant.prepare import is_float16, prepare_for_quantizer, reattach_biases, to_float32, with_float16_io
     from segcost.quant.ranges import collect_ranges
@@ -344,10 +344,14 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
             if prepared.detached_biases:  # calibrate the model as it computes, with its biases
                 calibrated_path = Path(directory) / "float.onnx"
                 _save_external(quantizable, calibrated_path)
-            ranges = collect_ranges(calibrated_path, source, method, Path(directory), progress)
+            calibrated = collect_ranges(calibrated_path, source, method, Path(directory), progress)
+            ranges = calibrated.path
+            # int8 cannot hold ±Inf/NaN at all: always, not an option like the Concat fallback
+            keep, fallback_notes = nonfinite_tensors(graph, calibrated.nonfinite)
             if options.float_fallback:
-                keep, fallback_notes = mismatched_concats(graph, ranges)
-                excluded += [name for name in keep if name not in excluded]
+                concats, concat_notes = mismatched_concats(graph, ranges)
+                keep, fallback_notes = keep + concats, fallback_notes + concat_notes
+            excluded += [name for name in keep if name not in excluded]
             quantize_static(
                 quantizer_path, output, None, quant_format=QuantFormat.QDQ,
                 per_channel=prepared.per_channel,
@@ -362,7 +366,7 @@ def quantize_graph(graph: Graph, options: QuantizeOptions,
             raise QuantizationError(_failure_message(error, message, graph, options)) from None
         quantized = onnx.load(output)  # weights inline: the temp dir goes away
     int8_graph = load_model(quantized, label="int8")
-    notes += list(prepared.notes) + (fallback_notes if options.float_fallback else [])
+    notes += list(prepared.notes) + fallback_notes
     if prepared.detached_biases:
         restored = reattach_biases(int8_graph, prepared, quantizable)
         notes.append(f"{restored} grouped ConvTranspose biases quantized with C_out scales s_x*tile(s_w, group)")

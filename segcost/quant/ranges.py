@@ -25,7 +25,7 @@ import contextlib
 import io
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -119,11 +119,34 @@ def stream_tensors(model_path: Path, source: CalibrationSource, tensors: Iterabl
         del session
 
 
+@dataclass
+class CalibratedRanges:
+    """Where collect_ranges wrote the ranges, and the tensors int8 cannot represent.
+
+    `nonfinite` is {tensor: number of NaN/±Inf values over the calibration samples} for each
+    tensor that held any (an attention mask's -inf, …); the ranges file holds the range of its
+    finite values only.
+    """
+
+    path: Path
+    nonfinite: dict[str, int] = field(default_factory=dict)
+
+
 def collect_ranges(model_path: Path, source: CalibrationSource, method, directory: Path,
-                   progress: Callable[[int, int], None] | None = None, budget: int | None = None) -> Path:
+                   progress: Callable[[int, int], None] | None = None, budget: int | None = None
+                   ) -> CalibratedRanges:
     """Statistics of every tensor to calibrate over `source`; returns the ranges file for quantize_static.
 
     `method` is an onnxruntime CalibrationMethod (MinMax, Entropy, Percentile).
+
+    Non-finite values are counted per tensor (CalibratedRanges.nonfinite) and left out of the
+    statistics. onnxruntime's calibrators (onnxruntime/quantization/calibrate.py, 1.32) do not
+    handle them: MinMaxCalibrater takes np.nanmin/np.nanmax, which skip NaN but keep ±inf, so
+    a -inf attention mask calibrates to an unbounded range and compute_scale_zp
+    (quant_utils.py) turns it into scale = inf (every value dequantizes to 0·inf = NaN or
+    ±inf); HistogramCollector passes the data to np.histogram, which raises on an infinite
+    range. int8 has no infinity, so such a tensor is kept out of int8 altogether
+    (segcost.quant.fallback.nonfinite_tensors), and its finite range is never used.
     """
     from onnxruntime.quantization.calibrate import (
         CalibrationMethod,
@@ -136,14 +159,22 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
     collector = HistogramCollector(method=name, symmetric=False, scenario="same", **HISTOGRAM[name]) if name else None
     low: dict[str, float] = {}
     high: dict[str, float] = {}
+    nonfinite: dict[str, int] = {}
     for done, runs, values in stream_tensors(model_path, source, budget=budget):
+        for tensor, value in values.items():
+            finite = np.isfinite(value)
+            if not finite.all():
+                nonfinite[tensor] = nonfinite.get(tensor, 0) + value.size - int(np.count_nonzero(finite))
+                values[tensor] = value[finite]   # 1-D: the collector flattens every array anyway
         if collector is not None:
             with contextlib.redirect_stdout(io.StringIO()):   # the collector prints a line per call
-                collector.collect({tensor: [value] for tensor, value in values.items()})
+                # an all-non-finite run is left out: the collector's np.nanmax of an empty array raises
+                collector.collect({tensor: [value] for tensor, value in values.items() if value.size or
+                                   tensor not in nonfinite})
         for tensor, value in values.items():
             if value.size:
-                low[tensor] = min(low.get(tensor, np.inf), float(np.nanmin(value)))
-                high[tensor] = max(high.get(tensor, -np.inf), float(np.nanmax(value)))
+                low[tensor] = min(low.get(tensor, np.inf), float(np.min(value)))
+                high[tensor] = max(high.get(tensor, -np.inf), float(np.max(value)))
         if progress is not None:
             progress(done, runs)
     if collector is not None:
@@ -155,7 +186,7 @@ def collect_ranges(model_path: Path, source: CalibrationSource, method, director
             for tensor in sizes})
     path = directory / "ranges.json"
     save_tensors_data(ranges, path)
-    return path
+    return CalibratedRanges(path, nonfinite)
 
 
 @dataclass

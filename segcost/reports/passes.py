@@ -153,17 +153,23 @@ def int8_failures(result) -> list[str]:
 # has no noise (SQNR 10·log10(S/0)); a zero float output makes the relative error ‖f−q‖/0 undefined.
 UNBOUNDED_FIGURES = {"sqnr_db": "exact match", "sqnr_gain_db": "exact match", "calib_sqnr_int8_db": "exact match",
                      "calib_sqnr_mixed_db": "exact match", "relative_error": "zero float output"}
+# The count beside an SQNR that is > 0 exactly when that SQNR is -inf (positions where NaN/±Inf disagree).
+NONFINITE = {"sqnr_db": "nonfinite_mismatches", "calib_sqnr_int8_db": "calib_int8_nonfinite_mismatches",
+             "calib_sqnr_mixed_db": "calib_mixed_nonfinite_mismatches"}
 
 
 def unbounded_as_null(document):
     """`document` (dicts/lists from the int8 report) with +inf of the UNBOUNDED_FIGURES keys as None.
 
     Strict JSON (RFC 8259) has no Infinity; `null` under one of these keys means the case named
-    in UNBOUNDED_FIGURES, as the README says. Any other non-finite number (NaN, -inf, or +inf
-    elsewhere) is left for fileio.writes.json_text to refuse: it would be a bug, not a figure.
+    in UNBOUNDED_FIGURES, as the README says; an SQNR's -inf is None too where its NONFINITE count
+    is > 0 (NaN/±Inf disagreements: segcost.quant.accuracy.finite_pairs). Any other non-finite
+    number (NaN, -inf, or +inf elsewhere) is left for fileio.writes.json_text to refuse: it would
+    be a bug, not a figure.
     """
     if isinstance(document, dict):
-        return {key: None if key in UNBOUNDED_FIGURES and isinstance(value, float) and value == math.inf
+        return {key: None if key in UNBOUNDED_FIGURES and isinstance(value, float) and (
+                    value == math.inf or (value == -math.inf and document.get(NONFINITE.get(key, ""))))
                 else unbounded_as_null(value) for key, value in document.items()}
     if isinstance(document, list):
         return [unbounded_as_null(value) for value in document]

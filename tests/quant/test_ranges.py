@@ -33,7 +33,7 @@ def test_minmax_ranges_match_onnxruntime_calibrator(qm, tmp_path, budget):
 
     path = _model(qm, tmp_path / "m.onnx")
     source = open_source("synthetic", "input", (1, 3, 16, 16), 3)
-    ours = load_tensors_data(collect_ranges(path, source, CalibrationMethod.MinMax, tmp_path, budget=budget))
+    ours = load_tensors_data(collect_ranges(path, source, CalibrationMethod.MinMax, tmp_path, budget=budget).path)
 
     class Reader:
         def __init__(self):
@@ -57,6 +57,6 @@ def test_histogram_methods_stream_per_run(qm, tmp_path, method):
     path = _model(qm, tmp_path / "m.onnx")
     source = open_source("synthetic", "input", (1, 3, 16, 16), 3)
     ranges = load_tensors_data(collect_ranges(path, source, getattr(CalibrationMethod, method), tmp_path,
-                                              budget=8 * 256 * 4))
+                                              budget=8 * 256 * 4).path)
     low, high = ranges["cat"].range_value
     assert float(np.ravel(low)[0]) <= 0.0 < float(np.ravel(high)[0])
