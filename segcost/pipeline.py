@@ -334,10 +334,35 @@ def _checked(quantized):
     return quantized
 
 
-def target_pipeline(graph: Graph) -> Graph:
+RUNTIME_PASSES: dict[str, tuple[str, ...]] = {"cpu": ("fuse-pad",)}
+"""Profile name → the passes replaying rewrites its runtime makes itself before running a model.
+
+cpu (onnxruntime): level-1 PadFusion folds a zero Pad into the Conv/AveragePool after it
+(segcost.passes.fuse_pad), so neither the Pad kernel nor the layout reorders around it run.
+tda4vm, am62a (TIDL): nothing — TI's operator table (edgeai-tidl-tools
+docs/supported_ops_rts_versions.md, SDK 11.00) maps Pad to its own layer, TIDL_PadLayer, and
+documents no merge into a convolution.
+"""
+
+
+def runtime_passes(target=None) -> tuple[str, ...]:
+    """RUNTIME_PASSES of `target` (a profile name, .toml path or TargetProfile; None: none).
+
+    A profile file is matched by the name it declares, so a profile `segcost calibrate` fitted
+    from `cpu` keeps onnxruntime's rewrites. Raises InputError for an unknown profile.
+    """
+    if target is None:
+        return ()
+    from segcost.targets.profile_toml import load_profile
+
+    return RUNTIME_PASSES.get(load_profile(target).name, ())
+
+
+def target_pipeline(graph: Graph, target=None) -> Graph:
     """The graph as a deployment toolchain runs it: the default pipeline (constants folded,
-    no-ops and dead nodes removed, BatchNorm folded, activations fused). In place."""
-    return build_pipeline()(graph).graph
+    no-ops and dead nodes removed, BatchNorm folded, activations fused), then what `target`'s
+    runtime rewrites itself (runtime_passes; None: nothing more). In place."""
+    return build_pipeline([*DEFAULT_PIPELINE, *runtime_passes(target)])(graph).graph
 
 
 def verifier_findings(graph: Graph, rules: str = "current", fuse: bool = True) -> list[Finding]:
@@ -364,4 +389,4 @@ def estimate_on_target(graph: Graph, target: str, fuse: bool = True):
     from segcost.targets.cost_model import estimate, load_profile
 
     profile = load_profile(target)
-    return estimate(target_pipeline(graph) if fuse else graph, profile)
+    return estimate(target_pipeline(graph, profile) if fuse else graph, profile)

@@ -85,9 +85,9 @@ def cost(model: Any = None, input_shape: ShapeArg = None, *, target: str = "tda4
     graph, path = load_graph(model, input_shape)
     label = path or ("built-in DeepLabV3Lite" if model is None else graph.info.path)
     if fuse:
-        from segcost.pipeline import build_pipeline
+        from segcost.pipeline import target_pipeline
 
-        graph = build_pipeline()(graph).graph
+        graph = target_pipeline(graph, profile)   # the CLI's path: with what the profile's runtime rewrites
     return from_base(Cost, estimate(graph, profile), model=label)
 
 
