@@ -382,9 +382,10 @@ def verifier_findings(graph: Graph, rules: str = "current", fuse: bool = True) -
 def estimate_on_target(graph: Graph, target: str, fuse: bool = True):
     """Cost on `target`: the one path behind `analyze --target`, `check --max-latency-ms` and `cost`.
 
-    With `fuse`, runs target_pipeline on the graph in place first (analyze the original
-    before calling this). The verifier's target findings come from the profile's own rule
-    set on the graph that is costed, so the three commands agree to the digit.
+    With `fuse`, runs target_pipeline for the profile on the graph in place first (analyze the
+    original before calling this): on `cpu` that includes onnxruntime's own Pad folding. The
+    verifier's target findings come from the profile's own rule set on the graph that is
+    costed, so the three commands agree to the digit.
     """
     from segcost.targets.cost_model import estimate, load_profile
 
