@@ -96,7 +96,7 @@ def optimize(model: Any = None, input_shape: ShapeArg = None, *, passes: list[st
     """Fuse Conv-BN(-ReLU), clean up and verify, as `segcost optimize` does; `result.model` is the ONNX model.
 
     Args:
-        passes: pass names (default: the whole pipeline; `segcost.passes.PASSES` lists them).
+        passes: pass names (default: `segcost.passes.DEFAULT_PIPELINE`; `segcost.passes.PASSES` lists them all).
         rules: the verifier's target rule set (current, legacy).
         check: run original and optimized model in onnxruntime and compare outputs
             (max |a - b| <= 1e-4 + 1e-5 * max|a|).
