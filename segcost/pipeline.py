@@ -354,14 +354,39 @@ def _checked(quantized):
     return quantized
 
 
-def target_pipeline(graph: Graph) -> Graph:
+RUNTIME_PASSES: dict[str, tuple[str, ...]] = {"cpu": ("fuse-pad",)}
+"""Profile name → the passes replaying rewrites its runtime makes itself before running a model.
+
+cpu (onnxruntime): level-1 PadFusion folds a zero Pad into the Conv/AveragePool after it
+(segcost.passes.fuse_pad), so neither the Pad kernel nor the layout reorders around it run.
+tda4vm, am62a (TIDL): nothing — TI's operator table (edgeai-tidl-tools
+docs/supported_ops_rts_versions.md, SDK 11.00) maps Pad to its own layer, TIDL_PadLayer, and
+documents no merge into a convolution.
+"""
+
+
+def runtime_passes(target=None) -> tuple[str, ...]:
+    """RUNTIME_PASSES of `target` (a profile name, .toml path or TargetProfile; None: none).
+
+    A profile file is matched by the name it declares, so a profile `segcost calibrate` fitted
+    from `cpu` keeps onnxruntime's rewrites. Raises InputError for an unknown profile.
+    """
+    if target is None:
+        return ()
+    from segcost.targets.profile_toml import load_profile
+
+    return RUNTIME_PASSES.get(load_profile(target).name, ())
+
+
+def target_pipeline(graph: Graph, target=None) -> Graph:
     """The graph as a deployment toolchain runs it: the default pipeline (constants folded,
-    no-ops and dead nodes removed, BatchNorm folded, activations fused). In place.
+    no-ops and dead nodes removed, BatchNorm folded, activations fused), then what `target`'s
+    runtime rewrites itself (runtime_passes; None: nothing more). In place.
 
     Constant subgraphs fold here even where that grows the graph (a written model must not
     grow: `optimize`): the runtime folds them at session start — onnxruntime's ConstantFolding
     has no size check — so they cost nothing per inference and are not layers to verify."""
-    return build_pipeline(written=False)(graph).graph
+    return build_pipeline([*DEFAULT_PIPELINE, *runtime_passes(target)], written=False)(graph).graph
 
 
 def verifier_findings(graph: Graph, rules: str = "current", fuse: bool = True) -> list[Finding]:
@@ -381,11 +406,12 @@ def verifier_findings(graph: Graph, rules: str = "current", fuse: bool = True) -
 def estimate_on_target(graph: Graph, target: str, fuse: bool = True):
     """Cost on `target`: the one path behind `analyze --target`, `check --max-latency-ms` and `cost`.
 
-    With `fuse`, runs target_pipeline on the graph in place first (analyze the original
-    before calling this). The verifier's target findings come from the profile's own rule
-    set on the graph that is costed, so the three commands agree to the digit.
+    With `fuse`, runs target_pipeline for the profile on the graph in place first (analyze the
+    original before calling this): on `cpu` that includes onnxruntime's own Pad folding. The
+    verifier's target findings come from the profile's own rule set on the graph that is
+    costed, so the three commands agree to the digit.
     """
     from segcost.targets.cost_model import estimate, load_profile
 
     profile = load_profile(target)
-    return estimate(target_pipeline(graph) if fuse else graph, profile)
+    return estimate(target_pipeline(graph, profile) if fuse else graph, profile)

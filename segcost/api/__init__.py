@@ -87,7 +87,7 @@ def cost(model: Any = None, input_shape: ShapeArg = None, *, target: str = "tda4
     if fuse:
         from segcost.pipeline import target_pipeline
 
-        graph = target_pipeline(graph)   # as `segcost cost` (pipeline.estimate_on_target)
+        graph = target_pipeline(graph, profile)   # the CLI's path: with what the profile's runtime rewrites
     return from_base(Cost, estimate(graph, profile), model=label)
 
 
@@ -96,7 +96,7 @@ def optimize(model: Any = None, input_shape: ShapeArg = None, *, passes: list[st
     """Fuse Conv-BN(-ReLU), clean up and verify, as `segcost optimize` does; `result.model` is the ONNX model.
 
     Args:
-        passes: pass names (default: the whole pipeline; `segcost.passes.PASSES` lists them).
+        passes: pass names (default: `segcost.passes.DEFAULT_PIPELINE`; `segcost.passes.PASSES` lists them all).
         rules: the verifier's target rule set (current, legacy).
         check: run original and optimized model in onnxruntime and compare outputs
             (max |a - b| <= 1e-4 + 1e-5 * max|a|).

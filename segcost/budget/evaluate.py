@@ -149,7 +149,7 @@ def estimate_latency_ms(graph, target: str) -> tuple[float, CountGaps]:
     from segcost.analyzer import analyze
     from segcost.pipeline import estimate_on_target, target_pipeline
 
-    fused = target_pipeline(graph)
+    fused = target_pipeline(graph, target)
     latency = float(estimate_on_target(fused, target, fuse=False).totals.latency_ms)
     return latency, count_gaps(analyze(fused))
 

@@ -152,8 +152,9 @@ def load_cli_graph(model: str | None, input_shapes: tuple[str, ...], factory_arg
     return graph, None
 
 
-def fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
-    """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do.
+def fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool, target=None):
+    """Load MODEL (default: the built-in DeepLabV3Lite) and run the fusion pipeline, as deployment toolchains do
+    (with `target`, a profile name or TargetProfile, also what its runtime rewrites itself: pipeline.target_pipeline).
 
     Raises InputError on a bad model, shape or degenerate attribute (checked before any pass runs).
     """
@@ -162,7 +163,7 @@ def fused_graph(model: str | None, input_shapes: tuple[str, ...], fuse: bool):
 
     graph, _ = load_cli_graph(model, input_shapes)
     check_graph(graph)   # degenerate attributes are input errors here too, before any pass runs
-    return target_pipeline(graph) if fuse else graph
+    return target_pipeline(graph, target) if fuse else graph
 
 
 def progress_line(line: str) -> None:

@@ -21,7 +21,8 @@ NEEDS = {**dict.fromkeys(_INT8_OPTIONS, "--int8"), "--min-sqnr": "--mixed", "--m
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Optimized ONNX file (default: MODEL.optimized.onnx / MODEL.int8.onnx beside MODEL).")
-@click.option("--passes", help="Comma-separated passes to run (default: the whole pipeline).")
+@click.option("--passes",
+              help="Comma-separated passes to run (default: the default pipeline; fuse-pad runs only when named).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW",
               help="Static input shape; a batch dim the model declares symbolic stays symbolic in the written model.")
 @click.option("--report", type=click.Path(dir_okay=False),

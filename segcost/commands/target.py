@@ -78,7 +78,7 @@ def profile_command(model: str | None, input_shapes: tuple[str, ...], target: st
     from segcost.targets.measure import compare, map_to_layers, measure
 
     profile = load_profile(target)
-    graph = fused_graph(model, input_shapes, fuse)
+    graph = fused_graph(model, input_shapes, fuse, profile)
     prepared = prepare(graph, profile.rules)
     measurement = measure(graph, runs=runs, warmup=warmup, threads=threads)
     comparison = compare(estimate_prepared(prepared, profile), map_to_layers(prepared, measurement), measurement)
@@ -139,7 +139,7 @@ def _calibrate_reference(reference: str, models_dir: str | None, plan, output: s
         path = folder / f"{name}.onnx"
         if not path.is_file():
             raise InputError(f"{reference}: no model file {path} for reference model {name!r} (see --models-dir)")
-        samples.append(DeviceSample(name, prepare(fused_graph(str(path), (), True), base_profile.rules),
+        samples.append(DeviceSample(name, prepare(fused_graph(str(path), (), True, base_profile), base_profile.rules),
                                     reference_time.median_ms))
     fit = fit_device(samples, base_profile)
     loo = leave_one_out(samples, base_profile) if len(samples) > 2 else None
@@ -168,7 +168,7 @@ def _calibrate_measured(models: tuple[str, ...], plan, output: str, base: str, b
     if base_profile.fallback is not None:
         raise InputError(f"--base {base}: only a profile without a fallback device (the CPU running everything) "
                          "can be calibrated on this machine; fit a device profile with --reference")
-    graphs = {path: fused_graph(path, input_shapes, True) for path in models}
+    graphs = {path: fused_graph(path, input_shapes, True, base_profile) for path in models}
     measurements = measure_many(graphs, runs=runs, threads=threads,
                                 progress=lambda done, total: click.echo(f"\rmeasuring round {done}/{total}",
                                                                         err=True, nl=done == total))
