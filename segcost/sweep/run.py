@@ -295,7 +295,8 @@ def _measure(point: Point, memo: BuildMemo) -> PointResult:
 
         assert point.target is not None, "spec.py gives every point of a latency sweep a target"
         report_step(point, f"estimating latency on {point.target}")
-        totals = estimate(deployed, point.target).totals
+        costed = memo.get(f"runtime-{deployment}-{point.target}", lambda: _runtime_view(deployed, point.target))
+        totals = estimate(costed, point.target).totals
         result.latency_ms = round(float(totals.latency_ms), 6)
         result.fallback_layers = int(totals.fallback_layers)
     if "ort_latency" in measures:
@@ -448,6 +449,20 @@ def _quantize(fused, quant_target: str, calib_size: int, point: Point | None = N
         return quantize_graph(fused, QuantizeOptions(target=quant_target, calib_size=calib_size), calibrating).graph
     finally:
         root.setLevel(level)
+
+
+def _runtime_view(deployed, target: str):
+    """`deployed` as `target`'s runtime runs it (pipeline.runtime_passes, e.g. onnxruntime's Pad fusion on cpu),
+    as `segcost cost` prices it; a copy when there is something to rewrite, since the group's points on other
+    targets share `deployed`."""
+    from segcost.frontends.onnx import load_model
+    from segcost.ir.onnx_io import to_model
+    from segcost.pipeline import build_pipeline, runtime_passes
+
+    passes = runtime_passes(target)
+    if not passes:
+        return deployed
+    return build_pipeline(list(passes), written=False)(load_model(to_model(deployed))).graph
 
 
 def _ort_latency_ms(graph, settings) -> float:
