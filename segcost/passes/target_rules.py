@@ -46,11 +46,17 @@ class RuleSet:
         resize_symmetric: the H and W scales must be equal.
         resize_downscale: a scale below 1 runs.
         argmax_axes, softmax_axes: allowed axes (document's form).
-        depth_to_space_blocksizes: allowed DepthToSpace block sizes.
+        depth_to_space_blocksizes: allowed DepthToSpace block sizes (empty: no limit).
         global_pool_max_plane: largest H·W of a GlobalAveragePool input (0: no limit).
         pool_dilated: a dilated MaxPool/AveragePool runs.
         rank4_ops: op types whose input must be rank 4.
-        channelwise_constant_ops: op types that run only as `x op c`, c a per-channel constant.
+        channelwise_constant_ops: op types that run only as `x op c`, c a constant that is a scalar
+            or varies along one of `constant_operand_axes` only.
+        constant_operand_axes: the axes (document's form) such a constant may vary along.
+        layer_norm_axes: the axes a LayerNormalization must normalize, all of them and no other.
+        layer_norm_vector_params: LayerNormalization scale/bias must be [N] or [1, N].
+        max_variable_dims: (op type, N) pairs: the op's computed inputs have at most N dims
+            that are not 1 (TI: "non-singleton variable input dimensions"); TOML: a table.
         ops: op types (default domain) the accelerator runs; None: all.
         fused_patterns: op sequences imported as one layer (segcost.passes.target_patterns.PATTERNS).
         not_enforced: documented restrictions no key checks, each with the reason.
@@ -81,6 +87,10 @@ class RuleSet:
     pool_dilated: bool
     rank4_ops: frozenset[str]
     channelwise_constant_ops: frozenset[str]
+    constant_operand_axes: tuple[int, ...]
+    layer_norm_axes: tuple[int, ...]
+    layer_norm_vector_params: bool
+    max_variable_dims: tuple[tuple[str, int], ...]
     ops: frozenset[str] | None
     fused_patterns: frozenset[str]
     not_enforced: tuple[str, ...]
@@ -126,6 +136,11 @@ def load_rules(name: str = "current") -> RuleSet:
         if item.name in values and isinstance(values[item.name], list):
             kind = str(item.type)
             values[item.name] = tuple(values[item.name]) if kind.startswith("tuple") else frozenset(values[item.name])
+    limits = values["max_variable_dims"]
+    if not isinstance(limits, dict) or not all(isinstance(n, int) and n > 0 for n in limits.values()):
+        raise InputError(f"tidl-rules.toml rule set {resolved!r}: max_variable_dims must map op types to positive "
+                         "integers")
+    values["max_variable_dims"] = tuple(sorted(limits.items()))
     ops = values.pop("ops")
     strange = set(values["fused_patterns"]) - set(PATTERNS)
     if strange:

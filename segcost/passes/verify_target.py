@@ -17,7 +17,10 @@ Rule ids (`PLACEMENT_RULES`: each finding means "this layer runs on the fallback
 * resize-mode, resize-scale, resize-axis, resize-symmetric — Resize/Upsample limits;
 * argmax-axis, softmax-axis, depth-to-space, global-pool-plane, pool-dilation;
 * binary-nonconstant, binary-constant-form — Sub/Div that are not `x - c` / `x / c` with a
-  constant `c` broadcast per channel (what TI maps to a BatchNorm layer).
+  constant `c` that is a scalar or varies along one of `constant_operand_axes` only;
+* layernorm-axis, layernorm-params — a LayerNormalization over other than `layer_norm_axes`, or
+  with scale/bias not a vector;
+* variable-dims — a `max_variable_dims` op whose computed input has more non-singleton dims.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ PLACEMENT_RULES = frozenset({
     "unsupported-op", "rank-4", "dw-kernel-stride", "even-kernel", "kernel-stride", "conv-stride", "conv-dilation",
     "conv-transpose-shape", "resize-mode", "resize-scale", "resize-axis", "resize-symmetric", "argmax-axis",
     "softmax-axis", "depth-to-space", "global-pool-plane", "pool-dilation", "binary-nonconstant",
-    "binary-constant-form"})
+    "binary-constant-form", "layernorm-axis", "layernorm-params", "variable-dims"})
 _SYMBOL = {"Sub": "-", "Div": "/"}
 
 
@@ -145,6 +148,9 @@ def target_findings(graph: Graph, key: str, view: ConvView | None, rules: RuleSe
         found += check(graph, key, node, rules)
     if node.op_type in rules.channelwise_constant_ops:
         found += _channelwise(graph, key, node, rules)
+    limit = dict(rules.max_variable_dims).get(node.op_type)
+    if limit is not None:
+        found += _variable_dims(graph, key, node, limit)
     return found
 
 
@@ -212,7 +218,7 @@ def _softmax(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding
 
 def _depth_to_space(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
     block = int(node.attrs.get("blocksize", 0))
-    if block in rules.depth_to_space_blocksizes:
+    if not rules.depth_to_space_blocksizes or block in rules.depth_to_space_blocksizes:
         return []
     return [Finding(key, "DepthToSpace", "depth-to-space",
                     f"blocksize {block}; allowed {sorted(rules.depth_to_space_blocksizes)}")]
@@ -237,7 +243,7 @@ def _pool(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
 
 
 def _channelwise(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
-    """x - c and x / c with c constant and broadcast per channel (TI maps them to BatchNorm)."""
+    """x - c and x / c with c constant, a scalar or varying along one of `constant_operand_axes` only."""
     if len(node.inputs) != 2:
         return []
     left, right = (constant_value(graph, tensor) for tensor in node.inputs)
@@ -254,10 +260,53 @@ def _channelwise(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Fin
     rank = len(shape) if shape is not None else 4
     dims = [1] * (rank - right.ndim) + list(right.shape) if right.ndim <= rank else list(right.shape)
     spread = [axis for axis, size in enumerate(dims) if size != 1]
-    if right.ndim <= rank and spread in ([], [1]):
+    if right.ndim <= rank and (not spread or (len(spread) == 1 and _axis_allowed(
+            spread[0], rules.constant_operand_axes, rank, f"node {key!r} ({node.op_type}) constant"))):
         return []
     return [Finding(key, node.op_type, "binary-constant-form", f"x {symbol} c with c of shape {list(right.shape)} "
-                    f"on a rank-{rank} x broadcasts beyond the channel axis; only a scalar or per-channel c runs")]
+                    f"on a rank-{rank} x varies along axes {spread}; only a scalar or a c varying along one of "
+                    f"axes {list(rules.constant_operand_axes)} runs")]
+
+
+def _is_constant(graph: Graph, tensor: str) -> bool:
+    key = graph.producer(tensor)
+    return tensor in graph.initializers or (key is not None and graph.node(key).op_type == "Constant")
+
+
+def _variable_dims(graph: Graph, key: str, node: Node, limit: int) -> list[Finding]:
+    """TI: "Number of non-singleton variable input dimensions must be less than <= N" (dims known > 1 count)."""
+    found = []
+    for tensor in node.inputs:
+        shape = graph.shape(tensor) if tensor else None
+        if shape is None or _is_constant(graph, tensor):
+            continue
+        wide = [size for size in shape if isinstance(size, int) and size != 1]
+        if len(wide) > limit:
+            found.append(Finding(key, node.op_type, "variable-dims", f"input {tensor!r} of shape {list(shape)} has "
+                                 f"{len(wide)} non-singleton dims; at most {limit} run"))
+    return found
+
+
+def _layer_norm(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
+    """LayerNormalization normalizes axes [axis, rank); TI's layer normalizes `layer_norm_axes` only."""
+    shape = graph.shape(node.inputs[0]) if node.inputs else None
+    if shape is None:
+        return []
+    rank = len(shape)
+    axis = normalize_axis(int(node.attrs.get("axis", -1)), rank, f"node {key!r} (LayerNormalization) attribute axis")
+    normalized = set(range(axis, rank))
+    allowed = {normalize_axis(value, rank, "rule set axes") for value in rules.layer_norm_axes if -rank <= value < rank}
+    found = []
+    if normalized != allowed:
+        found.append(Finding(key, node.op_type, "layernorm-axis", f"normalizes axes {sorted(normalized)} of a rank-"
+                             f"{rank} input; only axes {list(rules.layer_norm_axes)} (the width axis) run"))
+    if rules.layer_norm_vector_params:
+        for tensor in node.inputs[1:3]:
+            param = graph.shape(tensor) if tensor else None
+            if param is not None and not (len(param) == 1 or (len(param) == 2 and param[0] == 1)):
+                found.append(Finding(key, node.op_type, "layernorm-params", f"scale/bias {tensor!r} of shape "
+                                     f"{list(param)}; only [N] or [1, N] run"))
+    return found
 
 
 def _resize_ratios(graph: Graph, key: str, node: Node) -> dict[int, Fraction | None]:
@@ -324,5 +373,5 @@ def _power_of_two(ratio: Fraction) -> bool:
 
 _CHECKS = {
     "Resize": _resize, "Upsample": _resize, "ArgMax": _argmax, "Softmax": _softmax, "DepthToSpace": _depth_to_space,
-    "GlobalAveragePool": _global_pool, "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool, "MaxPool": _pool, "AveragePool": _pool, "LayerNormalization": _layer_norm,
 }
