@@ -99,7 +99,8 @@ def test_conv_transpose_shapes(rules, kernel, stride, group, allowed):
 def test_resize_scale_and_mode():
     scales = numpy_helper.from_array(np.array([1, 1, 3, 3], np.float32), "scales")
     roi = numpy_helper.from_array(np.array([], np.float32), "roi")
-    findings = _findings(_single("Resize", [1, 4, 4, 4], [roi, scales], mode="cubic"))
+    findings = _findings(_single("Resize", [1, 4, 4, 4], [roi, scales], mode="cubic",
+                                 coordinate_transformation_mode="asymmetric"))
     assert sorted(f.rule for f in findings) == ["resize-mode", "resize-scale", "resize-scale"]
 
 
@@ -205,7 +206,7 @@ def test_dense_decoder_straight_on_a_depthwise_encoder_is_flagged():
 def test_dense_unet_skip_decoder_conv_is_flagged():
     builder = GraphBuilder()
     y, channels, skips = _depthwise_encoder(builder)
-    up = builder.resize(y, 4, "dec.up", mode="nearest")   # stride 16 -> 4, joined with the stride-4 skip
+    up = builder.resize(y, 4, "dec.up")   # stride 16 -> 4, joined with the stride-4 skip
     y = builder.node("Concat", [up, skips[0]], "dec.concat", axis=1)
     y = builder.conv_bn(y, channels + 32, 32, 3, name="dec.conv3x3")
     y = builder.conv(y, 32, 4, 1, name="head.classifier", bias=True)

@@ -24,7 +24,8 @@ def _const(name, value):
 
 
 def _resize(scales, x_shape=(1, 16, 32, 32)):
-    return _model([helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest", name="layer")],
+    return _model([helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest", name="layer",  # as torch writes it
+                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
                   [_const("s", scales)], x_shape)
 
 
@@ -162,9 +163,9 @@ def test_every_rule_set_field_is_read_by_a_check():
     import dataclasses
     import inspect
 
-    from segcost.passes import target_rules, verify_target
+    from segcost.passes import target_op_checks, target_rules, verify_target
 
-    source = inspect.getsource(verify_target)
+    source = inspect.getsource(verify_target) + inspect.getsource(target_op_checks)
     descriptive = {"name", "description", "source", "not_enforced"}
     unread = [item.name for item in dataclasses.fields(target_rules.RuleSet)
               if item.name not in descriptive and f"rules.{item.name}" not in source]
