@@ -2,7 +2,8 @@
 
 The rule sets are data (`segcost/targets/tidl-rules.toml`, read by
 segcost.passes.target_rules), one per documented toolchain version, each key quoting the
-sentence of TI's document it transcribes. Every key is checked by one function below.
+sentence of TI's document it transcribes. Every key is checked by one function below or in
+segcost.passes.target_op_checks (the SDK 11.00 per-op limits).
 
 A sequence of ops TI imports as one layer (LayerNorm, GELU: `fused_patterns`) is matched first
 and its nodes are not checked op by op (graph_target_findings).
