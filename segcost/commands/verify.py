@@ -14,7 +14,7 @@ from segcost.commands.options import trust_model_code_option
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=1x3xHxW", help="Static input shape.")
 @click.option("--rules", default="current", show_default=True,
-              help="Target rule set: current (= tvm-tidl), legacy (= tidl-09.02), or either by name.")
+              help="Target rule set: current (= tidl-11.00), legacy (= tidl-09.02), or any by name (tvm-tidl).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
 @trust_model_code_option
 @click.option("--fuse/--no-fuse", default=True, show_default=True,

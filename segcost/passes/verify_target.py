@@ -2,7 +2,8 @@
 
 The rule sets are data (`segcost/targets/tidl-rules.toml`, read by
 segcost.passes.target_rules), one per documented toolchain version, each key quoting the
-sentence of TI's document it transcribes. Every key is checked by one function below.
+sentence of TI's document it transcribes. Every key is checked by one function below or in
+segcost.passes.target_op_checks (the SDK 11.00 per-op limits).
 
 A sequence of ops TI imports as one layer (LayerNorm, GELU: `fused_patterns`) is matched first
 and its nodes are not checked op by op (graph_target_findings).
@@ -17,7 +18,13 @@ Rule ids (`PLACEMENT_RULES`: each finding means "this layer runs on the fallback
 * resize-mode, resize-scale, resize-axis, resize-symmetric — Resize/Upsample limits;
 * argmax-axis, softmax-axis, depth-to-space, global-pool-plane, pool-dilation;
 * binary-nonconstant, binary-constant-form — Sub/Div that are not `x - c` / `x / c` with a
-  constant `c` broadcast per channel (what TI maps to a BatchNorm layer).
+  constant `c` that is a scalar or varies along one of `constant_operand_axes` only;
+* layernorm-axis, layernorm-params — a LayerNormalization over other than `layer_norm_axes`, or
+  with scale/bias not a vector;
+* variable-dims — a `max_variable_dims` op whose computed input has more non-singleton dims;
+* concat-axis, pad-form, argmax-attribute, resize-coordinates, resize-attribute — the SDK 11.00
+  table's Concat axes, Pad mode/axes, ArgMax and Resize attribute limits
+  (segcost.passes.target_op_checks).
 """
 
 from __future__ import annotations
@@ -29,8 +36,15 @@ from math import prod
 from segcost.ir import Graph, is_static_shape
 from segcost.ir.graph import Node
 from segcost.ir.opforms import constant_value, normalize_axis, read_operand
+from segcost.passes.target_op_checks import (
+    OP_CHECKS,
+    argmax_attribute_findings,
+    axis_allowed,
+    resize_attribute_findings,
+    variable_dims,
+)
 from segcost.passes.target_patterns import fused_layers
-from segcost.passes.target_rules import RuleSet, load_rules, rule_set_names
+from segcost.passes.target_rules import Finding, RuleSet, load_rules, rule_set_names
 
 __all__ = ["CONV_TYPES", "PLACEMENT_RULES", "ConvView", "Finding", "RuleSet", "conv_view", "graph_target_findings",
            "load_rules", "rule_set_names", "target_findings"]
@@ -40,16 +54,9 @@ PLACEMENT_RULES = frozenset({
     "unsupported-op", "rank-4", "dw-kernel-stride", "even-kernel", "kernel-stride", "conv-stride", "conv-dilation",
     "conv-transpose-shape", "resize-mode", "resize-scale", "resize-axis", "resize-symmetric", "argmax-axis",
     "softmax-axis", "depth-to-space", "global-pool-plane", "pool-dilation", "binary-nonconstant",
-    "binary-constant-form"})
+    "binary-constant-form", "layernorm-axis", "layernorm-params", "variable-dims", "concat-axis", "pad-form",
+    "argmax-attribute", "resize-coordinates", "resize-attribute"})
 _SYMBOL = {"Sub": "-", "Div": "/"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    layer: str
-    op_type: str
-    rule: str
-    reason: str
 
 
 def _form(kernel: tuple[int, ...], stride: tuple[int, ...]) -> str:
@@ -145,6 +152,9 @@ def target_findings(graph: Graph, key: str, view: ConvView | None, rules: RuleSe
         found += check(graph, key, node, rules)
     if node.op_type in rules.channelwise_constant_ops:
         found += _channelwise(graph, key, node, rules)
+    limit = dict(rules.max_variable_dims).get(node.op_type)
+    if limit is not None:
+        found += variable_dims(graph, key, node, limit)
     return found
 
 
@@ -185,26 +195,22 @@ def _conv_transpose(view: ConvView, rules: RuleSet) -> list[Finding]:
                     f"{sorted(rules.conv_transpose_groups)}{dilation}")]
 
 
-def _axis_allowed(axis: int, allowed: tuple[int, ...], rank: int, where: str) -> bool:
-    wanted = {normalize_axis(value, rank, "rule set axes") for value in allowed if -rank <= value < rank}
-    return normalize_axis(axis, rank, where) in wanted
-
-
 def _argmax(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
     shape = graph.shape(node.inputs[0]) if node.inputs else None
     axis = int(node.attrs.get("axis", 0))
     rank = len(shape) if shape is not None else 4   # TIDL tensors are NCHW
-    if _axis_allowed(axis, rules.argmax_axes, rank, f"node {key!r} (ArgMax) attribute axis"):
-        return []
+    found = argmax_attribute_findings(key, node, rules)
+    if axis_allowed(axis, rules.argmax_axes, rank, f"node {key!r} (ArgMax) attribute axis"):
+        return found
     return [Finding(key, "ArgMax", "argmax-axis", f"axis {axis} of a rank-{rank} input; allowed "
-                    f"{list(rules.argmax_axes)} (the channel axis)")]
+                    f"{list(rules.argmax_axes)} (the channel axis)"), *found]
 
 
 def _softmax(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
     shape = graph.shape(node.inputs[0]) if node.inputs else None
     axis = read_operand(graph, key, "axis").scalar()
     rank = len(shape) if shape is not None else 4
-    if axis is None or _axis_allowed(int(axis), rules.softmax_axes, rank, f"node {key!r} (Softmax) attribute axis"):
+    if axis is None or axis_allowed(int(axis), rules.softmax_axes, rank, f"node {key!r} (Softmax) attribute axis"):
         return []
     return [Finding(key, "Softmax", "softmax-axis", f"axis {axis} of a rank-{rank} input; allowed "
                     f"{list(rules.softmax_axes)}")]
@@ -212,7 +218,7 @@ def _softmax(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding
 
 def _depth_to_space(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
     block = int(node.attrs.get("blocksize", 0))
-    if block in rules.depth_to_space_blocksizes:
+    if not rules.depth_to_space_blocksizes or block in rules.depth_to_space_blocksizes:
         return []
     return [Finding(key, "DepthToSpace", "depth-to-space",
                     f"blocksize {block}; allowed {sorted(rules.depth_to_space_blocksizes)}")]
@@ -237,7 +243,7 @@ def _pool(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
 
 
 def _channelwise(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]:
-    """x - c and x / c with c constant and broadcast per channel (TI maps them to BatchNorm)."""
+    """x - c and x / c with c constant, a scalar or varying along one of `constant_operand_axes` only."""
     if len(node.inputs) != 2:
         return []
     left, right = (constant_value(graph, tensor) for tensor in node.inputs)
@@ -254,10 +260,12 @@ def _channelwise(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Fin
     rank = len(shape) if shape is not None else 4
     dims = [1] * (rank - right.ndim) + list(right.shape) if right.ndim <= rank else list(right.shape)
     spread = [axis for axis, size in enumerate(dims) if size != 1]
-    if right.ndim <= rank and spread in ([], [1]):
+    if right.ndim <= rank and (not spread or (len(spread) == 1 and axis_allowed(
+            spread[0], rules.constant_operand_axes, rank, f"node {key!r} ({node.op_type}) constant"))):
         return []
     return [Finding(key, node.op_type, "binary-constant-form", f"x {symbol} c with c of shape {list(right.shape)} "
-                    f"on a rank-{rank} x broadcasts beyond the channel axis; only a scalar or per-channel c runs")]
+                    f"on a rank-{rank} x varies along axes {spread}; only a scalar or a c varying along one of "
+                    f"axes {list(rules.constant_operand_axes)} runs")]
 
 
 def _resize_ratios(graph: Graph, key: str, node: Node) -> dict[int, Fraction | None]:
@@ -288,12 +296,13 @@ def _resize(graph: Graph, key: str, node: Node, rules: RuleSet) -> list[Finding]
     mode = mode.decode() if isinstance(mode, bytes) else mode
     if mode not in rules.resize_modes:
         found.append(Finding(key, node.op_type, "resize-mode", f"mode {mode!r}; allowed {sorted(rules.resize_modes)}"))
+    found += resize_attribute_findings(key, node, rules)
     ratios = _resize_ratios(graph, key, node)
     shape = graph.shape(node.inputs[0])
     rank = len(shape) if shape is not None else 4
     spatial = {}
     for axis, ratio in sorted(ratios.items()):
-        if not _axis_allowed(axis, rules.resize_axes, rank, f"node {key!r} ({node.op_type})"):
+        if not axis_allowed(axis, rules.resize_axes, rank, f"node {key!r} ({node.op_type})"):
             found.append(Finding(key, node.op_type, "resize-axis", f"axis {axis} of a rank-{rank} input scales by "
                                  f"{ratio}; only axes {list(rules.resize_axes)} (H, W) resize"))
             continue
@@ -324,5 +333,5 @@ def _power_of_two(ratio: Fraction) -> bool:
 
 _CHECKS = {
     "Resize": _resize, "Upsample": _resize, "ArgMax": _argmax, "Softmax": _softmax, "DepthToSpace": _depth_to_space,
-    "GlobalAveragePool": _global_pool, "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool, "MaxPool": _pool, "AveragePool": _pool, **OP_CHECKS,
 }
