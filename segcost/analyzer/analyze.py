@@ -102,6 +102,7 @@ class _Walk:
             sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
         is_constant = constants.__contains__
         dtype_of = graph.dtype
+        stored_weights = graph.info.stored_weights   # integer-stored float weights (quant.footprint): params
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
         # A pure rule's result (and what is derived from it below) per distinct node signature:
         # a large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
@@ -217,7 +218,7 @@ class _Walk:
                     if tensor in forwarded:
                         read_type = dtype_of(tensor)
                         for root, always in forwarded[tensor]:
-                            if root not in seen_constants and (always or is_weight(
+                            if root not in seen_constants and (always or root in stored_weights or is_weight(
                                     domain, op_type, role, read_type or dtype_of(root))):
                                 seen_constants.add(root)
                                 root_params, root_bytes = constant_size(root, initializer_of(root),
@@ -226,7 +227,8 @@ class _Walk:
                                 weight_bytes += root_bytes
                         continue
                     init = initializer_of(tensor)
-                    if not is_weight(domain, op_type, role, dtype_of(tensor) if init is None else init.dtype):
+                    if tensor not in stored_weights and not is_weight(
+                            domain, op_type, role, dtype_of(tensor) if init is None else init.dtype):
                         continue
                     seen_constants.add(tensor)
                     if init is not None:
@@ -254,8 +256,9 @@ class _Walk:
                 # every constant is an initializer here (`plain`), its kind telling its shape and dtype
                 layers_of_kinds[kinds_key] = (entry, activation_bytes, tuple(
                     (position, initializers[tensor].size, initializers[tensor].nbytes)
-                    for position, tensor in enumerate(inputs) if constant_inputs[position]
-                    and is_weight(domain, op_type, position, initializers[tensor].dtype)), buffers)
+                    for position, tensor in enumerate(inputs) if constant_inputs[position] and (
+                        tensor in stored_weights or is_weight(domain, op_type, position, initializers[tensor].dtype))),
+                    buffers)
         coverage.counted += counted
 
         if forwarding:
@@ -274,7 +277,8 @@ class _Walk:
             index = position[key]
             op_type = graph.nodes[key].op_type   # a standard forwarder, reading the value as its data input
             for root, always in forwarded[output]:
-                if root not in seen and (always or is_weight("", op_type, 0, graph.dtype(root))):
+                if root not in seen and (always or root in graph.info.stored_weights
+                                         or is_weight("", op_type, 0, graph.dtype(root))):
                     seen.add(root)
                     root_params, root_bytes = constant_size(root, initializer_of(root), shape_of, nbytes)
                     params[index] += root_params
