@@ -110,9 +110,10 @@ def test_an_int8_qdq_conv_has_its_weight_and_bias_as_params(through_transpose):
     assert result.totals.params == W.size + 8 and result.totals.weight_bytes == W.size + 4 * 8
 
 
-def test_an_int4_qdq_weight_counts_packed():
-    weight = helper.make_tensor("wq", TensorProto.INT4, list(W.shape), W.flatten().tolist())
-    zero = helper.make_tensor("zw", TensorProto.INT4, [8], [0] * 8)
+@pytest.mark.parametrize("dtype, offset", [(TensorProto.INT4, 0), (TensorProto.UINT4, 8)])
+def test_an_int4_qdq_weight_counts_packed(dtype, offset):
+    weight = helper.make_tensor("wq", dtype, list(W.shape), (W.flatten() + offset).tolist())
+    zero = helper.make_tensor("zw", dtype, [8], [offset] * 8)
     result, layers = _layers(_qdq_conv(weight, zero))
     assert layers["conv"].params == W.size + 8
     assert layers["conv"].weight_bytes == W.size // 2 + 4 * 8   # 288 int4 elements in 144 bytes
@@ -174,3 +175,22 @@ def test_legacy_and_dynamo_exports_have_torchs_params(tmp_path, capsys):
     capsys.readouterr()   # the exporters' progress lines
     params = {name: analyze(load(path)).totals.params for name, path in paths.items()}
     assert params == dict.fromkeys(paths, expected)
+
+
+def test_matmulnbits_holds_its_packed_weight_and_bias_not_its_scales_zero_points_or_g_idx():
+    """com.microsoft MatMulNBits (ContribOperators.md): B (uint8 blocks) and bias are params; scales, zero_points
+    are quantization parameters; g_idx (int32) is an index."""
+    blocks = np.ones((8, 1, 8), np.uint8)   # N=8, one block of 16 4-bit values
+    node = helper.make_node("MatMulNBits", ["x", "b", "scales", "zeros", "g_idx", "bias"], ["y"], name="mm",
+                            domain="com.microsoft", K=16, N=8, bits=4, block_size=16)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(value, name) for name, value in {
+            "b": blocks, "scales": np.ones(8, np.float32), "zeros": np.full(8, 8, np.uint8),
+            "g_idx": np.zeros(16, np.int32), "bias": np.zeros(8, np.float32)}.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    _, layers = _layers(model)
+    assert layers["mm"].params == blocks.size + 8 and layers["mm"].weight_bytes == blocks.size + 4 * 8
