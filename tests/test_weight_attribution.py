@@ -65,15 +65,17 @@ def test_forwarder_to_a_graph_output_keeps_its_weight():
     assert layers["id"].params == B.size and result.totals.params == B.size
 
 
-def test_reshaped_weight_brings_its_shape_tensor():
-    """Reshape of a constant forwards: the weight and its shape tensor count at the consumer."""
+def test_reshaped_weight_counts_at_the_conv_without_its_shape_tensor():
+    """Reshape of a constant forwards: the weight counts at the consumer; its int64 shape tensor is no
+    param (analyzer.weights.is_weight; it counted before, +4)."""
     shape = np.array([8, 4, 3, 3], np.int64)
     model = _model([helper.make_node("Reshape", ["w0", "s"], ["w"], name="reshape"),
                     helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
                    {"w0": W.reshape(8, 36), "s": shape})
     result, layers = _layers(model)
     assert layers["reshape"].params == 0
-    assert layers["conv"].params == W.size + 4 and result.totals.params == W.size + 4
+    assert layers["conv"].params == W.size and result.totals.params == W.size
+    assert layers["conv"].weight_bytes == 4 * W.size
 
 
 def _loop_model(trips: int) -> onnx.ModelProto:
@@ -95,9 +97,9 @@ def _loop_model(trips: int) -> onnx.ModelProto:
 def test_loop_body_weights_count_their_bytes():
     """R13: a body weight's params came with 0 weight bytes; both count once, whatever the trips."""
     result, layers = _layers(_loop_model(3))
-    assert layers["loop"].params == 4 * 4 * 9 + 1                   # the body weight + M
-    assert layers["loop"].weight_bytes == 4 * 4 * 9 * 4 + 8
-    assert result.totals.weight_bytes == 4 * 4 * 9 * 4 + 8
+    assert layers["loop"].params == 4 * 4 * 9                       # the body weight; M (int64 count) is no param
+    assert layers["loop"].weight_bytes == 4 * 4 * 9 * 4
+    assert result.totals.weight_bytes == 4 * 4 * 9 * 4
     assert result.control_flow[0].weight_bytes == 4 * 4 * 9 * 4
 
 

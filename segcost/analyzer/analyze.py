@@ -27,7 +27,7 @@ from segcost.analyzer.result import (
 )
 from segcost.analyzer.rules import find_rule
 from segcost.analyzer.tables import tensor_tables
-from segcost.analyzer.weights import SPECIAL_OPS, constant_size, forwarded_constants
+from segcost.analyzer.weights import SPECIAL_OPS, Root, constant_size, forwarded_constants, is_weight
 from segcost.errors import InputError, ShapeError
 from segcost.ir import Graph, Node, Shape
 from segcost.shapes import symbolic_inputs
@@ -102,6 +102,8 @@ class _Walk:
         for tensor in forwarded:
             sizes[tensor] = 0   # a forwarded weight is no activation, for the forwarder's row and the peak
         is_constant = constants.__contains__
+        dtype_of = graph.dtype
+        stored_weights = graph.info.stored_weights   # integer-stored float weights (quant.footprint): params
         rules: dict[tuple[str, str], tuple[Rule | None, bool]] = {}
         # A pure rule's result (and what is derived from it below) per distinct node signature:
         # a large graph repeats a few layer shapes many times (registry.cost_rule's `pure`).
@@ -211,29 +213,36 @@ class _Walk:
                 self.warnings.append(f"{key}: onnx shape inference gives {list(formula_differs)}, the "
                                      f"{op_type} formula {list(cost.output_shape or ())}; the formula is used")
             params = weight_bytes = activation_bytes = 0
-            for tensor in node.all_inputs if node.implicit_inputs else inputs:  # + subgraphs' outer reads
+            read = node.all_inputs if node.implicit_inputs else inputs   # + subgraphs' outer reads
+            for position, tensor in enumerate(read):
                 if tensor in constants:
-                    if tensor not in seen_constants:  # a weight counts once, at its first consumer
-                        if key in forwarding:
-                            continue   # counted where the forwarded value is used
-                        seen_constants.add(tensor)
-                        init = initializer_of(tensor)
-                        if init is not None:
-                            size = init.size
-                            params += size
-                            weight_bytes += init.nbytes
-                        elif tensor in forwarded:
-                            for root in forwarded[tensor]:
-                                if root not in seen_constants:
-                                    seen_constants.add(root)
-                                    root_params, root_bytes = constant_size(root, initializer_of(root),
-                                                                             shape_of, nbytes)
-                                    params += root_params
-                                    weight_bytes += root_bytes
-                        else:  # a (sparse) Constant node's output
-                            const_params, const_bytes = constant_size(tensor, None, shape_of, nbytes)
-                            params += const_params
-                            weight_bytes += const_bytes
+                    # a weight counts once, at its first consumer that reads it as a weight (weights.is_weight)
+                    if tensor in seen_constants or key in forwarding:
+                        continue   # a forwarder's constants count where the forwarded value is used
+                    role = position if position < len(inputs) else None   # None: read by a subgraph
+                    if tensor in forwarded:
+                        read_type = dtype_of(tensor)
+                        for root, always in forwarded[tensor]:
+                            if root not in seen_constants and (always or root in stored_weights or is_weight(
+                                    domain, op_type, role, read_type or dtype_of(root))):
+                                seen_constants.add(root)
+                                root_params, root_bytes = constant_size(root, initializer_of(root),
+                                                                         shape_of, nbytes)
+                                params += root_params
+                                weight_bytes += root_bytes
+                        continue
+                    init = initializer_of(tensor)
+                    if tensor not in stored_weights and not is_weight(
+                            domain, op_type, role, dtype_of(tensor) if init is None else init.dtype):
+                        continue
+                    seen_constants.add(tensor)
+                    if init is not None:
+                        params += init.size
+                        weight_bytes += init.nbytes
+                    else:  # a (sparse) Constant node's output
+                        const_params, const_bytes = constant_size(tensor, None, shape_of, nbytes)
+                        params += const_params
+                        weight_bytes += const_bytes
                 elif tensor:
                     activation_bytes += nbytes(tensor)
             for tensor in outputs:
@@ -252,24 +261,29 @@ class _Walk:
                 # every constant is an initializer here (`plain`), its kind telling its shape and dtype
                 layers_of_kinds[kinds_key] = (entry, activation_bytes, tuple(
                     (position, initializers[tensor].size, initializers[tensor].nbytes)
-                    for position, tensor in enumerate(inputs) if constant_inputs[position]), buffers)
+                    for position, tensor in enumerate(inputs) if constant_inputs[position] and (
+                        tensor in stored_weights or is_weight(domain, op_type, position, initializers[tensor].dtype))),
+                    buffers)
         coverage.counted += counted
 
         if forwarding:
-            self._count_unread(order, forwarding, forwarded, seen_constants, initializer_of, shape_of, nbytes)
+            self._count_unread(graph, order, forwarding, forwarded, seen_constants, shape_of, nbytes)
 
-    def _count_unread(self, order: list[str], forwarding: dict[str, str], forwarded: dict[str, tuple[str, ...]],
-                      seen: set[str], initializer_of, shape_of, nbytes) -> None:
-        """Constants forwarded to no reader: counted at their (first) forwarder, as without forwarding."""
+    def _count_unread(self, graph: Graph, order: list[str], forwarding: dict[str, str],
+                      forwarded: dict[str, tuple[Root, ...]], seen: set[str], shape_of, nbytes) -> None:
+        """Weights forwarded to no reader: counted at their (first) forwarder, as without forwarding."""
         unread = [(key, output) for key, output in forwarding.items() if output not in seen]
         if not unread:
             return
         position = {key: index for index, key in enumerate(order)}
         params, weight_bytes = self.layers.params, self.layers.weight_bytes
+        initializer_of = graph.initializers.get
         for key, output in unread:
             index = position[key]
-            for root in forwarded[output]:
-                if root not in seen:
+            op_type = graph.nodes[key].op_type   # a standard forwarder, reading the value as its data input
+            for root, always in forwarded[output]:
+                if root not in seen and (always or root in graph.info.stored_weights
+                                         or is_weight("", op_type, 0, graph.dtype(root))):
                     seen.add(root)
                     root_params, root_bytes = constant_size(root, initializer_of(root), shape_of, nbytes)
                     params[index] += root_params

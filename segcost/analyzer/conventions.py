@@ -13,19 +13,34 @@ exactly its subtotal, which the report shows beside it. Each layer carries its s
 changes meaning: the counted total is reported separately.
 
 Fixed conventions (not switchable), applied by segcost.analyzer.analyze: **params** are the
-elements of constants a layer reads, each counted once at its first consumer. A constant read
+elements of the constants a layer reads as weights (DESIGN: weights, bias, BN statistics), each
+counted once at its first such reader (analyzer.weights.is_weight): a floating-point constant
+(float16/32/64, bfloat16, float8/6/4) read as data, or a quantized weight or bias read where an
+op takes one (analyzer.weights.QUANTIZED_WEIGHTS, from the ONNX spec and onnxruntime's
+ContribOperators.md: DequantizeLinear's x, QLinearConv's w and B, QLinearMatMul's a and b,
+ConvInteger's w, MatMulInteger's A and B, QGemm's A, B and C, MatMulNBits' B, ...; int4/uint4
+included). Integer and bool constants anywhere else are shapes, axes, pads, indices, counts or
+masks — a Reshape target, Gather indices, HF BEiT's relative-position index table — and are not
+params, nor are float inputs that configure an op (OPERATOR_SETTINGS: Clip's bounds, Resize's
+scales, Pad's fill value); torch's sum(p.numel()) counts none of them, and two exports of one
+module (legacy, dynamo) differ in them. Float constants an exporter makes up are float data and
+count (a GroupNorm exported as InstanceNormalization's ones/zeros, GELU's 0.5). **weight_bytes**
+are the bytes of those params as stored (by their dtype, DESIGN), not of every constant: it never
+held the quantization parameters, and with shapes and index tables in it, params and weight bytes
+would disagree about what a weight is (the file's size is another figure; the optimize growth
+warning compares both, so it follows this definition too). A constant read
 through forwarders (analyzer.weights.FORWARDING_OPS: Identity, DequantizeLinear, Cast, Transpose,
-Reshape, Squeeze, Unsqueeze, Flatten of a constant) counts — params and weight bytes, with
-the forwarders' other constant inputs such as a Reshape's shape — at the first node that
-reads the forwarded value, as its weight; the forwarders show 0 params and 0 activation
-bytes for it (an smp export's `Conv_455 -> Identity -> Conv` bias is the Conv's). Scales and
-zero points (of QuantizeLinear/DequantizeLinear, QLinearConv, QLinearMatMul, ConvInteger,
-MatMulInteger and onnxruntime's QOperator ops: analyzer.weights.QUANTIZATION_PARAMETERS) are
-quantization parameters: neither params nor weight bytes, so a QDQ model's Conv holds its
-int8 weight (1 byte per element), as in the int8 report (segcost.quant.footprint). A
-forwarder whose output is a graph output keeps the constant. Weights inside If/Loop/Scan
-subgraphs count (params and weight bytes) at the control-flow layer, once whatever the trip
-count.
+Reshape, Squeeze, Unsqueeze, Flatten of a constant) counts at the first node that reads the
+forwarded value as a weight; the forwarders show 0 params and 0 activation bytes for it (an smp
+export's `Conv_455 -> Identity -> Conv` bias is the Conv's), a DequantizeLinear's stored weight
+is a weight whoever reads it. Scales and zero points (of QuantizeLinear/DequantizeLinear,
+QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger and onnxruntime's QOperator ops:
+analyzer.weights.QUANTIZATION_PARAMETERS) are quantization parameters: neither params nor weight
+bytes, so a QDQ model's Conv holds its int8 weight (1 byte per element), as in the int8 report
+(segcost.quant.footprint, whose int8 view lists the integer-stored float weights in
+`info.stored_weights`). A forwarder whose output is a graph output keeps the constant. Weights
+inside If/Loop/Scan subgraphs count (params and weight bytes) at the control-flow layer, once
+whatever the trip count (an outer constant a subgraph reads is judged by its type).
 """
 
 from __future__ import annotations

@@ -219,6 +219,9 @@ class ModelInfo:
     exported_input_shapes: dict[str, Any] = field(default_factory=dict)  # file's input shapes --input-shape replaced
     initializer_inputs: list[str] = field(default_factory=list)  # initializers the file also lists as inputs
     inlined_function_calls: int = 0   # calls of model-local functions the loader replaced by their bodies
+    # initializers whose integer type is the storage of a float weight (segcost.quant.footprint's int8 view):
+    # params whatever their type (analyzer.weights.is_weight judges the others)
+    stored_weights: frozenset[str] = frozenset()
 
     @property
     def opset(self) -> int:

@@ -14,20 +14,22 @@ from segcost.frontends.onnx import load_model
 
 
 def _conv_resize(folded: bool) -> onnx.ModelProto:
-    """x[1,3,8,8] -> Conv "conv" -> Resize "up" (x2). `folded`: the output sizes are an initializer the Resize reads
-    (params 4), as after constant folding; else they are computed (Shape × [1,1,2,2]), so "up" reads no constant
-    (0 MACs, 0 params), as in a raw export."""
+    """x[1,3,8,8] -> Conv "conv" -> Mul "up" by a per-channel scale. `folded`: the scale is a float initializer
+    the Mul reads (params 4), as after constant folding; else it is computed (GlobalAveragePool "shape", then
+    "compute_sizes" multiplies by a weight, params 4), so "up" reads no constant (0 MACs, 0 params). (It was a
+    Resize whose int64 output sizes were folded; those are not params since the params convention reads
+    integer shapes as no weights.)"""
     weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv")]
     if folded:
-        constants = [numpy_helper.from_array(np.array([1, 4, 16, 16], np.int64), "sizes")]
+        constants = [numpy_helper.from_array(np.full((1, 4, 1, 1), 2, np.float32), "sizes")]
     else:
-        constants = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.int64), "factor")]
-        nodes += [helper.make_node("Shape", ["c"], ["shape"], name="shape"),
+        constants = [numpy_helper.from_array(np.full((1, 4, 1, 1), 2, np.float32), "factor")]
+        nodes += [helper.make_node("GlobalAveragePool", ["c"], ["shape"], name="shape"),
                   helper.make_node("Mul", ["shape", "factor"], ["sizes"], name="compute_sizes")]
-    nodes.append(helper.make_node("Resize", ["c", "", "", "sizes"], ["y"], name="up"))
+    nodes.append(helper.make_node("Mul", ["c", "sizes"], ["y"], name="up"))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
                               [weight, *constants])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -285,6 +285,7 @@ def test_loop_whose_shapes_follow_the_iteration_number_is_counted_trip_by_trip()
     result = analyze(load_model(model))
     (entry,) = result.control_flow
     assert result.totals.macs == sum(range(1, 6)) * 64 and entry.trip_count == 5 and not entry.unbounded
-    assert result.totals.params == 64 + 2 + 2   # W, M, a0; one, axis; the iteration number is no parameter
+    # W and a0 (float data); M, one and axis are an int64 count and axes, the iteration number an input: no params
+    assert result.totals.params == 64 + 1
     X = np.ones((10, 8), np.float32)
     assert run_onnxruntime(model, {"X": X})[0] == sum(range(1, 6)) * 64   # ones: each row sums to 8 over 8 columns
