@@ -25,11 +25,7 @@ from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 from segcost.shapes import symbolic_inputs
 from segcost.shapes.branches import undecided_nested
-from segcost.shapes.export_size import (  # noqa: F401 - rules import dynamic_axes_hint, export_size_note from here
-    dynamic_axes_hint,
-    export_size_note,
-    size_change_advice,
-)
+from segcost.shapes.export_size import size_change_advice
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
