@@ -87,3 +87,24 @@ def test_a_needs_table_naming_an_unknown_option_fails_when_the_command_is_built(
     with pytest.raises(ValueError, match="--no-such"):
         click.command(cls=OptionNeedsCommand, needs={"--flag": "--no-such"})(
             click.option("--flag", is_flag=True)(lambda flag: None))
+
+
+@pytest.mark.parametrize("value", ["0", "0.0"])
+def test_a_zero_given_to_a_required_option_counts_as_given(value):
+    """0 is a value the user gave: it meets "needs --level" and breaks "no --level" (0 == False in Python)."""
+    from click.testing import CliRunner
+
+    from segcost.commands.options import OptionNeedsCommand
+
+    @click.command(cls=OptionNeedsCommand, needs={"--uses": "--level", "--other": "no --level"})
+    @click.option("--level", type=float)
+    @click.option("--uses", is_flag=True)
+    @click.option("--other", is_flag=True)
+    def command(level, uses, other):
+        click.echo("ran")
+
+    result = CliRunner().invoke(command, ["--level", value, "--uses"])
+    assert result.exit_code == 0 and result.output == "ran\n", (result.output, result.exception)
+    result = CliRunner().invoke(command, ["--level", value, "--other"])
+    assert result.exit_code != 0 and "ran" not in result.output
+    assert "--other does not combine with --level" in str(result.exception) + result.output

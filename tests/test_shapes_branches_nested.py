@@ -211,6 +211,19 @@ def test_each_if_gets_its_own_branch_tensors_whatever_its_key(keys):
                                                                     f"q{index}_w"}
 
 
+def _taken_outer(then_branch: onnx.GraphProto) -> onnx.ModelProto:
+    """z = If(on = constant True, then: `then_branch`, else: Identity(x)); inputs x [1,8,16,16] and c (bool)."""
+    outer = helper.make_node("If", ["on"], ["z"], name="outer", then_branch=then_branch,
+                             else_branch=helper.make_graph([helper.make_node("Identity", ["x"], ["ox"])], "oe", [],
+                                                           [_value("ox")]))
+    graph = helper.make_graph([outer], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16]),
+                                             helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [_value("z")], [numpy_helper.from_array(np.array(True), "on")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def test_an_if_left_open_in_a_taken_branch_keeps_its_branches_shapes():
     """The outer If (constant True) is taken; the inner one's condition is a graph input: it counts its larger
     branch (then: Conv 3×3 8→8 → Conv 1×1 8→8; else: Conv 1×1 8→8), whose inner tensor has the shape onnx
@@ -220,15 +233,7 @@ def test_an_if_left_open_in_a_taken_branch_keeps_its_branches_shapes():
                              then_branch=_branch("it", [_conv("i3", "x", "a", 8, 8, 3), _conv("i1", "a", "b", 8, 8, 1)],
                                                  "b"),
                              else_branch=_branch("ie", [_conv("ie", "x", "e", 8, 8, 1)], "e"))
-    outer = helper.make_node("If", ["on"], ["z"], name="outer",
-                             then_branch=helper.make_graph([inner], "ot", [], [_value("iy")]),
-                             else_branch=helper.make_graph([helper.make_node("Identity", ["x"], ["ox"])], "oe", [],
-                                                           [_value("ox")]))
-    graph = helper.make_graph([outer], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16]),
-                                             helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
-                              [_value("z")], [numpy_helper.from_array(np.array(True), "on")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _taken_outer(helper.make_graph([inner], "ot", [], [_value("iy")]))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for condition in (True, False):
         feeds = {"x": np.ones((1, 8, 16, 16), np.float32), "c": np.array(condition)}
@@ -249,14 +254,7 @@ def test_an_if_left_open_reads_the_taken_branchs_constants_and_tensors():
                              else_branch=helper.make_graph([conv("pre", "e")], "ie", [], [_value("e")]))
     outer_then = helper.make_graph([helper.make_node("Relu", ["x"], ["pre"]), inner], "ot", [], [_value("iy")],
                                    [_weight("w3", 8, 8, 3)])
-    outer = helper.make_node("If", ["on"], ["z"], name="outer", then_branch=outer_then,
-                             else_branch=helper.make_graph([helper.make_node("Identity", ["x"], ["ox"])], "oe", [],
-                                                           [_value("ox")]))
-    graph = helper.make_graph([outer], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16]),
-                                             helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
-                              [_value("z")], [numpy_helper.from_array(np.array(True), "on")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _taken_outer(outer_then)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {"x": np.ones((1, 8, 16, 16), np.float32), "c": np.array(True)}
     assert session.run(None, feeds)[0].shape == (1, 8, 16, 16)

@@ -37,22 +37,15 @@ from collections.abc import Callable
 import numpy as np
 
 from segcost.analyzer.result import ControlFlowCost, SubgraphCost
-from segcost.analyzer.trips import (
-    MAX_TRIP_COUNT,
-    computed_value,
-    constant_int,
-    has_computed_condition,
-    loop_trips,
-    scan_trips,
-)
+from segcost.analyzer.trips import computed_value, constant_int, has_computed_condition, loop_trips, scan_trips
 from segcost.errors import ShapeError
 from segcost.ir import Graph, Initializer, Node, Shape, TensorInfo, is_static_shape
 from segcost.ir.onnx_io import subgraph_ir
-from segcost.ir.subgraphs import outer_scope_reads, subgraph_attributes
+from segcost.ir.subgraphs import attribute_graphs, outer_scope_reads, subgraph_attributes
 from segcost.shapes import infer_shapes
 from segcost.shapes.branches import BRANCH_TAKEN, NESTED_TAKEN, condition_value
 
-__all__ = ["CONTROL_FLOW_OPS", "MAX_TRIP_COUNT", "UNBOUNDED", "control_flow_cost"]
+__all__ = ["CONTROL_FLOW_OPS", "UNBOUNDED", "control_flow_cost"]
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 INT64, BOOL = 7, 9         # onnx.TensorProto element types of a Loop body's first two inputs
@@ -184,9 +177,8 @@ def _if_conditions(graph_proto) -> set[str]:
     for proto in graph_proto.node:
         if proto.op_type == "If" and proto.input:
             found.add(proto.input[0])
-        for attribute in proto.attribute:
-            for nested in [attribute.g] if attribute.HasField("g") else attribute.graphs:
-                found |= _if_conditions(nested)
+        for nested in attribute_graphs(proto):
+            found |= _if_conditions(nested)
     return found
 
 

@@ -24,12 +24,8 @@ from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opchecks import CHECKED_OP_TYPES, check_node
 from segcost.ir.opforms import Operand, opset_of, read_operand
 from segcost.shapes import symbolic_inputs
-from segcost.shapes.branches import undecided_nested
-from segcost.shapes.export_size import (  # noqa: F401 - rules import dynamic_axes_hint, export_size_note from here
-    dynamic_axes_hint,
-    export_size_note,
-    size_change_advice,
-)
+from segcost.shapes.branches import BRANCH_TAKEN, undecided_nested
+from segcost.shapes.export_size import size_change_advice
 
 COUNTED = "counted"
 ZERO_BY_CONVENTION = "zero_by_convention"
@@ -162,7 +158,7 @@ def _stopped_at(graph: Graph | None, tensor: str) -> str:
 
 def _if_why(node: Node) -> str:
     """Why an If's output has no static shape: its branches give different ones and its condition is not known."""
-    taken = node.meta.get("branch_taken")
+    taken = node.meta.get(BRANCH_TAKEN)
     if taken:   # shapes.branches decided it; what stops inference is inside the branch
         nested = "; ".join(f"the If computing {output!r} on {condition!r}"
                            for output, condition in undecided_nested(node))

@@ -175,6 +175,8 @@ def _scalar_truth(tensor) -> bool | None:
 
 
 def scan_trips(graph: Graph, node: Node) -> int | None:
+    """The trips a Scan runs: the static length of its first scan input along that input's scan axis
+    (`scan_input_axes`, default 0; ONNX Scan, opset 9 and later), or None when it is not known."""
     if graph.info.opset < 9:
         return None   # opset-8 Scan iterates a batch of sequences with optional lengths
     count = int(node.attrs.get("num_scan_inputs", 0))

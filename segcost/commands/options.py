@@ -91,7 +91,9 @@ class _Condition:
 
     def holds(self, params: Mapping[str, object]) -> bool:
         current = params.get(self.param)
-        met = current not in (None, False, ()) if self.value is None else current == self.value
+        # identity, not `in (None, False, ())`: 0 == False, and a given 0 (or 0.0) is a value like any other
+        met = not (current is None or current is False or current == ()) if self.value is None \
+            else current == self.value
         return met != self.negated
 
 

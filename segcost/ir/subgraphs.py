@@ -41,7 +41,8 @@ def _defined(graph_proto: Any) -> set[str]:
     return names
 
 
-def _attribute_graphs(node_proto: Any) -> Iterator[Any]:
+def attribute_graphs(node_proto: Any) -> Iterator[Any]:
+    """The GraphProtos of `node_proto`'s GRAPH and GRAPHS attributes (If branches, Loop/Scan bodies), in order."""
     for attribute in node_proto.attribute:
         if attribute.type == GRAPH_ATTRIBUTE:
             yield attribute.g
@@ -60,7 +61,7 @@ def outer_scope_reads(graph_proto: Any) -> list[str]:
         for tensor in node.input:
             if tensor and tensor not in defined:
                 reads[tensor] = None
-        for nested in _attribute_graphs(node):
+        for nested in attribute_graphs(node):
             for tensor in outer_scope_reads(nested):
                 if tensor not in defined:
                     reads[tensor] = None
@@ -108,7 +109,7 @@ def _rename_in_place(graph_proto: Any, old: str, new: str) -> None:
         for index, tensor in enumerate(node.input):
             if tensor == old:
                 node.input[index] = new
-        for nested in _attribute_graphs(node):
+        for nested in attribute_graphs(node):
             _rename_in_place(nested, old, new)
     for value in graph_proto.output:
         if value.name == old:

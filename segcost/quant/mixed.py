@@ -122,7 +122,7 @@ class MixedResult:
     int8_outputs: list = field(default_factory=list)   # accuracy.OutputAgreement of the full int8 model (eval data)
     notes: list[str] = field(default_factory=list)
     # output positions where the full int8 / the mixed model disagrees with float on NaN/±Inf (calibration
-    # samples): > 0 when calib_sqnr_int8_db / calib_sqnr_mixed_db is −∞ (accuracy.finite_pairs; null in JSON)
+    # samples): > 0 when calib_sqnr_int8_db / calib_sqnr_mixed_db is −∞ (nonfinite.finite_pairs; null in JSON)
     calib_int8_nonfinite_mismatches: int = 0
     calib_mixed_nonfinite_mismatches: int = 0
 

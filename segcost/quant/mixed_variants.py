@@ -9,7 +9,7 @@
   sample and memory chunk.
 
 SQNR = 10·log10(Σf² / Σ(f − q)²) dB over all elements, outputs and samples; inf when exact;
-NaN/±Inf as segcost.quant.accuracy.finite_pairs rules (−∞ when a position disagrees on them).
+NaN/±Inf as segcost.quant.nonfinite.finite_pairs rules (−∞ when a position disagrees on them).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from segcost.quant.accuracy import finite_pairs
 from segcost.quant.float_layers import pin_float_layers
 from segcost.quant.footprint import RENAMED_OUTPUT_SUFFIX
+from segcost.quant.nonfinite import finite_pairs
 from segcost.quant.ranges import chunks_by_bytes, quiet_session, with_outputs
 
 PER_RUN_BYTES = 256 << 20    # first-pass tensors returned by one onnxruntime run

@@ -163,7 +163,7 @@ def unbounded_as_null(document):
 
     Strict JSON (RFC 8259) has no Infinity; `null` under one of these keys means the case named
     in UNBOUNDED_FIGURES, as the README says; an SQNR's -inf is None too where its NONFINITE count
-    is > 0 (NaN/±Inf disagreements: segcost.quant.accuracy.finite_pairs). Any other non-finite
+    is > 0 (NaN/±Inf disagreements: segcost.quant.nonfinite.finite_pairs). Any other non-finite
     number (NaN, -inf, or +inf elsewhere) is left for fileio.writes.json_text to refuse: it would
     be a bug, not a figure.
     """

@@ -30,8 +30,9 @@ from onnx import numpy_helper
 from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, TensorInfo
 from segcost.ir.onnx_io import shape_of
+from segcost.ir.subgraphs import attribute_graphs
 from segcost.shapes.evaluate import shape_op_value, static_shapes
-from segcost.shapes.inline import inlined_branch, subgraphs
+from segcost.shapes.inline import inlined_branch
 from segcost.shapes.values import NotExact, compute_values
 
 BRANCH_TAKEN = "branch_taken"
@@ -305,7 +306,7 @@ def read_nested_shapes(graph: Graph, inferred: onnx.ModelProto, ifs: list[Node])
         return
     for proto in inferred.graph.node:
         if proto.op_type == "If" and _first(proto.output) in tags:
-            for nested in subgraphs(proto):
+            for nested in attribute_graphs(proto):
                 _read_infos(nested, graph.tensors)
 
 
@@ -315,7 +316,7 @@ def _read_infos(graph_proto: onnx.GraphProto, tensors: dict[str, TensorInfo]) ->
         if shape is not None or value.name not in tensors:
             tensors[value.name] = TensorInfo(value.name, dtype, shape)
     for proto in graph_proto.node:
-        for nested in subgraphs(proto):
+        for nested in attribute_graphs(proto):
             _read_infos(nested, tensors)
 
 

@@ -26,14 +26,7 @@ from typing import cast
 from segcost.errors import ShapeError
 from segcost.ir import Graph, Node, Shape, is_static_shape
 from segcost.ir.opforms import constant_value, normalize_axis, read_operand
-from segcost.shapes.export_size import (  # noqa: F401 - export_size_note, dynamic_axes_hint: re-exported
-    UPSTREAM_STEPS,
-    baked_advice,
-    baked_upstream,
-    dynamic_axes_hint,
-    export_size_note,
-    size_change_advice,
-)
+from segcost.shapes.export_size import UPSTREAM_STEPS, baked_advice, baked_upstream, size_change_advice
 
 Check = Callable[[Graph, str, Node, tuple[int, ...]], str]
 

@@ -3,26 +3,19 @@ onto the If's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-__all__ = ["inlined_branch", "subgraphs"]
+from segcost.ir.subgraphs import attribute_graphs
+
+__all__ = ["inlined_branch"]
 
 # Branch constants up to this many elements go into the inference copy with their data (shape
 # arithmetic reads them); larger ones as typed inputs, like the model's own weights.
 _INLINE_ELEMENTS = 1 << 16
-
-
-def subgraphs(proto: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    """The graphs of `proto`'s GRAPH and GRAPHS attributes."""
-    for attribute in proto.attribute:
-        if attribute.type == attribute.GRAPH:
-            yield attribute.g
-        elif attribute.type == attribute.GRAPHS:
-            yield from attribute.graphs
 
 
 def _defined(graph: onnx.GraphProto, names: set[str]) -> set[str]:
@@ -32,7 +25,7 @@ def _defined(graph: onnx.GraphProto, names: set[str]) -> set[str]:
     names.update(sparse.values.name for sparse in graph.sparse_initializer)
     for proto in graph.node:
         names.update(name for name in proto.output if name)
-        for nested in subgraphs(proto):
+        for nested in attribute_graphs(proto):
             _defined(nested, names)
     return names
 
@@ -50,7 +43,7 @@ def _rename(graph: onnx.GraphProto, names: Mapping[str, str], prefix: str) -> No
             proto.name = prefix + proto.name
         proto.input[:] = [names.get(name, name) for name in proto.input]
         proto.output[:] = [names.get(name, name) for name in proto.output]
-        for nested in subgraphs(proto):
+        for nested in attribute_graphs(proto):
             _rename(nested, names, prefix)
 
 

@@ -34,8 +34,8 @@ WIDTH_PARAMETERS = ("width_mult", "depth_multiplier")
 # Every package and module a point's result depends on (tests/sweep/test_fingerprint.py checks them
 # against what sweep.run imports); file I/O (fileio) is left out: it does not change a value.
 FINGERPRINT_PACKAGES = ("analyzer", "data", "frontends", "ir", "passes", "shapes", "targets", "quant", "zoo")
-FINGERPRINT_MODULES = ("pipeline.py", "errors.py", "sweep/run.py", "sweep/points.py", "sweep/spec.py",
-                       "sweep/progress.py")
+FINGERPRINT_MODULES = ("pipeline.py", "errors.py", "sweep/run.py", "sweep/factory.py", "sweep/points.py",
+                       "sweep/spec.py", "sweep/progress.py")
 FINGERPRINT_SUFFIXES = (".py", ".toml", ".csv")
 VERSIONED_DISTRIBUTIONS = ("torch", "torchvision", "onnx", "onnxruntime")
 KEY_LENGTH = 20

@@ -87,17 +87,23 @@ def test_optimize_does_not_grow_an_index_computation_and_still_folds_the_shape_c
     assert_same_outputs(model, before, graph)
 
 
+def _matmul_model(nodes: list[onnx.NodeProto], weight: np.ndarray) -> onnx.ModelProto:
+    """`nodes` over input x [4, 32] (float) and the initializer w = `weight`, to output y."""
+    graph_proto = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
+                                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                    initializer=[numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def test_fold_that_copies_a_shared_weight_stays_a_node():
     """Transpose of a weight another layer also reads: folding would store the weight twice."""
     weight = np.random.default_rng(1).standard_normal((32, 32)).astype(np.float32)   # 4 KiB
     nodes = [helper.make_node("Transpose", ["w"], ["w_t"], name="transpose", perm=[1, 0]),
              helper.make_node("MatMul", ["x", "w"], ["a"], name="mm_a"),
              helper.make_node("MatMul", ["a", "w_t"], ["y"], name="mm_b")]
-    graph_proto = helper.make_graph(nodes, "tied", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
-                                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                                    initializer=[numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _matmul_model(nodes, weight)
     before, graph = load(model), load(model)
     result = FoldConstantsPass()(graph)
     assert not result.modified and "transpose" in graph.dag
@@ -110,11 +116,7 @@ def test_fold_that_only_reshapes_its_own_input_folds():
     weight = np.random.default_rng(2).standard_normal((32, 32)).astype(np.float32)
     nodes = [helper.make_node("Transpose", ["w"], ["w_t"], name="transpose", perm=[1, 0]),
              helper.make_node("MatMul", ["x", "w_t"], ["y"], name="mm")]
-    graph_proto = helper.make_graph(nodes, "own", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
-                                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                                    initializer=[numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _matmul_model(nodes, weight)
     before, graph = load(model), load(model)
     assert FoldConstantsPass()(graph).modified and op_types(graph) == ["MatMul"]
     assert_same_outputs(model, before, graph)

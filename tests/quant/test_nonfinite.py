@@ -185,7 +185,7 @@ def test_mixed_measures_an_output_holding_minus_inf_without_nan(tmp_path, run_cl
 
 
 def test_finite_pairs_rule():
-    from segcost.quant.accuracy import finite_pairs
+    from segcost.quant.nonfinite import finite_pairs
 
     reference = np.array([1.0, -np.inf, -np.inf, np.nan, 2.0, 3.0, np.inf])
     value = np.array([1.5, -np.inf, 0.0, np.nan, np.inf, np.nan, -np.inf])

@@ -6,10 +6,11 @@ apart from ops segcost does not know.
 
 from __future__ import annotations
 
-from segcost.analyzer.registry import ZERO_BY_CONVENTION, OpCost, OpView, cost_rule, export_size_note
+from segcost.analyzer.registry import ZERO_BY_CONVENTION, OpCost, OpView, cost_rule
 from segcost.errors import ShapeError
 from segcost.ir import is_static_shape
-from segcost.shapes.fit import dynamic_axes_hint, reshape_misfit
+from segcost.shapes.export_size import dynamic_axes_hint, export_size_note
+from segcost.shapes.fit import reshape_misfit
 
 DATA_MOVEMENT_OPS = (
     "Identity", "Dropout", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
