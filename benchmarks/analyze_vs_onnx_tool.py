@@ -243,7 +243,8 @@ def table_row(label: str, results: dict[str, dict]) -> list[str]:
     ot_cpu = statistics.median(ot["cpu"]) if ot_time is not None else None
     ratio = f"{seg_cpu / ot_cpu:.2f}" if seg_cpu and ot_cpu else "-"
     seg_own, ot_own = own_cpu(results, "segcost"), own_cpu(results, "onnx-tool")
-    own_ratio = f"{seg_own / ot_own:.2f}" if seg_own is not None and ot_own else "-"
+    # within noise of the floor (own time <= 0) there is no ratio to show
+    own_ratio = f"{seg_own / ot_own:.2f}" if seg_own is not None and seg_own > 0 and ot_own and ot_own > 0 else "-"
     return [
         label,
         seg["error"] or f"{seg['macs']:,}",
