@@ -107,10 +107,9 @@ def test_an_if_nested_in_a_taken_branch_is_decided_like_a_top_level_one(kind, in
     assert layers["post"].output_shape == [1, 2, out, out]
     assert (layers["outer"].macs, layers["post"].macs, result.totals.macs) == (branch_macs, post_macs,
                                                                               branch_macs + post_macs)
-    # the weights of the inner branch run, not the other's; constants read count too: the conditions (`ocond`,
-    # `icond`) and the shape condition's 2 and 48 (params are initializer elements, at their first reader)
-    constants = 1 + {"branch_constant": 1, "constant_node": 1, "outer_constant": 1, "shape": 2, "outer_shape": 0}[kind]
-    assert layers["outer"].params == 4 * 8 * (9 if inner_then else 1) + constants
+    # the weights of the inner branch run, not the other's; the conditions (`ocond`, `icond`: bool) and the shape
+    # condition's index and threshold (int64) are not weights, so not params (analyzer.weights.is_weight)
+    assert layers["outer"].params == 4 * 8 * (9 if inner_then else 1)
     assert [sub.name for sub in result.control_flow[0].subgraphs] == ["then_branch"]
     assert not result.coverage.unsupported and not result.coverage.shape_unknown
 
@@ -260,7 +259,7 @@ def test_an_if_left_open_reads_the_taken_branchs_constants_and_tensors():
     assert session.run(None, feeds)[0].shape == (1, 8, 16, 16)
     result = analyze(load_model(model))
     assert result.totals.macs == 2 * 8 * 8 * 9 * 16 * 16 and not result.coverage.shape_unknown
-    assert result.totals.params == 8 * 8 * 9 + 1   # w3 once, and the constant condition
+    assert result.totals.params == 8 * 8 * 9   # w3 once (the bool condition is not a weight)
 
 
 def _dependent_ifs() -> onnx.ModelProto:
