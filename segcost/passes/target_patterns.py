@@ -11,20 +11,46 @@ in segcost/targets/tidl-rules.toml) lists two layers by an ONNX op *sequence*, n
   GELU's exact form as exporters write it, x · 0.5 · (1 + erf(x / √2)): Div(x, c) (or
   Mul(x, c)) → Erf → Add(·, c) → Mul with x (either side of a Mul by the constant 0.5).
 
-`fused_layers` finds each matched sequence once per graph; the verifier checks its nodes as the
-one layer they become (which has no limit beyond the match itself), not op by op. A sequence that
+`fused_groups` finds each matched sequence once per graph (its node keys, in graph order); the
+verifier checks its nodes as the one layer they become (which has no limit beyond the match
+itself), not op by op (`fused_layers`), and the cost model prices each group as that one layer. A sequence that
 does not match exactly (another axis, a missing step) keeps each op's own findings.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from segcost.ir import Graph
 from segcost.ir.graph import Node
 from segcost.ir.opforms import constant_value, normalize_axes, read_operand
 
-__all__ = ["PATTERNS", "fused_layers"]
+__all__ = ["PATTERNS", "FusedGroup", "fused_groups", "fused_layers"]
 
 PATTERNS = ("layernorm-width", "gelu-erf")
+
+
+class FusedGroup(NamedTuple):
+    """One matched sequence: the pattern's name and its node keys in topological order."""
+
+    pattern: str
+    keys: tuple[str, ...]
+
+
+def fused_groups(graph: Graph, patterns: frozenset[str]) -> list[FusedGroup]:
+    """Each sequence of `patterns` in `graph`, in the order of its Div (LayerNorm) or Erf (GELU) node; a node is
+    in one group at most (a later match sharing a node with an earlier one is left out: one node, one layer).
+
+    Raises:
+        InputError: a ReduceMean axis out of range for its input.
+    """
+    groups: list[FusedGroup] = []
+    taken: set[str] = set()
+    for group in _matches(graph, patterns):
+        if not taken.intersection(group.keys):
+            taken.update(group.keys)
+            groups.append(group)
+    return groups
 
 
 def fused_layers(graph: Graph, patterns: frozenset[str]) -> dict[str, str]:
@@ -33,16 +59,24 @@ def fused_layers(graph: Graph, patterns: frozenset[str]) -> dict[str, str]:
     Raises:
         InputError: a ReduceMean axis out of range for its input.
     """
-    found: dict[str, str] = {}
-    for key in graph.topological_order():
+    return {key: group.pattern for group in _matches(graph, patterns) for key in group.keys}
+
+
+def _matches(graph: Graph, patterns: frozenset[str]) -> list[FusedGroup]:
+    """Every match of `patterns`, overlapping ones included, keys in topological order."""
+    order = graph.topological_order()
+    position = {key: index for index, key in enumerate(order)}
+    found = []
+    for key in order:
         node = graph.node(key)
         if node.domain not in ("", "ai.onnx"):
             continue
         if node.op_type == "Div" and "layernorm-width" in patterns:
-            found.update(dict.fromkeys(_layernorm(graph, key, node), "layernorm-width"))
+            found.append(FusedGroup("layernorm-width", tuple(_layernorm(graph, key, node))))
         if node.op_type == "Erf" and "gelu-erf" in patterns:
-            found.update(dict.fromkeys(_gelu(graph, key, node), "gelu-erf"))
-    return found
+            found.append(FusedGroup("gelu-erf", tuple(_gelu(graph, key, node))))
+    return [FusedGroup(group.pattern, tuple(sorted(group.keys, key=position.__getitem__)))
+            for group in found if group.keys]
 
 
 def _made_by(graph: Graph, tensor: str, op_type: str) -> tuple[str, Node] | None:
