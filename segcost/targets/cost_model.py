@@ -142,7 +142,7 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     for finding in findings or []:
         if finding.rule in PLACEMENT_RULES:
             blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
-    layers = analysis.layers
+    layers: Sequence[LayerCost] = analysis.layers
     if graph is not None and rules is not None and load_rules(rules).fused_patterns:
         # Each op sequence the rule set's importer makes one layer of is priced as that layer (imported_layers).
         layers = merge_groups(layers, fused_groups(graph, load_rules(rules).fused_patterns),

@@ -20,7 +20,7 @@ so they stay two layers of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from segcost.analyzer.result import LayerCost
@@ -37,7 +37,7 @@ def group_name(group: FusedGroup) -> str:
     return f"{group.keys[0]} ({group.pattern}, {len(group.keys)} nodes)"
 
 
-def merge_groups(layers: list[LayerCost], groups: Iterable[FusedGroup], model_outputs: frozenset[str],
+def merge_groups(layers: Sequence[LayerCost], groups: Iterable[FusedGroup], model_outputs: frozenset[str],
                  skip: frozenset[str] = frozenset()) -> list[LayerCost]:
     """`layers` (analysis order) with each group's layers replaced by one LayerCost, where its last node was.
 
