@@ -9,7 +9,8 @@ in segcost/targets/tidl-rules.toml) lists two layers by an ONNX op *sequence*, n
 * "gelu-erf": row 2, "... ELU & GELU get imported as batchnorm"; docs/tidl_fsg_vtfr.md (GELU):
   "Individual operators such as Erf, Div are not supported in isolation". The sequence is
   GELU's exact form as exporters write it, x · 0.5 · (1 + erf(x / √2)): Div(x, c) (or
-  Mul(x, c)) → Erf → Add(·, c) → Mul with x (either side of a Mul by the constant 0.5).
+  Mul(x, c)) → Erf → Add(·, c) → Mul with x (either side of a Mul by the constant 0.5; after it,
+  torch's form, as the picture of tidl_fsg_vtfr.md @ 95ba2c7e, docs/images/transformer/GELU.png, ends).
 
 `fused_groups` finds each matched sequence once per graph (its node keys, in graph order); the
 verifier checks its nodes as the one layer they become (which has no limit beyond the match
@@ -145,6 +146,20 @@ def _gelu(graph: Graph, key: str, erf: Node) -> list[str]:
             continue
         other = next(tensor for tensor in mul.inputs if tensor != adds[0][1].outputs[0])
         half = _made_by(graph, other, "Mul")
-        if other == x or (half is not None and x in half[1].inputs):
-            return [*keys, mul_key, *([half[0]] if half is not None and other != x else [])]
+        if other == x:
+            return [*keys, mul_key, *_trailing_half(graph, mul)]
+        if half is not None and x in half[1].inputs:
+            return [*keys, mul_key, half[0]]
     return []
+
+
+def _trailing_half(graph: Graph, mul: Node) -> list[str]:
+    """[key] of the Mul by 0.5 that is the only reader of `mul`'s output (TI's GELU picture ends in it), else []."""
+    readers = graph.consumers(mul.outputs[0])
+    if len(readers) != 1:
+        return []
+    half = graph.node(readers[0])
+    if half.op_type != "Mul" or half.domain not in ("", "ai.onnx") or len(half.inputs) != 2:
+        return []
+    constant = next((tensor for tensor in half.inputs if tensor != mul.outputs[0]), None)
+    return [readers[0]] if constant is not None and _scalar(graph, constant) == 0.5 else []

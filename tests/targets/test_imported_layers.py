@@ -124,3 +124,15 @@ def test_layernorm_sequence_stays_op_by_op_where_no_importer_fuses_it(rules):
     assert ("div" in names) != fused
     assert _cost(_layernorm(13), "cpu").layers[0].name == "conv1"
     assert "div" in {layer.name for layer in _cost(_layernorm(13), "cpu").layers}
+
+
+def test_gelu_in_torchs_form_ends_in_the_mul_by_half():
+    """torch writes x · (1 + erf(x/√2)) · 0.5; TI's GELU picture (tidl_fsg_vtfr.md) ends in that Mul by 0.5."""
+    nodes = [helper.make_node("Div", ["x_t", "sqrt2"], ["s"], name="scale"),
+             helper.make_node("Erf", ["s"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["e1"], name="plus_one"),
+             helper.make_node("Mul", ["x_t", "e1"], ["xe"], name="times_x"),
+             helper.make_node("Mul", ["xe", "half"], ["n"], name="half")]
+    model = _model(nodes, 13, [_const("sqrt2", math.sqrt(2.0)), _const("one", 1.0), _const("half", 0.5)])
+    names = {layer.name for layer in _cost(model).layers}
+    assert "scale (gelu-erf, 5 nodes)" in names and "half" not in names
