@@ -44,7 +44,7 @@ from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.passes.target_patterns import fused_groups
 from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass, load_rules
 from segcost.targets.device_terms import handover_ms, host_io_bytes, matrix_fill, tile_fill
-from segcost.targets.imported_layers import merge_groups
+from segcost.targets.imported_layers import merge_groups, split_affine
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile
 from segcost.targets.profile_toml import load_profile
 from segcost.targets.results import (
@@ -143,16 +143,17 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
         if finding.rule in PLACEMENT_RULES:
             blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
     layers: Sequence[LayerCost] = analysis.layers
-    if graph is not None and rules is not None and load_rules(rules).fused_patterns:
-        # Each op sequence the rule set's importer makes one layer of is priced as that layer (imported_layers).
-        layers = merge_groups(layers, fused_groups(graph, load_rules(rules).fused_patterns),
+    if graph is not None and rules is not None:
+        # The layers the rule set's importer makes: one per fused op sequence, γ/β of a LayerNorm apart.
+        layers = merge_groups(split_affine(layers, frozenset(blocking)),
+                              fused_groups(graph, load_rules(rules).fused_patterns),
                               frozenset(tensor.name for tensor in analysis.model.outputs),
                               skip=frozenset(fused) | frozenset(fused.values()))
     producers = {tensor: layer.name for layer in layers if layer.op_type != "Constant"
                  for tensor in layer.outputs if tensor}
     activations = set(producers) | {tensor.name for tensor in analysis.model.inputs}
     elements: dict[str, int] = {}
-    for layer in analysis.layers:
+    for layer in layers:
         for tensor, shape in zip(layer.inputs, layer.input_shapes):
             if tensor in activations and _static(shape):
                 elements[tensor] = prod(shape)

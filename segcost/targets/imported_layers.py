@@ -15,18 +15,24 @@ model prices each group as that one layer:
 
 The γ Mul and β Add after the sequence are not part of it: "The γ (Multiplication factor) and β
 (Addition Factor) are expressed outside TIDL's layernorm block as eltwise layers" (tidl_fsg_vtfr.md),
-so they stay two layers of their own.
+so they stay two layers of their own. The single LayerNormalization op (opset 17) is imported as the
+same layers (`split_affine`): TIDL's layernorm block has no γ/β, and TI's own
+tidl_onnx_model_optimizer expanded the op into exactly that sequence plus a Mul by the scale and an Add
+of the bias (osrt_model_tools/onnx_tools/tidl_onnx_model_optimizer/src/layernorm.py @ 95ba2c7e,
+`expand_layernorm_to_component_ops`, off by default since "Added support in import" in ops.py), so
+both export forms of one network cost the same layers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from math import prod
 
 from segcost.analyzer.result import LayerCost
 from segcost.passes.target_patterns import FusedGroup
 
-__all__ = ["PATTERN_OPS", "group_name", "merge_groups"]
+__all__ = ["PATTERN_OPS", "group_name", "merge_groups", "split_affine"]
 
 # The op each pattern stands for (its ONNX op; LayerNormalization is what opset 17 exports the sequence as).
 PATTERN_OPS = {"layernorm-width": "LayerNormalization", "gelu-erf": "Gelu"}
@@ -89,3 +95,50 @@ def _merge(group: FusedGroup, parts: list[LayerCost], readers: dict[str, set[str
         params=sum(part.params for part in parts), weight_bytes=sum(part.weight_bytes for part in parts),
         activation_bytes=sum(part.activation_bytes for part in leaving),
         status=next((part.status for part in parts if part.status != "ok"), "ok"))
+
+
+def split_affine(layers: Sequence[LayerCost], skip: frozenset[str] = frozenset()) -> list[LayerCost]:
+    """`layers` with each LayerNormalization (not in `skip`: e.g. placed on the fallback core) as the layers TI
+    imports it as: the normalization, "<name> (scale, eltwise)" Mul by γ and, with a bias input, "<name> (bias,
+    eltwise)" Add of β (see the module docstring). Each of the two takes one flop per element and its vector's
+    params from the op (analyzer rule layer_normalization: 5·E + 4·R for the statistics, +E for γ, +E for β);
+    the sums stay the op's. A layer whose input shape is not static is left whole.
+    """
+    result: list[LayerCost] = []
+    for layer in layers:
+        shape = layer.input_shapes[0] if layer.input_shapes else None
+        if layer.op_type != "LayerNormalization" or layer.domain or layer.name in skip or len(layer.inputs) < 2 \
+                or shape is None or not all(isinstance(dim, int) for dim in shape) or not layer.outputs:
+            result.append(layer)
+            continue
+        elements = prod(dim for dim in shape if isinstance(dim, int))
+        vectors = [(role, op_type, tensor, layer.input_shapes[index] if index < len(layer.input_shapes) else None)
+                   for index, (role, op_type) in ((1, ("scale", "Mul")), (2, ("bias", "Add")))
+                   if index < len(layer.inputs) and layer.inputs[index]
+                   for tensor in [layer.inputs[index]]]
+        parts = []
+        previous = layer.inputs[0]
+        for number, (role, op_type, tensor, vector_shape) in enumerate(vectors):
+            output = layer.outputs[0] if number == len(vectors) - 1 else f"{layer.name}/{role}d"
+            params = prod(dim for dim in vector_shape or () if isinstance(dim, int)) if vector_shape else 0
+            parts.append(replace(layer, name=f"{layer.name} ({role}, eltwise)", op_type=op_type, kind="other",
+                                 inputs=[previous, tensor], input_shapes=[list(shape), vector_shape],
+                                 outputs=[output], flops=elements, bias_flops=0,
+                                 flops_by_category=_category_part(layer, elements), params=params,
+                                 weight_bytes=layer.weight_bytes * params // max(1, layer.params)))
+            previous = output
+        normalized = f"{layer.name}/normalized"
+        parts[0] = replace(parts[0], inputs=[normalized, parts[0].inputs[1]])
+        taken = len(parts) * elements
+        norm = replace(layer, outputs=[normalized], inputs=[layer.inputs[0]], input_shapes=[list(shape)],
+                       flops=layer.flops - taken, flops_by_category=_category_part(layer, layer.flops - taken),
+                       params=layer.params - sum(part.params for part in parts),
+                       weight_bytes=layer.weight_bytes - sum(part.weight_bytes for part in parts))
+        result += [norm, *parts]
+    return result
+
+
+def _category_part(layer: LayerCost, flops: int) -> dict[str, int]:
+    """`flops` in the category of the op (a LayerNormalization's flops are all in one)."""
+    category = next(iter(layer.flops_by_category), None)
+    return {category: flops} if category is not None and flops else {}
