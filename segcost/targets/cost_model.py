@@ -41,10 +41,9 @@ from math import prod
 from typing import Any, TypeGuard
 
 from segcost.analyzer.result import AnalysisResult, LayerCost
-from segcost.passes.target_patterns import fused_groups
-from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass, load_rules
+from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
 from segcost.targets.device_terms import handover_ms, host_io_bytes, matrix_fill, tile_fill
-from segcost.targets.imported_layers import merge_groups, split_affine
+from segcost.targets.imported_layers import imported_layers
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile
 from segcost.targets.profile_toml import load_profile
 from segcost.targets.results import (
@@ -142,13 +141,7 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     for finding in findings or []:
         if finding.rule in PLACEMENT_RULES:
             blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
-    layers: Sequence[LayerCost] = analysis.layers
-    if graph is not None and rules is not None:
-        # The layers the rule set's importer makes: one per fused op sequence, γ/β of a LayerNorm apart.
-        layers = merge_groups(split_affine(layers, frozenset(blocking)),
-                              fused_groups(graph, load_rules(rules).fused_patterns),
-                              frozenset(tensor.name for tensor in analysis.model.outputs),
-                              skip=frozenset(fused) | frozenset(fused.values()))
+    layers = imported_layers(analysis, graph, rules, fused, frozenset(blocking))
     producers = {tensor: layer.name for layer in layers if layer.op_type != "Constant"
                  for tensor in layer.outputs if tensor}
     activations = set(producers) | {tensor.name for tensor in analysis.model.inputs}

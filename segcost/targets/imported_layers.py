@@ -29,13 +29,32 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from math import prod
 
-from segcost.analyzer.result import LayerCost
-from segcost.passes.target_patterns import FusedGroup
+from segcost.analyzer.result import AnalysisResult, LayerCost
+from segcost.ir import Graph
+from segcost.passes.target_patterns import FusedGroup, fused_groups
+from segcost.passes.verify_conv import load_rules
 
-__all__ = ["PATTERN_OPS", "group_name", "merge_groups", "split_affine"]
+__all__ = ["PATTERN_OPS", "group_name", "imported_layers", "merge_groups", "split_affine"]
 
 # The op each pattern stands for (its ONNX op; LayerNormalization is what opset 17 exports the sequence as).
 PATTERN_OPS = {"layernorm-width": "LayerNormalization", "gelu-erf": "Gelu"}
+
+
+def imported_layers(analysis: AnalysisResult, graph: Graph | None, rules: str | None, fused: dict[str, str],
+                    blocked: frozenset[str]) -> Sequence[LayerCost]:
+    """The layers of `analysis` as rule set `rules`' importer makes them: each LayerNormalization not in `blocked`
+    (placed on the fallback core) split (`split_affine`), each of its `fused_patterns` matched in `graph` one layer
+    (`merge_groups`; a group with a node in `fused`, the pipeline's activation → conv marks, either side, is left).
+    Without a graph or a rule set (cpu: onnxruntime runs the nodes it is given), `analysis.layers` as they are.
+
+    Raises:
+        InputError: an unknown rule set, or a ReduceMean axis out of range for its input.
+    """
+    if graph is None or rules is None:
+        return analysis.layers
+    return merge_groups(split_affine(analysis.layers, blocked), fused_groups(graph, load_rules(rules).fused_patterns),
+                        frozenset(tensor.name for tensor in analysis.model.outputs),
+                        skip=frozenset(fused) | frozenset(fused.values()))
 
 
 def group_name(group: FusedGroup) -> str:
