@@ -115,7 +115,7 @@ def test_gelu_erf_sequence_is_one_layer_and_the_totals_stay_exact():
 
 @pytest.mark.parametrize("rules", [None, "tidl-09.02"])
 def test_layernorm_sequence_stays_op_by_op_where_no_importer_fuses_it(rules):
-    """cpu (no rule set) runs the nodes as separate kernels; the SDK 9.2 set has gelu-erf only if it lists it."""
+    """cpu (no rule set) runs the nodes as separate kernels; a rule set fuses them iff it lists layernorm-width."""
     prepared = prepare(load(_layernorm(13)), rules)
     names = {item.layer.name for item in prepared.features}
     fused = rules is not None and "layernorm-width" in load_rules(rules).fused_patterns
