@@ -9,22 +9,49 @@ in segcost/targets/tidl-rules.toml) lists two layers by an ONNX op *sequence*, n
 * "gelu-erf": row 2, "... ELU & GELU get imported as batchnorm"; docs/tidl_fsg_vtfr.md (GELU):
   "Individual operators such as Erf, Div are not supported in isolation". The sequence is
   GELU's exact form as exporters write it, x · 0.5 · (1 + erf(x / √2)): Div(x, c) (or
-  Mul(x, c)) → Erf → Add(·, c) → Mul with x (either side of a Mul by the constant 0.5).
+  Mul(x, c)) → Erf → Add(·, c) → Mul with x (either side of a Mul by the constant 0.5; after it,
+  torch's form, as the picture of tidl_fsg_vtfr.md @ 95ba2c7e, docs/images/transformer/GELU.png, ends).
 
-`fused_layers` finds each matched sequence once per graph; the verifier checks its nodes as the
-one layer they become (which has no limit beyond the match itself), not op by op. A sequence that
+`fused_groups` finds each matched sequence once per graph (its node keys, in graph order); the
+verifier checks its nodes as the one layer they become (which has no limit beyond the match
+itself), not op by op (`fused_layers`), and the cost model prices each group as that one layer. A sequence that
 does not match exactly (another axis, a missing step) keeps each op's own findings.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from segcost.ir import Graph
 from segcost.ir.graph import Node
 from segcost.ir.opforms import constant_value, normalize_axes, read_operand
 
-__all__ = ["PATTERNS", "fused_layers"]
+__all__ = ["PATTERNS", "FusedGroup", "fused_groups", "fused_layers"]
 
 PATTERNS = ("layernorm-width", "gelu-erf")
+
+
+class FusedGroup(NamedTuple):
+    """One matched sequence: the pattern's name and its node keys in topological order."""
+
+    pattern: str
+    keys: tuple[str, ...]
+
+
+def fused_groups(graph: Graph, patterns: frozenset[str]) -> list[FusedGroup]:
+    """Each sequence of `patterns` in `graph`, in the order of its Div (LayerNorm) or Erf (GELU) node; a node is
+    in one group at most (a later match sharing a node with an earlier one is left out: one node, one layer).
+
+    Raises:
+        InputError: a ReduceMean axis out of range for its input.
+    """
+    groups: list[FusedGroup] = []
+    taken: set[str] = set()
+    for group in _matches(graph, patterns):
+        if not taken.intersection(group.keys):
+            taken.update(group.keys)
+            groups.append(group)
+    return groups
 
 
 def fused_layers(graph: Graph, patterns: frozenset[str]) -> dict[str, str]:
@@ -33,16 +60,24 @@ def fused_layers(graph: Graph, patterns: frozenset[str]) -> dict[str, str]:
     Raises:
         InputError: a ReduceMean axis out of range for its input.
     """
-    found: dict[str, str] = {}
-    for key in graph.topological_order():
+    return {key: group.pattern for group in _matches(graph, patterns) for key in group.keys}
+
+
+def _matches(graph: Graph, patterns: frozenset[str]) -> list[FusedGroup]:
+    """Every match of `patterns`, overlapping ones included, keys in topological order."""
+    order = graph.topological_order()
+    position = {key: index for index, key in enumerate(order)}
+    found = []
+    for key in order:
         node = graph.node(key)
         if node.domain not in ("", "ai.onnx"):
             continue
         if node.op_type == "Div" and "layernorm-width" in patterns:
-            found.update(dict.fromkeys(_layernorm(graph, key, node), "layernorm-width"))
+            found.append(FusedGroup("layernorm-width", tuple(_layernorm(graph, key, node))))
         if node.op_type == "Erf" and "gelu-erf" in patterns:
-            found.update(dict.fromkeys(_gelu(graph, key, node), "gelu-erf"))
-    return found
+            found.append(FusedGroup("gelu-erf", tuple(_gelu(graph, key, node))))
+    return [FusedGroup(group.pattern, tuple(sorted(group.keys, key=position.__getitem__)))
+            for group in found if group.keys]
 
 
 def _made_by(graph: Graph, tensor: str, op_type: str) -> tuple[str, Node] | None:
@@ -111,6 +146,20 @@ def _gelu(graph: Graph, key: str, erf: Node) -> list[str]:
             continue
         other = next(tensor for tensor in mul.inputs if tensor != adds[0][1].outputs[0])
         half = _made_by(graph, other, "Mul")
-        if other == x or (half is not None and x in half[1].inputs):
-            return [*keys, mul_key, *([half[0]] if half is not None and other != x else [])]
+        if other == x:
+            return [*keys, mul_key, *_trailing_half(graph, mul)]
+        if half is not None and x in half[1].inputs:
+            return [*keys, mul_key, half[0]]
     return []
+
+
+def _trailing_half(graph: Graph, mul: Node) -> list[str]:
+    """[key] of the Mul by 0.5 that is the only reader of `mul`'s output (TI's GELU picture ends in it), else []."""
+    readers = graph.consumers(mul.outputs[0])
+    if len(readers) != 1:
+        return []
+    half = graph.node(readers[0])
+    if half.op_type != "Mul" or half.domain not in ("", "ai.onnx") or len(half.inputs) != 2:
+        return []
+    constant = next((tensor for tensor in half.inputs if tensor != mul.outputs[0]), None)
+    return [readers[0]] if constant is not None and _scalar(graph, constant) == 0.5 else []

@@ -43,6 +43,7 @@ from typing import Any, TypeGuard
 from segcost.analyzer.result import AnalysisResult, LayerCost
 from segcost.passes.verify_conv import PLACEMENT_RULES, VerifyGroupedConvPass
 from segcost.targets.device_terms import handover_ms, host_io_bytes, matrix_fill, tile_fill
+from segcost.targets.imported_layers import imported_layers
 from segcost.targets.profile import DTYPE_BYTES, TargetProfile
 from segcost.targets.profile_toml import load_profile
 from segcost.targets.results import (
@@ -118,7 +119,11 @@ def estimate(graph_or_analysis: Any, profile: TargetProfile | str, findings: lis
 
 
 def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = None) -> PreparedModel:
-    """Extract the layer features of a Graph or AnalysisResult (see `estimate`)."""
+    """Extract the layer features of a Graph or AnalysisResult (see `estimate`).
+
+    For a Graph under a rule set with `fused_patterns`, each matched sequence is one layer
+    (segcost.targets.imported_layers); an AnalysisResult keeps one layer per node.
+    """
     fused: dict[str, str] = {}
     graph = None
     if isinstance(graph_or_analysis, AnalysisResult):
@@ -136,18 +141,19 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     for finding in findings or []:
         if finding.rule in PLACEMENT_RULES:
             blocking.setdefault(finding.layer, f"{finding.rule}: {finding.reason}")
-    producers = {tensor: layer.name for layer in analysis.layers if layer.op_type != "Constant"
+    layers = imported_layers(analysis, graph, rules, fused, frozenset(blocking))
+    producers = {tensor: layer.name for layer in layers if layer.op_type != "Constant"
                  for tensor in layer.outputs if tensor}
     activations = set(producers) | {tensor.name for tensor in analysis.model.inputs}
     elements: dict[str, int] = {}
-    for layer in analysis.layers:
+    for layer in layers:
         for tensor, shape in zip(layer.inputs, layer.input_shapes):
             if tensor in activations and _static(shape):
                 elements[tensor] = prod(shape)
         if layer.outputs and layer.outputs[0] and _static(layer.output_shape):
             elements.setdefault(layer.outputs[0], prod(layer.output_shape))
     features = []
-    for layer in analysis.layers:
+    for layer in layers:
         inputs = tuple(tensor for tensor in layer.inputs if tensor in activations)
         outputs = [tensor for tensor in layer.outputs if tensor]
         reduce_dim, out_dim = _matrix_dims(layer)
@@ -164,7 +170,7 @@ def prepare(graph_or_analysis: Any, rules: str | None, findings: list | None = N
     for item in features:
         for tensor in set(item.input_tensors):
             consumer_counts[tensor] = consumer_counts.get(tensor, 0) + 1
-    op_types = {layer.name: layer.op_type for layer in analysis.layers}
+    op_types = {layer.name: layer.op_type for layer in layers}
     return PreparedModel(features, elements, producers, rules, consumer_counts,
                          frozenset(tensor.name for tensor in analysis.model.outputs),
                          frozenset(tensor.name for tensor in analysis.model.inputs),
