@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from segcost.analyzer import analyze
 from segcost.frontends.onnx import load_model
 from segcost.reports import analysis
-from segcost.reports.units import human, human_bytes
+from segcost.reports.units import human, human_bytes, points
 
 
 @pytest.mark.parametrize("count, expected", [
@@ -41,3 +41,9 @@ def test_a_petamac_model_prints_p_and_tib_and_keeps_exact_integers_in_json():
     assert "1.00 P" in text and "TiB" in text
     assert "1000.00 T" not in text and "GiB" not in text.split("huge", 1)[1].splitlines()[0]
     assert json.loads(analysis.render(result, "json"))["totals"]["macs"] == 10**15
+
+
+@pytest.mark.parametrize(("value", "expected"), [(-0.001, "0.00"), (-0.004, "0.00"), (0.0, "0.00"), (-0.0, "0.00"),
+                                                 (1.234, "1.23"), (-0.006, "-0.01"), (53.4, "53.40")])
+def test_points_never_prints_a_negative_zero(value, expected):
+    assert points(value) == expected

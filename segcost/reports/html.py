@@ -17,7 +17,7 @@ from html import escape
 from segcost.analyzer import AnalysisResult
 from segcost.analyzer.timeline import MemoryTimeline
 from segcost.reports import svg
-from segcost.reports.units import dims, human, human_bytes
+from segcost.reports.units import dims, human, human_bytes, points
 
 KIND_COLOURS = {"dense": "#3b6fb6", "pointwise": "#5aa469", "depthwise": "#e08a2c", "grouped": "#b84f8f",
                 "other": "#8a8a8a"}
@@ -233,7 +233,7 @@ def render_optimize_html(result, model_label: str, top: int = 40) -> str:
                      + "</table>")
         if accuracy.miou_drop is not None:
             parts.append(f"<p>mIoU float {accuracy.miou_float:.2f}, int8 {accuracy.miou_int8:.2f}: drop "
-                         f"{accuracy.miou_drop:.2f} points ({accuracy.samples} samples)</p>")
+                         f"{points(accuracy.miou_drop)} points ({accuracy.samples} samples)</p>")
         if getattr(result, "mixed", None) is not None:
             from segcost.reports.mixed import mixed_html
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from html import escape
 
-from segcost.reports.units import dims, human, human_bytes
+from segcost.reports.units import dims, human, human_bytes, points
 
 TOP = 10
 _STYLE = "border-collapse:collapse;font-size:12px"
@@ -55,7 +55,7 @@ def optimize_html(result) -> str:
     if result.max_abs_diff is not None:
         summary += f", onnxruntime max |diff| {result.max_abs_diff:.3g}"
     if result.accuracy is not None and result.accuracy.miou_drop is not None:
-        summary += f", int8 mIoU drop {result.accuracy.miou_drop:.2f} points"
+        summary += f", int8 mIoU drop {points(result.accuracy.miou_drop)} points"
     rows = [[record.name, record.iteration, f"{record.nodes_before} -> {record.nodes_after}",
              "; ".join(record.notes)] for record in result.records if record.modified]
     return _title("optimize", result.output or "", summary) + _table(["pass", "round", "nodes", "notes"], rows)

@@ -10,7 +10,7 @@ import numpy as np
 from segcost.fileio.writes import json_text
 from segcost.passes import Finding, PassRecord
 from segcost.reports.tables import text_table
-from segcost.reports.units import human, human_bytes
+from segcost.reports.units import human, human_bytes, points
 
 
 def render_records(records: list[PassRecord]) -> str:
@@ -92,7 +92,7 @@ def render_int8(result) -> str:
                      f"max abs error {output.max_abs_error:.4g} ({accuracy.samples} samples)")
     if accuracy.miou_drop is not None:
         lines.append(f"mIoU: float {accuracy.miou_float:.2f}%, int8 {accuracy.miou_int8:.2f}%, "
-                     f"drop {accuracy.miou_drop:.2f} percentage points")
+                     f"drop {points(accuracy.miou_drop)} percentage points")
     lines.extend(accuracy.notes)
     lines.append(f"int8 MACs {int8_after.macs:,} (float {after.macs:,}); "
                  f"weights {human_bytes(int8_after.weight_bytes)} (input model "

@@ -29,5 +29,12 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
+def points(value: float) -> str:
+    """Percentage points with 2 decimals, never "-0.00": a drop that rounds to zero is "0.00" (0.001 → '0.00',
+    -0.004 → '0.00', 1.234 → '1.23')."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 def dims(shape) -> str:
     return "x".join(str(dim) for dim in shape) if shape is not None else "?"
