@@ -17,7 +17,7 @@ from segcost.errors import InputError
 from segcost.pipeline import OptimizeResult
 from segcost.reports import notebook
 from segcost.reports.passes import optimize_report
-from segcost.targets.results import TargetReport
+from segcost.targets.results import TargetReport, priced_layer
 
 __all__ = ["Analysis", "Check", "Cost", "Optimized", "from_base"]
 
@@ -64,13 +64,22 @@ class Analysis(AnalysisResult):
         """
         rows = [dict(vars(layer)) for layer in self.layers]
         if self.target is not None:
-            by_name = {estimate.name: estimate for estimate in self.target.layers}
+            # a layer's estimate rows: its own, or those the target's import made of it (a fused sequence's
+            # one row goes to its first node's layer, a LayerNormalization's γ/β rows to the op's): summed,
+            # so target_ms sums to the model's layer time; bound and placement of its slowest row
+            names = {row["name"] for row in rows}
+            by_layer: dict[str, list] = {}
+            for estimate in self.target.layers:
+                layer = priced_layer(estimate.name, names)
+                if layer is not None:
+                    by_layer.setdefault(layer, []).append(estimate)
             for row in rows:
-                estimate = by_name.get(row["name"])
-                row.update(target_ms=estimate.ms if estimate else None,
-                           target_cycles=estimate.cycles if estimate else None,
-                           target_bound=estimate.bound if estimate else None,
-                           target_placement=estimate.placement if estimate else None)
+                estimates = by_layer.get(row["name"], [])
+                slowest = max(estimates, key=lambda estimate: estimate.ms, default=None)
+                row.update(target_ms=sum(estimate.ms for estimate in estimates) if estimates else None,
+                           target_cycles=sum(estimate.cycles for estimate in estimates) if estimates else None,
+                           target_bound=slowest.bound if slowest else None,
+                           target_placement=slowest.placement if slowest else None)
         return _frame(rows)
 
     def _repr_html_(self) -> str:

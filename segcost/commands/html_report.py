@@ -6,6 +6,7 @@ from segcost.analyzer import AnalysisResult
 from segcost.analyzer.grouping import group_layers, layer_prefix
 from segcost.analyzer.timeline import MemoryTimeline
 from segcost.reports.html import HtmlExtras, StageCost
+from segcost.targets.results import priced_layer
 
 
 def html_extras(result: AnalysisResult, timeline: MemoryTimeline | None, estimate=None, target: str | None = None,
@@ -18,8 +19,10 @@ def html_extras(result: AnalysisResult, timeline: MemoryTimeline | None, estimat
     roofs: list[tuple[str, float]] = []
     if estimate is not None:
         by_stage: dict[str, float] = {}
+        names = {layer.name for layer in result.layers}
         for layer in estimate.layers:
-            key = layer_prefix(layer.name, stage_depth, layer.op_type, result.scopes.get(layer.name, ()))
+            name = priced_layer(layer.name, names) or layer.name   # an imported row: its first layer's stage
+            key = layer_prefix(name, stage_depth, layer.op_type, result.scopes.get(name, ()))
             by_stage[key] = by_stage.get(key, 0.0) + layer.ms
         for stage in stages:
             stage.ms = by_stage.get(stage.name, 0.0)

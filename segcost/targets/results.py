@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LayerEstimate", "TargetReport", "Totals", "TransferEstimate"]
+__all__ = ["LayerEstimate", "TargetReport", "Totals", "TransferEstimate", "priced_layer"]
+
+
+def priced_layer(name: str, layers: Container[str]) -> str | None:
+    """The analysis layer an estimate row named `name` prices: the layer of that name, or — for a row the
+    target's import made (segcost.targets.imported_layers: "<first node> (<pattern>, N nodes)" for a fused
+    sequence, "<name> (scale, eltwise)" / "<name> (bias, eltwise)" for a LayerNormalization's γ and β) — the
+    layer its name starts with. None when neither is in `layers` (a layer name is matched exactly first, so a
+    layer whose own name ends in " (...)" is never cut)."""
+    if name in layers:
+        return name
+    base, separator, rest = name.rpartition(" (")
+    return base if separator and rest.endswith(")") and base in layers else None
 
 
 @dataclass
