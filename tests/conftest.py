@@ -55,3 +55,22 @@ def run_cli(capsys):
         return exited.value.code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def pandas_records(monkeypatch):
+    """A stand-in pandas whose DataFrame.from_records keeps the rows: the returned dict gets them under "rows"
+    (to_pandas() then returns "frame"), so tests read what segcost hands pandas without installing it."""
+    import sys
+    import types
+
+    seen: dict = {}
+
+    class DataFrame:
+        @classmethod
+        def from_records(cls, rows):
+            seen["rows"] = rows
+            return "frame"
+
+    monkeypatch.setitem(sys.modules, "pandas", types.SimpleNamespace(DataFrame=DataFrame))
+    return seen

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -111,16 +110,8 @@ def test_to_pandas_without_pandas_is_a_clear_error(monkeypatch, model_file):
         segcost.analyze(model_file).to_pandas()
 
 
-def test_to_pandas_gives_one_record_per_layer(monkeypatch, model_file):
-    seen = {}
-
-    class DataFrame:
-        @classmethod
-        def from_records(cls, rows):
-            seen["rows"] = rows
-            return "frame"
-
-    monkeypatch.setitem(sys.modules, "pandas", types.SimpleNamespace(DataFrame=DataFrame))
+def test_to_pandas_gives_one_record_per_layer(pandas_records, model_file):
+    seen = pandas_records
     result = segcost.analyze(model_file, target="tda4vm")
     assert result.to_pandas() == "frame"
     rows = seen["rows"]

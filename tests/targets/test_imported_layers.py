@@ -150,26 +150,14 @@ def test_the_single_op_splits_only_where_tidl_runs_it_and_keeps_its_totals():
 
 
 @pytest.mark.parametrize("opset", [13, 17])
-def test_to_pandas_gives_imported_rows_to_the_layers_they_price(monkeypatch, opset):
+def test_to_pandas_gives_imported_rows_to_the_layers_they_price(pandas_records, opset):
     """The target's rows for a fused sequence ("mean (layernorm-width, 7 nodes)") and a LayerNormalization's γ/β
     ("ln (scale, eltwise)") are joined to the analysis layers they price, so target_ms sums to the layers' time."""
-    import sys
-    import types
-
     import segcost
 
-    seen = {}
-
-    class DataFrame:
-        @classmethod
-        def from_records(cls, rows):
-            seen["rows"] = rows
-            return "frame"
-
-    monkeypatch.setitem(sys.modules, "pandas", types.SimpleNamespace(DataFrame=DataFrame))
     result = segcost.analyze(_layernorm(opset), target="tda4vm")
-    result.to_pandas()
-    rows = {row["name"]: row for row in seen["rows"]}
+    assert result.to_pandas() == "frame"
+    rows = {row["name"]: row for row in pandas_records["rows"]}
     layer_ms = sum(estimate.ms for estimate in result.target.layers)
     assert sum(row["target_ms"] or 0.0 for row in rows.values()) == pytest.approx(layer_ms, rel=1e-12)
     first = "mean" if opset == 13 else "ln"
